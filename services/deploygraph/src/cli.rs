@@ -1,0 +1,197 @@
+//! Command-line interface: flags > environment (`DEPLOYGRAPH_*`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// deploygraph records deployments, infra snapshots, chaos runs and alerts as one knowledge
+/// graph and answers what changed, which change did it, and whether it happened before.
+#[derive(Debug, Parser)]
+#[command(name = "deploygraph", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub telemetry: TelemetryOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Apply pending store migrations.
+    Migrate(MigrateArgs),
+    /// Record a fact (from a CI pipeline).
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// Query the graph.
+    #[command(subcommand)]
+    Query(QueryCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TelemetryOptions {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "DEPLOYGRAPH_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, `deploygraph_store=debug`…).
+    #[arg(long, global = true, env = "DEPLOYGRAPH_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StoreOptions {
+    /// Store URI: sqlite://PATH, neo4j://HOST:PORT or bolt://HOST:PORT.
+    #[arg(long, env = "DEPLOYGRAPH_STORE", default_value = deploygraph_store::DEFAULT_STORE_URI)]
+    pub store: String,
+    /// Neo4j user.
+    #[arg(long, env = "DEPLOYGRAPH_NEO4J_USER")]
+    pub neo4j_user: Option<String>,
+    /// Neo4j password (prefer the environment variable to the flag).
+    #[arg(long, env = "DEPLOYGRAPH_NEO4J_PASSWORD", hide_env_values = true)]
+    pub neo4j_password: Option<String>,
+    /// Load migrations from DIR/{sqlite,neo4j} instead of the ones built in.
+    #[arg(long, env = "DEPLOYGRAPH_MIGRATIONS_DIR")]
+    pub migrations_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DEPLOYGRAPH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Bearer token required on write endpoints.
+    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// File holding the bearer token (first line).
+    #[arg(long, env = "DEPLOYGRAPH_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "DEPLOYGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds open requests may take to finish after SIGTERM.
+    #[arg(long, env = "DEPLOYGRAPH_SHUTDOWN_TIMEOUT", default_value_t = 20)]
+    pub shutdown_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub store: StoreOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordCommand {
+    /// Record a deployment: posts to --server, or writes straight to --store.
+    Deployment(RecordDeploymentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordDeploymentArgs {
+    /// Service name (DNS-1123 label).
+    #[arg(long)]
+    pub service: String,
+    /// Environment (`production`).
+    #[arg(long)]
+    pub environment: String,
+    /// Commit SHA (7–40 hex).
+    #[arg(long)]
+    pub commit: String,
+    /// Image as REPO[:TAG]@sha256:DIGEST; repeat for several.
+    #[arg(long = "image", required = true)]
+    pub images: Vec<String>,
+    /// in_progress, succeeded, failed or rolled_back.
+    #[arg(long)]
+    pub status: String,
+    /// Start time, RFC 3339 (default: now).
+    #[arg(long)]
+    pub started_at: Option<String>,
+    /// Finish time, RFC 3339.
+    #[arg(long)]
+    pub finished_at: Option<String>,
+    /// Idempotency key (e.g. the CI run id).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Kubernetes namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Release version.
+    #[arg(long = "release-version")]
+    pub version: Option<String>,
+    /// Who rolled it out.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Repository of the commit.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// deploygraph server URL; without it the deployment is written to --store.
+    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Attempts against --server on 503 and connection errors.
+    #[arg(long, default_value_t = 6)]
+    pub attempts: u32,
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// List deployments, newest first.
+    Deployments(QueryDeploymentsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryDeploymentsArgs {
+    /// Only this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only this environment.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// Only this status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Started at or after (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Started at or before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Continue after this cursor.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// deploygraph server URL; without it --store is read.
+    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}

@@ -1,0 +1,458 @@
+//! The subcommands. Exit codes: 0 ok, 1 rejected or check failed, 2 usage or internal error.
+
+use crate::cli::{
+    Command, MigrateArgs, Output, QueryCommand, QueryDeploymentsArgs, RecordCommand, RecordDeploymentArgs,
+    ServeArgs, StoreOptions,
+};
+use anyhow::Context as _;
+use deploygraph_api::{ApiConfig, AppState};
+use deploygraph_client::{Client, RetryPolicy};
+use deploygraph_model::deployment::{CommitInput, DeploymentInput, ImageInput};
+use deploygraph_model::{DeploymentStatus, Environment, ServiceName, Source, format_time, parse_time};
+use deploygraph_store::{
+    Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoreConfig, StoredDeployment,
+};
+use secrecy::SecretString;
+use serde_json::Value;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self {
+            code: 2,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+pub async fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Record(RecordCommand::Deployment(args)) => record_deployment(args).await,
+        Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn store_config(options: &StoreOptions) -> Result<StoreConfig, Failure> {
+    StoreConfig::parse(
+        &options.store,
+        options.neo4j_user.clone(),
+        options.neo4j_password.clone().map(SecretString::from),
+    )
+    .map_err(|e| Failure::usage(format!("--store: {e}")))
+}
+
+fn migration_source(options: &StoreOptions) -> MigrationSource {
+    options
+        .migrations_dir
+        .clone()
+        .map_or(MigrationSource::Embedded, MigrationSource::Directory)
+}
+
+async fn open_store(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
+    let config = store_config(options)?;
+    let store = deploygraph_store::open(&config, migration_source(options))
+        .await
+        .context("failed to open the store")?;
+    Ok(store)
+}
+
+/// Opens the store and applies pending migrations, as every command that writes does.
+async fn open_migrated(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
+    let store = open_store(options).await?;
+    store.migrate().await.context("failed to migrate the store")?;
+    Ok(store)
+}
+
+async fn migrate(args: MigrateArgs) -> Outcome {
+    let store = open_store(&args.store).await?;
+    let applied = store.migrate().await.context("failed to migrate the store")?;
+    if applied.is_empty() {
+        println!("{} store is up to date", store.backend());
+    }
+    for m in applied {
+        println!("applied {} ({})", m.name, &m.checksum[..12]);
+    }
+    Ok(())
+}
+
+fn read_token(args: &ServeArgs) -> Result<Option<SecretString>, Failure> {
+    if let Some(token) = &args.token {
+        return Ok(Some(SecretString::from(token.trim().to_owned())).filter(|_| !token.trim().is_empty()));
+    }
+    let Some(path) = &args.token_file else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("--token-file {}: {e}", path.display())))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        return Err(Failure::usage(format!("--token-file {}: the file is empty", path.display())));
+    }
+    Ok(Some(SecretString::from(token)))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Applies migrations until they succeed: a store that is down at start-up is waited for,
+/// while `/readyz` says 503. A migration that cannot apply (an edited file) stops the server.
+async fn keep_migrating(store: Arc<dyn GraphStore>, stop: CancellationToken) {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match store.migrate().await {
+            Ok(applied) => {
+                tracing::info!(applied = applied.len(), backend = store.backend(), "store migrated");
+                return;
+            }
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error.message = %e, retry_in_ms = pause.as_millis() as u64, "store unavailable; will retry migrations");
+            }
+            Err(e) => {
+                tracing::error!(error.message = %e, error.cause_chain = ?e, "migrations failed; stopping");
+                stop.cancel();
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {},
+            () = stop.cancelled() => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(15));
+    }
+}
+
+async fn serve(args: ServeArgs) -> Outcome {
+    let token = read_token(&args)?;
+    let store = open_store(&args.store).await?;
+    // A migration that cannot apply fails start-up; an unreachable store is waited for.
+    match store.migrate().await {
+        Ok(_) => {}
+        Err(e) if e.is_unavailable() => {
+            tracing::warn!(error.message = %e, "store unavailable at start-up; serving with /readyz at 503 until it is reachable");
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("failed to migrate the store").into()),
+    }
+    let stop = CancellationToken::new();
+    tokio::spawn(keep_migrating(Arc::clone(&store), stop.clone()));
+    let config = ApiConfig {
+        token,
+        max_body_bytes: args.max_body_bytes,
+        ..ApiConfig::default()
+    };
+    if config.token.is_none() {
+        tracing::warn!("no token configured: write endpoints accept unauthenticated requests");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let address = listener.local_addr().context("failed to read the listening address")?;
+    tracing::info!(address = %address, store = store.backend(), "serving");
+    let router = deploygraph_api::router(AppState::new(store, config));
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal_stop.cancel();
+    });
+    let stopped = stop.clone();
+    deploygraph_api::serve(
+        listener,
+        router,
+        async move { stopped.cancelled().await },
+        Duration::from_secs(args.shutdown_timeout),
+    )
+    .await
+    .context("the server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Splits `REPO[:TAG]@sha256:DIGEST`.
+fn parse_image(reference: &str) -> Result<ImageInput, Failure> {
+    let (name, digest) = reference.rsplit_once('@').ok_or_else(|| {
+        Failure::usage(format!("--image {reference:?}: expected REPO[:TAG]@sha256:DIGEST"))
+    })?;
+    let (repository, tag) = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag.to_owned())),
+        _ => (name, None),
+    };
+    Ok(ImageInput {
+        repository: (!repository.is_empty()).then(|| repository.to_owned()),
+        tag,
+        digest: Some(digest.to_owned()),
+    })
+}
+
+/// Names a model field by the flag that set it.
+fn flag_for(field: &str) -> String {
+    let flag = match field {
+        f if f.starts_with("images") => "image",
+        "commit.sha" => "commit",
+        "commit.repo" => "repo",
+        "version" => "release-version",
+        f => f,
+    };
+    format!("--{}", flag.replace('_', "-"))
+}
+
+fn deployment_input(args: &RecordDeploymentArgs) -> Result<DeploymentInput, Failure> {
+    let images = args.images.iter().map(|i| parse_image(i)).collect::<Result<Vec<_>, _>>()?;
+    Ok(DeploymentInput {
+        id: args.id.clone(),
+        service: Some(args.service.clone()),
+        namespace: args.namespace.clone(),
+        environment: Some(args.environment.clone()),
+        version: args.version.clone(),
+        commit: Some(CommitInput {
+            sha: Some(args.commit.clone()),
+            repo: args.repo.clone(),
+            ..CommitInput::default()
+        }),
+        images: Some(images),
+        status: Some(args.status.clone()),
+        started_at: Some(args.started_at.clone().unwrap_or_else(|| format_time(&chrono::Utc::now()))),
+        finished_at: args.finished_at.clone(),
+        actor: args.actor.clone(),
+        changes: None,
+        validation: None,
+    })
+}
+
+fn print_record(output: Output, status: &str, record: &Value) {
+    match output {
+        Output::Json => println!("{record}"),
+        Output::Text => println!(
+            "{status} deployment {} ({} {} {})",
+            record["uid"].as_str().unwrap_or("?"),
+            record["service"].as_str().unwrap_or("?"),
+            record["environment"].as_str().unwrap_or("?"),
+            record["status"].as_str().unwrap_or("?"),
+        ),
+    }
+}
+
+async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
+    let input = deployment_input(&args)?;
+    // Validate locally first: a usage error never reaches the server.
+    let deployment = input
+        .validate(Source::Api)
+        .map_err(|e| Failure::usage(format!("{}: {}", flag_for(&e.field), e.message)))?;
+    if let Some(server) = &args.server {
+        let retry = RetryPolicy {
+            attempts: args.attempts,
+            ..RetryPolicy::default()
+        };
+        let client = Client::new(server, args.token.clone().map(SecretString::from), retry)
+            .context("failed to build the client")?;
+        return match client.record_deployment(&input).await {
+            Ok(accepted) => {
+                let status = if accepted.status == 201 { "recorded" } else { "already recorded" };
+                print_record(args.output, status, &accepted.body);
+                Ok(())
+            }
+            Err(deploygraph_client::Error::Rejected { status, message, .. }) => {
+                Err(Failure::rejected(format!("the server rejected the deployment ({status}): {message}")))
+            }
+            Err(e) => Err(anyhow::Error::new(e).into()),
+        };
+    }
+    let store = open_migrated(&args.store).await?;
+    let outcome = store
+        .record_deployments(vec![deployment])
+        .await
+        .context("failed to record the deployment")?
+        .pop()
+        .context("the store returned no outcome")?;
+    let status = match outcome.kind {
+        RecordKind::Created => "recorded",
+        RecordKind::Updated => "updated",
+        RecordKind::Unchanged => "already recorded",
+        RecordKind::Conflict => {
+            return Err(Failure::rejected(outcome.conflict.unwrap_or_else(|| "conflict".into())));
+        }
+    };
+    let stored = store
+        .get_deployment(&outcome.deployment.uid)
+        .await
+        .context("failed to read the deployment back")?
+        .unwrap_or(StoredDeployment {
+            deployment: outcome.deployment,
+            follows: None,
+        });
+    let record = serde_json::to_value(&stored).context("failed to encode the deployment")?;
+    print_record(args.output, status, &record);
+    Ok(())
+}
+
+fn deployment_filter(args: &QueryDeploymentsArgs) -> Result<DeploymentFilter, Failure> {
+    let flag = |name: &'static str| move |e: deploygraph_model::Error| Failure::usage(format!("--{name}: {}", e.message));
+    if !(1..=deploygraph_store::MAX_PAGE_SIZE).contains(&args.limit) {
+        return Err(Failure::usage(format!(
+            "--limit: must be from 1 to {}",
+            deploygraph_store::MAX_PAGE_SIZE
+        )));
+    }
+    Ok(DeploymentFilter {
+        service: args.service.as_deref().map(ServiceName::parse).transpose().map_err(flag("service"))?,
+        environment: args
+            .environment
+            .as_deref()
+            .map(Environment::parse)
+            .transpose()
+            .map_err(flag("environment"))?,
+        status: args.status.as_deref().map(DeploymentStatus::parse).transpose().map_err(flag("status"))?,
+        since: args.since.as_deref().map(parse_time).transpose().map_err(flag("since"))?,
+        until: args.until.as_deref().map(parse_time).transpose().map_err(flag("until"))?,
+        limit: args.limit,
+        cursor: args
+            .cursor
+            .as_deref()
+            .map(Cursor::decode)
+            .transpose()
+            .map_err(|_| Failure::usage("--cursor: not a cursor deploygraph issued"))?,
+    })
+}
+
+fn print_page(output: Output, page: &Value) {
+    if output == Output::Json {
+        println!("{page}");
+        return;
+    }
+    let empty = Vec::new();
+    let items = page["items"].as_array().unwrap_or(&empty);
+    println!(
+        "{:<20}  {:<24}  {:<12}  {:<11}  {:<12}  {:<12}  UID",
+        "STARTED", "SERVICE", "ENVIRONMENT", "STATUS", "VERSION", "COMMIT"
+    );
+    for item in items {
+        let s = |k: &str| item[k].as_str().unwrap_or("-").to_owned();
+        let sha = item["commit"]["sha"].as_str().unwrap_or("-");
+        println!(
+            "{:<20}  {:<24}  {:<12}  {:<11}  {:<12}  {:<12}  {}",
+            s("started_at"),
+            s("service"),
+            s("environment"),
+            s("status"),
+            s("version"),
+            &sha[..sha.len().min(12)],
+            s("uid"),
+        );
+    }
+    if let Some(cursor) = page["next_cursor"].as_str() {
+        eprintln!("more: --cursor {cursor}");
+    }
+}
+
+async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
+    let filter = deployment_filter(&args)?;
+    let page = if let Some(server) = &args.server {
+        let client = Client::new(server, args.token.clone().map(SecretString::from), RetryPolicy::default())
+            .context("failed to build the client")?;
+        let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+        for (name, value) in [
+            ("service", &args.service),
+            ("environment", &args.environment),
+            ("status", &args.status),
+            ("since", &args.since),
+            ("until", &args.until),
+            ("cursor", &args.cursor),
+        ] {
+            if let Some(v) = value {
+                query.push((name, v.clone()));
+            }
+        }
+        match client.list_deployments(&query).await {
+            Ok(accepted) => accepted.body,
+            Err(deploygraph_client::Error::Rejected { status, message, .. }) => {
+                return Err(Failure::rejected(format!("the server rejected the query ({status}): {message}")));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).into()),
+        }
+    } else {
+        let store = open_store(&args.store).await?;
+        store.ready().await.context("the store is not ready")?;
+        let page = store.list_deployments(&filter).await.context("failed to list deployments")?;
+        serde_json::to_value(&page).context("failed to encode the page")?
+    };
+    print_page(args.output, &page);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn image_references_split_into_repository_tag_and_digest() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let i = parse_image(&format!("ghcr.io/acme/payments:v2@{digest}")).ok().unwrap();
+        assert_eq!(i.repository.as_deref(), Some("ghcr.io/acme/payments"));
+        assert_eq!(i.tag.as_deref(), Some("v2"));
+        let i = parse_image(&format!("registry:5000/acme/payments@{digest}")).ok().unwrap();
+        assert_eq!(i.repository.as_deref(), Some("registry:5000/acme/payments"));
+        assert_eq!(i.tag, None);
+        assert!(parse_image("ghcr.io/acme/payments:v2").is_err());
+    }
+
+    #[test]
+    fn model_fields_are_named_by_their_flags() {
+        assert_eq!(flag_for("images[0].digest"), "--image");
+        assert_eq!(flag_for("commit.sha"), "--commit");
+        assert_eq!(flag_for("started_at"), "--started-at");
+    }
+}

@@ -1,0 +1,310 @@
+//! Request handlers. Each parses and validates its input into domain types, makes one store
+//! call, and renders the result; errors are [`ApiError`]s.
+
+use crate::cdevents::CdEvent;
+use crate::error::ApiError;
+use crate::{AppState, OPENAPI};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use deploygraph_model::deployment::DeploymentInput;
+use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Source, Uid, parse_time};
+use deploygraph_store::{Cursor, DeploymentFilter, MAX_PAGE_SIZE, RecordKind, StoredDeployment};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::time::Instant;
+
+/// Rejects write requests without the configured bearer token.
+pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.config.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose_secret().as_bytes())) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses a JSON body: 415 without a JSON content type, 413 over the limit, 400 for malformed
+/// JSON, 422 naming the field for unknown fields and wrong types.
+fn parse_json<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
+        });
+    if !is_json {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(state.config.max_body_bytes)
+        } else {
+            ApiError::malformed(rejection.body_text())
+        }
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { String::new() } else { path };
+                ApiError::invalid(field, inner.to_string())
+            }
+            _ => ApiError::malformed(format!("the body is not valid JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Records one deployment and renders the outcome: 201 created, 200 already recorded (or
+/// advanced), 409 conflict.
+async fn record(state: &AppState, deployment: Deployment) -> Result<Response, ApiError> {
+    let source = deployment.source.as_str();
+    let uid = deployment.uid.clone();
+    let started = Instant::now();
+    let result = state.store.record_deployments(vec![deployment]).await;
+    state.metrics.store_call("record_deployments", started);
+    let outcome = result
+        .map_err(|e| {
+            state.metrics.ingested(source, "unavailable");
+            ApiError::from_store(&e, state.config.retry_after_secs)
+        })?
+        .pop()
+        .ok_or_else(ApiError::internal)?;
+    let kind = outcome.kind;
+    state.metrics.ingested(source, kind_name(kind));
+    if kind == RecordKind::Conflict {
+        return Err(ApiError::conflict(
+            "id",
+            outcome.conflict.unwrap_or_else(|| "conflicting deployment".into()),
+        ));
+    }
+    // The write is committed; read it back for its FOLLOWS link. Should that read fail, the
+    // record is still acknowledged, with `follows` unknown.
+    let stored = match state.store.get_deployment(&uid).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) | Err(_) => StoredDeployment {
+            deployment: outcome.deployment,
+            follows: None,
+        },
+    };
+    let status = if kind == RecordKind::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    tracing::info!(deployment.uid = %uid, service = %stored.deployment.service, outcome = kind_name(kind), "recorded deployment");
+    let location = format!("/v1/deployments/{uid}");
+    Ok((status, [(header::LOCATION, location)], Json(stored)).into_response())
+}
+
+fn kind_name(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Created => "created",
+        RecordKind::Updated => "updated",
+        RecordKind::Unchanged => "unchanged",
+        RecordKind::Conflict => "conflict",
+    }
+}
+
+/// `POST /v1/deployments`.
+pub(crate) async fn record_deployment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let input: DeploymentInput = parse_json(&state, &headers, body)?;
+    let deployment = input.validate(Source::Api)?;
+    record(&state, deployment).await
+}
+
+/// `POST /v1/events`: a CDEvent.
+pub(crate) async fn record_cdevent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let event: CdEvent = parse_json(&state, &headers, body)?;
+    let deployment = event.into_deployment()?;
+    record(&state, deployment).await
+}
+
+/// `GET /v1/deployments/{uid}`.
+pub(crate) async fn get_deployment(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Json<StoredDeployment>, ApiError> {
+    if uid.len() > 64 {
+        return Err(ApiError::not_found(format!("no deployment {uid:?}")));
+    }
+    let started = Instant::now();
+    let found = state.store.get_deployment(&Uid::from_stored(uid.as_str())).await;
+    state.metrics.store_call("get_deployment", started);
+    found
+        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no deployment {uid:?}")))
+}
+
+/// Query parameters of the deployment listings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    service: Option<String>,
+    environment: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl ListParams {
+    fn into_filter(self) -> Result<DeploymentFilter, ApiError> {
+        let at = |field: &'static str| move |e: deploygraph_model::Error| ApiError::invalid(field, e.message);
+        let limit = match self.limit.as_deref() {
+            None => 50,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
+                .ok_or_else(|| ApiError::invalid("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}")))?,
+        };
+        Ok(DeploymentFilter {
+            service: self.service.as_deref().map(ServiceName::parse).transpose().map_err(at("service"))?,
+            environment: self
+                .environment
+                .as_deref()
+                .map(Environment::parse)
+                .transpose()
+                .map_err(at("environment"))?,
+            status: self.status.as_deref().map(DeploymentStatus::parse).transpose().map_err(at("status"))?,
+            since: self.since.as_deref().map(parse_time).transpose().map_err(at("since"))?,
+            until: self.until.as_deref().map(parse_time).transpose().map_err(at("until"))?,
+            limit,
+            cursor: self
+                .cursor
+                .as_deref()
+                .map(Cursor::decode)
+                .transpose()
+                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))?,
+        })
+    }
+}
+
+fn list_params(query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>) -> Result<ListParams, ApiError> {
+    query.map(|Query(p)| p).map_err(|e| {
+        let text = e.body_text();
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.contains("unknown field"))
+            .unwrap_or_default()
+            .to_owned();
+        ApiError::invalid(field, text)
+    })
+}
+
+async fn list(state: &AppState, filter: DeploymentFilter) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let page = state.store.list_deployments(&filter).await;
+    state.metrics.store_call("list_deployments", started);
+    let page = page.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    Ok(Json(page).into_response())
+}
+
+/// `GET /v1/deployments`.
+pub(crate) async fn list_deployments(
+    State(state): State<AppState>,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let filter = list_params(query)?.into_filter()?;
+    list(&state, filter).await
+}
+
+/// `GET /v1/services/{name}/deployments`.
+pub(crate) async fn service_deployments(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut params = list_params(query)?;
+    if params.service.is_some() {
+        return Err(ApiError::invalid("service", "the service is given in the path"));
+    }
+    ServiceName::parse(&name).map_err(|e| ApiError::invalid("name", e.message))?;
+    params.service = Some(name);
+    list(&state, params.into_filter()?).await
+}
+
+/// `GET /v1/services`.
+pub(crate) async fn list_services(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let services = state.store.list_services().await;
+    state.metrics.store_call("list_services", started);
+    let services = services.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    Ok(Json(serde_json::json!({ "items": services })).into_response())
+}
+
+/// `GET /v1/openapi.json`.
+pub(crate) async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /healthz`: the process is alive.
+pub(crate) async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the store is reachable and migrated.
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ready().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready", "store": state.store.backend() })).into_response(),
+        Err(e) => {
+            tracing::warn!(error.message = %e, error.cause_chain = ?e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, state.config.retry_after_secs.to_string())],
+                Json(serde_json::json!({
+                    "status": "unavailable",
+                    "store": state.store.backend(),
+                    "reason": e.to_string(),
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Unknown routes.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /v1/openapi.json")
+}

@@ -1,0 +1,122 @@
+//! deploygraph's HTTP API (axum): ingest of deployments and CDEvents, listings, health,
+//! Prometheus metrics and the OpenAPI document.
+//!
+//! Nothing is acknowledged with a 2xx before the store has committed it; when the store is
+//! unavailable, writes get 503 with `Retry-After`.
+
+pub mod cdevents;
+pub mod error;
+mod handlers;
+pub mod metrics;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use deploygraph_store::GraphStore;
+use secrecy::SecretString;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// The OpenAPI 3.1 document served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// How the API behaves.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// When set, write endpoints require `Authorization: Bearer <token>`.
+    pub token: Option<SecretString>,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// `Retry-After` seconds on 503.
+    pub retry_after_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            max_body_bytes: 1024 * 1024,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn GraphStore>,
+    pub(crate) config: Arc<ApiConfig>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// State over `store`.
+    pub fn new(store: Arc<dyn GraphStore>, config: ApiConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+}
+
+/// The API's router. Health routes sit outside request tracing.
+pub fn router(state: AppState) -> Router {
+    let writes = Router::new()
+        .route("/v1/deployments", post(handlers::record_deployment))
+        .route("/v1/events", post(handlers::record_cdevent))
+        .route_layer(middleware::from_fn_with_state(state.clone(), handlers::require_token));
+    let api = Router::new()
+        .route("/v1/deployments", get(handlers::list_deployments))
+        .route("/v1/deployments/{uid}", get(handlers::get_deployment))
+        .route("/v1/services", get(handlers::list_services))
+        .route("/v1/services/{name}/deployments", get(handlers::service_deployments))
+        .route("/v1/openapi.json", get(handlers::openapi))
+        .merge(writes)
+        .fallback(handlers::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(TraceLayer::new_for_http());
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(metrics::render))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains open requests for at
+/// most `drain`.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining open requests");
+        let _ = stopped_tx.send(());
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    let server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = server => result,
+        () = async {
+            let _ = stopped_rx.await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!(drain_seconds = drain.as_secs(), "drain timed out; closing open connections");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Prometheus metrics an operator graphs: requests by route and status, events ingested by
+//! source and outcome, store latency.
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngestLabels {
+    source: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: String,
+}
+
+/// The metrics registry and its families.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    ingested: Family<IngestLabels, Counter>,
+    store_seconds: Family<StoreLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every deploygraph metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("deploygraph");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        let ingested = Family::<IngestLabels, Counter>::default();
+        registry.register("events_ingested", "Deployment events by source and outcome", ingested.clone());
+        let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register("store_operation_seconds", "Store call latency", store_seconds.clone());
+        Self {
+            registry,
+            requests,
+            ingested,
+            store_seconds,
+        }
+    }
+
+    /// Counts one ingested event.
+    pub fn ingested(&self, source: &str, outcome: &str) {
+        self.ingested
+            .get_or_create(&IngestLabels {
+                source: source.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Observes one store call.
+    pub fn store_call(&self, operation: &str, started: Instant) {
+        self.store_seconds
+            .get_or_create(&StoreLabels {
+                operation: operation.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("failed to encode metrics");
+        }
+        out
+    }
+}
+
+/// Counts every API request by its route template (not its raw path, which would explode the
+/// label set).
+pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`.
+pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}

@@ -1,0 +1,192 @@
+//! Builder-style deployments for tests and benchmarks:
+//! `Deployment::test().service("payments").started_at_minute(5).failed().build()`.
+
+use crate::deployment::{Commit, ConfigChange, Deployment, DeploymentStatus, Image, Source, deployment_uid};
+use crate::newtypes::{CommitSha, Environment, ImageDigest, ServiceName};
+use crate::{ChangeKind, ValidationResult};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+/// Builds a valid [`Deployment`]; every setter keeps it valid.
+#[derive(Debug, Clone)]
+pub struct DeploymentBuilder {
+    id: Option<String>,
+    service: String,
+    namespace: Option<String>,
+    environment: String,
+    version: Option<String>,
+    commit: String,
+    digest_seed: u64,
+    status: DeploymentStatus,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    changes: Vec<ConfigChange>,
+    validation: Option<ValidationResult>,
+}
+
+impl Deployment {
+    /// A builder for a valid test deployment of `payments` to `production`.
+    pub fn test() -> DeploymentBuilder {
+        DeploymentBuilder {
+            id: None,
+            service: "payments".into(),
+            namespace: Some("prod".into()),
+            environment: "production".into(),
+            version: Some("v1.0.0".into()),
+            commit: "9fceb02d0ae598e95dc970b74767f19372d61af8".into(),
+            digest_seed: 1,
+            status: DeploymentStatus::Succeeded,
+            started_at: Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).single().unwrap_or_default(),
+            finished_at: None,
+            changes: Vec::new(),
+            validation: None,
+        }
+    }
+}
+
+impl DeploymentBuilder {
+    /// Sets the service name (must be a DNS-1123 label).
+    #[must_use]
+    pub fn service(mut self, name: &str) -> Self {
+        self.service = name.into();
+        self
+    }
+
+    /// Sets the environment.
+    #[must_use]
+    pub fn environment(mut self, name: &str) -> Self {
+        self.environment = name.into();
+        self
+    }
+
+    /// Sets the idempotency key.
+    #[must_use]
+    pub fn id(mut self, id: &str) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the version.
+    #[must_use]
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Sets the commit SHA (7–40 hex).
+    #[must_use]
+    pub fn commit(mut self, sha: &str) -> Self {
+        self.commit = sha.into();
+        self
+    }
+
+    /// Uses the image digest derived from `seed`.
+    #[must_use]
+    pub fn image_seed(mut self, seed: u64) -> Self {
+        self.digest_seed = seed;
+        self
+    }
+
+    /// Sets the start time.
+    #[must_use]
+    pub fn started_at(mut self, t: DateTime<Utc>) -> Self {
+        self.started_at = t;
+        self
+    }
+
+    /// Starts `minutes` after 2026-11-20T10:00:00Z.
+    #[must_use]
+    pub fn started_at_minute(self, minutes: i64) -> Self {
+        let base = Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).single().unwrap_or_default();
+        self.started_at(base + Duration::minutes(minutes))
+    }
+
+    /// Sets the status.
+    #[must_use]
+    pub fn status(mut self, status: DeploymentStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Marks it failed.
+    #[must_use]
+    pub fn failed(self) -> Self {
+        self.status(DeploymentStatus::Failed)
+    }
+
+    /// Marks it in progress.
+    #[must_use]
+    pub fn in_progress(self) -> Self {
+        self.status(DeploymentStatus::InProgress)
+    }
+
+    /// Sets the finish time.
+    #[must_use]
+    pub fn finished_at(mut self, t: DateTime<Utc>) -> Self {
+        self.finished_at = Some(t);
+        self
+    }
+
+    /// Adds a value change.
+    #[must_use]
+    pub fn change(mut self, path: &str, before: &str, after: &str) -> Self {
+        self.changes
+            .push(ConfigChange::new(path.into(), ChangeKind::Value, Some(before.into()), Some(after.into())));
+        self
+    }
+
+    /// Sets validation results.
+    #[must_use]
+    pub fn validation(mut self, v: ValidationResult) -> Self {
+        self.validation = Some(v);
+        self
+    }
+
+    /// The deployment.
+    ///
+    /// # Panics
+    /// When a setter was given an invalid service, environment or commit (a bug in the test).
+    #[allow(clippy::expect_used)]
+    pub fn build(self) -> Deployment {
+        let service = ServiceName::parse(&self.service).expect("fixture service name");
+        let environment = Environment::parse(&self.environment).expect("fixture environment");
+        let commit = Commit {
+            sha: CommitSha::parse(&self.commit).expect("fixture commit"),
+            repo: Some("github.com/acme/payments".into()),
+            author: Some("dev@acme.io".into()),
+            message: Some("change".into()),
+            committed_at: Some(self.started_at - Duration::minutes(10)),
+        };
+        let digest = format!("sha256:{:064x}", self.digest_seed);
+        let images = vec![Image {
+            repository: Some(format!("ghcr.io/acme/{}", self.service)),
+            tag: self.version.clone(),
+            digest: ImageDigest::parse(&digest).expect("fixture digest"),
+        }];
+        let uid = deployment_uid(
+            self.id.as_deref(),
+            &service,
+            self.namespace.as_deref(),
+            &environment,
+            &commit,
+            &images,
+            &self.started_at,
+        );
+        Deployment {
+            uid,
+            id: self.id,
+            service,
+            namespace: self.namespace,
+            environment,
+            version: self.version,
+            commit,
+            images,
+            status: self.status,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            actor: Some("ci@acme.io".into()),
+            source: Source::Api,
+            changes: self.changes,
+            validation: self.validation,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Domain model of deploygraph.
+//!
+//! Every fact that reaches the graph is first turned into one of these types. Values that have a
+//! format (image digests, commit SHAs, service names, times) are validated newtypes, so an
+//! invalid value cannot travel further than the edge that received it. Node identities are
+//! deterministic ([`uid`]), so recording the same fact twice is a no-op.
+
+pub mod alert;
+pub mod deployment;
+pub mod error;
+pub mod fixture;
+pub mod newtypes;
+pub mod redact;
+pub mod uid;
+
+pub use alert::{Alert, AlertStatus, Trigger};
+pub use deployment::{
+    ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, Image, Reconcile, Source,
+    StoredState, ValidationResult, reconcile,
+};
+pub use error::{Error, Result};
+pub use newtypes::{CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time};
+pub use uid::Uid;

@@ -1,0 +1,225 @@
+//! Validated newtypes. Construct them with `parse`; once built they are known to be well-formed.
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A service name: a DNS-1123 label (1–63 of `a-z0-9-`, starting and ending alphanumeric).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// Validates a service name.
+    ///
+    /// # Errors
+    /// When `value` is not a DNS-1123 label.
+    pub fn parse(value: &str) -> Result<Self> {
+        if is_dns1123_label(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Error::new(
+                "",
+                format!(
+                    "{value:?} is not a DNS-1123 label (1-63 lower-case letters, digits or '-', \
+                     starting and ending with a letter or digit)"
+                ),
+            ))
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether `value` is a DNS-1123 label.
+pub fn is_dns1123_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// A deployment environment name (`production`, `staging-eu`): 1–63 of `A-Za-z0-9._-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Environment(String);
+
+impl Environment {
+    /// Validates an environment name.
+    ///
+    /// # Errors
+    /// When `value` is empty, longer than 63 characters or has other characters.
+    pub fn parse(value: &str) -> Result<Self> {
+        let ok = !value.is_empty()
+            && value.len() <= 63
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Error::new(
+                "",
+                format!("{value:?} is not an environment name (1-63 of A-Z a-z 0-9 . _ -)"),
+            ))
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An OCI image digest: `sha256:` followed by 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ImageDigest(String);
+
+impl ImageDigest {
+    /// Validates a digest.
+    ///
+    /// # Errors
+    /// When `value` is not `sha256:<64 hex>`.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.strip_prefix("sha256:") {
+            Some(hex) if hex.len() == 64 && hex.bytes().all(is_lower_hex) => {
+                Ok(Self(value.to_owned()))
+            }
+            _ => Err(Error::new(
+                "",
+                format!("{value:?} is not an image digest (sha256: followed by 64 lower-case hex digits)"),
+            )),
+        }
+    }
+
+    /// The digest as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A git commit SHA: 7 to 40 hex digits, stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CommitSha(String);
+
+impl CommitSha {
+    /// Validates a commit SHA and lower-cases it.
+    ///
+    /// # Errors
+    /// When `value` is not 7–40 hex digits.
+    pub fn parse(value: &str) -> Result<Self> {
+        if (7..=40).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(value.to_ascii_lowercase()))
+        } else {
+            Err(Error::new(
+                "",
+                format!("{value:?} is not a commit SHA (7 to 40 hex digits)"),
+            ))
+        }
+    }
+
+    /// The SHA as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// Parses an RFC 3339 time (with a zone offset) into UTC.
+///
+/// # Errors
+/// When `value` is not RFC 3339.
+pub fn parse_time(value: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::new("", format!("{value:?} is not an RFC 3339 time: {e}")))
+}
+
+/// Formats a time the way deploygraph writes times everywhere: RFC 3339, UTC, `Z`, with
+/// sub-second digits only when present.
+pub fn format_time(value: &DateTime<Utc>) -> String {
+    value.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+macro_rules! string_newtype_impls {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = Error;
+            fn try_from(value: String) -> Result<Self> {
+                Self::parse(&value)
+            }
+        }
+        impl From<$t> for String {
+            fn from(value: $t) -> String {
+                value.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+string_newtype_impls!(ServiceName, Environment, ImageDigest, CommitSha);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_follow_dns_1123() {
+        for ok in ["payments", "a", "api-gateway-2", &"a".repeat(63)] {
+            assert!(ServiceName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Payments", "-api", "api-", "api_gw", "a.b", &"a".repeat(64)] {
+            assert!(ServiceName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn digests_need_sha256_and_64_lower_hex() {
+        let hex = "a".repeat(64);
+        assert!(ImageDigest::parse(&format!("sha256:{hex}")).is_ok());
+        assert!(ImageDigest::parse(&format!("sha256:{}", "A".repeat(64))).is_err());
+        assert!(ImageDigest::parse(&format!("sha512:{hex}")).is_err());
+        assert!(ImageDigest::parse(&format!("sha256:{}", "a".repeat(63))).is_err());
+        assert!(ImageDigest::parse("sha256:").is_err());
+    }
+
+    #[test]
+    fn commit_shas_are_7_to_40_hex_and_lower_cased() {
+        assert_eq!(CommitSha::parse("ABCDEF1").map(String::from), Ok("abcdef1".to_owned()));
+        assert!(CommitSha::parse("abcdef").is_err());
+        assert!(CommitSha::parse(&"a".repeat(41)).is_err());
+        assert!(CommitSha::parse("abcdefg").is_err());
+    }
+
+    #[test]
+    fn times_must_carry_an_offset_and_become_utc() {
+        let t = parse_time("2026-11-20T12:05:00+02:00").expect("valid time");
+        assert_eq!(format_time(&t), "2026-11-20T10:05:00Z");
+        assert!(parse_time("2026-11-20 10:05:00").is_err());
+        assert!(parse_time("2026-11-20T10:05:00").is_err());
+    }
+
+    #[test]
+    fn environments_allow_dots_and_underscores() {
+        assert!(Environment::parse("prod_eu.1").is_ok());
+        assert!(Environment::parse("").is_err());
+        assert!(Environment::parse("prod eu").is_err());
+    }
+}

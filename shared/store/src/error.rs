@@ -1,0 +1,95 @@
+//! The store's error type.
+
+use std::error::Error as StdError;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store cannot be reached or cannot take writes now; retrying later may succeed.
+    #[error("the {backend} store is unavailable")]
+    Unavailable {
+        /// `sqlite` or `neo4j`.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// A store URI that cannot be used.
+    #[error("invalid store URI {uri:?}: {reason}")]
+    InvalidUri {
+        /// The URI given.
+        uri: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A migration that was applied has been edited since.
+    #[error(
+        "migration {name} was changed after it was applied (applied checksum {applied}, file checksum {current}); \
+         add a new migration instead of editing an applied one"
+    )]
+    MigrationChanged {
+        /// File name of the migration.
+        name: String,
+        /// Checksum recorded when it was applied.
+        applied: String,
+        /// Checksum of the file now.
+        current: String,
+    },
+    /// The store has a migration this build does not know: it was migrated by a newer version.
+    #[error("the store has migration {version} ({name}) which this build does not know; upgrade deploygraph")]
+    UnknownMigration {
+        /// Version number.
+        version: u32,
+        /// Name recorded.
+        name: String,
+    },
+    /// Migrations are pending.
+    #[error("{pending} migration(s) are not applied yet; run `deploygraph migrate`")]
+    NotMigrated {
+        /// How many are pending.
+        pending: usize,
+    },
+    /// Migration files that cannot be loaded.
+    #[error("failed to load migrations from {path}: {reason}")]
+    MigrationFiles {
+        /// Directory or file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A pagination cursor that was not issued by this store.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// A stored record that cannot be decoded.
+    #[error("stored record {uid} cannot be decoded")]
+    Corrupt {
+        /// Its uid.
+        uid: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// Any other backend failure.
+    #[error("failed to {operation} in the {backend} store")]
+    Backend {
+        /// `sqlite` or `neo4j`.
+        backend: &'static str,
+        /// What was being done.
+        operation: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// Whether retrying later may succeed (the HTTP layer answers 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::NotMigrated { .. })
+    }
+}
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,175 @@
+//! deploygraph's graph store.
+//!
+//! [`GraphStore`] is the one interface the rest of deploygraph writes facts through and reads
+//! them back from. Two backends implement it and pass one conformance suite
+//! (`tests/conformance.rs`):
+//!
+//! - [`neo4j::Neo4jStore`] — production: Neo4j over Bolt 4.4 (neo4rs), batched
+//!   `UNWIND $rows … MERGE` writes, parameters only.
+//! - [`sqlite::SqliteStore`] — the zero-setup default: typed SQLite tables in WAL mode.
+//!
+//! [`open`] picks one from a store URI (`sqlite://PATH`, `neo4j://HOST:PORT`, `bolt://HOST:PORT`).
+
+pub mod chain;
+pub mod error;
+pub mod migrations;
+pub mod neo4j;
+pub mod plan;
+pub mod sqlite;
+mod types;
+
+use async_trait::async_trait;
+use deploygraph_model::{Deployment, Uid};
+use secrecy::SecretString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use migrations::{AppliedMigration, Migration, MigrationSource};
+pub use types::{
+    Cursor, DeploymentFilter, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceSummary,
+    StoredDeployment,
+};
+
+/// The default store: an embedded SQLite file in the working directory.
+pub const DEFAULT_STORE_URI: &str = "sqlite://deploygraph.db";
+
+/// The graph store deploygraph records facts in.
+///
+/// Every write is durable when the call returns `Ok`; a store that cannot be reached returns
+/// [`Error::Unavailable`], which the HTTP layer turns into 503 with `Retry-After`.
+#[async_trait]
+pub trait GraphStore: Send + Sync + 'static {
+    /// `sqlite` or `neo4j`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations in order and returns the ones applied now.
+    ///
+    /// # Errors
+    /// [`Error::MigrationChanged`] when an applied migration's file changed; [`Error::Unavailable`].
+    async fn migrate(&self) -> Result<Vec<AppliedMigration>>;
+
+    /// Succeeds when the store is reachable and every known migration is applied unchanged.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`], [`Error::NotMigrated`] or [`Error::MigrationChanged`].
+    async fn ready(&self) -> Result<()>;
+
+    /// Records deployments in one transaction: each is created, updated (its status advances),
+    /// left unchanged (already recorded) or refused as a conflict (its uid holds other facts).
+    /// Conflicts are reported, not written; the rest is committed together.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when nothing could be committed.
+    async fn record_deployments(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>>;
+
+    /// The deployment with `uid`, with the uid of the one it follows.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_deployment(&self, uid: &Uid) -> Result<Option<StoredDeployment>>;
+
+    /// Deployments matching `filter`, newest first, `filter.limit` at a time.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Page<StoredDeployment>>;
+
+    /// Every service with its deployment count and last deployment time.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_services(&self) -> Result<Vec<ServiceSummary>>;
+}
+
+/// Where the store lives and how to log in, parsed from `--store` and the credentials options.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// An embedded SQLite database file.
+    Sqlite {
+        /// Database file.
+        path: PathBuf,
+    },
+    /// A Neo4j server over Bolt.
+    Neo4j {
+        /// `neo4j://` or `bolt://` URI.
+        uri: String,
+        /// User name; empty with authentication disabled.
+        user: String,
+        /// Password.
+        password: SecretString,
+    },
+}
+
+impl StoreConfig {
+    /// Parses a store URI.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUri`] for an unknown scheme, an empty path or a URI without a host.
+    pub fn parse(uri: &str, user: Option<String>, password: Option<SecretString>) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidUri {
+            uri: uri.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(path) = uri.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid("sqlite:// needs a file path, e.g. sqlite://deploygraph.db"));
+            }
+            return Ok(Self::Sqlite { path: PathBuf::from(path) });
+        }
+        let parsed = url::Url::parse(uri).map_err(|e| invalid(&e.to_string()))?;
+        match parsed.scheme() {
+            "neo4j" | "bolt" => {
+                if parsed.host_str().is_none_or(str::is_empty) {
+                    return Err(invalid("the URI needs a host, e.g. bolt://127.0.0.1:7687"));
+                }
+                Ok(Self::Neo4j {
+                    uri: uri.to_owned(),
+                    user: user.unwrap_or_default(),
+                    password: password.unwrap_or_else(|| SecretString::from(String::new())),
+                })
+            }
+            other => Err(invalid(&format!(
+                "unsupported scheme {other:?}; use sqlite://PATH, neo4j://HOST:PORT or bolt://HOST:PORT"
+            ))),
+        }
+    }
+}
+
+/// Opens the store described by `config`. Nothing is migrated; call [`GraphStore::migrate`].
+///
+/// # Errors
+/// [`Error::Unavailable`] when a SQLite file cannot be opened; a Neo4j store connects lazily.
+pub async fn open(config: &StoreConfig, migrations: MigrationSource) -> Result<Arc<dyn GraphStore>> {
+    Ok(match config {
+        StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path, migrations).await?),
+        StoreConfig::Neo4j { uri, user, password } => Arc::new(neo4j::Neo4jStore::connect(
+            uri,
+            user,
+            password,
+            neo4j::Neo4jOptions::default(),
+            migrations,
+        )?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_uris_select_the_backend() {
+        assert!(matches!(StoreConfig::parse("sqlite://x.db", None, None), Ok(StoreConfig::Sqlite { .. })));
+        assert!(matches!(
+            StoreConfig::parse("bolt://127.0.0.1:7687", None, None),
+            Ok(StoreConfig::Neo4j { .. })
+        ));
+        assert!(matches!(
+            StoreConfig::parse("neo4j://db:7687", Some("neo4j".into()), None),
+            Ok(StoreConfig::Neo4j { .. })
+        ));
+        for bad in ["sqlite://", "postgres://x", "bolt://", "deploygraph.db"] {
+            assert!(StoreConfig::parse(bad, None, None).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! The Neo4j backend: neo4rs 0.9 over Bolt 4.4.
+//!
+//! Writes run in one explicit transaction per batch: the batch's Service nodes are written first,
+//! which takes their locks and serializes concurrent writers of the same FOLLOWS chain; stored
+//! events are read back and reconciled ([`crate::plan`]); new and advanced events are written
+//! with `UNWIND $rows … MERGE` in chunks; the FOLLOWS links of the touched chains are repaired
+//! ([`crate::chain`]). Every value is a parameter; labels and relationship types are fixed
+//! strings of this module.
+
+use crate::chain::{self, ChainNode};
+use crate::error::{Error, Result};
+use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
+use crate::plan;
+use crate::types::{DeploymentFilter, Page, RecordOutcome, ServiceSummary, StoredDeployment};
+use crate::GraphStore;
+use async_trait::async_trait;
+use chrono::DateTime;
+use deploygraph_model::{Deployment, Uid, ValidationResult};
+use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn, query};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+const BACKEND: &str = "neo4j";
+
+/// Tunables of the Neo4j connection.
+#[derive(Debug, Clone)]
+pub struct Neo4jOptions {
+    /// Rows fetched per PULL.
+    pub fetch_size: usize,
+    /// Connection pool size.
+    pub max_connections: usize,
+    /// Bound on establishing a connection.
+    pub connection_timeout: Duration,
+    /// Rows per `UNWIND` statement.
+    pub chunk_size: usize,
+}
+
+impl Default for Neo4jOptions {
+    fn default() -> Self {
+        Self {
+            fetch_size: 500,
+            max_connections: 16,
+            connection_timeout: Duration::from_secs(5),
+            chunk_size: 500,
+        }
+    }
+}
+
+/// The Neo4j store.
+pub struct Neo4jStore {
+    graph: Graph,
+    migrations: Vec<Migration>,
+    options: Neo4jOptions,
+}
+
+/// Connection failures, timeouts and Neo4j's transient errors (deadlocks, leader switches) are
+/// outages (503, retry); the rest are failures of the request.
+fn classify(operation: &'static str, e: neo4rs::Error) -> Error {
+    use neo4rs::Error as E;
+    let unavailable = match &e {
+        E::IOError { .. }
+        | E::ConnectionError
+        | E::ConnectionTimedOut
+        | E::IncompleteBoltExchange
+        | E::ServerUnavailableError(_)
+        | E::RoutingTableError(_)
+        | E::RoutingTableRefreshFailed(_) => true,
+        E::Neo4j(err) => matches!(
+            err.kind(),
+            neo4rs::Neo4jErrorKind::Transient
+                | neo4rs::Neo4jErrorKind::Client(neo4rs::Neo4jClientErrorKind::SessionExpired)
+        ),
+        _ => false,
+    };
+    if unavailable {
+        Error::Unavailable {
+            backend: BACKEND,
+            source: Box::new(e),
+        }
+    } else {
+        Error::Backend {
+            backend: BACKEND,
+            operation,
+            source: Box::new(e),
+        }
+    }
+}
+
+fn failed(operation: &'static str) -> impl Fn(neo4rs::Error) -> Error {
+    move |e| classify(operation, e)
+}
+
+fn decode_failed(operation: &'static str) -> impl Fn(neo4rs::DeError) -> Error {
+    move |e| Error::Backend {
+        backend: BACKEND,
+        operation,
+        source: Box::new(e),
+    }
+}
+
+fn map(pairs: Vec<(&str, BoltType)>) -> BoltType {
+    BoltType::from(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<HashMap<String, BoltType>>())
+}
+
+fn opt_str(value: Option<&str>) -> BoltType {
+    value.map(str::to_owned).into()
+}
+
+fn int(value: impl TryInto<i64>) -> BoltType {
+    BoltType::from(value.try_into().unwrap_or(i64::MAX))
+}
+
+fn deployment_row(d: &Deployment) -> Result<BoltType> {
+    let payload = serde_json::to_string(d).map_err(|e| Error::Backend {
+        backend: BACKEND,
+        operation: "encode a deployment",
+        source: Box::new(e),
+    })?;
+    let images: Vec<BoltType> = d
+        .images
+        .iter()
+        .map(|i| {
+            map(vec![
+                ("uid", i.uid().as_str().into()),
+                ("digest", i.digest.as_str().into()),
+                ("repository", opt_str(i.repository.as_deref())),
+                ("tag", opt_str(i.tag.as_deref())),
+            ])
+        })
+        .collect();
+    let changes: Vec<BoltType> = d
+        .changes
+        .iter()
+        .map(|c| {
+            map(vec![
+                ("uid", c.uid(&d.uid).as_str().into()),
+                ("path", c.path.as_str().into()),
+                ("kind", c.kind.as_str().into()),
+                ("before", opt_str(c.before.as_deref())),
+                ("after", opt_str(c.after.as_deref())),
+            ])
+        })
+        .collect();
+    let validation: Vec<BoltType> = d.validation.iter().map(|v| validation_row(&d.uid, v)).collect();
+    let digests: Vec<BoltType> = d.images.iter().map(|i| i.digest.as_str().into()).collect();
+    Ok(map(vec![
+        ("uid", d.uid.as_str().into()),
+        ("service_uid", d.service_uid().as_str().into()),
+        (
+            "props",
+            map(vec![
+                ("client_id", opt_str(d.id.as_deref())),
+                ("service", d.service.as_str().into()),
+                ("service_uid", d.service_uid().as_str().into()),
+                ("namespace", opt_str(d.namespace.as_deref())),
+                ("environment", d.environment.as_str().into()),
+                ("version", opt_str(d.version.as_deref())),
+                ("commit", d.commit.sha.as_str().into()),
+                ("image_digests", BoltType::from(digests)),
+                ("status", d.status.as_str().into()),
+                ("source", d.source.as_str().into()),
+                ("actor", opt_str(d.actor.as_deref())),
+                ("timestamp", d.started_at.into()),
+                ("started_at_us", d.started_at.timestamp_micros().into()),
+                ("finished_at", d.finished_at.into()),
+                ("content_fingerprint", d.content_fingerprint().into()),
+                ("payload", payload.into()),
+            ]),
+        ),
+        (
+            "commit",
+            map(vec![
+                ("uid", d.commit.uid().as_str().into()),
+                ("sha", d.commit.sha.as_str().into()),
+                ("repo", opt_str(d.commit.repo.as_deref())),
+                ("author", opt_str(d.commit.author.as_deref())),
+                ("message", opt_str(d.commit.message.as_deref())),
+                ("committed_at", d.commit.committed_at.into()),
+            ]),
+        ),
+        ("images", BoltType::from(images)),
+        ("changes", BoltType::from(changes)),
+        ("validation", BoltType::from(validation)),
+    ]))
+}
+
+fn validation_row(deployment: &Uid, v: &ValidationResult) -> BoltType {
+    map(vec![
+        ("uid", ValidationResult::uid(deployment).as_str().into()),
+        ("coverage_pct", v.coverage_pct.into()),
+        ("sast_findings", v.sast_findings.map(i64::from).into()),
+        ("tests_passed", v.tests_passed.map(i64::from).into()),
+        ("tests_failed", v.tests_failed.map(i64::from).into()),
+        ("chaos_pass_rate", v.chaos_pass_rate.into()),
+    ])
+}
+
+/// Creates a deployment with its commit, images, changes and validation, linked to its Service.
+const INSERT_DEPLOYMENTS: &str = "
+UNWIND $rows AS r
+MATCH (s:Service {uid: r.service_uid})
+MERGE (d:DeploymentEvent {uid: r.uid})
+SET d += r.props
+MERGE (d)-[:DEPLOYS]->(s)
+MERGE (c:Commit {uid: r.commit.uid})
+SET c.sha = r.commit.sha, c.repo = r.commit.repo,
+    c.author = coalesce(r.commit.author, c.author), c.message = coalesce(r.commit.message, c.message),
+    c.committed_at = coalesce(r.commit.committed_at, c.committed_at)
+MERGE (d)-[:BUILT_FROM]->(c)
+FOREACH (img IN r.images |
+  MERGE (i:Image {uid: img.uid})
+  SET i.digest = img.digest, i.repository = coalesce(img.repository, i.repository), i.tag = coalesce(img.tag, i.tag)
+  MERGE (d)-[:RUNS]->(i))
+FOREACH (ch IN r.changes |
+  MERGE (x:ConfigChange {uid: ch.uid})
+  SET x.path = ch.path, x.kind = ch.kind, x.before = ch.before, x.after = ch.after
+  MERGE (d)-[:CHANGED]->(x))
+FOREACH (v IN r.validation |
+  MERGE (x:ValidationResult {uid: v.uid})
+  SET x += v
+  MERGE (d)-[:VALIDATED_BY]->(x))";
+
+/// Advances a stored deployment's status, finish time, validation and payload.
+const UPDATE_DEPLOYMENTS: &str = "
+UNWIND $rows AS r
+MATCH (d:DeploymentEvent {uid: r.uid})
+SET d.status = r.props.status, d.finished_at = r.props.finished_at, d.payload = r.props.payload
+FOREACH (v IN r.validation |
+  MERGE (x:ValidationResult {uid: v.uid})
+  SET x += v
+  MERGE (d)-[:VALIDATED_BY]->(x))";
+
+/// Takes the write locks of the batch's Service nodes (creating them when new).
+const LOCK_SERVICES: &str = "
+UNWIND $services AS s
+MERGE (n:Service {uid: s.uid})
+ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment
+SET n.last_recorded_at = datetime()";
+
+const CHAIN_START: &str = "
+UNWIND $chains AS g
+CALL {
+  WITH g
+  OPTIONAL MATCH (p:DeploymentEvent {service_uid: g.service_uid})
+  WHERE p.started_at_us < g.us OR (p.started_at_us = g.us AND p.uid < g.uid)
+  WITH p ORDER BY p.started_at_us DESC, p.uid DESC LIMIT 1
+  RETURN p.started_at_us AS pred_us, p.uid AS pred_uid
+}
+RETURN g.service_uid AS service_uid, coalesce(pred_us, g.us) AS us, coalesce(pred_uid, g.uid) AS uid";
+
+const CHAIN_NODES: &str = "
+MATCH (d:DeploymentEvent {service_uid: $service_uid})
+WHERE d.started_at_us > $us OR (d.started_at_us = $us AND d.uid >= $uid)
+OPTIONAL MATCH (d)-[:FOLLOWS]->(p:DeploymentEvent)
+RETURN d.started_at_us AS us, d.uid AS uid, p.uid AS follows";
+
+const RELINK: &str = "
+UNWIND $links AS l
+MATCH (newer:DeploymentEvent {uid: l.newer}), (older:DeploymentEvent {uid: l.older})
+OPTIONAL MATCH (newer)-[old:FOLLOWS]->()
+DELETE old
+MERGE (newer)-[:FOLLOWS]->(older)";
+
+impl Neo4jStore {
+    /// A store on the Neo4j server at `uri`. Connections are made lazily, so this succeeds
+    /// while the server is down; [`GraphStore::ready`] says whether it is reachable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUri`] for a URI neo4rs cannot use; [`Error::MigrationFiles`].
+    pub fn connect(
+        uri: &str,
+        user: &str,
+        password: &SecretString,
+        options: Neo4jOptions,
+        source: MigrationSource,
+    ) -> Result<Self> {
+        let migrations = source.load(BACKEND)?;
+        let config = ConfigBuilder::default()
+            .uri(uri)
+            .user(user)
+            .password(password.expose_secret())
+            .fetch_size(options.fetch_size)
+            .max_connections(options.max_connections)
+            .connection_timeout(options.connection_timeout)
+            .build()
+            .map_err(|e| Error::InvalidUri {
+                uri: uri.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let graph = Graph::connect(config).map_err(|e| Error::InvalidUri {
+            uri: uri.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            graph,
+            migrations,
+            options,
+        })
+    }
+
+    /// The underlying driver handle, for read-only queries of other modules and for tests.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    async fn applied(&self) -> Result<Vec<AppliedMigration>> {
+        let mut stream = self
+            .graph
+            .execute_read(query(
+                "MATCH (m:DeploygraphMigration) RETURN m.version AS version, m.name AS name, m.checksum AS checksum
+                 ORDER BY m.version",
+            ))
+            .await
+            .map_err(failed("read applied migrations"))?;
+        let mut applied = Vec::new();
+        while let Some(row) = stream.next().await.map_err(failed("read applied migrations"))? {
+            let decode = decode_failed("read applied migrations");
+            applied.push(AppliedMigration {
+                version: u32::try_from(row.get::<i64>("version").map_err(&decode)?).unwrap_or(u32::MAX),
+                name: row.get("name").map_err(&decode)?,
+                checksum: row.get("checksum").map_err(&decode)?,
+            });
+        }
+        Ok(applied)
+    }
+
+    async fn rows(&self, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
+        let mut stream = self.graph.execute_read(q).await.map_err(failed(operation))?;
+        let mut rows = Vec::new();
+        while let Some(row) = stream.next().await.map_err(failed(operation))? {
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    async fn write_batch(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
+        let mut txn = self.graph.start_txn().await.map_err(failed("begin a transaction"))?;
+        let result = self.write_in(&mut txn, batch).await;
+        match result {
+            Ok(outcomes) => {
+                txn.commit().await.map_err(failed("commit"))?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_in(&self, txn: &mut Txn, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
+        let mut services: BTreeMap<String, BoltType> = BTreeMap::new();
+        for d in &batch {
+            services.entry(d.service_uid().as_str().to_owned()).or_insert_with(|| {
+                map(vec![
+                    ("uid", d.service_uid().as_str().into()),
+                    ("name", d.service.as_str().into()),
+                    ("namespace", opt_str(d.namespace.as_deref())),
+                    ("environment", d.environment.as_str().into()),
+                ])
+            });
+        }
+        txn.run(query(LOCK_SERVICES).param("services", services.into_values().collect::<Vec<_>>()))
+            .await
+            .map_err(failed("write services"))?;
+
+        let mut uids: Vec<String> = batch.iter().map(|d| d.uid.as_str().to_owned()).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        let mut stored = HashMap::new();
+        for chunk in uids.chunks(self.options.chunk_size) {
+            let mut stream = txn
+                .execute(
+                    query("UNWIND $uids AS u MATCH (d:DeploymentEvent {uid: u}) RETURN d.uid AS uid, d.payload AS payload")
+                        .param("uids", chunk.to_vec()),
+                )
+                .await
+                .map_err(failed("read deployments"))?;
+            while let Some(row) = stream.next(txn.handle()).await.map_err(failed("read deployments"))? {
+                let decode = decode_failed("read deployments");
+                let uid: String = row.get("uid").map_err(&decode)?;
+                let payload: String = row.get("payload").map_err(&decode)?;
+                let d = serde_json::from_str(&payload).map_err(|e| Error::Corrupt {
+                    uid: uid.clone(),
+                    source: Box::new(e),
+                })?;
+                stored.insert(uid, d);
+            }
+        }
+
+        let plan = plan::plan(stored, batch);
+        for (statement, rows) in [(INSERT_DEPLOYMENTS, &plan.inserts), (UPDATE_DEPLOYMENTS, &plan.updates)] {
+            for chunk in rows.chunks(self.options.chunk_size) {
+                let rows = chunk.iter().map(deployment_row).collect::<Result<Vec<_>>>()?;
+                txn.run(query(statement).param("rows", rows))
+                    .await
+                    .map_err(failed("write deployments"))?;
+            }
+        }
+        self.relink(txn, &plan.inserts).await?;
+        Ok(plan.outcomes)
+    }
+
+    async fn relink(&self, txn: &mut Txn, created: &[Deployment]) -> Result<()> {
+        let earliest = chain::earliest_by_chain(created);
+        if earliest.is_empty() {
+            return Ok(());
+        }
+        let chains: Vec<BoltType> = earliest
+            .into_iter()
+            .map(|(service_uid, (us, uid))| {
+                map(vec![("service_uid", service_uid.into()), ("us", us.into()), ("uid", uid.into())])
+            })
+            .collect();
+        let mut starts = Vec::new();
+        let mut stream = txn
+            .execute(query(CHAIN_START).param("chains", chains))
+            .await
+            .map_err(failed("read deployment chains"))?;
+        while let Some(row) = stream.next(txn.handle()).await.map_err(failed("read deployment chains"))? {
+            let decode = decode_failed("read deployment chains");
+            let service_uid: String = row.get("service_uid").map_err(&decode)?;
+            let us: i64 = row.get("us").map_err(&decode)?;
+            let uid: String = row.get("uid").map_err(&decode)?;
+            starts.push((service_uid, us, uid));
+        }
+        let mut links: Vec<BoltType> = Vec::new();
+        for (service_uid, us, uid) in starts {
+            let mut nodes = Vec::new();
+            let mut stream = txn
+                .execute(
+                    query(CHAIN_NODES)
+                        .param("service_uid", service_uid)
+                        .param("us", us)
+                        .param("uid", uid),
+                )
+                .await
+                .map_err(failed("read deployment chains"))?;
+            while let Some(row) = stream.next(txn.handle()).await.map_err(failed("read deployment chains"))? {
+                let decode = decode_failed("read deployment chains");
+                nodes.push(ChainNode {
+                    started_at_us: row.get("us").map_err(&decode)?,
+                    uid: row.get("uid").map_err(&decode)?,
+                    follows: row.get("follows").map_err(&decode)?,
+                });
+            }
+            links.extend(
+                chain::relink(nodes)
+                    .into_iter()
+                    .map(|(newer, older)| map(vec![("newer", newer.into()), ("older", older.into())])),
+            );
+        }
+        for chunk in links.chunks(self.options.chunk_size) {
+            txn.run(query(RELINK).param("links", chunk.to_vec()))
+                .await
+                .map_err(failed("link deployments"))?;
+        }
+        Ok(())
+    }
+}
+
+fn stored_from_row(row: &neo4rs::Row) -> Result<StoredDeployment> {
+    let decode = decode_failed("read a deployment");
+    let uid: String = row.get("uid").map_err(&decode)?;
+    let payload: String = row.get("payload").map_err(&decode)?;
+    let follows: Option<String> = row.get("follows").map_err(&decode)?;
+    Ok(StoredDeployment {
+        deployment: serde_json::from_str(&payload).map_err(|e| Error::Corrupt {
+            uid,
+            source: Box::new(e),
+        })?,
+        follows: follows.map(Uid::from_stored),
+    })
+}
+
+/// The listing query: fixed clauses chosen by which filters are set, values as parameters.
+fn list_query(filter: &DeploymentFilter) -> Query {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut params: Vec<(&str, BoltType)> = Vec::new();
+    if let Some(service) = &filter.service {
+        clauses.push("d.service = $service");
+        params.push(("service", service.as_str().into()));
+    }
+    if let Some(environment) = &filter.environment {
+        clauses.push("d.environment = $environment");
+        params.push(("environment", environment.as_str().into()));
+    }
+    if let Some(status) = filter.status {
+        clauses.push("d.status = $status");
+        params.push(("status", status.as_str().into()));
+    }
+    if let Some(since) = filter.since {
+        clauses.push("d.started_at_us >= $since");
+        params.push(("since", since.timestamp_micros().into()));
+    }
+    if let Some(until) = filter.until {
+        clauses.push("d.started_at_us <= $until");
+        params.push(("until", until.timestamp_micros().into()));
+    }
+    if let Some(cursor) = &filter.cursor {
+        clauses.push("(d.started_at_us < $cursor_us OR (d.started_at_us = $cursor_us AND d.uid < $cursor_uid))");
+        params.push(("cursor_us", cursor.started_at_us.into()));
+        params.push(("cursor_uid", cursor.uid.as_str().into()));
+    }
+    // Without a selective filter, a range predicate lets the planner walk the started_at_us
+    // index in order instead of sorting every node.
+    clauses.push("d.started_at_us > -9223372036854775807");
+    let text = format!(
+        "MATCH (d:DeploymentEvent) WHERE {}
+         WITH d ORDER BY d.started_at_us DESC, d.uid DESC LIMIT $limit
+         OPTIONAL MATCH (d)-[:FOLLOWS]->(p:DeploymentEvent)
+         RETURN d.uid AS uid, d.payload AS payload, p.uid AS follows
+         ORDER BY d.started_at_us DESC, d.uid DESC",
+        clauses.join(" AND ")
+    );
+    let mut q = query(&text).param("limit", int(filter.limit.saturating_add(1)));
+    for (name, value) in params {
+        q = q.param(name, value);
+    }
+    q
+}
+
+#[async_trait]
+impl GraphStore for Neo4jStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
+        self.graph
+            .run(query(
+                "CREATE CONSTRAINT deploygraph_migration_version IF NOT EXISTS
+                 FOR (m:DeploygraphMigration) REQUIRE m.version IS UNIQUE",
+            ))
+            .await
+            .map_err(failed("create the migrations constraint"))?;
+        let applied = self.applied().await?;
+        let mut done = Vec::new();
+        for m in migrations::pending(&self.migrations, &applied)? {
+            for statement in m.statements() {
+                self.graph.run(query(&statement)).await.map_err(|e| match classify("apply a migration", e) {
+                    Error::Backend { source, .. } => Error::Backend {
+                        backend: BACKEND,
+                        operation: "apply a migration",
+                        source: format!("{}: {source}", m.name).into(),
+                    },
+                    other => other,
+                })?;
+            }
+            let record = AppliedMigration {
+                version: m.version,
+                name: m.name.clone(),
+                checksum: m.checksum(),
+            };
+            self.graph
+                .run(
+                    query(
+                        "MERGE (m:DeploygraphMigration {version: $version})
+                         ON CREATE SET m.name = $name, m.checksum = $checksum, m.applied_at = datetime()",
+                    )
+                    .param("version", i64::from(record.version))
+                    .param("name", record.name.as_str())
+                    .param("checksum", record.checksum.as_str()),
+                )
+                .await
+                .map_err(failed("record a migration"))?;
+            tracing::info!(migration = %record.name, "applied migration");
+            done.push(record);
+        }
+        Ok(done)
+    }
+
+    async fn ready(&self) -> Result<()> {
+        let applied = self.applied().await?;
+        let pending = migrations::pending(&self.migrations, &applied)?.len();
+        if pending > 0 {
+            return Err(Error::NotMigrated { pending });
+        }
+        Ok(())
+    }
+
+    async fn record_deployments(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write_batch(batch).await
+    }
+
+    async fn get_deployment(&self, uid: &Uid) -> Result<Option<StoredDeployment>> {
+        let rows = self
+            .rows(
+                query(
+                    "MATCH (d:DeploymentEvent {uid: $uid})
+                     OPTIONAL MATCH (d)-[:FOLLOWS]->(p:DeploymentEvent)
+                     RETURN d.uid AS uid, d.payload AS payload, p.uid AS follows",
+                )
+                .param("uid", uid.as_str()),
+                "read a deployment",
+            )
+            .await?;
+        rows.first().map(stored_from_row).transpose()
+    }
+
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Page<StoredDeployment>> {
+        let rows = self.rows(list_query(filter), "list deployments").await?;
+        let items = rows.iter().map(stored_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, filter.limit))
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceSummary>> {
+        let rows = self
+            .rows(
+                query(
+                    "MATCH (s:Service)
+                     OPTIONAL MATCH (d:DeploymentEvent)-[:DEPLOYS]->(s)
+                     WITH s, count(d) AS deployments, max(d.started_at_us) AS last
+                     RETURN s.uid AS uid, s.name AS name, s.namespace AS namespace, s.environment AS environment,
+                            deployments, last
+                     ORDER BY name, environment, namespace",
+                ),
+                "list services",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let decode = decode_failed("list services");
+                let last: Option<i64> = row.get("last").map_err(&decode)?;
+                Ok(ServiceSummary {
+                    uid: Uid::from_stored(row.get::<String>("uid").map_err(&decode)?),
+                    name: row.get("name").map_err(&decode)?,
+                    namespace: row.get("namespace").map_err(&decode)?,
+                    environment: row.get("environment").map_err(&decode)?,
+                    deployments: u64::try_from(row.get::<i64>("deployments").map_err(&decode)?).unwrap_or_default(),
+                    last_deployed_at: last.and_then(DateTime::from_timestamp_micros),
+                })
+            })
+            .collect()
+    }
+}

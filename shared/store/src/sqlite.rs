@@ -1,0 +1,547 @@
+//! The embedded store: typed SQLite tables (migrations/sqlite) in WAL mode with
+//! `synchronous=FULL`, so a write is durable when the call returns.
+//!
+//! One connection writes (serialized by a mutex, each batch in one `BEGIN IMMEDIATE`
+//! transaction); another reads, so listings do not wait for writes. rusqlite is blocking, so
+//! every call runs on tokio's blocking pool.
+
+use crate::chain::{self, ChainNode};
+use crate::error::{Error, Result};
+use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
+use crate::plan;
+use crate::types::{DeploymentFilter, Page, RecordKind, RecordOutcome, ServiceSummary, StoredDeployment};
+use crate::GraphStore;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deploygraph_model::newtypes::format_time;
+use deploygraph_model::{Deployment, Uid, ValidationResult};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const BACKEND: &str = "sqlite";
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    migrations: Vec<Migration>,
+}
+
+fn backend_error(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| classify(operation, e)
+}
+
+/// Busy, locked, I/O, full-disk and cannot-open errors are outages (503); the rest are bugs or
+/// corruption.
+fn classify(operation: &'static str, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::*;
+    let transient = matches!(
+        e.sqlite_error_code(),
+        Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen | ReadOnly)
+    );
+    if transient {
+        Error::Unavailable {
+            backend: BACKEND,
+            source: Box::new(e),
+        }
+    } else {
+        Error::Backend {
+            backend: BACKEND,
+            operation,
+            source: Box::new(e),
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::Unavailable {
+        backend: BACKEND,
+        source: format!("cannot open {}: {e}", path.display()).into(),
+    })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(backend_error("configure the connection"))?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the file cannot be opened; [`Error::MigrationFiles`].
+    pub async fn open(path: &Path, source: MigrationSource) -> Result<Self> {
+        let migrations = source.load(BACKEND)?;
+        let path = path.to_owned();
+        let p = path.clone();
+        let (writer, reader) = blocking(move || Ok((open_connection(&p)?, open_connection(&p)?))).await?;
+        Ok(Self {
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+            migrations,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.writer);
+        blocking(move || {
+            let mut guard = conn.lock().map_err(|_| poisoned())?;
+            f(&mut guard)
+        })
+        .await
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.reader);
+        blocking(move || {
+            let guard = conn.lock().map_err(|_| poisoned())?;
+            f(&guard)
+        })
+        .await
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        operation: "lock the connection",
+        source: "a previous operation panicked".into(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Backend {
+        backend: BACKEND,
+        operation: "run a blocking task",
+        source: Box::new(e),
+    })?
+}
+
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+) STRICT";
+
+fn applied_migrations(conn: &Connection) -> Result<Vec<AppliedMigration>> {
+    conn.execute(MIGRATIONS_TABLE, []).map_err(backend_error("create the migrations table"))?;
+    let mut stmt = conn
+        .prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+        .map_err(backend_error("read applied migrations"))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(AppliedMigration {
+                version: row.get(0)?,
+                name: row.get(1)?,
+                checksum: row.get(2)?,
+            })
+        })
+        .map_err(backend_error("read applied migrations"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend_error("read applied migrations"))
+}
+
+fn read_payload(uid: &str, payload: &str) -> Result<Deployment> {
+    serde_json::from_str(payload).map_err(|e| Error::Corrupt {
+        uid: uid.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+fn stored_deployment(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<String>)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+fn decode_rows(rows: Vec<(String, String, Option<String>)>) -> Result<Vec<StoredDeployment>> {
+    rows.into_iter()
+        .map(|(uid, payload, follows)| {
+            Ok(StoredDeployment {
+                deployment: read_payload(&uid, &payload)?,
+                follows: follows.map(Uid::from_stored),
+            })
+        })
+        .collect()
+}
+
+fn time_text(t: &Option<DateTime<Utc>>) -> Option<String> {
+    t.as_ref().map(format_time)
+}
+
+fn write_deployment(tx: &rusqlite::Transaction<'_>, d: &Deployment, kind: RecordKind) -> Result<()> {
+    let failed = backend_error("write a deployment");
+    let payload = serde_json::to_string(d).map_err(|e| Error::Backend {
+        backend: BACKEND,
+        operation: "encode a deployment",
+        source: Box::new(e),
+    })?;
+    if kind == RecordKind::Updated {
+        tx.execute(
+            "UPDATE deployments SET status = ?2, finished_at = ?3, payload = ?4 WHERE uid = ?1",
+            params![d.uid.as_str(), d.status.as_str(), time_text(&d.finished_at), payload],
+        )
+        .map_err(failed)?;
+        return write_validation(tx, d);
+    }
+    tx.execute(
+        "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (uid) DO NOTHING",
+        params![d.service_uid().as_str(), d.service.as_str(), d.namespace, d.environment.as_str()],
+    )
+    .map_err(backend_error("write a service"))?;
+    let commit_uid = d.commit.uid();
+    tx.execute(
+        "INSERT INTO commits (uid, sha, repo, author, message, committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (uid) DO UPDATE SET
+           author = coalesce(excluded.author, author), message = coalesce(excluded.message, message),
+           committed_at = coalesce(excluded.committed_at, committed_at)",
+        params![
+            commit_uid.as_str(),
+            d.commit.sha.as_str(),
+            d.commit.repo,
+            d.commit.author,
+            d.commit.message,
+            time_text(&d.commit.committed_at)
+        ],
+    )
+    .map_err(backend_error("write a commit"))?;
+    tx.execute(
+        "INSERT INTO deployments (uid, client_id, service_uid, service, namespace, environment, version,
+            commit_uid, commit_sha, status, source, actor, started_at, started_at_us, finished_at,
+            content_fingerprint, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        params![
+            d.uid.as_str(),
+            d.id,
+            d.service_uid().as_str(),
+            d.service.as_str(),
+            d.namespace,
+            d.environment.as_str(),
+            d.version,
+            commit_uid.as_str(),
+            d.commit.sha.as_str(),
+            d.status.as_str(),
+            d.source.as_str(),
+            d.actor,
+            format_time(&d.started_at),
+            d.started_at.timestamp_micros(),
+            time_text(&d.finished_at),
+            d.content_fingerprint(),
+            payload
+        ],
+    )
+    .map_err(backend_error("write a deployment"))?;
+    for image in &d.images {
+        tx.execute(
+            "INSERT INTO images (uid, digest, repository, tag) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (uid) DO UPDATE SET
+               repository = coalesce(excluded.repository, repository), tag = coalesce(excluded.tag, tag)",
+            params![image.uid().as_str(), image.digest.as_str(), image.repository, image.tag],
+        )
+        .map_err(backend_error("write an image"))?;
+        tx.execute(
+            "INSERT INTO deployment_images (deployment_uid, image_uid) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![d.uid.as_str(), image.uid().as_str()],
+        )
+        .map_err(backend_error("link an image"))?;
+    }
+    for change in &d.changes {
+        tx.execute(
+            "INSERT INTO config_changes (uid, deployment_uid, path, kind, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (uid) DO NOTHING",
+            params![
+                change.uid(&d.uid).as_str(),
+                d.uid.as_str(),
+                change.path,
+                change.kind.as_str(),
+                change.before,
+                change.after
+            ],
+        )
+        .map_err(backend_error("write a config change"))?;
+    }
+    write_validation(tx, d)
+}
+
+fn write_validation(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()> {
+    let Some(v) = &d.validation else { return Ok(()) };
+    let ValidationResult {
+        coverage_pct,
+        sast_findings,
+        tests_passed,
+        tests_failed,
+        chaos_pass_rate,
+    } = v;
+    tx.execute(
+        "INSERT INTO validation_results (uid, deployment_uid, coverage_pct, sast_findings, tests_passed, tests_failed, chaos_pass_rate)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (uid) DO UPDATE SET coverage_pct = excluded.coverage_pct, sast_findings = excluded.sast_findings,
+           tests_passed = excluded.tests_passed, tests_failed = excluded.tests_failed, chaos_pass_rate = excluded.chaos_pass_rate",
+        params![
+            ValidationResult::uid(&d.uid).as_str(),
+            d.uid.as_str(),
+            coverage_pct,
+            sast_findings,
+            tests_passed,
+            tests_failed,
+            chaos_pass_rate
+        ],
+    )
+    .map_err(backend_error("write a validation result"))?;
+    Ok(())
+}
+
+/// Recomputes FOLLOWS links from the predecessor of the earliest new deployment of each chain.
+fn relink_chains(tx: &rusqlite::Transaction<'_>, created: &[Deployment]) -> Result<()> {
+    let failed = || backend_error("link deployments");
+    for (service_uid, (us, uid)) in chain::earliest_by_chain(created) {
+        let pred: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT started_at_us, uid FROM deployments
+                 WHERE service_uid = ?1 AND (started_at_us < ?2 OR (started_at_us = ?2 AND uid < ?3))
+                 ORDER BY started_at_us DESC, uid DESC LIMIT 1",
+                params![service_uid, us, uid],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(failed())?;
+        let (from_us, from_uid) = pred.unwrap_or((us, uid));
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT started_at_us, uid, follows_uid FROM deployments
+                 WHERE service_uid = ?1 AND (started_at_us > ?2 OR (started_at_us = ?2 AND uid >= ?3))",
+            )
+            .map_err(failed())?;
+        let nodes = stmt
+            .query_map(params![service_uid, from_us, from_uid], |row| {
+                Ok(ChainNode {
+                    started_at_us: row.get(0)?,
+                    uid: row.get(1)?,
+                    follows: row.get(2)?,
+                })
+            })
+            .map_err(failed())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(failed())?;
+        for (newer, older) in chain::relink(nodes) {
+            tx.execute(
+                "UPDATE deployments SET follows_uid = ?2 WHERE uid = ?1",
+                params![newer, older],
+            )
+            .map_err(failed())?;
+        }
+    }
+    Ok(())
+}
+
+fn record_batch(conn: &mut Connection, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let mut stored = HashMap::new();
+    for d in &batch {
+        let uid = d.uid.as_str();
+        if stored.contains_key(uid) {
+            continue;
+        }
+        let payload: Option<String> = tx
+            .query_row("SELECT payload FROM deployments WHERE uid = ?1", [uid], |row| row.get(0))
+            .optional()
+            .map_err(backend_error("read a deployment"))?;
+        if let Some(payload) = payload {
+            stored.insert(uid.to_owned(), read_payload(uid, &payload)?);
+        }
+    }
+    let plan = plan::plan(stored, batch);
+    for d in &plan.inserts {
+        write_deployment(&tx, d, RecordKind::Created)?;
+    }
+    for d in &plan.updates {
+        write_deployment(&tx, d, RecordKind::Updated)?;
+    }
+    relink_chains(&tx, &plan.inserts)?;
+    tx.commit().map_err(backend_error("commit"))?;
+    Ok(plan.outcomes)
+}
+
+#[async_trait]
+impl GraphStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
+        let known = self.migrations.clone();
+        self.with_writer(move |conn| {
+            let applied = applied_migrations(conn)?;
+            let mut done = Vec::new();
+            for m in migrations::pending(&known, &applied)? {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(backend_error("begin a migration"))?;
+                tx.execute_batch(&m.body).map_err(|e| Error::Backend {
+                    backend: BACKEND,
+                    operation: "apply a migration",
+                    source: format!("{}: {e}", m.name).into(),
+                })?;
+                let record = AppliedMigration {
+                    version: m.version,
+                    name: m.name.clone(),
+                    checksum: m.checksum(),
+                };
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![record.version, record.name, record.checksum, format_time(&Utc::now())],
+                )
+                .map_err(backend_error("record a migration"))?;
+                tx.commit().map_err(backend_error("commit a migration"))?;
+                tracing::info!(migration = %record.name, "applied migration");
+                done.push(record);
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn ready(&self) -> Result<()> {
+        let known = self.migrations.clone();
+        self.with_reader(move |conn| {
+            let applied = applied_migrations(conn)?;
+            let pending = migrations::pending(&known, &applied)?.len();
+            if pending > 0 {
+                return Err(Error::NotMigrated { pending });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_deployments(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
+        self.with_writer(move |conn| record_batch(conn, batch)).await
+    }
+
+    async fn get_deployment(&self, uid: &Uid) -> Result<Option<StoredDeployment>> {
+        let uid = uid.as_str().to_owned();
+        self.with_reader(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT uid, payload, follows_uid FROM deployments WHERE uid = ?1",
+                    [&uid],
+                    stored_deployment,
+                )
+                .optional()
+                .map_err(backend_error("read a deployment"))?;
+            Ok(decode_rows(row.into_iter().collect())?.pop())
+        })
+        .await
+    }
+
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Page<StoredDeployment>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| {
+            let (sql, values) = list_query(&filter);
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend_error("list deployments"))?;
+            let rows = stmt
+                .query_map(params_from_iter(values), stored_deployment)
+                .map_err(backend_error("list deployments"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend_error("list deployments"))?;
+            Ok(Page::from_rows(decode_rows(rows)?, filter.limit))
+        })
+        .await
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceSummary>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT s.uid, s.name, s.namespace, s.environment, count(d.uid), max(d.started_at_us)
+                     FROM services s LEFT JOIN deployments d ON d.service_uid = s.uid
+                     GROUP BY s.uid ORDER BY s.name, s.environment, s.namespace",
+                )
+                .map_err(backend_error("list services"))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    let last: Option<i64> = row.get(5)?;
+                    Ok(ServiceSummary {
+                        uid: Uid::from_stored(row.get::<_, String>(0)?),
+                        name: row.get(1)?,
+                        namespace: row.get(2)?,
+                        environment: row.get(3)?,
+                        deployments: row.get::<_, i64>(4)?.try_into().unwrap_or_default(),
+                        last_deployed_at: last.and_then(DateTime::from_timestamp_micros),
+                    })
+                })
+                .map_err(backend_error("list services"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend_error("list services"))
+        })
+        .await
+    }
+}
+
+/// The listing query: fixed clauses chosen by which filters are set, values bound as parameters.
+fn list_query(filter: &DeploymentFilter) -> (String, Vec<Value>) {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(service) = &filter.service {
+        clauses.push("service = ?");
+        values.push(Value::Text(service.as_str().to_owned()));
+    }
+    if let Some(environment) = &filter.environment {
+        clauses.push("environment = ?");
+        values.push(Value::Text(environment.as_str().to_owned()));
+    }
+    if let Some(status) = filter.status {
+        clauses.push("status = ?");
+        values.push(Value::Text(status.as_str().to_owned()));
+    }
+    if let Some(since) = filter.since {
+        clauses.push("started_at_us >= ?");
+        values.push(Value::Integer(since.timestamp_micros()));
+    }
+    if let Some(until) = filter.until {
+        clauses.push("started_at_us <= ?");
+        values.push(Value::Integer(until.timestamp_micros()));
+    }
+    if let Some(cursor) = &filter.cursor {
+        clauses.push("(started_at_us < ? OR (started_at_us = ? AND uid < ?))");
+        values.push(Value::Integer(cursor.started_at_us));
+        values.push(Value::Integer(cursor.started_at_us));
+        values.push(Value::Text(cursor.uid.clone()));
+    }
+    let filter_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    values.push(Value::Integer(i64::try_from(filter.limit).unwrap_or(i64::MAX).saturating_add(1)));
+    (
+        format!(
+            "SELECT uid, payload, follows_uid FROM deployments {filter_sql}
+             ORDER BY started_at_us DESC, uid DESC LIMIT ?"
+        ),
+        values,
+    )
+}

@@ -1,0 +1,178 @@
+//! Values the store takes and returns.
+
+use crate::error::{Error, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Uid};
+use serde::Serialize;
+
+/// The largest page a listing returns.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+
+/// A deployment as stored, with its place in the FOLLOWS chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredDeployment {
+    /// The recorded deployment.
+    #[serde(flatten)]
+    pub deployment: Deployment,
+    /// Uid of the previous deployment of the same service and environment, by `started_at`.
+    pub follows: Option<Uid>,
+}
+
+/// What recording one deployment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// Newly recorded.
+    Created,
+    /// Already recorded; its status, finish time or validation advanced.
+    Updated,
+    /// Already recorded exactly so: nothing written.
+    Unchanged,
+    /// Its uid holds other facts: nothing written.
+    Conflict,
+}
+
+/// The outcome of recording one deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordOutcome {
+    /// What happened.
+    pub kind: RecordKind,
+    /// The deployment as stored after the call (for a conflict: what was already stored).
+    pub deployment: Deployment,
+    /// Why it conflicts.
+    pub conflict: Option<String>,
+}
+
+/// A position in a newest-first listing: the last item returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// `started_at` in microseconds since the epoch.
+    pub started_at_us: i64,
+    /// Uid, the tie-breaker.
+    pub uid: String,
+}
+
+impl Cursor {
+    /// The cursor after `deployment`.
+    pub fn after(deployment: &Deployment) -> Self {
+        Self {
+            started_at_us: deployment.started_at.timestamp_micros(),
+            uid: deployment.uid.as_str().to_owned(),
+        }
+    }
+
+    /// The opaque string handed to clients.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.started_at_us, self.uid))
+    }
+
+    /// Parses a string from [`Cursor::encode`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidCursor`].
+    pub fn decode(value: &str) -> Result<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| Error::InvalidCursor)?;
+        let text = String::from_utf8(bytes).map_err(|_| Error::InvalidCursor)?;
+        let (us, uid) = text.split_once(':').ok_or(Error::InvalidCursor)?;
+        let started_at_us = us.parse().map_err(|_| Error::InvalidCursor)?;
+        if uid.is_empty() || uid.len() > 64 {
+            return Err(Error::InvalidCursor);
+        }
+        Ok(Self {
+            started_at_us,
+            uid: uid.to_owned(),
+        })
+    }
+}
+
+/// Which deployments to list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentFilter {
+    /// Only this service.
+    pub service: Option<ServiceName>,
+    /// Only this environment.
+    pub environment: Option<Environment>,
+    /// Only this status.
+    pub status: Option<DeploymentStatus>,
+    /// Started at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Started at or before.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many items (1..=[`MAX_PAGE_SIZE`]).
+    pub limit: usize,
+    /// Continue after this position.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for DeploymentFilter {
+    fn default() -> Self {
+        Self {
+            service: None,
+            environment: None,
+            status: None,
+            since: None,
+            until: None,
+            limit: 50,
+            cursor: None,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl Page<StoredDeployment> {
+    /// Builds a page from up to `limit + 1` rows: the extra row only says another page exists.
+    pub fn from_rows(mut rows: Vec<StoredDeployment>, limit: usize) -> Self {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if more {
+            rows.last().map(|last| Cursor::after(&last.deployment).encode())
+        } else {
+            None
+        };
+        Self { items: rows, next_cursor }
+    }
+}
+
+/// A service and a summary of its deployments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSummary {
+    /// Service uid.
+    pub uid: Uid,
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Environment.
+    pub environment: String,
+    /// Number of deployments recorded.
+    pub deployments: u64,
+    /// Start of the newest deployment.
+    pub last_deployed_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor {
+            started_at_us: 1_763_632_000_000_000,
+            uid: "deployment-0123".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()).ok(), Some(c));
+        for bad in ["", "!!!", "bm9jb2xvbg", "YWJjOmRlZg"] {
+            assert!(Cursor::decode(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! One conformance suite, run against both backends: the embedded SQLite store (a fresh file per
+//! test) and a real Neo4j server (`NEO4J_TEST_URI`, started by `scripts/services up neo4j`).
+//! Neo4j Community has one database, so tests isolate by unique service names.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::Duration;
+use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, ValidationResult};
+use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
+use deploygraph_store::sqlite::SqliteStore;
+use deploygraph_store::{Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoredDeployment};
+use rand::seq::SliceRandom;
+use secrecy::SecretString;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+async fn sqlite_store() -> Arc<dyn GraphStore> {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("deploygraph-conformance")));
+    let store = SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+async fn neo4j_store() -> Arc<dyn GraphStore> {
+    let uri = std::env::var("NEO4J_TEST_URI").expect(
+        "NEO4J_TEST_URI is not set: the Neo4j conformance tests need a real server; \
+         run them through scripts/test (or `eval \"$(scripts/services env)\"` after `scripts/services up neo4j`)",
+    );
+    let store = Neo4jStore::connect(
+        &uri,
+        "",
+        &SecretString::from(String::new()),
+        Neo4jOptions::default(),
+        MigrationSource::Embedded,
+    )
+    .unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+fn filter_service(service: &str, limit: usize) -> DeploymentFilter {
+    DeploymentFilter {
+        service: Some(ServiceName::parse(service).unwrap()),
+        limit,
+        ..DeploymentFilter::default()
+    }
+}
+
+async fn record_one(store: &Arc<dyn GraphStore>, d: Deployment) -> RecordKind {
+    store.record_deployments(vec![d]).await.unwrap()[0].kind
+}
+
+async fn migrations_are_idempotent_and_make_the_store_ready(store: Arc<dyn GraphStore>) {
+    assert!(store.migrate().await.unwrap().is_empty(), "a second migrate applies nothing");
+    store.ready().await.unwrap();
+}
+
+async fn recording_twice_is_a_no_op(store: Arc<dyn GraphStore>) {
+    let service = unique("idem");
+    let d = Deployment::test().service(&service).change("values.pool", "50", "10").build();
+    assert_eq!(record_one(&store, d.clone()).await, RecordKind::Created);
+    assert_eq!(record_one(&store, d.clone()).await, RecordKind::Unchanged);
+    let page = store.list_deployments(&filter_service(&service, 10)).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    let stored = store.get_deployment(&d.uid).await.unwrap().unwrap();
+    assert_eq!(stored.deployment, d);
+    assert_eq!(stored.follows, None);
+    let services = store.list_services().await.unwrap();
+    let summary = services.iter().find(|s| s.name == service).unwrap();
+    assert_eq!(summary.deployments, 1);
+    assert_eq!(summary.last_deployed_at, Some(d.started_at));
+}
+
+async fn a_reused_id_with_other_content_conflicts_and_changes_nothing(store: Arc<dyn GraphStore>) {
+    let service = unique("conflict");
+    let id = unique("ci-run");
+    let first = Deployment::test().service(&service).id(&id).version("v1").build();
+    assert_eq!(record_one(&store, first.clone()).await, RecordKind::Created);
+    let other = Deployment::test().service(&service).id(&id).version("v2").build();
+    let outcome = store.record_deployments(vec![other]).await.unwrap().remove(0);
+    assert_eq!(outcome.kind, RecordKind::Conflict);
+    assert!(outcome.conflict.unwrap().contains(&id));
+    assert_eq!(store.get_deployment(&first.uid).await.unwrap().unwrap().deployment, first);
+}
+
+async fn status_advances_and_never_regresses(store: Arc<dyn GraphStore>) {
+    let service = unique("status");
+    let started = Deployment::test().service(&service).in_progress().build();
+    record_one(&store, started.clone()).await;
+    let mut done = started.clone();
+    done.status = DeploymentStatus::Failed;
+    done.finished_at = Some(started.started_at + Duration::minutes(3));
+    done.validation = Some(ValidationResult {
+        tests_passed: Some(10),
+        tests_failed: Some(2),
+        ..ValidationResult::default()
+    });
+    assert_eq!(record_one(&store, done.clone()).await, RecordKind::Updated);
+    assert_eq!(record_one(&store, started.clone()).await, RecordKind::Unchanged);
+    let stored = store.get_deployment(&started.uid).await.unwrap().unwrap().deployment;
+    assert_eq!(stored, done);
+    let failed = DeploymentFilter {
+        status: Some(DeploymentStatus::Failed),
+        ..filter_service(&service, 10)
+    };
+    assert_eq!(store.list_deployments(&failed).await.unwrap().items.len(), 1);
+}
+
+fn assert_chain(items: &[StoredDeployment]) {
+    // Newest first: each item follows the next one.
+    for pair in items.windows(2) {
+        assert_eq!(pair[0].follows.as_ref(), Some(&pair[1].deployment.uid), "chain broken");
+    }
+}
+
+async fn follows_chains_survive_out_of_order_arrival(store: Arc<dyn GraphStore>) {
+    let service = unique("chain");
+    let mut events: Vec<Deployment> = (0..30)
+        .map(|i| Deployment::test().service(&service).image_seed(i).started_at_minute(i as i64 * 7).build())
+        .collect();
+    // Another environment of the same service has a chain of its own.
+    let staging: Vec<Deployment> = (0..5)
+        .map(|i| {
+            Deployment::test()
+                .service(&service)
+                .environment("staging")
+                .image_seed(100 + i)
+                .started_at_minute(i as i64 * 7 + 1)
+                .build()
+        })
+        .collect();
+    events.shuffle(&mut rand::rng());
+    let (singles, rest) = events.split_at(10);
+    for d in singles {
+        record_one(&store, d.clone()).await;
+    }
+    for chunk in rest.chunks(7) {
+        store.record_deployments(chunk.to_vec()).await.unwrap();
+    }
+    store.record_deployments(staging).await.unwrap();
+
+    for (environment, expected) in [("production", 30), ("staging", 5)] {
+        let filter = DeploymentFilter {
+            environment: Some(Environment::parse(environment).unwrap()),
+            ..filter_service(&service, 100)
+        };
+        let items = store.list_deployments(&filter).await.unwrap().items;
+        assert_eq!(items.len(), expected);
+        assert_chain(&items);
+        assert_eq!(items.last().unwrap().follows, None, "the oldest follows nothing");
+    }
+}
+
+async fn large_limits_return_exactly_limit_items_and_cursors_walk_everything(store: Arc<dyn GraphStore>) {
+    let service = unique("bulk");
+    let events: Vec<Deployment> = (0..1600)
+        .map(|i| Deployment::test().service(&service).image_seed(i).started_at_minute(i as i64).build())
+        .collect();
+    for chunk in events.chunks(400) {
+        store.record_deployments(chunk.to_vec()).await.unwrap();
+    }
+    let page = store.list_deployments(&filter_service(&service, 1500)).await.unwrap();
+    assert_eq!(page.items.len(), 1500, "exactly limit items");
+    assert!(page.next_cursor.is_some());
+    assert!(
+        page.items.windows(2).all(|w| w[0].deployment.started_at > w[1].deployment.started_at),
+        "newest first"
+    );
+    assert_chain(&page.items);
+
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let filter = DeploymentFilter {
+            cursor: cursor.as_deref().map(|c| Cursor::decode(c).unwrap()),
+            ..filter_service(&service, 250)
+        };
+        let page = store.list_deployments(&filter).await.unwrap();
+        for item in &page.items {
+            assert!(seen.insert(item.deployment.uid.clone()), "no item twice");
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 1600);
+
+    let window = DeploymentFilter {
+        since: Some(events[100].started_at),
+        until: Some(events[199].started_at),
+        ..filter_service(&service, 1000)
+    };
+    assert_eq!(store.list_deployments(&window).await.unwrap().items.len(), 100);
+}
+
+async fn a_batch_writes_everything_but_its_conflicts(store: Arc<dyn GraphStore>) {
+    let service = unique("batch");
+    let id = unique("key");
+    let first = Deployment::test().service(&service).id(&id).version("v1").started_at_minute(1).build();
+    record_one(&store, first).await;
+    let batch = vec![
+        Deployment::test().service(&service).id(&id).version("v2").started_at_minute(2).build(),
+        Deployment::test().service(&service).image_seed(9).started_at_minute(3).build(),
+    ];
+    let kinds: Vec<RecordKind> = store.record_deployments(batch).await.unwrap().iter().map(|o| o.kind).collect();
+    assert_eq!(kinds, vec![RecordKind::Conflict, RecordKind::Created]);
+    assert_eq!(store.list_deployments(&filter_service(&service, 10)).await.unwrap().items.len(), 2);
+}
+
+async fn concurrent_writers_keep_one_chain(store: Arc<dyn GraphStore>) {
+    let service = unique("race");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&store);
+        let d = Deployment::test().service(&service).image_seed(i).started_at_minute(i as i64).build();
+        tasks.push(tokio::spawn(async move {
+            // A writer may lose a deadlock race; retrying is what clients do on 503.
+            for _ in 0..20 {
+                match store.record_deployments(vec![d.clone()]).await {
+                    Ok(_) => return,
+                    Err(e) if e.is_unavailable() => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            panic!("gave up");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let items = store.list_deployments(&filter_service(&service, 100)).await.unwrap().items;
+    assert_eq!(items.len(), 16);
+    assert_chain(&items);
+    assert_eq!(items.last().unwrap().follows, None);
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::sqlite_store().await).await;
+            })*
+        }
+        mod neo4j {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::neo4j_store().await).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent_and_make_the_store_ready,
+    recording_twice_is_a_no_op,
+    a_reused_id_with_other_content_conflicts_and_changes_nothing,
+    status_advances_and_never_regresses,
+    follows_chains_survive_out_of_order_arrival,
+    large_limits_return_exactly_limit_items_and_cursors_walk_everything,
+    a_batch_writes_everything_but_its_conflicts,
+    concurrent_writers_keep_one_chain,
+);
+
+#[tokio::test]
+async fn a_fresh_sqlite_store_is_not_ready_until_migrated() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("deploygraph-fresh")));
+    let store = SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap();
+    assert!(matches!(store.ready().await, Err(deploygraph_store::Error::NotMigrated { .. })));
+    store.migrate().await.unwrap();
+    store.ready().await.unwrap();
+}

@@ -1,0 +1,357 @@
+//! Component tests: the axum router driven in-process over the embedded store, plus a store
+//! double that is down, for the 503 path.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use deploygraph_api::{ApiConfig, AppState, OPENAPI, router};
+use deploygraph_model::{Deployment, Uid};
+use deploygraph_store::sqlite::SqliteStore;
+use deploygraph_store::{
+    AppliedMigration, DeploymentFilter, GraphStore, MigrationSource, Page, RecordOutcome, ServiceSummary,
+    StoredDeployment,
+};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+async fn sqlite() -> Arc<dyn GraphStore> {
+    let path = std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
+    let store = SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+async fn app_with(config: ApiConfig) -> (Router, Arc<dyn GraphStore>) {
+    let store = sqlite().await;
+    (router(AppState::new(Arc::clone(&store), config)), store)
+}
+
+async fn app() -> Router {
+    app_with(ApiConfig::default()).await.0
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, body)
+}
+
+fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+fn digest(seed: u8) -> String {
+    format!("sha256:{}", format!("{seed:02x}").repeat(32))
+}
+
+fn event() -> Value {
+    json!({
+        "service": "payments", "namespace": "prod", "environment": "production", "version": "v2.3.0",
+        "commit": {"sha": "9fceb02d0ae598e95dc970b74767f19372d61af8", "repo": "github.com/acme/payments",
+                   "author": "dev@acme.io", "message": "raise pool", "committed_at": "2026-11-20T10:00:00Z"},
+        "images": [{"repository": "ghcr.io/acme/payments", "tag": "v2.3.0", "digest": digest(0xab)}],
+        "status": "succeeded", "started_at": "2026-11-20T10:05:00Z", "finished_at": "2026-11-20T10:07:00Z",
+        "actor": "ci@acme.io",
+        "changes": [{"path": "values.redis.pool.size", "kind": "value", "before": "50", "after": "10"}],
+        "validation": {"coverage_pct": 81.5, "sast_findings": 0, "tests_passed": 412, "tests_failed": 0}
+    })
+}
+
+async fn count(app: &Router) -> usize {
+    let (_, _, body) = send(app, get("/v1/deployments?limit=10000")).await;
+    body["items"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn a_deployment_is_created_once_and_reposting_returns_the_same_uid() {
+    let app = app().await;
+    let (status, headers, first) = send(&app, post("/v1/deployments", event().to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let uid = first["uid"].as_str().unwrap().to_owned();
+    assert_eq!(headers[header::LOCATION], format!("/v1/deployments/{uid}"));
+    assert_eq!(first["changes"][0]["after"], "10");
+    let (status, _, again) = send(&app, post("/v1/deployments", event().to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["uid"], uid.as_str());
+    assert_eq!(count(&app).await, 1);
+    let (status, _, fetched) = send(&app, get(&format!("/v1/deployments/{uid}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched, first);
+}
+
+#[tokio::test]
+async fn a_reused_id_with_different_content_is_a_conflict() {
+    let app = app().await;
+    let mut e = event();
+    e["id"] = json!("pipeline-7");
+    assert_eq!(send(&app, post("/v1/deployments", e.to_string())).await.0, StatusCode::CREATED);
+    e["version"] = json!("v9");
+    let (status, _, body) = send(&app, post("/v1/deployments", e.to_string())).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "conflict");
+    assert_eq!(body["error"]["field"], "id");
+    assert_eq!(count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_later_event_advances_the_status() {
+    let app = app().await;
+    let mut e = event();
+    e["status"] = json!("in_progress");
+    e.as_object_mut().unwrap().remove("finished_at");
+    let (status, _, first) = send(&app, post("/v1/deployments", e.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    e["status"] = json!("failed");
+    e["finished_at"] = json!("2026-11-20T10:09:00Z");
+    let (status, _, second) = send(&app, post("/v1/deployments", e.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(second["uid"], first["uid"]);
+    assert_eq!(second["status"], "failed");
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_status_names_its_field_and_writes_nothing() {
+    let app = app().await;
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut e = event();
+        f(&mut e);
+        e.to_string()
+    };
+    let cases: Vec<(String, &str, StatusCode, Option<&str>)> = vec![
+        ("{\"service\":".into(), "application/json", StatusCode::BAD_REQUEST, None),
+        ("not json".into(), "application/json", StatusCode::BAD_REQUEST, None),
+        (event().to_string(), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
+        (with(&|e| e["surprise"] = json!(1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("surprise")),
+        (with(&|e| e["commit"]["extra"] = json!(1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("commit.extra")),
+        (with(&|e| e["service"] = json!(42)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("service")),
+        (with(&|e| e["images"][0]["digest"] = json!("sha256:abc")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("images[0].digest")),
+        (with(&|e| e["images"] = json!([])), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("images")),
+        (with(&|e| e["commit"]["sha"] = json!("zzz")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("commit.sha")),
+        (with(&|e| e["started_at"] = json!("2026-11-20")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("started_at")),
+        (with(&|e| { e.as_object_mut().unwrap().remove("started_at"); }), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("started_at")),
+        (with(&|e| e["status"] = json!("deployed")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("status")),
+        (with(&|e| e["service"] = json!("Payments_Svc")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("service")),
+        (with(&|e| { e.as_object_mut().unwrap().remove("environment"); }), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("environment")),
+        (with(&|e| e["validation"]["tests_passed"] = json!(-1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("validation.tests_passed")),
+        (with(&|e| e["changes"][0]["kind"] = json!("weird")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("changes[0].kind")),
+    ];
+    for (body, content_type, expected, field) in cases {
+        let request = Request::post("/v1/deployments")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let (status, _, response) = send(&app, request).await;
+        assert_eq!(status, expected, "{body} -> {response}");
+        assert!(response["error"]["code"].is_string(), "{response}");
+        assert_eq!(response["error"]["field"].as_str(), field, "{body} -> {response}");
+    }
+    assert_eq!(count(&app).await, 0, "a rejected request writes nothing");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let (app, _) = app_with(ApiConfig {
+        max_body_bytes: 4096,
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut e = event();
+    e["commit"]["message"] = json!("x".repeat(5000));
+    let (status, _, body) = send(&app, post("/v1/deployments", e.to_string())).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert_eq!(count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn writes_need_the_token_when_one_is_configured_and_reads_do_not() {
+    let (app, _) = app_with(ApiConfig {
+        token: Some(SecretString::from("s3cret".to_owned())),
+        ..ApiConfig::default()
+    })
+    .await;
+    let (status, headers, _) = send(&app, post("/v1/deployments", event().to_string())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    let wrong = Request::post("/v1/deployments")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer nope")
+        .body(Body::from(event().to_string()))
+        .unwrap();
+    assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+    let cdevent = Request::post("/v1/events")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(send(&app, cdevent).await.0, StatusCode::UNAUTHORIZED);
+    let right = Request::post("/v1/deployments")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer s3cret")
+        .body(Body::from(event().to_string()))
+        .unwrap();
+    assert_eq!(send(&app, right).await.0, StatusCode::CREATED);
+    assert_eq!(send(&app, get("/v1/deployments")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cdevents_are_recorded_as_deployments() {
+    let app = app().await;
+    let event = json!({
+        "context": {"version": "0.4.1", "id": "0b7c2c2e-1", "source": "/ci", "type": "dev.cdevents.service.upgraded.0.2.0",
+                    "timestamp": "2026-11-21T09:00:00Z"},
+        "subject": {"id": "service/checkout", "source": "/ci", "type": "service",
+                    "content": {"environment": {"id": "staging"},
+                                "artifactId": format!("pkg:oci/checkout@{}?repository_url=ghcr.io/acme/checkout&tag=v5", digest(7).replace(':', "%3A"))}},
+        "customData": {"commit": "abcdef1234", "namespace": "shop"}
+    });
+    let (status, _, body) = send(&app, post("/v1/events", event.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["source"], "cdevents");
+    assert_eq!(body["service"], "checkout");
+    let (status, _, again) = send(&app, post("/v1/events", event.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["uid"], body["uid"]);
+    let (_, _, page) = send(&app, get("/v1/services/checkout/deployments")).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (_, _, services) = send(&app, get("/v1/services")).await;
+    assert_eq!(services["items"][0]["name"], "checkout");
+}
+
+#[tokio::test]
+async fn listings_filter_page_and_validate_their_parameters() {
+    let app = app().await;
+    for minute in 0..30 {
+        let mut e = event();
+        e["started_at"] = json!(format!("2026-11-20T10:{minute:02}:00Z"));
+        e.as_object_mut().unwrap().remove("finished_at");
+        e["status"] = json!(if minute % 3 == 0 { "failed" } else { "succeeded" });
+        assert_eq!(send(&app, post("/v1/deployments", e.to_string())).await.0, StatusCode::CREATED);
+    }
+    let (_, _, page) = send(&app, get("/v1/deployments?service=payments&status=failed&limit=4")).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 4);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, _, next) = send(&app, get(&format!("/v1/deployments?status=failed&limit=100&cursor={cursor}"))).await;
+    assert_eq!(next["items"].as_array().unwrap().len(), 6);
+    assert!(next["next_cursor"].is_null());
+    let (_, _, window) =
+        send(&app, get("/v1/deployments?since=2026-11-20T10:10:00Z&until=2026-11-20T10:19:00Z")).await;
+    assert_eq!(window["items"].as_array().unwrap().len(), 10);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=10001", "limit"),
+        ("status=done", "status"),
+        ("since=yesterday", "since"),
+        ("cursor=%21%21", "cursor"),
+        ("service=Bad_Name", "service"),
+        ("colour=blue", "colour"),
+    ] {
+        let (status, _, body) = send(&app, get(&format!("/v1/deployments?{query}"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["error"]["field"], field, "{query}: {body}");
+    }
+    assert_eq!(send(&app, get("/v1/deployments/deployment-nope")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(&app, get("/v1/nothing-here")).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi_are_served() {
+    let app = app().await;
+    assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
+    let (status, _, ready) = send(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready["store"], "sqlite");
+    send(&app, post("/v1/deployments", event().to_string())).await;
+    let (_, _, metrics) = send(&app, get("/metrics")).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(metrics.contains(r#"deploygraph_events_ingested_total{source="api",outcome="created"} 1"#), "{metrics}");
+    assert!(metrics.contains("deploygraph_store_operation_seconds"), "{metrics}");
+    let (status, _, doc) = send(&app, get("/v1/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc, serde_json::from_str::<Value>(OPENAPI).unwrap());
+    for (path, method) in [
+        ("/v1/deployments", "post"),
+        ("/v1/deployments", "get"),
+        ("/v1/deployments/{uid}", "get"),
+        ("/v1/events", "post"),
+        ("/v1/services", "get"),
+        ("/v1/services/{name}/deployments", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/v1/openapi.json", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+    }
+}
+
+#[tokio::test]
+async fn an_unmigrated_store_is_not_ready() {
+    let path = std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
+    let store: Arc<dyn GraphStore> = Arc::new(SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap());
+    let app = router(AppState::new(store, ApiConfig::default()));
+    let (status, headers, body) = send(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+}
+
+/// A store that is down.
+struct DownStore;
+
+fn down() -> deploygraph_store::Error {
+    deploygraph_store::Error::Unavailable {
+        backend: "neo4j",
+        source: "connection refused".into(),
+    }
+}
+
+#[async_trait]
+impl GraphStore for DownStore {
+    fn backend(&self) -> &'static str {
+        "neo4j"
+    }
+    async fn migrate(&self) -> deploygraph_store::Result<Vec<AppliedMigration>> {
+        Err(down())
+    }
+    async fn ready(&self) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
+    async fn record_deployments(&self, _: Vec<Deployment>) -> deploygraph_store::Result<Vec<RecordOutcome>> {
+        Err(down())
+    }
+    async fn get_deployment(&self, _: &Uid) -> deploygraph_store::Result<Option<StoredDeployment>> {
+        Err(down())
+    }
+    async fn list_deployments(&self, _: &DeploymentFilter) -> deploygraph_store::Result<Page<StoredDeployment>> {
+        Err(down())
+    }
+    async fn list_services(&self) -> deploygraph_store::Result<Vec<ServiceSummary>> {
+        Err(down())
+    }
+}
+
+#[tokio::test]
+async fn a_store_outage_is_503_with_retry_after() {
+    let app = router(AppState::new(Arc::new(DownStore), ApiConfig::default()));
+    for request in [post("/v1/deployments", event().to_string()), get("/v1/deployments"), get("/readyz")] {
+        let (status, headers, body) = send(&app, request).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(headers[header::RETRY_AFTER], "5");
+    }
+    assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
+}

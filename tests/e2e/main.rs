@@ -1,1 +1,9 @@
+//! End-to-end tests: the `deploygraph` binary as a user runs it, against the embedded store and
+//! a real Neo4j server (`NEO4J_TEST_URI`, started by `scripts/services up neo4j`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
+mod neo4j;
+mod outage;
+mod serve;
+mod support;

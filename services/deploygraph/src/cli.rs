@@ -130,8 +130,8 @@ pub struct RecordDeploymentArgs {
     #[arg(long)]
     pub namespace: Option<String>,
     /// Release version.
-    #[arg(long = "release-version")]
-    pub version: Option<String>,
+    #[arg(long)]
+    pub release_version: Option<String>,
     /// Who rolled it out.
     #[arg(long)]
     pub actor: Option<String>,
@@ -194,4 +194,15 @@ pub struct QueryDeploymentsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -256,7 +256,7 @@ fn deployment_input(args: &RecordDeploymentArgs) -> Result<DeploymentInput, Fail
         service: Some(args.service.clone()),
         namespace: args.namespace.clone(),
         environment: Some(args.environment.clone()),
-        version: args.version.clone(),
+        version: args.release_version.clone(),
         commit: Some(CommitInput {
             sha: Some(args.commit.clone()),
             repo: args.repo.clone(),
@@ -423,8 +423,7 @@ async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
             Err(e) => return Err(anyhow::Error::new(e).into()),
         }
     } else {
-        let store = open_store(&args.store).await?;
-        store.ready().await.context("the store is not ready")?;
+        let store = open_migrated(&args.store).await?;
         let page = store.list_deployments(&filter).await.context("failed to list deployments")?;
         serde_json::to_value(&page).context("failed to encode the page")?
     };

@@ -1,0 +1,179 @@
+//! Running the binary: a server on a free loopback port, CLI invocations, shared Neo4j access.
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{LazyLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// Tests that use the shared Neo4j server hold a read guard; the outage test, which stops the
+/// server, holds the write guard.
+pub static NEO4J: LazyLock<RwLock<()>> = LazyLock::new(|| RwLock::new(()));
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_deploygraph")
+}
+
+pub fn neo4j_uri() -> String {
+    std::env::var("NEO4J_TEST_URI").expect(
+        "NEO4J_TEST_URI is not set: the end-to-end tests need a real Neo4j; run scripts/test \
+         (or `scripts/services up neo4j && eval \"$(scripts/services env)\"`)",
+    )
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+pub fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("deploygraph-e2e"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+pub fn sqlite_uri() -> String {
+    format!("sqlite://{}", temp_path("store.db").display())
+}
+
+pub fn digest(seed: u32) -> String {
+    format!("sha256:{seed:064x}")
+}
+
+/// Runs the CLI to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("DEPLOYGRAPH_STORE")
+        .env_remove("DEPLOYGRAPH_TOKEN")
+        .env_remove("DEPLOYGRAPH_SERVER")
+        .output()
+        .unwrap()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `deploygraph serve`, stopped with SIGTERM on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(store: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let log = temp_path("serve.log");
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--listen", &listen, "--store", store, "--log-format", "json"];
+        args.extend_from_slice(extra);
+        let child = Command::new(bin())
+            .args(&args)
+            .env_remove("DEPLOYGRAPH_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child: Some(child),
+            url: format!("http://{listen}"),
+            log,
+        };
+        server.wait_for("/healthz", Duration::from_secs(30));
+        server
+    }
+
+    /// Polls `path` until it answers 200, bounded by `timeout`.
+    pub fn wait_for(&self, path: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let url = format!("{}{path}", self.url);
+        loop {
+            if let Ok(r) = http().get(&url).send()
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{url} not 200 within {timeout:?}; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("server did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking HTTP client for the tests.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// POSTs JSON and returns the status, `Retry-After` and body.
+pub fn post_json(url: &str, body: &Value, token: Option<&str>) -> (u16, Option<String>, Value) {
+    let mut request = http().post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    match request.send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (status, retry, r.json().unwrap_or(Value::Null))
+        }
+        Err(e) => panic!("request to {url} failed: {e}"),
+    }
+}
+
+/// GETs JSON.
+pub fn get_json(url: &str) -> (u16, Value) {
+    let r = http().get(url).send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+pub fn deployment(service: &str, minute: u32, seed: u32) -> Value {
+    json!({
+        "service": service, "namespace": "prod", "environment": "production", "version": format!("v1.{minute}"),
+        "commit": {"sha": "9fceb02d0ae598e95dc970b74767f19372d61af8", "repo": "github.com/acme/payments"},
+        "images": [{"repository": "ghcr.io/acme/payments", "tag": "v1", "digest": digest(seed)}],
+        "status": "succeeded",
+        "started_at": format!("2026-11-{:02}T{:02}:{:02}:00Z", 1 + minute / 1440, (minute / 60) % 24, minute % 60),
+        "changes": [{"path": "values.redis.password", "kind": "value", "before": "old-secret", "after": "new-secret"}]
+    })
+}

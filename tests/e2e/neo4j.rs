@@ -1,11 +1,15 @@
 //! `deploygraph serve` on a real Neo4j: ingest, idempotency, large listings, the graph itself.
 
-use crate::support::{NEO4J, Server, deployment, get_json, neo4j_uri, post_json, run, stderr, stdout, unique};
+use crate::support::{
+    NEO4J, Server, deployment, get_json, neo4j_uri, post_json, run, stderr, stdout, unique,
+};
 use serde_json::{Value, json};
 
 #[test]
 fn neo4j_serve_records_idempotently_and_lists_1500_with_limit_1500() {
-    let _shared = NEO4J.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _shared = NEO4J
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = Server::start(&neo4j_uri(), &[]);
     server.wait_for("/readyz", std::time::Duration::from_secs(60));
     let service = unique("neo");
@@ -36,11 +40,23 @@ fn neo4j_serve_records_idempotently_and_lists_1500_with_limit_1500() {
     assert_eq!(items.len(), 1500, "exactly limit items");
     assert!(page["next_cursor"].is_string());
     for pair in items.windows(2) {
-        assert_eq!(pair[0]["follows"], pair[1]["uid"], "FOLLOWS chain in started_at order");
+        assert_eq!(
+            pair[0]["follows"], pair[1]["uid"],
+            "FOLLOWS chain in started_at order"
+        );
     }
 
     let query = run(&[
-        "query", "deployments", "--store", &neo4j_uri(), "--service", &service, "--limit", "1502", "--output", "json",
+        "query",
+        "deployments",
+        "--store",
+        &neo4j_uri(),
+        "--service",
+        &service,
+        "--limit",
+        "1502",
+        "--output",
+        "json",
     ]);
     assert!(query.status.success(), "{}", stderr(&query));
     let page: Value = serde_json::from_str(&stdout(&query)).unwrap();

@@ -1,7 +1,9 @@
 //! `deploygraph serve` on the embedded store: ingest over HTTP, the CLI against the server,
 //! graceful shutdown, token auth.
 
-use crate::support::{Server, deployment, get_json, post_json, run, sqlite_uri, stderr, stdout, unique};
+use crate::support::{
+    Server, deployment, get_json, post_json, run, sqlite_uri, stderr, stdout, unique,
+};
 use serde_json::Value;
 
 #[test]
@@ -13,15 +15,40 @@ fn serve_ingests_lists_and_stops_gracefully_on_sigterm() {
     assert_eq!(status, 401);
     let (status, _, created) = post_json(&url, &deployment(&service, 1, 1), Some("t0ken"));
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["changes"][0]["after"], "<redacted>", "secrets are redacted");
-    assert!(!server.logs().contains("new-secret"), "secrets never reach the log");
+    assert_eq!(
+        created["changes"][0]["after"], "<redacted>",
+        "secrets are redacted"
+    );
+    assert!(
+        !server.logs().contains("new-secret"),
+        "secrets never reach the log"
+    );
 
     // The CLI posts to the server.
     let image = format!("ghcr.io/acme/payments@{}", crate::support::digest(2));
     let out = run(&[
-        "record", "deployment", "--server", &server.url, "--token", "t0ken", "--service", &service,
-        "--namespace", "prod", "--environment", "production", "--commit", "abcdef1", "--image", &image,
-        "--status", "failed", "--started-at", "2026-11-01T00:05:00Z", "--output", "json",
+        "record",
+        "deployment",
+        "--server",
+        &server.url,
+        "--token",
+        "t0ken",
+        "--service",
+        &service,
+        "--namespace",
+        "prod",
+        "--environment",
+        "production",
+        "--commit",
+        "abcdef1",
+        "--image",
+        &image,
+        "--status",
+        "failed",
+        "--started-at",
+        "2026-11-01T00:05:00Z",
+        "--output",
+        "json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let recorded: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -29,23 +56,60 @@ fn serve_ingests_lists_and_stops_gracefully_on_sigterm() {
 
     // A rejection is exit 1 with the server's message.
     let out = run(&[
-        "record", "deployment", "--server", &server.url, "--token", "wrong", "--service", &service,
-        "--environment", "production", "--commit", "abcdef1", "--image", &image, "--status", "failed",
+        "record",
+        "deployment",
+        "--server",
+        &server.url,
+        "--token",
+        "wrong",
+        "--service",
+        &service,
+        "--environment",
+        "production",
+        "--commit",
+        "abcdef1",
+        "--image",
+        &image,
+        "--status",
+        "failed",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("401"), "{}", stderr(&out));
 
-    let query = run(&["query", "deployments", "--server", &server.url, "--service", &service, "--output", "json"]);
+    let query = run(&[
+        "query",
+        "deployments",
+        "--server",
+        &server.url,
+        "--service",
+        &service,
+        "--output",
+        "json",
+    ]);
     assert!(query.status.success(), "{}", stderr(&query));
     let page: Value = serde_json::from_str(&stdout(&query)).unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let (status, services) = get_json(&format!("{}/v1/services", server.url));
     assert_eq!(status, 200);
-    assert!(services["items"].as_array().unwrap().iter().any(|s| s["name"] == service.as_str()));
+    assert!(
+        services["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == service.as_str())
+    );
 
     let exit = server.stop();
-    assert!(exit.success(), "exit status {exit:?}; log:\n{}", server.logs());
+    assert!(
+        exit.success(),
+        "exit status {exit:?}; log:\n{}",
+        server.logs()
+    );
     let logs = server.logs();
-    assert!(logs.lines().all(|l| l.is_empty() || serde_json::from_str::<Value>(l).is_ok()), "json logs:\n{logs}");
+    assert!(
+        logs.lines()
+            .all(|l| l.is_empty() || serde_json::from_str::<Value>(l).is_ok()),
+        "json logs:\n{logs}"
+    );
     assert!(logs.contains("shutting down"), "{logs}");
 }

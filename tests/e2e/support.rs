@@ -59,7 +59,11 @@ pub fn stderr(output: &Output) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `deploygraph serve`, stopped with SIGTERM on drop.
@@ -74,7 +78,15 @@ impl Server {
         let port = free_port();
         let log = temp_path("serve.log");
         let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", &listen, "--store", store, "--log-format", "json"];
+        let mut args = vec![
+            "serve",
+            "--listen",
+            &listen,
+            "--store",
+            store,
+            "--log-format",
+            "json",
+        ];
         args.extend_from_slice(extra);
         let child = Command::new(bin())
             .args(&args)
@@ -102,7 +114,11 @@ impl Server {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "{url} not 200 within {timeout:?}; log:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "{url} not 200 within {timeout:?}; log:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -141,7 +157,10 @@ impl Drop for Server {
 
 /// A blocking HTTP client for the tests.
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 /// POSTs JSON and returns the status, `Retry-After` and body.
@@ -153,7 +172,11 @@ pub fn post_json(url: &str, body: &Value, token: Option<&str>) -> (u16, Option<S
     match request.send() {
         Ok(r) => {
             let status = r.status().as_u16();
-            let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             (status, retry, r.json().unwrap_or(Value::Null))
         }
         Err(e) => panic!("request to {url} failed: {e}"),

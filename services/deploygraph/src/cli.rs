@@ -44,10 +44,21 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct TelemetryOptions {
     /// Log format on stderr.
-    #[arg(long, global = true, env = "DEPLOYGRAPH_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYGRAPH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Log filter (`info`, `debug`, `deploygraph_store=debug`…).
-    #[arg(long, global = true, env = "DEPLOYGRAPH_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYGRAPH_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
 }
 
@@ -75,7 +86,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreOptions,
     /// Bearer token required on write endpoints.
-    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
     pub token: Option<String>,
     /// File holding the bearer token (first line).
     #[arg(long, env = "DEPLOYGRAPH_TOKEN_FILE")]

@@ -1,16 +1,19 @@
 //! The subcommands. Exit codes: 0 ok, 1 rejected or check failed, 2 usage or internal error.
 
 use crate::cli::{
-    Command, MigrateArgs, Output, QueryCommand, QueryDeploymentsArgs, RecordCommand, RecordDeploymentArgs,
-    ServeArgs, StoreOptions,
+    Command, MigrateArgs, Output, QueryCommand, QueryDeploymentsArgs, RecordCommand,
+    RecordDeploymentArgs, ServeArgs, StoreOptions,
 };
 use anyhow::Context as _;
 use deploygraph_api::{ApiConfig, AppState};
 use deploygraph_client::{Client, RetryPolicy};
 use deploygraph_model::deployment::{CommitInput, DeploymentInput, ImageInput};
-use deploygraph_model::{DeploymentStatus, Environment, ServiceName, Source, format_time, parse_time};
+use deploygraph_model::{
+    DeploymentStatus, Environment, ServiceName, Source, format_time, parse_time,
+};
 use deploygraph_store::{
-    Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoreConfig, StoredDeployment,
+    Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoreConfig,
+    StoredDeployment,
 };
 use secrecy::SecretString;
 use serde_json::Value;
@@ -95,13 +98,19 @@ async fn open_store(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failu
 /// Opens the store and applies pending migrations, as every command that writes does.
 async fn open_migrated(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
     let store = open_store(options).await?;
-    store.migrate().await.context("failed to migrate the store")?;
+    store
+        .migrate()
+        .await
+        .context("failed to migrate the store")?;
     Ok(store)
 }
 
 async fn migrate(args: MigrateArgs) -> Outcome {
     let store = open_store(&args.store).await?;
-    let applied = store.migrate().await.context("failed to migrate the store")?;
+    let applied = store
+        .migrate()
+        .await
+        .context("failed to migrate the store")?;
     if applied.is_empty() {
         println!("{} store is up to date", store.backend());
     }
@@ -113,14 +122,21 @@ async fn migrate(args: MigrateArgs) -> Outcome {
 
 fn read_token(args: &ServeArgs) -> Result<Option<SecretString>, Failure> {
     if let Some(token) = &args.token {
-        return Ok(Some(SecretString::from(token.trim().to_owned())).filter(|_| !token.trim().is_empty()));
+        return Ok(
+            Some(SecretString::from(token.trim().to_owned())).filter(|_| !token.trim().is_empty())
+        );
     }
-    let Some(path) = &args.token_file else { return Ok(None) };
+    let Some(path) = &args.token_file else {
+        return Ok(None);
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::usage(format!("--token-file {}: {e}", path.display())))?;
     let token = text.lines().next().unwrap_or_default().trim().to_owned();
     if token.is_empty() {
-        return Err(Failure::usage(format!("--token-file {}: the file is empty", path.display())));
+        return Err(Failure::usage(format!(
+            "--token-file {}: the file is empty",
+            path.display()
+        )));
     }
     Ok(Some(SecretString::from(token)))
 }
@@ -156,7 +172,11 @@ async fn keep_migrating(store: Arc<dyn GraphStore>, stop: CancellationToken) {
     loop {
         match store.migrate().await {
             Ok(applied) => {
-                tracing::info!(applied = applied.len(), backend = store.backend(), "store migrated");
+                tracing::info!(
+                    applied = applied.len(),
+                    backend = store.backend(),
+                    "store migrated"
+                );
                 return;
             }
             Err(e) if e.is_unavailable() => {
@@ -185,7 +205,11 @@ async fn serve(args: ServeArgs) -> Outcome {
         Err(e) if e.is_unavailable() => {
             tracing::warn!(error.message = %e, "store unavailable at start-up; serving with /readyz at 503 until it is reachable");
         }
-        Err(e) => return Err(anyhow::Error::new(e).context("failed to migrate the store").into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("failed to migrate the store")
+                .into());
+        }
     }
     let stop = CancellationToken::new();
     tokio::spawn(keep_migrating(Arc::clone(&store), stop.clone()));
@@ -200,7 +224,9 @@ async fn serve(args: ServeArgs) -> Outcome {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to listen on {}", args.listen))?;
-    let address = listener.local_addr().context("failed to read the listening address")?;
+    let address = listener
+        .local_addr()
+        .context("failed to read the listening address")?;
     tracing::info!(address = %address, store = store.backend(), "serving");
     let router = deploygraph_api::router(AppState::new(store, config));
     let signal_stop = stop.clone();
@@ -224,7 +250,9 @@ async fn serve(args: ServeArgs) -> Outcome {
 /// Splits `REPO[:TAG]@sha256:DIGEST`.
 fn parse_image(reference: &str) -> Result<ImageInput, Failure> {
     let (name, digest) = reference.rsplit_once('@').ok_or_else(|| {
-        Failure::usage(format!("--image {reference:?}: expected REPO[:TAG]@sha256:DIGEST"))
+        Failure::usage(format!(
+            "--image {reference:?}: expected REPO[:TAG]@sha256:DIGEST"
+        ))
     })?;
     let (repository, tag) = match name.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag.to_owned())),
@@ -250,7 +278,11 @@ fn flag_for(field: &str) -> String {
 }
 
 fn deployment_input(args: &RecordDeploymentArgs) -> Result<DeploymentInput, Failure> {
-    let images = args.images.iter().map(|i| parse_image(i)).collect::<Result<Vec<_>, _>>()?;
+    let images = args
+        .images
+        .iter()
+        .map(|i| parse_image(i))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(DeploymentInput {
         id: args.id.clone(),
         service: Some(args.service.clone()),
@@ -264,7 +296,11 @@ fn deployment_input(args: &RecordDeploymentArgs) -> Result<DeploymentInput, Fail
         }),
         images: Some(images),
         status: Some(args.status.clone()),
-        started_at: Some(args.started_at.clone().unwrap_or_else(|| format_time(&chrono::Utc::now()))),
+        started_at: Some(
+            args.started_at
+                .clone()
+                .unwrap_or_else(|| format_time(&chrono::Utc::now())),
+        ),
         finished_at: args.finished_at.clone(),
         actor: args.actor.clone(),
         changes: None,
@@ -300,13 +336,19 @@ async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
             .context("failed to build the client")?;
         return match client.record_deployment(&input).await {
             Ok(accepted) => {
-                let status = if accepted.status == 201 { "recorded" } else { "already recorded" };
+                let status = if accepted.status == 201 {
+                    "recorded"
+                } else {
+                    "already recorded"
+                };
                 print_record(args.output, status, &accepted.body);
                 Ok(())
             }
-            Err(deploygraph_client::Error::Rejected { status, message, .. }) => {
-                Err(Failure::rejected(format!("the server rejected the deployment ({status}): {message}")))
-            }
+            Err(deploygraph_client::Error::Rejected {
+                status, message, ..
+            }) => Err(Failure::rejected(format!(
+                "the server rejected the deployment ({status}): {message}"
+            ))),
             Err(e) => Err(anyhow::Error::new(e).into()),
         };
     }
@@ -322,7 +364,9 @@ async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
         RecordKind::Updated => "updated",
         RecordKind::Unchanged => "already recorded",
         RecordKind::Conflict => {
-            return Err(Failure::rejected(outcome.conflict.unwrap_or_else(|| "conflict".into())));
+            return Err(Failure::rejected(
+                outcome.conflict.unwrap_or_else(|| "conflict".into()),
+            ));
         }
     };
     let stored = store
@@ -339,7 +383,9 @@ async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
 }
 
 fn deployment_filter(args: &QueryDeploymentsArgs) -> Result<DeploymentFilter, Failure> {
-    let flag = |name: &'static str| move |e: deploygraph_model::Error| Failure::usage(format!("--{name}: {}", e.message));
+    let flag = |name: &'static str| {
+        move |e: deploygraph_model::Error| Failure::usage(format!("--{name}: {}", e.message))
+    };
     if !(1..=deploygraph_store::MAX_PAGE_SIZE).contains(&args.limit) {
         return Err(Failure::usage(format!(
             "--limit: must be from 1 to {}",
@@ -347,16 +393,36 @@ fn deployment_filter(args: &QueryDeploymentsArgs) -> Result<DeploymentFilter, Fa
         )));
     }
     Ok(DeploymentFilter {
-        service: args.service.as_deref().map(ServiceName::parse).transpose().map_err(flag("service"))?,
+        service: args
+            .service
+            .as_deref()
+            .map(ServiceName::parse)
+            .transpose()
+            .map_err(flag("service"))?,
         environment: args
             .environment
             .as_deref()
             .map(Environment::parse)
             .transpose()
             .map_err(flag("environment"))?,
-        status: args.status.as_deref().map(DeploymentStatus::parse).transpose().map_err(flag("status"))?,
-        since: args.since.as_deref().map(parse_time).transpose().map_err(flag("since"))?,
-        until: args.until.as_deref().map(parse_time).transpose().map_err(flag("until"))?,
+        status: args
+            .status
+            .as_deref()
+            .map(DeploymentStatus::parse)
+            .transpose()
+            .map_err(flag("status"))?,
+        since: args
+            .since
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(flag("since"))?,
+        until: args
+            .until
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(flag("until"))?,
         limit: args.limit,
         cursor: args
             .cursor
@@ -400,8 +466,12 @@ fn print_page(output: Output, page: &Value) {
 async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
     let filter = deployment_filter(&args)?;
     let page = if let Some(server) = &args.server {
-        let client = Client::new(server, args.token.clone().map(SecretString::from), RetryPolicy::default())
-            .context("failed to build the client")?;
+        let client = Client::new(
+            server,
+            args.token.clone().map(SecretString::from),
+            RetryPolicy::default(),
+        )
+        .context("failed to build the client")?;
         let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
         for (name, value) in [
             ("service", &args.service),
@@ -417,14 +487,21 @@ async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
         }
         match client.list_deployments(&query).await {
             Ok(accepted) => accepted.body,
-            Err(deploygraph_client::Error::Rejected { status, message, .. }) => {
-                return Err(Failure::rejected(format!("the server rejected the query ({status}): {message}")));
+            Err(deploygraph_client::Error::Rejected {
+                status, message, ..
+            }) => {
+                return Err(Failure::rejected(format!(
+                    "the server rejected the query ({status}): {message}"
+                )));
             }
             Err(e) => return Err(anyhow::Error::new(e).into()),
         }
     } else {
         let store = open_migrated(&args.store).await?;
-        let page = store.list_deployments(&filter).await.context("failed to list deployments")?;
+        let page = store
+            .list_deployments(&filter)
+            .await
+            .context("failed to list deployments")?;
         serde_json::to_value(&page).context("failed to encode the page")?
     };
     print_page(args.output, &page);
@@ -439,10 +516,14 @@ mod tests {
     #[test]
     fn image_references_split_into_repository_tag_and_digest() {
         let digest = format!("sha256:{}", "a".repeat(64));
-        let i = parse_image(&format!("ghcr.io/acme/payments:v2@{digest}")).ok().unwrap();
+        let i = parse_image(&format!("ghcr.io/acme/payments:v2@{digest}"))
+            .ok()
+            .unwrap();
         assert_eq!(i.repository.as_deref(), Some("ghcr.io/acme/payments"));
         assert_eq!(i.tag.as_deref(), Some("v2"));
-        let i = parse_image(&format!("registry:5000/acme/payments@{digest}")).ok().unwrap();
+        let i = parse_image(&format!("registry:5000/acme/payments@{digest}"))
+            .ok()
+            .unwrap();
         assert_eq!(i.repository.as_deref(), Some("registry:5000/acme/payments"));
         assert_eq!(i.tag, None);
         assert!(parse_image("ghcr.io/acme/payments:v2").is_err());

@@ -13,7 +13,9 @@ pub fn init(options: &TelemetryOptions) -> anyhow::Result<Guard> {
         "{},hyper=warn,h2=warn,rustls=warn,neo4rs=warn,tower_http=info",
         options.log_level
     ))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let installed = match options.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

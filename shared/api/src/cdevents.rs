@@ -73,7 +73,9 @@ fn parse_oci_purl(purl: &str) -> Option<OciArtifact> {
     let mut tag = None;
     for pair in qualifiers.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some(("repository_url", v)) => repository = Some(v.replace("%2F", "/").replace("%2f", "/")),
+            Some(("repository_url", v)) => {
+                repository = Some(v.replace("%2F", "/").replace("%2f", "/"))
+            }
             Some(("tag", v)) => tag = Some(v.to_owned()),
             _ => {}
         }
@@ -86,7 +88,11 @@ fn parse_oci_purl(purl: &str) -> Option<OciArtifact> {
 }
 
 fn last_segment(value: &str) -> &str {
-    value.trim_end_matches('/').rsplit('/').next().unwrap_or(value)
+    value
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(value)
 }
 
 fn custom_str(custom: Option<&Value>, key: &str) -> Option<String> {
@@ -141,7 +147,10 @@ impl CdEvent {
         };
         let input = DeploymentInput {
             id: Some(self.context.id),
-            service: Some(custom_str(custom, "service").unwrap_or_else(|| last_segment(&self.subject.id).to_owned())),
+            service: Some(
+                custom_str(custom, "service")
+                    .unwrap_or_else(|| last_segment(&self.subject.id).to_owned()),
+            ),
             namespace: custom_str(custom, "namespace"),
             environment: Some(last_segment(&self.subject.content.environment.id).to_owned()),
             version: custom_str(custom, "version").or_else(|| artifact.tag.clone()),
@@ -194,23 +203,37 @@ mod tests {
 
     #[test]
     fn a_deployed_event_becomes_a_succeeded_deployment() {
-        let d = event("deployed", PURL, serde_json::json!({"commit": "9fceb02d0ae598e9"}))
-            .into_deployment()
-            .unwrap();
+        let d = event(
+            "deployed",
+            PURL,
+            serde_json::json!({"commit": "9fceb02d0ae598e9"}),
+        )
+        .into_deployment()
+        .unwrap();
         assert_eq!(d.service.as_str(), "payments");
         assert_eq!(d.environment.as_str(), "production");
         assert_eq!(d.status, DeploymentStatus::Succeeded);
         assert_eq!(d.source, Source::Cdevents);
-        assert_eq!(d.images[0].repository.as_deref(), Some("ghcr.io/acme/payments"));
+        assert_eq!(
+            d.images[0].repository.as_deref(),
+            Some("ghcr.io/acme/payments")
+        );
         assert_eq!(d.version.as_deref(), Some("v2.3.0"));
-        assert_eq!(d.id.as_deref(), Some("271069a8-fc18-44f1-b38f-9d70a1695819"));
+        assert_eq!(
+            d.id.as_deref(),
+            Some("271069a8-fc18-44f1-b38f-9d70a1695819")
+        );
     }
 
     #[test]
     fn a_rolledback_event_is_rolled_back() {
-        let d = event("rolledback", PURL, serde_json::json!({"commit": {"sha": "9fceb02", "repo": "r"}}))
-            .into_deployment()
-            .unwrap();
+        let d = event(
+            "rolledback",
+            PURL,
+            serde_json::json!({"commit": {"sha": "9fceb02", "repo": "r"}}),
+        )
+        .into_deployment()
+        .unwrap();
         assert_eq!(d.status, DeploymentStatus::RolledBack);
         assert_eq!(d.commit.repo.as_deref(), Some("r"));
     }
@@ -218,11 +241,28 @@ mod tests {
     #[test]
     fn errors_name_the_cdevent_field() {
         let cases = [
-            (event("deployed", PURL, serde_json::json!({})), "customData.commit"),
-            (event("deployed", "pkg:npm/x@1", serde_json::json!({"commit": "9fceb02"})), "subject.content.artifactId"),
-            (event("published", PURL, serde_json::json!({"commit": "9fceb02"})), "context.type"),
             (
-                event("deployed", "pkg:oci/x@sha256%3Aabc", serde_json::json!({"commit": "9fceb02"})),
+                event("deployed", PURL, serde_json::json!({})),
+                "customData.commit",
+            ),
+            (
+                event(
+                    "deployed",
+                    "pkg:npm/x@1",
+                    serde_json::json!({"commit": "9fceb02"}),
+                ),
+                "subject.content.artifactId",
+            ),
+            (
+                event("published", PURL, serde_json::json!({"commit": "9fceb02"})),
+                "context.type",
+            ),
+            (
+                event(
+                    "deployed",
+                    "pkg:oci/x@sha256%3Aabc",
+                    serde_json::json!({"commit": "9fceb02"}),
+                ),
                 "subject.content.artifactId",
             ),
         ];

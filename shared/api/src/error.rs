@@ -104,19 +104,29 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
         Self {
             retry_after: Some(retry_after),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                message,
+            )
         }
     }
 
     /// 500. The cause is logged where it is handled, not sent.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
     }
 
     /// Maps a store error: outages to 503, a bad cursor to 422, the rest to 500 (logged).
     pub fn from_store(e: &deploygraph_store::Error, retry_after: u64) -> Self {
         match e {
-            deploygraph_store::Error::InvalidCursor => Self::invalid("cursor", "not a cursor this server issued"),
+            deploygraph_store::Error::InvalidCursor => {
+                Self::invalid("cursor", "not a cursor this server issued")
+            }
             e if e.is_unavailable() => {
                 tracing::warn!(error.message = %e, error.cause_chain = ?e, "store unavailable");
                 Self::unavailable(format!("{e}; retry later"), retry_after)

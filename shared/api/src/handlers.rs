@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deploygraph_model::deployment::DeploymentInput;
-use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Source, Uid, parse_time};
+use deploygraph_model::{
+    Deployment, DeploymentStatus, Environment, ServiceName, Source, Uid, parse_time,
+};
 use deploygraph_store::{Cursor, DeploymentFilter, MAX_PAGE_SIZE, RecordKind, StoredDeployment};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -20,7 +22,11 @@ use serde::de::DeserializeOwned;
 use std::time::Instant;
 
 /// Rejects write requests without the configured bearer token.
-pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(token) = &state.config.token {
         let presented = request
             .headers()
@@ -28,7 +34,9 @@ pub(crate) async fn require_token(State(state): State<AppState>, request: Reques
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose_secret().as_bytes())) {
+        if !presented
+            .is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose_secret().as_bytes()))
+        {
             return ApiError::unauthorized().into_response();
         }
     }
@@ -104,7 +112,9 @@ async fn record(state: &AppState, deployment: Deployment) -> Result<Response, Ap
     if kind == RecordKind::Conflict {
         return Err(ApiError::conflict(
             "id",
-            outcome.conflict.unwrap_or_else(|| "conflicting deployment".into()),
+            outcome
+                .conflict
+                .unwrap_or_else(|| "conflicting deployment".into()),
         ));
     }
     // The write is committed; read it back for its FOLLOWS link. Should that read fail, the
@@ -166,7 +176,10 @@ pub(crate) async fn get_deployment(
         return Err(ApiError::not_found(format!("no deployment {uid:?}")));
     }
     let started = Instant::now();
-    let found = state.store.get_deployment(&Uid::from_stored(uid.as_str())).await;
+    let found = state
+        .store
+        .get_deployment(&Uid::from_stored(uid.as_str()))
+        .await;
     state.metrics.store_call("get_deployment", started);
     found
         .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?
@@ -189,26 +202,53 @@ pub(crate) struct ListParams {
 
 impl ListParams {
     fn into_filter(self) -> Result<DeploymentFilter, ApiError> {
-        let at = |field: &'static str| move |e: deploygraph_model::Error| ApiError::invalid(field, e.message);
+        let at = |field: &'static str| {
+            move |e: deploygraph_model::Error| ApiError::invalid(field, e.message)
+        };
         let limit = match self.limit.as_deref() {
             None => 50,
             Some(raw) => raw
                 .parse::<usize>()
                 .ok()
                 .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
-                .ok_or_else(|| ApiError::invalid("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}")))?,
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                    )
+                })?,
         };
         Ok(DeploymentFilter {
-            service: self.service.as_deref().map(ServiceName::parse).transpose().map_err(at("service"))?,
+            service: self
+                .service
+                .as_deref()
+                .map(ServiceName::parse)
+                .transpose()
+                .map_err(at("service"))?,
             environment: self
                 .environment
                 .as_deref()
                 .map(Environment::parse)
                 .transpose()
                 .map_err(at("environment"))?,
-            status: self.status.as_deref().map(DeploymentStatus::parse).transpose().map_err(at("status"))?,
-            since: self.since.as_deref().map(parse_time).transpose().map_err(at("since"))?,
-            until: self.until.as_deref().map(parse_time).transpose().map_err(at("until"))?,
+            status: self
+                .status
+                .as_deref()
+                .map(DeploymentStatus::parse)
+                .transpose()
+                .map_err(at("status"))?,
+            since: self
+                .since
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(at("since"))?,
+            until: self
+                .until
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(at("until"))?,
             limit,
             cursor: self
                 .cursor
@@ -220,7 +260,9 @@ impl ListParams {
     }
 }
 
-fn list_params(query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>) -> Result<ListParams, ApiError> {
+fn list_params(
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<ListParams, ApiError> {
     query.map(|Query(p)| p).map_err(|e| {
         let text = e.body_text();
         let field = text
@@ -258,7 +300,10 @@ pub(crate) async fn service_deployments(
 ) -> Result<Response, ApiError> {
     let mut params = list_params(query)?;
     if params.service.is_some() {
-        return Err(ApiError::invalid("service", "the service is given in the path"));
+        return Err(ApiError::invalid(
+            "service",
+            "the service is given in the path",
+        ));
     }
     ServiceName::parse(&name).map_err(|e| ApiError::invalid("name", e.message))?;
     params.service = Some(name);
@@ -287,12 +332,16 @@ pub(crate) async fn healthz() -> impl IntoResponse {
 /// `GET /readyz`: the store is reachable and migrated.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ready().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ready", "store": state.store.backend() })).into_response(),
+        Ok(()) => Json(serde_json::json!({ "status": "ready", "store": state.store.backend() }))
+            .into_response(),
         Err(e) => {
             tracing::warn!(error.message = %e, error.cause_chain = ?e, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, state.config.retry_after_secs.to_string())],
+                [(
+                    header::RETRY_AFTER,
+                    state.config.retry_after_secs.to_string(),
+                )],
                 Json(serde_json::json!({
                     "status": "unavailable",
                     "store": state.store.backend(),

@@ -70,16 +70,25 @@ pub fn router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/deployments", post(handlers::record_deployment))
         .route("/v1/events", post(handlers::record_cdevent))
-        .route_layer(middleware::from_fn_with_state(state.clone(), handlers::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            handlers::require_token,
+        ));
     let api = Router::new()
         .route("/v1/deployments", get(handlers::list_deployments))
         .route("/v1/deployments/{uid}", get(handlers::get_deployment))
         .route("/v1/services", get(handlers::list_services))
-        .route("/v1/services/{name}/deployments", get(handlers::service_deployments))
+        .route(
+            "/v1/services/{name}/deployments",
+            get(handlers::service_deployments),
+        )
         .route("/v1/openapi.json", get(handlers::openapi))
         .merge(writes)
         .fallback(handlers::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(TraceLayer::new_for_http());
     Router::new()
         .route("/healthz", get(handlers::healthz))

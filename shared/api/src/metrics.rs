@@ -50,13 +50,25 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("deploygraph");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
         let ingested = Family::<IngestLabels, Counter>::default();
-        registry.register("events_ingested", "Deployment events by source and outcome", ingested.clone());
+        registry.register(
+            "events_ingested",
+            "Deployment events by source and outcome",
+            ingested.clone(),
+        );
         let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
-        registry.register("store_operation_seconds", "Store call latency", store_seconds.clone());
+        registry.register(
+            "store_operation_seconds",
+            "Store call latency",
+            store_seconds.clone(),
+        );
         Self {
             registry,
             requests,
@@ -119,7 +131,10 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }

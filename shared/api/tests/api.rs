@@ -10,8 +10,8 @@ use deploygraph_api::{ApiConfig, AppState, OPENAPI, router};
 use deploygraph_model::{Deployment, Uid};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
-    AppliedMigration, DeploymentFilter, GraphStore, MigrationSource, Page, RecordOutcome, ServiceSummary,
-    StoredDeployment,
+    AppliedMigration, DeploymentFilter, GraphStore, MigrationSource, Page, RecordOutcome,
+    ServiceSummary, StoredDeployment,
 };
 use http_body_util::BodyExt;
 use secrecy::SecretString;
@@ -20,8 +20,11 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 async fn sqlite() -> Arc<dyn GraphStore> {
-    let path = std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
-    let store = SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap();
+    let path =
+        std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     Arc::new(store)
 }
@@ -40,7 +43,8 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, headers, body)
 }
 
@@ -99,7 +103,10 @@ async fn a_reused_id_with_different_content_is_a_conflict() {
     let app = app().await;
     let mut e = event();
     e["id"] = json!("pipeline-7");
-    assert_eq!(send(&app, post("/v1/deployments", e.to_string())).await.0, StatusCode::CREATED);
+    assert_eq!(
+        send(&app, post("/v1/deployments", e.to_string())).await.0,
+        StatusCode::CREATED
+    );
     e["version"] = json!("v9");
     let (status, _, body) = send(&app, post("/v1/deployments", e.to_string())).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -133,22 +140,106 @@ async fn every_bad_input_gets_its_status_names_its_field_and_writes_nothing() {
         e.to_string()
     };
     let cases: Vec<(String, &str, StatusCode, Option<&str>)> = vec![
-        ("{\"service\":".into(), "application/json", StatusCode::BAD_REQUEST, None),
-        ("not json".into(), "application/json", StatusCode::BAD_REQUEST, None),
-        (event().to_string(), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
-        (with(&|e| e["surprise"] = json!(1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("surprise")),
-        (with(&|e| e["commit"]["extra"] = json!(1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("commit.extra")),
-        (with(&|e| e["service"] = json!(42)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("service")),
-        (with(&|e| e["images"][0]["digest"] = json!("sha256:abc")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("images[0].digest")),
-        (with(&|e| e["images"] = json!([])), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("images")),
-        (with(&|e| e["commit"]["sha"] = json!("zzz")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("commit.sha")),
-        (with(&|e| e["started_at"] = json!("2026-11-20")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("started_at")),
-        (with(&|e| { e.as_object_mut().unwrap().remove("started_at"); }), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("started_at")),
-        (with(&|e| e["status"] = json!("deployed")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("status")),
-        (with(&|e| e["service"] = json!("Payments_Svc")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("service")),
-        (with(&|e| { e.as_object_mut().unwrap().remove("environment"); }), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("environment")),
-        (with(&|e| e["validation"]["tests_passed"] = json!(-1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("validation.tests_passed")),
-        (with(&|e| e["changes"][0]["kind"] = json!("weird")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, Some("changes[0].kind")),
+        (
+            "{\"service\":".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "not json".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            event().to_string(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            with(&|e| e["surprise"] = json!(1)),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("surprise"),
+        ),
+        (
+            with(&|e| e["commit"]["extra"] = json!(1)),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("commit.extra"),
+        ),
+        (
+            with(&|e| e["service"] = json!(42)),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("service"),
+        ),
+        (
+            with(&|e| e["images"][0]["digest"] = json!("sha256:abc")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("images[0].digest"),
+        ),
+        (
+            with(&|e| e["images"] = json!([])),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("images"),
+        ),
+        (
+            with(&|e| e["commit"]["sha"] = json!("zzz")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("commit.sha"),
+        ),
+        (
+            with(&|e| e["started_at"] = json!("2026-11-20")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("started_at"),
+        ),
+        (
+            with(&|e| {
+                e.as_object_mut().unwrap().remove("started_at");
+            }),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("started_at"),
+        ),
+        (
+            with(&|e| e["status"] = json!("deployed")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("status"),
+        ),
+        (
+            with(&|e| e["service"] = json!("Payments_Svc")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("service"),
+        ),
+        (
+            with(&|e| {
+                e.as_object_mut().unwrap().remove("environment");
+            }),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("environment"),
+        ),
+        (
+            with(&|e| e["validation"]["tests_passed"] = json!(-1)),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("validation.tests_passed"),
+        ),
+        (
+            with(&|e| e["changes"][0]["kind"] = json!("weird")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("changes[0].kind"),
+        ),
     ];
     for (body, content_type, expected, field) in cases {
         let request = Request::post("/v1/deployments")
@@ -158,7 +249,11 @@ async fn every_bad_input_gets_its_status_names_its_field_and_writes_nothing() {
         let (status, _, response) = send(&app, request).await;
         assert_eq!(status, expected, "{body} -> {response}");
         assert!(response["error"]["code"].is_string(), "{response}");
-        assert_eq!(response["error"]["field"].as_str(), field, "{body} -> {response}");
+        assert_eq!(
+            response["error"]["field"].as_str(),
+            field,
+            "{body} -> {response}"
+        );
     }
     assert_eq!(count(&app).await, 0, "a rejected request writes nothing");
 }
@@ -239,17 +334,37 @@ async fn listings_filter_page_and_validate_their_parameters() {
         let mut e = event();
         e["started_at"] = json!(format!("2026-11-20T10:{minute:02}:00Z"));
         e.as_object_mut().unwrap().remove("finished_at");
-        e["status"] = json!(if minute % 3 == 0 { "failed" } else { "succeeded" });
-        assert_eq!(send(&app, post("/v1/deployments", e.to_string())).await.0, StatusCode::CREATED);
+        e["status"] = json!(if minute % 3 == 0 {
+            "failed"
+        } else {
+            "succeeded"
+        });
+        assert_eq!(
+            send(&app, post("/v1/deployments", e.to_string())).await.0,
+            StatusCode::CREATED
+        );
     }
-    let (_, _, page) = send(&app, get("/v1/deployments?service=payments&status=failed&limit=4")).await;
+    let (_, _, page) = send(
+        &app,
+        get("/v1/deployments?service=payments&status=failed&limit=4"),
+    )
+    .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    let (_, _, next) = send(&app, get(&format!("/v1/deployments?status=failed&limit=100&cursor={cursor}"))).await;
+    let (_, _, next) = send(
+        &app,
+        get(&format!(
+            "/v1/deployments?status=failed&limit=100&cursor={cursor}"
+        )),
+    )
+    .await;
     assert_eq!(next["items"].as_array().unwrap().len(), 6);
     assert!(next["next_cursor"].is_null());
-    let (_, _, window) =
-        send(&app, get("/v1/deployments?since=2026-11-20T10:10:00Z&until=2026-11-20T10:19:00Z")).await;
+    let (_, _, window) = send(
+        &app,
+        get("/v1/deployments?since=2026-11-20T10:10:00Z&until=2026-11-20T10:19:00Z"),
+    )
+    .await;
     assert_eq!(window["items"].as_array().unwrap().len(), 10);
     for (query, field) in [
         ("limit=0", "limit"),
@@ -265,8 +380,14 @@ async fn listings_filter_page_and_validate_their_parameters() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
         assert_eq!(body["error"]["field"], field, "{query}: {body}");
     }
-    assert_eq!(send(&app, get("/v1/deployments/deployment-nope")).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(send(&app, get("/v1/nothing-here")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&app, get("/v1/deployments/deployment-nope")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app, get("/v1/nothing-here")).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -279,8 +400,14 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     send(&app, post("/v1/deployments", event().to_string())).await;
     let (_, _, metrics) = send(&app, get("/metrics")).await;
     let metrics = metrics.as_str().unwrap();
-    assert!(metrics.contains(r#"deploygraph_events_ingested_total{source="api",outcome="created"} 1"#), "{metrics}");
-    assert!(metrics.contains("deploygraph_store_operation_seconds"), "{metrics}");
+    assert!(
+        metrics.contains(r#"deploygraph_events_ingested_total{source="api",outcome="created"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("deploygraph_store_operation_seconds"),
+        "{metrics}"
+    );
     let (status, _, doc) = send(&app, get("/v1/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc, serde_json::from_str::<Value>(OPENAPI).unwrap());
@@ -296,14 +423,22 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         ("/metrics", "get"),
         ("/v1/openapi.json", "get"),
     ] {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
     }
 }
 
 #[tokio::test]
 async fn an_unmigrated_store_is_not_ready() {
-    let path = std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
-    let store: Arc<dyn GraphStore> = Arc::new(SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap());
+    let path =
+        std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
+    let store: Arc<dyn GraphStore> = Arc::new(
+        SqliteStore::open(&path, MigrationSource::Embedded)
+            .await
+            .unwrap(),
+    );
     let app = router(AppState::new(store, ApiConfig::default()));
     let (status, headers, body) = send(&app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -331,13 +466,19 @@ impl GraphStore for DownStore {
     async fn ready(&self) -> deploygraph_store::Result<()> {
         Err(down())
     }
-    async fn record_deployments(&self, _: Vec<Deployment>) -> deploygraph_store::Result<Vec<RecordOutcome>> {
+    async fn record_deployments(
+        &self,
+        _: Vec<Deployment>,
+    ) -> deploygraph_store::Result<Vec<RecordOutcome>> {
         Err(down())
     }
     async fn get_deployment(&self, _: &Uid) -> deploygraph_store::Result<Option<StoredDeployment>> {
         Err(down())
     }
-    async fn list_deployments(&self, _: &DeploymentFilter) -> deploygraph_store::Result<Page<StoredDeployment>> {
+    async fn list_deployments(
+        &self,
+        _: &DeploymentFilter,
+    ) -> deploygraph_store::Result<Page<StoredDeployment>> {
         Err(down())
     }
     async fn list_services(&self) -> deploygraph_store::Result<Vec<ServiceSummary>> {
@@ -348,7 +489,11 @@ impl GraphStore for DownStore {
 #[tokio::test]
 async fn a_store_outage_is_503_with_retry_after() {
     let app = router(AppState::new(Arc::new(DownStore), ApiConfig::default()));
-    for request in [post("/v1/deployments", event().to_string()), get("/v1/deployments"), get("/readyz")] {
+    for request in [
+        post("/v1/deployments", event().to_string()),
+        get("/v1/deployments"),
+        get("/readyz"),
+    ] {
         let (status, headers, body) = send(&app, request).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(headers[header::RETRY_AFTER], "5");

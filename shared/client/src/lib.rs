@@ -24,7 +24,9 @@ pub enum Error {
         field: Option<String>,
     },
     /// Retries were exhausted.
-    #[error("the server could not be reached or stayed unavailable after {attempts} attempts: {last}")]
+    #[error(
+        "the server could not be reached or stayed unavailable after {attempts} attempts: {last}"
+    )]
     Unavailable {
         /// Attempts made.
         attempts: u32,
@@ -124,7 +126,8 @@ impl Client {
             operation: "encode the deployment",
             source: Box::new(e),
         })?;
-        self.send(reqwest::Method::POST, "/v1/deployments", &[], Some(body)).await
+        self.send(reqwest::Method::POST, "/v1/deployments", &[], Some(body))
+            .await
     }
 
     /// `GET /v1/deployments` with query parameters.
@@ -132,7 +135,8 @@ impl Client {
     /// # Errors
     /// As [`Client::record_deployment`].
     pub async fn list_deployments(&self, query: &[(&str, String)]) -> Result<Accepted> {
-        self.send(reqwest::Method::GET, "/v1/deployments", query, None).await
+        self.send(reqwest::Method::GET, "/v1/deployments", query, None)
+            .await
     }
 
     async fn send(
@@ -174,7 +178,9 @@ impl Client {
                     }
                     if !matches!(
                         status,
-                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                        StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::BAD_GATEWAY
+                            | StatusCode::GATEWAY_TIMEOUT
                     ) {
                         return Err(rejected(status, &body));
                     }
@@ -217,7 +223,10 @@ fn rejected(status: StatusCode, body: &Value) -> Error {
             .unwrap_or("unknown")
             .to_owned(),
         message: message_of(body),
-        field: body.pointer("/error/field").and_then(Value::as_str).map(str::to_owned),
+        field: body
+            .pointer("/error/field")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     }
 }
 
@@ -235,6 +244,9 @@ mod tests {
         assert_eq!(p.backoff(0, None), Duration::from_millis(100));
         assert_eq!(p.backoff(2, None), Duration::from_millis(400));
         assert_eq!(p.backoff(10, None), Duration::from_secs(1));
-        assert_eq!(p.backoff(0, Some(Duration::from_secs(30))), Duration::from_secs(1));
+        assert_eq!(
+            p.backoff(0, Some(Duration::from_secs(30))),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -47,7 +47,10 @@ pub struct Alert {
 impl Alert {
     /// The uid of the alert with `fingerprint` that started at `starts_at`.
     pub fn uid_for(fingerprint: &str, starts_at: &DateTime<Utc>) -> Uid {
-        Uid::derive("alert", &[fingerprint, &crate::newtypes::format_time(starts_at)])
+        Uid::derive(
+            "alert",
+            &[fingerprint, &crate::newtypes::format_time(starts_at)],
+        )
     }
 }
 

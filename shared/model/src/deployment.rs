@@ -30,7 +30,12 @@ pub enum DeploymentStatus {
 
 impl DeploymentStatus {
     /// All statuses, in lifecycle order.
-    pub const ALL: [Self; 4] = [Self::InProgress, Self::Succeeded, Self::Failed, Self::RolledBack];
+    pub const ALL: [Self; 4] = [
+        Self::InProgress,
+        Self::Succeeded,
+        Self::Failed,
+        Self::RolledBack,
+    ];
 
     /// The wire name (`in_progress`).
     pub fn as_str(self) -> &'static str {
@@ -64,7 +69,9 @@ impl DeploymentStatus {
         use DeploymentStatus::*;
         matches!(
             (self, next),
-            (InProgress, Succeeded | Failed | RolledBack) | (Succeeded, Failed | RolledBack) | (Failed, RolledBack)
+            (InProgress, Succeeded | Failed | RolledBack)
+                | (Succeeded, Failed | RolledBack)
+                | (Failed, RolledBack)
         )
     }
 }
@@ -117,7 +124,10 @@ pub struct Commit {
 impl Commit {
     /// `Uid::derive("commit", [repo, sha])`.
     pub fn uid(&self) -> Uid {
-        Uid::derive("commit", &[self.repo.as_deref().unwrap_or(""), self.sha.as_str()])
+        Uid::derive(
+            "commit",
+            &[self.repo.as_deref().unwrap_or(""), self.sha.as_str()],
+        )
     }
 }
 
@@ -224,15 +234,28 @@ pub struct ConfigChange {
 
 impl ConfigChange {
     /// A change with secret-looking values redacted.
-    pub fn new(path: String, kind: ChangeKind, before: Option<String>, after: Option<String>) -> Self {
+    pub fn new(
+        path: String,
+        kind: ChangeKind,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Self {
         let before = redact_value(&path, before);
         let after = redact_value(&path, after);
-        Self { path, kind, before, after }
+        Self {
+            path,
+            kind,
+            before,
+            after,
+        }
     }
 
     /// `Uid::derive("change", [deployment uid, kind, path])`.
     pub fn uid(&self, deployment: &Uid) -> Uid {
-        Uid::derive("change", &[deployment.as_str(), self.kind.as_str(), &self.path])
+        Uid::derive(
+            "change",
+            &[deployment.as_str(), self.kind.as_str(), &self.path],
+        )
     }
 }
 
@@ -364,7 +387,10 @@ impl Deployment {
 
 /// `Uid::derive("service", [name, namespace, environment])`.
 pub fn service_uid(name: &ServiceName, namespace: Option<&str>, environment: &Environment) -> Uid {
-    Uid::derive("service", &[name.as_str(), namespace.unwrap_or(""), environment.as_str()])
+    Uid::derive(
+        "service",
+        &[name.as_str(), namespace.unwrap_or(""), environment.as_str()],
+    )
 }
 
 /// What recording a deployment means, given what is stored under its uid.
@@ -395,10 +421,19 @@ pub fn reconcile(stored: Option<&Deployment>, incoming: Deployment) -> Reconcile
     };
     if stored.content_fingerprint() != incoming.content_fingerprint() {
         let reason = match &incoming.id {
-            Some(id) => format!("id {id:?} was already used for a different deployment ({})", stored.uid),
-            None => format!("deployment {} is already recorded with different content", stored.uid),
+            Some(id) => format!(
+                "id {id:?} was already used for a different deployment ({})",
+                stored.uid
+            ),
+            None => format!(
+                "deployment {} is already recorded with different content",
+                stored.uid
+            ),
         };
-        return Reconcile::Conflict { stored: stored.clone(), reason };
+        return Reconcile::Conflict {
+            stored: stored.clone(),
+            reason,
+        };
     }
     let mut merged = stored.clone();
     if stored.status.can_advance_to(incoming.status) {
@@ -555,15 +590,19 @@ impl DeploymentInput {
     /// The first invalid field, by its path in the input.
     pub fn validate(&self, source: Source) -> Result<Deployment> {
         let id = bounded(&self.id, "id", limits::SHORT)?;
-        let service = ServiceName::parse(required(&self.service, "service")?).map_err(at("service"))?;
+        let service =
+            ServiceName::parse(required(&self.service, "service")?).map_err(at("service"))?;
         let namespace = bounded(&self.namespace, "namespace", limits::SHORT)?;
         if let Some(ns) = &namespace
             && !is_dns1123_label(ns)
         {
-            return Err(Error::new("namespace", format!("{ns:?} is not a DNS-1123 label")));
+            return Err(Error::new(
+                "namespace",
+                format!("{ns:?} is not a DNS-1123 label"),
+            ));
         }
-        let environment =
-            Environment::parse(required(&self.environment, "environment")?).map_err(at("environment"))?;
+        let environment = Environment::parse(required(&self.environment, "environment")?)
+            .map_err(at("environment"))?;
         let version = bounded(&self.version, "version", limits::SHORT)?;
         let commit = self
             .commit
@@ -572,8 +611,10 @@ impl DeploymentInput {
             .validate()
             .map_err(at("commit"))?;
         let images = self.validate_images()?;
-        let status = DeploymentStatus::parse(required(&self.status, "status")?).map_err(at("status"))?;
-        let started_at = parse_time(required(&self.started_at, "started_at")?).map_err(at("started_at"))?;
+        let status =
+            DeploymentStatus::parse(required(&self.status, "status")?).map_err(at("status"))?;
+        let started_at =
+            parse_time(required(&self.started_at, "started_at")?).map_err(at("started_at"))?;
         let finished_at = self
             .finished_at
             .as_deref()
@@ -590,7 +631,15 @@ impl DeploymentInput {
         if let Some(v) = &self.validation {
             v.validate().map_err(at("validation"))?;
         }
-        let uid = deployment_uid(id.as_deref(), &service, namespace.as_deref(), &environment, &commit, &images, &started_at);
+        let uid = deployment_uid(
+            id.as_deref(),
+            &service,
+            namespace.as_deref(),
+            &environment,
+            &commit,
+            &images,
+            &started_at,
+        );
         Ok(Deployment {
             uid,
             id,
@@ -613,31 +662,50 @@ impl DeploymentInput {
     fn validate_images(&self) -> Result<Vec<Image>> {
         let inputs = self.images.as_deref().unwrap_or_default();
         if inputs.is_empty() {
-            return Err(Error::new("images", "at least one image with a digest is required"));
+            return Err(Error::new(
+                "images",
+                "at least one image with a digest is required",
+            ));
         }
         if inputs.len() > limits::IMAGES {
-            return Err(Error::new("images", format!("more than {} images", limits::IMAGES)));
+            return Err(Error::new(
+                "images",
+                format!("more than {} images", limits::IMAGES),
+            ));
         }
         inputs
             .iter()
             .enumerate()
-            .map(|(i, image)| image.validate().map_err(|e| e.within(&format!("images[{i}]"))))
+            .map(|(i, image)| {
+                image
+                    .validate()
+                    .map_err(|e| e.within(&format!("images[{i}]")))
+            })
             .collect()
     }
 
     fn validate_changes(&self) -> Result<Vec<ConfigChange>> {
         let inputs = self.changes.as_deref().unwrap_or_default();
         if inputs.len() > limits::CHANGES {
-            return Err(Error::new("changes", format!("more than {} changes", limits::CHANGES)));
+            return Err(Error::new(
+                "changes",
+                format!("more than {} changes", limits::CHANGES),
+            ));
         }
         let mut seen = HashSet::new();
         let mut changes = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            let change = input.validate().map_err(|e| e.within(&format!("changes[{i}]")))?;
+            let change = input
+                .validate()
+                .map_err(|e| e.within(&format!("changes[{i}]")))?;
             if !seen.insert((change.kind, change.path.clone())) {
                 return Err(Error::new(
                     format!("changes[{i}].path"),
-                    format!("{:?} of kind {} is listed twice", change.path, change.kind.as_str()),
+                    format!(
+                        "{:?} of kind {} is listed twice",
+                        change.path,
+                        change.kind.as_str()
+                    ),
                 ));
             }
             changes.push(change);
@@ -677,7 +745,10 @@ impl ChangeInput {
     fn validate(&self) -> Result<ConfigChange> {
         let path = required(&self.path, "path")?;
         if path.len() > limits::LONG {
-            return Err(Error::new("path", format!("is longer than {} bytes", limits::LONG)));
+            return Err(Error::new(
+                "path",
+                format!("is longer than {} bytes", limits::LONG),
+            ));
         }
         let kind = ChangeKind::parse(required(&self.kind, "kind")?).map_err(at("kind"))?;
         let before = bounded(&self.before, "before", limits::VALUE)?;
@@ -762,20 +833,32 @@ pub(crate) mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut DeploymentInput)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut DeploymentInput)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|i| i.service = None), "service"),
             (Box::new(|i| i.service = Some("Payments".into())), "service"),
             (Box::new(|i| i.environment = None), "environment"),
             (Box::new(|i| i.commit = None), "commit.sha"),
-            (Box::new(|i| i.commit.as_mut().expect("commit").sha = Some("xyz".into())), "commit.sha"),
+            (
+                Box::new(|i| i.commit.as_mut().expect("commit").sha = Some("xyz".into())),
+                "commit.sha",
+            ),
             (Box::new(|i| i.images = Some(vec![])), "images"),
             (
-                Box::new(|i| i.images.as_mut().expect("images")[0].digest = Some("sha256:00".into())),
+                Box::new(|i| {
+                    i.images.as_mut().expect("images")[0].digest = Some("sha256:00".into())
+                }),
                 "images[0].digest",
             ),
             (Box::new(|i| i.status = Some("done".into())), "status"),
-            (Box::new(|i| i.started_at = Some("yesterday".into())), "started_at"),
-            (Box::new(|i| i.finished_at = Some("2026-11-20T09:00:00Z".into())), "finished_at"),
+            (
+                Box::new(|i| i.started_at = Some("yesterday".into())),
+                "started_at",
+            ),
+            (
+                Box::new(|i| i.finished_at = Some("2026-11-20T09:00:00Z".into())),
+                "finished_at",
+            ),
             (Box::new(|i| i.namespace = Some("Prod".into())), "namespace"),
             (
                 Box::new(|i| i.changes.as_mut().expect("changes")[0].kind = Some("other".into())),
@@ -820,8 +903,14 @@ pub(crate) mod tests {
     #[test]
     fn reconcile_creates_updates_ignores_and_conflicts() {
         let stored = deployment(&sample_input());
-        assert!(matches!(reconcile(None, stored.clone()), Reconcile::Create(_)));
-        assert!(matches!(reconcile(Some(&stored), stored.clone()), Reconcile::Unchanged(_)));
+        assert!(matches!(
+            reconcile(None, stored.clone()),
+            Reconcile::Create(_)
+        ));
+        assert!(matches!(
+            reconcile(Some(&stored), stored.clone()),
+            Reconcile::Unchanged(_)
+        ));
 
         let mut done = stored.clone();
         done.status = DeploymentStatus::Succeeded;
@@ -833,10 +922,16 @@ pub(crate) mod tests {
         assert_eq!(merged.finished_at, done.finished_at);
 
         // A stale in_progress after succeeded changes nothing.
-        assert!(matches!(reconcile(Some(&merged), stored.clone()), Reconcile::Unchanged(_)));
+        assert!(matches!(
+            reconcile(Some(&merged), stored.clone()),
+            Reconcile::Unchanged(_)
+        ));
 
         let mut other = stored.clone();
         other.version = Some("v9".into());
-        assert!(matches!(reconcile(Some(&stored), other), Reconcile::Conflict { .. }));
+        assert!(matches!(
+            reconcile(Some(&stored), other),
+            Reconcile::Conflict { .. }
+        ));
     }
 }

@@ -1,7 +1,9 @@
 //! Builder-style deployments for tests and benchmarks:
 //! `Deployment::test().service("payments").started_at_minute(5).failed().build()`.
 
-use crate::deployment::{Commit, ConfigChange, Deployment, DeploymentStatus, Image, Source, deployment_uid};
+use crate::deployment::{
+    Commit, ConfigChange, Deployment, DeploymentStatus, Image, Source, deployment_uid,
+};
 use crate::newtypes::{CommitSha, Environment, ImageDigest, ServiceName};
 use crate::{ChangeKind, ValidationResult};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -35,7 +37,10 @@ impl Deployment {
             commit: "9fceb02d0ae598e95dc970b74767f19372d61af8".into(),
             digest_seed: 1,
             status: DeploymentStatus::Succeeded,
-            started_at: Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).single().unwrap_or_default(),
+            started_at: Utc
+                .with_ymd_and_hms(2026, 11, 20, 10, 0, 0)
+                .single()
+                .unwrap_or_default(),
             finished_at: None,
             changes: Vec::new(),
             validation: None,
@@ -96,7 +101,10 @@ impl DeploymentBuilder {
     /// Starts `minutes` after 2026-11-20T10:00:00Z.
     #[must_use]
     pub fn started_at_minute(self, minutes: i64) -> Self {
-        let base = Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).single().unwrap_or_default();
+        let base = Utc
+            .with_ymd_and_hms(2026, 11, 20, 10, 0, 0)
+            .single()
+            .unwrap_or_default();
         self.started_at(base + Duration::minutes(minutes))
     }
 
@@ -129,8 +137,12 @@ impl DeploymentBuilder {
     /// Adds a value change.
     #[must_use]
     pub fn change(mut self, path: &str, before: &str, after: &str) -> Self {
-        self.changes
-            .push(ConfigChange::new(path.into(), ChangeKind::Value, Some(before.into()), Some(after.into())));
+        self.changes.push(ConfigChange::new(
+            path.into(),
+            ChangeKind::Value,
+            Some(before.into()),
+            Some(after.into()),
+        ));
         self
     }
 

@@ -96,7 +96,9 @@ impl ImageDigest {
             }
             _ => Err(Error::new(
                 "",
-                format!("{value:?} is not an image digest (sha256: followed by 64 lower-case hex digits)"),
+                format!(
+                    "{value:?} is not an image digest (sha256: followed by 64 lower-case hex digits)"
+                ),
             )),
         }
     }
@@ -185,7 +187,15 @@ mod tests {
         for ok in ["payments", "a", "api-gateway-2", &"a".repeat(63)] {
             assert!(ServiceName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Payments", "-api", "api-", "api_gw", "a.b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Payments",
+            "-api",
+            "api-",
+            "api_gw",
+            "a.b",
+            &"a".repeat(64),
+        ] {
             assert!(ServiceName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -202,7 +212,10 @@ mod tests {
 
     #[test]
     fn commit_shas_are_7_to_40_hex_and_lower_cased() {
-        assert_eq!(CommitSha::parse("ABCDEF1").map(String::from), Ok("abcdef1".to_owned()));
+        assert_eq!(
+            CommitSha::parse("ABCDEF1").map(String::from),
+            Ok("abcdef1".to_owned())
+        );
         assert!(CommitSha::parse("abcdef").is_err());
         assert!(CommitSha::parse(&"a".repeat(41)).is_err());
         assert!(CommitSha::parse("abcdefg").is_err());

@@ -85,7 +85,12 @@ mod tests {
 
     #[test]
     fn ordinary_paths_are_kept() {
-        for path in ["values.redis.pool.size", "spec.replicas", "values.image.tag", "env.LOG_LEVEL"] {
+        for path in [
+            "values.redis.pool.size",
+            "spec.replicas",
+            "values.image.tag",
+            "env.LOG_LEVEL",
+        ] {
             assert!(!is_secret_path(path), "{path}");
         }
     }
@@ -97,6 +102,9 @@ mod tests {
             Some(REDACTED.to_owned())
         );
         assert_eq!(redact_value("env.DB_PASSWORD", None), None);
-        assert_eq!(redact_value("spec.replicas", Some("3".into())), Some("3".to_owned()));
+        assert_eq!(
+            redact_value("spec.replicas", Some("3".into())),
+            Some("3".to_owned())
+        );
     }
 }

@@ -54,12 +54,18 @@ mod tests {
 
     #[test]
     fn same_parts_give_the_same_uid() {
-        assert_eq!(Uid::derive("dep", &["a", "b"]), Uid::derive("dep", &["a", "b"]));
+        assert_eq!(
+            Uid::derive("dep", &["a", "b"]),
+            Uid::derive("dep", &["a", "b"])
+        );
     }
 
     #[test]
     fn part_boundaries_matter() {
-        assert_ne!(Uid::derive("dep", &["ab", "c"]), Uid::derive("dep", &["a", "bc"]));
+        assert_ne!(
+            Uid::derive("dep", &["ab", "c"]),
+            Uid::derive("dep", &["a", "bc"])
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `events` realistic events spread over `services` services, each with an image, two config
@@ -44,8 +47,14 @@ async fn measure(store: &Arc<dyn GraphStore>, events: Vec<Deployment>, batch: us
     let n = events.len();
     let started = Instant::now();
     for chunk in events.chunks(batch) {
-        let outcomes = store.record_deployments(chunk.to_vec()).await.expect("record");
-        assert!(outcomes.iter().all(|o| o.kind == RecordKind::Created), "every event is new");
+        let outcomes = store
+            .record_deployments(chunk.to_vec())
+            .await
+            .expect("record");
+        assert!(
+            outcomes.iter().all(|o| o.kind == RecordKind::Created),
+            "every event is new"
+        );
     }
     n as f64 / started.elapsed().as_secs_f64()
 }
@@ -57,9 +66,15 @@ fn run_id() -> String {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!("{cores} cores, {cpu}")
 }
 
@@ -73,11 +88,17 @@ async fn main() {
 
     let dir = std::env::temp_dir().join(format!("deploygraph-bench-{}", run_id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    for (label, batch_size) in [("SQLite, batched", batch), ("SQLite, one transaction per event", 1)] {
+    for (label, batch_size) in [
+        ("SQLite, batched", batch),
+        ("SQLite, one transaction per event", 1),
+    ] {
         let store: Arc<dyn GraphStore> = Arc::new(
-            SqliteStore::open(&dir.join(format!("{batch_size}.db")), MigrationSource::Embedded)
-                .await
-                .expect("sqlite"),
+            SqliteStore::open(
+                &dir.join(format!("{batch_size}.db")),
+                MigrationSource::Embedded,
+            )
+            .await
+            .expect("sqlite"),
         );
         store.migrate().await.expect("migrate");
         let rate = measure(&store, events(&run_id(), n, services), batch_size).await;
@@ -86,15 +107,30 @@ async fn main() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    let uri = std::env::var("NEO4J_TEST_URI").expect("NEO4J_TEST_URI: start Neo4j with scripts/services up neo4j");
+    let uri = std::env::var("NEO4J_TEST_URI")
+        .expect("NEO4J_TEST_URI: start Neo4j with scripts/services up neo4j");
     let neo4j: Arc<dyn GraphStore> = Arc::new(
-        Neo4jStore::connect(&uri, "", &SecretString::from(String::new()), Neo4jOptions::default(), MigrationSource::Embedded)
-            .expect("neo4j"),
+        Neo4jStore::connect(
+            &uri,
+            "",
+            &SecretString::from(String::new()),
+            Neo4jOptions::default(),
+            MigrationSource::Embedded,
+        )
+        .expect("neo4j"),
     );
     neo4j.migrate().await.expect("migrate");
     // Warm-up: the first transactions compile the queries.
-    measure(&neo4j, events(&run_id(), 2 * batch.min(1000), services), batch).await;
-    for (label, batch_size) in [("Neo4j, batched", batch), ("Neo4j, one transaction per event", 1)] {
+    measure(
+        &neo4j,
+        events(&run_id(), 2 * batch.min(1000), services),
+        batch,
+    )
+    .await;
+    for (label, batch_size) in [
+        ("Neo4j, batched", batch),
+        ("Neo4j, one transaction per event", 1),
+    ] {
         let rate = measure(&neo4j, events(&run_id(), n, services), batch_size).await;
         eprintln!("{label}: {rate:.0} events/s");
         rows.push((label, batch_size, rate));

@@ -61,8 +61,15 @@ mod tests {
     #[test]
     fn an_out_of_order_insert_relinks_its_successor() {
         // a(10) <- c(30) stored; b(20) arrives late.
-        let links = relink(vec![node(30, "c", Some("a")), node(10, "a", None), node(20, "b", None)]);
-        assert_eq!(links, vec![("b".into(), "a".into()), ("c".into(), "b".into())]);
+        let links = relink(vec![
+            node(30, "c", Some("a")),
+            node(10, "a", None),
+            node(20, "b", None),
+        ]);
+        assert_eq!(
+            links,
+            vec![("b".into(), "a".into()), ("c".into(), "b".into())]
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub enum Error {
         current: String,
     },
     /// The store has a migration this build does not know: it was migrated by a newer version.
-    #[error("the store has migration {version} ({name}) which this build does not know; upgrade deploygraph")]
+    #[error(
+        "the store has migration {version} ({name}) which this build does not know; upgrade deploygraph"
+    )]
     UnknownMigration {
         /// Version number.
         version: u32,

@@ -113,9 +113,13 @@ impl StoreConfig {
         };
         if let Some(path) = uri.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(invalid("sqlite:// needs a file path, e.g. sqlite://deploygraph.db"));
+                return Err(invalid(
+                    "sqlite:// needs a file path, e.g. sqlite://deploygraph.db",
+                ));
             }
-            return Ok(Self::Sqlite { path: PathBuf::from(path) });
+            return Ok(Self::Sqlite {
+                path: PathBuf::from(path),
+            });
         }
         let parsed = url::Url::parse(uri).map_err(|e| invalid(&e.to_string()))?;
         match parsed.scheme() {
@@ -140,10 +144,19 @@ impl StoreConfig {
 ///
 /// # Errors
 /// [`Error::Unavailable`] when a SQLite file cannot be opened; a Neo4j store connects lazily.
-pub async fn open(config: &StoreConfig, migrations: MigrationSource) -> Result<Arc<dyn GraphStore>> {
+pub async fn open(
+    config: &StoreConfig,
+    migrations: MigrationSource,
+) -> Result<Arc<dyn GraphStore>> {
     Ok(match config {
-        StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path, migrations).await?),
-        StoreConfig::Neo4j { uri, user, password } => Arc::new(neo4j::Neo4jStore::connect(
+        StoreConfig::Sqlite { path } => {
+            Arc::new(sqlite::SqliteStore::open(path, migrations).await?)
+        }
+        StoreConfig::Neo4j {
+            uri,
+            user,
+            password,
+        } => Arc::new(neo4j::Neo4jStore::connect(
             uri,
             user,
             password,
@@ -159,7 +172,10 @@ mod tests {
 
     #[test]
     fn store_uris_select_the_backend() {
-        assert!(matches!(StoreConfig::parse("sqlite://x.db", None, None), Ok(StoreConfig::Sqlite { .. })));
+        assert!(matches!(
+            StoreConfig::parse("sqlite://x.db", None, None),
+            Ok(StoreConfig::Sqlite { .. })
+        ));
         assert!(matches!(
             StoreConfig::parse("bolt://127.0.0.1:7687", None, None),
             Ok(StoreConfig::Neo4j { .. })

@@ -93,8 +93,14 @@ impl MigrationSource {
     pub fn load(&self, backend: &str) -> Result<Vec<Migration>> {
         let files: Vec<(String, String)> = match self {
             Self::Embedded => {
-                let list = if backend == "neo4j" { EMBEDDED_NEO4J } else { EMBEDDED_SQLITE };
-                list.iter().map(|(n, b)| ((*n).to_owned(), (*b).to_owned())).collect()
+                let list = if backend == "neo4j" {
+                    EMBEDDED_NEO4J
+                } else {
+                    EMBEDDED_SQLITE
+                };
+                list.iter()
+                    .map(|(n, b)| ((*n).to_owned(), (*b).to_owned()))
+                    .collect()
             }
             Self::Directory(dir) => read_dir(&dir.join(backend), extension(backend))?,
         };
@@ -140,7 +146,11 @@ fn parse_files(files: Vec<(String, String)>) -> Result<Vec<Migration>> {
                     path: name.clone(),
                     reason: "a migration file name starts with its number: NNNN_name".into(),
                 })?;
-            Ok(Migration { version, name, body })
+            Ok(Migration {
+                version,
+                name,
+                body,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     migrations.sort_by_key(|m| m.version);
@@ -158,7 +168,10 @@ fn parse_files(files: Vec<(String, String)>) -> Result<Vec<Migration>> {
 /// # Errors
 /// [`Error::MigrationChanged`] when an applied file changed, [`Error::UnknownMigration`] when the
 /// store has one this build does not know.
-pub fn pending<'a>(known: &'a [Migration], applied: &[AppliedMigration]) -> Result<Vec<&'a Migration>> {
+pub fn pending<'a>(
+    known: &'a [Migration],
+    applied: &[AppliedMigration],
+) -> Result<Vec<&'a Migration>> {
     for record in applied {
         let Some(file) = known.iter().find(|m| m.version == record.version) else {
             return Err(Error::UnknownMigration {
@@ -212,7 +225,8 @@ mod tests {
     fn an_edited_applied_migration_is_refused_by_name() {
         let original = migration(1, "CREATE TABLE a (x);");
         let edited = migration(1, "CREATE TABLE a (x, y);");
-        let err = pending(std::slice::from_ref(&edited), &[applied(&original)]).expect_err("changed");
+        let err =
+            pending(std::slice::from_ref(&edited), &[applied(&original)]).expect_err("changed");
         assert!(err.to_string().contains("0001_m.sql"), "{err}");
     }
 
@@ -228,16 +242,26 @@ mod tests {
     #[test]
     fn statements_split_on_line_ending_semicolons() {
         let m = migration(1, "-- comment\nCREATE A;\n// other\nCREATE B\n  ON X;\n");
-        assert_eq!(m.statements(), vec!["CREATE A".to_owned(), "CREATE B\n  ON X".to_owned()]);
+        assert_eq!(
+            m.statements(),
+            vec!["CREATE A".to_owned(), "CREATE B\n  ON X".to_owned()]
+        );
     }
 
     #[test]
     fn embedded_lists_match_the_migration_directories() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
         for backend in ["sqlite", "neo4j"] {
-            let on_disk = MigrationSource::Directory(root.clone()).load(backend).expect("load dir");
-            let embedded = MigrationSource::Embedded.load(backend).expect("load embedded");
-            assert_eq!(on_disk, embedded, "migrations/{backend} and the embedded list differ");
+            let on_disk = MigrationSource::Directory(root.clone())
+                .load(backend)
+                .expect("load dir");
+            let embedded = MigrationSource::Embedded
+                .load(backend)
+                .expect("load embedded");
+            assert_eq!(
+                on_disk, embedded,
+                "migrations/{backend} and the embedded list differ"
+            );
             assert!(!embedded.is_empty());
             for m in &embedded {
                 assert!(!m.statements().is_empty(), "{} has no statements", m.name);

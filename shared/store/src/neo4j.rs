@@ -7,12 +7,12 @@
 //! ([`crate::chain`]). Every value is a parameter; labels and relationship types are fixed
 //! strings of this module.
 
+use crate::GraphStore;
 use crate::chain::{self, ChainNode};
 use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
 use crate::types::{DeploymentFilter, Page, RecordOutcome, ServiceSummary, StoredDeployment};
-use crate::GraphStore;
 use async_trait::async_trait;
 use chrono::DateTime;
 use deploygraph_model::{Deployment, Uid, ValidationResult};
@@ -100,7 +100,12 @@ fn decode_failed(operation: &'static str) -> impl Fn(neo4rs::DeError) -> Error {
 }
 
 fn map(pairs: Vec<(&str, BoltType)>) -> BoltType {
-    BoltType::from(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<HashMap<String, BoltType>>())
+    BoltType::from(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<HashMap<String, BoltType>>(),
+    )
 }
 
 fn opt_str(value: Option<&str>) -> BoltType {
@@ -142,7 +147,11 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
             ])
         })
         .collect();
-    let validation: Vec<BoltType> = d.validation.iter().map(|v| validation_row(&d.uid, v)).collect();
+    let validation: Vec<BoltType> = d
+        .validation
+        .iter()
+        .map(|v| validation_row(&d.uid, v))
+        .collect();
     let digests: Vec<BoltType> = d.images.iter().map(|i| i.digest.as_str().into()).collect();
     Ok(map(vec![
         ("uid", d.uid.as_str().into()),
@@ -314,10 +323,15 @@ impl Neo4jStore {
             .await
             .map_err(failed("read applied migrations"))?;
         let mut applied = Vec::new();
-        while let Some(row) = stream.next().await.map_err(failed("read applied migrations"))? {
+        while let Some(row) = stream
+            .next()
+            .await
+            .map_err(failed("read applied migrations"))?
+        {
             let decode = decode_failed("read applied migrations");
             applied.push(AppliedMigration {
-                version: u32::try_from(row.get::<i64>("version").map_err(&decode)?).unwrap_or(u32::MAX),
+                version: u32::try_from(row.get::<i64>("version").map_err(&decode)?)
+                    .unwrap_or(u32::MAX),
                 name: row.get("name").map_err(&decode)?,
                 checksum: row.get("checksum").map_err(&decode)?,
             });
@@ -326,7 +340,11 @@ impl Neo4jStore {
     }
 
     async fn rows(&self, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
-        let mut stream = self.graph.execute_read(q).await.map_err(failed(operation))?;
+        let mut stream = self
+            .graph
+            .execute_read(q)
+            .await
+            .map_err(failed(operation))?;
         let mut rows = Vec::new();
         while let Some(row) = stream.next().await.map_err(failed(operation))? {
             rows.push(row);
@@ -335,7 +353,11 @@ impl Neo4jStore {
     }
 
     async fn write_batch(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
-        let mut txn = self.graph.start_txn().await.map_err(failed("begin a transaction"))?;
+        let mut txn = self
+            .graph
+            .start_txn()
+            .await
+            .map_err(failed("begin a transaction"))?;
         let result = self.write_in(&mut txn, batch).await;
         match result {
             Ok(outcomes) => {
@@ -354,14 +376,16 @@ impl Neo4jStore {
     async fn write_in(&self, txn: &mut Txn, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
         let mut services: BTreeMap<String, BoltType> = BTreeMap::new();
         for d in &batch {
-            services.entry(d.service_uid().as_str().to_owned()).or_insert_with(|| {
-                map(vec![
-                    ("uid", d.service_uid().as_str().into()),
-                    ("name", d.service.as_str().into()),
-                    ("namespace", opt_str(d.namespace.as_deref())),
-                    ("environment", d.environment.as_str().into()),
-                ])
-            });
+            services
+                .entry(d.service_uid().as_str().to_owned())
+                .or_insert_with(|| {
+                    map(vec![
+                        ("uid", d.service_uid().as_str().into()),
+                        ("name", d.service.as_str().into()),
+                        ("namespace", opt_str(d.namespace.as_deref())),
+                        ("environment", d.environment.as_str().into()),
+                    ])
+                });
         }
         txn.run(query(LOCK_SERVICES).param("services", services.into_values().collect::<Vec<_>>()))
             .await
@@ -379,7 +403,11 @@ impl Neo4jStore {
                 )
                 .await
                 .map_err(failed("read deployments"))?;
-            while let Some(row) = stream.next(txn.handle()).await.map_err(failed("read deployments"))? {
+            while let Some(row) = stream
+                .next(txn.handle())
+                .await
+                .map_err(failed("read deployments"))?
+            {
                 let decode = decode_failed("read deployments");
                 let uid: String = row.get("uid").map_err(&decode)?;
                 let payload: String = row.get("payload").map_err(&decode)?;
@@ -392,9 +420,15 @@ impl Neo4jStore {
         }
 
         let plan = plan::plan(stored, batch);
-        for (statement, rows) in [(INSERT_DEPLOYMENTS, &plan.inserts), (UPDATE_DEPLOYMENTS, &plan.updates)] {
+        for (statement, rows) in [
+            (INSERT_DEPLOYMENTS, &plan.inserts),
+            (UPDATE_DEPLOYMENTS, &plan.updates),
+        ] {
             for chunk in rows.chunks(self.options.chunk_size) {
-                let rows = chunk.iter().map(deployment_row).collect::<Result<Vec<_>>>()?;
+                let rows = chunk
+                    .iter()
+                    .map(deployment_row)
+                    .collect::<Result<Vec<_>>>()?;
                 txn.run(query(statement).param("rows", rows))
                     .await
                     .map_err(failed("write deployments"))?;
@@ -412,7 +446,11 @@ impl Neo4jStore {
         let chains: Vec<BoltType> = earliest
             .into_iter()
             .map(|(service_uid, (us, uid))| {
-                map(vec![("service_uid", service_uid.into()), ("us", us.into()), ("uid", uid.into())])
+                map(vec![
+                    ("service_uid", service_uid.into()),
+                    ("us", us.into()),
+                    ("uid", uid.into()),
+                ])
             })
             .collect();
         let mut starts = Vec::new();
@@ -420,7 +458,11 @@ impl Neo4jStore {
             .execute(query(CHAIN_START).param("chains", chains))
             .await
             .map_err(failed("read deployment chains"))?;
-        while let Some(row) = stream.next(txn.handle()).await.map_err(failed("read deployment chains"))? {
+        while let Some(row) = stream
+            .next(txn.handle())
+            .await
+            .map_err(failed("read deployment chains"))?
+        {
             let decode = decode_failed("read deployment chains");
             let service_uid: String = row.get("service_uid").map_err(&decode)?;
             let us: i64 = row.get("us").map_err(&decode)?;
@@ -439,7 +481,11 @@ impl Neo4jStore {
                 )
                 .await
                 .map_err(failed("read deployment chains"))?;
-            while let Some(row) = stream.next(txn.handle()).await.map_err(failed("read deployment chains"))? {
+            while let Some(row) = stream
+                .next(txn.handle())
+                .await
+                .map_err(failed("read deployment chains"))?
+            {
                 let decode = decode_failed("read deployment chains");
                 nodes.push(ChainNode {
                     started_at_us: row.get("us").map_err(&decode)?,
@@ -448,9 +494,9 @@ impl Neo4jStore {
                 });
             }
             links.extend(
-                chain::relink(nodes)
-                    .into_iter()
-                    .map(|(newer, older)| map(vec![("newer", newer.into()), ("older", older.into())])),
+                chain::relink(nodes).into_iter().map(|(newer, older)| {
+                    map(vec![("newer", newer.into()), ("older", older.into())])
+                }),
             );
         }
         for chunk in links.chunks(self.options.chunk_size) {
@@ -541,13 +587,15 @@ impl GraphStore for Neo4jStore {
         let mut done = Vec::new();
         for m in migrations::pending(&self.migrations, &applied)? {
             for statement in m.statements() {
-                self.graph.run(query(&statement)).await.map_err(|e| match classify("apply a migration", e) {
-                    Error::Backend { source, .. } => Error::Backend {
-                        backend: BACKEND,
-                        operation: "apply a migration",
-                        source: format!("{}: {source}", m.name).into(),
-                    },
-                    other => other,
+                self.graph.run(query(&statement)).await.map_err(|e| {
+                    match classify("apply a migration", e) {
+                        Error::Backend { source, .. } => Error::Backend {
+                            backend: BACKEND,
+                            operation: "apply a migration",
+                            source: format!("{}: {source}", m.name).into(),
+                        },
+                        other => other,
+                    }
                 })?;
             }
             let record = AppliedMigration {
@@ -606,7 +654,10 @@ impl GraphStore for Neo4jStore {
 
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Page<StoredDeployment>> {
         let rows = self.rows(list_query(filter), "list deployments").await?;
-        let items = rows.iter().map(stored_from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(stored_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, filter.limit))
     }
 
@@ -633,7 +684,8 @@ impl GraphStore for Neo4jStore {
                     name: row.get("name").map_err(&decode)?,
                     namespace: row.get("namespace").map_err(&decode)?,
                     environment: row.get("environment").map_err(&decode)?,
-                    deployments: u64::try_from(row.get::<i64>("deployments").map_err(&decode)?).unwrap_or_default(),
+                    deployments: u64::try_from(row.get::<i64>("deployments").map_err(&decode)?)
+                        .unwrap_or_default(),
                     last_deployed_at: last.and_then(DateTime::from_timestamp_micros),
                 })
             })

@@ -77,7 +77,10 @@ mod tests {
     fn a_new_uid_seen_twice_in_a_batch_is_inserted_once_with_its_final_state() {
         let plan = plan(
             HashMap::new(),
-            vec![deployment("in_progress", "v1"), deployment("succeeded", "v1")],
+            vec![
+                deployment("in_progress", "v1"),
+                deployment("succeeded", "v1"),
+            ],
         );
         assert_eq!(plan.inserts.len(), 1);
         assert_eq!(plan.inserts[0].status, DeploymentStatus::Succeeded);
@@ -92,7 +95,10 @@ mod tests {
     fn conflicts_and_repeats_write_nothing() {
         let stored = deployment("succeeded", "v1");
         let map = HashMap::from([(stored.uid.as_str().to_owned(), stored.clone())]);
-        let plan = plan(map, vec![deployment("succeeded", "v1"), deployment("succeeded", "v2")]);
+        let plan = plan(
+            map,
+            vec![deployment("succeeded", "v1"), deployment("succeeded", "v2")],
+        );
         assert!(plan.inserts.is_empty() && plan.updates.is_empty());
         assert_eq!(plan.outcomes[0].kind, RecordKind::Unchanged);
         assert_eq!(plan.outcomes[1].kind, RecordKind::Conflict);

@@ -5,18 +5,22 @@
 //! transaction); another reads, so listings do not wait for writes. rusqlite is blocking, so
 //! every call runs on tokio's blocking pool.
 
+use crate::GraphStore;
 use crate::chain::{self, ChainNode};
 use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
-use crate::types::{DeploymentFilter, Page, RecordKind, RecordOutcome, ServiceSummary, StoredDeployment};
-use crate::GraphStore;
+use crate::types::{
+    DeploymentFilter, Page, RecordKind, RecordOutcome, ServiceSummary, StoredDeployment,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{Deployment, Uid, ValidationResult};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -60,7 +64,9 @@ fn classify(operation: &'static str, e: rusqlite::Error) -> Error {
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| Error::Unavailable {
         backend: BACKEND,
@@ -85,7 +91,8 @@ impl SqliteStore {
         let migrations = source.load(BACKEND)?;
         let path = path.to_owned();
         let p = path.clone();
-        let (writer, reader) = blocking(move || Ok((open_connection(&p)?, open_connection(&p)?))).await?;
+        let (writer, reader) =
+            blocking(move || Ok((open_connection(&p)?, open_connection(&p)?))).await?;
         Ok(Self {
             path,
             writer: Arc::new(Mutex::new(writer)),
@@ -133,11 +140,13 @@ fn poisoned() -> Error {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Backend {
-        backend: BACKEND,
-        operation: "run a blocking task",
-        source: Box::new(e),
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Backend {
+            backend: BACKEND,
+            operation: "run a blocking task",
+            source: Box::new(e),
+        })?
 }
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -148,7 +157,8 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
 ) STRICT";
 
 fn applied_migrations(conn: &Connection) -> Result<Vec<AppliedMigration>> {
-    conn.execute(MIGRATIONS_TABLE, []).map_err(backend_error("create the migrations table"))?;
+    conn.execute(MIGRATIONS_TABLE, [])
+        .map_err(backend_error("create the migrations table"))?;
     let mut stmt = conn
         .prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
         .map_err(backend_error("read applied migrations"))?;
@@ -161,7 +171,8 @@ fn applied_migrations(conn: &Connection) -> Result<Vec<AppliedMigration>> {
             })
         })
         .map_err(backend_error("read applied migrations"))?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend_error("read applied migrations"))
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend_error("read applied migrations"))
 }
 
 fn read_payload(uid: &str, payload: &str) -> Result<Deployment> {
@@ -171,7 +182,9 @@ fn read_payload(uid: &str, payload: &str) -> Result<Deployment> {
     })
 }
 
-fn stored_deployment(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<String>)> {
+fn stored_deployment(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, Option<String>)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
 }
 
@@ -190,7 +203,11 @@ fn time_text(t: &Option<DateTime<Utc>>) -> Option<String> {
     t.as_ref().map(format_time)
 }
 
-fn write_deployment(tx: &rusqlite::Transaction<'_>, d: &Deployment, kind: RecordKind) -> Result<()> {
+fn write_deployment(
+    tx: &rusqlite::Transaction<'_>,
+    d: &Deployment,
+    kind: RecordKind,
+) -> Result<()> {
     let failed = backend_error("write a deployment");
     let payload = serde_json::to_string(d).map_err(|e| Error::Backend {
         backend: BACKEND,
@@ -200,7 +217,12 @@ fn write_deployment(tx: &rusqlite::Transaction<'_>, d: &Deployment, kind: Record
     if kind == RecordKind::Updated {
         tx.execute(
             "UPDATE deployments SET status = ?2, finished_at = ?3, payload = ?4 WHERE uid = ?1",
-            params![d.uid.as_str(), d.status.as_str(), time_text(&d.finished_at), payload],
+            params![
+                d.uid.as_str(),
+                d.status.as_str(),
+                time_text(&d.finished_at),
+                payload
+            ],
         )
         .map_err(failed)?;
         return write_validation(tx, d);
@@ -208,7 +230,12 @@ fn write_deployment(tx: &rusqlite::Transaction<'_>, d: &Deployment, kind: Record
     tx.execute(
         "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (uid) DO NOTHING",
-        params![d.service_uid().as_str(), d.service.as_str(), d.namespace, d.environment.as_str()],
+        params![
+            d.service_uid().as_str(),
+            d.service.as_str(),
+            d.namespace,
+            d.environment.as_str()
+        ],
     )
     .map_err(backend_error("write a service"))?;
     let commit_uid = d.commit.uid();
@@ -286,7 +313,9 @@ fn write_deployment(tx: &rusqlite::Transaction<'_>, d: &Deployment, kind: Record
 }
 
 fn write_validation(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()> {
-    let Some(v) = &d.validation else { return Ok(()) };
+    let Some(v) = &d.validation else {
+        return Ok(());
+    };
     let ValidationResult {
         coverage_pct,
         sast_findings,
@@ -367,7 +396,11 @@ fn record_batch(conn: &mut Connection, batch: Vec<Deployment>) -> Result<Vec<Rec
             continue;
         }
         let payload: Option<String> = tx
-            .query_row("SELECT payload FROM deployments WHERE uid = ?1", [uid], |row| row.get(0))
+            .query_row(
+                "SELECT payload FROM deployments WHERE uid = ?1",
+                [uid],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(backend_error("read a deployment"))?;
         if let Some(payload) = payload {
@@ -439,7 +472,8 @@ impl GraphStore for SqliteStore {
     }
 
     async fn record_deployments(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
-        self.with_writer(move |conn| record_batch(conn, batch)).await
+        self.with_writer(move |conn| record_batch(conn, batch))
+            .await
     }
 
     async fn get_deployment(&self, uid: &Uid) -> Result<Option<StoredDeployment>> {
@@ -462,7 +496,9 @@ impl GraphStore for SqliteStore {
         let filter = filter.clone();
         self.with_reader(move |conn| {
             let (sql, values) = list_query(&filter);
-            let mut stmt = conn.prepare_cached(&sql).map_err(backend_error("list deployments"))?;
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(backend_error("list deployments"))?;
             let rows = stmt
                 .query_map(params_from_iter(values), stored_deployment)
                 .map_err(backend_error("list deployments"))?
@@ -536,7 +572,11 @@ fn list_query(filter: &DeploymentFilter) -> (String, Vec<Value>) {
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
-    values.push(Value::Integer(i64::try_from(filter.limit).unwrap_or(i64::MAX).saturating_add(1)));
+    values.push(Value::Integer(
+        i64::try_from(filter.limit)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1),
+    ));
     (
         format!(
             "SELECT uid, payload, follows_uid FROM deployments {filter_sql}

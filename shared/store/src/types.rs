@@ -73,7 +73,9 @@ impl Cursor {
     /// # Errors
     /// [`Error::InvalidCursor`].
     pub fn decode(value: &str) -> Result<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| Error::InvalidCursor)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(value)
+            .map_err(|_| Error::InvalidCursor)?;
         let text = String::from_utf8(bytes).map_err(|_| Error::InvalidCursor)?;
         let (us, uid) = text.split_once(':').ok_or(Error::InvalidCursor)?;
         let started_at_us = us.parse().map_err(|_| Error::InvalidCursor)?;
@@ -135,11 +137,15 @@ impl Page<StoredDeployment> {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next_cursor = if more {
-            rows.last().map(|last| Cursor::after(&last.deployment).encode())
+            rows.last()
+                .map(|last| Cursor::after(&last.deployment).encode())
         } else {
             None
         };
-        Self { items: rows, next_cursor }
+        Self {
+            items: rows,
+            next_cursor,
+        }
     }
 }
 

@@ -7,7 +7,9 @@ use chrono::Duration;
 use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, ValidationResult};
 use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
 use deploygraph_store::sqlite::SqliteStore;
-use deploygraph_store::{Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoredDeployment};
+use deploygraph_store::{
+    Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoredDeployment,
+};
 use rand::seq::SliceRandom;
 use secrecy::SecretString;
 use std::collections::HashSet;
@@ -19,7 +21,9 @@ fn unique(prefix: &str) -> String {
 
 async fn sqlite_store() -> Arc<dyn GraphStore> {
     let path = std::env::temp_dir().join(format!("{}.db", unique("deploygraph-conformance")));
-    let store = SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap();
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     Arc::new(store)
 }
@@ -54,16 +58,25 @@ async fn record_one(store: &Arc<dyn GraphStore>, d: Deployment) -> RecordKind {
 }
 
 async fn migrations_are_idempotent_and_make_the_store_ready(store: Arc<dyn GraphStore>) {
-    assert!(store.migrate().await.unwrap().is_empty(), "a second migrate applies nothing");
+    assert!(
+        store.migrate().await.unwrap().is_empty(),
+        "a second migrate applies nothing"
+    );
     store.ready().await.unwrap();
 }
 
 async fn recording_twice_is_a_no_op(store: Arc<dyn GraphStore>) {
     let service = unique("idem");
-    let d = Deployment::test().service(&service).change("values.pool", "50", "10").build();
+    let d = Deployment::test()
+        .service(&service)
+        .change("values.pool", "50", "10")
+        .build();
     assert_eq!(record_one(&store, d.clone()).await, RecordKind::Created);
     assert_eq!(record_one(&store, d.clone()).await, RecordKind::Unchanged);
-    let page = store.list_deployments(&filter_service(&service, 10)).await.unwrap();
+    let page = store
+        .list_deployments(&filter_service(&service, 10))
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     let stored = store.get_deployment(&d.uid).await.unwrap().unwrap();
     assert_eq!(stored.deployment, d);
@@ -77,13 +90,33 @@ async fn recording_twice_is_a_no_op(store: Arc<dyn GraphStore>) {
 async fn a_reused_id_with_other_content_conflicts_and_changes_nothing(store: Arc<dyn GraphStore>) {
     let service = unique("conflict");
     let id = unique("ci-run");
-    let first = Deployment::test().service(&service).id(&id).version("v1").build();
+    let first = Deployment::test()
+        .service(&service)
+        .id(&id)
+        .version("v1")
+        .build();
     assert_eq!(record_one(&store, first.clone()).await, RecordKind::Created);
-    let other = Deployment::test().service(&service).id(&id).version("v2").build();
-    let outcome = store.record_deployments(vec![other]).await.unwrap().remove(0);
+    let other = Deployment::test()
+        .service(&service)
+        .id(&id)
+        .version("v2")
+        .build();
+    let outcome = store
+        .record_deployments(vec![other])
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(outcome.kind, RecordKind::Conflict);
     assert!(outcome.conflict.unwrap().contains(&id));
-    assert_eq!(store.get_deployment(&first.uid).await.unwrap().unwrap().deployment, first);
+    assert_eq!(
+        store
+            .get_deployment(&first.uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .deployment,
+        first
+    );
 }
 
 async fn status_advances_and_never_regresses(store: Arc<dyn GraphStore>) {
@@ -99,27 +132,48 @@ async fn status_advances_and_never_regresses(store: Arc<dyn GraphStore>) {
         ..ValidationResult::default()
     });
     assert_eq!(record_one(&store, done.clone()).await, RecordKind::Updated);
-    assert_eq!(record_one(&store, started.clone()).await, RecordKind::Unchanged);
-    let stored = store.get_deployment(&started.uid).await.unwrap().unwrap().deployment;
+    assert_eq!(
+        record_one(&store, started.clone()).await,
+        RecordKind::Unchanged
+    );
+    let stored = store
+        .get_deployment(&started.uid)
+        .await
+        .unwrap()
+        .unwrap()
+        .deployment;
     assert_eq!(stored, done);
     let failed = DeploymentFilter {
         status: Some(DeploymentStatus::Failed),
         ..filter_service(&service, 10)
     };
-    assert_eq!(store.list_deployments(&failed).await.unwrap().items.len(), 1);
+    assert_eq!(
+        store.list_deployments(&failed).await.unwrap().items.len(),
+        1
+    );
 }
 
 fn assert_chain(items: &[StoredDeployment]) {
     // Newest first: each item follows the next one.
     for pair in items.windows(2) {
-        assert_eq!(pair[0].follows.as_ref(), Some(&pair[1].deployment.uid), "chain broken");
+        assert_eq!(
+            pair[0].follows.as_ref(),
+            Some(&pair[1].deployment.uid),
+            "chain broken"
+        );
     }
 }
 
 async fn follows_chains_survive_out_of_order_arrival(store: Arc<dyn GraphStore>) {
     let service = unique("chain");
     let mut events: Vec<Deployment> = (0..30)
-        .map(|i| Deployment::test().service(&service).image_seed(i).started_at_minute(i as i64 * 7).build())
+        .map(|i| {
+            Deployment::test()
+                .service(&service)
+                .image_seed(i)
+                .started_at_minute(i as i64 * 7)
+                .build()
+        })
         .collect();
     // Another environment of the same service has a chain of its own.
     let staging: Vec<Deployment> = (0..5)
@@ -150,23 +204,40 @@ async fn follows_chains_survive_out_of_order_arrival(store: Arc<dyn GraphStore>)
         let items = store.list_deployments(&filter).await.unwrap().items;
         assert_eq!(items.len(), expected);
         assert_chain(&items);
-        assert_eq!(items.last().unwrap().follows, None, "the oldest follows nothing");
+        assert_eq!(
+            items.last().unwrap().follows,
+            None,
+            "the oldest follows nothing"
+        );
     }
 }
 
-async fn large_limits_return_exactly_limit_items_and_cursors_walk_everything(store: Arc<dyn GraphStore>) {
+async fn large_limits_return_exactly_limit_items_and_cursors_walk_everything(
+    store: Arc<dyn GraphStore>,
+) {
     let service = unique("bulk");
     let events: Vec<Deployment> = (0..1600)
-        .map(|i| Deployment::test().service(&service).image_seed(i).started_at_minute(i as i64).build())
+        .map(|i| {
+            Deployment::test()
+                .service(&service)
+                .image_seed(i)
+                .started_at_minute(i as i64)
+                .build()
+        })
         .collect();
     for chunk in events.chunks(400) {
         store.record_deployments(chunk.to_vec()).await.unwrap();
     }
-    let page = store.list_deployments(&filter_service(&service, 1500)).await.unwrap();
+    let page = store
+        .list_deployments(&filter_service(&service, 1500))
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1500, "exactly limit items");
     assert!(page.next_cursor.is_some());
     assert!(
-        page.items.windows(2).all(|w| w[0].deployment.started_at > w[1].deployment.started_at),
+        page.items
+            .windows(2)
+            .all(|w| w[0].deployment.started_at > w[1].deployment.started_at),
         "newest first"
     );
     assert_chain(&page.items);
@@ -194,21 +265,52 @@ async fn large_limits_return_exactly_limit_items_and_cursors_walk_everything(sto
         until: Some(events[199].started_at),
         ..filter_service(&service, 1000)
     };
-    assert_eq!(store.list_deployments(&window).await.unwrap().items.len(), 100);
+    assert_eq!(
+        store.list_deployments(&window).await.unwrap().items.len(),
+        100
+    );
 }
 
 async fn a_batch_writes_everything_but_its_conflicts(store: Arc<dyn GraphStore>) {
     let service = unique("batch");
     let id = unique("key");
-    let first = Deployment::test().service(&service).id(&id).version("v1").started_at_minute(1).build();
+    let first = Deployment::test()
+        .service(&service)
+        .id(&id)
+        .version("v1")
+        .started_at_minute(1)
+        .build();
     record_one(&store, first).await;
     let batch = vec![
-        Deployment::test().service(&service).id(&id).version("v2").started_at_minute(2).build(),
-        Deployment::test().service(&service).image_seed(9).started_at_minute(3).build(),
+        Deployment::test()
+            .service(&service)
+            .id(&id)
+            .version("v2")
+            .started_at_minute(2)
+            .build(),
+        Deployment::test()
+            .service(&service)
+            .image_seed(9)
+            .started_at_minute(3)
+            .build(),
     ];
-    let kinds: Vec<RecordKind> = store.record_deployments(batch).await.unwrap().iter().map(|o| o.kind).collect();
+    let kinds: Vec<RecordKind> = store
+        .record_deployments(batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.kind)
+        .collect();
     assert_eq!(kinds, vec![RecordKind::Conflict, RecordKind::Created]);
-    assert_eq!(store.list_deployments(&filter_service(&service, 10)).await.unwrap().items.len(), 2);
+    assert_eq!(
+        store
+            .list_deployments(&filter_service(&service, 10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
 }
 
 async fn concurrent_writers_keep_one_chain(store: Arc<dyn GraphStore>) {
@@ -216,13 +318,19 @@ async fn concurrent_writers_keep_one_chain(store: Arc<dyn GraphStore>) {
     let mut tasks = Vec::new();
     for i in 0..16 {
         let store = Arc::clone(&store);
-        let d = Deployment::test().service(&service).image_seed(i).started_at_minute(i as i64).build();
+        let d = Deployment::test()
+            .service(&service)
+            .image_seed(i)
+            .started_at_minute(i as i64)
+            .build();
         tasks.push(tokio::spawn(async move {
             // A writer may lose a deadlock race; retrying is what clients do on 503.
             for _ in 0..20 {
                 match store.record_deployments(vec![d.clone()]).await {
                     Ok(_) => return,
-                    Err(e) if e.is_unavailable() => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    Err(e) if e.is_unavailable() => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                    }
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -232,7 +340,11 @@ async fn concurrent_writers_keep_one_chain(store: Arc<dyn GraphStore>) {
     for t in tasks {
         t.await.unwrap();
     }
-    let items = store.list_deployments(&filter_service(&service, 100)).await.unwrap().items;
+    let items = store
+        .list_deployments(&filter_service(&service, 100))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(items.len(), 16);
     assert_chain(&items);
     assert_eq!(items.last().unwrap().follows, None);
@@ -269,8 +381,13 @@ conformance!(
 #[tokio::test]
 async fn a_fresh_sqlite_store_is_not_ready_until_migrated() {
     let path = std::env::temp_dir().join(format!("{}.db", unique("deploygraph-fresh")));
-    let store = SqliteStore::open(&path, MigrationSource::Embedded).await.unwrap();
-    assert!(matches!(store.ready().await, Err(deploygraph_store::Error::NotMigrated { .. })));
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.ready().await,
+        Err(deploygraph_store::Error::NotMigrated { .. })
+    ));
     store.migrate().await.unwrap();
     store.ready().await.unwrap();
 }

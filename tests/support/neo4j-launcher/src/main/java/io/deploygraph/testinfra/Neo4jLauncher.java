@@ -9,6 +9,7 @@ import java.util.concurrent.CountDownLatch;
 
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.BoltConnectorInternalSettings;
 import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
@@ -93,7 +94,11 @@ public final class Neo4jLauncher {
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
                 // Small, fast test store: no preallocation, no page-cache warmup.
                 .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
-                .setConfig(GraphDatabaseSettings.pagecache_warmup_enabled, false);
+                .setConfig(GraphDatabaseSettings.pagecache_warmup_enabled, false)
+                // Bolt waits 5 s + 5 s for idle connections/threads on shutdown by default; a test
+                // server (stopped and started again to simulate outages) should stop promptly.
+                .setConfig(BoltConnectorInternalSettings.connection_shutdown_wait_time, Duration.ofMillis(500))
+                .setConfig(BoltConnectorInternalSettings.thread_pool_shutdown_wait_time, Duration.ofMillis(500));
 
         final DatabaseManagementService dbms = builder.build();
         final CountDownLatch stopped = new CountDownLatch(1);

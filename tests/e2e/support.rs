@@ -25,10 +25,16 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
+/// Temporary directories of this test process, removed when it exits.
+static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
 pub fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("deploygraph-e2e"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    DIRS.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(dir);
+    path
 }
 
 pub fn sqlite_uri() -> String {

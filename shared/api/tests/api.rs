@@ -19,10 +19,18 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
 
+/// Temporary directories of the test stores, removed when the test process exits.
+static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+fn temp_db() -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    DIRS.lock().unwrap().push(dir);
+    path
+}
+
 async fn sqlite() -> Arc<dyn GraphStore> {
-    let path =
-        std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
-    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+    let store = SqliteStore::open(&temp_db(), MigrationSource::Embedded)
         .await
         .unwrap();
     store.migrate().await.unwrap();
@@ -432,10 +440,8 @@ async fn health_readiness_metrics_and_openapi_are_served() {
 
 #[tokio::test]
 async fn an_unmigrated_store_is_not_ready() {
-    let path =
-        std::env::temp_dir().join(format!("deploygraph-api-{:08x}.db", rand::random::<u32>()));
     let store: Arc<dyn GraphStore> = Arc::new(
-        SqliteStore::open(&path, MigrationSource::Embedded)
+        SqliteStore::open(&temp_db(), MigrationSource::Embedded)
             .await
             .unwrap(),
     );

@@ -19,16 +19,17 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
-async fn sqlite_store() -> Arc<dyn GraphStore> {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("deploygraph-conformance")));
-    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+/// A migrated SQLite store in a temporary directory, removed when the guard drops.
+async fn sqlite_store() -> (Option<tempfile::TempDir>, Arc<dyn GraphStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    Arc::new(store)
+    (Some(dir), Arc::new(store))
 }
 
-async fn neo4j_store() -> Arc<dyn GraphStore> {
+async fn neo4j_store() -> (Option<tempfile::TempDir>, Arc<dyn GraphStore>) {
     let uri = std::env::var("NEO4J_TEST_URI").expect(
         "NEO4J_TEST_URI is not set: the Neo4j conformance tests need a real server; \
          run them through scripts/test (or `eval \"$(scripts/services env)\"` after `scripts/services up neo4j`)",
@@ -42,7 +43,7 @@ async fn neo4j_store() -> Arc<dyn GraphStore> {
     )
     .unwrap();
     store.migrate().await.unwrap();
-    Arc::new(store)
+    (None, Arc::new(store))
 }
 
 fn filter_service(service: &str, limit: usize) -> DeploymentFilter {
@@ -355,13 +356,15 @@ macro_rules! conformance {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::sqlite_store().await).await;
+                let (_dir, store) = super::sqlite_store().await;
+                super::$name(store).await;
             })*
         }
         mod neo4j {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::neo4j_store().await).await;
+                let (_dir, store) = super::neo4j_store().await;
+                super::$name(store).await;
             })*
         }
     };
@@ -380,7 +383,8 @@ conformance!(
 
 #[tokio::test]
 async fn a_fresh_sqlite_store_is_not_ready_until_migrated() {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("deploygraph-fresh")));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
     let store = SqliteStore::open(&path, MigrationSource::Embedded)
         .await
         .unwrap();

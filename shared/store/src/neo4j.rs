@@ -87,6 +87,37 @@ fn classify(operation: &'static str, e: neo4rs::Error) -> Error {
     }
 }
 
+/// How often a write is retried after a transient failure (deadlock, lock timeout).
+const TRANSIENT_RETRIES: u32 = 8;
+
+/// Whether `e` is Neo4j's transient kind: the transaction was rolled back and may be retried.
+fn is_transient(e: &Error) -> bool {
+    let Error::Unavailable { source, .. } = e else {
+        return false;
+    };
+    matches!(
+        source.downcast_ref::<neo4rs::Error>(),
+        Some(neo4rs::Error::Neo4j(err)) if matches!(err.kind(), neo4rs::Neo4jErrorKind::Transient)
+    )
+}
+
+/// Exponential backoff from 10 ms with jitter, so that writers that deadlocked do not collide again.
+fn transient_backoff(attempt: u32) -> Duration {
+    let base = 10u64 << attempt.min(6);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()),
+    ) % base;
+    Duration::from_millis(base + jitter)
+}
+
+/// Whether a schema statement failed only because an equivalent rule exists: `IF NOT EXISTS`
+/// is not atomic across concurrent transactions.
+fn created_concurrently(e: &neo4rs::Error) -> bool {
+    matches!(e, neo4rs::Error::Neo4j(err) if err.code().ends_with("AlreadyExists"))
+}
+
 fn failed(operation: &'static str) -> impl Fn(neo4rs::Error) -> Error {
     move |e| classify(operation, e)
 }
@@ -587,16 +618,23 @@ impl GraphStore for Neo4jStore {
         let mut done = Vec::new();
         for m in migrations::pending(&self.migrations, &applied)? {
             for statement in m.statements() {
-                self.graph.run(query(&statement)).await.map_err(|e| {
-                    match classify("apply a migration", e) {
-                        Error::Backend { source, .. } => Error::Backend {
-                            backend: BACKEND,
-                            operation: "apply a migration",
-                            source: format!("{}: {source}", m.name).into(),
-                        },
-                        other => other,
+                match self.graph.run(query(&statement)).await {
+                    Ok(_) => {}
+                    // Another replica migrating at the same time created it first.
+                    Err(e) if created_concurrently(&e) => {
+                        tracing::debug!(migration = %m.name, "schema rule already created concurrently");
                     }
-                })?;
+                    Err(e) => {
+                        return Err(match classify("apply a migration", e) {
+                            Error::Backend { source, .. } => Error::Backend {
+                                backend: BACKEND,
+                                operation: "apply a migration",
+                                source: format!("{}: {source}", m.name).into(),
+                            },
+                            other => other,
+                        });
+                    }
+                }
             }
             let record = AppliedMigration {
                 version: m.version,
@@ -634,7 +672,21 @@ impl GraphStore for Neo4jStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.write_batch(batch).await
+        // Deadlocks between writers touching the same commit, image or service nodes are
+        // transient: the transaction was rolled back, so it is retried, as Neo4j's managed
+        // transactions do.
+        let mut attempt = 0u32;
+        loop {
+            match self.write_batch(batch.clone()).await {
+                Err(e) if attempt < TRANSIENT_RETRIES && is_transient(&e) => {
+                    attempt += 1;
+                    let pause = transient_backoff(attempt);
+                    tracing::debug!(attempt, pause_ms = pause.as_millis() as u64, error.message = %e, "retrying a transient failure");
+                    tokio::time::sleep(pause).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     async fn get_deployment(&self, uid: &Uid) -> Result<Option<StoredDeployment>> {

@@ -383,54 +383,17 @@ async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
 }
 
 fn deployment_filter(args: &QueryDeploymentsArgs) -> Result<DeploymentFilter, Failure> {
-    let flag = |name: &'static str| {
-        move |e: deploygraph_model::Error| Failure::usage(format!("--{name}: {}", e.message))
-    };
-    if !(1..=deploygraph_store::MAX_PAGE_SIZE).contains(&args.limit) {
-        return Err(Failure::usage(format!(
-            "--limit: must be from 1 to {}",
-            deploygraph_store::MAX_PAGE_SIZE
-        )));
+    FilterParams {
+        service: args.service.clone(),
+        environment: args.environment.clone(),
+        status: args.status.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        limit: Some(args.limit.to_string()),
+        cursor: args.cursor.clone(),
     }
-    Ok(DeploymentFilter {
-        service: args
-            .service
-            .as_deref()
-            .map(ServiceName::parse)
-            .transpose()
-            .map_err(flag("service"))?,
-        environment: args
-            .environment
-            .as_deref()
-            .map(Environment::parse)
-            .transpose()
-            .map_err(flag("environment"))?,
-        status: args
-            .status
-            .as_deref()
-            .map(DeploymentStatus::parse)
-            .transpose()
-            .map_err(flag("status"))?,
-        since: args
-            .since
-            .as_deref()
-            .map(parse_time)
-            .transpose()
-            .map_err(flag("since"))?,
-        until: args
-            .until
-            .as_deref()
-            .map(parse_time)
-            .transpose()
-            .map_err(flag("until"))?,
-        limit: args.limit,
-        cursor: args
-            .cursor
-            .as_deref()
-            .map(Cursor::decode)
-            .transpose()
-            .map_err(|_| Failure::usage("--cursor: not a cursor deploygraph issued"))?,
-    })
+    .into_filter()
+    .map_err(|e| Failure::usage(format!("{}: {}", flag_for(&e.field), e.message)))
 }
 
 fn print_page(output: Output, page: &Value) {

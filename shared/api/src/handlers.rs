@@ -15,7 +15,7 @@ use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::{
     Deployment, DeploymentStatus, Environment, ServiceName, Source, Uid, parse_time,
 };
-use deploygraph_store::{Cursor, DeploymentFilter, MAX_PAGE_SIZE, RecordKind, StoredDeployment};
+use deploygraph_store::{DeploymentFilter, FilterParams, RecordKind, StoredDeployment};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -187,82 +187,9 @@ pub(crate) async fn get_deployment(
         .ok_or_else(|| ApiError::not_found(format!("no deployment {uid:?}")))
 }
 
-/// Query parameters of the deployment listings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ListParams {
-    service: Option<String>,
-    environment: Option<String>,
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-impl ListParams {
-    fn into_filter(self) -> Result<DeploymentFilter, ApiError> {
-        let at = |field: &'static str| {
-            move |e: deploygraph_model::Error| ApiError::invalid(field, e.message)
-        };
-        let limit = match self.limit.as_deref() {
-            None => 50,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-                    )
-                })?,
-        };
-        Ok(DeploymentFilter {
-            service: self
-                .service
-                .as_deref()
-                .map(ServiceName::parse)
-                .transpose()
-                .map_err(at("service"))?,
-            environment: self
-                .environment
-                .as_deref()
-                .map(Environment::parse)
-                .transpose()
-                .map_err(at("environment"))?,
-            status: self
-                .status
-                .as_deref()
-                .map(DeploymentStatus::parse)
-                .transpose()
-                .map_err(at("status"))?,
-            since: self
-                .since
-                .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(at("since"))?,
-            until: self
-                .until
-                .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(at("until"))?,
-            limit,
-            cursor: self
-                .cursor
-                .as_deref()
-                .map(Cursor::decode)
-                .transpose()
-                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))?,
-        })
-    }
-}
-
 fn list_params(
-    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<ListParams, ApiError> {
+    query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<FilterParams, ApiError> {
     query.map(|Query(p)| p).map_err(|e| {
         let text = e.body_text();
         let field = text
@@ -286,7 +213,7 @@ async fn list(state: &AppState, filter: DeploymentFilter) -> Result<Response, Ap
 /// `GET /v1/deployments`.
 pub(crate) async fn list_deployments(
     State(state): State<AppState>,
-    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filter = list_params(query)?.into_filter()?;
     list(&state, filter).await
@@ -296,7 +223,7 @@ pub(crate) async fn list_deployments(
 pub(crate) async fn service_deployments(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let mut params = list_params(query)?;
     if params.service.is_some() {

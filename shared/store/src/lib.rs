@@ -27,8 +27,8 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
-    Cursor, DeploymentFilter, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceSummary,
-    StoredDeployment,
+    Cursor, DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
+    ServiceSummary, StoredDeployment,
 };
 
 /// The default store: an embedded SQLite file in the working directory.

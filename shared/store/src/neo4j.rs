@@ -42,7 +42,7 @@ impl Default for Neo4jOptions {
             fetch_size: 500,
             max_connections: 16,
             connection_timeout: Duration::from_secs(5),
-            chunk_size: 500,
+            chunk_size: 2_000,
         }
     }
 }
@@ -236,30 +236,34 @@ fn validation_row(deployment: &Uid, v: &ValidationResult) -> BoltType {
     ])
 }
 
-/// Creates a deployment with its commit, images, changes and validation, linked to its Service.
+/// Creates deployments with their commit, images, changes and validation, linked to their
+/// Service. The deployments are new: the batch holds its services' locks and found none of
+/// them stored, so their nodes and relationships are created, not merged (merging a
+/// relationship to a dense Service or Commit node scans its relationships); shared nodes
+/// (Commit, Image) are merged, filling in properties they lack.
 const INSERT_DEPLOYMENTS: &str = "
 UNWIND $rows AS r
 MATCH (s:Service {uid: r.service_uid})
-MERGE (d:DeploymentEvent {uid: r.uid})
-SET d += r.props
-MERGE (d)-[:DEPLOYS]->(s)
+CREATE (d:DeploymentEvent)
+SET d = r.props, d.uid = r.uid
+CREATE (d)-[:DEPLOYS]->(s)
 MERGE (c:Commit {uid: r.commit.uid})
 SET c.sha = r.commit.sha, c.repo = r.commit.repo,
-    c.author = coalesce(r.commit.author, c.author), c.message = coalesce(r.commit.message, c.message),
-    c.committed_at = coalesce(r.commit.committed_at, c.committed_at)
-MERGE (d)-[:BUILT_FROM]->(c)
+    c.author = coalesce(c.author, r.commit.author), c.message = coalesce(c.message, r.commit.message),
+    c.committed_at = coalesce(c.committed_at, r.commit.committed_at)
+CREATE (d)-[:BUILT_FROM]->(c)
 FOREACH (img IN r.images |
   MERGE (i:Image {uid: img.uid})
-  SET i.digest = img.digest, i.repository = coalesce(img.repository, i.repository), i.tag = coalesce(img.tag, i.tag)
-  MERGE (d)-[:RUNS]->(i))
+  SET i.digest = img.digest, i.repository = coalesce(i.repository, img.repository), i.tag = coalesce(i.tag, img.tag)
+  CREATE (d)-[:RUNS]->(i))
 FOREACH (ch IN r.changes |
-  MERGE (x:ConfigChange {uid: ch.uid})
-  SET x.path = ch.path, x.kind = ch.kind, x.before = ch.before, x.after = ch.after
-  MERGE (d)-[:CHANGED]->(x))
+  CREATE (x:ConfigChange)
+  SET x = ch
+  CREATE (d)-[:CHANGED]->(x))
 FOREACH (v IN r.validation |
-  MERGE (x:ValidationResult {uid: v.uid})
-  SET x += v
-  MERGE (d)-[:VALIDATED_BY]->(x))";
+  CREATE (x:ValidationResult)
+  SET x = v
+  CREATE (d)-[:VALIDATED_BY]->(x))";
 
 /// Advances a stored deployment's status, finish time, validation and payload.
 const UPDATE_DEPLOYMENTS: &str = "
@@ -271,36 +275,42 @@ FOREACH (v IN r.validation |
   SET x += v
   MERGE (d)-[:VALIDATED_BY]->(x))";
 
-/// Takes the write locks of the batch's Service nodes (creating them when new).
-const LOCK_SERVICES: &str = "
+/// Takes the write locks of the batch's Service nodes (creating them when new), which
+/// serializes writers of the same FOLLOWS chains, then reads what is stored under the batch's
+/// uids — after the locks, so a concurrent writer's commit is seen.
+const LOCK_AND_READ: &str = "
 UNWIND $services AS s
 MERGE (n:Service {uid: s.uid})
 ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment
-SET n.last_recorded_at = datetime()";
+SET n.last_recorded_at = datetime()
+WITH count(n) AS locked
+UNWIND $uids AS u
+MATCH (d:DeploymentEvent {uid: u})
+RETURN d.uid AS uid, d.payload AS payload";
 
-const CHAIN_START: &str = "
+/// For each touched chain, every deployment from the newest one before the earliest new one
+/// (or from the earliest new one), with its current link.
+const CHAIN_NODES: &str = "
 UNWIND $chains AS g
 CALL {
   WITH g
   OPTIONAL MATCH (p:DeploymentEvent {service_uid: g.service_uid})
-  WHERE p.started_at_us < g.us OR (p.started_at_us = g.us AND p.uid < g.uid)
-  WITH p ORDER BY p.started_at_us DESC, p.uid DESC LIMIT 1
-  RETURN p.started_at_us AS pred_us, p.uid AS pred_uid
+  WHERE p.started_at_us < g.us
+  WITH g, p ORDER BY p.started_at_us DESC LIMIT 1
+  RETURN coalesce(p.started_at_us, g.us) AS from_us
 }
-RETURN g.service_uid AS service_uid, coalesce(pred_us, g.us) AS us, coalesce(pred_uid, g.uid) AS uid";
+MATCH (d:DeploymentEvent {service_uid: g.service_uid})
+WHERE d.started_at_us >= from_us
+OPTIONAL MATCH (d)-[:FOLLOWS]->(f:DeploymentEvent)
+RETURN g.service_uid AS chain, d.started_at_us AS us, d.uid AS uid, f.uid AS follows";
 
-const CHAIN_NODES: &str = "
-MATCH (d:DeploymentEvent {service_uid: $service_uid})
-WHERE d.started_at_us > $us OR (d.started_at_us = $us AND d.uid >= $uid)
-OPTIONAL MATCH (d)-[:FOLLOWS]->(p:DeploymentEvent)
-RETURN d.started_at_us AS us, d.uid AS uid, p.uid AS follows";
-
+/// Replaces the FOLLOWS link of each `newer` deployment.
 const RELINK: &str = "
 UNWIND $links AS l
 MATCH (newer:DeploymentEvent {uid: l.newer}), (older:DeploymentEvent {uid: l.older})
 OPTIONAL MATCH (newer)-[old:FOLLOWS]->()
 DELETE old
-MERGE (newer)-[:FOLLOWS]->(older)";
+CREATE (newer)-[:FOLLOWS]->(older)";
 
 impl Neo4jStore {
     /// A store on the Neo4j server at `uri`. Connections are made lazily, so this succeeds
@@ -407,47 +417,32 @@ impl Neo4jStore {
     async fn write_in(&self, txn: &mut Txn, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
         let mut services: BTreeMap<String, BoltType> = BTreeMap::new();
         for d in &batch {
-            services
-                .entry(d.service_uid().as_str().to_owned())
-                .or_insert_with(|| {
-                    map(vec![
-                        ("uid", d.service_uid().as_str().into()),
-                        ("name", d.service.as_str().into()),
-                        ("namespace", opt_str(d.namespace.as_deref())),
-                        ("environment", d.environment.as_str().into()),
-                    ])
-                });
+            let uid = d.service_uid();
+            services.entry(uid.as_str().to_owned()).or_insert_with(|| {
+                map(vec![
+                    ("uid", uid.as_str().into()),
+                    ("name", d.service.as_str().into()),
+                    ("namespace", opt_str(d.namespace.as_deref())),
+                    ("environment", d.environment.as_str().into()),
+                ])
+            });
         }
-        txn.run(query(LOCK_SERVICES).param("services", services.into_values().collect::<Vec<_>>()))
-            .await
-            .map_err(failed("write services"))?;
-
         let mut uids: Vec<String> = batch.iter().map(|d| d.uid.as_str().to_owned()).collect();
         uids.sort_unstable();
         uids.dedup();
+        let q = query(LOCK_AND_READ)
+            .param("services", services.into_values().collect::<Vec<_>>())
+            .param("uids", uids);
         let mut stored = HashMap::new();
-        for chunk in uids.chunks(self.options.chunk_size) {
-            let mut stream = txn
-                .execute(
-                    query("UNWIND $uids AS u MATCH (d:DeploymentEvent {uid: u}) RETURN d.uid AS uid, d.payload AS payload")
-                        .param("uids", chunk.to_vec()),
-                )
-                .await
-                .map_err(failed("read deployments"))?;
-            while let Some(row) = stream
-                .next(txn.handle())
-                .await
-                .map_err(failed("read deployments"))?
-            {
-                let decode = decode_failed("read deployments");
-                let uid: String = row.get("uid").map_err(&decode)?;
-                let payload: String = row.get("payload").map_err(&decode)?;
-                let d = serde_json::from_str(&payload).map_err(|e| Error::Corrupt {
-                    uid: uid.clone(),
-                    source: Box::new(e),
-                })?;
-                stored.insert(uid, d);
-            }
+        for row in rows_in(txn, q, "read deployments").await? {
+            let decode = decode_failed("read deployments");
+            let uid: String = row.get("uid").map_err(&decode)?;
+            let payload: String = row.get("payload").map_err(&decode)?;
+            let d = serde_json::from_str(&payload).map_err(|e| Error::Corrupt {
+                uid: uid.clone(),
+                source: Box::new(e),
+            })?;
+            stored.insert(uid, d);
         }
 
         let plan = plan::plan(stored, batch);
@@ -470,66 +465,38 @@ impl Neo4jStore {
     }
 
     async fn relink(&self, txn: &mut Txn, created: &[Deployment]) -> Result<()> {
-        let earliest = chain::earliest_by_chain(created);
-        if earliest.is_empty() {
-            return Ok(());
-        }
-        let chains: Vec<BoltType> = earliest
+        let chains: Vec<BoltType> = chain::earliest_by_chain(created)
             .into_iter()
-            .map(|(service_uid, (us, uid))| {
-                map(vec![
-                    ("service_uid", service_uid.into()),
-                    ("us", us.into()),
-                    ("uid", uid.into()),
-                ])
+            .map(|(service_uid, (us, _))| {
+                map(vec![("service_uid", service_uid.into()), ("us", us.into())])
             })
             .collect();
-        let mut starts = Vec::new();
-        let mut stream = txn
-            .execute(query(CHAIN_START).param("chains", chains))
-            .await
-            .map_err(failed("read deployment chains"))?;
-        while let Some(row) = stream
-            .next(txn.handle())
-            .await
-            .map_err(failed("read deployment chains"))?
+        if chains.is_empty() {
+            return Ok(());
+        }
+        let mut nodes: BTreeMap<String, Vec<ChainNode>> = BTreeMap::new();
+        for row in rows_in(
+            txn,
+            query(CHAIN_NODES).param("chains", chains),
+            "read deployment chains",
+        )
+        .await?
         {
             let decode = decode_failed("read deployment chains");
-            let service_uid: String = row.get("service_uid").map_err(&decode)?;
-            let us: i64 = row.get("us").map_err(&decode)?;
-            let uid: String = row.get("uid").map_err(&decode)?;
-            starts.push((service_uid, us, uid));
-        }
-        let mut links: Vec<BoltType> = Vec::new();
-        for (service_uid, us, uid) in starts {
-            let mut nodes = Vec::new();
-            let mut stream = txn
-                .execute(
-                    query(CHAIN_NODES)
-                        .param("service_uid", service_uid)
-                        .param("us", us)
-                        .param("uid", uid),
-                )
-                .await
-                .map_err(failed("read deployment chains"))?;
-            while let Some(row) = stream
-                .next(txn.handle())
-                .await
-                .map_err(failed("read deployment chains"))?
-            {
-                let decode = decode_failed("read deployment chains");
-                nodes.push(ChainNode {
+            nodes
+                .entry(row.get("chain").map_err(&decode)?)
+                .or_default()
+                .push(ChainNode {
                     started_at_us: row.get("us").map_err(&decode)?,
                     uid: row.get("uid").map_err(&decode)?,
                     follows: row.get("follows").map_err(&decode)?,
                 });
-            }
-            links.extend(
-                chain::relink(nodes).into_iter().map(|(newer, older)| {
-                    map(vec![("newer", newer.into()), ("older", older.into())])
-                }),
-            );
         }
+        let links: Vec<BoltType> = nodes
+            .into_values()
+            .flat_map(chain::relink)
+            .map(|(newer, older)| map(vec![("newer", newer.into()), ("older", older.into())]))
+            .collect();
         for chunk in links.chunks(self.options.chunk_size) {
             txn.run(query(RELINK).param("links", chunk.to_vec()))
                 .await
@@ -537,6 +504,16 @@ impl Neo4jStore {
         }
         Ok(())
     }
+}
+
+/// Every row of `q` run inside `txn`.
+async fn rows_in(txn: &mut Txn, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
+    let mut stream = txn.execute(q).await.map_err(failed(operation))?;
+    let mut rows = Vec::new();
+    while let Some(row) = stream.next(txn.handle()).await.map_err(failed(operation))? {
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 fn stored_from_row(row: &neo4rs::Row) -> Result<StoredDeployment> {

@@ -175,6 +175,16 @@ fn applied_migrations(conn: &Connection) -> Result<Vec<AppliedMigration>> {
         .map_err(backend_error("read applied migrations"))
 }
 
+/// Runs one statement through the connection's statement cache: batches repeat the same few
+/// statements thousands of times.
+fn exec(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 fn read_payload(uid: &str, payload: &str) -> Result<Deployment> {
     serde_json::from_str(payload).map_err(|e| Error::Corrupt {
         uid: uid.to_owned(),
@@ -215,7 +225,8 @@ fn write_deployment(
         source: Box::new(e),
     })?;
     if kind == RecordKind::Updated {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE deployments SET status = ?2, finished_at = ?3, payload = ?4 WHERE uid = ?1",
             params![
                 d.uid.as_str(),
@@ -227,7 +238,8 @@ fn write_deployment(
         .map_err(failed)?;
         return write_validation(tx, d);
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (uid) DO NOTHING",
         params![
@@ -239,11 +251,12 @@ fn write_deployment(
     )
     .map_err(backend_error("write a service"))?;
     let commit_uid = d.commit.uid();
-    tx.execute(
+    exec(
+            tx,
         "INSERT INTO commits (uid, sha, repo, author, message, committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (uid) DO UPDATE SET
-           author = coalesce(excluded.author, author), message = coalesce(excluded.message, message),
-           committed_at = coalesce(excluded.committed_at, committed_at)",
+           author = coalesce(author, excluded.author), message = coalesce(message, excluded.message),
+           committed_at = coalesce(committed_at, excluded.committed_at)",
         params![
             commit_uid.as_str(),
             d.commit.sha.as_str(),
@@ -254,7 +267,8 @@ fn write_deployment(
         ],
     )
     .map_err(backend_error("write a commit"))?;
-    tx.execute(
+    exec(
+            tx,
         "INSERT INTO deployments (uid, client_id, service_uid, service, namespace, environment, version,
             commit_uid, commit_sha, status, source, actor, started_at, started_at_us, finished_at,
             content_fingerprint, payload)
@@ -281,21 +295,24 @@ fn write_deployment(
     )
     .map_err(backend_error("write a deployment"))?;
     for image in &d.images {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO images (uid, digest, repository, tag) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (uid) DO UPDATE SET
-               repository = coalesce(excluded.repository, repository), tag = coalesce(excluded.tag, tag)",
+               repository = coalesce(repository, excluded.repository), tag = coalesce(tag, excluded.tag)",
             params![image.uid().as_str(), image.digest.as_str(), image.repository, image.tag],
         )
         .map_err(backend_error("write an image"))?;
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO deployment_images (deployment_uid, image_uid) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             params![d.uid.as_str(), image.uid().as_str()],
         )
         .map_err(backend_error("link an image"))?;
     }
     for change in &d.changes {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO config_changes (uid, deployment_uid, path, kind, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (uid) DO NOTHING",
             params![
@@ -323,7 +340,8 @@ fn write_validation(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()
         tests_failed,
         chaos_pass_rate,
     } = v;
-    tx.execute(
+    exec(
+            tx,
         "INSERT INTO validation_results (uid, deployment_uid, coverage_pct, sast_findings, tests_passed, tests_failed, chaos_pass_rate)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (uid) DO UPDATE SET coverage_pct = excluded.coverage_pct, sast_findings = excluded.sast_findings,
@@ -347,24 +365,29 @@ fn relink_chains(tx: &rusqlite::Transaction<'_>, created: &[Deployment]) -> Resu
     let failed = || backend_error("link deployments");
     for (service_uid, (us, uid)) in chain::earliest_by_chain(created) {
         let pred: Option<(i64, String)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT started_at_us, uid FROM deployments
-                 WHERE service_uid = ?1 AND (started_at_us < ?2 OR (started_at_us = ?2 AND uid < ?3))
-                 ORDER BY started_at_us DESC, uid DESC LIMIT 1",
-                params![service_uid, us, uid],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                 WHERE service_uid = ?1 AND started_at_us < ?2
+                 ORDER BY started_at_us DESC LIMIT 1",
             )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![service_uid, us], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+            })
             .optional()
             .map_err(failed())?;
-        let (from_us, from_uid) = pred.unwrap_or((us, uid));
+        // From the predecessor's start on: earlier nodes of the same instant are included too,
+        // which only re-confirms their links.
+        let (from_us, _) = pred.unwrap_or((us, uid));
         let mut stmt = tx
             .prepare_cached(
                 "SELECT started_at_us, uid, follows_uid FROM deployments
-                 WHERE service_uid = ?1 AND (started_at_us > ?2 OR (started_at_us = ?2 AND uid >= ?3))",
+                 WHERE service_uid = ?1 AND started_at_us >= ?2",
             )
             .map_err(failed())?;
         let nodes = stmt
-            .query_map(params![service_uid, from_us, from_uid], |row| {
+            .query_map(params![service_uid, from_us], |row| {
                 Ok(ChainNode {
                     started_at_us: row.get(0)?,
                     uid: row.get(1)?,
@@ -375,7 +398,8 @@ fn relink_chains(tx: &rusqlite::Transaction<'_>, created: &[Deployment]) -> Resu
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(failed())?;
         for (newer, older) in chain::relink(nodes) {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE deployments SET follows_uid = ?2 WHERE uid = ?1",
                 params![newer, older],
             )

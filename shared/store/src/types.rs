@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Uid};
-use serde::Serialize;
+use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Uid, parse_time};
+use serde::{Deserialize, Serialize};
 
 /// The largest page a listing returns.
 pub const MAX_PAGE_SIZE: usize = 10_000;
@@ -122,6 +122,90 @@ impl Default for DeploymentFilter {
     }
 }
 
+/// Listing parameters as text — a query string or command-line flags — before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterParams {
+    /// Service name.
+    pub service: Option<String>,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// RFC 3339 lower bound of `started_at`.
+    pub since: Option<String>,
+    /// RFC 3339 upper bound of `started_at`.
+    pub until: Option<String>,
+    /// Page size, 1..=[`MAX_PAGE_SIZE`] (default 50).
+    pub limit: Option<String>,
+    /// Cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+impl FilterParams {
+    /// Validates the parameters into a filter.
+    ///
+    /// # Errors
+    /// The first invalid parameter, named by its key (`limit`, `since`…).
+    pub fn into_filter(self) -> Result<DeploymentFilter, deploygraph_model::Error> {
+        let at = |field: &'static str| move |e: deploygraph_model::Error| e.within(field);
+        let limit = match self.limit.as_deref() {
+            None => DeploymentFilter::default().limit,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
+                .ok_or_else(|| {
+                    deploygraph_model::Error::new(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                    )
+                })?,
+        };
+        Ok(DeploymentFilter {
+            service: self
+                .service
+                .as_deref()
+                .map(ServiceName::parse)
+                .transpose()
+                .map_err(at("service"))?,
+            environment: self
+                .environment
+                .as_deref()
+                .map(Environment::parse)
+                .transpose()
+                .map_err(at("environment"))?,
+            status: self
+                .status
+                .as_deref()
+                .map(DeploymentStatus::parse)
+                .transpose()
+                .map_err(at("status"))?,
+            since: self
+                .since
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(at("since"))?,
+            until: self
+                .until
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(at("until"))?,
+            limit,
+            cursor: self
+                .cursor
+                .as_deref()
+                .map(Cursor::decode)
+                .transpose()
+                .map_err(|_| {
+                    deploygraph_model::Error::new("cursor", "not a cursor deploygraph issued")
+                })?,
+        })
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Page<T> {
@@ -169,6 +253,66 @@ pub struct ServiceSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_params_name_the_invalid_parameter() {
+        for (params, field) in [
+            (
+                FilterParams {
+                    limit: Some("0".into()),
+                    ..FilterParams::default()
+                },
+                "limit",
+            ),
+            (
+                FilterParams {
+                    limit: Some("x".into()),
+                    ..FilterParams::default()
+                },
+                "limit",
+            ),
+            (
+                FilterParams {
+                    status: Some("done".into()),
+                    ..FilterParams::default()
+                },
+                "status",
+            ),
+            (
+                FilterParams {
+                    since: Some("today".into()),
+                    ..FilterParams::default()
+                },
+                "since",
+            ),
+            (
+                FilterParams {
+                    service: Some("A_B".into()),
+                    ..FilterParams::default()
+                },
+                "service",
+            ),
+            (
+                FilterParams {
+                    cursor: Some("!".into()),
+                    ..FilterParams::default()
+                },
+                "cursor",
+            ),
+        ] {
+            assert_eq!(
+                params.into_filter().map_err(|e| e.field),
+                Err(field.to_owned())
+            );
+        }
+        let filter = FilterParams {
+            limit: Some("1500".into()),
+            ..FilterParams::default()
+        }
+        .into_filter()
+        .map(|f| f.limit);
+        assert_eq!(filter, Ok(1500));
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

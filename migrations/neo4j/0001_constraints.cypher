@@ -15,7 +15,5 @@ CREATE CONSTRAINT chaos_run_uid IF NOT EXISTS FOR (n:ChaosRun) REQUIRE n.uid IS 
 CREATE INDEX deployment_event_newest IF NOT EXISTS FOR (n:DeploymentEvent) ON (n.started_at_us);
 CREATE INDEX deployment_event_service IF NOT EXISTS FOR (n:DeploymentEvent) ON (n.service, n.started_at_us);
 CREATE INDEX deployment_event_chain IF NOT EXISTS FOR (n:DeploymentEvent) ON (n.service_uid, n.started_at_us);
-CREATE INDEX deployment_event_status IF NOT EXISTS FOR (n:DeploymentEvent) ON (n.status);
-CREATE INDEX deployment_event_commit IF NOT EXISTS FOR (n:DeploymentEvent) ON (n.commit);
 CREATE INDEX alert_type IF NOT EXISTS FOR (n:Alert) ON (n.type);
 CREATE INDEX alert_fingerprint IF NOT EXISTS FOR (n:Alert) ON (n.fingerprint);

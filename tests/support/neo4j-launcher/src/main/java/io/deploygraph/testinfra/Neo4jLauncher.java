@@ -45,6 +45,8 @@ public final class Neo4jLauncher {
         String home = System.getenv("NEO4J_TEST_HOME");
         String port = envOr("NEO4J_TEST_PORT", "7687");
         String txTimeout = envOr("NEO4J_TEST_TX_TIMEOUT_SECONDS", "120");
+        // Small by default for the test suite; benchmarks raise it.
+        long pagecacheMb = Long.parseLong(envOr("NEO4J_TEST_PAGECACHE_MB", "64"));
 
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -89,7 +91,7 @@ public final class Neo4jLauncher {
                 .setConfig(BoltConnector.listen_address, new SocketAddress(HOST, boltPort))
                 .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.DISABLED)
                 .setConfig(GraphDatabaseSettings.auth_enabled, false)
-                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(64))
+                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(pagecacheMb))
                 .setConfig(GraphDatabaseSettings.transaction_timeout, Duration.ofSeconds(txSeconds))
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
                 // Small, fast test store: no preallocation, no page-cache warmup.

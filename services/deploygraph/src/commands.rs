@@ -8,11 +8,9 @@ use anyhow::Context as _;
 use deploygraph_api::{ApiConfig, AppState};
 use deploygraph_client::{Client, RetryPolicy};
 use deploygraph_model::deployment::{CommitInput, DeploymentInput, ImageInput};
-use deploygraph_model::{
-    DeploymentStatus, Environment, ServiceName, Source, format_time, parse_time,
-};
+use deploygraph_model::{Source, format_time};
 use deploygraph_store::{
-    Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoreConfig,
+    DeploymentFilter, FilterParams, GraphStore, MigrationSource, RecordKind, StoreConfig,
     StoredDeployment,
 };
 use secrecy::SecretString;

@@ -12,12 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deploygraph_model::deployment::DeploymentInput;
-use deploygraph_model::{
-    Deployment, DeploymentStatus, Environment, ServiceName, Source, Uid, parse_time,
-};
+use deploygraph_model::{Deployment, ServiceName, Source, Uid};
 use deploygraph_store::{DeploymentFilter, FilterParams, RecordKind, StoredDeployment};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::time::Instant;
 

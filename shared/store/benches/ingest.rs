@@ -20,8 +20,8 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// `events` realistic events spread over `services` services, each with an image, two config
-/// changes and validation results, started one minute apart per service.
+/// `events` realistic events spread over `services` services, each with its own commit and
+/// image, two config changes and validation results, started one minute apart per service.
 fn events(run: &str, events: usize, services: usize) -> Vec<Deployment> {
     (0..events)
         .map(|i| {
@@ -29,6 +29,7 @@ fn events(run: &str, events: usize, services: usize) -> Vec<Deployment> {
             Deployment::test()
                 .service(&service)
                 .image_seed(i as u64)
+                .commit(&format!("{:040x}", i + 1))
                 .started_at_minute((i / services) as i64)
                 .change("values.redis.pool.size", "50", &(i % 100).to_string())
                 .change("values.replicas", "3", "4")

@@ -55,30 +55,22 @@ fn a_neo4j_outage_gives_503_and_nothing_acknowledged_is_lost() {
     assert_eq!(ready, 503);
 
     // The CLI keeps retrying while Neo4j comes back.
-    let image = format!("ghcr.io/acme/payments@{}", crate::support::digest(999));
+    let extra = [
+        "--started-at",
+        "2026-11-05T00:00:00Z",
+        "--attempts",
+        "30",
+        "--output",
+        "json",
+    ];
     let cli = Command::new(crate::support::bin())
-        .args([
-            "record",
-            "deployment",
-            "--server",
+        .args(crate::support::record_args(
             &server.url,
-            "--service",
             &service,
-            "--environment",
-            "production",
-            "--commit",
-            "abcdef1",
-            "--image",
-            &image,
-            "--status",
+            999,
             "succeeded",
-            "--started-at",
-            "2026-11-05T00:00:00Z",
-            "--attempts",
-            "30",
-            "--output",
-            "json",
-        ])
+            &extra,
+        ))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

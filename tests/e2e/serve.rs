@@ -2,7 +2,7 @@
 //! graceful shutdown, token auth.
 
 use crate::support::{
-    Server, deployment, get_json, post_json, run, sqlite_uri, stderr, stdout, unique,
+    Server, deployment, get_json, post_json, record_args, run, sqlite_uri, stderr, stdout, unique,
 };
 use serde_json::Value;
 
@@ -25,54 +25,29 @@ fn serve_ingests_lists_and_stops_gracefully_on_sigterm() {
     );
 
     // The CLI posts to the server.
-    let image = format!("ghcr.io/acme/payments@{}", crate::support::digest(2));
-    let out = run(&[
-        "record",
-        "deployment",
-        "--server",
-        &server.url,
+    let extra = [
         "--token",
         "t0ken",
-        "--service",
-        &service,
         "--namespace",
         "prod",
-        "--environment",
-        "production",
-        "--commit",
-        "abcdef1",
-        "--image",
-        &image,
-        "--status",
-        "failed",
         "--started-at",
         "2026-11-01T00:05:00Z",
         "--output",
         "json",
-    ]);
+    ];
+    let out = run(&record_args(&server.url, &service, 2, "failed", &extra));
     assert!(out.status.success(), "{}", stderr(&out));
     let recorded: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(recorded["follows"], created["uid"]);
 
     // A rejection is exit 1 with the server's message.
-    let out = run(&[
-        "record",
-        "deployment",
-        "--server",
+    let out = run(&record_args(
         &server.url,
-        "--token",
-        "wrong",
-        "--service",
         &service,
-        "--environment",
-        "production",
-        "--commit",
-        "abcdef1",
-        "--image",
-        &image,
-        "--status",
+        2,
         "failed",
-    ]);
+        &["--token", "wrong"],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("401"), "{}", stderr(&out));
 

@@ -45,8 +45,41 @@ pub fn digest(seed: u32) -> String {
     format!("sha256:{seed:064x}")
 }
 
+/// `record deployment --server URL --service S --environment production --commit abcdef1
+/// --image ghcr.io/acme/payments@<digest of seed> --status STATUS`, then `extra`.
+pub fn record_args(
+    server: &str,
+    service: &str,
+    seed: u32,
+    status: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let image = format!("ghcr.io/acme/payments@{}", digest(seed));
+    let mut args: Vec<String> = [
+        "record",
+        "deployment",
+        "--server",
+        server,
+        "--service",
+        service,
+        "--environment",
+        "production",
+        "--commit",
+        "abcdef1",
+        "--image",
+        &image,
+        "--status",
+        status,
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
+}
+
 /// Runs the CLI to completion.
-pub fn run(args: &[&str]) -> Output {
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(bin())
         .args(args)
         .env_remove("DEPLOYGRAPH_STORE")

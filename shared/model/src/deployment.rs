@@ -411,9 +411,6 @@ pub enum Reconcile {
     },
 }
 
-/// The lifecycle state stored for a uid, as the reconciler needs it.
-pub type StoredState = Deployment;
-
 /// Decides what recording `incoming` means when `stored` is what the store holds under its uid.
 pub fn reconcile(stored: Option<&Deployment>, incoming: Deployment) -> Reconcile {
     let Some(stored) = stored else {

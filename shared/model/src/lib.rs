@@ -16,7 +16,7 @@ pub mod uid;
 pub use alert::{Alert, AlertStatus, Trigger};
 pub use deployment::{
     ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, Image, Reconcile, Source,
-    StoredState, ValidationResult, reconcile,
+    ValidationResult, reconcile,
 };
 pub use error::{Error, Result};
 pub use newtypes::{CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time};

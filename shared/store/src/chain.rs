@@ -17,20 +17,16 @@ pub struct ChainNode {
     pub follows: Option<String>,
 }
 
-/// For each chain touched by `created`, the key from which links must be recomputed: the
-/// earliest new deployment of that chain. Keyed by service uid.
-pub fn earliest_by_chain(created: &[Deployment]) -> BTreeMap<String, (i64, String)> {
-    let mut earliest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+/// For each chain touched by `created` (keyed by service uid), the start time of its earliest
+/// new deployment: links are recomputed from the deployment before it onwards.
+pub fn earliest_by_chain(created: &[Deployment]) -> BTreeMap<String, i64> {
+    let mut earliest: BTreeMap<String, i64> = BTreeMap::new();
     for d in created {
-        let key = (d.started_at.timestamp_micros(), d.uid.as_str().to_owned());
+        let us = d.started_at.timestamp_micros();
         earliest
             .entry(d.service_uid().as_str().to_owned())
-            .and_modify(|k| {
-                if key < *k {
-                    *k = key.clone();
-                }
-            })
-            .or_insert(key);
+            .and_modify(|e| *e = (*e).min(us))
+            .or_insert(us);
     }
     earliest
 }

@@ -349,11 +349,6 @@ impl Neo4jStore {
         })
     }
 
-    /// The underlying driver handle, for read-only queries of other modules and for tests.
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
         let mut stream = self
             .graph
@@ -467,7 +462,7 @@ impl Neo4jStore {
     async fn relink(&self, txn: &mut Txn, created: &[Deployment]) -> Result<()> {
         let chains: Vec<BoltType> = chain::earliest_by_chain(created)
             .into_iter()
-            .map(|(service_uid, (us, _))| {
+            .map(|(service_uid, us)| {
                 map(vec![("service_uid", service_uid.into()), ("us", us.into())])
             })
             .collect();

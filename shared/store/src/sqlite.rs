@@ -363,23 +363,16 @@ fn write_validation(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()
 /// Recomputes FOLLOWS links from the predecessor of the earliest new deployment of each chain.
 fn relink_chains(tx: &rusqlite::Transaction<'_>, created: &[Deployment]) -> Result<()> {
     let failed = || backend_error("link deployments");
-    for (service_uid, (us, uid)) in chain::earliest_by_chain(created) {
-        let pred: Option<(i64, String)> = tx
+    for (service_uid, us) in chain::earliest_by_chain(created) {
+        // From the instant of the deployment before the earliest new one (deployments of that
+        // same instant are included too, which only re-confirms their links).
+        let pred: Option<i64> = tx
             .prepare_cached(
-                "SELECT started_at_us, uid FROM deployments
-                 WHERE service_uid = ?1 AND started_at_us < ?2
-                 ORDER BY started_at_us DESC LIMIT 1",
+                "SELECT max(started_at_us) FROM deployments WHERE service_uid = ?1 AND started_at_us < ?2",
             )
-            .and_then(|mut stmt| {
-                stmt.query_row(params![service_uid, us], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-            })
-            .optional()
+            .and_then(|mut stmt| stmt.query_row(params![service_uid, us], |row| row.get(0)))
             .map_err(failed())?;
-        // From the predecessor's start on: earlier nodes of the same instant are included too,
-        // which only re-confirms their links.
-        let (from_us, _) = pred.unwrap_or((us, uid));
+        let from_us = pred.unwrap_or(us);
         let mut stmt = tx
             .prepare_cached(
                 "SELECT started_at_us, uid, follows_uid FROM deployments

@@ -44,18 +44,42 @@ fn events(run: &str, events: usize, services: usize) -> Vec<Deployment> {
         .collect()
 }
 
-async fn measure(store: &Arc<dyn GraphStore>, events: Vec<Deployment>, batch: usize) -> f64 {
+/// Events per second recording `events` in batches of `batch` by `writers` concurrent writers,
+/// each owning a disjoint set of services (so writers never share a FOLLOWS chain).
+async fn measure(
+    store: &Arc<dyn GraphStore>,
+    events: Vec<Deployment>,
+    batch: usize,
+    writers: usize,
+) -> f64 {
     let n = events.len();
+    let mut partitions: Vec<Vec<Deployment>> = vec![Vec::new(); writers.max(1)];
+    let count = partitions.len();
+    for d in events {
+        let w = d.service.as_str().bytes().map(usize::from).sum::<usize>() % count;
+        partitions[w].push(d);
+    }
     let started = Instant::now();
-    for chunk in events.chunks(batch) {
-        let outcomes = store
-            .record_deployments(chunk.to_vec())
-            .await
-            .expect("record");
-        assert!(
-            outcomes.iter().all(|o| o.kind == RecordKind::Created),
-            "every event is new"
-        );
+    let tasks: Vec<_> = partitions
+        .into_iter()
+        .map(|events| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                for chunk in events.chunks(batch) {
+                    let outcomes = store
+                        .record_deployments(chunk.to_vec())
+                        .await
+                        .expect("record");
+                    assert!(
+                        outcomes.iter().all(|o| o.kind == RecordKind::Created),
+                        "every event is new"
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
     }
     n as f64 / started.elapsed().as_secs_f64()
 }
@@ -102,7 +126,7 @@ async fn main() {
             .expect("sqlite"),
         );
         store.migrate().await.expect("migrate");
-        let rate = measure(&store, events(&run_id(), n, services), batch_size).await;
+        let rate = measure(&store, events(&run_id(), n, services), batch_size, 1).await;
         eprintln!("{label}: {rate:.0} events/s");
         rows.push((label, batch_size, rate));
     }
@@ -126,13 +150,15 @@ async fn main() {
         &neo4j,
         events(&run_id(), 2 * batch.min(1000), services),
         batch,
+        1,
     )
     .await;
-    for (label, batch_size) in [
-        ("Neo4j, batched", batch),
-        ("Neo4j, one transaction per event", 1),
+    for (label, batch_size, writers) in [
+        ("Neo4j, batched", batch, 1),
+        ("Neo4j, one transaction per event", 1, 1),
+        ("Neo4j, batched, 2 concurrent writers", batch, 2),
     ] {
-        let rate = measure(&neo4j, events(&run_id(), n, services), batch_size).await;
+        let rate = measure(&neo4j, events(&run_id(), n, services), batch_size, writers).await;
         eprintln!("{label}: {rate:.0} events/s");
         rows.push((label, batch_size, rate));
     }

@@ -27,6 +27,40 @@ pub enum Command {
     /// Query the graph.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Read Helm release Secrets offline.
+    #[command(subcommand)]
+    Helm(HelmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HelmCommand {
+    /// Print the summary of a release Secret saved with `kubectl get secret … -o json`
+    /// (`-` reads standard input).
+    Decode(HelmDecodeArgs),
+    /// Diff two revisions saved with `kubectl get secret … -o json`: values and resources.
+    Diff(HelmDiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HelmDecodeArgs {
+    /// Secret JSON file, or `-`.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct HelmDiffArgs {
+    /// The older revision's Secret JSON.
+    #[arg(long)]
+    pub from_secret: PathBuf,
+    /// The newer revision's Secret JSON.
+    #[arg(long)]
+    pub to_secret: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,7 +1,7 @@
 //! The subcommands. Exit codes: 0 ok, 1 rejected or check failed, 2 usage or internal error.
 
 use crate::cli::{
-    Command, MigrateArgs, Output, QueryCommand, QueryDeploymentsArgs, RecordCommand,
+    Command, HelmCommand, MigrateArgs, Output, QueryCommand, QueryDeploymentsArgs, RecordCommand,
     RecordDeploymentArgs, ServeArgs, StoreOptions,
 };
 use anyhow::Context as _;
@@ -21,13 +21,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// A failure with its exit code.
-struct Failure {
+pub struct Failure {
     code: u8,
     message: String,
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Self {
+    /// Exit 2: bad usage or input.
+    pub fn usage(message: impl Into<String>) -> Self {
         Self {
             code: 2,
             message: message.into(),
@@ -59,6 +60,8 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(args).await,
         Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
+        Command::Helm(HelmCommand::Decode(args)) => crate::helm::decode(&args),
+        Command::Helm(HelmCommand::Diff(args)) => crate::helm::diff(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

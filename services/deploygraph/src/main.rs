@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod helm;
 mod telemetry;
 
 use clap::Parser;

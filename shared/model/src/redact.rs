@@ -25,10 +25,17 @@ pub fn is_secret_path(path: &str) -> bool {
         return true;
     }
     let words = split_words(path);
+    let secret = |word: &str| {
+        SECRET_WORDS.contains(&word)
+            || word
+                .strip_suffix('s')
+                .is_some_and(|w| SECRET_WORDS.contains(&w))
+    };
     words.iter().enumerate().any(|(i, w)| {
-        let joined = words.get(i + 1).map(|next| format!("{w}{next}"));
-        SECRET_WORDS.contains(&w.as_str())
-            || joined.is_some_and(|j| SECRET_WORDS.contains(&j.as_str()))
+        secret(w)
+            || words
+                .get(i + 1)
+                .is_some_and(|next| secret(&format!("{w}{next}")))
     })
 }
 
@@ -78,6 +85,8 @@ mod tests {
             "values.tls.privateKey",
             "Secret/db-creds:data.url",
             "values.github.token",
+            "values.tokens[0]",
+            "values.apiKeys.primary",
         ] {
             assert!(is_secret_path(path), "{path}");
         }

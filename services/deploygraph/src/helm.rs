@@ -1,0 +1,112 @@
+//! `deploygraph helm decode|diff`: Helm release Secrets read offline.
+
+use crate::cli::{HelmDecodeArgs, HelmDiffArgs, Output};
+use crate::commands::Failure;
+use deploygraph_helm::{Release, ResourceChangeKind, diff_manifests, diff_values};
+use serde_json::json;
+use std::io::Read as _;
+use std::path::Path;
+
+fn read_release(path: &Path) -> Result<Release, Failure> {
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::usage(format!("standard input: {e}")))?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
+    };
+    deploygraph_helm::decode_secret_json(&text).map_err(|e| {
+        let cause = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        Failure::usage(format!("{}: {e}{cause}", path.display()))
+    })
+}
+
+pub fn decode(args: &HelmDecodeArgs) -> Result<(), Failure> {
+    let summary = read_release(&args.file)?.summary();
+    match args.output {
+        Output::Json => println!("{}", json!(summary)),
+        Output::Text => {
+            println!(
+                "release:     {} (namespace {})",
+                summary.name, summary.namespace
+            );
+            println!("revision:    {}", summary.revision);
+            println!("status:      {}", summary.status);
+            println!("chart:       {}", summary.chart.as_deref().unwrap_or("-"));
+            println!(
+                "app version: {}",
+                summary.app_version.as_deref().unwrap_or("-")
+            );
+            if let Some(at) = summary.deployed_at {
+                println!("deployed:    {}", deploygraph_model::format_time(&at));
+            }
+            if let Some(description) = &summary.description {
+                println!("description: {description}");
+            }
+            println!("resources:   {}", summary.resources);
+            println!("values:");
+            for (path, value) in deploygraph_helm::flatten(&summary.values) {
+                println!("  {path}: {value}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn diff(args: &HelmDiffArgs) -> Result<(), Failure> {
+    let from = read_release(&args.from_secret)?;
+    let to = read_release(&args.to_secret)?;
+    let values = diff_values(&from.effective_values(), &to.effective_values(), "values");
+    let resources = diff_manifests(&from.manifest, &to.manifest, &to.namespace)
+        .map_err(|e| Failure::usage(format!("{}: {e}", args.to_secret.display())))?;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "release": to.name,
+                "namespace": to.namespace,
+                "from": from.version,
+                "to": to.version,
+                "values": values,
+                "resources": resources,
+            })
+        ),
+        Output::Text => {
+            println!("{} revision {} → {}", to.name, from.version, to.version);
+            if values.is_empty() && resources.is_empty() {
+                println!("no changes");
+            }
+            for change in &values {
+                println!("  {}", describe(change));
+            }
+            for resource in &resources {
+                match resource.change {
+                    ResourceChangeKind::Added => println!("{} has been added", resource.key),
+                    ResourceChangeKind::Removed => println!("{} has been removed", resource.key),
+                    ResourceChangeKind::Modified => {
+                        println!("{} has changed:", resource.key);
+                        for field in &resource.fields {
+                            println!("  {}", describe(field));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe(change: &deploygraph_model::ConfigChange) -> String {
+    let before = change.before.as_deref().unwrap_or("∅");
+    let after = change.after.as_deref().unwrap_or("∅");
+    format!(
+        "{} [{}]: {before} → {after}",
+        change.path,
+        change.kind.as_str()
+    )
+}

@@ -1,0 +1,491 @@
+//! Diffs between two revisions: values as flattened key paths, manifests per resource.
+
+use deploygraph_model::redact::{REDACTED, is_secret_path};
+use deploygraph_model::{ChangeKind, ConfigChange};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Flattens a JSON/YAML tree into `path → value` leaves: `redis.pool.size`, `hosts[0]`.
+/// Strings are kept as they are, other scalars as JSON text; empty maps and lists are leaves.
+pub fn flatten(value: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    flatten_into(value, String::new(), &mut out);
+    out
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn flatten_into(value: &Value, path: String, out: &mut BTreeMap<String, String>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, child) in map {
+                flatten_into(child, join(&path, key), out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, child) in items.iter().enumerate() {
+                flatten_into(child, format!("{path}[{i}]"), out);
+            }
+        }
+        Value::String(s) => {
+            out.insert(path, s.clone());
+        }
+        other => {
+            out.insert(path, other.to_string());
+        }
+    }
+}
+
+/// Changed, added and removed leaves between two trees, as ConfigChanges under `prefix`
+/// (`values`), secret-looking values redacted.
+pub fn diff_values(old: &Value, new: &Value, prefix: &str) -> Vec<ConfigChange> {
+    diff_leaves(
+        &flatten(old),
+        &flatten(new),
+        |leaf| join(prefix, leaf),
+        |_| ChangeKind::Value,
+    )
+}
+
+fn diff_leaves(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+    path: impl Fn(&str) -> String,
+    modified_kind: impl Fn(&str) -> ChangeKind,
+) -> Vec<ConfigChange> {
+    let mut changes = Vec::new();
+    for (leaf, before) in old {
+        match new.get(leaf) {
+            Some(after) if after == before => {}
+            Some(after) => changes.push(ConfigChange::new(
+                path(leaf),
+                modified_kind(leaf),
+                Some(before.clone()),
+                Some(after.clone()),
+            )),
+            None => changes.push(ConfigChange::new(
+                path(leaf),
+                ChangeKind::Removed,
+                Some(before.clone()),
+                None,
+            )),
+        }
+    }
+    for (leaf, after) in new {
+        if !old.contains_key(leaf) {
+            changes.push(ConfigChange::new(
+                path(leaf),
+                ChangeKind::Added,
+                None,
+                Some(after.clone()),
+            ));
+        }
+    }
+    changes
+}
+
+/// A copy of `values` with secret-looking leaves replaced by [`REDACTED`].
+pub fn redact_values(values: Value) -> Value {
+    redact_at(values, "")
+}
+
+fn redact_at(value: Value, path: &str) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let child = join(path, &k);
+                    (k, redact_at(v, &child))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| redact_at(v, &format!("{path}[{i}]")))
+                .collect(),
+        ),
+        Value::Null => Value::Null,
+        _ if is_secret_path(path) => Value::String(REDACTED.to_owned()),
+        scalar => scalar,
+    }
+}
+
+/// The documents of a rendered manifest (split on `---` lines), empty ones dropped.
+pub fn split_manifest(manifest: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in manifest.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            docs.push(&manifest[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    docs.push(&manifest[start..]);
+    docs.into_iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// How a resource changed between two revisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceChangeKind {
+    /// Only in the new revision.
+    Added,
+    /// Only in the old revision.
+    Removed,
+    /// In both, with different fields.
+    Modified,
+}
+
+/// One resource's change, keyed like helm-diff: `namespace, name, Kind (group)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourceChange {
+    /// `namespace, name, Kind (group or v1)`.
+    pub key: String,
+    /// Kind of resource (`Deployment`).
+    pub resource_kind: String,
+    /// Resource name.
+    pub name: String,
+    /// Added, removed or modified.
+    pub change: ResourceChangeKind,
+    /// Field changes, paths `Kind/name:field`, secrets redacted.
+    pub fields: Vec<ConfigChange>,
+}
+
+impl ResourceChange {
+    /// The changes to record: one per field for a modified resource, one for the whole resource
+    /// when it was added or removed.
+    pub fn config_changes(&self) -> Vec<ConfigChange> {
+        match self.change {
+            ResourceChangeKind::Modified => self.fields.clone(),
+            ResourceChangeKind::Added => vec![ConfigChange::new(
+                format!("{}/{}", self.resource_kind, self.name),
+                ChangeKind::Added,
+                None,
+                Some(self.key.clone()),
+            )],
+            ResourceChangeKind::Removed => vec![ConfigChange::new(
+                format!("{}/{}", self.resource_kind, self.name),
+                ChangeKind::Removed,
+                Some(self.key.clone()),
+                None,
+            )],
+        }
+    }
+}
+
+/// A parsed manifest document.
+struct Resource {
+    key: String,
+    kind: String,
+    name: String,
+    body: Value,
+}
+
+fn parse_resources(
+    manifest: &str,
+    default_namespace: &str,
+) -> Result<BTreeMap<String, Resource>, String> {
+    let mut resources = BTreeMap::new();
+    for doc in split_manifest(manifest) {
+        let body: Value =
+            serde_norway::from_str(doc).map_err(|e| format!("invalid manifest document: {e}"))?;
+        if body.is_null() {
+            continue;
+        }
+        let kind = body
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("Unknown")
+            .to_owned();
+        let api_version = body
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1");
+        let group = api_version.split_once('/').map_or(api_version, |(g, _)| g);
+        let metadata = body.get("metadata");
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .unwrap_or(default_namespace);
+        let key = format!("{namespace}, {name}, {kind} ({group})");
+        resources.insert(
+            key.clone(),
+            Resource {
+                key,
+                kind,
+                name,
+                body,
+            },
+        );
+    }
+    Ok(resources)
+}
+
+/// What a changed manifest field is, for the graph: image, replicas, env, resources or other.
+pub fn classify_field(field: &str) -> ChangeKind {
+    if field.contains("containers[") && field.ends_with(".image") {
+        ChangeKind::Image
+    } else if field == "spec.replicas" {
+        ChangeKind::Replicas
+    } else if field.contains(".env[") || field.contains(".envFrom[") {
+        ChangeKind::Env
+    } else if field.contains(".resources.") {
+        ChangeKind::Resources
+    } else {
+        ChangeKind::Manifest
+    }
+}
+
+/// Per-resource diff of two rendered manifests, like helm-diff: present in both → modified
+/// (when any field differs), old only → removed, new only → added.
+///
+/// # Errors
+/// A document that is not YAML.
+pub fn diff_manifests(
+    old: &str,
+    new: &str,
+    default_namespace: &str,
+) -> Result<Vec<ResourceChange>, String> {
+    let old = parse_resources(old, default_namespace)?;
+    let new = parse_resources(new, default_namespace)?;
+    let mut changes = Vec::new();
+    for (key, before) in &old {
+        match new.get(key) {
+            Some(after) => {
+                let prefix = format!("{}/{}:", before.kind, before.name);
+                let fields = diff_leaves(
+                    &flatten(&before.body),
+                    &flatten(&after.body),
+                    |leaf| format!("{prefix}{leaf}"),
+                    classify_field,
+                );
+                if !fields.is_empty() {
+                    changes.push(resource_change(after, ResourceChangeKind::Modified, fields));
+                }
+            }
+            None => changes.push(resource_change(
+                before,
+                ResourceChangeKind::Removed,
+                Vec::new(),
+            )),
+        }
+    }
+    for (key, after) in &new {
+        if !old.contains_key(key) {
+            changes.push(resource_change(
+                after,
+                ResourceChangeKind::Added,
+                Vec::new(),
+            ));
+        }
+    }
+    Ok(changes)
+}
+
+fn resource_change(
+    r: &Resource,
+    change: ResourceChangeKind,
+    fields: Vec<ConfigChange>,
+) -> ResourceChange {
+    ResourceChange {
+        key: r.key.clone(),
+        resource_kind: r.kind.clone(),
+        name: r.name.clone(),
+        change,
+        fields,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_diff_reports_changed_added_and_removed_leaves() {
+        let old = json!({"redis": {"pool": {"size": 50}, "host": "a"}, "hosts": ["x", "y"], "auth": {"password": "old"}});
+        let new = json!({"redis": {"pool": {"size": 10}}, "hosts": ["x"], "feature": true, "auth": {"password": "new"}});
+        let changes = diff_values(&old, &new, "values");
+        let find = |p: &str| {
+            changes
+                .iter()
+                .find(|c| c.path == p)
+                .unwrap_or_else(|| panic!("{p} in {changes:?}"))
+        };
+        let pool = find("values.redis.pool.size");
+        assert_eq!(
+            (pool.kind, pool.before.as_deref(), pool.after.as_deref()),
+            (ChangeKind::Value, Some("50"), Some("10"))
+        );
+        assert_eq!(find("values.redis.host").kind, ChangeKind::Removed);
+        assert_eq!(find("values.hosts[1]").kind, ChangeKind::Removed);
+        assert_eq!(find("values.feature").kind, ChangeKind::Added);
+        assert_eq!(
+            find("values.auth.password").after.as_deref(),
+            Some(REDACTED)
+        );
+        assert_eq!(changes.len(), 5);
+    }
+
+    const OLD: &str = "---
+# Source: web/templates/deploy.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.0
+          env:
+            - name: LOG_LEVEL
+              value: info
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: data
+stringData:
+  password: hunter2
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: gone
+data:
+  a: b
+";
+
+    const NEW: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  template:
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.1
+          env:
+            - name: LOG_LEVEL
+              value: debug
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: data
+stringData:
+  password: correct-horse
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+";
+
+    #[test]
+    fn manifests_diff_per_resource_like_helm_diff() {
+        let changes = diff_manifests(OLD, NEW, "prod").expect("diff");
+        let keys: Vec<(&str, ResourceChangeKind)> =
+            changes.iter().map(|c| (c.key.as_str(), c.change)).collect();
+        assert!(
+            keys.contains(&("prod, web, Deployment (apps)", ResourceChangeKind::Modified)),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("data, db, Secret (v1)", ResourceChangeKind::Modified)),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("prod, gone, ConfigMap (v1)", ResourceChangeKind::Removed)),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&(
+                "prod, web, Ingress (networking.k8s.io)",
+                ResourceChangeKind::Added
+            )),
+            "{keys:?}"
+        );
+
+        let deployment = changes
+            .iter()
+            .find(|c| c.resource_kind == "Deployment")
+            .expect("deployment");
+        let kinds: BTreeMap<&str, ChangeKind> = deployment
+            .fields
+            .iter()
+            .map(|f| (f.path.as_str(), f.kind))
+            .collect();
+        assert_eq!(
+            kinds.get("Deployment/web:spec.replicas"),
+            Some(&ChangeKind::Replicas)
+        );
+        assert_eq!(
+            kinds.get("Deployment/web:spec.template.spec.containers[0].image"),
+            Some(&ChangeKind::Image)
+        );
+        assert_eq!(
+            kinds.get("Deployment/web:spec.template.spec.containers[0].env[0].value"),
+            Some(&ChangeKind::Env)
+        );
+
+        let secret = changes
+            .iter()
+            .find(|c| c.resource_kind == "Secret")
+            .expect("secret");
+        for field in &secret.fields {
+            assert_eq!(field.before.as_deref(), Some(REDACTED));
+            assert_eq!(field.after.as_deref(), Some(REDACTED));
+        }
+        let added = changes
+            .iter()
+            .find(|c| c.change == ResourceChangeKind::Added)
+            .expect("added");
+        assert_eq!(added.config_changes()[0].path, "Ingress/web");
+    }
+
+    #[test]
+    fn unchanged_manifests_have_no_diff_and_garbage_is_an_error() {
+        assert!(diff_manifests(OLD, OLD, "prod").expect("diff").is_empty());
+        assert!(diff_manifests("kind: [unclosed", "", "prod").is_err());
+        assert_eq!(split_manifest("---\n# only a comment\n---\n").len(), 0);
+    }
+
+    #[test]
+    fn summaries_redact_secret_values() {
+        let redacted =
+            redact_values(json!({"db": {"password": "x", "host": "h"}, "tokens": ["a"]}));
+        assert_eq!(
+            redacted,
+            json!({"db": {"password": REDACTED, "host": "h"}, "tokens": [REDACTED]})
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! Infrastructure checks behind `deploygraph gate` and infra snapshots.
+//!
+//! Each check returns pass, fail or unknown with a detail, its latency and, for certificate
+//! checks, the certificates it saw. Checks run concurrently (bounded) under one global deadline
+//! ([`runner::run`]); the gate fails closed: unknown counts as a failure unless the policy says
+//! otherwise ([`gate::Policy`]).
+
+pub mod cert;
+pub mod check;
+pub mod file;
+pub mod gate;
+pub mod report;
+pub mod runner;
+pub mod tls;
+
+pub use check::{CheckKind, CheckResult, Status};

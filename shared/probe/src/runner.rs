@@ -1,0 +1,101 @@
+//! Runs checks concurrently (bounded) under one global deadline. Checks still running at the
+//! deadline are reported `unknown`; the call never outlives the deadline.
+
+use crate::check::{CheckKind, CheckResult, Status};
+use crate::tls::{TlsOptions, TlsTarget};
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One check to run.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// A TLS endpoint.
+    Tls(TlsTarget),
+    /// A certificate file.
+    File(PathBuf),
+}
+
+impl Check {
+    fn kind(&self) -> CheckKind {
+        match self {
+            Self::Tls(_) => CheckKind::Tls,
+            Self::File(_) => CheckKind::FileCert,
+        }
+    }
+
+    fn target(&self) -> String {
+        match self {
+            Self::Tls(t) => t.to_string(),
+            Self::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// How checks run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// TLS judgement.
+    pub tls: TlsOptions,
+    /// At most this many checks at once.
+    pub concurrency: usize,
+    /// Everything is over by then.
+    pub deadline: Duration,
+}
+
+/// Runs `checks` and returns one result per check, in the order given.
+pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
+    let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
+    let deadline = tokio::time::sleep(options.deadline);
+    tokio::pin!(deadline);
+    let mut pending = checks.iter().enumerate();
+    let mut running = FuturesUnordered::new();
+    let start_next =
+        |running: &mut FuturesUnordered<_>,
+         pending: &mut std::iter::Enumerate<std::slice::Iter<'_, Check>>| {
+            if let Some((i, check)) = pending.next() {
+                let options = options.clone();
+                let check = check.clone();
+                running.push(async move {
+                    let result = match &check {
+                        Check::Tls(target) => crate::tls::check(target, &options.tls).await,
+                        Check::File(path) => crate::file::check(path, options.tls.checkend).await,
+                    };
+                    (i, result)
+                });
+            }
+        };
+    for _ in 0..options.concurrency.max(1) {
+        start_next(&mut running, &mut pending);
+    }
+    loop {
+        tokio::select! {
+            next = running.next() => match next {
+                Some((i, result)) => {
+                    results[i] = Some(result);
+                    start_next(&mut running, &mut pending);
+                }
+                None => break,
+            },
+            () = &mut deadline => break,
+        }
+    }
+    results
+        .into_iter()
+        .zip(checks)
+        .map(|(result, check)| {
+            result.unwrap_or_else(|| {
+                CheckResult::new(
+                    check.kind(),
+                    check.target(),
+                    Status::Unknown,
+                    format!(
+                        "not finished within the gate's {:?} deadline",
+                        options.deadline
+                    ),
+                )
+            })
+        })
+        .collect()
+}

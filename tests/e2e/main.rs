@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod gate;
 mod helm;
 mod neo4j;
 mod outage;

@@ -27,9 +27,56 @@ pub enum Command {
     /// Query the graph.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Check TLS endpoints and certificate files before a rollout; exit 1 when any fails.
+    Gate(GateArgs),
     /// Read Helm release Secrets offline.
     #[command(subcommand)]
     Helm(HelmCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GateOutput {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Gate configuration file (YAML; see examples/gate.yaml). Flags add to its lists and
+    /// override its settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// TLS endpoint HOST:PORT, optionally @NAME for SNI and the name check; repeatable.
+    #[arg(long = "tls", value_name = "HOST:PORT[@NAME]")]
+    pub tls: Vec<String>,
+    /// PEM or DER certificate file or bundle; repeatable.
+    #[arg(long = "cert-file", value_name = "PATH")]
+    pub cert_files: Vec<PathBuf>,
+    /// Trust anchors for TLS endpoints instead of the system roots.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Fail when a certificate expires within this many seconds (default 86400).
+    #[arg(long, value_name = "SECONDS")]
+    pub checkend: Option<u64>,
+    /// The whole gate is over by then (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub deadline: Option<String>,
+    /// Bound on each check (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Checks run at once (default 32).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Let untrusted chains pass (with a note).
+    #[arg(long)]
+    pub allow_untrusted: bool,
+    /// Let checks that cannot tell (timeouts, unreachable targets) pass.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: GateOutput,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,7 +35,8 @@ impl Failure {
         }
     }
 
-    fn rejected(message: impl Into<String>) -> Self {
+    /// Exit 1: rejected, or a check failed.
+    pub fn rejected(message: impl Into<String>) -> Self {
         Self {
             code: 1,
             message: message.into(),
@@ -60,6 +61,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(args).await,
         Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
+        Command::Gate(args) => crate::gate::run(args).await,
         Command::Helm(HelmCommand::Decode(args)) => crate::helm::decode(&args),
         Command::Helm(HelmCommand::Diff(args)) => crate::helm::diff(&args),
     };

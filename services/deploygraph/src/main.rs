@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod gate;
 mod helm;
 mod telemetry;
 

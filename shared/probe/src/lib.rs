@@ -7,10 +7,13 @@
 
 pub mod cert;
 pub mod check;
+pub mod config;
 pub mod file;
 pub mod gate;
 pub mod report;
 pub mod runner;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 
 pub use check::{CheckKind, CheckResult, Status};

@@ -1,0 +1,208 @@
+//! The gate's configuration file (`--config gate.yaml`). Unknown keys are errors; every error
+//! names the field.
+//!
+//! ```yaml
+//! checkend: 86400          # seconds a leaf certificate must stay valid (openssl -checkend)
+//! deadline: 30s            # the whole gate is over by then
+//! timeout: 10s             # per check
+//! concurrency: 32          # checks at once
+//! allow_untrusted: false   # an untrusted chain fails unless true
+//! allow_unknown: false     # a check that cannot tell (timeout, unreachable) fails unless true
+//! ca_file: /etc/ssl/internal-ca.pem   # trust anchors instead of the system roots
+//! tls:
+//!   - api.example.com:443
+//!   - target: 10.0.0.1:6443
+//!     server_name: kubernetes.default
+//! cert_files:
+//!   - /etc/ssl/certs/internal.pem
+//! ```
+
+use crate::tls::TlsTarget;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration error, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// Path of the field (`tls[1].target`); empty for the document itself.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The parsed file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateFile {
+    /// Seconds.
+    pub checkend: Option<u64>,
+    /// `30s`, `2m`.
+    pub deadline: Option<String>,
+    /// Per check.
+    pub timeout: Option<String>,
+    /// Checks at once.
+    pub concurrency: Option<usize>,
+    /// Whether untrusted chains pass.
+    pub allow_untrusted: Option<bool>,
+    /// Whether unknown results pass.
+    pub allow_unknown: Option<bool>,
+    /// Trust anchors.
+    pub ca_file: Option<PathBuf>,
+    /// TLS endpoints.
+    #[serde(default)]
+    pub tls: Vec<TlsEntry>,
+    /// Certificate files.
+    #[serde(default)]
+    pub cert_files: Vec<PathBuf>,
+}
+
+/// A TLS endpoint: `host:port[@sni]` or a map.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum TlsEntry {
+    /// `host:port[@sni]`.
+    Short(String),
+    /// `{target, server_name}`.
+    Long {
+        /// `host:port`.
+        target: String,
+        /// SNI and the name to check.
+        server_name: Option<String>,
+    },
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateConfig {
+    /// Seconds.
+    pub checkend: Option<u64>,
+    /// Whole-gate deadline.
+    pub deadline: Option<Duration>,
+    /// Per-check timeout.
+    pub timeout: Option<Duration>,
+    /// Checks at once.
+    pub concurrency: Option<usize>,
+    /// Whether untrusted chains pass.
+    pub allow_untrusted: Option<bool>,
+    /// Whether unknown results pass.
+    pub allow_unknown: Option<bool>,
+    /// Trust anchors.
+    pub ca_file: Option<PathBuf>,
+    /// TLS endpoints.
+    pub tls: Vec<TlsTarget>,
+    /// Certificate files.
+    pub cert_files: Vec<PathBuf>,
+}
+
+/// Parses a duration such as `30s`, `2m`, `1h 30m`, `500ms`.
+///
+/// # Errors
+/// A message for anything else.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?} is not a duration like 30s or 2m: {e}"))
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses and validates a gate file.
+///
+/// # Errors
+/// The first problem, naming its field.
+pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    let file: GateFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        invalid(
+            if path == "." { String::new() } else { path },
+            e.into_inner().to_string(),
+        )
+    })?;
+    let duration = |field: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|m| invalid(field, m))
+    };
+    let tls = file
+        .tls
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| match entry {
+            TlsEntry::Short(s) => s
+                .parse::<TlsTarget>()
+                .map_err(|m| invalid(format!("tls[{i}]"), m)),
+            TlsEntry::Long {
+                target,
+                server_name,
+            } => {
+                let mut t = target
+                    .parse::<TlsTarget>()
+                    .map_err(|m| invalid(format!("tls[{i}].target"), m))?;
+                if let Some(name) = server_name {
+                    t.server_name = Some(name.clone());
+                }
+                Ok(t)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if file.concurrency == Some(0) {
+        return Err(invalid("concurrency", "must be at least 1"));
+    }
+    Ok(GateConfig {
+        checkend: file.checkend,
+        deadline: duration("deadline", &file.deadline)?,
+        timeout: duration("timeout", &file.timeout)?,
+        concurrency: file.concurrency,
+        allow_untrusted: file.allow_untrusted,
+        allow_unknown: file.allow_unknown,
+        ca_file: file.ca_file,
+        tls,
+        cert_files: file.cert_files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let example = include_str!("../../../examples/gate.yaml");
+        let config = parse(example).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!config.tls.is_empty());
+        assert_eq!(config.deadline, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (text, field) in [
+            ("tls: [nohost]", "tls[0]"),
+            ("tls: [{target: 'x'}]", "tls[0].target"),
+            ("deadline: soon", "deadline"),
+            ("checkend: -5", "checkend"),
+            ("concurrency: 0", "concurrency"),
+            ("colour: blue", "colour"),
+        ] {
+            let err = parse(text).expect_err(text);
+            assert_eq!(err.field, field, "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn long_and_short_tls_entries_are_equivalent() {
+        let a =
+            parse("tls: ['10.0.0.1:6443@kubernetes.default']").unwrap_or_else(|e| panic!("{e}"));
+        let b = parse("tls: [{target: '10.0.0.1:6443', server_name: kubernetes.default}]")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.tls, b.tls);
+    }
+}

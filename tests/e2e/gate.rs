@@ -1,0 +1,168 @@
+//! `deploygraph gate` against real TLS listeners on loopback (rcgen certificates).
+
+use crate::support::{run, stderr, stdout, temp_path};
+use deploygraph_probe::testing::{Ca, closed_port, leaf, serve, silent};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Runs the binary off the async runtime, which keeps serving the TLS listeners meanwhile.
+async fn gate(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || run(&args))
+        .await
+        .unwrap()
+}
+
+fn ca_file(ca: &Ca) -> String {
+    let path = temp_path("ca.pem");
+    std::fs::write(&path, ca.pem()).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_endpoint_passes_with_exit_0() {
+    let ca = Ca::new("gate CA");
+    let port = serve(leaf(Some(&ca), &["localhost"], -1, 24 * 90)).await;
+    let out = gate(vec![
+        "gate".into(),
+        "--tls".into(),
+        format!("127.0.0.1:{port}@localhost"),
+        "--ca-file".into(),
+        ca_file(&ca),
+        "--output".into(),
+        "json".into(),
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["verdict"]["pass"], true);
+    assert_eq!(report["checks"][0]["status"], "pass");
+    assert_eq!(
+        report["checks"][0]["certificates"][0]["sans"][0],
+        "localhost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_silent_and_closed_endpoints_fail_the_gate_within_its_deadline() {
+    let ca = Ca::new("gate CA");
+    let expired = serve(leaf(Some(&ca), &["localhost"], -48, -1)).await;
+    let hanging = silent().await;
+    let closed = closed_port();
+    let started = Instant::now();
+    let out = gate(vec![
+        "gate".into(),
+        "--tls".into(),
+        format!("127.0.0.1:{expired}@localhost"),
+        "--tls".into(),
+        format!("127.0.0.1:{hanging}@localhost"),
+        "--tls".into(),
+        format!("127.0.0.1:{closed}@localhost"),
+        "--ca-file".into(),
+        ca_file(&ca),
+        "--timeout".into(),
+        "30s".into(),
+        "--deadline".into(),
+        "2s".into(),
+        "--output".into(),
+        "json".into(),
+    ])
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the gate never hangs past its deadline"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let statuses: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["fail", "unknown", "unknown"]);
+    assert!(stderr(&out).contains("gate failed"), "{}", stderr(&out));
+
+    // With unknown allowed, only the expired certificate fails it.
+    let junit = gate(vec![
+        "gate".into(),
+        "--tls".into(),
+        format!("127.0.0.1:{expired}@localhost"),
+        "--tls".into(),
+        format!("127.0.0.1:{closed}@localhost"),
+        "--ca-file".into(),
+        ca_file(&ca),
+        "--allow-unknown".into(),
+        "--output".into(),
+        "junit".into(),
+    ])
+    .await;
+    assert_eq!(junit.status.code(), Some(1));
+    let xml = stdout(&junit);
+    assert!(xml.contains("failures=\"1\" errors=\"1\""), "{xml}");
+    assert!(xml.contains("<failure message=\"expired"), "{xml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_drives_the_gate_and_its_errors_name_the_field() {
+    let ca = Ca::new("gate CA");
+    let port = serve(leaf(Some(&ca), &["localhost"], -1, 2)).await;
+    let config = temp_path("gate.yaml");
+    std::fs::write(
+        &config,
+        format!("checkend: 600\ndeadline: 5s\nca_file: {}\ntls:\n  - target: 127.0.0.1:{port}\n    server_name: localhost\n", ca_file(&ca)),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    // Expires in 2 h: passes a 10-minute threshold, fails the default-day one given as a flag.
+    let out = gate(vec!["gate".into(), "--config".into(), config_arg.clone()]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("gate passed"), "{}", stdout(&out));
+    let out = gate(vec![
+        "gate".into(),
+        "--config".into(),
+        config_arg,
+        "--checkend".into(),
+        "86400".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("threshold"), "{}", stdout(&out));
+
+    let bad = temp_path("bad.yaml");
+    std::fs::write(&bad, "tls:\n  - target: nohost\n").unwrap();
+    let out = gate(vec![
+        "gate".into(),
+        "--config".into(),
+        bad.display().to_string(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("tls[0].target"), "{}", stderr(&out));
+    let out = gate(vec!["gate".into()]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("nothing to check"),
+        "{}",
+        stderr(&out)
+    );
+    let out = gate(vec!["gate".into(), "--tls".into(), "no-port".into()]).await;
+    assert_eq!(out.status.code(), Some(2));
+}

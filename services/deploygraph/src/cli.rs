@@ -27,7 +27,7 @@ pub enum Command {
     /// Query the graph.
     #[command(subcommand)]
     Query(QueryCommand),
-    /// Check TLS endpoints and certificate files before a rollout; exit 1 when any fails.
+    /// Check TLS endpoints, certificate files and DNS before a rollout; exit 1 when any fails.
     Gate(GateArgs),
     /// Read Helm release Secrets offline.
     #[command(subcommand)]
@@ -53,6 +53,9 @@ pub struct GateArgs {
     /// PEM or DER certificate file or bundle; repeatable.
     #[arg(long = "cert-file", value_name = "PATH")]
     pub cert_files: Vec<PathBuf>,
+    /// DNS name that must resolve, optionally through SERVER[:PORT]; repeatable.
+    #[arg(long = "dns", value_name = "NAME[@SERVER:PORT]")]
+    pub dns: Vec<String>,
     /// Trust anchors for TLS endpoints instead of the system roots.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,

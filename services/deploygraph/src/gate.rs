@@ -4,6 +4,7 @@ use crate::cli::{GateArgs, GateOutput};
 use crate::commands::Failure;
 use chrono::Duration;
 use deploygraph_probe::config::{self, GateConfig};
+use deploygraph_probe::dns::{DnsCheck, DnsTarget};
 use deploygraph_probe::gate::{Policy, verdict};
 use deploygraph_probe::report;
 use deploygraph_probe::runner::{Check, RunOptions};
@@ -89,9 +90,18 @@ fn options(
     {
         checks.push(Check::File(path));
     }
+    for dns in file.map(|f| f.dns.clone()).unwrap_or_default() {
+        checks.push(Check::Dns(dns));
+    }
+    for raw in &args.dns {
+        let target: DnsTarget = raw
+            .parse()
+            .map_err(|e| Failure::usage(format!("--dns: {e}")))?;
+        checks.push(Check::Dns(DnsCheck::resolves(target)));
+    }
     if checks.is_empty() {
         return Err(Failure::usage(
-            "nothing to check: give --tls, --cert-file or --config",
+            "nothing to check: give --tls, --cert-file, --dns or --config",
         ));
     }
     let policy = Policy {

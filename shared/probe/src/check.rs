@@ -11,6 +11,8 @@ pub enum CheckKind {
     Tls,
     /// Certificates in a PEM or DER file.
     FileCert,
+    /// A DNS name through a name server.
+    Dns,
 }
 
 impl CheckKind {
@@ -19,6 +21,7 @@ impl CheckKind {
         match self {
             Self::Tls => "tls",
             Self::FileCert => "file-cert",
+            Self::Dns => "dns",
         }
     }
 }

@@ -15,11 +15,23 @@
 //!     server_name: kubernetes.default
 //! cert_files:
 //!   - /etc/ssl/certs/internal.pem
+//! dns:
+//!   - api.example.com                  # must resolve (A or AAAA), system resolver
+//!   - name: kubernetes.default.svc.cluster.local
+//!     server: 10.96.0.10:53            # this name server instead of the system's
+//!     type: A                          # A, AAAA, CNAME, TXT, MX, SRV…
+//!     addresses: [10.96.0.1]           # exactly these addresses
+//!     max_latency: 200ms
+//!   - name: removed.example.com
+//!     expect: nxdomain                 # resolves (default) or nxdomain
 //! ```
 
+use crate::dns::{DnsCheck, DnsTarget, Expect};
 use crate::tls::TlsTarget;
+use hickory_resolver::proto::rr::RecordType;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::str::FromStr as _;
 use std::time::Duration;
 
 /// A configuration error, naming the field.
@@ -56,6 +68,38 @@ pub struct GateFile {
     /// Certificate files.
     #[serde(default)]
     pub cert_files: Vec<PathBuf>,
+    /// DNS names.
+    #[serde(default)]
+    pub dns: Vec<DnsEntry>,
+}
+
+/// A DNS check: `name[@server:port]` or a map.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum DnsEntry {
+    /// `name[@server:port]`: must resolve.
+    Short(String),
+    /// With expectations.
+    Long(DnsEntryLong),
+}
+
+/// A DNS check with expectations.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsEntryLong {
+    /// Name to resolve.
+    pub name: String,
+    /// `ip[:port]` of the name server.
+    pub server: Option<String>,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub record_type: Option<String>,
+    /// `resolves` or `nxdomain`.
+    pub expect: Option<String>,
+    /// Exactly these addresses.
+    pub addresses: Option<Vec<String>>,
+    /// `200ms`.
+    pub max_latency: Option<String>,
 }
 
 /// A TLS endpoint: `host:port[@sni]` or a map.
@@ -94,6 +138,8 @@ pub struct GateConfig {
     pub tls: Vec<TlsTarget>,
     /// Certificate files.
     pub cert_files: Vec<PathBuf>,
+    /// DNS checks.
+    pub dns: Vec<DnsCheck>,
 }
 
 /// Parses a duration such as `30s`, `2m`, `1h 30m`, `500ms`.
@@ -154,6 +200,14 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let dns = file
+        .dns
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            dns_check(entry).map_err(|(field, m)| invalid(format!("dns[{i}]{field}"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if file.concurrency == Some(0) {
         return Err(invalid("concurrency", "must be at least 1"));
     }
@@ -167,6 +221,68 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
         ca_file: file.ca_file,
         tls,
         cert_files: file.cert_files,
+        dns,
+    })
+}
+
+/// One `dns:` entry; errors carry the sub-field (`.server`) and the message.
+fn dns_check(entry: &DnsEntry) -> Result<DnsCheck, (&'static str, String)> {
+    let long = match entry {
+        DnsEntry::Short(s) => {
+            return s
+                .parse::<DnsTarget>()
+                .map(DnsCheck::resolves)
+                .map_err(|m| ("", m));
+        }
+        DnsEntry::Long(long) => long,
+    };
+    let target = match &long.server {
+        Some(server) => format!("{}@{server}", long.name)
+            .parse::<DnsTarget>()
+            .map_err(|m| (".server", m))?,
+        None => long.name.parse::<DnsTarget>().map_err(|m| (".name", m))?,
+    };
+    let record_type = long
+        .record_type
+        .as_deref()
+        .map(|t| {
+            RecordType::from_str(&t.to_ascii_uppercase())
+                .map_err(|_| (".type", format!("{t:?} is not a record type")))
+        })
+        .transpose()?;
+    let expect = match (long.expect.as_deref(), &long.addresses) {
+        (Some("nxdomain"), Some(_)) => {
+            return Err((
+                ".addresses",
+                "cannot be combined with expect: nxdomain".into(),
+            ));
+        }
+        (Some("nxdomain"), None) => Expect::NxDomain,
+        (None | Some("resolves"), Some(addresses)) => Expect::Addresses(
+            addresses
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| (".addresses", format!("{a:?} is not an IP address")))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        (None | Some("resolves"), None) => Expect::Resolves,
+        (Some(other), _) => {
+            return Err((".expect", format!("{other:?} is not resolves or nxdomain")));
+        }
+    };
+    let max_latency = long
+        .max_latency
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|m| (".max_latency", m))?;
+    Ok(DnsCheck {
+        target,
+        record_type,
+        expect,
+        max_latency,
     })
 }
 
@@ -191,6 +307,17 @@ mod tests {
             ("checkend: -5", "checkend"),
             ("concurrency: 0", "concurrency"),
             ("colour: blue", "colour"),
+            (
+                "dns: [{name: a.test, server: 'dns.google'}]",
+                "dns[0].server",
+            ),
+            ("dns: [{name: a.test, type: BOGUS}]", "dns[0].type"),
+            ("dns: [{name: a.test, expect: maybe}]", "dns[0].expect"),
+            ("dns: [{name: a.test, addresses: [x]}]", "dns[0].addresses"),
+            (
+                "dns: [{name: a.test, max_latency: fast}]",
+                "dns[0].max_latency",
+            ),
         ] {
             let err = parse(text).expect_err(text);
             assert_eq!(err.field, field, "{text}: {err}");

@@ -8,6 +8,7 @@
 pub mod cert;
 pub mod check;
 pub mod config;
+pub mod dns;
 pub mod file;
 pub mod gate;
 pub mod report;

@@ -2,6 +2,7 @@
 //! deadline are reported `unknown`; the call never outlives the deadline.
 
 use crate::check::{CheckKind, CheckResult, Status};
+use crate::dns::DnsCheck;
 use crate::tls::{TlsOptions, TlsTarget};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -15,6 +16,8 @@ pub enum Check {
     Tls(TlsTarget),
     /// A certificate file.
     File(PathBuf),
+    /// A DNS name.
+    Dns(DnsCheck),
 }
 
 impl Check {
@@ -22,6 +25,7 @@ impl Check {
         match self {
             Self::Tls(_) => CheckKind::Tls,
             Self::File(_) => CheckKind::FileCert,
+            Self::Dns(_) => CheckKind::Dns,
         }
     }
 
@@ -29,6 +33,7 @@ impl Check {
         match self {
             Self::Tls(t) => t.to_string(),
             Self::File(p) => p.display().to_string(),
+            Self::Dns(d) => d.target.to_string(),
         }
     }
 }
@@ -61,6 +66,7 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                     let result = match &check {
                         Check::Tls(target) => crate::tls::check(target, &options.tls).await,
                         Check::File(path) => crate::file::check(path, options.tls.checkend).await,
+                        Check::Dns(dns) => crate::dns::check(dns, options.tls.timeout).await,
                     };
                     (i, result)
                 });

@@ -1,0 +1,350 @@
+//! DNS checks through given name servers (or the system configuration), with expectations:
+//! resolves, is NXDOMAIN, has exactly these addresses, answers within a latency limit.
+//! Reports the rcode, answers, TTLs and latency. The resolver's own cache is off, so the TTLs
+//! are the server's.
+
+use crate::check::{CheckKind, CheckResult, Status};
+use hickory_resolver::Resolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::rr::RecordType;
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// `NAME[@SERVER[:PORT]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsTarget {
+    /// Name to resolve.
+    pub name: String,
+    /// Name server; the system configuration when absent.
+    pub server: Option<SocketAddr>,
+}
+
+impl std::fmt::Display for DnsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.server {
+            Some(server) => write!(f, "{}@{server}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+impl FromStr for DnsTarget {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let (name, server) = match value.split_once('@') {
+            Some((name, server)) => {
+                let server = server
+                    .parse::<SocketAddr>()
+                    .or_else(|_| server.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| {
+                        format!("{value:?}: {server:?} is not SERVER[:PORT] with an IP address")
+                    })?;
+                (name, Some(server))
+            }
+            None => (value, None),
+        };
+        if name.is_empty() || name.len() > 253 || name.contains(char::is_whitespace) {
+            return Err(format!("{value:?}: {name:?} is not a DNS name"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            server,
+        })
+    }
+}
+
+/// What the answer must be.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Expect {
+    /// At least one record of the type.
+    #[default]
+    Resolves,
+    /// The name does not exist.
+    NxDomain,
+    /// Exactly these addresses (in any order).
+    Addresses(Vec<IpAddr>),
+}
+
+/// One DNS check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsCheck {
+    /// What to resolve where.
+    pub target: DnsTarget,
+    /// A, AAAA, CNAME…; A and AAAA together when absent.
+    pub record_type: Option<RecordType>,
+    /// Expectation.
+    pub expect: Expect,
+    /// Fail when the answer takes longer.
+    pub max_latency: Option<Duration>,
+}
+
+impl DnsCheck {
+    /// A check that `target` resolves.
+    pub fn resolves(target: DnsTarget) -> Self {
+        Self {
+            target,
+            record_type: None,
+            expect: Expect::Resolves,
+            max_latency: None,
+        }
+    }
+}
+
+/// What the server answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`…
+    pub rcode: String,
+    /// Records as `type data ttl`.
+    pub records: Vec<AnswerRecord>,
+}
+
+/// One answer record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnswerRecord {
+    /// Record type.
+    pub record_type: String,
+    /// Data (`10.0.0.1`, `target.example.`).
+    pub data: String,
+    /// TTL in seconds, as served.
+    pub ttl: u32,
+}
+
+fn resolver(
+    server: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<Resolver<TokioRuntimeProvider>, String> {
+    let mut options = ResolverOpts::default();
+    options.timeout = timeout;
+    options.attempts = 1;
+    options.cache_size = 0;
+    let builder = match server {
+        Some(server) => {
+            let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+            for connection in &mut ns.connections {
+                connection.port = server.port();
+            }
+            Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                TokioRuntimeProvider::default(),
+            )
+        }
+        None => Resolver::builder_tokio()
+            .map_err(|e| format!("no system resolver configuration: {e}"))?,
+    };
+    builder
+        .with_options(options)
+        .build()
+        .map_err(|e| format!("cannot build a resolver: {e}"))
+}
+
+/// The outcome of a query: an answer, or why there is none (`None` rcode: no answer at all).
+async fn query(check: &DnsCheck, timeout: Duration) -> Result<Answer, String> {
+    let resolver = resolver(check.target.server, timeout)?;
+    let mut name = check.target.name.clone();
+    if !name.ends_with('.') {
+        name.push('.');
+    }
+    let types: Vec<RecordType> = match check.record_type {
+        Some(t) => vec![t],
+        None => vec![RecordType::A, RecordType::AAAA],
+    };
+    let mut records = Vec::new();
+    let mut rcode = None;
+    for record_type in types {
+        match resolver.lookup(name.as_str(), record_type).await {
+            Ok(lookup) => {
+                rcode.get_or_insert_with(|| "NOERROR".to_owned());
+                records.extend(lookup.answers().iter().map(|r| AnswerRecord {
+                    record_type: r.record_type().to_string(),
+                    data: r.data.to_string(),
+                    ttl: r.ttl,
+                }));
+            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(no))) => {
+                let code = no.response_code.to_string().to_ascii_uppercase();
+                if rcode.is_none() || code == "NXDOMAIN" {
+                    rcode = Some(code);
+                }
+            }
+            Err(NetError::Timeout) => return Err(format!("no answer within {timeout:?}")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(Answer {
+        rcode: rcode.unwrap_or_else(|| "NOERROR".into()),
+        records,
+    })
+}
+
+/// The verdict on an answer: pure.
+pub fn judge(check: &DnsCheck, answer: &Answer, latency: Duration) -> (Status, String) {
+    let addresses: Vec<IpAddr> = answer
+        .records
+        .iter()
+        .filter_map(|r| r.data.parse().ok())
+        .collect();
+    let summary = if answer.records.is_empty() {
+        answer.rcode.clone()
+    } else {
+        let listed: Vec<String> = answer
+            .records
+            .iter()
+            .map(|r| format!("{} {} ttl {}", r.record_type, r.data, r.ttl))
+            .collect();
+        format!("{}: {}", answer.rcode, listed.join(", "))
+    };
+    let mut problem = match &check.expect {
+        Expect::Resolves if answer.records.is_empty() => {
+            Some(format!("does not resolve ({})", answer.rcode))
+        }
+        Expect::NxDomain if answer.rcode != "NXDOMAIN" => {
+            Some(format!("expected NXDOMAIN, got {summary}"))
+        }
+        Expect::Addresses(expected) => {
+            let mut want = expected.clone();
+            let mut got = addresses.clone();
+            want.sort_unstable();
+            got.sort_unstable();
+            got.dedup();
+            (want != got).then(|| {
+                let want: Vec<String> = want.iter().map(ToString::to_string).collect();
+                format!("expected {}, got {summary}", want.join(", "))
+            })
+        }
+        _ => None,
+    };
+    if problem.is_none()
+        && let Some(limit) = check.max_latency
+        && latency > limit
+    {
+        problem = Some(format!(
+            "answered in {} ms, over the {} ms limit",
+            latency.as_millis(),
+            limit.as_millis()
+        ));
+    }
+    match problem {
+        Some(p) => (Status::Fail, p),
+        None => (Status::Pass, summary),
+    }
+}
+
+/// Runs one DNS check. No answer within `timeout` (or an unreachable server) is `unknown`.
+pub async fn check(check: &DnsCheck, timeout: Duration) -> CheckResult {
+    let started = Instant::now();
+    let outcome =
+        tokio::time::timeout(timeout + Duration::from_millis(100), query(check, timeout)).await;
+    let latency = started.elapsed();
+    let (status, detail) = match outcome {
+        Err(_) => (Status::Unknown, format!("no answer within {timeout:?}")),
+        Ok(Err(reason)) => (Status::Unknown, reason),
+        Ok(Ok(answer)) => judge(check, &answer, latency),
+    };
+    let mut result = CheckResult::new(CheckKind::Dns, check.target.to_string(), status, detail);
+    result.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(rcode: &str, data: &[&str]) -> Answer {
+        Answer {
+            rcode: rcode.into(),
+            records: data
+                .iter()
+                .map(|d| AnswerRecord {
+                    record_type: "A".into(),
+                    data: (*d).into(),
+                    ttl: 30,
+                })
+                .collect(),
+        }
+    }
+
+    fn check(expect: Expect) -> DnsCheck {
+        DnsCheck {
+            expect,
+            ..DnsCheck::resolves("api.example.test".parse().unwrap_or_else(|e| panic!("{e}")))
+        }
+    }
+
+    #[test]
+    fn targets_parse_with_and_without_a_server() {
+        let t: DnsTarget = "api.example.test@127.0.0.1:5353"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.server,
+            Some("127.0.0.1:5353".parse().unwrap_or_else(|e| panic!("{e}")))
+        );
+        let t: DnsTarget = "api.example.test@10.0.0.10"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.server.map(|s| s.port()), Some(53));
+        assert!("a@dns.google".parse::<DnsTarget>().is_err());
+        assert!("@1.1.1.1".parse::<DnsTarget>().is_err());
+    }
+
+    #[test]
+    fn expectations_are_judged() {
+        let ok = Duration::from_millis(3);
+        assert_eq!(
+            judge(
+                &check(Expect::Resolves),
+                &answer("NOERROR", &["10.0.0.1"]),
+                ok
+            )
+            .0,
+            Status::Pass
+        );
+        assert_eq!(
+            judge(&check(Expect::Resolves), &answer("NXDOMAIN", &[]), ok).0,
+            Status::Fail
+        );
+        assert_eq!(
+            judge(&check(Expect::NxDomain), &answer("NXDOMAIN", &[]), ok).0,
+            Status::Pass
+        );
+        assert_eq!(
+            judge(
+                &check(Expect::NxDomain),
+                &answer("NOERROR", &["10.0.0.1"]),
+                ok
+            )
+            .0,
+            Status::Fail
+        );
+        let want = Expect::Addresses(vec![
+            "10.0.0.2".parse().unwrap_or_else(|e| panic!("{e}")),
+            "10.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+        ]);
+        assert_eq!(
+            judge(
+                &check(want.clone()),
+                &answer("NOERROR", &["10.0.0.1", "10.0.0.2"]),
+                ok
+            )
+            .0,
+            Status::Pass
+        );
+        assert_eq!(
+            judge(&check(want), &answer("NOERROR", &["10.0.0.1"]), ok).0,
+            Status::Fail
+        );
+        let slow = DnsCheck {
+            max_latency: Some(Duration::from_millis(1)),
+            ..check(Expect::Resolves)
+        };
+        let (status, detail) = judge(&slow, &answer("NOERROR", &["10.0.0.1"]), ok);
+        assert_eq!(status, Status::Fail);
+        assert!(detail.contains("over the 1 ms limit"), "{detail}");
+    }
+}

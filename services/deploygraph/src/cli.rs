@@ -27,7 +27,7 @@ pub enum Command {
     /// Query the graph.
     #[command(subcommand)]
     Query(QueryCommand),
-    /// Check TLS endpoints, certificate files and DNS before a rollout; exit 1 when any fails.
+    /// Check TLS endpoints, certificate files, DNS and API servers before a rollout; exit 1 when any fails.
     Gate(GateArgs),
     /// Read Helm release Secrets offline.
     #[command(subcommand)]
@@ -56,6 +56,12 @@ pub struct GateArgs {
     /// DNS name that must resolve, optionally through SERVER[:PORT]; repeatable.
     #[arg(long = "dns", value_name = "NAME[@SERVER:PORT]")]
     pub dns: Vec<String>,
+    /// Kubernetes API server URL whose /livez, /readyz and /version to check; repeatable.
+    #[arg(long = "apiserver", value_name = "URL")]
+    pub apiservers: Vec<String>,
+    /// CA bundle of the --apiserver URLs (default: the system roots).
+    #[arg(long, value_name = "PATH")]
+    pub apiserver_ca: Option<PathBuf>,
     /// Trust anchors for TLS endpoints instead of the system roots.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,

@@ -99,9 +99,39 @@ fn options(
             .map_err(|e| Failure::usage(format!("--dns: {e}")))?;
         checks.push(Check::Dns(DnsCheck::resolves(target)));
     }
+    let read_ca = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{flag} {}: {e}", path.display())))
+    };
+    for entry in file.map(|f| f.apiserver.clone()).unwrap_or_default() {
+        let ca_pem = entry
+            .ca_file
+            .as_deref()
+            .map(|p| read_ca("apiserver.ca_file", p))
+            .transpose()?;
+        checks.push(Check::Apiserver {
+            url: entry.url,
+            ca_pem,
+        });
+    }
+    let apiserver_ca = args
+        .apiserver_ca
+        .as_deref()
+        .map(|p| read_ca("--apiserver-ca", p))
+        .transpose()?;
+    for url in &args.apiservers {
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(Failure::usage(format!(
+                "--apiserver: {url:?} is not an http(s) URL"
+            )));
+        }
+        checks.push(Check::Apiserver {
+            url: url.clone(),
+            ca_pem: apiserver_ca.clone(),
+        });
+    }
     if checks.is_empty() {
         return Err(Failure::usage(
-            "nothing to check: give --tls, --cert-file, --dns or --config",
+            "nothing to check: give --tls, --cert-file, --dns, --apiserver or --config",
         ));
     }
     let policy = Policy {

@@ -13,6 +13,8 @@ pub enum CheckKind {
     FileCert,
     /// A DNS name through a name server.
     Dns,
+    /// A Kubernetes API server's health.
+    Apiserver,
 }
 
 impl CheckKind {
@@ -22,6 +24,7 @@ impl CheckKind {
             Self::Tls => "tls",
             Self::FileCert => "file-cert",
             Self::Dns => "dns",
+            Self::Apiserver => "apiserver",
         }
     }
 }
@@ -64,6 +67,20 @@ pub struct CheckResult {
     pub latency_ms: u64,
     /// Certificates observed, leaf first.
     pub certificates: Vec<CertificateInfo>,
+    /// Sub-checks the target reported (an API server's `/readyz` checks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+}
+
+/// One sub-check a target reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Part {
+    /// Its name (`etcd`, `poststarthook/start-informers`).
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// `ok` or the failure reason.
+    pub detail: String,
 }
 
 impl CheckResult {
@@ -81,6 +98,7 @@ impl CheckResult {
             detail: detail.into(),
             latency_ms: 0,
             certificates: Vec::new(),
+            parts: Vec::new(),
         }
     }
 }

@@ -24,6 +24,9 @@
 //!     max_latency: 200ms
 //!   - name: removed.example.com
 //!     expect: nxdomain                 # resolves (default) or nxdomain
+//! apiserver:
+//!   - url: https://10.0.0.1:6443       # /livez, /readyz?verbose, /version
+//!     ca_file: /etc/kubernetes/pki/ca.crt
 //! ```
 
 use crate::dns::{DnsCheck, DnsTarget, Expect};
@@ -71,6 +74,19 @@ pub struct GateFile {
     /// DNS names.
     #[serde(default)]
     pub dns: Vec<DnsEntry>,
+    /// Kubernetes API servers.
+    #[serde(default)]
+    pub apiserver: Vec<ApiserverEntry>,
+}
+
+/// A Kubernetes API server to check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiserverEntry {
+    /// `https://host:port`.
+    pub url: String,
+    /// Its CA bundle; the system roots when absent.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A DNS check: `name[@server:port]` or a map.
@@ -140,6 +156,8 @@ pub struct GateConfig {
     pub cert_files: Vec<PathBuf>,
     /// DNS checks.
     pub dns: Vec<DnsCheck>,
+    /// API servers.
+    pub apiserver: Vec<ApiserverEntry>,
 }
 
 /// Parses a duration such as `30s`, `2m`, `1h 30m`, `500ms`.
@@ -208,6 +226,14 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
             dns_check(entry).map_err(|(field, m)| invalid(format!("dns[{i}]{field}"), m))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, entry) in file.apiserver.iter().enumerate() {
+        if !entry.url.starts_with("https://") && !entry.url.starts_with("http://") {
+            return Err(invalid(
+                format!("apiserver[{i}].url"),
+                format!("{:?} is not an http(s) URL", entry.url),
+            ));
+        }
+    }
     if file.concurrency == Some(0) {
         return Err(invalid("concurrency", "must be at least 1"));
     }
@@ -222,6 +248,7 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
         tls,
         cert_files: file.cert_files,
         dns,
+        apiserver: file.apiserver,
     })
 }
 

@@ -5,6 +5,7 @@
 //! ([`runner::run`]); the gate fails closed: unknown counts as a failure unless the policy says
 //! otherwise ([`gate::Policy`]).
 
+pub mod apiserver;
 pub mod cert;
 pub mod check;
 pub mod config;
@@ -17,4 +18,4 @@ pub mod runner;
 pub mod testing;
 pub mod tls;
 
-pub use check::{CheckKind, CheckResult, Status};
+pub use check::{CheckKind, CheckResult, Part, Status};

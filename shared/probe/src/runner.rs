@@ -18,6 +18,13 @@ pub enum Check {
     File(PathBuf),
     /// A DNS name.
     Dns(DnsCheck),
+    /// A Kubernetes API server.
+    Apiserver {
+        /// `https://host:port`.
+        url: String,
+        /// Its CA bundle (PEM); the system roots when absent.
+        ca_pem: Option<Vec<u8>>,
+    },
 }
 
 impl Check {
@@ -26,6 +33,7 @@ impl Check {
             Self::Tls(_) => CheckKind::Tls,
             Self::File(_) => CheckKind::FileCert,
             Self::Dns(_) => CheckKind::Dns,
+            Self::Apiserver { .. } => CheckKind::Apiserver,
         }
     }
 
@@ -34,6 +42,7 @@ impl Check {
             Self::Tls(t) => t.to_string(),
             Self::File(p) => p.display().to_string(),
             Self::Dns(d) => d.target.to_string(),
+            Self::Apiserver { url, .. } => url.clone(),
         }
     }
 }
@@ -67,6 +76,10 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                         Check::Tls(target) => crate::tls::check(target, &options.tls).await,
                         Check::File(path) => crate::file::check(path, options.tls.checkend).await,
                         Check::Dns(dns) => crate::dns::check(dns, options.tls.timeout).await,
+                        Check::Apiserver { url, ca_pem } => {
+                            crate::apiserver::check(url, ca_pem.as_deref(), options.tls.timeout)
+                                .await
+                        }
                     };
                     (i, result)
                 });

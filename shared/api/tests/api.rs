@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use deploygraph_api::{ApiConfig, AppState, OPENAPI, router};
-use deploygraph_model::{Deployment, Uid};
+use deploygraph_model::{Deployment, InfraSnapshot, Uid};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
     AppliedMigration, DeploymentFilter, GraphStore, MigrationSource, Page, RecordOutcome,
@@ -488,6 +488,18 @@ impl GraphStore for DownStore {
         Err(down())
     }
     async fn list_services(&self) -> deploygraph_store::Result<Vec<ServiceSummary>> {
+        Err(down())
+    }
+    async fn record_snapshot(&self, _: &InfraSnapshot) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
+    async fn get_snapshot(&self, _: &Uid) -> deploygraph_store::Result<Option<InfraSnapshot>> {
+        Err(down())
+    }
+    async fn snapshot_for_deployment(
+        &self,
+        _: &Uid,
+    ) -> deploygraph_store::Result<Option<InfraSnapshot>> {
         Err(down())
     }
 }

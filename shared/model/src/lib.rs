@@ -9,6 +9,7 @@ pub mod alert;
 pub mod deployment;
 pub mod error;
 pub mod fixture;
+pub mod infra;
 pub mod newtypes;
 pub mod redact;
 pub mod uid;
@@ -19,5 +20,6 @@ pub use deployment::{
     ValidationResult, reconcile,
 };
 pub use error::{Error, Result};
+pub use infra::{CertificateRecord, CheckRecord, InfraSnapshot, Verdict};
 pub use newtypes::{CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time};
 pub use uid::Uid;

@@ -19,7 +19,7 @@ pub mod sqlite;
 mod types;
 
 use async_trait::async_trait;
-use deploygraph_model::{Deployment, Uid};
+use deploygraph_model::{Deployment, InfraSnapshot, Uid};
 use secrecy::SecretString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +74,26 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Page<StoredDeployment>>;
+
+    /// Records an infrastructure snapshot with its checks and certificates. Recording the same
+    /// snapshot (uid) again is a no-op. When it was taken for a deployment, it is linked
+    /// `TAKEN_FOR` it as soon as both exist.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn record_snapshot(&self, snapshot: &InfraSnapshot) -> Result<()>;
+
+    /// The snapshot with `uid`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_snapshot(&self, uid: &Uid) -> Result<Option<InfraSnapshot>>;
+
+    /// The newest snapshot taken for the deployment with `uid`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn snapshot_for_deployment(&self, uid: &Uid) -> Result<Option<InfraSnapshot>>;
 
     /// Every service with its deployment count and last deployment time.
     ///

@@ -15,7 +15,7 @@ use crate::plan;
 use crate::types::{DeploymentFilter, Page, RecordOutcome, ServiceSummary, StoredDeployment};
 use async_trait::async_trait;
 use chrono::DateTime;
-use deploygraph_model::{Deployment, Uid, ValidationResult};
+use deploygraph_model::{Deployment, InfraSnapshot, Uid, ValidationResult};
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn, query};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
@@ -263,7 +263,10 @@ FOREACH (ch IN r.changes |
 FOREACH (v IN r.validation |
   CREATE (x:ValidationResult)
   SET x = v
-  CREATE (d)-[:VALIDATED_BY]->(x))";
+  CREATE (d)-[:VALIDATED_BY]->(x))
+WITH d
+OPTIONAL MATCH (snap:InfraSnapshot {deployment_uid: d.uid})
+FOREACH (x IN CASE WHEN snap IS NULL THEN [] ELSE [snap] END | MERGE (x)-[:TAKEN_FOR]->(d))";
 
 /// Advances a stored deployment's status, finish time, validation and payload.
 const UPDATE_DEPLOYMENTS: &str = "
@@ -311,6 +314,95 @@ MATCH (newer:DeploymentEvent {uid: l.newer}), (older:DeploymentEvent {uid: l.old
 OPTIONAL MATCH (newer)-[old:FOLLOWS]->()
 DELETE old
 CREATE (newer)-[:FOLLOWS]->(older)";
+
+/// Creates a snapshot with its checks and the certificates they observed (merged by
+/// fingerprint), and links it to its deployment when that is recorded already.
+const INSERT_SNAPSHOT: &str = "
+CREATE (s:InfraSnapshot)
+SET s = $props
+WITH s
+CALL {
+  WITH s
+  OPTIONAL MATCH (d:DeploymentEvent {uid: s.deployment_uid})
+  FOREACH (x IN CASE WHEN d IS NULL THEN [] ELSE [d] END | MERGE (s)-[:TAKEN_FOR]->(x))
+}
+WITH s
+UNWIND $checks AS c
+CREATE (k:Check)
+SET k = c.props
+CREATE (s)-[:INCLUDES]->(k)
+WITH k, c
+UNWIND c.certificates AS cert
+MERGE (x:Certificate {uid: cert.uid})
+ON CREATE SET x += cert
+CREATE (k)-[:OBSERVED]->(x)";
+
+fn snapshot_params(snapshot: &InfraSnapshot) -> Result<(BoltType, BoltType)> {
+    let payload = serde_json::to_string(snapshot).map_err(|e| Error::Backend {
+        backend: BACKEND,
+        operation: "encode a snapshot",
+        source: Box::new(e),
+    })?;
+    let props = map(vec![
+        ("uid", snapshot.uid.as_str().into()),
+        ("taken_at", snapshot.taken_at.into()),
+        ("taken_at_us", snapshot.taken_at.timestamp_micros().into()),
+        ("verdict", snapshot.verdict.as_str().into()),
+        ("cluster", opt_str(snapshot.cluster.as_deref())),
+        (
+            "deployment_uid",
+            opt_str(snapshot.deployment_uid.as_ref().map(Uid::as_str)),
+        ),
+        ("payload", payload.into()),
+    ]);
+    let checks: Vec<BoltType> = snapshot
+        .checks
+        .iter()
+        .map(|c| {
+            let certificates: Vec<BoltType> = c
+                .certificates
+                .iter()
+                .map(|cert| {
+                    let sans: Vec<BoltType> = cert.sans.iter().map(|s| s.as_str().into()).collect();
+                    map(vec![
+                        ("uid", cert.uid().as_str().into()),
+                        ("sha256", cert.sha256.as_str().into()),
+                        ("subject", cert.subject.as_str().into()),
+                        ("issuer", cert.issuer.as_str().into()),
+                        ("sans", BoltType::from(sans)),
+                        ("not_before", cert.not_before.into()),
+                        ("not_after", cert.not_after.into()),
+                    ])
+                })
+                .collect();
+            map(vec![
+                (
+                    "props",
+                    map(vec![
+                        ("uid", c.uid(&snapshot.uid).as_str().into()),
+                        ("kind", c.kind.as_str().into()),
+                        ("target", c.target.as_str().into()),
+                        ("status", c.status.as_str().into()),
+                        ("detail", c.detail.as_str().into()),
+                        ("latency_ms", int(c.latency_ms)),
+                    ]),
+                ),
+                ("certificates", BoltType::from(certificates)),
+            ])
+        })
+        .collect();
+    Ok((props, BoltType::from(checks)))
+}
+
+fn snapshot_from_row(row: &neo4rs::Row) -> Result<InfraSnapshot> {
+    let decode = decode_failed("read a snapshot");
+    let uid: String = row.get("uid").map_err(&decode)?;
+    let payload: String = row.get("payload").map_err(&decode)?;
+    serde_json::from_str(&payload).map_err(|e| Error::Corrupt {
+        uid,
+        source: Box::new(e),
+    })
+}
 
 impl Neo4jStore {
     /// A store on the Neo4j server at `uri`. Connections are made lazily, so this succeeds
@@ -683,6 +775,59 @@ impl GraphStore for Neo4jStore {
             .map(stored_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, filter.limit))
+    }
+
+    async fn record_snapshot(&self, snapshot: &InfraSnapshot) -> Result<()> {
+        let (props, checks) = snapshot_params(snapshot)?;
+        let mut txn = self
+            .graph
+            .start_txn()
+            .await
+            .map_err(failed("begin a transaction"))?;
+        let exists = rows_in(
+            &mut txn,
+            query("MATCH (s:InfraSnapshot {uid: $uid}) RETURN s.uid AS uid")
+                .param("uid", snapshot.uid.as_str()),
+            "read a snapshot",
+        )
+        .await?;
+        if exists.is_empty() {
+            txn.run(
+                query(INSERT_SNAPSHOT)
+                    .param("props", props)
+                    .param("checks", checks),
+            )
+            .await
+            .map_err(failed("write a snapshot"))?;
+        }
+        txn.commit().await.map_err(failed("commit"))
+    }
+
+    async fn get_snapshot(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
+        let rows = self
+            .rows(
+                query(
+                    "MATCH (s:InfraSnapshot {uid: $uid}) RETURN s.uid AS uid, s.payload AS payload",
+                )
+                .param("uid", uid.as_str()),
+                "read a snapshot",
+            )
+            .await?;
+        rows.first().map(snapshot_from_row).transpose()
+    }
+
+    async fn snapshot_for_deployment(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
+        let rows = self
+            .rows(
+                query(
+                    "MATCH (s:InfraSnapshot {deployment_uid: $uid})
+                     RETURN s.uid AS uid, s.payload AS payload ORDER BY s.taken_at_us DESC LIMIT 1",
+                )
+                .param("uid", uid.as_str()),
+                "read a snapshot",
+            )
+            .await?;
+        rows.first().map(snapshot_from_row).transpose()
     }
 
     async fn list_services(&self) -> Result<Vec<ServiceSummary>> {

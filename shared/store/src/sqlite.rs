@@ -16,7 +16,7 @@ use crate::types::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
-use deploygraph_model::{Deployment, Uid, ValidationResult};
+use deploygraph_model::{Deployment, InfraSnapshot, Uid, ValidationResult};
 use rusqlite::types::Value;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter,
@@ -526,6 +526,37 @@ impl GraphStore for SqliteStore {
         .await
     }
 
+    async fn record_snapshot(&self, snapshot: &InfraSnapshot) -> Result<()> {
+        let snapshot = snapshot.clone();
+        self.with_writer(move |conn| write_snapshot(conn, &snapshot))
+            .await
+    }
+
+    async fn get_snapshot(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
+        let uid = uid.as_str().to_owned();
+        self.with_reader(move |conn| {
+            read_snapshot(
+                conn,
+                "SELECT uid, payload FROM infra_snapshots WHERE uid = ?1",
+                &uid,
+            )
+        })
+        .await
+    }
+
+    async fn snapshot_for_deployment(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
+        let uid = uid.as_str().to_owned();
+        self.with_reader(move |conn| {
+            read_snapshot(
+                conn,
+                "SELECT uid, payload FROM infra_snapshots WHERE deployment_uid = ?1
+                 ORDER BY taken_at_us DESC LIMIT 1",
+                &uid,
+            )
+        })
+        .await
+    }
+
     async fn list_services(&self) -> Result<Vec<ServiceSummary>> {
         self.with_reader(|conn| {
             let mut stmt = conn
@@ -552,6 +583,103 @@ impl GraphStore for SqliteStore {
         })
         .await
     }
+}
+
+fn write_snapshot(conn: &mut Connection, snapshot: &InfraSnapshot) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let exists: Option<i64> = tx
+        .prepare_cached("SELECT 1 FROM infra_snapshots WHERE uid = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([snapshot.uid.as_str()], |row| row.get(0))
+                .optional()
+        })
+        .map_err(backend_error("read a snapshot"))?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let payload = serde_json::to_string(snapshot).map_err(|e| Error::Backend {
+        backend: BACKEND,
+        operation: "encode a snapshot",
+        source: Box::new(e),
+    })?;
+    exec(
+        &tx,
+        "INSERT INTO infra_snapshots (uid, taken_at, taken_at_us, verdict, cluster, deployment_uid, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            snapshot.uid.as_str(),
+            format_time(&snapshot.taken_at),
+            snapshot.taken_at.timestamp_micros(),
+            snapshot.verdict.as_str(),
+            snapshot.cluster,
+            snapshot.deployment_uid.as_ref().map(Uid::as_str),
+            payload
+        ],
+    )
+    .map_err(backend_error("write a snapshot"))?;
+    for check in &snapshot.checks {
+        let check_uid = check.uid(&snapshot.uid);
+        exec(
+            &tx,
+            "INSERT INTO checks (uid, snapshot_uid, kind, target, status, detail, latency_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (uid) DO NOTHING",
+            params![
+                check_uid.as_str(),
+                snapshot.uid.as_str(),
+                check.kind,
+                check.target,
+                check.status.as_str(),
+                check.detail,
+                i64::try_from(check.latency_ms).unwrap_or(i64::MAX)
+            ],
+        )
+        .map_err(backend_error("write a check"))?;
+        for (position, cert) in check.certificates.iter().enumerate() {
+            let sans = serde_json::to_string(&cert.sans).unwrap_or_default();
+            exec(
+                &tx,
+                "INSERT INTO certificates (uid, sha256, subject, issuer, sans, not_before, not_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (uid) DO NOTHING",
+                params![
+                    cert.uid().as_str(),
+                    cert.sha256,
+                    cert.subject,
+                    cert.issuer,
+                    sans,
+                    format_time(&cert.not_before),
+                    format_time(&cert.not_after)
+                ],
+            )
+            .map_err(backend_error("write a certificate"))?;
+            exec(
+                &tx,
+                "INSERT INTO check_certificates (check_uid, certificate_uid, position) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![check_uid.as_str(), cert.uid().as_str(), i64::try_from(position).unwrap_or(0)],
+            )
+            .map_err(backend_error("link a certificate"))?;
+        }
+    }
+    tx.commit().map_err(backend_error("commit"))
+}
+
+fn read_snapshot(conn: &Connection, sql: &str, key: &str) -> Result<Option<InfraSnapshot>> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached(sql)
+        .and_then(|mut stmt| {
+            stmt.query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .map_err(backend_error("read a snapshot"))?;
+    row.map(|(uid, payload)| {
+        serde_json::from_str(&payload).map_err(|e| Error::Corrupt {
+            uid,
+            source: Box::new(e),
+        })
+    })
+    .transpose()
 }
 
 /// The listing query: fixed clauses chosen by which filters are set, values bound as parameters.

@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::Duration;
-use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, ValidationResult};
+use deploygraph_model::{
+    CertificateRecord, CheckRecord, Deployment, DeploymentStatus, Environment, InfraSnapshot,
+    ServiceName, ValidationResult, Verdict,
+};
 use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
@@ -351,6 +354,84 @@ async fn concurrent_writers_keep_one_chain(store: Arc<dyn GraphStore>) {
     assert_eq!(items.last().unwrap().follows, None);
 }
 
+fn snapshot_for(deployment: Option<&Deployment>, cluster: &str) -> InfraSnapshot {
+    let cert = CertificateRecord {
+        sha256: format!("{:064x}", rand::random::<u64>()),
+        subject: "CN=api.example.test".into(),
+        issuer: "CN=test CA".into(),
+        sans: vec!["api.example.test".into()],
+        not_before: chrono::Utc::now() - Duration::days(1),
+        not_after: chrono::Utc::now() + Duration::days(90),
+    };
+    let checks = vec![
+        CheckRecord {
+            kind: "tls".into(),
+            target: "api.example.test:443".into(),
+            status: Verdict::Pass,
+            detail: "expires in 90d 0h; trusted".into(),
+            latency_ms: 12,
+            certificates: vec![cert.clone()],
+        },
+        CheckRecord {
+            kind: "file-cert".into(),
+            target: "/etc/ssl/bundle.pem".into(),
+            status: Verdict::Pass,
+            detail: "1 certificate(s)".into(),
+            latency_ms: 1,
+            certificates: vec![cert],
+        },
+        CheckRecord {
+            kind: "dns".into(),
+            target: "db.example.test".into(),
+            status: Verdict::Fail,
+            detail: "does not resolve (NXDOMAIN)".into(),
+            latency_ms: 3,
+            certificates: vec![],
+        },
+    ];
+    InfraSnapshot::new(
+        chrono::Utc::now(),
+        Some(cluster.to_owned()),
+        deployment.map(|d| d.uid.clone()),
+        checks,
+    )
+}
+
+async fn snapshots_are_recorded_once_and_found_for_their_deployment(store: Arc<dyn GraphStore>) {
+    let service = unique("snap");
+    let deployment = Deployment::test().service(&service).build();
+    // Taken before the deployment is recorded, as a CI gate does.
+    let snapshot = snapshot_for(Some(&deployment), &unique("cluster"));
+    assert_eq!(snapshot.verdict, Verdict::Fail);
+    store.record_snapshot(&snapshot).await.unwrap();
+    store.record_snapshot(&snapshot).await.unwrap();
+    assert_eq!(
+        store.get_snapshot(&snapshot.uid).await.unwrap().as_ref(),
+        Some(&snapshot)
+    );
+    record_one(&store, deployment.clone()).await;
+    assert_eq!(
+        store
+            .snapshot_for_deployment(&deployment.uid)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&snapshot)
+    );
+    let other = Deployment::test().service(&service).image_seed(7).build();
+    assert_eq!(
+        store.snapshot_for_deployment(&other.uid).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_snapshot(&deploygraph_model::Uid::from_stored("snapshot-none"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -379,7 +460,58 @@ conformance!(
     large_limits_return_exactly_limit_items_and_cursors_walk_everything,
     a_batch_writes_everything_but_its_conflicts,
     concurrent_writers_keep_one_chain,
+    snapshots_are_recorded_once_and_found_for_their_deployment,
 );
+
+/// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,
+/// linked whether the deployment was recorded before or after the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_snapshots_form_the_documented_subgraph() {
+    let (_dir, store) = neo4j_store().await;
+    let service = unique("subgraph");
+    let before = Deployment::test().service(&service).image_seed(1).build();
+    record_one(&store, before.clone()).await;
+    let after = Deployment::test()
+        .service(&service)
+        .image_seed(2)
+        .started_at_minute(5)
+        .build();
+    let cluster = unique("cluster");
+    let snap_before = snapshot_for(Some(&before), &cluster);
+    let snap_after = snapshot_for(Some(&after), &cluster);
+    store.record_snapshot(&snap_before).await.unwrap();
+    store.record_snapshot(&snap_after).await.unwrap();
+    record_one(&store, after.clone()).await;
+
+    let graph = neo4rs::Graph::new(std::env::var("NEO4J_TEST_URI").unwrap(), "", "").unwrap();
+    let mut rows = graph
+        .execute(
+            neo4rs::query(
+                "MATCH (s:InfraSnapshot {cluster: $cluster})-[:TAKEN_FOR]->(d:DeploymentEvent)
+                 MATCH (s)-[:INCLUDES]->(c:Check)
+                 OPTIONAL MATCH (c)-[:OBSERVED]->(x:Certificate)
+                 RETURN d.uid AS deployment, count(DISTINCT c) AS checks, count(DISTINCT x) AS certificates
+                 ORDER BY deployment",
+            )
+            .param("cluster", cluster.as_str()),
+        )
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await.unwrap() {
+        found.push((
+            row.get::<String>("deployment").unwrap(),
+            row.get::<i64>("checks").unwrap(),
+            row.get::<i64>("certificates").unwrap(),
+        ));
+    }
+    let mut expected = vec![
+        (before.uid.as_str().to_owned(), 3, 1),
+        (after.uid.as_str().to_owned(), 3, 1),
+    ];
+    expected.sort();
+    assert_eq!(found, expected);
+}
 
 #[tokio::test]
 async fn a_fresh_sqlite_store_is_not_ready_until_migrated() {

@@ -29,6 +29,8 @@ pub enum Command {
     Query(QueryCommand),
     /// Check TLS endpoints, certificate files, DNS and API servers before a rollout; exit 1 when any fails.
     Gate(GateArgs),
+    /// Run the gate's checks and record them as an infra snapshot.
+    Snapshot(SnapshotArgs),
     /// Read Helm release Secrets offline.
     #[command(subcommand)]
     Helm(HelmCommand),
@@ -42,7 +44,7 @@ pub enum GateOutput {
 }
 
 #[derive(Debug, Args)]
-pub struct GateArgs {
+pub struct CheckArgs {
     /// Gate configuration file (YAML; see examples/gate.yaml). Flags add to its lists and
     /// override its settings.
     #[arg(long)]
@@ -68,7 +70,7 @@ pub struct GateArgs {
     /// Fail when a certificate expires within this many seconds (default 86400).
     #[arg(long, value_name = "SECONDS")]
     pub checkend: Option<u64>,
-    /// The whole gate is over by then (default 30s).
+    /// The whole run is over by then (default 30s).
     #[arg(long, value_name = "DURATION")]
     pub deadline: Option<String>,
     /// Bound on each check (default 10s).
@@ -83,9 +85,46 @@ pub struct GateArgs {
     /// Let checks that cannot tell (timeouts, unreachable targets) pass.
     #[arg(long)]
     pub allow_unknown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    pub checks: CheckArgs,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value = "text")]
     pub output: GateOutput,
+    /// Also record the result as an infra snapshot in --store.
+    #[arg(long)]
+    pub record: bool,
+    /// With --record: the deployment (uid) the snapshot is taken for.
+    #[arg(long, requires = "record")]
+    pub deployment: Option<String>,
+    /// With --record: the cluster or environment name.
+    #[arg(long, requires = "record")]
+    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub store: StoreOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub checks: CheckArgs,
+    /// The deployment (uid) the snapshot is taken for.
+    #[arg(long)]
+    pub deployment: Option<String>,
+    /// The cluster or environment name.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Print a Mermaid diagram of what was checked and its state.
+    #[arg(long)]
+    pub mermaid: bool,
+    /// Output format (without --mermaid).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    #[command(flatten)]
+    pub store: StoreOptions,
 }
 
 #[derive(Debug, Subcommand)]

@@ -61,7 +61,8 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(args).await,
         Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
-        Command::Gate(args) => crate::gate::run(args).await,
+        Command::Gate(args) => crate::gate::gate(args).await,
+        Command::Snapshot(args) => crate::gate::snapshot(args).await,
         Command::Helm(HelmCommand::Decode(args)) => crate::helm::decode(&args),
         Command::Helm(HelmCommand::Diff(args)) => crate::helm::diff(&args),
     };
@@ -99,7 +100,7 @@ async fn open_store(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failu
 }
 
 /// Opens the store and applies pending migrations, as every command that writes does.
-async fn open_migrated(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
+pub async fn open_migrated(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
     let store = open_store(options).await?;
     store
         .migrate()

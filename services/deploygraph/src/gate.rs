@@ -1,181 +1,156 @@
-//! `deploygraph gate`: flags and config file into check options, run, report, exit code.
+//! `deploygraph gate` and `deploygraph snapshot`: flags and the config file into one
+//! configuration, run its checks, report, record.
 
-use crate::cli::{GateArgs, GateOutput};
-use crate::commands::Failure;
-use chrono::Duration;
-use deploygraph_probe::config::{self, GateConfig};
+use crate::cli::{CheckArgs, GateArgs, GateOutput, Output, SnapshotArgs, StoreOptions};
+use crate::commands::{Failure, open_migrated};
+use deploygraph_model::{InfraSnapshot, Uid};
+use deploygraph_probe::CheckResult;
+use deploygraph_probe::config::{self, ApiserverEntry, GateConfig};
 use deploygraph_probe::dns::{DnsCheck, DnsTarget};
-use deploygraph_probe::gate::{Policy, verdict};
-use deploygraph_probe::report;
-use deploygraph_probe::runner::{Check, RunOptions};
-use deploygraph_probe::tls::{TlsOptions, TlsTarget, roots_from_bundle, system_roots};
+use deploygraph_probe::gate::{Verdict, verdict};
+use deploygraph_probe::tls::TlsTarget;
+use deploygraph_probe::{report, snapshot};
 use std::io::IsTerminal as _;
-use std::sync::Arc;
 
-fn load_config(args: &GateArgs) -> Result<Option<GateConfig>, Failure> {
-    let Some(path) = &args.config else {
-        return Ok(None);
+/// The configuration the flags describe, to merge over the file's.
+fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
+    let duration = |flag: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(config::parse_duration)
+            .transpose()
+            .map_err(|e| Failure::usage(format!("--{flag}: {e}")))
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::usage(format!("--config {}: {e}", path.display())))?;
-    config::parse(&text)
-        .map(Some)
-        .map_err(|e| Failure::usage(format!("--config {}: {e}", path.display())))
-}
-
-fn options(
-    args: &GateArgs,
-    file: Option<&GateConfig>,
-) -> Result<(Vec<Check>, RunOptions, Policy), Failure> {
-    let duration = |flag: &str,
-                    value: &Option<String>,
-                    from_file: Option<std::time::Duration>,
-                    default: u64| {
-        match value {
-            Some(v) => {
-                config::parse_duration(v).map_err(|e| Failure::usage(format!("--{flag}: {e}")))
-            }
-            None => Ok(from_file.unwrap_or(std::time::Duration::from_secs(default))),
-        }
-    };
-    let deadline = duration(
-        "deadline",
-        &args.deadline,
-        file.and_then(|f| f.deadline),
-        30,
-    )?;
-    let timeout = duration("timeout", &args.timeout, file.and_then(|f| f.timeout), 10)?;
-    let checkend = args
-        .checkend
-        .or(file.and_then(|f| f.checkend))
-        .unwrap_or(86_400);
-    let checkend = Duration::seconds(
-        i64::try_from(checkend).map_err(|_| Failure::usage("--checkend: too large"))?,
-    );
-    let concurrency = args
-        .concurrency
-        .or(file.and_then(|f| f.concurrency))
-        .unwrap_or(32);
-    if concurrency == 0 {
+    if args.concurrency == Some(0) {
         return Err(Failure::usage("--concurrency: must be at least 1"));
     }
-    let ca_file = args
-        .ca_file
-        .clone()
-        .or_else(|| file.and_then(|f| f.ca_file.clone()));
-    let roots = match &ca_file {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| Failure::usage(format!("--ca-file {}: {e}", path.display())))?;
-            roots_from_bundle(&bytes)
-                .map_err(|e| Failure::usage(format!("--ca-file {}: {e}", path.display())))?
-        }
-        None => system_roots(),
-    };
-    let mut checks: Vec<Check> = Vec::new();
-    for target in file.map(|f| f.tls.clone()).unwrap_or_default() {
-        checks.push(Check::Tls(target));
-    }
-    for raw in &args.tls {
-        let target: TlsTarget = raw
-            .parse()
-            .map_err(|e| Failure::usage(format!("--tls: {e}")))?;
-        checks.push(Check::Tls(target));
-    }
-    for path in file
-        .map(|f| f.cert_files.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(args.cert_files.clone())
-    {
-        checks.push(Check::File(path));
-    }
-    for dns in file.map(|f| f.dns.clone()).unwrap_or_default() {
-        checks.push(Check::Dns(dns));
-    }
-    for raw in &args.dns {
-        let target: DnsTarget = raw
-            .parse()
-            .map_err(|e| Failure::usage(format!("--dns: {e}")))?;
-        checks.push(Check::Dns(DnsCheck::resolves(target)));
-    }
-    let read_ca = |flag: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| Failure::usage(format!("{flag} {}: {e}", path.display())))
-    };
-    for entry in file.map(|f| f.apiserver.clone()).unwrap_or_default() {
-        let ca_pem = entry
-            .ca_file
-            .as_deref()
-            .map(|p| read_ca("apiserver.ca_file", p))
-            .transpose()?;
-        checks.push(Check::Apiserver {
-            url: entry.url,
-            ca_pem,
-        });
-    }
-    let apiserver_ca = args
-        .apiserver_ca
-        .as_deref()
-        .map(|p| read_ca("--apiserver-ca", p))
-        .transpose()?;
-    for url in &args.apiservers {
-        if !url.starts_with("https://") && !url.starts_with("http://") {
-            return Err(Failure::usage(format!(
-                "--apiserver: {url:?} is not an http(s) URL"
-            )));
-        }
-        checks.push(Check::Apiserver {
-            url: url.clone(),
-            ca_pem: apiserver_ca.clone(),
-        });
-    }
-    if checks.is_empty() {
-        return Err(Failure::usage(
-            "nothing to check: give --tls, --cert-file, --dns, --apiserver or --config",
-        ));
-    }
-    let policy = Policy {
-        allow_unknown: args.allow_unknown || file.and_then(|f| f.allow_unknown).unwrap_or(false),
-    };
-    let untrusted_fails =
-        !(args.allow_untrusted || file.and_then(|f| f.allow_untrusted).unwrap_or(false));
-    let run = RunOptions {
-        tls: TlsOptions {
-            checkend,
-            roots: Arc::new(roots),
-            untrusted_fails,
-            timeout,
-        },
-        concurrency,
-        deadline,
-    };
-    Ok((checks, run, policy))
+    let tls = args
+        .tls
+        .iter()
+        .map(|raw| {
+            raw.parse::<TlsTarget>()
+                .map_err(|e| Failure::usage(format!("--tls: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let dns = args
+        .dns
+        .iter()
+        .map(|raw| {
+            raw.parse::<DnsTarget>()
+                .map(DnsCheck::resolves)
+                .map_err(|e| Failure::usage(format!("--dns: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let apiserver = args
+        .apiservers
+        .iter()
+        .map(|url| {
+            if url.starts_with("https://") || url.starts_with("http://") {
+                Ok(ApiserverEntry {
+                    url: url.clone(),
+                    ca_file: args.apiserver_ca.clone(),
+                })
+            } else {
+                Err(Failure::usage(format!(
+                    "--apiserver: {url:?} is not an http(s) URL"
+                )))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(GateConfig {
+        checkend: args.checkend,
+        deadline: duration("deadline", &args.deadline)?,
+        timeout: duration("timeout", &args.timeout)?,
+        concurrency: args.concurrency,
+        allow_untrusted: args.allow_untrusted.then_some(true),
+        allow_unknown: args.allow_unknown.then_some(true),
+        ca_file: args.ca_file.clone(),
+        tls,
+        cert_files: args.cert_files.clone(),
+        dns,
+        apiserver,
+    })
 }
 
-pub async fn run(args: GateArgs) -> Result<(), Failure> {
-    let file = load_config(&args)?;
-    let (checks, options, policy) = options(&args, file.as_ref())?;
+/// Runs the checks `args` (and `--config`) describe.
+async fn run_checks(args: &CheckArgs) -> Result<(Vec<CheckResult>, Verdict), Failure> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::usage(format!("--config {}: {e}", path.display())))?;
+            config::parse(&text)
+                .map_err(|e| Failure::usage(format!("--config {}: {e}", path.display())))?
+        }
+        None => GateConfig::default(),
+    };
+    let plan = file.merge(flags(args)?).plan().map_err(|e| {
+        if e.field.is_empty() {
+            Failure::usage(format!(
+                "{}; give --tls, --cert-file, --dns, --apiserver or --config",
+                e.message
+            ))
+        } else {
+            Failure::usage(e.to_string())
+        }
+    })?;
     if std::io::stderr().is_terminal() {
         eprintln!(
             "checking {} target(s), deadline {:?}…",
-            checks.len(),
-            options.deadline
+            plan.checks.len(),
+            plan.options.deadline
         );
     }
-    let results = deploygraph_probe::runner::run(&checks, &options).await;
-    let verdict = verdict(&results, policy);
-    match args.output {
-        GateOutput::Text => print!("{}", report::text(&results, &verdict)),
-        GateOutput::Json => println!("{}", report::json(&results, &verdict)),
-        GateOutput::Junit => print!("{}", report::junit(&results)),
-    }
+    let results = deploygraph_probe::runner::run(&plan.checks, &plan.options).await;
+    let verdict = verdict(&results, plan.policy);
     tracing::info!(
         passed = verdict.passed,
         failed = verdict.failed,
         unknown = verdict.unknown,
         pass = verdict.pass,
-        "gate finished"
+        "checks finished"
     );
+    Ok((results, verdict))
+}
+
+/// Records `results` as a snapshot in the store.
+async fn record(
+    store: &StoreOptions,
+    results: &[CheckResult],
+    cluster: Option<String>,
+    deployment: Option<&str>,
+) -> Result<InfraSnapshot, Failure> {
+    let deployment = match deployment {
+        Some(d) if d.is_empty() || d.len() > 64 => {
+            return Err(Failure::usage("--deployment: not a deployment uid"));
+        }
+        other => other.map(Uid::from_stored),
+    };
+    let snapshot = snapshot::from_results(results, chrono::Utc::now(), cluster, deployment);
+    let store = open_migrated(store).await?;
+    store.record_snapshot(&snapshot).await.map_err(|e| {
+        Failure::from(anyhow::Error::new(e).context("failed to record the snapshot"))
+    })?;
+    Ok(snapshot)
+}
+
+/// `deploygraph gate`: exit 0 when every check passes, 1 otherwise.
+pub async fn gate(args: GateArgs) -> Result<(), Failure> {
+    let (results, verdict) = run_checks(&args.checks).await?;
+    match args.output {
+        GateOutput::Text => print!("{}", report::text(&results, &verdict)),
+        GateOutput::Json => println!("{}", report::json(&results, &verdict)),
+        GateOutput::Junit => print!("{}", report::junit(&results)),
+    }
+    if args.record {
+        let snapshot = record(
+            &args.store,
+            &results,
+            args.cluster.clone(),
+            args.deployment.as_deref(),
+        )
+        .await?;
+        eprintln!("recorded snapshot {}", snapshot.uid);
+    }
     if verdict.pass {
         Ok(())
     } else {
@@ -186,4 +161,38 @@ pub async fn run(args: GateArgs) -> Result<(), Failure> {
             results.len()
         )))
     }
+}
+
+/// `deploygraph snapshot`: records whatever the verdict; exit 0 once recorded.
+pub async fn snapshot(args: SnapshotArgs) -> Result<(), Failure> {
+    let (results, _) = run_checks(&args.checks).await?;
+    let snapshot = record(
+        &args.store,
+        &results,
+        args.cluster.clone(),
+        args.deployment.as_deref(),
+    )
+    .await?;
+    if args.mermaid {
+        print!("{}", snapshot::mermaid(&snapshot));
+    } else if args.output == Output::Json {
+        println!("{}", serde_json::json!(snapshot));
+    } else {
+        println!(
+            "snapshot {} ({}): {} checks",
+            snapshot.uid,
+            snapshot.verdict.as_str(),
+            snapshot.checks.len()
+        );
+        for check in &snapshot.checks {
+            println!(
+                "  {:<7} {:<9} {}  {}",
+                check.status.as_str(),
+                check.kind,
+                check.target,
+                check.detail
+            );
+        }
+    }
+    Ok(())
 }

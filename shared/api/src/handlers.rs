@@ -15,6 +15,7 @@ use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::{Deployment, ServiceName, Source, Uid};
 use deploygraph_store::{DeploymentFilter, FilterParams, RecordKind, StoredDeployment};
 use secrecy::ExposeSecret;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::time::Instant;
 
@@ -241,6 +242,105 @@ pub(crate) async fn list_services(State(state): State<AppState>) -> Result<Respo
     state.metrics.store_call("list_services", started);
     let services = services.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
     Ok(Json(serde_json::json!({ "items": services })).into_response())
+}
+
+/// `POST /v1/snapshots` body: the gate configuration (the YAML file's schema, as JSON), and
+/// what the snapshot is for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnapshotRequest {
+    config: serde_json::Value,
+    deployment: Option<String>,
+    cluster: Option<String>,
+}
+
+/// The longest a snapshot request may run its checks.
+const MAX_SNAPSHOT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `POST /v1/snapshots`: runs the checks now, records the snapshot, returns it (201).
+pub(crate) async fn take_snapshot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: SnapshotRequest = parse_json(&state, &headers, body)?;
+    let text = serde_json::to_string(&request.config)
+        .map_err(|e| ApiError::invalid("config", e.to_string()))?;
+    let config = deploygraph_probe::config::parse(&text).map_err(|e| {
+        let field = if e.field.is_empty() {
+            "config".to_owned()
+        } else {
+            format!("config.{}", e.field)
+        };
+        ApiError::invalid(field, e.message)
+    })?;
+    if config.ca_file.is_some()
+        || !config.cert_files.is_empty()
+        || config.apiserver.iter().any(|a| a.ca_file.is_some())
+    {
+        return Err(ApiError::invalid(
+            "config",
+            "files on the server (ca_file, cert_files, apiserver ca_file) cannot be named over HTTP",
+        ));
+    }
+    let mut plan = config
+        .plan()
+        .map_err(|e| ApiError::invalid(format!("config.{}", e.field), e.message))?;
+    plan.options.deadline = plan.options.deadline.min(MAX_SNAPSHOT_DEADLINE);
+    let deployment = match request.deployment.as_deref() {
+        Some(d) if d.is_empty() || d.len() > 64 => {
+            return Err(ApiError::invalid("deployment", "not a deployment uid"));
+        }
+        other => other.map(Uid::from_stored),
+    };
+    let results = deploygraph_probe::runner::run(&plan.checks, &plan.options).await;
+    let snapshot = deploygraph_probe::snapshot::from_results(
+        &results,
+        chrono::Utc::now(),
+        request.cluster,
+        deployment,
+    );
+    let started = Instant::now();
+    let recorded = state.store.record_snapshot(&snapshot).await;
+    state.metrics.store_call("record_snapshot", started);
+    recorded.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    let location = format!("/v1/snapshots/{}", snapshot.uid);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(snapshot),
+    )
+        .into_response())
+}
+
+/// `GET /v1/snapshots/{uid}`.
+pub(crate) async fn get_snapshot(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = state
+        .store
+        .get_snapshot(&Uid::from_stored(uid.as_str()))
+        .await
+        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    found
+        .map(|s| Json(s).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("no snapshot {uid:?}")))
+}
+
+/// `GET /v1/deployments/{uid}/snapshot`: the newest snapshot taken for it.
+pub(crate) async fn deployment_snapshot(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = state
+        .store
+        .snapshot_for_deployment(&Uid::from_stored(uid.as_str()))
+        .await
+        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    found
+        .map(|s| Json(s).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("no snapshot was taken for deployment {uid:?}")))
 }
 
 /// `GET /v1/openapi.json`.

@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/deployments", post(handlers::record_deployment))
         .route("/v1/events", post(handlers::record_cdevent))
+        .route("/v1/snapshots", post(handlers::take_snapshot))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             handlers::require_token,
@@ -77,6 +78,11 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/deployments", get(handlers::list_deployments))
         .route("/v1/deployments/{uid}", get(handlers::get_deployment))
+        .route(
+            "/v1/deployments/{uid}/snapshot",
+            get(handlers::deployment_snapshot),
+        )
+        .route("/v1/snapshots/{uid}", get(handlers::get_snapshot))
         .route("/v1/services", get(handlers::list_services))
         .route(
             "/v1/services/{name}/deployments",

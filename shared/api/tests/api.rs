@@ -430,6 +430,9 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/v1/openapi.json", "get"),
+        ("/v1/snapshots", "post"),
+        ("/v1/snapshots/{uid}", "get"),
+        ("/v1/deployments/{uid}/snapshot", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -449,6 +452,70 @@ async fn an_unmigrated_store_is_not_ready() {
     let (status, headers, body) = send(&app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_is_taken_over_http_recorded_and_read_back() {
+    use deploygraph_probe::testing::{Ca, leaf, serve};
+    let (app, _) = app_with(ApiConfig {
+        token: Some(SecretString::from("t".to_owned())),
+        ..ApiConfig::default()
+    })
+    .await;
+    let ca = Ca::new("api test CA");
+    let port = serve(leaf(Some(&ca), &["localhost"], -48, -1)).await;
+    let body = json!({
+        "config": {"tls": [format!("127.0.0.1:{port}@localhost")], "allow_untrusted": true, "deadline": "5s"},
+        "deployment": "deployment-abc", "cluster": "prod"
+    });
+    let request = |body: &Value, token: Option<&str>| {
+        let mut r = Request::post("/v1/snapshots").header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            r = r.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        r.body(Body::from(body.to_string())).unwrap()
+    };
+    assert_eq!(
+        send(&app, request(&body, None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, snapshot) = send(&app, request(&body, Some("t"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{snapshot}");
+    assert_eq!(snapshot["verdict"], "fail");
+    assert!(
+        snapshot["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{snapshot}"
+    );
+    let uid = snapshot["uid"].as_str().unwrap();
+    let (status, _, fetched) = send(&app, get(&format!("/v1/snapshots/{uid}"))).await;
+    assert_eq!((status, &fetched), (StatusCode::OK, &snapshot));
+    let (status, _, for_deployment) =
+        send(&app, get("/v1/deployments/deployment-abc/snapshot")).await;
+    assert_eq!((status, &for_deployment), (StatusCode::OK, &snapshot));
+    assert_eq!(
+        send(&app, get("/v1/deployments/deployment-none/snapshot"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    for (bad, field) in [
+        (json!({"config": {"tls": ["nohost"]}}), "config.tls[0]"),
+        (json!({"config": {"cert_files": ["/etc/shadow"]}}), "config"),
+        (json!({"config": {}}), "config"),
+        (json!({"config": {"tls": []}, "extra": 1}), "extra"),
+    ] {
+        let (status, _, response) = send(&app, request(&bad, Some("t"))).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {response}"
+        );
+        assert_eq!(response["error"]["field"], field, "{bad}: {response}");
+    }
 }
 
 /// A store that is down.

@@ -30,11 +30,14 @@
 //! ```
 
 use crate::dns::{DnsCheck, DnsTarget, Expect};
-use crate::tls::TlsTarget;
+use crate::gate::Policy;
+use crate::runner::{Check, RunOptions};
+use crate::tls::{TlsOptions, TlsTarget, roots_from_bundle, system_roots};
 use hickory_resolver::proto::rr::RecordType;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A configuration error, naming the field.
@@ -134,7 +137,7 @@ pub enum TlsEntry {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GateConfig {
     /// Seconds.
     pub checkend: Option<u64>,
@@ -160,6 +163,100 @@ pub struct GateConfig {
     pub apiserver: Vec<ApiserverEntry>,
 }
 
+/// What a configuration asks to run, and how.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The checks, in configuration order: TLS, certificate files, DNS, API servers.
+    pub checks: Vec<Check>,
+    /// Timeouts, concurrency, deadline, TLS judgement.
+    pub options: RunOptions,
+    /// How results become a verdict.
+    pub policy: Policy,
+}
+
+impl GateConfig {
+    /// `overlay`'s settings where it has them, else this one's; lists are concatenated.
+    #[must_use]
+    pub fn merge(self, overlay: GateConfig) -> GateConfig {
+        let mut tls = self.tls;
+        tls.extend(overlay.tls);
+        let mut cert_files = self.cert_files;
+        cert_files.extend(overlay.cert_files);
+        let mut dns = self.dns;
+        dns.extend(overlay.dns);
+        let mut apiserver = self.apiserver;
+        apiserver.extend(overlay.apiserver);
+        GateConfig {
+            checkend: overlay.checkend.or(self.checkend),
+            deadline: overlay.deadline.or(self.deadline),
+            timeout: overlay.timeout.or(self.timeout),
+            concurrency: overlay.concurrency.or(self.concurrency),
+            allow_untrusted: overlay.allow_untrusted.or(self.allow_untrusted),
+            allow_unknown: overlay.allow_unknown.or(self.allow_unknown),
+            ca_file: overlay.ca_file.or(self.ca_file),
+            tls,
+            cert_files,
+            dns,
+            apiserver,
+        }
+    }
+
+    /// The checks and options this configuration describes, with defaults (checkend 86,400 s,
+    /// deadline 30 s, timeout 10 s, concurrency 32, untrusted and unknown fail). CA files are
+    /// read here.
+    ///
+    /// # Errors
+    /// Unreadable CA files, or nothing to check; naming the field.
+    pub fn plan(&self) -> Result<Plan, ConfigError> {
+        let read = |field: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| invalid(field, format!("{}: {e}", path.display())))
+        };
+        let roots = match &self.ca_file {
+            Some(path) => roots_from_bundle(&read("ca_file", path)?)
+                .map_err(|e| invalid("ca_file", format!("{}: {e}", path.display())))?,
+            None => system_roots(),
+        };
+        let mut checks: Vec<Check> = self.tls.iter().cloned().map(Check::Tls).collect();
+        checks.extend(self.cert_files.iter().cloned().map(Check::File));
+        checks.extend(self.dns.iter().cloned().map(Check::Dns));
+        for (i, entry) in self.apiserver.iter().enumerate() {
+            let ca_pem = entry
+                .ca_file
+                .as_deref()
+                .map(|p| read(&format!("apiserver[{i}].ca_file"), p))
+                .transpose()?;
+            checks.push(Check::Apiserver {
+                url: entry.url.clone(),
+                ca_pem,
+            });
+        }
+        if checks.is_empty() {
+            return Err(invalid(
+                "",
+                "nothing to check: give tls, cert_files, dns or apiserver entries",
+            ));
+        }
+        let checkend = i64::try_from(self.checkend.unwrap_or(86_400))
+            .map_err(|_| invalid("checkend", "too large"))?;
+        Ok(Plan {
+            checks,
+            options: RunOptions {
+                tls: TlsOptions {
+                    checkend: chrono::Duration::seconds(checkend),
+                    roots: Arc::new(roots),
+                    untrusted_fails: !self.allow_untrusted.unwrap_or(false),
+                    timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
+                },
+                concurrency: self.concurrency.unwrap_or(32).max(1),
+                deadline: self.deadline.unwrap_or(Duration::from_secs(30)),
+            },
+            policy: Policy {
+                allow_unknown: self.allow_unknown.unwrap_or(false),
+            },
+        })
+    }
+}
+
 /// Parses a duration such as `30s`, `2m`, `1h 30m`, `500ms`.
 ///
 /// # Errors
@@ -169,7 +266,8 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{value:?} is not a duration like 30s or 2m: {e}"))
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+/// A configuration error for `field`.
+pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),

@@ -14,6 +14,7 @@ pub mod file;
 pub mod gate;
 pub mod report;
 pub mod runner;
+pub mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;

@@ -266,14 +266,15 @@ pub(crate) async fn take_snapshot(
     let request: SnapshotRequest = parse_json(&state, &headers, body)?;
     let text = serde_json::to_string(&request.config)
         .map_err(|e| ApiError::invalid("config", e.to_string()))?;
-    let config = deploygraph_probe::config::parse(&text).map_err(|e| {
+    let config_error = |e: deploygraph_probe::config::ConfigError| {
         let field = if e.field.is_empty() {
             "config".to_owned()
         } else {
             format!("config.{}", e.field)
         };
         ApiError::invalid(field, e.message)
-    })?;
+    };
+    let config = deploygraph_probe::config::parse(&text).map_err(config_error)?;
     if config.ca_file.is_some()
         || !config.cert_files.is_empty()
         || config.apiserver.iter().any(|a| a.ca_file.is_some())
@@ -283,9 +284,7 @@ pub(crate) async fn take_snapshot(
             "files on the server (ca_file, cert_files, apiserver ca_file) cannot be named over HTTP",
         ));
     }
-    let mut plan = config
-        .plan()
-        .map_err(|e| ApiError::invalid(format!("config.{}", e.field), e.message))?;
+    let mut plan = config.plan().map_err(config_error)?;
     plan.options.deadline = plan.options.deadline.min(MAX_SNAPSHOT_DEADLINE);
     let deployment = match request.deployment.as_deref() {
         Some(d) if d.is_empty() || d.len() > 64 => {

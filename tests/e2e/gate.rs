@@ -166,3 +166,82 @@ async fn a_config_file_drives_the_gate_and_its_errors_name_the_field() {
     let out = gate(vec!["gate".into(), "--tls".into(), "no-port".into()]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_record_and_snapshot_store_what_was_checked() {
+    let ca = Ca::new("gate CA");
+    let good = serve(leaf(Some(&ca), &["localhost"], -1, 24 * 90)).await;
+    let bad = serve(leaf(Some(&ca), &["localhost"], -48, -1)).await;
+    let store = crate::support::sqlite_uri();
+    let out = gate(vec![
+        "gate".into(),
+        "--tls".into(),
+        format!("127.0.0.1:{good}@localhost"),
+        "--tls".into(),
+        format!("127.0.0.1:{bad}@localhost"),
+        "--ca-file".into(),
+        ca_file(&ca),
+        "--record".into(),
+        "--deployment".into(),
+        "deployment-e2e-1".into(),
+        "--cluster".into(),
+        "prod-eu".into(),
+        "--store".into(),
+        store.clone(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("recorded snapshot snapshot-"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mermaid = gate(vec![
+        "snapshot".into(),
+        "--tls".into(),
+        format!("127.0.0.1:{good}@localhost"),
+        "--ca-file".into(),
+        ca_file(&ca),
+        "--mermaid".into(),
+        "--store".into(),
+        store.clone(),
+    ])
+    .await;
+    assert_eq!(mermaid.status.code(), Some(0), "{}", stderr(&mermaid));
+    assert!(
+        stdout(&mermaid).starts_with("flowchart LR\n"),
+        "{}",
+        stdout(&mermaid)
+    );
+    assert!(
+        stdout(&mermaid).contains("class c0 pass"),
+        "{}",
+        stdout(&mermaid)
+    );
+
+    let server = tokio::task::spawn_blocking(move || crate::support::Server::start(&store, &[]))
+        .await
+        .unwrap();
+    let url = format!("{}/v1/deployments/deployment-e2e-1/snapshot", server.url);
+    let (status, snapshot) = tokio::task::spawn_blocking(move || crate::support::get_json(&url))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{snapshot}");
+    assert_eq!(snapshot["verdict"], "fail");
+    assert_eq!(snapshot["cluster"], "prod-eu");
+    let statuses: Vec<&str> = snapshot["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["pass", "fail"]);
+    assert_eq!(
+        snapshot["checks"][0]["certificates"][0]["sans"][0],
+        "localhost"
+    );
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+}

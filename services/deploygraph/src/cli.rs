@@ -61,6 +61,9 @@ pub struct CheckArgs {
     /// Kubernetes API server URL whose /livez, /readyz and /version to check; repeatable.
     #[arg(long = "apiserver", value_name = "URL")]
     pub apiservers: Vec<String>,
+    /// CoreDNS metrics URL whose cache state to read (limits go in --config); repeatable.
+    #[arg(long = "coredns-metrics", value_name = "URL")]
+    pub coredns: Vec<String>,
     /// CA bundle of the --apiserver URLs (default: the system roots).
     #[arg(long, value_name = "PATH")]
     pub apiserver_ca: Option<PathBuf>,

@@ -5,7 +5,8 @@ use crate::cli::{CheckArgs, GateArgs, GateOutput, Output, SnapshotArgs, StoreOpt
 use crate::commands::{Failure, open_migrated};
 use deploygraph_model::{InfraSnapshot, Uid};
 use deploygraph_probe::CheckResult;
-use deploygraph_probe::config::{self, ApiserverEntry, GateConfig};
+use deploygraph_probe::config::{self, ApiserverEntry, CorednsEntry, GateConfig};
+use deploygraph_probe::coredns::Thresholds;
 use deploygraph_probe::dns::{DnsCheck, DnsTarget};
 use deploygraph_probe::gate::{Verdict, verdict};
 use deploygraph_probe::tls::TlsTarget;
@@ -57,6 +58,22 @@ fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
             }
         })
         .collect::<Result<_, _>>()?;
+    let coredns = args
+        .coredns
+        .iter()
+        .map(|url| {
+            if url.starts_with("https://") || url.starts_with("http://") {
+                Ok(CorednsEntry {
+                    url: url.clone(),
+                    limits: Thresholds::default(),
+                })
+            } else {
+                Err(Failure::usage(format!(
+                    "--coredns-metrics: {url:?} is not an http(s) URL"
+                )))
+            }
+        })
+        .collect::<Result<_, _>>()?;
     Ok(GateConfig {
         checkend: args.checkend,
         deadline: duration("deadline", &args.deadline)?,
@@ -69,6 +86,7 @@ fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
         cert_files: args.cert_files.clone(),
         dns,
         apiserver,
+        coredns,
     })
 }
 

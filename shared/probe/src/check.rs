@@ -15,6 +15,8 @@ pub enum CheckKind {
     Dns,
     /// A Kubernetes API server's health.
     Apiserver,
+    /// CoreDNS's cache, from its metrics.
+    Coredns,
 }
 
 impl CheckKind {
@@ -25,6 +27,7 @@ impl CheckKind {
             Self::FileCert => "file-cert",
             Self::Dns => "dns",
             Self::Apiserver => "apiserver",
+            Self::Coredns => "coredns",
         }
     }
 }

@@ -27,8 +27,14 @@
 //! apiserver:
 //!   - url: https://10.0.0.1:6443       # /livez, /readyz?verbose, /version
 //!     ca_file: /etc/kubernetes/pki/ca.crt
+//! coredns:
+//!   - url: http://10.96.0.10:9153/metrics   # cache entries, hits, hit ratio
+//!     min_hit_ratio: 0.5               # all three limits are optional
+//!     max_success_entries: 10000
+//!     max_denial_entries: 1000
 //! ```
 
+use crate::coredns::Thresholds;
 use crate::dns::{DnsCheck, DnsTarget, Expect};
 use crate::gate::Policy;
 use crate::runner::{Check, RunOptions};
@@ -80,6 +86,20 @@ pub struct GateFile {
     /// Kubernetes API servers.
     #[serde(default)]
     pub apiserver: Vec<ApiserverEntry>,
+    /// CoreDNS metrics endpoints.
+    #[serde(default)]
+    pub coredns: Vec<CorednsEntry>,
+}
+
+/// A CoreDNS metrics endpoint and its cache limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorednsEntry {
+    /// `http://host:9153/metrics`.
+    pub url: String,
+    /// Limits.
+    #[serde(flatten)]
+    pub limits: Thresholds,
 }
 
 /// A Kubernetes API server to check.
@@ -161,6 +181,8 @@ pub struct GateConfig {
     pub dns: Vec<DnsCheck>,
     /// API servers.
     pub apiserver: Vec<ApiserverEntry>,
+    /// CoreDNS metrics endpoints.
+    pub coredns: Vec<CorednsEntry>,
 }
 
 /// What a configuration asks to run, and how.
@@ -186,6 +208,8 @@ impl GateConfig {
         dns.extend(overlay.dns);
         let mut apiserver = self.apiserver;
         apiserver.extend(overlay.apiserver);
+        let mut coredns = self.coredns;
+        coredns.extend(overlay.coredns);
         GateConfig {
             checkend: overlay.checkend.or(self.checkend),
             deadline: overlay.deadline.or(self.deadline),
@@ -198,6 +222,7 @@ impl GateConfig {
             cert_files,
             dns,
             apiserver,
+            coredns,
         }
     }
 
@@ -324,6 +349,24 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
             dns_check(entry).map_err(|(field, m)| invalid(format!("dns[{i}]{field}"), m))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, entry) in file.coredns.iter().enumerate() {
+        if !entry.url.starts_with("https://") && !entry.url.starts_with("http://") {
+            return Err(invalid(
+                format!("coredns[{i}].url"),
+                format!("{:?} is not an http(s) URL", entry.url),
+            ));
+        }
+        if entry
+            .limits
+            .min_hit_ratio
+            .is_some_and(|r| !(0.0..=1.0).contains(&r))
+        {
+            return Err(invalid(
+                format!("coredns[{i}].min_hit_ratio"),
+                "must be between 0 and 1",
+            ));
+        }
+    }
     for (i, entry) in file.apiserver.iter().enumerate() {
         if !entry.url.starts_with("https://") && !entry.url.starts_with("http://") {
             return Err(invalid(
@@ -347,6 +390,7 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
         cert_files: file.cert_files,
         dns,
         apiserver: file.apiserver,
+        coredns: file.coredns,
     })
 }
 

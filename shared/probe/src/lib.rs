@@ -9,6 +9,7 @@ pub mod apiserver;
 pub mod cert;
 pub mod check;
 pub mod config;
+pub mod coredns;
 pub mod dns;
 pub mod file;
 pub mod gate;

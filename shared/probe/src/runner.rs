@@ -2,6 +2,7 @@
 //! deadline are reported `unknown`; the call never outlives the deadline.
 
 use crate::check::{CheckKind, CheckResult, Status};
+use crate::coredns::Thresholds;
 use crate::dns::DnsCheck;
 use crate::tls::{TlsOptions, TlsTarget};
 use futures::StreamExt as _;
@@ -18,6 +19,13 @@ pub enum Check {
     File(PathBuf),
     /// A DNS name.
     Dns(DnsCheck),
+    /// CoreDNS's cache, from its metrics endpoint.
+    Coredns {
+        /// `http://host:9153/metrics`.
+        url: String,
+        /// Limits.
+        limits: Thresholds,
+    },
     /// A Kubernetes API server.
     Apiserver {
         /// `https://host:port`.
@@ -34,6 +42,7 @@ impl Check {
             Self::File(_) => CheckKind::FileCert,
             Self::Dns(_) => CheckKind::Dns,
             Self::Apiserver { .. } => CheckKind::Apiserver,
+            Self::Coredns { .. } => CheckKind::Coredns,
         }
     }
 
@@ -42,7 +51,7 @@ impl Check {
             Self::Tls(t) => t.to_string(),
             Self::File(p) => p.display().to_string(),
             Self::Dns(d) => d.target.to_string(),
-            Self::Apiserver { url, .. } => url.clone(),
+            Self::Apiserver { url, .. } | Self::Coredns { url, .. } => url.clone(),
         }
     }
 }
@@ -76,6 +85,9 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                         Check::Tls(target) => crate::tls::check(target, &options.tls).await,
                         Check::File(path) => crate::file::check(path, options.tls.checkend).await,
                         Check::Dns(dns) => crate::dns::check(dns, options.tls.timeout).await,
+                        Check::Coredns { url, limits } => {
+                            crate::coredns::check(url, limits, options.tls.timeout).await
+                        }
                         Check::Apiserver { url, ca_pem } => {
                             crate::apiserver::check(url, ca_pem.as_deref(), options.tls.timeout)
                                 .await

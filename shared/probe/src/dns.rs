@@ -143,6 +143,19 @@ fn resolver(
         .map_err(|e| format!("cannot build a resolver: {e}"))
 }
 
+/// The mnemonic of a DNS response code (RFC 1035, RFC 2136).
+fn rcode_name(code: u16) -> String {
+    match code {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        other => format!("RCODE{other}"),
+    }
+}
+
 /// The outcome of a query: an answer, or why there is none (`None` rcode: no answer at all).
 async fn query(check: &DnsCheck, timeout: Duration) -> Result<Answer, String> {
     let resolver = resolver(check.target.server, timeout)?;
@@ -167,7 +180,7 @@ async fn query(check: &DnsCheck, timeout: Duration) -> Result<Answer, String> {
                 }));
             }
             Err(NetError::Dns(DnsError::NoRecordsFound(no))) => {
-                let code = no.response_code.to_string().to_ascii_uppercase();
+                let code = rcode_name(u16::from(no.response_code));
                 if rcode.is_none() || code == "NXDOMAIN" {
                     rcode = Some(code);
                 }

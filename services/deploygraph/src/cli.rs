@@ -64,6 +64,18 @@ pub struct CheckArgs {
     /// CoreDNS metrics URL whose cache state to read (limits go in --config); repeatable.
     #[arg(long = "coredns-metrics", value_name = "URL")]
     pub coredns: Vec<String>,
+    /// Kubeconfig for the --k8s-* checks (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace whose kubernetes.io/tls Secrets to check (tls.crt and ca.crt); repeatable.
+    #[arg(long = "k8s-tls-secrets", value_name = "NAMESPACE")]
+    pub k8s_tls_secrets: Vec<String>,
+    /// Check the kubeconfig's client certificates.
+    #[arg(long)]
+    pub k8s_client_certs: bool,
+    /// Check the API server's serving certificate against the kubeconfig's CA.
+    #[arg(long)]
+    pub k8s_apiserver_cert: bool,
     /// CA bundle of the --apiserver URLs (default: the system roots).
     #[arg(long, value_name = "PATH")]
     pub apiserver_ca: Option<PathBuf>,

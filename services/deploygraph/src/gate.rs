@@ -5,7 +5,7 @@ use crate::cli::{CheckArgs, GateArgs, GateOutput, Output, SnapshotArgs, StoreOpt
 use crate::commands::{Failure, open_migrated};
 use deploygraph_model::{InfraSnapshot, Uid};
 use deploygraph_probe::CheckResult;
-use deploygraph_probe::config::{self, ApiserverEntry, CorednsEntry, GateConfig};
+use deploygraph_probe::config::{self, ApiserverEntry, CorednsEntry, GateConfig, KubernetesEntry};
 use deploygraph_probe::coredns::Thresholds;
 use deploygraph_probe::dns::{DnsCheck, DnsTarget};
 use deploygraph_probe::gate::{Verdict, verdict};
@@ -74,6 +74,19 @@ fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
             }
         })
         .collect::<Result<_, _>>()?;
+    let kubernetes =
+        (!args.k8s_tls_secrets.is_empty() || args.k8s_client_certs || args.k8s_apiserver_cert)
+            .then(|| KubernetesEntry {
+                kubeconfig: args.kubeconfig.clone(),
+                tls_secret_namespaces: args.k8s_tls_secrets.clone(),
+                client_certificates: args.k8s_client_certs,
+                apiserver_certificate: args.k8s_apiserver_cert,
+            });
+    if kubernetes.is_none() && args.kubeconfig.is_some() {
+        return Err(Failure::usage(
+            "--kubeconfig: give --k8s-tls-secrets, --k8s-client-certs or --k8s-apiserver-cert too",
+        ));
+    }
     Ok(GateConfig {
         checkend: args.checkend,
         deadline: duration("deadline", &args.deadline)?,
@@ -87,6 +100,7 @@ fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
         dns,
         apiserver,
         coredns,
+        kubernetes,
     })
 }
 

@@ -17,6 +17,8 @@ pub enum CheckKind {
     Apiserver,
     /// CoreDNS's cache, from its metrics.
     Coredns,
+    /// Certificates in a Kubernetes TLS Secret.
+    K8sSecretCert,
 }
 
 impl CheckKind {
@@ -28,6 +30,7 @@ impl CheckKind {
             Self::Dns => "dns",
             Self::Apiserver => "apiserver",
             Self::Coredns => "coredns",
+            Self::K8sSecretCert => "k8s-secret-cert",
         }
     }
 }

@@ -27,6 +27,11 @@
 //! apiserver:
 //!   - url: https://10.0.0.1:6443       # /livez, /readyz?verbose, /version
 //!     ca_file: /etc/kubernetes/pki/ca.crt
+//! kubernetes:
+//!   kubeconfig: /etc/deploygraph/kubeconfig   # default: $KUBECONFIG, then ~/.kube/config
+//!   tls_secret_namespaces: [prod, ingress]    # kubernetes.io/tls Secrets: tls.crt and ca.crt
+//!   client_certificates: true                 # the kubeconfig's client certificates
+//!   apiserver_certificate: true               # the API server's serving certificate
 //! coredns:
 //!   - url: http://10.96.0.10:9153/metrics   # cache entries, hits, hit ratio
 //!     min_hit_ratio: 0.5               # all three limits are optional
@@ -37,6 +42,7 @@
 use crate::coredns::Thresholds;
 use crate::dns::{DnsCheck, DnsTarget, Expect};
 use crate::gate::Policy;
+use crate::k8s::K8sTarget;
 use crate::runner::{Check, RunOptions};
 use crate::tls::{TlsOptions, TlsTarget, roots_from_bundle, system_roots};
 use hickory_resolver::proto::rr::RecordType;
@@ -89,6 +95,53 @@ pub struct GateFile {
     /// CoreDNS metrics endpoints.
     #[serde(default)]
     pub coredns: Vec<CorednsEntry>,
+    /// Certificates in a cluster.
+    pub kubernetes: Option<KubernetesEntry>,
+}
+
+/// What to check in a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesEntry {
+    /// Kubeconfig path; `$KUBECONFIG`, then `~/.kube/config` when absent.
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespaces whose TLS Secrets to check.
+    #[serde(default)]
+    pub tls_secret_namespaces: Vec<String>,
+    /// The kubeconfig's client certificates.
+    #[serde(default)]
+    pub client_certificates: bool,
+    /// The API server's serving certificate.
+    #[serde(default)]
+    pub apiserver_certificate: bool,
+}
+
+impl KubernetesEntry {
+    fn merge(self, overlay: KubernetesEntry) -> KubernetesEntry {
+        let mut namespaces = self.tls_secret_namespaces;
+        namespaces.extend(overlay.tls_secret_namespaces);
+        KubernetesEntry {
+            kubeconfig: overlay.kubeconfig.or(self.kubeconfig),
+            tls_secret_namespaces: namespaces,
+            client_certificates: self.client_certificates || overlay.client_certificates,
+            apiserver_certificate: self.apiserver_certificate || overlay.apiserver_certificate,
+        }
+    }
+
+    /// The kubeconfig to use: the configured one, `$KUBECONFIG` (its first entry), or
+    /// `~/.kube/config`.
+    pub fn kubeconfig_path(&self) -> Option<PathBuf> {
+        self.kubeconfig
+            .clone()
+            .or_else(|| {
+                std::env::var_os("KUBECONFIG")
+                    .and_then(|v| std::env::split_paths(&v).next())
+                    .filter(|p| !p.as_os_str().is_empty())
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube/config"))
+            })
+    }
 }
 
 /// A CoreDNS metrics endpoint and its cache limits.
@@ -183,6 +236,8 @@ pub struct GateConfig {
     pub apiserver: Vec<ApiserverEntry>,
     /// CoreDNS metrics endpoints.
     pub coredns: Vec<CorednsEntry>,
+    /// Certificates in a cluster.
+    pub kubernetes: Option<KubernetesEntry>,
 }
 
 /// What a configuration asks to run, and how.
@@ -210,6 +265,10 @@ impl GateConfig {
         apiserver.extend(overlay.apiserver);
         let mut coredns = self.coredns;
         coredns.extend(overlay.coredns);
+        let kubernetes = match (self.kubernetes, overlay.kubernetes) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            (a, b) => b.or(a),
+        };
         GateConfig {
             checkend: overlay.checkend.or(self.checkend),
             deadline: overlay.deadline.or(self.deadline),
@@ -223,6 +282,7 @@ impl GateConfig {
             dns,
             apiserver,
             coredns,
+            kubernetes,
         }
     }
 
@@ -255,10 +315,37 @@ impl GateConfig {
                 ca_pem,
             });
         }
+        checks.extend(self.coredns.iter().map(|c| Check::Coredns {
+            url: c.url.clone(),
+            limits: c.limits.clone(),
+        }));
+        if let Some(k8s) = &self.kubernetes {
+            let kubeconfig = k8s.kubeconfig_path().ok_or_else(|| {
+                invalid(
+                    "kubernetes.kubeconfig",
+                    "no kubeconfig: set it, $KUBECONFIG or $HOME",
+                )
+            })?;
+            if k8s.tls_secret_namespaces.is_empty()
+                && !k8s.client_certificates
+                && !k8s.apiserver_certificate
+            {
+                return Err(invalid(
+                    "kubernetes",
+                    "nothing to check: give tls_secret_namespaces, client_certificates or apiserver_certificate",
+                ));
+            }
+            checks.push(Check::Kubernetes(K8sTarget {
+                kubeconfig,
+                tls_secret_namespaces: k8s.tls_secret_namespaces.clone(),
+                client_certificates: k8s.client_certificates,
+                apiserver_certificate: k8s.apiserver_certificate,
+            }));
+        }
         if checks.is_empty() {
             return Err(invalid(
                 "",
-                "nothing to check: give tls, cert_files, dns or apiserver entries",
+                "nothing to check: give tls, cert_files, dns, apiserver, coredns or kubernetes entries",
             ));
         }
         let checkend = i64::try_from(self.checkend.unwrap_or(86_400))
@@ -391,6 +478,7 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
         dns,
         apiserver: file.apiserver,
         coredns: file.coredns,
+        kubernetes: file.kubernetes,
     })
 }
 
@@ -487,10 +575,57 @@ mod tests {
                 "dns: [{name: a.test, max_latency: fast}]",
                 "dns[0].max_latency",
             ),
+            ("apiserver: [{url: '10.0.0.1:6443'}]", "apiserver[0].url"),
+            (
+                "apiserver: [{url: 'https://x', token: y}]",
+                "apiserver[0].token",
+            ),
+            (
+                "coredns: [{url: 'http://x/metrics', min_hit_ratio: 2}]",
+                "coredns[0].min_hit_ratio",
+            ),
+            ("coredns: [{url: 'x'}]", "coredns[0].url"),
+            ("kubernetes: {namespaces: [a]}", "kubernetes.namespaces"),
         ] {
             let err = parse(text).expect_err(text);
             assert_eq!(err.field, field, "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn every_section_of_the_example_becomes_a_check() {
+        let plan = parse(include_str!("../../../examples/gate.yaml"))
+            .and_then(|c| {
+                // The example names files of a real cluster; planning would read them.
+                let apiserver = c
+                    .apiserver
+                    .iter()
+                    .map(|a| ApiserverEntry {
+                        ca_file: None,
+                        ..a.clone()
+                    })
+                    .collect();
+                GateConfig {
+                    ca_file: None,
+                    apiserver,
+                    ..c
+                }
+                .plan()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kinds: std::collections::BTreeSet<&str> = plan
+            .checks
+            .iter()
+            .map(|c| match c {
+                Check::Tls(_) => "tls",
+                Check::File(_) => "file",
+                Check::Dns(_) => "dns",
+                Check::Coredns { .. } => "coredns",
+                Check::Kubernetes(_) => "kubernetes",
+                Check::Apiserver { .. } => "apiserver",
+            })
+            .collect();
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
     }
 
     #[test]

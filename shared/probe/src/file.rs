@@ -18,20 +18,26 @@ pub async fn check(path: &Path, checkend: Duration) -> CheckResult {
             Status::Unknown,
             format!("cannot read: {e}"),
         ),
-        Ok(bytes) => judge_bundle(&bytes, target, checkend),
+        Ok(bytes) => judge_bundle(CheckKind::FileCert, &bytes, target, checkend),
     };
     result.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     result
 }
 
-fn judge_bundle(bytes: &[u8], target: String, checkend: Duration) -> CheckResult {
+/// Judges every certificate of a PEM or DER bundle against `checkend`.
+pub fn judge_bundle(
+    kind: CheckKind,
+    bytes: &[u8],
+    target: String,
+    checkend: Duration,
+) -> CheckResult {
     let infos = match cert::parse_bundle(bytes).and_then(|ders| {
         ders.iter()
             .map(|d| cert::parse_der(d))
             .collect::<Result<Vec<_>, _>>()
     }) {
         Ok(infos) => infos,
-        Err(reason) => return CheckResult::new(CheckKind::FileCert, target, Status::Fail, reason),
+        Err(reason) => return CheckResult::new(kind, target, Status::Fail, reason),
     };
     let now = Utc::now();
     let mut problems = Vec::new();
@@ -61,6 +67,6 @@ fn judge_bundle(bytes: &[u8], target: String, checkend: Duration) -> CheckResult
     };
     CheckResult {
         certificates: infos,
-        ..CheckResult::new(CheckKind::FileCert, target, status, detail)
+        ..CheckResult::new(kind, target, status, detail)
     }
 }

@@ -13,6 +13,7 @@ pub mod coredns;
 pub mod dns;
 pub mod file;
 pub mod gate;
+pub mod k8s;
 pub mod report;
 pub mod runner;
 pub mod snapshot;

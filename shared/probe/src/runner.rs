@@ -4,6 +4,7 @@
 use crate::check::{CheckKind, CheckResult, Status};
 use crate::coredns::Thresholds;
 use crate::dns::DnsCheck;
+use crate::k8s::K8sTarget;
 use crate::tls::{TlsOptions, TlsTarget};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -26,6 +27,9 @@ pub enum Check {
         /// Limits.
         limits: Thresholds,
     },
+    /// Certificates in a cluster: TLS Secrets, kubeconfig client certificates, the API
+    /// server's serving certificate. Gives one result per certificate source.
+    Kubernetes(K8sTarget),
     /// A Kubernetes API server.
     Apiserver {
         /// `https://host:port`.
@@ -43,6 +47,7 @@ impl Check {
             Self::Dns(_) => CheckKind::Dns,
             Self::Apiserver { .. } => CheckKind::Apiserver,
             Self::Coredns { .. } => CheckKind::Coredns,
+            Self::Kubernetes(_) => CheckKind::K8sSecretCert,
         }
     }
 
@@ -52,6 +57,7 @@ impl Check {
             Self::File(p) => p.display().to_string(),
             Self::Dns(d) => d.target.to_string(),
             Self::Apiserver { url, .. } | Self::Coredns { url, .. } => url.clone(),
+            Self::Kubernetes(k) => format!("kubeconfig {}", k.kubeconfig.display()),
         }
     }
 }
@@ -67,9 +73,10 @@ pub struct RunOptions {
     pub deadline: Duration,
 }
 
-/// Runs `checks` and returns one result per check, in the order given.
+/// Runs `checks` and returns their results in the order given (one per check, several for
+/// [`Check::Kubernetes`]).
 pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
-    let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
+    let mut results: Vec<Option<Vec<CheckResult>>> = vec![None; checks.len()];
     let deadline = tokio::time::sleep(options.deadline);
     tokio::pin!(deadline);
     let mut pending = checks.iter().enumerate();
@@ -82,6 +89,15 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                 let check = check.clone();
                 running.push(async move {
                     let result = match &check {
+                        Check::Kubernetes(target) => {
+                            let found = crate::k8s::check(
+                                target,
+                                options.tls.checkend,
+                                options.tls.timeout,
+                            )
+                            .await;
+                            return (i, found);
+                        }
                         Check::Tls(target) => crate::tls::check(target, &options.tls).await,
                         Check::File(path) => crate::file::check(path, options.tls.checkend).await,
                         Check::Dns(dns) => crate::dns::check(dns, options.tls.timeout).await,
@@ -93,7 +109,7 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                                 .await
                         }
                     };
-                    (i, result)
+                    (i, vec![result])
                 });
             }
         };
@@ -115,9 +131,9 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
     results
         .into_iter()
         .zip(checks)
-        .map(|(result, check)| {
+        .flat_map(|(result, check)| {
             result.unwrap_or_else(|| {
-                CheckResult::new(
+                vec![CheckResult::new(
                     check.kind(),
                     check.target(),
                     Status::Unknown,
@@ -125,7 +141,7 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                         "not finished within the gate's {:?} deadline",
                         options.deadline
                     ),
-                )
+                )]
             })
         })
         .collect()

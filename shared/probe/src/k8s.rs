@@ -1,0 +1,271 @@
+//! Kubernetes certificates: TLS Secrets (`kubernetes.io/tls`, their `tls.crt` and `ca.crt`) in
+//! given namespaces, the kubeconfig's client certificates, and the API server's serving
+//! certificate (checked like any TLS endpoint, against the kubeconfig's CA).
+
+use crate::check::{CheckKind, CheckResult, Status};
+use crate::file::judge_bundle;
+use crate::tls::{self, TlsOptions, TlsTarget, roots_from_bundle};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Duration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What to check in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct K8sTarget {
+    /// The kubeconfig to use.
+    pub kubeconfig: PathBuf,
+    /// Namespaces whose TLS Secrets to check.
+    pub tls_secret_namespaces: Vec<String>,
+    /// Whether to check the kubeconfig's client certificates.
+    pub client_certificates: bool,
+    /// Whether to check the API server's serving certificate.
+    pub apiserver_certificate: bool,
+}
+
+fn unknown(kind: CheckKind, target: impl Into<String>, reason: impl Into<String>) -> CheckResult {
+    CheckResult::new(kind, target, Status::Unknown, reason)
+}
+
+/// A file path in a kubeconfig, relative to the kubeconfig's directory.
+fn resolve(kubeconfig: &Path, file: &str) -> PathBuf {
+    let path = PathBuf::from(file);
+    if path.is_absolute() {
+        path
+    } else {
+        kubeconfig
+            .parent()
+            .map_or(path.clone(), |dir| dir.join(path))
+    }
+}
+
+fn inline_or_file(
+    kubeconfig: &Path,
+    data: Option<&String>,
+    file: Option<&String>,
+) -> Option<Result<Vec<u8>, String>> {
+    if let Some(data) = data {
+        return Some(
+            STANDARD
+                .decode(data.trim())
+                .map_err(|e| format!("invalid base64: {e}")),
+        );
+    }
+    file.map(|f| {
+        let path = resolve(kubeconfig, f);
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    })
+}
+
+/// The kubeconfig's client certificates, one result per user that has one.
+pub fn client_certificates(
+    kubeconfig_path: &Path,
+    kubeconfig: &Kubeconfig,
+    checkend: Duration,
+) -> Vec<CheckResult> {
+    kubeconfig
+        .auth_infos
+        .iter()
+        .filter_map(|named| {
+            let auth = named.auth_info.as_ref()?;
+            let bytes = inline_or_file(
+                kubeconfig_path,
+                auth.client_certificate_data.as_ref(),
+                auth.client_certificate.as_ref(),
+            )?;
+            let target = format!("kubeconfig user {}", named.name);
+            Some(match bytes {
+                Ok(bytes) => judge_bundle(CheckKind::FileCert, &bytes, target, checkend),
+                Err(reason) => unknown(CheckKind::FileCert, target, reason),
+            })
+        })
+        .collect()
+}
+
+/// The current context's API server as a TLS target, with its CA as trust anchor.
+fn apiserver_target(
+    kubeconfig_path: &Path,
+    kubeconfig: &Kubeconfig,
+) -> Result<(TlsTarget, Option<Vec<u8>>), String> {
+    let context_name = kubeconfig
+        .current_context
+        .as_deref()
+        .ok_or("the kubeconfig has no current-context")?;
+    let context = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .ok_or_else(|| format!("context {context_name:?} is not in the kubeconfig"))?;
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .ok_or_else(|| format!("cluster {:?} is not in the kubeconfig", context.cluster))?;
+    let server = cluster
+        .server
+        .as_deref()
+        .ok_or("the cluster has no server")?;
+    let url = url::Url::parse(server).map_err(|e| format!("server {server:?}: {e}"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("server {server:?} has no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let ca = inline_or_file(
+        kubeconfig_path,
+        cluster.certificate_authority_data.as_ref(),
+        cluster.certificate_authority.as_ref(),
+    )
+    .transpose()?;
+    Ok((
+        TlsTarget {
+            host,
+            port,
+            server_name: None,
+        },
+        ca,
+    ))
+}
+
+async fn tls_secrets(
+    kubeconfig: Kubeconfig,
+    namespaces: &[String],
+    checkend: Duration,
+) -> Vec<CheckResult> {
+    let client =
+        match Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await {
+            Ok(config) => match Client::try_from(config) {
+                Ok(client) => client,
+                Err(e) => {
+                    return vec![unknown(
+                        CheckKind::K8sSecretCert,
+                        "kubernetes",
+                        e.to_string(),
+                    )];
+                }
+            },
+            Err(e) => {
+                return vec![unknown(
+                    CheckKind::K8sSecretCert,
+                    "kubernetes",
+                    e.to_string(),
+                )];
+            }
+        };
+    let mut results = Vec::new();
+    for namespace in namespaces {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let list = match api
+            .list(&ListParams::default().fields("type=kubernetes.io/tls"))
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => {
+                results.push(unknown(
+                    CheckKind::K8sSecretCert,
+                    format!("{namespace}/*"),
+                    format!("cannot list TLS Secrets: {e}"),
+                ));
+                continue;
+            }
+        };
+        if list.items.is_empty() {
+            results.push(CheckResult::new(
+                CheckKind::K8sSecretCert,
+                format!("{namespace}/*"),
+                Status::Pass,
+                "no TLS Secrets in the namespace",
+            ));
+        }
+        for secret in list.items {
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let target = format!("{namespace}/{name}");
+            let data = secret.data.unwrap_or_default();
+            let mut bundle = data.get("tls.crt").map(|b| b.0.clone()).unwrap_or_default();
+            if let Some(ca) = data.get("ca.crt") {
+                bundle.push(b'\n');
+                bundle.extend_from_slice(&ca.0);
+            }
+            results.push(judge_bundle(
+                CheckKind::K8sSecretCert,
+                &bundle,
+                target,
+                checkend,
+            ));
+        }
+    }
+    results
+}
+
+/// Runs every check `target` asks for.
+pub async fn check(
+    target: &K8sTarget,
+    checkend: Duration,
+    timeout: std::time::Duration,
+) -> Vec<CheckResult> {
+    let kubeconfig = match Kubeconfig::read_from(&target.kubeconfig) {
+        Ok(k) => k,
+        Err(e) => {
+            return vec![unknown(
+                CheckKind::K8sSecretCert,
+                format!("kubeconfig {}", target.kubeconfig.display()),
+                format!("cannot read the kubeconfig: {e}"),
+            )];
+        }
+    };
+    let mut results = Vec::new();
+    if target.client_certificates {
+        results.extend(client_certificates(
+            &target.kubeconfig,
+            &kubeconfig,
+            checkend,
+        ));
+    }
+    if target.apiserver_certificate {
+        results.push(match apiserver_target(&target.kubeconfig, &kubeconfig) {
+            Err(reason) => unknown(CheckKind::Tls, "kubeconfig API server", reason),
+            Ok((tls_target, ca)) => {
+                let roots = match ca.as_deref().map(roots_from_bundle).transpose() {
+                    Ok(Some(roots)) => roots,
+                    Ok(None) => tls::system_roots(),
+                    Err(reason) => {
+                        return vec![unknown(CheckKind::Tls, tls_target.to_string(), reason)];
+                    }
+                };
+                let options = TlsOptions {
+                    checkend,
+                    roots: Arc::new(roots),
+                    untrusted_fails: true,
+                    timeout,
+                };
+                tls::check(&tls_target, &options).await
+            }
+        });
+    }
+    if !target.tls_secret_namespaces.is_empty() {
+        match tokio::time::timeout(
+            timeout,
+            tls_secrets(kubeconfig, &target.tls_secret_namespaces, checkend),
+        )
+        .await
+        {
+            Ok(found) => results.extend(found),
+            Err(_) => results.push(unknown(
+                CheckKind::K8sSecretCert,
+                target.tls_secret_namespaces.join(","),
+                format!("no answer from the API server within {timeout:?}"),
+            )),
+        }
+    }
+    results
+}

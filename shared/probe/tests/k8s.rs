@@ -1,0 +1,170 @@
+//! Kubernetes certificate checks against the real API server (`scripts/services up kube`): TLS
+//! Secrets created by the test, the API server's serving certificate, kubeconfig client
+//! certificates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use base64::Engine as _;
+use chrono::Duration;
+use deploygraph_probe::k8s::{K8sTarget, check};
+use deploygraph_probe::testing::{Ca, leaf};
+use deploygraph_probe::{CheckKind, Status};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn kubeconfig() -> PathBuf {
+    PathBuf::from(std::env::var("KUBECONFIG_TEST").unwrap_or_else(|_| {
+        panic!("KUBECONFIG_TEST is not set: these tests need the real API server; run scripts/test")
+    }))
+}
+
+async fn client() -> Client {
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(kubeconfig()).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn tls_secret(name: &str, cert_pem: &str, ca_pem: &str) -> Secret {
+    let mut data = BTreeMap::new();
+    data.insert(
+        "tls.crt".to_owned(),
+        ByteString(cert_pem.as_bytes().to_vec()),
+    );
+    data.insert("tls.key".to_owned(), ByteString(b"not checked".to_vec()));
+    data.insert("ca.crt".to_owned(), ByteString(ca_pem.as_bytes().to_vec()));
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_secrets_and_the_api_server_certificate_are_judged() {
+    let client = client().await;
+    let namespace = format!("certs-{:08x}", rand_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ca = Ca::new("cluster issuer");
+    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
+    for (name, from, to) in [("web-valid", -1, 24 * 90), ("web-expired", -48, -1)] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &tls_secret(
+                    name,
+                    &leaf(Some(&ca), &["web.test"], from, to).pem,
+                    &ca.pem(),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let target = K8sTarget {
+        kubeconfig: kubeconfig(),
+        tls_secret_namespaces: vec![namespace.clone()],
+        client_certificates: true,
+        apiserver_certificate: true,
+    };
+    let results = check(
+        &target,
+        Duration::days(1),
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let find = |target: &str| {
+        results
+            .iter()
+            .find(|r| r.target == target)
+            .unwrap_or_else(|| panic!("{target} in {results:?}"))
+    };
+    let valid = find(&format!("{namespace}/web-valid"));
+    assert_eq!(
+        (valid.kind, valid.status),
+        (CheckKind::K8sSecretCert, Status::Pass),
+        "{}",
+        valid.detail
+    );
+    assert_eq!(valid.certificates.len(), 2, "tls.crt and ca.crt");
+    let expired = find(&format!("{namespace}/web-expired"));
+    assert_eq!(expired.status, Status::Fail, "{}", expired.detail);
+    assert!(expired.detail.contains("expired"), "{}", expired.detail);
+    let apiserver = results
+        .iter()
+        .find(|r| r.kind == CheckKind::Tls)
+        .expect("the API server's certificate");
+    assert_eq!(apiserver.status, Status::Pass, "{}", apiserver.detail);
+    // The test kubeconfig authenticates with a token: no client certificates to report.
+    assert!(
+        !results
+            .iter()
+            .any(|r| r.target.starts_with("kubeconfig user"))
+    );
+}
+
+#[tokio::test]
+async fn kubeconfig_client_certificates_are_judged() {
+    let ca = Ca::new("client CA");
+    let expiring = leaf(Some(&ca), &["admin"], -1, 2).pem;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    let data = base64::engine::general_purpose::STANDARD.encode(expiring);
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers:\n- name: ci-bot\n  user:\n    client-certificate-data: {data}\n    client-key-data: eA==\n"
+        ),
+    )
+    .unwrap();
+    let target = K8sTarget {
+        kubeconfig: path,
+        tls_secret_namespaces: vec![],
+        client_certificates: true,
+        apiserver_certificate: false,
+    };
+    let results = check(
+        &target,
+        Duration::days(1),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].target, "kubeconfig user ci-bot");
+    assert_eq!(results[0].status, Status::Fail, "{}", results[0].detail);
+    assert!(
+        results[0].detail.contains("expires in"),
+        "{}",
+        results[0].detail
+    );
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}

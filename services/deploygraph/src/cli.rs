@@ -243,6 +243,16 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "DEPLOYGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Gate configuration (YAML) for infra snapshots: one is taken for every deployment
+    /// recorded, and on --snapshot-interval. Re-read for every snapshot.
+    #[arg(long, env = "DEPLOYGRAPH_GATE_CONFIG")]
+    pub gate_config: Option<PathBuf>,
+    /// Also take a snapshot this often (`15m`); needs --gate-config.
+    #[arg(long, env = "DEPLOYGRAPH_SNAPSHOT_INTERVAL", requires = "gate_config")]
+    pub snapshot_interval: Option<String>,
+    /// Cluster or environment name recorded on snapshots.
+    #[arg(long, env = "DEPLOYGRAPH_CLUSTER")]
+    pub cluster: Option<String>,
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, env = "DEPLOYGRAPH_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u64,

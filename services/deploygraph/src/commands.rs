@@ -5,6 +5,7 @@ use crate::cli::{
     RecordDeploymentArgs, ServeArgs, StoreOptions,
 };
 use anyhow::Context as _;
+use deploygraph_api::snapshotter::Snapshotter;
 use deploygraph_api::{ApiConfig, AppState};
 use deploygraph_client::{Client, RetryPolicy};
 use deploygraph_model::deployment::{CommitInput, DeploymentInput, ImageInput};
@@ -232,7 +233,30 @@ async fn serve(args: ServeArgs) -> Outcome {
         .local_addr()
         .context("failed to read the listening address")?;
     tracing::info!(address = %address, store = store.backend(), "serving");
-    let router = deploygraph_api::router(AppState::new(store, config));
+    let mut state = AppState::new(Arc::clone(&store), config);
+    if let Some(path) = &args.gate_config {
+        // Fail at start-up on a configuration that cannot be used at all.
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("--gate-config {}: {e}", path.display())))?;
+        deploygraph_probe::config::parse(&text)
+            .map_err(|e| Failure::usage(format!("--gate-config {}: {e}", path.display())))?;
+        let snapshotter = Arc::new(Snapshotter::new(
+            Arc::clone(&store),
+            path.clone(),
+            args.cluster.clone(),
+        ));
+        if let Some(interval) = &args.snapshot_interval {
+            let interval = deploygraph_probe::config::parse_duration(interval)
+                .map_err(|e| Failure::usage(format!("--snapshot-interval: {e}")))?;
+            let stopped = stop.clone();
+            tokio::spawn(
+                Arc::clone(&snapshotter)
+                    .run_schedule(interval, async move { stopped.cancelled().await }),
+            );
+        }
+        state = state.with_snapshotter(snapshotter);
+    }
+    let router = deploygraph_api::router(state);
     let signal_stop = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -17,6 +17,7 @@ use deploygraph_store::{DeploymentFilter, FilterParams, RecordKind, StoredDeploy
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Rejects write requests without the configured bearer token.
@@ -124,6 +125,17 @@ async fn record(state: &AppState, deployment: Deployment) -> Result<Response, Ap
             follows: None,
         },
     };
+    if kind == RecordKind::Created
+        && let Some(snapshotter) = &state.snapshotter
+    {
+        let snapshotter = Arc::clone(snapshotter);
+        let uid = uid.clone();
+        tokio::spawn(async move {
+            if let Err(reason) = snapshotter.take(Some(uid.clone())).await {
+                tracing::warn!(deployment.uid = %uid, reason = %reason, "snapshot for the deployment failed");
+            }
+        });
+    }
     let status = if kind == RecordKind::Created {
         StatusCode::CREATED
     } else {
@@ -325,6 +337,18 @@ pub(crate) async fn get_snapshot(
     found
         .map(|s| Json(s).into_response())
         .ok_or_else(|| ApiError::not_found(format!("no snapshot {uid:?}")))
+}
+
+/// `GET /v1/snapshots/latest`.
+pub(crate) async fn latest_snapshot(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let found = state
+        .store
+        .latest_snapshot()
+        .await
+        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    found
+        .map(|s| Json(s).into_response())
+        .ok_or_else(|| ApiError::not_found("no snapshot has been recorded"))
 }
 
 /// `GET /v1/deployments/{uid}/snapshot`: the newest snapshot taken for it.

@@ -8,6 +8,7 @@ pub mod cdevents;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod snapshotter;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +53,7 @@ pub struct AppState {
     pub(crate) store: Arc<dyn GraphStore>,
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) snapshotter: Option<Arc<snapshotter::Snapshotter>>,
 }
 
 impl AppState {
@@ -61,7 +63,15 @@ impl AppState {
             store,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::new()),
+            snapshotter: None,
         }
+    }
+
+    /// Takes an infra snapshot for every deployment recorded through the API.
+    #[must_use]
+    pub fn with_snapshotter(mut self, snapshotter: Arc<snapshotter::Snapshotter>) -> Self {
+        self.snapshotter = Some(snapshotter);
+        self
     }
 }
 
@@ -82,6 +92,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/deployments/{uid}/snapshot",
             get(handlers::deployment_snapshot),
         )
+        .route("/v1/snapshots/latest", get(handlers::latest_snapshot))
         .route("/v1/snapshots/{uid}", get(handlers::get_snapshot))
         .route("/v1/services", get(handlers::list_services))
         .route(

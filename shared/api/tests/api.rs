@@ -433,6 +433,7 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         ("/v1/snapshots", "post"),
         ("/v1/snapshots/{uid}", "get"),
         ("/v1/deployments/{uid}/snapshot", "get"),
+        ("/v1/snapshots/latest", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -518,6 +519,123 @@ async fn a_snapshot_is_taken_over_http_recorded_and_read_back() {
     }
 }
 
+async fn poll_json(app: &Router, path: &str) -> Value {
+    for _ in 0..100 {
+        let (status, _, body) = send(app, get(path)).await;
+        if status == StatusCode::OK {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{path} never answered 200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_deployments_get_snapshots_and_config_edits_apply_without_a_restart() {
+    use deploygraph_api::snapshotter::Snapshotter;
+    use deploygraph_probe::testing::{Ca, leaf, serve};
+    let ca = Ca::new("snapshot CA");
+    let first = serve(leaf(Some(&ca), &["localhost"], -1, 24 * 90)).await;
+    let second = serve(leaf(Some(&ca), &["localhost"], -48, -1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gate.yaml");
+    let write = |targets: &[u16], extra: &str| {
+        let tls: Vec<String> = targets
+            .iter()
+            .map(|p| format!("  - 127.0.0.1:{p}@localhost\n"))
+            .collect();
+        std::fs::write(
+            &config,
+            format!(
+                "allow_untrusted: true\ndeadline: 5s\ntls:\n{}{extra}",
+                tls.concat()
+            ),
+        )
+        .unwrap();
+    };
+    write(&[first], "");
+    let store = sqlite().await;
+    let snapshotter = Arc::new(Snapshotter::new(
+        Arc::clone(&store),
+        config.clone(),
+        Some("prod".into()),
+    ));
+    let app = router(
+        AppState::new(store, ApiConfig::default()).with_snapshotter(Arc::clone(&snapshotter)),
+    );
+
+    let deploy = |minute: u32| {
+        let mut e = event();
+        e["started_at"] = json!(format!("2026-11-20T11:{minute:02}:00Z"));
+        e.as_object_mut().unwrap().remove("finished_at");
+        e
+    };
+    let (_, _, one) = send(&app, post("/v1/deployments", deploy(1).to_string())).await;
+    let snap = poll_json(
+        &app,
+        &format!("/v1/deployments/{}/snapshot", one["uid"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(snap["checks"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (snap["verdict"].as_str(), snap["cluster"].as_str()),
+        (Some("pass"), Some("prod"))
+    );
+
+    write(&[first, second], "");
+    let (_, _, two) = send(&app, post("/v1/deployments", deploy(2).to_string())).await;
+    let snap = poll_json(
+        &app,
+        &format!("/v1/deployments/{}/snapshot", two["uid"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        snap["checks"].as_array().unwrap().len(),
+        2,
+        "the edited configuration applies"
+    );
+    assert_eq!(snap["verdict"], "fail");
+
+    write(&[first], "colour: blue\n");
+    let (_, _, three) = send(&app, post("/v1/deployments", deploy(3).to_string())).await;
+    let snap = poll_json(
+        &app,
+        &format!(
+            "/v1/deployments/{}/snapshot",
+            three["uid"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        snap["checks"].as_array().unwrap().len(),
+        2,
+        "an invalid edit keeps the last good configuration"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let schedule = tokio::spawn(Arc::clone(&snapshotter).run_schedule(
+        std::time::Duration::from_millis(200),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let latest = poll_json(&app, "/v1/snapshots/latest").await;
+    let mut scheduled = latest;
+    for _ in 0..50 {
+        if scheduled["deployment_uid"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        scheduled = poll_json(&app, "/v1/snapshots/latest").await;
+    }
+    assert!(
+        scheduled["deployment_uid"].is_null(),
+        "a scheduled snapshot is for no deployment: {scheduled}"
+    );
+    stop_tx.send(()).unwrap();
+    schedule.await.unwrap();
+}
+
 /// A store that is down.
 struct DownStore;
 
@@ -561,6 +679,9 @@ impl GraphStore for DownStore {
         Err(down())
     }
     async fn get_snapshot(&self, _: &Uid) -> deploygraph_store::Result<Option<InfraSnapshot>> {
+        Err(down())
+    }
+    async fn latest_snapshot(&self) -> deploygraph_store::Result<Option<InfraSnapshot>> {
         Err(down())
     }
     async fn snapshot_for_deployment(

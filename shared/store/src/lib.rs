@@ -95,6 +95,12 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn snapshot_for_deployment(&self, uid: &Uid) -> Result<Option<InfraSnapshot>>;
 
+    /// The newest snapshot of all.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>>;
+
     /// Every service with its deployment count and last deployment time.
     ///
     /// # Errors

@@ -830,6 +830,19 @@ impl GraphStore for Neo4jStore {
         rows.first().map(snapshot_from_row).transpose()
     }
 
+    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>> {
+        let rows = self
+            .rows(
+                query(
+                    "MATCH (s:InfraSnapshot) WHERE s.taken_at_us > -9223372036854775807
+                     RETURN s.uid AS uid, s.payload AS payload ORDER BY s.taken_at_us DESC LIMIT 1",
+                ),
+                "read a snapshot",
+            )
+            .await?;
+        rows.first().map(snapshot_from_row).transpose()
+    }
+
     async fn list_services(&self) -> Result<Vec<ServiceSummary>> {
         let rows = self
             .rows(

@@ -538,7 +538,7 @@ impl GraphStore for SqliteStore {
             read_snapshot(
                 conn,
                 "SELECT uid, payload FROM infra_snapshots WHERE uid = ?1",
-                &uid,
+                [&uid],
             )
         })
         .await
@@ -551,7 +551,18 @@ impl GraphStore for SqliteStore {
                 conn,
                 "SELECT uid, payload FROM infra_snapshots WHERE deployment_uid = ?1
                  ORDER BY taken_at_us DESC LIMIT 1",
-                &uid,
+                [&uid],
+            )
+        })
+        .await
+    }
+
+    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>> {
+        self.with_reader(|conn| {
+            read_snapshot(
+                conn,
+                "SELECT uid, payload FROM infra_snapshots ORDER BY taken_at_us DESC LIMIT 1",
+                [],
             )
         })
         .await
@@ -665,11 +676,15 @@ fn write_snapshot(conn: &mut Connection, snapshot: &InfraSnapshot) -> Result<()>
     tx.commit().map_err(backend_error("commit"))
 }
 
-fn read_snapshot(conn: &Connection, sql: &str, key: &str) -> Result<Option<InfraSnapshot>> {
+fn read_snapshot(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<InfraSnapshot>> {
     let row: Option<(String, String)> = conn
         .prepare_cached(sql)
         .and_then(|mut stmt| {
-            stmt.query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+            stmt.query_row(params, |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()
         })
         .map_err(backend_error("read a snapshot"))?;

@@ -418,6 +418,17 @@ async fn snapshots_are_recorded_once_and_found_for_their_deployment(store: Arc<d
             .as_ref(),
         Some(&snapshot)
     );
+    let newest = InfraSnapshot::new(
+        chrono::Utc::now() + Duration::days(3650),
+        Some(unique("future")),
+        None,
+        vec![],
+    );
+    store.record_snapshot(&newest).await.unwrap();
+    assert_eq!(
+        store.latest_snapshot().await.unwrap().map(|s| s.uid),
+        Some(newest.uid)
+    );
     let other = Deployment::test().service(&service).image_seed(7).build();
     assert_eq!(
         store.snapshot_for_deployment(&other.uid).await.unwrap(),

@@ -119,6 +119,19 @@ pub struct GateArgs {
     #[arg(long, requires = "record")]
     pub cluster: Option<String>,
     #[command(flatten)]
+    pub target: RecordTarget,
+}
+
+/// Where results are recorded: a server, or straight into a store.
+#[derive(Debug, Args)]
+pub struct RecordTarget {
+    /// deploygraph server URL; without it results go straight to --store.
+    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
     pub store: StoreOptions,
 }
 
@@ -139,7 +152,7 @@ pub struct SnapshotArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     #[command(flatten)]
-    pub store: StoreOptions,
+    pub target: RecordTarget,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,8 +1,9 @@
 //! `deploygraph gate` and `deploygraph snapshot`: flags and the config file into one
 //! configuration, run its checks, report, record.
 
-use crate::cli::{CheckArgs, GateArgs, GateOutput, Output, SnapshotArgs, StoreOptions};
+use crate::cli::{CheckArgs, GateArgs, GateOutput, Output, RecordTarget, SnapshotArgs};
 use crate::commands::{Failure, open_migrated};
+use deploygraph_client::{Client, RetryPolicy};
 use deploygraph_model::{InfraSnapshot, Uid};
 use deploygraph_probe::CheckResult;
 use deploygraph_probe::config::{self, ApiserverEntry, CorednsEntry, GateConfig, KubernetesEntry};
@@ -11,6 +12,7 @@ use deploygraph_probe::dns::{DnsCheck, DnsTarget};
 use deploygraph_probe::gate::{Verdict, verdict};
 use deploygraph_probe::tls::TlsTarget;
 use deploygraph_probe::{report, snapshot};
+use secrecy::SecretString;
 use std::io::IsTerminal as _;
 
 /// The configuration the flags describe, to merge over the file's.
@@ -144,9 +146,9 @@ async fn run_checks(args: &CheckArgs) -> Result<(Vec<CheckResult>, Verdict), Fai
     Ok((results, verdict))
 }
 
-/// Records `results` as a snapshot in the store.
+/// Records `results` as a snapshot: through the server when one is given, else in the store.
 async fn record(
-    store: &StoreOptions,
+    target: &RecordTarget,
     results: &[CheckResult],
     cluster: Option<String>,
     deployment: Option<&str>,
@@ -158,7 +160,32 @@ async fn record(
         other => other.map(Uid::from_stored),
     };
     let snapshot = snapshot::from_results(results, chrono::Utc::now(), cluster, deployment);
-    let store = open_migrated(store).await?;
+    if let Some(server) = &target.server {
+        let client = Client::new(
+            server,
+            target.token.clone().map(SecretString::from),
+            RetryPolicy::default(),
+        )
+        .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
+        let body = serde_json::json!({
+            "checks": snapshot.checks,
+            "taken_at": deploygraph_model::format_time(&snapshot.taken_at),
+            "cluster": snapshot.cluster,
+            "deployment": snapshot.deployment_uid,
+        });
+        return match client.record_snapshot(&body).await {
+            Ok(accepted) => serde_json::from_value(accepted.body).map_err(|e| {
+                Failure::from(anyhow::Error::new(e).context("the server answered with no snapshot"))
+            }),
+            Err(deploygraph_client::Error::Rejected {
+                status, message, ..
+            }) => Err(Failure::rejected(format!(
+                "the server rejected the snapshot ({status}): {message}"
+            ))),
+            Err(e) => Err(Failure::from(anyhow::Error::new(e))),
+        };
+    }
+    let store = open_migrated(&target.store).await?;
     store.record_snapshot(&snapshot).await.map_err(|e| {
         Failure::from(anyhow::Error::new(e).context("failed to record the snapshot"))
     })?;
@@ -175,7 +202,7 @@ pub async fn gate(args: GateArgs) -> Result<(), Failure> {
     }
     if args.record {
         let snapshot = record(
-            &args.store,
+            &args.target,
             &results,
             args.cluster.clone(),
             args.deployment.as_deref(),
@@ -199,7 +226,7 @@ pub async fn gate(args: GateArgs) -> Result<(), Failure> {
 pub async fn snapshot(args: SnapshotArgs) -> Result<(), Failure> {
     let (results, _) = run_checks(&args.checks).await?;
     let snapshot = record(
-        &args.store,
+        &args.target,
         &results,
         args.cluster.clone(),
         args.deployment.as_deref(),

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deploygraph_model::deployment::DeploymentInput;
-use deploygraph_model::{Deployment, ServiceName, Source, Uid};
+use deploygraph_model::{Deployment, InfraSnapshot, ServiceName, Source, Uid, parse_time};
 use deploygraph_store::{DeploymentFilter, FilterParams, RecordKind, StoredDeployment};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -261,9 +261,78 @@ pub(crate) async fn list_services(State(state): State<AppState>) -> Result<Respo
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnapshotRequest {
-    config: serde_json::Value,
+    /// Run these checks now.
+    config: Option<serde_json::Value>,
+    /// Or record checks run elsewhere (`deploygraph gate --record --server`).
+    checks: Option<Vec<deploygraph_model::CheckRecord>>,
+    /// When `checks` ran.
+    taken_at: Option<String>,
     deployment: Option<String>,
     cluster: Option<String>,
+}
+
+/// Check kinds a snapshot may hold.
+const CHECK_KINDS: [&str; 6] = [
+    "tls",
+    "file-cert",
+    "dns",
+    "apiserver",
+    "coredns",
+    "k8s-secret-cert",
+];
+
+fn snapshot_deployment(deployment: Option<&str>) -> Result<Option<Uid>, ApiError> {
+    match deployment {
+        Some(d) if d.is_empty() || d.len() > 64 => {
+            Err(ApiError::invalid("deployment", "not a deployment uid"))
+        }
+        other => Ok(other.map(Uid::from_stored)),
+    }
+}
+
+async fn store_snapshot(state: &AppState, snapshot: InfraSnapshot) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let recorded = state.store.record_snapshot(&snapshot).await;
+    state.metrics.store_call("record_snapshot", started);
+    recorded.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    let location = format!("/v1/snapshots/{}", snapshot.uid);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(snapshot),
+    )
+        .into_response())
+}
+
+/// Records checks that ran elsewhere; the verdict and uid are derived here, not trusted.
+fn snapshot_from_checks(
+    checks: Vec<deploygraph_model::CheckRecord>,
+    taken_at: Option<&str>,
+    cluster: Option<String>,
+    deployment: Option<Uid>,
+) -> Result<InfraSnapshot, ApiError> {
+    let taken_at = parse_time(
+        taken_at.ok_or_else(|| ApiError::invalid("taken_at", "is required with checks"))?,
+    )
+    .map_err(|e| ApiError::invalid("taken_at", e.message))?;
+    if checks.is_empty() || checks.len() > 10_000 {
+        return Err(ApiError::invalid("checks", "between 1 and 10000 checks"));
+    }
+    for (i, check) in checks.iter().enumerate() {
+        if !CHECK_KINDS.contains(&check.kind.as_str()) {
+            return Err(ApiError::invalid(
+                format!("checks[{i}].kind"),
+                format!("{:?} is not one of {}", check.kind, CHECK_KINDS.join(", ")),
+            ));
+        }
+        if check.target.is_empty() || check.target.len() > 1024 {
+            return Err(ApiError::invalid(
+                format!("checks[{i}].target"),
+                "1 to 1024 characters",
+            ));
+        }
+    }
+    Ok(InfraSnapshot::new(taken_at, cluster, deployment, checks))
 }
 
 /// The longest a snapshot request may run its checks.
@@ -276,8 +345,27 @@ pub(crate) async fn take_snapshot(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: SnapshotRequest = parse_json(&state, &headers, body)?;
-    let text = serde_json::to_string(&request.config)
-        .map_err(|e| ApiError::invalid("config", e.to_string()))?;
+    let deployment = snapshot_deployment(request.deployment.as_deref())?;
+    let config = match (request.config, request.checks) {
+        (Some(config), None) => config,
+        (None, Some(checks)) => {
+            let snapshot = snapshot_from_checks(
+                checks,
+                request.taken_at.as_deref(),
+                request.cluster,
+                deployment,
+            )?;
+            return store_snapshot(&state, snapshot).await;
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "config",
+                "give either config (run now) or checks (ran elsewhere)",
+            ));
+        }
+    };
+    let text =
+        serde_json::to_string(&config).map_err(|e| ApiError::invalid("config", e.to_string()))?;
     let config_error = |e: deploygraph_probe::config::ConfigError| {
         let field = if e.field.is_empty() {
             "config".to_owned()
@@ -298,12 +386,6 @@ pub(crate) async fn take_snapshot(
     }
     let mut plan = config.plan().map_err(config_error)?;
     plan.options.deadline = plan.options.deadline.min(MAX_SNAPSHOT_DEADLINE);
-    let deployment = match request.deployment.as_deref() {
-        Some(d) if d.is_empty() || d.len() > 64 => {
-            return Err(ApiError::invalid("deployment", "not a deployment uid"));
-        }
-        other => other.map(Uid::from_stored),
-    };
     let results = deploygraph_probe::runner::run(&plan.checks, &plan.options).await;
     let snapshot = deploygraph_probe::snapshot::from_results(
         &results,
@@ -311,17 +393,7 @@ pub(crate) async fn take_snapshot(
         request.cluster,
         deployment,
     );
-    let started = Instant::now();
-    let recorded = state.store.record_snapshot(&snapshot).await;
-    state.metrics.store_call("record_snapshot", started);
-    recorded.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
-    let location = format!("/v1/snapshots/{}", snapshot.uid);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(snapshot),
-    )
-        .into_response())
+    store_snapshot(&state, snapshot).await
 }
 
 /// `GET /v1/snapshots/{uid}`.

@@ -508,6 +508,16 @@ async fn a_snapshot_is_taken_over_http_recorded_and_read_back() {
         (json!({"config": {"cert_files": ["/etc/shadow"]}}), "config"),
         (json!({"config": {}}), "config"),
         (json!({"config": {"tls": []}, "extra": 1}), "extra"),
+        (json!({"cluster": "x"}), "config"),
+        (
+            json!({"checks": [{"kind": "tls", "target": "a:1", "status": "pass", "detail": "", "latency_ms": 1}]}),
+            "taken_at",
+        ),
+        (
+            json!({"taken_at": "2026-11-20T10:00:00Z",
+                   "checks": [{"kind": "ssh", "target": "a:1", "status": "pass", "detail": "", "latency_ms": 1}]}),
+            "checks[0].kind",
+        ),
     ] {
         let (status, _, response) = send(&app, request(&bad, Some("t"))).await;
         assert_eq!(

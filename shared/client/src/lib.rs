@@ -130,6 +130,19 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/snapshots` with checks that ran here.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn record_snapshot(&self, body: &Value) -> Result<Accepted> {
+        let body = serde_json::to_vec(body).map_err(|e| Error::Protocol {
+            operation: "encode the snapshot",
+            source: Box::new(e),
+        })?;
+        self.send(reqwest::Method::POST, "/v1/snapshots", &[], Some(body))
+            .await
+    }
+
     /// `GET /v1/deployments` with query parameters.
     ///
     /// # Errors

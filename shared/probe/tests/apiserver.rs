@@ -63,7 +63,7 @@ async fn the_api_server_is_healthy_then_not_ready_while_etcd_is_frozen() {
     };
     assert_eq!(unready.status, Status::Fail, "{}", unready.detail);
     assert!(
-        unready.detail.contains("not ready: etcd"),
+        unready.detail.contains("not ready:") && unready.detail.contains("etcd"),
         "{}",
         unready.detail
     );

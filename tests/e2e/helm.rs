@@ -129,3 +129,165 @@ fn corrupt_secrets_exit_2_naming_the_file() {
     let missing = run(&["helm", "decode", "/nonexistent/secret.json"]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+/// Runs the real `helm` against the test API server.
+fn helm(args: &[&str], home: &std::path::Path) {
+    let bin = std::env::var("HELM_TEST_BIN").expect("HELM_TEST_BIN is not set: run scripts/test");
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env(
+            "KUBECONFIG",
+            std::env::var("KUBECONFIG_TEST").expect("KUBECONFIG_TEST"),
+        )
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn chart(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        "apiVersion: v2\nname: web\nversion: 0.1.0\nappVersion: \"1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("values.yaml"),
+        "replicas: 1\nimage:\n  tag: \"1.0\"\ndb:\n  password: first\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("templates/deployment.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {{ .Values.replicas }}\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: ghcr.io/acme/web:{{ .Values.image.tag }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("templates/secret.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-db\nstringData:\n  password: {{ .Values.db.password }}\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn diff_reads_revisions_that_real_helm_stored_in_the_cluster() {
+    let home = temp_path("helm-home");
+    let chart_dir = home.join("chart");
+    chart(&chart_dir);
+    let namespace = crate::support::unique("helm");
+    let chart_arg = chart_dir.display().to_string();
+    helm(
+        &[
+            "install",
+            "web",
+            &chart_arg,
+            "-n",
+            &namespace,
+            "--create-namespace",
+        ],
+        &home,
+    );
+    helm(
+        &[
+            "upgrade",
+            "web",
+            &chart_arg,
+            "-n",
+            &namespace,
+            "--set",
+            "replicas=3",
+            "--set",
+            "image.tag=1.1",
+            "--set",
+            "db.password=second",
+        ],
+        &home,
+    );
+    let kubeconfig = std::env::var("KUBECONFIG_TEST").unwrap();
+    let out = run(&[
+        "helm",
+        "diff",
+        "web",
+        "-n",
+        &namespace,
+        "--kubeconfig",
+        &kubeconfig,
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let diff: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (diff["from"].as_u64(), diff["to"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let values = diff["values"].as_array().unwrap();
+    let value = |p: &str| {
+        values
+            .iter()
+            .find(|c| c["path"] == p)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        (
+            value("values.replicas")["before"].as_str(),
+            value("values.replicas")["after"].as_str()
+        ),
+        (Some("1"), Some("3"))
+    );
+    assert_eq!(value("values.db.password")["after"], "<redacted>");
+    let resources = diff["resources"].as_array().unwrap();
+    let deployment = resources
+        .iter()
+        .find(|r| r["key"] == format!("{namespace}, web, Deployment (apps)"))
+        .unwrap();
+    let kinds: Vec<&str> = deployment["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"replicas") && kinds.contains(&"image"),
+        "{kinds:?}"
+    );
+    let secret = resources
+        .iter()
+        .find(|r| r["key"] == format!("{namespace}, web-db, Secret (v1)"))
+        .unwrap();
+    assert!(
+        !secret.to_string().contains("second"),
+        "secret values never leave redacted: {secret}"
+    );
+
+    let missing = run(&[
+        "helm",
+        "diff",
+        "nope",
+        "-n",
+        &namespace,
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    let bad = run(&[
+        "helm",
+        "diff",
+        "web",
+        "-n",
+        &namespace,
+        "--kubeconfig",
+        &kubeconfig,
+        "--from",
+        "7",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("it has 1, 2"), "{}", stderr(&bad));
+}

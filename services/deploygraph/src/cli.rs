@@ -175,12 +175,27 @@ pub struct HelmDecodeArgs {
 
 #[derive(Debug, Args)]
 pub struct HelmDiffArgs {
-    /// The older revision's Secret JSON.
-    #[arg(long)]
-    pub from_secret: PathBuf,
+    /// Release to diff in the cluster (revisions from its Secrets); or use --from-secret/--to-secret.
+    #[arg(conflicts_with_all = ["from_secret", "to_secret"])]
+    pub release: Option<String>,
+    /// Namespace of the release.
+    #[arg(short = 'n', long, default_value = "default", requires = "release")]
+    pub namespace: String,
+    /// Older revision (default: the one before --to).
+    #[arg(long, requires = "release")]
+    pub from: Option<u32>,
+    /// Newer revision (default: the newest).
+    #[arg(long, requires = "release")]
+    pub to: Option<u32>,
+    /// Kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, requires = "release")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The older revision's Secret JSON (`kubectl get secret … -o json`).
+    #[arg(long, requires = "to_secret")]
+    pub from_secret: Option<PathBuf>,
     /// The newer revision's Secret JSON.
-    #[arg(long)]
-    pub to_secret: PathBuf,
+    #[arg(long, requires = "from_secret")]
+    pub to_secret: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,

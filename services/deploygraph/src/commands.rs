@@ -65,7 +65,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Gate(args) => crate::gate::gate(args).await,
         Command::Snapshot(args) => crate::gate::snapshot(args).await,
         Command::Helm(HelmCommand::Decode(args)) => crate::helm::decode(&args),
-        Command::Helm(HelmCommand::Diff(args)) => crate::helm::diff(&args),
+        Command::Helm(HelmCommand::Diff(args)) => crate::helm::diff(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,7 @@
 
 use crate::cli::{HelmDecodeArgs, HelmDiffArgs, Output};
 use crate::commands::Failure;
-use deploygraph_helm::{Release, ResourceChangeKind, diff_manifests, diff_values};
+use deploygraph_helm::{Release, ResourceChangeKind, cluster, diff_manifests, diff_values};
 use serde_json::json;
 use std::io::Read as _;
 use std::path::Path;
@@ -58,12 +58,61 @@ pub fn decode(args: &HelmDecodeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn diff(args: &HelmDiffArgs) -> Result<(), Failure> {
-    let from = read_release(&args.from_secret)?;
-    let to = read_release(&args.to_secret)?;
+/// The two releases to diff, from files or from the cluster.
+async fn releases(args: &HelmDiffArgs) -> Result<(Release, Release), Failure> {
+    if let (Some(from), Some(to)) = (&args.from_secret, &args.to_secret) {
+        return Ok((read_release(from)?, read_release(to)?));
+    }
+    let Some(release) = &args.release else {
+        return Err(Failure::usage(
+            "give RELEASE [-n NAMESPACE], or --from-secret and --to-secret",
+        ));
+    };
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let revisions = cluster::revisions(&client, &args.namespace, release)
+        .await
+        .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
+    if revisions.is_empty() {
+        return Err(Failure::rejected(format!(
+            "no release {release:?} in namespace {:?}",
+            args.namespace
+        )));
+    }
+    let available: Vec<String> = revisions.iter().map(|r| r.revision.to_string()).collect();
+    let (from, to) = cluster::choose(revisions, args.from, args.to).ok_or_else(|| {
+        Failure::rejected(format!(
+            "revisions to diff not found for {release:?} (it has {}); pick them with --from and --to",
+            available.join(", ")
+        ))
+    })?;
+    let decode = |r: cluster::StoredRevision| {
+        r.decoded(release)
+            .map_err(|e| Failure::from(anyhow::Error::new(e)))
+    };
+    Ok((decode(from)?, decode(to)?))
+}
+
+async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, Failure> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Failure::usage(format!("--kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| Failure::usage(format!("--kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Failure::usage(format!("no Kubernetes configuration: {e}")))?,
+    };
+    kube::Client::try_from(config).map_err(|e| Failure::from(anyhow::Error::new(e)))
+}
+
+pub async fn diff(args: &HelmDiffArgs) -> Result<(), Failure> {
+    let (from, to) = releases(args).await?;
     let values = diff_values(&from.effective_values(), &to.effective_values(), "values");
     let resources = diff_manifests(&from.manifest, &to.manifest, &to.namespace)
-        .map_err(|e| Failure::usage(format!("{}: {e}", args.to_secret.display())))?;
+        .map_err(|e| Failure::usage(format!("revision {}: {e}", to.version)))?;
     match args.output {
         Output::Json => println!(
             "{}",

@@ -7,6 +7,7 @@
 //! [`diff`] compares two revisions: values as flattened key paths, manifests per resource keyed
 //! like helm-diff (`namespace, name, Kind (group)`), secrets redacted.
 
+pub mod cluster;
 pub mod decode;
 pub mod diff;
 pub mod release;

@@ -122,10 +122,10 @@ pub struct GateArgs {
     pub target: RecordTarget,
 }
 
-/// Where results are recorded: a server, or straight into a store.
+/// Where facts are recorded or read: a server, or straight in a store.
 #[derive(Debug, Args)]
 pub struct RecordTarget {
-    /// deploygraph server URL; without it results go straight to --store.
+    /// deploygraph server URL; without it --store is used directly.
     #[arg(long, env = "DEPLOYGRAPH_SERVER")]
     pub server: Option<String>,
     /// Bearer token for --server.
@@ -336,17 +336,11 @@ pub struct RecordDeploymentArgs {
     /// Repository of the commit.
     #[arg(long)]
     pub repo: Option<String>,
-    /// deploygraph server URL; without it the deployment is written to --store.
-    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
-    pub server: Option<String>,
-    /// Bearer token for --server.
-    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// Attempts against --server on 503 and connection errors.
     #[arg(long, default_value_t = 6)]
     pub attempts: u32,
     #[command(flatten)]
-    pub store: StoreOptions,
+    pub target: RecordTarget,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -381,14 +375,8 @@ pub struct QueryDeploymentsArgs {
     /// Continue after this cursor.
     #[arg(long)]
     pub cursor: Option<String>,
-    /// deploygraph server URL; without it --store is read.
-    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
-    pub server: Option<String>,
-    /// Bearer token for --server.
-    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     #[command(flatten)]
-    pub store: StoreOptions,
+    pub target: RecordTarget,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,

@@ -355,13 +355,17 @@ async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
     let deployment = input
         .validate(Source::Api)
         .map_err(|e| Failure::usage(format!("{}: {}", flag_for(&e.field), e.message)))?;
-    if let Some(server) = &args.server {
+    if let Some(server) = &args.target.server {
         let retry = RetryPolicy {
             attempts: args.attempts,
             ..RetryPolicy::default()
         };
-        let client = Client::new(server, args.token.clone().map(SecretString::from), retry)
-            .context("failed to build the client")?;
+        let client = Client::new(
+            server,
+            args.target.token.clone().map(SecretString::from),
+            retry,
+        )
+        .context("failed to build the client")?;
         return match client.record_deployment(&input).await {
             Ok(accepted) => {
                 let status = if accepted.status == 201 {
@@ -380,7 +384,7 @@ async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
             Err(e) => Err(anyhow::Error::new(e).into()),
         };
     }
-    let store = open_migrated(&args.store).await?;
+    let store = open_migrated(&args.target.store).await?;
     let outcome = store
         .record_deployments(vec![deployment])
         .await
@@ -456,10 +460,10 @@ fn print_page(output: Output, page: &Value) {
 
 async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
     let filter = deployment_filter(&args)?;
-    let page = if let Some(server) = &args.server {
+    let page = if let Some(server) = &args.target.server {
         let client = Client::new(
             server,
-            args.token.clone().map(SecretString::from),
+            args.target.token.clone().map(SecretString::from),
             RetryPolicy::default(),
         )
         .context("failed to build the client")?;
@@ -488,7 +492,7 @@ async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
             Err(e) => return Err(anyhow::Error::new(e).into()),
         }
     } else {
-        let store = open_migrated(&args.store).await?;
+        let store = open_migrated(&args.target.store).await?;
         let page = store
             .list_deployments(&filter)
             .await

@@ -32,7 +32,8 @@ CREATE TABLE certificates (
     issuer     TEXT NOT NULL,
     sans       TEXT NOT NULL,
     not_before TEXT NOT NULL,
-    not_after  TEXT NOT NULL
+    not_after  TEXT NOT NULL,
+    is_ca      INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX certificates_not_after ON certificates (not_after);
 

@@ -48,6 +48,9 @@ pub struct CertificateRecord {
     pub not_before: DateTime<Utc>,
     /// End of validity.
     pub not_after: DateTime<Utc>,
+    /// Whether it is a CA certificate.
+    #[serde(default)]
+    pub is_ca: bool,
 }
 
 impl CertificateRecord {

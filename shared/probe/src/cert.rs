@@ -1,29 +1,12 @@
 //! Certificates: parsing (x509-parser) and the pure judgements made on them.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// What deploygraph records of a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CertificateInfo {
-    /// SHA-256 of the DER encoding, hex.
-    pub sha256: String,
-    /// Subject DN.
-    pub subject: String,
-    /// Issuer DN.
-    pub issuer: String,
-    /// DNS names and IP addresses of the subjectAltName extension.
-    pub sans: Vec<String>,
-    /// Start of validity.
-    pub not_before: DateTime<Utc>,
-    /// End of validity.
-    pub not_after: DateTime<Utc>,
-    /// Whether it is a CA certificate.
-    pub is_ca: bool,
-}
+/// What deploygraph records of a certificate (the graph's `Certificate` node).
+pub use deploygraph_model::CertificateRecord as CertificateInfo;
 
 /// Parses one DER certificate.
 ///

@@ -1,6 +1,5 @@
 //! Check results as a graph snapshot, and as a Mermaid diagram for pull-request comments.
 
-use crate::cert::CertificateInfo;
 use crate::check::{CheckResult, Status};
 use chrono::{DateTime, Utc};
 use deploygraph_model::{CertificateRecord, CheckRecord, InfraSnapshot, Uid, Verdict, format_time};
@@ -11,17 +10,6 @@ fn verdict(status: Status) -> Verdict {
         Status::Pass => Verdict::Pass,
         Status::Fail => Verdict::Fail,
         Status::Unknown => Verdict::Unknown,
-    }
-}
-
-fn certificate(c: &CertificateInfo) -> CertificateRecord {
-    CertificateRecord {
-        sha256: c.sha256.clone(),
-        subject: c.subject.clone(),
-        issuer: c.issuer.clone(),
-        sans: c.sans.clone(),
-        not_before: c.not_before,
-        not_after: c.not_after,
     }
 }
 
@@ -40,7 +28,7 @@ pub fn from_results(
             status: verdict(r.status),
             detail: r.detail.clone(),
             latency_ms: r.latency_ms,
-            certificates: r.certificates.iter().map(certificate).collect(),
+            certificates: r.certificates.clone(),
         })
         .collect();
     InfraSnapshot::new(taken_at, cluster, deployment, checks)
@@ -115,7 +103,7 @@ mod tests {
     #[test]
     fn the_diagram_shows_checks_their_state_and_shared_certificates() {
         let now = Utc::now();
-        let cert = CertificateInfo {
+        let cert = CertificateRecord {
             sha256: "ab".repeat(32),
             subject: "CN=\"api\"".into(),
             issuer: "CN=ca".into(),

@@ -372,6 +372,7 @@ fn snapshot_params(snapshot: &InfraSnapshot) -> Result<(BoltType, BoltType)> {
                         ("sans", BoltType::from(sans)),
                         ("not_before", cert.not_before.into()),
                         ("not_after", cert.not_after.into()),
+                        ("is_ca", cert.is_ca.into()),
                     ])
                 })
                 .collect();

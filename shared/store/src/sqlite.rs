@@ -651,8 +651,8 @@ fn write_snapshot(conn: &mut Connection, snapshot: &InfraSnapshot) -> Result<()>
             let sans = serde_json::to_string(&cert.sans).unwrap_or_default();
             exec(
                 &tx,
-                "INSERT INTO certificates (uid, sha256, subject, issuer, sans, not_before, not_after)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (uid) DO NOTHING",
+                "INSERT INTO certificates (uid, sha256, subject, issuer, sans, not_before, not_after, is_ca)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (uid) DO NOTHING",
                 params![
                     cert.uid().as_str(),
                     cert.sha256,
@@ -660,7 +660,8 @@ fn write_snapshot(conn: &mut Connection, snapshot: &InfraSnapshot) -> Result<()>
                     cert.issuer,
                     sans,
                     format_time(&cert.not_before),
-                    format_time(&cert.not_after)
+                    format_time(&cert.not_after),
+                    cert.is_ca
                 ],
             )
             .map_err(backend_error("write a certificate"))?;

@@ -362,6 +362,7 @@ fn snapshot_for(deployment: Option<&Deployment>, cluster: &str) -> InfraSnapshot
         sans: vec!["api.example.test".into()],
         not_before: chrono::Utc::now() - Duration::days(1),
         not_after: chrono::Utc::now() + Duration::days(90),
+        is_ca: false,
     };
     let checks = vec![
         CheckRecord {

@@ -54,6 +54,17 @@ pub fn diff_values(old: &Value, new: &Value, prefix: &str) -> Vec<ConfigChange> 
     )
 }
 
+/// Changed, added and removed leaves between two trees: paths built by `path` from the
+/// flattened leaf path, modified leaves classified by `modified_kind`; secrets redacted.
+pub fn diff_trees(
+    old: &Value,
+    new: &Value,
+    path: impl Fn(&str) -> String,
+    modified_kind: impl Fn(&str) -> ChangeKind,
+) -> Vec<ConfigChange> {
+    diff_leaves(&flatten(old), &flatten(new), path, modified_kind)
+}
+
 fn diff_leaves(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,

@@ -1,0 +1,5 @@
+//! Kubernetes workloads as deploygraph sees them. The pure part of the workload watcher: what a
+//! rollout is (a pod-template change), its status from the rollout conditions, the commit and
+//! actor it carries, and the diff of its template against the previous one.
+
+pub mod rollout;

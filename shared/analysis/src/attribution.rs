@@ -445,7 +445,7 @@ mod tests {
         let result = attribute(
             at(0),
             &[candidate("d", -5)],
-            &[chaos.clone()],
+            std::slice::from_ref(&chaos),
             &Settings::default(),
         );
         assert!(

@@ -34,7 +34,7 @@ fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
             raw.parse::<TlsTarget>()
                 .map_err(|e| Failure::usage(format!("--tls: {e}")))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, Failure>>()?;
     let dns = args
         .dns
         .iter()
@@ -43,39 +43,29 @@ fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
                 .map(DnsCheck::resolves)
                 .map_err(|e| Failure::usage(format!("--dns: {e}")))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, Failure>>()?;
     let apiserver = args
         .apiservers
         .iter()
         .map(|url| {
-            if url.starts_with("https://") || url.starts_with("http://") {
-                Ok(ApiserverEntry {
-                    url: url.clone(),
-                    ca_file: args.apiserver_ca.clone(),
-                })
-            } else {
-                Err(Failure::usage(format!(
-                    "--apiserver: {url:?} is not an http(s) URL"
-                )))
-            }
+            config::http_url(url).map_err(|e| Failure::usage(format!("--apiserver: {e}")))?;
+            Ok(ApiserverEntry {
+                url: url.clone(),
+                ca_file: args.apiserver_ca.clone(),
+            })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, Failure>>()?;
     let coredns = args
         .coredns
         .iter()
         .map(|url| {
-            if url.starts_with("https://") || url.starts_with("http://") {
-                Ok(CorednsEntry {
-                    url: url.clone(),
-                    limits: Thresholds::default(),
-                })
-            } else {
-                Err(Failure::usage(format!(
-                    "--coredns-metrics: {url:?} is not an http(s) URL"
-                )))
-            }
+            config::http_url(url).map_err(|e| Failure::usage(format!("--coredns-metrics: {e}")))?;
+            Ok(CorednsEntry {
+                url: url.clone(),
+                limits: Thresholds::default(),
+            })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, Failure>>()?;
     let kubernetes =
         (!args.k8s_tls_secrets.is_empty() || args.k8s_client_certs || args.k8s_apiserver_cert)
             .then(|| KubernetesEntry {
@@ -153,12 +143,10 @@ async fn record(
     cluster: Option<String>,
     deployment: Option<&str>,
 ) -> Result<InfraSnapshot, Failure> {
-    let deployment = match deployment {
-        Some(d) if d.is_empty() || d.len() > 64 => {
-            return Err(Failure::usage("--deployment: not a deployment uid"));
-        }
-        other => other.map(Uid::from_stored),
-    };
+    let deployment = deployment
+        .map(Uid::parse)
+        .transpose()
+        .map_err(|_| Failure::usage("--deployment: not a deployment uid"))?;
     let snapshot = snapshot::from_results(results, chrono::Utc::now(), cluster, deployment);
     if let Some(server) = &target.server {
         let client = Client::new(

@@ -182,14 +182,11 @@ pub(crate) async fn get_deployment(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Json<StoredDeployment>, ApiError> {
-    if uid.len() > 64 {
+    let Ok(parsed) = Uid::parse(&uid) else {
         return Err(ApiError::not_found(format!("no deployment {uid:?}")));
-    }
+    };
     let started = Instant::now();
-    let found = state
-        .store
-        .get_deployment(&Uid::from_stored(uid.as_str()))
-        .await;
+    let found = state.store.get_deployment(&parsed).await;
     state.metrics.store_call("get_deployment", started);
     found
         .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?
@@ -282,12 +279,22 @@ const CHECK_KINDS: [&str; 6] = [
 ];
 
 fn snapshot_deployment(deployment: Option<&str>) -> Result<Option<Uid>, ApiError> {
-    match deployment {
-        Some(d) if d.is_empty() || d.len() > 64 => {
-            Err(ApiError::invalid("deployment", "not a deployment uid"))
-        }
-        other => Ok(other.map(Uid::from_stored)),
-    }
+    deployment
+        .map(Uid::parse)
+        .transpose()
+        .map_err(|_| ApiError::invalid("deployment", "not a deployment uid"))
+}
+
+/// A snapshot read from the store as a response: 200, 404 with `missing`, or the store error.
+fn snapshot_response(
+    state: &AppState,
+    found: deploygraph_store::Result<Option<InfraSnapshot>>,
+    missing: impl FnOnce() -> String,
+) -> Result<Response, ApiError> {
+    found
+        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?
+        .map(|s| Json(s).into_response())
+        .ok_or_else(|| ApiError::not_found(missing()))
 }
 
 async fn store_snapshot(state: &AppState, snapshot: InfraSnapshot) -> Result<Response, ApiError> {
@@ -404,23 +411,14 @@ pub(crate) async fn get_snapshot(
     let found = state
         .store
         .get_snapshot(&Uid::from_stored(uid.as_str()))
-        .await
-        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
-    found
-        .map(|s| Json(s).into_response())
-        .ok_or_else(|| ApiError::not_found(format!("no snapshot {uid:?}")))
+        .await;
+    snapshot_response(&state, found, || format!("no snapshot {uid:?}"))
 }
 
 /// `GET /v1/snapshots/latest`.
 pub(crate) async fn latest_snapshot(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let found = state
-        .store
-        .latest_snapshot()
-        .await
-        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
-    found
-        .map(|s| Json(s).into_response())
-        .ok_or_else(|| ApiError::not_found("no snapshot has been recorded"))
+    let found = state.store.latest_snapshot().await;
+    snapshot_response(&state, found, || "no snapshot has been recorded".to_owned())
 }
 
 /// `GET /v1/deployments/{uid}/snapshot`: the newest snapshot taken for it.
@@ -431,11 +429,10 @@ pub(crate) async fn deployment_snapshot(
     let found = state
         .store
         .snapshot_for_deployment(&Uid::from_stored(uid.as_str()))
-        .await
-        .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
-    found
-        .map(|s| Json(s).into_response())
-        .ok_or_else(|| ApiError::not_found(format!("no snapshot was taken for deployment {uid:?}")))
+        .await;
+    snapshot_response(&state, found, || {
+        format!("no snapshot was taken for deployment {uid:?}")
+    })
 }
 
 /// `GET /v1/openapi.json`.

@@ -1,6 +1,6 @@
 //! Release revisions read from a cluster: the Secrets Helm stores them in.
 
-use crate::decode::{decode_release_field, revision_from_name};
+use crate::decode::{decode_release_field, revision_from_name, revision_order};
 use crate::release::Release;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
@@ -75,10 +75,14 @@ pub async fn revisions(
             namespace: namespace.to_owned(),
             source,
         })?;
-    let mut revisions: Vec<StoredRevision> = list
+    let mut secrets: Vec<Secret> = list
         .items
         .into_iter()
         .filter(|s| s.type_.as_deref() == Some("helm.sh/release.v1"))
+        .collect();
+    revision_order(&mut secrets, revision_of);
+    let revisions = secrets
+        .into_iter()
         .filter_map(|secret| {
             let revision = revision_of(&secret)?;
             let name = secret.metadata.name.clone().unwrap_or_default();
@@ -96,7 +100,6 @@ pub async fn revisions(
             })
         })
         .collect();
-    revisions.sort_by_key(|r| r.revision);
     Ok(revisions)
 }
 

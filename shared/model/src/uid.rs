@@ -31,6 +31,18 @@ impl Uid {
         Self(value.into())
     }
 
+    /// A uid given by a user (a URL, a flag): 1 to 64 characters without whitespace.
+    ///
+    /// # Errors
+    /// When `value` cannot be a uid.
+    pub fn parse(value: &str) -> crate::Result<Self> {
+        if value.is_empty() || value.len() > 64 || value.contains(char::is_whitespace) {
+            Err(crate::Error::new("", format!("{value:?} is not a uid")))
+        } else {
+            Ok(Self(value.to_owned()))
+        }
+    }
+
     /// The uid as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -66,6 +78,14 @@ mod tests {
             Uid::derive("dep", &["ab", "c"]),
             Uid::derive("dep", &["a", "bc"])
         );
+    }
+
+    #[test]
+    fn user_given_uids_are_bounded() {
+        assert!(Uid::parse("deployment-0123").is_ok());
+        for bad in ["", "a b", &"x".repeat(65)] {
+            assert!(Uid::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

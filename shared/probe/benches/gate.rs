@@ -8,7 +8,7 @@ use chrono::Duration;
 use deploygraph_probe::Status;
 use deploygraph_probe::runner::{Check, RunOptions, run};
 use deploygraph_probe::testing::{Ca, leaf, serve};
-use deploygraph_probe::tls::{TlsOptions, roots_from_bundle};
+use deploygraph_probe::tls::{CheckOptions, roots_from_bundle};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,7 +49,7 @@ async fn main() {
         .map(|p| Check::Tls(format!("127.0.0.1:{p}@localhost").parse().expect("target")))
         .collect();
     let options = RunOptions {
-        tls: TlsOptions {
+        checks: CheckOptions {
             checkend: Duration::seconds(86_400),
             roots: Arc::new(roots_from_bundle(ca.pem().as_bytes()).expect("roots")),
             untrusted_fails: true,

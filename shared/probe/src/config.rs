@@ -44,7 +44,7 @@ use crate::dns::{DnsCheck, DnsTarget, Expect};
 use crate::gate::Policy;
 use crate::k8s::K8sTarget;
 use crate::runner::{Check, RunOptions};
-use crate::tls::{TlsOptions, TlsTarget, roots_from_bundle, system_roots};
+use crate::tls::{CheckOptions, TlsTarget, roots_from_bundle, system_roots};
 use hickory_resolver::proto::rr::RecordType;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -353,7 +353,7 @@ impl GateConfig {
         Ok(Plan {
             checks,
             options: RunOptions {
-                tls: TlsOptions {
+                checks: CheckOptions {
                     checkend: chrono::Duration::seconds(checkend),
                     roots: Arc::new(roots),
                     untrusted_fails: !self.allow_untrusted.unwrap_or(false),
@@ -366,6 +366,18 @@ impl GateConfig {
                 allow_unknown: self.allow_unknown.unwrap_or(false),
             },
         })
+    }
+}
+
+/// Checks that `url` is an http(s) URL (API servers, metrics endpoints).
+///
+/// # Errors
+/// A message naming the value.
+pub fn http_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(format!("{url:?} is not an http(s) URL"))
     }
 }
 
@@ -437,12 +449,7 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (i, entry) in file.coredns.iter().enumerate() {
-        if !entry.url.starts_with("https://") && !entry.url.starts_with("http://") {
-            return Err(invalid(
-                format!("coredns[{i}].url"),
-                format!("{:?} is not an http(s) URL", entry.url),
-            ));
-        }
+        http_url(&entry.url).map_err(|m| invalid(format!("coredns[{i}].url"), m))?;
         if entry
             .limits
             .min_hit_ratio
@@ -455,12 +462,7 @@ pub fn parse(text: &str) -> Result<GateConfig, ConfigError> {
         }
     }
     for (i, entry) in file.apiserver.iter().enumerate() {
-        if !entry.url.starts_with("https://") && !entry.url.starts_with("http://") {
-            return Err(invalid(
-                format!("apiserver[{i}].url"),
-                format!("{:?} is not an http(s) URL", entry.url),
-            ));
-        }
+        http_url(&entry.url).map_err(|m| invalid(format!("apiserver[{i}].url"), m))?;
     }
     if file.concurrency == Some(0) {
         return Err(invalid("concurrency", "must be at least 1"));

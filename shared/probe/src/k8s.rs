@@ -4,7 +4,7 @@
 
 use crate::check::{CheckKind, CheckResult, Status};
 use crate::file::judge_bundle;
-use crate::tls::{self, TlsOptions, TlsTarget, roots_from_bundle};
+use crate::tls::{self, CheckOptions, TlsTarget, roots_from_bundle};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Duration;
@@ -242,7 +242,7 @@ pub async fn check(
                         return vec![unknown(CheckKind::Tls, tls_target.to_string(), reason)];
                     }
                 };
-                let options = TlsOptions {
+                let options = CheckOptions {
                     checkend,
                     roots: Arc::new(roots),
                     untrusted_fails: true,

@@ -5,7 +5,7 @@ use crate::check::{CheckKind, CheckResult, Status};
 use crate::coredns::Thresholds;
 use crate::dns::DnsCheck;
 use crate::k8s::K8sTarget;
-use crate::tls::{TlsOptions, TlsTarget};
+use crate::tls::{CheckOptions, TlsTarget};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use std::path::PathBuf;
@@ -65,8 +65,8 @@ impl Check {
 /// How checks run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// TLS judgement.
-    pub tls: TlsOptions,
+    /// Judgement and per-check timeout, shared by every check.
+    pub checks: CheckOptions,
     /// At most this many checks at once.
     pub concurrency: usize,
     /// Everything is over by then.
@@ -92,20 +92,22 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                         Check::Kubernetes(target) => {
                             let found = crate::k8s::check(
                                 target,
-                                options.tls.checkend,
-                                options.tls.timeout,
+                                options.checks.checkend,
+                                options.checks.timeout,
                             )
                             .await;
                             return (i, found);
                         }
-                        Check::Tls(target) => crate::tls::check(target, &options.tls).await,
-                        Check::File(path) => crate::file::check(path, options.tls.checkend).await,
-                        Check::Dns(dns) => crate::dns::check(dns, options.tls.timeout).await,
+                        Check::Tls(target) => crate::tls::check(target, &options.checks).await,
+                        Check::File(path) => {
+                            crate::file::check(path, options.checks.checkend).await
+                        }
+                        Check::Dns(dns) => crate::dns::check(dns, options.checks.timeout).await,
                         Check::Coredns { url, limits } => {
-                            crate::coredns::check(url, limits, options.tls.timeout).await
+                            crate::coredns::check(url, limits, options.checks.timeout).await
                         }
                         Check::Apiserver { url, ca_pem } => {
-                            crate::apiserver::check(url, ca_pem.as_deref(), options.tls.timeout)
+                            crate::apiserver::check(url, ca_pem.as_deref(), options.checks.timeout)
                                 .await
                         }
                     };

@@ -81,16 +81,17 @@ impl FromStr for TlsTarget {
     }
 }
 
-/// How TLS endpoints are judged.
+/// How every check judges and how long it may take: certificate expiry against `checkend`
+/// (TLS endpoints, files, Kubernetes Secrets), trust for TLS chains, and the per-check timeout.
 #[derive(Debug, Clone)]
-pub struct TlsOptions {
-    /// Fail when the leaf expires within this (`--checkend`).
+pub struct CheckOptions {
+    /// Fail when a certificate expires within this (`--checkend`).
     pub checkend: Duration,
-    /// Trust anchors: system roots or a given CA bundle.
+    /// Trust anchors of TLS endpoints: system roots or a given CA bundle.
     pub roots: Arc<RootCertStore>,
     /// Whether an untrusted chain fails the check (else it passes with a note).
     pub untrusted_fails: bool,
-    /// Bound on connect plus handshake.
+    /// Bound on each single check (connect plus handshake, a DNS answer, an HTTP request).
     pub timeout: std::time::Duration,
 }
 
@@ -266,7 +267,7 @@ pub fn judge(
 
 /// Checks one TLS endpoint. Unreachable endpoints and handshakes that do not finish within
 /// `options.timeout` are `unknown`.
-pub async fn check(target: &TlsTarget, options: &TlsOptions) -> CheckResult {
+pub async fn check(target: &TlsTarget, options: &CheckOptions) -> CheckResult {
     let started = Instant::now();
     let mut result = match tokio::time::timeout(options.timeout, read_chain(target)).await {
         Err(_) => CheckResult::new(

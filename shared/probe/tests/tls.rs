@@ -9,7 +9,7 @@ use deploygraph_probe::Status;
 use deploygraph_probe::gate::{Policy, verdict};
 use deploygraph_probe::runner::{Check, RunOptions, run};
 use deploygraph_probe::testing::{Ca, closed_port, leaf, serve, silent};
-use deploygraph_probe::tls::{TlsOptions, TlsTarget, roots_from_bundle};
+use deploygraph_probe::tls::{CheckOptions, TlsTarget, roots_from_bundle};
 use std::sync::Arc;
 
 fn target(port: u16, name: &str) -> TlsTarget {
@@ -18,7 +18,7 @@ fn target(port: u16, name: &str) -> TlsTarget {
 
 fn options(ca: &Ca) -> RunOptions {
     RunOptions {
-        tls: TlsOptions {
+        checks: CheckOptions {
             checkend: Duration::seconds(86_400),
             roots: Arc::new(roots_from_bundle(ca.pem().as_bytes()).unwrap()),
             untrusted_fails: true,
@@ -134,7 +134,7 @@ async fn an_untrusted_chain_passes_when_allowed() {
     let ca = Ca::new("deploygraph test CA");
     let port = serve(leaf(None, &["localhost"], -1, 24 * 90)).await;
     let mut options = options(&ca);
-    options.tls.untrusted_fails = false;
+    options.checks.untrusted_fails = false;
     let results = run(&[Check::Tls(target(port, "localhost"))], &options).await;
     assert_eq!(results[0].status, Status::Pass, "{}", results[0].detail);
     assert!(results[0].detail.contains("allowed"));
@@ -144,7 +144,7 @@ async fn an_untrusted_chain_passes_when_allowed() {
 async fn the_global_deadline_bounds_the_whole_run() {
     let ca = Ca::new("deploygraph test CA");
     let mut options = options(&ca);
-    options.tls.timeout = std::time::Duration::from_secs(30);
+    options.checks.timeout = std::time::Duration::from_secs(30);
     options.deadline = std::time::Duration::from_millis(500);
     let checks: Vec<Check> = futures_silent(3).await;
     let started = std::time::Instant::now();

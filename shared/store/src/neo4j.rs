@@ -186,7 +186,6 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
     let digests: Vec<BoltType> = d.images.iter().map(|i| i.digest.as_str().into()).collect();
     Ok(map(vec![
         ("uid", d.uid.as_str().into()),
-        ("service_uid", d.service_uid().as_str().into()),
         (
             "props",
             map(vec![
@@ -243,7 +242,7 @@ fn validation_row(deployment: &Uid, v: &ValidationResult) -> BoltType {
 /// (Commit, Image) are merged, filling in properties they lack.
 const INSERT_DEPLOYMENTS: &str = "
 UNWIND $rows AS r
-MATCH (s:Service {uid: r.service_uid})
+MATCH (s:Service {uid: r.props.service_uid})
 CREATE (d:DeploymentEvent)
 SET d = r.props, d.uid = r.uid
 CREATE (d)-[:DEPLOYS]->(s)

@@ -238,12 +238,13 @@ fn write_deployment(
         .map_err(failed)?;
         return write_validation(tx, d);
     }
+    let service_uid = d.service_uid();
     exec(
         tx,
         "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (uid) DO NOTHING",
         params![
-            d.service_uid().as_str(),
+            service_uid.as_str(),
             d.service.as_str(),
             d.namespace,
             d.environment.as_str()
@@ -276,7 +277,7 @@ fn write_deployment(
         params![
             d.uid.as_str(),
             d.id,
-            d.service_uid().as_str(),
+            service_uid.as_str(),
             d.service.as_str(),
             d.namespace,
             d.environment.as_str(),

@@ -1,6 +1,7 @@
 //! Alerts and the attribution relationship `(DeploymentEvent)-[:TRIGGERS]->(Alert)`.
 
-use crate::newtypes::ServiceName;
+use crate::deployment::service_uid;
+use crate::newtypes::{Environment, ServiceName};
 use crate::uid::Uid;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -38,10 +39,19 @@ pub struct Alert {
     pub ends_at: Option<DateTime<Utc>>,
     /// All labels.
     pub labels: BTreeMap<String, String>,
-    /// The `summary` annotation.
+    /// The `summary` annotation (else `description`).
     pub summary: Option<String>,
+    /// Alertmanager's link to the expression that fired.
+    #[serde(default)]
+    pub generator_url: Option<String>,
     /// The service it fired on, when its labels name one.
     pub service: Option<ServiceName>,
+    /// The namespace label, when present.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The environment label, when present.
+    #[serde(default)]
+    pub environment: Option<Environment>,
 }
 
 impl Alert {
@@ -52,6 +62,46 @@ impl Alert {
             &[fingerprint, &crate::newtypes::format_time(starts_at)],
         )
     }
+}
+
+/// A Service node's identity: name, namespace and environment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceRef {
+    /// Service name.
+    pub name: ServiceName,
+    /// Namespace, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Environment.
+    pub environment: Environment,
+}
+
+impl ServiceRef {
+    /// The Service node's uid (the same one its deployments are linked to).
+    pub fn uid(&self) -> Uid {
+        service_uid(&self.name, self.namespace.as_deref(), &self.environment)
+    }
+}
+
+impl std::fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{} ({})", ns, self.name, self.environment),
+            None => write!(f, "{} ({})", self.name, self.environment),
+        }
+    }
+}
+
+/// What recording an alert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertOutcome {
+    /// First delivery of this occurrence.
+    Created,
+    /// A known occurrence changed (it resolved, or its annotations changed).
+    Updated,
+    /// A repeated delivery: nothing changed.
+    Unchanged,
 }
 
 /// `(DeploymentEvent)-[:TRIGGERS {confidence_score, reasons, computed_at}]->(Alert)`: an

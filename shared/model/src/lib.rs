@@ -6,6 +6,7 @@
 //! deterministic ([`uid`]), so recording the same fact twice is a no-op.
 
 pub mod alert;
+pub mod chaos;
 pub mod deployment;
 pub mod error;
 pub mod fixture;
@@ -14,7 +15,8 @@ pub mod newtypes;
 pub mod redact;
 pub mod uid;
 
-pub use alert::{Alert, AlertStatus, Trigger};
+pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, Trigger};
+pub use chaos::{ChaosProbe, ChaosRun, ChaosVerdict};
 pub use deployment::{
     ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, Image, Reconcile, Source,
     ValidationResult, reconcile,

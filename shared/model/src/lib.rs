@@ -6,6 +6,7 @@
 //! deterministic ([`uid`]), so recording the same fact twice is a no-op.
 
 pub mod alert;
+pub mod alertmanager;
 pub mod chaos;
 pub mod deployment;
 pub mod error;

@@ -64,6 +64,26 @@ impl Alert {
     }
 }
 
+/// What recording `incoming` over the occurrence already stored under its uid gives.
+///
+/// Resolution is final: a late retry of the firing notification does not reopen a resolved
+/// alert. Labels and annotations take the newest delivery's values.
+pub fn merge_alert(stored: Option<&Alert>, incoming: Alert) -> (Alert, AlertOutcome) {
+    let Some(stored) = stored else {
+        return (incoming, AlertOutcome::Created);
+    };
+    let mut merged = incoming;
+    if stored.status == AlertStatus::Resolved {
+        merged.status = AlertStatus::Resolved;
+        merged.ends_at = stored.ends_at.or(merged.ends_at);
+    }
+    if merged == *stored {
+        (merged, AlertOutcome::Unchanged)
+    } else {
+        (merged, AlertOutcome::Updated)
+    }
+}
+
 /// A Service node's identity: name, namespace and environment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceRef {
@@ -118,4 +138,77 @@ pub struct Trigger {
     pub reasons: Vec<String>,
     /// When the score was computed.
     pub computed_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn alert(status: AlertStatus, ends_minute: Option<u32>) -> Alert {
+        let at = |m: u32| {
+            Utc.with_ymd_and_hms(2026, 11, 20, 10, m, 0)
+                .single()
+                .unwrap_or_default()
+        };
+        Alert {
+            uid: Alert::uid_for("f1", &at(0)),
+            fingerprint: "f1".into(),
+            name: "HighErrors".into(),
+            alert_type: "HighErrors".into(),
+            severity: None,
+            status,
+            starts_at: at(0),
+            ends_at: ends_minute.map(at),
+            labels: BTreeMap::new(),
+            summary: None,
+            generator_url: None,
+            service: None,
+            namespace: None,
+            environment: None,
+        }
+    }
+
+    #[test]
+    fn merging_deliveries() {
+        let firing = alert(AlertStatus::Firing, None);
+        let resolved = alert(AlertStatus::Resolved, Some(30));
+        let cases = [
+            (
+                None,
+                firing.clone(),
+                AlertOutcome::Created,
+                AlertStatus::Firing,
+            ),
+            (
+                Some(&firing),
+                firing.clone(),
+                AlertOutcome::Unchanged,
+                AlertStatus::Firing,
+            ),
+            (
+                Some(&firing),
+                resolved.clone(),
+                AlertOutcome::Updated,
+                AlertStatus::Resolved,
+            ),
+            (
+                Some(&resolved),
+                resolved.clone(),
+                AlertOutcome::Unchanged,
+                AlertStatus::Resolved,
+            ),
+            // A late firing retry does not reopen it.
+            (
+                Some(&resolved),
+                firing.clone(),
+                AlertOutcome::Unchanged,
+                AlertStatus::Resolved,
+            ),
+        ];
+        for (stored, incoming, outcome, status) in cases {
+            let (merged, got) = merge_alert(stored, incoming);
+            assert_eq!((got, merged.status), (outcome, status));
+        }
+    }
 }

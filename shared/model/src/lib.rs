@@ -16,7 +16,7 @@ pub mod newtypes;
 pub mod redact;
 pub mod uid;
 
-pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, Trigger};
+pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, Trigger, merge_alert};
 pub use chaos::{ChaosProbe, ChaosRun, ChaosVerdict};
 pub use deployment::{
     ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, Image, Reconcile, Source,

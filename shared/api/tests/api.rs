@@ -6,12 +6,16 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Utc};
 use deploygraph_api::{ApiConfig, AppState, OPENAPI, router};
-use deploygraph_model::{Deployment, InfraSnapshot, Uid};
+use deploygraph_model::{
+    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
+    Trigger, Uid,
+};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
-    AppliedMigration, DeploymentFilter, GraphStore, MigrationSource, Page, RecordOutcome,
-    ServiceSummary, StoredDeployment,
+    AlertFilter, AppliedMigration, ChaosFilter, DeploymentFilter, GraphStore, MigrationSource,
+    Page, RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
 };
 use http_body_util::BodyExt;
 use secrecy::SecretString;
@@ -698,6 +702,82 @@ impl GraphStore for DownStore {
         &self,
         _: &Uid,
     ) -> deploygraph_store::Result<Option<InfraSnapshot>> {
+        Err(down())
+    }
+    async fn list_snapshots(
+        &self,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: usize,
+    ) -> deploygraph_store::Result<Vec<InfraSnapshot>> {
+        Err(down())
+    }
+    async fn find_services(
+        &self,
+        _: &ServiceName,
+        _: Option<&str>,
+        _: Option<&Environment>,
+    ) -> deploygraph_store::Result<Vec<ServiceRef>> {
+        Err(down())
+    }
+    async fn record_alerts(
+        &self,
+        _: Vec<Alert>,
+    ) -> deploygraph_store::Result<Vec<(Alert, AlertOutcome)>> {
+        Err(down())
+    }
+    async fn get_alert(&self, _: &Uid) -> deploygraph_store::Result<Option<Alert>> {
+        Err(down())
+    }
+    async fn list_alerts(&self, _: &AlertFilter) -> deploygraph_store::Result<Vec<Alert>> {
+        Err(down())
+    }
+    async fn alert_services(&self, _: &Uid) -> deploygraph_store::Result<Vec<ServiceRef>> {
+        Err(down())
+    }
+    async fn set_dependencies(
+        &self,
+        _: &ServiceRef,
+        _: &[ServiceRef],
+    ) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
+    async fn dependencies(&self, _: &ServiceRef) -> deploygraph_store::Result<Vec<ServiceRef>> {
+        Err(down())
+    }
+    async fn deployments_between(
+        &self,
+        _: &[Uid],
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Vec<StoredDeployment>> {
+        Err(down())
+    }
+    async fn service_history(
+        &self,
+        _: &Uid,
+        _: DateTime<Utc>,
+    ) -> deploygraph_store::Result<ServiceHistory> {
+        Err(down())
+    }
+    async fn replace_attribution(
+        &self,
+        _: &Uid,
+        _: &[Trigger],
+        _: Option<(&Uid, &str)>,
+    ) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
+    async fn attribution(&self, _: &Uid) -> deploygraph_store::Result<StoredAttribution> {
+        Err(down())
+    }
+    async fn record_chaos_run(&self, _: &ChaosRun) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
+    async fn get_chaos_run(&self, _: &Uid) -> deploygraph_store::Result<Option<ChaosRun>> {
+        Err(down())
+    }
+    async fn list_chaos_runs(&self, _: &ChaosFilter) -> deploygraph_store::Result<Vec<ChaosRun>> {
         Err(down())
     }
 }

@@ -202,3 +202,102 @@ impl DeploymentBuilder {
         }
     }
 }
+
+/// 2026-11-20T10:00:00Z plus `minutes`: the fixtures' clock.
+pub fn minute(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + Duration::minutes(minutes)
+}
+
+impl crate::Alert {
+    /// A firing `HighErrors` alert on `service` (namespace `prod`, environment `production`)
+    /// that started `starts_minute` after the fixtures' epoch.
+    ///
+    /// # Panics
+    /// When `service` is not a valid service name (a bug in the test).
+    #[allow(clippy::expect_used)]
+    pub fn test(fingerprint: &str, service: &str, starts_minute: i64) -> Self {
+        let starts_at = minute(starts_minute);
+        let labels = [
+            ("alertname", "HighErrors"),
+            ("service", service),
+            ("namespace", "prod"),
+            ("environment", "production"),
+            ("severity", "critical"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Self {
+            uid: Self::uid_for(fingerprint, &starts_at),
+            fingerprint: fingerprint.to_owned(),
+            name: "HighErrors".into(),
+            alert_type: "HighErrors".into(),
+            severity: Some("critical".into()),
+            status: crate::AlertStatus::Firing,
+            starts_at,
+            ends_at: None,
+            labels,
+            summary: Some("error rate above 5%".into()),
+            generator_url: None,
+            service: Some(ServiceName::parse(service).expect("fixture service name")),
+            namespace: Some("prod".into()),
+            environment: Some(Environment::parse("production").expect("fixture environment")),
+        }
+    }
+
+    /// The same alert, resolved `ends_minute` after the fixtures' epoch.
+    #[must_use]
+    pub fn resolved_at(mut self, ends_minute: i64) -> Self {
+        self.status = crate::AlertStatus::Resolved;
+        self.ends_at = Some(minute(ends_minute));
+        self
+    }
+}
+
+impl crate::ServiceRef {
+    /// `service` in namespace `prod`, environment `production` (the deployment fixture's).
+    ///
+    /// # Panics
+    /// When `service` is not a valid service name (a bug in the test).
+    #[allow(clippy::expect_used)]
+    pub fn test(service: &str) -> Self {
+        Self {
+            name: ServiceName::parse(service).expect("fixture service name"),
+            namespace: Some("prod".into()),
+            environment: Environment::parse("production").expect("fixture environment"),
+        }
+    }
+}
+
+impl crate::ChaosRun {
+    /// A pod-delete run against `service` from `start_minute` to `end_minute`.
+    pub fn test(run: &str, service: &str, start_minute: i64, end_minute: Option<i64>) -> Self {
+        Self {
+            uid: crate::Uid::derive("chaos-run", &[run]),
+            scenario: "pod-delete".into(),
+            experiment: "pod-delete".into(),
+            engine: Some(format!("{service}-pod-delete")),
+            target: crate::ServiceRef::test(service),
+            verdict: if end_minute.is_some() {
+                crate::ChaosVerdict::Pass
+            } else {
+                crate::ChaosVerdict::Awaited
+            },
+            phase: if end_minute.is_some() {
+                "Completed".into()
+            } else {
+                "Running".into()
+            },
+            probe_success_pct: end_minute.map(|_| 100.0),
+            probes: Vec::new(),
+            started_at: minute(start_minute),
+            ended_at: end_minute.map(minute),
+            recovery_seconds: None,
+            error_reason: None,
+            against: None,
+        }
+    }
+}

@@ -19,7 +19,11 @@ pub mod sqlite;
 mod types;
 
 use async_trait::async_trait;
-use deploygraph_model::{Deployment, InfraSnapshot, Uid};
+use chrono::{DateTime, Utc};
+use deploygraph_model::{
+    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
+    Trigger, Uid,
+};
 use secrecy::SecretString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,8 +31,8 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
-    Cursor, DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
-    ServiceSummary, StoredDeployment,
+    AlertFilter, ChaosFilter, Cursor, DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page,
+    RecordKind, RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -106,6 +110,126 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn list_services(&self) -> Result<Vec<ServiceSummary>>;
+
+    /// Snapshots taken in `[since, until]`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_snapshots(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<InfraSnapshot>>;
+
+    /// Services named `name`, in `namespace` and `environment` when given.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn find_services(
+        &self,
+        name: &ServiceName,
+        namespace: Option<&str>,
+        environment: Option<&Environment>,
+    ) -> Result<Vec<ServiceRef>>;
+
+    /// Records alert deliveries in one transaction: each occurrence (fingerprint + start) is
+    /// created once, later deliveries update it ([`deploygraph_model::merge_alert`]). A new
+    /// occurrence is linked `FIRED_ON` its service: every stored Service with its name (and
+    /// namespace and environment when the labels give them); with an environment and no such
+    /// Service, the Service is created.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when nothing could be committed.
+    async fn record_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>>;
+
+    /// The alert occurrence with `uid`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>>;
+
+    /// Alerts matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>>;
+
+    /// The services the alert fired on (`FIRED_ON`).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn alert_services(&self, alert: &Uid) -> Result<Vec<ServiceRef>>;
+
+    /// Replaces the services `service` depends on (`DEPENDS_ON`), creating missing Service
+    /// nodes.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn set_dependencies(&self, service: &ServiceRef, depends_on: &[ServiceRef])
+    -> Result<()>;
+
+    /// The services `service` depends on directly.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>>;
+
+    /// Deployments of the services with these uids that started in `[from, to]`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn deployments_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredDeployment>>;
+
+    /// How many deployments of the service started before `before`, and how many of them
+    /// TRIGGERS an alert.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn service_history(&self, service: &Uid, before: DateTime<Utc>)
+    -> Result<ServiceHistory>;
+
+    /// Replaces the alert's attribution in one transaction: its TRIGGERS relationships become
+    /// `triggers` (recomputing never duplicates), and with `chaos` the run is linked `RAISED`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn replace_attribution(
+        &self,
+        alert: &Uid,
+        triggers: &[Trigger],
+        chaos: Option<(&Uid, &str)>,
+    ) -> Result<()>;
+
+    /// The alert's stored attribution.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution>;
+
+    /// Records a chaos run (replacing an earlier record of the same run), linked `TARGETED` to
+    /// its service and `AGAINST` its deployment.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn record_chaos_run(&self, run: &ChaosRun) -> Result<()>;
+
+    /// The chaos run with `uid`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_chaos_run(&self, uid: &Uid) -> Result<Option<ChaosRun>>;
+
+    /// Chaos runs matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>>;
 }
 
 /// Where the store lives and how to log in, parsed from `--store` and the credentials options.

@@ -81,13 +81,18 @@ macro_rules! embedded {
 }
 
 /// Migration files compiled in, per backend. A test checks this list against the directory.
-pub const EMBEDDED_SQLITE: &[(&str, &str)] =
-    embedded!("sqlite", "0001_init.sql", "0002_infra_snapshots.sql");
+pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
+    "sqlite",
+    "0001_init.sql",
+    "0002_infra_snapshots.sql",
+    "0003_alerts_topology_chaos.sql"
+);
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "neo4j",
     "0001_constraints.cypher",
-    "0002_infra_snapshots.cypher"
+    "0002_infra_snapshots.cypher",
+    "0003_alerts_topology_chaos.cypher"
 );
 
 impl MigrationSource {

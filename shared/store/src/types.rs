@@ -4,7 +4,9 @@ use crate::error::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Uid, parse_time};
+use deploygraph_model::{
+    Deployment, DeploymentStatus, Environment, ServiceName, Trigger, Uid, parse_time,
+};
 use serde::{Deserialize, Serialize};
 
 /// The largest page a listing returns.
@@ -248,6 +250,57 @@ pub struct ServiceSummary {
     pub deployments: u64,
     /// Start of the newest deployment.
     pub last_deployed_at: Option<DateTime<Utc>>,
+}
+
+/// Which alerts to list, newest (by `starts_at`) first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFilter {
+    /// Only alerts on this service (its name, as mapped from the labels).
+    pub service: Option<ServiceName>,
+    /// Only this environment.
+    pub environment: Option<Environment>,
+    /// Only this fingerprint.
+    pub fingerprint: Option<String>,
+    /// Started at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Started at or before.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Which chaos runs to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChaosFilter {
+    /// Only runs that targeted one of these services (uids); all when empty.
+    pub services: Vec<Uid>,
+    /// Only runs still active at or after this time (ended after it, or not ended).
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs started at or before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// An alert's stored attribution: the TRIGGERS relationships into it (highest confidence
+/// first) and the chaos run that RAISED it, when attribution found one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoredAttribution {
+    /// `(DeploymentEvent)-[:TRIGGERS]->(Alert)`, highest confidence first.
+    pub triggers: Vec<Trigger>,
+    /// The chaos run the alert is attributed to.
+    pub chaos_run: Option<Uid>,
+    /// Why the chaos run.
+    pub chaos_reason: Option<String>,
+}
+
+/// A deployment with the figures attribution's history component needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceHistory {
+    /// Deployments of the service that started before the given time.
+    pub deployments: u32,
+    /// How many of those TRIGGERS at least one alert.
+    pub followed_by_alerts: u32,
 }
 
 #[cfg(test)]

@@ -4,14 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::Duration;
+use deploygraph_model::fixture::minute;
 use deploygraph_model::{
-    CertificateRecord, CheckRecord, Deployment, DeploymentStatus, Environment, InfraSnapshot,
-    ServiceName, ValidationResult, Verdict,
+    Alert, AlertOutcome, AlertStatus, CertificateRecord, ChaosRun, CheckRecord, Deployment,
+    DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, Trigger,
+    ValidationResult, Verdict,
 };
 use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
-    Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind, StoredDeployment,
+    AlertFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind,
+    StoredDeployment,
 };
 use rand::seq::SliceRandom;
 use secrecy::SecretString;
@@ -444,6 +447,268 @@ async fn snapshots_are_recorded_once_and_found_for_their_deployment(store: Arc<d
     );
 }
 
+fn alerts_for(service: &str) -> AlertFilter {
+    AlertFilter {
+        service: Some(ServiceName::parse(service).unwrap()),
+        limit: 100,
+        ..AlertFilter::default()
+    }
+}
+
+async fn alerts_are_stored_once_per_occurrence_and_resolve(store: Arc<dyn GraphStore>) {
+    let service = unique("alerting");
+    let d = Deployment::test().service(&service).build();
+    record_one(&store, d.clone()).await;
+    let fingerprint = unique("fp");
+    let firing = Alert::test(&fingerprint, &service, 30);
+    let outcomes =
+        |r: Vec<(Alert, AlertOutcome)>| r.into_iter().map(|(_, o)| o).collect::<Vec<_>>();
+    assert_eq!(
+        outcomes(store.record_alerts(vec![firing.clone()]).await.unwrap()),
+        vec![AlertOutcome::Created]
+    );
+    // A retried delivery, and the same alert twice in one notification.
+    assert_eq!(
+        outcomes(
+            store
+                .record_alerts(vec![firing.clone(), firing.clone()])
+                .await
+                .unwrap()
+        ),
+        vec![AlertOutcome::Unchanged, AlertOutcome::Unchanged]
+    );
+    let listed = store.list_alerts(&alerts_for(&service)).await.unwrap();
+    assert_eq!(listed, vec![firing.clone()]);
+    assert_eq!(
+        store.get_alert(&firing.uid).await.unwrap(),
+        Some(firing.clone())
+    );
+    // FIRED_ON the deployment's Service.
+    assert_eq!(
+        store.alert_services(&firing.uid).await.unwrap(),
+        vec![ServiceRef::test(&service)]
+    );
+    // Resolution updates it; a late firing retry does not reopen it.
+    let resolved = firing.clone().resolved_at(45);
+    assert_eq!(
+        outcomes(store.record_alerts(vec![resolved.clone()]).await.unwrap()),
+        vec![AlertOutcome::Updated]
+    );
+    assert_eq!(
+        outcomes(store.record_alerts(vec![firing.clone()]).await.unwrap()),
+        vec![AlertOutcome::Unchanged]
+    );
+    let stored = store.get_alert(&firing.uid).await.unwrap().unwrap();
+    assert_eq!(stored.status, AlertStatus::Resolved);
+    assert_eq!(stored.ends_at, resolved.ends_at);
+    // The next occurrence of the same fingerprint is another alert.
+    let again = Alert::test(&fingerprint, &service, 90);
+    store.record_alerts(vec![again.clone()]).await.unwrap();
+    let by_fingerprint = store
+        .list_alerts(&AlertFilter {
+            fingerprint: Some(fingerprint.clone()),
+            limit: 10,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_fingerprint.iter().map(|a| &a.uid).collect::<Vec<_>>(),
+        vec![&again.uid, &firing.uid],
+        "newest first"
+    );
+    let window = store
+        .list_alerts(&AlertFilter {
+            since: Some(firing.starts_at + Duration::minutes(1)),
+            ..alerts_for(&service)
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 1);
+}
+
+async fn alerts_fire_on_known_or_named_services(store: Arc<dyn GraphStore>) {
+    // No Service stored and no environment label: stored, linked to nothing.
+    let service = unique("unknown");
+    let mut alert = Alert::test(&unique("fp"), &service, 0);
+    alert.environment = None;
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    assert!(store.alert_services(&alert.uid).await.unwrap().is_empty());
+    // With an environment, the named Service is created.
+    let named = Alert::test(&unique("fp"), &service, 0);
+    store.record_alerts(vec![named.clone()]).await.unwrap();
+    assert_eq!(
+        store.alert_services(&named.uid).await.unwrap(),
+        vec![ServiceRef::test(&service)]
+    );
+    // Without an environment, every environment's Service with the name.
+    let staging = Deployment::test()
+        .service(&service)
+        .environment("staging")
+        .build();
+    record_one(&store, staging).await;
+    let mut any_env = Alert::test(&unique("fp"), &service, 5);
+    any_env.environment = None;
+    store.record_alerts(vec![any_env.clone()]).await.unwrap();
+    let envs: Vec<String> = store
+        .alert_services(&any_env.uid)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.environment.to_string())
+        .collect();
+    assert_eq!(envs, vec!["production".to_owned(), "staging".to_owned()]);
+    let found = store
+        .find_services(&ServiceName::parse(&service).unwrap(), Some("prod"), None)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+}
+
+async fn dependencies_are_replaced(store: Arc<dyn GraphStore>) {
+    let (a, b, c) = (unique("api"), unique("db"), unique("cache"));
+    let a_ref = ServiceRef::test(&a);
+    store
+        .set_dependencies(&a_ref, &[ServiceRef::test(&b), ServiceRef::test(&c)])
+        .await
+        .unwrap();
+    let mut deps = store.dependencies(&a_ref).await.unwrap();
+    deps.sort();
+    let mut expected = vec![ServiceRef::test(&b), ServiceRef::test(&c)];
+    expected.sort();
+    assert_eq!(deps, expected);
+    store
+        .set_dependencies(&a_ref, &[ServiceRef::test(&c)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dependencies(&a_ref).await.unwrap(),
+        vec![ServiceRef::test(&c)]
+    );
+    store.set_dependencies(&a_ref, &[]).await.unwrap();
+    assert!(store.dependencies(&a_ref).await.unwrap().is_empty());
+}
+
+async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
+    let service = unique("attributed");
+    let old = Deployment::test().service(&service).image_seed(1).build();
+    let new = Deployment::test()
+        .service(&service)
+        .image_seed(2)
+        .started_at_minute(20)
+        .build();
+    let other = Deployment::test()
+        .service(&unique("elsewhere"))
+        .started_at_minute(21)
+        .build();
+    for d in [&old, &new, &other] {
+        record_one(&store, d.clone()).await;
+    }
+    let alert = Alert::test(&unique("fp"), &service, 30);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    let window = store
+        .deployments_between(
+            &[new.service_uid(), other.service_uid()],
+            minute(10),
+            minute(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        window.iter().map(|d| &d.deployment.uid).collect::<Vec<_>>(),
+        vec![&other.uid, &new.uid],
+        "newest first, only the window"
+    );
+    assert_eq!(window[1].follows.as_ref(), Some(&old.uid));
+    let trigger = |d: &Deployment, score: f64| Trigger {
+        deployment_uid: d.uid.clone(),
+        alert_uid: alert.uid.clone(),
+        confidence_score: score,
+        reasons: vec![format!("reason for {score}")],
+        computed_at: minute(31),
+    };
+    store
+        .replace_attribution(&alert.uid, &[trigger(&old, 0.2), trigger(&new, 0.7)], None)
+        .await
+        .unwrap();
+    let stored = store.attribution(&alert.uid).await.unwrap();
+    assert_eq!(
+        stored.triggers,
+        vec![trigger(&new, 0.7), trigger(&old, 0.2)]
+    );
+    assert_eq!(stored.chaos_run, None);
+    let history = store
+        .service_history(&new.service_uid(), minute(60))
+        .await
+        .unwrap();
+    assert_eq!((history.deployments, history.followed_by_alerts), (2, 2));
+    // Recomputing replaces.
+    store
+        .replace_attribution(&alert.uid, &[trigger(&new, 0.65)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attribution(&alert.uid).await.unwrap().triggers,
+        vec![trigger(&new, 0.65)]
+    );
+    let history = store
+        .service_history(&new.service_uid(), minute(60))
+        .await
+        .unwrap();
+    assert_eq!((history.deployments, history.followed_by_alerts), (2, 1));
+    let before_new = store
+        .service_history(&new.service_uid(), minute(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (before_new.deployments, before_new.followed_by_alerts),
+        (1, 0)
+    );
+}
+
+async fn chaos_runs_are_updated_in_place_and_raise_alerts(store: Arc<dyn GraphStore>) {
+    let service = unique("chaos");
+    let run_id = unique("run");
+    let running = ChaosRun::test(&run_id, &service, 0, None);
+    store.record_chaos_run(&running).await.unwrap();
+    let done = ChaosRun::test(&run_id, &service, 0, Some(10));
+    store.record_chaos_run(&done).await.unwrap();
+    assert_eq!(
+        store.get_chaos_run(&done.uid).await.unwrap(),
+        Some(done.clone())
+    );
+    let filter = |since: i64, until: i64| ChaosFilter {
+        services: vec![done.target.uid()],
+        since: Some(minute(since)),
+        until: Some(minute(until)),
+        limit: 10,
+    };
+    assert_eq!(
+        store.list_chaos_runs(&filter(5, 5)).await.unwrap(),
+        vec![done.clone()]
+    );
+    assert!(
+        store
+            .list_chaos_runs(&filter(11, 20))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let alert = Alert::test(&unique("fp"), &service, 5);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    store
+        .replace_attribution(&alert.uid, &[], Some((&done.uid, "pod-delete was running")))
+        .await
+        .unwrap();
+    let stored = store.attribution(&alert.uid).await.unwrap();
+    assert_eq!(stored.chaos_run, Some(done.uid.clone()));
+    assert_eq!(
+        stored.chaos_reason.as_deref(),
+        Some("pod-delete was running")
+    );
+    assert!(stored.triggers.is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -473,6 +738,11 @@ conformance!(
     a_batch_writes_everything_but_its_conflicts,
     concurrent_writers_keep_one_chain,
     snapshots_are_recorded_once_and_found_for_their_deployment,
+    alerts_are_stored_once_per_occurrence_and_resolve,
+    alerts_fire_on_known_or_named_services,
+    dependencies_are_replaced,
+    attribution_is_replaced_never_duplicated,
+    chaos_runs_are_updated_in_place_and_raise_alerts,
 );
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,

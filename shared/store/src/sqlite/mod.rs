@@ -11,12 +11,16 @@ use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
 use crate::types::{
-    DeploymentFilter, Page, RecordKind, RecordOutcome, ServiceSummary, StoredDeployment,
+    AlertFilter, ChaosFilter, DeploymentFilter, Page, RecordKind, RecordOutcome, ServiceHistory,
+    ServiceSummary, StoredAttribution, StoredDeployment,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
-use deploygraph_model::{Deployment, InfraSnapshot, Uid, ValidationResult};
+use deploygraph_model::{
+    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
+    Trigger, Uid, ValidationResult,
+};
 use rusqlite::types::Value;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter,
@@ -26,6 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const BACKEND: &str = "sqlite";
+
+mod rca;
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
@@ -594,6 +600,136 @@ impl GraphStore for SqliteStore {
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend_error("list services"))
         })
         .await
+    }
+
+    async fn list_snapshots(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<InfraSnapshot>> {
+        self.with_reader(move |conn| rca::list_snapshots(conn, since, until, limit))
+            .await
+    }
+
+    async fn find_services(
+        &self,
+        name: &ServiceName,
+        namespace: Option<&str>,
+        environment: Option<&Environment>,
+    ) -> Result<Vec<ServiceRef>> {
+        let (name, namespace, environment) = (
+            name.clone(),
+            namespace.map(str::to_owned),
+            environment.cloned(),
+        );
+        self.with_reader(move |conn| {
+            rca::find_services(conn, &name, namespace.as_deref(), environment.as_ref())
+        })
+        .await
+    }
+
+    async fn record_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>> {
+        self.with_writer(move |conn| rca::record_alerts(conn, alerts))
+            .await
+    }
+
+    async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>> {
+        let uid = uid.clone();
+        self.with_reader(move |conn| rca::get_alert(conn, &uid))
+            .await
+    }
+
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| rca::list_alerts(conn, &filter))
+            .await
+    }
+
+    async fn alert_services(&self, alert: &Uid) -> Result<Vec<ServiceRef>> {
+        let alert = alert.clone();
+        self.with_reader(move |conn| rca::alert_services(conn, &alert))
+            .await
+    }
+
+    async fn set_dependencies(
+        &self,
+        service: &ServiceRef,
+        depends_on: &[ServiceRef],
+    ) -> Result<()> {
+        let (service, depends_on) = (service.clone(), depends_on.to_vec());
+        self.with_writer(move |conn| rca::set_dependencies(conn, &service, &depends_on))
+            .await
+    }
+
+    async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+        let service = service.clone();
+        self.with_reader(move |conn| rca::dependencies(conn, &service))
+            .await
+    }
+
+    async fn deployments_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredDeployment>> {
+        let services = services.to_vec();
+        self.with_reader(move |conn| rca::deployments_between(conn, &services, from, to))
+            .await
+    }
+
+    async fn service_history(
+        &self,
+        service: &Uid,
+        before: DateTime<Utc>,
+    ) -> Result<ServiceHistory> {
+        let service = service.clone();
+        self.with_reader(move |conn| rca::service_history(conn, &service, before))
+            .await
+    }
+
+    async fn replace_attribution(
+        &self,
+        alert: &Uid,
+        triggers: &[Trigger],
+        chaos: Option<(&Uid, &str)>,
+    ) -> Result<()> {
+        let (alert, triggers) = (alert.clone(), triggers.to_vec());
+        let chaos = chaos.map(|(run, reason)| (run.clone(), reason.to_owned()));
+        self.with_writer(move |conn| {
+            rca::replace_attribution(
+                conn,
+                &alert,
+                &triggers,
+                chaos.as_ref().map(|(run, reason)| (run, reason.as_str())),
+            )
+        })
+        .await
+    }
+
+    async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution> {
+        let alert = alert.clone();
+        self.with_reader(move |conn| rca::attribution(conn, &alert))
+            .await
+    }
+
+    async fn record_chaos_run(&self, run: &ChaosRun) -> Result<()> {
+        let run = run.clone();
+        self.with_writer(move |conn| rca::record_chaos_run(conn, &run))
+            .await
+    }
+
+    async fn get_chaos_run(&self, uid: &Uid) -> Result<Option<ChaosRun>> {
+        let uid = uid.clone();
+        self.with_reader(move |conn| rca::get_chaos_run(conn, &uid))
+            .await
+    }
+
+    async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| rca::list_chaos_runs(conn, &filter))
+            .await
     }
 }
 

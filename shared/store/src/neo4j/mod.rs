@@ -12,10 +12,16 @@ use crate::chain::{self, ChainNode};
 use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
-use crate::types::{DeploymentFilter, Page, RecordOutcome, ServiceSummary, StoredDeployment};
+use crate::types::{
+    AlertFilter, ChaosFilter, DeploymentFilter, Page, RecordOutcome, ServiceHistory,
+    ServiceSummary, StoredAttribution, StoredDeployment,
+};
 use async_trait::async_trait;
-use chrono::DateTime;
-use deploygraph_model::{Deployment, InfraSnapshot, Uid, ValidationResult};
+use chrono::{DateTime, Utc};
+use deploygraph_model::{
+    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
+    Trigger, Uid, ValidationResult,
+};
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn, query};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
@@ -46,6 +52,8 @@ impl Default for Neo4jOptions {
         }
     }
 }
+
+mod rca;
 
 /// The Neo4j store.
 pub struct Neo4jStore {
@@ -872,5 +880,93 @@ impl GraphStore for Neo4jStore {
                 })
             })
             .collect()
+    }
+
+    async fn list_snapshots(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<InfraSnapshot>> {
+        self.rca_list_snapshots(since, until, limit).await
+    }
+
+    async fn find_services(
+        &self,
+        name: &ServiceName,
+        namespace: Option<&str>,
+        environment: Option<&Environment>,
+    ) -> Result<Vec<ServiceRef>> {
+        self.rca_find_services(name, namespace, environment).await
+    }
+
+    async fn record_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>> {
+        self.rca_record_alerts(alerts).await
+    }
+
+    async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>> {
+        self.rca_get_alert(uid).await
+    }
+
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
+        self.rca_list_alerts(filter).await
+    }
+
+    async fn alert_services(&self, alert: &Uid) -> Result<Vec<ServiceRef>> {
+        self.rca_alert_services(alert).await
+    }
+
+    async fn set_dependencies(
+        &self,
+        service: &ServiceRef,
+        depends_on: &[ServiceRef],
+    ) -> Result<()> {
+        self.rca_set_dependencies(service, depends_on).await
+    }
+
+    async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+        self.rca_dependencies(service).await
+    }
+
+    async fn deployments_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredDeployment>> {
+        self.rca_deployments_between(services, from, to).await
+    }
+
+    async fn service_history(
+        &self,
+        service: &Uid,
+        before: DateTime<Utc>,
+    ) -> Result<ServiceHistory> {
+        self.rca_service_history(service, before).await
+    }
+
+    async fn replace_attribution(
+        &self,
+        alert: &Uid,
+        triggers: &[Trigger],
+        chaos: Option<(&Uid, &str)>,
+    ) -> Result<()> {
+        self.rca_replace_attribution(alert, triggers, chaos).await
+    }
+
+    async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution> {
+        self.rca_attribution(alert).await
+    }
+
+    async fn record_chaos_run(&self, run: &ChaosRun) -> Result<()> {
+        self.rca_record_chaos_run(run).await
+    }
+
+    async fn get_chaos_run(&self, uid: &Uid) -> Result<Option<ChaosRun>> {
+        self.rca_get_chaos_run(uid).await
+    }
+
+    async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>> {
+        self.rca_list_chaos_runs(filter).await
     }
 }

@@ -16,7 +16,8 @@
 //! is attributed to that run and to no deployment.
 
 use chrono::{DateTime, Duration, Utc};
-use deploygraph_model::{DeploymentStatus, Uid};
+use deploygraph_model::redact::{REDACTED, is_secret_path};
+use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, Uid};
 use serde::Serialize;
 
 /// How a candidate's service relates to the alert's.
@@ -42,6 +43,44 @@ pub struct ChangeSummary {
     pub replicas_changed: bool,
     /// A secret-looking value changed.
     pub secret_changed: bool,
+}
+
+impl ChangeSummary {
+    /// What `deployment` changed, compared with the deployment it follows (`previous`). The
+    /// image counts as changed when a change says so, when the digests differ from the
+    /// previous deployment's, or when there is no previous deployment.
+    pub fn of(deployment: &Deployment, previous: Option<&Deployment>) -> Self {
+        let digests = |d: &Deployment| {
+            d.images
+                .iter()
+                .map(|i| i.digest.as_str().to_owned())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let image_changed = deployment
+            .changes
+            .iter()
+            .any(|c| c.kind == ChangeKind::Image)
+            || previous.is_none_or(|p| digests(p) != digests(deployment));
+        let config_changes = deployment
+            .changes
+            .iter()
+            .filter(|c| !matches!(c.kind, ChangeKind::Image | ChangeKind::Replicas))
+            .count();
+        let secret_changed = deployment.changes.iter().any(|c| {
+            is_secret_path(&c.path)
+                || c.before.as_deref() == Some(REDACTED)
+                || c.after.as_deref() == Some(REDACTED)
+        });
+        Self {
+            image_changed,
+            config_changes: u32::try_from(config_changes).unwrap_or(u32::MAX),
+            replicas_changed: deployment
+                .changes
+                .iter()
+                .any(|c| c.kind == ChangeKind::Replicas),
+            secret_changed,
+        }
+    }
 }
 
 /// A deployment that may have triggered the alert.
@@ -87,6 +126,8 @@ pub struct Settings {
     pub window: Duration,
     /// Scores below this are not recorded.
     pub floor: f64,
+    /// How many DEPENDS_ON hops from the alert's service candidates may be.
+    pub depth: u32,
 }
 
 impl Default for Settings {
@@ -94,6 +135,7 @@ impl Default for Settings {
         Self {
             window: Duration::hours(2),
             floor: 0.05,
+            depth: 1,
         }
     }
 }

@@ -1,4 +1,12 @@
-//! Root-cause analysis over the graph's facts. Everything here is pure: the store gathers the
-//! facts, these functions decide, and every decision carries its reasons.
+//! Root-cause analysis over the graph's facts.
+//!
+//! The deciding logic is pure ([`attribution`], [`factors`], [`dora`], [`report`]): facts in,
+//! decisions with their reasons out. [`engine`] gathers the facts from a store and writes the
+//! attribution back; [`views`] are the answers the HTTP API and the CLI share.
 
 pub mod attribution;
+pub mod dora;
+pub mod engine;
+pub mod factors;
+pub mod report;
+pub mod views;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_PAGE_SIZE: usize = 10_000;
 
 /// A deployment as stored, with its place in the FOLLOWS chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDeployment {
     /// The recorded deployment.
     #[serde(flatten)]
@@ -284,7 +284,7 @@ pub struct ChaosFilter {
 
 /// An alert's stored attribution: the TRIGGERS relationships into it (highest confidence
 /// first) and the chaos run that RAISED it, when attribution found one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoredAttribution {
     /// `(DeploymentEvent)-[:TRIGGERS]->(Alert)`, highest confidence first.
     pub triggers: Vec<Trigger>,

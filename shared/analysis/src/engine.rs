@@ -1,0 +1,580 @@
+//! The queries, at the edge: gather facts from a [`GraphStore`], decide with the pure
+//! functions of this crate, and (for attribution) write the decision back.
+
+use crate::attribution::{
+    ActiveChaos, Attribution, Candidate, ChangeSummary, Relation, Settings, attribute,
+};
+use crate::dora;
+use crate::factors::{FailedFacts, common_factors};
+use crate::views::{
+    ChaosCause, CommonFactors, Dora, DoraMetrics, EventKind, IncidentReport, SuspectView, Suspects,
+    Timeline, TimelineEvent,
+};
+use chrono::{DateTime, Duration, Utc};
+use deploygraph_model::{
+    Alert, AlertStatus, DeploymentStatus, Environment, ServiceName, ServiceRef, Trigger, Uid,
+    Verdict,
+};
+use deploygraph_store::{
+    AlertFilter, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result, StoredDeployment,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The services an alert's candidates may come from, with their relation to the alert: the
+/// alert's own, then DEPENDS_ON up to `depth` hops (the nearest relation wins).
+pub async fn related_services(
+    store: &dyn GraphStore,
+    alert_services: &[ServiceRef],
+    depth: u32,
+) -> Result<Vec<(ServiceRef, Relation)>> {
+    let mut related: Vec<(ServiceRef, Relation)> = alert_services
+        .iter()
+        .map(|s| (s.clone(), Relation::SameService))
+        .collect();
+    let mut seen: BTreeSet<Uid> = alert_services.iter().map(ServiceRef::uid).collect();
+    let mut frontier: Vec<ServiceRef> = alert_services.to_vec();
+    for hop in 1..=depth {
+        let mut next = Vec::new();
+        for service in &frontier {
+            for dependency in store.dependencies(service).await? {
+                if seen.insert(dependency.uid()) {
+                    related.push((dependency.clone(), Relation::Dependency { depth: hop }));
+                    next.push(dependency);
+                }
+            }
+        }
+        frontier = next;
+    }
+    Ok(related)
+}
+
+/// Attributes `alert` and stores the result: TRIGGERS to the ranked suspects above the floor
+/// (replacing earlier ones), or RAISED from the chaos run active on its service.
+pub async fn attribute_alert(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Attribution> {
+    let services = store.alert_services(&alert.uid).await?;
+    let related = related_services(store, &services, settings.depth).await?;
+    let relation: HashMap<Uid, (String, Relation)> = related
+        .iter()
+        .map(|(s, r)| (s.uid(), (s.name.to_string(), *r)))
+        .collect();
+    let uids: Vec<Uid> = related.iter().map(|(s, _)| s.uid()).collect();
+    let start = alert.starts_at;
+    let deployments = store
+        .deployments_between(&uids, start - settings.window * 2, start)
+        .await?;
+    let mut candidates = Vec::with_capacity(deployments.len());
+    for stored in &deployments {
+        let d = &stored.deployment;
+        let Some((service, relation)) = relation.get(&d.service_uid()).cloned() else {
+            continue;
+        };
+        let previous = match &stored.follows {
+            Some(uid) => store.get_deployment(uid).await?.map(|p| p.deployment),
+            None => None,
+        };
+        let history = store
+            .service_history(&d.service_uid(), d.started_at)
+            .await?;
+        candidates.push(Candidate {
+            deployment: d.uid.clone(),
+            service,
+            started_at: d.started_at,
+            finished_at: d.finished_at,
+            status: d.status,
+            relation,
+            changes: ChangeSummary::of(d, previous.as_ref()),
+            prior_deployments: history.deployments,
+            prior_followed_by_alerts: history.followed_by_alerts,
+        });
+    }
+    let chaos: Vec<ActiveChaos> = if services.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .list_chaos_runs(&ChaosFilter {
+                services: services.iter().map(ServiceRef::uid).collect(),
+                since: Some(start),
+                until: Some(start),
+                limit: 10,
+            })
+            .await?
+            .into_iter()
+            .map(|run| ActiveChaos {
+                run: run.uid,
+                experiment: run.experiment,
+                started_at: run.started_at,
+                ended_at: run.ended_at,
+            })
+            .collect()
+    };
+    let attribution = attribute(start, &candidates, &chaos, settings);
+    match &attribution {
+        Attribution::Deployments(suspects) => {
+            let triggers: Vec<Trigger> = suspects
+                .iter()
+                .map(|s| Trigger {
+                    deployment_uid: s.deployment.clone(),
+                    alert_uid: alert.uid.clone(),
+                    confidence_score: s.confidence_score,
+                    reasons: s.reasons.clone(),
+                    computed_at: now,
+                })
+                .collect();
+            store
+                .replace_attribution(&alert.uid, &triggers, None)
+                .await?;
+        }
+        Attribution::Chaos { run, reason } => {
+            store
+                .replace_attribution(&alert.uid, &[], Some((run, reason)))
+                .await?;
+        }
+    }
+    Ok(attribution)
+}
+
+/// Re-attributes the alerts on the deployment's service that started within the window after
+/// it: a deployment recorded after its alert (CI reports late) is still considered.
+pub async fn reattribute_after_deployment(
+    store: &dyn GraphStore,
+    deployment: &deploygraph_model::Deployment,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let alerts = store
+        .list_alerts(&AlertFilter {
+            service: Some(deployment.service.clone()),
+            since: Some(deployment.started_at),
+            until: Some(deployment.started_at + settings.window),
+            limit: 100,
+            ..AlertFilter::default()
+        })
+        .await?;
+    for alert in &alerts {
+        attribute_alert(store, alert, settings, now).await?;
+    }
+    Ok(alerts.len())
+}
+
+/// The newest occurrence of `fingerprint`, or the one that started at `starts_at`.
+pub async fn find_alert(
+    store: &dyn GraphStore,
+    fingerprint: &str,
+    starts_at: Option<DateTime<Utc>>,
+) -> Result<Option<Alert>> {
+    if let Some(at) = starts_at {
+        return store.get_alert(&Alert::uid_for(fingerprint, &at)).await;
+    }
+    Ok(store
+        .list_alerts(&AlertFilter {
+            fingerprint: Some(fingerprint.to_owned()),
+            limit: 1,
+            ..AlertFilter::default()
+        })
+        .await?
+        .pop())
+}
+
+/// The alert's stored attribution with the suspects' deployments.
+pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> {
+    let services = store.alert_services(&alert.uid).await?;
+    let stored = store.attribution(&alert.uid).await?;
+    let mut views = Vec::with_capacity(stored.triggers.len());
+    for t in stored.triggers {
+        if let Some(deployment) = store.get_deployment(&t.deployment_uid).await? {
+            views.push(SuspectView {
+                deployment,
+                confidence_score: t.confidence_score,
+                reasons: t.reasons,
+                computed_at: t.computed_at,
+            });
+        }
+    }
+    let chaos = match stored.chaos_run {
+        Some(run_uid) => Some(ChaosCause {
+            run: store.get_chaos_run(&run_uid).await?,
+            run_uid,
+            reason: stored.chaos_reason,
+        }),
+        None => None,
+    };
+    Ok(Suspects {
+        alert,
+        services,
+        chaos,
+        suspects: views,
+    })
+}
+
+fn deployment_event(d: &StoredDeployment) -> TimelineEvent {
+    let d = &d.deployment;
+    TimelineEvent {
+        at: d.started_at,
+        kind: EventKind::Deployment,
+        uid: d.uid.clone(),
+        summary: format!(
+            "{} {} to {} ({}, commit {}, {} change(s))",
+            d.service,
+            d.version.as_deref().unwrap_or("deployment"),
+            d.environment,
+            d.status.as_str(),
+            &d.commit.sha.as_str()[..d.commit.sha.as_str().len().min(12)],
+            d.changes.len()
+        ),
+    }
+}
+
+/// Everything recorded about a service in `[since, until]`, oldest first.
+pub async fn timeline(
+    store: &dyn GraphStore,
+    service: &ServiceName,
+    environment: Option<&Environment>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Timeline> {
+    let deployments = store
+        .list_deployments(&DeploymentFilter {
+            service: Some(service.clone()),
+            environment: environment.cloned(),
+            since: Some(since),
+            until: Some(until),
+            limit: MAX_PAGE_SIZE,
+            ..DeploymentFilter::default()
+        })
+        .await?
+        .items;
+    let mut events: Vec<TimelineEvent> = deployments.iter().map(deployment_event).collect();
+    let alerts = store
+        .list_alerts(&AlertFilter {
+            service: Some(service.clone()),
+            environment: environment.cloned(),
+            since: Some(since),
+            until: Some(until),
+            limit: MAX_PAGE_SIZE,
+            ..AlertFilter::default()
+        })
+        .await?;
+    for a in &alerts {
+        let what = a
+            .summary
+            .as_deref()
+            .map_or(String::new(), |s| format!(": {s}"));
+        events.push(TimelineEvent {
+            at: a.starts_at,
+            kind: EventKind::AlertFiring,
+            uid: a.uid.clone(),
+            summary: format!(
+                "{} fired ({}){what}",
+                a.name,
+                a.severity.as_deref().unwrap_or("no severity")
+            ),
+        });
+        if let (AlertStatus::Resolved, Some(end)) = (a.status, a.ends_at) {
+            events.push(TimelineEvent {
+                at: end,
+                kind: EventKind::AlertResolved,
+                uid: a.uid.clone(),
+                summary: format!(
+                    "{} resolved after {} min",
+                    a.name,
+                    (end - a.starts_at).num_minutes()
+                ),
+            });
+        }
+    }
+    let ours: BTreeSet<&Uid> = deployments.iter().map(|d| &d.deployment.uid).collect();
+    for s in store.list_snapshots(since, until, 1000).await? {
+        if s.deployment_uid.as_ref().is_none_or(|d| ours.contains(d)) {
+            let failing = s
+                .checks
+                .iter()
+                .filter(|c| c.status == Verdict::Fail)
+                .count();
+            events.push(TimelineEvent {
+                at: s.taken_at,
+                kind: EventKind::Snapshot,
+                uid: s.uid.clone(),
+                summary: format!(
+                    "infra snapshot {} ({} check(s), {failing} failing)",
+                    s.verdict.as_str(),
+                    s.checks.len()
+                ),
+            });
+        }
+    }
+    let services = store
+        .find_services(service, None, environment)
+        .await?
+        .iter()
+        .map(ServiceRef::uid)
+        .collect::<Vec<_>>();
+    if !services.is_empty() {
+        let runs = store
+            .list_chaos_runs(&ChaosFilter {
+                services,
+                since: Some(since),
+                until: Some(until),
+                limit: 1000,
+            })
+            .await?;
+        for r in runs {
+            events.push(TimelineEvent {
+                at: r.started_at,
+                kind: EventKind::ChaosStarted,
+                uid: r.uid.clone(),
+                summary: format!("chaos {} ({}) started", r.experiment, r.scenario),
+            });
+            if let Some(end) = r.ended_at {
+                events.push(TimelineEvent {
+                    at: end,
+                    kind: EventKind::ChaosEnded,
+                    uid: r.uid.clone(),
+                    summary: format!("chaos {} ended: {}", r.experiment, r.verdict.as_str()),
+                });
+            }
+        }
+    }
+    events.retain(|e| e.at >= since && e.at <= until);
+    events.sort_by(|a, b| {
+        a.at.cmp(&b.at)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.uid.cmp(&b.uid))
+    });
+    Ok(Timeline {
+        service: service.to_string(),
+        environment: environment.map(ToString::to_string),
+        since,
+        until,
+        events,
+    })
+}
+
+/// What the last `last` failed or rolled-back deployments of a service have in common.
+pub async fn common_factors_of(
+    store: &dyn GraphStore,
+    service: &ServiceName,
+    environment: Option<&Environment>,
+    last: usize,
+    window: Duration,
+) -> Result<CommonFactors> {
+    let mut failed = Vec::new();
+    for status in [DeploymentStatus::Failed, DeploymentStatus::RolledBack] {
+        failed.extend(
+            store
+                .list_deployments(&DeploymentFilter {
+                    service: Some(service.clone()),
+                    environment: environment.cloned(),
+                    status: Some(status),
+                    limit: last,
+                    ..DeploymentFilter::default()
+                })
+                .await?
+                .items,
+        );
+    }
+    failed.sort_by(|a, b| {
+        b.deployment
+            .started_at
+            .cmp(&a.deployment.started_at)
+            .then_with(|| b.deployment.uid.cmp(&a.deployment.uid))
+    });
+    failed.truncate(last);
+    let mut facts = Vec::with_capacity(failed.len());
+    for stored in &failed {
+        let d = &stored.deployment;
+        let mut f = FailedFacts::of(d);
+        let service_ref = ServiceRef {
+            name: d.service.clone(),
+            namespace: d.namespace.clone(),
+            environment: d.environment.clone(),
+        };
+        let dependencies = store.dependencies(&service_ref).await?;
+        if !dependencies.is_empty() {
+            let uids: Vec<Uid> = dependencies.iter().map(ServiceRef::uid).collect();
+            let deployed = store
+                .deployments_between(&uids, d.started_at - window, d.started_at)
+                .await?;
+            let mut names: BTreeSet<String> = BTreeSet::new();
+            for dep in deployed {
+                let dep = dep.deployment;
+                names.insert(match dep.version {
+                    Some(v) => format!("{}@{v}", dep.service),
+                    None => dep.service.to_string(),
+                });
+            }
+            f.dependencies = names.into_iter().collect();
+        }
+        if let Some(snapshot) = store.snapshot_for_deployment(&d.uid).await? {
+            f.failed_checks = snapshot
+                .checks
+                .iter()
+                .filter(|c| c.status == Verdict::Fail)
+                .map(|c| format!("{} {}", c.kind, c.target))
+                .collect();
+        }
+        facts.push(f);
+    }
+    Ok(CommonFactors {
+        service: service.to_string(),
+        environment: environment.map(ToString::to_string),
+        deployments: failed.iter().map(|d| d.deployment.uid.clone()).collect(),
+        factors: common_factors(&facts),
+    })
+}
+
+/// DORA metrics per service and environment over `[since, until]`; all services when
+/// `service` is `None`.
+pub async fn dora_metrics(
+    store: &dyn GraphStore,
+    service: Option<&ServiceName>,
+    environment: Option<&Environment>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Dora> {
+    let mut deployments = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_deployments(&DeploymentFilter {
+                service: service.cloned(),
+                environment: environment.cloned(),
+                since: Some(since),
+                until: Some(until),
+                limit: MAX_PAGE_SIZE,
+                cursor,
+                ..DeploymentFilter::default()
+            })
+            .await?;
+        deployments.extend(page.items.into_iter().map(|d| d.deployment));
+        match page.next_cursor {
+            Some(next) => {
+                cursor = Some(deploygraph_store::Cursor::decode(&next).map_err(|_| {
+                    deploygraph_store::Error::Backend {
+                        backend: "analysis",
+                        operation: "page through deployments",
+                        source: "the store returned a cursor it cannot read".into(),
+                    }
+                })?)
+            }
+            None => break,
+        }
+    }
+    let alerts = store
+        .list_alerts(&AlertFilter {
+            service: service.cloned(),
+            environment: environment.cloned(),
+            since: Some(since),
+            until: Some(until),
+            limit: MAX_PAGE_SIZE,
+            ..AlertFilter::default()
+        })
+        .await?;
+    let mut blamed = BTreeSet::new();
+    for a in &alerts {
+        let stored = store.attribution(&a.uid).await?;
+        if let Some(top) = stored.triggers.first()
+            && top.confidence_score >= dora::FAILURE_CONFIDENCE
+        {
+            blamed.insert(top.deployment_uid.clone());
+        }
+    }
+    let mut groups: BTreeMap<(String, String), (Vec<_>, Vec<_>)> = BTreeMap::new();
+    for d in deployments {
+        groups
+            .entry((d.service.to_string(), d.environment.to_string()))
+            .or_default()
+            .0
+            .push(d);
+    }
+    for a in alerts {
+        let (Some(s), Some(e)) = (&a.service, &a.environment) else {
+            continue;
+        };
+        if let Some(group) = groups.get_mut(&(s.to_string(), e.to_string())) {
+            group.1.push(a);
+        }
+    }
+    let services: Vec<DoraMetrics> = groups
+        .iter()
+        .map(|((s, e), (ds, alerts))| dora::metrics(s, e, since, until, ds, alerts, &blamed))
+        .collect();
+    Ok(Dora {
+        since,
+        until,
+        services,
+    })
+}
+
+/// A post-incident review draft for `alert`.
+pub async fn incident_report(
+    store: &dyn GraphStore,
+    alert: Alert,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<IncidentReport> {
+    let suspects = suspects(store, alert).await?;
+    let alert = &suspects.alert;
+    let since = alert.starts_at - settings.window;
+    let until = alert.ends_at.unwrap_or(now).max(alert.starts_at) + Duration::minutes(15);
+    let service = alert
+        .service
+        .clone()
+        .or_else(|| suspects.services.first().map(|s| s.name.clone()));
+    let timeline = match &service {
+        Some(name) => timeline(store, name, alert.environment.as_ref(), since, until).await?,
+        None => Timeline {
+            service: String::new(),
+            environment: None,
+            since,
+            until,
+            events: Vec::new(),
+        },
+    };
+    let snapshot = match suspects.suspects.first() {
+        Some(top) => {
+            store
+                .snapshot_for_deployment(&top.deployment.deployment.uid)
+                .await?
+        }
+        None => None,
+    };
+    let chaos_history = if suspects.services.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .list_chaos_runs(&ChaosFilter {
+                services: suspects.services.iter().map(ServiceRef::uid).collect(),
+                limit: 10,
+                ..ChaosFilter::default()
+            })
+            .await?
+    };
+    let dora = dora_metrics(
+        store,
+        service.as_ref(),
+        alert.environment.as_ref(),
+        alert.starts_at - Duration::days(30),
+        alert.starts_at,
+    )
+    .await?;
+    let mut topology = Vec::new();
+    for (s, _) in related_services(store, &suspects.services, settings.depth).await? {
+        let deps = store.dependencies(&s).await?;
+        topology.push((s, deps));
+    }
+    let mermaid = crate::report::mermaid(&suspects, &topology);
+    Ok(IncidentReport {
+        suspects,
+        timeline,
+        snapshot,
+        chaos_history,
+        dora,
+        topology,
+        mermaid,
+    })
+}

@@ -1,0 +1,435 @@
+//! Human renderings: the incident report in Markdown with a Mermaid diagram, and the text
+//! forms of the queries.
+
+use crate::views::{CommonFactors, Dora, DurationStats, IncidentReport, Suspects, Timeline};
+use deploygraph_model::{ServiceRef, Verdict};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+/// A Mermaid node id: letters, digits and underscores only.
+fn node_id(prefix: &str, uid: &str) -> String {
+    let clean: String = uid
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}_{clean}")
+}
+
+/// Mermaid labels are quoted; quotes inside are replaced.
+fn label(text: &str) -> String {
+    text.replace('"', "'")
+}
+
+/// A flowchart of the services involved (DEPENDS_ON), the suspect deployments (DEPLOYS,
+/// TRIGGERS with their confidence) and the alert (FIRED_ON), or the chaos run that RAISED it.
+pub fn mermaid(suspects: &Suspects, topology: &[(ServiceRef, Vec<ServiceRef>)]) -> String {
+    let mut out = String::from("flowchart LR\n");
+    let alert = &suspects.alert;
+    let alert_id = node_id("alert", alert.uid.as_str());
+    let _ = writeln!(
+        out,
+        "  {alert_id}{{{{\"{} ({})\"}}}}",
+        label(&alert.name),
+        alert.severity.as_deref().unwrap_or("alert")
+    );
+    let mut services: BTreeSet<ServiceRef> = suspects.services.iter().cloned().collect();
+    for (s, deps) in topology {
+        services.insert(s.clone());
+        services.extend(deps.iter().cloned());
+    }
+    for s in &services {
+        let _ = writeln!(
+            out,
+            "  {}[\"{}\"]",
+            node_id("svc", s.uid().as_str()),
+            label(&s.to_string())
+        );
+    }
+    for s in &suspects.services {
+        let _ = writeln!(
+            out,
+            "  {alert_id} -- FIRED_ON --> {}",
+            node_id("svc", s.uid().as_str())
+        );
+    }
+    for (s, deps) in topology {
+        for d in deps {
+            let _ = writeln!(
+                out,
+                "  {} -- DEPENDS_ON --> {}",
+                node_id("svc", s.uid().as_str()),
+                node_id("svc", d.uid().as_str())
+            );
+        }
+    }
+    for view in &suspects.suspects {
+        let d = &view.deployment.deployment;
+        let id = node_id("dep", d.uid.as_str());
+        let _ = writeln!(
+            out,
+            "  {id}[\"{} {} ({})\"]",
+            label(d.service.as_str()),
+            label(
+                d.version
+                    .as_deref()
+                    .unwrap_or(&d.commit.sha.as_str()[..7.min(d.commit.sha.as_str().len())])
+            ),
+            d.status.as_str()
+        );
+        let _ = writeln!(
+            out,
+            "  {id} -- DEPLOYS --> {}",
+            node_id("svc", d.service_uid().as_str())
+        );
+        let _ = writeln!(
+            out,
+            "  {id} -. \"TRIGGERS {:.2}\" .-> {alert_id}",
+            view.confidence_score
+        );
+    }
+    if let Some(chaos) = &suspects.chaos {
+        let id = node_id("chaos", chaos.run_uid.as_str());
+        let name = chaos
+            .run
+            .as_ref()
+            .map_or("chaos run", |r| r.experiment.as_str());
+        let _ = writeln!(out, "  {id}([\"{}\"])", label(name));
+        let _ = writeln!(out, "  {id} -- RAISED --> {alert_id}");
+    }
+    out
+}
+
+fn stats(s: Option<&DurationStats>) -> String {
+    s.map_or("n/a".to_owned(), |s| {
+        format!(
+            "median {} / p90 {} ({} samples)",
+            human(s.median_seconds),
+            human(s.p90_seconds),
+            s.samples
+        )
+    })
+}
+
+fn human(seconds: f64) -> String {
+    let s = seconds.round() as i64;
+    if s >= 86_400 {
+        format!("{:.1}d", seconds / 86_400.0)
+    } else if s >= 3600 {
+        format!("{:.1}h", seconds / 3600.0)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Suspects as text.
+pub fn suspects_text(s: &Suspects) -> String {
+    let a = &s.alert;
+    let mut out = format!(
+        "alert {} ({}) fingerprint {} {} since {}\n",
+        a.name,
+        a.severity.as_deref().unwrap_or("no severity"),
+        a.fingerprint,
+        match a.status {
+            deploygraph_model::AlertStatus::Firing => "firing",
+            deploygraph_model::AlertStatus::Resolved => "resolved",
+        },
+        deploygraph_model::format_time(&a.starts_at)
+    );
+    if let Some(chaos) = &s.chaos {
+        let _ = writeln!(
+            out,
+            "caused by chaos run {}: {}",
+            chaos.run_uid,
+            chaos
+                .reason
+                .as_deref()
+                .unwrap_or("a chaos experiment was running")
+        );
+        return out;
+    }
+    if s.suspects.is_empty() {
+        out.push_str("no deployment in the window is a suspect\n");
+    }
+    for (i, v) in s.suspects.iter().enumerate() {
+        let d = &v.deployment.deployment;
+        let _ = writeln!(
+            out,
+            "{}. {:.3}  {} {} {} {} commit {} ({})",
+            i + 1,
+            v.confidence_score,
+            d.service,
+            d.environment,
+            d.version.as_deref().unwrap_or("-"),
+            deploygraph_model::format_time(&d.started_at),
+            d.commit.sha,
+            d.status.as_str()
+        );
+        for r in &v.reasons {
+            let _ = writeln!(out, "     - {r}");
+        }
+        for c in &d.changes {
+            let _ = writeln!(
+                out,
+                "     ~ {} [{}] {} -> {}",
+                c.path,
+                c.kind.as_str(),
+                c.before.as_deref().unwrap_or("∅"),
+                c.after.as_deref().unwrap_or("∅")
+            );
+        }
+    }
+    out
+}
+
+/// A timeline as text.
+pub fn timeline_text(t: &Timeline) -> String {
+    let mut out = format!(
+        "{}{} from {} to {}\n",
+        t.service,
+        t.environment
+            .as_ref()
+            .map_or(String::new(), |e| format!(" ({e})")),
+        deploygraph_model::format_time(&t.since),
+        deploygraph_model::format_time(&t.until)
+    );
+    for e in &t.events {
+        let _ = writeln!(
+            out,
+            "{}  {:<14} {}",
+            deploygraph_model::format_time(&e.at),
+            serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            e.summary
+        );
+    }
+    out
+}
+
+/// Common factors as text.
+pub fn factors_text(f: &CommonFactors) -> String {
+    let mut out = format!(
+        "{} failed deployment(s) of {}{} examined\n",
+        f.deployments.len(),
+        f.service,
+        f.environment
+            .as_ref()
+            .map_or(String::new(), |e| format!(" ({e})"))
+    );
+    if f.factors.is_empty() {
+        out.push_str("nothing in common\n");
+    }
+    for factor in &f.factors {
+        let _ = writeln!(
+            out,
+            "{}/{}  {:<12} {}",
+            factor.count,
+            f.deployments.len(),
+            factor.kind,
+            factor.value
+        );
+    }
+    out
+}
+
+/// DORA metrics as text.
+pub fn dora_text(d: &Dora) -> String {
+    let mut out = format!(
+        "DORA metrics from {} to {}\n",
+        deploygraph_model::format_time(&d.since),
+        deploygraph_model::format_time(&d.until)
+    );
+    if d.services.is_empty() {
+        out.push_str("no deployments in the period\n");
+    }
+    for m in &d.services {
+        let _ = writeln!(
+            out,
+            "{} ({}): {} deployment(s), {:.3}/day; lead time {}; change failure rate {}; time to restore {}",
+            m.service,
+            m.environment,
+            m.deployments,
+            m.deployment_frequency_per_day,
+            stats(m.lead_time.as_ref()),
+            m.change_failure_rate.map_or("n/a".to_owned(), |r| format!(
+                "{:.1}% ({} failed)",
+                r * 100.0,
+                m.failed_changes
+            )),
+            stats(m.time_to_restore.as_ref())
+        );
+    }
+    out
+}
+
+/// The incident report as a Markdown review draft.
+pub fn markdown(r: &IncidentReport) -> String {
+    let a = &r.suspects.alert;
+    let mut out = format!(
+        "# Incident review (draft): {}\n\n",
+        a.summary.as_deref().unwrap_or(&a.name)
+    );
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(
+        out,
+        "| Alert | `{}` ({}) |",
+        a.name,
+        a.severity.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "| Fingerprint | `{}` |", a.fingerprint);
+    let _ = writeln!(
+        out,
+        "| Started | {} |",
+        deploygraph_model::format_time(&a.starts_at)
+    );
+    let _ = writeln!(
+        out,
+        "| Resolved | {} |",
+        a.ends_at
+            .as_ref()
+            .map_or("not yet".to_owned(), deploygraph_model::format_time)
+    );
+    let services: Vec<String> = r
+        .suspects
+        .services
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let _ = writeln!(
+        out,
+        "| Services | {} |\n",
+        if services.is_empty() {
+            "-".to_owned()
+        } else {
+            services.join(", ")
+        }
+    );
+
+    out.push_str("## Suspects\n\n");
+    if let Some(chaos) = &r.suspects.chaos {
+        let _ = writeln!(
+            out,
+            "Attributed to chaos run `{}`: {}.\n",
+            chaos.run_uid,
+            chaos
+                .reason
+                .as_deref()
+                .unwrap_or("a chaos experiment was running")
+        );
+    } else if r.suspects.suspects.is_empty() {
+        out.push_str("No deployment in the attribution window is a suspect.\n\n");
+    }
+    for (i, v) in r.suspects.suspects.iter().enumerate() {
+        let d = &v.deployment.deployment;
+        let _ = writeln!(
+            out,
+            "### {}. {} {} — confidence {:.2}\n",
+            i + 1,
+            d.service,
+            d.version.as_deref().unwrap_or(d.commit.sha.as_str()),
+            v.confidence_score
+        );
+        let _ = writeln!(
+            out,
+            "Deployment `{}` to {} started {} ({}), commit `{}`{}{}.\n",
+            d.uid,
+            d.environment,
+            deploygraph_model::format_time(&d.started_at),
+            d.status.as_str(),
+            d.commit.sha,
+            d.commit
+                .author
+                .as_ref()
+                .map_or(String::new(), |a| format!(" by {a}")),
+            d.actor
+                .as_ref()
+                .map_or(String::new(), |a| format!(", rolled out by {a}"))
+        );
+        for reason in &v.reasons {
+            let _ = writeln!(out, "- {reason}");
+        }
+        if !d.changes.is_empty() {
+            out.push_str("\n```diff\n");
+            for c in &d.changes {
+                let _ = writeln!(out, "# {} [{}]", c.path, c.kind.as_str());
+                if let Some(b) = &c.before {
+                    let _ = writeln!(out, "- {b}");
+                }
+                if let Some(after) = &c.after {
+                    let _ = writeln!(out, "+ {after}");
+                }
+            }
+            out.push_str("```\n");
+        }
+        out.push('\n');
+    }
+
+    out.push_str("## Timeline\n\n");
+    if r.timeline.events.is_empty() {
+        out.push_str("Nothing recorded.\n");
+    }
+    for e in &r.timeline.events {
+        let _ = writeln!(
+            out,
+            "- {} — {}",
+            deploygraph_model::format_time(&e.at),
+            e.summary
+        );
+    }
+
+    out.push_str("\n## Infrastructure before the top suspect's rollout\n\n");
+    match &r.snapshot {
+        None => out.push_str("No snapshot was taken for it.\n"),
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "Snapshot `{}` taken {}: **{}**.\n\n| check | target | status | detail |\n|---|---|---|---|",
+                s.uid,
+                deploygraph_model::format_time(&s.taken_at),
+                s.verdict.as_str()
+            );
+            for c in &s.checks {
+                let mark = if c.status == Verdict::Fail {
+                    "**fail**"
+                } else {
+                    c.status.as_str()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {mark} | {} |",
+                    c.kind,
+                    c.target,
+                    c.detail.replace('|', "\\|")
+                );
+            }
+        }
+    }
+
+    out.push_str("\n## Chaos history\n\n");
+    if r.chaos_history.is_empty() {
+        out.push_str("No chaos experiment was recorded against these services.\n");
+    }
+    for run in &r.chaos_history {
+        let _ = writeln!(
+            out,
+            "- {} `{}` ({}): {}{}",
+            deploygraph_model::format_time(&run.started_at),
+            run.experiment,
+            run.scenario,
+            run.verdict.as_str(),
+            run.probe_success_pct
+                .map_or(String::new(), |p| format!(", probes {p:.0}%"))
+        );
+    }
+
+    out.push_str("\n## DORA context (30 days before the alert)\n\n");
+    out.push_str(&dora_text(&r.dora));
+
+    out.push_str("\n## Diagram\n\n```mermaid\n");
+    out.push_str(&r.mermaid);
+    out.push_str("```\n");
+    out
+}

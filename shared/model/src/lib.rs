@@ -14,6 +14,7 @@ pub mod fixture;
 pub mod infra;
 pub mod newtypes;
 pub mod redact;
+pub mod topology;
 pub mod uid;
 
 pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, Trigger, merge_alert};

@@ -284,6 +284,43 @@ pub struct ServeArgs {
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, env = "DEPLOYGRAPH_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u64,
+    /// Service topology file (YAML, `services: [{name, namespace, environment, depends_on}]`),
+    /// applied to the store at start-up.
+    #[arg(long, env = "DEPLOYGRAPH_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
+    #[command(flatten)]
+    pub attribution: AttributionArgs,
+    /// Alert labels tried in order for the service name (comma-separated).
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_ALERT_SERVICE_LABELS",
+        value_delimiter = ',',
+        default_value = "service,app,app_kubernetes_io_name"
+    )]
+    pub alert_service_labels: Vec<String>,
+    /// Environment of alerts without an `environment` label.
+    #[arg(long, env = "DEPLOYGRAPH_ALERT_DEFAULT_ENVIRONMENT")]
+    pub alert_default_environment: Option<String>,
+    /// Server-side timeout of `POST /v1/cypher` queries (`10s`).
+    #[arg(long, env = "DEPLOYGRAPH_CYPHER_TIMEOUT", default_value = "10s")]
+    pub cypher_timeout: String,
+    /// Most rows `POST /v1/cypher` returns.
+    #[arg(long, env = "DEPLOYGRAPH_CYPHER_MAX_ROWS", default_value_t = 1000)]
+    pub cypher_max_rows: usize,
+}
+
+/// How alerts are attributed to deployments.
+#[derive(Debug, Clone, Args)]
+pub struct AttributionArgs {
+    /// How far before an alert deployments are suspects (`2h`).
+    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_WINDOW", default_value = "2h")]
+    pub attribution_window: String,
+    /// DEPENDS_ON hops from the alert's service whose deployments are suspects.
+    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_DEPTH", default_value_t = 1)]
+    pub attribution_depth: u32,
+    /// Suspects scoring below this are not recorded.
+    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_FLOOR", default_value_t = 0.05)]
+    pub attribution_floor: f64,
 }
 
 #[derive(Debug, Args)]

@@ -201,6 +201,47 @@ async fn keep_migrating(store: Arc<dyn GraphStore>, stop: CancellationToken) {
     }
 }
 
+/// Attribution settings from the command line.
+pub fn attribution_settings(
+    args: &crate::cli::AttributionArgs,
+) -> Result<deploygraph_analysis::attribution::Settings, Failure> {
+    let window = deploygraph_probe::config::parse_duration(&args.attribution_window)
+        .map_err(|e| Failure::usage(format!("--attribution-window: {e}")))?;
+    if !(0.0..=1.0).contains(&args.attribution_floor) {
+        return Err(Failure::usage(
+            "--attribution-floor: must be between 0 and 1",
+        ));
+    }
+    Ok(deploygraph_analysis::attribution::Settings {
+        window: chrono::Duration::from_std(window)
+            .map_err(|e| Failure::usage(format!("--attribution-window: {e}")))?,
+        floor: args.attribution_floor,
+        depth: args.attribution_depth,
+    })
+}
+
+/// Reads a topology file and records every service's dependencies.
+pub async fn apply_topology(
+    store: &dyn GraphStore,
+    path: &std::path::Path,
+) -> Result<usize, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("topology file {}: {e}", path.display())))?;
+    let input: deploygraph_model::topology::TopologyInput = serde_norway::from_str(&text)
+        .map_err(|e| Failure::usage(format!("topology file {}: {e}", path.display())))?;
+    let services = input
+        .validate()
+        .map_err(|e| Failure::usage(format!("topology file {}: {e}", path.display())))?;
+    for (service, deps) in &services {
+        store
+            .set_dependencies(service, deps)
+            .await
+            .map_err(|e| Failure::usage(format!("failed to record the topology: {e}")))?;
+    }
+    tracing::info!(services = services.len(), file = %path.display(), "topology applied");
+    Ok(services.len())
+}
+
 async fn serve(args: ServeArgs) -> Outcome {
     let token = read_token(&args)?;
     let store = open_store(&args.store).await?;
@@ -221,8 +262,25 @@ async fn serve(args: ServeArgs) -> Outcome {
     let config = ApiConfig {
         token,
         max_body_bytes: args.max_body_bytes,
+        attribution: attribution_settings(&args.attribution)?,
+        alert_mapping: deploygraph_model::alertmanager::AlertMapping {
+            service_labels: args.alert_service_labels.clone(),
+            default_environment: args
+                .alert_default_environment
+                .as_deref()
+                .map(deploygraph_model::Environment::parse)
+                .transpose()
+                .map_err(|e| Failure::usage(format!("--alert-default-environment: {e}")))?,
+            ..deploygraph_model::alertmanager::AlertMapping::default()
+        },
+        cypher_timeout: deploygraph_probe::config::parse_duration(&args.cypher_timeout)
+            .map_err(|e| Failure::usage(format!("--cypher-timeout: {e}")))?,
+        cypher_max_rows: args.cypher_max_rows,
         ..ApiConfig::default()
     };
+    if let Some(path) = &args.topology {
+        apply_topology(store.as_ref(), path).await?;
+    }
     if config.token.is_none() {
         tracing::warn!("no token configured: write endpoints accept unauthenticated requests");
     }

@@ -35,6 +35,14 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// `Retry-After` seconds on 503.
     pub retry_after_secs: u64,
+    /// Attribution window, floor and dependency depth.
+    pub attribution: deploygraph_analysis::attribution::Settings,
+    /// Which alert labels name the service, namespace and environment.
+    pub alert_mapping: deploygraph_model::alertmanager::AlertMapping,
+    /// Server-side timeout of user Cypher queries.
+    pub cypher_timeout: std::time::Duration,
+    /// Most rows a user Cypher query returns.
+    pub cypher_max_rows: usize,
 }
 
 impl Default for ApiConfig {
@@ -43,6 +51,10 @@ impl Default for ApiConfig {
             token: None,
             max_body_bytes: 1024 * 1024,
             retry_after_secs: 5,
+            attribution: deploygraph_analysis::attribution::Settings::default(),
+            alert_mapping: deploygraph_model::alertmanager::AlertMapping::default(),
+            cypher_timeout: std::time::Duration::from_secs(10),
+            cypher_max_rows: 1000,
         }
     }
 }

@@ -51,7 +51,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Parses a JSON body: 415 without a JSON content type, 413 over the limit, 400 for malformed
 /// JSON, 422 naming the field for unknown fields and wrong types.
-fn parse_json<T: DeserializeOwned>(
+pub(crate) fn parse_json<T: DeserializeOwned>(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -133,6 +133,31 @@ async fn record(state: &AppState, deployment: Deployment) -> Result<Response, Ap
         tokio::spawn(async move {
             if let Err(reason) = snapshotter.take(Some(uid.clone())).await {
                 tracing::warn!(deployment.uid = %uid, reason = %reason, "snapshot for the deployment failed");
+            }
+        });
+    }
+    if kind == RecordKind::Created {
+        // A deployment reported after alerts it may have caused (CI reports late) is
+        // considered for them too.
+        let store = Arc::clone(&state.store);
+        let settings = state.config.attribution;
+        let deployment = stored.deployment.clone();
+        tokio::spawn(async move {
+            match deploygraph_analysis::engine::reattribute_after_deployment(
+                store.as_ref(),
+                &deployment,
+                &settings,
+                chrono::Utc::now(),
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(deployment.uid = %deployment.uid, alerts = n, "re-attributed alerts after a late deployment")
+                }
+                Err(e) => {
+                    tracing::warn!(deployment.uid = %deployment.uid, error.message = %e, "re-attribution failed")
+                }
             }
         });
     }

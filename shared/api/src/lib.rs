@@ -8,12 +8,13 @@ pub mod cdevents;
 pub mod error;
 mod handlers;
 pub mod metrics;
+mod rca;
 pub mod snapshotter;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use deploygraph_store::GraphStore;
 use secrecy::SecretString;
 use std::future::Future;
@@ -93,6 +94,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deployments", post(handlers::record_deployment))
         .route("/v1/events", post(handlers::record_cdevent))
         .route("/v1/snapshots", post(handlers::take_snapshot))
+        .route("/v1/alerts/alertmanager", post(rca::alertmanager))
+        .route(
+            "/v1/alerts/{fingerprint}/attribution",
+            post(rca::reattribute),
+        )
+        .route(
+            "/v1/services/{name}/dependencies",
+            put(rca::put_dependencies),
+        )
+        .route("/v1/chaos/runs", post(rca::record_chaos_run))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             handlers::require_token,
@@ -111,6 +122,20 @@ pub fn router(state: AppState) -> Router {
             "/v1/services/{name}/deployments",
             get(handlers::service_deployments),
         )
+        .route("/v1/alerts", get(rca::list_alerts))
+        .route("/v1/alerts/{fingerprint}/suspects", get(rca::suspects))
+        .route(
+            "/v1/services/{name}/dependencies",
+            get(rca::get_dependencies),
+        )
+        .route("/v1/services/{name}/timeline", get(rca::timeline))
+        .route(
+            "/v1/services/{name}/common-factors",
+            get(rca::common_factors),
+        )
+        .route("/v1/dora", get(rca::dora))
+        .route("/v1/reports/incident", get(rca::incident_report))
+        .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
         .route("/v1/openapi.json", get(handlers::openapi))
         .merge(writes)
         .fallback(handlers::not_found)

@@ -27,6 +27,11 @@ struct IngestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     operation: String,
 }
@@ -36,6 +41,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     ingested: Family<IngestLabels, Counter>,
+    alerts: Family<AlertLabels, Counter>,
     store_seconds: Family<StoreLabels, Histogram>,
 }
 
@@ -61,6 +67,12 @@ impl Metrics {
             "Deployment events by source and outcome",
             ingested.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts_received",
+            "Alertmanager alerts by outcome (created, updated, unchanged)",
+            alerts.clone(),
+        );
         let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
@@ -73,8 +85,18 @@ impl Metrics {
             registry,
             requests,
             ingested,
+            alerts,
             store_seconds,
         }
+    }
+
+    /// Counts one received alert.
+    pub fn alert(&self, outcome: &str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one ingested event.

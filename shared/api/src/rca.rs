@@ -1,0 +1,477 @@
+//! Alerts, topology, chaos runs and the root-cause queries over HTTP.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::handlers::parse_json;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use deploygraph_analysis::engine;
+use deploygraph_model::alertmanager::parse_webhook;
+use deploygraph_model::topology::DependenciesInput;
+use deploygraph_model::{
+    Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, Uid, parse_time,
+};
+use deploygraph_store::{AlertFilter, MAX_PAGE_SIZE};
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Instant;
+
+fn store_error(state: &AppState) -> impl Fn(deploygraph_store::Error) -> ApiError + '_ {
+    move |e| ApiError::from_store(&e, state.config.retry_after_secs)
+}
+
+/// Query-string parameters, parsed leniently (every value a string) so that errors can name
+/// the parameter.
+fn params<T: serde::de::DeserializeOwned>(
+    query: Result<Query<T>, QueryRejection>,
+) -> Result<T, ApiError> {
+    query.map(|Query(p)| p).map_err(|e| {
+        let text = e.body_text();
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.contains("unknown field"))
+            .unwrap_or_default()
+            .to_owned();
+        ApiError::invalid(field, text)
+    })
+}
+
+fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| parse_time(v).map_err(|e| ApiError::invalid(field, e.message)))
+        .transpose()
+}
+
+fn service(field: &str, value: &str) -> Result<ServiceName, ApiError> {
+    ServiceName::parse(value).map_err(|e| ApiError::invalid(field, e.message))
+}
+
+fn environment(value: Option<&str>) -> Result<Option<Environment>, ApiError> {
+    value
+        .map(|v| Environment::parse(v).map_err(|e| ApiError::invalid("environment", e.message)))
+        .transpose()
+}
+
+fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid(
+                "limit",
+                format!("must be an integer from 1 to {max}"),
+            )),
+        },
+    }
+}
+
+fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+    default: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let until = time("until", until)?.unwrap_or_else(Utc::now);
+    let since = time("since", since)?.unwrap_or(until - default);
+    if since > until {
+        return Err(ApiError::invalid("since", "is after until"));
+    }
+    Ok((since, until))
+}
+
+/// `POST /v1/alerts/alertmanager`: an Alertmanager webhook notification. The alerts are
+/// durably stored before the 200; each new or changed occurrence is then attributed.
+pub(crate) async fn alertmanager(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let raw: serde_json::Value = parse_json(&state, &headers, body)?;
+    let bytes = serde_json::to_vec(&raw).map_err(|_| ApiError::internal())?;
+    let alerts = parse_webhook(&bytes, &state.config.alert_mapping)?;
+    let received = alerts.len();
+    let started = Instant::now();
+    let recorded = state.store.record_alerts(alerts).await;
+    state.metrics.store_call("record_alerts", started);
+    let recorded = recorded.map_err(store_error(&state))?;
+    let now = Utc::now();
+    let mut counts = [0usize; 3];
+    let mut items = Vec::with_capacity(recorded.len());
+    for (alert, outcome) in &recorded {
+        let (index, name) = match outcome {
+            AlertOutcome::Created => (0, "created"),
+            AlertOutcome::Updated => (1, "updated"),
+            AlertOutcome::Unchanged => (2, "unchanged"),
+        };
+        counts[index] += 1;
+        state.metrics.alert(name);
+        if *outcome == AlertOutcome::Created {
+            // The alert is stored; attribution failing now is logged, and it is recomputed
+            // on demand or when a deployment of its service is recorded.
+            if let Err(e) =
+                engine::attribute_alert(state.store.as_ref(), alert, &state.config.attribution, now)
+                    .await
+            {
+                tracing::warn!(alert.uid = %alert.uid, error.message = %e, "attribution failed");
+            }
+        }
+        tracing::info!(alert.uid = %alert.uid, alert.fingerprint = %alert.fingerprint, alert.name = %alert.name, outcome = name, "recorded alert");
+        items.push(json!({
+            "uid": alert.uid,
+            "fingerprint": alert.fingerprint,
+            "outcome": name,
+            "service": alert.service,
+        }));
+    }
+    Ok(Json(json!({
+        "received": received,
+        "created": counts[0],
+        "updated": counts[1],
+        "unchanged": counts[2],
+        "alerts": items,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertParams {
+    service: Option<String>,
+    environment: Option<String>,
+    fingerprint: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /v1/alerts`.
+pub(crate) async fn list_alerts(
+    State(state): State<AppState>,
+    query: Result<Query<AlertParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let filter = AlertFilter {
+        service: p
+            .service
+            .as_deref()
+            .map(|s| service("service", s))
+            .transpose()?,
+        environment: environment(p.environment.as_deref())?,
+        fingerprint: p.fingerprint.filter(|f| !f.is_empty()),
+        since: time("since", p.since.as_deref())?,
+        until: time("until", p.until.as_deref())?,
+        limit: limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?,
+    };
+    let alerts = state
+        .store
+        .list_alerts(&filter)
+        .await
+        .map_err(store_error(&state))?;
+    Ok(Json(json!({ "items": alerts })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OccurrenceParams {
+    starts_at: Option<String>,
+}
+
+async fn occurrence(
+    state: &AppState,
+    fingerprint: &str,
+    starts_at: Option<&str>,
+) -> Result<Alert, ApiError> {
+    let at = time("starts_at", starts_at)?;
+    engine::find_alert(state.store.as_ref(), fingerprint, at)
+        .await
+        .map_err(store_error(state))?
+        .ok_or_else(|| ApiError::not_found(format!("no alert with fingerprint {fingerprint:?}")))
+}
+
+/// `GET /v1/alerts/{fingerprint}/suspects`: the stored attribution.
+pub(crate) async fn suspects(
+    State(state): State<AppState>,
+    Path(fingerprint): Path<String>,
+    query: Result<Query<OccurrenceParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let alert = occurrence(&state, &fingerprint, p.starts_at.as_deref()).await?;
+    let started = Instant::now();
+    let view = engine::suspects(state.store.as_ref(), alert).await;
+    state.metrics.store_call("suspects", started);
+    Ok(Json(view.map_err(store_error(&state))?).into_response())
+}
+
+/// `POST /v1/alerts/{fingerprint}/attribution`: recompute, then the suspects.
+pub(crate) async fn reattribute(
+    State(state): State<AppState>,
+    Path(fingerprint): Path<String>,
+    query: Result<Query<OccurrenceParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let alert = occurrence(&state, &fingerprint, p.starts_at.as_deref()).await?;
+    engine::attribute_alert(
+        state.store.as_ref(),
+        &alert,
+        &state.config.attribution,
+        Utc::now(),
+    )
+    .await
+    .map_err(store_error(&state))?;
+    let view = engine::suspects(state.store.as_ref(), alert)
+        .await
+        .map_err(store_error(&state))?;
+    Ok(Json(view).into_response())
+}
+
+/// `PUT /v1/services/{name}/dependencies`: replaces what the service depends on.
+pub(crate) async fn put_dependencies(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    service("name", &name)?;
+    let input: DependenciesInput = parse_json(&state, &headers, body)?;
+    let (service, deps) = input.validate(&name)?;
+    state
+        .store
+        .set_dependencies(&service, &deps)
+        .await
+        .map_err(store_error(&state))?;
+    tracing::info!(service = %service, dependencies = deps.len(), "recorded dependencies");
+    Ok(Json(json!({ "service": service, "depends_on": deps })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceParams {
+    namespace: Option<String>,
+    environment: Option<String>,
+}
+
+/// `GET /v1/services/{name}/dependencies?environment=&namespace=`.
+pub(crate) async fn get_dependencies(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<ServiceParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let service = ServiceRef {
+        name: service("name", &name)?,
+        namespace: p.namespace.filter(|n| !n.is_empty()),
+        environment: environment(p.environment.as_deref())?
+            .ok_or_else(|| ApiError::invalid("environment", "is required"))?,
+    };
+    let deps = state
+        .store
+        .dependencies(&service)
+        .await
+        .map_err(store_error(&state))?;
+    Ok(Json(json!({ "service": service, "depends_on": deps })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimelineParams {
+    environment: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /v1/services/{name}/timeline` (default: the last 24 h).
+pub(crate) async fn timeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<TimelineParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let name = service("name", &name)?;
+    let env = environment(p.environment.as_deref())?;
+    let (since, until) = window(p.since.as_deref(), p.until.as_deref(), Duration::hours(24))?;
+    let view = engine::timeline(state.store.as_ref(), &name, env.as_ref(), since, until)
+        .await
+        .map_err(store_error(&state))?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FactorParams {
+    environment: Option<String>,
+    last: Option<String>,
+}
+
+/// `GET /v1/services/{name}/common-factors?last=3`.
+pub(crate) async fn common_factors(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<FactorParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let name = service("name", &name)?;
+    let env = environment(p.environment.as_deref())?;
+    let last = match p.last.as_deref() {
+        None => 3,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::invalid("last", "must be an integer from 1 to 100"))?,
+    };
+    let started = Instant::now();
+    let view = engine::common_factors_of(
+        state.store.as_ref(),
+        &name,
+        env.as_ref(),
+        last,
+        state.config.attribution.window,
+    )
+    .await;
+    state.metrics.store_call("common_factors", started);
+    Ok(Json(view.map_err(store_error(&state))?).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DoraParams {
+    service: Option<String>,
+    environment: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /v1/dora` (default: the last 30 days).
+pub(crate) async fn dora(
+    State(state): State<AppState>,
+    query: Result<Query<DoraParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let name = p
+        .service
+        .as_deref()
+        .map(|s| service("service", s))
+        .transpose()?;
+    let env = environment(p.environment.as_deref())?;
+    let (since, until) = window(p.since.as_deref(), p.until.as_deref(), Duration::days(30))?;
+    let view = engine::dora_metrics(
+        state.store.as_ref(),
+        name.as_ref(),
+        env.as_ref(),
+        since,
+        until,
+    )
+    .await
+    .map_err(store_error(&state))?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportParams {
+    alert: Option<String>,
+    starts_at: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/reports/incident?alert=FINGERPRINT&format=markdown|json`.
+pub(crate) async fn incident_report(
+    State(state): State<AppState>,
+    query: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let fingerprint = p
+        .alert
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| ApiError::invalid("alert", "is required (an alert fingerprint)"))?;
+    let markdown = match p.format.as_deref() {
+        None | Some("markdown") => true,
+        Some("json") => false,
+        Some(_) => return Err(ApiError::invalid("format", "must be markdown or json")),
+    };
+    let alert = occurrence(&state, &fingerprint, p.starts_at.as_deref()).await?;
+    let report = engine::incident_report(
+        state.store.as_ref(),
+        alert,
+        &state.config.attribution,
+        Utc::now(),
+    )
+    .await
+    .map_err(store_error(&state))?;
+    if markdown {
+        Ok((
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            deploygraph_analysis::report::markdown(&report),
+        )
+            .into_response())
+    } else {
+        Ok(Json(report).into_response())
+    }
+}
+
+/// `POST /v1/chaos/runs`: records (or updates) a chaos run.
+pub(crate) async fn record_chaos_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let run: ChaosRun = parse_json(&state, &headers, body)?;
+    if run.scenario.trim().is_empty() {
+        return Err(ApiError::invalid("scenario", "is required"));
+    }
+    if run.experiment.trim().is_empty() {
+        return Err(ApiError::invalid("experiment", "is required"));
+    }
+    if run.ended_at.is_some_and(|end| end < run.started_at) {
+        return Err(ApiError::invalid("ended_at", "is before started_at"));
+    }
+    if run
+        .probe_success_pct
+        .is_some_and(|p| !(0.0..=100.0).contains(&p))
+    {
+        return Err(ApiError::invalid(
+            "probe_success_pct",
+            "must be between 0 and 100",
+        ));
+    }
+    let existed = state
+        .store
+        .get_chaos_run(&run.uid)
+        .await
+        .map_err(store_error(&state))?
+        .is_some();
+    state
+        .store
+        .record_chaos_run(&run)
+        .await
+        .map_err(store_error(&state))?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let location = format!("/v1/chaos/runs/{}", run.uid);
+    Ok((status, [(header::LOCATION, location)], Json(run)).into_response())
+}
+
+/// `GET /v1/chaos/runs/{uid}`.
+pub(crate) async fn get_chaos_run(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let Ok(parsed) = Uid::parse(&uid) else {
+        return Err(ApiError::not_found(format!("no chaos run {uid:?}")));
+    };
+    state
+        .store
+        .get_chaos_run(&parsed)
+        .await
+        .map_err(store_error(&state))?
+        .map(|run| Json(run).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("no chaos run {uid:?}")))
+}

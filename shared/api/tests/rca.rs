@@ -1,0 +1,495 @@
+//! Component tests of alert intake, topology, chaos runs and the root-cause queries: the
+//! router driven in-process over both stores (SQLite, and the real Neo4j of
+//! `scripts/services up neo4j`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use deploygraph_api::{ApiConfig, AppState, router};
+use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
+use deploygraph_store::sqlite::SqliteStore;
+use deploygraph_store::{GraphStore, MigrationSource};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret";
+
+static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+async fn sqlite() -> Arc<dyn GraphStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
+        .await
+        .unwrap();
+    DIRS.lock().unwrap().push(dir);
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+async fn neo4j() -> Arc<dyn GraphStore> {
+    let uri = std::env::var("NEO4J_TEST_URI")
+        .expect("NEO4J_TEST_URI is not set: run through scripts/test (scripts/services up neo4j)");
+    let store = Neo4jStore::connect(
+        &uri,
+        "",
+        &SecretString::from(String::new()),
+        Neo4jOptions::default(),
+        MigrationSource::Embedded,
+    )
+    .unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+fn app(store: &Arc<dyn GraphStore>) -> Router {
+    router(AppState::new(
+        Arc::clone(store),
+        ApiConfig {
+            token: Some(SecretString::from(TOKEN.to_owned())),
+            ..ApiConfig::default()
+        },
+    ))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
+
+fn with_body(method: &str, path: &str, body: &Value, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    request.body(Body::from(body.to_string())).unwrap()
+}
+
+async fn post(app: &Router, path: &str, body: &Value) -> (StatusCode, Value) {
+    send(app, with_body("POST", path, body, Some(TOKEN))).await
+}
+
+async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
+    send(app, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+fn at(minute: i64) -> String {
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z").unwrap();
+    (base + chrono::Duration::minutes(minute))
+        .to_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn deployment(service: &str, minute: i64, seed: u8, status: &str, changes: Value) -> Value {
+    json!({
+        "service": service, "namespace": "prod", "environment": "production",
+        "version": format!("v1.{seed}.0"),
+        "commit": {"sha": format!("{:040x}", u128::from(seed) + 0xabc0000), "author": format!("dev{}@acme.io", seed % 2),
+                   "committed_at": at(minute - 30)},
+        "images": [{"repository": format!("ghcr.io/acme/{service}"), "tag": format!("v1.{seed}.0"),
+                    "digest": format!("sha256:{}", format!("{seed:02x}").repeat(32))}],
+        "status": status, "started_at": at(minute), "finished_at": at(minute + 2),
+        "changes": changes
+    })
+}
+
+async fn record(app: &Router, body: &Value) -> String {
+    let (status, stored) = post(app, "/v1/deployments", body).await;
+    assert!(status.is_success(), "{status} {stored}");
+    stored["uid"].as_str().unwrap().to_owned()
+}
+
+fn am_alert(fingerprint: &str, service: &str, minute: i64, resolved_minute: Option<i64>) -> Value {
+    json!({
+        "status": if resolved_minute.is_some() { "resolved" } else { "firing" },
+        "labels": {"alertname": "HighErrorRate", "service": service, "namespace": "prod",
+                   "environment": "production", "severity": "critical", "type": "error-rate"},
+        "annotations": {"summary": format!("{service} 5xx above 5%")},
+        "startsAt": at(minute),
+        "endsAt": resolved_minute.map_or("0001-01-01T00:00:00Z".to_owned(), at),
+        "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint
+    })
+}
+
+fn webhook(alerts: Vec<Value>) -> Value {
+    json!({"version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "truncatedAlerts": 0,
+           "status": "firing", "receiver": "deploygraph", "groupLabels": {}, "commonLabels": {},
+           "commonAnnotations": {}, "externalURL": "http://alertmanager", "alerts": alerts})
+}
+
+async fn alerts_of(app: &Router, service: &str) -> Vec<Value> {
+    let (status, body) = get(app, &format!("/v1/alerts?service={service}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+async fn webhook_intake_dedupes_resolves_and_refuses_bad_input(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let service = unique("intake");
+    let fp = unique("fp");
+    let body = webhook(vec![
+        am_alert(&fp, &service, 30, None),
+        am_alert(&unique("fp"), &service, 31, None),
+    ]);
+    let (status, _) = send(
+        &app,
+        with_body("POST", "/v1/alerts/alertmanager", &body, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, out) = post(&app, "/v1/alerts/alertmanager", &body).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(
+        (out["received"].as_u64(), out["created"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // Alertmanager retries: the same delivery is a no-op.
+    let (_, out) = post(&app, "/v1/alerts/alertmanager", &body).await;
+    assert_eq!(out["unchanged"], 2, "{out}");
+    assert_eq!(alerts_of(&app, &service).await.len(), 2);
+    let (_, out) = post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp, &service, 30, Some(50))]),
+    )
+    .await;
+    assert_eq!(out["updated"], 1, "{out}");
+    let stored = alerts_of(&app, &service).await;
+    let resolved = stored
+        .iter()
+        .find(|a| a["fingerprint"] == fp.as_str())
+        .unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["ends_at"], at(50));
+    assert_eq!(resolved["type"], "error-rate");
+    // Bad input names the field and writes nothing.
+    let mut no_fp = am_alert("x", &service, 40, None);
+    no_fp.as_object_mut().unwrap().remove("fingerprint");
+    for (bad, field) in [
+        (json!({"version": "3", "alerts": []}), "version"),
+        (
+            webhook(vec![am_alert(&unique("fp"), &service, 40, None), no_fp]),
+            "alerts[1].fingerprint",
+        ),
+    ] {
+        let (status, out) = post(&app, "/v1/alerts/alertmanager", &bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+        assert_eq!(out["error"]["field"], field);
+    }
+    assert_eq!(
+        alerts_of(&app, &service).await.len(),
+        2,
+        "a refused delivery wrote nothing"
+    );
+}
+
+async fn suspects_rank_recent_deployments_and_dependencies(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let (svc, db, other) = (unique("pay"), unique("db"), unique("other"));
+    let old = record(&app, &deployment(&svc, -100, 1, "succeeded", json!([]))).await;
+    let new = record(
+        &app,
+        &deployment(&svc, -10, 2, "succeeded", json!([{"path": "values.redis.pool.size", "kind": "value", "before": "50", "after": "10"}])),
+    )
+    .await;
+    let dep = record(&app, &deployment(&db, -5, 3, "succeeded", json!([]))).await;
+    record(&app, &deployment(&other, -3, 4, "failed", json!([]))).await;
+    let fp = unique("fp");
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp, &svc, 0, None)]),
+    )
+    .await;
+    let (status, view) = get(&app, &format!("/v1/alerts/{fp}/suspects")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let ranked: Vec<&str> = view["suspects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["deployment"]["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(ranked.first(), Some(&new.as_str()), "{view}");
+    assert!(!ranked.contains(&dep.as_str()), "no topology yet: {view}");
+    assert!(ranked.len() <= 2 && (ranked.len() == 1 || ranked[1] == old));
+    let top = &view["suspects"][0];
+    let score = top["confidence_score"].as_f64().unwrap();
+    assert!(score > 0.0 && score <= 1.0);
+    assert!(
+        top["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("min before the alert"),
+        "{top}"
+    );
+    assert_eq!(
+        top["deployment"]["changes"][0]["path"],
+        "values.redis.pool.size"
+    );
+    // With the topology, the dependency's deployment is a suspect too, after recomputing.
+    let (status, out) = send(
+        &app,
+        with_body(
+            "PUT",
+            &format!("/v1/services/{svc}/dependencies"),
+            &json!({"namespace": "prod", "environment": "production", "depends_on": [db]}),
+            Some(TOKEN),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, view) = post(&app, &format!("/v1/alerts/{fp}/attribution"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let dep_view = view["suspects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["deployment"]["uid"] == dep.as_str())
+        .unwrap_or_else(|| panic!("the dependency's deployment is a suspect: {view}"));
+    assert!(
+        dep_view["reasons"][1]
+            .as_str()
+            .unwrap()
+            .contains("dependency")
+    );
+    // Recomputing again does not duplicate.
+    let (_, again) = post(&app, &format!("/v1/alerts/{fp}/attribution"), &json!({})).await;
+    assert_eq!(
+        again["suspects"].as_array().unwrap().len(),
+        view["suspects"].as_array().unwrap().len()
+    );
+    let (status, _) = get(&app, "/v1/alerts/no-such-fingerprint/suspects").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn a_deployment_reported_after_its_alert_is_attributed(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let svc = unique("late");
+    let fp = unique("fp");
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp, &svc, 0, None)]),
+    )
+    .await;
+    let (_, view) = get(&app, &format!("/v1/alerts/{fp}/suspects")).await;
+    assert!(view["suspects"].as_array().unwrap().is_empty());
+    let uid = record(&app, &deployment(&svc, -15, 5, "succeeded", json!([]))).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, view) = get(&app, &format!("/v1/alerts/{fp}/suspects")).await;
+        if view["suspects"][0]["deployment"]["uid"] == uid.as_str() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not re-attributed: {view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn chaos_in_progress_takes_the_blame(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let svc = unique("chaos");
+    record(&app, &deployment(&svc, -10, 6, "succeeded", json!([]))).await;
+    let run = json!({
+        "uid": unique("run"), "scenario": "pod-delete", "experiment": "pod-delete",
+        "target": {"name": svc, "namespace": "prod", "environment": "production"},
+        "verdict": "Awaited", "phase": "Running", "started_at": at(-2)
+    });
+    let (status, out) = post(&app, "/v1/chaos/runs", &run).await;
+    assert_eq!(status, StatusCode::CREATED, "{out}");
+    let (status, _) = post(&app, "/v1/chaos/runs", &run).await;
+    assert_eq!(status, StatusCode::OK);
+    let fp = unique("fp");
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp, &svc, 0, None)]),
+    )
+    .await;
+    let (_, view) = get(&app, &format!("/v1/alerts/{fp}/suspects")).await;
+    assert_eq!(view["chaos"]["run_uid"], run["uid"], "{view}");
+    assert_eq!(view["chaos"]["run"]["experiment"], "pod-delete");
+    assert!(view["suspects"].as_array().unwrap().is_empty(), "{view}");
+    let mut bad = run.clone();
+    bad["ended_at"] = json!(at(-10));
+    let (status, out) = post(&app, "/v1/chaos/runs", &bad).await;
+    assert_eq!(
+        (status, out["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("ended_at"))
+    );
+    let (status, got) = get(
+        &app,
+        &format!("/v1/chaos/runs/{}", run["uid"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        (status, got["phase"].as_str()),
+        (StatusCode::OK, Some("Running"))
+    );
+}
+
+async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let svc = unique("review");
+    let key = json!([{"path": "values.db.maxConnections", "kind": "value", "before": "100", "after": "20"}]);
+    let mut failed = Vec::new();
+    for (i, minute) in [-300i64, -200, -100].into_iter().enumerate() {
+        failed.push(
+            record(
+                &app,
+                &deployment(&svc, minute, 10 + i as u8, "failed", key.clone()),
+            )
+            .await,
+        );
+    }
+    let good = record(&app, &deployment(&svc, -20, 20, "succeeded", json!([]))).await;
+    let fp = unique("fp");
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp, &svc, 0, Some(30))]),
+    )
+    .await;
+
+    let (status, t) = get(
+        &app,
+        &format!(
+            "/v1/services/{svc}/timeline?since={}&until={}",
+            at(-400),
+            at(60)
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let kinds: Vec<&str> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "deployment",
+            "deployment",
+            "deployment",
+            "deployment",
+            "alert_firing",
+            "alert_resolved"
+        ]
+    );
+
+    let (status, f) = get(&app, &format!("/v1/services/{svc}/common-factors?last=3")).await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    assert_eq!(f["deployments"].as_array().unwrap().len(), 3);
+    assert_eq!(f["deployments"][0], failed[2].as_str(), "newest first");
+    let factor = f["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "config_key")
+        .unwrap();
+    assert_eq!(
+        (factor["value"].as_str(), factor["count"].as_u64()),
+        (Some("values.db.maxConnections"), Some(3))
+    );
+    let (status, bad) = get(&app, &format!("/v1/services/{svc}/common-factors?last=0")).await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("last"))
+    );
+
+    let (status, d) = get(
+        &app,
+        &format!(
+            "/v1/dora?service={svc}&since={}&until={}",
+            at(-1440),
+            at(1440)
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    let m = &d["services"][0];
+    assert_eq!(m["deployments"], 4);
+    assert_eq!(m["deployment_frequency_per_day"], 2.0);
+    assert!(m["failed_changes"].as_u64().unwrap() >= 3);
+    assert_eq!(m["lead_time"]["median_seconds"], 32.0 * 60.0);
+    assert_eq!(m["time_to_restore"]["median_seconds"], 30.0 * 60.0);
+
+    let request = Request::get(format!("/v1/reports/incident?alert={fp}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/markdown; charset=utf-8"
+    );
+    let markdown = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(markdown.contains("## Suspects"), "{markdown}");
+    assert!(
+        markdown.contains(&good),
+        "the top suspect is in the report: {markdown}"
+    );
+    assert!(markdown.contains("```mermaid\nflowchart LR"), "{markdown}");
+    assert!(markdown.contains("TRIGGERS"), "{markdown}");
+    let (status, json_report) = get(
+        &app,
+        &format!("/v1/reports/incident?alert={fp}&format=json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_report["suspects"]["alert"]["fingerprint"], fp.as_str());
+    let (status, _) = get(&app, "/v1/reports/incident").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::sqlite().await).await;
+            })*
+        }
+        mod neo4j {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::neo4j().await).await;
+            })*
+        }
+    };
+}
+
+both_stores!(
+    webhook_intake_dedupes_resolves_and_refuses_bad_input,
+    suspects_rank_recent_deployments_and_dependencies,
+    a_deployment_reported_after_its_alert_is_attributed,
+    chaos_in_progress_takes_the_blame,
+    timeline_factors_dora_and_report,
+);

@@ -1,5 +1,7 @@
-//! Kubernetes workloads as deploygraph sees them. The pure part of the workload watcher: what a
+//! Kubernetes workloads as deploygraph sees them. [`leader`] elects the one replica that
+//! watches; [`rollout`] is the pure part of the workload watcher: what a
 //! rollout is (a pod-template change), its status from the rollout conditions, the commit and
 //! actor it carries, and the diff of its template against the previous one.
 
+pub mod leader;
 pub mod rollout;

@@ -1,0 +1,111 @@
+//! Leader election against the real API server (`scripts/services up kube`): of two
+//! candidates exactly one leads; a clean stop hands over at once, a crash after the lease
+//! duration.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use deploygraph_k8s::leader::{Elector, LeaseConfig};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+async fn client() -> Client {
+    let path = std::env::var("KUBECONFIG_TEST").unwrap_or_else(|_| {
+        panic!("KUBECONFIG_TEST is not set: these tests need the real API server; run scripts/test")
+    });
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+struct Candidate {
+    leading: watch::Receiver<bool>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn candidate(lease: &str, identity: &str) -> Candidate {
+    let config = LeaseConfig {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(200),
+        ..LeaseConfig::new("default", lease, identity)
+    };
+    let (tx, leading) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Elector::new(client().await, config).run(tx, stop.clone()));
+    Candidate {
+        leading,
+        stop,
+        task,
+    }
+}
+
+async fn until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+fn leaders(candidates: &[&Candidate]) -> usize {
+    candidates.iter().filter(|c| *c.leading.borrow()).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_and_a_clean_handover() {
+    let lease = format!("deploygraph-test-{:08x}", rand::random::<u32>());
+    let a = candidate(&lease, "a").await;
+    let b = candidate(&lease, "b").await;
+    until("a leader", Duration::from_secs(10), || {
+        leaders(&[&a, &b]) == 1
+    })
+    .await;
+    // Stays exactly one for a few renewals.
+    for _ in 0..20 {
+        assert_eq!(leaders(&[&a, &b]), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (leader, other) = if *a.leading.borrow() { (a, b) } else { (b, a) };
+    leader.stop.cancel();
+    leader.task.await.unwrap();
+    let took = until("the handover", Duration::from_secs(5), || {
+        *other.leading.borrow()
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(2),
+        "a released lease is taken at once ({took:?})"
+    );
+    other.stop.cancel();
+    other.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
+    let lease = format!("deploygraph-test-{:08x}", rand::random::<u32>());
+    let a = candidate(&lease, "a").await;
+    until("a to lead", Duration::from_secs(10), || *a.leading.borrow()).await;
+    let b = candidate(&lease, "b").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!*b.leading.borrow(), "b waits while a renews");
+    // A crash: the task is gone without releasing.
+    a.task.abort();
+    let took = until("b to take over", Duration::from_secs(10), || {
+        *b.leading.borrow()
+    })
+    .await;
+    assert!(
+        took >= Duration::from_secs(2),
+        "not before the lease expired ({took:?})"
+    );
+    b.stop.cancel();
+    b.task.await.unwrap();
+}

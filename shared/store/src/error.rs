@@ -73,6 +73,27 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A user query that cannot run as written ([`crate::cypher`]): the database refused it (a
+    /// syntax or type error, a write in a read-only query, a missing parameter) or a parameter
+    /// cannot be sent. The request's fault: retrying it unchanged fails again. `reason` is meant
+    /// for the user and keeps the database's own message, which is the point of this error.
+    #[error("the query was refused: {reason}")]
+    QueryRefused {
+        /// Neo4j's status code (`Neo.ClientError.Statement.SyntaxError`), when the database
+        /// refused it.
+        code: Option<String>,
+        /// Why, in words the user can act on.
+        reason: String,
+    },
+    /// A user query ([`crate::cypher`]) ran longer than its time limit and was stopped.
+    #[error("the query timed out after {limit:?} and was stopped")]
+    QueryTimedOut {
+        /// The limit it exceeded.
+        limit: std::time::Duration,
+        /// The database's timeout error; `None` when the client-side backstop fired first.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Any other backend failure.
     #[error("failed to {operation} in the {backend} store")]
     Backend {

@@ -11,6 +11,7 @@
 //! [`open`] picks one from a store URI (`sqlite://PATH`, `neo4j://HOST:PORT`, `bolt://HOST:PORT`).
 
 pub mod chain;
+pub mod cypher;
 pub mod error;
 pub mod migrations;
 pub mod neo4j;

@@ -53,7 +53,7 @@ impl ChangeSummary {
         let digests = |d: &Deployment| {
             d.images
                 .iter()
-                .map(|i| i.digest.as_str().to_owned())
+                .map(deploygraph_model::Image::reference)
                 .collect::<std::collections::BTreeSet<_>>()
         };
         let image_changed = deployment
@@ -240,7 +240,7 @@ pub fn score(
         if what.is_empty() {
             "changed nothing recorded".to_owned()
         } else {
-            format!("changed {}", what.join(", "))
+            format!("changes: {}", what.join(", "))
         },
         status_reason.to_owned(),
         format!(

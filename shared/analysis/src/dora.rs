@@ -55,7 +55,7 @@ pub fn metrics(
     let lead_times = deployments
         .iter()
         .filter_map(|d| {
-            let committed = d.commit.committed_at?;
+            let committed = d.commit.as_ref()?.committed_at?;
             let landed = d.finished_at.unwrap_or(d.started_at);
             Some((landed - committed).num_milliseconds() as f64 / 1000.0)
         })

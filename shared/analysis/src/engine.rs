@@ -223,7 +223,7 @@ fn deployment_event(d: &StoredDeployment) -> TimelineEvent {
             d.version.as_deref().unwrap_or("deployment"),
             d.environment,
             d.status.as_str(),
-            &d.commit.sha.as_str()[..d.commit.sha.as_str().len().min(12)],
+            d.short_commit(),
             d.changes.len()
         ),
     }

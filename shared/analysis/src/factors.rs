@@ -37,12 +37,11 @@ impl FailedFacts {
                 .iter()
                 .map(|i| match (&i.repository, &i.tag) {
                     (Some(r), Some(t)) => format!("{r}:{t}"),
-                    (Some(r), None) => format!("{r}@{}", i.digest),
-                    _ => i.digest.to_string(),
+                    _ => i.reference(),
                 })
                 .collect(),
             charts: Vec::new(),
-            author: d.commit.author.clone(),
+            author: d.commit.as_ref().and_then(|c| c.author.clone()),
             actor: d.actor.clone(),
             dependencies: Vec::new(),
             failed_checks: Vec::new(),

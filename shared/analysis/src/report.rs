@@ -69,11 +69,7 @@ pub fn mermaid(suspects: &Suspects, topology: &[(ServiceRef, Vec<ServiceRef>)]) 
             out,
             "  {id}[\"{} {} ({})\"]",
             label(d.service.as_str()),
-            label(
-                d.version
-                    .as_deref()
-                    .unwrap_or(&d.commit.sha.as_str()[..7.min(d.commit.sha.as_str().len())])
-            ),
+            label(d.version.as_deref().unwrap_or_else(|| d.short_commit())),
             d.status.as_str()
         );
         let _ = writeln!(
@@ -163,7 +159,7 @@ pub fn suspects_text(s: &Suspects) -> String {
             d.environment,
             d.version.as_deref().unwrap_or("-"),
             deploygraph_model::format_time(&d.started_at),
-            d.commit.sha,
+            d.commit_sha().unwrap_or("unknown"),
             d.status.as_str()
         );
         for r in &v.reasons {
@@ -329,7 +325,7 @@ pub fn markdown(r: &IncidentReport) -> String {
             "### {}. {} {} — confidence {:.2}\n",
             i + 1,
             d.service,
-            d.version.as_deref().unwrap_or(d.commit.sha.as_str()),
+            d.version.as_deref().unwrap_or_else(|| d.short_commit()),
             v.confidence_score
         );
         let _ = writeln!(
@@ -339,10 +335,10 @@ pub fn markdown(r: &IncidentReport) -> String {
             d.environment,
             deploygraph_model::format_time(&d.started_at),
             d.status.as_str(),
-            d.commit.sha,
+            d.commit_sha().unwrap_or("unknown"),
             d.commit
-                .author
                 .as_ref()
+                .and_then(|c| c.author.as_ref())
                 .map_or(String::new(), |a| format!(" by {a}")),
             d.actor
                 .as_ref()

@@ -235,7 +235,7 @@ mod tests {
         .into_deployment()
         .unwrap();
         assert_eq!(d.status, DeploymentStatus::RolledBack);
-        assert_eq!(d.commit.repo.as_deref(), Some("r"));
+        assert_eq!(d.commit.and_then(|c| c.repo).as_deref(), Some("r"));
     }
 
     #[test]

@@ -131,7 +131,8 @@ impl Commit {
     }
 }
 
-/// A container image, identified by digest.
+/// A container image, identified by digest when it is known (the API requires it; a
+/// Kubernetes workload may name a tag the kubelet has not resolved yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     /// Repository (`ghcr.io/acme/payments`).
@@ -140,14 +141,39 @@ pub struct Image {
     /// Tag (`v2.3.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Content digest.
-    pub digest: ImageDigest,
+    /// Content digest, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<ImageDigest>,
 }
 
 impl Image {
-    /// `Uid::derive("image", [digest])`: one node per content digest.
+    /// `Uid::derive("image", [digest])`: one node per content digest; without a digest, one
+    /// per reference (`Uid::derive("image-ref", [repository, tag])`).
     pub fn uid(&self) -> Uid {
-        Uid::derive("image", &[self.digest.as_str()])
+        match &self.digest {
+            Some(digest) => Uid::derive("image", &[digest.as_str()]),
+            None => Uid::derive(
+                "image-ref",
+                &[
+                    self.repository.as_deref().unwrap_or(""),
+                    self.tag.as_deref().unwrap_or(""),
+                ],
+            ),
+        }
+    }
+
+    /// `repository:tag@digest`, with the parts that are known.
+    pub fn reference(&self) -> String {
+        let mut out = self.repository.clone().unwrap_or_default();
+        if let Some(tag) = &self.tag {
+            out.push(':');
+            out.push_str(tag);
+        }
+        if let Some(digest) = &self.digest {
+            out.push('@');
+            out.push_str(digest.as_str());
+        }
+        out
     }
 }
 
@@ -319,8 +345,9 @@ pub struct Deployment {
     /// Release version (`v2.3.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The commit built.
-    pub commit: Commit,
+    /// The commit built, when known (the API requires it; a Kubernetes rollout may not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<Commit>,
     /// The images run.
     pub images: Vec<Image>,
     /// Lifecycle status.
@@ -358,7 +385,7 @@ impl Deployment {
             namespace: &'a Option<String>,
             environment: &'a Environment,
             version: &'a Option<String>,
-            commit: &'a Commit,
+            commit: &'a Option<Commit>,
             images: &'a [Image],
             started_at: String,
             actor: &'a Option<String>,
@@ -377,6 +404,17 @@ impl Deployment {
         };
         // Serializing plain structs of strings cannot fail.
         sha256_hex(serde_json::to_string(&fixed).unwrap_or_default().as_bytes())
+    }
+
+    /// The commit SHA, when known.
+    pub fn commit_sha(&self) -> Option<&str> {
+        self.commit.as_ref().map(|c| c.sha.as_str())
+    }
+
+    /// The first 12 characters of the commit SHA, or `-` when unknown.
+    pub fn short_commit(&self) -> &str {
+        self.commit_sha()
+            .map_or("-", |sha| &sha[..sha.len().min(12)])
     }
 
     /// Ordering key of the FOLLOWS chain and of listings: start time, then uid.
@@ -633,7 +671,7 @@ impl DeploymentInput {
             &service,
             namespace.as_deref(),
             &environment,
-            &commit,
+            Some(&commit),
             &images,
             &started_at,
         );
@@ -644,7 +682,7 @@ impl DeploymentInput {
             namespace,
             environment,
             version,
-            commit,
+            commit: Some(commit),
             images,
             status,
             started_at,
@@ -733,7 +771,9 @@ impl ImageInput {
         Ok(Image {
             repository: bounded(&self.repository, "repository", limits::SHORT)?,
             tag: bounded(&self.tag, "tag", limits::SHORT)?,
-            digest: ImageDigest::parse(required(&self.digest, "digest")?).map_err(at("digest"))?,
+            digest: Some(
+                ImageDigest::parse(required(&self.digest, "digest")?).map_err(at("digest"))?,
+            ),
         })
     }
 }
@@ -761,14 +801,22 @@ pub fn deployment_uid(
     service: &ServiceName,
     namespace: Option<&str>,
     environment: &Environment,
-    commit: &Commit,
+    commit: Option<&Commit>,
     images: &[Image],
     started_at: &DateTime<Utc>,
 ) -> Uid {
     match id {
         Some(id) => Uid::derive("deployment", &["id", id]),
         None => {
-            let mut digests: Vec<&str> = images.iter().map(|i| i.digest.as_str()).collect();
+            // Digests as recorded since v1; an image without one counts by its reference.
+            let mut digests: Vec<String> = images
+                .iter()
+                .map(|i| {
+                    i.digest
+                        .as_ref()
+                        .map_or_else(|| i.reference(), |d| d.as_str().to_owned())
+                })
+                .collect();
             digests.sort_unstable();
             Uid::derive(
                 "deployment",
@@ -777,7 +825,7 @@ pub fn deployment_uid(
                     service.as_str(),
                     namespace.unwrap_or(""),
                     environment.as_str(),
-                    commit.sha.as_str(),
+                    commit.map_or("", |c| c.sha.as_str()),
                     &digests.join(","),
                     &format_time(started_at),
                 ],

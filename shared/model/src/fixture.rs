@@ -172,14 +172,14 @@ impl DeploymentBuilder {
         let images = vec![Image {
             repository: Some(format!("ghcr.io/acme/{}", self.service)),
             tag: self.version.clone(),
-            digest: ImageDigest::parse(&digest).expect("fixture digest"),
+            digest: Some(ImageDigest::parse(&digest).expect("fixture digest")),
         }];
         let uid = deployment_uid(
             self.id.as_deref(),
             &service,
             self.namespace.as_deref(),
             &environment,
-            &commit,
+            Some(&commit),
             &images,
             &self.started_at,
         );
@@ -190,7 +190,7 @@ impl DeploymentBuilder {
             namespace: self.namespace,
             environment,
             version: self.version,
-            commit,
+            commit: Some(commit),
             images,
             status: self.status,
             started_at: self.started_at,

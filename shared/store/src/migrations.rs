@@ -85,7 +85,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "sqlite",
     "0001_init.sql",
     "0002_infra_snapshots.sql",
-    "0003_alerts_topology_chaos.sql"
+    "0003_alerts_topology_chaos.sql",
+    "0004_optional_commit_and_digest.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(

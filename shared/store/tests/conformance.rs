@@ -709,6 +709,35 @@ async fn chaos_runs_are_updated_in_place_and_raise_alerts(store: Arc<dyn GraphSt
     assert!(stored.triggers.is_empty());
 }
 
+async fn a_rollout_without_commit_or_digest_is_recorded(store: Arc<dyn GraphStore>) {
+    let service = unique("k8s");
+    let mut d = Deployment::test().service(&service).build();
+    d.commit = None;
+    d.images[0].digest = None;
+    d.images[0].tag = Some("1.25".into());
+    d.source = deploygraph_model::Source::K8s;
+    assert_eq!(record_one(&store, d.clone()).await, RecordKind::Created);
+    assert_eq!(record_one(&store, d.clone()).await, RecordKind::Unchanged);
+    let stored = store.get_deployment(&d.uid).await.unwrap().unwrap();
+    assert_eq!(stored.deployment, d);
+    assert_eq!(stored.deployment.commit_sha(), None);
+    // The next rollout, with a commit and a digest, follows it.
+    let next = Deployment::test()
+        .service(&service)
+        .started_at_minute(5)
+        .build();
+    record_one(&store, next.clone()).await;
+    assert_eq!(
+        store
+            .get_deployment(&next.uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .follows,
+        Some(d.uid.clone())
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -743,6 +772,7 @@ conformance!(
     dependencies_are_replaced,
     attribution_is_replaced_never_duplicated,
     chaos_runs_are_updated_in_place_and_raise_alerts,
+    a_rollout_without_commit_or_digest_is_recorded,
 );
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,
@@ -808,4 +838,89 @@ async fn a_fresh_sqlite_store_is_not_ready_until_migrated() {
     ));
     store.migrate().await.unwrap();
     store.ready().await.unwrap();
+}
+
+/// Upgrading a store that holds data across the migration that rebuilds the deployments and
+/// images tables keeps every row and relationship.
+#[tokio::test]
+async fn the_optional_commit_migration_keeps_existing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir_all(old.join("sqlite")).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for name in [
+        "0001_init.sql",
+        "0002_infra_snapshots.sql",
+        "0003_alerts_topology_chaos.sql",
+    ] {
+        std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
+    }
+    let path = dir.path().join("upgrade.db");
+    let service = unique("upgrade");
+    let first = Deployment::test()
+        .service(&service)
+        .change("values.a", "1", "2")
+        .build();
+    let second = Deployment::test()
+        .service(&service)
+        .image_seed(2)
+        .started_at_minute(5)
+        .build();
+    {
+        let v3 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
+            .await
+            .unwrap();
+        assert_eq!(v3.migrate().await.unwrap().len(), 3);
+        v3.record_deployments(vec![first.clone(), second.clone()])
+            .await
+            .unwrap();
+        let alert = Alert::test(&unique("fp"), &service, 10);
+        v3.record_alerts(vec![alert.clone()]).await.unwrap();
+        v3.replace_attribution(
+            &alert.uid,
+            &[Trigger {
+                deployment_uid: second.uid.clone(),
+                alert_uid: alert.uid.clone(),
+                confidence_score: 0.5,
+                reasons: vec!["r".into()],
+                computed_at: minute(11),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    store.ready().await.unwrap();
+    let got = store.get_deployment(&second.uid).await.unwrap().unwrap();
+    assert_eq!(got.deployment, second);
+    assert_eq!(got.follows, Some(first.uid.clone()));
+    assert_eq!(
+        store
+            .get_deployment(&first.uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .deployment
+            .changes,
+        first.changes
+    );
+    let history = store
+        .service_history(&second.service_uid(), minute(60))
+        .await
+        .unwrap();
+    assert_eq!((history.deployments, history.followed_by_alerts), (2, 1));
+    // Recording again after the upgrade is still a no-op.
+    assert_eq!(
+        store
+            .record_deployments(vec![second.clone()])
+            .await
+            .unwrap()[0]
+            .kind,
+        RecordKind::Unchanged
+    );
 }

@@ -19,8 +19,8 @@ use crate::types::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
-    Trigger, Uid, ValidationResult,
+    Alert, AlertOutcome, ChaosRun, Deployment, Environment, ImageDigest, InfraSnapshot,
+    ServiceName, ServiceRef, Trigger, Uid, ValidationResult,
 };
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn, query};
 use secrecy::{ExposeSecret, SecretString};
@@ -167,7 +167,10 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
         .map(|i| {
             map(vec![
                 ("uid", i.uid().as_str().into()),
-                ("digest", i.digest.as_str().into()),
+                (
+                    "digest",
+                    opt_str(i.digest.as_ref().map(ImageDigest::as_str)),
+                ),
                 ("repository", opt_str(i.repository.as_deref())),
                 ("tag", opt_str(i.tag.as_deref())),
             ])
@@ -191,7 +194,25 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
         .iter()
         .map(|v| validation_row(&d.uid, v))
         .collect();
-    let digests: Vec<BoltType> = d.images.iter().map(|i| i.digest.as_str().into()).collect();
+    let digests: Vec<BoltType> = d
+        .images
+        .iter()
+        .filter_map(|i| i.digest.as_ref().map(|d| d.as_str().into()))
+        .collect();
+    let commits: Vec<BoltType> = d
+        .commit
+        .iter()
+        .map(|c| {
+            map(vec![
+                ("uid", c.uid().as_str().into()),
+                ("sha", c.sha.as_str().into()),
+                ("repo", opt_str(c.repo.as_deref())),
+                ("author", opt_str(c.author.as_deref())),
+                ("message", opt_str(c.message.as_deref())),
+                ("committed_at", c.committed_at.into()),
+            ])
+        })
+        .collect();
     Ok(map(vec![
         ("uid", d.uid.as_str().into()),
         (
@@ -203,7 +224,7 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
                 ("namespace", opt_str(d.namespace.as_deref())),
                 ("environment", d.environment.as_str().into()),
                 ("version", opt_str(d.version.as_deref())),
-                ("commit", d.commit.sha.as_str().into()),
+                ("commit", opt_str(d.commit.as_ref().map(|c| c.sha.as_str()))),
                 ("image_digests", BoltType::from(digests)),
                 ("status", d.status.as_str().into()),
                 ("source", d.source.as_str().into()),
@@ -215,17 +236,7 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
                 ("payload", payload.into()),
             ]),
         ),
-        (
-            "commit",
-            map(vec![
-                ("uid", d.commit.uid().as_str().into()),
-                ("sha", d.commit.sha.as_str().into()),
-                ("repo", opt_str(d.commit.repo.as_deref())),
-                ("author", opt_str(d.commit.author.as_deref())),
-                ("message", opt_str(d.commit.message.as_deref())),
-                ("committed_at", d.commit.committed_at.into()),
-            ]),
-        ),
+        ("commits", BoltType::from(commits)),
         ("images", BoltType::from(images)),
         ("changes", BoltType::from(changes)),
         ("validation", BoltType::from(validation)),
@@ -254,14 +265,15 @@ MATCH (s:Service {uid: r.props.service_uid})
 CREATE (d:DeploymentEvent)
 SET d = r.props, d.uid = r.uid
 CREATE (d)-[:DEPLOYS]->(s)
-MERGE (c:Commit {uid: r.commit.uid})
-SET c.sha = r.commit.sha, c.repo = r.commit.repo,
-    c.author = coalesce(c.author, r.commit.author), c.message = coalesce(c.message, r.commit.message),
-    c.committed_at = coalesce(c.committed_at, r.commit.committed_at)
-CREATE (d)-[:BUILT_FROM]->(c)
+FOREACH (cm IN r.commits |
+  MERGE (c:Commit {uid: cm.uid})
+  SET c.sha = cm.sha, c.repo = cm.repo,
+      c.author = coalesce(c.author, cm.author), c.message = coalesce(c.message, cm.message),
+      c.committed_at = coalesce(c.committed_at, cm.committed_at)
+  CREATE (d)-[:BUILT_FROM]->(c))
 FOREACH (img IN r.images |
   MERGE (i:Image {uid: img.uid})
-  SET i.digest = img.digest, i.repository = coalesce(i.repository, img.repository), i.tag = coalesce(i.tag, img.tag)
+  SET i.digest = coalesce(i.digest, img.digest), i.repository = coalesce(i.repository, img.repository), i.tag = coalesce(i.tag, img.tag)
   CREATE (d)-[:RUNS]->(i))
 FOREACH (ch IN r.changes |
   CREATE (x:ConfigChange)

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
-    Trigger, Uid, ValidationResult,
+    Alert, AlertOutcome, ChaosRun, Commit, Deployment, Environment, ImageDigest, InfraSnapshot,
+    ServiceName, ServiceRef, Trigger, Uid, ValidationResult,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -181,6 +181,52 @@ fn applied_migrations(conn: &Connection) -> Result<Vec<AppliedMigration>> {
         .map_err(backend_error("read applied migrations"))
 }
 
+/// A line in a SQLite migration that makes it run with foreign keys off.
+const FOREIGN_KEYS_OFF: &str = "-- deploygraph: foreign-keys-off";
+
+/// Applies one migration in a transaction and records it; with `check_keys`, every foreign key
+/// must still hold before it commits.
+fn apply_migration(
+    conn: &mut Connection,
+    m: &Migration,
+    check_keys: bool,
+) -> Result<AppliedMigration> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a migration"))?;
+    tx.execute_batch(&m.body).map_err(|e| Error::Backend {
+        backend: BACKEND,
+        operation: "apply a migration",
+        source: format!("{}: {e}", m.name).into(),
+    })?;
+    if check_keys {
+        let violations: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })
+            .map_err(backend_error("check foreign keys after a migration"))?;
+        if violations > 0 {
+            return Err(Error::Backend {
+                backend: BACKEND,
+                operation: "apply a migration",
+                source: format!("{}: {violations} foreign key violation(s)", m.name).into(),
+            });
+        }
+    }
+    let record = AppliedMigration {
+        version: m.version,
+        name: m.name.clone(),
+        checksum: m.checksum(),
+    };
+    tx.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+        params![record.version, record.name, record.checksum, format_time(&Utc::now())],
+    )
+    .map_err(backend_error("record a migration"))?;
+    tx.commit().map_err(backend_error("commit a migration"))?;
+    Ok(record)
+}
+
 /// Runs one statement through the connection's statement cache: batches repeat the same few
 /// statements thousands of times.
 fn exec(
@@ -257,23 +303,25 @@ fn write_deployment(
         ],
     )
     .map_err(backend_error("write a service"))?;
-    let commit_uid = d.commit.uid();
-    exec(
+    let commit_uid = d.commit.as_ref().map(Commit::uid);
+    if let (Some(commit), Some(commit_uid)) = (&d.commit, &commit_uid) {
+        exec(
             tx,
-        "INSERT INTO commits (uid, sha, repo, author, message, committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (uid) DO UPDATE SET
-           author = coalesce(author, excluded.author), message = coalesce(message, excluded.message),
-           committed_at = coalesce(committed_at, excluded.committed_at)",
-        params![
-            commit_uid.as_str(),
-            d.commit.sha.as_str(),
-            d.commit.repo,
-            d.commit.author,
-            d.commit.message,
-            time_text(&d.commit.committed_at)
-        ],
-    )
-    .map_err(backend_error("write a commit"))?;
+            "INSERT INTO commits (uid, sha, repo, author, message, committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (uid) DO UPDATE SET
+               author = coalesce(author, excluded.author), message = coalesce(message, excluded.message),
+               committed_at = coalesce(committed_at, excluded.committed_at)",
+            params![
+                commit_uid.as_str(),
+                commit.sha.as_str(),
+                commit.repo,
+                commit.author,
+                commit.message,
+                time_text(&commit.committed_at)
+            ],
+        )
+        .map_err(backend_error("write a commit"))?;
+    }
     exec(
             tx,
         "INSERT INTO deployments (uid, client_id, service_uid, service, namespace, environment, version,
@@ -288,8 +336,8 @@ fn write_deployment(
             d.namespace,
             d.environment.as_str(),
             d.version,
-            commit_uid.as_str(),
-            d.commit.sha.as_str(),
+            commit_uid.as_ref().map(Uid::as_str),
+            d.commit.as_ref().map(|c| c.sha.as_str()),
             d.status.as_str(),
             d.source.as_str(),
             d.actor,
@@ -307,7 +355,12 @@ fn write_deployment(
             "INSERT INTO images (uid, digest, repository, tag) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (uid) DO UPDATE SET
                repository = coalesce(repository, excluded.repository), tag = coalesce(tag, excluded.tag)",
-            params![image.uid().as_str(), image.digest.as_str(), image.repository, image.tag],
+            params![
+                image.uid().as_str(),
+                image.digest.as_ref().map(ImageDigest::as_str),
+                image.repository,
+                image.tag
+            ],
         )
         .map_err(backend_error("write an image"))?;
         exec(
@@ -455,25 +508,19 @@ impl GraphStore for SqliteStore {
             let applied = applied_migrations(conn)?;
             let mut done = Vec::new();
             for m in migrations::pending(&known, &applied)? {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(backend_error("begin a migration"))?;
-                tx.execute_batch(&m.body).map_err(|e| Error::Backend {
-                    backend: BACKEND,
-                    operation: "apply a migration",
-                    source: format!("{}: {e}", m.name).into(),
-                })?;
-                let record = AppliedMigration {
-                    version: m.version,
-                    name: m.name.clone(),
-                    checksum: m.checksum(),
-                };
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![record.version, record.name, record.checksum, format_time(&Utc::now())],
-                )
-                .map_err(backend_error("record a migration"))?;
-                tx.commit().map_err(backend_error("commit a migration"))?;
+                // A migration that rebuilds a table runs with foreign keys off (they cannot be
+                // switched inside a transaction), and is checked before it commits.
+                let rebuild = m.body.lines().any(|l| l.trim() == FOREIGN_KEYS_OFF);
+                if rebuild {
+                    conn.execute_batch("PRAGMA foreign_keys = OFF")
+                        .map_err(backend_error("prepare a migration"))?;
+                }
+                let applied = apply_migration(conn, m, rebuild);
+                if rebuild {
+                    conn.execute_batch("PRAGMA foreign_keys = ON")
+                        .map_err(backend_error("finish a migration"))?;
+                }
+                let record = applied?;
                 tracing::info!(migration = %record.name, "applied migration");
                 done.push(record);
             }

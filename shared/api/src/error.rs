@@ -127,6 +127,17 @@ impl ApiError {
             deploygraph_store::Error::InvalidCursor => {
                 Self::invalid("cursor", "not a cursor this server issued")
             }
+            deploygraph_store::Error::Unsupported { .. } => {
+                Self::new(StatusCode::NOT_IMPLEMENTED, "unsupported", e.to_string())
+            }
+            deploygraph_store::Error::QueryRefused { .. } => Self {
+                field: Some("query".into()),
+                ..Self::new(StatusCode::BAD_REQUEST, "query_refused", e.to_string())
+            },
+            deploygraph_store::Error::QueryTimedOut { .. } => Self {
+                field: Some("query".into()),
+                ..Self::new(StatusCode::BAD_REQUEST, "query_timed_out", e.to_string())
+            },
             e if e.is_unavailable() => {
                 tracing::warn!(error.message = %e, error.cause_chain = ?e, "store unavailable");
                 Self::unavailable(format!("{e}; retry later"), retry_after)

@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             get(rca::common_factors),
         )
         .route("/v1/dora", get(rca::dora))
+        .route("/v1/cypher", post(rca::cypher))
         .route("/v1/reports/incident", get(rca::incident_report))
         .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
         .route("/v1/openapi.json", get(handlers::openapi))

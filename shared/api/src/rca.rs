@@ -414,6 +414,58 @@ pub(crate) async fn incident_report(
     }
 }
 
+/// `POST /v1/cypher` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CypherBody {
+    query: String,
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
+    timeout_ms: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `POST /v1/cypher`: a read-only query on Neo4j. The request may lower the server's time
+/// limit and row cap, not raise them.
+pub(crate) async fn cypher(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: CypherBody = parse_json(&state, &headers, body)?;
+    if body.query.trim().is_empty() {
+        return Err(ApiError::invalid("query", "is required"));
+    }
+    let max = state.config.cypher_timeout;
+    let timeout = body
+        .timeout_ms
+        .map_or(max, |ms| std::time::Duration::from_millis(ms).min(max));
+    if timeout.is_zero() {
+        return Err(ApiError::invalid("timeout_ms", "must be at least 1"));
+    }
+    let row_cap = match body.limit {
+        Some(0) => return Err(ApiError::invalid("limit", "must be at least 1")),
+        Some(n) => n.min(state.config.cypher_max_rows),
+        None => state.config.cypher_max_rows,
+    };
+    let request = deploygraph_store::cypher::CypherRequest {
+        query: body.query,
+        params: body.params,
+        timeout,
+        row_cap,
+    };
+    let started = Instant::now();
+    let result = state.store.read_cypher(&request).await;
+    state.metrics.store_call("read_cypher", started);
+    match result {
+        Ok(rows) => Ok(Json(rows).into_response()),
+        Err(e) => {
+            tracing::info!(error.message = %e, "user query not answered");
+            Err(ApiError::from_store(&e, state.config.retry_after_secs))
+        }
+    }
+}
+
 /// `POST /v1/chaos/runs`: records (or updates) a chaos run.
 pub(crate) async fn record_chaos_run(
     State(state): State<AppState>,

@@ -493,3 +493,77 @@ both_stores!(
     chaos_in_progress_takes_the_blame,
     timeline_factors_dora_and_report,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cypher_is_read_only_on_neo4j_and_unsupported_on_sqlite() {
+    let neo = app(&neo4j().await);
+    let svc = unique("cypher");
+    record(&neo, &deployment(&svc, -10, 7, "succeeded", json!([]))).await;
+    let fp = unique("fp");
+    post(
+        &neo,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp, &svc, 0, None)]),
+    )
+    .await;
+    // The query, with parameters.
+    let (status, out) = post(
+        &neo,
+        "/v1/cypher",
+        &json!({"query": "MATCH (d:DeploymentEvent)-[r:TRIGGERS]->(a:Alert) WHERE a.type = $type AND a.fingerprint = $fp RETURN d.commit AS commit, d.timestamp AS timestamp, r.confidence_score AS score",
+                "params": {"type": "error-rate", "fp": fp}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["rows"].as_array().unwrap().len(), 1, "{out}");
+    let columns: Vec<&str> = out["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let at = |name: &str| columns.iter().position(|c| *c == name).unwrap();
+    let row = &out["rows"][0];
+    assert_eq!(
+        row[at("commit")],
+        format!("{:040x}", 7u128 + 0xabc0000).as_str()
+    );
+    assert!(row[at("score")].as_f64().unwrap() > 0.0);
+    // A write is refused by the database, and says so.
+    let (status, out) = post(
+        &neo,
+        "/v1/cypher",
+        &json!({"query": "CREATE (n:Intruder) RETURN n"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert_eq!(out["error"]["code"], "query_refused");
+    assert!(
+        out["error"]["message"].as_str().unwrap().contains("read"),
+        "{out}"
+    );
+    // The row cap.
+    let (_, out) = post(
+        &neo,
+        "/v1/cypher",
+        &json!({"query": "UNWIND range(1, 50) AS x RETURN x", "limit": 5}),
+    )
+    .await;
+    assert_eq!(
+        (
+            out["rows"].as_array().unwrap().len(),
+            out["truncated"].as_bool()
+        ),
+        (5, Some(true))
+    );
+    let (status, out) = post(&neo, "/v1/cypher", &json!({"query": ""})).await;
+    assert_eq!(
+        (status, out["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("query"))
+    );
+
+    let lite = app(&sqlite().await);
+    let (status, out) = post(&lite, "/v1/cypher", &json!({"query": "RETURN 1"})).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{out}");
+    assert_eq!(out["error"]["code"], "unsupported");
+}

@@ -94,6 +94,14 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// The backend cannot do this (user Cypher on the embedded store).
+    #[error("the {backend} store does not support {what}")]
+    Unsupported {
+        /// `sqlite` or `neo4j`.
+        backend: &'static str,
+        /// What was asked for.
+        what: &'static str,
+    },
     /// Any other backend failure.
     #[error("failed to {operation} in the {backend} store")]
     Backend {

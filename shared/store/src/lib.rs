@@ -231,6 +231,19 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>>;
+
+    /// Runs a user's Cypher query read-only, with its time limit and row cap.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] on a store that does not speak Cypher; [`Error::QueryRefused`]
+    /// (a write, a syntax error), [`Error::QueryTimedOut`], [`Error::Unavailable`].
+    async fn read_cypher(&self, request: &cypher::CypherRequest) -> Result<cypher::CypherResult> {
+        let _ = request;
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            what: "Cypher queries",
+        })
+    }
 }
 
 /// Where the store lives and how to log in, parsed from `--store` and the credentials options.

@@ -981,4 +981,11 @@ impl GraphStore for Neo4jStore {
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>> {
         self.rca_list_chaos_runs(filter).await
     }
+
+    async fn read_cypher(
+        &self,
+        request: &crate::cypher::CypherRequest,
+    ) -> Result<crate::cypher::CypherResult> {
+        crate::cypher::run_read_only(&self.graph, request).await
+    }
 }

@@ -10,5 +10,6 @@ mod gate;
 mod helm;
 mod neo4j;
 mod outage;
+mod rca;
 mod serve;
 mod support;

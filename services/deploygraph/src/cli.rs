@@ -34,6 +34,12 @@ pub enum Command {
     /// Read Helm release Secrets offline.
     #[command(subcommand)]
     Helm(HelmCommand),
+    /// Draft reports from the graph.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Record the service topology (DEPENDS_ON).
+    #[command(subcommand)]
+    Topology(TopologyCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -387,6 +393,18 @@ pub struct RecordDeploymentArgs {
 pub enum QueryCommand {
     /// List deployments, newest first.
     Deployments(QueryDeploymentsArgs),
+    /// List alert occurrences, newest first.
+    Alerts(QueryAlertsArgs),
+    /// The deployments an alert is attributed to, most likely first.
+    Suspects(QuerySuspectsArgs),
+    /// A service's deployments, alerts, snapshots and chaos runs, oldest first.
+    Timeline(QueryTimelineArgs),
+    /// What a service's last failed or rolled-back deployments have in common.
+    CommonFactors(QueryCommonFactorsArgs),
+    /// DORA metrics per service and environment.
+    Dora(QueryDoraArgs),
+    /// Run a read-only Cypher query (Neo4j stores only).
+    Cypher(QueryCypherArgs),
 }
 
 #[derive(Debug, Args)]
@@ -412,6 +430,197 @@ pub struct QueryDeploymentsArgs {
     /// Continue after this cursor.
     #[arg(long)]
     pub cursor: Option<String>,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+// Root-cause analysis (src/insight.rs). Values are checked as they are parsed, so a bad one
+// exits 2 with clap's message naming the flag.
+
+#[derive(Debug, Args)]
+pub struct QueryAlertsArgs {
+    /// Only alerts on this service.
+    #[arg(long, value_parser = crate::insight::service_arg)]
+    pub service: Option<deploygraph_model::ServiceName>,
+    /// Only this environment.
+    #[arg(long, value_parser = crate::insight::environment_arg)]
+    pub environment: Option<deploygraph_model::Environment>,
+    /// Only occurrences with this Alertmanager fingerprint.
+    #[arg(long, value_parser = crate::insight::fingerprint_arg)]
+    pub fingerprint: Option<String>,
+    /// Started at or after (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Started at or before (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many.
+    #[arg(long, default_value = "100", value_parser = crate::insight::limit_arg)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct QuerySuspectsArgs {
+    /// The alert's Alertmanager fingerprint (its newest occurrence unless --starts-at).
+    #[arg(long, value_name = "FINGERPRINT", value_parser = crate::insight::fingerprint_arg)]
+    pub alert: String,
+    /// The occurrence that started at this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub starts_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Attribute the alert again first (and store the result); with --server, the server's
+    /// attribution settings apply and --token is needed when it requires one.
+    #[arg(long)]
+    pub recompute: bool,
+    #[command(flatten)]
+    pub attribution: AttributionArgs,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryTimelineArgs {
+    /// The service.
+    #[arg(long, value_parser = crate::insight::service_arg)]
+    pub service: deploygraph_model::ServiceName,
+    /// Only this environment.
+    #[arg(long, value_parser = crate::insight::environment_arg)]
+    pub environment: Option<deploygraph_model::Environment>,
+    /// Window start, RFC 3339 (default: 24 hours before --until).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Window end, RFC 3339 (default: now).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryCommonFactorsArgs {
+    /// The service.
+    #[arg(long, value_parser = crate::insight::service_arg)]
+    pub service: deploygraph_model::ServiceName,
+    /// Only this environment.
+    #[arg(long, value_parser = crate::insight::environment_arg)]
+    pub environment: Option<deploygraph_model::Environment>,
+    /// How many of the newest failed or rolled-back deployments to compare.
+    #[arg(long, default_value = "3", value_parser = crate::insight::last_arg)]
+    pub last: usize,
+    // Dependencies deployed within --attribution-window before a failure count as a factor
+    // (with --store; a server uses its own settings).
+    #[command(flatten)]
+    pub attribution: AttributionArgs,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryDoraArgs {
+    /// Only this service (default: all).
+    #[arg(long, value_parser = crate::insight::service_arg)]
+    pub service: Option<deploygraph_model::ServiceName>,
+    /// Only this environment.
+    #[arg(long, value_parser = crate::insight::environment_arg)]
+    pub environment: Option<deploygraph_model::Environment>,
+    /// Period start, RFC 3339 (default: 30 days before --until).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Period end, RFC 3339 (default: now).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryCypherArgs {
+    /// The Cypher query; it runs read-only, and a write is refused by the database.
+    #[arg(value_name = "QUERY")]
+    pub query: String,
+    /// A string parameter `$NAME`; repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::insight::param_arg)]
+    pub params: Vec<(String, serde_json::Value)>,
+    /// A parameter of any JSON type (`ids=[1,2]`, `n=5`); repeatable.
+    #[arg(long = "param-json", value_name = "NAME=JSON", value_parser = crate::insight::param_json_arg)]
+    pub params_json: Vec<(String, serde_json::Value)>,
+    /// Time limit the database enforces (default 10s; a server may lower it).
+    #[arg(long, value_name = "DURATION", value_parser = crate::insight::duration_arg)]
+    pub timeout: Option<std::time::Duration>,
+    /// At most this many rows (default 1000; a server may lower it).
+    #[arg(long, value_parser = crate::insight::limit_arg)]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format: an aligned table, or `{"columns","rows","truncated"}`.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// A post-incident review draft for an alert: suspects, timeline, infrastructure, chaos
+    /// history, DORA context and a Mermaid diagram.
+    Incident(ReportIncidentArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown (also `text`).
+    #[value(alias = "text")]
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportIncidentArgs {
+    /// The alert's Alertmanager fingerprint (its newest occurrence unless --starts-at).
+    #[arg(long, value_name = "FINGERPRINT", value_parser = crate::insight::fingerprint_arg)]
+    pub alert: String,
+    /// The occurrence that started at this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
+    pub starts_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Report format (`--output` is an alias).
+    #[arg(long, visible_alias = "output", value_enum, default_value = "markdown")]
+    pub format: ReportFormat,
+    // The window and depth the report looks at (with --store; a server uses its own settings).
+    #[command(flatten)]
+    pub attribution: AttributionArgs,
+    #[command(flatten)]
+    pub target: RecordTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopologyCommand {
+    /// Record the dependencies of every service in a topology file (YAML,
+    /// `services: [{name, namespace, environment, depends_on}]`), replacing earlier ones.
+    Apply(TopologyApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopologyApplyArgs {
+    /// The topology file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
     #[command(flatten)]
     pub target: RecordTarget,
     /// Output format.

@@ -66,6 +66,20 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Snapshot(args) => crate::gate::snapshot(args).await,
         Command::Helm(HelmCommand::Decode(args)) => crate::helm::decode(&args),
         Command::Helm(HelmCommand::Diff(args)) => crate::helm::diff(&args).await,
+        Command::Query(QueryCommand::Alerts(args)) => crate::insight::query_alerts(args).await,
+        Command::Query(QueryCommand::Suspects(args)) => crate::insight::query_suspects(args).await,
+        Command::Query(QueryCommand::Timeline(args)) => crate::insight::query_timeline(args).await,
+        Command::Query(QueryCommand::CommonFactors(args)) => {
+            crate::insight::query_common_factors(args).await
+        }
+        Command::Query(QueryCommand::Dora(args)) => crate::insight::query_dora(args).await,
+        Command::Query(QueryCommand::Cypher(args)) => crate::insight::query_cypher(args).await,
+        Command::Report(crate::cli::ReportCommand::Incident(args)) => {
+            crate::insight::report_incident(args).await
+        }
+        Command::Topology(crate::cli::TopologyCommand::Apply(args)) => {
+            crate::insight::topology_apply(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod gate;
 mod helm;
+mod insight;
 mod telemetry;
 
 use clap::Parser;

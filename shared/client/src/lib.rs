@@ -92,6 +92,7 @@ pub struct Client {
     token: Option<SecretString>,
     http: reqwest::Client,
     retry: RetryPolicy,
+    request_timeout: Option<Duration>,
 }
 
 impl Client {
@@ -114,6 +115,7 @@ impl Client {
             token,
             http,
             retry,
+            request_timeout: None,
         })
     }
 
@@ -152,6 +154,54 @@ impl Client {
             .await
     }
 
+    /// `GET path` with query parameters: the JSON body, or the text of a body that is not
+    /// JSON (a Markdown report) as a JSON string. `path` segments taken from user input go
+    /// through [`path_segment`].
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Accepted> {
+        self.send(reqwest::Method::GET, path, query, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`]; [`Error::Protocol`] when `body` cannot be encoded.
+    pub async fn post_json<T: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &T,
+    ) -> Result<Accepted> {
+        let body = encode(body)?;
+        self.send(reqwest::Method::POST, path, query, Some(body))
+            .await
+    }
+
+    /// `PUT path` with a JSON body.
+    ///
+    /// # Errors
+    /// As [`Client::post_json`].
+    pub async fn put_json<T: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &T,
+    ) -> Result<Accepted> {
+        let body = encode(body)?;
+        self.send(reqwest::Method::PUT, path, query, Some(body))
+            .await
+    }
+
+    /// The same client with a different bound on each attempt (30 s by default), for requests
+    /// the server may take long to answer (a Cypher query with a long time limit).
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -164,6 +214,9 @@ impl Client {
         let mut last = String::new();
         for attempt in 0..attempts {
             let mut request = self.http.request(method.clone(), &url).query(query);
+            if let Some(timeout) = self.request_timeout {
+                request = request.timeout(timeout);
+            }
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token.expose_secret());
             }
@@ -221,6 +274,28 @@ impl Client {
     }
 }
 
+/// `value` percent-encoded as one URL path segment: everything but unreserved characters
+/// (RFC 3986 `ALPHA / DIGIT / "-" / "." / "_" / "~"`) is escaped, `/` included.
+pub fn path_segment(value: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn encode<T: serde::Serialize + ?Sized>(body: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::Protocol {
+        operation: "encode the request body",
+        source: Box::new(e),
+    })
+}
+
 fn message_of(body: &Value) -> String {
     body.pointer("/error/message")
         .and_then(Value::as_str)
@@ -246,6 +321,12 @@ fn rejected(status: StatusCode, body: &Value) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_escape_everything_but_unreserved_characters() {
+        assert_eq!(path_segment("a1b2-C3.d_e~f"), "a1b2-C3.d_e~f");
+        assert_eq!(path_segment("a/b c?d#é"), "a%2Fb%20c%3Fd%23%C3%A9");
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -327,6 +327,21 @@ impl ValidationResult {
     }
 }
 
+/// The Kubernetes workload a rollout changed, and its pod template after the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: String,
+    /// The workload's name.
+    pub name: String,
+    /// SHA-256 of the normalized pod template: equal templates, equal hashes.
+    pub template_hash: String,
+    /// The normalized pod template (lists of named things as maps by name), so the next
+    /// rollout can be diffed against it, also after a restart.
+    #[serde(default)]
+    pub template: serde_json::Value,
+}
+
 /// A recorded deployment: one rollout of a service into an environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
@@ -368,6 +383,9 @@ pub struct Deployment {
     /// Validation results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationResult>,
+    /// The Kubernetes workload, for rollouts seen in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
 }
 
 impl Deployment {
@@ -386,21 +404,35 @@ impl Deployment {
             environment: &'a Environment,
             version: &'a Option<String>,
             commit: &'a Option<Commit>,
-            images: &'a [Image],
+            images: Vec<Image>,
             started_at: String,
             actor: &'a Option<String>,
             changes: &'a [ConfigChange],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            workload: &'a Option<Workload>,
         }
+        // A rollout seen in the cluster learns its image digests as the kubelet resolves
+        // them, so they are not fixed facts there; an event from CI names them up front.
+        let observed = matches!(self.source, Source::K8s | Source::Helm);
+        let images = self
+            .images
+            .iter()
+            .map(|i| Image {
+                digest: if observed { None } else { i.digest.clone() },
+                ..i.clone()
+            })
+            .collect();
         let fixed = Fixed {
             service: &self.service,
             namespace: &self.namespace,
             environment: &self.environment,
             version: &self.version,
             commit: &self.commit,
-            images: &self.images,
+            images,
             started_at: format_time(&self.started_at),
             actor: &self.actor,
             changes: &self.changes,
+            workload: &self.workload,
         };
         // Serializing plain structs of strings cannot fail.
         sha256_hex(serde_json::to_string(&fixed).unwrap_or_default().as_bytes())
@@ -479,6 +511,12 @@ pub fn reconcile(stored: Option<&Deployment>, incoming: Deployment) -> Reconcile
     }
     if incoming.validation.is_some() {
         merged.validation = incoming.validation;
+    }
+    // Digests learned since (same images, by the fingerprint).
+    for (image, learned) in merged.images.iter_mut().zip(&incoming.images) {
+        if image.digest.is_none() && learned.digest.is_some() {
+            image.digest.clone_from(&learned.digest);
+        }
     }
     if &merged == stored {
         Reconcile::Unchanged(merged)
@@ -691,6 +729,7 @@ impl DeploymentInput {
             source,
             changes,
             validation: self.validation.clone(),
+            workload: None,
         })
     }
 
@@ -943,6 +982,29 @@ pub(crate) mod tests {
         assert!(!Succeeded.can_advance_to(InProgress));
         assert!(!RolledBack.can_advance_to(Failed));
         assert!(!Succeeded.can_advance_to(Succeeded));
+    }
+
+    #[test]
+    fn an_observed_rollout_learns_its_digests_an_api_event_may_not_change_them() {
+        let mut observed = Deployment::test().in_progress().build();
+        observed.source = Source::K8s;
+        observed.images[0].digest = None;
+        let mut resolved = observed.clone();
+        resolved.images[0].digest = Deployment::test().build().images[0].digest.clone();
+        match reconcile(Some(&observed), resolved.clone()) {
+            Reconcile::Update(merged) => assert_eq!(merged.images, resolved.images),
+            other => panic!("{other:?}"),
+        }
+        // From CI the digest is a fixed fact: another one under the same uid conflicts.
+        let api = Deployment::test().build();
+        let mut other = api.clone();
+        other.images[0].digest = Deployment::test().image_seed(9).build().images[0]
+            .digest
+            .clone();
+        assert!(matches!(
+            reconcile(Some(&api), other),
+            Reconcile::Conflict { .. }
+        ));
     }
 
     #[test]

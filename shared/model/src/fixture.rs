@@ -199,6 +199,7 @@ impl DeploymentBuilder {
             source: Source::Api,
             changes: self.changes,
             validation: self.validation,
+            workload: None,
         }
     }
 }

@@ -21,7 +21,7 @@ pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, Trigger, merge_ale
 pub use chaos::{ChaosProbe, ChaosRun, ChaosVerdict};
 pub use deployment::{
     ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, Image, Reconcile, Source,
-    ValidationResult, reconcile,
+    ValidationResult, Workload, reconcile,
 };
 pub use error::{Error, Result};
 pub use infra::{CertificateRecord, CheckRecord, InfraSnapshot, Verdict};

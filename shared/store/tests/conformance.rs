@@ -721,6 +721,19 @@ async fn a_rollout_without_commit_or_digest_is_recorded(store: Arc<dyn GraphStor
     let stored = store.get_deployment(&d.uid).await.unwrap().unwrap();
     assert_eq!(stored.deployment, d);
     assert_eq!(stored.deployment.commit_sha(), None);
+    // The kubelet resolves the digest and the rollout completes: the same rollout, updated.
+    let mut resolved = d.clone();
+    resolved.images[0].digest = Deployment::test().image_seed(3).build().images[0]
+        .digest
+        .clone();
+    resolved.status = DeploymentStatus::Succeeded;
+    assert_eq!(
+        record_one(&store, resolved.clone()).await,
+        RecordKind::Updated
+    );
+    let stored = store.get_deployment(&d.uid).await.unwrap().unwrap();
+    assert_eq!(stored.deployment.images, resolved.images);
+    assert_eq!(stored.deployment.status, DeploymentStatus::Succeeded);
     // The next rollout, with a commit and a digest, follows it.
     let next = Deployment::test()
         .service(&service)

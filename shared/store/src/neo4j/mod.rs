@@ -233,6 +233,18 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
                 ("started_at_us", d.started_at.timestamp_micros().into()),
                 ("finished_at", d.finished_at.into()),
                 ("content_fingerprint", d.content_fingerprint().into()),
+                (
+                    "workload_kind",
+                    opt_str(d.workload.as_ref().map(|w| w.kind.as_str())),
+                ),
+                (
+                    "workload_name",
+                    opt_str(d.workload.as_ref().map(|w| w.name.as_str())),
+                ),
+                (
+                    "template_hash",
+                    opt_str(d.workload.as_ref().map(|w| w.template_hash.as_str())),
+                ),
                 ("payload", payload.into()),
             ]),
         ),
@@ -291,7 +303,17 @@ FOREACH (x IN CASE WHEN snap IS NULL THEN [] ELSE [snap] END | MERGE (x)-[:TAKEN
 const UPDATE_DEPLOYMENTS: &str = "
 UNWIND $rows AS r
 MATCH (d:DeploymentEvent {uid: r.uid})
-SET d.status = r.props.status, d.finished_at = r.props.finished_at, d.payload = r.props.payload
+SET d.status = r.props.status, d.finished_at = r.props.finished_at, d.payload = r.props.payload,
+    d.image_digests = r.props.image_digests
+WITH d, r
+OPTIONAL MATCH (d)-[old:RUNS]->(:Image)
+DELETE old
+WITH DISTINCT d, r
+FOREACH (img IN r.images |
+  MERGE (i:Image {uid: img.uid})
+  SET i.digest = coalesce(i.digest, img.digest), i.repository = coalesce(i.repository, img.repository),
+      i.tag = coalesce(i.tag, img.tag)
+  MERGE (d)-[:RUNS]->(i))
 FOREACH (v IN r.validation |
   MERGE (x:ValidationResult {uid: v.uid})
   SET x += v

@@ -288,6 +288,14 @@ fn write_deployment(
             ],
         )
         .map_err(failed)?;
+        // Digests learned since the rollout was first seen relink its images.
+        exec(
+            tx,
+            "DELETE FROM deployment_images WHERE deployment_uid = ?1",
+            [d.uid.as_str()],
+        )
+        .map_err(backend_error("relink images"))?;
+        write_images(tx, d)?;
         return write_validation(tx, d);
     }
     let service_uid = d.service_uid();
@@ -349,6 +357,28 @@ fn write_deployment(
         ],
     )
     .map_err(backend_error("write a deployment"))?;
+    write_images(tx, d)?;
+    for change in &d.changes {
+        exec(
+            tx,
+            "INSERT INTO config_changes (uid, deployment_uid, path, kind, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (uid) DO NOTHING",
+            params![
+                change.uid(&d.uid).as_str(),
+                d.uid.as_str(),
+                change.path,
+                change.kind.as_str(),
+                change.before,
+                change.after
+            ],
+        )
+        .map_err(backend_error("write a config change"))?;
+    }
+    write_validation(tx, d)
+}
+
+/// Records the deployment's images and links them (`RUNS`).
+fn write_images(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()> {
     for image in &d.images {
         exec(
             tx,
@@ -370,23 +400,7 @@ fn write_deployment(
         )
         .map_err(backend_error("link an image"))?;
     }
-    for change in &d.changes {
-        exec(
-            tx,
-            "INSERT INTO config_changes (uid, deployment_uid, path, kind, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (uid) DO NOTHING",
-            params![
-                change.uid(&d.uid).as_str(),
-                d.uid.as_str(),
-                change.path,
-                change.kind.as_str(),
-                change.before,
-                change.after
-            ],
-        )
-        .map_err(backend_error("write a config change"))?;
-    }
-    write_validation(tx, d)
+    Ok(())
 }
 
 fn write_validation(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()> {

@@ -4,4 +4,5 @@
 //! actor it carries, and the diff of its template against the previous one.
 
 pub mod leader;
+pub mod observe;
 pub mod rollout;

@@ -64,7 +64,11 @@ pub fn deployment_status(deployment: &Deployment) -> DeploymentStatus {
     status_from(status, desired, generation)
 }
 
-fn status_from(status: &K8sDeploymentStatus, desired: i32, generation: i64) -> DeploymentStatus {
+pub(crate) fn status_from(
+    status: &K8sDeploymentStatus,
+    desired: i32,
+    generation: i64,
+) -> DeploymentStatus {
     let conditions = status.conditions.as_deref().unwrap_or_default();
     let condition = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
     if condition("Progressing")
@@ -123,7 +127,7 @@ fn keyed(value: &mut Value) {
 }
 
 /// What kind of change a template path is; probes and everything else are `manifest`.
-fn classify(path: &str) -> ChangeKind {
+pub(crate) fn classify(path: &str) -> ChangeKind {
     if path.ends_with(".image") {
         ChangeKind::Image
     } else if path.contains(".env.") || path.contains(".envFrom") {

@@ -336,6 +336,9 @@ pub struct Workload {
     pub name: String,
     /// SHA-256 of the normalized pod template: equal templates, equal hashes.
     pub template_hash: String,
+    /// Desired replicas at the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
     /// The normalized pod template (lists of named things as maps by name), so the next
     /// rollout can be diffed against it, also after a restart.
     #[serde(default)]

@@ -6,3 +6,4 @@
 pub mod leader;
 pub mod observe;
 pub mod rollout;
+pub mod watcher;

@@ -467,7 +467,15 @@ pub fn decide(
     } else {
         o.status
     };
-    let started_at = o.changed_at.unwrap_or(now).min(now);
+    // The spec's write time has second precision: a rollout starts strictly after the one it
+    // follows, so the chain keeps their order.
+    let started_at =
+        o.changed_at
+            .unwrap_or(now)
+            .min(now)
+            .max(known.map_or(DateTime::<Utc>::MIN_UTC, |k| {
+                k.last.started_at + chrono::Duration::microseconds(1)
+            }));
     Some(Deployment {
         uid: rollout_uid(o),
         id: None,
@@ -579,8 +587,15 @@ mod tests {
             Some("9fceb02d0ae598e95dc970b74767f19372d61af8")
         );
         assert!(d1.changes.is_empty(), "nothing to diff against");
-        let stored = d1.workload.as_ref().map(|w| w.template.to_string()).unwrap_or_default();
-        assert!(!stored.contains("hunter2") && stored.contains("<redacted>"), "{stored}");
+        let stored = d1
+            .workload
+            .as_ref()
+            .map(|w| w.template.to_string())
+            .unwrap_or_default();
+        assert!(
+            !stored.contains("hunter2") && stored.contains("<redacted>"),
+            "{stored}"
+        );
         let known = Known::from_history(std::slice::from_ref(&d1));
         // Seen again unchanged: nothing.
         assert_eq!(decide(known.as_ref(), &first, &environment, at(1)), None);

@@ -71,12 +71,17 @@ pub(crate) fn status_from(
 ) -> DeploymentStatus {
     let conditions = status.conditions.as_deref().unwrap_or_default();
     let condition = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
+    // Conditions describe the generation the controller observed; until it has seen the
+    // newest spec, they are about the previous rollout.
+    let observed = status.observed_generation.unwrap_or(0) >= generation;
+    if !observed {
+        return DeploymentStatus::InProgress;
+    }
     if condition("Progressing")
         .is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
     {
         return DeploymentStatus::Failed;
     }
-    let observed = status.observed_generation.unwrap_or(0) >= generation;
     let updated = status.updated_replicas.unwrap_or(0) >= desired;
     let available = condition("Available").is_some_and(|c| c.status == "True");
     if observed && updated && available {

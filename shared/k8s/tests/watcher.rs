@@ -1,0 +1,550 @@
+//! The workload watcher against the real API server (`scripts/services up kube`), recording
+//! into both stores. The test plays the controllers: it patches specs as a user would and
+//! writes rollout status through the status subresource as the Deployment controller would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use deploygraph_k8s::leader::LeaseConfig;
+use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher, run_elected};
+use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, Environment, ServiceName};
+use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
+use deploygraph_store::sqlite::SqliteStore;
+use deploygraph_store::{DeploymentFilter, GraphStore, MigrationSource};
+use k8s_openapi::api::apps::v1::{Deployment as K8sDeployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+async fn config() -> Config {
+    let path = std::env::var("KUBECONFIG_TEST").unwrap_or_else(|_| {
+        panic!("KUBECONFIG_TEST is not set: these tests need the real API server; run scripts/test")
+    });
+    Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn client() -> Client {
+    Client::try_from(config().await).unwrap()
+}
+
+async fn sqlite() -> Arc<dyn GraphStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
+        .await
+        .unwrap();
+    DIRS.lock().unwrap().push(dir);
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+async fn neo4j() -> Arc<dyn GraphStore> {
+    let uri = std::env::var("NEO4J_TEST_URI")
+        .expect("NEO4J_TEST_URI is not set: run through scripts/test (scripts/services up neo4j)");
+    let store = Neo4jStore::connect(
+        &uri,
+        "",
+        &SecretString::from(String::new()),
+        Neo4jOptions::default(),
+        MigrationSource::Embedded,
+    )
+    .unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+fn production() -> Environment {
+    Environment::parse("production").unwrap()
+}
+
+async fn namespace(client: &Client) -> String {
+    let name = unique("watch");
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    name
+}
+
+fn deployment(name: &str, service: &str, image: &str) -> K8sDeployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": service},
+                     "annotations": {"deploygraph.io/commit": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+                                     "kubernetes.io/change-cause": "ci@acme.io: release"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "web", "image": image,
+                                       "env": [{"name": "MODE", "value": "blue"},
+                                               {"name": "DB_PASSWORD", "value": "hunter2"}],
+                                       "resources": {"limits": {"memory": "256Mi"}}}]}}}
+    }))
+    .unwrap()
+}
+
+/// What the Deployment controller writes when a rollout finished (or failed).
+async fn set_status(api: &Api<K8sDeployment>, name: &str, condition: Value) {
+    let current = api.get(name).await.unwrap();
+    let generation = current.metadata.generation.unwrap();
+    let replicas = current.spec.unwrap().replicas.unwrap();
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas, "conditions": [condition]}})),
+    )
+    .await
+    .unwrap();
+}
+
+fn available() -> Value {
+    json!({"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"})
+}
+
+fn deadline_exceeded() -> Value {
+    json!({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"})
+}
+
+async fn rollouts(store: &Arc<dyn GraphStore>, service: &str) -> Vec<Deployment> {
+    store
+        .list_deployments(&DeploymentFilter {
+            service: Some(ServiceName::parse(service).unwrap()),
+            limit: 100,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| s.deployment)
+        .collect()
+}
+
+async fn wait_for(
+    store: &Arc<dyn GraphStore>,
+    service: &str,
+    what: &str,
+    check: impl Fn(&[Deployment]) -> bool,
+) -> Vec<Deployment> {
+    let started = Instant::now();
+    loop {
+        let found = rollouts(store, service).await;
+        if check(&found) {
+            return found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}: {found:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start(
+    client: &Client,
+    store: &Arc<dyn GraphStore>,
+    ns: &str,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let watcher = WorkloadWatcher::new(
+        client.clone(),
+        Arc::clone(store),
+        WatchConfig {
+            namespaces: vec![ns.to_owned()],
+            label_selector: None,
+            environment: production(),
+        },
+    );
+    let stop = CancellationToken::new();
+    (stop.clone(), tokio::spawn(watcher.run(stop)))
+}
+
+async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn GraphStore>) {
+    let client = client().await;
+    let ns = namespace(&client).await;
+    let service = unique("web");
+    let api: Api<K8sDeployment> = Api::namespaced(client.clone(), &ns);
+    let (stop, task) = start(&client, &store, &ns);
+
+    api.create(
+        &PostParams::default(),
+        &deployment("web", &service, "registry.local/web:v1"),
+    )
+    .await
+    .unwrap();
+    let found = wait_for(&store, &service, "the first rollout", |d| d.len() == 1).await;
+    let first = &found[0];
+    assert_eq!(first.status, DeploymentStatus::InProgress);
+    assert_eq!(
+        first.commit_sha(),
+        Some("9fceb02d0ae598e95dc970b74767f19372d61af8")
+    );
+    assert_eq!(first.actor.as_deref(), Some("ci@acme.io: release"));
+    assert_eq!(first.namespace.as_deref(), Some(ns.as_str()));
+    assert_eq!(first.images[0].tag.as_deref(), Some("v1"));
+    let template = first.workload.as_ref().unwrap().template.to_string();
+    assert!(
+        !template.contains("hunter2"),
+        "secret env values are not stored: {template}"
+    );
+
+    set_status(&api, "web", available()).await;
+    wait_for(&store, &service, "success", |d| {
+        d[0].status == DeploymentStatus::Succeeded
+    })
+    .await;
+
+    // A new image, env and memory limit: a new rollout with its diff; then it fails.
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "web",
+            "image": "registry.local/web:v2", "env": [{"name": "MODE", "value": "green"},
+            {"name": "DB_PASSWORD", "value": "hunter3"}], "resources": {"limits": {"memory": "512Mi"}}}]}}}})),
+    )
+    .await
+    .unwrap();
+    let found = wait_for(&store, &service, "the second rollout", |d| d.len() == 2).await;
+    let kinds: Vec<(String, ChangeKind)> = found[0]
+        .changes
+        .iter()
+        .map(|c| (c.path.clone(), c.kind))
+        .collect();
+    for expected in [
+        (
+            "Deployment/web:spec.template.spec.containers.web.image",
+            ChangeKind::Image,
+        ),
+        (
+            "Deployment/web:spec.template.spec.containers.web.env.MODE.value",
+            ChangeKind::Env,
+        ),
+    ] {
+        assert!(
+            kinds
+                .iter()
+                .any(|(p, k)| p == expected.0 && *k == expected.1),
+            "{expected:?} in {kinds:?}"
+        );
+    }
+    assert!(
+        kinds
+            .iter()
+            .any(|(p, _)| p.contains("resources.limits.memory")),
+        "{kinds:?}"
+    );
+    assert!(
+        found[0]
+            .changes
+            .iter()
+            .all(|c| c.after.as_deref() != Some("hunter3")),
+        "{:?}",
+        found[0].changes
+    );
+    assert!(
+        found[0].started_at > found[1].started_at,
+        "the newer rollout starts later"
+    );
+    set_status(&api, "web", deadline_exceeded()).await;
+    wait_for(&store, &service, "failure", |d| {
+        d[0].status == DeploymentStatus::Failed
+    })
+    .await;
+
+    // Scaling is not a rollout.
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    // A Pod running v2 reports the digest the kubelet resolved; the next status write makes
+    // the watcher look.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "web-1", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "registry.local/web:v2"}]}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    pods.patch_status(
+        "web-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"containerStatuses": [{"name": "web", "image": "registry.local/web:v2",
+            "imageID": format!("registry.local/web@{digest}"), "ready": true, "restartCount": 0}]}})),
+    )
+    .await
+    .unwrap();
+    set_status(&api, "web", deadline_exceeded()).await;
+    let found = wait_for(&store, &service, "the digest", |d| {
+        d[0].images[0]
+            .digest
+            .as_ref()
+            .is_some_and(|g| g.as_str() == digest)
+    })
+    .await;
+    assert_eq!(found.len(), 2, "neither scaling nor a digest is a rollout");
+
+    // Down while the template returns to v1: the restarted watcher records it once, as a
+    // rollback, and nothing twice.
+    stop.cancel();
+    task.await.unwrap();
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "web",
+            "image": "registry.local/web:v1", "env": [{"name": "MODE", "value": "blue"},
+            {"name": "DB_PASSWORD", "value": "hunter2"}], "resources": {"limits": {"memory": "256Mi"}}}]}}}})),
+    )
+    .await
+    .unwrap();
+    let (stop, task) = start(&client, &store, &ns);
+    let found = wait_for(&store, &service, "the rollback", |d| d.len() == 3).await;
+    assert_eq!(found[0].status, DeploymentStatus::RolledBack);
+    stop.cancel();
+    task.await.unwrap();
+    let (stop, task) = start(&client, &store, &ns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        rollouts(&store, &service).await.len(),
+        3,
+        "a restart records nothing twice"
+    );
+
+    // StatefulSets are watched too.
+    let sts_service = unique("db");
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    sts.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "db", "labels": {"app": sts_service}},
+            "spec": {"serviceName": "db", "replicas": 1, "selector": {"matchLabels": {"app": "db"}},
+                     "template": {"metadata": {"labels": {"app": "db"}},
+                                  "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let found = wait_for(&store, &sts_service, "the StatefulSet", |d| d.len() == 1).await;
+    assert_eq!(found[0].workload.as_ref().unwrap().kind, "StatefulSet");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::sqlite().await).await;
+            })*
+        }
+        mod neo4j {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::neo4j().await).await;
+            })*
+        }
+    };
+}
+
+both_stores!(rollouts_are_recorded_updated_and_survive_a_restart);
+
+/// Two replicas campaign for one Lease: only the leader records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_replicas_only_the_leader_records() {
+    let client = client().await;
+    let ns = namespace(&client).await;
+    let store = sqlite().await;
+    let service = unique("led");
+    let counts: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for (i, count) in counts.iter().enumerate() {
+        let (client, store, ns, count) = (
+            client.clone(),
+            Arc::clone(&store),
+            ns.clone(),
+            Arc::clone(count),
+        );
+        let lease = LeaseConfig {
+            lease_duration: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            retry_period: Duration::from_millis(200),
+            ..LeaseConfig::new(&ns, "deploygraph-watcher", &format!("replica-{i}"))
+        };
+        let make_client = client.clone();
+        tasks.push(tokio::spawn(run_elected(
+            client,
+            lease,
+            stop.clone(),
+            move || {
+                let count = Arc::clone(&count);
+                WorkloadWatcher::new(
+                    make_client.clone(),
+                    Arc::clone(&store),
+                    WatchConfig {
+                        namespaces: vec![ns.clone()],
+                        label_selector: None,
+                        environment: production(),
+                    },
+                )
+                .on_recorded(move |_, _| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                })
+            },
+        )));
+    }
+    let api: Api<K8sDeployment> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &deployment("web", &service, "registry.local/web:v1"),
+    )
+    .await
+    .unwrap();
+    wait_for(&store, &service, "the rollout", |d| d.len() == 1).await;
+    set_status(&api, "web", available()).await;
+    wait_for(&store, &service, "success", |d| {
+        d[0].status == DeploymentStatus::Succeeded
+    })
+    .await;
+    let recorded: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert!(
+        recorded.contains(&0) && recorded.iter().sum::<usize>() == 2,
+        "{recorded:?}"
+    );
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn apply(client: &Client, ns: &str, manifest: &str) {
+    for doc in manifest.replace("NAMESPACE", ns).split("\n---\n") {
+        let value: Value = serde_norway::from_str(doc).unwrap();
+        let kind = value["kind"].as_str().unwrap().to_owned();
+        let pp = PostParams::default();
+        macro_rules! create_or_replace {
+            ($t:ty, $api:expr) => {{
+                let api: Api<$t> = $api;
+                let mut object: $t = serde_json::from_value(value.clone()).unwrap();
+                let name = object.metadata.name.clone().unwrap();
+                match api.create(&pp, &object).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        object.metadata.resource_version =
+                            api.get(&name).await.unwrap().metadata.resource_version;
+                        api.replace(&name, &pp, &object).await.unwrap();
+                    }
+                    Err(e) => panic!("{kind} {name}: {e}"),
+                }
+            }};
+        }
+        match kind.as_str() {
+            "ServiceAccount" => {
+                create_or_replace!(ServiceAccount, Api::namespaced(client.clone(), ns))
+            }
+            "ClusterRole" => create_or_replace!(ClusterRole, Api::all(client.clone())),
+            "ClusterRoleBinding" => {
+                create_or_replace!(ClusterRoleBinding, Api::all(client.clone()))
+            }
+            "Role" => create_or_replace!(Role, Api::namespaced(client.clone(), ns)),
+            "RoleBinding" => create_or_replace!(RoleBinding, Api::namespaced(client.clone(), ns)),
+            other => panic!("unexpected kind {other} in deploy/rbac.yaml"),
+        }
+    }
+}
+
+/// The watcher, elected, runs as a ServiceAccount bound to exactly deploy/rbac.yaml.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
+    let admin = client().await;
+    let ns = namespace(&admin).await;
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml"),
+    )
+    .unwrap();
+    apply(&admin, &ns, &manifest).await;
+    let sa: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    let token: Value = sa
+        .create_subresource(
+            "token",
+            "deploygraph",
+            &PostParams::default(),
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": 600}}),
+        )
+        .await
+        .unwrap();
+    let mut config = config().await;
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(SecretString::from(
+            token["status"]["token"].as_str().unwrap().to_owned(),
+        )),
+        ..kube::config::AuthInfo::default()
+    };
+    let as_sa = Client::try_from(config).unwrap();
+    // Not an admin: it cannot create workloads or read ConfigMaps.
+    let denied: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(as_sa.clone(), &ns);
+    assert!(
+        matches!(denied.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
+    );
+
+    let store = sqlite().await;
+    let stop = CancellationToken::new();
+    let lease = LeaseConfig {
+        retry_period: Duration::from_millis(200),
+        ..LeaseConfig::new(&ns, "deploygraph-watcher", "sa-replica")
+    };
+    let (watch_client, watch_store) = (as_sa.clone(), Arc::clone(&store));
+    let task = tokio::spawn(run_elected(as_sa, lease, stop.clone(), move || {
+        WorkloadWatcher::new(
+            watch_client.clone(),
+            Arc::clone(&watch_store),
+            WatchConfig {
+                namespaces: Vec::new(),
+                label_selector: None,
+                environment: production(),
+            },
+        )
+    }));
+    let service = unique("rbac");
+    let api: Api<K8sDeployment> = Api::namespaced(admin.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &deployment("web", &service, "registry.local/web:v1"),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        &store,
+        &service,
+        "the rollout seen with least privilege",
+        |d| d.len() == 1,
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -13,3 +13,4 @@ mod outage;
 mod rca;
 mod serve;
 mod support;
+mod watch;

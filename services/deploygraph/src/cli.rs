@@ -313,6 +313,46 @@ pub struct ServeArgs {
     /// Most rows `POST /v1/cypher` returns.
     #[arg(long, env = "DEPLOYGRAPH_CYPHER_MAX_ROWS", default_value_t = 1000)]
     pub cypher_max_rows: usize,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// The Kubernetes watcher of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Watch Deployments, StatefulSets and DaemonSets and record every rollout.
+    #[arg(long, env = "DEPLOYGRAPH_WATCH_KUBERNETES")]
+    pub watch_kubernetes: bool,
+    /// Kubeconfig of the cluster to watch (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long = "watch-kubeconfig", env = "DEPLOYGRAPH_WATCH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespaces to watch (repeatable or comma-separated; default: all).
+    #[arg(
+        long = "watch-namespace",
+        env = "DEPLOYGRAPH_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Only workloads matching this label selector (`team=payments`).
+    #[arg(long = "watch-selector", env = "DEPLOYGRAPH_WATCH_SELECTOR")]
+    pub selector: Option<String>,
+    /// Environment recorded on the cluster's rollouts.
+    #[arg(
+        long = "watch-environment",
+        env = "DEPLOYGRAPH_WATCH_ENVIRONMENT",
+        default_value = "production"
+    )]
+    pub environment: String,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "DEPLOYGRAPH_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_LEASE_NAME",
+        default_value = "deploygraph-watcher"
+    )]
+    pub lease_name: String,
 }
 
 /// How alerts are attributed to deployments.

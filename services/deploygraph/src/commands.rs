@@ -256,6 +256,51 @@ pub async fn apply_topology(
     Ok(services.len())
 }
 
+/// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts while it
+/// leads.
+async fn start_watcher(
+    args: &crate::cli::WatchArgs,
+    store: Arc<dyn GraphStore>,
+    metrics: Arc<deploygraph_api::metrics::Metrics>,
+    stop: CancellationToken,
+) -> Result<(), Failure> {
+    use deploygraph_k8s::leader::LeaseConfig;
+    use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher, run_elected};
+    let environment = deploygraph_model::Environment::parse(&args.environment)
+        .map_err(|e| Failure::usage(format!("--watch-environment: {e}")))?;
+    let client = crate::helm::kube_client(args.kubeconfig.as_deref()).await?;
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "deploygraph".into()),
+            std::process::id()
+        )
+    });
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let lease = LeaseConfig::new(&lease_namespace, &args.lease_name, &identity);
+    let config = WatchConfig {
+        namespaces: args.namespaces.clone(),
+        label_selector: args.selector.clone(),
+        environment,
+    };
+    tracing::info!(identity = %identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "Kubernetes watcher campaigning for the lease");
+    let watch_client = client.clone();
+    tokio::spawn(run_elected(client, lease, stop, move || {
+        let metrics = Arc::clone(&metrics);
+        WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone()).on_recorded(
+            move |d, kind| {
+                let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
+                metrics.rollout(workload, &format!("{kind:?}").to_lowercase());
+            },
+        )
+    }));
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Outcome {
     let token = read_token(&args)?;
     let store = open_store(&args.store).await?;
@@ -327,6 +372,15 @@ async fn serve(args: ServeArgs) -> Outcome {
             );
         }
         state = state.with_snapshotter(snapshotter);
+    }
+    if args.watch.watch_kubernetes {
+        start_watcher(
+            &args.watch,
+            Arc::clone(&store),
+            state.metrics(),
+            stop.clone(),
+        )
+        .await?;
     }
     let router = deploygraph_api::router(state);
     let signal_stop = stop.clone();

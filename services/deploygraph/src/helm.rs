@@ -92,7 +92,7 @@ async fn releases(args: &HelmDiffArgs) -> Result<(Release, Release), Failure> {
     Ok((decode(from)?, decode(to)?))
 }
 
-async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, Failure> {
+pub(crate) async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, Failure> {
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)

@@ -80,6 +80,11 @@ impl AppState {
         }
     }
 
+    /// The metrics registry (the watchers count into it too).
+    pub fn metrics(&self) -> Arc<metrics::Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
     /// Takes an infra snapshot for every deployment recorded through the API.
     #[must_use]
     pub fn with_snapshotter(mut self, snapshotter: Arc<snapshotter::Snapshotter>) -> Self {

@@ -27,6 +27,17 @@ struct IngestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkipLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     outcome: String,
 }
@@ -42,6 +53,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     ingested: Family<IngestLabels, Counter>,
     alerts: Family<AlertLabels, Counter>,
+    rollouts: Family<RolloutLabels, Counter>,
+    skipped: Family<SkipLabels, Counter>,
     store_seconds: Family<StoreLabels, Histogram>,
 }
 
@@ -73,6 +86,18 @@ impl Metrics {
             "Alertmanager alerts by outcome (created, updated, unchanged)",
             alerts.clone(),
         );
+        let rollouts = Family::<RolloutLabels, Counter>::default();
+        registry.register(
+            "rollouts_recorded",
+            "Rollouts the Kubernetes watcher recorded, by workload kind and outcome",
+            rollouts.clone(),
+        );
+        let skipped = Family::<SkipLabels, Counter>::default();
+        registry.register(
+            "watch_objects_skipped",
+            "Objects the watchers skipped, by reason (a corrupt Helm release Secret, a workload without a service name)",
+            skipped.clone(),
+        );
         let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
@@ -86,8 +111,29 @@ impl Metrics {
             requests,
             ingested,
             alerts,
+            rollouts,
+            skipped,
             store_seconds,
         }
+    }
+
+    /// Counts one rollout write of the watcher.
+    pub fn rollout(&self, kind: &str, outcome: &str) {
+        self.rollouts
+            .get_or_create(&RolloutLabels {
+                kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one object a watcher skipped.
+    pub fn skipped(&self, reason: &str) {
+        self.skipped
+            .get_or_create(&SkipLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one received alert.

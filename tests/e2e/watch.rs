@@ -1,0 +1,131 @@
+//! `deploygraph serve --watch-kubernetes` against the real API server: a rollout made with the
+//! Kubernetes API shows up in the HTTP API, its status follows the controller's, and the metric
+//! counts it.
+
+use crate::support::{Server, get_json, sqlite_uri, unique};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn kubeconfig() -> String {
+    std::env::var("KUBECONFIG_TEST")
+        .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)")
+}
+
+async fn client() -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig()).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn wait(what: &str, server: &Server, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_records_rollouts_it_watches() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(client());
+    let ns = unique("e2e-watch");
+    let service = unique("shop");
+    runtime.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    let kubeconfig = kubeconfig();
+    let server = Server::start(
+        &sqlite_uri(),
+        &[
+            "--watch-kubernetes",
+            "--watch-kubeconfig",
+            &kubeconfig,
+            "--watch-namespace",
+            &ns,
+            "--watch-environment",
+            "staging",
+            "--lease-namespace",
+            &ns,
+        ],
+    );
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    runtime.block_on(async {
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "shop", "labels": {"app": service},
+                             "annotations": {"org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567"}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "shop"}},
+                         "template": {"metadata": {"labels": {"app": "shop"}},
+                                      "spec": {"containers": [{"name": "shop", "image": "registry.local/shop:1.0"}]}}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    });
+    let url = format!("/v1/deployments?service={service}");
+    let mut listed = json!(null);
+    wait("the rollout in the API", &server, || {
+        listed = get_json(&format!("{}{url}", server.url)).1;
+        listed["items"].as_array().is_some_and(|i| i.len() == 1)
+    });
+    let rollout = &listed["items"][0];
+    assert_eq!(rollout["source"], "k8s");
+    assert_eq!(rollout["environment"], "staging");
+    assert_eq!(rollout["namespace"], ns.as_str());
+    assert_eq!(
+        rollout["commit"]["sha"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(rollout["status"], "in_progress");
+    assert_eq!(rollout["workload"]["kind"], "Deployment");
+    // The controller reports it available.
+    runtime.block_on(async {
+        api.patch_status(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                "readyReplicas": 1, "availableReplicas": 1,
+                "conditions": [{"type": "Available", "status": "True"}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    });
+    wait("success", &server, || {
+        get_json(&format!("{}{url}", server.url)).1["items"][0]["status"] == "succeeded"
+    });
+    let metrics = crate::support::http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"deploygraph_rollouts_recorded_total{kind="Deployment",outcome="created"} 1"#
+        ),
+        "{metrics}"
+    );
+}

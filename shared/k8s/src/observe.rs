@@ -507,6 +507,7 @@ pub fn decide(
             replicas: o.replicas,
             template: o.template.clone(),
         }),
+        helm: None,
     })
 }
 

@@ -345,6 +345,38 @@ pub struct Workload {
     pub template: serde_json::Value,
 }
 
+/// The Helm release revision a deployment rolled out (`RELEASED_AS`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelmRevision {
+    /// Release name.
+    pub release: String,
+    /// Release namespace.
+    pub namespace: String,
+    /// Revision number.
+    pub revision: u32,
+    /// Chart name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    /// Chart version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart_version: Option<String>,
+    /// The chart's app version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// Helm's status of the revision (`deployed`, `failed`, `superseded`, `pending-upgrade` …).
+    pub status: String,
+}
+
+impl HelmRevision {
+    /// `Uid::derive("helm-revision", [namespace, release, revision])`.
+    pub fn uid(&self) -> Uid {
+        Uid::derive(
+            "helm-revision",
+            &[&self.namespace, &self.release, &self.revision.to_string()],
+        )
+    }
+}
+
 /// A recorded deployment: one rollout of a service into an environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
@@ -389,6 +421,9 @@ pub struct Deployment {
     /// The Kubernetes workload, for rollouts seen in the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// The Helm release revision, for Helm releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmRevision>,
 }
 
 impl Deployment {
@@ -413,6 +448,8 @@ impl Deployment {
             changes: &'a [ConfigChange],
             #[serde(skip_serializing_if = "Option::is_none")]
             workload: &'a Option<Workload>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            helm: Option<(&'a str, &'a str, u32)>,
         }
         // A rollout seen in the cluster learns its image digests as the kubelet resolves
         // them, so they are not fixed facts there; an event from CI names them up front.
@@ -436,6 +473,11 @@ impl Deployment {
             actor: &self.actor,
             changes: &self.changes,
             workload: &self.workload,
+            // The revision's identity; its status moves with the release.
+            helm: self
+                .helm
+                .as_ref()
+                .map(|h| (h.namespace.as_str(), h.release.as_str(), h.revision)),
         };
         // Serializing plain structs of strings cannot fail.
         sha256_hex(serde_json::to_string(&fixed).unwrap_or_default().as_bytes())
@@ -514,6 +556,11 @@ pub fn reconcile(stored: Option<&Deployment>, incoming: Deployment) -> Reconcile
     }
     if incoming.validation.is_some() {
         merged.validation = incoming.validation;
+    }
+    if let (Some(stored_helm), Some(incoming_helm)) = (merged.helm.as_mut(), incoming.helm)
+        && stored_helm.status != incoming_helm.status
+    {
+        stored_helm.status = incoming_helm.status;
     }
     // Digests learned since (same images, by the fingerprint).
     for (image, learned) in merged.images.iter_mut().zip(&incoming.images) {
@@ -733,6 +780,7 @@ impl DeploymentInput {
             changes,
             validation: self.validation.clone(),
             workload: None,
+            helm: None,
         })
     }
 

@@ -200,6 +200,7 @@ impl DeploymentBuilder {
             changes: self.changes,
             validation: self.validation,
             workload: None,
+            helm: None,
         }
     }
 }

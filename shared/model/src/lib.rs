@@ -20,8 +20,8 @@ pub mod uid;
 pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, Trigger, merge_alert};
 pub use chaos::{ChaosProbe, ChaosRun, ChaosVerdict};
 pub use deployment::{
-    ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, Image, Reconcile, Source,
-    ValidationResult, Workload, reconcile,
+    ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, HelmRevision, Image, Reconcile,
+    Source, ValidationResult, Workload, reconcile,
 };
 pub use error::{Error, Result};
 pub use infra::{CertificateRecord, CheckRecord, InfraSnapshot, Verdict};

@@ -86,14 +86,16 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0001_init.sql",
     "0002_infra_snapshots.sql",
     "0003_alerts_topology_chaos.sql",
-    "0004_optional_commit_and_digest.sql"
+    "0004_optional_commit_and_digest.sql",
+    "0005_helm_revisions.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "neo4j",
     "0001_constraints.cypher",
     "0002_infra_snapshots.cypher",
-    "0003_alerts_topology_chaos.cypher"
+    "0003_alerts_topology_chaos.cypher",
+    "0004_helm_revisions.cypher"
 );
 
 impl MigrationSource {

@@ -751,6 +751,55 @@ async fn a_rollout_without_commit_or_digest_is_recorded(store: Arc<dyn GraphStor
     );
 }
 
+async fn helm_revisions_are_linked_and_follow_the_release(store: Arc<dyn GraphStore>) {
+    let service = unique("helm");
+    let mut d = Deployment::test().service(&service).in_progress().build();
+    d.source = deploygraph_model::Source::Helm;
+    d.helm = Some(deploygraph_model::HelmRevision {
+        release: service.clone(),
+        namespace: "prod".into(),
+        revision: 11,
+        chart: Some("payments".into()),
+        chart_version: Some("1.4.2".into()),
+        app_version: Some("2.3.0".into()),
+        status: "pending-upgrade".into(),
+    });
+    assert_eq!(record_one(&store, d.clone()).await, RecordKind::Created);
+    let mut deployed = d.clone();
+    deployed.status = DeploymentStatus::Succeeded;
+    if let Some(h) = deployed.helm.as_mut() {
+        h.status = "deployed".into();
+    }
+    assert_eq!(
+        record_one(&store, deployed.clone()).await,
+        RecordKind::Updated
+    );
+    let stored = store
+        .get_deployment(&d.uid)
+        .await
+        .unwrap()
+        .unwrap()
+        .deployment;
+    assert_eq!(
+        stored.helm.as_ref().map(|h| h.status.as_str()),
+        Some("deployed")
+    );
+    if store.backend() == "neo4j" {
+        let result = store
+            .read_cypher(&deploygraph_store::cypher::CypherRequest {
+                query: "MATCH (d:DeploymentEvent {uid: $uid})-[:RELEASED_AS]->(h:HelmRevision) RETURN h.revision AS revision, h.status AS status".into(),
+                params: serde_json::json!({"uid": d.uid.as_str()}).as_object().unwrap().clone(),
+                timeout: std::time::Duration::from_secs(5),
+                row_cap: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(result.rows.len(), 1, "{result:?}");
+        let status = result.columns.iter().position(|c| c == "status").unwrap();
+        assert_eq!(result.rows[0][status], "deployed");
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -786,6 +835,7 @@ conformance!(
     attribution_is_replaced_never_duplicated,
     chaos_runs_are_updated_in_place_and_raise_alerts,
     a_rollout_without_commit_or_digest_is_recorded,
+    helm_revisions_are_linked_and_follow_the_release,
 );
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,
@@ -907,7 +957,11 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         .await
         .unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(
+        applied.first().map(|m| m.name.as_str()),
+        Some("0004_optional_commit_and_digest.sql"),
+        "{applied:?}"
+    );
     store.ready().await.unwrap();
     let got = store.get_deployment(&second.uid).await.unwrap().unwrap();
     assert_eq!(got.deployment, second);

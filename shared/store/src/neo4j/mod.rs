@@ -199,6 +199,22 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
         .iter()
         .filter_map(|i| i.digest.as_ref().map(|d| d.as_str().into()))
         .collect();
+    let helm: Vec<BoltType> = d
+        .helm
+        .iter()
+        .map(|h| {
+            map(vec![
+                ("uid", h.uid().as_str().into()),
+                ("release", h.release.as_str().into()),
+                ("namespace", h.namespace.as_str().into()),
+                ("revision", i64::from(h.revision).into()),
+                ("chart", opt_str(h.chart.as_deref())),
+                ("chart_version", opt_str(h.chart_version.as_deref())),
+                ("app_version", opt_str(h.app_version.as_deref())),
+                ("status", h.status.as_str().into()),
+            ])
+        })
+        .collect();
     let commits: Vec<BoltType> = d
         .commit
         .iter()
@@ -249,6 +265,7 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
             ]),
         ),
         ("commits", BoltType::from(commits)),
+        ("helm", BoltType::from(helm)),
         ("images", BoltType::from(images)),
         ("changes", BoltType::from(changes)),
         ("validation", BoltType::from(validation)),
@@ -295,6 +312,10 @@ FOREACH (v IN r.validation |
   CREATE (x:ValidationResult)
   SET x = v
   CREATE (d)-[:VALIDATED_BY]->(x))
+FOREACH (h IN r.helm |
+  MERGE (x:HelmRevision {uid: h.uid})
+  SET x += h
+  MERGE (d)-[:RELEASED_AS]->(x))
 WITH d
 OPTIONAL MATCH (snap:InfraSnapshot {deployment_uid: d.uid})
 FOREACH (x IN CASE WHEN snap IS NULL THEN [] ELSE [snap] END | MERGE (x)-[:TAKEN_FOR]->(d))";
@@ -314,6 +335,10 @@ FOREACH (img IN r.images |
   SET i.digest = coalesce(i.digest, img.digest), i.repository = coalesce(i.repository, img.repository),
       i.tag = coalesce(i.tag, img.tag)
   MERGE (d)-[:RUNS]->(i))
+FOREACH (h IN r.helm |
+  MERGE (x:HelmRevision {uid: h.uid})
+  SET x += h
+  MERGE (d)-[:RELEASED_AS]->(x))
 FOREACH (v IN r.validation |
   MERGE (x:ValidationResult {uid: v.uid})
   SET x += v

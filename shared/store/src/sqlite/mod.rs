@@ -296,6 +296,7 @@ fn write_deployment(
         )
         .map_err(backend_error("relink images"))?;
         write_images(tx, d)?;
+        write_helm(tx, d)?;
         return write_validation(tx, d);
     }
     let service_uid = d.service_uid();
@@ -374,6 +375,7 @@ fn write_deployment(
         )
         .map_err(backend_error("write a config change"))?;
     }
+    write_helm(tx, d)?;
     write_validation(tx, d)
 }
 
@@ -400,6 +402,33 @@ fn write_images(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()> {
         )
         .map_err(backend_error("link an image"))?;
     }
+    Ok(())
+}
+
+/// Records the Helm revision (`RELEASED_AS`); its status follows the release.
+fn write_helm(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()> {
+    let Some(h) = &d.helm else {
+        return Ok(());
+    };
+    exec(
+        tx,
+        "INSERT INTO helm_revisions (uid, deployment_uid, release, namespace, revision, chart,
+             chart_version, app_version, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (uid) DO UPDATE SET status = excluded.status",
+        params![
+            h.uid().as_str(),
+            d.uid.as_str(),
+            h.release,
+            h.namespace,
+            h.revision,
+            h.chart,
+            h.chart_version,
+            h.app_version,
+            h.status
+        ],
+    )
+    .map_err(backend_error("write a Helm revision"))?;
     Ok(())
 }
 

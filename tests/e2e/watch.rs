@@ -57,6 +57,7 @@ fn serve_records_rollouts_it_watches() {
         &sqlite_uri(),
         &[
             "--watch-kubernetes",
+            "--watch-helm",
             "--watch-kubeconfig",
             &kubeconfig,
             "--watch-namespace",
@@ -82,6 +83,26 @@ fn serve_records_rollouts_it_watches() {
         )
         .await
         .unwrap();
+    });
+    // A corrupt Helm release Secret is skipped and counted.
+    runtime.block_on(async {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+        let mut secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": "sh.helm.release.v1.broken.v1",
+                         "labels": {"owner": "helm", "name": "broken", "version": "1"}},
+            "type": "helm.sh/release.v1"}))
+        .unwrap();
+        secret.data = Some(
+            [(
+                "release".to_owned(),
+                k8s_openapi::ByteString(b"%%%".to_vec()),
+            )]
+            .into(),
+        );
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
     });
     let url = format!("/v1/deployments?service={service}");
     let mut listed = json!(null);

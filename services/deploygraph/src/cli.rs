@@ -323,6 +323,10 @@ pub struct WatchArgs {
     /// Watch Deployments, StatefulSets and DaemonSets and record every rollout.
     #[arg(long, env = "DEPLOYGRAPH_WATCH_KUBERNETES")]
     pub watch_kubernetes: bool,
+    /// Also record every Helm release revision (Secrets of type helm.sh/release.v1) with its
+    /// values and manifest diff; workloads a release manages are then recorded as the release.
+    #[arg(long, env = "DEPLOYGRAPH_WATCH_HELM", requires = "watch_kubernetes")]
+    pub watch_helm: bool,
     /// Kubeconfig of the cluster to watch (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long = "watch-kubeconfig", env = "DEPLOYGRAPH_WATCH_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

@@ -264,6 +264,7 @@ async fn start_watcher(
     metrics: Arc<deploygraph_api::metrics::Metrics>,
     stop: CancellationToken,
 ) -> Result<(), Failure> {
+    use deploygraph_k8s::helm_watch::HelmWatcher;
     use deploygraph_k8s::leader::LeaseConfig;
     use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher, run_elected};
     let environment = deploygraph_model::Environment::parse(&args.environment)
@@ -285,18 +286,33 @@ async fn start_watcher(
     let config = WatchConfig {
         namespaces: args.namespaces.clone(),
         label_selector: args.selector.clone(),
-        environment,
+        environment: environment.clone(),
+        skip_helm_managed: args.watch_helm,
     };
     tracing::info!(identity = %identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "Kubernetes watcher campaigning for the lease");
     let watch_client = client.clone();
-    tokio::spawn(run_elected(client, lease, stop, move || {
-        let metrics = Arc::clone(&metrics);
-        WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone()).on_recorded(
-            move |d, kind| {
-                let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
-                metrics.rollout(workload, &format!("{kind:?}").to_lowercase());
-            },
-        )
+    let (namespaces, watch_helm) = (args.namespaces.clone(), args.watch_helm);
+    tokio::spawn(run_elected(client, lease, stop, move |token| {
+        let rollouts = Arc::clone(&metrics);
+        let workloads =
+            WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone())
+                .on_recorded(move |d, kind| {
+                    let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
+                    rollouts.rollout(workload, &format!("{kind:?}").to_lowercase());
+                });
+        let mut tasks = vec![tokio::spawn(workloads.run(token.clone()))];
+        if watch_helm {
+            let skipped = Arc::clone(&metrics);
+            let helm = HelmWatcher::new(
+                watch_client.clone(),
+                Arc::clone(&store),
+                namespaces.clone(),
+                environment.clone(),
+            )
+            .on_corrupt(move |_, _| skipped.skipped("helm_release_corrupt"));
+            tasks.push(tokio::spawn(helm.run(token)));
+        }
+        tasks
     }));
     Ok(())
 }

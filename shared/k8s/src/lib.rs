@@ -3,6 +3,7 @@
 //! rollout is (a pod-template change), its status from the rollout conditions, the commit and
 //! actor it carries, and the diff of its template against the previous one.
 
+pub mod helm_watch;
 pub mod leader;
 pub mod observe;
 pub mod rollout;

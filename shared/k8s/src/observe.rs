@@ -70,6 +70,8 @@ pub struct Observation {
     pub images: Vec<ContainerImage>,
     /// The selector of its Pods, as a label-selector string.
     pub selector: Option<String>,
+    /// The Helm release that manages it (`meta.helm.sh/release-name`), if any.
+    pub helm_release: Option<String>,
 }
 
 /// Parses `registry/repo[:tag][@sha256:…]`.
@@ -273,6 +275,10 @@ fn observation(
         version,
         images: template_images(template),
         selector: selector_string(selector),
+        helm_release: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("meta.helm.sh/release-name").cloned()),
         name,
     })
 }

@@ -36,6 +36,9 @@ pub struct WatchConfig {
     pub label_selector: Option<String>,
     /// The environment recorded on rollouts.
     pub environment: Environment,
+    /// Leave workloads managed by a Helm release to the Helm watcher, so an upgrade is one
+    /// DeploymentEvent.
+    pub skip_helm_managed: bool,
 }
 
 /// One workload object from any of the watched kinds.
@@ -183,6 +186,12 @@ impl WorkloadWatcher {
                 return;
             }
         };
+        if self.config.skip_helm_managed
+            && let Some(release) = &o.helm_release
+        {
+            tracing::debug!(workload = %o.name, release, "left to the Helm watcher");
+            return;
+        }
         if o.images.iter().any(|i| i.image.digest.is_none())
             && let Some(selector) = &o.selector
         {
@@ -313,29 +322,30 @@ impl WorkloadWatcher {
     }
 }
 
-/// Campaigns for `lease` and runs a watcher while leading: of several replicas exactly one
-/// records. Losing the lease stops the watcher; winning it again starts a new one, which relists.
+/// Campaigns for `lease` and runs the watchers `start` spawns while leading: of several
+/// replicas exactly one records. Losing the lease stops them (their token is cancelled);
+/// winning it again starts new ones, which relist.
 pub async fn run_elected(
     client: kube::Client,
     lease: crate::leader::LeaseConfig,
     stop: CancellationToken,
-    make: impl Fn() -> WorkloadWatcher + Send + 'static,
+    start: impl Fn(CancellationToken) -> Vec<tokio::task::JoinHandle<()>> + Send + 'static,
 ) {
     let (tx, mut leading) = tokio::sync::watch::channel(false);
     let elector = crate::leader::Elector::new(client, lease);
     let election = tokio::spawn(elector.run(tx, stop.clone()));
-    let mut current: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    let mut current: Option<(CancellationToken, Vec<tokio::task::JoinHandle<()>>)> = None;
     loop {
         let lead = *leading.borrow_and_update();
         match (lead, current.is_some()) {
             (true, false) => {
                 let token = stop.child_token();
-                current = Some((token.clone(), tokio::spawn(make().run(token))));
+                current = Some((token.clone(), start(token)));
             }
             (false, true) => {
-                if let Some((token, task)) = current.take() {
+                if let Some((token, tasks)) = current.take() {
                     token.cancel();
-                    let _ = task.await;
+                    futures::future::join_all(tasks).await;
                 }
             }
             _ => {}
@@ -345,9 +355,9 @@ pub async fn run_elected(
             changed = leading.changed() => if changed.is_err() { break },
         }
     }
-    if let Some((token, task)) = current.take() {
+    if let Some((token, tasks)) = current.take() {
         token.cancel();
-        let _ = task.await;
+        futures::future::join_all(tasks).await;
     }
     let _ = election.await;
 }

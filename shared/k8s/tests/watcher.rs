@@ -170,6 +170,7 @@ fn start(
             namespaces: vec![ns.to_owned()],
             label_selector: None,
             environment: production(),
+            skip_helm_managed: false,
         },
     );
     let stop = CancellationToken::new();
@@ -400,20 +401,22 @@ async fn of_two_replicas_only_the_leader_records() {
             client,
             lease,
             stop.clone(),
-            move || {
+            move |token| {
                 let count = Arc::clone(&count);
-                WorkloadWatcher::new(
+                let watcher = WorkloadWatcher::new(
                     make_client.clone(),
                     Arc::clone(&store),
                     WatchConfig {
                         namespaces: vec![ns.clone()],
                         label_selector: None,
                         environment: production(),
+                        skip_helm_managed: false,
                     },
                 )
                 .on_recorded(move |_, _| {
                     count.fetch_add(1, Ordering::SeqCst);
-                })
+                });
+                vec![tokio::spawn(watcher.run(token))]
             },
         )));
     }
@@ -519,16 +522,27 @@ async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
         ..LeaseConfig::new(&ns, "deploygraph-watcher", "sa-replica")
     };
     let (watch_client, watch_store) = (as_sa.clone(), Arc::clone(&store));
-    let task = tokio::spawn(run_elected(as_sa, lease, stop.clone(), move || {
-        WorkloadWatcher::new(
+    let task = tokio::spawn(run_elected(as_sa, lease, stop.clone(), move |token| {
+        let watcher = WorkloadWatcher::new(
             watch_client.clone(),
             Arc::clone(&watch_store),
             WatchConfig {
                 namespaces: Vec::new(),
                 label_selector: None,
                 environment: production(),
+                skip_helm_managed: false,
             },
-        )
+        );
+        let helm = deploygraph_k8s::helm_watch::HelmWatcher::new(
+            watch_client.clone(),
+            Arc::clone(&watch_store),
+            Vec::new(),
+            production(),
+        );
+        vec![
+            tokio::spawn(watcher.run(token.clone())),
+            tokio::spawn(helm.run(token)),
+        ]
     }));
     let service = unique("rbac");
     let api: Api<K8sDeployment> = Api::namespaced(admin.clone(), &ns);
@@ -542,6 +556,41 @@ async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
         &store,
         &service,
         "the rollout seen with least privilege",
+        |d| d.len() == 1,
+    )
+    .await;
+    // And a Helm release revision, read with the same role.
+    let release = unique("rel");
+    let record = json!({"name": release, "namespace": ns, "version": 1,
+        "info": {"status": "deployed", "last_deployed": "2026-11-20T10:00:00Z"},
+        "chart": {"metadata": {"name": "web", "version": "1.0.0"}},
+        "manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"});
+    let mut secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": format!("sh.helm.release.v1.{release}.v1"),
+                     "labels": {"owner": "helm", "name": release, "version": "1"}},
+        "type": "helm.sh/release.v1"}))
+    .unwrap();
+    secret.data = Some(
+        [(
+            "release".to_owned(),
+            k8s_openapi::ByteString(
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    record.to_string(),
+                )
+                .into_bytes(),
+            ),
+        )]
+        .into(),
+    );
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    wait_for(
+        &store,
+        &release,
+        "the Helm revision seen with least privilege",
         |d| d.len() == 1,
     )
     .await;

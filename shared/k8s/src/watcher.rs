@@ -192,15 +192,6 @@ impl WorkloadWatcher {
             tracing::debug!(workload = %o.name, release, "left to the Helm watcher");
             return;
         }
-        if o.images.iter().any(|i| i.image.digest.is_none())
-            && let Some(selector) = &o.selector
-        {
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &o.namespace);
-            match pods.list(&ListParams::default().labels(selector)).await {
-                Ok(list) => resolve_digests(&mut o.images, &list.items),
-                Err(e) => tracing::debug!(error.message = %e, "cannot list pods for digests"),
-            }
-        }
         let key: Key = (o.kind, o.namespace.clone(), o.name.clone());
         if !self.known.contains_key(&key) {
             match self.history(&o, stop).await {
@@ -209,6 +200,25 @@ impl WorkloadWatcher {
                 }
                 Some(None) => {}
                 None => return,
+            }
+        }
+        // A new template's Pods are only starting: its rollout is recorded at once, and the
+        // digests their kubelets resolve are looked up on the rollout's later status events.
+        let same_rollout = self.known.get(&key).is_some_and(|k| {
+            k.last
+                .workload
+                .as_ref()
+                .is_some_and(|w| w.template_hash == o.template_hash)
+                && k.last.images.iter().any(|i| i.digest.is_none())
+        });
+        if same_rollout
+            && o.images.iter().any(|i| i.image.digest.is_none())
+            && let Some(selector) = &o.selector
+        {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &o.namespace);
+            match pods.list(&ListParams::default().labels(selector)).await {
+                Ok(list) => resolve_digests(&mut o.images, &list.items),
+                Err(e) => tracing::debug!(error.message = %e, "cannot list pods for digests"),
             }
         }
         let known = self.known.get(&key);

@@ -64,6 +64,8 @@ fn serve_records_rollouts_it_watches() {
             &ns,
             "--watch-environment",
             "staging",
+            "--watch-selector",
+            "tier=web",
             "--lease-namespace",
             &ns,
         ],
@@ -73,7 +75,7 @@ fn serve_records_rollouts_it_watches() {
         api.create(
             &PostParams::default(),
             &serde_json::from_value(json!({
-                "metadata": {"name": "shop", "labels": {"app": service},
+                "metadata": {"name": "shop", "labels": {"app": service, "tier": "web"},
                              "annotations": {"org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567"}},
                 "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "shop"}},
                          "template": {"metadata": {"labels": {"app": "shop"}},
@@ -103,6 +105,22 @@ fn serve_records_rollouts_it_watches() {
             .create(&PostParams::default(), &secret)
             .await
             .unwrap();
+    });
+    // Outside the selector: not recorded.
+    let ignored = unique("batch");
+    runtime.block_on(async {
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "batch", "labels": {"app": ignored}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "batch"}},
+                         "template": {"metadata": {"labels": {"app": "batch"}},
+                                      "spec": {"containers": [{"name": "batch", "image": "registry.local/batch:1.0"}]}}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     });
     let url = format!("/v1/deployments?service={service}");
     let mut listed = json!(null);
@@ -137,6 +155,12 @@ fn serve_records_rollouts_it_watches() {
     wait("success", &server, || {
         get_json(&format!("{}{url}", server.url)).1["items"][0]["status"] == "succeeded"
     });
+    let others = get_json(&format!("{}/v1/deployments?service={ignored}", server.url)).1;
+    assert_eq!(
+        others["items"].as_array().map(Vec::len),
+        Some(0),
+        "{others}"
+    );
     let metrics = crate::support::http()
         .get(format!("{}/metrics", server.url))
         .send()

@@ -40,7 +40,17 @@ impl FailedFacts {
                     _ => i.reference(),
                 })
                 .collect(),
-            charts: Vec::new(),
+            charts: d
+                .helm
+                .iter()
+                .filter_map(|h| {
+                    let chart = h.chart.as_deref()?;
+                    Some(match &h.chart_version {
+                        Some(v) => format!("{chart}-{v}"),
+                        None => chart.to_owned(),
+                    })
+                })
+                .collect(),
             author: d.commit.as_ref().and_then(|c| c.author.clone()),
             actor: d.actor.clone(),
             dependencies: Vec::new(),
@@ -151,6 +161,24 @@ mod tests {
                 Uid::from_stored("d1")
             ],
             "in the order examined (newest first)"
+        );
+    }
+
+    #[test]
+    fn charts_come_from_the_helm_revision() {
+        let mut d = Deployment::test().build();
+        d.helm = Some(deploygraph_model::HelmRevision {
+            release: "payments".into(),
+            namespace: "prod".into(),
+            revision: 4,
+            chart: Some("payments".into()),
+            chart_version: Some("1.4.2".into()),
+            app_version: None,
+            status: "failed".into(),
+        });
+        assert_eq!(
+            FailedFacts::of(&d).charts,
+            vec!["payments-1.4.2".to_owned()]
         );
     }
 

@@ -350,6 +350,21 @@ async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn Grap
     .unwrap();
     let found = wait_for(&store, &sts_service, "the StatefulSet", |d| d.len() == 1).await;
     assert_eq!(found[0].workload.as_ref().unwrap().kind, "StatefulSet");
+    // And DaemonSets.
+    let ds_service = unique("agent");
+    let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), &ns);
+    ds.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "agent", "labels": {"app": ds_service}},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"metadata": {"labels": {"app": "agent"}},
+                                  "spec": {"containers": [{"name": "agent", "image": "registry.local/agent:3"}]}}}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let found = wait_for(&store, &ds_service, "the DaemonSet", |d| d.len() == 1).await;
+    assert_eq!(found[0].workload.as_ref().unwrap().kind, "DaemonSet");
     stop.cancel();
     task.await.unwrap();
 }

@@ -40,6 +40,93 @@ pub enum Command {
     /// Record the service topology (DEPENDS_ON).
     #[command(subcommand)]
     Topology(TopologyCommand),
+    /// Run chaos scenarios and read their runs.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// Run a scenario file against the release live on its target; records a ChaosRun.
+    Run(ChaosRunArgs),
+    /// List recorded runs, newest first.
+    List(ChaosListArgs),
+    /// Show one run (a Litmus run still in progress is refreshed from the cluster).
+    Show(ChaosShowArgs),
+    /// Stop a Litmus run in progress (patches its ChaosEngine to engineState: stop).
+    Abort(ChaosAbortArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosRunArgs {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// Follow the run to its end (a local fault always runs to its end).
+    #[arg(long)]
+    pub wait: bool,
+    /// Print what would be applied (the ChaosEngine, or the local fault) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "DEPLOYGRAPH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long to wait for the operator to acknowledge a stop.
+    #[arg(long, default_value = "30s")]
+    pub ack_timeout: String,
+    /// How long to wait, after the fault, for the raised alerts to resolve and the target to be ready.
+    #[arg(long, default_value = "5m")]
+    pub recovery_timeout: String,
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosListArgs {
+    /// Only runs against this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only this environment.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosShowArgs {
+    /// The run's uid.
+    pub run: String,
+    /// Kubeconfig, to refresh a Litmus run in progress.
+    #[arg(long, env = "DEPLOYGRAPH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosAbortArgs {
+    /// The run's uid.
+    pub run: String,
+    /// Why (recorded on the run).
+    #[arg(long, default_value = "aborted by an operator")]
+    pub reason: String,
+    /// Kubeconfig of the cluster.
+    #[arg(long, env = "DEPLOYGRAPH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -449,6 +536,23 @@ pub enum QueryCommand {
     Dora(QueryDoraArgs),
     /// Run a read-only Cypher query (Neo4j stores only).
     Cypher(QueryCypherArgs),
+    /// Chaos verdicts per scenario across releases, regressions flagged.
+    Resilience(QueryResilienceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryResilienceArgs {
+    /// The service.
+    #[arg(long)]
+    pub service: String,
+    /// Only this environment.
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[command(flatten)]
+    pub store: StoreOptions,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

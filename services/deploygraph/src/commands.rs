@@ -77,6 +77,11 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Report(crate::cli::ReportCommand::Incident(args)) => {
             crate::insight::report_incident(args).await
         }
+        Command::Chaos(crate::cli::ChaosCommand::List(args)) => crate::chaos::list(args).await,
+        Command::Chaos(crate::cli::ChaosCommand::Show(args)) => crate::chaos::show(args).await,
+        Command::Chaos(crate::cli::ChaosCommand::Run(args)) => crate::chaos::run(args).await,
+        Command::Chaos(crate::cli::ChaosCommand::Abort(args)) => crate::chaos::abort(args).await,
+        Command::Query(QueryCommand::Resilience(args)) => crate::chaos::resilience(args).await,
         Command::Topology(crate::cli::TopologyCommand::Apply(args)) => {
             crate::insight::topology_apply(args).await
         }
@@ -161,7 +166,7 @@ fn read_token(args: &ServeArgs) -> Result<Option<SecretString>, Failure> {
 }
 
 /// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -2,6 +2,7 @@
 //!
 //! Thin by design: parse arguments into typed configuration, wire the library crates, run.
 
+mod chaos;
 mod cli;
 mod commands;
 mod gate;

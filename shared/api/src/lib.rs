@@ -142,6 +142,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cypher", post(rca::cypher))
         .route("/v1/reports/incident", get(rca::incident_report))
         .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
+        .route("/v1/chaos/runs", get(rca::list_chaos_runs))
+        .route("/v1/services/{name}/resilience", get(rca::resilience))
         .route("/v1/openapi.json", get(handlers::openapi))
         .merge(writes)
         .fallback(handlers::not_found)

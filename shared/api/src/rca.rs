@@ -511,6 +511,63 @@ pub(crate) async fn record_chaos_run(
     Ok((status, [(header::LOCATION, location)], Json(run)).into_response())
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChaosListParams {
+    service: Option<String>,
+    environment: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /v1/chaos/runs?service=&environment=&limit=`: newest first.
+pub(crate) async fn list_chaos_runs(
+    State(state): State<AppState>,
+    query: Result<Query<ChaosListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let env = environment(p.environment.as_deref())?;
+    let services = match p.service.as_deref() {
+        Some(name) => {
+            let name = service("service", name)?;
+            let found = state
+                .store
+                .find_services(&name, None, env.as_ref())
+                .await
+                .map_err(store_error(&state))?;
+            if found.is_empty() {
+                return Ok(Json(json!({ "items": [] })).into_response());
+            }
+            found.iter().map(ServiceRef::uid).collect()
+        }
+        None => Vec::new(),
+    };
+    let runs = state
+        .store
+        .list_chaos_runs(&deploygraph_store::ChaosFilter {
+            services,
+            limit: limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?,
+            ..deploygraph_store::ChaosFilter::default()
+        })
+        .await
+        .map_err(store_error(&state))?;
+    Ok(Json(json!({ "items": runs })).into_response())
+}
+
+/// `GET /v1/services/{name}/resilience?environment=`: verdicts per scenario across releases.
+pub(crate) async fn resilience(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<ServiceParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = params(query)?;
+    let name = service("name", &name)?;
+    let env = environment(p.environment.as_deref())?;
+    let rows = deploygraph_chaos::resilience::of_service(state.store.as_ref(), &name, env.as_ref())
+        .await
+        .map_err(store_error(&state))?;
+    Ok(Json(json!({ "service": name, "runs": rows })).into_response())
+}
+
 /// `GET /v1/chaos/runs/{uid}`.
 pub(crate) async fn get_chaos_run(
     State(state): State<AppState>,

@@ -451,6 +451,8 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         ("/v1/cypher", "post"),
         ("/v1/chaos/runs", "post"),
         ("/v1/chaos/runs/{uid}", "get"),
+        ("/v1/chaos/runs", "get"),
+        ("/v1/services/{name}/resilience", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

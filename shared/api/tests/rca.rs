@@ -334,6 +334,16 @@ async fn chaos_in_progress_takes_the_blame(store: Arc<dyn GraphStore>) {
         (status, out["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("ended_at"))
     );
+    let (status, listed) = get(&app, &format!("/v1/chaos/runs?service={svc}")).await;
+    assert_eq!(
+        (status, listed["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1)),
+        "{listed}"
+    );
+    let (status, trend) = get(&app, &format!("/v1/services/{svc}/resilience")).await;
+    assert_eq!(status, StatusCode::OK, "{trend}");
+    assert_eq!(trend["runs"][0]["scenario"], "pod-delete");
+    assert_eq!(trend["runs"][0]["verdict"], "Awaited");
     let (status, got) = get(
         &app,
         &format!("/v1/chaos/runs/{}", run["uid"].as_str().unwrap()),

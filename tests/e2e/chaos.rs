@@ -106,6 +106,51 @@ fn chaos_runs_are_recorded_per_release_and_can_be_stopped() {
         "json",
     ]);
     let release = deployed["uid"].as_str().unwrap().to_owned();
+    // A newer release is recorded, but the Pods still run the first one's image: the run is
+    // against what runs.
+    let newer_image = format!("ghcr.io/acme/pay@{}", digest(8));
+    let newer = json_out(&[
+        "record",
+        "deployment",
+        "--store",
+        &store,
+        "--service",
+        &service,
+        "--environment",
+        "production",
+        "--namespace",
+        &ns,
+        "--commit",
+        "abcdef2",
+        "--image",
+        &newer_image,
+        "--status",
+        "succeeded",
+        "--started-at",
+        &(chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339(),
+        "--output",
+        "json",
+    ]);
+    assert_ne!(newer["uid"], deployed["uid"]);
+    runtime.block_on(async {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+        pods.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "pay-1", "labels": {"app": service}},
+                "spec": {"containers": [{"name": "pay", "image": "ghcr.io/acme/pay:1"}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        pods.patch_status(
+            "pay-1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"containerStatuses": [{"name": "pay", "image": "ghcr.io/acme/pay:1",
+                "imageID": format!("ghcr.io/acme/pay@{}", digest(7)), "ready": true, "restartCount": 0}]}})),
+        )
+        .await
+        .unwrap();
+    });
 
     // A dry run prints the ChaosEngine and creates nothing.
     let passing = scenario(&ns, &service, "pay-pod-delete", "pod-delete", "2s", "");

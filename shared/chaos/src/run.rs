@@ -122,6 +122,76 @@ pub async fn live_deployment(
         .map(|d| d.uid))
 }
 
+/// The image digests the target's Pods run (`containerStatuses[].imageID`).
+async fn running_digests(client: &kube::Client, scenario: &Scenario) -> Vec<String> {
+    use kube::api::{Api, ListParams};
+    let ns = scenario
+        .target
+        .service
+        .namespace
+        .clone()
+        .unwrap_or_default();
+    let selector = scenario
+        .target
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels(&selector))
+        .await;
+    let Ok(pods) = pods else {
+        return Vec::new();
+    };
+    let mut digests: Vec<String> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter_map(|c| {
+            c.image_id
+                .rfind("sha256:")
+                .map(|at| c.image_id[at..].to_owned())
+        })
+        .collect();
+    digests.sort();
+    digests.dedup();
+    digests
+}
+
+/// The deployment running `digests` on the target (the newest whose images include one of
+/// them), else the one live by the graph ([`live_deployment`]).
+///
+/// # Errors
+/// [`RunError::Store`].
+pub async fn deployment_running(
+    store: &dyn GraphStore,
+    target: &ServiceRef,
+    digests: &[String],
+) -> Result<Option<Uid>, RunError> {
+    if !digests.is_empty() {
+        let page = store
+            .list_deployments(&DeploymentFilter {
+                service: Some(target.name.clone()),
+                environment: Some(target.environment.clone()),
+                limit: 100,
+                ..DeploymentFilter::default()
+            })
+            .await?;
+        if let Some(d) = page.items.into_iter().map(|s| s.deployment).find(|d| {
+            d.images.iter().any(|i| {
+                i.digest
+                    .as_ref()
+                    .is_some_and(|x| digests.iter().any(|g| g == x.as_str()))
+            })
+        }) {
+            return Ok(Some(d.uid));
+        }
+    }
+    live_deployment(store, target).await
+}
+
 /// A run in progress, as first recorded.
 pub fn started(
     scenario: &Scenario,
@@ -501,7 +571,11 @@ pub async fn execute(scenario: &Scenario, ctx: &Context, wait: bool) -> Result<C
     if let Some(reason) = steady_state(scenario).await? {
         return Err(RunError::NotSteady(reason));
     }
-    let against = live_deployment(store, &scenario.target.service).await?;
+    let digests = match &client {
+        Some(c) => running_digests(c, scenario).await,
+        None => Vec::new(),
+    };
+    let against = deployment_running(store, &scenario.target.service, &digests).await?;
     let started_at = Utc::now();
     let engine =
         (scenario.driver == Driver::Litmus).then(|| engine_name(&scenario.name, &started_at));

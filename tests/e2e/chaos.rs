@@ -17,16 +17,6 @@ fn kubeconfig() -> String {
         .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)")
 }
 
-async fn client() -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig()).unwrap(),
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 fn scenario(
     ns: &str,
     service: &str,
@@ -62,7 +52,7 @@ fn json_out(args: &[&str]) -> Value {
 #[test]
 fn chaos_runs_are_recorded_per_release_and_can_be_stopped() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = runtime.block_on(client());
+    let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique("chaos");
     let service = unique("pay");
     let _operator = runtime.block_on(async {

@@ -14,16 +14,6 @@ fn kubeconfig() -> String {
         .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)")
 }
 
-async fn client() -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig()).unwrap(),
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 fn wait(what: &str, server: &Server, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !check() {
@@ -39,7 +29,7 @@ fn wait(what: &str, server: &Server, mut check: impl FnMut() -> bool) {
 #[test]
 fn serve_records_rollouts_it_watches() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = runtime.block_on(client());
+    let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique("e2e-watch");
     let service = unique("shop");
     runtime.block_on(async {

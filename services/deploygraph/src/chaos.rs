@@ -2,21 +2,10 @@
 
 use crate::cli::{ChaosListArgs, ChaosShowArgs, Output, QueryResilienceArgs};
 use crate::commands::{Failure, open_migrated};
-use deploygraph_model::{ChaosRun, Environment, ServiceName, ServiceRef, Uid};
+use crate::insight::print_json;
+use deploygraph_model::{ChaosRun, ServiceRef, Uid};
 use deploygraph_store::ChaosFilter;
 use std::fmt::Write as _;
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::usage(e.to_string()))?;
-    println!("{text}");
-    Ok(())
-}
-
-fn environment(value: Option<&str>) -> Result<Option<Environment>, Failure> {
-    value
-        .map(|v| Environment::parse(v).map_err(|e| Failure::usage(format!("--environment: {e}"))))
-        .transpose()
-}
 
 /// One run as text.
 pub fn run_text(run: &ChaosRun) -> String {
@@ -59,21 +48,14 @@ pub fn run_text(run: &ChaosRun) -> String {
 /// `chaos list`.
 pub async fn list(args: ChaosListArgs) -> Result<(), Failure> {
     let store = open_migrated(&args.store).await?;
-    let env = environment(args.environment.as_deref())?;
     let services = match &args.service {
-        Some(name) => {
-            let name =
-                ServiceName::parse(name).map_err(|e| Failure::usage(format!("--service: {e}")))?;
-            let found = store
-                .find_services(&name, None, env.as_ref())
-                .await
-                .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?;
-            if found.is_empty() {
-                Vec::new()
-            } else {
-                found.iter().map(ServiceRef::uid).collect()
-            }
-        }
+        Some(name) => store
+            .find_services(name, None, args.environment.as_ref())
+            .await
+            .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?
+            .iter()
+            .map(ServiceRef::uid)
+            .collect(),
         None => Vec::new(),
     };
     let runs = if args.service.is_some() && services.is_empty() {
@@ -82,7 +64,7 @@ pub async fn list(args: ChaosListArgs) -> Result<(), Failure> {
         store
             .list_chaos_runs(&ChaosFilter {
                 services,
-                limit: args.limit.clamp(1, deploygraph_store::MAX_PAGE_SIZE),
+                limit: args.limit,
                 ..ChaosFilter::default()
             })
             .await
@@ -141,12 +123,11 @@ pub async fn show(args: ChaosShowArgs) -> Result<(), Failure> {
 /// `query resilience`.
 pub async fn resilience(args: QueryResilienceArgs) -> Result<(), Failure> {
     let store = open_migrated(&args.store).await?;
-    let name =
-        ServiceName::parse(&args.service).map_err(|e| Failure::usage(format!("--service: {e}")))?;
-    let env = environment(args.environment.as_deref())?;
-    let rows = deploygraph_chaos::resilience::of_service(store.as_ref(), &name, env.as_ref())
-        .await
-        .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?;
+    let name = &args.service;
+    let rows =
+        deploygraph_chaos::resilience::of_service(store.as_ref(), name, args.environment.as_ref())
+            .await
+            .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?;
     match args.output {
         Output::Json => print_json(&serde_json::json!({ "service": name, "runs": rows })),
         Output::Text => {

@@ -86,13 +86,13 @@ pub struct ChaosRunArgs {
 #[derive(Debug, Args)]
 pub struct ChaosListArgs {
     /// Only runs against this service.
-    #[arg(long)]
-    pub service: Option<String>,
+    #[arg(long, value_parser = crate::insight::service_arg)]
+    pub service: Option<deploygraph_model::ServiceName>,
     /// Only this environment.
-    #[arg(long)]
-    pub environment: Option<String>,
+    #[arg(long, value_parser = crate::insight::environment_arg)]
+    pub environment: Option<deploygraph_model::Environment>,
     /// At most this many.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::insight::limit_arg)]
     pub limit: usize,
     #[command(flatten)]
     pub store: StoreOptions,
@@ -543,11 +543,11 @@ pub enum QueryCommand {
 #[derive(Debug, Args)]
 pub struct QueryResilienceArgs {
     /// The service.
-    #[arg(long)]
-    pub service: String,
+    #[arg(long, value_parser = crate::insight::service_arg)]
+    pub service: deploygraph_model::ServiceName,
     /// Only this environment.
-    #[arg(long)]
-    pub environment: Option<String>,
+    #[arg(long, value_parser = crate::insight::environment_arg)]
+    pub environment: Option<deploygraph_model::Environment>,
     #[command(flatten)]
     pub store: StoreOptions,
     /// Output format.

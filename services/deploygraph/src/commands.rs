@@ -303,7 +303,7 @@ async fn start_watcher(
             WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone())
                 .on_recorded(move |d, kind| {
                     let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
-                    rollouts.rollout(workload, &format!("{kind:?}").to_lowercase());
+                    rollouts.rollout(workload, kind.as_str());
                 });
         let mut tasks = vec![tokio::spawn(workloads.run(token.clone()))];
         if watch_helm {

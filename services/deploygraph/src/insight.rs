@@ -168,7 +168,7 @@ fn decode<T: DeserializeOwned>(what: &str, body: Value) -> Result<T, Failure> {
     })
 }
 
-fn print_json<T: Serialize>(value: &T) -> Outcome {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> Outcome {
     let text = serde_json::to_string(value).context("failed to encode the answer")?;
     println!("{text}");
     Ok(())

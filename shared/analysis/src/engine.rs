@@ -388,12 +388,7 @@ pub async fn common_factors_of(
     for stored in &failed {
         let d = &stored.deployment;
         let mut f = FailedFacts::of(d);
-        let service_ref = ServiceRef {
-            name: d.service.clone(),
-            namespace: d.namespace.clone(),
-            environment: d.environment.clone(),
-        };
-        let dependencies = store.dependencies(&service_ref).await?;
+        let dependencies = store.dependencies(&d.service_ref()).await?;
         if !dependencies.is_empty() {
             let uids: Vec<Uid> = dependencies.iter().map(ServiceRef::uid).collect();
             let deployed = store

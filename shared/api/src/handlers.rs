@@ -107,7 +107,7 @@ async fn record(state: &AppState, deployment: Deployment) -> Result<Response, Ap
         .pop()
         .ok_or_else(ApiError::internal)?;
     let kind = outcome.kind;
-    state.metrics.ingested(source, kind_name(kind));
+    state.metrics.ingested(source, kind.as_str());
     if kind == RecordKind::Conflict {
         return Err(ApiError::conflict(
             "id",
@@ -166,18 +166,9 @@ async fn record(state: &AppState, deployment: Deployment) -> Result<Response, Ap
     } else {
         StatusCode::OK
     };
-    tracing::info!(deployment.uid = %uid, service = %stored.deployment.service, outcome = kind_name(kind), "recorded deployment");
+    tracing::info!(deployment.uid = %uid, service = %stored.deployment.service, outcome = kind.as_str(), "recorded deployment");
     let location = format!("/v1/deployments/{uid}");
     Ok((status, [(header::LOCATION, location)], Json(stored)).into_response())
-}
-
-fn kind_name(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::Created => "created",
-        RecordKind::Updated => "updated",
-        RecordKind::Unchanged => "unchanged",
-        RecordKind::Conflict => "conflict",
-    }
 }
 
 /// `POST /v1/deployments`.
@@ -219,9 +210,10 @@ pub(crate) async fn get_deployment(
         .ok_or_else(|| ApiError::not_found(format!("no deployment {uid:?}")))
 }
 
-fn list_params(
-    query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<FilterParams, ApiError> {
+/// Query-string parameters: an unknown or malformed one is a 422 naming it.
+pub(crate) fn query_params<T: DeserializeOwned>(
+    query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
     query.map(|Query(p)| p).map_err(|e| {
         let text = e.body_text();
         let field = text
@@ -247,7 +239,7 @@ pub(crate) async fn list_deployments(
     State(state): State<AppState>,
     query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let filter = list_params(query)?.into_filter()?;
+    let filter = query_params(query)?.into_filter()?;
     list(&state, filter).await
 }
 
@@ -257,7 +249,7 @@ pub(crate) async fn service_deployments(
     Path(name): Path<String>,
     query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let mut params = list_params(query)?;
+    let mut params = query_params(query)?;
     if params.service.is_some() {
         return Err(ApiError::invalid(
             "service",

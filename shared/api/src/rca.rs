@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::handlers::parse_json;
+use crate::handlers::{parse_json, query_params};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_analysis::engine;
-use deploygraph_model::alertmanager::parse_webhook;
+use deploygraph_model::alertmanager::parse_notification;
 use deploygraph_model::topology::DependenciesInput;
 use deploygraph_model::{
     Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, Uid, parse_time,
@@ -23,23 +23,6 @@ use std::time::Instant;
 
 fn store_error(state: &AppState) -> impl Fn(deploygraph_store::Error) -> ApiError + '_ {
     move |e| ApiError::from_store(&e, state.config.retry_after_secs)
-}
-
-/// Query-string parameters, parsed leniently (every value a string) so that errors can name
-/// the parameter.
-fn params<T: serde::de::DeserializeOwned>(
-    query: Result<Query<T>, QueryRejection>,
-) -> Result<T, ApiError> {
-    query.map(|Query(p)| p).map_err(|e| {
-        let text = e.body_text();
-        let field = text
-            .split('`')
-            .nth(1)
-            .filter(|_| text.contains("unknown field"))
-            .unwrap_or_default()
-            .to_owned();
-        ApiError::invalid(field, text)
-    })
 }
 
 fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -92,8 +75,7 @@ pub(crate) async fn alertmanager(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw: serde_json::Value = parse_json(&state, &headers, body)?;
-    let bytes = serde_json::to_vec(&raw).map_err(|_| ApiError::internal())?;
-    let alerts = parse_webhook(&bytes, &state.config.alert_mapping)?;
+    let alerts = parse_notification(raw, &state.config.alert_mapping)?;
     let received = alerts.len();
     let started = Instant::now();
     let recorded = state.store.record_alerts(alerts).await;
@@ -154,7 +136,7 @@ pub(crate) async fn list_alerts(
     State(state): State<AppState>,
     query: Result<Query<AlertParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let filter = AlertFilter {
         service: p
             .service
@@ -199,7 +181,7 @@ pub(crate) async fn suspects(
     Path(fingerprint): Path<String>,
     query: Result<Query<OccurrenceParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let alert = occurrence(&state, &fingerprint, p.starts_at.as_deref()).await?;
     let started = Instant::now();
     let view = engine::suspects(state.store.as_ref(), alert).await;
@@ -213,7 +195,7 @@ pub(crate) async fn reattribute(
     Path(fingerprint): Path<String>,
     query: Result<Query<OccurrenceParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let alert = occurrence(&state, &fingerprint, p.starts_at.as_deref()).await?;
     engine::attribute_alert(
         state.store.as_ref(),
@@ -261,7 +243,7 @@ pub(crate) async fn get_dependencies(
     Path(name): Path<String>,
     query: Result<Query<ServiceParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let service = ServiceRef {
         name: service("name", &name)?,
         namespace: p.namespace.filter(|n| !n.is_empty()),
@@ -290,7 +272,7 @@ pub(crate) async fn timeline(
     Path(name): Path<String>,
     query: Result<Query<TimelineParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let name = service("name", &name)?;
     let env = environment(p.environment.as_deref())?;
     let (since, until) = window(p.since.as_deref(), p.until.as_deref(), Duration::hours(24))?;
@@ -313,7 +295,7 @@ pub(crate) async fn common_factors(
     Path(name): Path<String>,
     query: Result<Query<FactorParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let name = service("name", &name)?;
     let env = environment(p.environment.as_deref())?;
     let last = match p.last.as_deref() {
@@ -351,7 +333,7 @@ pub(crate) async fn dora(
     State(state): State<AppState>,
     query: Result<Query<DoraParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let name = p
         .service
         .as_deref()
@@ -384,7 +366,7 @@ pub(crate) async fn incident_report(
     State(state): State<AppState>,
     query: Result<Query<ReportParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let fingerprint = p
         .alert
         .filter(|a| !a.is_empty())
@@ -524,7 +506,7 @@ pub(crate) async fn list_chaos_runs(
     State(state): State<AppState>,
     query: Result<Query<ChaosListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let env = environment(p.environment.as_deref())?;
     let services = match p.service.as_deref() {
         Some(name) => {
@@ -559,7 +541,7 @@ pub(crate) async fn resilience(
     Path(name): Path<String>,
     query: Result<Query<ServiceParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = params(query)?;
+    let p = query_params(query)?;
     let name = service("name", &name)?;
     let env = environment(p.environment.as_deref())?;
     let rows = deploygraph_chaos::resilience::of_service(state.store.as_ref(), &name, env.as_ref())

@@ -7,9 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use deploygraph_api::{ApiConfig, AppState, router};
-use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
-use deploygraph_store::sqlite::SqliteStore;
-use deploygraph_store::{GraphStore, MigrationSource};
+use deploygraph_store::GraphStore;
 use http_body_util::BodyExt;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -17,33 +15,6 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 const TOKEN: &str = "s3cret";
-
-static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
-
-async fn sqlite() -> Arc<dyn GraphStore> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
-        .await
-        .unwrap();
-    DIRS.lock().unwrap().push(dir);
-    store.migrate().await.unwrap();
-    Arc::new(store)
-}
-
-async fn neo4j() -> Arc<dyn GraphStore> {
-    let uri = std::env::var("NEO4J_TEST_URI")
-        .expect("NEO4J_TEST_URI is not set: run through scripts/test (scripts/services up neo4j)");
-    let store = Neo4jStore::connect(
-        &uri,
-        "",
-        &SecretString::from(String::new()),
-        Neo4jOptions::default(),
-        MigrationSource::Embedded,
-    )
-    .unwrap();
-    store.migrate().await.unwrap();
-    Arc::new(store)
-}
 
 fn app(store: &Arc<dyn GraphStore>) -> Router {
     router(AppState::new(
@@ -484,13 +455,15 @@ macro_rules! both_stores {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::sqlite().await).await;
+                let (_dir, store) = deploygraph_store::testing::sqlite().await;
+                super::$name(store).await;
             })*
         }
         mod neo4j {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::neo4j().await).await;
+                let (_dir, store) = deploygraph_store::testing::neo4j().await;
+                super::$name(store).await;
             })*
         }
     };
@@ -506,7 +479,8 @@ both_stores!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cypher_is_read_only_on_neo4j_and_unsupported_on_sqlite() {
-    let neo = app(&neo4j().await);
+    let (_none, neo_store) = deploygraph_store::testing::neo4j().await;
+    let neo = app(&neo_store);
     let svc = unique("cypher");
     record(&neo, &deployment(&svc, -10, 7, "succeeded", json!([]))).await;
     let fp = unique("fp");
@@ -572,7 +546,8 @@ async fn cypher_is_read_only_on_neo4j_and_unsupported_on_sqlite() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("query"))
     );
 
-    let lite = app(&sqlite().await);
+    let (_dir, lite_store) = deploygraph_store::testing::sqlite().await;
+    let lite = app(&lite_store);
     let (status, out) = post(&lite, "/v1/cypher", &json!({"query": "RETURN 1"})).await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{out}");
     assert_eq!(out["error"]["code"], "unsupported");

@@ -92,36 +92,6 @@ pub async fn steady_state(scenario: &Scenario) -> Result<Option<String>, RunErro
     Ok(Some(failing.join("; ")))
 }
 
-/// The deployment live on the target now: its newest that succeeded (or is rolling out).
-///
-/// # Errors
-/// [`RunError::Store`].
-pub async fn live_deployment(
-    store: &dyn GraphStore,
-    target: &ServiceRef,
-) -> Result<Option<Uid>, RunError> {
-    let page = store
-        .list_deployments(&DeploymentFilter {
-            service: Some(target.name.clone()),
-            environment: Some(target.environment.clone()),
-            limit: 50,
-            ..DeploymentFilter::default()
-        })
-        .await?;
-    Ok(page
-        .items
-        .into_iter()
-        .map(|s| s.deployment)
-        .filter(|d| d.namespace == target.namespace || target.namespace.is_none())
-        .find(|d| {
-            matches!(
-                d.status,
-                DeploymentStatus::Succeeded | DeploymentStatus::InProgress
-            )
-        })
-        .map(|d| d.uid))
-}
-
 /// The image digests the target's Pods run (`containerStatuses[].imageID`).
 async fn running_digests(client: &kube::Client, scenario: &Scenario) -> Vec<String> {
     use kube::api::{Api, ListParams};
@@ -131,13 +101,7 @@ async fn running_digests(client: &kube::Client, scenario: &Scenario) -> Vec<Stri
         .namespace
         .clone()
         .unwrap_or_default();
-    let selector = scenario
-        .target
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = scenario.target.selector();
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
         .list(&ListParams::default().labels(&selector))
         .await;
@@ -160,8 +124,8 @@ async fn running_digests(client: &kube::Client, scenario: &Scenario) -> Vec<Stri
     digests
 }
 
-/// The deployment running `digests` on the target (the newest whose images include one of
-/// them), else the one live by the graph ([`live_deployment`]).
+/// The deployment running on the target: the newest whose images include one of `digests`
+/// (what the target's Pods run), else the newest that succeeded or is rolling out.
 ///
 /// # Errors
 /// [`RunError::Store`].
@@ -170,26 +134,38 @@ pub async fn deployment_running(
     target: &ServiceRef,
     digests: &[String],
 ) -> Result<Option<Uid>, RunError> {
-    if !digests.is_empty() {
-        let page = store
-            .list_deployments(&DeploymentFilter {
-                service: Some(target.name.clone()),
-                environment: Some(target.environment.clone()),
-                limit: 100,
-                ..DeploymentFilter::default()
-            })
-            .await?;
-        if let Some(d) = page.items.into_iter().map(|s| s.deployment).find(|d| {
-            d.images.iter().any(|i| {
-                i.digest
-                    .as_ref()
-                    .is_some_and(|x| digests.iter().any(|g| g == x.as_str()))
-            })
-        }) {
-            return Ok(Some(d.uid));
-        }
-    }
-    live_deployment(store, target).await
+    let page = store
+        .list_deployments(&DeploymentFilter {
+            service: Some(target.name.clone()),
+            environment: Some(target.environment.clone()),
+            limit: 100,
+            ..DeploymentFilter::default()
+        })
+        .await?;
+    let deployments: Vec<_> = page
+        .items
+        .into_iter()
+        .map(|s| s.deployment)
+        .filter(|d| target.namespace.is_none() || d.namespace == target.namespace)
+        .collect();
+    let runs_a_digest = |d: &&deploygraph_model::Deployment| {
+        d.images.iter().any(|i| {
+            i.digest
+                .as_ref()
+                .is_some_and(|x| digests.iter().any(|g| g == x.as_str()))
+        })
+    };
+    let live = |d: &&deploygraph_model::Deployment| {
+        matches!(
+            d.status,
+            DeploymentStatus::Succeeded | DeploymentStatus::InProgress
+        )
+    };
+    Ok(deployments
+        .iter()
+        .find(runs_a_digest)
+        .or_else(|| deployments.iter().find(live))
+        .map(|d| d.uid.clone()))
 }
 
 /// A run in progress, as first recorded.
@@ -396,13 +372,7 @@ pub fn engine_request(scenario: &Scenario, engine: &str) -> crate::litmus::Engin
         experiment: scenario.experiment.clone(),
         app: crate::litmus::AppInfo {
             namespace,
-            label: scenario
-                .target
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(","),
+            label: scenario.target.selector(),
             kind: scenario.target.kind.clone(),
         },
         service_account: scenario.service_account.clone(),
@@ -475,13 +445,7 @@ async fn workload_ready(client: &kube::Client, scenario: &Scenario) -> bool {
         .namespace
         .clone()
         .unwrap_or_default();
-    let selector = scenario
-        .target
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = scenario.target.selector();
     let lp = ListParams::default().labels(&selector);
     match scenario.target.kind.as_str() {
         "statefulset" => {

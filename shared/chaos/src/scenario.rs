@@ -26,6 +26,7 @@
 //! local: {fault: network-partition, …}  # the fault (local)
 //! ```
 
+use deploygraph_model::newtypes::is_dns1123_label;
 use deploygraph_model::{ChaosVerdict, Environment, ServiceName, ServiceRef};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -107,6 +108,17 @@ pub struct Target {
     pub labels: BTreeMap<String, String>,
 }
 
+impl Target {
+    /// The label selector of its Pods (`app=payments`).
+    pub fn selector(&self) -> String {
+        self.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// When to stop early.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Abort {
@@ -160,23 +172,7 @@ fn err(file: &str, field: &str, message: impl Into<String>) -> ScenarioError {
 }
 
 fn duration(file: &str, field: &str, value: &str) -> Result<Duration, ScenarioError> {
-    humantime::parse_duration(value).map_err(|e| {
-        err(
-            file,
-            field,
-            format!("{value:?} is not a duration like 30s or 2m: {e}"),
-        )
-    })
-}
-
-fn dns_label(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-')
+    deploygraph_probe::config::parse_duration(value).map_err(|e| err(file, field, e))
 }
 
 /// Parses and validates a scenario; `file` names it in errors and gives the default name.
@@ -201,7 +197,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             .unwrap_or("scenario")
             .to_owned(),
     };
-    if !dns_label(&name) {
+    if !is_dns1123_label(&name) {
         return Err(err(
             file,
             "name",
@@ -247,7 +243,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             "is required for the local driver (the fault to inject)",
         ));
     }
-    if !dns_label(&f.experiment) {
+    if !is_dns1123_label(&f.experiment) {
         return Err(err(
             file,
             "experiment",

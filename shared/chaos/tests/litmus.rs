@@ -10,7 +10,6 @@ use deploygraph_chaos::operator::{self, OUTCOME_ANNOTATION, Operator, Scripted};
 use deploygraph_model::ChaosVerdict;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -20,26 +19,13 @@ use tokio::sync::watch;
 /// Bounds every `follow`: a hung test is a failed test.
 const FOLLOW_LIMIT: Duration = Duration::from_secs(30);
 
-async fn client() -> Client {
-    let path = std::env::var("KUBECONFIG_TEST").unwrap_or_else(|_| {
-        panic!("KUBECONFIG_TEST is not set: these tests need the real API server; run scripts/test (scripts/services up kube)")
-    });
-    let config = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(path).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    Client::try_from(config).unwrap()
-}
-
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
 /// A client, the CRDs installed, and a fresh namespace.
 async fn setup() -> (Client, String) {
-    let client = client().await;
+    let client = deploygraph_k8s::testing::client().await;
     operator::install_crds(&client).await.unwrap();
     let namespace = unique("litmus");
     Api::<Namespace>::all(client.clone())
@@ -87,6 +73,22 @@ fn request(namespace: &str, experiment: &str, seconds: u32) -> EngineRequest {
 /// An abort channel that never fires (its sender is gone).
 fn never() -> watch::Receiver<Option<String>> {
     watch::channel(None).1
+}
+
+/// A namespace with `experiment` scripted to end as `outcome`, the operator playing it, and
+/// the request for a run of `duration_secs`.
+async fn scripted(
+    experiment: &str,
+    outcome: Scripted,
+    duration_secs: u32,
+) -> (Client, String, Operator, EngineRequest) {
+    let (client, namespace) = setup().await;
+    operator::create_experiment(&client, &namespace, experiment, outcome)
+        .await
+        .unwrap();
+    let operator = Operator::spawn(client.clone(), &namespace);
+    let req = request(&namespace, experiment, duration_secs);
+    (client, namespace, operator, req)
 }
 
 async fn follow(
@@ -159,12 +161,7 @@ async fn create_annotated_engine(client: &Client, req: &EngineRequest, outcome: 
 
 #[tokio::test]
 async fn a_passing_run_reports_pass_with_its_probes() {
-    let (client, namespace) = setup().await;
-    operator::create_experiment(&client, &namespace, "pod-delete", Scripted::Pass)
-        .await
-        .unwrap();
-    let _operator = Operator::spawn(client.clone(), &namespace);
-    let req = request(&namespace, "pod-delete", 1);
+    let (client, namespace, _operator, req) = scripted("pod-delete", Scripted::Pass, 1).await;
     let called = chrono::Utc::now();
 
     litmus::create_engine(&client, &req).await.unwrap();
@@ -219,12 +216,7 @@ async fn a_passing_run_reports_pass_with_its_probes() {
 
 #[tokio::test]
 async fn a_probe_failure_is_a_fail_naming_the_failed_probe() {
-    let (client, namespace) = setup().await;
-    operator::create_experiment(&client, &namespace, "pod-network-partition", Scripted::Fail)
-        .await
-        .unwrap();
-    let _operator = Operator::spawn(client.clone(), &namespace);
-    let req = request(&namespace, "pod-network-partition", 1);
+    let (client, _, _operator, req) = scripted("pod-network-partition", Scripted::Fail, 1).await;
 
     litmus::create_engine(&client, &req).await.unwrap();
     let outcome = follow(&client, &req, never(), Duration::from_secs(2))
@@ -245,12 +237,7 @@ async fn a_probe_failure_is_a_fail_naming_the_failed_probe() {
 
 #[tokio::test]
 async fn an_experiment_error_reports_errorcode_reason() {
-    let (client, namespace) = setup().await;
-    operator::create_experiment(&client, &namespace, "pod-memory-hog", Scripted::Error)
-        .await
-        .unwrap();
-    let _operator = Operator::spawn(client.clone(), &namespace);
-    let req = request(&namespace, "pod-memory-hog", 1);
+    let (client, namespace, _operator, req) = scripted("pod-memory-hog", Scripted::Error, 1).await;
 
     litmus::create_engine(&client, &req).await.unwrap();
     let outcome = follow(&client, &req, never(), Duration::from_secs(2))
@@ -319,12 +306,7 @@ async fn a_missing_experiment_is_a_clear_error_and_creates_no_engine() {
 
 #[tokio::test]
 async fn an_abort_mid_run_stops_the_engine_with_the_reason() {
-    let (client, namespace) = setup().await;
-    operator::create_experiment(&client, &namespace, "pod-delete", Scripted::Pass)
-        .await
-        .unwrap();
-    let _operator = Operator::spawn(client.clone(), &namespace);
-    let req = request(&namespace, "pod-delete", 60);
+    let (client, namespace, _operator, req) = scripted("pod-delete", Scripted::Pass, 60).await;
     litmus::create_engine(&client, &req).await.unwrap();
     let (abort, signal) = watch::channel(None);
 
@@ -379,12 +361,7 @@ async fn an_abort_mid_run_stops_the_engine_with_the_reason() {
 
 #[tokio::test]
 async fn an_unacknowledged_abort_gives_up_after_the_ack_timeout() {
-    let (client, namespace) = setup().await;
-    operator::create_experiment(&client, &namespace, "pod-cpu-hog", Scripted::Pass)
-        .await
-        .unwrap();
-    let _operator = Operator::spawn(client.clone(), &namespace);
-    let req = request(&namespace, "pod-cpu-hog", 1);
+    let (client, namespace, _operator, req) = scripted("pod-cpu-hog", Scripted::Pass, 1).await;
     // An operator that never finishes and ignores the stop.
     create_annotated_engine(&client, &req, Scripted::Hang).await;
     let (abort, signal) = watch::channel(None);
@@ -488,12 +465,7 @@ async fn a_result_left_by_an_earlier_engine_is_not_this_runs_outcome() {
 
 #[tokio::test]
 async fn an_abort_already_signalled_stops_at_once() {
-    let (client, namespace) = setup().await;
-    operator::create_experiment(&client, &namespace, "pod-delete", Scripted::Pass)
-        .await
-        .unwrap();
-    let _operator = Operator::spawn(client.clone(), &namespace);
-    let req = request(&namespace, "pod-delete", 60);
+    let (client, namespace, _operator, req) = scripted("pod-delete", Scripted::Pass, 60).await;
     litmus::create_engine(&client, &req).await.unwrap();
     wait_until_running(&client, &req).await;
     // The sender is gone, but its last word was an abort.

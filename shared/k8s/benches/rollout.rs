@@ -44,18 +44,6 @@ fn report(label: &str, mut ms: Vec<f64>) {
     );
 }
 
-async fn client() -> kube::Client {
-    let path = std::env::var("KUBECONFIG_TEST")
-        .expect("KUBECONFIG_TEST: scripts/services up kube, then eval \"$(scripts/services env)\"");
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(path).unwrap(),
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 async fn setup(client: &kube::Client) -> (String, Api<Deployment>) {
     let ns = format!("bench-rollout-{:08x}", rand::random::<u32>());
     Api::<Namespace>::all(client.clone())
@@ -205,7 +193,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    let client = client().await;
+    let client = deploygraph_k8s::testing::client().await;
     println!(
         "| path | rollouts | p50 ms | p99 ms | mean ms | max ms |\n|---|---:|---:|---:|---:|---:|"
     );

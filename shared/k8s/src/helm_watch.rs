@@ -3,6 +3,7 @@
 //! values diff and the per-resource manifest diff against the previous revision as
 //! ConfigChanges. A corrupt release Secret is logged by name, counted and skipped.
 
+use crate::retry::until_ok;
 use crate::rollout::COMMIT_KEYS;
 use deploygraph_helm::cluster::revisions;
 use deploygraph_helm::decode::decode_release_field;
@@ -20,7 +21,6 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The DeploymentEvent status of a Helm revision; `None` for an uninstall.
@@ -305,31 +305,18 @@ impl HelmWatcher {
             tracing::debug!(secret = %name, status = %release.info.status, "Helm revision is not a deployment");
             return;
         };
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match self
-                .store
-                .record_deployments(vec![deployment.clone()])
-                .await
-            {
-                Ok(outcomes) => {
-                    let kind = outcomes.first().map(|o| o.kind);
-                    if kind == Some(RecordKind::Conflict) {
-                        tracing::warn!(deployment.uid = %deployment.uid, "Helm revision conflicts with what is recorded");
-                    } else {
-                        tracing::info!(deployment.uid = %deployment.uid, release = %release.name, revision = release.version, status = %release.info.status, outcome = ?kind, "recorded Helm revision");
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "cannot record a Helm revision; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
+        let Some(outcomes) = until_ok(stop, "record a Helm revision", || {
+            self.store.record_deployments(vec![deployment.clone()])
+        })
+        .await
+        else {
+            return;
+        };
+        let kind = outcomes.first().map(|o| o.kind);
+        if kind == Some(RecordKind::Conflict) {
+            tracing::warn!(deployment.uid = %deployment.uid, "Helm revision conflicts with what is recorded");
+        } else {
+            tracing::info!(deployment.uid = %deployment.uid, release = %release.name, revision = release.version, status = %release.info.status, outcome = ?kind, "recorded Helm revision");
         }
     }
 }

@@ -6,5 +6,8 @@
 pub mod helm_watch;
 pub mod leader;
 pub mod observe;
+mod retry;
 pub mod rollout;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod watcher;

@@ -12,6 +12,7 @@ use crate::observe::{
     Known, Observation, Skip, decide, observe_daemonset, observe_deployment, observe_statefulset,
     resolve_digests,
 };
+use crate::retry::until_ok;
 use chrono::Utc;
 use deploygraph_model::{Deployment, Environment};
 use deploygraph_store::{DeploymentFilter, GraphStore, RecordKind};
@@ -24,7 +25,6 @@ use kube::runtime::watcher::{self, Event};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// What to watch.
@@ -270,33 +270,22 @@ impl WorkloadWatcher {
             limit: 100,
             ..DeploymentFilter::default()
         };
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match self.store.list_deployments(&filter).await {
-                Ok(page) => {
-                    let history: Vec<Deployment> = page
-                        .items
-                        .into_iter()
-                        .map(|s| s.deployment)
-                        .filter(|d| {
-                            d.namespace.as_deref() == Some(o.namespace.as_str())
-                                && d.workload
-                                    .as_ref()
-                                    .is_some_and(|w| w.kind == o.kind && w.name == o.name)
-                        })
-                        .collect();
-                    return Some(Known::from_history(&history));
-                }
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "cannot read a workload's rollouts; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
+        let page = until_ok(stop, "read a workload's rollouts", || {
+            self.store.list_deployments(&filter)
+        })
+        .await?;
+        let history: Vec<Deployment> = page
+            .items
+            .into_iter()
+            .map(|s| s.deployment)
+            .filter(|d| {
+                d.namespace.as_deref() == Some(o.namespace.as_str())
+                    && d.workload
+                        .as_ref()
+                        .is_some_and(|w| w.kind == o.kind && w.name == o.name)
+            })
+            .collect();
+        Some(Known::from_history(&history))
     }
 
     /// Writes until the store takes it (or `stop`).
@@ -305,30 +294,15 @@ impl WorkloadWatcher {
         deployment: &Deployment,
         stop: &CancellationToken,
     ) -> Option<RecordKind> {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match self
-                .store
-                .record_deployments(vec![deployment.clone()])
-                .await
-            {
-                Ok(mut outcomes) => {
-                    let outcome = outcomes.pop()?;
-                    if outcome.kind == RecordKind::Conflict {
-                        tracing::warn!(deployment.uid = %deployment.uid, reason = ?outcome.conflict, "rollout conflicts with what is recorded");
-                    }
-                    return Some(outcome.kind);
-                }
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "cannot record a rollout; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
+        let mut outcomes = until_ok(stop, "record a rollout", || {
+            self.store.record_deployments(vec![deployment.clone()])
+        })
+        .await?;
+        let outcome = outcomes.pop()?;
+        if outcome.kind == RecordKind::Conflict {
+            tracing::warn!(deployment.uid = %deployment.uid, reason = ?outcome.conflict, "rollout conflicts with what is recorded");
         }
+        Some(outcome.kind)
     }
 }
 

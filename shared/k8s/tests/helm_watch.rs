@@ -11,62 +11,18 @@ use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher};
 use deploygraph_model::{
     ChangeKind, Deployment, DeploymentStatus, Environment, ServiceName, Source,
 };
-use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
-use deploygraph_store::sqlite::SqliteStore;
-use deploygraph_store::{DeploymentFilter, GraphStore, MigrationSource};
+use deploygraph_store::{DeploymentFilter, GraphStore};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment as K8sDeployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Client;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
-
-async fn client() -> Client {
-    let path = std::env::var("KUBECONFIG_TEST").unwrap_or_else(|_| {
-        panic!("KUBECONFIG_TEST is not set: these tests need the real API server; run scripts/test")
-    });
-    let config = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(path).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-async fn sqlite() -> Arc<dyn GraphStore> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
-        .await
-        .unwrap();
-    DIRS.lock().unwrap().push(dir);
-    store.migrate().await.unwrap();
-    Arc::new(store)
-}
-
-async fn neo4j() -> Arc<dyn GraphStore> {
-    let uri = std::env::var("NEO4J_TEST_URI")
-        .expect("NEO4J_TEST_URI is not set: run through scripts/test (scripts/services up neo4j)");
-    let store = Neo4jStore::connect(
-        &uri,
-        "",
-        &SecretString::from(String::new()),
-        Neo4jOptions::default(),
-        MigrationSource::Embedded,
-    )
-    .unwrap();
-    store.migrate().await.unwrap();
-    Arc::new(store)
-}
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
@@ -196,7 +152,7 @@ async fn wait_for(
 }
 
 async fn helm_revisions_are_recorded_with_their_diffs(store: Arc<dyn GraphStore>) {
-    let client = client().await;
+    let client = deploygraph_k8s::testing::client().await;
     let ns = namespace(&client).await;
     let name = unique("web");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -406,13 +362,15 @@ macro_rules! both_stores {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::sqlite().await).await;
+                let (_dir, store) = deploygraph_store::testing::sqlite().await;
+                super::$name(store).await;
             })*
         }
         mod neo4j {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::neo4j().await).await;
+                let (_dir, store) = deploygraph_store::testing::neo4j().await;
+                super::$name(store).await;
             })*
         }
     };

@@ -4,24 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use deploygraph_k8s::leader::{Elector, LeaseConfig};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-async fn client() -> Client {
-    let path = std::env::var("KUBECONFIG_TEST").unwrap_or_else(|_| {
-        panic!("KUBECONFIG_TEST is not set: these tests need the real API server; run scripts/test")
-    });
-    let config = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(path).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    Client::try_from(config).unwrap()
-}
 
 struct Candidate {
     leading: watch::Receiver<bool>,
@@ -38,7 +23,9 @@ async fn candidate(lease: &str, identity: &str) -> Candidate {
     };
     let (tx, leading) = watch::channel(false);
     let stop = CancellationToken::new();
-    let task = tokio::spawn(Elector::new(client().await, config).run(tx, stop.clone()));
+    let task = tokio::spawn(
+        Elector::new(deploygraph_k8s::testing::client().await, config).run(tx, stop.clone()),
+    );
     Candidate {
         leading,
         stop,

@@ -6,9 +6,7 @@
 use deploygraph_k8s::leader::LeaseConfig;
 use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher, run_elected};
 use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, Environment, ServiceName};
-use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
-use deploygraph_store::sqlite::SqliteStore;
-use deploygraph_store::{DeploymentFilter, GraphStore, MigrationSource};
+use deploygraph_store::{DeploymentFilter, GraphStore};
 use k8s_openapi::api::apps::v1::{Deployment as K8sDeployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -22,8 +20,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
-
 async fn config() -> Config {
     let path = std::env::var("KUBECONFIG_TEST").unwrap_or_else(|_| {
         panic!("KUBECONFIG_TEST is not set: these tests need the real API server; run scripts/test")
@@ -34,35 +30,6 @@ async fn config() -> Config {
     )
     .await
     .unwrap()
-}
-
-async fn client() -> Client {
-    Client::try_from(config().await).unwrap()
-}
-
-async fn sqlite() -> Arc<dyn GraphStore> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
-        .await
-        .unwrap();
-    DIRS.lock().unwrap().push(dir);
-    store.migrate().await.unwrap();
-    Arc::new(store)
-}
-
-async fn neo4j() -> Arc<dyn GraphStore> {
-    let uri = std::env::var("NEO4J_TEST_URI")
-        .expect("NEO4J_TEST_URI is not set: run through scripts/test (scripts/services up neo4j)");
-    let store = Neo4jStore::connect(
-        &uri,
-        "",
-        &SecretString::from(String::new()),
-        Neo4jOptions::default(),
-        MigrationSource::Embedded,
-    )
-    .unwrap();
-    store.migrate().await.unwrap();
-    Arc::new(store)
 }
 
 fn unique(prefix: &str) -> String {
@@ -178,7 +145,7 @@ fn start(
 }
 
 async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn GraphStore>) {
-    let client = client().await;
+    let client = deploygraph_k8s::testing::client().await;
     let ns = namespace(&client).await;
     let service = unique("web");
     let api: Api<K8sDeployment> = Api::namespaced(client.clone(), &ns);
@@ -374,13 +341,15 @@ macro_rules! both_stores {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::sqlite().await).await;
+                let (_dir, store) = deploygraph_store::testing::sqlite().await;
+                super::$name(store).await;
             })*
         }
         mod neo4j {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                super::$name(super::neo4j().await).await;
+                let (_dir, store) = deploygraph_store::testing::neo4j().await;
+                super::$name(store).await;
             })*
         }
     };
@@ -391,9 +360,9 @@ both_stores!(rollouts_are_recorded_updated_and_survive_a_restart);
 /// Two replicas campaign for one Lease: only the leader records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_replicas_only_the_leader_records() {
-    let client = client().await;
+    let client = deploygraph_k8s::testing::client().await;
     let ns = namespace(&client).await;
-    let store = sqlite().await;
+    let (_dir, store) = deploygraph_store::testing::sqlite().await;
     let service = unique("led");
     let counts: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::new(AtomicUsize::new(0))).collect();
     let stop = CancellationToken::new();
@@ -498,7 +467,7 @@ async fn apply(client: &Client, ns: &str, manifest: &str) {
 /// The watcher, elected, runs as a ServiceAccount bound to exactly deploy/rbac.yaml.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
-    let admin = client().await;
+    let admin = deploygraph_k8s::testing::client().await;
     let ns = namespace(&admin).await;
     let manifest = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml"),
@@ -530,7 +499,7 @@ async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
         matches!(denied.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
     );
 
-    let store = sqlite().await;
+    let (_dir, store) = deploygraph_store::testing::sqlite().await;
     let stop = CancellationToken::new();
     let lease = LeaseConfig {
         retry_period: Duration::from_millis(200),

@@ -171,7 +171,17 @@ fn entry_to_alert(entry: Entry, mapping: &AlertMapping) -> Result<Alert> {
 /// An error naming the field (`alerts[2].startsAt`) for JSON that is not a version 4
 /// notification or an alert without a fingerprint, start time, status or alert name.
 pub fn parse_webhook(body: &[u8], mapping: &AlertMapping) -> Result<Vec<Alert>> {
-    let notification: Notification = serde_json::from_slice(body)
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Error::new("", format!("not an Alertmanager notification: {e}")))?;
+    parse_notification(value, mapping)
+}
+
+/// As [`parse_webhook`], for a body already parsed as JSON.
+///
+/// # Errors
+/// As [`parse_webhook`].
+pub fn parse_notification(body: serde_json::Value, mapping: &AlertMapping) -> Result<Vec<Alert>> {
+    let notification: Notification = serde_json::from_value(body)
         .map_err(|e| Error::new("", format!("not an Alertmanager notification: {e}")))?;
     match notification.version.as_deref() {
         Some("4") => {}

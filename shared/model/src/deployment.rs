@@ -432,6 +432,15 @@ impl Deployment {
         service_uid(&self.service, self.namespace.as_deref(), &self.environment)
     }
 
+    /// The Service node this deployment rolls out to.
+    pub fn service_ref(&self) -> crate::ServiceRef {
+        crate::ServiceRef {
+            name: self.service.clone(),
+            namespace: self.namespace.clone(),
+            environment: self.environment.clone(),
+        }
+    }
+
     /// A fingerprint of the facts that may not change once recorded under a uid. Status,
     /// `finished_at` and validation results are excluded: later events may add them.
     pub fn content_fingerprint(&self) -> String {

@@ -15,8 +15,11 @@ pub mod cypher;
 pub mod error;
 pub mod migrations;
 pub mod neo4j;
+mod payload;
 pub mod plan;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 use async_trait::async_trait;

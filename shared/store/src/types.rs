@@ -36,6 +36,18 @@ pub enum RecordKind {
     Conflict,
 }
 
+impl RecordKind {
+    /// The wire and metric name (`created`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Conflict => "conflict",
+        }
+    }
+}
+
 /// The outcome of recording one deployment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordOutcome {

@@ -10,46 +10,17 @@ use deploygraph_model::{
     DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, Trigger,
     ValidationResult, Verdict,
 };
-use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
     AlertFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind,
     StoredDeployment,
 };
 use rand::seq::SliceRandom;
-use secrecy::SecretString;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
-/// A migrated SQLite store in a temporary directory, removed when the guard drops.
-async fn sqlite_store() -> (Option<tempfile::TempDir>, Arc<dyn GraphStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    (Some(dir), Arc::new(store))
-}
-
-async fn neo4j_store() -> (Option<tempfile::TempDir>, Arc<dyn GraphStore>) {
-    let uri = std::env::var("NEO4J_TEST_URI").expect(
-        "NEO4J_TEST_URI is not set: the Neo4j conformance tests need a real server; \
-         run them through scripts/test (or `eval \"$(scripts/services env)\"` after `scripts/services up neo4j`)",
-    );
-    let store = Neo4jStore::connect(
-        &uri,
-        "",
-        &SecretString::from(String::new()),
-        Neo4jOptions::default(),
-        MigrationSource::Embedded,
-    )
-    .unwrap();
-    store.migrate().await.unwrap();
-    (None, Arc::new(store))
 }
 
 fn filter_service(service: &str, limit: usize) -> DeploymentFilter {
@@ -805,14 +776,14 @@ macro_rules! conformance {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let (_dir, store) = super::sqlite_store().await;
+                let (_dir, store) = deploygraph_store::testing::sqlite().await;
                 super::$name(store).await;
             })*
         }
         mod neo4j {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let (_dir, store) = super::neo4j_store().await;
+                let (_dir, store) = deploygraph_store::testing::neo4j().await;
                 super::$name(store).await;
             })*
         }
@@ -842,7 +813,7 @@ conformance!(
 /// linked whether the deployment was recorded before or after the snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neo4j_snapshots_form_the_documented_subgraph() {
-    let (_dir, store) = neo4j_store().await;
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
     let service = unique("subgraph");
     let before = Deployment::test().service(&service).image_seed(1).build();
     record_one(&store, before.clone()).await;

@@ -4,6 +4,7 @@ use super::{
     BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_in, stored_from_row,
 };
 use crate::error::{Error, Result};
+use crate::payload::{decode, encode};
 use crate::types::{AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, StoredDeployment};
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
@@ -11,21 +12,6 @@ use deploygraph_model::{
     ServiceRef, Trigger, Uid, merge_alert, parse_time,
 };
 use neo4rs::{BoltType, Query, Txn, query};
-
-fn encode<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Backend {
-        backend: BACKEND,
-        operation: what,
-        source: Box::new(e),
-    })
-}
-
-fn decode<T: serde::de::DeserializeOwned>(uid: &str, payload: &str) -> Result<T> {
-    serde_json::from_str(payload).map_err(|e| Error::Corrupt {
-        uid: uid.to_owned(),
-        source: Box::new(e),
-    })
-}
 
 fn payloads<T: serde::de::DeserializeOwned>(
     rows: &[neo4rs::Row],
@@ -123,7 +109,7 @@ fn alert_props(alert: &Alert) -> Result<BoltType> {
             "environment",
             opt_str(alert.environment.as_ref().map(Environment::as_str)),
         ),
-        ("payload", encode(alert, "encode an alert")?.into()),
+        ("payload", encode(BACKEND, alert, "encode an alert")?.into()),
     ]))
 }
 
@@ -325,7 +311,10 @@ fn chaos_props(run: &ChaosRun) -> Result<BoltType> {
             "against_uid",
             opt_str(run.against.as_ref().map(Uid::as_str)),
         ),
-        ("payload", encode(run, "encode a chaos run")?.into()),
+        (
+            "payload",
+            encode(BACKEND, run, "encode a chaos run")?.into(),
+        ),
     ]))
 }
 

@@ -237,13 +237,6 @@ fn exec(
     tx.prepare_cached(sql)?.execute(params)
 }
 
-fn read_payload(uid: &str, payload: &str) -> Result<Deployment> {
-    serde_json::from_str(payload).map_err(|e| Error::Corrupt {
-        uid: uid.to_owned(),
-        source: Box::new(e),
-    })
-}
-
 fn stored_deployment(
     row: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<(String, String, Option<String>)> {
@@ -254,7 +247,7 @@ fn decode_rows(rows: Vec<(String, String, Option<String>)>) -> Result<Vec<Stored
     rows.into_iter()
         .map(|(uid, payload, follows)| {
             Ok(StoredDeployment {
-                deployment: read_payload(&uid, &payload)?,
+                deployment: crate::payload::decode::<Deployment>(&uid, &payload)?,
                 follows: follows.map(Uid::from_stored),
             })
         })
@@ -300,18 +293,7 @@ fn write_deployment(
         return write_validation(tx, d);
     }
     let service_uid = d.service_uid();
-    exec(
-        tx,
-        "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (uid) DO NOTHING",
-        params![
-            service_uid.as_str(),
-            d.service.as_str(),
-            d.namespace,
-            d.environment.as_str()
-        ],
-    )
-    .map_err(backend_error("write a service"))?;
+    rca::ensure_service(tx, &d.service_ref()).map_err(backend_error("write a service"))?;
     let commit_uid = d.commit.as_ref().map(Commit::uid);
     if let (Some(commit), Some(commit_uid)) = (&d.commit, &commit_uid) {
         exec(
@@ -524,7 +506,10 @@ fn record_batch(conn: &mut Connection, batch: Vec<Deployment>) -> Result<Vec<Rec
             .optional()
             .map_err(backend_error("read a deployment"))?;
         if let Some(payload) = payload {
-            stored.insert(uid.to_owned(), read_payload(uid, &payload)?);
+            stored.insert(
+                uid.to_owned(),
+                crate::payload::decode::<Deployment>(uid, &payload)?,
+            );
         }
     }
     let plan = plan::plan(stored, batch);

@@ -2,6 +2,7 @@
 
 use super::{backend_error, decode_rows, exec, stored_deployment};
 use crate::error::{Error, Result};
+use crate::payload::{decode, encode};
 use crate::types::{AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, StoredDeployment};
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
@@ -10,21 +11,6 @@ use deploygraph_model::{
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
-
-fn encode<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Backend {
-        backend: super::BACKEND,
-        operation: what,
-        source: Box::new(e),
-    })
-}
-
-fn decode<T: serde::de::DeserializeOwned>(uid: &str, payload: &str) -> Result<T> {
-    serde_json::from_str(payload).map_err(|e| Error::Corrupt {
-        uid: uid.to_owned(),
-        source: Box::new(e),
-    })
-}
 
 fn limit_value(limit: usize) -> Value {
     Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -46,7 +32,10 @@ fn to_refs(rows: Vec<(String, Option<String>, String)>) -> Vec<ServiceRef> {
         .collect()
 }
 
-fn ensure_service(tx: &rusqlite::Transaction<'_>, service: &ServiceRef) -> rusqlite::Result<()> {
+pub(super) fn ensure_service(
+    tx: &rusqlite::Transaction<'_>,
+    service: &ServiceRef,
+) -> rusqlite::Result<()> {
     exec(
         tx,
         "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)
@@ -126,7 +115,7 @@ fn read_alert(conn: &Connection, uid: &str) -> Result<Option<Alert>> {
 
 fn write_alert(tx: &rusqlite::Transaction<'_>, alert: &Alert, insert: bool) -> Result<()> {
     let failed = backend_error("record an alert");
-    let payload = encode(alert, "encode an alert")?;
+    let payload = encode(super::BACKEND, alert, "encode an alert")?;
     let status = match alert.status {
         deploygraph_model::AlertStatus::Firing => "firing",
         deploygraph_model::AlertStatus::Resolved => "resolved",
@@ -401,7 +390,7 @@ pub(super) fn replace_attribution(
                 alert.as_str(),
                 t.deployment_uid.as_str(),
                 t.confidence_score,
-                encode(&t.reasons, "encode reasons")?,
+                encode(super::BACKEND, &t.reasons, "encode reasons")?,
                 format_time(&t.computed_at)
             ],
         )
@@ -505,7 +494,7 @@ pub(super) fn record_chaos_run(conn: &mut Connection, run: &ChaosRun) -> Result<
             run.recovery_seconds,
             run.error_reason,
             run.against.as_ref().map(Uid::as_str),
-            encode(run, "encode a chaos run")?
+            encode(super::BACKEND, run, "encode a chaos run")?
         ],
     )
     .map_err(failed())?;

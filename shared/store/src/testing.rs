@@ -1,0 +1,47 @@
+//! Stores for tests and benchmarks (feature `testing`): a migrated SQLite store in a temporary
+//! directory, and the real Neo4j of `scripts/services up neo4j` (`NEO4J_TEST_URI`).
+
+use crate::neo4j::{Neo4jOptions, Neo4jStore};
+use crate::sqlite::SqliteStore;
+use crate::{GraphStore, MigrationSource};
+use secrecy::SecretString;
+use std::sync::Arc;
+
+/// A store, and the temporary directory a SQLite store lives in (removed when dropped).
+pub type TestStore = (Option<tempfile::TempDir>, Arc<dyn GraphStore>);
+
+/// A migrated SQLite store in a new temporary directory.
+///
+/// # Panics
+/// When the directory or the store cannot be made.
+#[allow(clippy::expect_used)]
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
+        .await
+        .expect("the SQLite store opens");
+    store.migrate().await.expect("the SQLite store migrates");
+    (Some(dir), Arc::new(store))
+}
+
+/// The migrated Neo4j store at `NEO4J_TEST_URI`.
+///
+/// # Panics
+/// Without `NEO4J_TEST_URI` (tests never skip their subject) or when it cannot be migrated.
+#[allow(clippy::expect_used)]
+pub async fn neo4j() -> TestStore {
+    let uri = std::env::var("NEO4J_TEST_URI").expect(
+        "NEO4J_TEST_URI is not set: these tests need a real Neo4j server; run them through \
+         scripts/test (or `eval \"$(scripts/services env)\"` after `scripts/services up neo4j`)",
+    );
+    let store = Neo4jStore::connect(
+        &uri,
+        "",
+        &SecretString::from(String::new()),
+        Neo4jOptions::default(),
+        MigrationSource::Embedded,
+    )
+    .expect("the Neo4j URI is usable");
+    store.migrate().await.expect("the Neo4j store migrates");
+    (None, Arc::new(store))
+}

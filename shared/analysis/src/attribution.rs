@@ -9,7 +9,7 @@
 //! | time proximity | `exp(-Δt / (window / 4))`: about 0.78 at 15 min in a 2 h window, 0.37 at 30 min |
 //! | relation | 1 on the alert's service, `0.6^depth` on a dependency |
 //! | change risk | `0.4 + 0.6 × risk`, risk = 0.3 + 0.25 image + 0.03 per config change (at most 10) + 0.1 replicas + 0.1 secrets, capped at 1 |
-//! | status | failed 1.0, rolled back 0.9, in progress 0.8, succeeded 0.6 |
+//! | status | failed 1.0, rolled back 0.9, in progress 0.8, removed 0.8, succeeded 0.6 |
 //! | history | `0.5 + 0.5 × (alerts after + 1) / (deployments + 2)`: how often alerts followed this service's deployments |
 //!
 //! When a chaos experiment was running on the alert's service at the alert's start, the alert
@@ -229,6 +229,8 @@ pub fn score(
         DeploymentStatus::RolledBack => (0.9, "the rollout was rolled back"),
         DeploymentStatus::InProgress => (0.8, "the rollout was still in progress"),
         DeploymentStatus::Succeeded => (0.6, "the rollout succeeded"),
+        // Removing a service breaks what still calls it.
+        DeploymentStatus::Removed => (0.8, "the service was removed"),
     };
     let rate = (f64::from(candidate.prior_followed_by_alerts) + 1.0)
         / (f64::from(candidate.prior_deployments) + 2.0);

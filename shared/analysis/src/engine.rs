@@ -168,7 +168,19 @@ pub async fn find_alert(
     starts_at: Option<DateTime<Utc>>,
 ) -> Result<Option<Alert>> {
     if let Some(at) = starts_at {
-        return store.get_alert(&Alert::uid_for(fingerprint, &at)).await;
+        if let Some(found) = store.get_alert(&Alert::uid_for(fingerprint, &at)).await? {
+            return Ok(Some(found));
+        }
+        // An occurrence keyed otherwise (a CDEvents incident: one per incident) by its start.
+        return Ok(store
+            .list_alerts(&AlertFilter {
+                fingerprint: Some(fingerprint.to_owned()),
+                limit: MAX_PAGE_SIZE,
+                ..AlertFilter::default()
+            })
+            .await?
+            .into_iter()
+            .find(|a| a.starts_at == at));
     }
     Ok(store
         .list_alerts(&AlertFilter {

@@ -172,6 +172,7 @@ pub fn release_to_deployment(
         validation: None,
         workload: None,
         helm: Some(helm),
+        origin: None,
     })
 }
 

@@ -514,6 +514,7 @@ pub fn decide(
             template: o.template.clone(),
         }),
         helm: None,
+        origin: None,
     })
 }
 

@@ -26,15 +26,19 @@ pub enum DeploymentStatus {
     Failed,
     /// Replaced by a rollback to an earlier release.
     RolledBack,
+    /// The service was removed from the environment (a CDEvents `service.removed`): a change
+    /// like a rollout, with nothing running afterwards.
+    Removed,
 }
 
 impl DeploymentStatus {
     /// All statuses, in lifecycle order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::InProgress,
         Self::Succeeded,
         Self::Failed,
         Self::RolledBack,
+        Self::Removed,
     ];
 
     /// The wire name (`in_progress`).
@@ -44,13 +48,14 @@ impl DeploymentStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::RolledBack => "rolled_back",
+            Self::Removed => "removed",
         }
     }
 
     /// Parses a wire name.
     ///
     /// # Errors
-    /// When `value` is not one of the four statuses.
+    /// When `value` is not one of the five statuses.
     pub fn parse(value: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
@@ -58,13 +63,16 @@ impl DeploymentStatus {
             .ok_or_else(|| {
                 Error::new(
                     "",
-                    format!("{value:?} is not one of in_progress, succeeded, failed, rolled_back"),
+                    format!(
+                        "{value:?} is not one of in_progress, succeeded, failed, rolled_back, removed"
+                    ),
                 )
             })
     }
 
     /// Whether a later event may move a deployment from `self` to `next`. Statuses only move
-    /// forward: a stale `in_progress` arriving after `succeeded` does not undo it.
+    /// forward: a stale `in_progress` arriving after `succeeded` does not undo it. A removal
+    /// is an event of its own and neither follows nor precedes another status.
     pub fn can_advance_to(self, next: Self) -> bool {
         use DeploymentStatus::*;
         matches!(
@@ -99,6 +107,34 @@ impl Source {
             Self::K8s => "k8s",
             Self::Helm => "helm",
         }
+    }
+}
+
+/// Where an event that was not written for deploygraph came from, and the names it used
+/// before they were normalized (a CDEvent's `context.source`, `context.type`, `subject.id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The producer (`context.source`).
+    pub source: String,
+    /// The event type as sent (`dev.cdevents.service.deployed.0.3.0`).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The subject as sent (`subject.id`).
+    pub subject: String,
+    /// The service name as the producer spelled it (`myApp`), before it became a DNS label.
+    pub source_name: String,
+}
+
+impl Origin {
+    /// The facts that identify the event: the type without its version is kept, so that a
+    /// producer upgrading its CDEvents SDK does not turn a retry into a conflict.
+    fn fixed(&self) -> (&str, &str, &str, &str) {
+        let kind = self
+            .event_type
+            .rsplitn(4, '.')
+            .nth(3)
+            .unwrap_or(&self.event_type);
+        (&self.source, kind, &self.subject, &self.source_name)
     }
 }
 
@@ -424,6 +460,9 @@ pub struct Deployment {
     /// The Helm release revision, for Helm releases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmRevision>,
+    /// The producer's own names, for events from other tools (CDEvents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 impl Deployment {
@@ -459,6 +498,8 @@ impl Deployment {
             workload: &'a Option<Workload>,
             #[serde(skip_serializing_if = "Option::is_none")]
             helm: Option<(&'a str, &'a str, u32)>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            origin: Option<(&'a str, &'a str, &'a str, &'a str)>,
         }
         // A rollout seen in the cluster learns its image digests as the kubelet resolves
         // them, so they are not fixed facts there; an event from CI names them up front.
@@ -487,6 +528,7 @@ impl Deployment {
                 .helm
                 .as_ref()
                 .map(|h| (h.namespace.as_str(), h.release.as_str(), h.revision)),
+            origin: self.origin.as_ref().map(Origin::fixed),
         };
         // Serializing plain structs of strings cannot fail.
         sha256_hex(serde_json::to_string(&fixed).unwrap_or_default().as_bytes())
@@ -718,9 +760,14 @@ fn at(field: &str) -> impl Fn(Error) -> Error + '_ {
 impl DeploymentInput {
     /// Validates the input into a [`Deployment`] from `source`.
     ///
+    /// The API requires a commit and at least one image with a digest. Events from other
+    /// tools ([`Source::Cdevents`]) may lack both: CDEvents carry no commit, a removal names
+    /// no artifact, and an artifact need not be an image pinned by digest.
+    ///
     /// # Errors
     /// The first invalid field, by its path in the input.
     pub fn validate(&self, source: Source) -> Result<Deployment> {
+        let relaxed = source == Source::Cdevents;
         let id = bounded(&self.id, "id", limits::SHORT)?;
         let service =
             ServiceName::parse(required(&self.service, "service")?).map_err(at("service"))?;
@@ -736,13 +783,12 @@ impl DeploymentInput {
         let environment = Environment::parse(required(&self.environment, "environment")?)
             .map_err(at("environment"))?;
         let version = bounded(&self.version, "version", limits::SHORT)?;
-        let commit = self
-            .commit
-            .as_ref()
-            .ok_or_else(|| Error::new("commit.sha", "is required"))?
-            .validate()
-            .map_err(at("commit"))?;
-        let images = self.validate_images()?;
+        let commit = match &self.commit {
+            Some(commit) => Some(commit.validate().map_err(at("commit"))?),
+            None if relaxed => None,
+            None => return Err(Error::new("commit.sha", "is required")),
+        };
+        let images = self.validate_images(relaxed)?;
         let status =
             DeploymentStatus::parse(required(&self.status, "status")?).map_err(at("status"))?;
         let started_at =
@@ -768,7 +814,7 @@ impl DeploymentInput {
             &service,
             namespace.as_deref(),
             &environment,
-            Some(&commit),
+            commit.as_ref(),
             &images,
             &started_at,
         );
@@ -779,7 +825,7 @@ impl DeploymentInput {
             namespace,
             environment,
             version,
-            commit: Some(commit),
+            commit,
             images,
             status,
             started_at,
@@ -790,12 +836,13 @@ impl DeploymentInput {
             validation: self.validation.clone(),
             workload: None,
             helm: None,
+            origin: None,
         })
     }
 
-    fn validate_images(&self) -> Result<Vec<Image>> {
+    fn validate_images(&self, relaxed: bool) -> Result<Vec<Image>> {
         let inputs = self.images.as_deref().unwrap_or_default();
-        if inputs.is_empty() {
+        if inputs.is_empty() && !relaxed {
             return Err(Error::new(
                 "images",
                 "at least one image with a digest is required",
@@ -812,7 +859,7 @@ impl DeploymentInput {
             .enumerate()
             .map(|(i, image)| {
                 image
-                    .validate()
+                    .validate(relaxed)
                     .map_err(|e| e.within(&format!("images[{i}]")))
             })
             .collect()
@@ -866,14 +913,20 @@ impl CommitInput {
 }
 
 impl ImageInput {
-    fn validate(&self) -> Result<Image> {
-        Ok(Image {
+    fn validate(&self, relaxed: bool) -> Result<Image> {
+        let digest = match &self.digest {
+            None if relaxed => None,
+            _ => Some(ImageDigest::parse(required(&self.digest, "digest")?).map_err(at("digest"))?),
+        };
+        let image = Image {
             repository: bounded(&self.repository, "repository", limits::SHORT)?,
             tag: bounded(&self.tag, "tag", limits::SHORT)?,
-            digest: Some(
-                ImageDigest::parse(required(&self.digest, "digest")?).map_err(at("digest"))?,
-            ),
-        })
+            digest,
+        };
+        if image.digest.is_none() && image.repository.is_none() {
+            return Err(Error::new("repository", "is required without a digest"));
+        }
+        Ok(image)
     }
 }
 
@@ -973,6 +1026,59 @@ pub(crate) mod tests {
         input.version = Some("other".into());
         assert_eq!(deployment(&input).uid, with_id.uid);
         assert_ne!(deployment(&sample_input()).uid, with_id.uid);
+    }
+
+    #[test]
+    fn events_from_other_tools_may_lack_commit_and_digest_the_api_may_not() {
+        let mut input = sample_input();
+        input.commit = None;
+        input.images = Some(vec![ImageInput {
+            repository: Some("ghcr.io/acme/payments".into()),
+            tag: Some("v2".into()),
+            digest: None,
+        }]);
+        let d = input.validate(Source::Cdevents).expect("relaxed");
+        assert_eq!(d.commit, None);
+        assert_eq!(d.images[0].digest, None);
+        assert_eq!(
+            input.validate(Source::Api).map_err(|e| e.field),
+            Err("commit.sha".to_owned())
+        );
+        input.images = Some(vec![]);
+        input.status = Some("removed".into());
+        let removed = input
+            .validate(Source::Cdevents)
+            .expect("a removal has no image");
+        assert_eq!(removed.status, DeploymentStatus::Removed);
+        assert!(removed.images.is_empty());
+        input.commit = sample_input().commit;
+        assert_eq!(
+            input.validate(Source::Api).map_err(|e| e.field),
+            Err("images".to_owned())
+        );
+        input.images = Some(vec![ImageInput::default()]);
+        assert_eq!(
+            input.validate(Source::Cdevents).map_err(|e| e.field),
+            Err("images[0].repository".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_removal_is_an_event_of_its_own() {
+        for status in DeploymentStatus::ALL {
+            assert!(
+                !status.can_advance_to(DeploymentStatus::Removed),
+                "{status:?}"
+            );
+            assert!(
+                !DeploymentStatus::Removed.can_advance_to(status),
+                "{status:?}"
+            );
+        }
+        assert_eq!(
+            DeploymentStatus::parse("removed"),
+            Ok(DeploymentStatus::Removed)
+        );
     }
 
     #[test]

@@ -201,6 +201,7 @@ impl DeploymentBuilder {
             validation: self.validation,
             workload: None,
             helm: None,
+            origin: None,
         }
     }
 }

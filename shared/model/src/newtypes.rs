@@ -29,6 +29,31 @@ impl ServiceName {
         }
     }
 
+    /// The service name a producer's own spelling (`myApp`, `Payments_API`) stands for:
+    /// lower-cased, each run of other characters than `a-z0-9` turned into one `-`, leading
+    /// and trailing `-` dropped, cut to 63 characters. `None` when nothing is left.
+    pub fn normalize(value: &str) -> Option<Self> {
+        let mut out = String::with_capacity(value.len().min(63));
+        let mut dash = false;
+        for c in value.chars() {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                let separator = dash && !out.is_empty();
+                if out.len() + usize::from(separator) + 1 > 63 {
+                    break;
+                }
+                if separator {
+                    out.push('-');
+                }
+                dash = false;
+                out.push(c);
+            } else {
+                dash = true;
+            }
+        }
+        Self::parse(&out).ok()
+    }
+
     /// The name as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -47,28 +72,41 @@ pub fn is_dns1123_label(value: &str) -> bool {
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
-/// A deployment environment name (`production`, `staging-eu`): 1–63 of `A-Za-z0-9._-`.
+/// A deployment environment name (`production`, `staging-eu`), or a path of such names
+/// (`prod/eu/cluster-a`, as CDEvents producers name environments): 1–253 of `A-Za-z0-9._-/`,
+/// where `/` only separates non-empty segments. The whole path is the name: `prod/eu/cluster-a`
+/// and `staging/eu/cluster-a` are different environments.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Environment(String);
 
 impl Environment {
+    /// The longest environment name.
+    pub const MAX_LEN: usize = 253;
+
     /// Validates an environment name.
     ///
     /// # Errors
-    /// When `value` is empty, longer than 63 characters or has other characters.
+    /// When `value` is empty, longer than 253 characters, has other characters, or an empty
+    /// path segment.
     pub fn parse(value: &str) -> Result<Self> {
         let ok = !value.is_empty()
-            && value.len() <= 63
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            && value.len() <= Self::MAX_LEN
+            && value.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            });
         if ok {
             Ok(Self(value.to_owned()))
         } else {
             Err(Error::new(
                 "",
-                format!("{value:?} is not an environment name (1-63 of A-Z a-z 0-9 . _ -)"),
+                format!(
+                    "{value:?} is not an environment name (1-253 of A-Z a-z 0-9 . _ -, \
+                     with / between non-empty segments)"
+                ),
             ))
         }
     }
@@ -234,5 +272,51 @@ mod tests {
         assert!(Environment::parse("prod_eu.1").is_ok());
         assert!(Environment::parse("").is_err());
         assert!(Environment::parse("prod eu").is_err());
+    }
+
+    #[test]
+    fn environment_paths_are_kept_whole() {
+        let a = Environment::parse("prod/eu/cluster-a").expect("a path");
+        let b = Environment::parse("staging/eu/cluster-a").expect("a path");
+        assert_eq!(a.as_str(), "prod/eu/cluster-a");
+        assert_ne!(a, b);
+        assert!(Environment::parse(&"a".repeat(253)).is_ok());
+        for bad in [
+            "/prod",
+            "prod/",
+            "prod//eu",
+            "/",
+            "prod/e u",
+            "prod\\eu",
+            &"a".repeat(254),
+        ] {
+            assert!(Environment::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_names_are_normalized_from_a_producers_spelling() {
+        let cases = [
+            ("mySubject123", Some("mysubject123")),
+            ("myApp", Some("myapp")),
+            ("Payments_API", Some("payments-api")),
+            ("--a..b--", Some("a-b")),
+            ("payments", Some("payments")),
+            ("caf\u{e9}-bar", Some("caf-bar")),
+            ("___", None),
+            ("", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(
+                ServiceName::normalize(raw)
+                    .as_ref()
+                    .map(ServiceName::as_str),
+                want,
+                "{raw}"
+            );
+        }
+        let long = ServiceName::normalize(&format!("{}-{}", "a".repeat(62), "b".repeat(10)))
+            .expect("cut to a label");
+        assert_eq!(long.as_str(), "a".repeat(62));
     }
 }

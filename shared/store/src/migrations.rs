@@ -87,7 +87,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0002_infra_snapshots.sql",
     "0003_alerts_topology_chaos.sql",
     "0004_optional_commit_and_digest.sql",
-    "0005_helm_revisions.sql"
+    "0005_helm_revisions.sql",
+    "0006_removed_status.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(

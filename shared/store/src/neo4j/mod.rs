@@ -245,6 +245,16 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
                 ("status", d.status.as_str().into()),
                 ("source", d.source.as_str().into()),
                 ("actor", opt_str(d.actor.as_deref())),
+                // A CDEvent's own names, for Cypher users: the service as the producer spelled
+                // it and the producer (`context.source`).
+                (
+                    "source_name",
+                    opt_str(d.origin.as_ref().map(|o| o.source_name.as_str())),
+                ),
+                (
+                    "event_source",
+                    opt_str(d.origin.as_ref().map(|o| o.source.as_str())),
+                ),
                 ("timestamp", d.started_at.into()),
                 ("started_at_us", d.started_at.timestamp_micros().into()),
                 ("finished_at", d.finished_at.into()),

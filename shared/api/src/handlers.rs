@@ -1,7 +1,7 @@
 //! Request handlers. Each parses and validates its input into domain types, makes one store
 //! call, and renders the result; errors are [`ApiError`]s.
 
-use crate::cdevents::CdEvent;
+use crate::cdevents::{Event, Incident};
 use crate::error::ApiError;
 use crate::{AppState, OPENAPI};
 use axum::Json;
@@ -92,8 +92,12 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
 }
 
 /// Records one deployment and renders the outcome: 201 created, 200 already recorded (or
-/// advanced), 409 conflict.
-async fn record(state: &AppState, deployment: Deployment) -> Result<Response, ApiError> {
+/// advanced), 409 conflict naming `key_field`, the idempotency key's field.
+async fn record(
+    state: &AppState,
+    deployment: Deployment,
+    key_field: &str,
+) -> Result<Response, ApiError> {
     let source = deployment.source.as_str();
     let uid = deployment.uid.clone();
     let started = Instant::now();
@@ -110,7 +114,7 @@ async fn record(state: &AppState, deployment: Deployment) -> Result<Response, Ap
     state.metrics.ingested(source, kind.as_str());
     if kind == RecordKind::Conflict {
         return Err(ApiError::conflict(
-            "id",
+            key_field,
             outcome
                 .conflict
                 .unwrap_or_else(|| "conflicting deployment".into()),
@@ -179,18 +183,64 @@ pub(crate) async fn record_deployment(
 ) -> Result<Response, ApiError> {
     let input: DeploymentInput = parse_json(&state, &headers, body)?;
     let deployment = input.validate(Source::Api)?;
-    record(&state, deployment).await
+    record(&state, deployment, "id").await
 }
 
-/// `POST /v1/events`: a CDEvent.
+/// `POST /v1/events`: a CDEvent, bare or in a CloudEvent (binary or structured mode). Service
+/// events answer like `POST /v1/deployments`, incidents 201/200 with the alert, other types
+/// 202 `{"status":"ignored","type":…}`.
 pub(crate) async fn record_cdevent(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let event: CdEvent = parse_json(&state, &headers, body)?;
-    let deployment = event.into_deployment()?;
-    record(&state, deployment).await
+    let raw: serde_json::Value = parse_json(&state, &headers, body)?;
+    match crate::cdevents::read(&headers, raw)? {
+        Event::Deployment(deployment) => record(&state, *deployment, "context.id").await,
+        Event::Incident(incident) => record_incident(&state, *incident).await,
+        Event::Ignored { event_type, kind } => {
+            state.metrics.cdevent_ignored(kind);
+            tracing::debug!(cdevent.type = %event_type, "ignored a CDEvent");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "status": "ignored",
+                    "type": event_type,
+                    "message": "deploygraph records service.deployed, .upgraded, .rolledback, \
+                                .removed and incident.detected, .resolved; this event was \
+                                acknowledged and not recorded",
+                })),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Records an incident as an alert occurrence, over what is stored for it: 201 when it is
+/// new, else 200, with the alert.
+async fn record_incident(state: &AppState, incident: Incident) -> Result<Response, ApiError> {
+    let uid = incident.alert.uid.clone();
+    tracing::debug!(alert.uid = %uid, resolved = incident.resolved, "cdevents incident");
+    let started = Instant::now();
+    let stored = state.store.get_alert(&uid).await;
+    state.metrics.store_call("get_alert", started);
+    let stored = stored.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    let alert = incident.over(stored.as_ref());
+    let (alert, outcome) = crate::rca::record_alerts(state, vec![alert])
+        .await?
+        .pop()
+        .ok_or_else(ApiError::internal)?;
+    let status = if outcome == deploygraph_model::AlertOutcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/v1/alerts/{}/suspects", alert.fingerprint);
+    let mut body = serde_json::to_value(&alert).map_err(|_| ApiError::internal())?;
+    if let Some(object) = body.as_object_mut() {
+        object.insert("outcome".into(), crate::rca::outcome_name(outcome).into());
+    }
+    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
 /// `GET /v1/deployments/{uid}`.

@@ -43,6 +43,11 @@ struct AlertLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     operation: String,
 }
@@ -55,6 +60,7 @@ pub struct Metrics {
     alerts: Family<AlertLabels, Counter>,
     rollouts: Family<RolloutLabels, Counter>,
     skipped: Family<SkipLabels, Counter>,
+    cdevents_ignored: Family<TypeLabels, Counter>,
     store_seconds: Family<StoreLabels, Histogram>,
 }
 
@@ -98,6 +104,12 @@ impl Metrics {
             "Objects the watchers skipped, by reason (a corrupt Helm release Secret, a workload without a service name)",
             skipped.clone(),
         );
+        let cdevents_ignored = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "cdevents_ignored",
+            "CDEvents acknowledged and not recorded, by type without version (pipelinerun.finished; other for types outside the spec)",
+            cdevents_ignored.clone(),
+        );
         let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
@@ -113,6 +125,7 @@ impl Metrics {
             alerts,
             rollouts,
             skipped,
+            cdevents_ignored,
             store_seconds,
         }
     }
@@ -132,6 +145,15 @@ impl Metrics {
         self.skipped
             .get_or_create(&SkipLabels {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one CDEvent acknowledged and not recorded; `kind` comes from a fixed list.
+    pub fn cdevent_ignored(&self, kind: &str) {
+        self.cdevents_ignored
+            .get_or_create(&TypeLabels {
+                r#type: kind.to_owned(),
             })
             .inc();
     }

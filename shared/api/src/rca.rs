@@ -67,30 +67,28 @@ fn window(
     Ok((since, until))
 }
 
-/// `POST /v1/alerts/alertmanager`: an Alertmanager webhook notification. The alerts are
-/// durably stored before the 200; each new or changed occurrence is then attributed.
-pub(crate) async fn alertmanager(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let raw: serde_json::Value = parse_json(&state, &headers, body)?;
-    let alerts = parse_notification(raw, &state.config.alert_mapping)?;
-    let received = alerts.len();
+/// The wire name of an alert outcome.
+pub(crate) fn outcome_name(outcome: AlertOutcome) -> &'static str {
+    match outcome {
+        AlertOutcome::Created => "created",
+        AlertOutcome::Updated => "updated",
+        AlertOutcome::Unchanged => "unchanged",
+    }
+}
+
+/// Stores alerts durably, counts them, and attributes each new occurrence. Alertmanager
+/// notifications and CDEvents incidents both come this way.
+pub(crate) async fn record_alerts(
+    state: &AppState,
+    alerts: Vec<Alert>,
+) -> Result<Vec<(Alert, AlertOutcome)>, ApiError> {
     let started = Instant::now();
     let recorded = state.store.record_alerts(alerts).await;
     state.metrics.store_call("record_alerts", started);
-    let recorded = recorded.map_err(store_error(&state))?;
+    let recorded = recorded.map_err(store_error(state))?;
     let now = Utc::now();
-    let mut counts = [0usize; 3];
-    let mut items = Vec::with_capacity(recorded.len());
     for (alert, outcome) in &recorded {
-        let (index, name) = match outcome {
-            AlertOutcome::Created => (0, "created"),
-            AlertOutcome::Updated => (1, "updated"),
-            AlertOutcome::Unchanged => (2, "unchanged"),
-        };
-        counts[index] += 1;
+        let name = outcome_name(*outcome);
         state.metrics.alert(name);
         if *outcome == AlertOutcome::Created {
             // The alert is stored; attribution failing now is logged, and it is recomputed
@@ -103,10 +101,34 @@ pub(crate) async fn alertmanager(
             }
         }
         tracing::info!(alert.uid = %alert.uid, alert.fingerprint = %alert.fingerprint, alert.name = %alert.name, outcome = name, "recorded alert");
+    }
+    Ok(recorded)
+}
+
+/// `POST /v1/alerts/alertmanager`: an Alertmanager webhook notification. The alerts are
+/// durably stored before the 200; each new or changed occurrence is then attributed.
+pub(crate) async fn alertmanager(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let raw: serde_json::Value = parse_json(&state, &headers, body)?;
+    let alerts = parse_notification(raw, &state.config.alert_mapping)?;
+    let received = alerts.len();
+    let recorded = record_alerts(&state, alerts).await?;
+    let mut counts = [0usize; 3];
+    let mut items = Vec::with_capacity(recorded.len());
+    for (alert, outcome) in &recorded {
+        let index = match outcome {
+            AlertOutcome::Created => 0,
+            AlertOutcome::Updated => 1,
+            AlertOutcome::Unchanged => 2,
+        };
+        counts[index] += 1;
         items.push(json!({
             "uid": alert.uid,
             "fingerprint": alert.fingerprint,
-            "outcome": name,
+            "outcome": outcome_name(*outcome),
             "service": alert.service,
         }));
     }

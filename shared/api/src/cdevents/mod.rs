@@ -1,93 +1,470 @@
-//! CDEvents (`dev.cdevents.service.deployed|upgraded|rolledback.0.x`) mapped onto the deployment
-//! model.
+//! CDEvents on `POST /v1/events`, as producers send them: a CDEvent in a CloudEvent, in
+//! binary mode (the CDEvent is the body, `ce-*` headers carry the CloudEvent attributes) or in
+//! structured mode (`Content-Type: application/cloudevents+json`, the CDEvent is `data`), or a
+//! bare CDEvent. CDEvents spec 0.1 to 0.5 (`context.version`, `context.specversion` from 0.5)
+//! and 0.6.0-draft are read.
+//!
+//! | CDEvent | recorded as |
+//! |---|---|
+//! | `service.deployed`, `service.upgraded` | a deployment, status `succeeded` |
+//! | `service.rolledback` | a deployment, status `rolled_back` (its artifact is the release rolled back to) |
+//! | `service.removed` | a deployment, status `removed`, without images: the service stopped running there |
+//! | `incident.detected` | a firing alert, attributed like an Alertmanager alert |
+//! | `incident.resolved` | the same alert, resolved (resolution is final) |
+//! | any other CDEvent (`pipelinerun.finished`, `artifact.published`, custom `dev.cdeventsx.*`) | nothing: `202 {"status":"ignored","type":…}`, counted in `deploygraph_cdevents_ignored_total{type}` |
+//!
+//! A service event becomes a deployment field by field:
 //!
 //! | deployment field | CDEvent field |
 //! |---|---|
-//! | idempotency key | `context.id` |
-//! | service | `customData.service`, else the last segment of `subject.id` |
-//! | environment | `subject.content.environment.id` (its last path segment) |
-//! | image digest, repository, tag | `subject.content.artifactId`, a `pkg:oci/…@sha256:…` package URL |
-//! | commit | `customData.commit`: a SHA string or `{sha, repo, author, message, committed_at}` |
+//! | uid | `Uid::derive("deployment", ["cdevents", context.source, context.id, <subject>.<predicate>])` |
+//! | id | `context.id` |
+//! | service | `customData.service`, else the last `/` segment of `subject.id`, made a DNS label (`myApp` → `myapp`) |
+//! | origin | `{source: context.source, type: context.type, subject: subject.id, source_name: <the name before normalizing>}` |
+//! | environment | `subject.content.environment.id`, whole (`prod/eu/cluster-a`) |
+//! | images | `subject.content.artifactId` when its package URL is an image: `pkg:oci/NAME@sha256%3A…?repository_url=…&tag=…` or `pkg:docker/…@TAG`; none for other package types and for `service.removed` without an artifact |
+//! | commit | `customData.commit` (a SHA, or `{sha, repo, author, message, committed_at}`), else the artifact's `vcs_url` qualifier when it pins a commit (`git+https://github.com/acme/app@9fceb02`), else none |
+//! | version | `customData.version`, else the image tag, else the package version of a non-image artifact |
+//! | namespace, actor | `customData.namespace`, `customData.actor` |
 //! | started_at | `context.timestamp` |
-//! | status | `succeeded` for deployed and upgraded, `rolled_back` for rolledback |
-//! | namespace, version, actor | `customData.namespace`, `customData.version` (else the purl tag), `customData.actor` |
 //!
-//! CDEvents carry no commit, so `customData.commit` is required.
+//! Idempotency follows CloudEvents: `context.source` + `context.id` name one event. The event
+//! type without its version is part of the key too, because producers (the spec's own examples
+//! among them) reuse one id for the different events of a subject; a retry has the same type,
+//! so it is still answered `200` with the stored record, while the same id from another source
+//! is another event. Up to this version the uid was derived from `context.id` alone; an event
+//! recorded then and sent again now is recorded once more under its new uid (there were few:
+//! `customData.commit` was required).
+//!
+//! Incidents: the alert's fingerprint is `Uid::derive("incident", [context.source, subject.id])`
+//! (`incident-<32 hex>`), its uid `Uid::derive("alert", [fingerprint])`: one incident is one
+//! alert occurrence whatever the order its events arrive in.
+
+mod incident;
+mod purl;
+mod service;
+
+pub(crate) use incident::Incident;
 
 use crate::error::ApiError;
-use deploygraph_model::deployment::{CommitInput, DeploymentInput, ImageInput};
-use deploygraph_model::{Deployment, Source};
+use axum::http::{HeaderMap, header};
+use deploygraph_model::{Deployment, parse_time};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// A CDEvent in structured JSON.
-#[derive(Debug, Deserialize)]
-pub struct CdEvent {
-    context: Context,
-    subject: Subject,
-    #[serde(rename = "customData", default)]
-    custom_data: Option<Value>,
+/// What a request to `/v1/events` asks for.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A service event: record this deployment.
+    Deployment(Box<Deployment>),
+    /// An incident event: record this alert.
+    Incident(Box<Incident>),
+    /// A CDEvent deploygraph does not record.
+    Ignored {
+        /// `context.type` as sent.
+        event_type: String,
+        /// The metrics label: `<subject>.<predicate>` of the spec, `custom`, or `other`.
+        kind: &'static str,
+    },
 }
 
-#[derive(Debug, Deserialize)]
-struct Context {
+/// Reads the request: the CloudEvent envelope (structured or binary), then the CDEvent.
+///
+/// # Errors
+/// 415 for batch mode; 422 naming the field for a malformed envelope, headers that
+/// contradict the CDEvent, an unsupported spec version, and invalid or missing fields of the
+/// event types that are recorded.
+pub(crate) fn read(headers: &HeaderMap, body: Value) -> Result<Event, ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let cdevent = match media.as_str() {
+        "application/cloudevents-batch+json" => {
+            return Err(ApiError {
+                message: "CloudEvents batch mode is not supported: send one event per request"
+                    .into(),
+                ..ApiError::unsupported_media_type()
+            });
+        }
+        "application/cloudevents+json" => structured(body)?,
+        _ => binary(headers, body)?,
+    };
+    classify(cdevent)
+}
+
+/// The CloudEvent attributes the envelope or the `ce-*` headers carry.
+struct Attributes {
     id: String,
+    source: String,
+    event_type: String,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    specversion: String,
+    id: String,
+    source: String,
     #[serde(rename = "type")]
     event_type: String,
-    timestamp: String,
+    #[serde(default)]
+    datacontenttype: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    data_base64: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Subject {
-    id: String,
-    content: Content,
+fn cloudevents_version(field: &str, value: &str) -> Result<(), ApiError> {
+    if value == "1.0" {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("CloudEvents {value:?} is not supported: send specversion 1.0"),
+        ))
+    }
 }
 
-#[derive(Debug, Deserialize)]
-struct Content {
-    environment: Reference,
-    #[serde(rename = "artifactId")]
-    artifact_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Reference {
-    id: String,
-}
-
-/// The image an OCI package URL names.
-#[derive(Debug, PartialEq, Eq)]
-struct OciArtifact {
-    repository: Option<String>,
-    tag: Option<String>,
-    digest: String,
-}
-
-/// Parses `pkg:oci/NAME@sha256%3AHEX?repository_url=REG/NAME&tag=TAG`.
-fn parse_oci_purl(purl: &str) -> Option<OciArtifact> {
-    let rest = purl.strip_prefix("pkg:oci/")?;
-    let (path, qualifiers) = rest.split_once('?').unwrap_or((rest, ""));
-    let (name, version) = path.split_once('@')?;
-    let digest = version.replace("%3A", ":").replace("%3a", ":");
-    let mut repository = None;
-    let mut tag = None;
-    for pair in qualifiers.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("repository_url", v)) => {
-                repository = Some(v.replace("%2F", "/").replace("%2f", "/"))
-            }
-            Some(("tag", v)) => tag = Some(v.to_owned()),
-            _ => {}
+/// Structured mode: the CDEvent is the envelope's `data`.
+fn structured(body: Value) -> Result<Value, ApiError> {
+    let envelope: Envelope = typed(body, "")?;
+    cloudevents_version("specversion", &envelope.specversion)?;
+    if let Some(media) = &envelope.datacontenttype {
+        let media = media.split(';').next().unwrap_or_default().trim();
+        if !(media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")) {
+            return Err(ApiError::invalid(
+                "datacontenttype",
+                format!("{media:?} is not JSON: the data must be the CDEvent as JSON"),
+            ));
         }
     }
-    Some(OciArtifact {
-        repository: repository.or_else(|| Some(name.to_owned())),
-        tag,
-        digest,
+    if envelope.data_base64.is_some() {
+        return Err(ApiError::invalid(
+            "data_base64",
+            "is not supported: send the CDEvent as JSON in data",
+        ));
+    }
+    let data = envelope
+        .data
+        .ok_or_else(|| ApiError::invalid("data", "is required: the CDEvent"))?;
+    let attributes = Attributes {
+        id: envelope.id,
+        source: envelope.source,
+        event_type: envelope.event_type,
+    };
+    agree(&attributes, &data, ["id", "source", "type"])?;
+    Ok(data)
+}
+
+/// Binary mode (the `ce-*` headers with the CDEvent as the body), or a bare CDEvent.
+fn binary(headers: &HeaderMap, body: Value) -> Result<Value, ApiError> {
+    let header_value = |name: &str| -> Result<Option<String>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| ApiError::invalid(name, "is not visible ASCII"))
+            })
+            .transpose()
+    };
+    let Some(specversion) = header_value("ce-specversion")? else {
+        return Ok(body);
+    };
+    cloudevents_version("ce-specversion", &specversion)?;
+    let required = |name: &str| -> Result<String, ApiError> {
+        header_value(name)?
+            .ok_or_else(|| ApiError::invalid(name, "is required in CloudEvents binary mode"))
+    };
+    let attributes = Attributes {
+        id: required("ce-id")?,
+        source: required("ce-source")?,
+        event_type: required("ce-type")?,
+    };
+    agree(&attributes, &body, ["ce-id", "ce-source", "ce-type"])?;
+    Ok(body)
+}
+
+/// The CloudEvent attributes must be the CDEvent's own (the CDEvents CloudEvents binding).
+fn agree(attributes: &Attributes, cdevent: &Value, fields: [&str; 3]) -> Result<(), ApiError> {
+    let context = cdevent.get("context");
+    let pairs = [
+        (fields[0], "id", &attributes.id),
+        (fields[1], "source", &attributes.source),
+        (fields[2], "type", &attributes.event_type),
+    ];
+    for (field, key, value) in pairs {
+        let own = context.and_then(|c| c.get(key)).and_then(Value::as_str);
+        if let Some(own) = own
+            && own != value
+        {
+            return Err(ApiError::invalid(
+                field,
+                format!("{value:?} differs from the CDEvent's context.{key} {own:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Deserializes `value`, naming the field at fault by its path under `prefix`.
+pub(super) fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let mut field = match (prefix, path.as_str()) {
+            (p, ".") => p.to_owned(),
+            ("", path) => path.to_owned(),
+            (p, path) => format!("{p}.{path}"),
+        };
+        if let Some(missing) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(missing);
+        }
+        ApiError::invalid(field, message)
     })
 }
 
-fn last_segment(value: &str) -> &str {
+/// The CloudEvents context every CDEvent carries.
+#[derive(Debug, Deserialize)]
+pub(super) struct Context {
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub timestamp: String,
+    /// The spec version up to 0.4.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The spec version from 0.5.
+    #[serde(default)]
+    pub specversion: Option<String>,
+}
+
+/// Upper bounds of the context's strings.
+const MAX_ID: usize = 256;
+const MAX_SOURCE: usize = 1024;
+
+impl Context {
+    fn check(&self) -> Result<(), ApiError> {
+        for (field, value, max) in [
+            ("context.id", &self.id, MAX_ID),
+            ("context.source", &self.source, MAX_SOURCE),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ApiError::invalid(field, "must not be empty"));
+            }
+            if value.len() > max {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("is longer than {max} bytes"),
+                ));
+            }
+        }
+        parse_time(&self.timestamp)
+            .map_err(|e| ApiError::invalid("context.timestamp", e.message))?;
+        Ok(())
+    }
+
+    /// The spec version is one this server reads: 0.1.x to 0.5.x, or 0.6.0-draft.
+    fn check_spec_version(&self) -> Result<(), ApiError> {
+        let (field, version) = match (&self.specversion, &self.version) {
+            (Some(v), _) => ("context.specversion", v),
+            (None, Some(v)) => ("context.version", v),
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "context.specversion",
+                    "is required (context.version before CDEvents 0.5)",
+                ));
+            }
+        };
+        let supported = version == "0.6.0-draft" || semver_in(version, 1..=5);
+        if supported {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                field,
+                format!(
+                    "CDEvents spec version {version:?} is not supported: this server reads 0.1 to 0.5 and 0.6.0-draft"
+                ),
+            ))
+        }
+    }
+}
+
+/// Whether `version` is `0.MINOR.PATCH` with `MINOR` in `minors`.
+fn semver_in(version: &str, minors: std::ops::RangeInclusive<u32>) -> bool {
+    let mut parts = version.split('.');
+    let (Some("0"), Some(minor), Some(patch), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    minor.parse().is_ok_and(|m| minors.contains(&m))
+        && !patch.is_empty()
+        && patch.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The subjects and predicates of the CDEvents spec (0.1 to the draft), so that the ignored
+/// counter's label stays a fixed set whatever a client sends.
+const KNOWN_TYPES: [&str; 54] = [
+    "approval.closed",
+    "approval.created",
+    "approval.updated",
+    "artifact.deleted",
+    "artifact.downloaded",
+    "artifact.packaged",
+    "artifact.published",
+    "artifact.signed",
+    "branch.created",
+    "branch.deleted",
+    "build.finished",
+    "build.queued",
+    "build.started",
+    "change.abandoned",
+    "change.created",
+    "change.merged",
+    "change.reviewed",
+    "change.updated",
+    "environment.created",
+    "environment.deleted",
+    "environment.modified",
+    "incident.detected",
+    "incident.reported",
+    "incident.resolved",
+    "pipelinerun.finished",
+    "pipelinerun.queued",
+    "pipelinerun.started",
+    "repository.created",
+    "repository.deleted",
+    "repository.modified",
+    "service.deployed",
+    "service.published",
+    "service.removed",
+    "service.rolledback",
+    "service.upgraded",
+    "taskrun.finished",
+    "taskrun.started",
+    "testcase.finished",
+    "testcase.queued",
+    "testcase.started",
+    "testcaserun.finished",
+    "testcaserun.queued",
+    "testcaserun.skipped",
+    "testcaserun.started",
+    "testoutput.published",
+    "testsuite.finished",
+    "testsuite.queued",
+    "testsuite.started",
+    "testsuiterun.finished",
+    "testsuiterun.queued",
+    "testsuiterun.started",
+    "ticket.closed",
+    "ticket.created",
+    "ticket.updated",
+];
+
+/// The type's `<subject>.<predicate>` and version: `dev.cdevents.service.deployed.0.3.0` →
+/// `("service.deployed", "0.3.0")`.
+fn split_type(event_type: &str) -> Option<(&str, &str)> {
+    let rest = event_type.strip_prefix("dev.cdevents.")?;
+    let (subject, after) = rest.split_once('.')?;
+    let (predicate, version) = after.split_once('.')?;
+    if subject.is_empty() || predicate.is_empty() || version.is_empty() {
+        return None;
+    }
+    Some((&rest[..subject.len() + 1 + predicate.len()], version))
+}
+
+/// What the CDEvent is, and for recorded types, what it becomes.
+fn classify(cdevent: Value) -> Result<Event, ApiError> {
+    if !cdevent.is_object() {
+        return Err(ApiError::invalid(
+            "",
+            "the body must be a CDEvent (a JSON object)",
+        ));
+    }
+    let context_value = cdevent
+        .get("context")
+        .cloned()
+        .ok_or_else(|| ApiError::invalid("context", "is required"))?;
+    let context: Context = typed(context_value, "context")?;
+    context.check()?;
+    if context.event_type.starts_with("dev.cdeventsx.") {
+        return Ok(Event::Ignored {
+            event_type: context.event_type,
+            kind: "custom",
+        });
+    }
+    let Some((kind, type_version)) = split_type(&context.event_type) else {
+        return Err(ApiError::invalid(
+            "context.type",
+            format!(
+                "{:?} is not a CDEvents type (dev.cdevents.<subject>.<predicate>.<version>)",
+                context.event_type
+            ),
+        ));
+    };
+    let recorded = matches!(
+        kind,
+        "service.deployed"
+            | "service.upgraded"
+            | "service.rolledback"
+            | "service.removed"
+            | "incident.detected"
+            | "incident.resolved"
+    );
+    if !recorded {
+        let kind = KNOWN_TYPES
+            .iter()
+            .find(|k| **k == kind)
+            .copied()
+            .unwrap_or("other");
+        return Ok(Event::Ignored {
+            event_type: context.event_type,
+            kind,
+        });
+    }
+    context.check_spec_version()?;
+    if !semver_in(type_version, 1..=3) {
+        return Err(ApiError::invalid(
+            "context.type",
+            format!(
+                "version {type_version:?} of {kind} is not supported: this server reads 0.1 to 0.3"
+            ),
+        ));
+    }
+    let kind = kind.to_owned();
+    match kind.as_str() {
+        "incident.detected" | "incident.resolved" => Ok(Event::Incident(Box::new(
+            incident::from_event(cdevent, context, &kind)?,
+        ))),
+        _ => Ok(Event::Deployment(Box::new(service::from_event(
+            cdevent, context, &kind,
+        )?))),
+    }
+}
+
+/// A string member of `customData`, when it has one.
+pub(super) fn custom_str(custom: Option<&Value>, key: &str) -> Option<String> {
+    custom?
+        .get(key)?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The last `/` segment of an id (`default/payments` → `payments`).
+pub(super) fn last_segment(value: &str) -> &str {
     value
         .trim_end_matches('/')
         .rsplit('/')
@@ -95,180 +472,5 @@ fn last_segment(value: &str) -> &str {
         .unwrap_or(value)
 }
 
-fn custom_str(custom: Option<&Value>, key: &str) -> Option<String> {
-    custom?.get(key)?.as_str().map(str::to_owned)
-}
-
-impl CdEvent {
-    /// The deployment this event reports.
-    ///
-    /// # Errors
-    /// 422 naming the field for unsupported event types and missing or invalid fields.
-    pub fn into_deployment(self) -> Result<Deployment, ApiError> {
-        let kind = self
-            .context
-            .event_type
-            .strip_prefix("dev.cdevents.service.")
-            .and_then(|rest| rest.split_once(".0."))
-            .map(|(kind, _)| kind);
-        let status = match kind {
-            Some("deployed" | "upgraded") => "succeeded",
-            Some("rolledback") => "rolled_back",
-            _ => {
-                return Err(ApiError::invalid(
-                    "context.type",
-                    format!(
-                        "{:?} is not supported; send dev.cdevents.service.deployed, .upgraded or .rolledback (0.x)",
-                        self.context.event_type
-                    ),
-                ));
-            }
-        };
-        let custom = self.custom_data.as_ref();
-        let artifact = parse_oci_purl(&self.subject.content.artifact_id).ok_or_else(|| {
-            ApiError::invalid(
-                "subject.content.artifactId",
-                "must be an OCI package URL with a digest: pkg:oci/NAME@sha256%3A<64 hex>",
-            )
-        })?;
-        let commit = match custom.and_then(|c| c.get("commit")) {
-            Some(Value::String(sha)) => CommitInput {
-                sha: Some(sha.clone()),
-                ..CommitInput::default()
-            },
-            Some(value @ Value::Object(_)) => serde_json::from_value(value.clone())
-                .map_err(|e| ApiError::invalid("customData.commit", e.to_string()))?,
-            _ => {
-                return Err(ApiError::invalid(
-                    "customData.commit",
-                    "is required: CDEvents carry no commit, so send its SHA in customData.commit",
-                ));
-            }
-        };
-        let input = DeploymentInput {
-            id: Some(self.context.id),
-            service: Some(
-                custom_str(custom, "service")
-                    .unwrap_or_else(|| last_segment(&self.subject.id).to_owned()),
-            ),
-            namespace: custom_str(custom, "namespace"),
-            environment: Some(last_segment(&self.subject.content.environment.id).to_owned()),
-            version: custom_str(custom, "version").or_else(|| artifact.tag.clone()),
-            commit: Some(commit),
-            images: Some(vec![ImageInput {
-                repository: artifact.repository,
-                tag: artifact.tag,
-                digest: Some(artifact.digest),
-            }]),
-            status: Some(status.to_owned()),
-            started_at: Some(self.context.timestamp),
-            finished_at: None,
-            actor: custom_str(custom, "actor"),
-            changes: None,
-            validation: None,
-        };
-        input.validate(Source::Cdevents).map_err(|e| {
-            let field = match e.field.as_str() {
-                "service" => "subject.id",
-                "environment" => "subject.content.environment.id",
-                "started_at" => "context.timestamp",
-                f if f.starts_with("images") => "subject.content.artifactId",
-                f if f.starts_with("commit") => "customData.commit",
-                f => f,
-            };
-            ApiError::invalid(field, e.message)
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use deploygraph_model::DeploymentStatus;
-
-    fn event(kind: &str, artifact: &str, custom: Value) -> CdEvent {
-        serde_json::from_value(serde_json::json!({
-            "context": {"version": "0.4.1", "id": "271069a8-fc18-44f1-b38f-9d70a1695819",
-                        "source": "/ci/pipeline", "type": format!("dev.cdevents.service.{kind}.0.2.0"),
-                        "timestamp": "2026-11-20T14:27:05.315384Z"},
-            "subject": {"id": "service/payments", "source": "/ci/pipeline", "type": "service",
-                        "content": {"environment": {"id": "production", "source": "/ci"}, "artifactId": artifact}},
-            "customData": custom
-        }))
-        .unwrap()
-    }
-
-    const PURL: &str = "pkg:oci/payments@sha256%3A0b31b1c02ff458ad9b7b81cbdf8f028bd54699fa151f221d1e8de6817db93427?repository_url=ghcr.io/acme/payments&tag=v2.3.0";
-
-    #[test]
-    fn a_deployed_event_becomes_a_succeeded_deployment() {
-        let d = event(
-            "deployed",
-            PURL,
-            serde_json::json!({"commit": "9fceb02d0ae598e9"}),
-        )
-        .into_deployment()
-        .unwrap();
-        assert_eq!(d.service.as_str(), "payments");
-        assert_eq!(d.environment.as_str(), "production");
-        assert_eq!(d.status, DeploymentStatus::Succeeded);
-        assert_eq!(d.source, Source::Cdevents);
-        assert_eq!(
-            d.images[0].repository.as_deref(),
-            Some("ghcr.io/acme/payments")
-        );
-        assert_eq!(d.version.as_deref(), Some("v2.3.0"));
-        assert_eq!(
-            d.id.as_deref(),
-            Some("271069a8-fc18-44f1-b38f-9d70a1695819")
-        );
-    }
-
-    #[test]
-    fn a_rolledback_event_is_rolled_back() {
-        let d = event(
-            "rolledback",
-            PURL,
-            serde_json::json!({"commit": {"sha": "9fceb02", "repo": "r"}}),
-        )
-        .into_deployment()
-        .unwrap();
-        assert_eq!(d.status, DeploymentStatus::RolledBack);
-        assert_eq!(d.commit.and_then(|c| c.repo).as_deref(), Some("r"));
-    }
-
-    #[test]
-    fn errors_name_the_cdevent_field() {
-        let cases = [
-            (
-                event("deployed", PURL, serde_json::json!({})),
-                "customData.commit",
-            ),
-            (
-                event(
-                    "deployed",
-                    "pkg:npm/x@1",
-                    serde_json::json!({"commit": "9fceb02"}),
-                ),
-                "subject.content.artifactId",
-            ),
-            (
-                event("published", PURL, serde_json::json!({"commit": "9fceb02"})),
-                "context.type",
-            ),
-            (
-                event(
-                    "deployed",
-                    "pkg:oci/x@sha256%3Aabc",
-                    serde_json::json!({"commit": "9fceb02"}),
-                ),
-                "subject.content.artifactId",
-            ),
-        ];
-        for (event, field) in cases {
-            let err = event.into_deployment().expect_err(field);
-            assert_eq!(err.field.as_deref(), Some(field), "{}", err.message);
-        }
-    }
-}
+mod tests;

@@ -52,6 +52,11 @@ pub fn metrics(
     blamed: &BTreeSet<Uid>,
 ) -> DoraMetrics {
     let days = ((until - since).num_seconds() as f64 / 86_400.0).max(1.0 / 24.0);
+    // Removing a service (a CDEvents service.removed) is a change, not a deployment.
+    let deployments: Vec<&Deployment> = deployments
+        .iter()
+        .filter(|d| d.status != DeploymentStatus::Removed)
+        .collect();
     let lead_times = deployments
         .iter()
         .filter_map(|d| {
@@ -140,5 +145,25 @@ mod tests {
         assert_eq!(lead, Some((3, 600.0)));
         let restore = m.time_to_restore.map(|r| (r.samples, r.median_seconds));
         assert_eq!(restore, Some((1, 1200.0)));
+    }
+
+    #[test]
+    fn a_removal_is_not_a_deployment() {
+        let ok = Deployment::test().service("payments").build();
+        let removed = Deployment::test()
+            .service("payments")
+            .started_at_minute(60)
+            .status(DeploymentStatus::Removed)
+            .build();
+        let m = metrics(
+            "payments",
+            "production",
+            minute(0),
+            minute(0) + chrono::Duration::days(1),
+            &[ok, removed],
+            &[],
+            &BTreeSet::new(),
+        );
+        assert_eq!((m.deployments, m.failed_changes), (1, 0));
     }
 }

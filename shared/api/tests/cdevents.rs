@@ -233,6 +233,13 @@ async fn idempotency_is_on_source_and_id(store: Arc<dyn GraphStore>) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(retry["uid"], first["uid"]);
     assert_eq!(retry["origin"]["source"], "/ci/a");
+    // The same key for another rollout is a producer reusing ids: refused, nothing written.
+    let mut reused = a.clone();
+    reused["subject"]["content"]["artifactId"] =
+        json!(format!("pkg:oci/app@sha256%3A{}?tag=v2", "cd".repeat(32)));
+    let (status, body) = send(&app, structured(&reused)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["field"], "context.id");
     let (_, page) = get(&app, &format!("/v1/services/{service}/deployments")).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2, "{page}");
 }

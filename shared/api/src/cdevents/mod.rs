@@ -148,9 +148,15 @@ fn structured(body: Value) -> Result<Value, ApiError> {
             "is not supported: send the CDEvent as JSON in data",
         ));
     }
-    let data = envelope
-        .data
-        .ok_or_else(|| ApiError::invalid("data", "is required: the CDEvent"))?;
+    let data = match envelope.data {
+        // Some SDKs send JSON data as a string; a CDEvent is never a JSON string, so its text
+        // is read as the event.
+        Some(Value::String(text)) => serde_json::from_str(&text).map_err(|e| {
+            ApiError::invalid("data", format!("is a string that is not a CDEvent: {e}"))
+        })?,
+        Some(data) => data,
+        None => return Err(ApiError::invalid("data", "is required: the CDEvent")),
+    };
     let attributes = Attributes {
         id: envelope.id,
         source: envelope.source,

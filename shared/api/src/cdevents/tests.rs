@@ -428,7 +428,26 @@ fn both_cloudevents_modes_give_the_same_deployment() {
         panic!("both modes are read");
     };
     assert_eq!(a, b);
-    assert_eq!(*a, deployment(event));
+    assert_eq!(*a, deployment(event.clone()));
+    // Data sent as a JSON string is read as the event it holds.
+    let mut as_text = envelope(&event);
+    as_text["data"] = json!(event.to_string());
+    let Ok(Event::Deployment(c)) = read(
+        &headers(&[("content-type", "application/cloudevents+json")]),
+        as_text.clone(),
+    ) else {
+        panic!("data as a string is read");
+    };
+    assert_eq!(c, a);
+    as_text["data"] = json!("not json");
+    assert_eq!(
+        error_field(read(
+            &headers(&[("content-type", "application/cloudevents+json")]),
+            as_text
+        ))
+        .1,
+        "data"
+    );
 }
 
 #[test]

@@ -771,6 +771,149 @@ async fn helm_revisions_are_linked_and_follow_the_release(store: Arc<dyn GraphSt
     }
 }
 
+/// A CDEvents removal in an environment named by a path, with the producer's own names: no
+/// image, no commit, the path kept whole, the origin kept, in the service's chain.
+async fn a_removal_in_a_path_environment_keeps_its_origin(store: Arc<dyn GraphStore>) {
+    let service = unique("removal");
+    let environment = format!("prod/eu/{}", unique("cluster"));
+    let deployed = Deployment::test()
+        .service(&service)
+        .environment(&environment)
+        .build();
+    let mut removed = Deployment::test()
+        .service(&service)
+        .environment(&environment)
+        .started_at_minute(30)
+        .status(DeploymentStatus::Removed)
+        .build();
+    removed.images.clear();
+    removed.commit = None;
+    removed.source = deploygraph_model::Source::Cdevents;
+    removed.origin = Some(deploygraph_model::deployment::Origin {
+        source: "/event/source/123".into(),
+        event_type: "dev.cdevents.service.removed.0.3.0".into(),
+        subject: "My-Removal".into(),
+        source_name: "My-Removal".into(),
+    });
+    assert_eq!(
+        record_one(&store, deployed.clone()).await,
+        RecordKind::Created
+    );
+    assert_eq!(
+        record_one(&store, removed.clone()).await,
+        RecordKind::Created
+    );
+    assert_eq!(
+        record_one(&store, removed.clone()).await,
+        RecordKind::Unchanged
+    );
+    let got = store.get_deployment(&removed.uid).await.unwrap().unwrap();
+    assert_eq!(got.deployment, removed);
+    assert_eq!(got.follows, Some(deployed.uid.clone()));
+    let page = store
+        .list_deployments(&DeploymentFilter {
+            service: Some(ServiceName::parse(&service).unwrap()),
+            environment: Some(Environment::parse(&environment).unwrap()),
+            status: Some(DeploymentStatus::Removed),
+            limit: 10,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].deployment.uid, removed.uid);
+}
+
+/// Upgrading a store that holds data across the migration that allows the `removed` status
+/// keeps every row and relationship.
+#[tokio::test]
+async fn the_removed_status_migration_keeps_existing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir_all(old.join("sqlite")).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for name in [
+        "0001_init.sql",
+        "0002_infra_snapshots.sql",
+        "0003_alerts_topology_chaos.sql",
+        "0004_optional_commit_and_digest.sql",
+        "0005_helm_revisions.sql",
+    ] {
+        std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
+    }
+    let path = dir.path().join("upgrade.db");
+    let service = unique("upgrade");
+    let first = Deployment::test()
+        .service(&service)
+        .change("values.a", "1", "2")
+        .build();
+    let second = Deployment::test()
+        .service(&service)
+        .image_seed(2)
+        .started_at_minute(5)
+        .build();
+    let alert = Alert::test(&unique("fp"), &service, 10);
+    {
+        let v5 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
+            .await
+            .unwrap();
+        assert_eq!(v5.migrate().await.unwrap().len(), 5);
+        v5.record_deployments(vec![first.clone(), second.clone()])
+            .await
+            .unwrap();
+        v5.record_alerts(vec![alert.clone()]).await.unwrap();
+        v5.replace_attribution(
+            &alert.uid,
+            &[Trigger {
+                deployment_uid: second.uid.clone(),
+                alert_uid: alert.uid.clone(),
+                confidence_score: 0.5,
+                reasons: vec!["r".into()],
+                computed_at: minute(11),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+        let removed = Deployment::test()
+            .service(&service)
+            .started_at_minute(20)
+            .status(DeploymentStatus::Removed)
+            .build();
+        assert!(
+            v5.record_deployments(vec![removed]).await.is_err(),
+            "before 0006 the status is refused"
+        );
+    }
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(
+        applied.first().map(|m| m.name.as_str()),
+        Some("0006_removed_status.sql"),
+        "{applied:?}"
+    );
+    store.ready().await.unwrap();
+    let got = store.get_deployment(&second.uid).await.unwrap().unwrap();
+    assert_eq!(got.deployment, second);
+    assert_eq!(got.follows, Some(first.uid.clone()));
+    let history = store
+        .service_history(&second.service_uid(), minute(60))
+        .await
+        .unwrap();
+    assert_eq!((history.deployments, history.followed_by_alerts), (2, 1));
+    let removed = Deployment::test()
+        .service(&service)
+        .started_at_minute(20)
+        .status(DeploymentStatus::Removed)
+        .build();
+    assert_eq!(
+        store.record_deployments(vec![removed]).await.unwrap()[0].kind,
+        RecordKind::Created
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -807,6 +950,7 @@ conformance!(
     chaos_runs_are_updated_in_place_and_raise_alerts,
     a_rollout_without_commit_or_digest_is_recorded,
     helm_revisions_are_linked_and_follow_the_release,
+    a_removal_in_a_path_environment_keeps_its_origin,
 );
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,

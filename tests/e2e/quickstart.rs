@@ -30,6 +30,9 @@ fn commands(readme: &str, marker: &str) -> Vec<String> {
             if line == "```" {
                 break;
             }
+            if command.is_empty() && line.trim().is_empty() {
+                continue;
+            }
             command.push_str(line.strip_suffix('\\').unwrap_or(line));
             if line.ends_with('\\') {
                 command.push(' ');

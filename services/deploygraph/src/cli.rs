@@ -474,7 +474,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Subcommand)]
 pub enum RecordCommand {
     /// Record a deployment, with what changed (--change, --changes-file).
-    Deployment(RecordDeploymentArgs),
+    Deployment(Box<RecordDeploymentArgs>),
     /// Record the alerts of an Alertmanager webhook notification (version 4) saved in a file.
     Alert(RecordAlertArgs),
 }

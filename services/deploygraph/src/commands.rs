@@ -125,7 +125,7 @@ pub async fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(args).await,
-        Command::Record(RecordCommand::Deployment(args)) => record_deployment(args).await,
+        Command::Record(RecordCommand::Deployment(args)) => record_deployment(*args).await,
         Command::Record(RecordCommand::Alert(args)) => record_alert(args).await,
         Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
         Command::Gate(args) => crate::gate::gate(args).await,

@@ -509,6 +509,18 @@ fn every_command_follows_one_exit_code_table() {
             "does not support Cypher",
         ),
         (
+            // The server calls the request invalid (422), naming the field.
+            strings(&[
+                "query",
+                "deployments",
+                "--cursor",
+                "not-a-cursor",
+                "--server",
+                &server.url,
+            ]),
+            "cursor",
+        ),
+        (
             strings(&[
                 "query",
                 "alerts",
@@ -568,6 +580,13 @@ fn every_command_follows_one_exit_code_table() {
             "deployments",
             "--store",
             &unreachable.replace("http", "bolt"),
+        ]),
+        // An embedded file that cannot be opened is, in the store's words, unavailable.
+        strings(&[
+            "query",
+            "alerts",
+            "--store",
+            "sqlite:///nonexistent/directory/store.db",
         ]),
     ] {
         let out = exits(&args, 3);

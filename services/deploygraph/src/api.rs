@@ -94,7 +94,7 @@ impl Local {
 /// requests are tried `--attempts` times; in this process nothing is retried.
 ///
 /// # Errors
-/// When the store cannot be opened (exit 3 when it cannot be reached, else 2).
+/// When the store cannot be opened or migrated (exit 3 when it cannot be reached, else 2).
 pub async fn connect(target: &RecordTarget, local: Local) -> Result<Client, Failure> {
     let retry = RetryPolicy {
         attempts: target.attempts,

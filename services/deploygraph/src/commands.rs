@@ -183,9 +183,17 @@ fn migration_source(options: &StoreOptions) -> MigrationSource {
 
 async fn open_store(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
     let config = store_config(options)?;
+    // A store that opens badly (a path that cannot be created, say) is a bad --store value.
     deploygraph_store::open(&config, migration_source(options))
         .await
-        .map_err(|e| Failure::from_store("failed to open the store", e))
+        .map_err(|e| {
+            let failure = Failure::from_store("failed to open the store", e);
+            if failure.code == 3 {
+                failure
+            } else {
+                Failure::usage(format!("--store: {}", failure.message))
+            }
+        })
 }
 
 /// A migration that cannot apply is a bad input file (`--migrations-dir`, exit 2); a store

@@ -79,7 +79,7 @@ pub async fn show(args: ChaosShowArgs) -> Result<(), Failure> {
     let run = store
         .get_chaos_run(&uid)
         .await
-        .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?
+        .map_err(|e| Failure::from_store("failed to read the store", e))?
         .ok_or_else(|| Failure::rejected(format!("no chaos run {uid}")))?;
     // A Litmus run left to the operator is refreshed from its ChaosResult.
     let run = if run.ended_at.is_none() && run.engine.is_some() {
@@ -189,7 +189,7 @@ pub async fn abort(args: crate::cli::ChaosAbortArgs) -> Result<(), Failure> {
     let run = store
         .get_chaos_run(&uid)
         .await
-        .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?
+        .map_err(|e| Failure::from_store("failed to read the store", e))?
         .ok_or_else(|| Failure::rejected(format!("no chaos run {uid}")))?;
     let client = crate::helm::kube_client(args.kubeconfig.as_deref()).await?;
     let stopped = deploygraph_chaos::run::abort(store.as_ref(), &client, &run, &args.reason)

@@ -211,6 +211,50 @@ fn recorded_changes_reach_the_suspects_and_the_report_on_both_paths() {
             ]),
             "{recorded}"
         );
+
+        // Piped in, as from `helm diff upgrade … |`.
+        let image = format!(
+            "ghcr.io/acme/piped:v1@{}",
+            digest(55 + u32::try_from(i).unwrap())
+        );
+        let mut piped = strings(&[
+            "record",
+            "deployment",
+            "--service",
+            &unique("piped"),
+            "--environment",
+            "production",
+            "--commit",
+            "9fceb02",
+            "--image",
+            &image,
+            "--status",
+            "succeeded",
+            "--changes-file",
+            "-",
+            "--output",
+            "json",
+        ]);
+        piped.extend(target.iter().cloned());
+        let mut child = Command::new(bin())
+            .args(&piped)
+            .env_remove("DEPLOYGRAPH_STORE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            &std::fs::read(&helm_diff).unwrap(),
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            json_of(&out)["changes"][0]["path"],
+            "Deployment/web:spec.replicas"
+        );
     }
 }
 

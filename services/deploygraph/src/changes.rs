@@ -85,13 +85,18 @@ fn scalar(value: Option<serde_norway::Value>, field: &str) -> Result<Option<Stri
     }
 }
 
-/// Reads a changes file (JSON, YAML or `helm diff` output).
+/// Reads a changes file (JSON, YAML or `helm diff` output); `-` is standard input, so that
+/// `helm diff upgrade … | deploygraph record deployment … --changes-file -` works.
 ///
 /// # Errors
 /// A message naming the file and, for a list, the entry and field.
 pub fn read_file(path: &Path) -> Result<Vec<ChangeInput>, String> {
     let fail = |e: &dyn std::fmt::Display| format!("--changes-file {}: {e}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| fail(&e))?;
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| fail(&e))?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| fail(&e))?
+    };
     parse(&text).map_err(|e| fail(&e))
 }
 

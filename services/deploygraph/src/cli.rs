@@ -533,8 +533,8 @@ pub struct RecordDeploymentArgs {
     /// for an added key, PATH=BEFORE-> for a removed one. Repeatable.
     #[arg(long = "change", value_name = "PATH=BEFORE->AFTER", value_parser = crate::changes::change_arg)]
     pub changes: Vec<deploygraph_model::deployment::ChangeInput>,
-    /// Config changes from a file: a JSON or YAML list of {path, kind, before, after}, or the
-    /// output of `helm diff upgrade`.
+    /// Config changes from a file (`-`: standard input): a JSON or YAML list of
+    /// {path, kind, before, after}, or the output of `helm diff upgrade`.
     #[arg(long, value_name = "FILE")]
     pub changes_file: Option<PathBuf>,
     #[command(flatten)]

@@ -6,11 +6,13 @@
 
 mod alerts;
 mod chaos;
+mod ci;
 mod cli;
 mod gate;
 mod helm;
 mod neo4j;
 mod outage;
+mod quickstart;
 mod rca;
 mod serve;
 mod support;

@@ -1,10 +1,10 @@
 //! `deploygraph chaos …` and `deploygraph query resilience`.
 
-use crate::cli::{ChaosListArgs, ChaosShowArgs, Output, QueryResilienceArgs};
+use crate::api::{Local, connect};
+use crate::cli::{ChaosListArgs, ChaosShowArgs, Output};
 use crate::commands::{Failure, open_migrated};
-use crate::insight::print_json;
-use deploygraph_model::{ChaosRun, ServiceRef, Uid};
-use deploygraph_store::ChaosFilter;
+use crate::insight::{decode, print_json};
+use deploygraph_model::{ChaosRun, Uid};
 use std::fmt::Write as _;
 
 /// One run as text.
@@ -45,39 +45,27 @@ pub fn run_text(run: &ChaosRun) -> String {
     out
 }
 
-/// `chaos list`.
+/// `chaos list`: `GET /v1/chaos/runs`.
 pub async fn list(args: ChaosListArgs) -> Result<(), Failure> {
-    let store = open_migrated(&args.store).await?;
-    let services = match &args.service {
-        Some(name) => store
-            .find_services(name, None, args.environment.as_ref())
-            .await
-            .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?
-            .iter()
-            .map(ServiceRef::uid)
-            .collect(),
-        None => Vec::new(),
-    };
-    let runs = if args.service.is_some() && services.is_empty() {
-        Vec::new()
-    } else {
-        store
-            .list_chaos_runs(&ChaosFilter {
-                services,
-                limit: args.limit,
-                ..ChaosFilter::default()
-            })
-            .await
-            .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?
-    };
+    let client = connect(&args.target, Local::default()).await?;
+    let what = "failed to list chaos runs";
+    let answer = client
+        .list_chaos_runs(args.service.as_ref(), args.environment.as_ref(), args.limit)
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    #[derive(serde::Deserialize)]
+    struct Runs {
+        items: Vec<ChaosRun>,
+    }
+    let runs = decode::<Runs>(what, answer.body)?.items;
     match args.output {
         Output::Json => print_json(&serde_json::json!({ "items": runs })),
         Output::Text => {
             if runs.is_empty() {
-                println!("no chaos runs recorded");
+                crate::outln!("no chaos runs recorded")?;
             }
             for run in &runs {
-                print!("{}", run_text(run));
+                crate::out!("{}", run_text(run))?;
             }
             Ok(())
         }
@@ -91,7 +79,7 @@ pub async fn show(args: ChaosShowArgs) -> Result<(), Failure> {
     let run = store
         .get_chaos_run(&uid)
         .await
-        .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?
+        .map_err(|e| Failure::from_store("failed to read the store", e))?
         .ok_or_else(|| Failure::rejected(format!("no chaos run {uid}")))?;
     // A Litmus run left to the operator is refreshed from its ChaosResult.
     let run = if run.ended_at.is_none() && run.engine.is_some() {
@@ -114,27 +102,7 @@ pub async fn show(args: ChaosShowArgs) -> Result<(), Failure> {
     match args.output {
         Output::Json => print_json(&run),
         Output::Text => {
-            print!("{}", run_text(&run));
-            Ok(())
-        }
-    }
-}
-
-/// `query resilience`.
-pub async fn resilience(args: QueryResilienceArgs) -> Result<(), Failure> {
-    let store = open_migrated(&args.store).await?;
-    let name = &args.service;
-    let rows =
-        deploygraph_chaos::resilience::of_service(store.as_ref(), name, args.environment.as_ref())
-            .await
-            .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?;
-    match args.output {
-        Output::Json => print_json(&serde_json::json!({ "service": name, "runs": rows })),
-        Output::Text => {
-            print!(
-                "{}",
-                deploygraph_chaos::resilience::trend_text(name.as_str(), &rows)
-            );
+            crate::out!("{}", run_text(&run))?;
             Ok(())
         }
     }
@@ -164,10 +132,10 @@ pub async fn run(args: crate::cli::ChaosRunArgs) -> Result<(), Failure> {
             dry_run(&scenario, chrono::Utc::now()).map_err(|e| Failure::usage(e.to_string()))?;
         match args.output {
             Output::Json => print_json(&manifest)?,
-            Output::Text => println!(
+            Output::Text => crate::outln!(
                 "{}",
                 serde_norway::to_string(&manifest).map_err(|e| Failure::usage(e.to_string()))?
-            ),
+            )?,
         }
         return Ok(());
     }
@@ -202,7 +170,7 @@ pub async fn run(args: crate::cli::ChaosRunArgs) -> Result<(), Failure> {
         })?;
     match args.output {
         Output::Json => print_json(&run)?,
-        Output::Text => print!("{}", run_text(&run)),
+        Output::Text => crate::out!("{}", run_text(&run))?,
     }
     if run.ended_at.is_some() && run.verdict != scenario.expected_verdict {
         return Err(Failure::rejected(format!(
@@ -221,12 +189,12 @@ pub async fn abort(args: crate::cli::ChaosAbortArgs) -> Result<(), Failure> {
     let run = store
         .get_chaos_run(&uid)
         .await
-        .map_err(|e| Failure::usage(format!("failed to read the store: {e}")))?
+        .map_err(|e| Failure::from_store("failed to read the store", e))?
         .ok_or_else(|| Failure::rejected(format!("no chaos run {uid}")))?;
     let client = crate::helm::kube_client(args.kubeconfig.as_deref()).await?;
     let stopped = deploygraph_chaos::run::abort(store.as_ref(), &client, &run, &args.reason)
         .await
         .map_err(|e| Failure::usage(e.to_string()))?;
-    print!("{}", run_text(&stopped));
+    crate::out!("{}", run_text(&stopped))?;
     Ok(())
 }

@@ -95,7 +95,7 @@ pub struct ChaosListArgs {
     #[arg(long, default_value_t = 20, value_parser = crate::insight::limit_arg)]
     pub limit: usize,
     #[command(flatten)]
-    pub store: StoreOptions,
+    pub target: RecordTarget,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -215,15 +215,20 @@ pub struct GateArgs {
     pub target: RecordTarget,
 }
 
-/// Where facts are recorded or read: a server, or straight in a store.
+/// Where facts are recorded or read: the HTTP API of a server, or the same API served in this
+/// process over a store.
 #[derive(Debug, Args)]
 pub struct RecordTarget {
-    /// deploygraph server URL; without it --store is used directly.
+    /// deploygraph server URL; without it, the API is served in this process over --store.
     #[arg(long, env = "DEPLOYGRAPH_SERVER")]
     pub server: Option<String>,
-    /// Bearer token for --server.
+    /// Bearer token for --server (over --store, this process holds its own).
     #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Attempts against --server on 503, 502, 504 and connection errors, with exponential
+    /// backoff (over --store nothing is retried).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
     #[command(flatten)]
     pub store: StoreOptions,
 }
@@ -468,8 +473,22 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RecordCommand {
-    /// Record a deployment: posts to --server, or writes straight to --store.
-    Deployment(RecordDeploymentArgs),
+    /// Record a deployment, with what changed (--change, --changes-file).
+    Deployment(Box<RecordDeploymentArgs>),
+    /// Record the alerts of an Alertmanager webhook notification (version 4) saved in a file.
+    Alert(RecordAlertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordAlertArgs {
+    /// The notification's JSON (`-` reads standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -510,9 +529,14 @@ pub struct RecordDeploymentArgs {
     /// Repository of the commit.
     #[arg(long)]
     pub repo: Option<String>,
-    /// Attempts against --server on 503 and connection errors.
-    #[arg(long, default_value_t = 6)]
-    pub attempts: u32,
+    /// A config change: PATH=BEFORE->AFTER (`values.redis.pool.size=50->10`); PATH=->AFTER
+    /// for an added key, PATH=BEFORE-> for a removed one. Repeatable.
+    #[arg(long = "change", value_name = "PATH=BEFORE->AFTER", value_parser = crate::changes::change_arg)]
+    pub changes: Vec<deploygraph_model::deployment::ChangeInput>,
+    /// Config changes from a file (`-`: standard input): a JSON or YAML list of
+    /// {path, kind, before, after}, or the output of `helm diff upgrade`.
+    #[arg(long, value_name = "FILE")]
+    pub changes_file: Option<PathBuf>,
     #[command(flatten)]
     pub target: RecordTarget,
     /// Output format.
@@ -549,7 +573,7 @@ pub struct QueryResilienceArgs {
     #[arg(long, value_parser = crate::insight::environment_arg)]
     pub environment: Option<deploygraph_model::Environment>,
     #[command(flatten)]
-    pub store: StoreOptions,
+    pub target: RecordTarget,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,

@@ -1,4 +1,4 @@
-//! The subcommands. Exit codes: 0 ok, 1 rejected or check failed, 2 usage or internal error.
+//! The subcommands, and the exit code of each outcome ([`EXIT_CODES`]).
 
 use crate::cli::{
     Command, HelmCommand, MigrateArgs, Output, QueryCommand, QueryDeploymentsArgs, RecordCommand,
@@ -7,13 +7,10 @@ use crate::cli::{
 use anyhow::Context as _;
 use deploygraph_api::snapshotter::Snapshotter;
 use deploygraph_api::{ApiConfig, AppState};
-use deploygraph_client::{Client, RetryPolicy};
+use deploygraph_client::DeploymentsQuery;
 use deploygraph_model::deployment::{CommitInput, DeploymentInput, ImageInput};
 use deploygraph_model::{Source, format_time};
-use deploygraph_store::{
-    DeploymentFilter, FilterParams, GraphStore, MigrationSource, RecordKind, StoreConfig,
-    StoredDeployment,
-};
+use deploygraph_store::{FilterParams, GraphStore, MigrationSource, StoreConfig};
 use secrecy::SecretString;
 use serde_json::Value;
 use std::process::ExitCode;
@@ -21,7 +18,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The exit codes of every command, as `--help` and the README print them.
+pub const EXIT_CODES: &str = "\
+Exit codes (every command):
+  0  ok
+  1  rejected or failed: the server or store said no (401, 403, 404, 409, …), a check
+     failed, a verdict was not the expected one
+  2  usage: a bad flag or value, an unreadable or invalid input file, a request the
+     server refused as invalid (400, 422) or that the store cannot answer (501)
+  3  unreachable: the server or store could not be reached (after the retries of
+     --server, or a 503 that outlasted them)";
+
 /// A failure with its exit code.
+#[derive(Debug)]
 pub struct Failure {
     code: u8,
     message: String,
@@ -43,12 +52,68 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// Exit 3: the server or store could not be reached.
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            code: 3,
+            message: message.into(),
+        }
+    }
+
+    /// Standard output was closed by its reader (`| head`): nothing more to say, exit 0.
+    pub fn output_closed() -> Self {
+        Self {
+            code: 0,
+            message: String::new(),
+        }
+    }
+
+    /// An API request that failed while doing `what`, with its exit code: 2 for a request the
+    /// server calls invalid (400, 422) or cannot answer on its store (501), 3 when it could not
+    /// be reached, 1 for every other refusal.
+    pub fn from_api(what: &str, e: deploygraph_client::Error) -> Self {
+        use deploygraph_client::Error;
+        match e {
+            Error::Rejected {
+                status,
+                message,
+                field,
+                ..
+            } => {
+                let field = field
+                    .filter(|f| !f.is_empty())
+                    .map_or(String::new(), |f| format!("{f}: "));
+                let text = format!("{what}: refused ({status}): {field}{message}");
+                match status {
+                    400 | 422 | 501 => Self::usage(text),
+                    _ => Self::rejected(text),
+                }
+            }
+            e @ Error::Unavailable { .. } => Self::unreachable(format!("{what}: {e}")),
+            e @ Error::Protocol { .. } => {
+                Self::rejected(format!("{what}: {:#}", anyhow::Error::new(e)))
+            }
+        }
+    }
+
+    /// A store error while doing `what`: exit 3 when the store cannot be reached, else 1.
+    pub fn from_store(what: &str, e: deploygraph_store::Error) -> Self {
+        let unavailable = e.is_unavailable();
+        let text = format!("{:#}", anyhow::Error::new(e).context(what.to_owned()));
+        if unavailable {
+            Self::unreachable(text)
+        } else {
+            Self::rejected(text)
+        }
+    }
 }
 
+/// Anything else that went wrong: a failure, exit 1.
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Self {
-            code: 2,
+            code: 1,
             message: format!("{e:#}"),
         }
     }
@@ -60,7 +125,8 @@ pub async fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(args).await,
-        Command::Record(RecordCommand::Deployment(args)) => record_deployment(args).await,
+        Command::Record(RecordCommand::Deployment(args)) => record_deployment(*args).await,
+        Command::Record(RecordCommand::Alert(args)) => record_alert(args).await,
         Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
         Command::Gate(args) => crate::gate::gate(args).await,
         Command::Snapshot(args) => crate::gate::snapshot(args).await,
@@ -81,7 +147,9 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Chaos(crate::cli::ChaosCommand::Show(args)) => crate::chaos::show(args).await,
         Command::Chaos(crate::cli::ChaosCommand::Run(args)) => crate::chaos::run(args).await,
         Command::Chaos(crate::cli::ChaosCommand::Abort(args)) => crate::chaos::abort(args).await,
-        Command::Query(QueryCommand::Resilience(args)) => crate::chaos::resilience(args).await,
+        Command::Query(QueryCommand::Resilience(args)) => {
+            crate::insight::query_resilience(args).await
+        }
         Command::Topology(crate::cli::TopologyCommand::Apply(args)) => {
             crate::insight::topology_apply(args).await
         }
@@ -89,7 +157,9 @@ pub async fn run(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            if !failure.message.is_empty() {
+                eprintln!("error: {}", failure.message);
+            }
             ExitCode::from(failure.code)
         }
     }
@@ -113,33 +183,45 @@ fn migration_source(options: &StoreOptions) -> MigrationSource {
 
 async fn open_store(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
     let config = store_config(options)?;
-    let store = deploygraph_store::open(&config, migration_source(options))
+    // A store that opens badly (a path that cannot be created, say) is a bad --store value.
+    deploygraph_store::open(&config, migration_source(options))
         .await
-        .context("failed to open the store")?;
-    Ok(store)
+        .map_err(|e| {
+            let failure = Failure::from_store("failed to open the store", e);
+            if failure.code == 3 {
+                failure
+            } else {
+                Failure::usage(format!("--store: {}", failure.message))
+            }
+        })
+}
+
+/// A migration that cannot apply is a bad input file (`--migrations-dir`, exit 2); a store
+/// that cannot be reached exits 3.
+fn migration_failure(e: deploygraph_store::Error) -> Failure {
+    let failure = Failure::from_store("failed to migrate the store", e);
+    if failure.code == 3 {
+        failure
+    } else {
+        Failure::usage(failure.message)
+    }
 }
 
 /// Opens the store and applies pending migrations, as every command that writes does.
 pub async fn open_migrated(options: &StoreOptions) -> Result<Arc<dyn GraphStore>, Failure> {
     let store = open_store(options).await?;
-    store
-        .migrate()
-        .await
-        .context("failed to migrate the store")?;
+    store.migrate().await.map_err(migration_failure)?;
     Ok(store)
 }
 
 async fn migrate(args: MigrateArgs) -> Outcome {
     let store = open_store(&args.store).await?;
-    let applied = store
-        .migrate()
-        .await
-        .context("failed to migrate the store")?;
+    let applied = store.migrate().await.map_err(migration_failure)?;
     if applied.is_empty() {
-        println!("{} store is up to date", store.backend());
+        crate::outln!("{} store is up to date", store.backend())?;
     }
     for m in applied {
-        println!("applied {} ({})", m.name, &m.checksum[..12]);
+        crate::outln!("applied {} ({})", m.name, &m.checksum[..12])?;
     }
     Ok(())
 }
@@ -189,6 +271,17 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// Logs the migrations one `migrate` applied: how many, and their names.
+fn log_migrated(store: &dyn GraphStore, applied: &[deploygraph_store::AppliedMigration]) {
+    let names: Vec<&str> = applied.iter().map(|m| m.name.as_str()).collect();
+    tracing::info!(
+        applied = applied.len(),
+        migrations = %names.join(","),
+        backend = store.backend(),
+        "store migrated"
+    );
+}
+
 /// Applies migrations until they succeed: a store that is down at start-up is waited for,
 /// while `/readyz` says 503. A migration that cannot apply (an edited file) stops the server.
 async fn keep_migrating(store: Arc<dyn GraphStore>, stop: CancellationToken) {
@@ -196,11 +289,7 @@ async fn keep_migrating(store: Arc<dyn GraphStore>, stop: CancellationToken) {
     loop {
         match store.migrate().await {
             Ok(applied) => {
-                tracing::info!(
-                    applied = applied.len(),
-                    backend = store.backend(),
-                    "store migrated"
-                );
+                log_migrated(store.as_ref(), &applied);
                 return;
             }
             Err(e) if e.is_unavailable() => {
@@ -326,19 +415,15 @@ async fn serve(args: ServeArgs) -> Outcome {
     let token = read_token(&args)?;
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
+    let stop = CancellationToken::new();
     match store.migrate().await {
-        Ok(_) => {}
+        Ok(applied) => log_migrated(store.as_ref(), &applied),
         Err(e) if e.is_unavailable() => {
             tracing::warn!(error.message = %e, "store unavailable at start-up; serving with /readyz at 503 until it is reachable");
+            tokio::spawn(keep_migrating(Arc::clone(&store), stop.clone()));
         }
-        Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context("failed to migrate the store")
-                .into());
-        }
+        Err(e) => return Err(migration_failure(e)),
     }
-    let stop = CancellationToken::new();
-    tokio::spawn(keep_migrating(Arc::clone(&store), stop.clone()));
     let config = ApiConfig {
         token,
         max_body_bytes: args.max_body_bytes,
@@ -447,9 +532,21 @@ fn flag_for(field: &str) -> String {
         "commit.sha" => "commit",
         "commit.repo" => "repo",
         "version" => "release-version",
+        f if f.starts_with("changes") => "change",
         f => f,
     };
     format!("--{}", flag.replace('_', "-"))
+}
+
+/// `--change` and `--changes-file`, in that order.
+fn deployment_changes(
+    args: &RecordDeploymentArgs,
+) -> Result<Option<Vec<deploygraph_model::deployment::ChangeInput>>, Failure> {
+    let mut changes = args.changes.clone();
+    if let Some(path) = &args.changes_file {
+        changes.extend(crate::changes::read_file(path).map_err(Failure::usage)?);
+    }
+    Ok((!changes.is_empty()).then_some(changes))
 }
 
 fn deployment_input(args: &RecordDeploymentArgs) -> Result<DeploymentInput, Failure> {
@@ -478,15 +575,15 @@ fn deployment_input(args: &RecordDeploymentArgs) -> Result<DeploymentInput, Fail
         ),
         finished_at: args.finished_at.clone(),
         actor: args.actor.clone(),
-        changes: None,
+        changes: deployment_changes(args)?,
         validation: None,
     })
 }
 
-fn print_record(output: Output, status: &str, record: &Value) {
+fn print_record(output: Output, status: &str, record: &Value) -> Outcome {
     match output {
-        Output::Json => println!("{record}"),
-        Output::Text => println!(
+        Output::Json => crate::outln!("{record}"),
+        Output::Text => crate::outln!(
             "{status} deployment {} ({} {} {})",
             record["uid"].as_str().unwrap_or("?"),
             record["service"].as_str().unwrap_or("?"),
@@ -498,70 +595,60 @@ fn print_record(output: Output, status: &str, record: &Value) {
 
 async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
     let input = deployment_input(&args)?;
-    // Validate locally first: a usage error never reaches the server.
-    let deployment = input
+    // Validate locally first: a usage error never reaches the API.
+    input
         .validate(Source::Api)
         .map_err(|e| Failure::usage(format!("{}: {}", flag_for(&e.field), e.message)))?;
-    if let Some(server) = &args.target.server {
-        let retry = RetryPolicy {
-            attempts: args.attempts,
-            ..RetryPolicy::default()
-        };
-        let client = Client::new(
-            server,
-            args.target.token.clone().map(SecretString::from),
-            retry,
-        )
-        .context("failed to build the client")?;
-        return match client.record_deployment(&input).await {
-            Ok(accepted) => {
-                let status = if accepted.status == 201 {
-                    "recorded"
-                } else {
-                    "already recorded"
-                };
-                print_record(args.output, status, &accepted.body);
-                Ok(())
-            }
-            Err(deploygraph_client::Error::Rejected {
-                status, message, ..
-            }) => Err(Failure::rejected(format!(
-                "the server rejected the deployment ({status}): {message}"
-            ))),
-            Err(e) => Err(anyhow::Error::new(e).into()),
-        };
-    }
-    let store = open_migrated(&args.target.store).await?;
-    let outcome = store
-        .record_deployments(vec![deployment])
+    let client = crate::api::connect(&args.target, crate::api::Local::default()).await?;
+    let accepted = client
+        .record_deployment(&input)
         .await
-        .context("failed to record the deployment")?
-        .pop()
-        .context("the store returned no outcome")?;
-    let status = match outcome.kind {
-        RecordKind::Created => "recorded",
-        RecordKind::Updated => "updated",
-        RecordKind::Unchanged => "already recorded",
-        RecordKind::Conflict => {
-            return Err(Failure::rejected(
-                outcome.conflict.unwrap_or_else(|| "conflict".into()),
-            ));
-        }
+        .map_err(|e| Failure::from_api("failed to record the deployment", e))?;
+    let status = if accepted.status == 201 {
+        "recorded"
+    } else {
+        "already recorded"
     };
-    let stored = store
-        .get_deployment(&outcome.deployment.uid)
-        .await
-        .context("failed to read the deployment back")?
-        .unwrap_or(StoredDeployment {
-            deployment: outcome.deployment,
-            follows: None,
-        });
-    let record = serde_json::to_value(&stored).context("failed to encode the deployment")?;
-    print_record(args.output, status, &record);
+    print_record(args.output, status, &accepted.body)
+}
+
+fn print_page(output: Output, page: &Value) -> Outcome {
+    if output == Output::Json {
+        return crate::outln!("{page}");
+    }
+    let empty = Vec::new();
+    let items = page["items"].as_array().unwrap_or(&empty);
+    crate::outln!(
+        "{:<20}  {:<24}  {:<12}  {:<11}  {:<12}  {:<12}  UID",
+        "STARTED",
+        "SERVICE",
+        "ENVIRONMENT",
+        "STATUS",
+        "VERSION",
+        "COMMIT"
+    )?;
+    for item in items {
+        let s = |k: &str| item[k].as_str().unwrap_or("-").to_owned();
+        let sha = item["commit"]["sha"].as_str().unwrap_or("-");
+        crate::outln!(
+            "{:<20}  {:<24}  {:<12}  {:<11}  {:<12}  {:<12}  {}",
+            s("started_at"),
+            s("service"),
+            s("environment"),
+            s("status"),
+            s("version"),
+            &sha[..sha.len().min(12)],
+            s("uid"),
+        )?;
+    }
+    if let Some(cursor) = page["next_cursor"].as_str() {
+        eprintln!("more: --cursor {cursor}");
+    }
     Ok(())
 }
 
-fn deployment_filter(args: &QueryDeploymentsArgs) -> Result<DeploymentFilter, Failure> {
+async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
+    // Checked here first, so a bad value names its flag.
     FilterParams {
         service: args.service.clone(),
         environment: args.environment.clone(),
@@ -572,82 +659,59 @@ fn deployment_filter(args: &QueryDeploymentsArgs) -> Result<DeploymentFilter, Fa
         cursor: args.cursor.clone(),
     }
     .into_filter()
-    .map_err(|e| Failure::usage(format!("{}: {}", flag_for(&e.field), e.message)))
+    .map_err(|e| Failure::usage(format!("{}: {}", flag_for(&e.field), e.message)))?;
+    let client = crate::api::connect(&args.target, crate::api::Local::default()).await?;
+    let what = "failed to list deployments";
+    let answer = client
+        .list_deployments(&DeploymentsQuery {
+            service: args.service,
+            environment: args.environment,
+            status: args.status,
+            since: args.since,
+            until: args.until,
+            limit: Some(args.limit),
+            cursor: args.cursor,
+        })
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    print_page(args.output, &answer.body)
 }
 
-fn print_page(output: Output, page: &Value) {
-    if output == Output::Json {
-        println!("{page}");
-        return;
-    }
-    let empty = Vec::new();
-    let items = page["items"].as_array().unwrap_or(&empty);
-    println!(
-        "{:<20}  {:<24}  {:<12}  {:<11}  {:<12}  {:<12}  UID",
-        "STARTED", "SERVICE", "ENVIRONMENT", "STATUS", "VERSION", "COMMIT"
-    );
-    for item in items {
-        let s = |k: &str| item[k].as_str().unwrap_or("-").to_owned();
-        let sha = item["commit"]["sha"].as_str().unwrap_or("-");
-        println!(
-            "{:<20}  {:<24}  {:<12}  {:<11}  {:<12}  {:<12}  {}",
-            s("started_at"),
-            s("service"),
-            s("environment"),
-            s("status"),
-            s("version"),
-            &sha[..sha.len().min(12)],
-            s("uid"),
-        );
-    }
-    if let Some(cursor) = page["next_cursor"].as_str() {
-        eprintln!("more: --cursor {cursor}");
-    }
-}
-
-async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
-    let filter = deployment_filter(&args)?;
-    let page = if let Some(server) = &args.target.server {
-        let client = Client::new(
-            server,
-            args.target.token.clone().map(SecretString::from),
-            RetryPolicy::default(),
-        )
-        .context("failed to build the client")?;
-        let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
-        for (name, value) in [
-            ("service", &args.service),
-            ("environment", &args.environment),
-            ("status", &args.status),
-            ("since", &args.since),
-            ("until", &args.until),
-            ("cursor", &args.cursor),
-        ] {
-            if let Some(v) = value {
-                query.push((name, v.clone()));
-            }
-        }
-        match client.list_deployments(&query).await {
-            Ok(accepted) => accepted.body,
-            Err(deploygraph_client::Error::Rejected {
-                status, message, ..
-            }) => {
-                return Err(Failure::rejected(format!(
-                    "the server rejected the query ({status}): {message}"
-                )));
-            }
-            Err(e) => return Err(anyhow::Error::new(e).into()),
-        }
+/// `record alert`: posts an Alertmanager webhook notification (version 4) from a file.
+async fn record_alert(args: crate::cli::RecordAlertArgs) -> Outcome {
+    let fail = |e: &dyn std::fmt::Display| Failure::usage(format!("{}: {e}", args.file.display()));
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| fail(&e))?
     } else {
-        let store = open_migrated(&args.target.store).await?;
-        let page = store
-            .list_deployments(&filter)
-            .await
-            .context("failed to list deployments")?;
-        serde_json::to_value(&page).context("failed to encode the page")?
+        std::fs::read_to_string(&args.file).map_err(|e| fail(&e))?
     };
-    print_page(args.output, &page);
-    Ok(())
+    let body: Value = serde_json::from_str(&text).map_err(|e| fail(&e))?;
+    let client = crate::api::connect(&args.target, crate::api::Local::default()).await?;
+    let answer = client
+        .post_alertmanager(&body)
+        .await
+        .map_err(|e| Failure::from_api("failed to record the alerts", e))?;
+    match args.output {
+        Output::Json => crate::outln!("{}", answer.body),
+        Output::Text => {
+            let empty = Vec::new();
+            for alert in answer.body["alerts"].as_array().unwrap_or(&empty) {
+                crate::outln!(
+                    "{} alert {} on {}",
+                    alert["outcome"].as_str().unwrap_or("?"),
+                    alert["fingerprint"].as_str().unwrap_or("?"),
+                    alert["service"].as_str().unwrap_or("-"),
+                )?;
+            }
+            crate::outln!(
+                "received {}: {} created, {} updated, {} unchanged",
+                answer.body["received"],
+                answer.body["created"],
+                answer.body["updated"],
+                answer.body["unchanged"]
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -672,9 +736,48 @@ mod tests {
     }
 
     #[test]
+    fn api_failures_map_onto_the_exit_code_table() {
+        use deploygraph_client::Error;
+        let refused = |status: u16| Error::Rejected {
+            status,
+            code: "x".into(),
+            message: "no".into(),
+            field: Some("service".into()),
+        };
+        for (status, code) in [
+            (400, 2),
+            (422, 2),
+            (501, 2),
+            (401, 1),
+            (403, 1),
+            (404, 1),
+            (409, 1),
+            (413, 1),
+            (500, 1),
+        ] {
+            let failure = Failure::from_api("failed to x", refused(status));
+            assert_eq!(failure.code, code, "{status}");
+            assert!(
+                failure
+                    .message
+                    .contains(&format!("({status}): service: no")),
+                "{}",
+                failure.message
+            );
+        }
+        let gone = Error::Unavailable {
+            attempts: 6,
+            last: "connection refused".into(),
+        };
+        assert_eq!(Failure::from_api("failed to x", gone).code, 3);
+        assert_eq!(Failure::output_closed().code, 0);
+    }
+
+    #[test]
     fn model_fields_are_named_by_their_flags() {
         assert_eq!(flag_for("images[0].digest"), "--image");
         assert_eq!(flag_for("commit.sha"), "--commit");
         assert_eq!(flag_for("started_at"), "--started-at");
+        assert_eq!(flag_for("changes[1].path"), "--change");
     }
 }

@@ -1,9 +1,10 @@
 //! `deploygraph gate` and `deploygraph snapshot`: flags and the config file into one
 //! configuration, run its checks, report, record.
 
+use crate::api::{Local, connect};
 use crate::cli::{CheckArgs, GateArgs, GateOutput, Output, RecordTarget, SnapshotArgs};
-use crate::commands::{Failure, open_migrated};
-use deploygraph_client::{Client, RetryPolicy};
+use crate::commands::Failure;
+use crate::insight::decode;
 use deploygraph_model::{InfraSnapshot, Uid};
 use deploygraph_probe::CheckResult;
 use deploygraph_probe::config::{self, ApiserverEntry, CorednsEntry, GateConfig, KubernetesEntry};
@@ -12,7 +13,6 @@ use deploygraph_probe::dns::{DnsCheck, DnsTarget};
 use deploygraph_probe::gate::{Verdict, verdict};
 use deploygraph_probe::tls::TlsTarget;
 use deploygraph_probe::{report, snapshot};
-use secrecy::SecretString;
 use std::io::IsTerminal as _;
 
 /// The configuration the flags describe, to merge over the file's.
@@ -136,7 +136,8 @@ async fn run_checks(args: &CheckArgs) -> Result<(Vec<CheckResult>, Verdict), Fai
     Ok((results, verdict))
 }
 
-/// Records `results` as a snapshot: through the server when one is given, else in the store.
+/// Records `results` as a snapshot through the API (`POST /v1/snapshots` with the checks that
+/// ran here), on `--server` or over `--store` in this process.
 async fn record(
     target: &RecordTarget,
     results: &[CheckResult],
@@ -148,45 +149,28 @@ async fn record(
         .transpose()
         .map_err(|_| Failure::usage("--deployment: not a deployment uid"))?;
     let snapshot = snapshot::from_results(results, chrono::Utc::now(), cluster, deployment);
-    if let Some(server) = &target.server {
-        let client = Client::new(
-            server,
-            target.token.clone().map(SecretString::from),
-            RetryPolicy::default(),
-        )
-        .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
-        let body = serde_json::json!({
-            "checks": snapshot.checks,
-            "taken_at": deploygraph_model::format_time(&snapshot.taken_at),
-            "cluster": snapshot.cluster,
-            "deployment": snapshot.deployment_uid,
-        });
-        return match client.record_snapshot(&body).await {
-            Ok(accepted) => serde_json::from_value(accepted.body).map_err(|e| {
-                Failure::from(anyhow::Error::new(e).context("the server answered with no snapshot"))
-            }),
-            Err(deploygraph_client::Error::Rejected {
-                status, message, ..
-            }) => Err(Failure::rejected(format!(
-                "the server rejected the snapshot ({status}): {message}"
-            ))),
-            Err(e) => Err(Failure::from(anyhow::Error::new(e))),
-        };
-    }
-    let store = open_migrated(&target.store).await?;
-    store.record_snapshot(&snapshot).await.map_err(|e| {
-        Failure::from(anyhow::Error::new(e).context("failed to record the snapshot"))
-    })?;
-    Ok(snapshot)
+    let client = connect(target, Local::default()).await?;
+    let body = serde_json::json!({
+        "checks": snapshot.checks,
+        "taken_at": deploygraph_model::format_time(&snapshot.taken_at),
+        "cluster": snapshot.cluster,
+        "deployment": snapshot.deployment_uid,
+    });
+    let what = "failed to record the snapshot";
+    let accepted = client
+        .record_snapshot(&body)
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    decode(what, accepted.body)
 }
 
 /// `deploygraph gate`: exit 0 when every check passes, 1 otherwise.
 pub async fn gate(args: GateArgs) -> Result<(), Failure> {
     let (results, verdict) = run_checks(&args.checks).await?;
     match args.output {
-        GateOutput::Text => print!("{}", report::text(&results, &verdict)),
-        GateOutput::Json => println!("{}", report::json(&results, &verdict)),
-        GateOutput::Junit => print!("{}", report::junit(&results)),
+        GateOutput::Text => crate::out!("{}", report::text(&results, &verdict))?,
+        GateOutput::Json => crate::outln!("{}", report::json(&results, &verdict))?,
+        GateOutput::Junit => crate::out!("{}", report::junit(&results))?,
     }
     if args.record {
         let snapshot = record(
@@ -221,24 +205,24 @@ pub async fn snapshot(args: SnapshotArgs) -> Result<(), Failure> {
     )
     .await?;
     if args.mermaid {
-        print!("{}", snapshot::mermaid(&snapshot));
+        crate::out!("{}", snapshot::mermaid(&snapshot))?;
     } else if args.output == Output::Json {
-        println!("{}", serde_json::json!(snapshot));
+        crate::outln!("{}", serde_json::json!(snapshot))?;
     } else {
-        println!(
+        crate::outln!(
             "snapshot {} ({}): {} checks",
             snapshot.uid,
             snapshot.verdict.as_str(),
             snapshot.checks.len()
-        );
+        )?;
         for check in &snapshot.checks {
-            println!(
+            crate::outln!(
                 "  {:<7} {:<9} {}  {}",
                 check.status.as_str(),
                 check.kind,
                 check.target,
                 check.detail
-            );
+            )?;
         }
     }
     Ok(())

@@ -29,29 +29,30 @@ fn read_release(path: &Path) -> Result<Release, Failure> {
 pub fn decode(args: &HelmDecodeArgs) -> Result<(), Failure> {
     let summary = read_release(&args.file)?.summary();
     match args.output {
-        Output::Json => println!("{}", json!(summary)),
+        Output::Json => crate::outln!("{}", json!(summary))?,
         Output::Text => {
-            println!(
+            crate::outln!(
                 "release:     {} (namespace {})",
-                summary.name, summary.namespace
-            );
-            println!("revision:    {}", summary.revision);
-            println!("status:      {}", summary.status);
-            println!("chart:       {}", summary.chart.as_deref().unwrap_or("-"));
-            println!(
+                summary.name,
+                summary.namespace
+            )?;
+            crate::outln!("revision:    {}", summary.revision)?;
+            crate::outln!("status:      {}", summary.status)?;
+            crate::outln!("chart:       {}", summary.chart.as_deref().unwrap_or("-"))?;
+            crate::outln!(
                 "app version: {}",
                 summary.app_version.as_deref().unwrap_or("-")
-            );
+            )?;
             if let Some(at) = summary.deployed_at {
-                println!("deployed:    {}", deploygraph_model::format_time(&at));
+                crate::outln!("deployed:    {}", deploygraph_model::format_time(&at))?;
             }
             if let Some(description) = &summary.description {
-                println!("description: {description}");
+                crate::outln!("description: {description}")?;
             }
-            println!("resources:   {}", summary.resources);
-            println!("values:");
+            crate::outln!("resources:   {}", summary.resources)?;
+            crate::outln!("values:")?;
             for (path, value) in deploygraph_helm::flatten(&summary.values) {
-                println!("  {path}: {value}");
+                crate::outln!("  {path}: {value}")?;
             }
         }
     }
@@ -114,7 +115,7 @@ pub async fn diff(args: &HelmDiffArgs) -> Result<(), Failure> {
     let resources = diff_manifests(&from.manifest, &to.manifest, &to.namespace)
         .map_err(|e| Failure::usage(format!("revision {}: {e}", to.version)))?;
     match args.output {
-        Output::Json => println!(
+        Output::Json => crate::outln!(
             "{}",
             json!({
                 "release": to.name,
@@ -124,23 +125,25 @@ pub async fn diff(args: &HelmDiffArgs) -> Result<(), Failure> {
                 "values": values,
                 "resources": resources,
             })
-        ),
+        )?,
         Output::Text => {
-            println!("{} revision {} → {}", to.name, from.version, to.version);
+            crate::outln!("{} revision {} → {}", to.name, from.version, to.version)?;
             if values.is_empty() && resources.is_empty() {
-                println!("no changes");
+                crate::outln!("no changes")?;
             }
             for change in &values {
-                println!("  {}", describe(change));
+                crate::outln!("  {}", describe(change))?;
             }
             for resource in &resources {
                 match resource.change {
-                    ResourceChangeKind::Added => println!("{} has been added", resource.key),
-                    ResourceChangeKind::Removed => println!("{} has been removed", resource.key),
+                    ResourceChangeKind::Added => crate::outln!("{} has been added", resource.key)?,
+                    ResourceChangeKind::Removed => {
+                        crate::outln!("{} has been removed", resource.key)?
+                    }
                     ResourceChangeKind::Modified => {
-                        println!("{} has changed:", resource.key);
+                        crate::outln!("{} has changed:", resource.key)?;
                         for field in &resource.fields {
-                            println!("  {}", describe(field));
+                            crate::outln!("  {}", describe(field))?;
                         }
                     }
                 }

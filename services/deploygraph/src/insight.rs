@@ -1,37 +1,33 @@
 //! Root-cause analysis from the command line: `query alerts|suspects|timeline|common-factors|
-//! dora|cypher`, `report incident` and `topology apply`.
+//! dora|cypher|resilience`, `report incident` and `topology apply`.
 //!
-//! Each command asks a server (`--server`, the HTTP API) or computes the answer straight from a
-//! store (`--store`) with the engine the server uses ([`deploygraph_analysis::engine`]), and
-//! prints the same views either way: JSON identical to the HTTP bodies, or the text renderings
-//! of [`deploygraph_analysis::report`].
+//! Each command is one request of the HTTP API ([`deploygraph_client`]), sent to a server
+//! (`--server`) or to the same router in this process over `--store` ([`crate::api`]); it
+//! prints the answer as JSON identical to the HTTP body, or as the text renderings of
+//! [`deploygraph_analysis::report`].
 
+use crate::api::{Local, connect};
 use crate::cli::{
     Output, QueryAlertsArgs, QueryCommonFactorsArgs, QueryCypherArgs, QueryDoraArgs,
-    QuerySuspectsArgs, QueryTimelineArgs, RecordTarget, ReportFormat, ReportIncidentArgs,
+    QueryResilienceArgs, QuerySuspectsArgs, QueryTimelineArgs, ReportFormat, ReportIncidentArgs,
     TopologyApplyArgs,
 };
-use crate::commands::{Failure, apply_topology, attribution_settings, open_migrated};
+use crate::commands::Failure;
 use anyhow::Context as _;
 use chrono::{DateTime, Duration, Utc};
+use deploygraph_analysis::report;
 use deploygraph_analysis::views::{CommonFactors, Dora, IncidentReport, Suspects, Timeline};
-use deploygraph_analysis::{engine, report};
-use deploygraph_client::{Client, RetryPolicy, path_segment};
+use deploygraph_client::{AlertsQuery, CypherQuery, Occurrence};
 use deploygraph_model::topology::{Dependencies, TopologyInput};
-use deploygraph_model::{Alert, Environment, ServiceName, ServiceRef, format_time, parse_time};
-use deploygraph_store::{AlertFilter, MAX_PAGE_SIZE};
-use secrecy::SecretString;
+use deploygraph_model::{Alert, ServiceRef, format_time, parse_time};
+use deploygraph_model::{Environment, ServiceName};
+use deploygraph_store::MAX_PAGE_SIZE;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
 type Outcome = Result<(), Failure>;
-
-/// Default time limit of a Cypher query run straight on the store (the server has its own).
-const CYPHER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Default row cap of a Cypher query run straight on the store.
-const CYPHER_ROWS: usize = 1000;
 
 // --- Value parsers (clap names the flag and exits 2 when they fail) ---
 
@@ -114,81 +110,18 @@ pub fn param_json_arg(value: &str) -> Result<(String, Value), String> {
 
 // --- Plumbing shared by the commands ---
 
-/// The client of `--server`, or `None` to work on `--store`.
-fn client(target: &RecordTarget) -> Result<Option<Client>, Failure> {
-    let Some(server) = &target.server else {
-        return Ok(None);
-    };
-    let client = Client::new(
-        server,
-        target.token.clone().map(SecretString::from),
-        RetryPolicy::default(),
-    )
-    .context("failed to build the client")?;
-    Ok(Some(client))
-}
-
-/// A server's refusal as a failure: exit 2, whatever the server refused (a bad value, a
-/// refused query, a missing token) and when it cannot be reached.
-fn server_failure(what: &str, e: deploygraph_client::Error) -> Failure {
-    match e {
-        deploygraph_client::Error::Rejected {
-            status,
-            message,
-            field,
-            ..
-        } => Failure::usage(format!(
-            "{what}: the server refused the request ({status}): {}{message}",
-            field.map_or(String::new(), |f| format!("{f}: "))
-        )),
-        e => Failure::from(anyhow::Error::new(e).context(format!("{what}: the request failed"))),
-    }
-}
-
-/// As [`server_failure`], except that the server not knowing the alert asked about (404
-/// `not_found`) is a failed check, exit 1, as on a store.
-fn alert_failure(what: &str, e: deploygraph_client::Error) -> Failure {
-    match e {
-        deploygraph_client::Error::Rejected {
-            status: 404,
-            code,
-            message,
-            ..
-        } if code == "not_found" => Failure::rejected(format!("{what}: {message}")),
-        e => server_failure(what, e),
-    }
-}
-
-/// The server's JSON answer as the view this CLI prints.
-fn decode<T: DeserializeOwned>(what: &str, body: Value) -> Result<T, Failure> {
+/// The API's JSON answer as the view this CLI prints.
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, body: Value) -> Result<T, Failure> {
     serde_json::from_value(body).map_err(|e| {
         Failure::from(anyhow::anyhow!(
-            "{what}: the server's answer is not what this version of deploygraph expects: {e}"
+            "{what}: the answer is not what this version of deploygraph expects: {e}"
         ))
     })
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) -> Outcome {
     let text = serde_json::to_string(value).context("failed to encode the answer")?;
-    println!("{text}");
-    Ok(())
-}
-
-/// Adds `name=value` to a query string when there is a value.
-fn push<T: ToString>(query: &mut Vec<(&'static str, String)>, name: &'static str, v: Option<&T>) {
-    if let Some(v) = v {
-        query.push((name, v.to_string()));
-    }
-}
-
-fn push_time(
-    query: &mut Vec<(&'static str, String)>,
-    name: &'static str,
-    v: Option<&DateTime<Utc>>,
-) {
-    if let Some(v) = v {
-        query.push((name, format_time(v)));
-    }
+    crate::outln!("{text}")
 }
 
 /// `[since, until]` with the defaults filled in: until now, since `default_span` before until.
@@ -214,16 +147,6 @@ fn check_order(since: Option<&DateTime<Utc>>, until: Option<&DateTime<Utc>>) -> 
         )));
     }
     Ok(())
-}
-
-fn no_such_alert(fingerprint: &str, starts_at: Option<&DateTime<Utc>>) -> Failure {
-    Failure::rejected(match starts_at {
-        Some(at) => format!(
-            "no alert with fingerprint {fingerprint:?} started at {}",
-            format_time(at)
-        ),
-        None => format!("no alert with fingerprint {fingerprint:?}"),
-    })
 }
 
 /// A table with a header row, columns padded to their widest cell.
@@ -304,40 +227,23 @@ fn alerts_text(alerts: &[Alert]) -> String {
 /// `query alerts`: alert occurrences, newest first.
 pub async fn query_alerts(args: QueryAlertsArgs) -> Outcome {
     check_order(args.since.as_ref(), args.until.as_ref())?;
-    let page: AlertPage = if let Some(client) = client(&args.target)? {
-        let mut query = vec![("limit", args.limit.to_string())];
-        push(&mut query, "service", args.service.as_ref());
-        push(&mut query, "environment", args.environment.as_ref());
-        push(&mut query, "fingerprint", args.fingerprint.as_ref());
-        push_time(&mut query, "since", args.since.as_ref());
-        push_time(&mut query, "until", args.until.as_ref());
-        let what = "failed to list alerts";
-        let answer = client
-            .get("/v1/alerts", &query)
-            .await
-            .map_err(|e| server_failure(what, e))?;
-        decode(what, answer.body)?
-    } else {
-        let store = open_migrated(&args.target.store).await?;
-        let items = store
-            .list_alerts(&AlertFilter {
-                service: args.service,
-                environment: args.environment,
-                fingerprint: args.fingerprint,
-                since: args.since,
-                until: args.until,
-                limit: args.limit,
-            })
-            .await
-            .context("failed to list alerts")?;
-        AlertPage { items }
-    };
+    let client = connect(&args.target, Local::default()).await?;
+    let what = "failed to list alerts";
+    let answer = client
+        .list_alerts(&AlertsQuery {
+            service: args.service,
+            environment: args.environment,
+            fingerprint: args.fingerprint,
+            since: args.since,
+            until: args.until,
+            limit: Some(args.limit),
+        })
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    let page: AlertPage = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&page),
-        Output::Text => {
-            print!("{}", alerts_text(&page.items));
-            Ok(())
-        }
+        Output::Text => crate::out!("{}", alerts_text(&page.items)),
     }
 }
 
@@ -346,51 +252,27 @@ pub async fn query_alerts(args: QueryAlertsArgs) -> Outcome {
 /// `query suspects`: the deployments an alert is attributed to, recomputed first with
 /// `--recompute`.
 pub async fn query_suspects(args: QuerySuspectsArgs) -> Outcome {
-    // Validated even for --server, where the server's own settings apply: a bad flag is a
+    // Validated with --server too, where the server's own settings apply: a bad flag is a
     // usage error wherever the work happens.
-    let settings = attribution_settings(&args.attribution)?;
-    let suspects: Suspects = if let Some(client) = client(&args.target)? {
-        let mut query = Vec::new();
-        push_time(&mut query, "starts_at", args.starts_at.as_ref());
-        let fingerprint = path_segment(&args.alert);
-        let answer = if args.recompute {
-            let what = "failed to recompute the attribution";
-            client
-                .post_json(
-                    &format!("/v1/alerts/{fingerprint}/attribution"),
-                    &query,
-                    &json!({}),
-                )
-                .await
-                .map_err(|e| alert_failure(what, e))?
-        } else {
-            client
-                .get(&format!("/v1/alerts/{fingerprint}/suspects"), &query)
-                .await
-                .map_err(|e| alert_failure("failed to read the suspects", e))?
-        };
-        decode("failed to read the suspects", answer.body)?
-    } else {
-        let store = open_migrated(&args.target.store).await?;
-        let alert = engine::find_alert(store.as_ref(), &args.alert, args.starts_at)
-            .await
-            .context("failed to read the alert")?
-            .ok_or_else(|| no_such_alert(&args.alert, args.starts_at.as_ref()))?;
-        if args.recompute {
-            engine::attribute_alert(store.as_ref(), &alert, &settings, Utc::now())
-                .await
-                .context("failed to attribute the alert")?;
-        }
-        engine::suspects(store.as_ref(), alert)
-            .await
-            .context("failed to read the suspects")?
+    let local = Local::attribution(&args.attribution)?;
+    let client = connect(&args.target, local).await?;
+    let alert = Occurrence {
+        fingerprint: &args.alert,
+        starts_at: args.starts_at.as_ref(),
     };
+    let what = if args.recompute {
+        "failed to recompute the attribution"
+    } else {
+        "failed to read the suspects"
+    };
+    let answer = client
+        .suspects(alert, args.recompute)
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    let suspects: Suspects = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&suspects),
-        Output::Text => {
-            print!("{}", report::suspects_text(&suspects));
-            Ok(())
-        }
+        Output::Text => crate::out!("{}", report::suspects_text(&suspects)),
     }
 }
 
@@ -399,42 +281,16 @@ pub async fn query_suspects(args: QuerySuspectsArgs) -> Outcome {
 /// `query timeline`: a service's events in a window (the last 24 hours by default).
 pub async fn query_timeline(args: QueryTimelineArgs) -> Outcome {
     let (since, until) = window(args.since, args.until, Duration::hours(24))?;
-    let timeline: Timeline = if let Some(client) = client(&args.target)? {
-        let mut query = vec![
-            ("since", format_time(&since)),
-            ("until", format_time(&until)),
-        ];
-        push(&mut query, "environment", args.environment.as_ref());
-        let what = "failed to read the timeline";
-        let answer = client
-            .get(
-                &format!(
-                    "/v1/services/{}/timeline",
-                    path_segment(args.service.as_str())
-                ),
-                &query,
-            )
-            .await
-            .map_err(|e| server_failure(what, e))?;
-        decode(what, answer.body)?
-    } else {
-        let store = open_migrated(&args.target.store).await?;
-        engine::timeline(
-            store.as_ref(),
-            &args.service,
-            args.environment.as_ref(),
-            since,
-            until,
-        )
+    let client = connect(&args.target, Local::default()).await?;
+    let what = "failed to read the timeline";
+    let answer = client
+        .timeline(&args.service, args.environment.as_ref(), &since, &until)
         .await
-        .context("failed to read the timeline")?
-    };
+        .map_err(|e| Failure::from_api(what, e))?;
+    let timeline: Timeline = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&timeline),
-        Output::Text => {
-            print!("{}", report::timeline_text(&timeline));
-            Ok(())
-        }
+        Output::Text => crate::out!("{}", report::timeline_text(&timeline)),
     }
 }
 
@@ -442,40 +298,17 @@ pub async fn query_timeline(args: QueryTimelineArgs) -> Outcome {
 
 /// `query common-factors`: what the service's last failed deployments share.
 pub async fn query_common_factors(args: QueryCommonFactorsArgs) -> Outcome {
-    let settings = attribution_settings(&args.attribution)?;
-    let factors: CommonFactors = if let Some(client) = client(&args.target)? {
-        let mut query = vec![("last", args.last.to_string())];
-        push(&mut query, "environment", args.environment.as_ref());
-        let what = "failed to read the common factors";
-        let answer = client
-            .get(
-                &format!(
-                    "/v1/services/{}/common-factors",
-                    path_segment(args.service.as_str())
-                ),
-                &query,
-            )
-            .await
-            .map_err(|e| server_failure(what, e))?;
-        decode(what, answer.body)?
-    } else {
-        let store = open_migrated(&args.target.store).await?;
-        engine::common_factors_of(
-            store.as_ref(),
-            &args.service,
-            args.environment.as_ref(),
-            args.last,
-            settings.window,
-        )
+    let local = Local::attribution(&args.attribution)?;
+    let client = connect(&args.target, local).await?;
+    let what = "failed to read the common factors";
+    let answer = client
+        .common_factors(&args.service, args.environment.as_ref(), args.last)
         .await
-        .context("failed to read the common factors")?
-    };
+        .map_err(|e| Failure::from_api(what, e))?;
+    let factors: CommonFactors = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&factors),
-        Output::Text => {
-            print!("{}", report::factors_text(&factors));
-            Ok(())
-        }
+        Output::Text => crate::out!("{}", report::factors_text(&factors)),
     }
 }
 
@@ -484,37 +317,51 @@ pub async fn query_common_factors(args: QueryCommonFactorsArgs) -> Outcome {
 /// `query dora`: DORA metrics per service and environment (the last 30 days by default).
 pub async fn query_dora(args: QueryDoraArgs) -> Outcome {
     let (since, until) = window(args.since, args.until, Duration::days(30))?;
-    let dora: Dora = if let Some(client) = client(&args.target)? {
-        let mut query = vec![
-            ("since", format_time(&since)),
-            ("until", format_time(&until)),
-        ];
-        push(&mut query, "service", args.service.as_ref());
-        push(&mut query, "environment", args.environment.as_ref());
-        let what = "failed to read the DORA metrics";
-        let answer = client
-            .get("/v1/dora", &query)
-            .await
-            .map_err(|e| server_failure(what, e))?;
-        decode(what, answer.body)?
-    } else {
-        let store = open_migrated(&args.target.store).await?;
-        engine::dora_metrics(
-            store.as_ref(),
+    let client = connect(&args.target, Local::default()).await?;
+    let what = "failed to read the DORA metrics";
+    let answer = client
+        .dora(
             args.service.as_ref(),
             args.environment.as_ref(),
-            since,
-            until,
+            &since,
+            &until,
         )
         .await
-        .context("failed to compute the DORA metrics")?
-    };
+        .map_err(|e| Failure::from_api(what, e))?;
+    let dora: Dora = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&dora),
-        Output::Text => {
-            print!("{}", report::dora_text(&dora));
-            Ok(())
-        }
+        Output::Text => crate::out!("{}", report::dora_text(&dora)),
+    }
+}
+
+// --- query resilience ---
+
+/// `GET /v1/services/{name}/resilience`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Resilience {
+    service: ServiceName,
+    runs: Vec<deploygraph_chaos::resilience::TrendRow>,
+}
+
+/// `query resilience`: chaos verdicts per scenario across releases, regressions flagged.
+pub async fn query_resilience(args: QueryResilienceArgs) -> Outcome {
+    let client = connect(&args.target, Local::default()).await?;
+    let what = "failed to read the resilience";
+    let answer = client
+        .resilience(&args.service, args.environment.as_ref())
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    let resilience: Resilience = decode(what, answer.body)?;
+    match args.output {
+        Output::Json => print_json(&resilience),
+        Output::Text => crate::out!(
+            "{}",
+            deploygraph_chaos::resilience::trend_text(
+                resilience.service.as_str(),
+                &resilience.runs
+            )
+        ),
     }
 }
 
@@ -576,51 +423,24 @@ pub async fn query_cypher(args: QueryCypherArgs) -> Outcome {
         return Err(Failure::usage("QUERY: must not be empty"));
     }
     let params = cypher_params(&args)?;
+    // Over --store, the flags are the limits (a server has its own, which they may lower).
+    let local = Local {
+        cypher_timeout: args.timeout,
+        cypher_max_rows: args.limit,
+        ..Local::default()
+    };
+    let client = connect(&args.target, local).await?;
     let what = "failed to run the query";
-    let result: CypherTable = if let Some(client) = client(&args.target)? {
-        let mut body = json!({"query": args.query, "params": params});
-        if let Some(timeout) = args.timeout {
-            body["timeout_ms"] = json!(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
-        }
-        if let Some(limit) = args.limit {
-            body["limit"] = json!(limit);
-        }
-        // The server bounds the query; the HTTP request waits a little longer than that.
-        let client = client.with_request_timeout(
-            args.timeout.unwrap_or(CYPHER_TIMEOUT) + std::time::Duration::from_secs(30),
-        );
-        let answer = client
-            .post_json("/v1/cypher", &[], &body)
-            .await
-            .map_err(|e| server_failure(what, e))?;
-        decode(what, answer.body)?
-    } else {
-        let store = open_migrated(&args.target.store).await?;
-        let request = deploygraph_store::cypher::CypherRequest {
+    let answer = client
+        .cypher(&CypherQuery {
             query: args.query.clone(),
             params,
-            timeout: args.timeout.unwrap_or(CYPHER_TIMEOUT),
-            row_cap: args.limit.unwrap_or(CYPHER_ROWS),
-        };
-        let result = store.read_cypher(&request).await.map_err(|e| match e {
-            // The database's own words: what the user has to change.
-            deploygraph_store::Error::QueryRefused { reason, .. } => {
-                Failure::usage(format!("{what}: {reason}"))
-            }
-            e @ deploygraph_store::Error::QueryTimedOut { .. } => {
-                Failure::usage(format!("{what}: {e} (--timeout)"))
-            }
-            e @ deploygraph_store::Error::Unsupported { .. } => Failure::usage(format!(
-                "{what}: {e}; Cypher needs a Neo4j --store (bolt://HOST:PORT or neo4j://HOST:PORT)"
-            )),
-            e => Failure::from(anyhow::Error::new(e).context(what)),
-        })?;
-        CypherTable {
-            columns: result.columns,
-            rows: result.rows,
-            truncated: result.truncated,
-        }
-    };
+            timeout: args.timeout,
+            limit: args.limit,
+        })
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    let result: CypherTable = decode(what, answer.body)?;
     if result.truncated {
         eprintln!(
             "note: the result was cut at {} rows (--limit)",
@@ -629,10 +449,7 @@ pub async fn query_cypher(args: QueryCypherArgs) -> Outcome {
     }
     match args.output {
         Output::Json => print_json(&result),
-        Output::Text => {
-            print!("{}", cypher_text(&result));
-            Ok(())
-        }
+        Output::Text => crate::out!("{}", cypher_text(&result)),
     }
 }
 
@@ -640,48 +457,27 @@ pub async fn query_cypher(args: QueryCypherArgs) -> Outcome {
 
 /// `report incident`: a post-incident review draft, in Markdown or JSON.
 pub async fn report_incident(args: ReportIncidentArgs) -> Outcome {
-    let settings = attribution_settings(&args.attribution)?;
+    let local = Local::attribution(&args.attribution)?;
+    let client = connect(&args.target, local).await?;
     let what = "failed to build the incident report";
-    if let Some(client) = client(&args.target)? {
-        let mut query = vec![("alert", args.alert.clone())];
-        push_time(&mut query, "starts_at", args.starts_at.as_ref());
-        query.push((
-            "format",
-            match args.format {
-                ReportFormat::Markdown => "markdown",
-                ReportFormat::Json => "json",
-            }
-            .to_owned(),
-        ));
-        let answer = client
-            .get("/v1/reports/incident", &query)
-            .await
-            .map_err(|e| alert_failure(what, e))?;
-        return match (args.format, answer.body) {
-            (ReportFormat::Markdown, Value::String(text)) => {
-                print!("{text}");
-                Ok(())
-            }
-            (ReportFormat::Markdown, other) => Err(Failure::from(anyhow::anyhow!(
-                "{what}: the server answered JSON where Markdown was asked for: {other}"
-            ))),
-            (ReportFormat::Json, body) => print_json(&decode::<IncidentReport>(what, body)?),
-        };
-    }
-    let store = open_migrated(&args.target.store).await?;
-    let alert = engine::find_alert(store.as_ref(), &args.alert, args.starts_at)
+    let alert = Occurrence {
+        fingerprint: &args.alert,
+        starts_at: args.starts_at.as_ref(),
+    };
+    let format = match args.format {
+        ReportFormat::Markdown => deploygraph_client::ReportFormat::Markdown,
+        ReportFormat::Json => deploygraph_client::ReportFormat::Json,
+    };
+    let answer = client
+        .incident_report(alert, format)
         .await
-        .context("failed to read the alert")?
-        .ok_or_else(|| no_such_alert(&args.alert, args.starts_at.as_ref()))?;
-    let report = engine::incident_report(store.as_ref(), alert, &settings, Utc::now())
-        .await
-        .context(what)?;
-    match args.format {
-        ReportFormat::Markdown => {
-            print!("{}", report::markdown(&report));
-            Ok(())
-        }
-        ReportFormat::Json => print_json(&report),
+        .map_err(|e| Failure::from_api(what, e))?;
+    match (args.format, answer.body) {
+        (ReportFormat::Markdown, Value::String(text)) => crate::out!("{text}"),
+        (ReportFormat::Markdown, other) => Err(Failure::from(anyhow::anyhow!(
+            "{what}: the answer is JSON where Markdown was asked for: {other}"
+        ))),
+        (ReportFormat::Json, body) => print_json(&decode::<IncidentReport>(what, body)?),
     }
 }
 
@@ -705,50 +501,26 @@ fn read_topology(path: &Path) -> Result<Vec<Dependencies>, Failure> {
 
 /// `topology apply`: records every service's DEPENDS_ON edges from a topology file.
 pub async fn topology_apply(args: TopologyApplyArgs) -> Outcome {
-    // Validated here for both targets: a bad file never reaches the server.
+    // Validated first: a bad file never reaches the API.
     let services = read_topology(&args.file)?;
-    let applied: Vec<Applied> = if let Some(client) = client(&args.target)? {
-        let mut applied = Vec::with_capacity(services.len());
-        for (service, depends_on) in services {
-            let what = format!("failed to record the dependencies of {service}");
-            // Dependencies go out fully qualified: the file's defaults were applied above.
-            let body = json!({
-                "namespace": service.namespace,
-                "environment": service.environment,
-                "depends_on": depends_on,
-            });
-            let answer = client
-                .put_json(
-                    &format!(
-                        "/v1/services/{}/dependencies",
-                        path_segment(service.name.as_str())
-                    ),
-                    &[],
-                    &body,
-                )
-                .await
-                .map_err(|e| server_failure(&what, e))?;
-            tracing::info!(service = %service, dependencies = depends_on.len(), "dependencies recorded");
-            applied.push(decode(&what, answer.body)?);
-        }
-        applied
-    } else {
-        let store = open_migrated(&args.target.store).await?;
-        apply_topology(store.as_ref(), &args.file).await?;
-        services
-            .into_iter()
-            .map(|(service, depends_on)| Applied {
-                service,
-                depends_on,
-            })
-            .collect()
-    };
+    let client = connect(&args.target, Local::default()).await?;
+    let mut applied: Vec<Applied> = Vec::with_capacity(services.len());
+    for (service, depends_on) in services {
+        let what = format!("failed to record the dependencies of {service}");
+        // Dependencies go out fully qualified: the file's defaults were applied above.
+        let answer = client
+            .put_dependencies(&service, &depends_on)
+            .await
+            .map_err(|e| Failure::from_api(&what, e))?;
+        tracing::info!(service = %service, dependencies = depends_on.len(), "dependencies recorded");
+        applied.push(decode(&what, answer.body)?);
+    }
     match args.output {
         Output::Json => print_json(&json!({ "services": applied })),
         Output::Text => {
             for a in &applied {
                 let deps: Vec<String> = a.depends_on.iter().map(ToString::to_string).collect();
-                println!(
+                crate::outln!(
                     "{} depends on {}",
                     a.service,
                     if deps.is_empty() {
@@ -756,10 +528,9 @@ pub async fn topology_apply(args: TopologyApplyArgs) -> Outcome {
                     } else {
                         deps.join(", ")
                     }
-                );
+                )?;
             }
-            println!("applied the topology of {} service(s)", applied.len());
-            Ok(())
+            crate::outln!("applied the topology of {} service(s)", applied.len())
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Logging: `tracing` to stderr, text or one JSON object per line.
+//! Logging: `tracing` to stderr, text or one JSON object per line; colour only on a terminal.
 
 use crate::cli::{LogFormat, TelemetryOptions};
+use std::io::IsTerminal as _;
 use tracing_subscriber::EnvFilter;
 
 /// Keeps telemetry alive for the life of the process.
@@ -15,7 +16,9 @@ pub fn init(options: &TelemetryOptions) -> anyhow::Result<Guard> {
     ))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: files, pipes and CI logs get plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     let installed = match options.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -1,12 +1,21 @@
-//! HTTP client of the deploygraph API, as CI pipelines use it: bounded retries with
-//! exponential backoff on 503 (honouring `Retry-After`), 502, 504 and connection errors;
-//! never on other 4xx/5xx, which are final.
+//! Client of the deploygraph API, as the CLI and CI pipelines use it. Every request is built
+//! once ([`requests`]) and carried by a [`Transport`]: over the network to a server
+//! ([`HttpTransport`]), or to the API's router in the same process. On the network, requests are
+//! retried with exponential backoff on 503 (honouring `Retry-After`), 502, 504 and connection
+//! errors; other 4xx/5xx are final.
 
-use deploygraph_model::deployment::DeploymentInput;
-use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+pub mod requests;
+pub mod transport;
+
+use secrecy::SecretString;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use requests::{
+    AlertsQuery, CypherQuery, DeploymentsQuery, Occurrence, Query, ReportFormat, path_segment,
+};
+pub use transport::{HttpTransport, Method, Request, Response, Transport, TransportError};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -88,110 +97,38 @@ pub struct Accepted {
 /// The client.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    transport: Arc<dyn Transport>,
     token: Option<SecretString>,
-    http: reqwest::Client,
     retry: RetryPolicy,
     request_timeout: Option<Duration>,
 }
 
 impl Client {
-    /// A client of the server at `base` (`http://127.0.0.1:8080`).
+    /// A client of the server at `base` (`http://127.0.0.1:8080`), over the network.
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(base: &str, token: Option<SecretString>, retry: RetryPolicy) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("deploygraph/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Protocol {
-                operation: "build the HTTP client",
-                source: Box::new(e),
-            })?;
-        Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
+        let transport = HttpTransport::new(base).map_err(|e| Error::Protocol {
+            operation: "build the HTTP client",
+            source: Box::new(e),
+        })?;
+        Ok(Self::with_transport(Arc::new(transport), token, retry))
+    }
+
+    /// A client that sends its requests through `transport`, presenting `token`. The retry
+    /// policy applies only to a transport that [retries](Transport::retries).
+    pub fn with_transport(
+        transport: Arc<dyn Transport>,
+        token: Option<SecretString>,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            transport,
             token,
-            http,
             retry,
             request_timeout: None,
-        })
-    }
-
-    /// `POST /v1/deployments`.
-    ///
-    /// # Errors
-    /// [`Error::Rejected`] for 4xx; [`Error::Unavailable`] when retries are exhausted.
-    pub async fn record_deployment(&self, input: &DeploymentInput) -> Result<Accepted> {
-        let body = serde_json::to_vec(input).map_err(|e| Error::Protocol {
-            operation: "encode the deployment",
-            source: Box::new(e),
-        })?;
-        self.send(reqwest::Method::POST, "/v1/deployments", &[], Some(body))
-            .await
-    }
-
-    /// `POST /v1/snapshots` with checks that ran here.
-    ///
-    /// # Errors
-    /// As [`Client::record_deployment`].
-    pub async fn record_snapshot(&self, body: &Value) -> Result<Accepted> {
-        let body = serde_json::to_vec(body).map_err(|e| Error::Protocol {
-            operation: "encode the snapshot",
-            source: Box::new(e),
-        })?;
-        self.send(reqwest::Method::POST, "/v1/snapshots", &[], Some(body))
-            .await
-    }
-
-    /// `GET /v1/deployments` with query parameters.
-    ///
-    /// # Errors
-    /// As [`Client::record_deployment`].
-    pub async fn list_deployments(&self, query: &[(&str, String)]) -> Result<Accepted> {
-        self.send(reqwest::Method::GET, "/v1/deployments", query, None)
-            .await
-    }
-
-    /// `GET path` with query parameters: the JSON body, or the text of a body that is not
-    /// JSON (a Markdown report) as a JSON string. `path` segments taken from user input go
-    /// through [`path_segment`].
-    ///
-    /// # Errors
-    /// As [`Client::record_deployment`].
-    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Accepted> {
-        self.send(reqwest::Method::GET, path, query, None).await
-    }
-
-    /// `POST path` with a JSON body.
-    ///
-    /// # Errors
-    /// As [`Client::record_deployment`]; [`Error::Protocol`] when `body` cannot be encoded.
-    pub async fn post_json<T: serde::Serialize + ?Sized>(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-        body: &T,
-    ) -> Result<Accepted> {
-        let body = encode(body)?;
-        self.send(reqwest::Method::POST, path, query, Some(body))
-            .await
-    }
-
-    /// `PUT path` with a JSON body.
-    ///
-    /// # Errors
-    /// As [`Client::post_json`].
-    pub async fn put_json<T: serde::Serialize + ?Sized>(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-        body: &T,
-    ) -> Result<Accepted> {
-        let body = encode(body)?;
-        self.send(reqwest::Method::PUT, path, query, Some(body))
-            .await
+        }
     }
 
     /// The same client with a different bound on each attempt (30 s by default), for requests
@@ -202,62 +139,49 @@ impl Client {
         self
     }
 
+    /// Sends one request, retrying what is worth retrying: the JSON body of a 2xx, or the
+    /// text of a body that is not JSON (a Markdown report) as a JSON string.
     async fn send(
         &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
+        method: Method,
+        path_and_query: String,
         body: Option<Vec<u8>>,
     ) -> Result<Accepted> {
-        let url = format!("{}{path}", self.base);
-        let attempts = self.retry.attempts.max(1);
+        let attempts = if self.transport.retries() {
+            self.retry.attempts.max(1)
+        } else {
+            1
+        };
         let mut last = String::new();
         for attempt in 0..attempts {
-            let mut request = self.http.request(method.clone(), &url).query(query);
-            if let Some(timeout) = self.request_timeout {
-                request = request.timeout(timeout);
-            }
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token.expose_secret());
-            }
-            if let Some(body) = &body {
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-            }
-            let retry_after = match request.send().await {
+            let request = Request {
+                method,
+                path_and_query: path_and_query.clone(),
+                body: body.clone(),
+                bearer: self.token.clone(),
+                timeout: self.request_timeout,
+            };
+            let retry_after = match self.transport.send(request).await {
                 Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let text = response.text().await.unwrap_or_default();
+                    let text = String::from_utf8_lossy(&response.body).into_owned();
                     let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                    if status.is_success() {
+                    if (200..300).contains(&response.status) {
                         return Ok(Accepted {
-                            status: status.as_u16(),
+                            status: response.status,
                             body,
                         });
                     }
-                    if !matches!(
-                        status,
-                        StatusCode::SERVICE_UNAVAILABLE
-                            | StatusCode::BAD_GATEWAY
-                            | StatusCode::GATEWAY_TIMEOUT
-                    ) {
-                        return Err(rejected(status, &body));
+                    if !matches!(response.status, 502..=504) {
+                        return Err(rejected(response.status, &body));
                     }
-                    last = format!("HTTP {status}: {}", message_of(&body));
-                    retry_after
+                    last = format!("HTTP {}: {}", response.status, message_of(&body));
+                    response.retry_after
                 }
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
-                    last = format!("{e}");
+                Err(TransportError::Unreachable(reason)) => {
+                    last = reason;
                     None
                 }
-                Err(e) => {
+                Err(e @ TransportError::Failed(_)) => {
                     return Err(Error::Protocol {
                         operation: "send the request",
                         source: Box::new(e),
@@ -274,21 +198,6 @@ impl Client {
     }
 }
 
-/// `value` percent-encoded as one URL path segment: everything but unreserved characters
-/// (RFC 3986 `ALPHA / DIGIT / "-" / "." / "_" / "~"`) is escaped, `/` included.
-pub fn path_segment(value: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 fn encode<T: serde::Serialize + ?Sized>(body: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(body).map_err(|e| Error::Protocol {
         operation: "encode the request body",
@@ -302,9 +211,9 @@ fn message_of(body: &Value) -> String {
         .map_or_else(|| body.to_string(), str::to_owned)
 }
 
-fn rejected(status: StatusCode, body: &Value) -> Error {
+fn rejected(status: u16, body: &Value) -> Error {
     Error::Rejected {
-        status: status.as_u16(),
+        status,
         code: body
             .pointer("/error/code")
             .and_then(Value::as_str)
@@ -320,12 +229,89 @@ fn rejected(status: StatusCode, body: &Value) -> Error {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
 
-    #[test]
-    fn path_segments_escape_everything_but_unreserved_characters() {
-        assert_eq!(path_segment("a1b2-C3.d_e~f"), "a1b2-C3.d_e~f");
-        assert_eq!(path_segment("a/b c?d#é"), "a%2Fb%20c%3Fd%23%C3%A9");
+    /// Answers every request with `status`, and counts them.
+    struct Fixed {
+        status: u16,
+        retries: bool,
+        seen: Mutex<Vec<Request>>,
+    }
+
+    #[async_trait]
+    impl Transport for Fixed {
+        fn retries(&self) -> bool {
+            self.retries
+        }
+
+        async fn send(&self, request: Request) -> Result<Response, TransportError> {
+            self.seen.lock().unwrap().push(request);
+            Ok(Response {
+                status: self.status,
+                retry_after: Some(Duration::ZERO),
+                body: br#"{"error":{"code":"store_unavailable","message":"down","field":null}}"#
+                    .to_vec(),
+            })
+        }
+    }
+
+    fn client(status: u16, retries: bool) -> (Client, Arc<Fixed>) {
+        let transport = Arc::new(Fixed {
+            status,
+            retries,
+            seen: Mutex::new(Vec::new()),
+        });
+        let retry = RetryPolicy {
+            attempts: 3,
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+        let token = Some(SecretString::from("t0ken".to_owned()));
+        let as_transport: Arc<dyn Transport> = transport.clone();
+        (
+            Client::with_transport(as_transport, token, retry),
+            transport,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_network_transport_is_retried_and_an_in_process_one_is_not() {
+        let (network, seen) = client(503, true);
+        let e = network
+            .dora(None, None, &chrono::Utc::now(), &chrono::Utc::now())
+            .await;
+        assert!(
+            matches!(e, Err(Error::Unavailable { attempts: 3, .. })),
+            "{e:?}"
+        );
+        assert_eq!(seen.seen.lock().unwrap().len(), 3);
+
+        let (local, seen) = client(503, false);
+        let e = local
+            .dora(None, None, &chrono::Utc::now(), &chrono::Utc::now())
+            .await;
+        assert!(
+            matches!(e, Err(Error::Unavailable { attempts: 1, .. })),
+            "{e:?}"
+        );
+        let seen = seen.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].bearer_token(), Some("t0ken"));
+        assert!(seen[0].path_and_query.starts_with("/v1/dora?since="));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_final_and_carries_the_servers_code() {
+        let (network, seen) = client(401, true);
+        let e = network.chaos_run("x").await.unwrap_err();
+        assert!(
+            matches!(&e, Error::Rejected { status: 401, code, .. } if code == "store_unavailable"),
+            "{e:?}"
+        );
+        assert_eq!(seen.seen.lock().unwrap().len(), 1);
     }
 
     #[test]

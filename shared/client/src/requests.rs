@@ -1,0 +1,432 @@
+//! The API's requests, typed: each endpoint's method, path and parameters are written here
+//! once, and every command of the CLI goes through them, whichever transport carries them.
+
+use crate::transport::Method;
+use crate::{Accepted, Client, Result, encode};
+use chrono::{DateTime, Utc};
+use deploygraph_model::deployment::DeploymentInput;
+use deploygraph_model::{Environment, ServiceName, ServiceRef, format_time};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// A query string under construction: parameters without a value are left out.
+#[derive(Debug, Default)]
+pub struct Query(Vec<(&'static str, String)>);
+
+impl Query {
+    /// Adds `name=value`.
+    #[must_use]
+    pub fn with(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.0.push((name, value.to_string()));
+        self
+    }
+
+    /// Adds `name=value` when there is a value.
+    #[must_use]
+    pub fn opt<T: ToString>(self, name: &'static str, value: Option<T>) -> Self {
+        match value {
+            Some(v) => self.with(name, v),
+            None => self,
+        }
+    }
+
+    /// Adds `name=TIME` (RFC 3339) when there is a time.
+    #[must_use]
+    pub fn time(self, name: &'static str, value: Option<&DateTime<Utc>>) -> Self {
+        self.opt(name, value.map(format_time))
+    }
+
+    /// `path`, with `?` and the encoded parameters when there are any.
+    pub fn on(&self, path: &str) -> String {
+        if self.0.is_empty() {
+            return path.to_owned();
+        }
+        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &self.0 {
+            encoder.append_pair(name, value);
+        }
+        format!("{path}?{}", encoder.finish())
+    }
+}
+
+/// `value` percent-encoded as one URL path segment: everything but unreserved characters
+/// (RFC 3986 `ALPHA / DIGIT / "-" / "." / "_" / "~"`) is escaped, `/` included.
+pub fn path_segment(value: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `GET /v1/deployments` parameters, as the user gave them (the server validates them).
+#[derive(Debug, Default, Clone)]
+pub struct DeploymentsQuery {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this environment.
+    pub environment: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Started at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Started at or before (RFC 3339).
+    pub until: Option<String>,
+    /// Page size.
+    pub limit: Option<usize>,
+    /// Continue after this cursor.
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/alerts` parameters.
+#[derive(Debug, Default, Clone)]
+pub struct AlertsQuery {
+    /// Only alerts on this service.
+    pub service: Option<ServiceName>,
+    /// Only this environment.
+    pub environment: Option<Environment>,
+    /// Only this fingerprint.
+    pub fingerprint: Option<String>,
+    /// Started at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Started at or before.
+    pub until: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: Option<usize>,
+}
+
+/// One occurrence of an alert: its fingerprint, and its start when not the newest.
+#[derive(Debug, Clone, Copy)]
+pub struct Occurrence<'a> {
+    /// The Alertmanager fingerprint.
+    pub fingerprint: &'a str,
+    /// The occurrence that started then (default: the newest).
+    pub starts_at: Option<&'a DateTime<Utc>>,
+}
+
+/// The body of `POST /v1/cypher`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CypherQuery {
+    /// The Cypher text.
+    pub query: String,
+    /// Its parameters.
+    pub params: Map<String, Value>,
+    /// A time limit below the server's.
+    #[serde(rename = "timeout_ms", serialize_with = "millis")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// A row cap below the server's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+fn millis<S: serde::Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The format of `GET /v1/reports/incident`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Markdown text.
+    Markdown,
+    /// The report's JSON.
+    Json,
+}
+
+/// A time limit on a Cypher query when the request gives none.
+const CYPHER_DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Client {
+    /// `POST /v1/deployments`.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`](crate::Error::Rejected) for 4xx;
+    /// [`Error::Unavailable`](crate::Error::Unavailable) when retries are exhausted.
+    pub async fn record_deployment(&self, input: &DeploymentInput) -> Result<Accepted> {
+        self.send(Method::Post, "/v1/deployments".into(), Some(encode(input)?))
+            .await
+    }
+
+    /// `GET /v1/deployments`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn list_deployments(&self, q: &DeploymentsQuery) -> Result<Accepted> {
+        let query = Query::default()
+            .opt("service", q.service.as_ref())
+            .opt("environment", q.environment.as_ref())
+            .opt("status", q.status.as_ref())
+            .opt("since", q.since.as_ref())
+            .opt("until", q.until.as_ref())
+            .opt("limit", q.limit)
+            .opt("cursor", q.cursor.as_ref());
+        self.get(query.on("/v1/deployments")).await
+    }
+
+    /// `POST /v1/snapshots` with checks that ran here.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn record_snapshot(&self, body: &Value) -> Result<Accepted> {
+        self.send(Method::Post, "/v1/snapshots".into(), Some(encode(body)?))
+            .await
+    }
+
+    /// `POST /v1/alerts/alertmanager`: an Alertmanager webhook notification.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn post_alertmanager(&self, body: &Value) -> Result<Accepted> {
+        self.send(
+            Method::Post,
+            "/v1/alerts/alertmanager".into(),
+            Some(encode(body)?),
+        )
+        .await
+    }
+
+    /// `GET /v1/alerts`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn list_alerts(&self, q: &AlertsQuery) -> Result<Accepted> {
+        let query = Query::default()
+            .opt("limit", q.limit)
+            .opt("service", q.service.as_ref())
+            .opt("environment", q.environment.as_ref())
+            .opt("fingerprint", q.fingerprint.as_ref())
+            .time("since", q.since.as_ref())
+            .time("until", q.until.as_ref());
+        self.get(query.on("/v1/alerts")).await
+    }
+
+    /// `GET /v1/alerts/{fingerprint}/suspects`, or with `recompute`
+    /// `POST /v1/alerts/{fingerprint}/attribution` (a write) first.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn suspects(&self, alert: Occurrence<'_>, recompute: bool) -> Result<Accepted> {
+        let query = Query::default().time("starts_at", alert.starts_at);
+        let fingerprint = path_segment(alert.fingerprint);
+        if recompute {
+            let path = query.on(&format!("/v1/alerts/{fingerprint}/attribution"));
+            self.send(Method::Post, path, Some(b"{}".to_vec())).await
+        } else {
+            self.get(query.on(&format!("/v1/alerts/{fingerprint}/suspects")))
+                .await
+        }
+    }
+
+    /// `GET /v1/services/{name}/timeline`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn timeline(
+        &self,
+        service: &ServiceName,
+        environment: Option<&Environment>,
+        since: &DateTime<Utc>,
+        until: &DateTime<Utc>,
+    ) -> Result<Accepted> {
+        let query = Query::default()
+            .time("since", Some(since))
+            .time("until", Some(until))
+            .opt("environment", environment);
+        let path = format!("/v1/services/{}/timeline", path_segment(service.as_str()));
+        self.get(query.on(&path)).await
+    }
+
+    /// `GET /v1/services/{name}/common-factors`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn common_factors(
+        &self,
+        service: &ServiceName,
+        environment: Option<&Environment>,
+        last: usize,
+    ) -> Result<Accepted> {
+        let query = Query::default()
+            .with("last", last)
+            .opt("environment", environment);
+        let path = format!(
+            "/v1/services/{}/common-factors",
+            path_segment(service.as_str())
+        );
+        self.get(query.on(&path)).await
+    }
+
+    /// `GET /v1/dora`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn dora(
+        &self,
+        service: Option<&ServiceName>,
+        environment: Option<&Environment>,
+        since: &DateTime<Utc>,
+        until: &DateTime<Utc>,
+    ) -> Result<Accepted> {
+        let query = Query::default()
+            .time("since", Some(since))
+            .time("until", Some(until))
+            .opt("service", service)
+            .opt("environment", environment);
+        self.get(query.on("/v1/dora")).await
+    }
+
+    /// `POST /v1/cypher`. The request waits 30 s longer than the query's time limit.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn cypher(&self, q: &CypherQuery) -> Result<Accepted> {
+        let limit = q.timeout.unwrap_or(CYPHER_DEFAULT_TIMEOUT) + Duration::from_secs(30);
+        self.clone()
+            .with_request_timeout(limit)
+            .send(Method::Post, "/v1/cypher".into(), Some(encode(q)?))
+            .await
+    }
+
+    /// `GET /v1/reports/incident`; a Markdown report comes back as a JSON string.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn incident_report(
+        &self,
+        alert: Occurrence<'_>,
+        format: ReportFormat,
+    ) -> Result<Accepted> {
+        let query = Query::default()
+            .with("alert", alert.fingerprint)
+            .time("starts_at", alert.starts_at)
+            .with(
+                "format",
+                match format {
+                    ReportFormat::Markdown => "markdown",
+                    ReportFormat::Json => "json",
+                },
+            );
+        self.get(query.on("/v1/reports/incident")).await
+    }
+
+    /// `PUT /v1/services/{name}/dependencies`: replaces what `service` depends on.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn put_dependencies(
+        &self,
+        service: &ServiceRef,
+        depends_on: &[ServiceRef],
+    ) -> Result<Accepted> {
+        let body = serde_json::json!({
+            "namespace": service.namespace,
+            "environment": service.environment,
+            "depends_on": depends_on,
+        });
+        let path = format!(
+            "/v1/services/{}/dependencies",
+            path_segment(service.name.as_str())
+        );
+        self.send(Method::Put, path, Some(encode(&body)?)).await
+    }
+
+    /// `GET /v1/services/{name}/resilience`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn resilience(
+        &self,
+        service: &ServiceName,
+        environment: Option<&Environment>,
+    ) -> Result<Accepted> {
+        let query = Query::default().opt("environment", environment);
+        let path = format!("/v1/services/{}/resilience", path_segment(service.as_str()));
+        self.get(query.on(&path)).await
+    }
+
+    /// `GET /v1/chaos/runs`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn list_chaos_runs(
+        &self,
+        service: Option<&ServiceName>,
+        environment: Option<&Environment>,
+        limit: usize,
+    ) -> Result<Accepted> {
+        let query = Query::default()
+            .opt("service", service)
+            .opt("environment", environment)
+            .with("limit", limit);
+        self.get(query.on("/v1/chaos/runs")).await
+    }
+
+    /// `GET /v1/chaos/runs/{uid}`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn chaos_run(&self, uid: &str) -> Result<Accepted> {
+        self.get(format!("/v1/chaos/runs/{}", path_segment(uid)))
+            .await
+    }
+
+    async fn get(&self, path_and_query: String) -> Result<Accepted> {
+        self.send(Method::Get, path_and_query, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn path_segments_escape_everything_but_unreserved_characters() {
+        assert_eq!(path_segment("a1b2-C3.d_e~f"), "a1b2-C3.d_e~f");
+        assert_eq!(path_segment("a/b c?d#é"), "a%2Fb%20c%3Fd%23%C3%A9");
+    }
+
+    #[test]
+    fn query_strings_leave_out_absent_values_and_encode_the_rest() {
+        let at = deploygraph_model::parse_time("2026-11-20T10:05:00+01:00").unwrap();
+        let q = Query::default()
+            .with("limit", 5)
+            .opt("service", None::<&str>)
+            .opt("fingerprint", Some("a&b c"))
+            .time("since", Some(&at));
+        assert_eq!(
+            q.on("/v1/alerts"),
+            "/v1/alerts?limit=5&fingerprint=a%26b+c&since=2026-11-20T09%3A05%3A00Z"
+        );
+        assert_eq!(Query::default().on("/v1/dora"), "/v1/dora");
+    }
+
+    #[test]
+    fn cypher_bodies_carry_the_time_limit_in_milliseconds_and_leave_out_what_is_absent() {
+        let mut q = CypherQuery {
+            query: "RETURN 1".into(),
+            params: Map::new(),
+            timeout: Some(Duration::from_millis(1500)),
+            limit: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&q).unwrap(),
+            serde_json::json!({"query": "RETURN 1", "params": {}, "timeout_ms": 1500})
+        );
+        q.timeout = None;
+        q.limit = Some(3);
+        assert_eq!(
+            serde_json::to_value(&q).unwrap(),
+            serde_json::json!({"query": "RETURN 1", "params": {}, "limit": 3})
+        );
+    }
+}

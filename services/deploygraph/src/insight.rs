@@ -526,6 +526,9 @@ struct CypherTable {
     columns: Vec<String>,
     rows: Vec<Vec<Value>>,
     truncated: bool,
+    /// `rows` or `bytes`: which cap cut the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    truncated_by: Option<deploygraph_store::cypher::TruncatedBy>,
 }
 
 fn cell(value: &Value) -> String {
@@ -601,6 +604,7 @@ pub async fn query_cypher(args: QueryCypherArgs) -> Outcome {
             params,
             timeout: args.timeout.unwrap_or(CYPHER_TIMEOUT),
             row_cap: args.limit.unwrap_or(CYPHER_ROWS),
+            byte_cap: deploygraph_store::cypher::DEFAULT_BYTE_CAP,
         };
         let result = store.read_cypher(&request).await.map_err(|e| match e {
             // The database's own words: what the user has to change.
@@ -619,11 +623,16 @@ pub async fn query_cypher(args: QueryCypherArgs) -> Outcome {
             columns: result.columns,
             rows: result.rows,
             truncated: result.truncated,
+            truncated_by: result.truncated_by,
         }
     };
     if result.truncated {
+        let cap = match result.truncated_by {
+            Some(deploygraph_store::cypher::TruncatedBy::Bytes) => "the byte cap",
+            _ => "the row cap (--limit)",
+        };
         eprintln!(
-            "note: the result was cut at {} rows (--limit)",
+            "note: the result was cut at {} rows by {cap}",
             result.rows.len()
         );
     }
@@ -816,6 +825,7 @@ mod tests {
                 vec![json!({"a": null}), Value::Null],
             ],
             truncated: false,
+            truncated_by: None,
         };
         assert_eq!(
             cypher_text(&result),

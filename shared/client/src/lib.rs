@@ -1,6 +1,8 @@
 //! HTTP client of the deploygraph API, as CI pipelines use it: bounded retries with
-//! exponential backoff on 503 (honouring `Retry-After`), 502, 504 and connection errors;
-//! never on other 4xx/5xx, which are final.
+//! exponential backoff on 503 (honouring `Retry-After`), 502 and failures to connect; never on
+//! anything else. A 504 (`query_timed_out`: the query ran past its limit and was stopped), a
+//! 4xx refusal or a request the server did not answer in time is final: sending it again would
+//! only repeat the work.
 
 use deploygraph_model::deployment::DeploymentInput;
 use reqwest::StatusCode;
@@ -32,6 +34,14 @@ pub enum Error {
         attempts: u32,
         /// The last failure.
         last: String,
+    },
+    /// The server took the request but did not answer within the request timeout; it is not
+    /// sent again (the server may still be working on it).
+    #[error("the server did not answer within the request timeout")]
+    NoAnswer {
+        /// The transport's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A URL or response that cannot be used.
     #[error("failed to {operation}")]
@@ -242,20 +252,21 @@ impl Client {
                             body,
                         });
                     }
-                    if !matches!(
-                        status,
-                        StatusCode::SERVICE_UNAVAILABLE
-                            | StatusCode::BAD_GATEWAY
-                            | StatusCode::GATEWAY_TIMEOUT
-                    ) {
+                    if !retryable(status) {
                         return Err(rejected(status, &body));
                     }
                     last = format!("HTTP {status}: {}", message_of(&body));
                     retry_after
                 }
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                // Nothing reached the server: safe to send again.
+                Err(e) if e.is_connect() => {
                     last = format!("{e}");
                     None
+                }
+                Err(e) if e.is_timeout() => {
+                    return Err(Error::NoAnswer {
+                        source: Box::new(e),
+                    });
                 }
                 Err(e) => {
                     return Err(Error::Protocol {
@@ -272,6 +283,16 @@ impl Client {
         }
         Err(Error::Unavailable { attempts, last })
     }
+}
+
+/// Whether a response with `status` is worth sending the request again: the server (or a proxy
+/// before it) is unavailable now. A 504 is not: this server sends it for a query it stopped at
+/// its time limit, which would time out again.
+pub fn retryable(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY
+    )
 }
 
 /// `value` percent-encoded as one URL path segment: everything but unreserved characters

@@ -418,7 +418,7 @@ impl Neo4jStore {
         )
         .param("service", service_row(service))
         .param("deps", deps);
-        self.in_txn(async move |txn| txn.run(q).await.map_err(failed("set dependencies")))
+        self.in_txn(async move |txn| txn.run(q).await.map(drop).map_err(failed("set dependencies")))
             .await
     }
 
@@ -607,7 +607,7 @@ impl Neo4jStore {
             .param("service", service_row(&run.target))
             .param("props", chaos_props(run)?)
             .param("against", opt_str(run.against.as_ref().map(Uid::as_str)));
-        self.in_txn(async move |txn| txn.run(q).await.map_err(failed("record a chaos run")))
+        self.in_txn(async move |txn| txn.run(q).await.map(drop).map_err(failed("record a chaos run")))
             .await
     }
 

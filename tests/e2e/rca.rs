@@ -921,9 +921,5 @@ fn a_timed_out_query_through_the_server_fails_once_with_the_servers_message() {
     assert!(!err.contains("could not be reached"), "{err}");
     // Sent once: the server logged one refusal of the query, no retry.
     let logs = server.logs();
-    assert_eq!(
-        logs.matches("user query not answered").count(),
-        1,
-        "{logs}"
-    );
+    assert_eq!(logs.matches("user query not answered").count(), 1, "{logs}");
 }

@@ -91,13 +91,7 @@ fn serve_ingests_lists_and_stops_gracefully_on_sigterm() {
 
 #[test]
 fn serve_refuses_a_non_loopback_address_without_a_token() {
-    let out = run(&[
-        "serve",
-        "--listen",
-        "0.0.0.0:0",
-        "--store",
-        &sqlite_uri(),
-    ]);
+    let out = run(&["serve", "--listen", "0.0.0.0:0", "--store", &sqlite_uri()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("refusing to listen on 0.0.0.0:0"), "{err}");

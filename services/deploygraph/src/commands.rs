@@ -413,7 +413,9 @@ async fn serve(args: ServeArgs) -> Outcome {
         apply_topology(store.as_ref(), path).await?;
     }
     if config.token.is_none() {
-        tracing::warn!("no token configured: write endpoints accept unauthenticated requests and POST /v1/cypher is refused");
+        tracing::warn!(
+            "no token configured: write endpoints accept unauthenticated requests and POST /v1/cypher is refused"
+        );
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -149,7 +149,11 @@ impl ApiError {
             // so no Retry-After; clients must not retry it unchanged.
             deploygraph_store::Error::QueryTimedOut { .. } => Self {
                 field: Some("query".into()),
-                ..Self::new(StatusCode::GATEWAY_TIMEOUT, "query_timed_out", e.to_string())
+                ..Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "query_timed_out",
+                    e.to_string(),
+                )
             },
             e if e.is_unavailable() => {
                 tracing::warn!(error.message = %e, error.cause_chain = ?e, "store unavailable");

@@ -34,7 +34,9 @@ fn allowed(entry: &str) -> Result<Allowed, String> {
     if entry.contains("://") {
         let url = url::Url::parse(entry).map_err(|e| format!("{entry:?}: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!("{entry:?}: an allowed URL prefix is http(s)://HOST…"));
+            return Err(format!(
+                "{entry:?}: an allowed URL prefix is http(s)://HOST…"
+            ));
         }
         return Ok(Allowed::UrlPrefix(entry.to_owned()));
     }
@@ -96,9 +98,11 @@ fn url_allowed(allow: &[Allowed], target: &str) -> bool {
         || allow.iter().any(|a| match a {
             // A prefix ends at a path boundary: `https://a.example` does not allow
             // `https://a.example.evil/`.
-            Allowed::UrlPrefix(prefix) => target.strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                prefix.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?', '#'])
-            }),
+            Allowed::UrlPrefix(prefix) => {
+                target.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                    prefix.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?', '#'])
+                })
+            }
             _ => false,
         })
 }
@@ -164,7 +168,10 @@ pub fn authorize(
         }
     }
     for (i, entry) in request.apiserver.iter().enumerate() {
-        let configured = server.apiserver.iter().any(|s| same_url(&s.url, &entry.url));
+        let configured = server
+            .apiserver
+            .iter()
+            .any(|s| same_url(&s.url, &entry.url));
         if !configured && !url_allowed(&allow, &entry.url) {
             return refuse(format!("config.apiserver[{i}].url"), &entry.url);
         }
@@ -210,7 +217,7 @@ mod tests {
 
     #[test]
     fn nothing_runs_without_a_gate_config_or_allow_list() {
-        let err = authorize(&config("tls: [\"a.example:443\"]"), None, &[]).unwrap_err();
+        let err = authorize(&config("tls: [\"a.example:443\"]"), None, &[]).expect_err("refused");
         assert_eq!(err.status, axum::http::StatusCode::FORBIDDEN);
         assert_eq!(err.field.as_deref(), Some("config"));
     }
@@ -225,7 +232,7 @@ mod tests {
             Some(&server),
             &[],
         )
-        .unwrap_err();
+        .expect_err("refused");
         assert_eq!(err.field.as_deref(), Some("config.tls[1]"));
         assert!(err.message.contains("10.0.0.1:22"), "{}", err.message);
         let err = authorize(
@@ -233,7 +240,7 @@ mod tests {
             Some(&server),
             &[],
         )
-        .unwrap_err();
+        .expect_err("refused");
         assert_eq!(err.field.as_deref(), Some("config.dns[0]"));
     }
 

@@ -106,11 +106,15 @@ async fn user_cypher_is_never_anonymous() {
     // A server without one refuses user Cypher, and says how to enable it.
     let open = app(&store, ApiConfig::default());
     for token in [None, Some(TOKEN)] {
-        let (status, out, _) = send(&open, request("POST", "/v1/cypher", Some(&query), token)).await;
+        let (status, out, _) =
+            send(&open, request("POST", "/v1/cypher", Some(&query), token)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
         assert_eq!(out["error"]["code"], "forbidden");
         assert!(
-            out["error"]["message"].as_str().unwrap().contains("--token"),
+            out["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--token"),
             "{out}"
         );
     }
@@ -140,7 +144,10 @@ async fn load_csv_is_refused_from_the_plan_before_it_reads_a_file_or_url() {
         let (status, out) = cypher(&app, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
         assert!(
-            out["error"]["message"].as_str().unwrap().contains("LOAD CSV"),
+            out["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("LOAD CSV"),
             "{out}"
         );
     }
@@ -178,12 +185,18 @@ async fn administration_commands_and_dbms_procedures_are_refused() {
     // The reason names what was refused.
     let (_, out) = cypher(&app, json!({"query": "CALL dbms.listConfig()"})).await;
     assert!(
-        out["error"]["message"].as_str().unwrap().contains("dbms.listConfig"),
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dbms.listConfig"),
         "{out}"
     );
     let (_, out) = cypher(&app, json!({"query": "SHOW TRANSACTIONS"})).await;
     assert!(
-        out["error"]["message"].as_str().unwrap().contains("ShowTransactions"),
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ShowTransactions"),
         "{out}"
     );
 }
@@ -378,7 +391,9 @@ async fn the_read_token_guards_every_get_but_the_health_routes() {
     // Without a read token, reads stay open.
     let open = self::app(&store, config());
     assert_eq!(
-        send(&open, request("GET", "/v1/services", None, None)).await.0,
+        send(&open, request("GET", "/v1/services", None, None))
+            .await
+            .0,
         StatusCode::OK
     );
 }
@@ -387,11 +402,13 @@ async fn the_read_token_guards_every_get_but_the_health_routes() {
 async fn snapshots_run_only_checks_the_server_allows_and_refused_ones_connect_nowhere() {
     let (dir, store) = deploygraph_store::testing::sqlite().await;
     let (port, accepted) = counting_listener().await;
-    let body = |target: String| {
-        json!({"config": {"tls": [target], "timeout": "1s", "deadline": "2s"}, "cluster": "c"})
-    };
+    let body = |target: String| json!({"config": {"tls": [target], "timeout": "1s", "deadline": "2s"}, "cluster": "c"});
     let post = |app: Router, body: Value| async move {
-        send(&app, request("POST", "/v1/snapshots", Some(&body), Some(TOKEN))).await
+        send(
+            &app,
+            request("POST", "/v1/snapshots", Some(&body), Some(TOKEN)),
+        )
+        .await
     };
 
     // No gate config, no allow-list: nothing runs on request.
@@ -444,12 +461,19 @@ async fn snapshots_run_only_checks_the_server_allows_and_refused_ones_connect_no
         let (status, out, _) = post(guarded.clone(), refused.clone()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{refused}: {out}");
         assert!(
-            out["error"]["field"].as_str().unwrap().starts_with("config."),
+            out["error"]["field"]
+                .as_str()
+                .unwrap()
+                .starts_with("config."),
             "{out}"
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 0, "a refused check connected");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "a refused check connected"
+    );
 
     // Once the gate config names the target, the same request runs (and connects).
     std::fs::write(&gate, format!("tls: [\"127.0.0.1:{port}\"]\n")).unwrap();

@@ -1,5 +1,6 @@
 //! The retry policy against a real HTTP listener that answers every request with one status
 //! and counts the requests it gets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use deploygraph_client::{Client, Error, RetryPolicy};
 use std::sync::Arc;
@@ -149,7 +150,9 @@ async fn a_refused_connection_is_tried_again() {
 #[test]
 fn only_unavailability_statuses_are_retryable() {
     use reqwest::StatusCode;
-    assert!(deploygraph_client::retryable(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(deploygraph_client::retryable(
+        StatusCode::SERVICE_UNAVAILABLE
+    ));
     assert!(deploygraph_client::retryable(StatusCode::BAD_GATEWAY));
     for status in [504, 500, 400, 401, 403, 404, 409, 413, 422, 429] {
         assert!(

@@ -306,7 +306,8 @@ pub fn produced_columns(root: &Operator) -> Option<Vec<String>> {
             let item = item.trim();
             if let Some(inner) = item.strip_prefix('`').and_then(|s| s.strip_suffix('`')) {
                 Some(inner.replace("``", "`"))
-            } else if !item.is_empty() && !item.contains(char::is_whitespace) && !item.contains('`') {
+            } else if !item.is_empty() && !item.contains(char::is_whitespace) && !item.contains('`')
+            {
                 Some(item.to_owned())
             } else {
                 None
@@ -330,7 +331,11 @@ mod tests {
         let call = &plan.children[0];
         assert_eq!(call.name, "ProcedureCall");
         // Text inside a string stays text, even when it looks like structure.
-        assert!(call.details().unwrap_or_default().starts_with("db.labels()"));
+        assert!(
+            call.details()
+                .unwrap_or_default()
+                .starts_with("db.labels()")
+        );
         assert_eq!(plan.walk().len(), 2);
     }
 
@@ -354,7 +359,11 @@ mod tests {
         );
         assert_eq!(
             produced_columns(&op("`n.name`, `a, b`, `x``y`")),
-            Some(vec!["n.name".to_owned(), "a, b".to_owned(), "x`y".to_owned()])
+            Some(vec![
+                "n.name".to_owned(),
+                "a, b".to_owned(),
+                "x`y".to_owned()
+            ])
         );
         assert_eq!(produced_columns(&op("a b")), None);
         assert_eq!(produced_columns(&op("`open")), None);

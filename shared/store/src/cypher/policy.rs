@@ -250,8 +250,7 @@ pub fn called_names(text: &str) -> Vec<String> {
             c if c.is_alphanumeric() || c == '_' || c == '$' => name.push(c),
             '.' if !name.is_empty() => name.push('.'),
             '(' => {
-                if !name.is_empty() && !name.ends_with('.') && !name.starts_with(char::is_numeric)
-                {
+                if !name.is_empty() && !name.ends_with('.') && !name.starts_with(char::is_numeric) {
                     names.push(std::mem::take(&mut name));
                 }
                 name.clear();
@@ -294,7 +293,11 @@ mod tests {
         let plan = op(
             "ProduceResults",
             "label",
-            vec![op("ProcedureCall", "db.labels() :: (label :: STRING)", vec![])],
+            vec![op(
+                "ProcedureCall",
+                "db.labels() :: (label :: STRING)",
+                vec![],
+            )],
         );
         assert_eq!(refusal(&plan), None);
         let plan = op(
@@ -320,7 +323,11 @@ mod tests {
             "LOAD CSV",
         );
         refused(
-            op("ProduceResults", "x", vec![op("ShowTransactions", "", vec![])]),
+            op(
+                "ProduceResults",
+                "x",
+                vec![op("ShowTransactions", "", vec![])],
+            ),
             "ShowTransactions",
         );
         refused(
@@ -331,12 +338,20 @@ mod tests {
             op(
                 "ProduceResults",
                 "name",
-                vec![op("ProcedureCall", "dbms.listConfig() :: (name :: STRING)", vec![])],
+                vec![op(
+                    "ProcedureCall",
+                    "dbms.listConfig() :: (name :: STRING)",
+                    vec![],
+                )],
             ),
             "dbms.listConfig",
         );
         refused(
-            op("ProduceResults", "x", vec![op("Projection", "file() AS x", vec![])]),
+            op(
+                "ProduceResults",
+                "x",
+                vec![op("Projection", "file() AS x", vec![])],
+            ),
             "file",
         );
         refused(
@@ -348,7 +363,11 @@ mod tests {
             "apoc.text.join",
         );
         refused(
-            op("ProduceResults", "", vec![op("TransactionApply", "", vec![])]),
+            op(
+                "ProduceResults",
+                "",
+                vec![op("TransactionApply", "", vec![])],
+            ),
             "IN TRANSACTIONS",
         );
     }

@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -71,13 +71,15 @@ pub(crate) async fn require_configured_token(
     next.run(request).await
 }
 
-/// Rejects reads without the read token or the write token when a read token is configured.
+/// Rejects reads (`GET`, `HEAD`) without the read token or the write token when a read token
+/// is configured; other methods are left to [`require_token`].
 pub(crate) async fn require_read_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(read) = &state.config.read_token {
+    let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if is_read && let Some(read) = &state.config.read_token {
         let mut accepted = vec![read];
         accepted.extend(state.config.token.as_ref());
         if !matches(presented(&request), &accepted) {

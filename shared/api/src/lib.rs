@@ -166,10 +166,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chaos/runs", get(rca::list_chaos_runs))
         .route("/v1/services/{name}/resilience", get(rca::resilience))
         .route("/v1/openapi.json", get(handlers::openapi))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_read_token,
-        ))
         .merge(writes)
         .merge(cypher)
         .fallback(handlers::not_found)
@@ -178,17 +174,18 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(TraceLayer::new_for_http());
-    let metrics = Router::new()
+    // Every read but the health routes, whichever router a GET route is added to.
+    let guarded = Router::new()
         .route("/metrics", get(metrics::render))
-        .route_layer(middleware::from_fn_with_state(
+        .merge(api)
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_read_token,
         ));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
-        .merge(metrics)
-        .merge(api)
+        .merge(guarded)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }

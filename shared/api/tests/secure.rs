@@ -238,6 +238,14 @@ async fn reads_and_allowed_procedures_run_with_columns_in_return_order() {
     .await;
     assert_eq!(out["columns"], json!(["m.k", "b, c", "a"]), "{out}");
     assert_eq!(out["rows"], json!([[1, "b", 3]]));
+    // Quotes, escapes and text that looks like a plan or a call stay text in the plan's details.
+    let (status, out) = cypher(
+        &app,
+        json!({"query": r#"RETURN 'a"b\c é', "plan: Some({\"operatorType\": String(\"LoadCSV\")})" AS `x`, 'file()' AS y"#}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["rows"][0][2], "file()", "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,6 +378,7 @@ async fn the_read_token_guards_every_get_but_the_health_routes() {
         "/v1/chaos/runs",
         "/v1/dora",
         "/v1/openapi.json",
+        "/v1/no-such-route",
     ] {
         let (status, out, _) = send(&app, request("GET", path, None, None)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {out}");

@@ -214,6 +214,22 @@ async fn reads_and_allowed_procedures_run_with_columns_in_return_order() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, out) = cypher(
+        &app,
+        json!({"query": "CALL db.schema.visualization() YIELD nodes RETURN [n IN nodes | labels(n)] AS labels"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    // Its virtual nodes themselves cannot be decoded: a refusal that says so, not a 500.
+    let (status, out) = cypher(&app, json!({"query": "CALL db.schema.visualization()"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("virtual"),
+        "{out}"
+    );
 
     let service = unique("plain");
     let (status, out) = cypher(

@@ -282,6 +282,18 @@ fn tx_timeout_millis(timeout: Duration) -> i64 {
 /// [`Error::QueryTimedOut`], outages to [`Error::Unavailable`].
 fn classify(e: neo4rs::Error, limit: Duration) -> Error {
     use neo4rs::Error as E;
+    if let E::ParseError(cause) = &e {
+        // neo4rs decodes node and relationship ids as unsigned: the virtual ones Neo4j makes up
+        // (negative ids, e.g. in `db.schema.visualization()`) cannot be read.
+        return Error::QueryRefused {
+            code: None,
+            reason: format!(
+                "the result holds a value this server cannot decode ({cause}); virtual nodes and \
+                 relationships (as db.schema.visualization() returns) cannot be sent: return \
+                 their labels, types or properties instead"
+            ),
+        };
+    }
     let unavailable = match &e {
         E::IOError { .. }
         | E::ConnectionError

@@ -88,3 +88,86 @@ fn serve_ingests_lists_and_stops_gracefully_on_sigterm() {
     );
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_a_token() {
+    let out = run(&["serve", "--listen", "0.0.0.0:0", "--store", &sqlite_uri()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("refusing to listen on 0.0.0.0:0"), "{err}");
+    assert!(err.contains("--token"), "{err}");
+    assert!(err.contains("--insecure-allow-anonymous-writes"), "{err}");
+}
+
+/// Starts `serve` on all interfaces with `extra` and waits for `/healthz` on loopback.
+fn serve_everywhere(extra: &[&str]) -> (std::process::Child, String, std::path::PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let log = crate::support::temp_path("serve-everywhere.log");
+    let listen = format!("0.0.0.0:{port}");
+    let store = sqlite_uri();
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--store",
+        &store,
+        "--log-format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let child = std::process::Command::new(crate::support::bin())
+        .args(&args)
+        .env_remove("DEPLOYGRAPH_TOKEN")
+        .env_remove("DEPLOYGRAPH_INSECURE_ALLOW_ANONYMOUS_WRITES")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !crate::support::http()
+        .get(format!("{url}/healthz"))
+        .send()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (child, url, log)
+}
+
+#[test]
+fn serve_listens_beyond_loopback_with_a_token_or_the_loud_insecure_flag() {
+    let (mut child, url, log) = serve_everywhere(&["--insecure-allow-anonymous-writes"]);
+    let (status, _, body) = post_json(
+        &format!("{url}/v1/deployments"),
+        &deployment(&unique("open"), 1, 1),
+        None,
+    );
+    assert_eq!(status, 201, "{body}");
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("\"WARN\"") && l.contains("INSECURE")),
+        "{logs}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let (mut child, url, _) = serve_everywhere(&["--token", "t0ken"]);
+    let (status, _, _) = post_json(
+        &format!("{url}/v1/deployments"),
+        &deployment(&unique("closed"), 1, 1),
+        None,
+    );
+    assert_eq!(status, 401);
+    let _ = child.kill();
+    let _ = child.wait();
+}

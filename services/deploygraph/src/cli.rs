@@ -366,6 +366,14 @@ pub struct ServeArgs {
     /// File holding the bearer token (first line).
     #[arg(long, env = "DEPLOYGRAPH_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Bearer token required on every GET except /healthz and /readyz (the write token is
+    /// accepted too). Without it, reads are open.
+    #[arg(long, env = "DEPLOYGRAPH_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// Listen on a non-loopback address without --token, accepting unauthenticated writes.
+    /// Without this flag such a server refuses to start.
+    #[arg(long, env = "DEPLOYGRAPH_INSECURE_ALLOW_ANONYMOUS_WRITES")]
+    pub insecure_allow_anonymous_writes: bool,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "DEPLOYGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -373,6 +381,15 @@ pub struct ServeArgs {
     /// recorded, and on --snapshot-interval. Re-read for every snapshot.
     #[arg(long, env = "DEPLOYGRAPH_GATE_CONFIG")]
     pub gate_config: Option<PathBuf>,
+    /// A target `POST /v1/snapshots` may check besides those of --gate-config: `host`,
+    /// `host:port` or a URL prefix (`https://api.example:6443/`); repeatable or comma-separated.
+    #[arg(
+        long = "snapshot-allow-target",
+        env = "DEPLOYGRAPH_SNAPSHOT_ALLOW_TARGETS",
+        value_delimiter = ',',
+        value_name = "TARGET"
+    )]
+    pub snapshot_allow_targets: Vec<String>,
     /// Also take a snapshot this often (`15m`); needs --gate-config.
     #[arg(long, env = "DEPLOYGRAPH_SNAPSHOT_INTERVAL", requires = "gate_config")]
     pub snapshot_interval: Option<String>,
@@ -399,12 +416,15 @@ pub struct ServeArgs {
     /// Environment of alerts without an `environment` label.
     #[arg(long, env = "DEPLOYGRAPH_ALERT_DEFAULT_ENVIRONMENT")]
     pub alert_default_environment: Option<String>,
-    /// Server-side timeout of `POST /v1/cypher` queries (`10s`).
+    /// Server-side timeout of `POST /v1/cypher` queries (`10s`, at most `1h`).
     #[arg(long, env = "DEPLOYGRAPH_CYPHER_TIMEOUT", default_value = "10s")]
     pub cypher_timeout: String,
     /// Most rows `POST /v1/cypher` returns.
     #[arg(long, env = "DEPLOYGRAPH_CYPHER_MAX_ROWS", default_value_t = 1000)]
     pub cypher_max_rows: usize,
+    /// Most bytes of JSON the rows of a `POST /v1/cypher` answer take (4 MiB).
+    #[arg(long, env = "DEPLOYGRAPH_CYPHER_MAX_BYTES", default_value_t = deploygraph_store::cypher::DEFAULT_BYTE_CAP)]
+    pub cypher_max_bytes: usize,
     #[command(flatten)]
     pub watch: WatchArgs,
 }

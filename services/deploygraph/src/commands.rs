@@ -411,8 +411,57 @@ async fn start_watcher(
     Ok(())
 }
 
+/// Refuses to serve anonymous writes beyond this host unless told to (exit 2).
+fn check_exposure(
+    listen: std::net::SocketAddr,
+    token: Option<&SecretString>,
+    insecure: bool,
+) -> Result<(), Failure> {
+    if listen.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    if !insecure {
+        return Err(Failure::usage(format!(
+            "refusing to listen on {listen} without a token: anyone who reaches it could write. \
+             Set --token (or --token-file), listen on a loopback address, or pass \
+             --insecure-allow-anonymous-writes to accept unauthenticated writes"
+        )));
+    }
+    tracing::warn!(
+        address = %listen,
+        "INSECURE: listening beyond loopback without a token (--insecure-allow-anonymous-writes): \
+         anyone who reaches this address can record deployments, alerts and snapshots"
+    );
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Outcome {
     let token = read_token(&args)?;
+    check_exposure(
+        args.listen,
+        token.as_ref(),
+        args.insecure_allow_anonymous_writes,
+    )?;
+    let read_token = match args.read_token.as_deref().map(str::trim) {
+        Some("") => return Err(Failure::usage("--read-token: must not be empty")),
+        other => other.map(|t| SecretString::from(t.to_owned())),
+    };
+    for target in &args.snapshot_allow_targets {
+        deploygraph_api::snapshot_targets::parse_allowed(target)
+            .map_err(|e| Failure::usage(format!("--snapshot-allow-target {e}")))?;
+    }
+    let cypher_timeout = deploygraph_probe::config::parse_duration(&args.cypher_timeout)
+        .map_err(|e| Failure::usage(format!("--cypher-timeout: {e}")))?;
+    if cypher_timeout.is_zero() || cypher_timeout > deploygraph_store::cypher::MAX_QUERY_TIMEOUT {
+        return Err(Failure::usage(
+            "--cypher-timeout: must be more than 0 and at most 1h",
+        ));
+    }
+    if args.cypher_max_bytes == 0 || args.cypher_max_rows == 0 {
+        return Err(Failure::usage(
+            "--cypher-max-rows and --cypher-max-bytes: must be at least 1",
+        ));
+    }
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
     let stop = CancellationToken::new();
@@ -438,16 +487,20 @@ async fn serve(args: ServeArgs) -> Outcome {
                 .map_err(|e| Failure::usage(format!("--alert-default-environment: {e}")))?,
             ..deploygraph_model::alertmanager::AlertMapping::default()
         },
-        cypher_timeout: deploygraph_probe::config::parse_duration(&args.cypher_timeout)
-            .map_err(|e| Failure::usage(format!("--cypher-timeout: {e}")))?,
+        read_token,
+        cypher_timeout,
         cypher_max_rows: args.cypher_max_rows,
+        cypher_max_bytes: args.cypher_max_bytes,
+        snapshot_allow_targets: args.snapshot_allow_targets.clone(),
         ..ApiConfig::default()
     };
     if let Some(path) = &args.topology {
         apply_topology(store.as_ref(), path).await?;
     }
     if config.token.is_none() {
-        tracing::warn!("no token configured: write endpoints accept unauthenticated requests");
+        tracing::warn!(
+            "no token configured: write endpoints accept unauthenticated requests and POST /v1/cypher is refused"
+        );
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -373,6 +373,9 @@ struct CypherTable {
     columns: Vec<String>,
     rows: Vec<Vec<Value>>,
     truncated: bool,
+    /// `rows` or `bytes`: which cap cut the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    truncated_by: Option<deploygraph_store::cypher::TruncatedBy>,
 }
 
 fn cell(value: &Value) -> String {
@@ -442,8 +445,12 @@ pub async fn query_cypher(args: QueryCypherArgs) -> Outcome {
         .map_err(|e| Failure::from_api(what, e))?;
     let result: CypherTable = decode(what, answer.body)?;
     if result.truncated {
+        let cap = match result.truncated_by {
+            Some(deploygraph_store::cypher::TruncatedBy::Bytes) => "the byte cap",
+            _ => "the row cap (--limit)",
+        };
         eprintln!(
-            "note: the result was cut at {} rows (--limit)",
+            "note: the result was cut at {} rows by {cap}",
             result.rows.len()
         );
     }
@@ -587,6 +594,7 @@ mod tests {
                 vec![json!({"a": null}), Value::Null],
             ],
             truncated: false,
+            truncated_by: None,
         };
         assert_eq!(
             cypher_text(&result),

@@ -69,6 +69,16 @@ impl ApiError {
         )
     }
 
+    /// 403: the request is understood and refused, whoever asks (`field` names what is
+    /// refused, when one input is to blame).
+    pub fn forbidden(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        Self {
+            field: (!field.is_empty()).then_some(field),
+            ..Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        }
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -121,7 +131,8 @@ impl ApiError {
         )
     }
 
-    /// Maps a store error: outages to 503, a bad cursor to 422, the rest to 500 (logged).
+    /// Maps a store error: outages to 503, a bad cursor to 422, a refused user query to 400, one
+    /// over its time limit to 504, the rest to 500 (logged).
     pub fn from_store(e: &deploygraph_store::Error, retry_after: u64) -> Self {
         match e {
             deploygraph_store::Error::InvalidCursor => {
@@ -134,9 +145,15 @@ impl ApiError {
                 field: Some("query".into()),
                 ..Self::new(StatusCode::BAD_REQUEST, "query_refused", e.to_string())
             },
+            // The database stopped the query at its limit: the request's fault, not an outage,
+            // so no Retry-After; clients must not retry it unchanged.
             deploygraph_store::Error::QueryTimedOut { .. } => Self {
                 field: Some("query".into()),
-                ..Self::new(StatusCode::BAD_REQUEST, "query_timed_out", e.to_string())
+                ..Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "query_timed_out",
+                    e.to_string(),
+                )
             },
             e if e.is_unavailable() => {
                 tracing::warn!(error.message = %e, error.cause_chain = ?e, "store unavailable");

@@ -7,47 +7,16 @@ use crate::{AppState, OPENAPI};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::{Deployment, InfraSnapshot, ServiceName, Source, Uid, parse_time};
 use deploygraph_store::{DeploymentFilter, FilterParams, RecordKind, StoredDeployment};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Rejects write requests without the configured bearer token.
-pub(crate) async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &state.config.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !presented
-            .is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose_secret().as_bytes()))
-        {
-            return ApiError::unauthorized().into_response();
-        }
-    }
-    next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// Parses a JSON body: 415 without a JSON content type, 413 over the limit, 400 for malformed
 /// JSON, 422 naming the field for unknown fields and wrong types.
@@ -412,7 +381,8 @@ fn snapshot_from_checks(
 /// The longest a snapshot request may run its checks.
 const MAX_SNAPSHOT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// `POST /v1/snapshots`: runs the checks now, records the snapshot, returns it (201).
+/// `POST /v1/snapshots`: runs the checks now (only those the server's gate configuration or
+/// allow-list permits, see [`crate::snapshot_targets`]), records the snapshot, returns it (201).
 pub(crate) async fn take_snapshot(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -458,6 +428,19 @@ pub(crate) async fn take_snapshot(
             "files on the server (ca_file, cert_files, apiserver ca_file) cannot be named over HTTP",
         ));
     }
+    // Before any connection: only targets the server's gate configuration or allow-list names.
+    let server_config = match &state.snapshotter {
+        Some(snapshotter) => Some(snapshotter.config().map_err(|reason| {
+            tracing::warn!(reason = %reason, "the gate configuration is unusable");
+            ApiError::internal()
+        })?),
+        None => None,
+    };
+    crate::snapshot_targets::authorize(
+        &config,
+        server_config.as_ref(),
+        &state.config.snapshot_allow_targets,
+    )?;
     let mut plan = config.plan().map_err(config_error)?;
     plan.options.deadline = plan.options.deadline.min(MAX_SNAPSHOT_DEADLINE);
     let results = deploygraph_probe::runner::run(&plan.checks, &plan.options).await;

@@ -4,11 +4,13 @@
 //! Nothing is acknowledged with a 2xx before the store has committed it; when the store is
 //! unavailable, writes get 503 with `Retry-After`.
 
+mod auth;
 pub mod cdevents;
 pub mod error;
 mod handlers;
 pub mod metrics;
 mod rca;
+pub mod snapshot_targets;
 pub mod snapshotter;
 
 use axum::Router;
@@ -30,8 +32,12 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// How the API behaves.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// When set, write endpoints require `Authorization: Bearer <token>`.
+    /// When set, write endpoints require `Authorization: Bearer <token>`. `POST /v1/cypher`
+    /// always does: without a token it is refused.
     pub token: Option<SecretString>,
+    /// When set, every `GET` except `/healthz` and `/readyz` requires
+    /// `Authorization: Bearer` with this token or [`ApiConfig::token`].
+    pub read_token: Option<SecretString>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// `Retry-After` seconds on 503.
@@ -44,18 +50,26 @@ pub struct ApiConfig {
     pub cypher_timeout: std::time::Duration,
     /// Most rows a user Cypher query returns.
     pub cypher_max_rows: usize,
+    /// Most bytes of JSON a user Cypher query's rows take.
+    pub cypher_max_bytes: usize,
+    /// Targets `POST /v1/snapshots` may run checks against besides those of the server's gate
+    /// configuration: `host`, `host:port` or a URL prefix (`https://api.example:6443/`).
+    pub snapshot_allow_targets: Vec<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             token: None,
+            read_token: None,
             max_body_bytes: 1024 * 1024,
             retry_after_secs: 5,
             attribution: deploygraph_analysis::attribution::Settings::default(),
             alert_mapping: deploygraph_model::alertmanager::AlertMapping::default(),
             cypher_timeout: std::time::Duration::from_secs(10),
             cypher_max_rows: 1000,
+            cypher_max_bytes: deploygraph_store::cypher::DEFAULT_BYTE_CAP,
+            snapshot_allow_targets: Vec::new(),
         }
     }
 }
@@ -93,7 +107,7 @@ impl AppState {
     }
 }
 
-/// The API's router. Health routes sit outside request tracing.
+/// The API's router. Health routes sit outside request tracing and need no token.
 pub fn router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/deployments", post(handlers::record_deployment))
@@ -111,7 +125,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chaos/runs", post(rca::record_chaos_run))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            handlers::require_token,
+            auth::require_token,
+        ));
+    // User Cypher is never anonymous: it needs the write token, and a server without one
+    // refuses it.
+    let cypher = Router::new()
+        .route("/v1/cypher", post(rca::cypher))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_configured_token,
         ));
     let api = Router::new()
         .route("/v1/deployments", get(handlers::list_deployments))
@@ -139,24 +161,31 @@ pub fn router(state: AppState) -> Router {
             get(rca::common_factors),
         )
         .route("/v1/dora", get(rca::dora))
-        .route("/v1/cypher", post(rca::cypher))
         .route("/v1/reports/incident", get(rca::incident_report))
         .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
         .route("/v1/chaos/runs", get(rca::list_chaos_runs))
         .route("/v1/services/{name}/resilience", get(rca::resilience))
         .route("/v1/openapi.json", get(handlers::openapi))
         .merge(writes)
+        .merge(cypher)
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         .layer(TraceLayer::new_for_http());
+    // Every read but the health routes, whichever router a GET route is added to.
+    let guarded = Router::new()
+        .route("/metrics", get(metrics::render))
+        .merge(api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read_token,
+        ));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(metrics::render))
-        .merge(api)
+        .merge(guarded)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }

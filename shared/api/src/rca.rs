@@ -427,10 +427,12 @@ pub(crate) struct CypherBody {
     params: serde_json::Map<String, serde_json::Value>,
     timeout_ms: Option<u64>,
     limit: Option<usize>,
+    /// Most bytes of JSON the rows may take (at most the server's cap).
+    max_bytes: Option<usize>,
 }
 
-/// `POST /v1/cypher`: a read-only query on Neo4j. The request may lower the server's time
-/// limit and row cap, not raise them.
+/// `POST /v1/cypher`: a read-only query on Neo4j, checked from its plan first (needs the write
+/// token). The request may lower the server's time limit, row cap and byte cap, not raise them.
 pub(crate) async fn cypher(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -452,11 +454,17 @@ pub(crate) async fn cypher(
         Some(n) => n.min(state.config.cypher_max_rows),
         None => state.config.cypher_max_rows,
     };
+    let byte_cap = match body.max_bytes {
+        Some(0) => return Err(ApiError::invalid("max_bytes", "must be at least 1")),
+        Some(n) => n.min(state.config.cypher_max_bytes),
+        None => state.config.cypher_max_bytes,
+    };
     let request = deploygraph_store::cypher::CypherRequest {
         query: body.query,
         params: body.params,
         timeout,
         row_cap,
+        byte_cap,
     };
     let started = Instant::now();
     let result = state.store.read_cypher(&request).await;

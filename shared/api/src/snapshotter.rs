@@ -31,7 +31,10 @@ impl Snapshotter {
     }
 
     /// The configuration now: the file when it reads and parses, else the last good one.
-    fn config(&self) -> Result<GateConfig, String> {
+    ///
+    /// # Errors
+    /// A message when the file has never been usable.
+    pub fn config(&self) -> Result<GateConfig, String> {
         let read = std::fs::read_to_string(&self.config_path)
             .map_err(|e| format!("{}: {e}", self.config_path.display()))
             .and_then(|text| {

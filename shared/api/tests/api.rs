@@ -477,13 +477,14 @@ async fn an_unmigrated_store_is_not_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_is_taken_over_http_recorded_and_read_back() {
     use deploygraph_probe::testing::{Ca, leaf, serve};
+    let ca = Ca::new("api test CA");
+    let port = serve(leaf(Some(&ca), &["localhost"], -48, -1)).await;
     let (app, _) = app_with(ApiConfig {
         token: Some(SecretString::from("t".to_owned())),
+        snapshot_allow_targets: vec![format!("127.0.0.1:{port}")],
         ..ApiConfig::default()
     })
     .await;
-    let ca = Ca::new("api test CA");
-    let port = serve(leaf(Some(&ca), &["localhost"], -48, -1)).await;
     let body = json!({
         "config": {"tls": [format!("127.0.0.1:{port}@localhost")], "allow_untrusted": true, "deadline": "5s"},
         "deployment": "deployment-abc", "cluster": "prod"

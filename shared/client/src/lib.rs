@@ -1,8 +1,10 @@
 //! Client of the deploygraph API, as the CLI and CI pipelines use it. Every request is built
 //! once ([`requests`]) and carried by a [`Transport`]: over the network to a server
-//! ([`HttpTransport`]), or to the API's router in the same process. On the network, requests are
-//! retried with exponential backoff on 503 (honouring `Retry-After`), 502, 504 and connection
-//! errors; other 4xx/5xx are final.
+//! ([`HttpTransport`]), or to the API's router in the same process. On the network, bounded
+//! retries with exponential backoff on 503 (honouring `Retry-After`), 502 and failures to
+//! connect; never on anything else. A 504 (`query_timed_out`: the query ran past its limit and
+//! was stopped), a 4xx refusal or a request the server did not answer in time is final: sending
+//! it again would only repeat the work.
 
 pub mod requests;
 pub mod transport;
@@ -41,6 +43,14 @@ pub enum Error {
         attempts: u32,
         /// The last failure.
         last: String,
+    },
+    /// The server took the request but did not answer within the request timeout; it is not
+    /// sent again (the server may still be working on it).
+    #[error("the server did not answer within the request timeout")]
+    NoAnswer {
+        /// The transport's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A URL or response that cannot be used.
     #[error("failed to {operation}")]
@@ -171,15 +181,19 @@ impl Client {
                             body,
                         });
                     }
-                    if !matches!(response.status, 502..=504) {
+                    if !retryable(response.status) {
                         return Err(rejected(response.status, &body));
                     }
                     last = format!("HTTP {}: {}", response.status, message_of(&body));
                     response.retry_after
                 }
+                // Nothing reached the server: safe to send again.
                 Err(TransportError::Unreachable(reason)) => {
                     last = reason;
                     None
+                }
+                Err(TransportError::NoAnswer(source)) => {
+                    return Err(Error::NoAnswer { source });
                 }
                 Err(e @ TransportError::Failed(_)) => {
                     return Err(Error::Protocol {
@@ -196,6 +210,13 @@ impl Client {
         }
         Err(Error::Unavailable { attempts, last })
     }
+}
+
+/// Whether a response with `status` is worth sending the request again: the server (or a proxy
+/// before it) is unavailable now. A 504 is not: this server sends it for a query it stopped at
+/// its time limit, which would time out again.
+pub fn retryable(status: u16) -> bool {
+    matches!(status, 502 | 503)
 }
 
 fn encode<T: serde::Serialize + ?Sized>(body: &T) -> Result<Vec<u8>> {

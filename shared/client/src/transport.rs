@@ -64,9 +64,13 @@ pub struct Response {
 /// Why no response came.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// The server could not be reached, or did not answer in time: worth another attempt.
+    /// The server could not be reached (nothing was sent): worth another attempt.
     #[error("{0}")]
     Unreachable(String),
+    /// The request went out but no answer came within the timeout: final, since the server may
+    /// still be working on it.
+    #[error("no answer within the request timeout")]
+    NoAnswer(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Anything else: final.
     #[error("failed to send the request")]
     Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -138,8 +142,10 @@ impl Transport for HttpTransport {
                 .body(body);
         }
         let unreachable = |e: reqwest::Error| {
-            if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+            if e.is_connect() {
                 TransportError::Unreachable(e.to_string())
+            } else if e.is_timeout() {
+                TransportError::NoAnswer(Box::new(e))
             } else {
                 TransportError::Failed(Box::new(e))
             }

@@ -1,25 +1,36 @@
 //! Read-only user Cypher against Neo4j: runs a query someone typed, bounded in what it may do
-//! (read), how long it may run and how many rows it may return, and renders the rows as JSON.
+//! (read), how long it may run and how much it may return, and renders the rows as JSON.
 //!
-//! The protection is the database's, not a filter on the query text:
+//! The protection is what Neo4j will execute, not a filter on the query text:
 //!
-//! - **Read access.** The query runs as an auto-commit transaction whose Bolt `RUN` carries
-//!   `mode: "r"` ([`neo4rs::Graph::execute_read`]); Neo4j refuses any write in it (`CREATE`,
-//!   `MERGE`, `SET`, `DELETE`, schema changes, write procedures) with
-//!   `Neo.ClientError.Statement.AccessMode`, reported as [`Error::QueryRefused`]. neo4rs 0.9's
-//!   explicit transactions cannot carry the mode (`Graph::start_txn` always begins a write
-//!   transaction), hence auto-commit.
-//! - **Time limit.** The same `RUN` carries the Bolt `tx_timeout` (milliseconds), so Neo4j
-//!   stops the query itself when it runs too long ([`Error::QueryTimedOut`]). A client-side
-//!   timeout a little longer than the limit is only a backstop for a server that does not answer.
-//! - **Row cap.** Rows are read as a stream, in batches of the connection's fetch size; after
-//!   `row_cap` rows one more is asked for to tell whether the result was truncated, and the rest
-//!   is never fetched. The stream is dropped; its transaction stays open on the idle connection
-//!   until the pool resets the connection for its next use or the time limit ends it.
+//! - **The plan is checked first.** The query is sent as `EXPLAIN <query>` with the same
+//!   parameters (read mode), its execution plan is read from the result summary ([`plan`]), and
+//!   the query is refused ([`Error::QueryRefused`]) unless every operator, procedure and function
+//!   in it is on the allow-lists of [`policy`]: no `LOAD CSV`, no `SHOW …` or other
+//!   administration commands, no `dbms.*` or APOC, no `CALL { … } IN TRANSACTIONS`, no writes.
+//! - **Read access.** The query then runs as an auto-commit transaction whose Bolt `RUN` carries
+//!   `mode: "r"` ([`neo4rs::Graph::execute_read`]); Neo4j refuses any write in it as well
+//!   (`Neo.ClientError.Statement.AccessMode`), a second line behind the plan check.
+//! - **Time limit.** Both `RUN`s carry the Bolt `tx_timeout` (milliseconds), so Neo4j stops the
+//!   query itself when it runs too long ([`Error::QueryTimedOut`]) and the transaction is gone.
+//!   The connections that carry user queries wait for an answer longer than any query may run
+//!   ([`USER_QUERY_READ_TIMEOUT`] > [`MAX_QUERY_TIMEOUT`]), so a slow query is never mistaken
+//!   for an unreachable database; a client-side timeout a little longer than the limit is only
+//!   a backstop for a server that does not answer.
+//! - **Row and byte caps.** Rows are read as a stream; the result stops at `row_cap` rows or
+//!   when the next row would take the rows' JSON past `byte_cap` bytes, and says which
+//!   ([`CypherResult::truncated_by`]). The rest is never fetched: the stream is dropped and the
+//!   pool resets its connection, which ends the transaction.
 //!
-//! Column order: neo4rs 0.9 keeps the `RUN` response's field list private and hands each record
-//! over as a hash map, so the `RETURN` order cannot be recovered. Columns are the first row's
-//! keys sorted by name, and a result without rows has no columns.
+//! Column order: neo4rs 0.9 hands each record over as a hash map and keeps the `RUN` response's
+//! field list private, so the order is taken from the plan's `ProduceResults` operator, which
+//! lists the `RETURN` columns in order. Should that list not match the rows' keys, the columns
+//! are the keys sorted by name.
+
+mod plan;
+pub mod policy;
+
+pub use plan::Operator;
 
 use crate::error::{Error, Result};
 use base64::Engine as _;
@@ -42,6 +53,18 @@ const BACKEND: &str = "neo4j";
 /// so its own timeout error can arrive a little after the limit.
 const CLIENT_GRACE: Duration = Duration::from_secs(5);
 
+/// The longest time limit a user query may have; longer ones are cut to this.
+pub const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How long a connection carrying user queries waits for the server's next message (neo4rs
+/// applies its `connection_timeout` to every read): longer than any query may run, so only the
+/// database's own time limit, or the client-side backstop, ends a slow query.
+pub const USER_QUERY_READ_TIMEOUT: Duration =
+    MAX_QUERY_TIMEOUT.saturating_add(CLIENT_GRACE.saturating_mul(2));
+
+/// The default byte cap of a result's rows (4 MiB).
+pub const DEFAULT_BYTE_CAP: usize = 4 * 1024 * 1024;
+
 /// A read-only query to run.
 #[derive(Debug, Clone)]
 pub struct CypherRequest {
@@ -49,26 +72,41 @@ pub struct CypherRequest {
     pub query: String,
     /// Values for its `$parameters`.
     pub params: Map<String, Value>,
-    /// How long the database lets it run (at least 1 ms is sent).
+    /// How long the database lets it run (at least 1 ms is sent, at most [`MAX_QUERY_TIMEOUT`]).
     pub timeout: Duration,
     /// At most this many rows are returned.
     pub row_cap: usize,
+    /// The rows' JSON takes at most this many bytes.
+    pub byte_cap: usize,
+}
+
+/// Which cap cut a result short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TruncatedBy {
+    /// More rows existed than the row cap.
+    Rows,
+    /// The next row would have taken the rows past the byte cap.
+    Bytes,
 }
 
 /// What a query returned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CypherResult {
-    /// Column names; each row has one value per column, in this order. Sorted by name (see the
-    /// module documentation); empty when there are no rows.
+    /// Column names in `RETURN` order (see the module documentation); each row has one value
+    /// per column, in this order.
     pub columns: Vec<String>,
-    /// The rows, at most the request's `row_cap`.
+    /// The rows, at most the request's `row_cap`, at most `byte_cap` bytes of JSON.
     pub rows: Vec<Vec<Value>>,
-    /// More rows existed than `row_cap`.
+    /// The result was cut short: more rows existed than are returned.
     pub truncated: bool,
+    /// Which cap cut it, when `truncated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_by: Option<TruncatedBy>,
 }
 
-/// Runs `request` in a read-only transaction with a server-side time limit and returns at most
-/// `row_cap` rows as JSON.
+/// Checks the plan of `request` and runs it in a read-only transaction with a server-side time
+/// limit; returns at most `row_cap` rows and `byte_cap` bytes of them as JSON.
 ///
 /// Values map to JSON as: null, booleans, integers, strings, lists and maps as themselves;
 /// floats as numbers (NaN and infinities as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`);
@@ -80,45 +118,46 @@ pub struct CypherResult {
 /// `{"srid", "x", "y"[, "z"]}`; byte arrays as base64 strings.
 ///
 /// # Errors
-/// [`Error::QueryRefused`] when the database refuses the query (syntax or type error, a write,
-/// a missing parameter) or a parameter cannot be sent (an integer beyond the 64-bit range);
-/// [`Error::QueryTimedOut`] when it runs past `timeout`; [`Error::Unavailable`] when Neo4j
-/// cannot be reached or fails transiently; [`Error::Backend`] otherwise.
+/// [`Error::QueryRefused`] when its plan does something [`policy`] does not allow, the database
+/// refuses it (syntax or type error, a write, a missing parameter) or a parameter cannot be
+/// sent (an integer beyond the 64-bit range); [`Error::QueryTimedOut`] when it runs past
+/// `timeout`; [`Error::Unavailable`] when Neo4j cannot be reached or fails transiently;
+/// [`Error::Backend`] otherwise.
 #[tracing::instrument(
     skip_all,
-    fields(cypher.row_cap = request.row_cap, cypher.timeout_ms = request.timeout.as_millis())
+    fields(cypher.row_cap = request.row_cap, cypher.byte_cap = request.byte_cap, cypher.timeout_ms = request.timeout.as_millis())
 )]
 pub async fn run_read_only(graph: &Graph, request: &CypherRequest) -> Result<CypherResult> {
     let mut params = BoltMap::with_capacity(request.params.len());
     for (name, value) in &request.params {
         params.put(BoltString::new(name), to_bolt(name, value)?);
     }
-    let query = neo4rs::query(&request.query)
-        .with_params(params)
-        .extra("tx_timeout", tx_timeout_millis(request.timeout));
+    let limit = request.timeout.min(MAX_QUERY_TIMEOUT);
     let run = async {
+        let plan = checked_plan(graph, &request.query, &params, limit).await?;
+        let query = neo4rs::query(&request.query)
+            .with_params(params.clone())
+            .extra("tx_timeout", tx_timeout_millis(limit));
         // execute_read adds `mode: "r"` to the RUN of an auto-commit transaction.
         let mut stream = graph
             .execute_read(query)
             .await
-            .map_err(|e| classify(e, request.timeout))?;
+            .map_err(|e| classify(e, limit))?;
+        let produced = plan::produced_columns(&plan);
         let mut columns: Option<Vec<String>> = None;
         let mut rows = Vec::new();
-        let mut truncated = false;
-        while let Some(row) = stream
-            .next()
-            .await
-            .map_err(|e| classify(e, request.timeout))?
-        {
+        let mut truncated_by = None;
+        let mut bytes = 0usize;
+        while let Some(row) = stream.next().await.map_err(|e| classify(e, limit))? {
             if rows.len() >= request.row_cap {
-                truncated = true;
+                truncated_by = Some(TruncatedBy::Rows);
                 break;
             }
             let columns = columns.get_or_insert_with(|| {
-                let mut keys: Vec<String> =
-                    row.keys().into_iter().map(|k| k.value.clone()).collect();
-                keys.sort();
-                keys
+                column_order(
+                    produced.as_deref(),
+                    row.keys().into_iter().map(|k| k.value.clone()).collect(),
+                )
             });
             let values = columns
                 .iter()
@@ -129,21 +168,108 @@ pub async fn run_read_only(graph: &Graph, request: &CypherRequest) -> Result<Cyp
                     operation: "decode a query result",
                     source: Box::new(e),
                 })?;
+            // The row's JSON and the comma before it.
+            let size = json_size(&values).saturating_add(1);
+            if bytes.saturating_add(size) > request.byte_cap {
+                truncated_by = Some(TruncatedBy::Bytes);
+                break;
+            }
+            bytes += size;
             rows.push(values);
         }
         Ok(CypherResult {
-            columns: columns.unwrap_or_default(),
+            columns: columns.or(produced).unwrap_or_default(),
             rows,
-            truncated,
+            truncated: truncated_by.is_some(),
+            truncated_by,
         })
     };
-    match tokio::time::timeout(request.timeout.saturating_add(CLIENT_GRACE), run).await {
+    match tokio::time::timeout(limit.saturating_add(CLIENT_GRACE), run).await {
         Ok(result) => result,
         Err(_) => Err(Error::QueryTimedOut {
-            limit: request.timeout,
+            limit,
             source: None,
         }),
     }
+}
+
+/// Runs `EXPLAIN <query>` (read mode, same parameters and time limit) and returns its plan when
+/// [`policy`] allows it.
+async fn checked_plan(
+    graph: &Graph,
+    query: &str,
+    params: &BoltMap,
+    limit: Duration,
+) -> Result<Operator> {
+    let user = neo4rs::query(&format!("EXPLAIN {query}"))
+        .with_params(params.clone())
+        .extra("tx_timeout", tx_timeout_millis(limit));
+    let summary = explain(graph, user, limit).await?;
+    // `USE other_db …` is planned on, and reported from, the other database.
+    let home = explain(graph, neo4rs::query("EXPLAIN RETURN 1"), limit).await?;
+    if summary.db() != home.db() {
+        return Err(Error::QueryRefused {
+            code: None,
+            reason: format!(
+                "the query runs on the database {:?}; user queries may only read {:?}",
+                summary.db().unwrap_or_default(),
+                home.db().unwrap_or_default()
+            ),
+        });
+    }
+    let plan = plan::from_summary(&summary).map_err(|reason| Error::QueryRefused {
+        code: None,
+        reason: format!("the query's plan could not be checked, so it is not run: {reason}"),
+    })?;
+    if let Some(reason) = policy::refusal(&plan) {
+        tracing::info!(reason = %reason, "user query refused by its plan");
+        return Err(Error::QueryRefused { code: None, reason });
+    }
+    Ok(plan)
+}
+
+/// Sends an `EXPLAIN` in read mode and returns its summary, which holds the plan.
+async fn explain(
+    graph: &Graph,
+    query: neo4rs::Query,
+    limit: Duration,
+) -> Result<neo4rs::summary::ResultSummary> {
+    let stream = graph
+        .execute_read(query)
+        .await
+        .map_err(|e| classify(e, limit))?;
+    stream.finish().await.map_err(|e| classify(e, limit))
+}
+
+/// The plan's column order when it names exactly the row's keys, else the keys sorted by name.
+fn column_order(produced: Option<&[String]>, mut keys: Vec<String>) -> Vec<String> {
+    keys.sort();
+    match produced {
+        Some(order) => {
+            let mut sorted = order.to_vec();
+            sorted.sort();
+            if sorted == keys { order.to_vec() } else { keys }
+        }
+        None => keys,
+    }
+}
+
+/// The length of `value`'s JSON without building it.
+fn json_size(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing a JSON value into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Bolt's `tx_timeout` in whole milliseconds, rounded up; 0 would mean "the server's default".
@@ -156,6 +282,18 @@ fn tx_timeout_millis(timeout: Duration) -> i64 {
 /// [`Error::QueryTimedOut`], outages to [`Error::Unavailable`].
 fn classify(e: neo4rs::Error, limit: Duration) -> Error {
     use neo4rs::Error as E;
+    if let E::ParseError(cause) = &e {
+        // neo4rs decodes node and relationship ids as unsigned: the virtual ones Neo4j makes up
+        // (negative ids, e.g. in `db.schema.visualization()`) cannot be read.
+        return Error::QueryRefused {
+            code: None,
+            reason: format!(
+                "the result holds a value this server cannot decode ({cause}); virtual nodes and \
+                 relationships (as db.schema.visualization() returns) cannot be sent: return \
+                 their labels, types or properties instead"
+            ),
+        };
+    }
     let unavailable = match &e {
         E::IOError { .. }
         | E::ConnectionError

@@ -235,11 +235,13 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>>;
 
-    /// Runs a user's Cypher query read-only, with its time limit and row cap.
+    /// Runs a user's Cypher query read-only after checking its plan ([`cypher::policy`]), with
+    /// its time limit, row cap and byte cap.
     ///
     /// # Errors
     /// [`Error::Unsupported`] on a store that does not speak Cypher; [`Error::QueryRefused`]
-    /// (a write, a syntax error), [`Error::QueryTimedOut`], [`Error::Unavailable`].
+    /// (its plan loads files, writes, calls a procedure outside the allow-list; a syntax error),
+    /// [`Error::QueryTimedOut`], [`Error::Unavailable`].
     async fn read_cypher(&self, request: &cypher::CypherRequest) -> Result<cypher::CypherResult> {
         let _ = request;
         Err(Error::Unsupported {

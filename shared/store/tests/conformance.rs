@@ -762,6 +762,7 @@ async fn helm_revisions_are_linked_and_follow_the_release(store: Arc<dyn GraphSt
                 params: serde_json::json!({"uid": d.uid.as_str()}).as_object().unwrap().clone(),
                 timeout: std::time::Duration::from_secs(5),
                 row_cap: 10,
+                byte_cap: deploygraph_store::cypher::DEFAULT_BYTE_CAP,
             })
             .await
             .unwrap();

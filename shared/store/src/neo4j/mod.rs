@@ -55,9 +55,18 @@ impl Default for Neo4jOptions {
 
 mod rca;
 
+/// How long a user-query connection waits for the server: past the longest query's limit.
+fn user_query_read_timeout(options: &Neo4jOptions) -> Duration {
+    options
+        .connection_timeout
+        .max(crate::cypher::USER_QUERY_READ_TIMEOUT)
+}
+
 /// The Neo4j store.
 pub struct Neo4jStore {
     graph: Graph,
+    /// Connections for user Cypher ([`crate::cypher`]), with a read timeout past any query's.
+    user_queries: Graph,
     migrations: Vec<Migration>,
     options: Neo4jOptions,
 }
@@ -495,24 +504,35 @@ impl Neo4jStore {
         source: MigrationSource,
     ) -> Result<Self> {
         let migrations = source.load(BACKEND)?;
-        let config = ConfigBuilder::default()
-            .uri(uri)
-            .user(user)
-            .password(password.expose_secret())
-            .fetch_size(options.fetch_size)
-            .max_connections(options.max_connections)
-            .connection_timeout(options.connection_timeout)
-            .build()
-            .map_err(|e| Error::InvalidUri {
+        let build = |connection_timeout: Duration, max_connections: usize| {
+            let config = ConfigBuilder::default()
+                .uri(uri)
+                .user(user)
+                .password(password.expose_secret())
+                .fetch_size(options.fetch_size)
+                .max_connections(max_connections)
+                .connection_timeout(connection_timeout)
+                .build()
+                .map_err(|e| Error::InvalidUri {
+                    uri: uri.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            Graph::connect(config).map_err(|e| Error::InvalidUri {
                 uri: uri.to_owned(),
                 reason: e.to_string(),
-            })?;
-        let graph = Graph::connect(config).map_err(|e| Error::InvalidUri {
-            uri: uri.to_owned(),
-            reason: e.to_string(),
-        })?;
+            })
+        };
+        let graph = build(options.connection_timeout, options.max_connections)?;
+        // User queries get connections of their own: neo4rs bounds every read by the
+        // connection timeout, which must outlast the longest query (else a slow query looks
+        // like an outage), and a heavy query must not take the store's own connections.
+        let user_queries = build(
+            user_query_read_timeout(&options),
+            options.max_connections.div_ceil(4).max(1),
+        )?;
         Ok(Self {
             graph,
+            user_queries,
             migrations,
             options,
         })
@@ -877,7 +897,7 @@ impl GraphStore for Neo4jStore {
             .await
             .map_err(failed("write a snapshot"))?;
         }
-        txn.commit().await.map_err(failed("commit"))
+        txn.commit().await.map(drop).map_err(failed("commit"))
     }
 
     async fn get_snapshot(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
@@ -1043,6 +1063,21 @@ impl GraphStore for Neo4jStore {
         &self,
         request: &crate::cypher::CypherRequest,
     ) -> Result<crate::cypher::CypherResult> {
-        crate::cypher::run_read_only(&self.graph, request).await
+        crate::cypher::run_read_only(&self.user_queries, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cypher::MAX_QUERY_TIMEOUT;
+
+    #[test]
+    fn user_query_connections_wait_longer_than_the_longest_query() {
+        let options = Neo4jOptions::default();
+        assert!(user_query_read_timeout(&options) > MAX_QUERY_TIMEOUT);
+        assert!(user_query_read_timeout(&options) > options.connection_timeout);
+        // The store's own connections keep their short bound for outages.
+        assert_eq!(options.connection_timeout, Duration::from_secs(5));
     }
 }

@@ -418,8 +418,13 @@ impl Neo4jStore {
         )
         .param("service", service_row(service))
         .param("deps", deps);
-        self.in_txn(async move |txn| txn.run(q).await.map_err(failed("set dependencies")))
-            .await
+        self.in_txn(async move |txn| {
+            txn.run(q)
+                .await
+                .map(drop)
+                .map_err(failed("set dependencies"))
+        })
+        .await
     }
 
     pub(super) async fn rca_dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
@@ -607,8 +612,13 @@ impl Neo4jStore {
             .param("service", service_row(&run.target))
             .param("props", chaos_props(run)?)
             .param("against", opt_str(run.against.as_ref().map(Uid::as_str)));
-        self.in_txn(async move |txn| txn.run(q).await.map_err(failed("record a chaos run")))
-            .await
+        self.in_txn(async move |txn| {
+            txn.run(q)
+                .await
+                .map(drop)
+                .map_err(failed("record a chaos run"))
+        })
+        .await
     }
 
     pub(super) async fn rca_get_chaos_run(&self, uid: &Uid) -> Result<Option<ChaosRun>> {

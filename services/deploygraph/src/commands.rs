@@ -91,7 +91,8 @@ impl Failure {
                 }
             }
             e @ Error::Unavailable { .. } => Self::unreachable(format!("{what}: {e}")),
-            e @ Error::Protocol { .. } => {
+            // The request reached the server, which may still be working on it: not sent again.
+            e @ (Error::Protocol { .. } | Error::NoAnswer { .. }) => {
                 Self::rejected(format!("{what}: {:#}", anyhow::Error::new(e)))
             }
         }

@@ -79,7 +79,12 @@ fn client(url: &str) -> Client {
 async fn a_timed_out_query_is_not_sent_again_and_keeps_the_servers_message() {
     let (url, hits) = server(504, "query_timed_out").await;
     let err = client(&url)
-        .post_json("/v1/cypher", &[], &serde_json::json!({"query": "RETURN 1"}))
+        .cypher(&deploygraph_client::CypherQuery {
+            query: "RETURN 1".into(),
+            params: serde_json::Map::new(),
+            timeout: None,
+            limit: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
@@ -108,7 +113,10 @@ async fn refusals_are_not_sent_again() {
         (500, "internal"),
     ] {
         let (url, hits) = server(status, code).await;
-        let err = client(&url).get("/v1/services", &[]).await.unwrap_err();
+        let err = client(&url)
+            .list_deployments(&deploygraph_client::DeploymentsQuery::default())
+            .await
+            .unwrap_err();
         assert_eq!(hits.load(Ordering::SeqCst), 1, "{status}");
         assert!(
             matches!(err, Error::Rejected { status: s, .. } if s == status),
@@ -121,7 +129,10 @@ async fn refusals_are_not_sent_again() {
 async fn unavailable_servers_are_tried_again_up_to_the_limit() {
     for status in [503, 502] {
         let (url, hits) = server(status, "store_unavailable").await;
-        let err = client(&url).get("/v1/services", &[]).await.unwrap_err();
+        let err = client(&url)
+            .list_deployments(&deploygraph_client::DeploymentsQuery::default())
+            .await
+            .unwrap_err();
         assert_eq!(hits.load(Ordering::SeqCst), 4, "{status}");
         assert!(
             matches!(err, Error::Unavailable { attempts: 4, .. }),
@@ -138,7 +149,7 @@ async fn a_refused_connection_is_tried_again() {
         .expect("free port")
         .port();
     let err = client(&format!("http://127.0.0.1:{port}"))
-        .get("/v1/services", &[])
+        .list_deployments(&deploygraph_client::DeploymentsQuery::default())
         .await
         .unwrap_err();
     assert!(

@@ -549,7 +549,15 @@ fn every_command_follows_one_exit_code_table() {
             "--status",
         ),
         (
-            strings(&["query", "cypher", "RETURN 1", "--server", &server.url]),
+            strings(&[
+                "query",
+                "cypher",
+                "RETURN 1",
+                "--server",
+                &server.url,
+                "--token",
+                TOKEN,
+            ]),
             "does not support Cypher",
         ),
         (

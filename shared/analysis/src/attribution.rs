@@ -68,8 +68,8 @@ impl ChangeSummary {
             .count();
         let secret_changed = deployment.changes.iter().any(|c| {
             is_secret_path(&c.path)
-                || c.before.as_deref() == Some(REDACTED)
-                || c.after.as_deref() == Some(REDACTED)
+                || c.before.as_deref().is_some_and(|v| v.contains(REDACTED))
+                || c.after.as_deref().is_some_and(|v| v.contains(REDACTED))
         });
         Self {
             image_changed,

@@ -567,14 +567,22 @@ metadata:
             .iter()
             .find(|c| c.path.ends_with("env[0].value"))
             .unwrap_or_else(|| panic!("env value in {fields:?}"));
-        assert_eq!(env.before.as_deref(), Some("postgres://u:<redacted>@host/db"));
-        assert_eq!(env.after.as_deref(), Some("postgres://u:<redacted>@host/db2"));
+        assert_eq!(
+            env.before.as_deref(),
+            Some("postgres://u:<redacted>@host/db")
+        );
+        assert_eq!(
+            env.after.as_deref(),
+            Some("postgres://u:<redacted>@host/db2")
+        );
     }
 
     #[test]
     fn summaries_redact_secrets_recognised_by_their_shape() {
-        let redacted = redact_values(json!({"db": {"url": "redis://:pw@cache:6379", "port": 6379},
-                                            "auth": "Bearer abc.def-123", "enabled": true}));
+        let redacted = redact_values(
+            json!({"db": {"url": "redis://:pw@cache:6379", "port": 6379},
+                                            "auth": "Bearer abc.def-123", "enabled": true}),
+        );
         assert_eq!(
             redacted,
             json!({"db": {"url": "redis://:<redacted>@cache:6379", "port": 6379},

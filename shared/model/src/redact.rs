@@ -93,9 +93,8 @@ static PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
 /// `scheme://user:password@`: group 1 is everything up to and including the `:` before the
 /// password. Neither part may hold `/`, `?`, `#`, `@` or whitespace, as RFC 3986 requires of
 /// userinfo, so `http://host:8080/a@b` is not a password.
-static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s:/?#@]*:)[^\s/?#@]+@")
-});
+static URL_PASSWORD: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s:/?#@]*:)[^\s/?#@]+@"));
 
 /// `Bearer <token>`: group 1 is the scheme and its spacing, group 2 the token.
 static BEARER: LazyLock<Regex> =
@@ -244,7 +243,10 @@ mod tests {
             "postgresql://app:s3cr%40t@db.internal:5432/orders?sslmode=require",
             "postgresql://app:<redacted>@db.internal:5432/orders?sslmode=require",
         ),
-        ("redis://:hunter2@cache:6379/0", "redis://:<redacted>@cache:6379/0"),
+        (
+            "redis://:hunter2@cache:6379/0",
+            "redis://:<redacted>@cache:6379/0",
+        ),
         (
             "amqp://guest:guest@rabbit:5672/%2F",
             "amqp://guest:<redacted>@rabbit:5672/%2F",
@@ -297,16 +299,31 @@ mod tests {
             "https://acct.blob.core.windows.net/c?sv=2022-11-02&sig=abc%2Bdef",
             "https://acct.blob.core.windows.net/c?sv=2022-11-02&sig=<redacted>",
         ),
-        ("wss://hub/socket?access_token=xyz", "wss://hub/socket?access_token=<redacted>"),
-        ("--db-password=hunter2 --verbose", "--db-password=<redacted> --verbose"),
-        ("client_secret=abc&grant_type=x", "client_secret=<redacted>&grant_type=x"),
-        ("api_key=k1;apiKey=k2", "api_key=<redacted>;apiKey=<redacted>"),
+        (
+            "wss://hub/socket?access_token=xyz",
+            "wss://hub/socket?access_token=<redacted>",
+        ),
+        (
+            "--db-password=hunter2 --verbose",
+            "--db-password=<redacted> --verbose",
+        ),
+        (
+            "client_secret=abc&grant_type=x",
+            "client_secret=<redacted>&grant_type=x",
+        ),
+        (
+            "api_key=k1;apiKey=k2",
+            "api_key=<redacted>;apiKey=<redacted>",
+        ),
         // Token shapes.
         ("AKIAIOSFODNN7EXAMPLE", "<redacted>"),
         ("aws ASIAY34FZKBOKMUTVV7A here", "aws <redacted> here"),
         ("ghp_0123456789abcdefghijABCDEFGHIJ012345", "<redacted>"),
         ("gho_0123456789abcdefghijABCDEFGHIJ012345", "<redacted>"),
-        ("token ghs_0123456789abcdefghijABCDEFGHIJ012345", "token <redacted>"),
+        (
+            "token ghs_0123456789abcdefghijABCDEFGHIJ012345",
+            "token <redacted>",
+        ),
         (
             "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789",
             "<redacted>",

@@ -136,7 +136,11 @@ fn every_node_kind_derives_its_golden_uid() {
         digest: None,
     };
     assert_golden(&[
-        ("Uid::derive primitive", Uid::derive("dep", &["a", "b"]), "dep-f60760cfaef4d8ae665d7518a94e4f2c"),
+        (
+            "Uid::derive primitive",
+            Uid::derive("dep", &["a", "b"]),
+            "dep-f60760cfaef4d8ae665d7518a94e4f2c",
+        ),
         (
             "Service",
             service_uid(&service, Some("prod"), &environment),
@@ -147,23 +151,75 @@ fn every_node_kind_derives_its_golden_uid() {
             service_uid(&service, None, &environment),
             "service-21e6c18867072279ed1b8f118c37c3da",
         ),
-        ("DeploymentEvent from its facts (API, CLI)", by_event.clone(), "deployment-b6e5f2b01d0057e8b0fddd8beb01db4c"),
-        ("DeploymentEvent from a client id", by_id, "deployment-32b5c209ec8fb022ea20206091bbb32e"),
-        ("DeploymentEvent with an image without digest", by_reference, "deployment-76b3efd7db12a500a2faa8eed85f3cba"),
-        ("Commit", commit().uid(), "commit-970c828f9e5bfc2d87cfcfc0454d65f0"),
-        ("Image by digest", image().uid(), "image-d342c760d1ec77abf7559096c2c2e83a"),
-        ("Image by reference", image_by_reference.uid(), "image-ref-09a93dd0643452673de2b5295e84b9e1"),
-        ("HelmRevision", helm.uid(), "helm-revision-10ac6c710e408356721fdf616e3af0d9"),
-        ("ConfigChange", change.uid(&by_event), "change-36ad69e5f81eea801e33953fe918f32f"),
-        ("ValidationResult", ValidationResult::uid(&by_event), "validation-34dd896e25a6b73e460331e2da36dc38"),
+        (
+            "DeploymentEvent from its facts (API, CLI)",
+            by_event.clone(),
+            "deployment-b6e5f2b01d0057e8b0fddd8beb01db4c",
+        ),
+        (
+            "DeploymentEvent from a client id",
+            by_id,
+            "deployment-32b5c209ec8fb022ea20206091bbb32e",
+        ),
+        (
+            "DeploymentEvent with an image without digest",
+            by_reference,
+            "deployment-76b3efd7db12a500a2faa8eed85f3cba",
+        ),
+        (
+            "Commit",
+            commit().uid(),
+            "commit-970c828f9e5bfc2d87cfcfc0454d65f0",
+        ),
+        (
+            "Image by digest",
+            image().uid(),
+            "image-d342c760d1ec77abf7559096c2c2e83a",
+        ),
+        (
+            "Image by reference",
+            image_by_reference.uid(),
+            "image-ref-09a93dd0643452673de2b5295e84b9e1",
+        ),
+        (
+            "HelmRevision",
+            helm.uid(),
+            "helm-revision-10ac6c710e408356721fdf616e3af0d9",
+        ),
+        (
+            "ConfigChange",
+            change.uid(&by_event),
+            "change-36ad69e5f81eea801e33953fe918f32f",
+        ),
+        (
+            "ValidationResult",
+            ValidationResult::uid(&by_event),
+            "validation-34dd896e25a6b73e460331e2da36dc38",
+        ),
         (
             "Alert",
             Alert::uid_for("3b1d6f0c2a9e4d57", &at("2026-11-20T10:20:00Z")),
             "alert-c4d781147aeb6c777946c6f5d86d4a12",
         ),
-        ("InfraSnapshot", snapshot.uid.clone(), "snapshot-dff34e5c86d88526b47533dd71188b44"),
-        ("InfraSnapshot without cluster or deployment", unattached.uid, "snapshot-53f5b368c368a341d75651ee749f505a"),
-        ("Check", check().uid(&snapshot.uid), "check-5e6eca00cabbaa93796f4c6563d978b5"),
-        ("Certificate", certificate.uid(), "certificate-2855675689f75d5fabdc7f07292dfd6b"),
+        (
+            "InfraSnapshot",
+            snapshot.uid.clone(),
+            "snapshot-dff34e5c86d88526b47533dd71188b44",
+        ),
+        (
+            "InfraSnapshot without cluster or deployment",
+            unattached.uid,
+            "snapshot-53f5b368c368a341d75651ee749f505a",
+        ),
+        (
+            "Check",
+            check().uid(&snapshot.uid),
+            "check-5e6eca00cabbaa93796f4c6563d978b5",
+        ),
+        (
+            "Certificate",
+            certificate.uid(),
+            "certificate-2855675689f75d5fabdc7f07292dfd6b",
+        ),
     ]);
 }

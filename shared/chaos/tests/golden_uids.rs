@@ -2,6 +2,7 @@
 //! and start derive the same uid. **A failing golden uid means that data already stored would
 //! be duplicated, not updated: changing the derivation needs a migration that rewrites the
 //! stored uids, never just a new value here.**
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use deploygraph_chaos::run::run_uid;
 use deploygraph_model::parse_time;

@@ -4,6 +4,7 @@
 //! the same objects derive the same uids. **A failing golden uid means that data already
 //! stored would be duplicated, not updated: changing a derivation needs a migration that
 //! rewrites the stored uids, never just a new value here.**
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use deploygraph_helm::Release;
 use deploygraph_k8s::helm_watch::release_to_deployment;

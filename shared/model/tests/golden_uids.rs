@@ -5,6 +5,7 @@
 //! **A failing golden uid means that data already stored would be duplicated, not updated:
 //! changing a derivation needs a migration that rewrites the stored uids, never just a new
 //! value here.**
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
 use deploygraph_model::deployment::{

@@ -510,4 +510,20 @@ mod tests {
             Attribution::Deployments(_)
         ));
     }
+
+    #[test]
+    fn a_credential_redacted_inside_a_value_counts_as_a_secret_change() {
+        let url = Deployment::test()
+            .change(
+                "env.DATABASE_URL",
+                "postgres://u:old@host/db",
+                "postgres://u:new@host/db",
+            )
+            .build();
+        assert!(ChangeSummary::of(&url, None).secret_changed);
+        let ordinary = Deployment::test()
+            .change("env.DATABASE_HOST", "db-1", "db-2")
+            .build();
+        assert!(!ChangeSummary::of(&ordinary, None).secret_changed);
+    }
 }

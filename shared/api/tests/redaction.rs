@@ -1,5 +1,6 @@
-//! Secrets in recorded config changes are redacted before they are stored: by key name, and
-//! by value (a password in a URL, a token) whatever the key, through the HTTP API on SQLite.
+//! Secrets in recorded config changes and in an incident's custom data are redacted before
+//! they are stored: by key name, and by value (a password in a URL, a token) whatever the key,
+//! through the HTTP API on SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;
@@ -92,5 +93,40 @@ async fn a_password_in_a_config_value_is_stored_redacted_whatever_its_key() {
             !text.contains("u:p@") && !text.contains("u:old@") && !text.contains(jwt),
             "{text}"
         );
+    }
+}
+
+#[tokio::test]
+async fn secrets_in_an_incidents_custom_data_are_stored_redacted() {
+    let (app, _dir) = app().await;
+    let incident = json!({
+        "context": {"specversion": "0.5.1", "id": "ev-1", "source": "/monitoring/prod1",
+                    "type": "dev.cdevents.incident.detected.0.3.0", "timestamp": "2026-11-20T10:20:00Z"},
+        "subject": {"id": "incident-123", "source": "/monitoring/prod1",
+                    "content": {"description": "p99 above 1s", "environment": {"id": "production"},
+                                "service": {"id": "/cluster/shop/payments"}}},
+        "customData": {"dsn": "postgres://u:p@host/db", "api_token": "plain-looking",
+                       "runbook": "https://runbooks.example.com/p99", "replicas": 3}
+    });
+    let envelope = json!({"specversion": "1.0", "id": "ev-1", "source": "/monitoring/prod1",
+                          "type": "dev.cdevents.incident.detected.0.3.0",
+                          "time": "2026-11-20T10:20:00Z", "datacontenttype": "application/json",
+                          "data": incident});
+    let request = Request::post("/v1/events")
+        .header(header::CONTENT_TYPE, "application/cloudevents+json")
+        .body(Body::from(envelope.to_string()))
+        .unwrap();
+    let (status, alert) = send(&app, request).await;
+    assert_eq!(status, StatusCode::CREATED, "{alert}");
+    let (status, listed) = send(&app, get("/v1/alerts?service=payments")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    for labels in [&alert["labels"], &listed["items"][0]["labels"]] {
+        assert_eq!(labels["dsn"], "postgres://u:<redacted>@host/db", "{labels}");
+        assert_eq!(labels["api_token"], "<redacted>", "{labels}");
+        assert_eq!(
+            labels["runbook"], "https://runbooks.example.com/p99",
+            "{labels}"
+        );
+        assert_eq!(labels["replicas"], "3", "{labels}");
     }
 }

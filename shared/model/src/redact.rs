@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | password in a URL's userinfo | `postgres://u:p@host/db` | `postgres://u:<redacted>@host/db` (scheme, user, host, path kept) |
 //! | bearer token | `Authorization: Bearer abc.def` | `Authorization: Bearer <redacted>` |
-//! | PEM private key | `-----BEGIN RSA PRIVATE KEY-----…-----END RSA PRIVATE KEY-----` | `<redacted>` (the whole block; an unterminated block up to the end) |
+//! | PEM private key | `-----BEGIN RSA PRIVATE KEY-----…-----END RSA PRIVATE KEY-----` | `<redacted>` (the whole block, PGP `PRIVATE KEY BLOCK`s too; an unterminated block up to the end) |
 //! | secret parameter in a query or connection string | `?sslmode=require&password=p`, `Server=db;Password=p;` | `password=<redacted>` |
 //! | AWS access key id | `AKIA…`, `ASIA…` (20 characters) | `<redacted>` |
 //! | GitHub token | `ghp_…`, `gho_…`, `ghs_…`, `ghu_…`, `ghr_…`, `github_pat_…` | `<redacted>` |
@@ -87,7 +87,9 @@ pub fn redact_value(path: &str, value: Option<String>) -> Option<String> {
 /// A PEM private key block (`-----BEGIN RSA PRIVATE KEY-----`, `ENCRYPTED PRIVATE KEY`, …)
 /// up to its end line, or to the end of the value when it was cut.
 static PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"(?s)-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|\z)")
+    compile(
+        r"(?s)-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\z)",
+    )
 });
 
 /// `scheme://user:password@`: group 1 is everything up to and including the `:` before the
@@ -283,6 +285,10 @@ mod tests {
             "<redacted>",
         ),
         (
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----",
+            "<redacted>",
+        ),
+        (
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----",
             "<redacted>",
         ),
@@ -362,6 +368,7 @@ mod tests {
         "Bearer authentication is required",
         "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
         "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\nmQEN\n-----END PGP PUBLIC KEY BLOCK-----",
         "AKIA",
         "AKIAshort",
         "ghp_short",

@@ -68,8 +68,8 @@ impl ChangeSummary {
             .count();
         let secret_changed = deployment.changes.iter().any(|c| {
             is_secret_path(&c.path)
-                || c.before.as_deref() == Some(REDACTED)
-                || c.after.as_deref() == Some(REDACTED)
+                || c.before.as_deref().is_some_and(|v| v.contains(REDACTED))
+                || c.after.as_deref().is_some_and(|v| v.contains(REDACTED))
         });
         Self {
             image_changed,
@@ -509,5 +509,21 @@ mod tests {
             ),
             Attribution::Deployments(_)
         ));
+    }
+
+    #[test]
+    fn a_credential_redacted_inside_a_value_counts_as_a_secret_change() {
+        let url = Deployment::test()
+            .change(
+                "env.DATABASE_URL",
+                "postgres://u:old@host/db",
+                "postgres://u:new@host/db",
+            )
+            .build();
+        assert!(ChangeSummary::of(&url, None).secret_changed);
+        let ordinary = Deployment::test()
+            .change("env.DATABASE_HOST", "db-1", "db-2")
+            .build();
+        assert!(!ChangeSummary::of(&ordinary, None).secret_changed);
     }
 }

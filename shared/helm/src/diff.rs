@@ -1,6 +1,6 @@
 //! Diffs between two revisions: values as flattened key paths, manifests per resource.
 
-use deploygraph_model::redact::{REDACTED, is_secret_path};
+use deploygraph_model::redact::{REDACTED, is_secret_path, redact_secrets};
 use deploygraph_model::{ChangeKind, ConfigChange};
 use serde::Serialize;
 use serde_json::Value;
@@ -102,7 +102,8 @@ fn diff_leaves(
     changes
 }
 
-/// A copy of `values` with secret-looking leaves replaced by [`REDACTED`].
+/// A copy of `values` with secret-looking leaves replaced by [`REDACTED`], and secrets
+/// recognised by their shape (a password in a URL, a token) redacted in the others.
 pub fn redact_values(values: Value) -> Value {
     redact_at(values, "")
 }
@@ -126,6 +127,7 @@ fn redact_at(value: Value, path: &str) -> Value {
         ),
         Value::Null => Value::Null,
         _ if is_secret_path(path) => Value::String(REDACTED.to_owned()),
+        Value::String(s) => Value::String(redact_secrets(&s).into_owned()),
         scalar => scalar,
     }
 }
@@ -497,6 +499,94 @@ metadata:
         assert_eq!(
             redacted,
             json!({"db": {"password": REDACTED, "host": "h"}, "tokens": [REDACTED]})
+        );
+    }
+
+    #[test]
+    fn a_values_diff_redacts_secrets_recognised_by_their_shape() {
+        let old = json!({"database": {"url": "postgres://app:old-pass@db/orders"},
+                         "webhook": "https://hooks.example.com/x?token=abc123",
+                         "image": {"digest": "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
+                         "github": "ghp_0123456789abcdefghijABCDEFGHIJ012345"});
+        let new = json!({"database": {"url": "postgres://app:new-pass@db-2/orders"},
+                         "webhook": "https://hooks.example.com/y?token=def456",
+                         "image": {"digest": "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"},
+                         "github": "ghp_9876543210abcdefghijABCDEFGHIJ012345"});
+        let changes = diff_values(&old, &new, "values");
+        let find = |p: &str| {
+            let c = changes
+                .iter()
+                .find(|c| c.path == p)
+                .unwrap_or_else(|| panic!("{p} in {changes:?}"));
+            (c.before.as_deref(), c.after.as_deref())
+        };
+        assert_eq!(
+            find("values.database.url"),
+            (
+                Some("postgres://app:<redacted>@db/orders"),
+                Some("postgres://app:<redacted>@db-2/orders")
+            )
+        );
+        assert_eq!(
+            find("values.webhook"),
+            (
+                Some("https://hooks.example.com/x?token=<redacted>"),
+                Some("https://hooks.example.com/y?token=<redacted>")
+            )
+        );
+        assert_eq!(find("values.github"), (Some(REDACTED), Some(REDACTED)));
+        // A digest is not a secret.
+        assert_eq!(
+            find("values.image.digest"),
+            (
+                Some("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+                Some("sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae")
+            )
+        );
+        let text = format!("{changes:?}");
+        for secret in ["old-pass", "new-pass", "abc123", "def456", "ghp_"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_diff_redacts_a_password_in_an_env_value() {
+        let manifest = |url: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: web:1\n        env:\n        - name: DATABASE_URL\n          value: {url}\n"
+            )
+        };
+        let changes = diff_manifests(
+            &manifest("postgres://u:p1@host/db"),
+            &manifest("postgres://u:p2@host/db2"),
+            "prod",
+        )
+        .expect("diff");
+        let fields: Vec<ConfigChange> = changes.iter().flat_map(|c| c.config_changes()).collect();
+        let env = fields
+            .iter()
+            .find(|c| c.path.ends_with("env[0].value"))
+            .unwrap_or_else(|| panic!("env value in {fields:?}"));
+        assert_eq!(
+            env.before.as_deref(),
+            Some("postgres://u:<redacted>@host/db")
+        );
+        assert_eq!(
+            env.after.as_deref(),
+            Some("postgres://u:<redacted>@host/db2")
+        );
+    }
+
+    #[test]
+    fn summaries_redact_secrets_recognised_by_their_shape() {
+        let redacted = redact_values(
+            json!({"db": {"url": "redis://:pw@cache:6379", "port": 6379},
+                                            "auth": "Bearer abc.def-123", "enabled": true}),
+        );
+        assert_eq!(
+            redacted,
+            json!({"db": {"url": "redis://:<redacted>@cache:6379", "port": 6379},
+                   "auth": "Bearer <redacted>", "enabled": true})
         );
     }
 }

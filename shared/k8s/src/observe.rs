@@ -155,10 +155,21 @@ pub fn resolve_digests(images: &mut [ContainerImage], pods: &[Pod]) {
 }
 
 /// The template as stored: literal values of secret-looking env vars (`DB_PASSWORD`) are
-/// replaced by `<redacted>`; values from Secrets are references already.
+/// replaced by `<redacted>`, secrets recognised by their shape in any string (a password in
+/// a `DATABASE_URL`, a token in an argument) are redacted; values from Secrets are references
+/// already.
 fn redacted(mut template: Value) -> Value {
     fn walk(value: &mut Value) {
         match value {
+            Value::String(s) => {
+                let redacted = match deploygraph_model::redact::redact_secrets(s) {
+                    std::borrow::Cow::Owned(r) => Some(r),
+                    std::borrow::Cow::Borrowed(_) => None,
+                };
+                if let Some(r) = redacted {
+                    *s = r;
+                }
+            }
             Value::Object(map) => {
                 for (key, child) in map.iter_mut() {
                     if key == "env"
@@ -531,7 +542,8 @@ mod tests {
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "web", "image": image,
-                                           "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}]}}},
+                                           "env": [{"name": "DB_PASSWORD", "value": "hunter2"},
+                                                   {"name": "DATABASE_URL", "value": "postgres://app:s3cret@db/orders"}]}]}}},
             "status": {"observedGeneration": generation, "updatedReplicas": replicas,
                        "conditions": [{"type": "Available", "status": if available { "True" } else { "False" }}]}
         }))
@@ -603,6 +615,10 @@ mod tests {
         assert!(
             !stored.contains("hunter2") && stored.contains("<redacted>"),
             "{stored}"
+        );
+        assert!(
+            !stored.contains("s3cret") && stored.contains("postgres://app:<redacted>@db/orders"),
+            "a password in a URL is redacted by its shape: {stored}"
         );
         let known = Known::from_history(std::slice::from_ref(&d1));
         // Seen again unchanged: nothing.

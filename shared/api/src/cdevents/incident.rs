@@ -156,6 +156,9 @@ pub(super) fn from_event(
                 _ => continue,
             };
             if text.len() <= MAX_LABEL_VALUE {
+                // Secrets are redacted by key name and by value (a password in a URL, a token).
+                let text =
+                    deploygraph_model::redact::redact_value(key, Some(text)).unwrap_or_default();
                 labels.insert(key.clone(), text);
             }
         }

@@ -56,7 +56,12 @@ impl FromStr for DnsTarget {
             }
             None => (value, None),
         };
-        if name.is_empty() || name.len() > 253 || name.contains(char::is_whitespace) {
+        // What a query can carry: refused here, not reported `unknown` when the gate runs.
+        if name.is_empty()
+            || name.len() > 253
+            || name.contains(|c: char| c.is_whitespace() || c.is_control())
+            || Name::from_str(name).is_err()
+        {
             return Err(format!("{value:?}: {name:?} is not a DNS name"));
         }
         Ok(Self {
@@ -453,6 +458,12 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.server.map(|s| s.port()), Some(53));
         assert!("a@dns.google".parse::<DnsTarget>().is_err());
+        // Found by fuzzing (gate_targets): names no query can carry were accepted.
+        for name in ["\0", "a\u{7f}b", "a..b", &"x".repeat(64)] {
+            assert!(name.parse::<DnsTarget>().is_err(), "{name:?} accepted");
+        }
+        assert!("api-1.example.test.".parse::<DnsTarget>().is_ok());
+        assert!("_sip._tcp.example.test".parse::<DnsTarget>().is_ok());
         assert!("@1.1.1.1".parse::<DnsTarget>().is_err());
     }
 

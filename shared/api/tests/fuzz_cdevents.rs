@@ -82,7 +82,7 @@ fn cdevents() {
             let (runtime, app) = &*state;
             let body = json_input(input, CDEVENT_WORDS).into_owned();
             // Structured mode (`application/cloudevents+json`) and plain JSON.
-            let content_type = if input.len() % 2 == 0 {
+            let content_type = if input.len().is_multiple_of(2) {
                 "application/json"
             } else {
                 "application/cloudevents+json"

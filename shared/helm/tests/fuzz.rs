@@ -88,10 +88,16 @@ fn helm_release_field() {
                 use_release(&release);
             }
             // The same document encoded the way Helm writes it decodes to what it says, with
-            // and without gzip.
+            // or without gzip.
             let json = json_input(input, RELEASE_WORDS);
             let direct = serde_json::from_slice::<Release>(&json).ok();
-            for payload in [gzip(&json), json.to_vec()] {
+            // (gzip is slow in unoptimised test builds: one input in four takes that path)
+            let payload = if input.len().is_multiple_of(4) {
+                gzip(&json)
+            } else {
+                json.to_vec()
+            };
+            {
                 let encoded = STANDARD.encode(&payload);
                 let decoded = decode_release_field(encoded.as_bytes()).ok();
                 assert_eq!(decoded, direct);

@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod deployment;
 pub mod error;
 pub mod fixture;
+pub mod fuzzing;
 pub mod infra;
 pub mod newtypes;
 pub mod redact;

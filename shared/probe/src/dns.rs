@@ -2,16 +2,24 @@
 //! resolves, is NXDOMAIN, has exactly these addresses, answers within a latency limit.
 //! Reports the rcode, answers, TTLs and latency. The resolver's own cache is off, so the TTLs
 //! are the server's.
+//!
+//! Only DNS servers are asked: a check that names a server sends every query there (no hosts
+//! file, no `localhost` shortcut), and a check through the system configuration that the system
+//! would answer itself (`localhost`, an `/etc/hosts` entry) is `unknown`, reported as such.
 
 use crate::check::{CheckKind, CheckResult, Status};
-use hickory_resolver::Resolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{NameServerConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::rr::RecordType;
+use hickory_resolver::proto::op::{DnsRequestOptions, Query};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::system_conf::read_system_conf;
+use hickory_resolver::{Hosts, NameServerPool, PoolContext, TlsConfig};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `NAME[@SERVER[:PORT]]`.
@@ -48,7 +56,12 @@ impl FromStr for DnsTarget {
             }
             None => (value, None),
         };
-        if name.is_empty() || name.len() > 253 || name.contains(char::is_whitespace) {
+        // What a query can carry: refused here, not reported `unknown` when the gate runs.
+        if name.is_empty()
+            || name.len() > 253
+            || name.contains(|c: char| c.is_whitespace() || c.is_control())
+            || Name::from_str(name).is_err()
+        {
             return Err(format!("{value:?}: {name:?} is not a DNS name"));
         }
         Ok(Self {
@@ -115,32 +128,76 @@ pub struct AnswerRecord {
     pub ttl: u32,
 }
 
-fn resolver(
-    server: Option<SocketAddr>,
-    timeout: Duration,
-) -> Result<Resolver<TokioRuntimeProvider>, String> {
-    let mut options = ResolverOpts::default();
-    options.timeout = timeout;
-    options.attempts = 1;
-    options.cache_size = 0;
-    let builder = match server {
+/// The name servers a check asks: the one it names, or the system's (`/etc/resolv.conf`).
+fn name_servers(server: Option<SocketAddr>) -> Result<Vec<NameServerConfig>, String> {
+    match server {
         Some(server) => {
             let mut ns = NameServerConfig::udp_and_tcp(server.ip());
             for connection in &mut ns.connections {
                 connection.port = server.port();
             }
-            Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(vec![ns]),
-                TokioRuntimeProvider::default(),
-            )
+            Ok(vec![ns])
         }
-        None => Resolver::builder_tokio()
-            .map_err(|e| format!("no system resolver configuration: {e}"))?,
-    };
-    builder
-        .with_options(options)
-        .build()
-        .map_err(|e| format!("cannot build a resolver: {e}"))
+        None => {
+            let (config, _) =
+                read_system_conf().map_err(|e| format!("no system resolver configuration: {e}"))?;
+            if config.name_servers().is_empty() {
+                return Err("the system resolver configuration names no DNS server".into());
+            }
+            Ok(config.name_servers().to_vec())
+        }
+    }
+}
+
+/// How the system answers a name without asking any DNS server, when it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAnswer {
+    /// `localhost` and the names under it (RFC 6761): resolvers answer them themselves.
+    Localhost,
+    /// An entry of the hosts file, with its addresses.
+    HostsFile(Vec<IpAddr>),
+}
+
+impl LocalAnswer {
+    /// The report's detail: what answered, and that no DNS server was asked.
+    pub fn detail(&self) -> String {
+        match self {
+            LocalAnswer::Localhost => "answered locally: localhost names never reach a DNS \
+                server (RFC 6761), no DNS server asked"
+                .to_owned(),
+            LocalAnswer::HostsFile(addresses) => {
+                let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                format!(
+                    "answered from /etc/hosts ({}), no DNS server asked",
+                    listed.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Whether the system resolver answers `name` locally (a localhost name, or an entry of
+/// `hosts`) for any of `types`: then no DNS server is asked, so a DNS check cannot pass on it.
+pub fn local_answer(name: &Name, types: &[RecordType], hosts: &Hosts) -> Option<LocalAnswer> {
+    if name.is_localhost() {
+        return Some(LocalAnswer::Localhost);
+    }
+    let addresses: Vec<IpAddr> = types
+        .iter()
+        .filter_map(|t| hosts.lookup_static_host(&Query::query(name.clone(), *t)))
+        .flat_map(|lookup| {
+            lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (!addresses.is_empty()).then_some(LocalAnswer::HostsFile(addresses))
 }
 
 /// The mnemonic of a DNS response code (RFC 1035, RFC 2136).
@@ -156,24 +213,63 @@ fn rcode_name(code: u16) -> String {
     }
 }
 
-/// The outcome of a query: an answer, or why there is none (`None` rcode: no answer at all).
-async fn query(check: &DnsCheck, timeout: Duration) -> Result<Answer, String> {
-    let resolver = resolver(check.target.server, timeout)?;
-    let mut name = check.target.name.clone();
-    if !name.ends_with('.') {
-        name.push('.');
-    }
-    let types: Vec<RecordType> = match check.record_type {
+fn record_types(check: &DnsCheck) -> Vec<RecordType> {
+    match check.record_type {
         Some(t) => vec![t],
         None => vec![RecordType::A, RecordType::AAAA],
-    };
+    }
+}
+
+/// Why a query has no answer to judge.
+enum NoAnswer {
+    /// The system answers the name itself; no DNS server was asked.
+    Local(LocalAnswer),
+    /// No server answered, or the query could not be sent.
+    Failed(String),
+}
+
+/// Asks the name servers, and only them: no hosts file, no special-use shortcut, no cache, no
+/// search list. (hickory's `Resolver` answers `localhost` and hosts-file entries itself, even
+/// when it is given a name server, so the pool of name servers is queried directly.)
+async fn query(check: &DnsCheck, timeout: Duration) -> Result<Answer, NoAnswer> {
+    let name = Name::from_str(&check.target.name)
+        .map(|mut n| {
+            n.set_fqdn(true);
+            n
+        })
+        .map_err(|e| NoAnswer::Failed(format!("{:?} is not a DNS name: {e}", check.target.name)))?;
+    let types = record_types(check);
+    if check.target.server.is_none() {
+        let hosts = Hosts::from_system().unwrap_or_default();
+        if let Some(local) = local_answer(&name, &types, &hosts) {
+            return Err(NoAnswer::Local(local));
+        }
+    }
+    let servers = name_servers(check.target.server).map_err(NoAnswer::Failed)?;
+    let mut options = ResolverOpts::default();
+    options.timeout = timeout;
+    options.attempts = 1;
+    options.cache_size = 0;
+    let tls = TlsConfig::new().map_err(|e| NoAnswer::Failed(e.to_string()))?;
+    let pool = NameServerPool::from_config(
+        servers,
+        Arc::new(PoolContext::new(options, tls)),
+        TokioRuntimeProvider::default(),
+    );
     let mut records = Vec::new();
     let mut rcode = None;
     for record_type in types {
-        match resolver.lookup(name.as_str(), record_type).await {
-            Ok(lookup) => {
+        let response = pool
+            .lookup(
+                Query::query(name.clone(), record_type),
+                DnsRequestOptions::default(),
+            )
+            .first_answer()
+            .await;
+        match response {
+            Ok(response) => {
                 rcode.get_or_insert_with(|| "NOERROR".to_owned());
-                records.extend(lookup.answers().iter().map(|r| AnswerRecord {
+                records.extend(response.answers.iter().map(|r| AnswerRecord {
                     record_type: r.record_type().to_string(),
                     data: r.data.to_string(),
                     ttl: r.ttl,
@@ -185,8 +281,16 @@ async fn query(check: &DnsCheck, timeout: Duration) -> Result<Answer, String> {
                     rcode = Some(code);
                 }
             }
-            Err(NetError::Timeout) => return Err(format!("no answer within {timeout:?}")),
-            Err(e) => return Err(e.to_string()),
+            // The server answered, with an error (REFUSED, SERVFAIL…): that is its answer.
+            Err(NetError::Dns(DnsError::ResponseCode(code))) => {
+                if rcode.as_deref().is_none_or(|r| r == "NOERROR") && records.is_empty() {
+                    rcode = Some(rcode_name(u16::from(code)));
+                }
+            }
+            Err(NetError::Timeout) => {
+                return Err(NoAnswer::Failed(format!("no answer within {timeout:?}")));
+            }
+            Err(e) => return Err(NoAnswer::Failed(e.to_string())),
         }
     }
     Ok(Answer {
@@ -248,7 +352,9 @@ pub fn judge(check: &DnsCheck, answer: &Answer, latency: Duration) -> (Status, S
     }
 }
 
-/// Runs one DNS check. No answer within `timeout` (or an unreachable server) is `unknown`.
+/// Runs one DNS check. No answer within `timeout` (or an unreachable server) is `unknown`, and
+/// so is a name the system answers itself (localhost, the hosts file) when no name server is
+/// given: no DNS server was asked, so there is nothing to pass.
 pub async fn check(check: &DnsCheck, timeout: Duration) -> CheckResult {
     let started = Instant::now();
     let outcome =
@@ -256,7 +362,8 @@ pub async fn check(check: &DnsCheck, timeout: Duration) -> CheckResult {
     let latency = started.elapsed();
     let (status, detail) = match outcome {
         Err(_) => (Status::Unknown, format!("no answer within {timeout:?}")),
-        Ok(Err(reason)) => (Status::Unknown, reason),
+        Ok(Err(NoAnswer::Failed(reason))) => (Status::Unknown, reason),
+        Ok(Err(NoAnswer::Local(local))) => (Status::Unknown, local.detail()),
         Ok(Ok(answer)) => judge(check, &answer, latency),
     };
     let mut result = CheckResult::new(CheckKind::Dns, check.target.to_string(), status, detail);
@@ -289,6 +396,54 @@ mod tests {
         }
     }
 
+    fn name(n: &str) -> Name {
+        Name::from_str(n).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn localhost_names_and_hosts_file_entries_are_answered_locally() {
+        let mut hosts = Hosts::default();
+        hosts
+            .read_hosts_conf(
+                "127.0.0.1 localhost\n10.1.2.3 db.internal db # primary\n::7 v6.internal\n"
+                    .as_bytes(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let both = [RecordType::A, RecordType::AAAA];
+        assert_eq!(
+            local_answer(&name("localhost."), &both, &hosts),
+            Some(LocalAnswer::Localhost)
+        );
+        assert_eq!(
+            local_answer(&name("api.localhost."), &[RecordType::A], &Hosts::default()),
+            Some(LocalAnswer::Localhost)
+        );
+        let db = local_answer(&name("db.internal."), &both, &hosts);
+        assert_eq!(
+            db,
+            Some(LocalAnswer::HostsFile(vec![IpAddr::from([10, 1, 2, 3])]))
+        );
+        assert_eq!(
+            db.map(|d| d.detail()).as_deref(),
+            Some("answered from /etc/hosts (10.1.2.3), no DNS server asked")
+        );
+        assert!(local_answer(&name("db."), &both, &hosts).is_some());
+        // Only the record types asked about count.
+        assert_eq!(
+            local_answer(&name("v6.internal."), &[RecordType::A], &hosts),
+            None
+        );
+        assert!(local_answer(&name("v6.internal."), &both, &hosts).is_some());
+        assert_eq!(
+            local_answer(&name("api.example.test."), &both, &hosts),
+            None
+        );
+        assert_eq!(
+            local_answer(&name("localhost.example.test."), &both, &hosts),
+            None
+        );
+    }
+
     #[test]
     fn targets_parse_with_and_without_a_server() {
         let t: DnsTarget = "api.example.test@127.0.0.1:5353"
@@ -303,6 +458,12 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.server.map(|s| s.port()), Some(53));
         assert!("a@dns.google".parse::<DnsTarget>().is_err());
+        // Found by fuzzing (gate_targets): names no query can carry were accepted.
+        for name in ["\0", "a\u{7f}b", "a..b", &"x".repeat(64)] {
+            assert!(name.parse::<DnsTarget>().is_err(), "{name:?} accepted");
+        }
+        assert!("api-1.example.test.".parse::<DnsTarget>().is_ok());
+        assert!("_sip._tcp.example.test".parse::<DnsTarget>().is_ok());
         assert!("@1.1.1.1".parse::<DnsTarget>().is_err());
     }
 

@@ -70,6 +70,11 @@ impl FromStr for TlsTarget {
         if host.is_empty() {
             return Err(format!("{value:?}: empty host"));
         }
+        // Brackets only wrap an IPv6 address; a host with them (or with control characters or
+        // spaces) is no host, and would not print back as the target it was read from.
+        if host.contains(|c: char| c.is_control() || c.is_whitespace() || c == '[' || c == ']') {
+            return Err(format!("{value:?}: {host:?} is not a host name or address"));
+        }
         let port = port
             .parse()
             .map_err(|_| format!("{value:?}: {port:?} is not a port"))?;
@@ -315,6 +320,17 @@ pub async fn check(target: &TlsTarget, options: &CheckOptions) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_with_brackets_or_control_characters_are_refused() {
+        // Found by fuzzing (gate_targets, libFuzzer): accepted as host "\0]:", printed as
+        // "[\0]:]:0", which does not read back.
+        for target in ["\0]::0", "x]:1:443", "[a]]:443", "a b:443", "a\tb:443"] {
+            assert!(target.parse::<TlsTarget>().is_err(), "{target:?} accepted");
+        }
+        let t: TlsTarget = "a:b:443".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.to_string().parse::<TlsTarget>(), Ok(t));
+    }
 
     #[test]
     fn targets_parse_with_ipv6_and_sni() {

@@ -132,6 +132,85 @@ async fn missing_names_wrong_addresses_and_dead_servers_are_reported() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// The names `/etc/hosts` gives addresses to, besides the localhost ones.
+fn hosts_file_names() -> Vec<String> {
+    std::fs::read_to_string("/etc/hosts")
+        .unwrap_or_default()
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .flat_map(|line| line.split_whitespace().skip(1))
+        .filter(|name| !name.eq_ignore_ascii_case("localhost") && !name.ends_with(".localhost"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn names_answered_locally_never_pass_against_a_resolver_that_does_not_answer() {
+    // A name server that receives every query and answers none.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = silent.local_addr().unwrap();
+    let mut names = vec!["localhost".to_owned(), "db.localhost".to_owned()];
+    names.extend(hosts_file_names());
+    for name in names {
+        for record_type in [None, Some(RecordType::A)] {
+            let check_ = DnsCheck {
+                target: format!("{name}@{dead}").parse().unwrap(),
+                record_type,
+                expect: Expect::Resolves,
+                max_latency: None,
+            };
+            let result = check(&check_, Duration::from_millis(500)).await;
+            assert_eq!(
+                result.status,
+                Status::Unknown,
+                "{name} ({record_type:?}) against a silent resolver: {}",
+                result.detail
+            );
+        }
+    }
+    // The queries did reach the configured server, and only it.
+    let mut buf = [0u8; 512];
+    silent.set_nonblocking(true).unwrap();
+    assert!(
+        silent.recv_from(&mut buf).is_ok(),
+        "no query reached {dead}"
+    );
+}
+
+#[tokio::test]
+async fn a_configured_resolver_is_asked_about_localhost_too() {
+    // CoreDNS serves only example.test., so it refuses localhost: the check says what the
+    // server answered, not what the local machine would have.
+    let result = check(&DnsCheck::resolves(target("localhost")), TIMEOUT).await;
+    assert_eq!(result.status, Status::Fail, "{}", result.detail);
+    assert!(result.detail.contains("REFUSED"), "{}", result.detail);
+    let served = check(&DnsCheck::resolves(target("api.example.test")), TIMEOUT).await;
+    assert_eq!(served.status, Status::Pass, "{}", served.detail);
+}
+
+#[tokio::test]
+async fn names_the_system_answers_itself_are_reported_as_such_not_passed() {
+    let localhost = check(&DnsCheck::resolves("localhost".parse().unwrap()), TIMEOUT).await;
+    assert_eq!(localhost.status, Status::Unknown, "{}", localhost.detail);
+    assert!(
+        localhost.detail.contains("no DNS server asked"),
+        "{}",
+        localhost.detail
+    );
+    // Whatever this machine's hosts file names (the hosts-file logic itself is unit-tested on a
+    // file of its own in `dns::tests`).
+    for name in hosts_file_names() {
+        let result = check(&DnsCheck::resolves(name.parse().unwrap()), TIMEOUT).await;
+        assert_eq!(result.status, Status::Unknown, "{name}: {}", result.detail);
+        assert!(
+            result.detail.starts_with("answered from /etc/hosts (")
+                && result.detail.ends_with("no DNS server asked"),
+            "{name}: {}",
+            result.detail
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_coredns_cache_is_read_from_its_metrics() {
     // Fill the cache with a success and a denial entry first.

@@ -1,0 +1,155 @@
+//! Fuzz targets for the JSON ingest endpoints (`POST /v1/deployments`,
+//! `POST /v1/alerts/alertmanager`), driven through the router as a client's request arrives, over
+//! the embedded store: whatever the body, the answer is a 2xx or a 4xx with the JSON error body,
+//! never a 5xx or a panic. (The model's own fuzz targets check what the parsers return.)
+//!
+//! `cargo test` runs each as a bounded smoke run (its seed corpus under
+//! `tests/__fuzz__/<target>/corpus`, then random inputs for a few seconds); `cargo bolero test`
+//! runs them coverage-guided (docs/fuzzing.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use deploygraph_api::{ApiConfig, AppState, router};
+use deploygraph_model::fuzzing::json_input;
+use deploygraph_store::sqlite::SqliteStore;
+use deploygraph_store::{GraphStore as _, MigrationSource};
+use http_body_util::BodyExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// How long the smoke run generates random inputs under `cargo test`.
+const SMOKE_TIME: Duration = Duration::from_secs(3);
+/// And at most this many.
+const SMOKE_ITERATIONS: usize = 20_000;
+
+const DEPLOYMENT_WORDS: &[&str] = &[
+    "id",
+    "service",
+    "namespace",
+    "environment",
+    "version",
+    "commit",
+    "sha",
+    "repo",
+    "author",
+    "message",
+    "committed_at",
+    "images",
+    "repository",
+    "tag",
+    "digest",
+    "status",
+    "succeeded",
+    "failed",
+    "in_progress",
+    "rolled_back",
+    "started_at",
+    "finished_at",
+    "actor",
+    "changes",
+    "path",
+    "kind",
+    "before",
+    "after",
+    "value",
+    "manifest",
+    "added",
+    "removed",
+    "validation",
+    "coverage_pct",
+    "tests_passed",
+    "tests_failed",
+    "ci-run-4711",
+    "payments",
+    "production",
+];
+
+const WEBHOOK_WORDS: &[&str] = &[
+    "version",
+    "4",
+    "alerts",
+    "status",
+    "firing",
+    "resolved",
+    "labels",
+    "annotations",
+    "startsAt",
+    "endsAt",
+    "generatorURL",
+    "fingerprint",
+    "alertname",
+    "service",
+    "app",
+    "namespace",
+    "environment",
+    "severity",
+    "type",
+    "summary",
+    "groupKey",
+    "receiver",
+    "truncatedAlerts",
+];
+
+/// A test that sends its input to `path` and checks the answer.
+fn endpoint(path: &'static str, words: &'static [&'static str]) -> impl Fn(&[u8]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = runtime.block_on(async {
+        let store = SqliteStore::open(&dir.path().join("fuzz.db"), MigrationSource::Embedded)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        router(AppState::new(Arc::new(store), ApiConfig::default()))
+    });
+    // The router and the runtime are only ever used whole, from one thread at a time.
+    let state = AssertUnwindSafe((runtime, app, dir));
+    move |input: &[u8]| {
+        let (runtime, app, _store_dir) = &*state;
+        let body = json_input(input, words).into_owned();
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let (status, bytes) = runtime.block_on(async {
+            let response = app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.into_body().collect().await.unwrap().to_bytes(),
+            )
+        });
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "{status} for {}: {}",
+            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(&bytes)
+        );
+        if status.is_client_error() {
+            let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert!(error["error"]["code"].is_string(), "{error}");
+            assert!(error["error"]["message"].is_string(), "{error}");
+        }
+    }
+}
+
+#[test]
+fn deployments_endpoint() {
+    bolero::check!()
+        .with_test_time(SMOKE_TIME)
+        .with_iterations(SMOKE_ITERATIONS)
+        .for_each(endpoint("/v1/deployments", DEPLOYMENT_WORDS));
+}
+
+#[test]
+fn alertmanager_endpoint() {
+    bolero::check!()
+        .with_test_time(SMOKE_TIME)
+        .with_iterations(SMOKE_ITERATIONS)
+        .for_each(endpoint("/v1/alerts/alertmanager", WEBHOOK_WORDS));
+}

@@ -95,8 +95,145 @@ fn last_segment(value: &str) -> &str {
         .unwrap_or(value)
 }
 
-fn custom_str(custom: Option<&Value>, key: &str) -> Option<String> {
-    custom?.get(key)?.as_str().map(str::to_owned)
+/// `customData.KEY`: absent or null is none; a value that is not a string is refused.
+fn custom_str(custom: Option<&Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match custom.and_then(|c| c.get(key)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid(
+            format!("customData.{key}"),
+            "must be a string",
+        )),
+    }
+}
+
+/// The schema of the CDEvents this endpoint reads, from the model's patterns. CDEvents is a
+/// third-party format with many more fields; those are accepted and ignored.
+pub struct CdEventSchema;
+
+impl utoipa::PartialSchema for CdEventSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        serde_json::from_value(cdevent_schema()).unwrap_or_else(|e| {
+            tracing::error!(error.message = %e, "the CDEvent schema does not read as a schema");
+            utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(
+                utoipa::openapi::ObjectBuilder::new().build(),
+            ))
+        })
+    }
+}
+
+fn cdevent_schema() -> Value {
+    use deploygraph_model::newtypes::{COMMIT_SHA_PATTERN, DIGEST_PATTERN};
+    use utoipa::PartialSchema;
+    let label = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?";
+    let hex = DIGEST_PATTERN
+        .strip_prefix("^sha256:")
+        .and_then(|p| p.strip_suffix('$'))
+        .unwrap_or("[0-9a-f]{64}");
+    let time = deploygraph_model::schema::InputTime::schema();
+    let schema = serde_json::json!({"allOf": [{
+        "type": "object",
+        "description": "A CDEvent dev.cdevents.service.deployed, .upgraded or .rolledback \
+                        (0.x). The service is customData.service, else the last segment of \
+                        subject.id; the environment is the last segment of \
+                        subject.content.environment.id.",
+        "required": ["context", "subject", "customData"],
+        "properties": {
+            "context": {
+                "type": "object",
+                "required": ["id", "type", "timestamp"],
+                "properties": {
+                    "id": {"type": "string", "maxLength": 256},
+                    "type": {
+                        "type": "string",
+                        "pattern": "^dev\\.cdevents\\.service\\.(deployed|upgraded|rolledback)\\.0\\."
+                    },
+                    "timestamp": time
+                }
+            },
+            "subject": {
+                "type": "object",
+                "required": ["id", "content"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "content": {
+                        "type": "object",
+                        "required": ["environment", "artifactId"],
+                        "properties": {
+                            "environment": {
+                                "type": "object",
+                                "required": ["id"],
+                                "properties": {"id": {
+                                    "type": "string",
+                                    "pattern": "^([\\s\\S]*/)?[A-Za-z0-9._-]{1,63}/*$"
+                                }}
+                            },
+                            "artifactId": {
+                                "type": "string",
+                                "description": "An OCI package URL with a digest",
+                                "pattern": format!("^pkg:oci/[^@?]{{0,256}}@sha256(%3[Aa]|:){hex}$")
+                            }
+                        }
+                    }
+                }
+            },
+            "customData": {
+                "type": "object",
+                "required": ["commit"],
+                "properties": {
+                    "commit": {"oneOf": [
+                        {"type": "string", "pattern": COMMIT_SHA_PATTERN},
+                        {"$ref": "#/components/schemas/CommitInput"}
+                    ]},
+                    "service": {"oneOf": [
+                        {"type": "null"}, {"$ref": "#/components/schemas/ServiceName"}
+                    ]},
+                    "namespace": {"oneOf": [
+                        {"type": "null"}, {"$ref": "#/components/schemas/Namespace"}
+                    ]},
+                    "version": {"type": ["string", "null"], "maxLength": 256},
+                    "actor": {"type": ["string", "null"], "maxLength": 256}
+                }
+            }
+        }}, {"anyOf": [
+            {"type": "object", "properties": {"customData": {
+                "type": "object",
+                "required": ["service"],
+                "properties": {"service": {"type": "string"}}
+            }}},
+            {"type": "object", "properties": {"subject": {"type": "object", "properties": {"id": {
+                "type": "string",
+                "pattern": format!("^([\\s\\S]*/)?{label}/*$")
+            }}}}}
+        ]}]
+    });
+    schema
+}
+
+impl utoipa::ToSchema for CdEventSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("CdEvent")
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use deploygraph_model::deployment::CommitInput;
+        use utoipa::PartialSchema;
+        schemas.push(("CommitInput".into(), CommitInput::schema()));
+        <CommitInput as utoipa::ToSchema>::schemas(schemas);
+        schemas.push((
+            "ServiceName".into(),
+            deploygraph_model::ServiceName::schema(),
+        ));
+        schemas.push((
+            "Namespace".into(),
+            deploygraph_model::schema::Namespace::schema(),
+        ));
+    }
 }
 
 impl CdEvent {
@@ -148,12 +285,12 @@ impl CdEvent {
         let input = DeploymentInput {
             id: Some(self.context.id),
             service: Some(
-                custom_str(custom, "service")
+                custom_str(custom, "service")?
                     .unwrap_or_else(|| last_segment(&self.subject.id).to_owned()),
             ),
-            namespace: custom_str(custom, "namespace"),
+            namespace: custom_str(custom, "namespace")?,
             environment: Some(last_segment(&self.subject.content.environment.id).to_owned()),
-            version: custom_str(custom, "version").or_else(|| artifact.tag.clone()),
+            version: custom_str(custom, "version")?.or_else(|| artifact.tag.clone()),
             commit: Some(commit),
             images: Some(vec![ImageInput {
                 repository: artifact.repository,
@@ -163,7 +300,7 @@ impl CdEvent {
             status: Some(status.to_owned()),
             started_at: Some(self.context.timestamp),
             finished_at: None,
-            actor: custom_str(custom, "actor"),
+            actor: custom_str(custom, "actor")?,
             changes: None,
             validation: None,
         };
@@ -186,6 +323,15 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use deploygraph_model::DeploymentStatus;
+
+    #[test]
+    fn the_cdevent_schema_reads_as_a_schema() {
+        let schema: utoipa::openapi::RefOr<utoipa::openapi::Schema> =
+            serde_json::from_value(cdevent_schema()).unwrap();
+        let back = serde_json::to_value(&schema).unwrap();
+        assert_eq!(back["allOf"][0]["required"][0], "context", "{back}");
+        assert!(back["allOf"][1]["anyOf"].is_array(), "{back}");
+    }
 
     fn event(kind: &str, artifact: &str, custom: Value) -> CdEvent {
         serde_json::from_value(serde_json::json!({

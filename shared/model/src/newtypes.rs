@@ -5,6 +5,21 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Longest service name or namespace (a DNS-1123 label).
+pub const NAME_MAX_LEN: usize = 63;
+/// A DNS-1123 label, as the schema declares it (length apart: [`NAME_MAX_LEN`]).
+pub const SERVICE_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A namespace in a request: a DNS-1123 label, or empty for none.
+pub const NAMESPACE_PATTERN: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$";
+/// Longest environment name.
+pub const ENVIRONMENT_MAX_LEN: usize = 63;
+/// An environment name's characters.
+pub const ENVIRONMENT_PATTERN: &str = "^[A-Za-z0-9._-]+$";
+/// An OCI image digest.
+pub const DIGEST_PATTERN: &str = "^sha256:[0-9a-f]{64}$";
+/// A git commit SHA.
+pub const COMMIT_SHA_PATTERN: &str = "^[0-9a-fA-F]{7,40}$";
+
 /// A service name: a DNS-1123 label (1–63 of `a-z0-9-`, starting and ending alphanumeric).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -39,7 +54,7 @@ impl ServiceName {
 pub fn is_dns1123_label(value: &str) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
-        && bytes.len() <= 63
+        && bytes.len() <= NAME_MAX_LEN
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
@@ -59,7 +74,7 @@ impl Environment {
     /// When `value` is empty, longer than 63 characters or has other characters.
     pub fn parse(value: &str) -> Result<Self> {
         let ok = !value.is_empty()
-            && value.len() <= 63
+            && value.len() <= ENVIRONMENT_MAX_LEN
             && value
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));

@@ -230,9 +230,9 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for IntegerVisitor<V> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         // 2^64 and -2^63 are exact as f64; inside them an integral float is exact too.
-        if v.fract() == 0.0 && v >= 0.0 && v < 18_446_744_073_709_551_616.0 {
+        if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
             self.0.visit_u64(v as u64)
-        } else if v.fract() == 0.0 && v < 0.0 && v >= -9_223_372_036_854_775_808.0 {
+        } else if v.fract() == 0.0 && (-9_223_372_036_854_775_808.0..0.0).contains(&v) {
             self.0.visit_i64(v as i64)
         } else {
             self.0.visit_f64(v)

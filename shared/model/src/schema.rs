@@ -367,12 +367,100 @@ pub fn time_pattern(now: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::newtypes::{ENVIRONMENT_PATTERN, is_dns1123_label};
+    use regex::Regex;
 
-    fn matches(pattern: &str, value: &str) -> bool {
-        // A tiny check without a regex engine: the pattern is exercised for real by the API's
-        // schema tests; here the calendar pieces are checked by construction.
-        pattern.contains(value)
+    fn re(pattern: &str) -> Regex {
+        Regex::new(pattern).unwrap()
+    }
+
+    /// Strings around the edges of the name rules.
+    fn samples() -> Vec<String> {
+        let mut out: Vec<String> = [
+            "",
+            "a",
+            "0",
+            "-",
+            "a-",
+            "-a",
+            "a-b",
+            "A",
+            "aB",
+            "a.b",
+            "a_b",
+            "a b",
+            "a\n",
+            "\na",
+            "é",
+            "payments",
+            "api-gateway-2",
+            "prod_eu.1",
+            "..",
+            "sha256:",
+            "abcdef1",
+            "ABCDEF12",
+            "abcdefg",
+            "a1b2c3d4",
+            "fp:1~x",
+            "fp/1",
+            "a%2F",
+            "x/../../y",
+            "a\u{0}",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for n in [6, 7, 40, 41, 62, 63, 64, 65, 128, 129] {
+            out.push("a".repeat(n));
+            out.push("F".repeat(n));
+            out.push(format!("sha256:{}", "a".repeat(n)));
+        }
+        out
+    }
+
+    #[test]
+    fn the_declared_patterns_accept_exactly_what_the_validators_accept() {
+        let name = re(SERVICE_NAME_PATTERN);
+        let env = re(ENVIRONMENT_PATTERN);
+        let digest = re(DIGEST_PATTERN);
+        let sha = re(COMMIT_SHA_PATTERN);
+        let fingerprint = re(FINGERPRINT_PATTERN);
+        let namespace = re(NAMESPACE_PATTERN);
+        let run = re(&crate::uid::Uid::pattern(crate::uid::CHAOS_RUN_PREFIX));
+        for s in samples() {
+            let len = s.chars().count();
+            assert_eq!(
+                name.is_match(&s) && len <= NAME_MAX_LEN,
+                ServiceName::parse(&s).is_ok(),
+                "{s:?}"
+            );
+            assert_eq!(
+                namespace.is_match(&s) && len <= NAME_MAX_LEN,
+                s.is_empty() || is_dns1123_label(&s),
+                "{s:?}"
+            );
+            assert_eq!(
+                env.is_match(&s) && len <= ENVIRONMENT_MAX_LEN,
+                Environment::parse(&s).is_ok(),
+                "{s:?}"
+            );
+            assert_eq!(digest.is_match(&s), ImageDigest::parse(&s).is_ok(), "{s:?}");
+            assert_eq!(sha.is_match(&s), CommitSha::parse(&s).is_ok(), "{s:?}");
+            assert_eq!(
+                fingerprint.is_match(&s) && len <= FINGERPRINT_MAX_LEN,
+                is_fingerprint(&s),
+                "{s:?}"
+            );
+            assert_eq!(
+                run.is_match(&s),
+                crate::uid::Uid::parse_derived(crate::uid::CHAOS_RUN_PREFIX, &s).is_ok(),
+                "{s:?}"
+            );
+        }
+        let uid = crate::uid::Uid::derive(crate::uid::CHAOS_RUN_PREFIX, &["x"]);
+        assert!(run.is_match(uid.as_str()));
     }
 
     #[test]
@@ -389,13 +477,45 @@ mod tests {
         assert_eq!(e.field, "started_at");
     }
 
+    /// Every time the pattern matches is accepted, whatever its offset; the days it leaves out
+    /// are only the first of 2000 and from today on.
     #[test]
-    fn the_time_pattern_ends_the_day_before_now() {
-        let now = Utc.with_ymd_and_hms(2026, 3, 5, 12, 0, 0).unwrap();
-        let p = time_pattern(now);
-        assert!(matches(&p, "2026-03-(01|02|03|04)"), "{p}");
-        assert!(matches(&p, "2026-02-"), "{p}");
-        assert!(matches(&p, "2024|"), "{p}");
-        assert!(!p.contains("2026-04"), "{p}");
+    fn every_time_the_pattern_matches_is_in_range() {
+        for now in [
+            Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 1).unwrap(),
+            Utc.with_ymd_and_hms(2028, 3, 1, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(2024, 2, 29, 12, 0, 0).unwrap(),
+        ] {
+            let pattern = re(&time_pattern(now));
+            let mut day = NaiveDate::from_ymd_opt(1999, 12, 30).unwrap();
+            let end = now.date_naive() + Duration::days(3);
+            while day <= end {
+                for (clock, offset) in [
+                    ("00:00:00", "+23:59"),
+                    ("23:59:59.5", "-23:59"),
+                    ("12:00:00", "Z"),
+                ] {
+                    let text = format!("{}T{clock}{offset}", day.format("%Y-%m-%d"));
+                    let t = parse_time(&text).unwrap();
+                    if pattern.is_match(&text) {
+                        assert!(check_time(t, now).is_ok(), "{text} at {now}");
+                    }
+                    let inside = day > NaiveDate::from_ymd_opt(2000, 1, 1).unwrap()
+                        && day < now.date_naive();
+                    assert_eq!(pattern.is_match(&text), inside, "{text} at {now}");
+                }
+                day += Duration::days(1);
+            }
+            for bad in [
+                "2026-02-30T00:00:00Z",
+                "2025-02-29T00:00:00Z",
+                "2026-11-20 10:00:00Z",
+                "2026-11-20T10:00:00",
+                "2026-11-20T24:00:00Z",
+                "2026-11-20T10:00:00Z\n",
+            ] {
+                assert!(!pattern.is_match(bad), "{bad}");
+            }
+        }
     }
 }

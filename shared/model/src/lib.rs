@@ -14,6 +14,7 @@ pub mod fixture;
 pub mod infra;
 pub mod newtypes;
 pub mod redact;
+pub mod schema;
 pub mod topology;
 pub mod uid;
 

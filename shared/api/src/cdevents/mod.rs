@@ -42,13 +42,15 @@
 
 mod incident;
 mod purl;
+mod schema;
 mod service;
 
 pub(crate) use incident::Incident;
+pub use schema::CdEventSchema;
 
 use crate::error::ApiError;
 use axum::http::{HeaderMap, header};
-use deploygraph_model::{Deployment, parse_time};
+use deploygraph_model::Deployment;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -256,7 +258,7 @@ pub(super) struct Context {
     pub specversion: Option<String>,
 }
 
-/// Upper bounds of the context's strings.
+/// Upper bounds of the context's strings, in characters.
 const MAX_ID: usize = 256;
 const MAX_SOURCE: usize = 1024;
 
@@ -269,15 +271,15 @@ impl Context {
             if value.trim().is_empty() {
                 return Err(ApiError::invalid(field, "must not be empty"));
             }
-            if value.len() > max {
+            if value.chars().count() > max {
                 return Err(ApiError::invalid(
                     field,
-                    format!("is longer than {max} bytes"),
+                    format!("is longer than {max} characters"),
                 ));
             }
         }
-        parse_time(&self.timestamp)
-            .map_err(|e| ApiError::invalid("context.timestamp", e.message))?;
+        deploygraph_model::schema::parse_input_time("context.timestamp", &self.timestamp)
+            .map_err(ApiError::from)?;
         Ok(())
     }
 

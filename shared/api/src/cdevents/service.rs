@@ -37,10 +37,10 @@ pub(super) struct Reference {
 
 /// The service a producer names, normalized, and the producer's spelling.
 pub(super) fn service_name(field: &str, raw: &str) -> Result<(ServiceName, String), ApiError> {
-    if raw.len() > super::MAX_SOURCE {
+    if raw.chars().count() > super::MAX_SOURCE {
         return Err(ApiError::invalid(
             field,
-            format!("is longer than {} bytes", super::MAX_SOURCE),
+            format!("is longer than {} characters", super::MAX_SOURCE),
         ));
     }
     let name = ServiceName::normalize(last_segment(raw)).ok_or_else(|| {

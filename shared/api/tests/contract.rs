@@ -308,10 +308,21 @@ async fn every_write_body_refuses_unknown_fields() {
     )
     .await;
     assert_eq!(out.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", out.1);
-    let out = post(
-        &app,
-        "/v1/cypher",
-        &json!({"query": "RETURN 1", "extra": 1}),
+    // User Cypher needs the token; with it, an unknown field is refused before the store.
+    let cypher = app_with(ApiConfig {
+        token: Some("write".to_owned().into()),
+        ..ApiConfig::default()
+    })
+    .await;
+    let out = send(
+        &cypher,
+        Request::post("/v1/cypher")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, "Bearer write")
+            .body(Body::from(
+                json!({"query": "RETURN 1", "extra": 1}).to_string(),
+            ))
+            .unwrap(),
     )
     .await;
     assert_eq!(out.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", out.1);
@@ -443,7 +454,13 @@ async fn the_document_declares_the_validators_patterns_and_lengths() {
     );
     assert_eq!(
         schemas["DeploymentStatus"]["enum"],
-        json!(["in_progress", "succeeded", "failed", "rolled_back"])
+        json!([
+            "in_progress",
+            "succeeded",
+            "failed",
+            "rolled_back",
+            "removed"
+        ])
     );
     let webhook = &schemas["AlertmanagerWebhook"];
     // A string (or null, read as absent): a number is refused, as the server does.
@@ -553,4 +570,85 @@ async fn the_document_and_the_router_have_the_same_operations() {
             "{method} {path} is documented but not routed"
         );
     }
+}
+
+async fn app_with(config: ApiConfig) -> Router {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("store.db"),
+        deploygraph_store::MigrationSource::Embedded,
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    DIRS.lock().unwrap().push(dir);
+    let store: Arc<dyn GraphStore> = Arc::new(store);
+    router(AppState::new(store, config))
+}
+
+#[tokio::test]
+async fn with_a_read_token_the_document_secures_every_read_but_the_health_routes() {
+    let open = app().await;
+    let (status, doc) = get(&open, "/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["paths"]["/v1/alerts"]["get"]["security"].is_null(),
+        "{doc}"
+    );
+    assert!(doc["paths"]["/v1/alerts"]["get"]["responses"]["401"].is_null());
+
+    let guarded = app_with(ApiConfig {
+        token: Some("write".to_owned().into()),
+        read_token: Some("read".to_owned().into()),
+        ..ApiConfig::default()
+    })
+    .await;
+    let (status, _) = get(&guarded, "/v1/openapi.json").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the document is a read too"
+    );
+    let (status, doc) = send(
+        &guarded,
+        Request::get("/v1/openapi.json")
+            .header(header::AUTHORIZATION, "Bearer read")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        let Some(op) = item.get("get") else { continue };
+        let open_route = path == "/healthz" || path == "/readyz";
+        assert_eq!(op["security"].is_null(), open_route, "{path}: {op}");
+        assert_eq!(op["responses"]["401"].is_null(), open_route, "{path}: {op}");
+    }
+    assert!(paths.contains_key("/metrics"));
+    // And the server holds what it declares.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(get(&guarded, path).await.0, StatusCode::OK, "{path}");
+    }
+    for path in ["/metrics", "/v1/alerts", "/v1/services"] {
+        assert_eq!(
+            get(&guarded, path).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_cypher_operation_declares_the_token_its_refusals_and_its_caps() {
+    let (_, doc) = get(&app().await, "/v1/openapi.json").await;
+    let op = &doc["paths"]["/v1/cypher"]["post"];
+    assert_eq!(op["security"][0]["bearer"], json!([]), "{op}");
+    for status in ["400", "401", "403", "404", "504"] {
+        assert!(op["responses"][status].is_object(), "{status}: {op}");
+    }
+    let body = &doc["components"]["schemas"]["CypherBody"]["properties"];
+    assert_eq!(body["max_bytes"]["minimum"], 1, "{body}");
+    let snapshot = &doc["paths"]["/v1/snapshots"]["post"]["responses"];
+    assert!(snapshot["403"].is_object(), "{snapshot}");
 }

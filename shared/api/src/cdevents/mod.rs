@@ -462,6 +462,21 @@ fn classify(cdevent: Value) -> Result<Event, ApiError> {
     }
 }
 
+/// `customData` of a recorded event: an object, or none (absent or null).
+///
+/// # Errors
+/// 422 naming `customData` for any other JSON value.
+pub(super) fn custom_data(custom: Option<&Value>) -> Result<Option<&Value>, ApiError> {
+    match custom {
+        None | Some(Value::Null) => Ok(None),
+        Some(object @ Value::Object(_)) => Ok(Some(object)),
+        Some(_) => Err(ApiError::invalid(
+            "customData",
+            "must be an object (or null)",
+        )),
+    }
+}
+
 /// A string member of `customData`, when it has one.
 pub(super) fn custom_str(custom: Option<&Value>, key: &str) -> Option<String> {
     custom?

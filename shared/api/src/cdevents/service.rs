@@ -90,7 +90,7 @@ pub(super) fn from_event(
     kind: &str,
 ) -> Result<Deployment, ApiError> {
     let event: ServiceEvent = typed(cdevent, "")?;
-    let custom = event.custom_data.as_ref();
+    let custom = super::custom_data(event.custom_data.as_ref())?;
     let removed = kind == "service.removed";
     let status = match kind {
         "service.deployed" | "service.upgraded" => "succeeded",

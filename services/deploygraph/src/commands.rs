@@ -25,8 +25,9 @@ Exit codes (every command):
   1  rejected or failed: the server or store said no (401, 403, 404, 409, …), a check
      failed, a verdict was not the expected one
   2  usage: a bad flag or value, an unreadable or invalid input file, a request the
-     server refused as invalid (400, 422) or that the store cannot answer (404
-     `unsupported`: Cypher on SQLite)
+     server refused as invalid (400, 422), a query stopped at its time limit (504
+     `query_timed_out`), or that the store cannot answer (404 `unsupported`: Cypher on
+     SQLite)
   3  unreachable: the server or store could not be reached (after the retries of
      --server, or a 503 that outlasted them)";
 
@@ -91,6 +92,9 @@ impl Failure {
                     _ if code == "unsupported" => Self::usage(format!(
                         "{text} (Cypher needs a Neo4j store: --store neo4j://… or a server on one)"
                     )),
+                    // A query stopped at the server's time limit: the query is to change,
+                    // as for a refused one.
+                    _ if code == "query_timed_out" => Self::usage(text),
                     400 | 422 | 501 => Self::usage(text),
                     _ => Self::rejected(text),
                 }
@@ -834,6 +838,16 @@ mod tests {
             },
         );
         assert_eq!(unsupported.code, 2, "{}", unsupported.message);
+        let timed_out = Failure::from_api(
+            "failed to x",
+            Error::Rejected {
+                status: 504,
+                code: "query_timed_out".into(),
+                message: "the query timed out after 2s and was stopped".into(),
+                field: Some("query".into()),
+            },
+        );
+        assert_eq!(timed_out.code, 2, "{}", timed_out.message);
         assert!(
             unsupported.message.contains("Cypher needs a Neo4j store"),
             "{}",

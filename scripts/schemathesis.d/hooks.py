@@ -3,7 +3,8 @@ cannot state. A "valid data rejected" failure is dropped only when the server's 
 exactly that rule; every other check, and every other rejection, still fails the run.
 
 - One field against another: `finished_at`/`ended_at` before `started_at`, `since` after
-  `until`, the same config change listed twice, a service depending on itself. The document
+  `until`, the same config change listed twice, a service depending on itself, a structured
+  CloudEvent's `id`/`source`/`type` other than its CDEvent's `context.id`/`.source`/`.type`. The document
   declares each field's own contract; the relation is in its description.
 - Opaque values only the server issues: a `cursor` is `next_cursor` from a previous page. A
   random string of the declared type cannot be one.
@@ -26,6 +27,10 @@ RELATIONS = [
     ("since", "is after until"),
     ("changes[", "is listed twice"),
     ("depends_on[", "cannot depend on itself"),
+    # A CloudEvent's attributes are its CDEvent's context (structured mode, POST /v1/events).
+    ("id", "differs from the CDEvent's context.id"),
+    ("source", "differs from the CDEvent's context.source"),
+    ("type", "differs from the CDEvent's context.type"),
 ]
 
 

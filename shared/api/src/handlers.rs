@@ -192,8 +192,11 @@ pub(crate) async fn record_deployment(
 /// events answer like `POST /v1/deployments`, incidents 201/200 with the alert, other types
 /// 202 `{"status":"ignored","type":…}`.
 #[utoipa::path(post, path = "/v1/events", tag = "deployments",
-    request_body(content = crate::cdevents::CdEventSchema, content_type = "application/json",
-        description = "A CDEvent (binary mode: its CloudEvent attributes may come as `ce-specversion`, `ce-id`, `ce-source`, `ce-type` headers, which must agree with its context). Structured mode sends the CloudEvent with `Content-Type: application/cloudevents+json` and the CDEvent as `data`; batch mode (`application/cloudevents-batch+json`) is 415."),
+    request_body(content(
+            (crate::cdevents::CdEventSchema = "application/json"),
+            (crate::cdevents::CloudEventSchema = "application/cloudevents+json"),
+        ),
+        description = "A CDEvent (binary mode: its CloudEvent attributes may come as `ce-specversion`, `ce-id`, `ce-source`, `ce-type` headers, which must agree with its context). In structured mode the body is the CloudEvent (`Content-Type: application/cloudevents+json`) with the CDEvent as `data`; batch mode (`application/cloudevents-batch+json`) is 415."),
     responses(
         (status = 201, description = "Recorded: the deployment, or for an incident the alert with its `outcome`", body = crate::openapi::JsonObject, headers(("Location" = String))),
         (status = 200, description = "Already recorded (or advanced)", body = crate::openapi::JsonObject, headers(("Location" = String))),

@@ -46,7 +46,7 @@ mod schema;
 mod service;
 
 pub(crate) use incident::Incident;
-pub use schema::CdEventSchema;
+pub use schema::{CdEventSchema, CloudEventSchema};
 
 use crate::error::ApiError;
 use axum::http::{HeaderMap, header};

@@ -71,6 +71,50 @@ fn context(event_type: &Value, extra_required: &[&str], extra: &Value) -> Value 
     json!({"type": "object", "required": required, "properties": properties})
 }
 
+/// The `POST /v1/events` request body in structured mode (`application/cloudevents+json`):
+/// a CloudEvent 1.0 whose `data` is the CDEvent.
+pub struct CloudEventSchema;
+
+impl utoipa::PartialSchema for CloudEventSchema {
+    fn schema() -> RefOr<Schema> {
+        serde_json::from_value(cloudevent_schema()).unwrap_or_else(|e| {
+            tracing::error!(error.message = %e, "the CloudEvent schema does not read as a schema");
+            RefOr::T(Schema::Object(
+                utoipa::openapi::ObjectBuilder::new().build(),
+            ))
+        })
+    }
+}
+
+impl utoipa::ToSchema for CloudEventSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("CloudEvent")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push(("CdEvent".into(), CdEventSchema::schema()));
+        <CdEventSchema as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+fn cloudevent_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A CloudEvent 1.0 in structured mode: `data` is the CDEvent, and `id`, \
+                        `source` and `type` are the CDEvent's `context.id`, `context.source` \
+                        and `context.type` (422 naming the attribute when they differ).",
+        "required": ["specversion", "id", "source", "type", "data"],
+        "properties": {
+            "specversion": {"type": "string", "enum": ["1.0"]},
+            "id": {"type": "string"},
+            "source": {"type": "string"},
+            "type": {"type": "string"},
+            "data": {"$ref": "#/components/schemas/CdEvent"}
+        }
+    })
+}
+
 fn cdevent_schema() -> Value {
     use deploygraph_model::newtypes::{
         COMMIT_SHA_PATTERN, ENVIRONMENT_MAX_LEN, ENVIRONMENT_PATTERN, NAME_MAX_LEN,
@@ -190,5 +234,13 @@ mod tests {
         let back = serde_json::to_value(&schema).unwrap();
         assert_eq!(back["anyOf"][0]["required"][0], "context", "{back}");
         assert_eq!(back["anyOf"].as_array().map(Vec::len), Some(2), "{back}");
+        let envelope: RefOr<Schema> = serde_json::from_value(cloudevent_schema())
+            .map_err(|e| e.to_string())
+            .unwrap();
+        let back = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(
+            back["properties"]["data"]["$ref"],
+            "#/components/schemas/CdEvent"
+        );
     }
 }

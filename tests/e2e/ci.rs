@@ -324,7 +324,8 @@ fn query_resilience_and_chaos_list_answer_the_same_from_a_server_and_a_store() {
         "2026-11-20T09:00:00Z",
         &[],
     );
-    let run_uid = unique("run");
+    // A chaos run uid is `chaos-run-` and 32 lower-case hex digits.
+    let run_uid = format!("chaos-run-{:032x}", rand::random::<u128>());
     let (status, _, body) = post_json(
         &format!("{}/v1/chaos/runs", server.url),
         &json!({
@@ -549,6 +550,7 @@ fn every_command_follows_one_exit_code_table() {
             "--status",
         ),
         (
+            // User Cypher needs the write token; with it, SQLite has no Cypher.
             strings(&[
                 "query",
                 "cypher",

@@ -183,7 +183,7 @@ async fn gate_record_and_snapshot_store_what_was_checked() {
         ca_file(&ca),
         "--record".into(),
         "--deployment".into(),
-        "deployment-e2e-1".into(),
+        "deployment-0e2e0000000000000000000000000001".into(),
         "--cluster".into(),
         "prod-eu".into(),
         "--store".into(),
@@ -223,7 +223,10 @@ async fn gate_record_and_snapshot_store_what_was_checked() {
     let server = tokio::task::spawn_blocking(move || crate::support::Server::start(&store, &[]))
         .await
         .unwrap();
-    let url = format!("{}/v1/deployments/deployment-e2e-1/snapshot", server.url);
+    let url = format!(
+        "{}/v1/deployments/deployment-0e2e0000000000000000000000000001/snapshot",
+        server.url
+    );
     let (status, snapshot) = tokio::task::spawn_blocking(move || crate::support::get_json(&url))
         .await
         .unwrap();

@@ -916,8 +916,8 @@ fn a_timed_out_query_through_the_server_fails_once_with_the_servers_message() {
     .into_iter()
     .map(str::to_owned)
     .collect();
-    // Exit 1: the query failed (it is not a usage error, and the server was reached).
-    let err = fails(&command, 1);
+    // Exit 2: the query has to change (or its --timeout), like any query the server refuses.
+    let err = fails(&command, 2);
     assert!(err.contains("504"), "{err}");
     assert!(err.contains("timed out after 2s"), "{err}");
     assert!(!err.contains("could not be reached"), "{err}");

@@ -25,7 +25,9 @@ Exit codes (every command):
   1  rejected or failed: the server or store said no (401, 403, 404, 409, …), a check
      failed, a verdict was not the expected one
   2  usage: a bad flag or value, an unreadable or invalid input file, a request the
-     server refused as invalid (400, 422) or that the store cannot answer (501)
+     server refused as invalid (400, 422), a query stopped at its time limit (504
+     `query_timed_out`), or that the store cannot answer (404 `unsupported`: Cypher on
+     SQLite)
   3  unreachable: the server or store could not be reached (after the retries of
      --server, or a 503 that outlasted them)";
 
@@ -70,22 +72,29 @@ impl Failure {
     }
 
     /// An API request that failed while doing `what`, with its exit code: 2 for a request the
-    /// server calls invalid (400, 422) or cannot answer on its store (501), 3 when it could not
+    /// server calls invalid (400, 422) or cannot answer on its store (`unsupported`), 3 when it could not
     /// be reached, 1 for every other refusal.
     pub fn from_api(what: &str, e: deploygraph_client::Error) -> Self {
         use deploygraph_client::Error;
         match e {
             Error::Rejected {
                 status,
+                code,
                 message,
                 field,
-                ..
             } => {
                 let field = field
                     .filter(|f| !f.is_empty())
                     .map_or(String::new(), |f| format!("{f}: "));
                 let text = format!("{what}: refused ({status}): {field}{message}");
                 match status {
+                    // The store cannot do this at all (Cypher on SQLite): a usage error.
+                    _ if code == "unsupported" => Self::usage(format!(
+                        "{text} (Cypher needs a Neo4j store: --store neo4j://… or a server on one)"
+                    )),
+                    // A query stopped at the server's time limit: the query is to change,
+                    // as for a refused one.
+                    _ if code == "query_timed_out" => Self::usage(text),
                     400 | 422 | 501 => Self::usage(text),
                     _ => Self::rejected(text),
                 }
@@ -819,6 +828,31 @@ mod tests {
                 failure.message
             );
         }
+        let unsupported = Failure::from_api(
+            "failed to x",
+            Error::Rejected {
+                status: 404,
+                code: "unsupported".into(),
+                message: "the sqlite store does not support Cypher queries".into(),
+                field: None,
+            },
+        );
+        assert_eq!(unsupported.code, 2, "{}", unsupported.message);
+        let timed_out = Failure::from_api(
+            "failed to x",
+            Error::Rejected {
+                status: 504,
+                code: "query_timed_out".into(),
+                message: "the query timed out after 2s and was stopped".into(),
+                field: Some("query".into()),
+            },
+        );
+        assert_eq!(timed_out.code, 2, "{}", timed_out.message);
+        assert!(
+            unsupported.message.contains("Cypher needs a Neo4j store"),
+            "{}",
+            unsupported.message
+        );
         let gone = Error::Unavailable {
             attempts: 6,
             last: "connection refused".into(),

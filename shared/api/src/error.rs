@@ -138,8 +138,9 @@ impl ApiError {
             deploygraph_store::Error::InvalidCursor => {
                 Self::invalid("cursor", "not a cursor this server issued")
             }
+            // A capability this store lacks (Cypher on SQLite): the endpoint is absent here.
             deploygraph_store::Error::Unsupported { .. } => {
-                Self::new(StatusCode::NOT_IMPLEMENTED, "unsupported", e.to_string())
+                Self::new(StatusCode::NOT_FOUND, "unsupported", e.to_string())
             }
             deploygraph_store::Error::QueryRefused { .. } => Self {
                 field: Some("query".into()),

@@ -1,9 +1,9 @@
 //! Request handlers. Each parses and validates its input into domain types, makes one store
 //! call, and renders the result; errors are [`ApiError`]s.
 
+use crate::AppState;
 use crate::cdevents::{Event, Incident};
 use crate::error::ApiError;
-use crate::{AppState, OPENAPI};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -11,7 +11,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deploygraph_model::deployment::DeploymentInput;
-use deploygraph_model::{Deployment, InfraSnapshot, ServiceName, Source, Uid, parse_time};
+use deploygraph_model::infra::{CHECK_KINDS, CHECK_TARGET_MAX_LEN};
+use deploygraph_model::schema::parse_input_time;
+use deploygraph_model::{Deployment, InfraSnapshot, ServiceName, Source, Uid};
 use deploygraph_store::{DeploymentFilter, FilterParams, RecordKind, StoredDeployment};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -44,13 +46,13 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
         }
     })?;
     let mut de = serde_json::Deserializer::from_slice(&body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(crate::strict::Strict(&mut de)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." { String::new() } else { path };
-                ApiError::invalid(field, inner.to_string())
+                let message = inner.to_string();
+                ApiError::invalid(field_of(&path, &message), message)
             }
             _ => ApiError::malformed(format!("the body is not valid JSON: {inner}")),
         }
@@ -58,6 +60,29 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     de.end()
         .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// Deserializes a body already parsed as JSON: 422 naming the field, as [`parse_json`].
+pub(crate) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(crate::strict::Strict(value)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ApiError::invalid(field_of(&path, &message), message)
+    })
+}
+
+/// The field a deserialization error is about: its path, and for a missing field the field
+/// the message names (serde reports those at the enclosing object).
+fn field_of(path: &str, message: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        Some(missing) if path.is_empty() => missing.to_owned(),
+        Some(missing) => format!("{path}.{missing}"),
+        None => path.to_owned(),
+    }
 }
 
 /// Records one deployment and renders the outcome: 201 created, 200 already recorded (or
@@ -145,6 +170,14 @@ async fn record(
 }
 
 /// `POST /v1/deployments`.
+#[utoipa::path(post, path = "/v1/deployments", tag = "deployments",
+    request_body(content = deploygraph_model::deployment::DeploymentInput, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recorded", body = crate::openapi::JsonObject, headers(("Location" = String))),
+        (status = 200, description = "Already recorded (or advanced)", body = crate::openapi::JsonObject, headers(("Location" = String))),
+        (status = 409, description = "Conflicts with the deployment recorded under its id", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn record_deployment(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -158,6 +191,20 @@ pub(crate) async fn record_deployment(
 /// `POST /v1/events`: a CDEvent, bare or in a CloudEvent (binary or structured mode). Service
 /// events answer like `POST /v1/deployments`, incidents 201/200 with the alert, other types
 /// 202 `{"status":"ignored","type":…}`.
+#[utoipa::path(post, path = "/v1/events", tag = "deployments",
+    request_body(content(
+            (crate::cdevents::CdEventSchema = "application/json"),
+            (crate::cdevents::CloudEventSchema = "application/cloudevents+json"),
+        ),
+        description = "A CDEvent (binary mode: its CloudEvent attributes may come as `ce-specversion`, `ce-id`, `ce-source`, `ce-type` headers, which must agree with its context). In structured mode the body is the CloudEvent (`Content-Type: application/cloudevents+json`) with the CDEvent as `data`; batch mode (`application/cloudevents-batch+json`) is 415."),
+    responses(
+        (status = 201, description = "Recorded: the deployment, or for an incident the alert with its `outcome`", body = crate::openapi::JsonObject, headers(("Location" = String))),
+        (status = 200, description = "Already recorded (or advanced)", body = crate::openapi::JsonObject, headers(("Location" = String))),
+        (status = 202, description = "A CDEvent type this server does not record: `{status: \"ignored\", type, message}`", body = crate::openapi::JsonObject),
+        (status = 409, description = "Conflicts with the event recorded under its source and id", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not JSON, or CloudEvents batch mode", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn record_cdevent(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -213,6 +260,12 @@ async fn record_incident(state: &AppState, incident: Incident) -> Result<Respons
 }
 
 /// `GET /v1/deployments/{uid}`.
+#[utoipa::path(get, path = "/v1/deployments/{uid}", tag = "deployments",
+    params(("uid" = String, Path, description = "A deployment's uid")),
+    responses(
+        (status = 200, description = "The deployment", body = crate::openapi::JsonObject),
+        (status = 404, description = "No such deployment", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn get_deployment(
     State(state): State<AppState>,
     Path(uid): Path<String>,
@@ -254,6 +307,9 @@ async fn list(state: &AppState, filter: DeploymentFilter) -> Result<Response, Ap
 }
 
 /// `GET /v1/deployments`.
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+    params(deploygraph_store::FilterParams),
+    responses((status = 200, description = "A page of deployments, newest first", body = crate::openapi::JsonObject)))]
 pub(crate) async fn list_deployments(
     State(state): State<AppState>,
     query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
@@ -262,25 +318,57 @@ pub(crate) async fn list_deployments(
     list(&state, filter).await
 }
 
+/// [`FilterParams`] without the service, which the path names.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ServiceDeploymentParams {
+    /// As in [`FilterParams`].
+    #[param(value_type = Option<deploygraph_model::Environment>)]
+    environment: Option<String>,
+    /// As in [`FilterParams`].
+    #[param(value_type = Option<deploygraph_model::DeploymentStatus>)]
+    status: Option<String>,
+    /// As in [`FilterParams`].
+    #[param(value_type = Option<deploygraph_model::schema::InputTime>)]
+    since: Option<String>,
+    /// As in [`FilterParams`].
+    #[param(value_type = Option<deploygraph_model::schema::InputTime>)]
+    until: Option<String>,
+    /// As in [`FilterParams`].
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
+    limit: Option<String>,
+    /// As in [`FilterParams`].
+    #[param(min_length = 1)]
+    cursor: Option<String>,
+}
+
 /// `GET /v1/services/{name}/deployments`.
+#[utoipa::path(get, path = "/v1/services/{name}/deployments", tag = "deployments",
+    params(("name" = deploygraph_model::ServiceName, Path), ServiceDeploymentParams),
+    responses((status = 200, description = "A page of the service's deployments", body = crate::openapi::JsonObject)))]
 pub(crate) async fn service_deployments(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ServiceDeploymentParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let mut params = query_params(query)?;
-    if params.service.is_some() {
-        return Err(ApiError::invalid(
-            "service",
-            "the service is given in the path",
-        ));
-    }
+    let p: ServiceDeploymentParams = query_params(query)?;
     ServiceName::parse(&name).map_err(|e| ApiError::invalid("name", e.message))?;
-    params.service = Some(name);
+    let params = FilterParams {
+        service: Some(name),
+        environment: p.environment,
+        status: p.status,
+        since: p.since,
+        until: p.until,
+        limit: p.limit,
+        cursor: p.cursor,
+    };
     list(&state, params.into_filter()?).await
 }
 
 /// `GET /v1/services`.
+#[utoipa::path(get, path = "/v1/services", tag = "services",
+    responses((status = 200, description = "Every service", body = crate::openapi::JsonObject)))]
 pub(crate) async fn list_services(State(state): State<AppState>) -> Result<Response, ApiError> {
     let started = Instant::now();
     let services = state.store.list_services().await;
@@ -289,36 +377,71 @@ pub(crate) async fn list_services(State(state): State<AppState>) -> Result<Respo
     Ok(Json(serde_json::json!({ "items": services })).into_response())
 }
 
-/// `POST /v1/snapshots` body: the gate configuration (the YAML file's schema, as JSON), and
-/// what the snapshot is for.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/snapshots` body: checks to run now, or checks that ran elsewhere. Which one is
+/// told by the presence of `checks`; unknown fields are rejected in both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum SnapshotRequest {
+    /// Run the checks of a gate configuration now.
+    Run(RunChecks),
+    /// Record checks that ran elsewhere (`deploygraph gate --record --server`).
+    Record(RecordChecks),
+}
+
+/// Run the checks of a gate configuration (the YAML file's schema, as JSON) now.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SnapshotRequest {
-    /// Run these checks now.
-    config: Option<serde_json::Value>,
-    /// Or record checks run elsewhere (`deploygraph gate --record --server`).
-    checks: Option<Vec<deploygraph_model::CheckRecord>>,
-    /// When `checks` ran.
-    taken_at: Option<String>,
+pub(crate) struct RunChecks {
+    /// The gate configuration.
+    #[schema(value_type = Object)]
+    config: serde_json::Map<String, serde_json::Value>,
+    /// The deployment the snapshot is for.
+    #[schema(value_type = Option<deploygraph_model::schema::DeploymentUid>)]
     deployment: Option<String>,
+    /// Cluster or environment name.
+    #[schema(max_length = 256)]
     cluster: Option<String>,
 }
 
-/// Check kinds a snapshot may hold.
-const CHECK_KINDS: [&str; 6] = [
-    "tls",
-    "file-cert",
-    "dns",
-    "apiserver",
-    "coredns",
-    "k8s-secret-cert",
-];
+/// Checks that ran elsewhere; the verdict and uid are derived here, not trusted.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecordChecks {
+    /// The checks.
+    #[schema(min_items = 1, max_items = 10000)]
+    checks: Vec<deploygraph_model::CheckRecord>,
+    /// When they ran.
+    #[schema(value_type = deploygraph_model::schema::InputTime)]
+    taken_at: String,
+    /// The deployment the snapshot is for.
+    #[schema(value_type = Option<deploygraph_model::schema::DeploymentUid>)]
+    deployment: Option<String>,
+    /// Cluster or environment name.
+    #[schema(max_length = 256)]
+    cluster: Option<String>,
+}
+
+/// Most checks in one snapshot.
+const MAX_CHECKS: usize = 10_000;
+/// Longest cluster name.
+const MAX_CLUSTER_LEN: usize = 256;
 
 fn snapshot_deployment(deployment: Option<&str>) -> Result<Option<Uid>, ApiError> {
     deployment
-        .map(Uid::parse)
+        .map(|d| Uid::parse_derived(deploygraph_model::uid::DEPLOYMENT_PREFIX, d))
         .transpose()
-        .map_err(|_| ApiError::invalid("deployment", "not a deployment uid"))
+        .map_err(|e| ApiError::invalid("deployment", e.message))
+}
+
+fn snapshot_cluster(cluster: Option<String>) -> Result<Option<String>, ApiError> {
+    match cluster {
+        Some(c) if c.chars().count() > MAX_CLUSTER_LEN => Err(ApiError::invalid(
+            "cluster",
+            format!("is longer than {MAX_CLUSTER_LEN} characters"),
+        )),
+        other => Ok(other.filter(|c| !c.is_empty())),
+    }
 }
 
 /// A snapshot read from the store as a response: 200, 404 with `missing`, or the store error.
@@ -350,16 +473,16 @@ async fn store_snapshot(state: &AppState, snapshot: InfraSnapshot) -> Result<Res
 /// Records checks that ran elsewhere; the verdict and uid are derived here, not trusted.
 fn snapshot_from_checks(
     checks: Vec<deploygraph_model::CheckRecord>,
-    taken_at: Option<&str>,
+    taken_at: &str,
     cluster: Option<String>,
     deployment: Option<Uid>,
 ) -> Result<InfraSnapshot, ApiError> {
-    let taken_at = parse_time(
-        taken_at.ok_or_else(|| ApiError::invalid("taken_at", "is required with checks"))?,
-    )
-    .map_err(|e| ApiError::invalid("taken_at", e.message))?;
-    if checks.is_empty() || checks.len() > 10_000 {
-        return Err(ApiError::invalid("checks", "between 1 and 10000 checks"));
+    let taken_at = parse_input_time("taken_at", taken_at)?;
+    if checks.is_empty() || checks.len() > MAX_CHECKS {
+        return Err(ApiError::invalid(
+            "checks",
+            format!("between 1 and {MAX_CHECKS} checks"),
+        ));
     }
     for (i, check) in checks.iter().enumerate() {
         if !CHECK_KINDS.contains(&check.kind.as_str()) {
@@ -368,10 +491,10 @@ fn snapshot_from_checks(
                 format!("{:?} is not one of {}", check.kind, CHECK_KINDS.join(", ")),
             ));
         }
-        if check.target.is_empty() || check.target.len() > 1024 {
+        if check.target.is_empty() || check.target.chars().count() > CHECK_TARGET_MAX_LEN {
             return Err(ApiError::invalid(
                 format!("checks[{i}].target"),
-                "1 to 1024 characters",
+                format!("1 to {CHECK_TARGET_MAX_LEN} characters"),
             ));
         }
     }
@@ -383,31 +506,31 @@ const MAX_SNAPSHOT_DEADLINE: std::time::Duration = std::time::Duration::from_sec
 
 /// `POST /v1/snapshots`: runs the checks now (only those the server's gate configuration or
 /// allow-list permits, see [`crate::snapshot_targets`]), records the snapshot, returns it (201).
+#[utoipa::path(post, path = "/v1/snapshots", tag = "snapshots",
+    request_body(content = SnapshotRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recorded", body = crate::openapi::JsonObject, headers(("Location" = String))),
+        (status = 403, description = "A check of `config` names a target neither the server's gate configuration nor its allow-list (`--snapshot-allow-target`) permits; the field names it (`config.tls[1]`)", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn take_snapshot(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: SnapshotRequest = parse_json(&state, &headers, body)?;
+    let body: serde_json::Value = parse_json(&state, &headers, body)?;
+    if body.get("checks").is_some() {
+        let request: RecordChecks = from_value(body)?;
+        let deployment = snapshot_deployment(request.deployment.as_deref())?;
+        let cluster = snapshot_cluster(request.cluster)?;
+        let snapshot =
+            snapshot_from_checks(request.checks, &request.taken_at, cluster, deployment)?;
+        return store_snapshot(&state, snapshot).await;
+    }
+    let request: RunChecks = from_value(body)?;
     let deployment = snapshot_deployment(request.deployment.as_deref())?;
-    let config = match (request.config, request.checks) {
-        (Some(config), None) => config,
-        (None, Some(checks)) => {
-            let snapshot = snapshot_from_checks(
-                checks,
-                request.taken_at.as_deref(),
-                request.cluster,
-                deployment,
-            )?;
-            return store_snapshot(&state, snapshot).await;
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "config",
-                "give either config (run now) or checks (ran elsewhere)",
-            ));
-        }
-    };
+    let cluster = snapshot_cluster(request.cluster)?;
+    let config = serde_json::Value::Object(request.config);
     let text =
         serde_json::to_string(&config).map_err(|e| ApiError::invalid("config", e.to_string()))?;
     let config_error = |e: deploygraph_probe::config::ConfigError| {
@@ -447,13 +570,19 @@ pub(crate) async fn take_snapshot(
     let snapshot = deploygraph_probe::snapshot::from_results(
         &results,
         chrono::Utc::now(),
-        request.cluster,
+        cluster,
         deployment,
     );
     store_snapshot(&state, snapshot).await
 }
 
 /// `GET /v1/snapshots/{uid}`.
+#[utoipa::path(get, path = "/v1/snapshots/{uid}", tag = "snapshots",
+    params(("uid" = String, Path, description = "A snapshot's uid")),
+    responses(
+        (status = 200, description = "The snapshot", body = crate::openapi::JsonObject),
+        (status = 404, description = "No such snapshot", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn get_snapshot(
     State(state): State<AppState>,
     Path(uid): Path<String>,
@@ -466,12 +595,23 @@ pub(crate) async fn get_snapshot(
 }
 
 /// `GET /v1/snapshots/latest`.
+#[utoipa::path(get, path = "/v1/snapshots/latest", tag = "snapshots",
+    responses(
+        (status = 200, description = "The newest snapshot", body = crate::openapi::JsonObject),
+        (status = 404, description = "No snapshot yet", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn latest_snapshot(State(state): State<AppState>) -> Result<Response, ApiError> {
     let found = state.store.latest_snapshot().await;
     snapshot_response(&state, found, || "no snapshot has been recorded".to_owned())
 }
 
 /// `GET /v1/deployments/{uid}/snapshot`: the newest snapshot taken for it.
+#[utoipa::path(get, path = "/v1/deployments/{uid}/snapshot", tag = "snapshots",
+    params(("uid" = String, Path, description = "A deployment's uid")),
+    responses(
+        (status = 200, description = "The newest snapshot taken for it", body = crate::openapi::JsonObject),
+        (status = 404, description = "None was taken", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn deployment_snapshot(
     State(state): State<AppState>,
     Path(uid): Path<String>,
@@ -486,16 +626,29 @@ pub(crate) async fn deployment_snapshot(
 }
 
 /// `GET /v1/openapi.json`.
-pub(crate) async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document", body = crate::openapi::JsonObject)))]
+pub(crate) async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    if state.config.read_token.is_some() {
+        Json(crate::openapi::document_with_read_token())
+    } else {
+        Json(crate::openapi::document())
+    }
 }
 
 /// `GET /healthz`: the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "Alive", body = crate::openapi::JsonObject)))]
 pub(crate) async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: the store is reachable and migrated.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses(
+        (status = 200, description = "The store is reachable and migrated", body = crate::openapi::JsonObject),
+        (status = 503, description = "Not ready", body = crate::openapi::JsonObject, headers(("Retry-After" = u64))),
+    ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ready().await {
         Ok(()) => Json(serde_json::json!({ "status": "ready", "store": state.store.backend() }))

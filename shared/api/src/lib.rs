@@ -9,9 +9,11 @@ pub mod cdevents;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod openapi;
 mod rca;
 pub mod snapshot_targets;
 pub mod snapshotter;
+mod strict;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,8 +28,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-/// The OpenAPI 3.1 document served at `/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+pub use openapi::document as openapi_document;
 
 /// How the API behaves.
 #[derive(Debug, Clone)]

@@ -218,6 +218,8 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,

@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_analysis::engine;
-use deploygraph_model::alertmanager::parse_notification;
+use deploygraph_model::alertmanager::Notification;
+use deploygraph_model::chaos::ChaosRunInput;
+use deploygraph_model::schema::{InputTime, is_fingerprint, parse_input_time};
 use deploygraph_model::topology::DependenciesInput;
-use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, Uid, parse_time,
-};
+use deploygraph_model::{Alert, AlertOutcome, Environment, ServiceName, ServiceRef, Uid};
 use deploygraph_store::{AlertFilter, MAX_PAGE_SIZE};
 use serde::Deserialize;
 use serde_json::json;
@@ -27,7 +27,7 @@ fn store_error(state: &AppState) -> impl Fn(deploygraph_store::Error) -> ApiErro
 
 fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     value
-        .map(|v| parse_time(v).map_err(|e| ApiError::invalid(field, e.message)))
+        .map(|v| parse_input_time(field, v).map_err(ApiError::from))
         .transpose()
 }
 
@@ -35,10 +35,31 @@ fn service(field: &str, value: &str) -> Result<ServiceName, ApiError> {
     ServiceName::parse(value).map_err(|e| ApiError::invalid(field, e.message))
 }
 
+fn fingerprint(field: &str, value: String) -> Result<String, ApiError> {
+    if is_fingerprint(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{value:?} is not an alert fingerprint"),
+        ))
+    }
+}
+
 fn environment(value: Option<&str>) -> Result<Option<Environment>, ApiError> {
     value
         .map(|v| Environment::parse(v).map_err(|e| ApiError::invalid("environment", e.message)))
         .transpose()
+}
+
+fn namespace(value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value.filter(|n| !n.is_empty()) {
+        Some(ns) if !deploygraph_model::newtypes::is_dns1123_label(&ns) => Err(ApiError::invalid(
+            "namespace",
+            format!("{ns:?} is not a DNS-1123 label"),
+        )),
+        other => Ok(other),
+    }
 }
 
 fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -107,13 +128,18 @@ pub(crate) async fn record_alerts(
 
 /// `POST /v1/alerts/alertmanager`: an Alertmanager webhook notification. The alerts are
 /// durably stored before the 200; each new or changed occurrence is then attributed.
+#[utoipa::path(post, path = "/v1/alerts/alertmanager", tag = "alerts",
+    request_body(content = deploygraph_model::alertmanager::Notification, content_type = "application/json",
+        description = "An Alertmanager webhook notification. Fields Alertmanager may add later are accepted and ignored."),
+    responses((status = 200, description = "Stored and attributed", body = crate::openapi::JsonObject)),
+    security(("bearer" = [])))]
 pub(crate) async fn alertmanager(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let raw: serde_json::Value = parse_json(&state, &headers, body)?;
-    let alerts = parse_notification(raw, &state.config.alert_mapping)?;
+    let notification: Notification = parse_json(&state, &headers, body)?;
+    let alerts = notification.into_alerts(&state.config.alert_mapping)?;
     let received = alerts.len();
     let recorded = record_alerts(&state, alerts).await?;
     let mut counts = [0usize; 3];
@@ -142,18 +168,34 @@ pub(crate) async fn alertmanager(
     .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AlertParams {
+    /// Only alerts on this service.
+    #[param(value_type = Option<ServiceName>)]
     service: Option<String>,
+    /// Only alerts in this environment.
+    #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Only occurrences of this fingerprint.
+    #[param(value_type = Option<deploygraph_model::schema::Fingerprint>)]
     fingerprint: Option<String>,
+    /// Started at or after.
+    #[param(value_type = Option<InputTime>)]
     since: Option<String>,
+    /// Started at or before.
+    #[param(value_type = Option<InputTime>)]
     until: Option<String>,
+    /// Most alerts (default 100).
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
 }
 
 /// `GET /v1/alerts`.
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts",
+    params(AlertParams),
+    responses((status = 200, description = "Alerts, newest first", body = crate::openapi::JsonObject)))]
 pub(crate) async fn list_alerts(
     State(state): State<AppState>,
     query: Result<Query<AlertParams>, QueryRejection>,
@@ -166,7 +208,10 @@ pub(crate) async fn list_alerts(
             .map(|s| service("service", s))
             .transpose()?,
         environment: environment(p.environment.as_deref())?,
-        fingerprint: p.fingerprint.filter(|f| !f.is_empty()),
+        fingerprint: p
+            .fingerprint
+            .map(|f| fingerprint("fingerprint", f))
+            .transpose()?,
         since: time("since", p.since.as_deref())?,
         until: time("until", p.until.as_deref())?,
         limit: limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?,
@@ -179,9 +224,12 @@ pub(crate) async fn list_alerts(
     Ok(Json(json!({ "items": alerts })).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct OccurrenceParams {
+    /// Which occurrence (default: the newest).
+    #[param(value_type = Option<InputTime>)]
     starts_at: Option<String>,
 }
 
@@ -198,6 +246,12 @@ async fn occurrence(
 }
 
 /// `GET /v1/alerts/{fingerprint}/suspects`: the stored attribution.
+#[utoipa::path(get, path = "/v1/alerts/{fingerprint}/suspects", tag = "alerts",
+    params(("fingerprint" = deploygraph_model::schema::Fingerprint, Path), OccurrenceParams),
+    responses(
+        (status = 200, description = "The stored attribution", body = crate::openapi::JsonObject),
+        (status = 404, description = "No such alert", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn suspects(
     State(state): State<AppState>,
     Path(fingerprint): Path<String>,
@@ -212,6 +266,13 @@ pub(crate) async fn suspects(
 }
 
 /// `POST /v1/alerts/{fingerprint}/attribution`: recompute, then the suspects.
+#[utoipa::path(post, path = "/v1/alerts/{fingerprint}/attribution", tag = "alerts",
+    params(("fingerprint" = deploygraph_model::schema::Fingerprint, Path), OccurrenceParams),
+    responses(
+        (status = 200, description = "Recomputed", body = crate::openapi::JsonObject),
+        (status = 404, description = "No such alert", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn reattribute(
     State(state): State<AppState>,
     Path(fingerprint): Path<String>,
@@ -234,6 +295,11 @@ pub(crate) async fn reattribute(
 }
 
 /// `PUT /v1/services/{name}/dependencies`: replaces what the service depends on.
+#[utoipa::path(put, path = "/v1/services/{name}/dependencies", tag = "services",
+    params(("name" = deploygraph_model::ServiceName, Path)),
+    request_body(content = deploygraph_model::topology::DependenciesInput, content_type = "application/json"),
+    responses((status = 200, description = "Replaced", body = crate::openapi::JsonObject)),
+    security(("bearer" = [])))]
 pub(crate) async fn put_dependencies(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -252,23 +318,44 @@ pub(crate) async fn put_dependencies(
     Ok(Json(json!({ "service": service, "depends_on": deps })).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ServiceParams {
+    /// The service's namespace (empty: none).
+    #[param(value_type = Option<deploygraph_model::schema::Namespace>)]
     namespace: Option<String>,
+    /// The service's environment.
+    #[param(value_type = Option<Environment>)]
+    environment: Option<String>,
+}
+
+/// The same parameters, the environment required.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DependencyParams {
+    /// The service's namespace (empty: none).
+    #[param(value_type = Option<deploygraph_model::schema::Namespace>)]
+    namespace: Option<String>,
+    /// The service's environment.
+    #[param(value_type = Environment, required = true)]
     environment: Option<String>,
 }
 
 /// `GET /v1/services/{name}/dependencies?environment=&namespace=`.
+#[utoipa::path(get, path = "/v1/services/{name}/dependencies", tag = "services",
+    params(("name" = deploygraph_model::ServiceName, Path), DependencyParams),
+    responses((status = 200, description = "What the service depends on", body = crate::openapi::JsonObject)))]
 pub(crate) async fn get_dependencies(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    query: Result<Query<ServiceParams>, QueryRejection>,
+    query: Result<Query<DependencyParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
     let service = ServiceRef {
         name: service("name", &name)?,
-        namespace: p.namespace.filter(|n| !n.is_empty()),
+        namespace: namespace(p.namespace)?,
         environment: environment(p.environment.as_deref())?
             .ok_or_else(|| ApiError::invalid("environment", "is required"))?,
     };
@@ -280,15 +367,25 @@ pub(crate) async fn get_dependencies(
     Ok(Json(json!({ "service": service, "depends_on": deps })).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TimelineParams {
+    /// Only this environment.
+    #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// From (default: a day before `until`); not after `until`.
+    #[param(value_type = Option<InputTime>)]
     since: Option<String>,
+    /// To (default: now).
+    #[param(value_type = Option<InputTime>)]
     until: Option<String>,
 }
 
 /// `GET /v1/services/{name}/timeline` (default: the last 24 h).
+#[utoipa::path(get, path = "/v1/services/{name}/timeline", tag = "services",
+    params(("name" = deploygraph_model::ServiceName, Path), TimelineParams),
+    responses((status = 200, description = "Oldest first", body = crate::openapi::JsonObject)))]
 pub(crate) async fn timeline(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -304,14 +401,22 @@ pub(crate) async fn timeline(
     Ok(Json(view).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FactorParams {
+    /// Only this environment.
+    #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// How many of the latest failures (default 3).
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 100)]
     last: Option<String>,
 }
 
 /// `GET /v1/services/{name}/common-factors?last=3`.
+#[utoipa::path(get, path = "/v1/services/{name}/common-factors", tag = "services",
+    params(("name" = deploygraph_model::ServiceName, Path), FactorParams),
+    responses((status = 200, description = "What the last failures share", body = crate::openapi::JsonObject)))]
 pub(crate) async fn common_factors(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -341,16 +446,28 @@ pub(crate) async fn common_factors(
     Ok(Json(view.map_err(store_error(&state))?).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DoraParams {
+    /// Only this service.
+    #[param(value_type = Option<ServiceName>)]
     service: Option<String>,
+    /// Only this environment.
+    #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// From (default: 30 days before `until`); not after `until`.
+    #[param(value_type = Option<InputTime>)]
     since: Option<String>,
+    /// To (default: now).
+    #[param(value_type = Option<InputTime>)]
     until: Option<String>,
 }
 
 /// `GET /v1/dora` (default: the last 30 days).
+#[utoipa::path(get, path = "/v1/dora", tag = "services",
+    params(DoraParams),
+    responses((status = 200, description = "DORA metrics", body = crate::openapi::JsonObject)))]
 pub(crate) async fn dora(
     State(state): State<AppState>,
     query: Result<Query<DoraParams>, QueryRejection>,
@@ -375,24 +492,52 @@ pub(crate) async fn dora(
     Ok(Json(view).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReportParams {
+    /// The alert's fingerprint.
+    #[param(value_type = deploygraph_model::schema::Fingerprint, required = true)]
     alert: Option<String>,
+    /// Which occurrence (default: the newest).
+    #[param(value_type = Option<InputTime>)]
     starts_at: Option<String>,
+    /// `markdown` (default) or `json`.
+    #[param(value_type = Option<ReportFormat>)]
     format: Option<String>,
 }
 
+/// How the incident report is rendered.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum ReportFormat {
+    /// Markdown (the default).
+    Markdown,
+    /// JSON.
+    Json,
+}
+
 /// `GET /v1/reports/incident?alert=FINGERPRINT&format=markdown|json`.
+#[utoipa::path(get, path = "/v1/reports/incident", tag = "alerts",
+    params(ReportParams),
+    responses(
+        (status = 200, description = "The report", content(
+            (String = "text/markdown"),
+            (crate::openapi::JsonObject = "application/json"),
+        )),
+        (status = 404, description = "No such alert", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn incident_report(
     State(state): State<AppState>,
     query: Result<Query<ReportParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
-    let fingerprint = p
-        .alert
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| ApiError::invalid("alert", "is required (an alert fingerprint)"))?;
+    let fingerprint = fingerprint(
+        "alert",
+        p.alert
+            .ok_or_else(|| ApiError::invalid("alert", "is required (an alert fingerprint)"))?,
+    )?;
     let markdown = match p.format.as_deref() {
         None | Some("markdown") => true,
         Some("json") => false,
@@ -419,27 +564,46 @@ pub(crate) async fn incident_report(
 }
 
 /// `POST /v1/cypher` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CypherBody {
+    /// A read-only Cypher query.
+    #[schema(min_length = 1)]
     query: String,
+    /// Its parameters.
     #[serde(default)]
+    #[schema(value_type = Object, nullable = false)]
     params: serde_json::Map<String, serde_json::Value>,
+    /// Lower the server's time limit (milliseconds).
+    #[schema(minimum = 1, maximum = 18446744073709551615_u64)]
     timeout_ms: Option<u64>,
+    /// Lower the server's row cap.
+    #[schema(minimum = 1, maximum = 18446744073709551615_u64)]
     limit: Option<usize>,
     /// Most bytes of JSON the rows may take (at most the server's cap).
+    #[schema(minimum = 1, maximum = 18446744073709551615_u64)]
     max_bytes: Option<usize>,
 }
 
 /// `POST /v1/cypher`: a read-only query on Neo4j, checked from its plan first (needs the write
 /// token). The request may lower the server's time limit, row cap and byte cap, not raise them.
+#[utoipa::path(post, path = "/v1/cypher", tag = "query",
+    request_body(content = CypherBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Columns and rows; `truncated_by` (`rows` or `bytes`) when a cap cut them", body = crate::openapi::JsonObject),
+        (status = 400, description = "The query is refused (`query_refused`): not read-only, loads files or URLs, calls a procedure outside the allow-list, an administration command, or not valid Cypher", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The server has no write token, so Cypher is off", body = crate::openapi::ErrorBody),
+        (status = 404, description = "The store does not speak Cypher (SQLite): `unsupported`", body = crate::openapi::ErrorBody),
+        (status = 504, description = "The query ran past its time limit (`query_timed_out`)", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn cypher(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: CypherBody = parse_json(&state, &headers, body)?;
-    if body.query.trim().is_empty() {
+    if body.query.is_empty() {
         return Err(ApiError::invalid("query", "is required"));
     }
     let max = state.config.cypher_timeout;
@@ -479,30 +643,20 @@ pub(crate) async fn cypher(
 }
 
 /// `POST /v1/chaos/runs`: records (or updates) a chaos run.
+#[utoipa::path(post, path = "/v1/chaos/runs", tag = "chaos",
+    request_body(content = deploygraph_model::chaos::ChaosRunInput, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recorded", body = crate::openapi::JsonObject, headers(("Location" = String))),
+        (status = 200, description = "Updated", body = crate::openapi::JsonObject, headers(("Location" = String))),
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn record_chaos_run(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let run: ChaosRun = parse_json(&state, &headers, body)?;
-    if run.scenario.trim().is_empty() {
-        return Err(ApiError::invalid("scenario", "is required"));
-    }
-    if run.experiment.trim().is_empty() {
-        return Err(ApiError::invalid("experiment", "is required"));
-    }
-    if run.ended_at.is_some_and(|end| end < run.started_at) {
-        return Err(ApiError::invalid("ended_at", "is before started_at"));
-    }
-    if run
-        .probe_success_pct
-        .is_some_and(|p| !(0.0..=100.0).contains(&p))
-    {
-        return Err(ApiError::invalid(
-            "probe_success_pct",
-            "must be between 0 and 100",
-        ));
-    }
+    let input: ChaosRunInput = parse_json(&state, &headers, body)?;
+    let run = input.validate()?;
     let existed = state
         .store
         .get_chaos_run(&run.uid)
@@ -523,15 +677,25 @@ pub(crate) async fn record_chaos_run(
     Ok((status, [(header::LOCATION, location)], Json(run)).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ChaosListParams {
+    /// Only runs against this service.
+    #[param(value_type = Option<ServiceName>)]
     service: Option<String>,
+    /// Only runs in this environment.
+    #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Most runs (default 100).
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
 }
 
 /// `GET /v1/chaos/runs?service=&environment=&limit=`: newest first.
+#[utoipa::path(get, path = "/v1/chaos/runs", tag = "chaos",
+    params(ChaosListParams),
+    responses((status = 200, description = "Newest first", body = crate::openapi::JsonObject)))]
 pub(crate) async fn list_chaos_runs(
     State(state): State<AppState>,
     query: Result<Query<ChaosListParams>, QueryRejection>,
@@ -566,6 +730,9 @@ pub(crate) async fn list_chaos_runs(
 }
 
 /// `GET /v1/services/{name}/resilience?environment=`: verdicts per scenario across releases.
+#[utoipa::path(get, path = "/v1/services/{name}/resilience", tag = "chaos",
+    params(("name" = deploygraph_model::ServiceName, Path), ServiceParams),
+    responses((status = 200, description = "Verdicts per scenario across releases", body = crate::openapi::JsonObject)))]
 pub(crate) async fn resilience(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -573,6 +740,7 @@ pub(crate) async fn resilience(
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
     let name = service("name", &name)?;
+    namespace(p.namespace)?;
     let env = environment(p.environment.as_deref())?;
     let rows = deploygraph_chaos::resilience::of_service(state.store.as_ref(), &name, env.as_ref())
         .await
@@ -581,6 +749,12 @@ pub(crate) async fn resilience(
 }
 
 /// `GET /v1/chaos/runs/{uid}`.
+#[utoipa::path(get, path = "/v1/chaos/runs/{uid}", tag = "chaos",
+    params(("uid" = String, Path, description = "A chaos run's uid")),
+    responses(
+        (status = 200, description = "The run", body = crate::openapi::JsonObject),
+        (status = 404, description = "No such run", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn get_chaos_run(
     State(state): State<AppState>,
     Path(uid): Path<String>,

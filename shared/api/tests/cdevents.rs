@@ -388,6 +388,24 @@ async fn bad_events_name_the_field(store: Arc<dyn GraphStore>) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "data",
         ),
+        (
+            {
+                let mut e = good.clone();
+                e["customData"] = json!([null, null]);
+                binary(&e.to_string())
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "customData",
+        ),
+        (
+            {
+                let mut e = good.clone();
+                e["context"]["timestamp"] = json!("1999-12-31T23:59:59Z");
+                binary(&e.to_string())
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "context.timestamp",
+        ),
     ];
     for (request, status, field) in cases {
         let (got, body) = send(&app, request).await;

@@ -279,7 +279,8 @@ async fn chaos_in_progress_takes_the_blame(store: Arc<dyn GraphStore>) {
     let svc = unique("chaos");
     record(&app, &deployment(&svc, -10, 6, "succeeded", json!([]))).await;
     let run = json!({
-        "uid": unique("run"), "scenario": "pod-delete", "experiment": "pod-delete",
+        "uid": deploygraph_model::Uid::derive("chaos-run", &[&unique("run")]).as_str(),
+        "scenario": "pod-delete", "experiment": "pod-delete",
         "target": {"name": svc, "namespace": "prod", "environment": "production"},
         "verdict": "Awaited", "phase": "Running", "started_at": at(-2)
     });
@@ -549,6 +550,7 @@ async fn cypher_is_read_only_on_neo4j_and_unsupported_on_sqlite() {
     let (_dir, lite_store) = deploygraph_store::testing::sqlite().await;
     let lite = app(&lite_store);
     let (status, out) = post(&lite, "/v1/cypher", &json!({"query": "RETURN 1"})).await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{out}");
+    // No Cypher on SQLite: the endpoint is absent there (404), not a server error.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{out}");
     assert_eq!(out["error"]["code"], "unsupported");
 }

@@ -22,12 +22,13 @@ impl Query {
         self
     }
 
-    /// Adds `name=value` when there is a value.
+    /// Adds `name=value` when there is a value and it is not empty: the API refuses an empty
+    /// parameter (`?service=`, 422) where it means "none", so none is sent.
     #[must_use]
     pub fn opt<T: ToString>(self, name: &'static str, value: Option<T>) -> Self {
-        match value {
-            Some(v) => self.with(name, v),
-            None => self,
+        match value.map(|v| v.to_string()) {
+            Some(v) if !v.is_empty() => self.with(name, v),
+            _ => self,
         }
     }
 
@@ -388,6 +389,20 @@ impl Client {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn empty_and_absent_parameters_are_left_out_of_the_query() {
+        let query = Query::default()
+            .opt("service", Some(""))
+            .opt("environment", None::<&str>)
+            .opt("namespace", Some(String::new()))
+            .opt("limit", Some(5));
+        assert_eq!(query.on("/v1/alerts"), "/v1/alerts?limit=5");
+        assert_eq!(
+            Query::default().opt("service", Some("")).on("/v1/dora"),
+            "/v1/dora"
+        );
+    }
 
     #[test]
     fn path_segments_escape_everything_but_unreserved_characters() {

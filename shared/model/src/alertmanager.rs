@@ -7,7 +7,7 @@
 use crate::alert::{Alert, AlertStatus};
 use crate::error::{Error, Result};
 use crate::newtypes::{Environment, ServiceName, parse_time};
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -40,27 +40,77 @@ impl Default for AlertMapping {
     }
 }
 
-/// The parts of a webhook notification deploygraph reads.
-#[derive(Debug, Deserialize)]
+/// An Alertmanager webhook notification (`version: "4"`).
+///
+/// Every field Alertmanager sends is declared with its type, and a value of the wrong type is
+/// refused naming the field. Fields it may add in later versions are accepted and ignored:
+/// Alertmanager does not retry a 4xx, so refusing an unknown field would drop alerts after an
+/// upgrade of Alertmanager.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Notification {
-    version: Option<String>,
-    alerts: Option<Vec<Entry>>,
+#[schema(as = AlertmanagerWebhook)]
+pub struct Notification {
+    /// The payload version; deploygraph reads version 4.
+    #[schema(value_type = WebhookVersion, required = true)]
+    pub version: Option<String>,
+    /// The group's key.
+    pub group_key: Option<String>,
+    /// How many alerts Alertmanager left out (`max_alerts`).
+    #[schema(maximum = 4294967295_u64)]
+    pub truncated_alerts: Option<u32>,
+    /// `firing` or `resolved`, for the group.
+    pub status: Option<String>,
+    /// The receiver's name.
+    pub receiver: Option<String>,
+    /// The group's labels.
+    pub group_labels: Option<BTreeMap<String, String>>,
+    /// Labels all alerts share.
+    pub common_labels: Option<BTreeMap<String, String>>,
+    /// Annotations all alerts share.
+    pub common_annotations: Option<BTreeMap<String, String>>,
+    /// Alertmanager's own URL.
+    #[serde(rename = "externalURL")]
+    pub external_url: Option<String>,
+    /// The alerts.
+    #[schema(required = true, nullable = false)]
+    pub alerts: Option<Vec<Entry>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The webhook payload versions deploygraph reads.
+#[derive(utoipa::ToSchema)]
+pub enum WebhookVersion {
+    /// Alertmanager 0.x's version 4.
+    #[schema(rename = "4")]
+    V4,
+}
+
+/// One alert of a [`Notification`].
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Entry {
-    status: Option<String>,
+#[schema(as = AlertmanagerAlert)]
+pub struct Entry {
+    /// `firing` or `resolved`.
+    #[schema(value_type = crate::alert::AlertStatus, required = true)]
+    pub status: Option<String>,
+    /// Labels; `alertname` is required.
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    #[schema(schema_with = crate::schema::alert_labels, required = true)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (`summary`, `description`).
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    starts_at: Option<String>,
-    ends_at: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+    /// When it started firing.
+    #[schema(value_type = crate::schema::InputTime, required = true)]
+    pub starts_at: Option<String>,
+    /// When it resolved (Go's zero time while firing).
+    #[schema(value_type = Option<crate::schema::AlertEndTime>)]
+    pub ends_at: Option<String>,
+    /// The link to the expression that fired.
     #[serde(rename = "generatorURL")]
-    generator_url: Option<String>,
-    fingerprint: Option<String>,
+    pub generator_url: Option<String>,
+    /// Alertmanager's fingerprint of the label set.
+    #[schema(value_type = crate::schema::Fingerprint, required = true)]
+    pub fingerprint: Option<String>,
 }
 
 /// A label value that is not a valid name is ignored rather than refusing the delivery:
@@ -76,13 +126,19 @@ fn mapped<T>(
         .find_map(|value| parse(value).ok())
 }
 
-/// `endsAt` of a firing alert is the zero time `0001-01-01T00:00:00Z`.
+/// `endsAt` of a firing alert is Go's zero time `0001-01-01T00:00:00Z`; any other time is an
+/// input time.
 fn ends_at(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
     match value {
         None | Some("") => Ok(None),
         Some(v) => {
+            if v == crate::schema::ZERO_TIME {
+                return Ok(None);
+            }
             let t = parse_time(v).map_err(|e| Error::new(field, e.message))?;
-            Ok((t.year() > 1).then_some(t))
+            crate::schema::check_time(t, Utc::now())
+                .map(Some)
+                .map_err(|e| Error::new(field, e.message))
         }
     }
 }
@@ -90,18 +146,23 @@ fn ends_at(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>> {
 fn entry_to_alert(entry: Entry, mapping: &AlertMapping) -> Result<Alert> {
     let fingerprint = entry
         .fingerprint
-        .filter(|f| !f.trim().is_empty())
         .ok_or_else(|| Error::new("fingerprint", "is required"))?;
-    if fingerprint.len() > 128 {
-        return Err(Error::new("fingerprint", "is longer than 128 characters"));
+    if !crate::schema::is_fingerprint(&fingerprint) {
+        return Err(Error::new(
+            "fingerprint",
+            format!(
+                "{fingerprint:?} is not a fingerprint (1 to {} letters, digits or . _ ~ : -)",
+                crate::schema::FINGERPRINT_MAX_LEN
+            ),
+        ));
     }
-    let starts_at = parse_time(
+    let starts_at = crate::schema::parse_input_time(
+        "startsAt",
         entry
             .starts_at
             .as_deref()
             .ok_or_else(|| Error::new("startsAt", "is required"))?,
-    )
-    .map_err(|e| Error::new("startsAt", e.message))?;
+    )?;
     let status = match entry.status.as_deref() {
         Some("firing") => AlertStatus::Firing,
         Some("resolved") => AlertStatus::Resolved,
@@ -183,6 +244,20 @@ pub fn parse_webhook(body: &[u8], mapping: &AlertMapping) -> Result<Vec<Alert>> 
 pub fn parse_notification(body: serde_json::Value, mapping: &AlertMapping) -> Result<Vec<Alert>> {
     let notification: Notification = serde_json::from_value(body)
         .map_err(|e| Error::new("", format!("not an Alertmanager notification: {e}")))?;
+    notification.into_alerts(mapping)
+}
+
+impl Notification {
+    /// The notification's alerts.
+    ///
+    /// # Errors
+    /// As [`parse_webhook`].
+    pub fn into_alerts(self, mapping: &AlertMapping) -> Result<Vec<Alert>> {
+        notification_alerts(self, mapping)
+    }
+}
+
+fn notification_alerts(notification: Notification, mapping: &AlertMapping) -> Result<Vec<Alert>> {
     match notification.version.as_deref() {
         Some("4") => {}
         Some(other) => {

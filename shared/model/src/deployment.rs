@@ -6,16 +6,17 @@
 
 use crate::error::{Error, Result};
 use crate::newtypes::{
-    CommitSha, Environment, ImageDigest, ServiceName, format_time, is_dns1123_label, parse_time,
+    CommitSha, Environment, ImageDigest, ServiceName, format_time, is_dns1123_label,
 };
 use crate::redact::redact_value;
+use crate::schema::parse_input_time;
 use crate::uid::{Uid, sha256_hex};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// Lifecycle of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
     /// Rolling out.
@@ -214,7 +215,7 @@ impl Image {
 }
 
 /// Kind of a configuration change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// A Helm value or configuration key.
@@ -322,23 +323,28 @@ impl ConfigChange {
 }
 
 /// Test, coverage, SAST and chaos results that validated a deployment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidationResult {
     /// Line coverage in percent, `0..=100`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
     pub coverage_pct: Option<f64>,
     /// Number of static-analysis findings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 4294967295_u64)]
     pub sast_findings: Option<u32>,
     /// Tests that passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 4294967295_u64)]
     pub tests_passed: Option<u32>,
     /// Tests that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 4294967295_u64)]
     pub tests_failed: Option<u32>,
     /// Share of chaos experiments that passed, `0.0..=1.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
     pub chaos_pass_rate: Option<f64>,
 }
 
@@ -631,44 +637,56 @@ pub fn reconcile(stored: Option<&Deployment>, incoming: Deployment) -> Reconcile
 // ---------------------------------------------------------------------------------------------
 
 /// The JSON body of `POST /v1/deployments`. Unknown fields are rejected.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentInput {
     /// Optional client idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub id: Option<String>,
     /// Service name (required).
     #[serde(default)]
+    #[schema(value_type = ServiceName, required = true)]
     pub service: Option<String>,
     /// Namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::Namespace>)]
     pub namespace: Option<String>,
     /// Environment (required).
     #[serde(default)]
+    #[schema(value_type = Environment, required = true)]
     pub environment: Option<String>,
     /// Version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub version: Option<String>,
     /// Commit (`sha` required).
     #[serde(default)]
+    #[schema(value_type = CommitInput, required = true)]
     pub commit: Option<CommitInput>,
     /// Images (at least one, each with a digest).
     #[serde(default)]
+    #[schema(value_type = Vec<ImageInput>, required = true, min_items = 1, max_items = 64)]
     pub images: Option<Vec<ImageInput>>,
     /// Status (required).
     #[serde(default)]
+    #[schema(value_type = DeploymentStatus, required = true)]
     pub status: Option<String>,
     /// Start time, RFC 3339 (required).
     #[serde(default)]
+    #[schema(value_type = crate::schema::InputTime, required = true)]
     pub started_at: Option<String>,
     /// Finish time, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::InputTime>)]
     pub finished_at: Option<String>,
     /// Actor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub actor: Option<String>,
     /// Changes against the previous deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 2000)]
     pub changes: Option<Vec<ChangeInput>>,
     /// Validation results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -676,56 +694,68 @@ pub struct DeploymentInput {
 }
 
 /// `commit` in [`DeploymentInput`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitInput {
     /// SHA (required).
     #[serde(default)]
+    #[schema(value_type = CommitSha, required = true)]
     pub sha: Option<String>,
     /// Repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub repo: Option<String>,
     /// Author.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub author: Option<String>,
     /// Message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 4096)]
     pub message: Option<String>,
     /// Commit time, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::InputTime>)]
     pub committed_at: Option<String>,
 }
 
 /// An entry of `images` in [`DeploymentInput`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInput {
     /// Repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub repository: Option<String>,
     /// Tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     pub tag: Option<String>,
     /// Digest (required).
     #[serde(default)]
+    #[schema(value_type = ImageDigest, required = true)]
     pub digest: Option<String>,
 }
 
 /// An entry of `changes` in [`DeploymentInput`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeInput {
     /// Key path (required).
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
     pub path: Option<String>,
     /// Kind (required).
     #[serde(default)]
+    #[schema(value_type = ChangeKind, required = true)]
     pub kind: Option<String>,
     /// Value before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 65536)]
     pub before: Option<String>,
     /// Value after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 65536)]
     pub after: Option<String>,
 }
 
@@ -740,14 +770,17 @@ mod limits {
 
 fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str> {
     match value.as_deref() {
-        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(v) if !v.is_empty() => Ok(v),
         _ => Err(Error::new(field, "is required")),
     }
 }
 
 fn bounded(value: &Option<String>, field: &str, max: usize) -> Result<Option<String>> {
     match value {
-        Some(v) if v.len() > max => Err(Error::new(field, format!("is longer than {max} bytes"))),
+        Some(v) if v.chars().count() > max => Err(Error::new(
+            field,
+            format!("is longer than {max} characters"),
+        )),
         Some(v) if v.is_empty() => Ok(None),
         other => Ok(other.clone()),
     }
@@ -791,14 +824,12 @@ impl DeploymentInput {
         let images = self.validate_images(relaxed)?;
         let status =
             DeploymentStatus::parse(required(&self.status, "status")?).map_err(at("status"))?;
-        let started_at =
-            parse_time(required(&self.started_at, "started_at")?).map_err(at("started_at"))?;
+        let started_at = parse_input_time("started_at", required(&self.started_at, "started_at")?)?;
         let finished_at = self
             .finished_at
             .as_deref()
-            .map(parse_time)
-            .transpose()
-            .map_err(at("finished_at"))?;
+            .map(|t| parse_input_time("finished_at", t))
+            .transpose()?;
         if let Some(f) = finished_at
             && f < started_at
         {
@@ -905,9 +936,8 @@ impl CommitInput {
             committed_at: self
                 .committed_at
                 .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(at("committed_at"))?,
+                .map(|t| parse_input_time("committed_at", t))
+                .transpose()?,
         })
     }
 }
@@ -933,10 +963,10 @@ impl ImageInput {
 impl ChangeInput {
     fn validate(&self) -> Result<ConfigChange> {
         let path = required(&self.path, "path")?;
-        if path.len() > limits::LONG {
+        if path.chars().count() > limits::LONG {
             return Err(Error::new(
                 "path",
-                format!("is longer than {} bytes", limits::LONG),
+                format!("is longer than {} characters", limits::LONG),
             ));
         }
         let kind = ChangeKind::parse(required(&self.kind, "kind")?).map_err(at("kind"))?;

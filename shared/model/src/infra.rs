@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Pass, fail or unknown: of a check, and of a whole snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Passed.
@@ -34,7 +34,8 @@ impl Verdict {
 }
 
 /// A certificate observed by a check, identified by its SHA-256 fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CertificateRecord {
     /// SHA-256 of the DER, hex.
     pub sha256: String,
@@ -44,9 +45,11 @@ pub struct CertificateRecord {
     pub issuer: String,
     /// DNS and IP SANs.
     pub sans: Vec<String>,
-    /// Start of validity.
+    /// Start of validity (any RFC 3339 time: certificates are dated by their issuer).
+    #[schema(value_type = String, format = DateTime)]
     pub not_before: DateTime<Utc>,
     /// End of validity.
+    #[schema(value_type = String, format = DateTime)]
     pub not_after: DateTime<Utc>,
     /// Whether it is a CA certificate.
     #[serde(default)]
@@ -60,21 +63,68 @@ impl CertificateRecord {
     }
 }
 
+/// The kinds of check a snapshot may hold.
+pub const CHECK_KINDS: [&str; 6] = [
+    "tls",
+    "file-cert",
+    "dns",
+    "apiserver",
+    "coredns",
+    "k8s-secret-cert",
+];
+
+/// Longest check target.
+pub const CHECK_TARGET_MAX_LEN: usize = 1024;
+
+/// A check's kind, one of [`CHECK_KINDS`].
+pub struct CheckKind;
+
+impl utoipa::PartialSchema for CheckKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .enum_values(Some(CHECK_KINDS))
+                .build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for CheckKind {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("CheckKind")
+    }
+}
+
+/// A check's target, 1 to [`CHECK_TARGET_MAX_LEN`] characters.
+pub fn check_target_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(CHECK_TARGET_MAX_LEN))
+        .build()
+}
+
 /// One check of a snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CheckRecord {
     /// `tls`, `file-cert`, `dns`, `apiserver`, `coredns`, `k8s-secret-cert`.
+    #[schema(value_type = CheckKind)]
     pub kind: String,
     /// What was checked.
+    #[schema(schema_with = check_target_schema)]
     pub target: String,
     /// Outcome.
     pub status: Verdict,
     /// Why.
     pub detail: String,
     /// How long it took.
+    #[schema(maximum = 18446744073709551615_u64)]
     pub latency_ms: u64,
     /// Certificates observed, leaf first.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub certificates: Vec<CertificateRecord>,
 }
 

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod infra;
 pub mod newtypes;
 pub mod redact;
+pub mod schema;
 pub mod topology;
 pub mod uid;
 

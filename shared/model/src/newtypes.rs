@@ -5,6 +5,21 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Longest service name or namespace (a DNS-1123 label).
+pub const NAME_MAX_LEN: usize = 63;
+/// A DNS-1123 label, as the schema declares it (length apart: [`NAME_MAX_LEN`]).
+pub const SERVICE_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A namespace in a request: a DNS-1123 label, or empty for none.
+pub const NAMESPACE_PATTERN: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$";
+/// Longest environment name.
+pub const ENVIRONMENT_MAX_LEN: usize = 253;
+/// An environment name: `A-Za-z0-9._-` segments separated by single `/`.
+pub const ENVIRONMENT_PATTERN: &str = "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$";
+/// An OCI image digest.
+pub const DIGEST_PATTERN: &str = "^sha256:[0-9a-f]{64}$";
+/// A git commit SHA.
+pub const COMMIT_SHA_PATTERN: &str = "^[0-9a-fA-F]{7,40}$";
+
 /// A service name: a DNS-1123 label (1–63 of `a-z0-9-`, starting and ending alphanumeric).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -64,7 +79,7 @@ impl ServiceName {
 pub fn is_dns1123_label(value: &str) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
-        && bytes.len() <= 63
+        && bytes.len() <= NAME_MAX_LEN
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
@@ -82,7 +97,7 @@ pub struct Environment(String);
 
 impl Environment {
     /// The longest environment name.
-    pub const MAX_LEN: usize = 253;
+    pub const MAX_LEN: usize = ENVIRONMENT_MAX_LEN;
 
     /// Validates an environment name.
     ///
@@ -91,7 +106,7 @@ impl Environment {
     /// path segment.
     pub fn parse(value: &str) -> Result<Self> {
         let ok = !value.is_empty()
-            && value.len() <= Self::MAX_LEN
+            && value.len() <= ENVIRONMENT_MAX_LEN
             && value.split('/').all(|segment| {
                 !segment.is_empty()
                     && segment

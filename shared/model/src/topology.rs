@@ -18,31 +18,43 @@ use crate::newtypes::{Environment, ServiceName};
 use serde::Deserialize;
 
 /// A dependency: a bare name, or a name with its own namespace and environment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum DependencyInput {
     /// Same namespace and environment as the dependent service.
+    #[schema(value_type = ServiceName)]
     Name(String),
     /// Explicit.
-    Full {
-        /// Service name.
-        name: Option<String>,
-        /// Namespace (default: the dependent's).
-        namespace: Option<String>,
-        /// Environment (default: the dependent's).
-        environment: Option<String>,
-    },
+    Full(DependencyRefInput),
+}
+
+/// A dependency with its own namespace or environment. Unknown fields are rejected.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DependencyRefInput {
+    /// Service name.
+    #[schema(value_type = ServiceName, required = true)]
+    pub name: Option<String>,
+    /// Namespace (default: the dependent's).
+    #[schema(value_type = Option<crate::schema::Namespace>)]
+    pub namespace: Option<String>,
+    /// Environment (default: the dependent's).
+    #[schema(value_type = Option<Environment>)]
+    pub environment: Option<String>,
 }
 
 /// The body of `PUT /v1/services/{name}/dependencies`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DependenciesInput {
     /// The service's namespace.
+    #[schema(value_type = Option<crate::schema::Namespace>)]
     pub namespace: Option<String>,
     /// The service's environment.
+    #[schema(value_type = Environment, required = true)]
     pub environment: Option<String>,
-    /// What it depends on.
+    /// What it depends on (an empty list removes them all).
+    #[schema(required = true, nullable = false)]
     pub depends_on: Option<Vec<DependencyInput>>,
 }
 
@@ -88,7 +100,17 @@ impl DependenciesInput {
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
+    value.filter(|v| !v.is_empty())
+}
+
+/// A namespace: absent or empty for none, else a DNS-1123 label.
+fn namespace(value: Option<String>, field: &str) -> Result<Option<String>> {
+    match non_empty(value) {
+        Some(ns) if !crate::newtypes::is_dns1123_label(&ns) => {
+            Err(Error::new(field, format!("{ns:?} is not a DNS-1123 label")))
+        }
+        other => Ok(other),
+    }
 }
 
 impl ServiceTopologyInput {
@@ -111,7 +133,7 @@ impl ServiceTopologyInput {
         .map_err(|e| Error::new("environment", e.message))?;
         let service = ServiceRef {
             name,
-            namespace: non_empty(self.namespace),
+            namespace: namespace(self.namespace, "namespace")?,
             environment,
         };
         let deps = self
@@ -122,11 +144,11 @@ impl ServiceTopologyInput {
             let at = |field: &str| format!("depends_on[{i}]{field}");
             let (name, namespace, environment) = match dep {
                 DependencyInput::Name(n) => (Some(n), None, None),
-                DependencyInput::Full {
+                DependencyInput::Full(DependencyRefInput {
                     name,
                     namespace,
                     environment,
-                } => (name, namespace, environment),
+                }) => (name, namespace, environment),
             };
             let name = ServiceName::parse(
                 non_empty(name)
@@ -142,7 +164,8 @@ impl ServiceTopologyInput {
             };
             let dependency = ServiceRef {
                 name,
-                namespace: non_empty(namespace).or_else(|| service.namespace.clone()),
+                namespace: self::namespace(namespace, &at(".namespace"))?
+                    .or_else(|| service.namespace.clone()),
                 environment,
             };
             if dependency == service {

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+/// The prefix of deployment uids.
+pub const DEPLOYMENT_PREFIX: &str = "deployment";
+/// The prefix of chaos run uids.
+pub const CHAOS_RUN_PREFIX: &str = "chaos-run";
+
 /// A node identity, unique per label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -40,6 +45,37 @@ impl Uid {
             Err(crate::Error::new("", format!("{value:?} is not a uid")))
         } else {
             Ok(Self(value.to_owned()))
+        }
+    }
+
+    /// The pattern of the uids [`Uid::derive`] gives for `prefix`.
+    pub fn pattern(prefix: &str) -> String {
+        format!("^{prefix}-[0-9a-f]{{32}}$")
+    }
+
+    /// A uid a request names for a node of the kind `prefix`: exactly what [`Uid::derive`]
+    /// gives for it (`chaos-run-` and 32 lower-case hex digits), so that a request cannot
+    /// name another kind's node, or smuggle separators or control characters into a uid.
+    ///
+    /// # Errors
+    /// When `value` is not such a uid.
+    pub fn parse_derived(prefix: &str, value: &str) -> crate::Result<Self> {
+        let ok = value
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hex| {
+                hex.len() == 32
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(crate::Error::new(
+                "",
+                format!("{value:?} is not a {prefix} uid ({prefix}- and 32 lower-case hex digits)"),
+            ))
         }
     }
 
@@ -85,6 +121,27 @@ mod tests {
         assert!(Uid::parse("deployment-0123").is_ok());
         for bad in ["", "a b", &"x".repeat(65)] {
             assert!(Uid::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requests_name_uids_of_their_own_kind_only() {
+        let run = Uid::derive(CHAOS_RUN_PREFIX, &["pod-delete", "2026-11-20T10:00:00Z"]);
+        assert!(Uid::parse_derived(CHAOS_RUN_PREFIX, run.as_str()).is_ok());
+        let deployment = Uid::derive(DEPLOYMENT_PREFIX, &["id", "x"]);
+        for bad in [
+            deployment.as_str().to_owned(),
+            format!("{}\n", run.as_str()),
+            format!("{}\t", run.as_str()),
+            "x/../../y".to_owned(),
+            "chaos-run-\0".to_owned(),
+            run.as_str().to_uppercase(),
+            String::new(),
+        ] {
+            assert!(
+                Uid::parse_derived(CHAOS_RUN_PREFIX, &bad).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -4,9 +4,7 @@ use crate::error::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use deploygraph_model::{
-    Deployment, DeploymentStatus, Environment, ServiceName, Trigger, Uid, parse_time,
-};
+use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Trigger, Uid};
 use serde::{Deserialize, Serialize};
 
 /// The largest page a listing returns.
@@ -137,22 +135,30 @@ impl Default for DeploymentFilter {
 }
 
 /// Listing parameters as text — a query string or command-line flags — before validation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FilterParams {
     /// Service name.
+    #[param(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     /// Environment.
+    #[param(value_type = Option<Environment>)]
     pub environment: Option<String>,
     /// Status.
+    #[param(value_type = Option<DeploymentStatus>)]
     pub status: Option<String>,
     /// RFC 3339 lower bound of `started_at`.
+    #[param(value_type = Option<deploygraph_model::schema::InputTime>)]
     pub since: Option<String>,
     /// RFC 3339 upper bound of `started_at`.
+    #[param(value_type = Option<deploygraph_model::schema::InputTime>)]
     pub until: Option<String>,
     /// Page size, 1..=[`MAX_PAGE_SIZE`] (default 50).
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
     pub limit: Option<String>,
-    /// Cursor from a previous page.
+    /// Cursor from a previous page (`next_cursor`).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -198,15 +204,13 @@ impl FilterParams {
             since: self
                 .since
                 .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(at("since"))?,
+                .map(|t| deploygraph_model::schema::parse_input_time("since", t))
+                .transpose()?,
             until: self
                 .until
                 .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(at("until"))?,
+                .map(|t| deploygraph_model::schema::parse_input_time("until", t))
+                .transpose()?,
             limit,
             cursor: self
                 .cursor

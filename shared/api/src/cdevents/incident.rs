@@ -93,7 +93,7 @@ pub(super) fn from_event(
 ) -> Result<Incident, ApiError> {
     let event: IncidentEvent = typed(cdevent, "")?;
     let resolved = kind == "incident.resolved";
-    let custom = event.custom_data.as_ref();
+    let custom = super::custom_data(event.custom_data.as_ref())?;
     let incident = event.subject.id;
     if incident.trim().is_empty() {
         return Err(ApiError::invalid("subject.id", "must not be empty"));

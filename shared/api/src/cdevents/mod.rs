@@ -42,13 +42,15 @@
 
 mod incident;
 mod purl;
+mod schema;
 mod service;
 
 pub(crate) use incident::Incident;
+pub use schema::{CdEventSchema, CloudEventSchema};
 
 use crate::error::ApiError;
 use axum::http::{HeaderMap, header};
-use deploygraph_model::{Deployment, parse_time};
+use deploygraph_model::Deployment;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -256,7 +258,7 @@ pub(super) struct Context {
     pub specversion: Option<String>,
 }
 
-/// Upper bounds of the context's strings.
+/// Upper bounds of the context's strings, in characters.
 const MAX_ID: usize = 256;
 const MAX_SOURCE: usize = 1024;
 
@@ -269,15 +271,15 @@ impl Context {
             if value.trim().is_empty() {
                 return Err(ApiError::invalid(field, "must not be empty"));
             }
-            if value.len() > max {
+            if value.chars().count() > max {
                 return Err(ApiError::invalid(
                     field,
-                    format!("is longer than {max} bytes"),
+                    format!("is longer than {max} characters"),
                 ));
             }
         }
-        parse_time(&self.timestamp)
-            .map_err(|e| ApiError::invalid("context.timestamp", e.message))?;
+        deploygraph_model::schema::parse_input_time("context.timestamp", &self.timestamp)
+            .map_err(ApiError::from)?;
         Ok(())
     }
 
@@ -457,6 +459,21 @@ fn classify(cdevent: Value) -> Result<Event, ApiError> {
         _ => Ok(Event::Deployment(Box::new(service::from_event(
             cdevent, context, &kind,
         )?))),
+    }
+}
+
+/// `customData` of a recorded event: an object, or none (absent or null).
+///
+/// # Errors
+/// 422 naming `customData` for any other JSON value.
+pub(super) fn custom_data(custom: Option<&Value>) -> Result<Option<&Value>, ApiError> {
+    match custom {
+        None | Some(Value::Null) => Ok(None),
+        Some(object @ Value::Object(_)) => Ok(Some(object)),
+        Some(_) => Err(ApiError::invalid(
+            "customData",
+            "must be an object (or null)",
+        )),
     }
 }
 

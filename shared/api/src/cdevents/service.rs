@@ -37,10 +37,10 @@ pub(super) struct Reference {
 
 /// The service a producer names, normalized, and the producer's spelling.
 pub(super) fn service_name(field: &str, raw: &str) -> Result<(ServiceName, String), ApiError> {
-    if raw.len() > super::MAX_SOURCE {
+    if raw.chars().count() > super::MAX_SOURCE {
         return Err(ApiError::invalid(
             field,
-            format!("is longer than {} bytes", super::MAX_SOURCE),
+            format!("is longer than {} characters", super::MAX_SOURCE),
         ));
     }
     let name = ServiceName::normalize(last_segment(raw)).ok_or_else(|| {
@@ -90,7 +90,7 @@ pub(super) fn from_event(
     kind: &str,
 ) -> Result<Deployment, ApiError> {
     let event: ServiceEvent = typed(cdevent, "")?;
-    let custom = event.custom_data.as_ref();
+    let custom = super::custom_data(event.custom_data.as_ref())?;
     let removed = kind == "service.removed";
     let status = match kind {
         "service.deployed" | "service.upgraded" => "succeeded",

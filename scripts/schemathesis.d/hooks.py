@@ -1,0 +1,97 @@
+"""The narrow exceptions of the schemathesis run (scripts/schemathesis), each a rule JSON Schema
+cannot state. A "valid data rejected" failure is dropped only when the server's 422/400 names
+exactly that rule; every other check, and every other rejection, still fails the run.
+
+- One field against another: `finished_at`/`ended_at` before `started_at`, `since` after
+  `until`, the same config change listed twice, a service depending on itself, a structured
+  CloudEvent's `id`/`source`/`type` other than its CDEvent's `context.id`/`.source`/`.type`. The document
+  declares each field's own contract; the relation is in its description.
+- Opaque values only the server issues: a `cursor` is `next_cursor` from a previous page. A
+  random string of the declared type cannot be one.
+- Another language inside a string: `POST /v1/cypher` takes a Cypher query; a schema-valid
+  string is not a valid query, and Neo4j refuses it (400 `query_refused`).
+- The gate configuration inside `POST /v1/snapshots` is the gate YAML file's schema (documented
+  in docs/, validated by the probe's parser with field-named errors); the document declares it
+  as an object. Its checks never leave the server's network namespace.
+"""
+
+import json
+import os
+
+import schemathesis
+
+# (field, words in the message) of the cross-field rules.
+RELATIONS = [
+    ("finished_at", "is before started_at"),
+    ("ended_at", "is before started_at"),
+    ("since", "is after until"),
+    ("changes[", "is listed twice"),
+    ("depends_on[", "cannot depend on itself"),
+    # A CloudEvent's attributes are its CDEvent's context (structured mode, POST /v1/events).
+    ("id", "differs from the CDEvent's context.id"),
+    ("source", "differs from the CDEvent's context.source"),
+    ("type", "differs from the CDEvent's context.type"),
+]
+
+
+def _error(response):
+    try:
+        return json.loads(response.content)["error"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _dropped(failure, case, response, reason):
+    """Records a dropped failure for the run's summary (SCHEMATHESIS_DROPPED_LOG)."""
+    path = os.environ.get("SCHEMATHESIS_DROPPED_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({
+                "reason": reason,
+                "failure": type(failure).__name__,
+                "operation": f"{case.operation.method.upper()} {case.operation.path}",
+                "status": response.status_code,
+            }) + "\n")
+    return False
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    """Keep every failure but the rejections of rules a schema cannot state."""
+    keep = _keep(failure, case, response)
+    if keep is True:
+        return True
+    return _dropped(failure, case, response, keep)
+
+
+def _keep(failure, case, response):
+    """True to keep the failure, else the reason it is not the API's fault."""
+    name = type(failure).__name__
+    path = case.operation.path
+    method = case.operation.method.upper()
+    # Stateful inference links POST /v1/deployments to GET /v1/deployments/{uid}/snapshot by
+    # the uid; that sub-resource exists only once a snapshot was taken for the deployment,
+    # and its 404 says so.
+    if name == "EnsureResourceAvailability" and response.status_code == 404:
+        error = _error(response)
+        if error and "no snapshot was taken" in (error.get("message") or ""):
+            return "snapshot of a deployment is taken separately"
+    if name != "RejectedPositiveData":
+        return True
+    error = _error(response)
+    if error is None:
+        return True
+    field = error.get("field") or ""
+    message = error.get("message") or ""
+    if response.status_code == 422:
+        for prefix, words in RELATIONS:
+            if field.startswith(prefix) and words in message:
+                return f"relation: {prefix} {words}"
+        if field == "cursor" and error.get("code") == "invalid_field":
+            return "cursor not issued by the server"
+        if (method, path) == ("POST", "/v1/snapshots") and field.startswith("config"):
+            return "gate configuration grammar"
+    if (method, path) == ("POST", "/v1/cypher") and response.status_code == 400:
+        if error.get("code") == "query_refused":
+            return "Cypher grammar"
+    return True

@@ -635,6 +635,25 @@ async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
         (before_new.deployments, before_new.followed_by_alerts),
         (1, 0)
     );
+    // Concurrent attributions of one alert (the webhook's and a late deployment's) leave one
+    // edge per suspect: the last writer's, never both side by side.
+    for round in 0..5 {
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let alert = alert.uid.clone();
+                let triggers = vec![trigger(&new, 0.5 + f64::from(i) / 100.0)];
+                tokio::spawn(
+                    async move { store.replace_attribution(&alert, &triggers, None).await },
+                )
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        let stored = store.attribution(&alert.uid).await.unwrap().triggers;
+        assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
+    }
 }
 
 async fn chaos_runs_are_updated_in_place_and_raise_alerts(store: Arc<dyn GraphStore>) {

@@ -519,6 +519,15 @@ impl Neo4jStore {
         let alert = alert.as_str().to_owned();
         let chaos = chaos.map(|(run, reason)| (run.as_str().to_owned(), reason.to_owned()));
         self.in_txn(async move |txn| {
+            // The alert's write lock first: two attributions of one alert (the webhook's and a
+            // late deployment's) then run one after the other, and the second sees and replaces
+            // the first's edges instead of adding its own beside them.
+            txn.run(
+                query("MATCH (a:Alert {uid: $alert}) SET a.attributed_at = datetime()")
+                    .param("alert", alert.as_str()),
+            )
+            .await
+            .map_err(failed("record an attribution"))?;
             txn.run(
                 query(
                     "MATCH (a:Alert {uid: $alert})

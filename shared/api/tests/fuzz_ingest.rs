@@ -11,7 +11,7 @@
 use axum::body::Body;
 use axum::http::{Request, header};
 use deploygraph_api::{ApiConfig, AppState, router};
-use deploygraph_model::fuzzing::json_input;
+use deploygraph_model::fuzzing::{self, json_input};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{GraphStore as _, MigrationSource};
 use http_body_util::BodyExt;
@@ -24,74 +24,6 @@ use tower::ServiceExt;
 const SMOKE_TIME: Duration = Duration::from_secs(3);
 /// And at most this many.
 const SMOKE_ITERATIONS: usize = 20_000;
-
-const DEPLOYMENT_WORDS: &[&str] = &[
-    "id",
-    "service",
-    "namespace",
-    "environment",
-    "version",
-    "commit",
-    "sha",
-    "repo",
-    "author",
-    "message",
-    "committed_at",
-    "images",
-    "repository",
-    "tag",
-    "digest",
-    "status",
-    "succeeded",
-    "failed",
-    "in_progress",
-    "rolled_back",
-    "started_at",
-    "finished_at",
-    "actor",
-    "changes",
-    "path",
-    "kind",
-    "before",
-    "after",
-    "value",
-    "manifest",
-    "added",
-    "removed",
-    "validation",
-    "coverage_pct",
-    "tests_passed",
-    "tests_failed",
-    "ci-run-4711",
-    "payments",
-    "production",
-];
-
-const WEBHOOK_WORDS: &[&str] = &[
-    "version",
-    "4",
-    "alerts",
-    "status",
-    "firing",
-    "resolved",
-    "labels",
-    "annotations",
-    "startsAt",
-    "endsAt",
-    "generatorURL",
-    "fingerprint",
-    "alertname",
-    "service",
-    "app",
-    "namespace",
-    "environment",
-    "severity",
-    "type",
-    "summary",
-    "groupKey",
-    "receiver",
-    "truncatedAlerts",
-];
 
 /// A test that sends its input to `path` and checks the answer.
 fn endpoint(path: &'static str, words: &'static [&'static str]) -> impl Fn(&[u8]) {
@@ -143,7 +75,7 @@ fn deployments_endpoint() {
     bolero::check!()
         .with_test_time(SMOKE_TIME)
         .with_iterations(SMOKE_ITERATIONS)
-        .for_each(endpoint("/v1/deployments", DEPLOYMENT_WORDS));
+        .for_each(endpoint("/v1/deployments", fuzzing::DEPLOYMENT_WORDS));
 }
 
 #[test]
@@ -151,5 +83,5 @@ fn alertmanager_endpoint() {
     bolero::check!()
         .with_test_time(SMOKE_TIME)
         .with_iterations(SMOKE_ITERATIONS)
-        .for_each(endpoint("/v1/alerts/alertmanager", WEBHOOK_WORDS));
+        .for_each(endpoint("/v1/alerts/alertmanager", fuzzing::WEBHOOK_WORDS));
 }

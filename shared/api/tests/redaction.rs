@@ -7,20 +7,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use deploygraph_api::{ApiConfig, AppState, router};
-use deploygraph_store::sqlite::SqliteStore;
-use deploygraph_store::{GraphStore, MigrationSource};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tower::ServiceExt;
 
-async fn app() -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db"), MigrationSource::Embedded)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn GraphStore> = Arc::new(store);
+/// The API over a migrated SQLite store; the directory guard keeps the store alive.
+async fn app() -> (Router, Option<tempfile::TempDir>) {
+    let (dir, store) = deploygraph_store::testing::sqlite().await;
     (router(AppState::new(store, ApiConfig::default())), dir)
 }
 

@@ -10,7 +10,7 @@
 
 use deploygraph_model::alertmanager::{AlertMapping, parse_notification, parse_webhook};
 use deploygraph_model::deployment::DeploymentInput;
-use deploygraph_model::fuzzing::{json_input, yaml_input};
+use deploygraph_model::fuzzing::{self, json_input, yaml_input};
 use deploygraph_model::topology::{DependenciesInput, TopologyInput};
 use deploygraph_model::{Alert, AlertStatus, Deployment, Environment, Source};
 use std::time::Duration;
@@ -19,33 +19,6 @@ use std::time::Duration;
 const SMOKE_TIME: Duration = Duration::from_secs(3);
 /// And at most this many.
 const SMOKE_ITERATIONS: usize = 200_000;
-
-const WEBHOOK_WORDS: &[&str] = &[
-    "version",
-    "4",
-    "alerts",
-    "status",
-    "firing",
-    "resolved",
-    "labels",
-    "annotations",
-    "startsAt",
-    "endsAt",
-    "generatorURL",
-    "fingerprint",
-    "alertname",
-    "service",
-    "app",
-    "app_kubernetes_io_name",
-    "namespace",
-    "environment",
-    "severity",
-    "type",
-    "summary",
-    "description",
-    "groupKey",
-    "receiver",
-];
 
 #[test]
 fn alertmanager_webhook() {
@@ -57,7 +30,7 @@ fn alertmanager_webhook() {
         .with_test_time(SMOKE_TIME)
         .with_iterations(SMOKE_ITERATIONS)
         .for_each(|input: &[u8]| {
-            let body = json_input(input, WEBHOOK_WORDS);
+            let body = json_input(input, fuzzing::WEBHOOK_WORDS);
             let parsed = parse_webhook(&body, &mapping);
             match &parsed {
                 Ok(alerts) => {
@@ -86,61 +59,13 @@ fn alertmanager_webhook() {
         });
 }
 
-const DEPLOYMENT_WORDS: &[&str] = &[
-    "id",
-    "service",
-    "namespace",
-    "environment",
-    "version",
-    "commit",
-    "sha",
-    "repo",
-    "author",
-    "message",
-    "committed_at",
-    "images",
-    "repository",
-    "tag",
-    "digest",
-    "status",
-    "succeeded",
-    "failed",
-    "in_progress",
-    "rolled_back",
-    "started_at",
-    "finished_at",
-    "actor",
-    "changes",
-    "path",
-    "kind",
-    "before",
-    "after",
-    "value",
-    "manifest",
-    "image",
-    "replicas",
-    "env",
-    "resources",
-    "added",
-    "removed",
-    "password",
-    "validation",
-    "coverage_pct",
-    "sast_findings",
-    "tests_passed",
-    "tests_failed",
-    "chaos_pass_rate",
-    "ghcr.io/acme/payments",
-    "v2.3.0",
-];
-
 #[test]
 fn deployment_input() {
     bolero::check!()
         .with_test_time(SMOKE_TIME)
         .with_iterations(SMOKE_ITERATIONS)
         .for_each(|input: &[u8]| {
-            let body = json_input(input, DEPLOYMENT_WORDS);
+            let body = json_input(input, fuzzing::DEPLOYMENT_WORDS);
             let Ok(input) = serde_json::from_slice::<DeploymentInput>(&body) else {
                 return;
             };

@@ -679,7 +679,7 @@ fn prometheus_alertmanager_alert_is_attributed_deduplicated_and_resolved() {
 
     // Attribution: the payments deployment 5 minutes before the alert, ahead of the one 40
     // minutes before; the other service's deployment is no suspect.
-    let (status, suspects) = get(&format!("{}/v1/alerts/{fingerprint}/suspects", server.url));
+    let (status, suspects) = crate::support::settled_suspects(&server.url, &fingerprint);
     assert_eq!(status, 200, "{suspects}");
     assert_eq!(suspects["alert"]["uid"], alert["uid"], "{suspects}");
     assert!(suspects["chaos"].is_null(), "{suspects}");

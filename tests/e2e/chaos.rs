@@ -332,8 +332,7 @@ fn chaos_runs_are_recorded_per_release_and_can_be_stopped() {
             .contains("PaymentsDown"),
         "{stopped}"
     );
-    let (_, suspects) =
-        crate::support::get_json(&format!("{}/v1/alerts/{fingerprint}/suspects", server.url));
+    let (_, suspects) = crate::support::settled_suspects(&server.url, &fingerprint);
     assert_eq!(suspects["chaos"]["run_uid"], stopped["uid"], "{suspects}");
     assert!(suspects["suspects"].as_array().unwrap().is_empty());
 

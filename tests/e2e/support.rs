@@ -222,6 +222,24 @@ pub fn post_json(url: &str, body: &Value, token: Option<&str>) -> (u16, Option<S
     }
 }
 
+/// `GET {server}/v1/alerts/{fingerprint}/suspects` once the server's follow-up workers have
+/// attributed the alert (its answer no longer says `attribution_pending`); at most 30 s.
+pub fn settled_suspects(server: &str, fingerprint: &str) -> (u16, Value) {
+    let url = format!("{server}/v1/alerts/{fingerprint}/suspects");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get_json(&url);
+        if status != 200 || body["attribution_pending"] != Value::Bool(true) {
+            return (status, body);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attribution of {fingerprint} is still pending after 30 s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// GETs JSON.
 pub fn get_json(url: &str) -> (u16, Value) {
     let r = http().get(url).send().unwrap();

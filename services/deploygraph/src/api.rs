@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt as _;
 
+/// How long a command in this process waits for the follow-ups of its writes (attribution,
+/// re-attribution) before it leaves the rest pending in the store for a server to do.
+const FOLLOW_UP_DEADLINE: Duration = Duration::from_secs(120);
+
 /// The API's router, in this process.
 struct InProcess {
     router: axum::Router,
@@ -119,7 +123,11 @@ pub async fn connect(target: &RecordTarget, local: Local) -> Result<Client, Fail
         cypher_max_rows: local.cypher_max_rows.unwrap_or(defaults.cypher_max_rows),
         ..defaults
     };
-    let router = deploygraph_api::router(AppState::new(store, config));
+    // Each write's follow-ups are done before its answer: no server runs them here.
+    let router = deploygraph_api::router_with_inline_follow_ups(
+        AppState::new(store, config),
+        FOLLOW_UP_DEADLINE,
+    );
     Ok(Client::with_transport(
         Arc::new(InProcess { router }),
         Some(SecretString::from(token)),

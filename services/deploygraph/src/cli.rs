@@ -425,6 +425,13 @@ pub struct ServeArgs {
     /// Most bytes of JSON the rows of a `POST /v1/cypher` answer take (4 MiB).
     #[arg(long, env = "DEPLOYGRAPH_CYPHER_MAX_BYTES", default_value_t = deploygraph_store::cypher::DEFAULT_BYTE_CAP)]
     pub cypher_max_bytes: usize,
+    /// Workers doing ingest follow-ups (attribution of new alerts, snapshots and
+    /// re-attribution after deployments) at once.
+    #[arg(long, env = "DEPLOYGRAPH_FOLLOW_UP_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub follow_up_workers: u16,
+    /// Follow-ups claimed and waiting for a worker at most; beyond, they wait in the store.
+    #[arg(long, env = "DEPLOYGRAPH_FOLLOW_UP_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub follow_up_queue: u32,
     #[command(flatten)]
     pub watch: WatchArgs,
 }
@@ -671,6 +678,11 @@ pub struct QuerySuspectsArgs {
     /// attribution settings apply and --token is needed when it requires one.
     #[arg(long)]
     pub recompute: bool,
+    /// While the alert's attribution is still pending (it arrived moments ago and the server's
+    /// follow-up workers have not computed it yet), wait up to this long for it (`10s`; `0s`
+    /// answers at once, saying it is pending).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::insight::wait_arg)]
+    pub wait: std::time::Duration,
     #[command(flatten)]
     pub attribution: AttributionArgs,
     #[command(flatten)]

@@ -551,6 +551,16 @@ async fn serve(args: ServeArgs) -> Outcome {
         )
         .await?;
     }
+    let state = state.with_pipeline(deploygraph_analysis::pipeline::PipelineConfig {
+        workers: usize::from(args.follow_up_workers),
+        queue: args.follow_up_queue as usize,
+        ..deploygraph_analysis::pipeline::PipelineConfig::default()
+    });
+    let follow_ups = {
+        let pipeline = state.pipeline();
+        let stopped = stop.clone();
+        tokio::spawn(async move { pipeline.run(async move { stopped.cancelled().await }).await })
+    };
     let router = deploygraph_api::router(state);
     let signal_stop = stop.clone();
     tokio::spawn(async move {
@@ -566,6 +576,15 @@ async fn serve(args: ServeArgs) -> Outcome {
     )
     .await
     .context("the server failed")?;
+    // Follow-ups being done finish; the rest stay pending in the store for the next start.
+    if tokio::time::timeout(Duration::from_secs(args.shutdown_timeout), follow_ups)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "follow-ups still running at shutdown; they are done again after the next start"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -249,6 +249,18 @@ pub async fn query_alerts(args: QueryAlertsArgs) -> Outcome {
 
 // --- query suspects ---
 
+/// Parses `--wait` (`10s`, `2m`, `0s`; at most an hour).
+///
+/// # Errors
+/// When it is not a duration.
+pub fn wait_arg(value: &str) -> Result<std::time::Duration, String> {
+    let wait = deploygraph_probe::config::parse_duration(value)?;
+    if wait > std::time::Duration::from_secs(3600) {
+        return Err("at most 1h".into());
+    }
+    Ok(wait)
+}
+
 /// `query suspects`: the deployments an alert is attributed to, recomputed first with
 /// `--recompute`.
 pub async fn query_suspects(args: QuerySuspectsArgs) -> Outcome {
@@ -265,11 +277,20 @@ pub async fn query_suspects(args: QuerySuspectsArgs) -> Outcome {
     } else {
         "failed to read the suspects"
     };
-    let answer = client
-        .suspects(alert, args.recompute)
-        .await
-        .map_err(|e| Failure::from_api(what, e))?;
-    let suspects: Suspects = decode(what, answer.body)?;
+    let deadline = tokio::time::Instant::now() + args.wait;
+    let mut recompute = args.recompute;
+    let suspects = loop {
+        let answer = client
+            .suspects(alert, recompute)
+            .await
+            .map_err(|e| Failure::from_api(what, e))?;
+        let suspects: Suspects = decode(what, answer.body)?;
+        recompute = false;
+        if !suspects.attribution_pending || tokio::time::Instant::now() >= deadline {
+            break suspects;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     match args.output {
         Output::Json => print_json(&suspects),
         Output::Text => crate::out!("{}", report::suspects_text(&suspects)),

@@ -228,6 +228,36 @@ impl GraphStore for Timed {
         self.time("dependencies", self.inner.dependencies(service))
             .await
     }
+    async fn dependents(&self, service: &ServiceRef) -> deploygraph_store::Result<Vec<ServiceRef>> {
+        self.time("dependents", self.inner.dependents(service))
+            .await
+    }
+    async fn claim_follow_ups(
+        &self,
+        claim: deploygraph_store::Claim<'_>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::FollowUp>> {
+        self.time("claim_follow_ups", self.inner.claim_follow_ups(claim))
+            .await
+    }
+    async fn finish_follow_up(
+        &self,
+        kind: deploygraph_store::FollowUpKind,
+        subject: &Uid,
+        enqueued_at: DateTime<Utc>,
+    ) -> deploygraph_store::Result<()> {
+        self.time(
+            "finish_follow_up",
+            self.inner.finish_follow_up(kind, subject, enqueued_at),
+        )
+        .await
+    }
+    async fn follow_up_stats(
+        &self,
+        subjects: Option<&[Uid]>,
+    ) -> deploygraph_store::Result<deploygraph_store::FollowUpStats> {
+        self.time("follow_up_stats", self.inner.follow_up_stats(subjects))
+            .await
+    }
     async fn deployments_between(
         &self,
         services: &[Uid],

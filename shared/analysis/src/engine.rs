@@ -138,27 +138,69 @@ pub async fn attribute_alert(
     Ok(attribution)
 }
 
-/// Re-attributes the alerts on the deployment's service that started within the window after
-/// it: a deployment recorded after its alert (CI reports late) is still considered.
+/// The services whose alerts a change of `service` may explain: itself, then the services
+/// that depend on it (reverse DEPENDS_ON) up to `depth` hops.
+pub async fn dependent_services(
+    store: &dyn GraphStore,
+    service: &ServiceRef,
+    depth: u32,
+) -> Result<Vec<ServiceRef>> {
+    let mut found = vec![service.clone()];
+    let mut seen: BTreeSet<Uid> = BTreeSet::from([service.uid()]);
+    let mut frontier = vec![service.clone()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for s in &frontier {
+            for dependent in store.dependents(s).await? {
+                if seen.insert(dependent.uid()) {
+                    found.push(dependent.clone());
+                    next.push(dependent);
+                }
+            }
+        }
+        frontier = next;
+    }
+    Ok(found)
+}
+
+/// The most alerts of one service re-attributed after one deployment.
+const REATTRIBUTE_LIMIT: usize = 1000;
+
+/// Re-attributes the alerts that started within the window after the deployment, on its
+/// service and on the services that depend on it (up to the attribution depth): a deployment
+/// recorded after its alert (CI reports late, a watcher catches up) is still considered, and so
+/// is a dependency's change for its dependents' alerts. Returns how many alerts were
+/// re-attributed.
 pub async fn reattribute_after_deployment(
     store: &dyn GraphStore,
     deployment: &deploygraph_model::Deployment,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let alerts = store
-        .list_alerts(&AlertFilter {
-            service: Some(deployment.service.clone()),
-            since: Some(deployment.started_at),
-            until: Some(deployment.started_at + settings.window),
-            limit: 100,
-            ..AlertFilter::default()
-        })
-        .await?;
-    for alert in &alerts {
-        attribute_alert(store, alert, settings, now).await?;
+    let services = dependent_services(store, &deployment.service_ref(), settings.depth).await?;
+    let mut done: BTreeSet<Uid> = BTreeSet::new();
+    for service in &services {
+        let alerts = store
+            .list_alerts(&AlertFilter {
+                // By name: an alert without an environment label fired on every Service of
+                // its name; attribution itself follows FIRED_ON.
+                service: Some(service.name.clone()),
+                since: Some(deployment.started_at),
+                until: Some(deployment.started_at + settings.window),
+                limit: REATTRIBUTE_LIMIT,
+                ..AlertFilter::default()
+            })
+            .await?;
+        if alerts.len() == REATTRIBUTE_LIMIT {
+            tracing::warn!(deployment.uid = %deployment.uid, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the window than are re-attributed after one deployment");
+        }
+        for alert in &alerts {
+            if done.insert(alert.uid.clone()) {
+                attribute_alert(store, alert, settings, now).await?;
+            }
+        }
     }
-    Ok(alerts.len())
+    Ok(done.len())
 }
 
 /// The newest occurrence of `fingerprint`, or the one that started at `starts_at`.
@@ -215,11 +257,17 @@ pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> 
         }),
         None => None,
     };
+    let attribution_pending = store
+        .follow_up_stats(Some(std::slice::from_ref(&alert.uid)))
+        .await?
+        .alerts
+        > 0;
     Ok(Suspects {
         alert,
         services,
         chaos,
         suspects: views,
+        attribution_pending,
     })
 }
 

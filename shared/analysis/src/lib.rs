@@ -2,11 +2,13 @@
 //!
 //! The deciding logic is pure ([`attribution`], [`factors`], [`dora`], [`report`]): facts in,
 //! decisions with their reasons out. [`engine`] gathers the facts from a store and writes the
-//! attribution back; [`views`] are the answers the HTTP API and the CLI share.
+//! attribution back; [`pipeline`] does the follow-ups every ingest leaves in the store (attribution,
+//! re-attribution, snapshots) with bounded workers; [`views`] are the answers the HTTP API and the CLI share.
 
 pub mod attribution;
 pub mod dora;
 pub mod engine;
 pub mod factors;
+pub mod pipeline;
 pub mod report;
 pub mod views;

@@ -145,7 +145,9 @@ pub fn suspects_text(s: &Suspects) -> String {
         );
         return out;
     }
-    if s.suspects.is_empty() {
+    if s.attribution_pending {
+        out.push_str("attribution pending: the alert arrived moments ago; ask again shortly\n");
+    } else if s.suspects.is_empty() {
         out.push_str("no deployment in the window is a suspect\n");
     }
     for (i, v) in s.suspects.iter().enumerate() {

@@ -41,6 +41,10 @@ pub struct Suspects {
     pub chaos: Option<ChaosCause>,
     /// Ranked suspects, most likely first.
     pub suspects: Vec<SuspectView>,
+    /// The alert's attribution follow-up is pending: it was recorded moments ago and its
+    /// suspects are not computed yet.
+    #[serde(default)]
+    pub attribution_pending: bool,
 }
 
 /// What kind of event a timeline entry is.

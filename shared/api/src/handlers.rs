@@ -95,7 +95,10 @@ async fn record(
     let source = deployment.source.as_str();
     let uid = deployment.uid.clone();
     let started = Instant::now();
-    let result = state.store.record_deployments(vec![deployment]).await;
+    // A write once started runs to its end even when the client goes away.
+    let store = Arc::clone(&state.store);
+    let result =
+        crate::detached(async move { store.record_deployments(vec![deployment]).await }).await;
     state.metrics.store_call("record_deployments", started);
     let outcome = result
         .map_err(|e| {
@@ -123,41 +126,10 @@ async fn record(
             follows: None,
         },
     };
-    if kind == RecordKind::Created
-        && let Some(snapshotter) = &state.snapshotter
-    {
-        let snapshotter = Arc::clone(snapshotter);
-        let uid = uid.clone();
-        tokio::spawn(async move {
-            if let Err(reason) = snapshotter.take(Some(uid.clone())).await {
-                tracing::warn!(deployment.uid = %uid, reason = %reason, "snapshot for the deployment failed");
-            }
-        });
-    }
-    if kind == RecordKind::Created {
-        // A deployment reported after alerts it may have caused (CI reports late) is
-        // considered for them too.
-        let store = Arc::clone(&state.store);
-        let settings = state.config.attribution;
-        let deployment = stored.deployment.clone();
-        tokio::spawn(async move {
-            match deploygraph_analysis::engine::reattribute_after_deployment(
-                store.as_ref(),
-                &deployment,
-                &settings,
-                chrono::Utc::now(),
-            )
-            .await
-            {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(deployment.uid = %deployment.uid, alerts = n, "re-attributed alerts after a late deployment")
-                }
-                Err(e) => {
-                    tracing::warn!(deployment.uid = %deployment.uid, error.message = %e, "re-attribution failed")
-                }
-            }
-        });
+    if matches!(kind, RecordKind::Created | RecordKind::Updated) {
+        // The store wrote the follow-up (snapshot, re-attribution of the alerts around it on
+        // its service and its dependents) with the deployment; the pipeline does it.
+        state.followed_up([uid.clone()]);
     }
     let status = if kind == RecordKind::Created {
         StatusCode::CREATED

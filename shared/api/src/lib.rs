@@ -19,6 +19,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post, put};
+use deploygraph_analysis::pipeline::{Pipeline, PipelineConfig};
+use deploygraph_model::Uid;
 use deploygraph_store::GraphStore;
 use secrecy::SecretString;
 use std::future::Future;
@@ -82,17 +84,43 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) snapshotter: Option<Arc<snapshotter::Snapshotter>>,
+    pipeline: Pipeline,
+    pipeline_config: PipelineConfig,
+    /// Uids of the facts written through this state, kept for [`AppState::take_written`].
+    written: Option<Arc<std::sync::Mutex<Vec<Uid>>>>,
 }
 
 impl AppState {
-    /// State over `store`.
+    /// State over `store`, with a follow-up pipeline of default size (see
+    /// [`AppState::with_pipeline`]); nothing runs it until [`Pipeline::run`].
     pub fn new(store: Arc<dyn GraphStore>, config: ApiConfig) -> Self {
-        Self {
+        let pipeline_config = PipelineConfig {
+            attribution: config.attribution,
+            ..PipelineConfig::default()
+        };
+        let metrics = Arc::new(metrics::Metrics::new());
+        let mut state = Self {
+            pipeline: Pipeline::new(Arc::clone(&store), pipeline_config),
             store,
             config: Arc::new(config),
-            metrics: Arc::new(metrics::Metrics::new()),
+            metrics,
             snapshotter: None,
+            pipeline_config,
+            written: None,
+        };
+        state.rebuild_pipeline();
+        state
+    }
+
+    fn rebuild_pipeline(&mut self) {
+        let observer: Arc<dyn deploygraph_analysis::pipeline::Observer> = self.metrics.clone();
+        let mut builder =
+            Pipeline::builder(Arc::clone(&self.store), self.pipeline_config).observer(observer);
+        if let Some(snapshotter) = &self.snapshotter {
+            let snapshots: Arc<dyn deploygraph_analysis::pipeline::Snapshots> = snapshotter.clone();
+            builder = builder.snapshots(snapshots);
         }
+        self.pipeline = builder.build();
     }
 
     /// The metrics registry (the watchers count into it too).
@@ -100,11 +128,55 @@ impl AppState {
         Arc::clone(&self.metrics)
     }
 
-    /// Takes an infra snapshot for every deployment recorded through the API.
+    /// Takes an infra snapshot for every deployment recorded (the follow-up pipeline does).
     #[must_use]
     pub fn with_snapshotter(mut self, snapshotter: Arc<snapshotter::Snapshotter>) -> Self {
         self.snapshotter = Some(snapshotter);
+        self.rebuild_pipeline();
         self
+    }
+
+    /// Sizes the follow-up pipeline (its attribution settings stay the API's).
+    #[must_use]
+    pub fn with_pipeline(mut self, config: PipelineConfig) -> Self {
+        self.pipeline_config = PipelineConfig {
+            attribution: self.config.attribution,
+            ..config
+        };
+        self.rebuild_pipeline();
+        self
+    }
+
+    /// Keeps the uids of the deployments and alerts written through this state, so that the
+    /// caller can do their follow-ups ([`AppState::take_written`], [`Pipeline::drain`]): the
+    /// CLI's in-process mode does, before it exits.
+    #[must_use]
+    pub fn track_written(mut self) -> Self {
+        self.written = Some(Arc::default());
+        self
+    }
+
+    /// The uids written since the last call (with [`AppState::track_written`]).
+    pub fn take_written(&self) -> Vec<Uid> {
+        self.written
+            .as_ref()
+            .and_then(|w| w.lock().ok().map(|mut w| std::mem::take(&mut *w)))
+            .unwrap_or_default()
+    }
+
+    /// The follow-up pipeline every write of this state feeds.
+    pub fn pipeline(&self) -> Pipeline {
+        self.pipeline.clone()
+    }
+
+    /// Facts with these uids were written (and their follow-ups with them): wakes the pipeline.
+    pub(crate) fn followed_up(&self, uids: impl IntoIterator<Item = Uid>) {
+        if let Some(written) = &self.written
+            && let Ok(mut written) = written.lock()
+        {
+            written.extend(uids);
+        }
+        self.pipeline.wake();
     }
 }
 
@@ -189,6 +261,54 @@ pub fn router(state: AppState) -> Router {
         .merge(guarded)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
+}
+
+/// Runs a store write on its own task, so that a client going away (which drops the request's
+/// future) cannot stop it half-way through its transaction.
+pub(crate) async fn detached<T: Send + 'static>(
+    write: impl Future<Output = deploygraph_store::Result<T>> + Send + 'static,
+) -> deploygraph_store::Result<T> {
+    tokio::spawn(write).await.unwrap_or_else(|e| {
+        Err(deploygraph_store::Error::Backend {
+            backend: "api",
+            operation: "run a store write",
+            source: Box::new(e),
+        })
+    })
+}
+
+/// The router with every request's follow-ups done before its response returns, as a server's
+/// workers would do them moments later: for the CLI's in-process mode (a command's next request,
+/// or the next command, sees their result) and for tests. A server runs [`Pipeline::run`]
+/// instead. Follow-ups not done within `deadline` stay pending in the store, for a server.
+pub fn router_with_inline_follow_ups(state: AppState, deadline: Duration) -> Router {
+    let state = state.track_written();
+    let pipeline = state.pipeline();
+    let written = state.clone();
+    router(state).layer(middleware::from_fn(
+        move |request: axum::extract::Request, next: middleware::Next| {
+            let pipeline = pipeline.clone();
+            let written = written.clone();
+            async move {
+                let response = next.run(request).await;
+                let uids = written.take_written();
+                if !uids.is_empty() {
+                    match pipeline.drain(&uids, deadline).await {
+                        Ok(drained) if drained.pending == 0 => {}
+                        Ok(drained) => tracing::warn!(
+                            pending = drained.pending,
+                            "follow-ups left pending in the store; a running `deploygraph serve` on this store does them"
+                        ),
+                        Err(e) => tracing::warn!(
+                            error.message = %e,
+                            "follow-ups left pending in the store; a running `deploygraph serve` on this store does them"
+                        ),
+                    }
+                }
+                response
+            }
+        },
+    ))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains open requests for at

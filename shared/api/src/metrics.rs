@@ -6,11 +6,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use deploygraph_analysis::pipeline::{Observer, Outcome};
+use deploygraph_store::{FollowUp, FollowUpKind, FollowUpStats};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +52,17 @@ struct TypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FollowUpLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FollowUpOutcomeLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     operation: String,
 }
@@ -62,6 +77,10 @@ pub struct Metrics {
     skipped: Family<SkipLabels, Counter>,
     cdevents_ignored: Family<TypeLabels, Counter>,
     store_seconds: Family<StoreLabels, Histogram>,
+    follow_ups_queued: Gauge,
+    follow_ups_pending: Family<FollowUpLabels, Gauge>,
+    follow_ups_oldest: Gauge<f64, AtomicU64>,
+    follow_ups_done: Family<FollowUpOutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,6 +137,30 @@ impl Metrics {
             "Store call latency",
             store_seconds.clone(),
         );
+        let follow_ups_queued = Gauge::default();
+        registry.register(
+            "follow_ups_queue_depth",
+            "Follow-ups claimed by this process and waiting for a worker or being done",
+            follow_ups_queued.clone(),
+        );
+        let follow_ups_pending = Family::<FollowUpLabels, Gauge>::default();
+        registry.register(
+            "follow_ups_pending",
+            "Follow-ups pending in the store (claimed or not), by kind (alert, deployment)",
+            follow_ups_pending.clone(),
+        );
+        let follow_ups_oldest = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "follow_ups_oldest_age_seconds",
+            "Age of the oldest pending follow-up in the store (0 when none is pending)",
+            follow_ups_oldest.clone(),
+        );
+        let follow_ups_done = Family::<FollowUpOutcomeLabels, Counter>::default();
+        registry.register(
+            "follow_ups",
+            "Follow-ups this process did, by kind and outcome (done, missing, failed, abandoned)",
+            follow_ups_done.clone(),
+        );
         Self {
             registry,
             requests,
@@ -127,6 +170,10 @@ impl Metrics {
             skipped,
             cdevents_ignored,
             store_seconds,
+            follow_ups_queued,
+            follow_ups_pending,
+            follow_ups_oldest,
+            follow_ups_done,
         }
     }
 
@@ -193,6 +240,36 @@ impl Metrics {
             tracing::error!("failed to encode metrics");
         }
         out
+    }
+}
+
+impl Observer for Metrics {
+    fn queue_depth(&self, depth: usize) {
+        self.follow_ups_queued
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    fn pending(&self, stats: &FollowUpStats) {
+        for kind in FollowUpKind::ALL {
+            self.follow_ups_pending
+                .get_or_create(&FollowUpLabels {
+                    kind: kind.as_str().to_owned(),
+                })
+                .set(i64::try_from(stats.of(kind)).unwrap_or(i64::MAX));
+        }
+        let age = stats.oldest.map_or(0.0, |oldest| {
+            (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        self.follow_ups_oldest.set(age);
+    }
+
+    fn finished(&self, follow_up: &FollowUp, outcome: Outcome) {
+        self.follow_ups_done
+            .get_or_create(&FollowUpOutcomeLabels {
+                kind: follow_up.kind.as_str().to_owned(),
+                outcome: outcome.as_str().to_owned(),
+            })
+            .inc();
     }
 }
 

@@ -19,6 +19,7 @@ use deploygraph_model::{Alert, AlertOutcome, Environment, ServiceName, ServiceRe
 use deploygraph_store::{AlertFilter, MAX_PAGE_SIZE};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn store_error(state: &AppState) -> impl Fn(deploygraph_store::Error) -> ApiError + '_ {
@@ -97,41 +98,43 @@ pub(crate) fn outcome_name(outcome: AlertOutcome) -> &'static str {
     }
 }
 
-/// Stores alerts durably, counts them, and attributes each new occurrence. Alertmanager
-/// notifications and CDEvents incidents both come this way.
+/// Stores alerts durably (each new occurrence with its attribution follow-up) and counts them.
+/// Alertmanager notifications and CDEvents incidents both come this way.
 pub(crate) async fn record_alerts(
     state: &AppState,
     alerts: Vec<Alert>,
 ) -> Result<Vec<(Alert, AlertOutcome)>, ApiError> {
     let started = Instant::now();
-    let recorded = state.store.record_alerts(alerts).await;
+    // A write once started runs to its end even when the client goes away: the alerts are
+    // stored with their follow-ups, and Alertmanager's retry finds them `unchanged`.
+    let store = Arc::clone(&state.store);
+    let recorded = crate::detached(async move { store.record_alerts(alerts).await }).await;
     state.metrics.store_call("record_alerts", started);
     let recorded = recorded.map_err(store_error(state))?;
-    let now = Utc::now();
+    let mut created = Vec::new();
     for (alert, outcome) in &recorded {
         let name = outcome_name(*outcome);
         state.metrics.alert(name);
         if *outcome == AlertOutcome::Created {
-            // The alert is stored; attribution failing now is logged, and it is recomputed
-            // on demand or when a deployment of its service is recorded.
-            if let Err(e) =
-                engine::attribute_alert(state.store.as_ref(), alert, &state.config.attribution, now)
-                    .await
-            {
-                tracing::warn!(alert.uid = %alert.uid, error.message = %e, "attribution failed");
-            }
+            // The store wrote the attribution follow-up with the alert; the pipeline does it,
+            // whether or not this request's client stays connected.
+            created.push(alert.uid.clone());
         }
         tracing::info!(alert.uid = %alert.uid, alert.fingerprint = %alert.fingerprint, alert.name = %alert.name, outcome = name, "recorded alert");
+    }
+    if !created.is_empty() {
+        state.followed_up(created);
     }
     Ok(recorded)
 }
 
 /// `POST /v1/alerts/alertmanager`: an Alertmanager webhook notification. The alerts are
-/// durably stored before the 200; each new or changed occurrence is then attributed.
+/// durably stored before the 200; each new occurrence is then attributed by the follow-up
+/// pipeline.
 #[utoipa::path(post, path = "/v1/alerts/alertmanager", tag = "alerts",
     request_body(content = deploygraph_model::alertmanager::Notification, content_type = "application/json",
         description = "An Alertmanager webhook notification. Fields Alertmanager may add later are accepted and ignored."),
-    responses((status = 200, description = "Stored and attributed", body = crate::openapi::JsonObject)),
+    responses((status = 200, description = "Stored; each new occurrence is attributed by the follow-up pipeline (its suspects say `attribution_pending` until then)", body = crate::openapi::JsonObject)),
     security(("bearer" = [])))]
 pub(crate) async fn alertmanager(
     State(state): State<AppState>,

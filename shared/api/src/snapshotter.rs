@@ -106,3 +106,10 @@ impl Snapshotter {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl deploygraph_analysis::pipeline::Snapshots for Snapshotter {
+    async fn take_for(&self, deployment: &Uid) -> Result<(), String> {
+        self.take(Some(deployment.clone())).await.map(|_| ())
+    }
+}

@@ -596,9 +596,14 @@ async fn recorded_deployments_get_snapshots_and_config_edits_apply_without_a_res
         config.clone(),
         Some("prod".into()),
     ));
-    let app = router(
-        AppState::new(store, ApiConfig::default()).with_snapshotter(Arc::clone(&snapshotter)),
-    );
+    let state =
+        AppState::new(store, ApiConfig::default()).with_snapshotter(Arc::clone(&snapshotter));
+    // The server's follow-up workers take the snapshots.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pipeline = state.pipeline();
+    let stopped = stop.clone();
+    let workers = tokio::spawn(async move { pipeline.run(stopped.cancelled_owned()).await });
+    let app = router(state);
 
     let deploy = |minute: u32| {
         let mut e = event();
@@ -670,6 +675,8 @@ async fn recorded_deployments_get_snapshots_and_config_edits_apply_without_a_res
     );
     stop_tx.send(()).unwrap();
     schedule.await.unwrap();
+    stop.cancel();
+    workers.await.unwrap();
 }
 
 /// A store that is down.
@@ -765,6 +772,29 @@ impl GraphStore for DownStore {
         Err(down())
     }
     async fn dependencies(&self, _: &ServiceRef) -> deploygraph_store::Result<Vec<ServiceRef>> {
+        Err(down())
+    }
+    async fn dependents(&self, _: &ServiceRef) -> deploygraph_store::Result<Vec<ServiceRef>> {
+        Err(down())
+    }
+    async fn claim_follow_ups(
+        &self,
+        _: deploygraph_store::Claim<'_>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::FollowUp>> {
+        Err(down())
+    }
+    async fn finish_follow_up(
+        &self,
+        _: deploygraph_store::FollowUpKind,
+        _: &Uid,
+        _: DateTime<Utc>,
+    ) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
+    async fn follow_up_stats(
+        &self,
+        _: Option<&[Uid]>,
+    ) -> deploygraph_store::Result<deploygraph_store::FollowUpStats> {
         Err(down())
     }
     async fn deployments_between(

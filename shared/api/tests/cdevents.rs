@@ -7,7 +7,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use deploygraph_api::{ApiConfig, AppState, router};
+use deploygraph_api::{ApiConfig, AppState, router_with_inline_follow_ups};
 use deploygraph_model::Uid;
 use deploygraph_store::GraphStore;
 use http_body_util::BodyExt;
@@ -16,8 +16,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tower::ServiceExt;
 
+/// The router with each write's follow-ups (attribution, re-attribution) done before its
+/// answer, so the next request sees them.
 fn app(store: &Arc<dyn GraphStore>) -> Router {
-    router(AppState::new(Arc::clone(store), ApiConfig::default()))
+    router_with_inline_follow_ups(
+        AppState::new(Arc::clone(store), ApiConfig::default()),
+        std::time::Duration::from_secs(30),
+    )
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {

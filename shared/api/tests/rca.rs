@@ -6,7 +6,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use deploygraph_api::{ApiConfig, AppState, router};
+use deploygraph_api::{ApiConfig, AppState, router_with_inline_follow_ups};
 use deploygraph_store::GraphStore;
 use http_body_util::BodyExt;
 use secrecy::SecretString;
@@ -16,14 +16,19 @@ use tower::ServiceExt;
 
 const TOKEN: &str = "s3cret";
 
+/// The router with each write's follow-ups (attribution, re-attribution) done before its
+/// answer, so the next request sees them.
 fn app(store: &Arc<dyn GraphStore>) -> Router {
-    router(AppState::new(
-        Arc::clone(store),
-        ApiConfig {
-            token: Some(SecretString::from(TOKEN.to_owned())),
-            ..ApiConfig::default()
-        },
-    ))
+    router_with_inline_follow_ups(
+        AppState::new(
+            Arc::clone(store),
+            ApiConfig {
+                token: Some(SecretString::from(TOKEN.to_owned())),
+                ..ApiConfig::default()
+            },
+        ),
+        std::time::Duration::from_secs(30),
+    )
 }
 
 fn unique(prefix: &str) -> String {

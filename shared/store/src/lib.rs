@@ -13,6 +13,7 @@
 pub mod chain;
 pub mod cypher;
 pub mod error;
+pub mod follow_up;
 pub mod migrations;
 pub mod neo4j;
 mod payload;
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
+pub use follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
     AlertFilter, ChaosFilter, Cursor, DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page,
@@ -234,6 +236,40 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>>;
+
+    /// The services that depend on `service` directly (the reverse of [`Self::dependencies`]).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>>;
+
+    /// Claims pending follow-ups whose lease is free (never claimed, or its claim ended),
+    /// oldest first: each is leased until `claim.now + claim.lease` and its attempts counted.
+    /// Two claimers never hold the same follow-up at once. Follow-ups are written by
+    /// [`Self::record_deployments`] (created or updated deployments) and [`Self::record_alerts`]
+    /// (created alerts) in the same transaction as their facts.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn claim_follow_ups(&self, claim: Claim<'_>) -> Result<Vec<FollowUp>>;
+
+    /// Removes a follow-up that is done, unless it was enqueued again after `enqueued_at` (then
+    /// it stays pending, claimable at once).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn finish_follow_up(
+        &self,
+        kind: FollowUpKind,
+        subject: &Uid,
+        enqueued_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Pending follow-ups (all, or those about `subjects`), claimed or not.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn follow_up_stats(&self, subjects: Option<&[Uid]>) -> Result<FollowUpStats>;
 
     /// Runs a user's Cypher query read-only after checking its plan ([`cypher::policy`]), with
     /// its time limit, row cap and byte cap.

@@ -3,17 +3,17 @@
 //! Neo4j Community has one database, so tests isolate by unique service names.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::fixture::minute;
 use deploygraph_model::{
     Alert, AlertOutcome, AlertStatus, CertificateRecord, ChaosRun, CheckRecord, Deployment,
-    DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, Trigger,
+    DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, Trigger, Uid,
     ValidationResult, Verdict,
 };
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
-    AlertFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore, MigrationSource, RecordKind,
-    StoredDeployment,
+    AlertFilter, ChaosFilter, Claim, Cursor, DeploymentFilter, FollowUpKind, FollowUpStats,
+    GraphStore, MigrationSource, RecordKind, StoredDeployment,
 };
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
@@ -548,6 +548,10 @@ async fn dependencies_are_replaced(store: Arc<dyn GraphStore>) {
     let mut expected = vec![ServiceRef::test(&b), ServiceRef::test(&c)];
     expected.sort();
     assert_eq!(deps, expected);
+    assert_eq!(
+        store.dependents(&ServiceRef::test(&b)).await.unwrap(),
+        vec![a_ref.clone()]
+    );
     store
         .set_dependencies(&a_ref, &[ServiceRef::test(&c)])
         .await
@@ -556,8 +560,22 @@ async fn dependencies_are_replaced(store: Arc<dyn GraphStore>) {
         store.dependencies(&a_ref).await.unwrap(),
         vec![ServiceRef::test(&c)]
     );
+    assert!(
+        store
+            .dependents(&ServiceRef::test(&b))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store.set_dependencies(&a_ref, &[]).await.unwrap();
     assert!(store.dependencies(&a_ref).await.unwrap().is_empty());
+    assert!(
+        store
+            .dependents(&ServiceRef::test(&c))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
@@ -858,6 +876,8 @@ async fn the_removed_status_migration_keeps_existing_data() {
         "0003_alerts_topology_chaos.sql",
         "0004_optional_commit_and_digest.sql",
         "0005_helm_revisions.sql",
+        // The follow-up outbox the current code writes into with every ingest.
+        "0007_follow_ups.sql",
     ] {
         std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
     }
@@ -877,7 +897,7 @@ async fn the_removed_status_migration_keeps_existing_data() {
         let v5 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
             .unwrap();
-        assert_eq!(v5.migrate().await.unwrap().len(), 5);
+        assert_eq!(v5.migrate().await.unwrap().len(), 6);
         v5.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();
@@ -934,6 +954,158 @@ async fn the_removed_status_migration_keeps_existing_data() {
     );
 }
 
+fn claim(subjects: &[Uid], limit: usize, now: DateTime<Utc>) -> Claim<'_> {
+    Claim {
+        subjects: Some(subjects),
+        limit,
+        now,
+        lease: Duration::seconds(60),
+    }
+}
+
+async fn ingest_leaves_follow_ups_that_are_claimed_once_and_finished(store: Arc<dyn GraphStore>) {
+    let service = unique("follow");
+    let d = Deployment::test().service(&service).build();
+    let alert = Alert::test(&unique("fp"), &service, 30);
+    let subjects = vec![d.uid.clone(), alert.uid.clone()];
+    record_one(&store, d.clone()).await;
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    // Facts recorded again unchanged leave no new follow-up.
+    assert_eq!(record_one(&store, d.clone()).await, RecordKind::Unchanged);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    let stats = store.follow_up_stats(Some(&subjects)).await.unwrap();
+    assert_eq!((stats.alerts, stats.deployments), (1, 1));
+    assert!(stats.oldest.is_some());
+
+    let now = Utc::now();
+    let mut first = store
+        .claim_follow_ups(claim(&subjects, 10, now))
+        .await
+        .unwrap();
+    first.sort_by_key(|f| f.kind);
+    assert_eq!(
+        first
+            .iter()
+            .map(|f| (f.kind, f.subject.clone(), f.attempts))
+            .collect::<Vec<_>>(),
+        vec![
+            (FollowUpKind::Alert, alert.uid.clone(), 1),
+            (FollowUpKind::Deployment, d.uid.clone(), 1)
+        ]
+    );
+    assert!(
+        store
+            .claim_follow_ups(claim(&subjects, 10, now))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a leased follow-up is not claimed again"
+    );
+    assert_eq!(
+        store
+            .follow_up_stats(Some(&subjects))
+            .await
+            .unwrap()
+            .total(),
+        2
+    );
+    // The lease ended (the worker died): claimable again.
+    let again = store
+        .claim_follow_ups(claim(&subjects, 10, now + Duration::seconds(61)))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|f| f.attempts == 2));
+    for f in &again {
+        store
+            .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.follow_up_stats(Some(&subjects)).await.unwrap(),
+        FollowUpStats::default()
+    );
+}
+
+async fn a_follow_up_enqueued_again_while_claimed_is_not_lost(store: Arc<dyn GraphStore>) {
+    let service = unique("refollow");
+    let started = Deployment::test().service(&service).in_progress().build();
+    let subjects = vec![started.uid.clone()];
+    record_one(&store, started.clone()).await;
+    let now = Utc::now();
+    let claimed = store
+        .claim_follow_ups(claim(&subjects, 10, now))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // While a worker does it, the deployment fails: the facts changed.
+    let mut done = started.clone();
+    done.status = DeploymentStatus::Failed;
+    done.finished_at = Some(started.started_at + Duration::minutes(3));
+    assert_eq!(record_one(&store, done).await, RecordKind::Updated);
+    store
+        .finish_follow_up(claimed[0].kind, &claimed[0].subject, claimed[0].enqueued_at)
+        .await
+        .unwrap();
+    let pending = store
+        .claim_follow_ups(claim(&subjects, 10, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "pending and claimable at once for the newer facts"
+    );
+    assert!(pending[0].enqueued_at > claimed[0].enqueued_at);
+    store
+        .finish_follow_up(pending[0].kind, &pending[0].subject, pending[0].enqueued_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .follow_up_stats(Some(&subjects))
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+}
+
+async fn concurrent_claimers_never_share_a_follow_up(store: Arc<dyn GraphStore>) {
+    let service = unique("claimers");
+    let alerts: Vec<Alert> = (0..40)
+        .map(|i| Alert::test(&unique("fp"), &service, i))
+        .collect();
+    let subjects: Arc<Vec<Uid>> = Arc::new(alerts.iter().map(|a| a.uid.clone()).collect());
+    store.record_alerts(alerts).await.unwrap();
+    let now = Utc::now();
+    let claimers = (0..8).map(|_| {
+        let store = Arc::clone(&store);
+        let subjects = Arc::clone(&subjects);
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_follow_ups(claim(&subjects, 3, now))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|f| f.subject));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for claimer in claimers.collect::<Vec<_>>() {
+        all.extend(claimer.await.unwrap());
+    }
+    let distinct: HashSet<&Uid> = all.iter().collect();
+    assert_eq!(all.len(), 40, "every follow-up claimed exactly once");
+    assert_eq!(distinct.len(), 40);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -971,6 +1143,9 @@ conformance!(
     a_rollout_without_commit_or_digest_is_recorded,
     helm_revisions_are_linked_and_follow_the_release,
     a_removal_in_a_path_environment_keeps_its_origin,
+    ingest_leaves_follow_ups_that_are_claimed_once_and_finished,
+    a_follow_up_enqueued_again_while_claimed_is_not_lost,
+    concurrent_claimers_never_share_a_follow_up,
 );
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,
@@ -1050,6 +1225,8 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         "0001_init.sql",
         "0002_infra_snapshots.sql",
         "0003_alerts_topology_chaos.sql",
+        // The follow-up outbox the current code writes into with every ingest.
+        "0007_follow_ups.sql",
     ] {
         std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
     }
@@ -1068,7 +1245,7 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         let v3 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
             .unwrap();
-        assert_eq!(v3.migrate().await.unwrap().len(), 3);
+        assert_eq!(v3.migrate().await.unwrap().len(), 4);
         v3.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();

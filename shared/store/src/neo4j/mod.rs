@@ -53,6 +53,7 @@ impl Default for Neo4jOptions {
     }
 }
 
+mod follow_up;
 mod rca;
 
 /// How long a user-query connection waits for the server: past the longest query's limit.
@@ -645,6 +646,13 @@ impl Neo4jStore {
             }
         }
         self.relink(txn, &plan.inserts).await?;
+        follow_up::enqueue(
+            txn,
+            crate::FollowUpKind::Deployment,
+            plan.inserts.iter().chain(&plan.updates).map(|d| &d.uid),
+            chrono::Utc::now(),
+        )
+        .await?;
         Ok(plan.outcomes)
     }
 
@@ -1015,6 +1023,27 @@ impl GraphStore for Neo4jStore {
 
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         self.rca_dependencies(service).await
+    }
+
+    async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+        self.rca_dependents(service).await
+    }
+
+    async fn claim_follow_ups(&self, claim: crate::Claim<'_>) -> Result<Vec<crate::FollowUp>> {
+        self.claim(claim).await
+    }
+
+    async fn finish_follow_up(
+        &self,
+        kind: crate::FollowUpKind,
+        subject: &Uid,
+        enqueued_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.finish(kind, subject, enqueued_at).await
+    }
+
+    async fn follow_up_stats(&self, subjects: Option<&[Uid]>) -> Result<crate::FollowUpStats> {
+        self.stats(subjects).await
     }
 
     async fn deployments_between(

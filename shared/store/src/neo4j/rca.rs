@@ -167,7 +167,7 @@ async fn record_alerts_in(txn: &mut Txn, alerts: Vec<Alert>) -> Result<Vec<(Aler
     )
     .await?;
     let stored: Vec<Alert> = payloads(&rows, "read alerts")?;
-    let mut outcomes = Vec::with_capacity(alerts.len());
+    let mut outcomes: Vec<(Alert, AlertOutcome)> = Vec::with_capacity(alerts.len());
     for alert in alerts {
         let previous = outcomes
             .iter()
@@ -201,6 +201,16 @@ async fn record_alerts_in(txn: &mut Txn, alerts: Vec<Alert>) -> Result<Vec<(Aler
         }
         outcomes.push((merged, outcome));
     }
+    super::follow_up::enqueue(
+        txn,
+        crate::FollowUpKind::Alert,
+        outcomes
+            .iter()
+            .filter(|(_, o)| *o == AlertOutcome::Created)
+            .map(|(a, _)| &a.uid),
+        Utc::now(),
+    )
+    .await?;
     Ok(outcomes)
 }
 
@@ -319,7 +329,10 @@ fn chaos_props(run: &ChaosRun) -> Result<BoltType> {
 }
 
 impl Neo4jStore {
-    async fn in_txn<T>(&self, work: impl AsyncFnOnce(&mut Txn) -> Result<T>) -> Result<T> {
+    pub(super) async fn in_txn<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Txn) -> Result<T>,
+    ) -> Result<T> {
         let mut txn = self
             .graph
             .start_txn()
@@ -440,6 +453,21 @@ impl Neo4jStore {
             )
             .await?;
         service_refs(&rows, "read dependencies")
+    }
+
+    pub(super) async fn rca_dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+        let rows = self
+            .read(
+                query(
+                    "MATCH (:Service {uid: $uid})<-[:DEPENDS_ON]-(s:Service)
+                     RETURN s.name AS name, s.namespace AS namespace, s.environment AS environment
+                     ORDER BY name, environment, namespace",
+                )
+                .param("uid", service.uid().as_str()),
+                "read dependents",
+            )
+            .await?;
+        service_refs(&rows, "read dependents")
     }
 
     pub(super) async fn rca_deployments_between(

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 const BACKEND: &str = "sqlite";
 
+mod follow_up;
 mod rca;
 
 /// The embedded SQLite store.
@@ -520,6 +521,10 @@ fn record_batch(conn: &mut Connection, batch: Vec<Deployment>) -> Result<Vec<Rec
         write_deployment(&tx, d, RecordKind::Updated)?;
     }
     relink_chains(&tx, &plan.inserts)?;
+    let now = Utc::now();
+    for d in plan.inserts.iter().chain(&plan.updates) {
+        follow_up::enqueue(&tx, crate::FollowUpKind::Deployment, &d.uid, now)?;
+    }
     tx.commit().map_err(backend_error("commit"))?;
     Ok(plan.outcomes)
 }
@@ -740,6 +745,46 @@ impl GraphStore for SqliteStore {
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         let service = service.clone();
         self.with_reader(move |conn| rca::dependencies(conn, &service))
+            .await
+    }
+
+    async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+        let service = service.clone();
+        self.with_reader(move |conn| rca::dependents(conn, &service))
+            .await
+    }
+
+    async fn claim_follow_ups(&self, claim: crate::Claim<'_>) -> Result<Vec<crate::FollowUp>> {
+        let subjects = claim.subjects.map(<[Uid]>::to_vec);
+        let (limit, now, lease) = (claim.limit, claim.now, claim.lease);
+        self.with_writer(move |conn| {
+            follow_up::claim(
+                conn,
+                &crate::Claim {
+                    subjects: subjects.as_deref(),
+                    limit,
+                    now,
+                    lease,
+                },
+            )
+        })
+        .await
+    }
+
+    async fn finish_follow_up(
+        &self,
+        kind: crate::FollowUpKind,
+        subject: &Uid,
+        enqueued_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let subject = subject.clone();
+        self.with_writer(move |conn| follow_up::finish(conn, kind, &subject, enqueued_at))
+            .await
+    }
+
+    async fn follow_up_stats(&self, subjects: Option<&[Uid]>) -> Result<crate::FollowUpStats> {
+        let subjects = subjects.map(<[Uid]>::to_vec);
+        self.with_reader(move |conn| follow_up::stats(conn, subjects.as_deref()))
             .await
     }
 

@@ -181,11 +181,15 @@ pub(super) fn record_alerts(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
     let mut outcomes = Vec::with_capacity(alerts.len());
+    let now = Utc::now();
     for alert in alerts {
         let stored = read_alert(&tx, alert.uid.as_str())?;
         let (merged, outcome) = merge_alert(stored.as_ref(), alert);
         match outcome {
-            AlertOutcome::Created => write_alert(&tx, &merged, true)?,
+            AlertOutcome::Created => {
+                write_alert(&tx, &merged, true)?;
+                super::follow_up::enqueue(&tx, crate::FollowUpKind::Alert, &merged.uid, now)?;
+            }
             AlertOutcome::Updated => write_alert(&tx, &merged, false)?,
             AlertOutcome::Unchanged => {}
         }
@@ -299,6 +303,21 @@ pub(super) fn dependencies(conn: &Connection, service: &ServiceRef) -> Result<Ve
                 .collect()
         })
         .map_err(backend_error("read dependencies"))?;
+    Ok(to_refs(rows))
+}
+
+pub(super) fn dependents(conn: &Connection, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT s.name, s.namespace, s.environment FROM service_dependencies d
+             JOIN services s ON s.uid = d.service_uid WHERE d.depends_on_uid = ?1
+             ORDER BY s.name, s.environment, s.namespace",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([service.uid().as_str()], service_ref)?
+                .collect()
+        })
+        .map_err(backend_error("read dependents"))?;
     Ok(to_refs(rows))
 }
 

@@ -1,0 +1,456 @@
+//! The ingest pipeline's second half: the follow-ups every ingest leaves in the store
+//! ([`deploygraph_store::follow_up`]), done the same way whatever the source of the facts.
+//!
+//! - a new alert is attributed;
+//! - a new or changed deployment gets an infrastructure snapshot (when a snapshotter is
+//!   configured and the deployment was recorded moments ago) and the alerts in the window after
+//!   it, on its service and on the services that depend on it, are re-attributed.
+//!
+//! Work is bounded: one claimer fills a bounded queue from the store and a fixed number of
+//! workers drain it. When the queue is full, follow-ups stay pending in the store and are
+//! claimed when capacity returns; a follow-up whose worker died is claimable again when its
+//! lease ends, after a restart too. No follow-up depends on the client that sent the facts
+//! staying connected.
+
+use crate::attribution::Settings;
+use crate::engine;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deploygraph_model::Uid;
+use deploygraph_store::{Claim, FollowUp, FollowUpKind, FollowUpStats, GraphStore};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify, mpsc};
+
+/// How the pipeline runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineConfig {
+    /// Workers doing follow-ups at once.
+    pub workers: usize,
+    /// Follow-ups claimed and waiting for a worker at most.
+    pub queue: usize,
+    /// How long a claim holds: a follow-up not finished by then is claimed again.
+    pub lease: Duration,
+    /// How often the store is polled for follow-ups written by other processes (or whose lease
+    /// ended) when nothing wakes the pipeline sooner.
+    pub poll: Duration,
+    /// A deployment's infrastructure snapshot is taken only this soon after it was recorded: a
+    /// later one would describe the infrastructure of another moment.
+    pub snapshot_max_age: Duration,
+    /// A follow-up failing for another reason than an unavailable store is given up after this
+    /// many attempts (logged and counted as `abandoned`).
+    pub max_attempts: u32,
+    /// Attribution's window, floor and depth.
+    pub attribution: Settings,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            queue: 256,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(2),
+            snapshot_max_age: Duration::from_secs(600),
+            max_attempts: 5,
+            attribution: Settings::default(),
+        }
+    }
+}
+
+/// Takes the infrastructure snapshot of a newly recorded deployment.
+#[async_trait]
+pub trait Snapshots: Send + Sync {
+    /// Runs the configured checks and records the snapshot `TAKEN_FOR` the deployment.
+    ///
+    /// # Errors
+    /// Why no snapshot was recorded.
+    async fn take_for(&self, deployment: &Uid) -> Result<(), String>;
+}
+
+/// How one follow-up ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done and removed from the store.
+    Done,
+    /// Its alert or deployment is not in the store (removed): nothing to do.
+    Missing,
+    /// Failed; claimed again when its lease ends.
+    Failed,
+    /// Failed too often for a reason retrying will not cure: logged and removed.
+    Abandoned,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Self; 4] = [Self::Done, Self::Missing, Self::Failed, Self::Abandoned];
+
+    /// The metric name (`done`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Missing => "missing",
+            Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Where the pipeline reports what it does (the Prometheus metrics of `serve`).
+pub trait Observer: Send + Sync {
+    /// Follow-ups this process claimed: waiting for a worker (at most the queue's size) or
+    /// being done (at most one per worker).
+    fn queue_depth(&self, depth: usize);
+    /// Pending follow-ups in the store, and when the oldest was enqueued.
+    fn pending(&self, stats: &FollowUpStats);
+    /// A follow-up ended.
+    fn finished(&self, follow_up: &FollowUp, outcome: Outcome);
+}
+
+struct NoObserver;
+
+impl Observer for NoObserver {
+    fn queue_depth(&self, _: usize) {}
+    fn pending(&self, _: &FollowUpStats) {}
+    fn finished(&self, _: &FollowUp, _: Outcome) {}
+}
+
+/// The follow-up pipeline. Cheap to clone; every clone is the same pipeline.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn GraphStore>,
+    config: PipelineConfig,
+    snapshots: Option<Arc<dyn Snapshots>>,
+    observer: Arc<dyn Observer>,
+    wake: Notify,
+    /// Claimed and not yet finished.
+    depth: AtomicUsize,
+    /// The claimer stopped because the queue was full: a worker wakes it when room returns.
+    full: AtomicBool,
+}
+
+/// Builds a [`Pipeline`].
+pub struct PipelineBuilder {
+    store: Arc<dyn GraphStore>,
+    config: PipelineConfig,
+    snapshots: Option<Arc<dyn Snapshots>>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl PipelineBuilder {
+    /// Takes an infrastructure snapshot for each newly recorded deployment.
+    #[must_use]
+    pub fn snapshots(mut self, snapshots: Arc<dyn Snapshots>) -> Self {
+        self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// Reports queue depth, pending follow-ups and outcomes to `observer`.
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The pipeline.
+    pub fn build(self) -> Pipeline {
+        Pipeline {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config: self.config,
+                snapshots: self.snapshots,
+                observer: self.observer.unwrap_or_else(|| Arc::new(NoObserver)),
+                wake: Notify::new(),
+                depth: AtomicUsize::new(0),
+                full: AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+/// What [`Pipeline::drain`] left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Follow-ups this call did.
+    pub done: usize,
+    /// Follow-ups about the subjects still pending when the deadline passed (0: all done).
+    pub pending: u64,
+}
+
+impl Pipeline {
+    /// A pipeline over `store`; it does nothing until [`Pipeline::run`] or [`Pipeline::drain`].
+    pub fn new(store: Arc<dyn GraphStore>, config: PipelineConfig) -> Self {
+        Self::builder(store, config).build()
+    }
+
+    /// A pipeline with a snapshotter or an observer.
+    pub fn builder(store: Arc<dyn GraphStore>, config: PipelineConfig) -> PipelineBuilder {
+        PipelineBuilder {
+            store,
+            config,
+            snapshots: None,
+            observer: None,
+        }
+    }
+
+    /// The pipeline's configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.inner.config
+    }
+
+    /// Tells the pipeline new follow-ups were written (it polls the store too, for writes of
+    /// other processes).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs the claimer and the workers until `shutdown` resolves; follow-ups being done then
+    /// are finished (the rest stay pending in the store for the next start).
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        let config = self.inner.config;
+        let (tx, rx) = mpsc::channel::<FollowUp>(config.queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..config.workers.max(1) {
+            let pipeline = self.clone();
+            let rx = Arc::clone(&rx);
+            workers.spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(follow_up) = next else { return };
+                    pipeline.process(&follow_up).await;
+                    pipeline.finished_one();
+                }
+            });
+        }
+        tracing::info!(
+            workers = config.workers,
+            queue = config.queue,
+            "follow-up pipeline started"
+        );
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut last_stats: Option<tokio::time::Instant> = None;
+        loop {
+            // Claiming goes on while the queue has room and the store has work; a stop
+            // interrupts it (what was claimed and not queued is claimed again after its lease).
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = self.fill(&tx) => {}
+            }
+            if last_stats.is_none_or(|at| at.elapsed() >= config.poll) {
+                self.report_pending().await;
+                last_stats = Some(tokio::time::Instant::now());
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(config.poll) => {}
+            }
+        }
+        // No more claims; the workers finish what is queued, then stop.
+        drop(tx);
+        while workers.join_next().await.is_some() {}
+        tracing::info!("follow-up pipeline stopped");
+    }
+
+    /// Claims follow-ups while the queue has room.
+    async fn fill(&self, tx: &mpsc::Sender<FollowUp>) {
+        loop {
+            let room = tx.capacity();
+            if room == 0 {
+                self.inner.full.store(true, Ordering::SeqCst);
+                return;
+            }
+            let limit = room.min(64);
+            let claimed = match self
+                .inner
+                .store
+                .claim_follow_ups(Claim {
+                    subjects: None,
+                    limit,
+                    now: Utc::now(),
+                    lease: lease(&self.inner.config),
+                })
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "claiming follow-ups failed; trying again at the next poll");
+                    return;
+                }
+            };
+            let got = claimed.len();
+            for follow_up in claimed {
+                let depth = self.inner.depth.fetch_add(1, Ordering::SeqCst) + 1;
+                self.inner.observer.queue_depth(depth);
+                if tx.send(follow_up).await.is_err() {
+                    return;
+                }
+            }
+            if got < limit {
+                return;
+            }
+        }
+    }
+
+    fn finished_one(&self) {
+        let depth = self
+            .inner
+            .depth
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1);
+        self.inner.observer.queue_depth(depth);
+        if depth <= self.inner.config.queue / 2 && self.inner.full.swap(false, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    async fn report_pending(&self) {
+        match self.inner.store.follow_up_stats(None).await {
+            Ok(stats) => self.inner.observer.pending(&stats),
+            Err(e) => tracing::debug!(error.message = %e, "counting pending follow-ups failed"),
+        }
+    }
+
+    /// Does the follow-ups about `subjects` now, in the caller's task, until none is pending or
+    /// `deadline` passes: the CLI's in-process mode runs this before it exits, and tests use it
+    /// to wait for an ingest's follow-ups. Follow-ups another worker holds are waited for.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn drain(
+        &self,
+        subjects: &[Uid],
+        deadline: Duration,
+    ) -> deploygraph_store::Result<Drained> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut done = 0;
+        loop {
+            let claimed = if subjects.is_empty() {
+                Vec::new()
+            } else {
+                self.inner
+                    .store
+                    .claim_follow_ups(Claim {
+                        subjects: Some(subjects),
+                        limit: 64,
+                        now: Utc::now(),
+                        lease: lease(&self.inner.config),
+                    })
+                    .await?
+            };
+            for follow_up in &claimed {
+                self.process(follow_up).await;
+                done += 1;
+            }
+            if !claimed.is_empty() {
+                continue;
+            }
+            let pending = if subjects.is_empty() {
+                0
+            } else {
+                self.inner
+                    .store
+                    .follow_up_stats(Some(subjects))
+                    .await?
+                    .total()
+            };
+            if pending == 0 || tokio::time::Instant::now() >= until {
+                return Ok(Drained { done, pending });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Does one claimed follow-up and records how it ended.
+    pub async fn process(&self, follow_up: &FollowUp) -> Outcome {
+        let inner = &self.inner;
+        let result = match follow_up.kind {
+            FollowUpKind::Alert => self.attribute(&follow_up.subject).await,
+            FollowUpKind::Deployment => {
+                self.after_deployment(&follow_up.subject, follow_up.enqueued_at)
+                    .await
+            }
+        };
+        let outcome = match result {
+            Ok(true) => Outcome::Done,
+            Ok(false) => Outcome::Missing,
+            Err(e) if !e.is_unavailable() && follow_up.attempts >= inner.config.max_attempts => {
+                tracing::error!(follow_up.kind = follow_up.kind.as_str(), follow_up.subject = %follow_up.subject, attempts = follow_up.attempts, error.message = %e, error.cause_chain = ?e, "follow-up abandoned");
+                Outcome::Abandoned
+            }
+            Err(e) => {
+                tracing::warn!(follow_up.kind = follow_up.kind.as_str(), follow_up.subject = %follow_up.subject, attempts = follow_up.attempts, error.message = %e, "follow-up failed; it is retried when its lease ends");
+                Outcome::Failed
+            }
+        };
+        if outcome != Outcome::Failed
+            && let Err(e) = inner
+                .store
+                .finish_follow_up(follow_up.kind, &follow_up.subject, follow_up.enqueued_at)
+                .await
+        {
+            // Done but not removed: done again when its lease ends (both follow-ups are
+            // idempotent).
+            tracing::warn!(follow_up.subject = %follow_up.subject, error.message = %e, "finishing a follow-up failed");
+        }
+        inner.observer.finished(follow_up, outcome);
+        outcome
+    }
+
+    /// Attributes the alert; `false` when it is not stored.
+    async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<bool> {
+        let store = self.inner.store.as_ref();
+        let Some(alert) = store.get_alert(alert).await? else {
+            return Ok(false);
+        };
+        engine::attribute_alert(store, &alert, &self.inner.config.attribution, Utc::now()).await?;
+        Ok(true)
+    }
+
+    /// Snapshot (new deployments recorded moments ago) and re-attribution after a deployment;
+    /// `false` when it is not stored.
+    async fn after_deployment(
+        &self,
+        uid: &Uid,
+        enqueued_at: DateTime<Utc>,
+    ) -> deploygraph_store::Result<bool> {
+        let inner = &self.inner;
+        let store = inner.store.as_ref();
+        let Some(stored) = store.get_deployment(uid).await? else {
+            return Ok(false);
+        };
+        if let Some(snapshots) = &inner.snapshots {
+            let age = (Utc::now() - enqueued_at).to_std().unwrap_or_default();
+            if age > inner.config.snapshot_max_age {
+                tracing::info!(deployment.uid = %uid, age_seconds = age.as_secs(), "no snapshot for a deployment recorded too long ago");
+            } else if store.snapshot_for_deployment(uid).await?.is_none()
+                && let Err(reason) = snapshots.take_for(uid).await
+            {
+                tracing::warn!(deployment.uid = %uid, reason = %reason, "snapshot for the deployment failed");
+            }
+        }
+        let n = engine::reattribute_after_deployment(
+            store,
+            &stored.deployment,
+            &inner.config.attribution,
+            Utc::now(),
+        )
+        .await?;
+        if n > 0 {
+            tracing::info!(deployment.uid = %uid, alerts = n, "re-attributed alerts after a deployment");
+        }
+        Ok(true)
+    }
+}
+
+fn lease(config: &PipelineConfig) -> chrono::Duration {
+    chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60))
+}

@@ -1,0 +1,219 @@
+//! Follow-ups on Neo4j: `(:FollowUp {uid, kind, subject, enqueued_at_us, claimable_at_us,
+//! attempts})` nodes, written in the transactions of the facts they are about. A claim takes
+//! each node's write lock before it reads the lease again, so two claimers never hold one.
+
+use super::{
+    Neo4jStore, decode_failed, failed, int, is_transient, map, rows_in, transient_backoff,
+};
+use crate::error::Result;
+use crate::follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
+use chrono::{DateTime, Utc};
+use deploygraph_model::Uid;
+use neo4rs::{BoltType, Query, Txn, query};
+
+/// How often a claim or finish is retried after a transient failure (deadlock between claimers).
+const RETRIES: u32 = 6;
+
+fn node_uid(kind: FollowUpKind, subject: &str) -> String {
+    format!("{}:{subject}", kind.as_str())
+}
+
+const ENQUEUE: &str = "
+UNWIND $rows AS r
+MERGE (f:FollowUp {uid: r.uid})
+  ON CREATE SET f.kind = r.kind, f.subject = r.subject, f.enqueued_at_us = r.at,
+                f.claimable_at_us = 0, f.attempts = 0
+  ON MATCH SET f.enqueued_at_us = CASE WHEN r.at > f.enqueued_at_us THEN r.at
+                                       ELSE f.enqueued_at_us + 1 END";
+
+/// Enqueues follow-ups of `kind` about `subjects` inside the write's transaction. One already
+/// pending keeps its lease and gets a newer enqueue time (see [`Neo4jStore::finish`]).
+pub(super) async fn enqueue<'a>(
+    txn: &mut Txn,
+    kind: FollowUpKind,
+    subjects: impl IntoIterator<Item = &'a Uid>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    // Sorted, so concurrent writers lock FollowUp nodes in one order.
+    let mut subjects: Vec<&str> = subjects.into_iter().map(Uid::as_str).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let at = now.timestamp_micros();
+    let rows: Vec<BoltType> = subjects
+        .into_iter()
+        .map(|s| {
+            map(vec![
+                ("uid", node_uid(kind, s).into()),
+                ("kind", kind.as_str().into()),
+                ("subject", s.into()),
+                ("at", at.into()),
+            ])
+        })
+        .collect();
+    txn.run(query(ENQUEUE).param("rows", rows))
+        .await
+        .map_err(failed("enqueue follow-ups"))?;
+    Ok(())
+}
+
+const CLAIM: &str = "
+MATCH (f:FollowUp)
+WHERE f.claimable_at_us <= $now AND ($subjects IS NULL OR f.subject IN $subjects)
+WITH f ORDER BY f.enqueued_at_us, f.uid LIMIT $limit
+SET f._lock = true
+REMOVE f._lock
+WITH f WHERE f.claimable_at_us <= $now
+SET f.claimable_at_us = $until, f.attempts = f.attempts + 1
+RETURN f.kind AS kind, f.subject AS subject, f.enqueued_at_us AS at, f.attempts AS attempts";
+
+/// Deletes the follow-up when its enqueue time is still the claimed one; otherwise (enqueued
+/// again while it was being done) makes it claimable at once, for the newer facts.
+const FINISH: &str = "
+MATCH (f:FollowUp {uid: $uid})
+SET f._lock = true
+REMOVE f._lock
+WITH f, f.enqueued_at_us = $at AS done
+FOREACH (_ IN CASE WHEN done THEN [] ELSE [1] END |
+  SET f.claimable_at_us = 0, f.attempts = 0)
+WITH f, done WHERE done
+DELETE f
+RETURN count(*) AS deleted";
+
+const STATS: &str = "
+MATCH (f:FollowUp)
+WHERE $subjects IS NULL OR f.subject IN $subjects
+RETURN f.kind AS kind, count(f) AS n, min(f.enqueued_at_us) AS oldest";
+
+fn subjects_param(subjects: Option<&[Uid]>) -> BoltType {
+    match subjects {
+        Some(s) => s
+            .iter()
+            .map(|u| BoltType::from(u.as_str()))
+            .collect::<Vec<_>>()
+            .into(),
+        None => BoltType::Null(neo4rs::BoltNull),
+    }
+}
+
+impl Neo4jStore {
+    /// Runs the query `build` makes in a transaction of its own, again from the start after
+    /// a transient failure.
+    async fn retried_rows(
+        &self,
+        build: impl Fn() -> Query + Send + Sync,
+        operation: &'static str,
+    ) -> Result<Vec<neo4rs::Row>> {
+        let mut attempt = 0u32;
+        loop {
+            let mut txn = self
+                .graph
+                .start_txn()
+                .await
+                .map_err(failed("begin a transaction"))?;
+            let result = match rows_in(&mut txn, build(), operation).await {
+                Ok(rows) => txn.commit().await.map_err(failed("commit")).map(|_| rows),
+                Err(e) => {
+                    if let Err(rollback) = txn.rollback().await {
+                        tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
+                    }
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if attempt < RETRIES && is_transient(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(transient_backoff(attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    pub(super) async fn claim(&self, claim: Claim<'_>) -> Result<Vec<FollowUp>> {
+        let subjects = subjects_param(claim.subjects);
+        let now = claim.now.timestamp_micros();
+        let until = (claim.now + claim.lease).timestamp_micros();
+        let limit = int(claim.limit);
+        let rows = self
+            .retried_rows(
+                || {
+                    query(CLAIM)
+                        .param("subjects", subjects.clone())
+                        .param("now", now)
+                        .param("until", until)
+                        .param("limit", limit.clone())
+                },
+                "claim follow-ups",
+            )
+            .await?;
+        let decode = decode_failed("claim follow-ups");
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            // A node deleted by a finish that committed after this query found it reads as
+            // nulls: it is gone, nothing to claim.
+            let kind: Option<String> = row.get("kind").map_err(&decode)?;
+            let Some(kind) = kind.as_deref().and_then(FollowUpKind::parse) else {
+                continue;
+            };
+            let subject: String = row.get("subject").map_err(&decode)?;
+            let at: i64 = row.get("at").map_err(&decode)?;
+            let attempts: i64 = row.get("attempts").map_err(&decode)?;
+            claimed.push(FollowUp {
+                kind,
+                subject: Uid::from_stored(subject),
+                enqueued_at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(claimed)
+    }
+
+    pub(super) async fn finish(
+        &self,
+        kind: FollowUpKind,
+        subject: &Uid,
+        enqueued_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let uid = node_uid(kind, subject.as_str());
+        let ours = enqueued_at.timestamp_micros();
+        // One query: the lock first, then the enqueue time read under it decides.
+        self.retried_rows(
+            || query(FINISH).param("uid", uid.as_str()).param("at", ours),
+            "finish a follow-up",
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn stats(&self, subjects: Option<&[Uid]>) -> Result<FollowUpStats> {
+        let rows = self
+            .rows(
+                query(STATS).param("subjects", subjects_param(subjects)),
+                "count follow-ups",
+            )
+            .await?;
+        let decode = decode_failed("count follow-ups");
+        let mut stats = FollowUpStats::default();
+        for row in rows {
+            // Nodes deleted while this query ran read as nulls: they are not pending.
+            let kind: Option<String> = row.get("kind").map_err(&decode)?;
+            let n: i64 = row.get("n").map_err(&decode)?;
+            let oldest: Option<i64> = row.get("oldest").map_err(&decode)?;
+            let n = u64::try_from(n).unwrap_or_default();
+            match kind.as_deref().and_then(FollowUpKind::parse) {
+                Some(FollowUpKind::Alert) => stats.alerts = n,
+                Some(FollowUpKind::Deployment) => stats.deployments = n,
+                None => continue,
+            }
+            let oldest = oldest.and_then(DateTime::from_timestamp_micros);
+            stats.oldest = match (stats.oldest, oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,171 @@
+//! Follow-ups on SQLite: the `follow_ups` table, written in the transactions of the facts
+//! they are about; claims are atomic because SQLite has one writer.
+
+use super::backend_error;
+use crate::error::Result;
+use crate::follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
+use chrono::{DateTime, Utc};
+use deploygraph_model::Uid;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// Enqueues a follow-up inside the write's transaction. One already pending keeps its lease
+/// (its worker finishing it leaves it claimable, see [`finish`]) and gets a newer enqueue time.
+pub(super) fn enqueue(
+    tx: &rusqlite::Transaction<'_>,
+    kind: FollowUpKind,
+    subject: &Uid,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO follow_ups (kind, subject, enqueued_at_us, claimable_at_us, attempts)
+         VALUES (?1, ?2, ?3, 0, 0)
+         ON CONFLICT (kind, subject) DO UPDATE SET
+             enqueued_at_us = max(excluded.enqueued_at_us, follow_ups.enqueued_at_us + 1)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            kind.as_str(),
+            subject.as_str(),
+            now.timestamp_micros()
+        ])
+    })
+    .map_err(backend_error("enqueue a follow-up"))?;
+    Ok(())
+}
+
+/// The JSON array of `subjects`, for `json_each` (one parameter, whatever the count).
+fn subjects_json(subjects: Option<&[Uid]>) -> Option<String> {
+    subjects.map(|s| {
+        serde_json::Value::Array(
+            s.iter()
+                .map(|u| serde_json::Value::String(u.as_str().to_owned()))
+                .collect(),
+        )
+        .to_string()
+    })
+}
+
+pub(super) fn claim(conn: &mut Connection, claim: &Claim<'_>) -> Result<Vec<FollowUp>> {
+    let subjects = subjects_json(claim.subjects);
+    let now = claim.now.timestamp_micros();
+    let until = (claim.now + claim.lease).timestamp_micros();
+    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+    let failed = backend_error("claim follow-ups");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let rows: Vec<(String, String, i64, i64)> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT kind, subject, enqueued_at_us, attempts FROM follow_ups
+                 WHERE claimable_at_us <= ?1
+                   AND (?2 IS NULL OR subject IN (SELECT value FROM json_each(?2)))
+                 ORDER BY enqueued_at_us, kind, subject LIMIT ?3",
+            )
+            .map_err(backend_error("claim follow-ups"))?;
+        stmt.query_map(params![now, subjects, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .and_then(Iterator::collect)
+        .map_err(failed)?
+    };
+    let mut claimed = Vec::with_capacity(rows.len());
+    {
+        let mut update = tx
+            .prepare_cached(
+                "UPDATE follow_ups SET claimable_at_us = ?3, attempts = attempts + 1
+                 WHERE kind = ?1 AND subject = ?2",
+            )
+            .map_err(backend_error("claim follow-ups"))?;
+        for (kind, subject, enqueued_at_us, attempts) in rows {
+            update
+                .execute(params![kind, subject, until])
+                .map_err(backend_error("claim follow-ups"))?;
+            let Some(kind) = FollowUpKind::parse(&kind) else {
+                continue;
+            };
+            claimed.push(FollowUp {
+                kind,
+                subject: Uid::from_stored(subject),
+                enqueued_at: DateTime::from_timestamp_micros(enqueued_at_us).unwrap_or_default(),
+                attempts: u32::try_from(attempts)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1),
+            });
+        }
+    }
+    tx.commit().map_err(backend_error("commit"))?;
+    Ok(claimed)
+}
+
+pub(super) fn finish(
+    conn: &mut Connection,
+    kind: FollowUpKind,
+    subject: &Uid,
+    enqueued_at: DateTime<Utc>,
+) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let current: Option<i64> = tx
+        .query_row(
+            "SELECT enqueued_at_us FROM follow_ups WHERE kind = ?1 AND subject = ?2",
+            params![kind.as_str(), subject.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend_error("finish a follow-up"))?;
+    match current {
+        None => {}
+        Some(at) if at == enqueued_at.timestamp_micros() => {
+            tx.execute(
+                "DELETE FROM follow_ups WHERE kind = ?1 AND subject = ?2",
+                params![kind.as_str(), subject.as_str()],
+            )
+            .map_err(backend_error("finish a follow-up"))?;
+        }
+        // Enqueued again while it was being done: claimable at once, for the newer facts.
+        Some(_) => {
+            tx.execute(
+                "UPDATE follow_ups SET claimable_at_us = 0, attempts = 0
+                 WHERE kind = ?1 AND subject = ?2",
+                params![kind.as_str(), subject.as_str()],
+            )
+            .map_err(backend_error("finish a follow-up"))?;
+        }
+    }
+    tx.commit().map_err(backend_error("commit"))?;
+    Ok(())
+}
+
+pub(super) fn stats(conn: &Connection, subjects: Option<&[Uid]>) -> Result<FollowUpStats> {
+    let subjects = subjects_json(subjects);
+    let rows: Vec<(String, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT kind, count(*), min(enqueued_at_us) FROM follow_ups
+             WHERE ?1 IS NULL OR subject IN (SELECT value FROM json_each(?1))
+             GROUP BY kind",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([subjects], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect()
+        })
+        .map_err(backend_error("count follow-ups"))?;
+    let mut stats = FollowUpStats::default();
+    for (kind, count, oldest) in rows {
+        let count = u64::try_from(count).unwrap_or_default();
+        match FollowUpKind::parse(&kind) {
+            Some(FollowUpKind::Alert) => stats.alerts = count,
+            Some(FollowUpKind::Deployment) => stats.deployments = count,
+            None => continue,
+        }
+        let oldest = DateTime::from_timestamp_micros(oldest);
+        stats.oldest = match (stats.oldest, oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(stats)
+}

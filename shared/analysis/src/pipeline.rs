@@ -237,12 +237,14 @@ impl Pipeline {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut last_stats: Option<tokio::time::Instant> = None;
         loop {
-            // Claiming goes on while the queue has room and the store has work; a stop
-            // interrupts it (what was claimed and not queued is claimed again after its lease).
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                () = self.fill(&tx) => {}
+            // One claim at a time, never cut half-way (what is claimed is queued); between
+            // claims a stop is noticed at once.
+            if self.fill_once(&tx).await {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = std::future::ready(()) => continue,
+                }
             }
             if last_stats.is_none_or(|at| at.elapsed() >= config.poll) {
                 self.report_pending().await;
@@ -260,44 +262,42 @@ impl Pipeline {
         tracing::info!("follow-up pipeline stopped");
     }
 
-    /// Claims follow-ups while the queue has room.
-    async fn fill(&self, tx: &mpsc::Sender<FollowUp>) {
-        loop {
-            let room = tx.capacity();
-            if room == 0 {
-                self.inner.full.store(true, Ordering::SeqCst);
-                return;
+    /// Claims one batch of follow-ups into the queue's room; `true` when the batch was full
+    /// (the store may have more).
+    async fn fill_once(&self, tx: &mpsc::Sender<FollowUp>) -> bool {
+        let room = tx.capacity();
+        if room == 0 {
+            self.inner.full.store(true, Ordering::SeqCst);
+            return false;
+        }
+        let limit = room.min(64);
+        let claimed = match self
+            .inner
+            .store
+            .claim_follow_ups(Claim {
+                subjects: None,
+                limit,
+                now: Utc::now(),
+                lease: lease(&self.inner.config),
+            })
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "claiming follow-ups failed; trying again at the next poll");
+                return false;
             }
-            let limit = room.min(64);
-            let claimed = match self
-                .inner
-                .store
-                .claim_follow_ups(Claim {
-                    subjects: None,
-                    limit,
-                    now: Utc::now(),
-                    lease: lease(&self.inner.config),
-                })
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "claiming follow-ups failed; trying again at the next poll");
-                    return;
-                }
-            };
-            let got = claimed.len();
-            for follow_up in claimed {
-                let depth = self.inner.depth.fetch_add(1, Ordering::SeqCst) + 1;
-                self.inner.observer.queue_depth(depth);
-                if tx.send(follow_up).await.is_err() {
-                    return;
-                }
-            }
-            if got < limit {
-                return;
+        };
+        let got = claimed.len();
+        for follow_up in claimed {
+            let depth = self.inner.depth.fetch_add(1, Ordering::SeqCst) + 1;
+            self.inner.observer.queue_depth(depth);
+            // The room was counted before the claim and only this task sends: no wait.
+            if tx.send(follow_up).await.is_err() {
+                return false;
             }
         }
+        got == limit
     }
 
     fn finished_one(&self) {

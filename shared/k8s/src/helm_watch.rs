@@ -11,7 +11,7 @@
 //! skipped; one the store could not take for a while is set aside and read again later.
 
 use crate::progress::{OnSkipped, Progress, SkipReason};
-use crate::retry::{Failure, Requeue, RetryPolicy, bounded};
+use crate::retry::{Failure, Outage, Requeue, RetryPolicy, bounded};
 use crate::rollout::COMMIT_KEYS;
 use deploygraph_helm::Limits;
 use deploygraph_helm::cluster::previous_release;
@@ -220,6 +220,7 @@ pub struct HelmWatcher {
     environment: Environment,
     limits: Limits,
     retry: RetryPolicy,
+    outage: Outage,
     /// The `resourceVersion` handled of each Secret.
     seen: HashMap<SecretKey, String>,
     requeue: Requeue<SecretKey, ()>,
@@ -243,6 +244,7 @@ impl HelmWatcher {
             environment,
             limits: Limits::default(),
             retry: RetryPolicy::default(),
+            outage: Outage::default(),
             seen: HashMap::new(),
             requeue: Requeue::new(),
             relisting: HashMap::new(),
@@ -481,9 +483,13 @@ impl HelmWatcher {
             tracing::debug!(secret = %name, status = %release.info.status, "Helm revision is not a deployment");
             return Handled::Done;
         };
-        let outcomes = match bounded(stop, &self.retry, "record a Helm revision", || {
-            self.store.record_deployments(vec![deployment.clone()])
-        })
+        let outcomes = match bounded(
+            stop,
+            &self.retry,
+            &self.outage,
+            "record a Helm revision",
+            || self.store.record_deployments(vec![deployment.clone()]),
+        )
         .await
         {
             Ok(outcomes) => outcomes,

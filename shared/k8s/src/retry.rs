@@ -1,13 +1,16 @@
 //! The watchers' error policy for store calls, after controller-runtime's: a call the store
 //! cannot take *now* (`is_unavailable`) is retried a bounded number of times with jittered
 //! exponential backoff; an object whose call still fails is set aside and tried again later
-//! with a per-object backoff ([`Requeue`]), so the watch moves on and the object is not lost.
+//! with a per-object backoff (`Requeue`), so the watch moves on and the object is not lost.
+//! Once one call has given up, the outage is known (`Outage`) and the next calls try once
+//! each until the store answers, so a long outage does not cost every object the full backoff.
 //! Any other store error is final for that object: the caller logs it with the object, counts
 //! it and moves on, so one record the store rejects never stalls the rollouts after it.
 
 use rand::Rng as _;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -65,25 +68,60 @@ pub(crate) enum Failure {
     Unavailable(deploygraph_store::Error),
 }
 
+/// Whether the store is known to be away: the last call gave up as unavailable. While it is,
+/// a call gets a single attempt, so an outage costs each object one call rather than the whole
+/// backoff, and the watch keeps moving (setting objects aside) until the store answers again.
+#[derive(Debug, Default)]
+pub(crate) struct Outage(AtomicBool);
+
+impl Outage {
+    fn attempts(&self, policy: &RetryPolicy) -> u32 {
+        if self.0.load(Ordering::SeqCst) {
+            1
+        } else {
+            policy.attempts.max(1)
+        }
+    }
+
+    fn set(&self, down: bool) {
+        if self.0.swap(down, Ordering::SeqCst) != down {
+            if down {
+                tracing::warn!("the store is unavailable; objects are set aside until it is back");
+            } else {
+                tracing::info!("the store answers again");
+            }
+        }
+    }
+}
+
 /// Runs `op` until it succeeds, retrying only while the store is unavailable, at most
-/// `policy.attempts` times; each failure is logged as "cannot `what`".
+/// `policy.attempts` times (once during a known `outage`); each failure is logged as "cannot
+/// `what`".
 pub(crate) async fn bounded<T, F>(
     stop: &CancellationToken,
     policy: &RetryPolicy,
+    outage: &Outage,
     what: &str,
     mut op: impl FnMut() -> F,
 ) -> Result<T, Failure>
 where
     F: Future<Output = deploygraph_store::Result<T>>,
 {
-    let attempts = policy.attempts.max(1);
+    let attempts = outage.attempts(policy);
     for attempt in 1.. {
         let e = match op().await {
-            Ok(value) => return Ok(value),
-            Err(e) if !e.is_unavailable() => return Err(Failure::Rejected(e)),
+            Ok(value) => {
+                outage.set(false);
+                return Ok(value);
+            }
+            Err(e) if !e.is_unavailable() => {
+                outage.set(false);
+                return Err(Failure::Rejected(e));
+            }
             Err(e) => e,
         };
         if attempt >= attempts {
+            outage.set(true);
             return Err(Failure::Unavailable(e));
         }
         let pause = jittered(exponential(
@@ -211,33 +249,58 @@ mod tests {
     #[tokio::test]
     async fn a_rejection_is_not_retried() {
         let calls = AtomicU32::new(0);
-        let result: Result<(), _> = bounded(&CancellationToken::new(), &quick(), "write", || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(rejected()) }
-        })
+        let result: Result<(), _> = bounded(
+            &CancellationToken::new(),
+            &quick(),
+            &Outage::default(),
+            "write",
+            || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(rejected()) }
+            },
+        )
         .await;
         assert!(matches!(result, Err(Failure::Rejected(_))));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
-    async fn unavailability_is_retried_up_to_the_bound() {
+    async fn calls_until(outage: &Outage, succeed_from: u32) -> (Result<u32, Failure>, u32) {
         let calls = AtomicU32::new(0);
-        let result: Result<(), _> = bounded(&CancellationToken::new(), &quick(), "write", || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(unavailable()) }
-        })
-        .await;
-        assert!(matches!(result, Err(Failure::Unavailable(_))));
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-        // And a store that comes back within the bound is used.
-        let calls = AtomicU32::new(0);
-        let result = bounded(&CancellationToken::new(), &quick(), "write", || {
+        let result = bounded(&CancellationToken::new(), &quick(), outage, "write", || {
             let n = calls.fetch_add(1, Ordering::SeqCst);
-            async move { if n < 2 { Err(unavailable()) } else { Ok(n) } }
+            async move {
+                if n < succeed_from {
+                    Err(unavailable())
+                } else {
+                    Ok(n)
+                }
+            }
         })
         .await;
+        (result, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn unavailability_is_retried_up_to_the_bound_then_once_per_call_until_it_ends() {
+        let outage = Outage::default();
+        // A store that comes back within the bound is used.
+        let (result, calls) = calls_until(&outage, 2).await;
         assert!(matches!(result, Ok(2)));
+        assert_eq!(calls, 3);
+        // One that does not: three attempts, then the outage is known.
+        let (result, calls) = calls_until(&outage, u32::MAX).await;
+        assert!(matches!(result, Err(Failure::Unavailable(_))));
+        assert_eq!(calls, 3);
+        // During it, one attempt per call.
+        let (result, calls) = calls_until(&outage, u32::MAX).await;
+        assert!(matches!(result, Err(Failure::Unavailable(_))));
+        assert_eq!(calls, 1);
+        // The store answers: the outage is over, and the full bound applies again.
+        let (result, _) = calls_until(&outage, 0).await;
+        assert!(matches!(result, Ok(0)));
+        let (result, calls) = calls_until(&outage, u32::MAX).await;
+        assert!(matches!(result, Err(Failure::Unavailable(_))));
+        assert_eq!(calls, 3);
     }
 
     #[tokio::test]
@@ -249,7 +312,10 @@ mod tests {
             ..quick()
         };
         let result: Result<(), _> =
-            bounded(&stop, &policy, "write", || async { Err(unavailable()) }).await;
+            bounded(&stop, &policy, &Outage::default(), "write", || async {
+                Err(unavailable())
+            })
+            .await;
         assert!(matches!(result, Err(Failure::Stopped)));
     }
 

@@ -23,7 +23,7 @@ use crate::observe::{
     observe_daemonset, observe_deployment, observe_statefulset, resolve_digests, selector_matches,
 };
 use crate::progress::{OnSkipped, Progress, SkipReason};
-use crate::retry::{Failure, Requeue, RetryPolicy, bounded};
+use crate::retry::{Failure, Outage, Requeue, RetryPolicy, bounded};
 use chrono::Utc;
 use deploygraph_model::{Deployment, Environment, Image};
 use deploygraph_store::{DeploymentFilter, GraphStore, RecordKind};
@@ -254,6 +254,7 @@ pub struct WorkloadWatcher {
     store: Arc<dyn GraphStore>,
     config: WatchConfig,
     retry: RetryPolicy,
+    outage: Outage,
     known: HashMap<Key, Known>,
     awaiting: HashMap<Key, Awaiting>,
     requeue: Requeue<Key, Work>,
@@ -272,6 +273,7 @@ impl WorkloadWatcher {
             store,
             config,
             retry: RetryPolicy::default(),
+            outage: Outage::default(),
             known: HashMap::new(),
             awaiting: HashMap::new(),
             requeue: Requeue::new(),
@@ -636,7 +638,7 @@ impl WorkloadWatcher {
         awaiting: Option<Awaiting>,
         stop: &CancellationToken,
     ) -> Handled {
-        let recorded = bounded(stop, &self.retry, "record a rollout", || {
+        let recorded = bounded(stop, &self.retry, &self.outage, "record a rollout", || {
             self.store.record_deployments(vec![deployment.clone()])
         })
         .await;
@@ -701,9 +703,13 @@ impl WorkloadWatcher {
             limit: 100,
             ..DeploymentFilter::default()
         };
-        let page = bounded(stop, &self.retry, "read a workload's rollouts", || {
-            self.store.list_deployments(&filter)
-        })
+        let page = bounded(
+            stop,
+            &self.retry,
+            &self.outage,
+            "read a workload's rollouts",
+            || self.store.list_deployments(&filter),
+        )
         .await?;
         let history: Vec<Deployment> = page
             .items

@@ -278,7 +278,21 @@ async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn Grap
             .is_some_and(|g| g.as_str() == digest)
     })
     .await;
-    assert_eq!(found.len(), 2, "neither scaling nor a digest is a rollout");
+    // The digest may come from the Pod's own event, before the scaling is seen: a Deployment
+    // created now comes after both on the Deployment stream.
+    let seen = unique("seen");
+    api.create(
+        &PostParams::default(),
+        &deployment("seen", &seen, "registry.local/seen:v1"),
+    )
+    .await
+    .unwrap();
+    wait_for(&store, &seen, "a later Deployment", |d| d.len() == 1).await;
+    assert_eq!(
+        rollouts(&store, &service).await.len(),
+        2,
+        "neither scaling nor a digest is a rollout"
+    );
 
     // Down while the template returns to v1: the restarted watcher records it once, as a
     // rollback, and nothing twice.

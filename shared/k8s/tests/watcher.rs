@@ -271,7 +271,7 @@ async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn Grap
     .await
     .unwrap();
     set_status(&api, "web", deadline_exceeded()).await;
-    let found = wait_for(&store, &service, "the digest", |d| {
+    wait_for(&store, &service, "the digest", |d| {
         d[0].images[0]
             .digest
             .as_ref()

@@ -151,16 +151,24 @@ fn serve_records_rollouts_it_watches() {
         Some(0),
         "{others}"
     );
-    let metrics = crate::support::http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = || {
+        crate::support::http()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let text = metrics();
     assert!(
-        metrics.contains(
+        text.contains(
             r#"deploygraph_rollouts_recorded_total{kind="Deployment",outcome="created"} 1"#
         ),
-        "{metrics}"
+        "{text}"
     );
+    // The Helm watcher runs on its own: wait for it to count the corrupt Secret.
+    wait("the corrupt Helm release counted", &server, || {
+        metrics()
+            .contains(r#"deploygraph_watch_objects_skipped_total{reason="helm_release_corrupt"} 1"#)
+    });
 }

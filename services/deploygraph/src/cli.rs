@@ -466,6 +466,14 @@ pub struct WatchArgs {
         default_value = "production"
     )]
     pub environment: String,
+    /// Most bytes a Helm release may take decoded (the gzip output of its Secret); a release
+    /// Secret over it (a gzip bomb, say) is skipped and counted, without decompressing further.
+    #[arg(
+        long = "watch-helm-max-release-bytes",
+        env = "DEPLOYGRAPH_WATCH_HELM_MAX_RELEASE_BYTES",
+        default_value_t = deploygraph_helm::decode::DEFAULT_MAX_RELEASE_BYTES
+    )]
+    pub helm_max_release_bytes: usize,
     /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
     #[arg(long, env = "DEPLOYGRAPH_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,

@@ -373,6 +373,15 @@ async fn start_watcher(
     use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher, run_elected};
     let environment = deploygraph_model::Environment::parse(&args.environment)
         .map_err(|e| Failure::usage(format!("--watch-environment: {e}")))?;
+    if args.helm_max_release_bytes == 0 {
+        return Err(Failure::usage(
+            "--watch-helm-max-release-bytes: must be at least 1",
+        ));
+    }
+    let limits = deploygraph_helm::Limits {
+        max_release_bytes: args.helm_max_release_bytes,
+        ..deploygraph_helm::Limits::default()
+    };
     let client = crate::helm::kube_client(args.kubeconfig.as_deref()).await?;
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
         format!(
@@ -397,13 +406,14 @@ async fn start_watcher(
     let watch_client = client.clone();
     let (namespaces, watch_helm) = (args.namespaces.clone(), args.watch_helm);
     tokio::spawn(run_elected(client, lease, stop, move |token| {
-        let rollouts = Arc::clone(&metrics);
+        let (rollouts, skipped) = (Arc::clone(&metrics), Arc::clone(&metrics));
         let workloads =
             WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone())
                 .on_recorded(move |d, kind| {
                     let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
                     rollouts.rollout(workload, kind.as_str());
-                });
+                })
+                .on_skipped(move |_, reason| skipped.skipped(reason.as_str()));
         let mut tasks = vec![tokio::spawn(workloads.run(token.clone()))];
         if watch_helm {
             let skipped = Arc::clone(&metrics);
@@ -413,7 +423,8 @@ async fn start_watcher(
                 namespaces.clone(),
                 environment.clone(),
             )
-            .on_corrupt(move |_, _| skipped.skipped("helm_release_corrupt"));
+            .decode_limits(limits)
+            .on_skipped(move |_, reason| skipped.skipped(reason.as_str()));
             tasks.push(tokio::spawn(helm.run(token)));
         }
         tasks

@@ -120,7 +120,7 @@ impl Metrics {
         let skipped = Family::<SkipLabels, Counter>::default();
         registry.register(
             "watch_objects_skipped",
-            "Objects the watchers skipped, by reason (a corrupt Helm release Secret, a workload without a service name)",
+            "Objects the watchers skipped, by reason: store_rejected (the store refused the record), store_unavailable (set aside after the retries, tried again later), helm_release_corrupt, helm_release_too_large",
             skipped.clone(),
         );
         let cdevents_ignored = Family::<TypeLabels, Counter>::default();

@@ -1,6 +1,6 @@
 //! Release revisions read from a cluster: the Secrets Helm stores them in.
 
-use crate::decode::{decode_release_field, revision_from_name, revision_order};
+use crate::decode::{Limits, decode_release_field_with, revision_from_name, revision_order};
 use crate::release::Release;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
@@ -56,7 +56,8 @@ fn revision_of(secret: &Secret) -> Option<u32> {
         .or_else(|| secret.metadata.name.as_deref().and_then(revision_from_name))
 }
 
-/// Every revision of `release` in `namespace`, in revision order (numeric, not by name).
+/// Every revision of `release` in `namespace`, in revision order (numeric, not by name),
+/// decoded with the default [`Limits`].
 ///
 /// # Errors
 /// [`ClusterError::List`] when the Secrets cannot be listed.
@@ -65,6 +66,53 @@ pub async fn revisions(
     namespace: &str,
     release: &str,
 ) -> Result<Vec<StoredRevision>, ClusterError> {
+    revisions_with(client, namespace, release, &Limits::default()).await
+}
+
+/// [`revisions`], decoded with the caps `limits`.
+///
+/// # Errors
+/// [`ClusterError::List`] when the Secrets cannot be listed.
+pub async fn revisions_with(
+    client: &Client,
+    namespace: &str,
+    release: &str,
+    limits: &Limits,
+) -> Result<Vec<StoredRevision>, ClusterError> {
+    Ok(release_secrets(client, namespace, release)
+        .await?
+        .into_iter()
+        .map(|(revision, secret)| decode(revision, &secret, limits))
+        .collect())
+}
+
+/// The newest revision of `release` before `revision` that decodes, with the caps `limits`;
+/// `None` when there is none. Only the revisions it has to look at are decoded (newest
+/// first), not the whole history.
+///
+/// # Errors
+/// [`ClusterError::List`] when the Secrets cannot be listed.
+pub async fn previous_release(
+    client: &Client,
+    namespace: &str,
+    release: &str,
+    revision: u32,
+    limits: &Limits,
+) -> Result<Option<Release>, ClusterError> {
+    Ok(release_secrets(client, namespace, release)
+        .await?
+        .into_iter()
+        .rev()
+        .filter(|(r, _)| *r < revision)
+        .find_map(|(r, secret)| decode(r, &secret, limits).release.ok()))
+}
+
+/// The release's Secrets with their revision numbers, in revision order.
+async fn release_secrets(
+    client: &Client,
+    namespace: &str,
+    release: &str,
+) -> Result<Vec<(u32, Secret)>, ClusterError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let selector = format!("owner=helm,name={release}");
     let list = api
@@ -81,26 +129,25 @@ pub async fn revisions(
         .filter(|s| s.type_.as_deref() == Some("helm.sh/release.v1"))
         .collect();
     revision_order(&mut secrets, revision_of);
-    let revisions = secrets
+    Ok(secrets
         .into_iter()
-        .filter_map(|secret| {
-            let revision = revision_of(&secret)?;
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            // The Secret API's base64 is already undone here; Helm's own layer remains.
-            let payload = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get("release"))
-                .map(|b| b.0.clone())
-                .unwrap_or_default();
-            Some(StoredRevision {
-                revision,
-                secret: name,
-                release: decode_release_field(&payload),
-            })
-        })
-        .collect();
-    Ok(revisions)
+        .filter_map(|secret| Some((revision_of(&secret)?, secret)))
+        .collect())
+}
+
+fn decode(revision: u32, secret: &Secret, limits: &Limits) -> StoredRevision {
+    // The Secret API's base64 is already undone here; Helm's own layer remains.
+    let payload = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("release"))
+        .map(|b| b.0.as_slice())
+        .unwrap_or_default();
+    StoredRevision {
+        revision,
+        secret: secret.metadata.name.clone().unwrap_or_default(),
+        release: decode_release_field_with(payload, limits),
+    }
 }
 
 impl StoredRevision {

@@ -210,10 +210,19 @@ struct Resource {
     body: Value,
 }
 
+/// Most bytes of rendered manifest parsed as YAML: the same 32 MiB a whole release may take
+/// ([`crate::decode::DEFAULT_MAX_RELEASE_BYTES`]), since the manifest is part of it.
+pub const MAX_MANIFEST_BYTES: usize = crate::decode::DEFAULT_MAX_RELEASE_BYTES;
+
 fn parse_resources(
     manifest: &str,
     default_namespace: &str,
 ) -> Result<BTreeMap<String, Resource>, String> {
+    if manifest.len() > MAX_MANIFEST_BYTES {
+        return Err(format!(
+            "the manifest is larger than the MAX_MANIFEST_BYTES limit of {MAX_MANIFEST_BYTES} bytes"
+        ));
+    }
     let mut resources = BTreeMap::new();
     for doc in split_manifest(manifest) {
         let body: Value =
@@ -274,7 +283,7 @@ pub fn classify_field(field: &str) -> ChangeKind {
 /// (when any field differs), old only → removed, new only → added.
 ///
 /// # Errors
-/// A document that is not YAML.
+/// A document that is not YAML, or a manifest larger than [`MAX_MANIFEST_BYTES`].
 pub fn diff_manifests(
     old: &str,
     new: &str,
@@ -334,6 +343,20 @@ fn resource_change(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_manifest_over_the_yaml_cap_is_an_error_naming_it() {
+        let doc = "---\nkind: ConfigMap\nmetadata:\n  name: a\n";
+        let huge = doc.repeat(MAX_MANIFEST_BYTES / doc.len() + 1);
+        assert!(huge.len() > MAX_MANIFEST_BYTES);
+        let err = diff_manifests(doc, &huge, "prod").err().unwrap_or_default();
+        assert_eq!(
+            err,
+            "the manifest is larger than the MAX_MANIFEST_BYTES limit of 33554432 bytes"
+        );
+        assert!(diff_manifests(&huge, doc, "prod").is_err());
+        assert!(diff_manifests(doc, doc, "prod").is_ok());
+    }
 
     #[test]
     fn values_diff_reports_changed_added_and_removed_leaves() {

@@ -13,7 +13,8 @@ pub mod diff;
 pub mod release;
 
 pub use decode::{
-    Error, Result, decode_release_field, decode_secret_json, revision_from_name, revision_order,
+    Error, Limits, Result, decode_release_field, decode_release_field_with, decode_secret_json,
+    decode_secret_json_with, revision_from_name, revision_order,
 };
 pub use diff::{
     ResourceChange, ResourceChangeKind, diff_manifests, diff_values, flatten, split_manifest,

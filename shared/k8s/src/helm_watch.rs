@@ -1,12 +1,21 @@
 //! The Helm watcher: every revision of every release (Secrets of type `helm.sh/release.v1`
 //! labelled `owner=helm`) becomes a DeploymentEvent `RELEASED_AS` its HelmRevision, with the
 //! values diff and the per-resource manifest diff against the previous revision as
-//! ConfigChanges. A corrupt release Secret is logged by name, counted and skipped.
+//! ConfigChanges. A corrupt release Secret, or one over a decoder size cap
+//! ([`deploygraph_helm::Limits`]: a gzip bomb stops at the cap), is logged by name, counted
+//! and skipped.
+//!
+//! It remembers the `resourceVersion` of every release Secret it has handled, so a relist
+//! does not decode and write every revision again, and forgets a Secret when it is deleted.
+//! Store calls follow [`crate::retry`]: a revision the store rejects is logged, counted and
+//! skipped; one the store could not take for a while is set aside and read again later.
 
-use crate::retry::until_ok;
+use crate::progress::{OnSkipped, Progress, SkipReason};
+use crate::retry::{Failure, Outage, Requeue, RetryPolicy, bounded};
 use crate::rollout::COMMIT_KEYS;
-use deploygraph_helm::cluster::revisions;
-use deploygraph_helm::decode::decode_release_field;
+use deploygraph_helm::Limits;
+use deploygraph_helm::cluster::previous_release;
+use deploygraph_helm::decode::decode_release_field_with;
 use deploygraph_helm::diff::{diff_manifests, diff_values};
 use deploygraph_helm::release::Release;
 use deploygraph_model::{
@@ -20,6 +29,7 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -176,8 +186,31 @@ pub fn release_to_deployment(
     })
 }
 
-/// Called for every release Secret skipped as corrupt, with its name and why.
-pub type OnCorrupt = Box<dyn Fn(&str, &str) + Send + Sync>;
+/// A release Secret's namespace and name.
+type SecretKey = (String, String);
+
+fn secret_key(secret: &Secret) -> SecretKey {
+    (
+        secret.metadata.namespace.clone().unwrap_or_default(),
+        secret.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// One event of a watch stream, with the namespaces it covers (`None`: all).
+struct Scoped {
+    scope: Option<String>,
+    event: Result<Event<Secret>, watcher::Error>,
+}
+
+/// How one Secret went.
+enum Handled {
+    /// Recorded, or skipped for good (until it changes).
+    Done,
+    /// The store stayed unavailable: read it again later.
+    Unavailable,
+    /// The watcher is stopping.
+    Stopped,
+}
 
 /// Watches Helm release Secrets and records their revisions.
 pub struct HelmWatcher {
@@ -185,7 +218,15 @@ pub struct HelmWatcher {
     store: Arc<dyn GraphStore>,
     namespaces: Vec<String>,
     environment: Environment,
-    on_corrupt: Option<OnCorrupt>,
+    limits: Limits,
+    retry: RetryPolicy,
+    outage: Outage,
+    /// The `resourceVersion` handled of each Secret.
+    seen: HashMap<SecretKey, String>,
+    requeue: Requeue<SecretKey, ()>,
+    relisting: HashMap<Option<String>, HashSet<SecretKey>>,
+    progress: Progress,
+    on_skipped: Option<OnSkipped>,
 }
 
 impl HelmWatcher {
@@ -201,73 +242,199 @@ impl HelmWatcher {
             store,
             namespaces,
             environment,
-            on_corrupt: None,
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            outage: Outage::default(),
+            seen: HashMap::new(),
+            requeue: Requeue::new(),
+            relisting: HashMap::new(),
+            progress: Progress::default(),
+            on_skipped: None,
         }
     }
 
-    /// Calls `f` for every corrupt release Secret (metrics).
+    /// Calls `f` for every release Secret skipped: corrupt, too large, refused by the store
+    /// or set aside while it is unavailable (metrics).
     #[must_use]
-    pub fn on_corrupt(mut self, f: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
-        self.on_corrupt = Some(Box::new(f));
+    pub fn on_skipped(mut self, f: impl Fn(&str, SkipReason) + Send + Sync + 'static) -> Self {
+        self.on_skipped = Some(Box::new(f));
         self
     }
 
+    /// Decodes release Secrets with the caps `limits` instead of [`Limits::default`].
+    #[must_use]
+    pub fn decode_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Retries store calls by `policy` instead of [`RetryPolicy::default`].
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How much the watcher holds, readable while it runs.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
     /// Watches until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn run(mut self, stop: CancellationToken) {
         let config = watcher::Config::default()
             .labels("owner=helm")
             .fields("type=helm.sh/release.v1");
-        let apis: Vec<Api<Secret>> = if self.namespaces.is_empty() {
-            vec![Api::all(self.client.clone())]
+        let scopes: Vec<Option<String>> = if self.namespaces.is_empty() {
+            vec![None]
         } else {
-            self.namespaces
-                .iter()
-                .map(|ns| Api::namespaced(self.client.clone(), ns))
-                .collect()
+            self.namespaces.iter().cloned().map(Some).collect()
         };
-        let mut secrets = futures::stream::select_all(apis.into_iter().map(|api| {
+        let client = self.client.clone();
+        let mut secrets = futures::stream::select_all(scopes.into_iter().map(|scope| {
+            let api: Api<Secret> = match &scope {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
             watcher::watcher(api, config.clone())
                 .default_backoff()
+                .map(move |event| {
+                    Box::new(Scoped {
+                        scope: scope.clone(),
+                        event,
+                    })
+                })
                 .boxed()
         }));
         tracing::info!(namespaces = ?self.namespaces, "watching Helm releases");
+        enum Next {
+            Stop,
+            Due,
+            Event(Option<Box<Scoped>>),
+        }
         loop {
             let next = tokio::select! {
-                () = stop.cancelled() => break,
-                next = secrets.next() => next,
+                () = stop.cancelled() => Next::Stop,
+                () = self.requeue.next_due() => Next::Due,
+                next = secrets.next() => Next::Event(next),
             };
-            match next {
-                Some(Ok(Event::Apply(secret) | Event::InitApply(secret))) => {
-                    self.handle(&secret, &stop).await;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(error.message = %e, "Helm release watch failed; retrying")
-                }
-                None => break,
+            let running = match next {
+                Next::Stop | Next::Event(None) => false,
+                Next::Due => self.retry_due(&stop).await,
+                Next::Event(Some(scoped)) => match scoped.event {
+                    Ok(event) => self.apply(scoped.scope, event, &stop).await,
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "Helm release watch failed; retrying");
+                        true
+                    }
+                },
+            };
+            self.progress.set(self.seen.len(), self.requeue.len());
+            if !running {
+                break;
             }
         }
         tracing::info!("stopped watching Helm releases");
     }
 
-    fn corrupt(&self, secret: &str, reason: &str) {
-        tracing::warn!(secret, reason, "skipping a corrupt Helm release Secret");
-        if let Some(f) = &self.on_corrupt {
+    /// Applies one watch event; `false` when stopping.
+    async fn apply(
+        &mut self,
+        scope: Option<String>,
+        event: Event<Secret>,
+        stop: &CancellationToken,
+    ) -> bool {
+        match event {
+            Event::Apply(secret) => self.work(&secret, stop).await,
+            Event::InitApply(secret) => {
+                if let Some(listed) = self.relisting.get_mut(&scope) {
+                    listed.insert(secret_key(&secret));
+                }
+                self.work(&secret, stop).await
+            }
+            Event::Delete(secret) => {
+                let key = secret_key(&secret);
+                self.seen.remove(&key);
+                self.requeue.remove(&key);
+                true
+            }
+            Event::Init => {
+                self.relisting.insert(scope, HashSet::new());
+                true
+            }
+            Event::InitDone => {
+                // Deleted while the watch was down: gone from the list, so from memory.
+                if let Some(listed) = self.relisting.remove(&scope) {
+                    let gone = |k: &SecretKey| {
+                        scope.as_ref().is_none_or(|ns| *ns == k.0) && !listed.contains(k)
+                    };
+                    self.seen.retain(|k, _| !gone(k));
+                    self.requeue.retain(|k| !gone(k));
+                }
+                true
+            }
+        }
+    }
+
+    /// Reads a Secret set aside again and handles it; `false` when stopping.
+    async fn retry_due(&mut self, stop: &CancellationToken) -> bool {
+        let Some((key, ())) = self.requeue.due(tokio::time::Instant::now()) else {
+            return true;
+        };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.0);
+        match api.get_opt(&key.1).await {
+            Ok(Some(secret)) => self.work(&secret, stop).await,
+            Ok(None) => {
+                self.requeue.remove(&key);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(secret = %format!("{}/{}", key.0, key.1), error.message = %e, "cannot read a Helm release Secret set aside; trying again later");
+                self.requeue.push(key, (), &self.retry);
+                true
+            }
+        }
+    }
+
+    /// Handles `secret` unless this version was handled already, and books how it went.
+    async fn work(&mut self, secret: &Secret, stop: &CancellationToken) -> bool {
+        let key = secret_key(secret);
+        let version = secret.metadata.resource_version.clone().unwrap_or_default();
+        if self.seen.get(&key) == Some(&version) && !version.is_empty() {
+            return true;
+        }
+        match self.handle(secret, stop).await {
+            Handled::Done => {
+                self.seen.insert(key.clone(), version);
+                self.requeue.remove(&key);
+                true
+            }
+            Handled::Unavailable => {
+                self.requeue.push(key, (), &self.retry);
+                true
+            }
+            Handled::Stopped => false,
+        }
+    }
+
+    fn skipped(&self, secret: &str, reason: SkipReason) {
+        if let Some(f) = &self.on_skipped {
             f(secret, reason);
         }
     }
 
-    async fn handle(&self, secret: &Secret, stop: &CancellationToken) {
+    async fn handle(&self, secret: &Secret, stop: &CancellationToken) -> Handled {
         let name = format!(
             "{}/{}",
             secret.metadata.namespace.as_deref().unwrap_or_default(),
             secret.metadata.name.as_deref().unwrap_or_default()
         );
         let Some(payload) = secret.data.as_ref().and_then(|d| d.get("release")) else {
-            self.corrupt(&name, "no data.release");
-            return;
+            tracing::warn!(secret = %name, reason = "no data.release", "skipping a corrupt Helm release Secret");
+            self.skipped(&name, SkipReason::HelmReleaseCorrupt);
+            return Handled::Done;
         };
-        let release = match decode_release_field(&payload.0) {
+        let release = match decode_release_field_with(&payload.0, &self.limits) {
             Ok(r) => r,
             Err(e) => {
                 let reason =
@@ -275,8 +442,14 @@ impl HelmWatcher {
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(": ");
-                self.corrupt(&name, &reason);
-                return;
+                let skip = if e.is_too_large() {
+                    SkipReason::HelmReleaseTooLarge
+                } else {
+                    SkipReason::HelmReleaseCorrupt
+                };
+                tracing::warn!(secret = %name, reason, "skipping a corrupt Helm release Secret");
+                self.skipped(&name, skip);
+                return Handled::Done;
             }
         };
         let namespace = secret.metadata.namespace.clone().unwrap_or_default();
@@ -286,12 +459,16 @@ impl HelmWatcher {
         }
         // The previous revision, by number (a listing comes back sorted by name).
         let previous = if release.version > 1 {
-            match revisions(&self.client, &namespace, &release.name).await {
-                Ok(all) => all
-                    .into_iter()
-                    .filter(|r| r.revision < release.version)
-                    .filter_map(|r| r.release.ok())
-                    .max_by_key(|r| r.version),
+            match previous_release(
+                &self.client,
+                &namespace,
+                &release.name,
+                release.version,
+                &self.limits,
+            )
+            .await
+            {
+                Ok(previous) => previous,
                 Err(e) => {
                     tracing::warn!(error.message = %e, secret = %name, "cannot list the release's revisions; recording without a diff");
                     None
@@ -304,14 +481,29 @@ impl HelmWatcher {
             release_to_deployment(&release, previous.as_ref(), &self.environment)
         else {
             tracing::debug!(secret = %name, status = %release.info.status, "Helm revision is not a deployment");
-            return;
+            return Handled::Done;
         };
-        let Some(outcomes) = until_ok(stop, "record a Helm revision", || {
-            self.store.record_deployments(vec![deployment.clone()])
-        })
+        let outcomes = match bounded(
+            stop,
+            &self.retry,
+            &self.outage,
+            "record a Helm revision",
+            || self.store.record_deployments(vec![deployment.clone()]),
+        )
         .await
-        else {
-            return;
+        {
+            Ok(outcomes) => outcomes,
+            Err(Failure::Stopped) => return Handled::Stopped,
+            Err(Failure::Rejected(e)) => {
+                tracing::error!(secret = %name, deployment.uid = %deployment.uid, error.message = %e, error.cause_chain = ?e, "the store refused a Helm revision; skipping it until its Secret changes");
+                self.skipped(&name, SkipReason::StoreRejected);
+                return Handled::Done;
+            }
+            Err(Failure::Unavailable(e)) => {
+                tracing::warn!(secret = %name, deployment.uid = %deployment.uid, error.message = %e, "cannot record a Helm revision: the store is still unavailable; the Secret is read again later");
+                self.skipped(&name, SkipReason::StoreUnavailable);
+                return Handled::Unavailable;
+            }
         };
         let kind = outcomes.first().map(|o| o.kind);
         if kind == Some(RecordKind::Conflict) {
@@ -319,5 +511,6 @@ impl HelmWatcher {
         } else {
             tracing::info!(deployment.uid = %deployment.uid, release = %release.name, revision = release.version, status = %release.info.status, outcome = ?kind, "recorded Helm revision");
         }
+        Handled::Done
     }
 }

@@ -11,6 +11,8 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +76,7 @@ pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     observed: Option<Observed>,
+    rounds: Arc<AtomicU64>,
 }
 
 impl Elector {
@@ -83,7 +86,14 @@ impl Elector {
             api: Api::namespaced(client, &config.namespace),
             config,
             observed: None,
+            rounds: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many rounds (tries to take or renew the Lease) [`Self::run`] has completed, readable
+    /// while it runs: a round that ends not leading is a decision, not an absence of news.
+    pub fn rounds(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.rounds)
     }
 
     fn observe(&mut self, lease: &Lease) {
@@ -239,6 +249,7 @@ impl Elector {
                 *was = held;
                 true
             });
+            self.rounds.fetch_add(1, Ordering::SeqCst);
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(self.config.retry_period) => {}

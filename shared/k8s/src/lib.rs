@@ -6,7 +6,8 @@
 pub mod helm_watch;
 pub mod leader;
 pub mod observe;
-mod retry;
+pub mod progress;
+pub mod retry;
 pub mod rollout;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -125,9 +125,9 @@ fn template_images(template: &PodTemplateSpec) -> Vec<ContainerImage> {
 
 /// Fills digests from Pods that run the same image in the same container and report an
 /// `imageID`.
-pub fn resolve_digests(images: &mut [ContainerImage], pods: &[Pod]) {
+pub fn resolve_digests<P: std::borrow::Borrow<Pod>>(images: &mut [ContainerImage], pods: &[P]) {
     for image in images.iter_mut().filter(|i| i.image.digest.is_none()) {
-        let found = pods.iter().find_map(|pod| {
+        let found = pods.iter().map(P::borrow).find_map(|pod| {
             let runs_it = pod.spec.as_ref().is_some_and(|s| {
                 s.containers
                     .iter()
@@ -427,6 +427,34 @@ fn terminal(status: DeploymentStatus) -> bool {
     status != DeploymentStatus::InProgress
 }
 
+/// Fills the digests `seen` (the images of the rollout's template, in order) resolved where
+/// `deployment` has none yet.
+pub fn fill_digests(deployment: &mut Deployment, seen: &[Image]) {
+    for (image, seen) in deployment.images.iter_mut().zip(seen) {
+        if image.digest.is_none() && seen.digest.is_some() && image.repository == seen.repository {
+            image.digest.clone_from(&seen.digest);
+        }
+    }
+}
+
+/// Whether a rollout still waits for digests its Pods will report.
+pub fn awaits_digests(deployment: &Deployment) -> bool {
+    deployment.images.iter().any(|i| i.digest.is_none())
+}
+
+/// Whether labels match a selector as [`Observation::selector`] writes it (`k=v,k2=v2`); an
+/// empty selector matches nothing, as for a workload.
+pub fn selector_matches(
+    selector: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    !selector.is_empty()
+        && selector.split(',').all(|term| {
+            term.split_once('=')
+                .is_some_and(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+        })
+}
+
 /// What to record for observation `o` of a workload known as `known`, seen at `now`:
 /// `None` when nothing changed.
 pub fn decide(
@@ -450,14 +478,7 @@ pub fn decide(
         if terminal(next.status) && next.finished_at.is_none() {
             next.finished_at = Some(now.max(next.started_at));
         }
-        for (image, seen) in next.images.iter_mut().zip(&images) {
-            if image.digest.is_none()
-                && seen.digest.is_some()
-                && image.repository == seen.repository
-            {
-                image.digest.clone_from(&seen.digest);
-            }
-        }
+        fill_digests(&mut next, &images);
         return (next != k.last).then_some(next);
     }
     let mut changes: Vec<ConfigChange> = match known.and_then(|k| k.last.workload.as_ref()) {
@@ -689,5 +710,22 @@ mod tests {
         resolve_digests(&mut images, &[pod("web:v0"), pod("web:v1")]);
         assert!(images[0].image.digest.is_some());
         assert_eq!(o.selector.as_deref(), Some("app=web"));
+    }
+
+    #[test]
+    fn selectors_match_labels_like_match_labels() {
+        let labels: std::collections::BTreeMap<String, String> =
+            [("app", "web"), ("tier", "front")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        assert!(selector_matches("app=web", &labels));
+        assert!(selector_matches("app=web,tier=front", &labels));
+        assert!(!selector_matches("app=web,tier=back", &labels));
+        assert!(!selector_matches("app=api", &labels));
+        assert!(
+            !selector_matches("", &labels),
+            "an empty selector selects nothing"
+        );
     }
 }

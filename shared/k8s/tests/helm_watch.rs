@@ -7,6 +7,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use deploygraph_k8s::helm_watch::HelmWatcher;
+use deploygraph_k8s::progress::SkipReason;
 use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher};
 use deploygraph_model::{
     ChangeKind, Deployment, DeploymentStatus, Environment, ServiceName, Source,
@@ -151,6 +152,17 @@ async fn wait_for(
     }
 }
 
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn helm_revisions_are_recorded_with_their_diffs(store: Arc<dyn GraphStore>) {
     let client = deploygraph_k8s::testing::client().await;
     let ns = namespace(&client).await;
@@ -200,7 +212,8 @@ async fn helm_revisions_are_recorded_with_their_diffs(store: Arc<dyn GraphStore>
         vec![ns.clone()],
         production(),
     )
-    .on_corrupt(move |_, _| {
+    .on_skipped(move |_, reason| {
+        assert_eq!(reason, SkipReason::HelmReleaseCorrupt);
         counter.fetch_add(1, Ordering::SeqCst);
     });
     let task = tokio::spawn(watcher.run(stop.clone()));
@@ -296,19 +309,46 @@ async fn helm_revisions_are_recorded_with_their_diffs(store: Arc<dyn GraphStore>
     stop.cancel();
     task.await.unwrap();
 
-    // Restarted: nothing recorded twice.
+    // Restarted: nothing recorded twice. A release Secret created after the restart comes
+    // after the others on the same watch stream: once it is recorded, they have been seen.
     let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        HelmWatcher::new(
-            client.clone(),
-            Arc::clone(&store),
-            vec![ns.clone()],
-            production(),
-        )
-        .run(stop.clone()),
+    let watcher = HelmWatcher::new(
+        client.clone(),
+        Arc::clone(&store),
+        vec![ns.clone()],
+        production(),
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let progress = watcher.progress();
+    let task = tokio::spawn(watcher.run(stop.clone()));
+    let marker = unique("marker");
+    let record = release(&marker, &ns, 1, 1, false).to_string();
+    secrets
+        .create(
+            &pp,
+            &secret(&marker, 1, helm_layer(record.as_bytes(), true)),
+        )
+        .await
+        .unwrap();
+    wait_for(&store, &marker, "the marker after the restart", |d| {
+        d.len() == 1
+    })
+    .await;
     assert_eq!(rollouts(&store, &name).await.len(), 11);
+    // It remembers the Secrets it handled (corrupt ones too), and forgets deleted ones.
+    until("16 Secrets remembered", || progress.tracked() == 16).await;
+    for r in 1..=4 {
+        secrets
+            .delete(
+                &format!("sh.helm.release.v1.{broken}.v{r}"),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+    until("the 4 deleted Secrets forgotten", || {
+        progress.tracked() == 12
+    })
+    .await;
 
     // With the workload watcher on, the release's own Deployment is left to the Helm watcher.
     let workloads = WorkloadWatcher::new(
@@ -344,8 +384,9 @@ async fn helm_revisions_are_recorded_with_their_diffs(store: Arc<dyn GraphStore>
             .await
             .unwrap();
     }
+    // Created after the Helm-managed one, on the same watch stream: once it is recorded, the
+    // Helm-managed one has been handled.
     wait_for(&store, &plain, "the plain Deployment", |d| d.len() == 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         rollouts(&store, &name).await.len(),
         11,

@@ -4,14 +4,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use deploygraph_k8s::leader::{Elector, LeaseConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 struct Candidate {
     leading: watch::Receiver<bool>,
+    /// Rounds the candidate has completed: each one a decision to lead or not.
+    rounds: Arc<AtomicU64>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Candidate {
+    fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::SeqCst)
+    }
 }
 
 async fn candidate(lease: &str, identity: &str) -> Candidate {
@@ -23,11 +33,12 @@ async fn candidate(lease: &str, identity: &str) -> Candidate {
     };
     let (tx, leading) = watch::channel(false);
     let stop = CancellationToken::new();
-    let task = tokio::spawn(
-        Elector::new(deploygraph_k8s::testing::client().await, config).run(tx, stop.clone()),
-    );
+    let elector = Elector::new(deploygraph_k8s::testing::client().await, config);
+    let rounds = elector.rounds();
+    let task = tokio::spawn(elector.run(tx, stop.clone()));
     Candidate {
         leading,
+        rounds,
         stop,
         task,
     }
@@ -55,11 +66,14 @@ async fn one_leader_and_a_clean_handover() {
         leaders(&[&a, &b]) == 1
     })
     .await;
-    // Stays exactly one for a few renewals.
-    for _ in 0..20 {
+    // Stays exactly one while each candidate decides five more times (renews, or finds the
+    // Lease held).
+    let (from_a, from_b) = (a.rounds(), b.rounds());
+    until("five more rounds of each", Duration::from_secs(10), || {
         assert_eq!(leaders(&[&a, &b]), 1);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        a.rounds() >= from_a + 5 && b.rounds() >= from_b + 5
+    })
+    .await;
     let (leader, other) = if *a.leading.borrow() { (a, b) } else { (b, a) };
     leader.stop.cancel();
     leader.task.await.unwrap();
@@ -81,8 +95,13 @@ async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
     let a = candidate(&lease, "a").await;
     until("a to lead", Duration::from_secs(10), || *a.leading.borrow()).await;
     let b = candidate(&lease, "b").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // b has tried three times, and each time found the Lease held.
+    until("b to try three rounds", Duration::from_secs(10), || {
+        b.rounds() >= 3
+    })
+    .await;
     assert!(!*b.leading.borrow(), "b waits while a renews");
+    assert!(*a.leading.borrow());
     // A crash: the task is gone without releasing.
     a.task.abort();
     let took = until("b to take over", Duration::from_secs(10), || {

@@ -3,7 +3,11 @@
 //! writes rollout status through the status subresource as the Deployment controller would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use deploygraph_k8s::leader::LeaseConfig;
+use deploygraph_k8s::progress::{Progress, SkipReason};
+use deploygraph_k8s::retry::RetryPolicy;
 use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher, run_elected};
 use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, Environment, ServiceName};
 use deploygraph_store::{DeploymentFilter, GraphStore};
@@ -15,8 +19,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -267,14 +271,28 @@ async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn Grap
     .await
     .unwrap();
     set_status(&api, "web", deadline_exceeded()).await;
-    let found = wait_for(&store, &service, "the digest", |d| {
+    wait_for(&store, &service, "the digest", |d| {
         d[0].images[0]
             .digest
             .as_ref()
             .is_some_and(|g| g.as_str() == digest)
     })
     .await;
-    assert_eq!(found.len(), 2, "neither scaling nor a digest is a rollout");
+    // The digest may come from the Pod's own event, before the scaling is seen: a Deployment
+    // created now comes after both on the Deployment stream.
+    let seen = unique("seen");
+    api.create(
+        &PostParams::default(),
+        &deployment("seen", &seen, "registry.local/seen:v1"),
+    )
+    .await
+    .unwrap();
+    wait_for(&store, &seen, "a later Deployment", |d| d.len() == 1).await;
+    assert_eq!(
+        rollouts(&store, &service).await.len(),
+        2,
+        "neither scaling nor a digest is a rollout"
+    );
 
     // Down while the template returns to v1: the restarted watcher records it once, as a
     // rollback, and nothing twice.
@@ -295,7 +313,19 @@ async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn Grap
     stop.cancel();
     task.await.unwrap();
     let (stop, task) = start(&client, &store, &ns);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A Deployment created after the restart comes after `web` on the same watch stream: once
+    // it is recorded, `web` has been seen again.
+    let marker = unique("marker");
+    api.create(
+        &PostParams::default(),
+        &deployment("marker", &marker, "registry.local/marker:v1"),
+    )
+    .await
+    .unwrap();
+    wait_for(&store, &marker, "the marker after the restart", |d| {
+        d.len() == 1
+    })
+    .await;
     assert_eq!(
         rollouts(&store, &service).await.len(),
         3,
@@ -356,6 +386,255 @@ macro_rules! both_stores {
 }
 
 both_stores!(rollouts_are_recorded_updated_and_survive_a_restart);
+
+/// Skips a watcher reported, by reason.
+#[derive(Clone, Default)]
+struct Skips(Arc<Mutex<Vec<(String, SkipReason)>>>);
+
+impl Skips {
+    fn count(&self, reason: SkipReason) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| *r == reason)
+            .count()
+    }
+
+    fn objects(&self) -> Vec<(String, SkipReason)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn watcher_with(
+    client: &Client,
+    store: &Arc<dyn GraphStore>,
+    ns: &str,
+    retry: RetryPolicy,
+) -> (WorkloadWatcher, Skips, Progress) {
+    let skips = Skips::default();
+    let seen = skips.clone();
+    let watcher = WorkloadWatcher::new(
+        client.clone(),
+        Arc::clone(store),
+        WatchConfig {
+            namespaces: vec![ns.to_owned()],
+            label_selector: None,
+            environment: production(),
+            skip_helm_managed: false,
+        },
+    )
+    .retry(retry)
+    .on_skipped(move |object, reason| {
+        seen.0.lock().unwrap().push((object.to_owned(), reason));
+    });
+    let progress = watcher.progress();
+    (watcher, skips, progress)
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+        requeue_after: Duration::from_millis(200),
+        max_requeue_after: Duration::from_secs(1),
+    }
+}
+
+fn workload_is(d: &Deployment, name: &str) -> bool {
+    d.workload.as_ref().is_some_and(|w| w.name == name)
+}
+
+/// One record the store refuses for good is logged, counted once and skipped; the rollout
+/// after it is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_store_rejects_does_not_stop_the_next_rollout() {
+    let client = deploygraph_k8s::testing::client().await;
+    let ns = namespace(&client).await;
+    let (_dir, real) = deploygraph_store::testing::sqlite().await;
+    let store = support::FaultyStore::wrap(Arc::clone(&real), |d| {
+        workload_is(d, "bad").then(support::rejected)
+    });
+    let (watcher, skips, _) = watcher_with(&client, &store, &ns, quick_retries());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(stop.clone()));
+    let api: Api<K8sDeployment> = Api::namespaced(client.clone(), &ns);
+    let (bad, good) = (unique("bad"), unique("good"));
+    api.create(
+        &PostParams::default(),
+        &deployment("bad", &bad, "registry.local/bad:v1"),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &deployment("good", &good, "registry.local/good:v1"),
+    )
+    .await
+    .unwrap();
+    // Same stream, later object: once `good` is recorded, `bad` has been handled.
+    wait_for(&real, &good, "the rollout after the rejected one", |d| {
+        d.len() == 1
+    })
+    .await;
+    assert_eq!(
+        skips.objects(),
+        vec![(format!("{ns}/Deployment/bad"), SkipReason::StoreRejected)],
+        "counted once, with its object, never retried as an outage"
+    );
+    assert!(rollouts(&real, &bad).await.is_empty());
+    // And the watcher goes on: the next rollout of `good` is recorded too.
+    set_status(&api, "good", available()).await;
+    wait_for(&real, &good, "the update after the rejected one", |d| {
+        d[0].status == DeploymentStatus::Succeeded
+    })
+    .await;
+    assert_eq!(skips.count(SkipReason::StoreRejected), 1);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// A store that stays unavailable through the retries: the workload is counted, set aside
+/// while the watcher goes on, and recorded once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_the_store_cannot_take_yet_is_set_aside_and_recorded_later() {
+    let client = deploygraph_k8s::testing::client().await;
+    let ns = namespace(&client).await;
+    let (_dir, real) = deploygraph_store::testing::sqlite().await;
+    let down = Arc::new(AtomicBool::new(true));
+    let is_down = Arc::clone(&down);
+    let store = support::FaultyStore::wrap(Arc::clone(&real), move |d| {
+        (workload_is(d, "slow") && is_down.load(Ordering::SeqCst)).then(support::unavailable)
+    });
+    let (watcher, skips, progress) = watcher_with(&client, &store, &ns, quick_retries());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(stop.clone()));
+    let api: Api<K8sDeployment> = Api::namespaced(client.clone(), &ns);
+    let (slow, next) = (unique("slow"), unique("next"));
+    api.create(
+        &PostParams::default(),
+        &deployment("slow", &slow, "registry.local/slow:v1"),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &deployment("next", &next, "registry.local/next:v1"),
+    )
+    .await
+    .unwrap();
+    wait_for(&real, &next, "the rollout after the one set aside", |d| {
+        d.len() == 1
+    })
+    .await;
+    assert!(skips.count(SkipReason::StoreUnavailable) >= 1);
+    assert!(rollouts(&real, &slow).await.is_empty());
+    until("the workload to be set aside", || progress.requeued() == 1).await;
+    // The store comes back: the workload set aside is recorded without any new event.
+    down.store(false, Ordering::SeqCst);
+    let found = wait_for(&real, &slow, "the rollout set aside", |d| d.len() == 1).await;
+    assert_eq!(found[0].status, DeploymentStatus::InProgress);
+    until("nothing set aside", || progress.requeued() == 0).await;
+    assert_eq!(skips.count(SkipReason::StoreRejected), 0);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// Deleted workloads leave the watcher's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_workloads_are_forgotten() {
+    let client = deploygraph_k8s::testing::client().await;
+    let ns = namespace(&client).await;
+    let (_dir, store) = deploygraph_store::testing::sqlite().await;
+    let (watcher, _, progress) = watcher_with(&client, &store, &ns, RetryPolicy::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(stop.clone()));
+    let api: Api<K8sDeployment> = Api::namespaced(client.clone(), &ns);
+    let names = ["one", "two", "three"];
+    for name in names {
+        api.create(
+            &PostParams::default(),
+            &deployment(name, &unique(name), "registry.local/web:v1"),
+        )
+        .await
+        .unwrap();
+    }
+    until("three workloads remembered", || progress.tracked() == 3).await;
+    for name in &names[..2] {
+        api.delete(name, &Default::default()).await.unwrap();
+    }
+    until("the deleted two forgotten", || progress.tracked() == 1).await;
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// A Pod that starts reporting its image digest updates its rollout, with no other event of
+/// the workload: the watcher reads Pods from its cache and re-checks on their changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_reporting_a_digest_updates_its_rollout_by_itself() {
+    let client = deploygraph_k8s::testing::client().await;
+    let ns = namespace(&client).await;
+    let (_dir, store) = deploygraph_store::testing::sqlite().await;
+    let (stop, task) = start(&client, &store, &ns);
+    let service = unique("digest");
+    let api: Api<K8sDeployment> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &deployment("web", &service, "registry.local/web:v7"),
+    )
+    .await
+    .unwrap();
+    wait_for(&store, &service, "the rollout", |d| d.len() == 1).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // A Pod of another workload reporting the same image is not taken.
+    for (name, app) in [("other-1", "other"), ("web-1", "web")] {
+        pods.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": app}},
+                "spec": {"containers": [{"name": "web", "image": "registry.local/web:v7"}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let digest = |byte: &str| format!("sha256:{}", byte.repeat(32));
+    for (name, byte) in [("other-1", "cd"), ("web-1", "ef")] {
+        pods.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"containerStatuses": [{"name": "web", "image": "registry.local/web:v7",
+                "imageID": format!("registry.local/web@{}", digest(byte)), "ready": true, "restartCount": 0}]}})),
+        )
+        .await
+        .unwrap();
+    }
+    let found = wait_for(&store, &service, "the digest", |d| {
+        d[0].images[0].digest.is_some()
+    })
+    .await;
+    assert_eq!(
+        found[0].images[0]
+            .digest
+            .as_ref()
+            .map(|d| d.as_str().to_owned()),
+        Some(digest("ef"))
+    );
+    assert_eq!(found.len(), 1, "a digest is not a rollout");
+    stop.cancel();
+    task.await.unwrap();
+}
 
 /// Two replicas campaign for one Lease: only the leader records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

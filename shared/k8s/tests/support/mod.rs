@@ -1,0 +1,171 @@
+//! A store decorator for the watcher tests: the real store, except for the deployment writes
+//! a test chooses to fail, with the error it chooses.
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deploygraph_model::{
+    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
+    Trigger, Uid,
+};
+use deploygraph_store::{
+    AlertFilter, AppliedMigration, ChaosFilter, DeploymentFilter, Error, GraphStore, Page,
+    RecordOutcome, Result, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
+    cypher,
+};
+use std::sync::Arc;
+
+/// Decides the fate of one deployment write: `Some(error)` fails it.
+pub type Fault = Box<dyn Fn(&Deployment) -> Option<Error> + Send + Sync>;
+
+/// `inner`, with the deployment writes `fault` fails.
+pub struct FaultyStore {
+    inner: Arc<dyn GraphStore>,
+    fault: Fault,
+}
+
+impl FaultyStore {
+    /// `inner`, failing the deployment writes `fault` says.
+    pub fn wrap(
+        inner: Arc<dyn GraphStore>,
+        fault: impl Fn(&Deployment) -> Option<Error> + Send + Sync + 'static,
+    ) -> Arc<dyn GraphStore> {
+        Arc::new(Self {
+            inner,
+            fault: Box::new(fault),
+        })
+    }
+}
+
+/// What a store says when it refuses a record for good (a constraint, say).
+pub fn rejected() -> Error {
+    Error::Backend {
+        backend: "test",
+        operation: "record deployments",
+        source: "the record violates a constraint".into(),
+    }
+}
+
+/// What a store says while it is down.
+pub fn unavailable() -> Error {
+    Error::Unavailable {
+        backend: "test",
+        source: "connection refused".into(),
+    }
+}
+
+#[async_trait]
+impl GraphStore for FaultyStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
+        self.inner.migrate().await
+    }
+    async fn ready(&self) -> Result<()> {
+        self.inner.ready().await
+    }
+    async fn record_deployments(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
+        if let Some(e) = batch.iter().find_map(|d| (self.fault)(d)) {
+            return Err(e);
+        }
+        self.inner.record_deployments(batch).await
+    }
+    async fn get_deployment(&self, uid: &Uid) -> Result<Option<StoredDeployment>> {
+        self.inner.get_deployment(uid).await
+    }
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Page<StoredDeployment>> {
+        self.inner.list_deployments(filter).await
+    }
+    async fn record_snapshot(&self, snapshot: &InfraSnapshot) -> Result<()> {
+        self.inner.record_snapshot(snapshot).await
+    }
+    async fn get_snapshot(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
+        self.inner.get_snapshot(uid).await
+    }
+    async fn snapshot_for_deployment(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
+        self.inner.snapshot_for_deployment(uid).await
+    }
+    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>> {
+        self.inner.latest_snapshot().await
+    }
+    async fn list_services(&self) -> Result<Vec<ServiceSummary>> {
+        self.inner.list_services().await
+    }
+    async fn list_snapshots(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<InfraSnapshot>> {
+        self.inner.list_snapshots(since, until, limit).await
+    }
+    async fn find_services(
+        &self,
+        name: &ServiceName,
+        namespace: Option<&str>,
+        environment: Option<&Environment>,
+    ) -> Result<Vec<ServiceRef>> {
+        self.inner.find_services(name, namespace, environment).await
+    }
+    async fn record_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>> {
+        self.inner.record_alerts(alerts).await
+    }
+    async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>> {
+        self.inner.get_alert(uid).await
+    }
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
+        self.inner.list_alerts(filter).await
+    }
+    async fn alert_services(&self, alert: &Uid) -> Result<Vec<ServiceRef>> {
+        self.inner.alert_services(alert).await
+    }
+    async fn set_dependencies(
+        &self,
+        service: &ServiceRef,
+        depends_on: &[ServiceRef],
+    ) -> Result<()> {
+        self.inner.set_dependencies(service, depends_on).await
+    }
+    async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+        self.inner.dependencies(service).await
+    }
+    async fn deployments_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredDeployment>> {
+        self.inner.deployments_between(services, from, to).await
+    }
+    async fn service_history(
+        &self,
+        service: &Uid,
+        before: DateTime<Utc>,
+    ) -> Result<ServiceHistory> {
+        self.inner.service_history(service, before).await
+    }
+    async fn replace_attribution(
+        &self,
+        alert: &Uid,
+        triggers: &[Trigger],
+        chaos: Option<(&Uid, &str)>,
+    ) -> Result<()> {
+        self.inner.replace_attribution(alert, triggers, chaos).await
+    }
+    async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution> {
+        self.inner.attribution(alert).await
+    }
+    async fn record_chaos_run(&self, run: &ChaosRun) -> Result<()> {
+        self.inner.record_chaos_run(run).await
+    }
+    async fn get_chaos_run(&self, uid: &Uid) -> Result<Option<ChaosRun>> {
+        self.inner.get_chaos_run(uid).await
+    }
+    async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>> {
+        self.inner.list_chaos_runs(filter).await
+    }
+    async fn read_cypher(&self, request: &cypher::CypherRequest) -> Result<cypher::CypherResult> {
+        self.inner.read_cypher(request).await
+    }
+}

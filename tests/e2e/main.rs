@@ -8,6 +8,7 @@ mod alerts;
 mod chaos;
 mod ci;
 mod cli;
+mod follow_ups;
 mod gate;
 mod helm;
 mod neo4j;

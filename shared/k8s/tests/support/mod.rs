@@ -130,6 +130,31 @@ impl GraphStore for FaultyStore {
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         self.inner.dependencies(service).await
     }
+    async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
+        self.inner.dependents(service).await
+    }
+    async fn claim_follow_ups(
+        &self,
+        claim: deploygraph_store::Claim<'_>,
+    ) -> Result<Vec<deploygraph_store::FollowUp>> {
+        self.inner.claim_follow_ups(claim).await
+    }
+    async fn finish_follow_up(
+        &self,
+        kind: deploygraph_store::FollowUpKind,
+        subject: &Uid,
+        enqueued_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.inner
+            .finish_follow_up(kind, subject, enqueued_at)
+            .await
+    }
+    async fn follow_up_stats(
+        &self,
+        subjects: Option<&[Uid]>,
+    ) -> Result<deploygraph_store::FollowUpStats> {
+        self.inner.follow_up_stats(subjects).await
+    }
     async fn deployments_between(
         &self,
         services: &[Uid],

@@ -1,0 +1,238 @@
+//! One ingest pipeline: a deployment reported after the alert it caused is considered for that
+//! alert whatever recorded it — `record deployment --store`, the HTTP API, or the Kubernetes
+//! watcher of `serve` — and so is a dependency's deployment for its dependents' alerts.
+
+use crate::support::{
+    Server, digest, run, settled_suspects, sqlite_uri, stderr, stdout, temp_path, unique,
+};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+const TOKEN: &str = "f0llow-ups";
+
+fn at(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn json_of(args: &[String]) -> Value {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "deploygraph {} exited {:?}\n{}",
+        args.join(" "),
+        out.status.code(),
+        stderr(&out)
+    );
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+fn notification(
+    fingerprint: &str,
+    service: &str,
+    namespace: &str,
+    starts_at: DateTime<Utc>,
+) -> Value {
+    let labels = json!({"alertname": "HighLatency", "service": service, "namespace": namespace,
+                        "environment": "production", "severity": "critical"});
+    json!({
+        "version": "4", "groupKey": "{}:{alertname=\"HighLatency\"}", "truncatedAlerts": 0,
+        "status": "firing", "receiver": "deploygraph", "groupLabels": {"alertname": "HighLatency"},
+        "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+        "alerts": [{"status": "firing", "labels": labels, "annotations": {},
+                    "startsAt": at(starts_at), "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint}]
+    })
+}
+
+/// web depends on api; an alert on web; then a deployment of api that started 10 minutes
+/// before the alert is recorded. Through the store in this process and through a server
+/// alike, the alert's suspects name it.
+#[test]
+fn a_late_dependency_deployment_is_a_suspect_whatever_records_it() {
+    for remote in [false, true] {
+        let store = sqlite_uri();
+        let server = remote.then(|| Server::start(&store, &["--token", TOKEN]));
+        let target = match &server {
+            Some(server) => strings(&["--server", &server.url, "--token", TOKEN]),
+            None => strings(&["--store", &store]),
+        };
+        let (web, api) = (unique("web"), unique("api"));
+        let topology = temp_path("topology.yaml");
+        std::fs::write(
+            &topology,
+            format!(
+                "services:\n  - name: {web}\n    namespace: prod\n    environment: production\n    depends_on: [{api}]\n"
+            ),
+        )
+        .unwrap();
+        let mut apply = strings(&["topology", "apply", &topology.display().to_string()]);
+        apply.extend(target.iter().cloned());
+        apply.extend(strings(&["--output", "json"]));
+        json_of(&apply);
+
+        let alert_at =
+            DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap() - Duration::minutes(30);
+        let fingerprint = format!("{:016x}", rand::random::<u64>());
+        let file = temp_path("alert.json");
+        std::fs::write(
+            &file,
+            notification(&fingerprint, &web, "prod", alert_at).to_string(),
+        )
+        .unwrap();
+        let mut record_alert = strings(&["record", "alert", &file.display().to_string()]);
+        record_alert.extend(target.iter().cloned());
+        record_alert.extend(strings(&["--output", "json"]));
+        json_of(&record_alert);
+
+        let image = format!("ghcr.io/acme/{api}@{}", digest(9));
+        let started = at(alert_at - Duration::minutes(10));
+        let mut record = strings(&[
+            "record",
+            "deployment",
+            "--service",
+            &api,
+            "--namespace",
+            "prod",
+            "--environment",
+            "production",
+            "--commit",
+            "9fceb02d0ae598e95dc970b74767f19372d61af8",
+            "--image",
+            &image,
+            "--status",
+            "succeeded",
+            "--started-at",
+            &started,
+            "--change",
+            "values.timeout=30s->5s",
+            "--output",
+            "json",
+        ]);
+        record.extend(target.iter().cloned());
+        let recorded = json_of(&record);
+
+        // `query suspects` waits while the server's workers have the re-attribution pending.
+        let mut suspects = strings(&[
+            "query",
+            "suspects",
+            "--alert",
+            &fingerprint,
+            "--output",
+            "json",
+        ]);
+        suspects.extend(target.iter().cloned());
+        let mut view = json_of(&suspects);
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while view["suspects"][0]["deployment"]["uid"] != recorded["uid"]
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            view = json_of(&suspects);
+        }
+        assert_eq!(
+            view["suspects"][0]["deployment"]["uid"], recorded["uid"],
+            "remote={remote}: the late dependency deployment is the suspect: {view}"
+        );
+    }
+}
+
+/// The Kubernetes watcher of `serve` records a rollout after an alert it precedes was stored:
+/// the pipeline re-attributes the alert to it, as it does for the API's deployments.
+#[test]
+fn a_rollout_the_watcher_records_late_is_a_suspect() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(deploygraph_k8s::testing::client());
+    let ns = unique("e2e-late");
+    let service = unique("cart");
+    runtime.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    let kubeconfig = std::env::var("KUBECONFIG_TEST")
+        .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)");
+    let server = Server::start(
+        &sqlite_uri(),
+        &[
+            "--token",
+            TOKEN,
+            "--watch-kubernetes",
+            "--watch-kubeconfig",
+            &kubeconfig,
+            "--watch-namespace",
+            &ns,
+            "--watch-environment",
+            "production",
+            "--lease-namespace",
+            &ns,
+        ],
+    );
+    // The alert starts a minute from now: the rollout made next starts before it, and is
+    // recorded after it.
+    let alert_at = Utc::now() + Duration::minutes(1);
+    let fingerprint = format!("{:016x}", rand::random::<u64>());
+    let (status, _, body) = crate::support::post_json(
+        &format!("{}/v1/alerts/alertmanager", server.url),
+        &notification(&fingerprint, &service, &ns, alert_at),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, before) = settled_suspects(&server.url, &fingerprint);
+    assert!(
+        before["suspects"].as_array().unwrap().is_empty(),
+        "{before}"
+    );
+
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    runtime.block_on(async {
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "cart", "labels": {"app": service}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cart"}},
+                         "template": {"metadata": {"labels": {"app": "cart"}},
+                                      "spec": {"containers": [{"name": "cart", "image": "registry.local/cart:2.0"}]}}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, view) = settled_suspects(&server.url, &fingerprint);
+        let top = &view["suspects"][0]["deployment"];
+        if top["source"] == "k8s" && top["service"] == service.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watcher's rollout never became the suspect: {view}\n{}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let text = crate::support::http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains("deploygraph_follow_ups_total{kind=\"deployment\",outcome=\"done\"}"),
+        "{text}"
+    );
+}

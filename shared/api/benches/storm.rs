@@ -1,0 +1,324 @@
+//! Alert storm benchmark: 5,000 alerts in 50 Alertmanager notifications delivered in parallel
+//! to the API over TCP (the router `serve` runs, with its follow-up pipeline), while a reader
+//! keeps listing alerts and deployments. Measures accepted alerts/s, webhook latency, the time
+//! until every alert has its suspects, the readers' latency meanwhile, and how many deliveries
+//! got 503 (retried as Alertmanager retries). Baseline, in the same run: the same notifications
+//! delivered one after another.
+//!
+//! `scripts/services up neo4j && eval "$(scripts/services env)" && cargo bench -p deploygraph-api --bench storm`
+//! Options (environment): `BENCH_ALERTS` (5000), `BENCH_NOTIFICATIONS` (50), `BENCH_SERVICES`
+//! (20), `BENCH_STORES` (`sqlite,neo4j`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use deploygraph_api::{ApiConfig, AppState};
+use deploygraph_model::{Alert, Uid};
+use deploygraph_store::GraphStore;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "st0rm";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+struct Storm {
+    notifications: Vec<Value>,
+    alerts: Vec<Uid>,
+    deployments: Vec<Value>,
+    services: Vec<String>,
+}
+
+/// Three deployments per service in the two hours before the storm, then `alerts` alerts over
+/// the services, `alerts / notifications` per notification.
+fn storm(run: &str, alerts: usize, notifications: usize, services: usize) -> Storm {
+    // Whole seconds: alerts carry their start to the second, and their uids derive from it.
+    let start = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0)
+        .expect("now is a valid time")
+        - chrono::Duration::minutes(30);
+    let names: Vec<String> = (0..services).map(|i| format!("{run}-svc-{i}")).collect();
+    let mut deployments = Vec::new();
+    for (i, service) in names.iter().enumerate() {
+        for k in 0..3u32 {
+            let seed = i * 3 + k as usize;
+            deployments.push(json!({
+                "service": service, "namespace": "prod", "environment": "production",
+                "version": format!("v1.{k}.0"),
+                "commit": {"sha": format!("{:040x}", seed + 1)},
+                "images": [{"repository": format!("ghcr.io/acme/{service}"),
+                            "digest": format!("sha256:{:064x}", seed + 1)}],
+                "status": "succeeded",
+                "started_at": at(start - chrono::Duration::minutes(100 - 40 * i64::from(k))),
+                "changes": [{"path": "values.pool.size", "kind": "value",
+                             "before": "50", "after": (10 + k).to_string()}]
+            }));
+        }
+    }
+    let per = alerts.div_ceil(notifications);
+    let mut uids = Vec::with_capacity(alerts);
+    let mut bodies = Vec::with_capacity(notifications);
+    for n in 0..notifications {
+        let mut items = Vec::with_capacity(per);
+        for j in 0..per {
+            let index = n * per + j;
+            if index >= alerts {
+                break;
+            }
+            let service = &names[index % services];
+            let fingerprint = format!("{:016x}", rand::random::<u64>());
+            let starts = start + chrono::Duration::seconds((index % 600) as i64);
+            uids.push(Alert::uid_for(&fingerprint, &starts));
+            items.push(json!({
+                "status": "firing",
+                "labels": {"alertname": format!("Alert{}", index % 7), "service": service,
+                           "namespace": "prod", "environment": "production",
+                           "severity": "critical", "pod": format!("{service}-{j}")},
+                "annotations": {"summary": "error budget burning"},
+                "startsAt": at(starts), "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint
+            }));
+        }
+        bodies.push(json!({
+            "version": "4", "groupKey": format!("{{}}:{{group=\"{n}\"}}"), "truncatedAlerts": 0,
+            "status": "firing", "receiver": "deploygraph", "groupLabels": {"group": n.to_string()},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+            "alerts": items
+        }));
+    }
+    Storm {
+        notifications: bodies,
+        alerts: uids,
+        deployments,
+        services: names,
+    }
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+struct Figures {
+    alerts_per_second: f64,
+    webhook_p50_ms: f64,
+    webhook_p99_ms: f64,
+    attributed_after_s: f64,
+    reads: usize,
+    read_p99_ms: f64,
+    unavailable: usize,
+}
+
+/// Delivers the storm to a fresh server over `store`, `parallel` notifications at a time.
+async fn deliver(store: &Arc<dyn GraphStore>, storm: &Storm, parallel: usize) -> Figures {
+    let state = AppState::new(
+        Arc::clone(store),
+        ApiConfig {
+            token: Some(SecretString::from(TOKEN.to_owned())),
+            ..ApiConfig::default()
+        },
+    );
+    let stop = CancellationToken::new();
+    let pipeline = state.pipeline();
+    let workers = tokio::spawn({
+        let stop = stop.clone();
+        async move { pipeline.run(stop.cancelled_owned()).await }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        let router = deploygraph_api::router(state);
+        async move {
+            deploygraph_api::serve(
+                listener,
+                router,
+                stop.cancelled_owned(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let mut recorded = Vec::new();
+    for d in &storm.deployments {
+        let r = client
+            .post(format!("{base}/v1/deployments"))
+            .bearer_auth(TOKEN)
+            .json(d)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let body: Value = r.json().await.unwrap();
+        recorded.push(Uid::from_stored(body["uid"].as_str().unwrap()));
+    }
+    // The deployments' follow-ups out of the way: the storm is the alerts'.
+    while store
+        .follow_up_stats(Some(&recorded))
+        .await
+        .unwrap()
+        .total()
+        > 0
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert!(
+        store.get_alert(&storm.alerts[0]).await.unwrap().is_none(),
+        "a new storm"
+    );
+    let storming = Arc::new(AtomicBool::new(true));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = tokio::spawn({
+        let client = client.clone();
+        let base = base.clone();
+        let storming = Arc::clone(&storming);
+        let reads = Arc::clone(&reads);
+        let services = storm.services.clone();
+        async move {
+            let mut latencies = Vec::new();
+            let mut i = 0usize;
+            while storming.load(Ordering::SeqCst) {
+                let service = &services[i % services.len()];
+                let path = if i % 2 == 0 {
+                    format!("{base}/v1/alerts?service={service}&limit=20")
+                } else {
+                    format!("{base}/v1/services/{service}/deployments?limit=20")
+                };
+                i += 1;
+                let started = Instant::now();
+                let status = client.get(&path).send().await.map(|r| r.status());
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                if status.is_ok_and(|s| s.is_success()) {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            latencies
+        }
+    });
+
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let started = Instant::now();
+    let mut deliveries = tokio::task::JoinSet::new();
+    for body in &storm.notifications {
+        let client = client.clone();
+        let url = format!("{base}/v1/alerts/alertmanager");
+        let body = body.clone();
+        let semaphore = Arc::clone(&semaphore);
+        let unavailable = Arc::clone(&unavailable);
+        deliveries.spawn(async move {
+            let _permit = semaphore.acquire_owned().await.unwrap();
+            let mut latencies = Vec::new();
+            // As Alertmanager: a 5xx is delivered again, after a pause.
+            loop {
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                let status = response.status();
+                if status.is_success() {
+                    return latencies;
+                }
+                assert!(
+                    status.is_server_error(),
+                    "{status}: {}",
+                    response.text().await.unwrap()
+                );
+                unavailable.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    let mut webhook = Vec::new();
+    while let Some(done) = deliveries.join_next().await {
+        webhook.extend(done.unwrap());
+    }
+    let accepted = started.elapsed();
+    assert!(
+        store.get_alert(&storm.alerts[0]).await.unwrap().is_some(),
+        "the storm's alerts are where the benchmark looks for them"
+    );
+    while store
+        .follow_up_stats(Some(&storm.alerts))
+        .await
+        .unwrap()
+        .total()
+        > 0
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let attributed = started.elapsed();
+    storming.store(false, Ordering::SeqCst);
+    let mut read_latencies = reader.await.unwrap();
+    stop.cancel();
+    workers.await.unwrap();
+    server.await.unwrap();
+    Figures {
+        alerts_per_second: storm.alerts.len() as f64 / accepted.as_secs_f64(),
+        webhook_p50_ms: percentile(&mut webhook.clone(), 50.0),
+        webhook_p99_ms: percentile(&mut webhook, 99.0),
+        attributed_after_s: attributed.as_secs_f64(),
+        reads: reads.load(Ordering::SeqCst),
+        read_p99_ms: percentile(&mut read_latencies, 99.0),
+        unavailable: unavailable.load(Ordering::SeqCst),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let alerts = env_usize("BENCH_ALERTS", 5000);
+    let notifications = env_usize("BENCH_NOTIFICATIONS", 50);
+    let services = env_usize("BENCH_SERVICES", 20);
+    let stores = std::env::var("BENCH_STORES").unwrap_or_else(|_| "sqlite,neo4j".into());
+    println!(
+        "| store | delivery | accepted alerts/s | webhook p50 ms | webhook p99 ms | every alert attributed after s | reads during | read p99 ms | 503s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for name in stores.split(',') {
+        let (_dir, store) = match name {
+            "sqlite" => deploygraph_store::testing::sqlite().await,
+            "neo4j" => deploygraph_store::testing::neo4j().await,
+            other => panic!("BENCH_STORES: unknown store {other:?}"),
+        };
+        for (label, parallel) in [("parallel", notifications), ("sequential (baseline)", 1)] {
+            let run = format!("storm{:06x}", rand::random::<u32>() & 0xff_ffff);
+            let storm = storm(&run, alerts, notifications, services);
+            let f = deliver(&store, &storm, parallel).await;
+            println!(
+                "| {name} | {label} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {:.0} | {} |",
+                f.alerts_per_second,
+                f.webhook_p50_ms,
+                f.webhook_p99_ms,
+                f.attributed_after_s,
+                f.reads,
+                f.read_p99_ms,
+                f.unavailable
+            );
+        }
+    }
+}

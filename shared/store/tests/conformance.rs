@@ -672,6 +672,7 @@ async fn chaos_runs_are_updated_in_place_and_raise_alerts(store: Arc<dyn GraphSt
         since: Some(minute(since)),
         until: Some(minute(until)),
         limit: 10,
+        cursor: None,
     };
     assert_eq!(
         store.list_chaos_runs(&filter(5, 5)).await.unwrap(),
@@ -934,6 +935,327 @@ async fn the_removed_status_migration_keeps_existing_data() {
     );
 }
 
+/// Alertmanager delivers notifications in parallel, and CI records rollouts of the same
+/// services meanwhile: every write touches the same few Service nodes (and one shared commit
+/// and image). Each call must succeed on its first try from the caller's side — the store
+/// orders its locks and retries its own transient failures.
+async fn concurrent_alert_and_deployment_storms_complete_without_errors(
+    store: Arc<dyn GraphStore>,
+) {
+    let services: Vec<String> = (0..3).map(|i| unique(&format!("storm{i}"))).collect();
+    let shared = unique("fp-shared");
+    let run = unique("fp");
+    let mut tasks = Vec::new();
+    for task in 0..20i64 {
+        let store = Arc::clone(&store);
+        let mut order = services.clone();
+        order.shuffle(&mut rand::rng());
+        let services = services.clone();
+        let shared = shared.clone();
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut alerts: Vec<Alert> = order
+                .iter()
+                .enumerate()
+                .flat_map(|(i, service)| {
+                    let run = run.clone();
+                    (0..5)
+                        .map(move |n| Alert::test(&format!("{run}-{task}-{i}-{n}"), service, task))
+                })
+                .collect();
+            // The same alert, delivered by every notification.
+            alerts.push(Alert::test(&shared, &order[0], 0));
+            alerts.shuffle(&mut rand::rng());
+            let recorded = store
+                .record_alerts(alerts)
+                .await
+                .map_err(|e| format!("alerts: {e}"))?;
+            let deployments: Vec<Deployment> = services
+                .iter()
+                .map(|service| {
+                    Deployment::test()
+                        .service(service)
+                        .commit("0123456789abcdef0123456789abcdef01234567")
+                        .image_seed(7)
+                        .started_at_minute(task)
+                        .build()
+                })
+                .collect();
+            let outcomes = store
+                .record_deployments(deployments)
+                .await
+                .map_err(|e| format!("deployments: {e}"))?;
+            Ok::<_, String>((recorded.len(), outcomes.len()))
+        }));
+    }
+    let retries = deploygraph_store::retry::retries();
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok((alerts, deployments)) => assert_eq!((alerts, deployments), (16, 3)),
+            Err(e) => errors.push(e),
+        }
+    }
+    assert_eq!(errors, Vec::<String>::new(), "no writer may fail");
+    eprintln!(
+        "{} store: {} transaction retries",
+        store.backend(),
+        deploygraph_store::retry::retries() - retries
+    );
+    for service in &services {
+        let alerts = store
+            .list_alerts(&AlertFilter {
+                limit: 1000,
+                ..alerts_for(service)
+            })
+            .await
+            .unwrap();
+        let own = alerts.iter().filter(|a| a.fingerprint != shared).count();
+        assert_eq!(own, 20 * 5, "{service}");
+        for a in alerts.iter().take(10) {
+            assert_eq!(
+                store.alert_services(&a.uid).await.unwrap(),
+                vec![ServiceRef::test(service)]
+            );
+        }
+        let items = store
+            .list_deployments(&filter_service(service, 100))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(items.len(), 20);
+        assert_chain(&items);
+    }
+    let shared_alerts = store
+        .list_alerts(&AlertFilter {
+            fingerprint: Some(shared.clone()),
+            limit: 10,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(shared_alerts.len(), 1, "one node per occurrence");
+}
+
+async fn top_triggers_rank_like_the_attribution(store: Arc<dyn GraphStore>) {
+    let service = unique("ranked");
+    let d1 = Deployment::test()
+        .service(&service)
+        .started_at_minute(0)
+        .build();
+    let d2 = Deployment::test()
+        .service(&service)
+        .started_at_minute(5)
+        .build();
+    store
+        .record_deployments(vec![d1.clone(), d2.clone()])
+        .await
+        .unwrap();
+    let alerts: Vec<Alert> = (0..4)
+        .map(|i| Alert::test(&unique("fp"), &service, 10 + i))
+        .collect();
+    store.record_alerts(alerts.clone()).await.unwrap();
+    let trigger = |alert: &Alert, d: &Deployment, score: f64| Trigger {
+        deployment_uid: d.uid.clone(),
+        alert_uid: alert.uid.clone(),
+        confidence_score: score,
+        reasons: vec![format!("score {score}")],
+        computed_at: minute(60),
+    };
+    // d2 wins; d1 wins; a tie goes to the smaller uid; no trigger at all.
+    store
+        .replace_attribution(
+            &alerts[0].uid,
+            &[trigger(&alerts[0], &d1, 0.3), trigger(&alerts[0], &d2, 0.6)],
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .replace_attribution(
+            &alerts[1].uid,
+            &[trigger(&alerts[1], &d1, 0.9), trigger(&alerts[1], &d2, 0.1)],
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .replace_attribution(
+            &alerts[2].uid,
+            &[trigger(&alerts[2], &d2, 0.5), trigger(&alerts[2], &d1, 0.5)],
+            None,
+        )
+        .await
+        .unwrap();
+    let mut asked: Vec<_> = alerts.iter().map(|a| a.uid.clone()).collect();
+    asked.push(deploygraph_model::Uid::from_stored("alert-unknown"));
+    asked.push(alerts[0].uid.clone());
+    let top = store.top_triggers(&asked).await.unwrap();
+    let mut expected = Vec::new();
+    for a in &alerts {
+        if let Some(first) = store.attribution(&a.uid).await.unwrap().triggers.first() {
+            expected.push(first.clone());
+        }
+    }
+    expected.sort_by(|a, b| a.alert_uid.cmp(&b.alert_uid));
+    assert_eq!(top, expected);
+    assert_eq!(top.len(), 3);
+    let winner = |alert: &Alert| {
+        top.iter()
+            .find(|t| t.alert_uid == alert.uid)
+            .map(|t| (t.deployment_uid.clone(), t.confidence_score))
+    };
+    assert_eq!(winner(&alerts[0]), Some((d2.uid.clone(), 0.6)));
+    assert_eq!(winner(&alerts[1]), Some((d1.uid.clone(), 0.9)));
+    let smaller = d1.uid.clone().min(d2.uid.clone());
+    assert_eq!(winner(&alerts[2]), Some((smaller, 0.5)));
+    assert_eq!(winner(&alerts[3]), None);
+    assert!(store.top_triggers(&[]).await.unwrap().is_empty());
+}
+
+async fn deployments_are_read_in_one_batch(store: Arc<dyn GraphStore>) {
+    let service = unique("batch-read");
+    let ds: Vec<Deployment> = (0..5)
+        .map(|i| {
+            Deployment::test()
+                .service(&service)
+                .started_at_minute(i)
+                .build()
+        })
+        .collect();
+    store.record_deployments(ds.clone()).await.unwrap();
+    let mut asked: Vec<_> = ds.iter().rev().map(|d| d.uid.clone()).collect();
+    asked.push(deploygraph_model::Uid::from_stored("deployment-unknown"));
+    asked.push(ds[0].uid.clone());
+    let got = store.get_deployments(&asked).await.unwrap();
+    let mut expected = Vec::new();
+    for d in &ds {
+        expected.push(store.get_deployment(&d.uid).await.unwrap().unwrap());
+    }
+    expected.sort_by(|a, b| a.deployment.uid.cmp(&b.deployment.uid));
+    assert_eq!(got, expected);
+    assert!(got.iter().filter(|d| d.follows.is_some()).count() == 4);
+    assert!(store.get_deployments(&[]).await.unwrap().is_empty());
+}
+
+async fn alerts_and_chaos_runs_page_with_cursors(store: Arc<dyn GraphStore>) {
+    let service = unique("paged");
+    // 23 alerts over 8 distinct start times: ties are broken by uid.
+    let alerts: Vec<Alert> = (0..23)
+        .map(|i| Alert::test(&unique("fp"), &service, i % 8))
+        .collect();
+    store.record_alerts(alerts.clone()).await.unwrap();
+    let mut walked = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_alerts(&AlertFilter {
+                limit: 5,
+                cursor: cursor.clone(),
+                ..alerts_for(&service)
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(pages <= 5, "the walk ends");
+        let Some(last) = page.last() else { break };
+        cursor = Some(Cursor::at(last.starts_at, &last.uid));
+        let full = page.len() == 5;
+        walked.extend(page);
+        if !full {
+            break;
+        }
+    }
+    let mut expected = alerts.clone();
+    expected.sort_by(|a, b| (b.starts_at, &b.uid).cmp(&(a.starts_at, &a.uid)));
+    assert_eq!(walked, expected);
+
+    let runs: Vec<ChaosRun> = (0..12)
+        .map(|i| ChaosRun::test(&unique("run"), &service, i % 4, Some(i % 4 + 1)))
+        .collect();
+    for run in &runs {
+        store.record_chaos_run(run).await.unwrap();
+    }
+    let target = ServiceRef::test(&service).uid();
+    let mut walked = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_chaos_runs(&ChaosFilter {
+                services: vec![target.clone()],
+                limit: 5,
+                cursor: cursor.clone(),
+                ..ChaosFilter::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(Cursor::at(last.started_at, &last.uid));
+        let full = page.len() == 5;
+        walked.extend(page.into_iter().map(|r| r.uid));
+        if !full {
+            break;
+        }
+    }
+    let mut expected = runs.clone();
+    expected.sort_by(|a, b| (b.started_at, &b.uid).cmp(&(a.started_at, &a.uid)));
+    assert_eq!(
+        walked,
+        expected.into_iter().map(|r| r.uid).collect::<Vec<_>>()
+    );
+}
+
+/// Two stores on one SQLite file (two processes: `serve` and a CLI with `--store`) write
+/// concurrently: the one waiting for the other's lock waits (busy_timeout) or retries, and
+/// neither reports an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sqlite_stores_on_one_file_write_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let first: Arc<dyn GraphStore> = Arc::new(
+        SqliteStore::open(&path, MigrationSource::Embedded)
+            .await
+            .unwrap(),
+    );
+    first.migrate().await.unwrap();
+    let second: Arc<dyn GraphStore> = Arc::new(
+        SqliteStore::open(&path, MigrationSource::Embedded)
+            .await
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for task in 0..20i64 {
+        let store = Arc::clone(if task % 2 == 0 { &first } else { &second });
+        tasks.push(tokio::spawn(async move {
+            let alerts: Vec<Alert> = (0..20)
+                .map(|n| Alert::test(&format!("fp-{task}-{n}"), "busy", task))
+                .collect();
+            store.record_alerts(alerts).await.map(|r| r.len())?;
+            store
+                .record_deployments(vec![
+                    Deployment::test()
+                        .service("busy")
+                        .started_at_minute(task)
+                        .build(),
+                ])
+                .await
+                .map(|r| r.len())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 1);
+    }
+    let listed = first
+        .list_alerts(&AlertFilter {
+            limit: 1000,
+            ..alerts_for("busy")
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 400);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -971,6 +1293,10 @@ conformance!(
     a_rollout_without_commit_or_digest_is_recorded,
     helm_revisions_are_linked_and_follow_the_release,
     a_removal_in_a_path_environment_keeps_its_origin,
+    concurrent_alert_and_deployment_storms_complete_without_errors,
+    top_triggers_rank_like_the_attribution,
+    deployments_are_read_in_one_batch,
+    alerts_and_chaos_runs_page_with_cursors,
 );
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,

@@ -9,4 +9,5 @@ pub mod dora;
 pub mod engine;
 pub mod factors;
 pub mod report;
+pub mod timeline;
 pub mod views;

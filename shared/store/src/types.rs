@@ -237,6 +237,8 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// Whether more items match than this page holds (`next_cursor` is set).
+    pub truncated: bool,
 }
 
 impl Page<StoredDeployment> {
@@ -252,6 +254,7 @@ impl Page<StoredDeployment> {
         };
         Self {
             items: rows,
+            truncated: next_cursor.is_some(),
             next_cursor,
         }
     }

@@ -1452,3 +1452,113 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         RecordKind::Unchanged
     );
 }
+
+/// A TCP proxy in front of Neo4j that, when armed, cuts the connection carrying the next
+/// BEGIN (Bolt's struct marker `0xB1` and signature `0x11`): a pooled connection that breaks
+/// inside a transaction, as a connection reset or a leader stepping down does.
+struct CutProxy {
+    uri: String,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    cuts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn cut_proxy(target: String) -> CutProxy {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("bolt://{}", listener.local_addr().unwrap());
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cuts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (armed_in, cuts_in) = (Arc::clone(&armed), Arc::clone(&cuts));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (armed, cuts) = (Arc::clone(&armed_in), Arc::clone(&cuts_in));
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = client_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        let begin = buf[..n].windows(2).any(|w| w == [0xB1, 0x11]);
+                        if begin && armed.swap(false, Ordering::SeqCst) {
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            return Ok(());
+                        }
+                        server_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                let down = tokio::io::copy(&mut server_read, &mut client_write);
+                // Whichever ends first, both sockets are dropped: the connection is cut.
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    CutProxy { uri, armed, cuts }
+}
+
+/// A connection cut inside a write transaction is not the caller's failure: the store runs
+/// the whole transaction again on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_a_transaction_on_a_cut_connection_is_run_again() {
+    use std::sync::atomic::Ordering;
+    let (_dir, _migrated) = deploygraph_store::testing::neo4j().await;
+    let target = std::env::var("NEO4J_TEST_URI").unwrap();
+    let target = target
+        .split_once("://")
+        .map_or(target.as_str(), |(_, rest)| rest)
+        .to_owned();
+    let proxy = cut_proxy(target).await;
+    let store: Arc<dyn GraphStore> = Arc::new(
+        deploygraph_store::neo4j::Neo4jStore::connect(
+            &proxy.uri,
+            "",
+            &secrecy::SecretString::from(String::new()),
+            deploygraph_store::neo4j::Neo4jOptions::default(),
+            MigrationSource::Embedded,
+        )
+        .unwrap(),
+    );
+    store.ready().await.unwrap();
+    let service = unique("cut");
+    let first = Deployment::test().service(&service).build();
+    assert_eq!(record_one(&store, first).await, RecordKind::Created);
+    let retries = deploygraph_store::retry::retries();
+    proxy.armed.store(true, Ordering::SeqCst);
+    let second = Deployment::test()
+        .service(&service)
+        .started_at_minute(5)
+        .build();
+    let outcome = store.record_deployments(vec![second.clone()]).await;
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        1,
+        "the proxy cut a transaction"
+    );
+    assert_eq!(outcome.unwrap()[0].kind, RecordKind::Created);
+    assert!(deploygraph_store::retry::retries() > retries);
+    let alert = Alert::test(&unique("fp"), &service, 6);
+    proxy.armed.store(true, Ordering::SeqCst);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    assert_eq!(proxy.cuts.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        store.get_alert(&alert.uid).await.unwrap().map(|a| a.uid),
+        Some(alert.uid)
+    );
+    let items = store
+        .list_deployments(&filter_service(&service, 10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].follows.as_ref(), Some(&items[1].deployment.uid));
+}

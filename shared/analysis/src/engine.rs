@@ -26,25 +26,38 @@ pub async fn related_services(
     alert_services: &[ServiceRef],
     depth: u32,
 ) -> Result<Vec<(ServiceRef, Relation)>> {
+    Ok(related_with_edges(store, alert_services, depth).await?.0)
+}
+
+/// [`related_services`], with the dependencies read on the way (keyed by service uid): the
+/// services of the last hop were not read.
+async fn related_with_edges(
+    store: &dyn GraphStore,
+    alert_services: &[ServiceRef],
+    depth: u32,
+) -> Result<(Vec<(ServiceRef, Relation)>, HashMap<Uid, Vec<ServiceRef>>)> {
     let mut related: Vec<(ServiceRef, Relation)> = alert_services
         .iter()
         .map(|s| (s.clone(), Relation::SameService))
         .collect();
+    let mut edges: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
     let mut seen: BTreeSet<Uid> = alert_services.iter().map(ServiceRef::uid).collect();
     let mut frontier: Vec<ServiceRef> = alert_services.to_vec();
     for hop in 1..=depth {
         let mut next = Vec::new();
         for service in &frontier {
-            for dependency in store.dependencies(service).await? {
+            let dependencies = store.dependencies(service).await?;
+            for dependency in &dependencies {
                 if seen.insert(dependency.uid()) {
                     related.push((dependency.clone(), Relation::Dependency { depth: hop }));
-                    next.push(dependency);
+                    next.push(dependency.clone());
                 }
             }
+            edges.insert(service.uid(), dependencies);
         }
         frontier = next;
     }
-    Ok(related)
+    Ok((related, edges))
 }
 
 /// Attributes `alert` and stores the result: TRIGGERS to the ranked suspects above the floor
@@ -486,9 +499,16 @@ pub async fn incident_report(
         alert.starts_at,
     )
     .await?;
-    let mut topology = Vec::new();
-    for (s, _) in related_services(store, &suspects.services, settings.depth).await? {
-        let deps = store.dependencies(&s).await?;
+    // Every related service with what it depends on: those read while finding them are not
+    // read again.
+    let (related, mut edges) =
+        related_with_edges(store, &suspects.services, settings.depth).await?;
+    let mut topology = Vec::with_capacity(related.len());
+    for (s, _) in related {
+        let deps = match edges.remove(&s.uid()) {
+            Some(deps) => deps,
+            None => store.dependencies(&s).await?,
+        };
         topology.push((s, deps));
     }
     let mermaid = crate::report::mermaid(&suspects, &topology);

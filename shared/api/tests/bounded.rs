@@ -389,6 +389,8 @@ struct GatedStore {
     waiting: Arc<AtomicUsize>,
     /// Gate the listing of alerts (a read) instead of the writes.
     reads: bool,
+    /// Calls that read one item at a time: one alert's attribution, one deployment.
+    single_reads: Arc<AtomicUsize>,
 }
 
 impl GatedStore {
@@ -527,6 +529,7 @@ impl GraphStore for GatedStore {
         self.inner.replace_attribution(alert, triggers, chaos).await
     }
     async fn attribution(&self, alert: &Uid) -> deploygraph_store::Result<StoredAttribution> {
+        self.single_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.attribution(alert).await
     }
     async fn top_triggers(&self, alerts: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
@@ -563,6 +566,7 @@ fn gate(inner: Arc<dyn GraphStore>, reads: bool) -> Gated {
         gate: Arc::clone(&gate),
         waiting: Arc::clone(&waiting),
         reads,
+        single_reads: Arc::new(AtomicUsize::new(0)),
     };
     (Arc::new(store), gate, waiting)
 }
@@ -701,4 +705,99 @@ async fn a_request_past_the_timeout_gets_503_with_the_json_error() {
     gate.add_permits(1000);
     let (status, _) = get(&app, "/v1/alerts").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// DORA and the incident report read attributions and deployments in batches: their store
+/// calls do not grow with the number of alerts.
+async fn dora_and_reports_make_no_per_alert_reads(inner: Arc<dyn GraphStore>) {
+    let single_reads = Arc::new(AtomicUsize::new(0));
+    let store: Arc<dyn GraphStore> = Arc::new(GatedStore {
+        inner,
+        gate: Arc::new(Semaphore::new(1_000_000)),
+        waiting: Arc::new(AtomicUsize::new(0)),
+        reads: false,
+        single_reads: Arc::clone(&single_reads),
+    });
+    let app = app(&store);
+    let service = unique("dora");
+    let mut deployments = Vec::new();
+    for minute in [0, 20, 40] {
+        let (status, body) = post(&app, "/v1/deployments", &deployment(&service, minute)).await;
+        assert!(status.is_success(), "{body}");
+        deployments.push(Uid::from_stored(body["uid"].as_str().unwrap()));
+    }
+    let alerts: Vec<Value> = (0..40)
+        .map(|i| am_alert(&unique("fp"), &service, 1 + i))
+        .collect();
+    let fingerprint = alerts[0]["fingerprint"].as_str().unwrap().to_owned();
+    let (status, body) = post(&app, "/v1/alerts/alertmanager", &webhook(alerts)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // An SRE-grade certainty for a few alerts: their top suspect is a failed change.
+    for item in body["alerts"].as_array().unwrap().iter().take(5) {
+        let alert = Uid::from_stored(item["uid"].as_str().unwrap());
+        let trigger = Trigger {
+            deployment_uid: deployments[1].clone(),
+            alert_uid: alert.clone(),
+            confidence_score: 0.9,
+            reasons: vec!["set by the test".into()],
+            computed_at: Utc::now(),
+        };
+        store
+            .replace_attribution(&alert, &[trigger], None)
+            .await
+            .unwrap();
+    }
+    let (status, dora) = get(
+        &app,
+        &format!(
+            "/v1/dora?service={service}&since={}&until={}",
+            at(-60),
+            at(120)
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{dora}");
+    assert_eq!(dora["services"][0]["deployments"], 3, "{dora}");
+    assert_eq!(
+        dora["services"][0]["failed_changes"], 1,
+        "the alerts' top suspect counts as a failed change: {dora}"
+    );
+    let before = single_reads.load(Ordering::SeqCst);
+    let (status, _) = get(
+        &app,
+        &format!(
+            "/v1/dora?service={service}&since={}&until={}",
+            at(-60),
+            at(120)
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        single_reads.load(Ordering::SeqCst),
+        before,
+        "DORA over 40 alerts"
+    );
+    let (status, report) = get(
+        &app,
+        &format!("/v1/reports/incident?alert={fingerprint}&format=json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert!(
+        single_reads.load(Ordering::SeqCst) - before <= 1,
+        "the report reads its own alert's attribution, nothing per alert or per suspect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dora_and_reports_make_no_per_alert_reads_on_sqlite() {
+    let (_dir, store) = deploygraph_store::testing::sqlite().await;
+    dora_and_reports_make_no_per_alert_reads(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dora_and_reports_make_no_per_alert_reads_on_neo4j() {
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    dora_and_reports_make_no_per_alert_reads(store).await;
 }

@@ -118,6 +118,9 @@ pub async fn connect(target: &RecordTarget, local: Local) -> Result<Client, Fail
         token: Some(SecretString::from(token.clone())),
         // Nothing crosses a network here: a large changes file is the user's own input.
         max_body_bytes: 64 * 1024 * 1024,
+        alertmanager_max_body_bytes: 64 * 1024 * 1024,
+        // One user's own command: it runs as long as it takes (user Cypher keeps its limit).
+        request_timeout: std::time::Duration::from_secs(24 * 3600),
         attribution: local.attribution.unwrap_or(defaults.attribution),
         cypher_timeout: local.cypher_timeout.unwrap_or(defaults.cypher_timeout),
         cypher_max_rows: local.cypher_max_rows.unwrap_or(defaults.cypher_max_rows),

@@ -50,22 +50,34 @@ pub async fn list(args: ChaosListArgs) -> Result<(), Failure> {
     let client = connect(&args.target, Local::default()).await?;
     let what = "failed to list chaos runs";
     let answer = client
-        .list_chaos_runs(args.service.as_ref(), args.environment.as_ref(), args.limit)
+        .list_chaos_runs(
+            args.service.as_ref(),
+            args.environment.as_ref(),
+            args.limit,
+            args.cursor.as_deref(),
+        )
         .await
         .map_err(|e| Failure::from_api(what, e))?;
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, serde::Serialize)]
     struct Runs {
         items: Vec<ChaosRun>,
+        #[serde(default)]
+        truncated: bool,
+        #[serde(default)]
+        next_cursor: Option<String>,
     }
-    let runs = decode::<Runs>(what, answer.body)?.items;
+    let runs = decode::<Runs>(what, answer.body)?;
     match args.output {
-        Output::Json => print_json(&serde_json::json!({ "items": runs })),
+        Output::Json => print_json(&runs),
         Output::Text => {
-            if runs.is_empty() {
+            if runs.items.is_empty() {
                 crate::outln!("no chaos runs recorded")?;
             }
-            for run in &runs {
+            for run in &runs.items {
                 crate::out!("{}", run_text(run))?;
+            }
+            if runs.truncated {
+                crate::insight::note_truncated("chaos runs", runs.next_cursor.as_deref());
             }
             Ok(())
         }

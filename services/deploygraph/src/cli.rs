@@ -94,6 +94,9 @@ pub struct ChaosListArgs {
     /// At most this many.
     #[arg(long, default_value_t = 20, value_parser = crate::insight::limit_arg)]
     pub limit: usize,
+    /// Continue with the next page: the `--cursor` a previous truncated answer printed.
+    #[arg(long)]
+    pub cursor: Option<String>,
     #[command(flatten)]
     pub target: RecordTarget,
     /// Output format.
@@ -375,8 +378,37 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYGRAPH_INSECURE_ALLOW_ANONYMOUS_WRITES")]
     pub insecure_allow_anonymous_writes: bool,
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "DEPLOYGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "DEPLOYGRAPH_MAX_BODY_BYTES", default_value_t = deploygraph_api::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Largest accepted Alertmanager notification (`POST /v1/alerts/alertmanager`), in bytes
+    /// (32 MiB: tens of thousands of alerts). Alertmanager drops a notification refused for
+    /// its size and never retries it.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_ALERTMANAGER_MAX_BODY_BYTES",
+        default_value_t = deploygraph_api::DEFAULT_ALERTMANAGER_MAX_BODY_BYTES
+    )]
+    pub alertmanager_max_body_bytes: usize,
+    /// Longest a request may run before it is answered 503 `timeout` (`30s`); user Cypher and
+    /// snapshot checks have their own limits.
+    #[arg(long, env = "DEPLOYGRAPH_REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: String,
+    /// Most write requests served at once; more are answered 503 `overloaded` with
+    /// `Retry-After`.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_MAX_CONCURRENT_WRITES",
+        default_value_t = deploygraph_api::DEFAULT_MAX_CONCURRENT_WRITES
+    )]
+    pub max_concurrent_writes: usize,
+    /// Most read requests served at once (a budget of their own, so writes cannot starve
+    /// them); more are answered 503 `overloaded` with `Retry-After`.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_MAX_CONCURRENT_READS",
+        default_value_t = deploygraph_api::DEFAULT_MAX_CONCURRENT_READS
+    )]
+    pub max_concurrent_reads: usize,
     /// Gate configuration (YAML) for infra snapshots: one is taken for every deployment
     /// recorded, and on --snapshot-interval. Re-read for every snapshot.
     #[arg(long, env = "DEPLOYGRAPH_GATE_CONFIG")]
@@ -667,6 +699,9 @@ pub struct QueryAlertsArgs {
     /// At most this many.
     #[arg(long, default_value = "100", value_parser = crate::insight::limit_arg)]
     pub limit: usize,
+    /// Continue with the next page: the `--cursor` a previous truncated answer printed.
+    #[arg(long)]
+    pub cursor: Option<String>,
     #[command(flatten)]
     pub target: RecordTarget,
     /// Output format.
@@ -714,6 +749,13 @@ pub struct QueryTimelineArgs {
     /// Window end, RFC 3339 (default: now).
     #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
     pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many items (a deployment, an alert with its resolution, a snapshot, a
+    /// chaos run with its end); the server's default is its page size, 10000.
+    #[arg(long, value_parser = crate::insight::limit_arg)]
+    pub limit: Option<usize>,
+    /// Continue with the items before a previous truncated answer: its `--cursor`.
+    #[arg(long)]
+    pub cursor: Option<String>,
     #[command(flatten)]
     pub target: RecordTarget,
     /// Output format.

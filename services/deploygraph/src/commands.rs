@@ -483,6 +483,21 @@ async fn serve(args: ServeArgs) -> Outcome {
             "--cypher-max-rows and --cypher-max-bytes: must be at least 1",
         ));
     }
+    let request_timeout = deploygraph_probe::config::parse_duration(&args.request_timeout)
+        .map_err(|e| Failure::usage(format!("--request-timeout: {e}")))?;
+    if request_timeout.is_zero() {
+        return Err(Failure::usage("--request-timeout: must be more than 0"));
+    }
+    if args.max_concurrent_writes == 0 || args.max_concurrent_reads == 0 {
+        return Err(Failure::usage(
+            "--max-concurrent-writes and --max-concurrent-reads: must be at least 1",
+        ));
+    }
+    if args.alertmanager_max_body_bytes == 0 || args.max_body_bytes == 0 {
+        return Err(Failure::usage(
+            "--max-body-bytes and --alertmanager-max-body-bytes: must be at least 1",
+        ));
+    }
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
     let stop = CancellationToken::new();
@@ -497,6 +512,10 @@ async fn serve(args: ServeArgs) -> Outcome {
     let config = ApiConfig {
         token,
         max_body_bytes: args.max_body_bytes,
+        alertmanager_max_body_bytes: args.alertmanager_max_body_bytes,
+        request_timeout,
+        max_concurrent_writes: args.max_concurrent_writes,
+        max_concurrent_reads: args.max_concurrent_reads,
         attribution: attribution_settings(&args.attribution)?,
         alert_mapping: deploygraph_model::alertmanager::AlertMapping {
             service_labels: args.alert_service_labels.clone(),

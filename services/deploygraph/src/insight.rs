@@ -186,6 +186,18 @@ fn table(headers: &[String], rows: &[Vec<String>]) -> String {
 #[derive(Debug, Serialize, Deserialize)]
 struct AlertPage {
     items: Vec<Alert>,
+    #[serde(default)]
+    truncated: bool,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// Says on standard error that an answer was cut at its page size, and how to go on.
+pub(crate) fn note_truncated(what: &str, next_cursor: Option<&str>) {
+    match next_cursor {
+        Some(cursor) => eprintln!("note: more {what} than shown; more: --cursor {cursor}"),
+        None => eprintln!("note: more {what} than shown"),
+    }
 }
 
 fn alerts_text(alerts: &[Alert]) -> String {
@@ -237,13 +249,20 @@ pub async fn query_alerts(args: QueryAlertsArgs) -> Outcome {
             since: args.since,
             until: args.until,
             limit: Some(args.limit),
+            cursor: args.cursor,
         })
         .await
         .map_err(|e| Failure::from_api(what, e))?;
     let page: AlertPage = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&page),
-        Output::Text => crate::out!("{}", alerts_text(&page.items)),
+        Output::Text => {
+            crate::out!("{}", alerts_text(&page.items))?;
+            if page.truncated {
+                note_truncated("alerts", page.next_cursor.as_deref());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -305,13 +324,29 @@ pub async fn query_timeline(args: QueryTimelineArgs) -> Outcome {
     let client = connect(&args.target, Local::default()).await?;
     let what = "failed to read the timeline";
     let answer = client
-        .timeline(&args.service, args.environment.as_ref(), &since, &until)
+        .timeline(
+            &args.service,
+            args.environment.as_ref(),
+            &since,
+            &until,
+            args.limit,
+            args.cursor.as_deref(),
+        )
         .await
         .map_err(|e| Failure::from_api(what, e))?;
     let timeline: Timeline = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&timeline),
-        Output::Text => crate::out!("{}", report::timeline_text(&timeline)),
+        Output::Text => {
+            crate::out!("{}", report::timeline_text(&timeline))?;
+            if timeline.truncated {
+                note_truncated(
+                    "items in the window (older ones)",
+                    timeline.next_cursor.as_deref(),
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -363,6 +398,8 @@ pub async fn query_dora(args: QueryDoraArgs) -> Outcome {
 struct Resilience {
     service: ServiceName,
     runs: Vec<deploygraph_chaos::resilience::TrendRow>,
+    #[serde(default)]
+    truncated: bool,
 }
 
 /// `query resilience`: chaos verdicts per scenario across releases, regressions flagged.
@@ -376,13 +413,21 @@ pub async fn query_resilience(args: QueryResilienceArgs) -> Outcome {
     let resilience: Resilience = decode(what, answer.body)?;
     match args.output {
         Output::Json => print_json(&resilience),
-        Output::Text => crate::out!(
-            "{}",
-            deploygraph_chaos::resilience::trend_text(
-                resilience.service.as_str(),
-                &resilience.runs
-            )
-        ),
+        Output::Text => {
+            crate::out!(
+                "{}",
+                deploygraph_chaos::resilience::trend_text(
+                    resilience.service.as_str(),
+                    &resilience.runs
+                )
+            )?;
+            if resilience.truncated {
+                eprintln!(
+                    "note: only the newest chaos runs were considered; older ones were left out"
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -297,6 +297,17 @@ impl GraphStore for Timed {
         self.time("attribution", self.inner.attribution(alert))
             .await
     }
+    async fn top_triggers(&self, alerts: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
+        self.time("top_triggers", self.inner.top_triggers(alerts))
+            .await
+    }
+    async fn get_deployments(
+        &self,
+        uids: &[Uid],
+    ) -> deploygraph_store::Result<Vec<StoredDeployment>> {
+        self.time("get_deployments", self.inner.get_deployments(uids))
+            .await
+    }
     async fn record_chaos_run(&self, run: &ChaosRun) -> deploygraph_store::Result<()> {
         self.time("record_chaos_run", self.inner.record_chaos_run(run))
             .await

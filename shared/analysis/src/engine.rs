@@ -6,14 +6,13 @@ use crate::attribution::{
 };
 use crate::dora;
 use crate::factors::{FailedFacts, common_factors};
+use crate::timeline::TimelinePage;
 use crate::views::{
-    ChaosCause, CommonFactors, Dora, DoraMetrics, EventKind, IncidentReport, SuspectView, Suspects,
-    Timeline, TimelineEvent,
+    ChaosCause, CommonFactors, Dora, DoraMetrics, IncidentReport, SuspectView, Suspects, Timeline,
 };
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::{
-    Alert, AlertStatus, DeploymentStatus, Environment, ServiceName, ServiceRef, Trigger, Uid,
-    Verdict,
+    Alert, DeploymentStatus, Environment, ServiceName, ServiceRef, Trigger, Uid, Verdict,
 };
 use deploygraph_store::{
     AlertFilter, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result, StoredDeployment,
@@ -27,25 +26,38 @@ pub async fn related_services(
     alert_services: &[ServiceRef],
     depth: u32,
 ) -> Result<Vec<(ServiceRef, Relation)>> {
+    Ok(related_with_edges(store, alert_services, depth).await?.0)
+}
+
+/// [`related_services`], with the dependencies read on the way (keyed by service uid): the
+/// services of the last hop were not read.
+async fn related_with_edges(
+    store: &dyn GraphStore,
+    alert_services: &[ServiceRef],
+    depth: u32,
+) -> Result<(Vec<(ServiceRef, Relation)>, HashMap<Uid, Vec<ServiceRef>>)> {
     let mut related: Vec<(ServiceRef, Relation)> = alert_services
         .iter()
         .map(|s| (s.clone(), Relation::SameService))
         .collect();
+    let mut edges: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
     let mut seen: BTreeSet<Uid> = alert_services.iter().map(ServiceRef::uid).collect();
     let mut frontier: Vec<ServiceRef> = alert_services.to_vec();
     for hop in 1..=depth {
         let mut next = Vec::new();
         for service in &frontier {
-            for dependency in store.dependencies(service).await? {
+            let dependencies = store.dependencies(service).await?;
+            for dependency in &dependencies {
                 if seen.insert(dependency.uid()) {
                     related.push((dependency.clone(), Relation::Dependency { depth: hop }));
-                    next.push(dependency);
+                    next.push(dependency.clone());
                 }
             }
+            edges.insert(service.uid(), dependencies);
         }
         frontier = next;
     }
-    Ok(related)
+    Ok((related, edges))
 }
 
 /// Attributes `alert` and stores the result: TRIGGERS to the ranked suspects above the floor
@@ -67,16 +79,24 @@ pub async fn attribute_alert(
     let deployments = store
         .deployments_between(&uids, start - settings.window * 2, start)
         .await?;
+    // The deployments the candidates follow, in one read.
+    let follows: Vec<Uid> = deployments
+        .iter()
+        .filter_map(|d| d.follows.clone())
+        .collect();
+    let previous: HashMap<Uid, deploygraph_model::Deployment> = store
+        .get_deployments(&follows)
+        .await?
+        .into_iter()
+        .map(|p| (p.deployment.uid.clone(), p.deployment))
+        .collect();
     let mut candidates = Vec::with_capacity(deployments.len());
     for stored in &deployments {
         let d = &stored.deployment;
         let Some((service, relation)) = relation.get(&d.service_uid()).cloned() else {
             continue;
         };
-        let previous = match &stored.follows {
-            Some(uid) => store.get_deployment(uid).await?.map(|p| p.deployment),
-            None => None,
-        };
+        let previous = stored.follows.as_ref().and_then(|uid| previous.get(uid));
         let history = store
             .service_history(&d.service_uid(), d.started_at)
             .await?;
@@ -87,7 +107,7 @@ pub async fn attribute_alert(
             finished_at: d.finished_at,
             status: d.status,
             relation,
-            changes: ChangeSummary::of(d, previous.as_ref()),
+            changes: ChangeSummary::of(d, previous),
             prior_deployments: history.deployments,
             prior_followed_by_alerts: history.followed_by_alerts,
         });
@@ -101,6 +121,7 @@ pub async fn attribute_alert(
                 since: Some(start),
                 until: Some(start),
                 limit: 10,
+                cursor: None,
             })
             .await?
             .into_iter()
@@ -238,9 +259,20 @@ pub async fn find_alert(
 pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> {
     let services = store.alert_services(&alert.uid).await?;
     let stored = store.attribution(&alert.uid).await?;
+    let uids: Vec<Uid> = stored
+        .triggers
+        .iter()
+        .map(|t| t.deployment_uid.clone())
+        .collect();
+    let mut deployments: HashMap<Uid, StoredDeployment> = store
+        .get_deployments(&uids)
+        .await?
+        .into_iter()
+        .map(|d| (d.deployment.uid.clone(), d))
+        .collect();
     let mut views = Vec::with_capacity(stored.triggers.len());
     for t in stored.triggers {
-        if let Some(deployment) = store.get_deployment(&t.deployment_uid).await? {
+        if let Some(deployment) = deployments.remove(&t.deployment_uid) {
             views.push(SuspectView {
                 deployment,
                 confidence_score: t.confidence_score,
@@ -271,147 +303,19 @@ pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> 
     })
 }
 
-fn deployment_event(d: &StoredDeployment) -> TimelineEvent {
-    let d = &d.deployment;
-    TimelineEvent {
-        at: d.started_at,
-        kind: EventKind::Deployment,
-        uid: d.uid.clone(),
-        summary: format!(
-            "{} {} to {} ({}, commit {}, {} change(s))",
-            d.service,
-            d.version.as_deref().unwrap_or("deployment"),
-            d.environment,
-            d.status.as_str(),
-            d.short_commit(),
-            d.changes.len()
-        ),
-    }
-}
-
-/// Everything recorded about a service in `[since, until]`, oldest first.
+/// One page of everything recorded about a service in `[since, until]` ([`crate::timeline`]).
+///
+/// # Errors
+/// The store's.
 pub async fn timeline(
     store: &dyn GraphStore,
     service: &ServiceName,
     environment: Option<&Environment>,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    page: &TimelinePage,
 ) -> Result<Timeline> {
-    let deployments = store
-        .list_deployments(&DeploymentFilter {
-            service: Some(service.clone()),
-            environment: environment.cloned(),
-            since: Some(since),
-            until: Some(until),
-            limit: MAX_PAGE_SIZE,
-            ..DeploymentFilter::default()
-        })
-        .await?
-        .items;
-    let mut events: Vec<TimelineEvent> = deployments.iter().map(deployment_event).collect();
-    let alerts = store
-        .list_alerts(&AlertFilter {
-            service: Some(service.clone()),
-            environment: environment.cloned(),
-            since: Some(since),
-            until: Some(until),
-            limit: MAX_PAGE_SIZE,
-            ..AlertFilter::default()
-        })
-        .await?;
-    for a in &alerts {
-        let what = a
-            .summary
-            .as_deref()
-            .map_or(String::new(), |s| format!(": {s}"));
-        events.push(TimelineEvent {
-            at: a.starts_at,
-            kind: EventKind::AlertFiring,
-            uid: a.uid.clone(),
-            summary: format!(
-                "{} fired ({}){what}",
-                a.name,
-                a.severity.as_deref().unwrap_or("no severity")
-            ),
-        });
-        if let (AlertStatus::Resolved, Some(end)) = (a.status, a.ends_at) {
-            events.push(TimelineEvent {
-                at: end,
-                kind: EventKind::AlertResolved,
-                uid: a.uid.clone(),
-                summary: format!(
-                    "{} resolved after {} min",
-                    a.name,
-                    (end - a.starts_at).num_minutes()
-                ),
-            });
-        }
-    }
-    let ours: BTreeSet<&Uid> = deployments.iter().map(|d| &d.deployment.uid).collect();
-    for s in store.list_snapshots(since, until, 1000).await? {
-        if s.deployment_uid.as_ref().is_none_or(|d| ours.contains(d)) {
-            let failing = s
-                .checks
-                .iter()
-                .filter(|c| c.status == Verdict::Fail)
-                .count();
-            events.push(TimelineEvent {
-                at: s.taken_at,
-                kind: EventKind::Snapshot,
-                uid: s.uid.clone(),
-                summary: format!(
-                    "infra snapshot {} ({} check(s), {failing} failing)",
-                    s.verdict.as_str(),
-                    s.checks.len()
-                ),
-            });
-        }
-    }
-    let services = store
-        .find_services(service, None, environment)
-        .await?
-        .iter()
-        .map(ServiceRef::uid)
-        .collect::<Vec<_>>();
-    if !services.is_empty() {
-        let runs = store
-            .list_chaos_runs(&ChaosFilter {
-                services,
-                since: Some(since),
-                until: Some(until),
-                limit: 1000,
-            })
-            .await?;
-        for r in runs {
-            events.push(TimelineEvent {
-                at: r.started_at,
-                kind: EventKind::ChaosStarted,
-                uid: r.uid.clone(),
-                summary: format!("chaos {} ({}) started", r.experiment, r.scenario),
-            });
-            if let Some(end) = r.ended_at {
-                events.push(TimelineEvent {
-                    at: end,
-                    kind: EventKind::ChaosEnded,
-                    uid: r.uid.clone(),
-                    summary: format!("chaos {} ended: {}", r.experiment, r.verdict.as_str()),
-                });
-            }
-        }
-    }
-    events.retain(|e| e.at >= since && e.at <= until);
-    events.sort_by(|a, b| {
-        a.at.cmp(&b.at)
-            .then(a.kind.cmp(&b.kind))
-            .then(a.uid.cmp(&b.uid))
-    });
-    Ok(Timeline {
-        service: service.to_string(),
-        environment: environment.map(ToString::to_string),
-        since,
-        until,
-        events,
-    })
+    crate::timeline::timeline(store, service, environment, since, until, page).await
 }
 
 /// What the last `last` failed or rolled-back deployments of a service have in common.
@@ -519,23 +423,37 @@ pub async fn dora_metrics(
             None => break,
         }
     }
-    let alerts = store
-        .list_alerts(&AlertFilter {
-            service: service.cloned(),
-            environment: environment.cloned(),
-            since: Some(since),
-            until: Some(until),
-            limit: MAX_PAGE_SIZE,
-            ..AlertFilter::default()
-        })
-        .await?;
+    // Every alert of the window, a page at a time, and the top suspect of each page's alerts
+    // in one query per page.
+    let mut alerts = Vec::new();
     let mut blamed = BTreeSet::new();
-    for a in &alerts {
-        let stored = store.attribution(&a.uid).await?;
-        if let Some(top) = stored.triggers.first()
-            && top.confidence_score >= dora::FAILURE_CONFIDENCE
-        {
-            blamed.insert(top.deployment_uid.clone());
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_alerts(&AlertFilter {
+                service: service.cloned(),
+                environment: environment.cloned(),
+                since: Some(since),
+                until: Some(until),
+                limit: MAX_PAGE_SIZE,
+                cursor: cursor.take(),
+                ..AlertFilter::default()
+            })
+            .await?;
+        let uids: Vec<Uid> = page.iter().map(|a| a.uid.clone()).collect();
+        for top in store.top_triggers(&uids).await? {
+            if top.confidence_score >= dora::FAILURE_CONFIDENCE {
+                blamed.insert(top.deployment_uid);
+            }
+        }
+        let full = page.len() == MAX_PAGE_SIZE;
+        cursor = page
+            .last()
+            .filter(|_| full)
+            .map(|a| deploygraph_store::Cursor::at(a.starts_at, &a.uid));
+        alerts.extend(page);
+        if cursor.is_none() {
+            break;
         }
     }
     let mut groups: BTreeMap<(String, String), (Vec<_>, Vec<_>)> = BTreeMap::new();
@@ -581,13 +499,25 @@ pub async fn incident_report(
         .clone()
         .or_else(|| suspects.services.first().map(|s| s.name.clone()));
     let timeline = match &service {
-        Some(name) => timeline(store, name, alert.environment.as_ref(), since, until).await?,
+        Some(name) => {
+            timeline(
+                store,
+                name,
+                alert.environment.as_ref(),
+                since,
+                until,
+                &TimelinePage::default(),
+            )
+            .await?
+        }
         None => Timeline {
             service: String::new(),
             environment: None,
             since,
             until,
             events: Vec::new(),
+            truncated: false,
+            next_cursor: None,
         },
     };
     let snapshot = match suspects.suspects.first() {
@@ -617,9 +547,16 @@ pub async fn incident_report(
         alert.starts_at,
     )
     .await?;
-    let mut topology = Vec::new();
-    for (s, _) in related_services(store, &suspects.services, settings.depth).await? {
-        let deps = store.dependencies(&s).await?;
+    // Every related service with what it depends on: those read while finding them are not
+    // read again.
+    let (related, mut edges) =
+        related_with_edges(store, &suspects.services, settings.depth).await?;
+    let mut topology = Vec::with_capacity(related.len());
+    for (s, _) in related {
+        let deps = match edges.remove(&s.uid()) {
+            Some(deps) => deps,
+            None => store.dependencies(&s).await?,
+        };
         topology.push((s, deps));
     }
     let mermaid = crate::report::mermaid(&suspects, &topology);

@@ -11,4 +11,5 @@ pub mod engine;
 pub mod factors;
 pub mod pipeline;
 pub mod report;
+pub mod timeline;
 pub mod views;

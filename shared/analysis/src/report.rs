@@ -369,6 +369,11 @@ pub fn markdown(r: &IncidentReport) -> String {
     if r.timeline.events.is_empty() {
         out.push_str("Nothing recorded.\n");
     }
+    if r.timeline.truncated {
+        out.push_str(
+            "Only the newest events of the window are shown; older ones were left out.\n\n",
+        );
+    }
     for e in &r.timeline.events {
         let _ = writeln!(
             out,

@@ -91,6 +91,13 @@ pub struct Timeline {
     pub until: DateTime<Utc>,
     /// The events, oldest first.
     pub events: Vec<TimelineEvent>,
+    /// Whether the window holds more than this page: the page is its newest items, and
+    /// `next_cursor` gives the ones before them.
+    #[serde(default)]
+    pub truncated: bool,
+    /// Pass as `cursor` to get the items before this page; `null` on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// One factor shared by failed deployments.

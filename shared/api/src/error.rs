@@ -122,6 +122,36 @@ impl ApiError {
         }
     }
 
+    /// 503 `overloaded` with `Retry-After`: the route's concurrency budget (`write` or `read`)
+    /// is spent; the request was not started.
+    pub fn overloaded(budget: &str, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("the server is at its limit of concurrent {budget} requests; retry later"),
+            )
+        }
+    }
+
+    /// 503 `timeout` with `Retry-After`: the request ran longer than the server's limit and was
+    /// stopped.
+    pub fn timed_out(limit: std::time::Duration, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request took longer than the server's limit of {} ms and was stopped; \
+                     a write it made is complete or absent, so retrying is safe",
+                    limit.as_millis()
+                ),
+            )
+        }
+    }
+
     /// 500. The cause is logged where it is handled, not sent.
     pub fn internal() -> Self {
         Self::new(

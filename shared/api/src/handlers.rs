@@ -27,6 +27,15 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
+    parse_json_within(state.config.max_body_bytes, headers, body)
+}
+
+/// [`parse_json`] for a route with its own body limit, `limit` bytes.
+pub(crate) fn parse_json_within<T: DeserializeOwned>(
+    limit: usize,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -40,7 +49,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     }
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(state.config.max_body_bytes)
+            ApiError::too_large(limit)
         } else {
             ApiError::malformed(rejection.body_text())
         }
@@ -281,7 +290,7 @@ async fn list(state: &AppState, filter: DeploymentFilter) -> Result<Response, Ap
 /// `GET /v1/deployments`.
 #[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
     params(deploygraph_store::FilterParams),
-    responses((status = 200, description = "A page of deployments, newest first", body = crate::openapi::JsonObject)))]
+    responses((status = 200, description = "A page of deployments, newest first", body = crate::openapi::ListPage)))]
 pub(crate) async fn list_deployments(
     State(state): State<AppState>,
     query: Result<Query<FilterParams>, axum::extract::rejection::QueryRejection>,
@@ -318,7 +327,7 @@ pub(crate) struct ServiceDeploymentParams {
 /// `GET /v1/services/{name}/deployments`.
 #[utoipa::path(get, path = "/v1/services/{name}/deployments", tag = "deployments",
     params(("name" = deploygraph_model::ServiceName, Path), ServiceDeploymentParams),
-    responses((status = 200, description = "A page of the service's deployments", body = crate::openapi::JsonObject)))]
+    responses((status = 200, description = "A page of the service's deployments", body = crate::openapi::ListPage)))]
 pub(crate) async fn service_deployments(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -8,6 +8,7 @@ mod auth;
 pub mod cdevents;
 pub mod error;
 mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 mod rca;
@@ -32,6 +33,17 @@ pub use error::ApiError;
 
 pub use openapi::document as openapi_document;
 
+/// Default body limit of every endpoint but Alertmanager's: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default body limit of `POST /v1/alerts/alertmanager`: 32 MiB, about 80,000 alerts.
+pub const DEFAULT_ALERTMANAGER_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default write budget: 50 parallel Alertmanager notifications pass with room to spare.
+pub const DEFAULT_MAX_CONCURRENT_WRITES: usize = 64;
+/// Default read budget.
+pub const DEFAULT_MAX_CONCURRENT_READS: usize = 128;
+
 /// How the API behaves.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -43,6 +55,18 @@ pub struct ApiConfig {
     pub read_token: Option<SecretString>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Largest accepted Alertmanager notification (`POST /v1/alerts/alertmanager`) in bytes.
+    /// Alertmanager drops a notification refused with a 4xx and never retries it, so this
+    /// limit is sized for groups of thousands of alerts (about 400 bytes each).
+    pub alertmanager_max_body_bytes: usize,
+    /// Longest a request may run before it is answered 503 `timeout`. User Cypher and
+    /// snapshots that run checks are bounded by their own limits instead.
+    pub request_timeout: Duration,
+    /// Most write requests in flight; past it, writes are answered 503 `overloaded`.
+    pub max_concurrent_writes: usize,
+    /// Most read requests in flight; past it, reads are answered 503 `overloaded`. Separate
+    /// from the writes' budget, so an alert storm cannot starve queries.
+    pub max_concurrent_reads: usize,
     /// `Retry-After` seconds on 503.
     pub retry_after_secs: u64,
     /// Attribution window, floor and dependency depth.
@@ -65,7 +89,11 @@ impl Default for ApiConfig {
         Self {
             token: None,
             read_token: None,
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            alertmanager_max_body_bytes: DEFAULT_ALERTMANAGER_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_concurrent_writes: DEFAULT_MAX_CONCURRENT_WRITES,
+            max_concurrent_reads: DEFAULT_MAX_CONCURRENT_READS,
             retry_after_secs: 5,
             attribution: deploygraph_analysis::attribution::Settings::default(),
             alert_mapping: deploygraph_model::alertmanager::AlertMapping::default(),
@@ -88,6 +116,7 @@ pub struct AppState {
     pipeline_config: PipelineConfig,
     /// Uids of the facts written through this state, kept for [`AppState::take_written`].
     written: Option<Arc<std::sync::Mutex<Vec<Uid>>>>,
+    pub(crate) budgets: limits::Budgets,
 }
 
 impl AppState {
@@ -102,6 +131,10 @@ impl AppState {
         let mut state = Self {
             pipeline: Pipeline::new(Arc::clone(&store), pipeline_config),
             store,
+            budgets: limits::Budgets::new(
+                config.max_concurrent_writes,
+                config.max_concurrent_reads,
+            ),
             config: Arc::new(config),
             metrics,
             snapshotter: None,
@@ -180,13 +213,22 @@ impl AppState {
     }
 }
 
-/// The API's router. Health routes sit outside request tracing and need no token.
+/// The API's router. Health routes, `/metrics` and the OpenAPI document sit outside the
+/// concurrency budgets ([`limits`]); health routes also outside request tracing and tokens.
 pub fn router(state: AppState) -> Router {
+    let timeout = || middleware::from_fn_with_state(state.clone(), limits::timeout);
+    let write_budget = || middleware::from_fn_with_state(state.clone(), limits::writes);
+    let read_budget = || middleware::from_fn_with_state(state.clone(), limits::reads);
+    let write_token = || middleware::from_fn_with_state(state.clone(), auth::require_token);
     let writes = Router::new()
         .route("/v1/deployments", post(handlers::record_deployment))
         .route("/v1/events", post(handlers::record_cdevent))
-        .route("/v1/snapshots", post(handlers::take_snapshot))
-        .route("/v1/alerts/alertmanager", post(rca::alertmanager))
+        .route(
+            "/v1/alerts/alertmanager",
+            post(rca::alertmanager).layer(DefaultBodyLimit::max(
+                state.config.alertmanager_max_body_bytes,
+            )),
+        )
         .route(
             "/v1/alerts/{fingerprint}/attribution",
             post(rca::reattribute),
@@ -196,19 +238,24 @@ pub fn router(state: AppState) -> Router {
             put(rca::put_dependencies),
         )
         .route("/v1/chaos/runs", post(rca::record_chaos_run))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+        .route_layer(timeout())
+        .route_layer(write_budget())
+        .route_layer(write_token());
+    // Running checks is bounded by the snapshot's own deadline, not the request timeout.
+    let snapshots = Router::new()
+        .route("/v1/snapshots", post(handlers::take_snapshot))
+        .route_layer(write_budget())
+        .route_layer(write_token());
     // User Cypher is never anonymous: it needs the write token, and a server without one
-    // refuses it.
+    // refuses it. It is a read, bounded by its own time limit.
     let cypher = Router::new()
         .route("/v1/cypher", post(rca::cypher))
+        .route_layer(read_budget())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_configured_token,
         ));
-    let api = Router::new()
+    let reads = Router::new()
         .route("/v1/deployments", get(handlers::list_deployments))
         .route("/v1/deployments/{uid}", get(handlers::get_deployment))
         .route(
@@ -238,8 +285,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
         .route("/v1/chaos/runs", get(rca::list_chaos_runs))
         .route("/v1/services/{name}/resilience", get(rca::resilience))
+        .route_layer(timeout())
+        .route_layer(read_budget());
+    let api = Router::new()
         .route("/v1/openapi.json", get(handlers::openapi))
+        .merge(reads)
         .merge(writes)
+        .merge(snapshots)
         .merge(cypher)
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(

@@ -63,6 +63,11 @@ struct FollowUpOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    budget: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     operation: String,
 }
@@ -81,6 +86,11 @@ pub struct Metrics {
     follow_ups_pending: Family<FollowUpLabels, Gauge>,
     follow_ups_oldest: Gauge<f64, AtomicU64>,
     follow_ups_done: Family<FollowUpOutcomeLabels, Counter>,
+    shed: Family<BudgetLabels, Counter>,
+    timeouts: Counter,
+    store_retries: Counter,
+    /// The store's retry count when `store_retries` was last brought up to date.
+    store_retries_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -161,6 +171,24 @@ impl Metrics {
             "Follow-ups this process did, by kind and outcome (done, missing, failed, abandoned)",
             follow_ups_done.clone(),
         );
+        let shed = Family::<BudgetLabels, Counter>::default();
+        registry.register(
+            "http_requests_shed",
+            "Requests answered 503 overloaded because their concurrency budget (write or read) was spent",
+            shed.clone(),
+        );
+        let timeouts = Counter::default();
+        registry.register(
+            "http_request_timeouts",
+            "Requests stopped at the server's request timeout (503 timeout)",
+            timeouts.clone(),
+        );
+        let store_retries = Counter::default();
+        registry.register(
+            "store_retries",
+            "Store transactions run again after a transient failure (a deadlock, a leader switch, a broken connection, a busy database)",
+            store_retries.clone(),
+        );
         Self {
             registry,
             requests,
@@ -174,6 +202,10 @@ impl Metrics {
             follow_ups_pending,
             follow_ups_oldest,
             follow_ups_done,
+            shed,
+            timeouts,
+            store_retries,
+            store_retries_seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -233,8 +265,30 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// Counts one request shed by its concurrency budget.
+    pub fn shed(&self, budget: &str) {
+        self.shed
+            .get_or_create(&BudgetLabels {
+                budget: budget.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one request stopped at the request timeout.
+    pub fn timed_out(&self) {
+        self.timeouts.inc();
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        // The store counts its retries process-wide; the counter catches up with it here.
+        let now = deploygraph_store::retry::retries();
+        let seen = self
+            .store_retries_seen
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        if now > seen {
+            self.store_retries.inc_by(now - seen);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             tracing::error!("failed to encode metrics");

@@ -38,6 +38,18 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// A page of a listing: every listing that stops at a page size says so.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListPage {
+    /// The items, newest first.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<serde_json::Value>,
+    /// More items match than this page holds: pass `next_cursor` as `cursor` for the next page.
+    pub truncated: bool,
+    /// The `cursor` of the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// Any JSON object (a response this document does not detail field by field).
 pub struct JsonObject;
 
@@ -97,6 +109,7 @@ impl ToSchema for JsonObject {
     components(schemas(
         ErrorBody,
         ErrorDetail,
+        ListPage,
         crate::rca::ReportFormat,
         deploygraph_model::ServiceName,
         deploygraph_model::Environment,
@@ -156,7 +169,7 @@ fn unauthorized() -> RefOr<utoipa::openapi::Response> {
     )
 }
 
-/// Paths that never touch the store.
+/// Paths that never touch the store and sit outside the concurrency budgets.
 const STORELESS: [&str; 3] = ["/healthz", "/metrics", "/v1/openapi.json"];
 
 struct ErrorResponses;
@@ -243,7 +256,12 @@ impl Modify for ErrorResponses {
                         "503",
                         RefOr::T(
                             ResponseBuilder::new()
-                                .description("The store is unavailable; retry after the delay.")
+                                .description(
+                                    "Retry after the delay: the store is unavailable \
+                                     (`store_unavailable`), the server is at its limit of \
+                                     concurrent requests (`overloaded`), or the request ran past \
+                                     the server's time limit (`timeout`).",
+                                )
                                 .header(
                                     "Retry-After",
                                     HeaderBuilder::new()

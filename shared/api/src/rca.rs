@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::handlers::{parse_json, query_params};
+use crate::handlers::{parse_json, parse_json_within, query_params};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -11,12 +11,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_analysis::engine;
+use deploygraph_analysis::timeline::{TimelineCursor, TimelinePage};
 use deploygraph_model::alertmanager::Notification;
 use deploygraph_model::chaos::ChaosRunInput;
 use deploygraph_model::schema::{InputTime, is_fingerprint, parse_input_time};
 use deploygraph_model::topology::DependenciesInput;
-use deploygraph_model::{Alert, AlertOutcome, Environment, ServiceName, ServiceRef, Uid};
-use deploygraph_store::{AlertFilter, MAX_PAGE_SIZE};
+use deploygraph_model::{Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, Uid};
+use deploygraph_store::{AlertFilter, Cursor, MAX_PAGE_SIZE};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -141,7 +142,8 @@ pub(crate) async fn alertmanager(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let notification: Notification = parse_json(&state, &headers, body)?;
+    let notification: Notification =
+        parse_json_within(state.config.alertmanager_max_body_bytes, &headers, body)?;
     let alerts = notification.into_alerts(&state.config.alert_mapping)?;
     let received = alerts.len();
     let recorded = record_alerts(&state, alerts).await?;
@@ -193,12 +195,42 @@ pub(crate) struct AlertParams {
     /// Most alerts (default 100).
     #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
+    /// Continue after a previous page (its `next_cursor`).
+    #[param(min_length = 1)]
+    cursor: Option<String>,
+}
+
+/// A store cursor from the `cursor` parameter.
+fn cursor(value: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    value
+        .map(|c| {
+            Cursor::decode(c)
+                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))
+        })
+        .transpose()
+}
+
+/// A page of a newest-first listing from up to `limit + 1` items: the extra one only says
+/// the listing goes on. `{items, truncated, next_cursor}`; `next_cursor` continues after the
+/// last item (`position` gives its time and uid).
+fn page<T: serde::Serialize>(
+    mut items: Vec<T>,
+    limit: usize,
+    position: impl Fn(&T) -> Cursor,
+) -> Response {
+    let truncated = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = truncated
+        .then(|| items.last().map(|last| position(last).encode()))
+        .flatten();
+    Json(json!({ "items": items, "truncated": truncated, "next_cursor": next_cursor }))
+        .into_response()
 }
 
 /// `GET /v1/alerts`.
 #[utoipa::path(get, path = "/v1/alerts", tag = "alerts",
     params(AlertParams),
-    responses((status = 200, description = "Alerts, newest first", body = crate::openapi::JsonObject)))]
+    responses((status = 200, description = "A page of alerts, newest first: `{items, truncated, next_cursor}`. When `truncated`, more alerts match; pass `next_cursor` as `cursor` for the next page.", body = crate::openapi::ListPage)))]
 pub(crate) async fn list_alerts(
     State(state): State<AppState>,
     query: Result<Query<AlertParams>, QueryRejection>,
@@ -218,13 +250,21 @@ pub(crate) async fn list_alerts(
         since: time("since", p.since.as_deref())?,
         until: time("until", p.until.as_deref())?,
         limit: limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?,
+        cursor: cursor(p.cursor.as_deref())?,
     };
+    let started = Instant::now();
     let alerts = state
         .store
-        .list_alerts(&filter)
-        .await
-        .map_err(store_error(&state))?;
-    Ok(Json(json!({ "items": alerts })).into_response())
+        .list_alerts(&AlertFilter {
+            limit: filter.limit + 1,
+            ..filter.clone()
+        })
+        .await;
+    state.metrics.store_call("list_alerts", started);
+    let alerts = alerts.map_err(store_error(&state))?;
+    Ok(page(alerts, filter.limit, |a: &Alert| {
+        Cursor::at(a.starts_at, &a.uid)
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -383,12 +423,19 @@ pub(crate) struct TimelineParams {
     /// To (default: now).
     #[param(value_type = Option<InputTime>)]
     until: Option<String>,
+    /// Most items (default and at most 10000): a deployment, an alert with its resolution, a
+    /// snapshot, a chaos run with its end.
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
+    limit: Option<String>,
+    /// Continue with the items before a previous page (its `next_cursor`).
+    #[param(min_length = 1)]
+    cursor: Option<String>,
 }
 
 /// `GET /v1/services/{name}/timeline` (default: the last 24 h).
 #[utoipa::path(get, path = "/v1/services/{name}/timeline", tag = "services",
     params(("name" = deploygraph_model::ServiceName, Path), TimelineParams),
-    responses((status = 200, description = "Oldest first", body = crate::openapi::JsonObject)))]
+    responses((status = 200, description = "Events oldest first. When the window holds more than `limit` items, `truncated` is true, the page holds the newest items, and `next_cursor` (as `cursor`) gives the ones before them.", body = crate::openapi::JsonObject)))]
 pub(crate) async fn timeline(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -398,9 +445,29 @@ pub(crate) async fn timeline(
     let name = service("name", &name)?;
     let env = environment(p.environment.as_deref())?;
     let (since, until) = window(p.since.as_deref(), p.until.as_deref(), Duration::hours(24))?;
-    let view = engine::timeline(state.store.as_ref(), &name, env.as_ref(), since, until)
-        .await
-        .map_err(store_error(&state))?;
+    let page = TimelinePage {
+        limit: limit(p.limit.as_deref(), MAX_PAGE_SIZE, MAX_PAGE_SIZE)?,
+        cursor: p
+            .cursor
+            .as_deref()
+            .map(|c| {
+                TimelineCursor::decode(c)
+                    .ok_or_else(|| ApiError::invalid("cursor", "not a cursor this server issued"))
+            })
+            .transpose()?,
+    };
+    let started = Instant::now();
+    let view = engine::timeline(
+        state.store.as_ref(),
+        &name,
+        env.as_ref(),
+        since,
+        until,
+        &page,
+    )
+    .await;
+    state.metrics.store_call("timeline", started);
+    let view = view.map_err(store_error(&state))?;
     Ok(Json(view).into_response())
 }
 
@@ -693,18 +760,23 @@ pub(crate) struct ChaosListParams {
     /// Most runs (default 100).
     #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
+    /// Continue after a previous page (its `next_cursor`).
+    #[param(min_length = 1)]
+    cursor: Option<String>,
 }
 
-/// `GET /v1/chaos/runs?service=&environment=&limit=`: newest first.
+/// `GET /v1/chaos/runs?service=&environment=&limit=&cursor=`: newest first.
 #[utoipa::path(get, path = "/v1/chaos/runs", tag = "chaos",
     params(ChaosListParams),
-    responses((status = 200, description = "Newest first", body = crate::openapi::JsonObject)))]
+    responses((status = 200, description = "A page of runs, newest first: `{items, truncated, next_cursor}`", body = crate::openapi::ListPage)))]
 pub(crate) async fn list_chaos_runs(
     State(state): State<AppState>,
     query: Result<Query<ChaosListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
     let env = environment(p.environment.as_deref())?;
+    let size = limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?;
+    let after = cursor(p.cursor.as_deref())?;
     let services = match p.service.as_deref() {
         Some(name) => {
             let name = service("service", name)?;
@@ -714,7 +786,9 @@ pub(crate) async fn list_chaos_runs(
                 .await
                 .map_err(store_error(&state))?;
             if found.is_empty() {
-                return Ok(Json(json!({ "items": [] })).into_response());
+                return Ok(page(Vec::<ChaosRun>::new(), size, |r| {
+                    Cursor::at(r.started_at, &r.uid)
+                }));
             }
             found.iter().map(ServiceRef::uid).collect()
         }
@@ -724,18 +798,21 @@ pub(crate) async fn list_chaos_runs(
         .store
         .list_chaos_runs(&deploygraph_store::ChaosFilter {
             services,
-            limit: limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?,
+            limit: size + 1,
+            cursor: after,
             ..deploygraph_store::ChaosFilter::default()
         })
         .await
         .map_err(store_error(&state))?;
-    Ok(Json(json!({ "items": runs })).into_response())
+    Ok(page(runs, size, |r: &ChaosRun| {
+        Cursor::at(r.started_at, &r.uid)
+    }))
 }
 
 /// `GET /v1/services/{name}/resilience?environment=`: verdicts per scenario across releases.
 #[utoipa::path(get, path = "/v1/services/{name}/resilience", tag = "chaos",
     params(("name" = deploygraph_model::ServiceName, Path), ServiceParams),
-    responses((status = 200, description = "Verdicts per scenario across releases", body = crate::openapi::JsonObject)))]
+    responses((status = 200, description = "Verdicts per scenario across releases, from the newest 10000 runs (`truncated` when older ones were left out)", body = crate::openapi::JsonObject)))]
 pub(crate) async fn resilience(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -745,10 +822,11 @@ pub(crate) async fn resilience(
     let name = service("name", &name)?;
     namespace(p.namespace)?;
     let env = environment(p.environment.as_deref())?;
-    let rows = deploygraph_chaos::resilience::of_service(state.store.as_ref(), &name, env.as_ref())
-        .await
-        .map_err(store_error(&state))?;
-    Ok(Json(json!({ "service": name, "runs": rows })).into_response())
+    let (rows, truncated) =
+        deploygraph_chaos::resilience::of_service(state.store.as_ref(), &name, env.as_ref())
+            .await
+            .map_err(store_error(&state))?;
+    Ok(Json(json!({ "service": name, "runs": rows, "truncated": truncated })).into_response())
 }
 
 /// `GET /v1/chaos/runs/{uid}`.

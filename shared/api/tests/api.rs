@@ -761,6 +761,12 @@ impl GraphStore for DownStore {
     async fn list_alerts(&self, _: &AlertFilter) -> deploygraph_store::Result<Vec<Alert>> {
         Err(down())
     }
+    async fn top_triggers(&self, _: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
+        Err(down())
+    }
+    async fn get_deployments(&self, _: &[Uid]) -> deploygraph_store::Result<Vec<StoredDeployment>> {
+        Err(down())
+    }
     async fn alert_services(&self, _: &Uid) -> deploygraph_store::Result<Vec<ServiceRef>> {
         Err(down())
     }

@@ -133,7 +133,9 @@ pub fn trend_text(service: &str, rows: &[TrendRow]) -> String {
     out
 }
 
-/// The trend of every recorded run against `service` (in `environment` when given).
+/// The resilience trend of a service (all environments, or one): its newest
+/// [`deploygraph_store::MAX_PAGE_SIZE`] chaos runs with the deployments they ran against (read
+/// in one batch), and whether older runs were left out.
 ///
 /// # Errors
 /// The store's.
@@ -141,7 +143,7 @@ pub async fn of_service(
     store: &dyn deploygraph_store::GraphStore,
     service: &deploygraph_model::ServiceName,
     environment: Option<&deploygraph_model::Environment>,
-) -> deploygraph_store::Result<Vec<TrendRow>> {
+) -> deploygraph_store::Result<(Vec<TrendRow>, bool)> {
     let services: Vec<Uid> = store
         .find_services(service, None, environment)
         .await?
@@ -149,24 +151,25 @@ pub async fn of_service(
         .map(deploygraph_model::ServiceRef::uid)
         .collect();
     if services.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
-    let runs = store
+    let mut runs = store
         .list_chaos_runs(&deploygraph_store::ChaosFilter {
             services,
-            limit: deploygraph_store::MAX_PAGE_SIZE,
+            limit: deploygraph_store::MAX_PAGE_SIZE + 1,
             ..deploygraph_store::ChaosFilter::default()
         })
         .await?;
-    let mut deployments = HashMap::new();
-    for uid in runs.iter().filter_map(|r| r.against.clone()) {
-        if let std::collections::hash_map::Entry::Vacant(e) = deployments.entry(uid)
-            && let Some(d) = store.get_deployment(e.key()).await?
-        {
-            e.insert(d.deployment);
-        }
-    }
-    Ok(trend(&runs, &deployments))
+    let truncated = runs.len() > deploygraph_store::MAX_PAGE_SIZE;
+    runs.truncate(deploygraph_store::MAX_PAGE_SIZE);
+    let against: Vec<Uid> = runs.iter().filter_map(|r| r.against.clone()).collect();
+    let deployments: HashMap<Uid, _> = store
+        .get_deployments(&against)
+        .await?
+        .into_iter()
+        .map(|d| (d.deployment.uid.clone(), d.deployment))
+        .collect();
+    Ok((trend(&runs, &deployments), truncated))
 }
 
 #[cfg(test)]

@@ -100,6 +100,8 @@ pub struct AlertsQuery {
     pub until: Option<DateTime<Utc>>,
     /// Page size.
     pub limit: Option<usize>,
+    /// Continue after this cursor (a previous page's `next_cursor`).
+    pub cursor: Option<String>,
 }
 
 /// One occurrence of an alert: its fingerprint, and its start when not the newest.
@@ -206,7 +208,8 @@ impl Client {
             .opt("environment", q.environment.as_ref())
             .opt("fingerprint", q.fingerprint.as_ref())
             .time("since", q.since.as_ref())
-            .time("until", q.until.as_ref());
+            .time("until", q.until.as_ref())
+            .opt("cursor", q.cursor.as_ref());
         self.get(query.on("/v1/alerts")).await
     }
 
@@ -227,7 +230,8 @@ impl Client {
         }
     }
 
-    /// `GET /v1/services/{name}/timeline`.
+    /// `GET /v1/services/{name}/timeline`: at most `limit` items (the server's default when
+    /// `None`), before `cursor` (a previous page's `next_cursor`).
     ///
     /// # Errors
     /// As [`Client::record_deployment`].
@@ -237,11 +241,15 @@ impl Client {
         environment: Option<&Environment>,
         since: &DateTime<Utc>,
         until: &DateTime<Utc>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
     ) -> Result<Accepted> {
         let query = Query::default()
             .time("since", Some(since))
             .time("until", Some(until))
-            .opt("environment", environment);
+            .opt("environment", environment)
+            .opt("limit", limit)
+            .opt("cursor", cursor);
         let path = format!("/v1/services/{}/timeline", path_segment(service.as_str()));
         self.get(query.on(&path)).await
     }
@@ -354,7 +362,7 @@ impl Client {
         self.get(query.on(&path)).await
     }
 
-    /// `GET /v1/chaos/runs`.
+    /// `GET /v1/chaos/runs`, after `cursor` (a previous page's `next_cursor`).
     ///
     /// # Errors
     /// As [`Client::record_deployment`].
@@ -363,11 +371,13 @@ impl Client {
         service: Option<&ServiceName>,
         environment: Option<&Environment>,
         limit: usize,
+        cursor: Option<&str>,
     ) -> Result<Accepted> {
         let query = Query::default()
             .opt("service", service)
             .opt("environment", environment)
-            .with("limit", limit);
+            .with("limit", limit)
+            .opt("cursor", cursor);
         self.get(query.on("/v1/chaos/runs")).await
     }
 

@@ -18,6 +18,7 @@ pub mod migrations;
 pub mod neo4j;
 mod payload;
 pub mod plan;
+pub mod retry;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -217,6 +218,22 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution>;
+
+    /// The top trigger of each of these alerts — the TRIGGERS relationship with the highest
+    /// confidence, ties broken by the smaller deployment uid, as [`GraphStore::attribution`]
+    /// ranks them — in one query. Alerts without a trigger (and unknown uids) are left out;
+    /// the result is ordered by alert uid.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn top_triggers(&self, alerts: &[Uid]) -> Result<Vec<Trigger>>;
+
+    /// The deployments with these uids, with their FOLLOWS links, in one query; unknown uids
+    /// are left out. Ordered by uid.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>>;
 
     /// Records a chaos run (replacing an earlier record of the same run), linked `TARGETED` to
     /// its service and `AGAINST` its deployment.

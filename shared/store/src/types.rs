@@ -69,9 +69,15 @@ pub struct Cursor {
 impl Cursor {
     /// The cursor after `deployment`.
     pub fn after(deployment: &Deployment) -> Self {
+        Self::at(deployment.started_at, &deployment.uid)
+    }
+
+    /// The cursor after the item listed at `time` with `uid` (an alert by its start, a chaos
+    /// run by its start).
+    pub fn at(time: DateTime<Utc>, uid: &Uid) -> Self {
         Self {
-            started_at_us: deployment.started_at.timestamp_micros(),
-            uid: deployment.uid.as_str().to_owned(),
+            started_at_us: time.timestamp_micros(),
+            uid: uid.as_str().to_owned(),
         }
     }
 
@@ -231,6 +237,8 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// Whether more items match than this page holds (`next_cursor` is set).
+    pub truncated: bool,
 }
 
 impl Page<StoredDeployment> {
@@ -246,6 +254,7 @@ impl Page<StoredDeployment> {
         };
         Self {
             items: rows,
+            truncated: next_cursor.is_some(),
             next_cursor,
         }
     }
@@ -283,6 +292,8 @@ pub struct AlertFilter {
     pub until: Option<DateTime<Utc>>,
     /// At most this many.
     pub limit: usize,
+    /// Continue after this position (`starts_at`, uid).
+    pub cursor: Option<Cursor>,
 }
 
 /// Which chaos runs to list, newest first.
@@ -296,6 +307,8 @@ pub struct ChaosFilter {
     pub until: Option<DateTime<Utc>>,
     /// At most this many.
     pub limit: usize,
+    /// Continue after this position (`started_at`, uid).
+    pub cursor: Option<Cursor>,
 }
 
 /// An alert's stored attribution: the TRIGGERS relationships into it (highest confidence

@@ -690,6 +690,7 @@ async fn chaos_runs_are_updated_in_place_and_raise_alerts(store: Arc<dyn GraphSt
         since: Some(minute(since)),
         until: Some(minute(until)),
         limit: 10,
+        cursor: None,
     };
     assert_eq!(
         store.list_chaos_runs(&filter(5, 5)).await.unwrap(),
@@ -1106,6 +1107,327 @@ async fn concurrent_claimers_never_share_a_follow_up(store: Arc<dyn GraphStore>)
     assert_eq!(distinct.len(), 40);
 }
 
+/// Alertmanager delivers notifications in parallel, and CI records rollouts of the same
+/// services meanwhile: every write touches the same few Service nodes (and one shared commit
+/// and image). Each call must succeed on its first try from the caller's side — the store
+/// orders its locks and retries its own transient failures.
+async fn concurrent_alert_and_deployment_storms_complete_without_errors(
+    store: Arc<dyn GraphStore>,
+) {
+    let services: Vec<String> = (0..3).map(|i| unique(&format!("storm{i}"))).collect();
+    let shared = unique("fp-shared");
+    let run = unique("fp");
+    let mut tasks = Vec::new();
+    for task in 0..20i64 {
+        let store = Arc::clone(&store);
+        let mut order = services.clone();
+        order.shuffle(&mut rand::rng());
+        let services = services.clone();
+        let shared = shared.clone();
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut alerts: Vec<Alert> = order
+                .iter()
+                .enumerate()
+                .flat_map(|(i, service)| {
+                    let run = run.clone();
+                    (0..5)
+                        .map(move |n| Alert::test(&format!("{run}-{task}-{i}-{n}"), service, task))
+                })
+                .collect();
+            // The same alert, delivered by every notification.
+            alerts.push(Alert::test(&shared, &order[0], 0));
+            alerts.shuffle(&mut rand::rng());
+            let recorded = store
+                .record_alerts(alerts)
+                .await
+                .map_err(|e| format!("alerts: {e}"))?;
+            let deployments: Vec<Deployment> = services
+                .iter()
+                .map(|service| {
+                    Deployment::test()
+                        .service(service)
+                        .commit("0123456789abcdef0123456789abcdef01234567")
+                        .image_seed(7)
+                        .started_at_minute(task)
+                        .build()
+                })
+                .collect();
+            let outcomes = store
+                .record_deployments(deployments)
+                .await
+                .map_err(|e| format!("deployments: {e}"))?;
+            Ok::<_, String>((recorded.len(), outcomes.len()))
+        }));
+    }
+    let retries = deploygraph_store::retry::retries();
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok((alerts, deployments)) => assert_eq!((alerts, deployments), (16, 3)),
+            Err(e) => errors.push(e),
+        }
+    }
+    assert_eq!(errors, Vec::<String>::new(), "no writer may fail");
+    eprintln!(
+        "{} store: {} transaction retries",
+        store.backend(),
+        deploygraph_store::retry::retries() - retries
+    );
+    for service in &services {
+        let alerts = store
+            .list_alerts(&AlertFilter {
+                limit: 1000,
+                ..alerts_for(service)
+            })
+            .await
+            .unwrap();
+        let own = alerts.iter().filter(|a| a.fingerprint != shared).count();
+        assert_eq!(own, 20 * 5, "{service}");
+        for a in alerts.iter().take(10) {
+            assert_eq!(
+                store.alert_services(&a.uid).await.unwrap(),
+                vec![ServiceRef::test(service)]
+            );
+        }
+        let items = store
+            .list_deployments(&filter_service(service, 100))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(items.len(), 20);
+        assert_chain(&items);
+    }
+    let shared_alerts = store
+        .list_alerts(&AlertFilter {
+            fingerprint: Some(shared.clone()),
+            limit: 10,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(shared_alerts.len(), 1, "one node per occurrence");
+}
+
+async fn top_triggers_rank_like_the_attribution(store: Arc<dyn GraphStore>) {
+    let service = unique("ranked");
+    let d1 = Deployment::test()
+        .service(&service)
+        .started_at_minute(0)
+        .build();
+    let d2 = Deployment::test()
+        .service(&service)
+        .started_at_minute(5)
+        .build();
+    store
+        .record_deployments(vec![d1.clone(), d2.clone()])
+        .await
+        .unwrap();
+    let alerts: Vec<Alert> = (0..4)
+        .map(|i| Alert::test(&unique("fp"), &service, 10 + i))
+        .collect();
+    store.record_alerts(alerts.clone()).await.unwrap();
+    let trigger = |alert: &Alert, d: &Deployment, score: f64| Trigger {
+        deployment_uid: d.uid.clone(),
+        alert_uid: alert.uid.clone(),
+        confidence_score: score,
+        reasons: vec![format!("score {score}")],
+        computed_at: minute(60),
+    };
+    // d2 wins; d1 wins; a tie goes to the smaller uid; no trigger at all.
+    store
+        .replace_attribution(
+            &alerts[0].uid,
+            &[trigger(&alerts[0], &d1, 0.3), trigger(&alerts[0], &d2, 0.6)],
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .replace_attribution(
+            &alerts[1].uid,
+            &[trigger(&alerts[1], &d1, 0.9), trigger(&alerts[1], &d2, 0.1)],
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .replace_attribution(
+            &alerts[2].uid,
+            &[trigger(&alerts[2], &d2, 0.5), trigger(&alerts[2], &d1, 0.5)],
+            None,
+        )
+        .await
+        .unwrap();
+    let mut asked: Vec<_> = alerts.iter().map(|a| a.uid.clone()).collect();
+    asked.push(deploygraph_model::Uid::from_stored("alert-unknown"));
+    asked.push(alerts[0].uid.clone());
+    let top = store.top_triggers(&asked).await.unwrap();
+    let mut expected = Vec::new();
+    for a in &alerts {
+        if let Some(first) = store.attribution(&a.uid).await.unwrap().triggers.first() {
+            expected.push(first.clone());
+        }
+    }
+    expected.sort_by(|a, b| a.alert_uid.cmp(&b.alert_uid));
+    assert_eq!(top, expected);
+    assert_eq!(top.len(), 3);
+    let winner = |alert: &Alert| {
+        top.iter()
+            .find(|t| t.alert_uid == alert.uid)
+            .map(|t| (t.deployment_uid.clone(), t.confidence_score))
+    };
+    assert_eq!(winner(&alerts[0]), Some((d2.uid.clone(), 0.6)));
+    assert_eq!(winner(&alerts[1]), Some((d1.uid.clone(), 0.9)));
+    let smaller = d1.uid.clone().min(d2.uid.clone());
+    assert_eq!(winner(&alerts[2]), Some((smaller, 0.5)));
+    assert_eq!(winner(&alerts[3]), None);
+    assert!(store.top_triggers(&[]).await.unwrap().is_empty());
+}
+
+async fn deployments_are_read_in_one_batch(store: Arc<dyn GraphStore>) {
+    let service = unique("batch-read");
+    let ds: Vec<Deployment> = (0..5)
+        .map(|i| {
+            Deployment::test()
+                .service(&service)
+                .started_at_minute(i)
+                .build()
+        })
+        .collect();
+    store.record_deployments(ds.clone()).await.unwrap();
+    let mut asked: Vec<_> = ds.iter().rev().map(|d| d.uid.clone()).collect();
+    asked.push(deploygraph_model::Uid::from_stored("deployment-unknown"));
+    asked.push(ds[0].uid.clone());
+    let got = store.get_deployments(&asked).await.unwrap();
+    let mut expected = Vec::new();
+    for d in &ds {
+        expected.push(store.get_deployment(&d.uid).await.unwrap().unwrap());
+    }
+    expected.sort_by(|a, b| a.deployment.uid.cmp(&b.deployment.uid));
+    assert_eq!(got, expected);
+    assert!(got.iter().filter(|d| d.follows.is_some()).count() == 4);
+    assert!(store.get_deployments(&[]).await.unwrap().is_empty());
+}
+
+async fn alerts_and_chaos_runs_page_with_cursors(store: Arc<dyn GraphStore>) {
+    let service = unique("paged");
+    // 23 alerts over 8 distinct start times: ties are broken by uid.
+    let alerts: Vec<Alert> = (0..23)
+        .map(|i| Alert::test(&unique("fp"), &service, i % 8))
+        .collect();
+    store.record_alerts(alerts.clone()).await.unwrap();
+    let mut walked = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_alerts(&AlertFilter {
+                limit: 5,
+                cursor: cursor.clone(),
+                ..alerts_for(&service)
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(pages <= 5, "the walk ends");
+        let Some(last) = page.last() else { break };
+        cursor = Some(Cursor::at(last.starts_at, &last.uid));
+        let full = page.len() == 5;
+        walked.extend(page);
+        if !full {
+            break;
+        }
+    }
+    let mut expected = alerts.clone();
+    expected.sort_by(|a, b| (b.starts_at, &b.uid).cmp(&(a.starts_at, &a.uid)));
+    assert_eq!(walked, expected);
+
+    let runs: Vec<ChaosRun> = (0..12)
+        .map(|i| ChaosRun::test(&unique("run"), &service, i % 4, Some(i % 4 + 1)))
+        .collect();
+    for run in &runs {
+        store.record_chaos_run(run).await.unwrap();
+    }
+    let target = ServiceRef::test(&service).uid();
+    let mut walked = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_chaos_runs(&ChaosFilter {
+                services: vec![target.clone()],
+                limit: 5,
+                cursor: cursor.clone(),
+                ..ChaosFilter::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(Cursor::at(last.started_at, &last.uid));
+        let full = page.len() == 5;
+        walked.extend(page.into_iter().map(|r| r.uid));
+        if !full {
+            break;
+        }
+    }
+    let mut expected = runs.clone();
+    expected.sort_by(|a, b| (b.started_at, &b.uid).cmp(&(a.started_at, &a.uid)));
+    assert_eq!(
+        walked,
+        expected.into_iter().map(|r| r.uid).collect::<Vec<_>>()
+    );
+}
+
+/// Two stores on one SQLite file (two processes: `serve` and a CLI with `--store`) write
+/// concurrently: the one waiting for the other's lock waits (busy_timeout) or retries, and
+/// neither reports an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sqlite_stores_on_one_file_write_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let first: Arc<dyn GraphStore> = Arc::new(
+        SqliteStore::open(&path, MigrationSource::Embedded)
+            .await
+            .unwrap(),
+    );
+    first.migrate().await.unwrap();
+    let second: Arc<dyn GraphStore> = Arc::new(
+        SqliteStore::open(&path, MigrationSource::Embedded)
+            .await
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for task in 0..20i64 {
+        let store = Arc::clone(if task % 2 == 0 { &first } else { &second });
+        tasks.push(tokio::spawn(async move {
+            let alerts: Vec<Alert> = (0..20)
+                .map(|n| Alert::test(&format!("fp-{task}-{n}"), "busy", task))
+                .collect();
+            store.record_alerts(alerts).await.map(|r| r.len())?;
+            store
+                .record_deployments(vec![
+                    Deployment::test()
+                        .service("busy")
+                        .started_at_minute(task)
+                        .build(),
+                ])
+                .await
+                .map(|r| r.len())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 1);
+    }
+    let listed = first
+        .list_alerts(&AlertFilter {
+            limit: 1000,
+            ..alerts_for("busy")
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 400);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1146,6 +1468,10 @@ conformance!(
     ingest_leaves_follow_ups_that_are_claimed_once_and_finished,
     a_follow_up_enqueued_again_while_claimed_is_not_lost,
     concurrent_claimers_never_share_a_follow_up,
+    concurrent_alert_and_deployment_storms_complete_without_errors,
+    top_triggers_rank_like_the_attribution,
+    deployments_are_read_in_one_batch,
+    alerts_and_chaos_runs_page_with_cursors,
 );
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,
@@ -1302,4 +1628,114 @@ async fn the_optional_commit_migration_keeps_existing_data() {
             .kind,
         RecordKind::Unchanged
     );
+}
+
+/// A TCP proxy in front of Neo4j that, when armed, cuts the connection carrying the next
+/// BEGIN (Bolt's struct marker `0xB1` and signature `0x11`): a pooled connection that breaks
+/// inside a transaction, as a connection reset or a leader stepping down does.
+struct CutProxy {
+    uri: String,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    cuts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn cut_proxy(target: String) -> CutProxy {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("bolt://{}", listener.local_addr().unwrap());
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cuts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (armed_in, cuts_in) = (Arc::clone(&armed), Arc::clone(&cuts));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (armed, cuts) = (Arc::clone(&armed_in), Arc::clone(&cuts_in));
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = client_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        let begin = buf[..n].windows(2).any(|w| w == [0xB1, 0x11]);
+                        if begin && armed.swap(false, Ordering::SeqCst) {
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            return Ok(());
+                        }
+                        server_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                let down = tokio::io::copy(&mut server_read, &mut client_write);
+                // Whichever ends first, both sockets are dropped: the connection is cut.
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    CutProxy { uri, armed, cuts }
+}
+
+/// A connection cut inside a write transaction is not the caller's failure: the store runs
+/// the whole transaction again on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_a_transaction_on_a_cut_connection_is_run_again() {
+    use std::sync::atomic::Ordering;
+    let (_dir, _migrated) = deploygraph_store::testing::neo4j().await;
+    let target = std::env::var("NEO4J_TEST_URI").unwrap();
+    let target = target
+        .split_once("://")
+        .map_or(target.as_str(), |(_, rest)| rest)
+        .to_owned();
+    let proxy = cut_proxy(target).await;
+    let store: Arc<dyn GraphStore> = Arc::new(
+        deploygraph_store::neo4j::Neo4jStore::connect(
+            &proxy.uri,
+            "",
+            &secrecy::SecretString::from(String::new()),
+            deploygraph_store::neo4j::Neo4jOptions::default(),
+            MigrationSource::Embedded,
+        )
+        .unwrap(),
+    );
+    store.ready().await.unwrap();
+    let service = unique("cut");
+    let first = Deployment::test().service(&service).build();
+    assert_eq!(record_one(&store, first).await, RecordKind::Created);
+    let retries = deploygraph_store::retry::retries();
+    proxy.armed.store(true, Ordering::SeqCst);
+    let second = Deployment::test()
+        .service(&service)
+        .started_at_minute(5)
+        .build();
+    let outcome = store.record_deployments(vec![second.clone()]).await;
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        1,
+        "the proxy cut a transaction"
+    );
+    assert_eq!(outcome.unwrap()[0].kind, RecordKind::Created);
+    assert!(deploygraph_store::retry::retries() > retries);
+    let alert = Alert::test(&unique("fp"), &service, 6);
+    proxy.armed.store(true, Ordering::SeqCst);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    assert_eq!(proxy.cuts.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        store.get_alert(&alert.uid).await.unwrap().map(|a| a.uid),
+        Some(alert.uid)
+    );
+    let items = store
+        .list_deployments(&filter_service(&service, 10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].follows.as_ref(), Some(&items[1].deployment.uid));
 }

@@ -130,6 +130,12 @@ impl GraphStore for FaultyStore {
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         self.inner.dependencies(service).await
     }
+    async fn top_triggers(&self, alerts: &[Uid]) -> Result<Vec<deploygraph_model::Trigger>> {
+        self.inner.top_triggers(alerts).await
+    }
+    async fn get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
+        self.inner.get_deployments(uids).await
+    }
     async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         self.inner.dependents(service).await
     }

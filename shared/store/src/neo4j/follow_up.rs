@@ -2,17 +2,12 @@
 //! attempts})` nodes, written in the transactions of the facts they are about. A claim takes
 //! each node's write lock before it reads the lease again, so two claimers never hold one.
 
-use super::{
-    Neo4jStore, decode_failed, failed, int, is_transient, map, rows_in, transient_backoff,
-};
+use super::{Neo4jStore, decode_failed, failed, int, map, rows_in};
 use crate::error::Result;
 use crate::follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 use chrono::{DateTime, Utc};
 use deploygraph_model::Uid;
 use neo4rs::{BoltType, Query, Txn, query};
-
-/// How often a claim or finish is retried after a transient failure (deadlock between claimers).
-const RETRIES: u32 = 6;
 
 fn node_uid(kind: FollowUpKind, subject: &str) -> String {
     format!("{}:{subject}", kind.as_str())
@@ -100,36 +95,18 @@ fn subjects_param(subjects: Option<&[Uid]>) -> BoltType {
 
 impl Neo4jStore {
     /// Runs the query `build` makes in a transaction of its own, again from the start after
-    /// a transient failure.
+    /// a transient failure ([`crate::retry`]).
     async fn retried_rows(
         &self,
         build: impl Fn() -> Query + Send + Sync,
         operation: &'static str,
     ) -> Result<Vec<neo4rs::Row>> {
-        let mut attempt = 0u32;
-        loop {
-            let mut txn = self
-                .graph
-                .start_txn()
-                .await
-                .map_err(failed("begin a transaction"))?;
-            let result = match rows_in(&mut txn, build(), operation).await {
-                Ok(rows) => txn.commit().await.map_err(failed("commit")).map(|_| rows),
-                Err(e) => {
-                    if let Err(rollback) = txn.rollback().await {
-                        tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
-                    }
-                    Err(e)
-                }
-            };
-            match result {
-                Err(e) if attempt < RETRIES && is_transient(&e) => {
-                    attempt += 1;
-                    tokio::time::sleep(transient_backoff(attempt)).await;
-                }
-                result => return result,
-            }
-        }
+        crate::retry::run(super::BACKEND, operation, super::is_retryable, || async {
+            let mut txn = self.begin().await?;
+            let result = rows_in(&mut txn, build(), operation).await;
+            super::rca::finish(txn, result).await
+        })
+        .await
     }
 
     pub(super) async fn claim(&self, claim: Claim<'_>) -> Result<Vec<FollowUp>> {

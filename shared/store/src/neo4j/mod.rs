@@ -105,29 +105,50 @@ fn classify(operation: &'static str, e: neo4rs::Error) -> Error {
     }
 }
 
-/// How often a write is retried after a transient failure (deadlock, lock timeout).
-const TRANSIENT_RETRIES: u32 = 8;
-
-/// Whether `e` is Neo4j's transient kind: the transaction was rolled back and may be retried.
-fn is_transient(e: &Error) -> bool {
+/// Whether retrying the whole transaction may succeed ([`crate::retry`]): Neo4j's transient
+/// errors (deadlocks, lock timeouts, an unavailable database), a leader switch in a cluster
+/// (`NotALeader`, a write on a follower, an expired session), and a connection that broke — a
+/// pooled connection the server closed fails on its first use. A connection *timeout* is not
+/// retried: one attempt already took the whole timeout, and the outage is reported (503).
+fn is_retryable(e: &Error) -> bool {
     let Error::Unavailable { source, .. } = e else {
         return false;
     };
+    match source.downcast_ref::<neo4rs::Error>() {
+        Some(neo4rs::Error::Neo4j(err)) => {
+            err.code().starts_with("Neo.TransientError.")
+                || matches!(
+                    err.kind(),
+                    neo4rs::Neo4jErrorKind::Transient
+                        | neo4rs::Neo4jErrorKind::Client(
+                            neo4rs::Neo4jClientErrorKind::SessionExpired
+                        )
+                )
+        }
+        Some(other) => is_connection_failure(other),
+        None => false,
+    }
+}
+
+/// A connection that broke or a server (or route) that cannot be reached now.
+fn is_connection_failure(e: &neo4rs::Error) -> bool {
+    use neo4rs::Error as E;
     matches!(
-        source.downcast_ref::<neo4rs::Error>(),
-        Some(neo4rs::Error::Neo4j(err)) if matches!(err.kind(), neo4rs::Neo4jErrorKind::Transient)
+        e,
+        E::IOError { .. }
+            | E::ConnectionError
+            | E::IncompleteBoltExchange
+            | E::ServerUnavailableError(_)
+            | E::RoutingTableError(_)
+            | E::RoutingTableRefreshFailed(_)
     )
 }
 
-/// Exponential backoff from 10 ms with jitter, so that writers that deadlocked do not collide again.
-fn transient_backoff(attempt: u32) -> Duration {
-    let base = 10u64 << attempt.min(6);
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos()),
-    ) % base;
-    Duration::from_millis(base + jitter)
+/// Whether a read is retried: only for a broken connection, since neo4rs retries Neo4j's own
+/// transient errors of autocommit queries itself.
+fn is_retryable_read(e: &Error) -> bool {
+    matches!(e, Error::Unavailable { source, .. }
+        if source.downcast_ref::<neo4rs::Error>().is_some_and(is_connection_failure))
 }
 
 /// Whether a schema statement failed only because an equivalent rule exists: `IF NOT EXISTS`
@@ -165,27 +186,58 @@ fn int(value: impl TryInto<i64>) -> BoltType {
     BoltType::from(value.try_into().unwrap_or(i64::MAX))
 }
 
+/// An Image node's properties, with its uid.
+fn image_row(i: &deploygraph_model::Image) -> (String, BoltType) {
+    let uid = i.uid().as_str().to_owned();
+    let row = map(vec![
+        ("uid", uid.as_str().into()),
+        (
+            "digest",
+            opt_str(i.digest.as_ref().map(ImageDigest::as_str)),
+        ),
+        ("repository", opt_str(i.repository.as_deref())),
+        ("tag", opt_str(i.tag.as_deref())),
+    ]);
+    (uid, row)
+}
+
+/// A HelmRevision node's properties, with its uid.
+fn helm_row(h: &deploygraph_model::HelmRevision) -> (String, BoltType) {
+    let uid = h.uid().as_str().to_owned();
+    let row = map(vec![
+        ("uid", uid.as_str().into()),
+        ("release", h.release.as_str().into()),
+        ("namespace", h.namespace.as_str().into()),
+        ("revision", i64::from(h.revision).into()),
+        ("chart", opt_str(h.chart.as_deref())),
+        ("chart_version", opt_str(h.chart_version.as_deref())),
+        ("app_version", opt_str(h.app_version.as_deref())),
+        ("status", h.status.as_str().into()),
+    ]);
+    (uid, row)
+}
+
+/// A Commit node's properties, with its uid.
+fn commit_row(c: &deploygraph_model::Commit) -> (String, BoltType) {
+    let uid = c.uid().as_str().to_owned();
+    let row = map(vec![
+        ("uid", uid.as_str().into()),
+        ("sha", c.sha.as_str().into()),
+        ("repo", opt_str(c.repo.as_deref())),
+        ("author", opt_str(c.author.as_deref())),
+        ("message", opt_str(c.message.as_deref())),
+        ("committed_at", c.committed_at.into()),
+    ]);
+    (uid, row)
+}
+
 fn deployment_row(d: &Deployment) -> Result<BoltType> {
     let payload = serde_json::to_string(d).map_err(|e| Error::Backend {
         backend: BACKEND,
         operation: "encode a deployment",
         source: Box::new(e),
     })?;
-    let images: Vec<BoltType> = d
-        .images
-        .iter()
-        .map(|i| {
-            map(vec![
-                ("uid", i.uid().as_str().into()),
-                (
-                    "digest",
-                    opt_str(i.digest.as_ref().map(ImageDigest::as_str)),
-                ),
-                ("repository", opt_str(i.repository.as_deref())),
-                ("tag", opt_str(i.tag.as_deref())),
-            ])
-        })
-        .collect();
+    let images: Vec<BoltType> = d.images.iter().map(|i| image_row(i).1).collect();
     let changes: Vec<BoltType> = d
         .changes
         .iter()
@@ -209,36 +261,8 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
         .iter()
         .filter_map(|i| i.digest.as_ref().map(|d| d.as_str().into()))
         .collect();
-    let helm: Vec<BoltType> = d
-        .helm
-        .iter()
-        .map(|h| {
-            map(vec![
-                ("uid", h.uid().as_str().into()),
-                ("release", h.release.as_str().into()),
-                ("namespace", h.namespace.as_str().into()),
-                ("revision", i64::from(h.revision).into()),
-                ("chart", opt_str(h.chart.as_deref())),
-                ("chart_version", opt_str(h.chart_version.as_deref())),
-                ("app_version", opt_str(h.app_version.as_deref())),
-                ("status", h.status.as_str().into()),
-            ])
-        })
-        .collect();
-    let commits: Vec<BoltType> = d
-        .commit
-        .iter()
-        .map(|c| {
-            map(vec![
-                ("uid", c.uid().as_str().into()),
-                ("sha", c.sha.as_str().into()),
-                ("repo", opt_str(c.repo.as_deref())),
-                ("author", opt_str(c.author.as_deref())),
-                ("message", opt_str(c.message.as_deref())),
-                ("committed_at", c.committed_at.into()),
-            ])
-        })
-        .collect();
+    let helm: Vec<BoltType> = d.helm.iter().map(|h| helm_row(h).1).collect();
+    let commits: Vec<BoltType> = d.commit.iter().map(|c| commit_row(c).1).collect();
     Ok(map(vec![
         ("uid", d.uid.as_str().into()),
         (
@@ -339,6 +363,27 @@ FOREACH (h IN r.helm |
 WITH d
 OPTIONAL MATCH (snap:InfraSnapshot {deployment_uid: d.uid})
 FOREACH (x IN CASE WHEN snap IS NULL THEN [] ELSE [snap] END | MERGE (x)-[:TAKEN_FOR]->(d))";
+
+/// Merges the batch's commits (rows sorted by uid) and takes their write locks.
+const LOCK_COMMITS: &str = "
+UNWIND $rows AS cm
+MERGE (c:Commit {uid: cm.uid})
+SET c.sha = cm.sha, c.repo = cm.repo,
+    c.author = coalesce(c.author, cm.author), c.message = coalesce(c.message, cm.message),
+    c.committed_at = coalesce(c.committed_at, cm.committed_at)";
+
+/// Merges the batch's images (rows sorted by uid) and takes their write locks.
+const LOCK_IMAGES: &str = "
+UNWIND $rows AS img
+MERGE (i:Image {uid: img.uid})
+SET i.digest = coalesce(i.digest, img.digest), i.repository = coalesce(i.repository, img.repository),
+    i.tag = coalesce(i.tag, img.tag)";
+
+/// Merges the batch's Helm revisions (rows sorted by uid) and takes their write locks.
+const LOCK_HELM: &str = "
+UNWIND $rows AS h
+MERGE (x:HelmRevision {uid: h.uid})
+SET x += h";
 
 /// Advances a stored deployment's status, finish time, validation and payload.
 const UPDATE_DEPLOYMENTS: &str = "
@@ -566,6 +611,13 @@ impl Neo4jStore {
     }
 
     async fn rows(&self, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
+        crate::retry::run(BACKEND, operation, is_retryable_read, || {
+            self.rows_once(q.clone(), operation)
+        })
+        .await
+    }
+
+    async fn rows_once(&self, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
         let mut stream = self
             .graph
             .execute_read(q)
@@ -579,24 +631,9 @@ impl Neo4jStore {
     }
 
     async fn write_batch(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
-        let mut txn = self
-            .graph
-            .start_txn()
-            .await
-            .map_err(failed("begin a transaction"))?;
+        let mut txn = self.begin().await?;
         let result = self.write_in(&mut txn, batch).await;
-        match result {
-            Ok(outcomes) => {
-                txn.commit().await.map_err(failed("commit"))?;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                if let Err(rollback) = txn.rollback().await {
-                    tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
-                }
-                Err(e)
-            }
-        }
+        rca::finish(txn, result).await
     }
 
     async fn write_in(&self, txn: &mut Txn, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
@@ -630,7 +667,13 @@ impl Neo4jStore {
             stored.insert(uid, d);
         }
 
-        let plan = plan::plan(stored, batch);
+        let mut plan = plan::plan(stored, batch);
+        // Rows in the order of the shared node they touch; the shared nodes themselves are
+        // locked first, each label in uid order (see `LOCK_SHARED`).
+        for rows in [&mut plan.inserts, &mut plan.updates] {
+            rows.sort_by(|a, b| (a.service_uid(), &a.uid).cmp(&(b.service_uid(), &b.uid)));
+        }
+        self.lock_shared(txn, &plan.inserts, &plan.updates).await?;
         for (statement, rows) in [
             (INSERT_DEPLOYMENTS, &plan.inserts),
             (UPDATE_DEPLOYMENTS, &plan.updates),
@@ -654,6 +697,41 @@ impl Neo4jStore {
         )
         .await?;
         Ok(plan.outcomes)
+    }
+
+    /// Merges the Commit, Image and HelmRevision nodes the batch links to and takes their write
+    /// locks, label by label, each in uid order. Writers that share a commit or an image (one
+    /// build rolled out to many services at once) then lock them in one order and wait for
+    /// each other instead of deadlocking; the deployment rows merge them again and find them.
+    async fn lock_shared(
+        &self,
+        txn: &mut Txn,
+        inserts: &[Deployment],
+        updates: &[Deployment],
+    ) -> Result<()> {
+        let mut commits: BTreeMap<String, BoltType> = BTreeMap::new();
+        let mut images: BTreeMap<String, BoltType> = BTreeMap::new();
+        let mut helm: BTreeMap<String, BoltType> = BTreeMap::new();
+        for d in inserts {
+            commits.extend(d.commit.iter().map(commit_row));
+        }
+        for d in inserts.iter().chain(updates) {
+            images.extend(d.images.iter().map(image_row));
+            helm.extend(d.helm.iter().map(helm_row));
+        }
+        for (statement, rows) in [
+            (LOCK_COMMITS, commits),
+            (LOCK_IMAGES, images),
+            (LOCK_HELM, helm),
+        ] {
+            let rows: Vec<BoltType> = rows.into_values().collect();
+            for chunk in rows.chunks(self.options.chunk_size.max(1)) {
+                txn.run(query(statement).param("rows", chunk.to_vec()))
+                    .await
+                    .map_err(failed("write deployments"))?;
+            }
+        }
+        Ok(())
     }
 
     async fn relink(&self, txn: &mut Txn, created: &[Deployment]) -> Result<()> {
@@ -696,6 +774,31 @@ impl Neo4jStore {
         }
         Ok(())
     }
+}
+
+/// Records a snapshot in `txn` unless it is recorded already.
+async fn write_snapshot_in(
+    txn: &mut Txn,
+    uid: &str,
+    props: &BoltType,
+    checks: &BoltType,
+) -> Result<()> {
+    let exists = rows_in(
+        txn,
+        query("MATCH (s:InfraSnapshot {uid: $uid}) RETURN s.uid AS uid").param("uid", uid),
+        "read a snapshot",
+    )
+    .await?;
+    if exists.is_empty() {
+        txn.run(
+            query(INSERT_SNAPSHOT)
+                .param("props", props.clone())
+                .param("checks", checks.clone()),
+        )
+        .await
+        .map_err(failed("write a snapshot"))?;
+    }
+    Ok(())
 }
 
 /// Every row of `q` run inside `txn`.
@@ -841,21 +944,11 @@ impl GraphStore for Neo4jStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // Deadlocks between writers touching the same commit, image or service nodes are
-        // transient: the transaction was rolled back, so it is retried, as Neo4j's managed
-        // transactions do.
-        let mut attempt = 0u32;
-        loop {
-            match self.write_batch(batch.clone()).await {
-                Err(e) if attempt < TRANSIENT_RETRIES && is_transient(&e) => {
-                    attempt += 1;
-                    let pause = transient_backoff(attempt);
-                    tracing::debug!(attempt, pause_ms = pause.as_millis() as u64, error.message = %e, "retrying a transient failure");
-                    tokio::time::sleep(pause).await;
-                }
-                result => return result,
-            }
-        }
+        // A transaction rolled back by a deadlock or a leader switch runs again from its start.
+        crate::retry::run(BACKEND, "record deployments", is_retryable, || {
+            self.write_batch(batch.clone())
+        })
+        .await
     }
 
     async fn get_deployment(&self, uid: &Uid) -> Result<Option<StoredDeployment>> {
@@ -884,28 +977,13 @@ impl GraphStore for Neo4jStore {
 
     async fn record_snapshot(&self, snapshot: &InfraSnapshot) -> Result<()> {
         let (props, checks) = snapshot_params(snapshot)?;
-        let mut txn = self
-            .graph
-            .start_txn()
-            .await
-            .map_err(failed("begin a transaction"))?;
-        let exists = rows_in(
-            &mut txn,
-            query("MATCH (s:InfraSnapshot {uid: $uid}) RETURN s.uid AS uid")
-                .param("uid", snapshot.uid.as_str()),
-            "read a snapshot",
-        )
-        .await?;
-        if exists.is_empty() {
-            txn.run(
-                query(INSERT_SNAPSHOT)
-                    .param("props", props)
-                    .param("checks", checks),
-            )
-            .await
-            .map_err(failed("write a snapshot"))?;
-        }
-        txn.commit().await.map(drop).map_err(failed("commit"))
+        let uid = snapshot.uid.as_str();
+        crate::retry::run(BACKEND, "record a snapshot", is_retryable, || async {
+            let mut txn = self.begin().await?;
+            let result = write_snapshot_in(&mut txn, uid, &props, &checks).await;
+            rca::finish(txn, result).await
+        })
+        .await
     }
 
     async fn get_snapshot(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
@@ -1074,6 +1152,14 @@ impl GraphStore for Neo4jStore {
 
     async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution> {
         self.rca_attribution(alert).await
+    }
+
+    async fn top_triggers(&self, alerts: &[Uid]) -> Result<Vec<Trigger>> {
+        self.rca_top_triggers(alerts).await
+    }
+
+    async fn get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
+        self.rca_get_deployments(uids).await
     }
 
     async fn record_chaos_run(&self, run: &ChaosRun) -> Result<()> {

@@ -12,6 +12,7 @@ use deploygraph_model::{
     ServiceRef, Trigger, Uid, merge_alert, parse_time,
 };
 use neo4rs::{BoltType, Query, Txn, query};
+use std::collections::BTreeMap;
 
 fn payloads<T: serde::de::DeserializeOwned>(
     rows: &[neo4rs::Row],
@@ -113,49 +114,130 @@ fn alert_props(alert: &Alert) -> Result<BoltType> {
     ]))
 }
 
-/// Creates an alert occurrence (merged on uid, so concurrent first deliveries are one node)
-/// and links it FIRED_ON its services.
-const CREATE_ALERT: &str = "
-MERGE (a:Alert {uid: $props.uid})
-ON CREATE SET a = $props
-WITH a
+/// Takes the write locks of the Service nodes a batch's new alerts fire on (creating the
+/// missing ones) in one statement, in uid order. Every writer of shared nodes takes their
+/// locks this way (deployments: Service, then Commit, Image and HelmRevision, each by uid), so
+/// concurrent notifications on the same few services wait for each other instead of
+/// deadlocking.
+const LOCK_SERVICES: &str = "
 UNWIND $services AS s
-MERGE (svc:Service {uid: s.uid})
-ON CREATE SET svc.name = s.name, svc.namespace = s.namespace, svc.environment = s.environment
+MERGE (n:Service {uid: s.uid})
+ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment
+SET n.last_recorded_at = datetime()";
+
+/// Creates alert occurrences (merged on uid, so concurrent first deliveries are one node),
+/// linked FIRED_ON their services, whose locks the batch holds already.
+const CREATE_ALERTS: &str = "
+UNWIND $rows AS r
+MERGE (a:Alert {uid: r.props.uid})
+ON CREATE SET a = r.props
+WITH a, r
+UNWIND r.services AS su
+MATCH (svc:Service {uid: su})
 MERGE (a)-[:FIRED_ON]->(svc)";
 
-const UPDATE_ALERT: &str = "
-MATCH (a:Alert {uid: $props.uid})
-SET a.status = $props.status, a.ends_at = $props.ends_at, a.severity = $props.severity,
-    a.summary = $props.summary, a.labels = $props.labels, a.payload = $props.payload";
+const UPDATE_ALERTS: &str = "
+UNWIND $rows AS r
+MATCH (a:Alert {uid: r.props.uid})
+SET a.status = r.props.status, a.ends_at = r.props.ends_at, a.severity = r.props.severity,
+    a.summary = r.props.summary, a.labels = r.props.labels, a.payload = r.props.payload";
 
-async fn fired_on(txn: &mut Txn, alert: &Alert) -> Result<Vec<ServiceRef>> {
-    let Some(name) = &alert.service else {
-        return Ok(Vec::new());
-    };
-    let rows = rows_in(
-        txn,
-        find_services_query(name, alert.namespace.as_deref(), alert.environment.as_ref()),
-        "find services",
-    )
-    .await?;
-    let found = service_refs(&rows, "find services")?;
-    if !found.is_empty() {
-        return Ok(found);
-    }
-    Ok(alert
-        .environment
-        .as_ref()
-        .map(|environment| ServiceRef {
-            name: name.clone(),
-            namespace: alert.namespace.clone(),
-            environment: environment.clone(),
+/// The stored Services every label key `(name, namespace, environment)` matches, in one query.
+const FIND_SERVICES_BATCH: &str = "
+UNWIND $keys AS k
+MATCH (s:Service {name: k.name})
+WHERE (k.namespace IS NULL OR s.namespace = k.namespace)
+  AND (k.environment IS NULL OR s.environment = k.environment)
+RETURN k.i AS i, s.name AS name, s.namespace AS namespace, s.environment AS environment
+ORDER BY i, environment, namespace";
+
+type ServiceKey = (ServiceName, Option<String>, Option<Environment>);
+
+/// The Services each new alert fires on: the stored ones its labels match; with an
+/// environment and none stored, the one its labels name. One query for the whole batch.
+async fn fired_on(txn: &mut Txn, alerts: &[&Alert]) -> Result<Vec<Vec<ServiceRef>>> {
+    let mut keys: Vec<ServiceKey> = alerts
+        .iter()
+        .filter_map(|a| {
+            let name = a.service.clone()?;
+            Some((name, a.namespace.clone(), a.environment.clone()))
         })
-        .into_iter()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut found: Vec<Vec<ServiceRef>> = vec![Vec::new(); keys.len()];
+    if !keys.is_empty() {
+        let rows: Vec<BoltType> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (name, namespace, environment))| {
+                map(vec![
+                    ("i", int(i)),
+                    ("name", name.as_str().into()),
+                    ("namespace", opt_str(namespace.as_deref())),
+                    (
+                        "environment",
+                        opt_str(environment.as_ref().map(Environment::as_str)),
+                    ),
+                ])
+            })
+            .collect();
+        let rows = rows_in(
+            txn,
+            query(FIND_SERVICES_BATCH).param("keys", rows),
+            "find services",
+        )
+        .await?;
+        let dec = decode_failed("find services");
+        for row in &rows {
+            let i: i64 = row.get("i").map_err(&dec)?;
+            let refs = service_refs(std::slice::from_ref(row), "find services")?;
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| found.get_mut(i)) {
+                slot.extend(refs);
+            }
+        }
+    }
+    Ok(alerts
+        .iter()
+        .map(|alert| {
+            let Some(name) = &alert.service else {
+                return Vec::new();
+            };
+            let key = (
+                name.clone(),
+                alert.namespace.clone(),
+                alert.environment.clone(),
+            );
+            let stored = keys
+                .binary_search(&key)
+                .ok()
+                .and_then(|i| found.get(i))
+                .filter(|f| !f.is_empty());
+            match stored {
+                Some(services) => services.clone(),
+                None => alert
+                    .environment
+                    .as_ref()
+                    .map(|environment| ServiceRef {
+                        name: name.clone(),
+                        namespace: alert.namespace.clone(),
+                        environment: environment.clone(),
+                    })
+                    .into_iter()
+                    .collect(),
+            }
+        })
         .collect())
 }
 
-async fn record_alerts_in(txn: &mut Txn, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>> {
+/// Records a batch of alert deliveries in `txn`: reads what is stored, merges in memory, then
+/// writes with a few `UNWIND` statements whose rows are sorted by the uid of the node they lock
+/// (services first, then alerts), so concurrent batches never wait on each other in a cycle.
+async fn record_alerts_in(
+    txn: &mut Txn,
+    alerts: Vec<Alert>,
+    chunk: usize,
+) -> Result<Vec<(Alert, AlertOutcome)>> {
     let uids: Vec<BoltType> = alerts.iter().map(|a| a.uid.as_str().into()).collect();
     let rows = rows_in(
         txn,
@@ -167,47 +249,79 @@ async fn record_alerts_in(txn: &mut Txn, alerts: Vec<Alert>) -> Result<Vec<(Aler
     )
     .await?;
     let stored: Vec<Alert> = payloads(&rows, "read alerts")?;
-    let mut outcomes: Vec<(Alert, AlertOutcome)> = Vec::with_capacity(alerts.len());
+    let mut current: BTreeMap<Uid, (Alert, bool, bool)> = stored
+        .into_iter()
+        .map(|a| (a.uid.clone(), (a, false, false)))
+        .collect();
+    let mut outcomes = Vec::with_capacity(alerts.len());
     for alert in alerts {
-        let previous = outcomes
-            .iter()
-            .rev()
-            .map(|(a, _): &(Alert, AlertOutcome)| a)
-            .chain(stored.iter())
-            .find(|a| a.uid == alert.uid)
-            .cloned();
-        let (merged, outcome) = merge_alert(previous.as_ref(), alert);
-        match outcome {
-            AlertOutcome::Created => {
-                let services: Vec<BoltType> = fired_on(txn, &merged)
-                    .await?
-                    .iter()
-                    .map(service_row)
-                    .collect();
-                txn.run(
-                    query(CREATE_ALERT)
-                        .param("props", alert_props(&merged)?)
-                        .param("services", services),
-                )
-                .await
-                .map_err(failed("record an alert"))?;
-            }
-            AlertOutcome::Updated => {
-                txn.run(query(UPDATE_ALERT).param("props", alert_props(&merged)?))
-                    .await
-                    .map_err(failed("record an alert"))?;
-            }
-            AlertOutcome::Unchanged => {}
-        }
+        let uid = alert.uid.clone();
+        let previous = current.get(&uid).map(|(a, _, _)| a);
+        let (merged, outcome) = merge_alert(previous, alert);
+        let entry = current
+            .entry(uid)
+            .or_insert_with(|| (merged.clone(), false, false));
+        entry.0 = merged.clone();
+        entry.1 |= outcome == AlertOutcome::Created;
+        entry.2 |= outcome == AlertOutcome::Updated;
         outcomes.push((merged, outcome));
+    }
+    // In uid order (the map's), which is the order the alerts' locks are taken in.
+    let created: Vec<&Alert> = current
+        .values()
+        .filter(|(_, created, _)| *created)
+        .map(|(a, _, _)| a)
+        .collect();
+    let updated: Vec<&Alert> = current
+        .values()
+        .filter(|(_, created, updated)| !*created && *updated)
+        .map(|(a, _, _)| a)
+        .collect();
+    if !created.is_empty() {
+        let services = fired_on(txn, &created).await?;
+        let mut locks: BTreeMap<Uid, &ServiceRef> = BTreeMap::new();
+        for s in services.iter().flatten() {
+            locks.entry(s.uid()).or_insert(s);
+        }
+        let locks: Vec<BoltType> = locks.values().map(|s| service_row(s)).collect();
+        for part in locks.chunks(chunk) {
+            txn.run(query(LOCK_SERVICES).param("services", part.to_vec()))
+                .await
+                .map_err(failed("record alerts"))?;
+        }
+        let rows = created
+            .iter()
+            .zip(&services)
+            .map(|(alert, services)| {
+                let uids: Vec<BoltType> =
+                    services.iter().map(|s| s.uid().as_str().into()).collect();
+                Ok(map(vec![
+                    ("props", alert_props(alert)?),
+                    ("services", BoltType::from(uids)),
+                ]))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for part in rows.chunks(chunk) {
+            txn.run(query(CREATE_ALERTS).param("rows", part.to_vec()))
+                .await
+                .map_err(failed("record alerts"))?;
+        }
+    }
+    if !updated.is_empty() {
+        let rows = updated
+            .iter()
+            .map(|alert| Ok(map(vec![("props", alert_props(alert)?)])))
+            .collect::<Result<Vec<_>>>()?;
+        for part in rows.chunks(chunk) {
+            txn.run(query(UPDATE_ALERTS).param("rows", part.to_vec()))
+                .await
+                .map_err(failed("record alerts"))?;
+        }
     }
     super::follow_up::enqueue(
         txn,
         crate::FollowUpKind::Alert,
-        outcomes
-            .iter()
-            .filter(|(_, o)| *o == AlertOutcome::Created)
-            .map(|(a, _)| &a.uid),
+        created.iter().map(|a| &a.uid),
         Utc::now(),
     )
     .await?;
@@ -236,6 +350,11 @@ fn alerts_query(filter: &AlertFilter) -> Query {
     if let Some(until) = filter.until {
         clauses.push("a.starts_at_us <= $until");
         params.push(("until", until.timestamp_micros().into()));
+    }
+    if let Some(cursor) = &filter.cursor {
+        clauses.push("(a.starts_at_us < $cursor_us OR (a.starts_at_us = $cursor_us AND a.uid < $cursor_uid))");
+        params.push(("cursor_us", cursor.started_at_us.into()));
+        params.push(("cursor_uid", cursor.uid.as_str().into()));
     }
     clauses.push("a.starts_at_us > -9223372036854775807");
     let text = format!(
@@ -266,6 +385,11 @@ fn chaos_query(filter: &ChaosFilter) -> Query {
     if let Some(until) = filter.until {
         clauses.push("c.started_at_us <= $until");
         params.push(("until", until.timestamp_micros().into()));
+    }
+    if let Some(cursor) = &filter.cursor {
+        clauses.push("(c.started_at_us < $cursor_us OR (c.started_at_us = $cursor_us AND c.uid < $cursor_uid))");
+        params.push(("cursor_us", cursor.started_at_us.into()));
+        params.push(("cursor_uid", cursor.uid.as_str().into()));
     }
     clauses.push("c.started_at_us > -9223372036854775807");
     let text = format!(
@@ -329,27 +453,12 @@ fn chaos_props(run: &ChaosRun) -> Result<BoltType> {
 }
 
 impl Neo4jStore {
-    pub(super) async fn in_txn<T>(
-        &self,
-        work: impl AsyncFnOnce(&mut Txn) -> Result<T>,
-    ) -> Result<T> {
-        let mut txn = self
-            .graph
+    /// Begins an explicit transaction.
+    pub(super) async fn begin(&self) -> Result<Txn> {
+        self.graph
             .start_txn()
             .await
-            .map_err(failed("begin a transaction"))?;
-        match work(&mut txn).await {
-            Ok(value) => {
-                txn.commit().await.map_err(failed("commit"))?;
-                Ok(value)
-            }
-            Err(e) => {
-                if let Err(rollback) = txn.rollback().await {
-                    tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
-                }
-                Err(e)
-            }
-        }
+            .map_err(failed("begin a transaction"))
     }
 
     async fn read(&self, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
@@ -375,8 +484,13 @@ impl Neo4jStore {
         &self,
         alerts: Vec<Alert>,
     ) -> Result<Vec<(Alert, AlertOutcome)>> {
-        self.in_txn(async move |txn| record_alerts_in(txn, alerts).await)
-            .await
+        let chunk = self.options.chunk_size.max(1);
+        crate::retry::run(BACKEND, "record alerts", super::is_retryable, || async {
+            let mut txn = self.begin().await?;
+            let result = record_alerts_in(&mut txn, alerts.clone(), chunk).await;
+            finish(txn, result).await
+        })
+        .await
     }
 
     pub(super) async fn rca_get_alert(&self, uid: &Uid) -> Result<Option<Alert>> {
@@ -431,11 +545,14 @@ impl Neo4jStore {
         )
         .param("service", service_row(service))
         .param("deps", deps);
-        self.in_txn(async move |txn| {
-            txn.run(q)
+        crate::retry::run(BACKEND, "set dependencies", super::is_retryable, || async {
+            let mut txn = self.begin().await?;
+            let result = txn
+                .run(q.clone())
                 .await
                 .map(drop)
-                .map_err(failed("set dependencies"))
+                .map_err(failed("set dependencies"));
+            finish(txn, result).await
         })
         .await
     }
@@ -546,47 +663,16 @@ impl Neo4jStore {
             .collect();
         let alert = alert.as_str().to_owned();
         let chaos = chaos.map(|(run, reason)| (run.as_str().to_owned(), reason.to_owned()));
-        self.in_txn(async move |txn| {
-            // The alert's write lock first: two attributions of one alert (the webhook's and a
-            // late deployment's) then run one after the other, and the second sees and replaces
-            // the first's edges instead of adding its own beside them.
-            txn.run(
-                query("MATCH (a:Alert {uid: $alert}) SET a.attributed_at = datetime()")
-                    .param("alert", alert.as_str()),
-            )
-            .await
-            .map_err(failed("record an attribution"))?;
-            txn.run(
-                query(
-                    "MATCH (a:Alert {uid: $alert})
-                     OPTIONAL MATCH (:DeploymentEvent)-[old:TRIGGERS]->(a)
-                     DELETE old
-                     WITH DISTINCT a
-                     UNWIND $rows AS t
-                     MATCH (d:DeploymentEvent {uid: t.deployment})
-                     CREATE (d)-[:TRIGGERS {confidence_score: t.confidence_score, reasons: t.reasons,
-                                            computed_at: t.computed_at}]->(a)",
-                )
-                .param("alert", alert.as_str())
-                .param("rows", rows),
-            )
-            .await
-            .map_err(failed("record an attribution"))?;
-            if let Some((run, reason)) = chaos {
-                txn.run(
-                    query(
-                        "MATCH (c:ChaosRun {uid: $run}), (a:Alert {uid: $alert})
-                         MERGE (c)-[r:RAISED]->(a) SET r.reason = $reason",
-                    )
-                    .param("run", run)
-                    .param("alert", alert.as_str())
-                    .param("reason", reason),
-                )
-                .await
-                .map_err(failed("record an attribution"))?;
-            }
-            Ok(())
-        })
+        crate::retry::run(
+            BACKEND,
+            "record an attribution",
+            super::is_retryable,
+            || async {
+                let mut txn = self.begin().await?;
+                let result = replace_attribution_in(&mut txn, &alert, &rows, chaos.as_ref()).await;
+                finish(txn, result).await
+            },
+        )
         .await
     }
 
@@ -644,17 +730,95 @@ impl Neo4jStore {
         })
     }
 
+    pub(super) async fn rca_top_triggers(&self, alerts: &[Uid]) -> Result<Vec<Trigger>> {
+        let operation = "read top triggers";
+        let mut uids: Vec<&str> = alerts.iter().map(Uid::as_str).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
+        let rows = self
+            .read(
+                query(
+                    "UNWIND $uids AS u
+                     MATCH (d:DeploymentEvent)-[r:TRIGGERS]->(:Alert {uid: u})
+                     WITH u, d.uid AS deployment, r
+                     ORDER BY u, r.confidence_score DESC, deployment
+                     WITH u, collect({deployment: deployment, confidence_score: r.confidence_score,
+                                      reasons: r.reasons, computed_at: toString(r.computed_at)})[0] AS top
+                     RETURN u AS alert, top.deployment AS deployment,
+                            top.confidence_score AS confidence_score, top.reasons AS reasons,
+                            top.computed_at AS computed_at
+                     ORDER BY alert",
+                )
+                .param("uids", uids),
+                operation,
+            )
+            .await?;
+        let dec = decode_failed(operation);
+        rows.iter()
+            .map(|row| {
+                let deployment: String = row.get("deployment").map_err(&dec)?;
+                let computed_at: String = row.get("computed_at").map_err(&dec)?;
+                Ok(Trigger {
+                    alert_uid: Uid::from_stored(row.get::<String>("alert").map_err(&dec)?),
+                    confidence_score: row.get("confidence_score").map_err(&dec)?,
+                    reasons: row.get("reasons").map_err(&dec)?,
+                    computed_at: parse_time(&computed_at).map_err(|e| Error::Corrupt {
+                        uid: deployment.clone(),
+                        source: Box::new(e),
+                    })?,
+                    deployment_uid: Uid::from_stored(deployment),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn rca_get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
+        let mut uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
+        let rows = self
+            .read(
+                query(
+                    "UNWIND $uids AS u
+                     MATCH (d:DeploymentEvent {uid: u})
+                     OPTIONAL MATCH (d)-[:FOLLOWS]->(p:DeploymentEvent)
+                     RETURN d.uid AS uid, d.payload AS payload, p.uid AS follows
+                     ORDER BY uid",
+                )
+                .param("uids", uids),
+                "read deployments",
+            )
+            .await?;
+        rows.iter().map(stored_from_row).collect()
+    }
+
     pub(super) async fn rca_record_chaos_run(&self, run: &ChaosRun) -> Result<()> {
         let q = query(RECORD_CHAOS_RUN)
             .param("service", service_row(&run.target))
             .param("props", chaos_props(run)?)
             .param("against", opt_str(run.against.as_ref().map(Uid::as_str)));
-        self.in_txn(async move |txn| {
-            txn.run(q)
-                .await
-                .map(drop)
-                .map_err(failed("record a chaos run"))
-        })
+        crate::retry::run(
+            BACKEND,
+            "record a chaos run",
+            super::is_retryable,
+            || async {
+                let mut txn = self.begin().await?;
+                let result = txn
+                    .run(q.clone())
+                    .await
+                    .map(drop)
+                    .map_err(failed("record a chaos run"));
+                finish(txn, result).await
+            },
+        )
         .await
     }
 
@@ -695,5 +859,69 @@ impl Neo4jStore {
             )
             .await?;
         payloads(&rows, "list snapshots")
+    }
+}
+
+/// Replaces the alert's TRIGGERS (and RAISED) in `txn`.
+async fn replace_attribution_in(
+    txn: &mut Txn,
+    alert: &str,
+    rows: &[BoltType],
+    chaos: Option<&(String, String)>,
+) -> Result<()> {
+    // The alert's write lock first: two attributions of one alert (the webhook's and a
+    // late deployment's) then run one after the other, and the second sees and replaces
+    // the first's edges instead of adding its own beside them.
+    txn.run(
+        query("MATCH (a:Alert {uid: $alert}) SET a.attributed_at = datetime()")
+            .param("alert", alert),
+    )
+    .await
+    .map_err(failed("record an attribution"))?;
+    txn.run(
+        query(
+            "MATCH (a:Alert {uid: $alert})
+             OPTIONAL MATCH (:DeploymentEvent)-[old:TRIGGERS]->(a)
+             DELETE old
+             WITH DISTINCT a
+             UNWIND $rows AS t
+             MATCH (d:DeploymentEvent {uid: t.deployment})
+             CREATE (d)-[:TRIGGERS {confidence_score: t.confidence_score, reasons: t.reasons,
+                                    computed_at: t.computed_at}]->(a)",
+        )
+        .param("alert", alert)
+        .param("rows", rows.to_vec()),
+    )
+    .await
+    .map_err(failed("record an attribution"))?;
+    if let Some((run, reason)) = chaos {
+        txn.run(
+            query(
+                "MATCH (c:ChaosRun {uid: $run}), (a:Alert {uid: $alert})
+                 MERGE (c)-[r:RAISED]->(a) SET r.reason = $reason",
+            )
+            .param("run", run.as_str())
+            .param("alert", alert)
+            .param("reason", reason.as_str()),
+        )
+        .await
+        .map_err(failed("record an attribution"))?;
+    }
+    Ok(())
+}
+
+/// Commits `txn` when `result` is a success, else rolls it back; returns `result`.
+pub(super) async fn finish<T>(txn: Txn, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            txn.commit().await.map_err(failed("commit"))?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
+            }
+            Err(e)
+        }
     }
 }

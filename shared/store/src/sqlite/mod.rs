@@ -68,6 +68,21 @@ fn classify(operation: &'static str, e: rusqlite::Error) -> Error {
     }
 }
 
+/// Whether the database was busy or locked: another connection (another process) held the
+/// lock past `busy_timeout`. The transaction was not applied and may run again.
+fn is_busy(e: &Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    matches!(e, Error::Unavailable { source, .. }
+        if source
+            .downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+            .is_some_and(|code| matches!(code, DatabaseBusy | DatabaseLocked)))
+}
+
+/// How long a connection waits for another one's lock before `SQLITE_BUSY` (then the whole
+/// transaction is retried, see [`crate::retry`]).
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -82,10 +97,11 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA foreign_keys = ON;",
     )
     .map_err(backend_error("configure the connection"))?;
+    conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))
+        .map_err(backend_error("configure the connection"))?;
     Ok(conn)
 }
 
@@ -113,14 +129,21 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Runs `f` on the writing connection. A transaction that found the database locked by
+    /// another process past `busy_timeout` (`SQLITE_BUSY`) runs again from its start, within
+    /// [`crate::retry`]'s bounds, so `f` must be repeatable.
     async fn with_writer<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        f: impl Fn(&mut Connection) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.writer);
-        blocking(move || {
-            let mut guard = conn.lock().map_err(|_| poisoned())?;
-            f(&mut guard)
+        let f = Arc::new(f);
+        crate::retry::run(BACKEND, "write", is_busy, || {
+            let conn = Arc::clone(&self.writer);
+            let f = Arc::clone(&f);
+            blocking(move || {
+                let mut guard = conn.lock().map_err(|_| poisoned())?;
+                f(&mut guard)
+            })
         })
         .await
     }
@@ -576,7 +599,7 @@ impl GraphStore for SqliteStore {
     }
 
     async fn record_deployments(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
-        self.with_writer(move |conn| record_batch(conn, batch))
+        self.with_writer(move |conn| record_batch(conn, batch.clone()))
             .await
     }
 
@@ -710,7 +733,7 @@ impl GraphStore for SqliteStore {
     }
 
     async fn record_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>> {
-        self.with_writer(move |conn| rca::record_alerts(conn, alerts))
+        self.with_writer(move |conn| rca::record_alerts(conn, alerts.clone()))
             .await
     }
 
@@ -831,6 +854,18 @@ impl GraphStore for SqliteStore {
     async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution> {
         let alert = alert.clone();
         self.with_reader(move |conn| rca::attribution(conn, &alert))
+            .await
+    }
+
+    async fn top_triggers(&self, alerts: &[Uid]) -> Result<Vec<Trigger>> {
+        let alerts = alerts.to_vec();
+        self.with_reader(move |conn| rca::top_triggers(conn, &alerts))
+            .await
+    }
+
+    async fn get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
+        let uids = uids.to_vec();
+        self.with_reader(move |conn| rca::get_deployments(conn, &uids))
             .await
     }
 

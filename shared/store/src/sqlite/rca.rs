@@ -226,6 +226,12 @@ pub(super) fn list_alerts(conn: &Connection, filter: &AlertFilter) -> Result<Vec
         clauses.push("starts_at_us <= ?");
         values.push(Value::Integer(until.timestamp_micros()));
     }
+    if let Some(cursor) = &filter.cursor {
+        clauses.push("(starts_at_us < ? OR (starts_at_us = ? AND uid < ?))");
+        values.push(Value::Integer(cursor.started_at_us));
+        values.push(Value::Integer(cursor.started_at_us));
+        values.push(Value::Text(cursor.uid.clone()));
+    }
     let where_sql = if clauses.is_empty() {
         String::new()
     } else {
@@ -473,6 +479,79 @@ pub(super) fn attribution(conn: &Connection, alert: &Uid) -> Result<StoredAttrib
     })
 }
 
+/// A list of uids as one JSON parameter, for `IN (SELECT value FROM json_each(?))`: one
+/// statement whatever the list's length, within SQLite's limit on parameters.
+fn uid_list(uids: &[Uid]) -> Result<String> {
+    let uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
+    encode(super::BACKEND, &uids, "encode uids")
+}
+
+pub(super) fn top_triggers(conn: &Connection, alerts: &[Uid]) -> Result<Vec<Trigger>> {
+    let failed = || backend_error("read top triggers");
+    if alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = uid_list(alerts)?;
+    let rows: Vec<(String, String, f64, String, String)> = conn
+        .prepare_cached(
+            "SELECT alert_uid, deployment_uid, confidence_score, reasons, computed_at FROM (
+                 SELECT t.*, row_number() OVER (
+                     PARTITION BY alert_uid ORDER BY confidence_score DESC, deployment_uid
+                 ) AS rank
+                 FROM triggers t WHERE alert_uid IN (SELECT value FROM json_each(?1))
+             ) WHERE rank = 1 ORDER BY alert_uid",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([list], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(failed())?;
+    rows.into_iter()
+        .map(
+            |(alert, deployment, confidence_score, reasons, computed_at)| {
+                Ok(Trigger {
+                    alert_uid: Uid::from_stored(alert),
+                    confidence_score,
+                    reasons: decode(&deployment, &reasons)?,
+                    computed_at: deploygraph_model::parse_time(&computed_at).map_err(|e| {
+                        Error::Corrupt {
+                            uid: deployment.clone(),
+                            source: Box::new(e),
+                        }
+                    })?,
+                    deployment_uid: Uid::from_stored(deployment),
+                })
+            },
+        )
+        .collect()
+}
+
+pub(super) fn get_deployments(conn: &Connection, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = uid_list(uids)?;
+    let rows = conn
+        .prepare_cached(
+            "SELECT uid, payload, follows_uid FROM deployments
+             WHERE uid IN (SELECT value FROM json_each(?1)) ORDER BY uid",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([list], stored_deployment)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(backend_error("read deployments"))?;
+    decode_rows(rows)
+}
+
 pub(super) fn record_chaos_run(conn: &mut Connection, run: &ChaosRun) -> Result<()> {
     let failed = || backend_error("record a chaos run");
     let tx = conn
@@ -551,6 +630,12 @@ pub(super) fn list_chaos_runs(conn: &Connection, filter: &ChaosFilter) -> Result
     if let Some(until) = filter.until {
         clauses.push("started_at_us <= ?".to_owned());
         values.push(Value::Integer(until.timestamp_micros()));
+    }
+    if let Some(cursor) = &filter.cursor {
+        clauses.push("(started_at_us < ? OR (started_at_us = ? AND uid < ?))".to_owned());
+        values.push(Value::Integer(cursor.started_at_us));
+        values.push(Value::Integer(cursor.started_at_us));
+        values.push(Value::Text(cursor.uid.clone()));
     }
     let where_sql = if clauses.is_empty() {
         String::new()

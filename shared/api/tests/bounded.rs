@@ -294,6 +294,16 @@ async fn a_notification_of_thousands_of_alerts_is_accepted(store: Arc<dyn GraphS
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["received"], 5000);
     assert_eq!(answer["created"], 5000);
+    // Their attribution is not this test's subject (the follow-up tests' is): no backlog for
+    // the pipelines of later tests on the shared Neo4j database.
+    let uids: Vec<deploygraph_model::Uid> = answer["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| deploygraph_model::Uid::from_stored(a["uid"].as_str().unwrap()))
+        .collect();
+    assert_eq!(uids.len(), 5000);
+    deploygraph_store::testing::discard_follow_ups(store.as_ref(), &uids).await;
     // Other endpoints keep their own limit.
     let (status, _, answer) = send(
         &app,
@@ -352,17 +362,8 @@ both_stores!(
     alert_and_chaos_listings_page_to_the_end,
     a_timeline_pages_to_the_end_without_losing_events,
     parallel_notifications_pass_the_default_budgets,
+    a_notification_of_thousands_of_alerts_is_accepted,
 );
-
-// On SQLite only for now: the notification's alerts are stored in one batch on both stores,
-// but each new alert is then attributed within the request, one after the other — on Neo4j
-// 5,000 attributions take about a minute, past the request timeout, until attribution moves
-// to the durable follow-up queue.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_of_thousands_of_alerts_is_accepted_on_sqlite() {
-    let (_dir, store) = deploygraph_store::testing::sqlite().await;
-    a_notification_of_thousands_of_alerts_is_accepted(store).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_notification_is_refused_with_the_json_error() {
@@ -532,10 +533,7 @@ impl GraphStore for GatedStore {
         self.single_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.attribution(alert).await
     }
-    async fn dependents(
-        &self,
-        service: &ServiceRef,
-    ) -> deploygraph_store::Result<Vec<ServiceRef>> {
+    async fn dependents(&self, service: &ServiceRef) -> deploygraph_store::Result<Vec<ServiceRef>> {
         self.inner.dependents(service).await
     }
     async fn claim_follow_ups(

@@ -45,3 +45,35 @@ pub async fn neo4j() -> TestStore {
     store.migrate().await.expect("the Neo4j store migrates");
     (None, Arc::new(store))
 }
+
+/// Removes the pending follow-ups about `subjects` without doing them: a test that writes
+/// thousands of facts into the shared Neo4j database, and is not about their follow-ups, leaves
+/// no backlog for the pipelines of the tests after it.
+///
+/// # Panics
+/// When the store fails.
+#[allow(clippy::expect_used)]
+pub async fn discard_follow_ups(store: &dyn GraphStore, subjects: &[deploygraph_model::Uid]) {
+    for chunk in subjects.chunks(1000) {
+        loop {
+            let claimed = store
+                .claim_follow_ups(crate::Claim {
+                    subjects: Some(chunk),
+                    limit: 1000,
+                    now: chrono::Utc::now(),
+                    lease: chrono::Duration::seconds(60),
+                })
+                .await
+                .expect("follow-ups are claimed");
+            if claimed.is_empty() {
+                break;
+            }
+            for f in claimed {
+                store
+                    .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+                    .await
+                    .expect("a follow-up is finished");
+            }
+        }
+    }
+}

@@ -199,7 +199,7 @@ async fn deliver(store: &Arc<dyn GraphStore>, storm: &Storm, parallel: usize) ->
             let mut i = 0usize;
             while storming.load(Ordering::SeqCst) {
                 let service = &services[i % services.len()];
-                let path = if i % 2 == 0 {
+                let path = if i.is_multiple_of(2) {
                     format!("{base}/v1/alerts?service={service}&limit=20")
                 } else {
                     format!("{base}/v1/services/{service}/deployments?limit=20")

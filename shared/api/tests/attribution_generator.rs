@@ -33,6 +33,29 @@ fn every_kind_gives_well_formed_worlds_with_their_ground_truth_in_place() {
 }
 
 #[test]
+fn the_check_refuses_a_cause_after_the_alert_at_the_wrong_depth_or_missing() {
+    let w = generate(Kind::TwoHops, 5);
+    let Cause::Deployment(c) = w.cause else {
+        panic!("a deployment caused it")
+    };
+    let alert = w.alerts[w.scored_alerts()[0]].starts_at;
+    let mut late = w.clone();
+    late.deployments[c].started_at = alert + chrono::Duration::minutes(1);
+    late.deployments[c].finished_at = Some(alert + chrono::Duration::minutes(3));
+    late.deployments[c].recorded_at = alert + chrono::Duration::minutes(3);
+    assert!(late.check().is_err(), "a cause after the alert");
+    let mut shallow = w.clone();
+    shallow.kind = Kind::ThreeHops;
+    assert!(shallow.check().is_err(), "two hops labelled three");
+    let mut innocent = w.clone();
+    innocent.deployments[c].role = Role::Background;
+    assert!(innocent.check().is_err(), "a cause that is not the culprit");
+    let mut none = w;
+    none.cause = Cause::None;
+    assert!(none.check().is_err(), "no cause for a kind that has one");
+}
+
+#[test]
 fn a_seed_gives_the_same_world_and_another_seed_another() {
     for kind in Kind::ALL {
         assert_eq!(generate(kind, 7), generate(kind, 7), "{}", kind.name());
@@ -44,27 +67,10 @@ fn a_seed_gives_the_same_world_and_another_seed_another() {
     assert!(a.services.iter().all(|s| !b.services.contains(s)));
 }
 
-/// Whether an innocent deployment on the alerting service or below it landed between the
-/// culprit and the first scored alert.
-fn innocent_in_between(w: &World) -> bool {
-    let Cause::Deployment(c) = w.cause else {
-        return false;
-    };
-    let alert = &w.alerts[w.scored_alerts()[0]];
-    let dist = w.distances();
-    let culprit = w.deployments[c].landed();
-    w.deployments.iter().enumerate().any(|(i, d)| {
-        i != c
-            && dist[alert.service][d.service].is_some()
-            && d.landed() > culprit
-            && d.landed() < alert.starts_at
-    })
-}
-
 #[test]
 fn worlds_vary_and_innocents_often_land_closer_to_the_alert_than_the_culprit() {
     let worlds: Vec<World> = (0..300).map(|s| generate(Kind::OwnChange, s)).collect();
-    let closer = worlds.iter().filter(|w| innocent_in_between(w)).count();
+    let closer = worlds.iter().filter(|w| w.innocent_in_between()).count();
     assert!(
         (60..=240).contains(&closer),
         "{closer} of 300 own-change worlds have an innocent deployment closer to the alert"

@@ -20,7 +20,7 @@ mod score;
 use deploygraph_api::{ApiConfig, AppState, router_with_inline_follow_ups};
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{GraphStore, MigrationSource};
-use generator::{Cause, Kind, Role, World};
+use generator::{Cause, Kind, World};
 use score::{Outcome, Prediction, Summary, Truth, judge, summarize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -124,31 +124,13 @@ fn check_only(worlds: &[World]) {
         let services = of.iter().map(|w| w.services.len()).sum::<usize>() as f64 / n;
         let deployments = of.iter().map(|w| w.deployments.len()).sum::<usize>() as f64 / n;
         let alerts: usize = of.iter().map(|w| w.scored_alerts().len()).sum();
-        let closer = of.iter().filter(|w| closer_innocent(w)).count();
+        let closer = of.iter().filter(|w| w.innocent_in_between()).count();
         println!(
             "| {} | {} | {services:.1} | {deployments:.1} | {alerts} | {closer} |",
             kind.name(),
             of.len()
         );
     }
-}
-
-/// Whether an innocent deployment on the alerting service or below it landed between the
-/// culprit and the (first scored) alert.
-fn closer_innocent(w: &World) -> bool {
-    let Cause::Deployment(c) = w.cause else {
-        return false;
-    };
-    let alert = &w.alerts[w.scored_alerts()[0]];
-    let dist = w.distances();
-    let culprit = w.deployments[c].landed();
-    w.deployments.iter().enumerate().any(|(i, d)| {
-        i != c
-            && d.role != Role::Culprit
-            && dist[alert.service][d.service].is_some()
-            && d.landed() > culprit
-            && d.landed() < alert.starts_at
-    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -163,6 +145,7 @@ async fn main() {
     let per_kind = incidents.div_ceil(representable.len()).max(1) as u64;
     let seeds = base..base + per_kind;
 
+    let check = std::env::var("BENCH_CHECK").is_ok_and(|v| v == "1");
     let started = Instant::now();
     let mut worlds = Vec::new();
     for kind in Kind::ALL {
@@ -171,7 +154,7 @@ async fn main() {
             if let Err(e) = world.check() {
                 panic!("{} seed {seed}: an ill-formed world: {e}", kind.name());
             }
-            if kind.missing().is_none() || std::env::var("BENCH_CHECK").is_ok() {
+            if kind.missing().is_none() || check {
                 worlds.push(world);
             }
         }
@@ -181,7 +164,7 @@ async fn main() {
         worlds.len(),
         started.elapsed().as_secs_f64()
     );
-    if std::env::var("BENCH_CHECK").is_ok_and(|v| v == "1") {
+    if check {
         check_only(&worlds);
         return;
     }

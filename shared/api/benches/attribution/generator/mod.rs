@@ -487,7 +487,7 @@ impl World {
                     }
                     if let Cause::Deployment(i) = self.cause {
                         let d = &self.deployments[i];
-                        if d.role != Role::Culprit || d.changes.is_empty() && !self.new_image(i) {
+                        if d.role != Role::Culprit || (d.changes.is_empty() && !self.new_image(i)) {
                             return Err("the culprit changes nothing".into());
                         }
                     }
@@ -524,6 +524,26 @@ impl World {
             return Err("the cause's type does not fit the kind".into());
         }
         Ok(())
+    }
+
+    /// Whether an innocent deployment on the alerting service or below it landed between the
+    /// culprit and the (first) scored alert.
+    pub fn innocent_in_between(&self) -> bool {
+        let Cause::Deployment(c) = self.cause else {
+            return false;
+        };
+        let Some(&first) = self.scored_alerts().first() else {
+            return false;
+        };
+        let alert = &self.alerts[first];
+        let dist = self.distances();
+        let culprit = self.deployments[c].landed();
+        self.deployments.iter().enumerate().any(|(i, d)| {
+            i != c
+                && dist[alert.service][d.service].is_some()
+                && d.landed() > culprit
+                && d.landed() < alert.starts_at
+        })
     }
 
     /// Whether deployment `i` runs another image than the service's previous deployment.

@@ -339,26 +339,7 @@ async fn parallel_notifications_pass_the_default_budgets(store: Arc<dyn GraphSto
     assert_eq!(refused, Vec::<String>::new());
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod neo4j {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::neo4j().await;
-                super::$name(store).await;
-            })*
-        }
-    };
-}
-
-both_stores!(
+deploygraph_store::both_stores!(
     alert_and_chaos_listings_page_to_the_end,
     a_timeline_pages_to_the_end_without_losing_events,
     parallel_notifications_pass_the_default_budgets,

@@ -404,26 +404,7 @@ async fn work_is_bounded_and_what_waits_stays_in_the_store(store: Arc<dyn GraphS
     }
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod neo4j {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::neo4j().await;
-                super::$name(store).await;
-            })*
-        }
-    };
-}
-
-both_stores!(
+deploygraph_store::both_stores!(
     alerts_of_a_cut_delivery_are_all_attributed,
     a_late_deployment_of_a_dependency_reattributes_its_dependents_alerts,
 );

@@ -456,26 +456,7 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod neo4j {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::neo4j().await;
-                super::$name(store).await;
-            })*
-        }
-    };
-}
-
-both_stores!(
+deploygraph_store::both_stores!(
     webhook_intake_dedupes_resolves_and_refuses_bad_input,
     suspects_rank_recent_deployments_and_dependencies,
     a_deployment_reported_after_its_alert_is_attributed,

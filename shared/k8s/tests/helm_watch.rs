@@ -398,23 +398,4 @@ async fn helm_revisions_are_recorded_with_their_diffs(store: Arc<dyn GraphStore>
     task.await.unwrap();
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod neo4j {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::neo4j().await;
-                super::$name(store).await;
-            })*
-        }
-    };
-}
-
-both_stores!(helm_revisions_are_recorded_with_their_diffs);
+deploygraph_store::both_stores!(helm_revisions_are_recorded_with_their_diffs);

@@ -366,26 +366,7 @@ async fn rollouts_are_recorded_updated_and_survive_a_restart(store: Arc<dyn Grap
     task.await.unwrap();
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod neo4j {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::neo4j().await;
-                super::$name(store).await;
-            })*
-        }
-    };
-}
-
-both_stores!(rollouts_are_recorded_updated_and_survive_a_restart);
+deploygraph_store::both_stores!(rollouts_are_recorded_updated_and_survive_a_restart);
 
 /// Skips a watcher reported, by reason.
 #[derive(Clone, Default)]

@@ -77,3 +77,26 @@ pub async fn discard_follow_ups(store: &dyn GraphStore, subjects: &[deploygraph_
         }
     }
 }
+
+/// Runs each named `async fn(Arc<dyn GraphStore>)` of the calling test file as a test on both
+/// stores: `sqlite::NAME` on a fresh [`sqlite`] store, `neo4j::NAME` on the [`neo4j`] one (the
+/// caller needs `tokio` with the `macros` and `rt-multi-thread` features).
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_dir, store) = $crate::testing::sqlite().await;
+                super::$name(store).await;
+            })*
+        }
+        mod neo4j {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_dir, store) = $crate::testing::neo4j().await;
+                super::$name(store).await;
+            })*
+        }
+    };
+}

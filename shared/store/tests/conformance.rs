@@ -1432,26 +1432,7 @@ async fn two_sqlite_stores_on_one_file_write_concurrently() {
     assert_eq!(listed.len(), 400);
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::sqlite().await;
-                super::$name(store).await;
-            })*
-        }
-        mod neo4j {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = deploygraph_store::testing::neo4j().await;
-                super::$name(store).await;
-            })*
-        }
-    };
-}
-
-conformance!(
+deploygraph_store::both_stores!(
     migrations_are_idempotent_and_make_the_store_ready,
     recording_twice_is_a_no_op,
     a_reused_id_with_other_content_conflicts_and_changes_nothing,

@@ -659,6 +659,8 @@ async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
     );
     // Concurrent attributions of one alert (the webhook's and a late deployment's) leave one
     // edge per suspect: the last writer's, never both side by side.
+    // Readers meanwhile (DORA's top suspects, the suspects view) never fail on an edge being
+    // replaced under them.
     for round in 0..5 {
         let writers: Vec<_> = (0..8)
             .map(|i| {
@@ -670,8 +672,25 @@ async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
                 )
             })
             .collect();
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let alert = alert.uid.clone();
+                tokio::spawn(async move {
+                    for _ in 0..5 {
+                        let top = store.top_triggers(std::slice::from_ref(&alert)).await?;
+                        assert!(top.len() <= 1);
+                        store.attribution(&alert).await?;
+                    }
+                    Ok::<(), deploygraph_store::Error>(())
+                })
+            })
+            .collect::<Vec<_>>();
         for writer in writers {
             writer.await.unwrap().unwrap();
+        }
+        for reader in readers {
+            reader.await.unwrap().unwrap();
         }
         let stored = store.attribution(&alert.uid).await.unwrap().triggers;
         assert_eq!(stored.len(), 1, "round {round}: {stored:?}");

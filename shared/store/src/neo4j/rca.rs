@@ -452,6 +452,35 @@ fn chaos_props(run: &ChaosRun) -> Result<BoltType> {
     ]))
 }
 
+/// A TRIGGERS row (`deployment`, `confidence_score`, `reasons`, `computed_at`), or `None` when
+/// the relationship was deleted by an attribution that committed after this read found it (its
+/// properties then read as nulls): it is being replaced, not part of the answer.
+fn trigger_from_row(
+    row: &neo4rs::Row,
+    alert: Uid,
+    dec: &impl Fn(neo4rs::DeError) -> Error,
+) -> Result<Option<Trigger>> {
+    let deployment: Option<String> = row.get("deployment").map_err(dec)?;
+    let computed_at: Option<String> = row.get("computed_at").map_err(dec)?;
+    let confidence_score: Option<f64> = row.get("confidence_score").map_err(dec)?;
+    let reasons: Option<Vec<String>> = row.get("reasons").map_err(dec)?;
+    let (Some(deployment), Some(computed_at), Some(confidence_score), Some(reasons)) =
+        (deployment, computed_at, confidence_score, reasons)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Trigger {
+        alert_uid: alert,
+        confidence_score,
+        reasons,
+        computed_at: parse_time(&computed_at).map_err(|e| Error::Corrupt {
+            uid: deployment.clone(),
+            source: Box::new(e),
+        })?,
+        deployment_uid: Uid::from_stored(deployment),
+    }))
+}
+
 impl Neo4jStore {
     /// Begins an explicit transaction.
     pub(super) async fn begin(&self) -> Result<Txn> {
@@ -693,18 +722,9 @@ impl Neo4jStore {
         let dec = decode_failed(operation);
         let mut triggers = Vec::with_capacity(rows.len());
         for row in &rows {
-            let deployment: String = row.get("deployment").map_err(&dec)?;
-            let computed_at: String = row.get("computed_at").map_err(&dec)?;
-            triggers.push(Trigger {
-                alert_uid: alert.clone(),
-                confidence_score: row.get("confidence_score").map_err(&dec)?,
-                reasons: row.get("reasons").map_err(&dec)?,
-                computed_at: parse_time(&computed_at).map_err(|e| Error::Corrupt {
-                    uid: deployment.clone(),
-                    source: Box::new(e),
-                })?,
-                deployment_uid: Uid::from_stored(deployment),
-            });
+            if let Some(trigger) = trigger_from_row(row, alert.clone(), &dec)? {
+                triggers.push(trigger);
+            }
         }
         let chaos = self
             .read(
@@ -758,22 +778,14 @@ impl Neo4jStore {
             )
             .await?;
         let dec = decode_failed(operation);
-        rows.iter()
-            .map(|row| {
-                let deployment: String = row.get("deployment").map_err(&dec)?;
-                let computed_at: String = row.get("computed_at").map_err(&dec)?;
-                Ok(Trigger {
-                    alert_uid: Uid::from_stored(row.get::<String>("alert").map_err(&dec)?),
-                    confidence_score: row.get("confidence_score").map_err(&dec)?,
-                    reasons: row.get("reasons").map_err(&dec)?,
-                    computed_at: parse_time(&computed_at).map_err(|e| Error::Corrupt {
-                        uid: deployment.clone(),
-                        source: Box::new(e),
-                    })?,
-                    deployment_uid: Uid::from_stored(deployment),
-                })
-            })
-            .collect()
+        let mut triggers = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let alert = Uid::from_stored(row.get::<String>("alert").map_err(&dec)?);
+            if let Some(trigger) = trigger_from_row(row, alert, &dec)? {
+                triggers.push(trigger);
+            }
+        }
+        Ok(triggers)
     }
 
     pub(super) async fn rca_get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {

@@ -521,14 +521,14 @@ pub struct WatchArgs {
 /// How alerts are attributed to deployments.
 #[derive(Debug, Clone, Args)]
 pub struct AttributionArgs {
-    /// How far before an alert deployments are suspects (`2h`).
-    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_WINDOW", default_value = "2h")]
+    /// How far before an alert deployments are suspects (`6h`).
+    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_WINDOW", default_value = "6h")]
     pub attribution_window: String,
     /// DEPENDS_ON hops from the alert's service whose deployments are suspects.
-    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_DEPTH", default_value_t = 1)]
+    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_DEPTH", default_value_t = 3)]
     pub attribution_depth: u32,
-    /// Suspects scoring below this are not recorded.
-    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_FLOOR", default_value_t = 0.05)]
+    /// Suspects whose probability is below this are not recorded.
+    #[arg(long, env = "DEPLOYGRAPH_ATTRIBUTION_FLOOR", default_value_t = 0.01)]
     pub attribution_floor: f64,
 }
 

@@ -1,22 +1,30 @@
-//! Which deployments most likely triggered an alert, with a confidence score and the reasons.
+//! Which changes most likely caused an alert, as probabilities, with the evidence.
 //!
-//! A candidate is a deployment that finished (or started, while in progress) within the window
-//! before the alert started, on the alert's service or on a service it depends on. Its score
-//! is the product of five components, each in `0..=1`:
+//! **Candidates** are the deployments that landed (finished, or started while still rolling)
+//! within the window before the alert started, on the alert's service or on a service it
+//! depends on up to `depth` `DEPENDS_ON` hops. Beside them stands one more answer: *no recorded
+//! change caused it*.
 //!
-//! | component | value |
-//! |---|---|
-//! | time proximity | `exp(-Δt / (window / 4))`: about 0.78 at 15 min in a 2 h window, 0.37 at 30 min |
-//! | relation | 1 on the alert's service, `0.6^depth` on a dependency |
-//! | change risk | `0.4 + 0.6 × risk`, risk = 0.3 + 0.25 image + 0.03 per config change (at most 10) + 0.1 replicas + 0.1 secrets, capped at 1 |
-//! | status | failed 1.0, rolled back 0.9, in progress 0.8, removed 0.8, succeeded 0.6 |
-//! | history | `0.5 + 0.5 × (alerts after + 1) / (deployments + 2)`: how often alerts followed this service's deployments |
+//! **Evidence.** Each candidate is described by a few numbers ([`Features`]): how long before
+//! the alert it landed, how many hops below the alerting service, what it changed (nothing, a
+//! new image, configuration keys — those that set capacity, limits, timeouts, pools, retries or
+//! endpoints apart from cosmetic ones —, resources, replicas, secrets), how the rollout went, how
+//! often the service's earlier deployments were followed by alerts, and whether later changes of
+//! the same service superseded it.
+//!
+//! **A probability.** The evidence is weighed by a conditional logit model
+//! ([`crate::model`]): each candidate gets a score `w · x`, the "no recorded change" answer gets
+//! a constant score, and a softmax over all of them gives each candidate the probability that
+//! it caused the alert. The suspects' probabilities and the remainder, `unexplained`, sum to 1.
+//! The weights were fitted by maximum likelihood on labelled incidents and their temperature
+//! calibrated on a separate split (see [`crate::model`] for the figures and the command).
 //!
 //! When a chaos experiment was running on the alert's service at the alert's start, the alert
 //! is attributed to that run and to no deployment.
 
+use crate::model::{self, Weights};
 use chrono::{DateTime, Duration, Utc};
-use deploygraph_model::redact::{REDACTED, is_secret_path};
+use deploygraph_model::redact::{REDACTED, is_secret_path, split_words};
 use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, Uid};
 use serde::Serialize;
 
@@ -32,13 +40,145 @@ pub enum Relation {
     },
 }
 
+impl Relation {
+    /// Hops from the alerting service (0 on it).
+    pub fn hops(self) -> u32 {
+        match self {
+            Self::SameService => 0,
+            Self::Dependency { depth } => depth,
+        }
+    }
+}
+
+/// What a configuration key is about, by the words of its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyClass {
+    /// Capacity, limits, timeouts, pools, retries, endpoints: what outages are made of.
+    Operational,
+    /// Logging, tracing, labels, annotations, UI text: rarely breaks anything.
+    Cosmetic,
+    /// Anything else.
+    Other,
+}
+
+/// Words that make a key operational.
+const OPERATIONAL_WORDS: &[&str] = &[
+    "timeout",
+    "timeouts",
+    "deadline",
+    "pool",
+    "conn",
+    "connection",
+    "connections",
+    "connect",
+    "limit",
+    "limits",
+    "request",
+    "requests",
+    "retry",
+    "retries",
+    "attempts",
+    "backoff",
+    "url",
+    "uri",
+    "endpoint",
+    "endpoints",
+    "host",
+    "hosts",
+    "port",
+    "address",
+    "upstream",
+    "memory",
+    "cpu",
+    "heap",
+    "xmx",
+    "concurrency",
+    "threads",
+    "workers",
+    "queue",
+    "batch",
+    "buffer",
+    "ttl",
+    "probe",
+    "liveness",
+    "readiness",
+    "replicas",
+    "capacity",
+    "size",
+    "max",
+    "min",
+    "rate",
+    "quota",
+    "circuit",
+    "breaker",
+];
+
+/// Words that make a key cosmetic.
+const COSMETIC_WORDS: &[&str] = &[
+    "log",
+    "logging",
+    "level",
+    "verbosity",
+    "tracing",
+    "trace",
+    "sample",
+    "sampling",
+    "annotations",
+    "labels",
+    "label",
+    "banner",
+    "ui",
+    "theme",
+    "description",
+    "dashboard",
+    "scrape",
+    "team",
+    "owner",
+    "podannotations",
+];
+
+impl KeyClass {
+    /// The class of the key at `path` (`values.redis.pool.size` is operational,
+    /// `values.log.level` cosmetic). Cosmetic words win over operational ones
+    /// (`values.tracing.sampleRate`).
+    pub fn of(path: &str) -> Self {
+        let words = split_words(path);
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+        if has(COSMETIC_WORDS) {
+            Self::Cosmetic
+        } else if has(OPERATIONAL_WORDS) {
+            Self::Operational
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// One key a candidate changed, for the evidence and the explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDiff {
+    /// `values.redis.pool.size`.
+    pub path: String,
+    /// Its kind.
+    pub kind: ChangeKind,
+    /// Before (redacted as stored).
+    pub before: Option<String>,
+    /// After.
+    pub after: Option<String>,
+}
+
 /// What changed in a candidate deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChangeSummary {
     /// The image (digest) changed.
     pub image_changed: bool,
-    /// Number of config changes.
-    pub config_changes: u32,
+    /// The image before and after, when both are known and differ.
+    pub image: Option<(String, String)>,
+    /// There is no earlier deployment of the service to compare with.
+    pub first: bool,
+    /// The configuration keys changed (not the image, not the replica count).
+    pub keys: Vec<KeyDiff>,
     /// The replica count changed.
     pub replicas_changed: bool,
     /// A secret-looking value changed.
@@ -50,22 +190,38 @@ impl ChangeSummary {
     /// image counts as changed when a change says so, when the digests differ from the
     /// previous deployment's, or when there is no previous deployment.
     pub fn of(deployment: &Deployment, previous: Option<&Deployment>) -> Self {
-        let digests = |d: &Deployment| {
+        let references = |d: &Deployment| {
             d.images
                 .iter()
                 .map(deploygraph_model::Image::reference)
                 .collect::<std::collections::BTreeSet<_>>()
         };
+        let now = references(deployment);
         let image_changed = deployment
             .changes
             .iter()
             .any(|c| c.kind == ChangeKind::Image)
-            || previous.is_none_or(|p| digests(p) != digests(deployment));
-        let config_changes = deployment
+            || previous.is_none_or(|p| references(p) != now);
+        let image = previous.and_then(|p| {
+            let before = references(p);
+            (before != now).then(|| {
+                (
+                    before.into_iter().collect::<Vec<_>>().join(", "),
+                    now.iter().cloned().collect::<Vec<_>>().join(", "),
+                )
+            })
+        });
+        let keys = deployment
             .changes
             .iter()
             .filter(|c| !matches!(c.kind, ChangeKind::Image | ChangeKind::Replicas))
-            .count();
+            .map(|c| KeyDiff {
+                path: c.path.clone(),
+                kind: c.kind,
+                before: c.before.clone(),
+                after: c.after.clone(),
+            })
+            .collect();
         let secret_changed = deployment.changes.iter().any(|c| {
             is_secret_path(&c.path)
                 || c.before.as_deref().is_some_and(|v| v.contains(REDACTED))
@@ -73,7 +229,9 @@ impl ChangeSummary {
         });
         Self {
             image_changed,
-            config_changes: u32::try_from(config_changes).unwrap_or(u32::MAX),
+            image,
+            first: previous.is_none(),
+            keys,
             replicas_changed: deployment
                 .changes
                 .iter()
@@ -81,9 +239,21 @@ impl ChangeSummary {
             secret_changed,
         }
     }
+
+    /// Nothing changed: the same image, no key, no replica count.
+    pub fn is_unchanged(&self) -> bool {
+        !self.image_changed && self.keys.is_empty() && !self.replicas_changed
+    }
+
+    fn count(&self, class: KeyClass) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| k.kind != ChangeKind::Resources && KeyClass::of(&k.path) == class)
+            .count()
+    }
 }
 
-/// A deployment that may have triggered the alert.
+/// A deployment that may have caused the alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// Its uid.
@@ -98,12 +268,25 @@ pub struct Candidate {
     pub status: DeploymentStatus,
     /// How its service relates to the alert's.
     pub relation: Relation,
+    /// The services from the alerting one down to this one (`web`, `api`, `cache`); just
+    /// the service on the alerting service itself.
+    pub path: Vec<String>,
     /// What it changed.
     pub changes: ChangeSummary,
     /// Earlier deployments of the same service.
     pub prior_deployments: u32,
-    /// How many of those were followed by an alert.
+    /// How many of those were blamed for an alert (confidence ≥ 0.5).
     pub prior_followed_by_alerts: u32,
+}
+
+impl Candidate {
+    /// When it took effect: its end, or its start while in progress.
+    pub fn landed(&self) -> DateTime<Utc> {
+        match self.status {
+            DeploymentStatus::InProgress => self.started_at,
+            _ => self.finished_at.unwrap_or(self.started_at),
+        }
+    }
 }
 
 /// A chaos run that was active on the alert's service.
@@ -124,7 +307,8 @@ pub struct ActiveChaos {
 pub struct Settings {
     /// How far back before the alert deployments count.
     pub window: Duration,
-    /// Scores below this are not recorded.
+    /// Suspects whose probability is below this are not recorded (their share counts as
+    /// unexplained).
     pub floor: f64,
     /// How many DEPENDS_ON hops from the alert's service candidates may be.
     pub depth: u32,
@@ -133,10 +317,155 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            window: Duration::hours(2),
-            floor: 0.05,
-            depth: 1,
+            window: Duration::hours(6),
+            floor: 0.01,
+            depth: 3,
         }
+    }
+}
+
+/// The evidence about one candidate, as the model reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Features {
+    /// `ln(1 + minutes)` between landing and the alert's start.
+    pub recency: f64,
+    /// Hops below the alerting service.
+    pub hops: f64,
+    /// 1 on a dependency.
+    pub dependency: f64,
+    /// 1 when nothing changed (same image, no key, same replicas).
+    pub unchanged: f64,
+    /// 1 for a new image.
+    pub image: f64,
+    /// `ln(1 + n)` of operational keys changed.
+    pub operational_keys: f64,
+    /// `ln(1 + n)` of cosmetic keys changed.
+    pub cosmetic_keys: f64,
+    /// `ln(1 + n)` of other keys changed.
+    pub other_keys: f64,
+    /// 1 when resource requests or limits changed.
+    pub resources: f64,
+    /// 1 when the replica count changed.
+    pub replicas: f64,
+    /// 1 when a secret changed.
+    pub secret: f64,
+    /// 1 for a failed rollout.
+    pub failed: f64,
+    /// 1 for a rolled-back one.
+    pub rolled_back: f64,
+    /// 1 while in progress.
+    pub in_progress: f64,
+    /// 1 when the service was removed.
+    pub removed: f64,
+    /// 1 when the rollout was still running when the alert started.
+    pub rolling_at_alert: f64,
+    /// Log-odds that the service's deployments are blamed for alerts (smoothed).
+    pub history: f64,
+    /// `ln(1 + n)` of later deployments of the same service that changed something and
+    /// landed before the alert.
+    pub superseded: f64,
+}
+
+/// The number of features.
+pub const FEATURES: usize = 18;
+
+impl Features {
+    /// In the model's order ([`model::FEATURE_NAMES`]).
+    pub fn to_array(&self) -> [f64; FEATURES] {
+        [
+            self.recency,
+            self.hops,
+            self.dependency,
+            self.unchanged,
+            self.image,
+            self.operational_keys,
+            self.cosmetic_keys,
+            self.other_keys,
+            self.resources,
+            self.replicas,
+            self.secret,
+            self.failed,
+            self.rolled_back,
+            self.in_progress,
+            self.removed,
+            self.rolling_at_alert,
+            self.history,
+            self.superseded,
+        ]
+    }
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+fn ln1p(n: usize) -> f64 {
+    (n as f64).ln_1p()
+}
+
+/// How long before the alert `candidate` counts as landed; `None` when it is not a candidate
+/// (started after the alert, or landed before the window).
+pub fn lead_time(
+    alert_start: DateTime<Utc>,
+    candidate: &Candidate,
+    settings: &Settings,
+) -> Option<Duration> {
+    let landed = candidate.landed();
+    let reference = if landed > alert_start {
+        candidate.started_at
+    } else {
+        landed
+    };
+    let delta = alert_start - reference;
+    (delta >= Duration::zero() && delta <= settings.window).then_some(delta)
+}
+
+/// The evidence about `candidate` among `all` (the alert's candidates, for what superseded
+/// it), for an alert that started at `alert_start`.
+pub fn features(
+    alert_start: DateTime<Utc>,
+    candidate: &Candidate,
+    all: &[Candidate],
+    delta: Duration,
+) -> Features {
+    let c = &candidate.changes;
+    let landed = candidate.landed();
+    let superseded = all
+        .iter()
+        .filter(|o| {
+            o.deployment != candidate.deployment
+                && o.service == candidate.service
+                && o.landed() > landed
+                && o.landed() <= alert_start
+                && !o.changes.is_unchanged()
+        })
+        .count();
+    let blamed = f64::from(candidate.prior_followed_by_alerts);
+    let clean = f64::from(
+        candidate
+            .prior_deployments
+            .saturating_sub(candidate.prior_followed_by_alerts),
+    );
+    let hops = candidate.relation.hops();
+    Features {
+        recency: (delta.num_seconds().max(0) as f64 / 60.0).ln_1p(),
+        hops: f64::from(hops),
+        dependency: flag(hops > 0),
+        unchanged: flag(c.is_unchanged()),
+        image: flag(c.image_changed),
+        operational_keys: ln1p(c.count(KeyClass::Operational)),
+        cosmetic_keys: ln1p(c.count(KeyClass::Cosmetic)),
+        other_keys: ln1p(c.count(KeyClass::Other)),
+        resources: flag(c.keys.iter().any(|k| k.kind == ChangeKind::Resources)),
+        replicas: flag(c.replicas_changed),
+        secret: flag(c.secret_changed),
+        failed: flag(candidate.status == DeploymentStatus::Failed),
+        rolled_back: flag(candidate.status == DeploymentStatus::RolledBack),
+        in_progress: flag(candidate.status == DeploymentStatus::InProgress),
+        removed: flag(candidate.status == DeploymentStatus::Removed),
+        rolling_at_alert: flag(landed > alert_start),
+        history: ((blamed + 1.0) / (clean + 1.0)).ln(),
+        superseded: ln1p(superseded),
     }
 }
 
@@ -145,17 +474,24 @@ impl Default for Settings {
 pub struct Suspect {
     /// The deployment.
     pub deployment: Uid,
-    /// Confidence in `0..=1`.
+    /// The probability that it caused the alert.
     pub confidence_score: f64,
-    /// Why, one reason per component.
+    /// The evidence, in words.
     pub reasons: Vec<String>,
 }
 
 /// The outcome of attributing one alert.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attribution {
-    /// Ranked suspects, most likely first, above the floor.
-    Deployments(Vec<Suspect>),
+    /// Ranked suspects, most likely first, at or above the floor; the rest of the probability
+    /// is `unexplained`.
+    Deployments {
+        /// The suspects.
+        suspects: Vec<Suspect>,
+        /// The probability that no recorded change caused the alert (with the suspects under
+        /// the floor).
+        unexplained: f64,
+    },
     /// A chaos experiment caused it.
     Chaos {
         /// The run.
@@ -165,105 +501,119 @@ pub enum Attribution {
     },
 }
 
-fn minutes(d: Duration) -> i64 {
-    d.num_minutes()
+/// Rounds a probability to three decimals, downwards, so rounded suspects never sum above 1.
+fn round_down(p: f64) -> f64 {
+    ((p * 1000.0).floor() / 1000.0).clamp(0.0, 1.0)
 }
 
-/// Scores one candidate for an alert that started at `alert_start`; `None` when it is outside
-/// the window (or after the alert started).
-pub fn score(
-    alert_start: DateTime<Utc>,
-    candidate: &Candidate,
-    settings: &Settings,
-) -> Option<Suspect> {
-    let landed = match candidate.status {
-        DeploymentStatus::InProgress => candidate.started_at,
-        _ => candidate.finished_at.unwrap_or(candidate.started_at),
-    };
-    let reference = if landed > alert_start {
-        candidate.started_at
+fn truncate(value: Option<&str>) -> String {
+    const MAX: usize = 60;
+    match value {
+        None => "∅".to_owned(),
+        Some(v) if v.chars().count() > MAX => {
+            format!("{}…", v.chars().take(MAX).collect::<String>())
+        }
+        Some(v) => v.to_owned(),
+    }
+}
+
+/// The evidence about a candidate in words an SRE can check.
+pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let minutes = delta.num_minutes();
+    out.push(if features.rolling_at_alert > 0.0 {
+        format!("started {minutes} min before the alert and was still rolling out when it started")
     } else {
-        landed
-    };
-    let delta = alert_start - reference;
-    if delta < Duration::zero() || delta > settings.window {
-        return None;
-    }
-    let tau = (settings.window.num_seconds() as f64 / 4.0).max(1.0);
-    let proximity = (-(delta.num_seconds() as f64) / tau).exp();
-    let (relation, relation_reason) = match candidate.relation {
-        Relation::SameService => (
-            1.0,
-            format!("deployed to {}, the alerting service", candidate.service),
+        format!("landed {minutes} min before the alert started")
+    });
+    out.push(match candidate.relation {
+        Relation::SameService => format!("deployed to {}, the alerting service", candidate.service),
+        Relation::Dependency { depth } => format!(
+            "{depth} hop{}: {}",
+            if depth == 1 { "" } else { "s" },
+            candidate.path.join(" → ")
         ),
-        Relation::Dependency { depth } => (
-            0.6f64.powi(i32::try_from(depth).unwrap_or(i32::MAX)),
-            format!(
-                "deployed to {}, a dependency {depth} hop(s) away",
-                candidate.service
-            ),
-        ),
-    };
-    let c = candidate.changes;
-    let risk = (0.3
-        + if c.image_changed { 0.25 } else { 0.0 }
-        + 0.03 * f64::from(c.config_changes.min(10))
-        + if c.replicas_changed { 0.1 } else { 0.0 }
-        + if c.secret_changed { 0.1 } else { 0.0 })
-    .min(1.0);
-    let mut what = Vec::new();
-    if c.image_changed {
-        what.push("a new image".to_owned());
+    });
+    let c = &candidate.changes;
+    if c.is_unchanged() {
+        out.push("same image as the previous deployment, nothing changed".to_owned());
+    } else {
+        let mut what = Vec::new();
+        match (&c.image, c.first) {
+            (Some((before, after)), _) => what.push(format!("image {before} → {after}")),
+            (None, true) => what.push("first recorded deployment of the service".to_owned()),
+            (None, false) if c.image_changed => what.push("a new image".to_owned()),
+            _ => {}
+        }
+        const SHOWN: usize = 5;
+        let mut keys: Vec<&KeyDiff> = c.keys.iter().collect();
+        // Operational keys first: they carry the evidence.
+        keys.sort_by_key(|k| match KeyClass::of(&k.path) {
+            KeyClass::Operational => 0,
+            KeyClass::Other => 1,
+            KeyClass::Cosmetic => 2,
+        });
+        for k in keys.iter().take(SHOWN) {
+            what.push(format!(
+                "{} {} → {}",
+                k.path,
+                truncate(k.before.as_deref()),
+                truncate(k.after.as_deref())
+            ));
+        }
+        if keys.len() > SHOWN {
+            what.push(format!("{} more key(s)", keys.len() - SHOWN));
+        }
+        if c.replicas_changed {
+            what.push("the replica count".to_owned());
+        }
+        if c.secret_changed {
+            what.push("a secret".to_owned());
+        }
+        out.push(format!("changed {}", what.join(", ")));
     }
-    if c.config_changes > 0 {
-        what.push(format!("{} config change(s)", c.config_changes));
+    out.push(
+        match candidate.status {
+            DeploymentStatus::Failed => "the rollout failed",
+            DeploymentStatus::RolledBack => "the rollout was rolled back",
+            DeploymentStatus::InProgress => "the rollout was still in progress",
+            DeploymentStatus::Succeeded => "the rollout succeeded",
+            DeploymentStatus::Removed => "the service was removed",
+        }
+        .to_owned(),
+    );
+    out.push(format!(
+        "{} of {} earlier deployments of {} were blamed for alerts",
+        candidate.prior_followed_by_alerts, candidate.prior_deployments, candidate.service
+    ));
+    if features.superseded > 0.0 {
+        out.push(format!(
+            "{} later change(s) of {} landed before the alert",
+            (features.superseded.exp() - 1.0).round(),
+            candidate.service
+        ));
     }
-    if c.replicas_changed {
-        what.push("a replica change".to_owned());
-    }
-    if c.secret_changed {
-        what.push("a secret change".to_owned());
-    }
-    let (status, status_reason) = match candidate.status {
-        DeploymentStatus::Failed => (1.0, "the rollout failed"),
-        DeploymentStatus::RolledBack => (0.9, "the rollout was rolled back"),
-        DeploymentStatus::InProgress => (0.8, "the rollout was still in progress"),
-        DeploymentStatus::Succeeded => (0.6, "the rollout succeeded"),
-        // Removing a service breaks what still calls it.
-        DeploymentStatus::Removed => (0.8, "the service was removed"),
-    };
-    let rate = (f64::from(candidate.prior_followed_by_alerts) + 1.0)
-        / (f64::from(candidate.prior_deployments) + 2.0);
-    let history = 0.5 + 0.5 * rate;
-    let confidence = (proximity * relation * (0.4 + 0.6 * risk) * status * history).clamp(0.0, 1.0);
-    let reasons = vec![
-        format!("landed {} min before the alert started", minutes(delta)),
-        relation_reason,
-        if what.is_empty() {
-            "changed nothing recorded".to_owned()
-        } else {
-            format!("changes: {}", what.join(", "))
-        },
-        status_reason.to_owned(),
-        format!(
-            "{} of {} earlier deployments of {} were followed by alerts",
-            candidate.prior_followed_by_alerts, candidate.prior_deployments, candidate.service
-        ),
-    ];
-    Some(Suspect {
-        deployment: candidate.deployment.clone(),
-        confidence_score: (confidence * 1000.0).round() / 1000.0,
-        reasons,
-    })
+    out
 }
 
-/// Attributes an alert that started at `alert_start`: to a chaos run active on its service,
-/// or to its candidates ranked by score (above the floor).
+/// Attributes an alert that started at `alert_start` with the fitted weights: to a chaos run
+/// active on its service, or to its candidates with their probabilities.
 pub fn attribute(
     alert_start: DateTime<Utc>,
     candidates: &[Candidate],
     chaos: &[ActiveChaos],
     settings: &Settings,
+) -> Attribution {
+    attribute_with(alert_start, candidates, chaos, settings, &model::WEIGHTS)
+}
+
+/// [`attribute`] with `weights`.
+pub fn attribute_with(
+    alert_start: DateTime<Utc>,
+    candidates: &[Candidate],
+    chaos: &[ActiveChaos],
+    settings: &Settings,
+    weights: &Weights,
 ) -> Attribution {
     if let Some(run) = chaos
         .iter()
@@ -277,17 +627,35 @@ pub fn attribute(
             ),
         };
     }
-    let mut suspects: Vec<Suspect> = candidates
+    let scored: Vec<(&Candidate, Features, Duration)> = candidates
         .iter()
-        .filter_map(|c| score(alert_start, c, settings))
-        .filter(|s| s.confidence_score >= settings.floor)
+        .filter_map(|c| {
+            let delta = lead_time(alert_start, c, settings)?;
+            Some((c, features(alert_start, c, candidates, delta), delta))
+        })
+        .collect();
+    let rows: Vec<[f64; FEATURES]> = scored.iter().map(|(_, f, _)| f.to_array()).collect();
+    let (probabilities, _) = weights.probabilities(&rows);
+    let mut suspects: Vec<Suspect> = scored
+        .iter()
+        .zip(&probabilities)
+        .filter(|(_, p)| **p >= settings.floor)
+        .map(|((c, f, delta), p)| Suspect {
+            deployment: c.deployment.clone(),
+            confidence_score: round_down(*p),
+            reasons: reasons(c, f, *delta),
+        })
         .collect();
     suspects.sort_by(|a, b| {
         b.confidence_score
             .total_cmp(&a.confidence_score)
             .then_with(|| a.deployment.cmp(&b.deployment))
     });
-    Attribution::Deployments(suspects)
+    let explained: f64 = suspects.iter().map(|s| s.confidence_score).sum();
+    Attribution::Deployments {
+        suspects,
+        unexplained: ((1.0 - explained) * 1000.0).round() / 1000.0,
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +670,15 @@ mod tests {
             + Duration::minutes(minute)
     }
 
+    fn key(path: &str, before: &str, after: &str) -> KeyDiff {
+        KeyDiff {
+            path: path.into(),
+            kind: ChangeKind::Value,
+            before: Some(before.into()),
+            after: Some(after.into()),
+        }
+    }
+
     fn candidate(uid: &str, finished_minute: i64) -> Candidate {
         Candidate {
             deployment: Uid::from_stored(uid),
@@ -310,27 +687,73 @@ mod tests {
             finished_at: Some(at(finished_minute)),
             status: DeploymentStatus::Succeeded,
             relation: Relation::SameService,
-            changes: ChangeSummary::default(),
+            path: vec!["payments".into()],
+            changes: ChangeSummary {
+                image_changed: true,
+                ..ChangeSummary::default()
+            },
             prior_deployments: 0,
             prior_followed_by_alerts: 0,
         }
     }
 
-    fn confidence(c: &Candidate) -> f64 {
-        score(at(0), c, &Settings::default()).map_or(0.0, |s| s.confidence_score)
+    fn probability_of(target: &Candidate, others: &[Candidate]) -> f64 {
+        let mut all = vec![target.clone()];
+        all.extend_from_slice(others);
+        let Attribution::Deployments { suspects, .. } = attribute(
+            at(0),
+            &all,
+            &[],
+            &Settings {
+                floor: 0.0,
+                ..Settings::default()
+            },
+        ) else {
+            panic!("expected deployments");
+        };
+        suspects
+            .iter()
+            .find(|s| s.deployment == target.deployment)
+            .map_or(0.0, |s| s.confidence_score)
     }
 
     #[test]
-    fn each_component_moves_the_score_the_right_way() {
+    fn key_classes_follow_the_words_of_the_path() {
+        for (path, class) in [
+            ("values.redis.pool.size", KeyClass::Operational),
+            ("values.http.client.timeoutMs", KeyClass::Operational),
+            ("env.UPSTREAM_URL", KeyClass::Operational),
+            ("resources.limits.memory", KeyClass::Operational),
+            ("values.hikari.maximumPoolSize", KeyClass::Operational),
+            ("values.log.level", KeyClass::Cosmetic),
+            ("values.tracing.sampleRate", KeyClass::Cosmetic),
+            ("values.podAnnotations.team", KeyClass::Cosmetic),
+            ("values.greeting", KeyClass::Other),
+        ] {
+            assert_eq!(KeyClass::of(path), class, "{path}");
+        }
+    }
+
+    #[test]
+    fn evidence_moves_the_probability_the_right_way() {
+        // Each variant against the same rival: a new image 20 minutes before the alert on a
+        // direct dependency.
+        let rival = Candidate {
+            deployment: Uid::from_stored("rival"),
+            service: "db".into(),
+            relation: Relation::Dependency { depth: 1 },
+            path: vec!["payments".into(), "db".into()],
+            ..candidate("rival", -20)
+        };
         let base = candidate("d", -10);
-        let b = confidence(&base);
+        let b = probability_of(&base, std::slice::from_ref(&rival));
         assert!(b > 0.0 && b < 1.0, "{b}");
-        // (variant, expected: higher or lower than the base)
+        let unchanged = ChangeSummary::default();
         let cases: Vec<(Candidate, bool, &str)> = vec![
             (
                 Candidate {
-                    finished_at: Some(at(-60)),
-                    started_at: at(-62),
+                    finished_at: Some(at(-100)),
+                    started_at: at(-102),
                     ..base.clone()
                 },
                 false,
@@ -338,41 +761,31 @@ mod tests {
             ),
             (
                 Candidate {
-                    relation: Relation::Dependency { depth: 1 },
-                    ..base.clone()
-                },
-                false,
-                "dependency",
-            ),
-            (
-                Candidate {
                     relation: Relation::Dependency { depth: 2 },
                     ..base.clone()
                 },
                 false,
-                "deeper dependency",
+                "two hops down",
+            ),
+            (
+                Candidate {
+                    changes: unchanged,
+                    ..base.clone()
+                },
+                false,
+                "an unchanged redeploy",
             ),
             (
                 Candidate {
                     changes: ChangeSummary {
                         image_changed: true,
+                        keys: vec![key("values.redis.pool.size", "50", "10")],
                         ..ChangeSummary::default()
                     },
                     ..base.clone()
                 },
                 true,
-                "new image",
-            ),
-            (
-                Candidate {
-                    changes: ChangeSummary {
-                        config_changes: 5,
-                        ..ChangeSummary::default()
-                    },
-                    ..base.clone()
-                },
-                true,
-                "config",
+                "a pool size as well",
             ),
             (
                 Candidate {
@@ -382,43 +795,99 @@ mod tests {
                 true,
                 "failed",
             ),
-            (
-                Candidate {
-                    status: DeploymentStatus::RolledBack,
-                    ..base.clone()
-                },
-                true,
-                "rolled back",
-            ),
-            (
-                Candidate {
-                    prior_deployments: 10,
-                    prior_followed_by_alerts: 8,
-                    ..base.clone()
-                },
-                true,
-                "history of alerts",
-            ),
-            (
-                Candidate {
-                    prior_deployments: 10,
-                    prior_followed_by_alerts: 0,
-                    ..base.clone()
-                },
-                false,
-                "clean history",
-            ),
         ];
         for (variant, higher, name) in cases {
-            let v = confidence(&variant);
+            let v = probability_of(&variant, std::slice::from_ref(&rival));
             assert_eq!(v > b, higher, "{name}: {v} vs base {b}");
         }
     }
 
     #[test]
+    fn an_unchanged_redeploy_is_nearly_exonerated_beside_a_dependency_config_change() {
+        let noop = Candidate {
+            changes: ChangeSummary::default(),
+            ..candidate("noop", -4)
+        };
+        let config = Candidate {
+            deployment: Uid::from_stored("config"),
+            service: "redis".into(),
+            relation: Relation::Dependency { depth: 1 },
+            path: vec!["payments".into(), "redis".into()],
+            changes: ChangeSummary {
+                keys: vec![key("values.redis.pool.size", "50", "10")],
+                ..ChangeSummary::default()
+            },
+            ..candidate("config", -25)
+        };
+        let Attribution::Deployments { suspects, .. } =
+            attribute(at(0), &[noop, config], &[], &Settings::default())
+        else {
+            panic!("expected deployments");
+        };
+        assert_eq!(suspects[0].deployment.as_str(), "config", "{suspects:?}");
+        assert!(
+            suspects[0]
+                .reasons
+                .iter()
+                .any(|r| r == "1 hop: payments → redis"),
+            "{:?}",
+            suspects[0].reasons
+        );
+        assert!(
+            suspects[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("values.redis.pool.size 50 → 10")),
+            "{:?}",
+            suspects[0].reasons
+        );
+        if let Some(noop) = suspects.iter().find(|s| s.deployment.as_str() == "noop") {
+            assert!(
+                noop.reasons
+                    .iter()
+                    .any(|r| r == "same image as the previous deployment, nothing changed"),
+                "{:?}",
+                noop.reasons
+            );
+        }
+    }
+
+    #[test]
+    fn probabilities_and_unexplained_sum_to_one() {
+        let cands: Vec<Candidate> = (1..=6)
+            .map(|i| candidate(&format!("d{i}"), -10 * i))
+            .collect();
+        let Attribution::Deployments {
+            suspects,
+            unexplained,
+        } = attribute(at(0), &cands, &[], &Settings::default())
+        else {
+            panic!("expected deployments");
+        };
+        let sum: f64 = suspects.iter().map(|s| s.confidence_score).sum();
+        assert!(sum <= 1.0, "{sum}");
+        assert!(
+            (sum + unexplained - 1.0).abs() < 1e-6,
+            "{sum} + {unexplained}"
+        );
+        assert!(unexplained > 0.0);
+        let Attribution::Deployments {
+            suspects,
+            unexplained,
+        } = attribute(at(0), &[], &[], &Settings::default())
+        else {
+            panic!("expected deployments");
+        };
+        assert!(suspects.is_empty());
+        assert!((unexplained - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn deployments_outside_the_window_or_after_the_alert_are_not_candidates() {
-        assert!(score(at(0), &candidate("late", 5), &Settings::default()).is_none());
-        assert!(score(at(0), &candidate("old", -121), &Settings::default()).is_none());
+        let settings = Settings::default();
+        assert!(lead_time(at(0), &candidate("late", 5), &settings).is_none());
+        let window = settings.window.num_minutes();
+        assert!(lead_time(at(0), &candidate("old", -window - 1), &settings).is_none());
         let in_progress = Candidate {
             status: DeploymentStatus::InProgress,
             finished_at: None,
@@ -426,56 +895,34 @@ mod tests {
             ..candidate("rolling", 0)
         };
         assert!(
-            score(at(0), &in_progress, &Settings::default()).is_some(),
+            lead_time(at(0), &in_progress, &settings).is_some(),
             "a rollout still in progress counts"
         );
+        let rolling = Candidate {
+            started_at: at(-5),
+            finished_at: Some(at(3)),
+            status: DeploymentStatus::Failed,
+            ..candidate("failing", 0)
+        };
+        let delta = lead_time(at(0), &rolling, &settings).map(|d| d.num_minutes());
+        assert_eq!(
+            delta,
+            Some(5),
+            "a rollout that ends after the alert counts from its start"
+        );
+        let f = features(at(0), &rolling, &[], Duration::minutes(5));
+        assert!((f.rolling_at_alert - 1.0).abs() < f64::EPSILON);
     }
 
     #[test]
-    fn suspects_are_ranked_with_reasons_and_the_floor_applies() {
-        let risky = Candidate {
-            status: DeploymentStatus::Failed,
-            changes: ChangeSummary {
-                image_changed: true,
-                config_changes: 3,
-                ..ChangeSummary::default()
-            },
-            ..candidate("risky", -5)
-        };
-        let quiet = Candidate {
-            relation: Relation::Dependency { depth: 2 },
-            ..candidate("quiet", -110)
-        };
-        let Attribution::Deployments(suspects) =
-            attribute(at(0), &[quiet.clone(), risky], &[], &Settings::default())
-        else {
-            panic!("expected deployments");
-        };
-        assert_eq!(
-            suspects.len(),
-            1,
-            "the quiet, distant one is under the floor: {suspects:?}"
-        );
-        assert_eq!(suspects[0].deployment.as_str(), "risky");
-        assert_eq!(suspects[0].reasons.len(), 5);
-        assert!(
-            suspects[0].reasons[0].contains("5 min before"),
-            "{:?}",
-            suspects[0].reasons
-        );
-        assert!(
-            suspects[0].reasons[2].contains("a new image, 3 config change(s)"),
-            "{:?}",
-            suspects[0].reasons
-        );
-        let lenient = Settings {
-            floor: 0.0,
-            ..Settings::default()
-        };
-        let Attribution::Deployments(all) = attribute(at(0), &[quiet], &[], &lenient) else {
-            panic!("expected deployments");
-        };
-        assert_eq!(all.len(), 1);
+    fn a_later_change_of_the_same_service_supersedes_an_earlier_one() {
+        let early = candidate("early", -30);
+        let later = candidate("later", -10);
+        let all = [early.clone(), later.clone()];
+        let f = features(at(0), &early, &all, Duration::minutes(30));
+        assert!(f.superseded > 0.0);
+        let g = features(at(0), &later, &all, Duration::minutes(10));
+        assert!(g.superseded.abs() < f64::EPSILON);
     }
 
     #[test]
@@ -507,7 +954,7 @@ mod tests {
                 &[finished],
                 &Settings::default()
             ),
-            Attribution::Deployments(_)
+            Attribution::Deployments { .. }
         ));
     }
 

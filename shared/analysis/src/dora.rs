@@ -4,7 +4,7 @@
 //! |---|---|
 //! | deployment frequency | deployments started in the period ÷ the period's length in days |
 //! | lead time for changes | per deployment with a commit time: finish (else start) − `commit.committed_at`; median and p90 |
-//! | change failure rate | deployments that failed, were rolled back, or are the top suspect (confidence ≥ 0.5) of an alert ÷ deployments |
+//! | change failure rate | deployments that failed, were rolled back, or are more likely than not the cause of an alert (the top suspect with a calibrated probability ≥ 0.5) ÷ deployments |
 //! | time to restore | per resolved alert on the service that started in the period: `ends_at − starts_at`; median and p90 |
 
 use crate::views::{DoraMetrics, DurationStats};
@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use deploygraph_model::{Alert, AlertStatus, Deployment, DeploymentStatus, Uid};
 use std::collections::BTreeSet;
 
-/// A top suspect counts as a failed change from this confidence on.
-pub const FAILURE_CONFIDENCE: f64 = 0.5;
+/// A top suspect counts as a failed change from this probability on: more likely than not, by
+/// the attribution model's calibrated probability.
+pub const FAILURE_CONFIDENCE: f64 = deploygraph_store::BLAMED_CONFIDENCE;
 
 /// Median and p90 (nearest rank) of `samples`, in seconds.
 pub fn stats(mut samples: Vec<f64>) -> Option<DurationStats> {

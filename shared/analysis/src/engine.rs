@@ -26,31 +26,56 @@ pub async fn related_services(
     alert_services: &[ServiceRef],
     depth: u32,
 ) -> Result<Vec<(ServiceRef, Relation)>> {
-    Ok(related_with_edges(store, alert_services, depth).await?.0)
+    Ok(related_with_edges(store, alert_services, depth)
+        .await?
+        .0
+        .into_iter()
+        .map(|r| (r.service, r.relation))
+        .collect())
 }
 
-/// [`related_services`], with the dependencies read on the way (keyed by service uid): the
-/// services of the last hop were not read.
+/// A service related to an alert's: how, and by which path of service names (from the
+/// alerting service down to it).
+#[derive(Debug, Clone)]
+struct Related {
+    service: ServiceRef,
+    relation: Relation,
+    path: Vec<String>,
+}
+
+/// [`related_services`] with the paths, and the dependencies read on the way (keyed by service
+/// uid): the services of the last hop were not read.
 async fn related_with_edges(
     store: &dyn GraphStore,
     alert_services: &[ServiceRef],
     depth: u32,
-) -> Result<(Vec<(ServiceRef, Relation)>, HashMap<Uid, Vec<ServiceRef>>)> {
-    let mut related: Vec<(ServiceRef, Relation)> = alert_services
+) -> Result<(Vec<Related>, HashMap<Uid, Vec<ServiceRef>>)> {
+    let mut related: Vec<Related> = alert_services
         .iter()
-        .map(|s| (s.clone(), Relation::SameService))
+        .map(|s| Related {
+            service: s.clone(),
+            relation: Relation::SameService,
+            path: vec![s.name.to_string()],
+        })
         .collect();
     let mut edges: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
     let mut seen: BTreeSet<Uid> = alert_services.iter().map(ServiceRef::uid).collect();
-    let mut frontier: Vec<ServiceRef> = alert_services.to_vec();
+    let mut frontier: Vec<usize> = (0..related.len()).collect();
     for hop in 1..=depth {
         let mut next = Vec::new();
-        for service in &frontier {
-            let dependencies = store.dependencies(service).await?;
+        for index in frontier {
+            let service = related[index].service.clone();
+            let dependencies = store.dependencies(&service).await?;
             for dependency in &dependencies {
                 if seen.insert(dependency.uid()) {
-                    related.push((dependency.clone(), Relation::Dependency { depth: hop }));
-                    next.push(dependency.clone());
+                    let mut path = related[index].path.clone();
+                    path.push(dependency.name.to_string());
+                    related.push(Related {
+                        service: dependency.clone(),
+                        relation: Relation::Dependency { depth: hop },
+                        path,
+                    });
+                    next.push(related.len() - 1);
                 }
             }
             edges.insert(service.uid(), dependencies);
@@ -60,22 +85,21 @@ async fn related_with_edges(
     Ok((related, edges))
 }
 
-/// Attributes `alert` and stores the result: TRIGGERS to the ranked suspects above the floor
-/// (replacing earlier ones), or RAISED from the chaos run active on its service.
-pub async fn attribute_alert(
+/// The facts an alert is attributed from: its candidates (deployments in the window on its
+/// service and its dependencies) and the chaos runs active on its service.
+pub async fn candidates(
     store: &dyn GraphStore,
     alert: &Alert,
     settings: &Settings,
-    now: DateTime<Utc>,
-) -> Result<Attribution> {
+) -> Result<(Vec<Candidate>, Vec<ActiveChaos>)> {
     let services = store.alert_services(&alert.uid).await?;
-    let related = related_services(store, &services, settings.depth).await?;
-    let relation: HashMap<Uid, (String, Relation)> = related
-        .iter()
-        .map(|(s, r)| (s.uid(), (s.name.to_string(), *r)))
-        .collect();
-    let uids: Vec<Uid> = related.iter().map(|(s, _)| s.uid()).collect();
+    let related = related_with_edges(store, &services, settings.depth)
+        .await?
+        .0;
+    let relation: HashMap<Uid, &Related> = related.iter().map(|r| (r.service.uid(), r)).collect();
+    let uids: Vec<Uid> = related.iter().map(|r| r.service.uid()).collect();
     let start = alert.starts_at;
+    // Rollouts that started up to a window before the window still count when they landed in it.
     let deployments = store
         .deployments_between(&uids, start - settings.window * 2, start)
         .await?;
@@ -90,26 +114,37 @@ pub async fn attribute_alert(
         .into_iter()
         .map(|p| (p.deployment.uid.clone(), p.deployment))
         .collect();
+    let mut histories: HashMap<(Uid, DateTime<Utc>), (u32, u32)> = HashMap::new();
     let mut candidates = Vec::with_capacity(deployments.len());
     for stored in &deployments {
         let d = &stored.deployment;
-        let Some((service, relation)) = relation.get(&d.service_uid()).cloned() else {
+        let Some(related) = relation.get(&d.service_uid()) else {
             continue;
         };
         let previous = stored.follows.as_ref().and_then(|uid| previous.get(uid));
-        let history = store
-            .service_history(&d.service_uid(), d.started_at)
-            .await?;
+        let key = (d.service_uid(), d.started_at);
+        let (prior_deployments, prior_followed_by_alerts) = match histories.get(&key) {
+            Some(h) => *h,
+            None => {
+                let h = store
+                    .service_history(&d.service_uid(), d.started_at)
+                    .await?;
+                let h = (h.deployments, h.followed_by_alerts);
+                histories.insert(key, h);
+                h
+            }
+        };
         candidates.push(Candidate {
             deployment: d.uid.clone(),
-            service,
+            service: related.service.name.to_string(),
             started_at: d.started_at,
             finished_at: d.finished_at,
             status: d.status,
-            relation,
+            relation: related.relation,
+            path: related.path.clone(),
             changes: ChangeSummary::of(d, previous),
-            prior_deployments: history.deployments,
-            prior_followed_by_alerts: history.followed_by_alerts,
+            prior_deployments,
+            prior_followed_by_alerts,
         });
     }
     let chaos: Vec<ActiveChaos> = if services.is_empty() {
@@ -133,9 +168,22 @@ pub async fn attribute_alert(
             })
             .collect()
     };
-    let attribution = attribute(start, &candidates, &chaos, settings);
+    Ok((candidates, chaos))
+}
+
+/// Attributes `alert` and stores the result: TRIGGERS to the suspects at or above the floor
+/// with their probabilities (replacing earlier ones), or RAISED from the chaos run active on
+/// its service.
+pub async fn attribute_alert(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Attribution> {
+    let (candidates, chaos) = candidates(store, alert, settings).await?;
+    let attribution = attribute(alert.starts_at, &candidates, &chaos, settings);
     match &attribution {
-        Attribution::Deployments(suspects) => {
+        Attribution::Deployments { suspects, .. } => {
             let triggers: Vec<Trigger> = suspects
                 .iter()
                 .map(|s| Trigger {
@@ -294,11 +342,18 @@ pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> 
         .await?
         .alerts
         > 0;
+    let unexplained = if chaos.is_some() {
+        0.0
+    } else {
+        let explained: f64 = views.iter().map(|v| v.confidence_score).sum();
+        ((1.0 - explained).max(0.0) * 1000.0).round() / 1000.0
+    };
     Ok(Suspects {
         alert,
         services,
         chaos,
         suspects: views,
+        unexplained,
         attribution_pending,
     })
 }
@@ -552,7 +607,7 @@ pub async fn incident_report(
     let (related, mut edges) =
         related_with_edges(store, &suspects.services, settings.depth).await?;
     let mut topology = Vec::with_capacity(related.len());
-    for (s, _) in related {
+    for Related { service: s, .. } in related {
         let deps = match edges.remove(&s.uid()) {
             Some(deps) => deps,
             None => store.dependencies(&s).await?,

@@ -1,6 +1,6 @@
 //! Root-cause analysis over the graph's facts.
 //!
-//! The deciding logic is pure ([`attribution`], [`factors`], [`dora`], [`report`]): facts in,
+//! The deciding logic is pure ([`attribution`] with its [`model`], [`factors`], [`dora`], [`report`]): facts in,
 //! decisions with their reasons out. [`engine`] gathers the facts from a store and writes the
 //! attribution back; [`pipeline`] does the follow-ups every ingest leaves in the store (attribution,
 //! re-attribution, snapshots) with bounded workers; [`views`] are the answers the HTTP API and the CLI share.
@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod dora;
 pub mod engine;
 pub mod factors;
+pub mod model;
 pub mod pipeline;
 pub mod report;
 pub mod timeline;

@@ -150,6 +150,13 @@ pub fn suspects_text(s: &Suspects) -> String {
     } else if s.suspects.is_empty() {
         out.push_str("no deployment in the window is a suspect\n");
     }
+    if !s.attribution_pending {
+        let _ = writeln!(
+            out,
+            "probability that no recorded change caused it (unexplained): {:.3}",
+            s.unexplained
+        );
+    }
     for (i, v) in s.suspects.iter().enumerate() {
         let d = &v.deployment.deployment;
         let _ = writeln!(
@@ -317,8 +324,15 @@ pub fn markdown(r: &IncidentReport) -> String {
                 .as_deref()
                 .unwrap_or("a chaos experiment was running")
         );
-    } else if r.suspects.suspects.is_empty() {
-        out.push_str("No deployment in the attribution window is a suspect.\n\n");
+    } else {
+        if r.suspects.suspects.is_empty() {
+            out.push_str("No deployment in the attribution window is a suspect.\n\n");
+        }
+        let _ = writeln!(
+            out,
+            "Probability that no recorded change caused it (unexplained): {:.2}. Each suspect's confidence is the probability that it caused the alert.\n",
+            r.suspects.unexplained
+        );
     }
     for (i, v) in r.suspects.suspects.iter().enumerate() {
         let d = &v.deployment.deployment;

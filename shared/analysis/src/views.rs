@@ -39,8 +39,13 @@ pub struct Suspects {
     pub services: Vec<ServiceRef>,
     /// A chaos run that caused it; then there are no suspects.
     pub chaos: Option<ChaosCause>,
-    /// Ranked suspects, most likely first.
+    /// Ranked suspects, most likely first; each `confidence_score` is the probability that
+    /// the deployment caused the alert.
     pub suspects: Vec<SuspectView>,
+    /// The probability that no recorded change caused the alert: 1 minus the suspects' scores
+    /// (0 when a chaos run caused it).
+    #[serde(default)]
+    pub unexplained: f64,
     /// The alert's attribution follow-up is pending: it was recorded moments ago and its
     /// suspects are not computed yet.
     #[serde(default)]

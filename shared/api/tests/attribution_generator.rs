@@ -241,6 +241,7 @@ mod scoring {
     fn predicted(suspects: &[(&str, f64)]) -> Prediction {
         Prediction {
             chaos: None,
+            unexplained: None,
             suspects: suspects
                 .iter()
                 .map(|(u, p)| ((*u).to_owned(), *p))
@@ -276,8 +277,31 @@ mod scoring {
         let chaos = Prediction {
             chaos: Some("run".into()),
             suspects: Vec::new(),
+            unexplained: None,
         };
         assert!(!judge(&none, &chaos).top1, "blaming a chaos run is blaming");
+    }
+
+    #[test]
+    fn the_null_answer_is_the_top_answer_when_it_is_the_most_probable() {
+        let with_null = |suspects: &[(&str, f64)], unexplained: f64| Prediction {
+            unexplained: Some(unexplained),
+            ..predicted(suspects)
+        };
+        let none = judge(&Truth::None, &with_null(&[("x", 0.2)], 0.8));
+        assert!(none.top1 && none.top_is_cause);
+        assert_eq!(none.confidence, 0.8);
+        let empty = judge(&Truth::None, &with_null(&[], 1.0));
+        assert!(empty.top_is_cause);
+        assert_eq!(empty.confidence, 1.0);
+        // The culprit ranks first among the suspects, but "nothing recorded" is more probable:
+        // top-1 counts the suspects' ranking, calibration the top answer.
+        let culprit = judge(
+            &Truth::Deployment("c".into()),
+            &with_null(&[("c", 0.3)], 0.7),
+        );
+        assert!(culprit.top1 && !culprit.top_is_cause);
+        assert_eq!(culprit.confidence, 0.7);
     }
 
     #[test]
@@ -286,6 +310,7 @@ mod scoring {
         let right = Prediction {
             chaos: Some("run".into()),
             suspects: Vec::new(),
+            unexplained: None,
         };
         let o = judge(&truth, &right);
         assert!(o.top1 && o.top_is_cause);
@@ -294,6 +319,7 @@ mod scoring {
         let other = Prediction {
             chaos: Some("another".into()),
             suspects: Vec::new(),
+            unexplained: None,
         };
         assert!(!judge(&truth, &other).top1);
     }

@@ -236,12 +236,20 @@ async fn suspects_rank_recent_deployments_and_dependencies(store: Arc<dyn GraphS
         .iter()
         .find(|s| s["deployment"]["uid"] == dep.as_str())
         .unwrap_or_else(|| panic!("the dependency's deployment is a suspect: {view}"));
-    assert!(
-        dep_view["reasons"][1]
-            .as_str()
-            .unwrap()
-            .contains("dependency")
+    assert_eq!(
+        dep_view["reasons"][1].as_str().unwrap(),
+        format!("1 hop: {svc} → {db}"),
+        "{dep_view}"
     );
+    // Each suspect's confidence is a probability; with "no recorded change" they sum to 1.
+    let explained: f64 = view["suspects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["confidence_score"].as_f64().unwrap())
+        .sum();
+    let unexplained = view["unexplained"].as_f64().unwrap();
+    assert!((explained + unexplained - 1.0).abs() < 1e-6, "{view}");
     // Recomputing again does not duplicate.
     let (_, again) = post(&app, &format!("/v1/alerts/{fp}/attribution"), &json!({})).await;
     assert_eq!(

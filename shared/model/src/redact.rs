@@ -167,7 +167,10 @@ pub fn contains_secret(value: &str) -> bool {
     matches!(redact_secrets(value), Cow::Owned(_))
 }
 
-fn split_words(path: &str) -> Vec<String> {
+/// The words of a key path: split on every character that is not a letter or digit and at
+/// camel-case boundaries, lower-cased (`values.redis.maxPoolSize` → `values`, `redis`, `max`,
+/// `pool`, `size`).
+pub fn split_words(path: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut current = String::new();
     let mut prev_lower = false;

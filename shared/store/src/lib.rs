@@ -38,8 +38,9 @@ pub use error::{Error, Result};
 pub use follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
-    AlertFilter, ChaosFilter, Cursor, DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page,
-    RecordKind, RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
+    AlertFilter, BLAMED_CONFIDENCE, ChaosFilter, Cursor, DeploymentFilter, FilterParams,
+    MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceHistory, ServiceSummary,
+    StoredAttribution, StoredDeployment,
 };
 
 /// The default store: an embedded SQLite file in the working directory.

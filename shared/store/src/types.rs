@@ -328,9 +328,13 @@ pub struct StoredAttribution {
 pub struct ServiceHistory {
     /// Deployments of the service that started before the given time.
     pub deployments: u32,
-    /// How many of those TRIGGERS at least one alert.
+    /// How many of those were blamed for an alert: TRIGGERS at least one with a confidence of
+    /// [`BLAMED_CONFIDENCE`] or more.
     pub followed_by_alerts: u32,
 }
+
+/// The confidence at which a TRIGGERS edge blames its deployment (more likely than not).
+pub const BLAMED_CONFIDENCE: f64 = 0.5;
 
 #[cfg(test)]
 mod tests {

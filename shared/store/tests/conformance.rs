@@ -634,7 +634,8 @@ async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
         .service_history(&new.service_uid(), minute(60))
         .await
         .unwrap();
-    assert_eq!((history.deployments, history.followed_by_alerts), (2, 2));
+    // Only a suspect at BLAMED_CONFIDENCE or more counts as blamed: `new`, not `old` at 0.2.
+    assert_eq!((history.deployments, history.followed_by_alerts), (2, 1));
     // Recomputing replaces.
     store
         .replace_attribution(&alert.uid, &[trigger(&new, 0.65)], None)
@@ -966,7 +967,26 @@ async fn the_removed_status_migration_keeps_existing_data() {
         .service_history(&second.service_uid(), minute(60))
         .await
         .unwrap();
-    assert_eq!((history.deployments, history.followed_by_alerts), (2, 1));
+    // Scores of the earlier attribution model are removed by 0008 and their alerts queued for
+    // re-attribution, so the new model's probabilities are never mixed with them.
+    assert_eq!((history.deployments, history.followed_by_alerts), (2, 0));
+    assert!(
+        store
+            .attribution(&alert.uid)
+            .await
+            .unwrap()
+            .triggers
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .follow_up_stats(Some(std::slice::from_ref(&alert.uid)))
+            .await
+            .unwrap()
+            .alerts,
+        1,
+        "the alert is queued for re-attribution"
+    );
     let removed = Deployment::test()
         .service(&service)
         .started_at_minute(20)
@@ -1571,6 +1591,7 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         .image_seed(2)
         .started_at_minute(5)
         .build();
+    let alert = Alert::test(&unique("fp"), &service, 10);
     {
         let v3 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
@@ -1579,7 +1600,6 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         v3.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();
-        let alert = Alert::test(&unique("fp"), &service, 10);
         v3.record_alerts(vec![alert.clone()]).await.unwrap();
         v3.replace_attribution(
             &alert.uid,
@@ -1622,7 +1642,26 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         .service_history(&second.service_uid(), minute(60))
         .await
         .unwrap();
-    assert_eq!((history.deployments, history.followed_by_alerts), (2, 1));
+    // Scores of the earlier attribution model are removed by 0008 and their alerts queued for
+    // re-attribution, so the new model's probabilities are never mixed with them.
+    assert_eq!((history.deployments, history.followed_by_alerts), (2, 0));
+    assert!(
+        store
+            .attribution(&alert.uid)
+            .await
+            .unwrap()
+            .triggers
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .follow_up_stats(Some(std::slice::from_ref(&alert.uid)))
+            .await
+            .unwrap()
+            .alerts,
+        1,
+        "the alert is queued for re-attribution"
+    );
     // Recording again after the upgrade is still a no-op.
     assert_eq!(
         store

@@ -21,6 +21,10 @@ pub struct Answer {
     pub suspects: Vec<(String, f64)>,
     /// The chaos run the alert is attributed to (`chaos.run_uid`).
     pub chaos: Option<String>,
+    /// The stored alert's uid.
+    pub alert_uid: String,
+    /// The probability that no recorded change caused it.
+    pub unexplained: f64,
 }
 
 /// What the API stored for a world, and its answers.
@@ -255,7 +259,22 @@ pub async fn record(app: &Router, world: &World) -> Result<Recorded, String> {
             })
             .collect();
         let chaos = view["chaos"]["run_uid"].as_str().map(str::to_owned);
-        answers.push((a, Answer { suspects, chaos }));
+        let alert_uid = view["alert"]["uid"]
+            .as_str()
+            .ok_or_else(|| format!("GET {path}: no alert uid in {view}"))?
+            .to_owned();
+        let unexplained = view["unexplained"]
+            .as_f64()
+            .ok_or_else(|| format!("GET {path}: no unexplained in {view}"))?;
+        answers.push((
+            a,
+            Answer {
+                suspects,
+                chaos,
+                alert_uid,
+                unexplained,
+            },
+        ));
     }
     Ok(Recorded {
         deployments,

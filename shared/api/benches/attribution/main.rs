@@ -11,9 +11,12 @@
 //!   from 0, for working on the ranking). Tune on `dev`, report on `heldout`.
 //! - `BENCH_INCIDENTS` (400): incidents in all, split evenly over the kinds the API can record.
 //! - `BENCH_CHECK=1`: only generate and check the worlds (no API), with a summary of them.
+//! - `BENCH_FIT=1`: fit the attribution model on the development seeds (from 0), calibrate it
+//!   on a second development range (from 500,000) and print the weights ([`fit`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod driver;
+mod fit;
 mod generator;
 mod score;
 
@@ -27,6 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const DEV_BASE: u64 = 0;
+const CALIBRATION_BASE: u64 = 500_000;
 const HELDOUT_BASE: u64 = 1_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -70,26 +74,82 @@ async fn store() -> (tempfile::TempDir, Arc<dyn GraphStore>) {
 }
 
 /// Writes every world through a router with `config`, a fresh store per kind; the answers per
-/// world.
-async fn run(config: ApiConfig, worlds: &[World]) -> Vec<driver::Recorded> {
+/// world, and the store each world was written to (kept, with its directory, for reading).
+async fn run(
+    config: ApiConfig,
+    worlds: &[World],
+) -> (
+    Vec<driver::Recorded>,
+    Vec<Arc<dyn GraphStore>>,
+    Vec<tempfile::TempDir>,
+) {
     let mut out = Vec::with_capacity(worlds.len());
-    let mut current: Option<(Kind, axum::Router, tempfile::TempDir)> = None;
+    let mut stores = Vec::with_capacity(worlds.len());
+    let mut dirs = Vec::new();
+    let mut current: Option<(Kind, axum::Router, Arc<dyn GraphStore>)> = None;
     for world in worlds {
         if current.as_ref().is_none_or(|c| c.0 != world.kind) {
             let (dir, store) = store().await;
+            dirs.push(dir);
             let app = router_with_inline_follow_ups(
-                AppState::new(store, config.clone()),
+                AppState::new(store.clone(), config.clone()),
                 std::time::Duration::from_secs(60),
             );
-            current = Some((world.kind, app, dir));
+            current = Some((world.kind, app, store));
         }
-        let app = &current.as_ref().expect("a router").1;
+        let (_, app, store) = current.as_ref().expect("a router");
         let recorded = driver::record(app, world)
             .await
             .unwrap_or_else(|e| panic!("{} seed {}: {e}", world.kind.name(), world.seed));
         out.push(recorded);
+        stores.push(store.clone());
     }
-    out
+    (out, stores, dirs)
+}
+
+/// The worlds of `kinds` for `seeds`, checked.
+fn worlds_for(kinds: &[Kind], seeds: std::ops::Range<u64>, keep_all: bool) -> Vec<World> {
+    let mut worlds = Vec::new();
+    for &kind in kinds {
+        for seed in seeds.clone() {
+            let world = generator::generate(kind, seed);
+            if let Err(e) = world.check() {
+                panic!("{} seed {seed}: an ill-formed world: {e}", kind.name());
+            }
+            if kind.missing().is_none() || keep_all {
+                worlds.push(world);
+            }
+        }
+    }
+    worlds
+}
+
+/// `BENCH_FIT=1`.
+async fn fit_mode(representable: &[Kind], per_kind: u64) {
+    let config = ApiConfig::default();
+    let settings = config.attribution;
+    let train_worlds = worlds_for(representable, DEV_BASE..DEV_BASE + per_kind, false);
+    let calibration_worlds = worlds_for(
+        representable,
+        CALIBRATION_BASE..CALIBRATION_BASE + per_kind,
+        false,
+    );
+    let ((train, skipped), (calibration, _)) = tokio::join!(
+        async {
+            let (recorded, stores, _dirs) = run(config.clone(), &train_worlds).await;
+            fit::samples(&train_worlds, &recorded, &stores, &settings).await
+        },
+        async {
+            let (recorded, stores, _dirs) = run(config.clone(), &calibration_worlds).await;
+            fit::samples(&calibration_worlds, &recorded, &stores, &settings).await
+        }
+    );
+    println!(
+        "development seeds {DEV_BASE}..{} (fit) and {CALIBRATION_BASE}..{} (calibration), {per_kind} per kind",
+        DEV_BASE + per_kind,
+        CALIBRATION_BASE + per_kind
+    );
+    fit::report(&train, &calibration, &skipped);
 }
 
 fn pct(x: f64) -> String {
@@ -145,20 +205,13 @@ async fn main() {
     let per_kind = incidents.div_ceil(representable.len()).max(1) as u64;
     let seeds = base..base + per_kind;
 
+    if std::env::var("BENCH_FIT").is_ok_and(|v| v == "1") {
+        fit_mode(&representable, per_kind).await;
+        return;
+    }
     let check = std::env::var("BENCH_CHECK").is_ok_and(|v| v == "1");
     let started = Instant::now();
-    let mut worlds = Vec::new();
-    for kind in Kind::ALL {
-        for seed in seeds.clone() {
-            let world = generator::generate(kind, seed);
-            if let Err(e) = world.check() {
-                panic!("{} seed {seed}: an ill-formed world: {e}", kind.name());
-            }
-            if kind.missing().is_none() || check {
-                worlds.push(world);
-            }
-        }
-    }
+    let worlds = worlds_for(&Kind::ALL, seeds.clone(), check);
     println!(
         "generated and checked {} worlds in {:.1} s",
         worlds.len(),
@@ -170,8 +223,10 @@ async fn main() {
     }
 
     let default = ApiConfig::default();
+    // The earlier defaults' reach (2 h, one hop) with today's model, to show what reach adds.
     let mut deep = ApiConfig::default();
-    deep.attribution.depth = 3;
+    deep.attribution.depth = 1;
+    deep.attribution.window = chrono::Duration::hours(2);
     let describe = |c: &ApiConfig| {
         format!(
             "window {} min, depth {}, floor {}",
@@ -182,7 +237,7 @@ async fn main() {
     };
     let systems = [
         format!("deploygraph, defaults ({})", describe(&default)),
-        format!("deploygraph, depth 3 ({})", describe(&deep)),
+        format!("deploygraph, shorter reach ({})", describe(&deep)),
         "last-deployment rule".to_owned(),
     ];
 
@@ -190,11 +245,11 @@ async fn main() {
     let (a, b) = tokio::join!(
         async {
             let t = Instant::now();
-            (run(default.clone(), &worlds).await, t.elapsed())
+            (run(default.clone(), &worlds).await.0, t.elapsed())
         },
         async {
             let t = Instant::now();
-            (run(deep.clone(), &worlds).await, t.elapsed())
+            (run(deep.clone(), &worlds).await.0, t.elapsed())
         }
     );
     let elapsed = clock.elapsed();
@@ -212,11 +267,13 @@ async fn main() {
                 let prediction = Prediction {
                     chaos: answer.chaos.clone(),
                     suspects: answer.suspects.clone(),
+                    unexplained: Some(answer.unexplained),
                 };
                 outcomes.push(judge(&truth(world, recorded), &prediction));
             }
             let rule = Prediction {
                 chaos: None,
+                unexplained: None,
                 suspects: world
                     .last_deployment_before(alert)
                     .map(|i| (answers[0].deployments[i].clone(), 1.0))
@@ -261,7 +318,7 @@ async fn main() {
     );
     println!();
     println!(
-        "Writing and reading through the API: {:.1} s (defaults {:.1} s, depth 3 {:.1} s, concurrently).",
+        "Writing and reading through the API: {:.1} s (defaults {:.1} s, shorter reach {:.1} s, concurrently).",
         elapsed.as_secs_f64(),
         time_default.as_secs_f64(),
         time_deep.as_secs_f64()

@@ -9,8 +9,10 @@
 //! - **No recorded change caused it**: right when there is no suspect, or the top suspect's
 //!   confidence is below 0.5 (and no chaos run is blamed); top-1 = top-3 = reciprocal rank.
 //! - **Calibration** (ECE, Brier, reliability) pairs, per alert, the top answer's confidence
-//!   (0 when there is no suspect; 1 for a chaos run, which is blamed outright) with whether the
-//!   top answer is the cause (never, when nothing recorded caused the alert).
+//!   with whether the top answer is right. The top answer is the most probable of the suspects
+//!   and, for a system that reports it, "no recorded change" (`unexplained`): it is right when
+//!   nothing recorded caused the alert. A chaos run is blamed outright (confidence 1); a system
+//!   with neither a suspect nor `unexplained` answers with confidence 0.
 
 /// A system's answer for one alert.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +21,8 @@ pub struct Prediction {
     pub chaos: Option<String>,
     /// Suspect deployments with their confidence, most likely first.
     pub suspects: Vec<(String, f64)>,
+    /// The probability that no recorded change caused the alert, for systems that say.
+    pub unexplained: Option<f64>,
 }
 
 /// What caused the alert.
@@ -55,10 +59,18 @@ pub const BLAME: f64 = 0.5;
 /// Judges `prediction` against `truth`.
 pub fn judge(truth: &Truth, prediction: &Prediction) -> Outcome {
     let top = prediction.suspects.first();
+    let suspect_confidence = top.map_or(0.0, |s| s.1);
+    // The null answer is the top answer when it is more probable than every suspect.
+    let null_on_top = prediction.chaos.is_none()
+        && prediction
+            .unexplained
+            .is_some_and(|u| u > suspect_confidence);
     let confidence = if prediction.chaos.is_some() {
         1.0
+    } else if null_on_top {
+        prediction.unexplained.unwrap_or(0.0)
     } else {
-        top.map_or(0.0, |s| s.1)
+        suspect_confidence
     };
     match truth {
         Truth::Deployment(uid) => {
@@ -73,7 +85,7 @@ pub fn judge(truth: &Truth, prediction: &Prediction) -> Outcome {
                 top3: rank.is_some_and(|r| r <= 3),
                 rr: rank.map_or(0.0, |r| 1.0 / r as f64),
                 confidence,
-                top_is_cause: rank == Some(1),
+                top_is_cause: rank == Some(1) && !null_on_top,
                 confident_without_cause: None,
             }
         }
@@ -96,7 +108,7 @@ pub fn judge(truth: &Truth, prediction: &Prediction) -> Outcome {
                 top3: !blamed,
                 rr: f64::from(u8::from(!blamed)),
                 confidence,
-                top_is_cause: false,
+                top_is_cause: null_on_top,
                 confident_without_cause: Some(blamed),
             }
         }

@@ -653,9 +653,12 @@ impl Neo4jStore {
                     "MATCH (d:DeploymentEvent)
                      WHERE d.service_uid = $service AND d.started_at_us < $before
                      RETURN count(d) AS deployments,
-                            count(CASE WHEN EXISTS { (d)-[:TRIGGERS]->(:Alert) } THEN 1 END) AS followed",
+                            count(CASE WHEN EXISTS {
+                                MATCH (d)-[t:TRIGGERS]->(:Alert) WHERE t.confidence_score >= $blamed
+                            } THEN 1 END) AS followed",
                 )
                 .param("service", service.as_str())
+                .param("blamed", crate::BLAMED_CONFIDENCE)
                 .param("before", before.timestamp_micros()),
                 "read a service's history",
             )

@@ -371,12 +371,17 @@ pub(super) fn service_history(
 ) -> Result<ServiceHistory> {
     conn.prepare_cached(
         "SELECT count(*),
-                coalesce(sum(EXISTS (SELECT 1 FROM triggers t WHERE t.deployment_uid = d.uid)), 0)
+                coalesce(sum(EXISTS (SELECT 1 FROM triggers t
+                                   WHERE t.deployment_uid = d.uid AND t.confidence_score >= ?3)), 0)
          FROM deployments d WHERE d.service_uid = ?1 AND d.started_at_us < ?2",
     )
     .and_then(|mut stmt| {
         stmt.query_row(
-            params![service.as_str(), before.timestamp_micros()],
+            params![
+                service.as_str(),
+                before.timestamp_micros(),
+                crate::BLAMED_CONFIDENCE
+            ],
             |row| {
                 let deployments: i64 = row.get(0)?;
                 let followed: i64 = row.get(1)?;

@@ -1,0 +1,395 @@
+//! The attribution model: a conditional logit over an alert's candidates and the answer "no
+//! recorded change caused it", its fitted weights, and the fitting itself.
+//!
+//! For an alert with candidates `1..n` described by feature vectors `x_i`
+//! ([`crate::attribution::Features`]), candidate `i` scores `s_i = w · x_i`, the null answer
+//! scores `b`, and
+//!
+//! ```text
+//! P(i caused the alert) = exp(s_i) / (exp(b) + Σ_j exp(s_j))
+//! P(no recorded change)  = exp(b)   / (exp(b) + Σ_j exp(s_j))
+//! ```
+//!
+//! so the answers of one alert sum to 1. [`fit`] finds `w` and `b` by maximum likelihood with a
+//! small L2 penalty (Newton's method: the log-likelihood is concave), and [`calibrate`] then
+//! finds the temperature `T` that minimises the log loss on a separate split; the shipped
+//! [`WEIGHTS`] are `(w, b) / T`.
+
+use crate::attribution::FEATURES;
+
+/// The features' names, in [`crate::attribution::Features::to_array`] order.
+pub const FEATURE_NAMES: [&str; FEATURES] = [
+    "recency",
+    "hops",
+    "dependency",
+    "unchanged",
+    "image",
+    "operational_keys",
+    "cosmetic_keys",
+    "other_keys",
+    "resources",
+    "replicas",
+    "secret",
+    "failed",
+    "rolled_back",
+    "in_progress",
+    "removed",
+    "rolling_at_alert",
+    "history",
+    "superseded",
+];
+
+/// A model's weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// Per feature.
+    pub w: [f64; FEATURES],
+    /// The null answer's score.
+    pub null: f64,
+}
+
+/// The shipped weights: fitted by `BENCH_FIT=1 BENCH_INCIDENTS=1500 cargo bench -p
+/// deploygraph-api --bench attribution` on 1,679 alerts of the development seeds 0..150 of the
+/// benchmark's generator A (L2 1.0), temperature calibrated (T = 0.951) on 1,676 alerts of
+/// seeds 500,000..500,150; log loss 0.897 on the calibration split (2.81 for the hand-set
+/// weights before). Features that never varied there (`secret`, `removed`) stay at 0.
+pub const WEIGHTS: Weights = Weights {
+    w: [
+        -0.9001, // recency
+        0.0873,  // hops
+        1.2369,  // dependency
+        -4.7369, // unchanged
+        0.2665,  // image
+        1.5046,  // operational_keys
+        -1.3584, // cosmetic_keys
+        -1.5402, // other_keys
+        0.1273,  // resources
+        -2.8551, // replicas
+        0.0000,  // secret
+        2.0604,  // failed
+        0.3511,  // rolled_back
+        4.1799,  // in_progress
+        0.0000,  // removed
+        -1.3328, // rolling_at_alert
+        0.5859,  // history
+        0.3948,  // superseded
+    ],
+    null: -4.1034,
+};
+
+impl Weights {
+    /// Every weight and the null's divided by `t`.
+    pub fn tempered(&self, t: f64) -> Self {
+        let mut w = self.w;
+        for x in &mut w {
+            *x /= t;
+        }
+        Self {
+            w,
+            null: self.null / t,
+        }
+    }
+
+    /// Candidate `row`'s score.
+    pub fn score(&self, row: &[f64; FEATURES]) -> f64 {
+        self.w.iter().zip(row).map(|(w, x)| w * x).sum()
+    }
+
+    /// The probability of each candidate and of the null answer.
+    pub fn probabilities(&self, rows: &[[f64; FEATURES]]) -> (Vec<f64>, f64) {
+        let scores: Vec<f64> = rows.iter().map(|r| self.score(r)).collect();
+        let max = scores.iter().copied().fold(self.null, f64::max);
+        let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let null = (self.null - max).exp();
+        let total = null + exps.iter().sum::<f64>();
+        (exps.iter().map(|e| e / total).collect(), null / total)
+    }
+}
+
+/// One labelled alert: its candidates' features and which of them caused it (`None`: no
+/// recorded change did).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Per candidate.
+    pub rows: Vec<[f64; FEATURES]>,
+    /// The cause's index in `rows`.
+    pub cause: Option<usize>,
+}
+
+const PARAMS: usize = FEATURES + 1;
+
+fn from_params(p: &[f64; PARAMS]) -> Weights {
+    let mut w = [0.0; FEATURES];
+    w.copy_from_slice(&p[..FEATURES]);
+    Weights {
+        w,
+        null: p[FEATURES],
+    }
+}
+
+/// The extended feature vector of answer `j` of a sample (`rows.len()` is the null answer).
+fn extended(sample: &Sample, j: usize) -> [f64; PARAMS] {
+    let mut x = [0.0; PARAMS];
+    if j < sample.rows.len() {
+        x[..FEATURES].copy_from_slice(&sample.rows[j]);
+    } else {
+        x[FEATURES] = 1.0;
+    }
+    x
+}
+
+/// Mean log loss of `weights` on `samples` (lower is better).
+pub fn log_loss(weights: &Weights, samples: &[Sample]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = samples
+        .iter()
+        .map(|s| {
+            let (p, null) = weights.probabilities(&s.rows);
+            let q = s.cause.map_or(null, |i| p[i]);
+            -q.max(1e-12).ln()
+        })
+        .sum();
+    total / samples.len() as f64
+}
+
+/// Solves `a x = b` by Gaussian elimination with partial pivoting; `None` when singular.
+fn solve(mut a: [[f64; PARAMS]; PARAMS], mut b: [f64; PARAMS]) -> Option<[f64; PARAMS]> {
+    for col in 0..PARAMS {
+        let pivot = (col..PARAMS).max_by(|i, j| a[*i][col].abs().total_cmp(&a[*j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..PARAMS {
+            let f = a[row][col] / a[col][col];
+            if f == 0.0 {
+                continue;
+            }
+            let pivot_row = a[col];
+            for (k, p) in pivot_row.iter().enumerate().skip(col) {
+                a[row][k] -= f * p;
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = [0.0; PARAMS];
+    for row in (0..PARAMS).rev() {
+        let tail: f64 = (row + 1..PARAMS).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    Some(x)
+}
+
+/// Fits the weights by maximum likelihood with an L2 penalty `l2` (on every weight but the
+/// null's), by Newton's method from zero.
+pub fn fit(samples: &[Sample], l2: f64) -> Weights {
+    let mut theta = [0.0; PARAMS];
+    let objective = |theta: &[f64; PARAMS]| {
+        let w = from_params(theta);
+        let penalty: f64 = theta[..FEATURES].iter().map(|t| t * t).sum::<f64>() * l2 / 2.0;
+        log_loss(&w, samples) * samples.len() as f64 + penalty
+    };
+    let mut current = objective(&theta);
+    for _ in 0..100 {
+        let w = from_params(&theta);
+        let mut grad = [0.0; PARAMS];
+        let mut hess = [[0.0; PARAMS]; PARAMS];
+        for s in samples {
+            let (p, null) = w.probabilities(&s.rows);
+            let answers = s.rows.len() + 1;
+            let prob = |j: usize| if j < s.rows.len() { p[j] } else { null };
+            let mut mean = [0.0; PARAMS];
+            for j in 0..answers {
+                let x = extended(s, j);
+                for k in 0..PARAMS {
+                    mean[k] += prob(j) * x[k];
+                }
+            }
+            let truth = extended(s, s.cause.unwrap_or(s.rows.len()));
+            for k in 0..PARAMS {
+                // Gradient of the negative log-likelihood.
+                grad[k] += mean[k] - truth[k];
+            }
+            for j in 0..answers {
+                let x = extended(s, j);
+                let pj = prob(j);
+                for a in 0..PARAMS {
+                    for b in 0..PARAMS {
+                        hess[a][b] += pj * (x[a] - mean[a]) * (x[b] - mean[b]);
+                    }
+                }
+            }
+        }
+        for k in 0..FEATURES {
+            grad[k] += l2 * theta[k];
+            hess[k][k] += l2;
+        }
+        // A tiny ridge keeps features that never vary from making the system singular.
+        for (k, row) in hess.iter_mut().enumerate() {
+            row[k] += 1e-9;
+        }
+        let Some(step) = solve(hess, grad) else {
+            break;
+        };
+        // Backtracking: Newton's step, halved until the objective does not increase.
+        let mut scale = 1.0;
+        let mut improved = false;
+        for _ in 0..30 {
+            let mut next = theta;
+            for k in 0..PARAMS {
+                next[k] -= scale * step[k];
+            }
+            let value = objective(&next);
+            if value <= current {
+                let gain = current - value;
+                theta = next;
+                current = value;
+                improved = gain > 1e-9;
+                break;
+            }
+            scale /= 2.0;
+        }
+        if !improved {
+            break;
+        }
+    }
+    from_params(&theta)
+}
+
+/// The temperature in `[0.25, 4]` that minimises the log loss of `weights` on `samples`
+/// (a golden-section search on `ln T`).
+pub fn calibrate(weights: &Weights, samples: &[Sample]) -> f64 {
+    let loss = |ln_t: f64| log_loss(&weights.tempered(ln_t.exp()), samples);
+    let (mut lo, mut hi) = (0.25f64.ln(), 4.0f64.ln());
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..60 {
+        let a = hi - g * (hi - lo);
+        let b = lo + g * (hi - lo);
+        if loss(a) < loss(b) {
+            hi = b;
+        } else {
+            lo = a;
+        }
+    }
+    ((lo + hi) / 2.0).exp()
+}
+
+/// Rust source for `weights`, to paste over [`WEIGHTS`].
+pub fn to_source(weights: &Weights) -> String {
+    let mut out = String::from("pub const WEIGHTS: Weights = Weights {\n    w: [\n");
+    for (name, w) in FEATURE_NAMES.iter().zip(weights.w) {
+        out.push_str(&format!("        {w:.4}, // {name}\n"));
+    }
+    out.push_str(&format!("    ],\n    null: {:.4},\n}};\n", weights.null));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic generator of uniform numbers in `[0, 1)` (SplitMix64).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Samples drawn from the model with `truth`: candidates with random features, the cause
+    /// drawn from the model's own probabilities.
+    fn draw(truth: &Weights, n: usize, seed: u64) -> Vec<Sample> {
+        let mut rng = Rng(seed);
+        (0..n)
+            .map(|_| {
+                let count = 1 + (rng.next() * 6.0) as usize;
+                let rows: Vec<[f64; FEATURES]> = (0..count)
+                    .map(|_| {
+                        let mut r = [0.0; FEATURES];
+                        r[0] = rng.next() * 5.0;
+                        r[1] = (rng.next() * 4.0).floor();
+                        r[3] = f64::from(u8::from(rng.next() < 0.3));
+                        r[4] = f64::from(u8::from(rng.next() < 0.5));
+                        r[11] = f64::from(u8::from(rng.next() < 0.2));
+                        r
+                    })
+                    .collect();
+                let (p, _) = truth.probabilities(&rows);
+                let mut u = rng.next();
+                let mut cause = None;
+                for (i, pi) in p.iter().enumerate() {
+                    if u < *pi {
+                        cause = Some(i);
+                        break;
+                    }
+                    u -= pi;
+                }
+                Sample { rows, cause }
+            })
+            .collect()
+    }
+
+    fn truth() -> Weights {
+        let mut w = [0.0; FEATURES];
+        w[0] = -0.8;
+        w[1] = -0.7;
+        w[3] = -2.5;
+        w[4] = 1.0;
+        w[11] = 1.5;
+        Weights { w, null: -0.5 }
+    }
+
+    #[test]
+    fn probabilities_sum_to_one_with_the_null() {
+        let (p, null) = truth().probabilities(&[[0.0; FEATURES], [1.0; FEATURES]]);
+        assert!((p.iter().sum::<f64>() + null - 1.0).abs() < 1e-12);
+        let (none, null) = truth().probabilities(&[]);
+        assert!(none.is_empty());
+        assert!((null - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn fitting_recovers_the_weights_that_generated_the_data() {
+        let truth = truth();
+        let samples = draw(&truth, 6000, 7);
+        let fitted = fit(&samples, 1e-3);
+        for k in [0, 1, 3, 4, 11] {
+            assert!(
+                (fitted.w[k] - truth.w[k]).abs() < 0.25,
+                "{}: {} vs {}",
+                FEATURE_NAMES[k],
+                fitted.w[k],
+                truth.w[k]
+            );
+        }
+        assert!((fitted.null - truth.null).abs() < 0.25, "{}", fitted.null);
+        assert!(log_loss(&fitted, &samples) <= log_loss(&truth, &samples) + 1e-6);
+    }
+
+    #[test]
+    fn calibration_undoes_a_temperature() {
+        let truth = truth();
+        let samples = draw(&truth, 4000, 11);
+        let overconfident = truth.tempered(0.5);
+        let t = calibrate(&overconfident, &samples);
+        assert!((t - 2.0).abs() < 0.3, "{t}");
+        let calibrated = overconfident.tempered(t);
+        assert!(log_loss(&calibrated, &samples) < log_loss(&overconfident, &samples));
+    }
+
+    #[test]
+    fn the_source_names_every_feature() {
+        let source = to_source(&WEIGHTS);
+        for name in FEATURE_NAMES {
+            assert!(source.contains(name), "{name}");
+        }
+    }
+}

@@ -1,9 +1,10 @@
-//! The attribution benchmark's generator, driver and scoring (`benches/attribution/`), tested
+//! The attribution benchmark's generators, driver and scoring (`benches/attribution/`), tested
 //! here because a `harness = false` bench's own tests never run: every kind gives well-formed
 //! worlds with the ground truth where the kind says, the same seed gives the same world, the
 //! worlds are not trivially easy (innocent deployments land between the culprit and the alert
 //! often), every recordable world goes through the API into SQLite with its ground truth
-//! stored, and the scoring rules match hand computations.
+//! stored, and the scoring rules match hand computations. Generator B (`generator_b/`) gets
+//! the same checks, and is checked to be another generator than A, not a copy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
@@ -12,6 +13,9 @@ mod driver;
 #[allow(dead_code)]
 #[path = "../benches/attribution/generator/mod.rs"]
 mod generator;
+#[allow(dead_code)]
+#[path = "../benches/attribution/generator_b/mod.rs"]
+mod generator_b;
 #[allow(dead_code)]
 #[path = "../benches/attribution/score.rs"]
 mod score;
@@ -157,13 +161,26 @@ fn kinds_the_api_cannot_record_yet_say_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_recordable_world_goes_through_the_api_with_its_ground_truth_stored() {
+    through_the_api(generate, 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_recordable_world_of_generator_b_goes_through_the_api_with_its_ground_truth_stored() {
+    for seed in [11, 1_000_003] {
+        through_the_api(generator_b::generate, seed).await;
+    }
+}
+
+/// Writes the world of every kind for `seed` through the API into one SQLite store and checks
+/// the ground truth is stored where the world says.
+async fn through_the_api(generate: fn(Kind, u64) -> World, seed: u64) {
     let (_dir, store) = deploygraph_store::testing::sqlite().await;
     let app = router_with_inline_follow_ups(
         AppState::new(Arc::clone(&store), ApiConfig::default()),
         std::time::Duration::from_secs(30),
     );
     for kind in Kind::ALL {
-        let world = generate(kind, 11);
+        let world = generate(kind, seed);
         let recorded = driver::record(&app, &world).await;
         if kind.missing().is_some() {
             assert!(recorded.is_err(), "{}", kind.name());
@@ -233,6 +250,322 @@ fn the_deployment_bodies_are_what_the_api_accepts_for_an_unchanged_redeploy() {
     assert_eq!(a["images"], b["images"], "same image");
     assert_eq!(a["commit"]["sha"], b["commit"]["sha"], "same commit");
     assert_eq!(b["changes"], serde_json::json!([]));
+}
+
+mod generator_b_worlds {
+    use super::generator::{Cause, ChangeSource, Kind, Role, Status, World};
+    use super::generator_b::generate;
+    use std::collections::BTreeSet;
+
+    fn seeds() -> impl Iterator<Item = u64> {
+        (0..40).chain(1_000_000..1_000_040)
+    }
+
+    #[test]
+    fn every_kind_gives_well_formed_worlds_with_their_ground_truth_in_place() {
+        for kind in Kind::ALL {
+            for seed in seeds() {
+                let world = generate(kind, seed);
+                world
+                    .check()
+                    .unwrap_or_else(|e| panic!("{} seed {seed}: {e}", kind.name()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_world_and_another_seed_another() {
+        for kind in Kind::ALL {
+            for seed in [0, 7, 1_000_001] {
+                assert_eq!(
+                    generate(kind, seed),
+                    generate(kind, seed),
+                    "{}",
+                    kind.name()
+                );
+                assert_ne!(
+                    generate(kind, seed),
+                    generate(kind, seed + 1),
+                    "{}",
+                    kind.name()
+                );
+            }
+        }
+        // Kinds of one seed do not share services, and neither do seeds of one kind.
+        let a = generate(Kind::OwnChange, 3);
+        let b = generate(Kind::TwoHops, 3);
+        let c = generate(Kind::OwnChange, 4);
+        assert!(a.services.iter().all(|s| !b.services.contains(s)));
+        assert!(a.services.iter().all(|s| !c.services.contains(s)));
+    }
+
+    #[test]
+    fn it_is_another_generator_than_a_not_a_copy() {
+        let mut paths_a = BTreeSet::new();
+        let mut paths_b = BTreeSet::new();
+        let mut names_a = BTreeSet::new();
+        let mut names_b = BTreeSet::new();
+        for kind in Kind::ALL {
+            for seed in 0..30 {
+                let a = super::generate(kind, seed);
+                let b = generate(kind, seed);
+                assert_ne!(a, b, "{} seed {seed}", kind.name());
+                assert!(
+                    b.services.iter().all(|s| !a.services.contains(s)),
+                    "{} seed {seed}: service names shared with generator A",
+                    kind.name()
+                );
+                for (w, paths, names) in [
+                    (&a, &mut paths_a, &mut names_a),
+                    (&b, &mut paths_b, &mut names_b),
+                ] {
+                    for d in &w.deployments {
+                        paths.extend(d.changes.iter().map(|c| c.path.clone()));
+                    }
+                    names.extend(w.alerts.iter().map(|x| x.name));
+                }
+            }
+        }
+        // Its own keys and alert names: none of them taken from A.
+        assert!(paths_b.len() > 100, "{} key paths", paths_b.len());
+        let shared: Vec<&String> = paths_b.intersection(&paths_a).collect();
+        assert!(
+            shared.is_empty(),
+            "key paths shared with generator A: {shared:?}"
+        );
+        let shared: Vec<&&str> = names_b.intersection(&names_a).collect();
+        assert!(
+            shared.is_empty(),
+            "alert names shared with generator A: {shared:?}"
+        );
+    }
+
+    /// Minutes from the cause to the first scored alert.
+    fn onset(w: &World) -> Option<i64> {
+        let (_, at) = w.cause_at()?;
+        Some((w.alerts[*w.scored_alerts().first()?].starts_at - at).num_minutes())
+    }
+
+    #[test]
+    fn worlds_vary_and_innocents_often_land_closer_to_the_alert_than_the_culprit() {
+        let worlds: Vec<World> = (0..300).map(|s| generate(Kind::OwnChange, s)).collect();
+        let closer = worlds.iter().filter(|w| w.innocent_in_between()).count();
+        assert!(
+            (60..=240).contains(&closer),
+            "{closer} of 300 own-change worlds have an innocent deployment closer to the alert"
+        );
+        let shapes: BTreeSet<String> = worlds.iter().map(|w| format!("{:?}", w.shape)).collect();
+        assert_eq!(shapes.len(), 5, "{shapes:?}");
+        let sizes: BTreeSet<usize> = worlds.iter().map(|w| w.services.len()).collect();
+        assert!(sizes.contains(&3) && sizes.contains(&12), "{sizes:?}");
+        // Some services record no dependency at all (cron jobs, consoles, datastores).
+        assert!(
+            worlds
+                .iter()
+                .all(|w| w.depends_on.iter().any(Vec::is_empty))
+        );
+        let lags: Vec<i64> = worlds.iter().filter_map(onset).collect();
+        let distinct: BTreeSet<i64> = lags.iter().copied().collect();
+        assert!(distinct.len() > 60, "timings vary: {distinct:?}");
+        // Crash loops within minutes, and slow leaks or peaks that take hours.
+        assert!(lags.iter().filter(|m| **m < 10).count() > 15, "{lags:?}");
+        assert!(lags.iter().filter(|m| **m > 180).count() > 15, "{lags:?}");
+        let innocent = |w: &World, f: &dyn Fn(&super::generator::Deploy) -> bool| {
+            w.deployments
+                .iter()
+                .any(|d| d.role != Role::Culprit && f(d))
+        };
+        assert!(
+            worlds
+                .iter()
+                .filter(|w| innocent(w, &|d| !d.changes.is_empty()))
+                .count()
+                > 250
+        );
+        assert!(
+            worlds
+                .iter()
+                .filter(|w| innocent(w, &|d| d.status == Status::Failed))
+                .count()
+                > 30
+        );
+        // Unchanged redeploys in the history, and rollbacks after the alert.
+        assert!(
+            worlds
+                .iter()
+                .filter(|w| (0..w.deployments.len())
+                    .any(|i| w.deployments[i].changes.is_empty() && !w.new_image(i)))
+                .count()
+                > 100
+        );
+        assert!(
+            worlds
+                .iter()
+                .filter(|w| w.deployments.iter().any(|d| d.role == Role::AfterAlert))
+                .count()
+                > 150
+        );
+    }
+
+    #[test]
+    fn a_rollback_of_the_culprit_restores_what_it_replaced() {
+        let mut seen = 0;
+        for seed in 0..200 {
+            let w = generate(Kind::OwnChange, seed);
+            let Cause::Deployment(c) = w.cause else {
+                panic!("a deployment caused it")
+            };
+            let culprit = &w.deployments[c];
+            let previous = w.deployments[..c]
+                .iter()
+                .rposition(|d| d.service == culprit.service);
+            let Some(previous) = previous else { continue };
+            let next = w.deployments[c + 1..]
+                .iter()
+                .position(|d| d.service == culprit.service)
+                .map(|i| c + 1 + i);
+            // A rollback right after the culprit takes the previous image and commit back and
+            // reverses every key the culprit changed.
+            let Some(next) = next else { continue };
+            let back = &w.deployments[next];
+            let before = &w.deployments[previous];
+            if back.role != Role::AfterAlert || back.commit != before.commit {
+                continue;
+            }
+            seen += 1;
+            assert_eq!(back.version, before.version);
+            for change in &culprit.changes {
+                assert!(
+                    back.changes.iter().any(|b| b.path == change.path
+                        && b.before == change.after
+                        && b.after == change.before),
+                    "seed {seed}: {change:?} not undone by {:?}",
+                    back.changes
+                );
+            }
+        }
+        assert!(seen > 40, "{seen} rollbacks right after the culprit");
+    }
+
+    #[test]
+    fn each_kind_lays_its_cause_out_as_it_says() {
+        for seed in 0..60 {
+            let w = generate(Kind::DependencyConfigThenNoopRedeploy, seed);
+            let Cause::Deployment(c) = w.cause else {
+                panic!("a deployment caused it")
+            };
+            assert!(
+                !w.deployments[c].changes.is_empty() && !w.new_image(c),
+                "config only"
+            );
+            let alert = &w.alerts[w.scored_alerts()[0]];
+            let (i, noop) = w
+                .deployments
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.role == Role::NoopRedeploy)
+                .expect("a no-op redeploy");
+            assert_eq!(noop.service, alert.service);
+            assert!(noop.changes.is_empty() && !w.new_image(i), "unchanged");
+            assert!(noop.landed() > w.deployments[c].landed() && noop.landed() < alert.starts_at);
+
+            let w = generate(Kind::DependencyFailedRollout, seed);
+            let Cause::Deployment(c) = w.cause else {
+                panic!("a deployment caused it")
+            };
+            assert!(matches!(
+                w.deployments[c].status,
+                Status::Failed | Status::RolledBack
+            ));
+
+            let w = generate(Kind::Burst, seed);
+            let Cause::Deployment(c) = w.cause else {
+                panic!("a deployment caused it")
+            };
+            let alert = w.alerts[w.scored_alerts()[0]].starts_at;
+            let train = w
+                .deployments
+                .iter()
+                .filter(|d| d.role == Role::Burst || d.role == Role::Culprit)
+                .count();
+            assert!(train >= 6, "seed {seed}: a train of {train}");
+            assert!(alert - w.deployments[c].started_at <= chrono::Duration::minutes(150));
+
+            let w = generate(Kind::LateCulprit, seed);
+            let Cause::Deployment(c) = w.cause else {
+                panic!("a deployment caused it")
+            };
+            assert!(w.deployments[c].recorded_at > w.alerts[w.scored_alerts()[0]].starts_at);
+
+            let w = generate(Kind::AlertStorm, seed);
+            let paged: BTreeSet<usize> = w
+                .scored_alerts()
+                .iter()
+                .map(|a| w.alerts[*a].service)
+                .collect();
+            assert!(paged.len() >= 2, "a storm pages several services");
+
+            let w = generate(Kind::NoRecordedCause, seed);
+            assert_eq!(w.cause, Cause::None);
+
+            let w = generate(Kind::Chaos, seed);
+            assert!(matches!(w.cause, Cause::Chaos(_)));
+
+            for (kind, source) in [
+                (Kind::ConfigMapEdit, ChangeSource::ConfigMap),
+                (Kind::FlagFlip, ChangeSource::FeatureFlag),
+            ] {
+                let w = generate(kind, seed);
+                let Cause::Change(c) = w.cause else {
+                    panic!("{}: a change caused it", kind.name())
+                };
+                assert_eq!(w.changes[c].source, source);
+                assert_ne!(w.changes[c].key.before, w.changes[c].key.after);
+                assert!(w.changes.len() >= 2, "innocent changes beside the cause");
+            }
+        }
+    }
+
+    #[test]
+    fn deployments_cluster_in_working_hours_and_trains_ship_together() {
+        use chrono::{Datelike, Weekday};
+        let mut weekend = 0usize;
+        let mut all = 0usize;
+        let mut trains = 0usize;
+        for seed in 0..100 {
+            let w = generate(Kind::NoRecordedCause, seed);
+            all += w.deployments.len();
+            weekend += w
+                .deployments
+                .iter()
+                .filter(|d| matches!(d.started_at.weekday(), Weekday::Sat | Weekday::Sun))
+                .count();
+            // Five or more services starting within 40 minutes of each other.
+            let starts: Vec<_> = w
+                .deployments
+                .iter()
+                .map(|d| (d.started_at, d.service))
+                .collect();
+            if starts.iter().any(|(t, _)| {
+                starts
+                    .iter()
+                    .filter(|(u, _)| *u >= *t && *u - *t <= chrono::Duration::minutes(40))
+                    .map(|(_, s)| *s)
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    >= 5
+            }) {
+                trains += 1;
+            }
+        }
+        // Weekends are 2/7 of the time; freezes keep them far below that (UTC days, so time
+        // zones blur the edges).
+        assert!(
+            weekend * 10 < all,
+            "{weekend} of {all} deployments at weekends"
+        );
+        assert!(trains > 15, "{trains} of 100 worlds with a release train");
+    }
 }
 
 mod scoring {

@@ -6,10 +6,17 @@
 //!
 //! `cargo bench -p deploygraph-api --bench attribution`
 //!
+//! Two generators written independently make the incidents: A (`generator/`) and B
+//! (`generator_b/`, its own topologies, tempos, keys and onsets). Fit on A's development
+//! seeds; report on both generators' held-out seeds.
+//!
 //! Options (environment):
+//! - `BENCH_GENERATOR`: `a`, `b` or `both` (default): whose worlds, each reported under its own
+//!   heading.
 //! - `BENCH_SEEDS`: `heldout` (default; seeds from 1,000,000, for reporting) or `dev` (seeds
 //!   from 0, for working on the ranking). Tune on `dev`, report on `heldout`.
-//! - `BENCH_INCIDENTS` (400): incidents in all, split evenly over the kinds the API can record.
+//! - `BENCH_INCIDENTS` (400): incidents in all per generator, split evenly over the kinds the
+//!   API can record.
 //! - `BENCH_CHECK=1`: only generate and check the worlds (no API), with a summary of them.
 //! - `BENCH_FIT=1`: fit the attribution model on the development seeds (from 0), calibrate it
 //!   on a second development range (from 500,000) and print the weights ([`fit`]).
@@ -18,6 +25,7 @@
 mod driver;
 mod fit;
 mod generator;
+mod generator_b;
 mod score;
 
 use deploygraph_api::{ApiConfig, AppState, router_with_inline_follow_ups};
@@ -107,14 +115,23 @@ async fn run(
     (out, stores, dirs)
 }
 
-/// The worlds of `kinds` for `seeds`, checked.
-fn worlds_for(kinds: &[Kind], seeds: std::ops::Range<u64>, keep_all: bool) -> Vec<World> {
+/// `source`'s worlds of `kinds` for `seeds`, checked.
+fn worlds_for(
+    source: Source,
+    kinds: &[Kind],
+    seeds: std::ops::Range<u64>,
+    keep_all: bool,
+) -> Vec<World> {
     let mut worlds = Vec::new();
     for &kind in kinds {
         for seed in seeds.clone() {
-            let world = generator::generate(kind, seed);
+            let world = source.generate(kind, seed);
             if let Err(e) = world.check() {
-                panic!("{} seed {seed}: an ill-formed world: {e}", kind.name());
+                panic!(
+                    "{}: {} seed {seed}: an ill-formed world: {e}",
+                    source.title(),
+                    kind.name()
+                );
             }
             if kind.missing().is_none() || keep_all {
                 worlds.push(world);
@@ -128,8 +145,15 @@ fn worlds_for(kinds: &[Kind], seeds: std::ops::Range<u64>, keep_all: bool) -> Ve
 async fn fit_mode(representable: &[Kind], per_kind: u64) {
     let config = ApiConfig::default();
     let settings = config.attribution;
-    let train_worlds = worlds_for(representable, DEV_BASE..DEV_BASE + per_kind, false);
+    // Fitted on generator A only: generator B is for evaluation.
+    let train_worlds = worlds_for(
+        Source::A,
+        representable,
+        DEV_BASE..DEV_BASE + per_kind,
+        false,
+    );
     let calibration_worlds = worlds_for(
+        Source::A,
         representable,
         CALIBRATION_BASE..CALIBRATION_BASE + per_kind,
         false,
@@ -170,11 +194,30 @@ fn row(label: &str, s: &Summary) -> String {
     )
 }
 
+/// Deployments on the first scored alert's service or anything it depends on (the candidates
+/// an SRE would look at) that started within `window` before the alert.
+fn near_alert(world: &World, window: chrono::Duration) -> usize {
+    let Some(&first) = world.scored_alerts().first() else {
+        return 0;
+    };
+    let alert = &world.alerts[first];
+    let dist = world.distances();
+    world
+        .deployments
+        .iter()
+        .filter(|d| {
+            dist[alert.service][d.service].is_some()
+                && d.started_at <= alert.starts_at
+                && alert.starts_at - d.started_at <= window
+        })
+        .count()
+}
+
 fn check_only(worlds: &[World]) {
     println!(
-        "| kind | worlds | services (mean) | deployments (mean) | scored alerts | an innocent related deployment landed closer to the alert than the culprit |"
+        "| kind | worlds | services (mean) | deployments (mean) | scored alerts | an innocent related deployment landed closer to the alert than the culprit | related deployments in the hour before the alert (mean) | … in the 6 h before (mean) | cause to alert, median (min) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for kind in Kind::ALL {
         let of: Vec<&World> = worlds.iter().filter(|w| w.kind == kind).collect();
         if of.is_empty() {
@@ -185,11 +228,68 @@ fn check_only(worlds: &[World]) {
         let deployments = of.iter().map(|w| w.deployments.len()).sum::<usize>() as f64 / n;
         let alerts: usize = of.iter().map(|w| w.scored_alerts().len()).sum();
         let closer = of.iter().filter(|w| w.innocent_in_between()).count();
+        let hour = of
+            .iter()
+            .map(|w| near_alert(w, chrono::Duration::hours(1)))
+            .sum::<usize>() as f64
+            / n;
+        let six = of
+            .iter()
+            .map(|w| near_alert(w, chrono::Duration::hours(6)))
+            .sum::<usize>() as f64
+            / n;
+        let mut lags: Vec<i64> = of
+            .iter()
+            .filter_map(|w| {
+                let (_, at) = w.cause_at()?;
+                let first = *w.scored_alerts().first()?;
+                Some((w.alerts[first].starts_at - at).num_minutes())
+            })
+            .collect();
+        lags.sort_unstable();
+        let lag = lags
+            .get(lags.len() / 2)
+            .map_or("–".to_owned(), |m| m.to_string());
         println!(
-            "| {} | {} | {services:.1} | {deployments:.1} | {alerts} | {closer} |",
+            "| {} | {} | {services:.1} | {deployments:.1} | {alerts} | {closer} | {hour:.1} | {six:.1} | {lag} |",
             kind.name(),
             of.len()
         );
+    }
+}
+
+/// Who generated a set of worlds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `generator/`.
+    A,
+    /// `generator_b/`, written independently of A.
+    B,
+}
+
+impl Source {
+    fn title(self) -> &'static str {
+        match self {
+            Self::A => "generator A (`generator/`)",
+            Self::B => "generator B (`generator_b/`)",
+        }
+    }
+
+    fn generate(self, kind: Kind, seed: u64) -> World {
+        match self {
+            Self::A => generator::generate(kind, seed),
+            Self::B => generator_b::generate(kind, seed),
+        }
+    }
+}
+
+/// `BENCH_GENERATOR`: `a`, `b` or `both` (the default).
+fn sources() -> Vec<Source> {
+    match std::env::var("BENCH_GENERATOR").as_deref() {
+        Err(_) | Ok("both") => vec![Source::A, Source::B],
+        Ok("a") => vec![Source::A],
+        Ok("b") => vec![Source::B],
+        Ok(other) => panic!("BENCH_GENERATOR must be a, b or both, not {other:?}"),
     }
 }
 
@@ -210,14 +310,42 @@ async fn main() {
         return;
     }
     let check = std::env::var("BENCH_CHECK").is_ok_and(|v| v == "1");
+    for source in sources() {
+        bench(
+            source,
+            heldout,
+            seeds.clone(),
+            per_kind,
+            &representable,
+            check,
+        )
+        .await;
+    }
+}
+
+/// Generates, checks and (unless `check`) scores one generator's worlds, printing its tables
+/// under its own heading.
+async fn bench(
+    source: Source,
+    heldout: bool,
+    seeds: std::ops::Range<u64>,
+    per_kind: u64,
+    representable: &[Kind],
+    check: bool,
+) {
     let started = Instant::now();
-    let worlds = worlds_for(&Kind::ALL, seeds.clone(), check);
+    let worlds = worlds_for(source, &Kind::ALL, seeds.clone(), check);
+    println!();
     println!(
-        "generated and checked {} worlds in {:.1} s",
+        "{}: generated and checked {} worlds in {:.1} s",
+        source.title(),
         worlds.len(),
         started.elapsed().as_secs_f64()
     );
     if check {
+        println!();
+        println!("## Worlds of {}", source.title());
+        println!();
         check_only(&worlds);
         return;
     }
@@ -291,7 +419,7 @@ async fn main() {
     let summaries: Vec<(BTreeMap<Kind, Summary>, Summary)> = (0..systems.len())
         .map(|s| {
             let mut per_kind = BTreeMap::new();
-            for kind in &representable {
+            for kind in representable {
                 let of: Vec<Outcome> = judged
                     .iter()
                     .filter(|j| j.kind == *kind)
@@ -312,7 +440,8 @@ async fn main() {
     );
     println!();
     println!(
-        "## Attribution benchmark: {} incidents per kind, {range}, {} alerts scored",
+        "## Attribution benchmark, {}: {} incidents per kind, {range}, {} alerts scored",
+        source.title(),
         per_kind,
         judged.len()
     );
@@ -331,7 +460,7 @@ async fn main() {
         systems[0], systems[1], systems[2]
     );
     println!("|---|---:|---:|---:|---:|");
-    for kind in &representable {
+    for kind in representable {
         let s: Vec<&Summary> = summaries.iter().map(|(p, _)| &p[kind]).collect();
         println!(
             "| {} | {} | {} | {} | {} |",
@@ -365,7 +494,7 @@ async fn main() {
             "| kind | alerts | top-1 | top-3 | MRR | ECE | Brier | mean top confidence when right |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-        for kind in &representable {
+        for kind in representable {
             println!("{}", row(kind.name(), &summaries[s].0[kind]));
         }
         println!("{}", row("**all**", &summaries[s].1));

@@ -133,7 +133,7 @@ type Outcome = Result<(), Failure>;
 
 pub async fn run(command: Command) -> ExitCode {
     let result = match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(*args).await,
         Command::Record(RecordCommand::Alert(args)) => record_alert(args).await,
@@ -161,7 +161,10 @@ pub async fn run(command: Command) -> ExitCode {
             crate::insight::query_resilience(args).await
         }
         Command::Topology(crate::cli::TopologyCommand::Apply(args)) => {
-            crate::insight::topology_apply(args).await
+            crate::topology::apply(args).await
+        }
+        Command::Topology(crate::cli::TopologyCommand::Import(args)) => {
+            crate::topology::import(args).await
         }
     };
     match result {
@@ -338,7 +341,7 @@ pub fn attribution_settings(
     })
 }
 
-/// Reads a topology file and records every service's dependencies.
+/// Reads a topology file and records every service's `manual` dependencies, owner and tier.
 pub async fn apply_topology(
     store: &dyn GraphStore,
     path: &std::path::Path,
@@ -350,14 +353,49 @@ pub async fn apply_topology(
     let services = input
         .validate()
         .map_err(|e| Failure::usage(format!("topology file {}: {e}", path.display())))?;
-    for (service, deps) in &services {
-        store
-            .set_dependencies(service, deps)
-            .await
-            .map_err(|e| Failure::usage(format!("failed to record the topology: {e}")))?;
+    let count = services.len();
+    store
+        .apply_topology(&deploygraph_store::TopologyUpdate {
+            source: deploygraph_model::topology::EdgeSource::Manual,
+            seen_at: chrono::Utc::now(),
+            mode: deploygraph_store::TopologyMode::Replace,
+            services,
+        })
+        .await
+        .map_err(|e| Failure::from_store("failed to record the topology", e))?;
+    tracing::info!(services = count, file = %path.display(), "topology applied");
+    Ok(count)
+}
+
+/// The call-graph importer of `serve --topology-prometheus-url`, checked at start-up.
+fn mesh_importer(
+    args: &ServeArgs,
+    store: &Arc<dyn GraphStore>,
+    metrics: Arc<deploygraph_api::metrics::Metrics>,
+) -> Result<Option<(Arc<deploygraph_api::mesh::MeshImporter>, Duration)>, Failure> {
+    let Some(url) = &args.topology_prometheus_url else {
+        return Ok(None);
+    };
+    let environment = deploygraph_model::Environment::parse(&args.topology_environment)
+        .map_err(|e| Failure::usage(format!("--topology-environment: {e}")))?;
+    let mut config = deploygraph_api::mesh::MeshConfig::new(url, environment)
+        .map_err(|e| Failure::usage(format!("--topology-prometheus-url {e}")))?;
+    config.window = deploygraph_probe::config::parse_duration(&args.topology_prometheus_window)
+        .map_err(|e| Failure::usage(format!("--topology-prometheus-window: {e}")))?;
+    let interval = deploygraph_probe::config::parse_duration(&args.topology_prometheus_interval)
+        .map_err(|e| Failure::usage(format!("--topology-prometheus-interval: {e}")))?;
+    if interval.is_zero() || config.window.as_secs() == 0 {
+        return Err(Failure::usage(
+            "--topology-prometheus-interval and --topology-prometheus-window: must be at least 1s",
+        ));
     }
-    tracing::info!(services = services.len(), file = %path.display(), "topology applied");
-    Ok(services.len())
+    let importer = deploygraph_api::mesh::MeshImporter::new(Arc::clone(store), metrics, config)
+        .map_err(|e| {
+            Failure::from(anyhow::anyhow!(
+                "failed to build the Prometheus client: {e}"
+            ))
+        })?;
+    Ok(Some((Arc::new(importer), interval)))
 }
 
 /// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts while it
@@ -571,6 +609,10 @@ async fn serve(args: ServeArgs) -> Outcome {
             );
         }
         state = state.with_snapshotter(snapshotter);
+    }
+    if let Some((importer, interval)) = mesh_importer(&args, &store, state.metrics())? {
+        let stopped = stop.clone();
+        tokio::spawn(importer.run(interval, async move { stopped.cancelled().await }));
     }
     if args.watch.watch_kubernetes {
         start_watcher(

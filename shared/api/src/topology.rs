@@ -158,7 +158,7 @@ impl BackstageImportInput {
             .files
             .ok_or_else(|| ApiError::invalid("files", "is required"))?;
         for (i, f) in files.iter().enumerate() {
-            if f.path.trim().is_empty() || f.path.chars().count() > 4096 {
+            if f.path.is_empty() || f.path.chars().count() > 4096 {
                 return Err(ApiError::invalid(
                     format!("files[{i}].path"),
                     "must be 1 to 4096 characters",

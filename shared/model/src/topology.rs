@@ -216,11 +216,11 @@ pub struct DependenciesInput {
     /// What it depends on (an empty list removes them all).
     #[schema(required = true, nullable = false)]
     pub depends_on: Option<Vec<DependencyInput>>,
-    /// The team that owns the service (absent: unchanged).
-    #[schema(max_length = 253)]
+    /// The team that owns the service (absent or blank: unchanged).
+    #[schema(max_length = 253, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub owner: Option<String>,
-    /// The service's SLA tier, e.g. `tier-1` (absent: unchanged).
-    #[schema(max_length = 63)]
+    /// The service's SLA tier, e.g. `tier-1` (absent or blank: unchanged).
+    #[schema(max_length = 63, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub tier: Option<String>,
 }
 

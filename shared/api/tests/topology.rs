@@ -217,6 +217,38 @@ async fn sources_keep_their_own_edges(store: Arc<dyn GraphStore>) {
         .unwrap();
     assert_eq!(item["owner"], "team-api");
     assert!(item["tier"].is_null());
+
+    // An alert on web: the incident report names its owner and tier.
+    let fp = format!("{:016x}", rand::random::<u64>());
+    let webhook = json!({"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
+        "receiver": "deploygraph", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager", "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "HighErrorRate", "service": web, "namespace": "shop", "environment": "production"},
+            "annotations": {}, "startsAt": deploygraph_model::format_time(&chrono::Utc::now()),
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus", "fingerprint": fp}]});
+    let (status, body) = send(
+        &app,
+        with_body("POST", "/v1/alerts/alertmanager", &webhook, Some(TOKEN)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, report) = get(
+        &app,
+        &format!("/v1/reports/incident?alert={fp}&format=json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["owners"][0]["owner"], "team-web", "{report}");
+    assert_eq!(report["owners"][0]["tier"], "tier-1", "{report}");
+    let (_, markdown) = get(&app, &format!("/v1/reports/incident?alert={fp}")).await;
+    let markdown = markdown.as_str().unwrap();
+    assert!(
+        markdown.contains(&format!(
+            "shop/{web} (production) (owner team-web, tier tier-1)"
+        )),
+        "{markdown}"
+    );
 }
 
 async fn bad_input_is_refused_with_the_field(store: Arc<dyn GraphStore>) {

@@ -367,12 +367,10 @@ pub async fn apply_topology(
     Ok(count)
 }
 
-/// The call-graph importer of `serve --topology-prometheus-url`, checked at start-up.
-fn mesh_importer(
+/// What `serve --topology-prometheus-url` reads and how often, checked before anything starts.
+fn mesh_config(
     args: &ServeArgs,
-    store: &Arc<dyn GraphStore>,
-    metrics: Arc<deploygraph_api::metrics::Metrics>,
-) -> Result<Option<(Arc<deploygraph_api::mesh::MeshImporter>, Duration)>, Failure> {
+) -> Result<Option<(deploygraph_api::mesh::MeshConfig, Duration)>, Failure> {
     let Some(url) = &args.topology_prometheus_url else {
         return Ok(None);
     };
@@ -389,13 +387,7 @@ fn mesh_importer(
             "--topology-prometheus-interval and --topology-prometheus-window: must be at least 1s",
         ));
     }
-    let importer = deploygraph_api::mesh::MeshImporter::new(Arc::clone(store), metrics, config)
-        .map_err(|e| {
-            Failure::from(anyhow::anyhow!(
-                "failed to build the Prometheus client: {e}"
-            ))
-        })?;
-    Ok(Some((Arc::new(importer), interval)))
+    Ok(Some((config, interval)))
 }
 
 /// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts while it
@@ -536,6 +528,7 @@ async fn serve(args: ServeArgs) -> Outcome {
             "--max-body-bytes and --alertmanager-max-body-bytes: must be at least 1",
         ));
     }
+    let mesh = mesh_config(&args)?;
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
     let stop = CancellationToken::new();
@@ -610,9 +603,16 @@ async fn serve(args: ServeArgs) -> Outcome {
         }
         state = state.with_snapshotter(snapshotter);
     }
-    if let Some((importer, interval)) = mesh_importer(&args, &store, state.metrics())? {
+    if let Some((config, interval)) = mesh {
+        let importer =
+            deploygraph_api::mesh::MeshImporter::new(Arc::clone(&store), state.metrics(), config)
+                .map_err(|e| {
+                Failure::from(anyhow::anyhow!(
+                    "failed to build the Prometheus client: {e}"
+                ))
+            })?;
         let stopped = stop.clone();
-        tokio::spawn(importer.run(interval, async move { stopped.cancelled().await }));
+        tokio::spawn(Arc::new(importer).run(interval, async move { stopped.cancelled().await }));
     }
     if args.watch.watch_kubernetes {
         start_watcher(

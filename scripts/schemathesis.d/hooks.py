@@ -13,6 +13,9 @@ exactly that rule; every other check, and every other rejection, still fails the
 - The gate configuration inside `POST /v1/snapshots` is the gate YAML file's schema (documented
   in docs/, validated by the probe's parser with field-named errors); the document declares it
   as an object. Its checks never leave the server's network namespace.
+- The catalog files inside `POST /v1/topology/backstage` are Backstage entity YAML (the
+  descriptor format, read by the model's parser with errors naming the file and entity); the
+  document declares each file's `content` as a string. A random string is rarely an entity.
 """
 
 import json
@@ -91,6 +94,12 @@ def _keep(failure, case, response):
             return "cursor not issued by the server"
         if (method, path) == ("POST", "/v1/snapshots") and field.startswith("config"):
             return "gate configuration grammar"
+        if (
+            (method, path) == ("POST", "/v1/topology/backstage")
+            and field.startswith("files[")
+            and not field.endswith(".path")
+        ):
+            return "Backstage descriptor grammar"
     if (method, path) == ("POST", "/v1/cypher") and response.status_code == 400:
         if error.get("code") == "query_refused":
             return "Cypher grammar"

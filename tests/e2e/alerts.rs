@@ -28,9 +28,9 @@ const NAMESPACE: &str = "prod";
 const ENVIRONMENT: &str = "production";
 
 /// Tests of this binary that rewrite the Prometheus or Alertmanager config hold this.
-static ALERTING: Mutex<()> = Mutex::new(());
+pub(crate) static ALERTING: Mutex<()> = Mutex::new(());
 
-fn env_url(var: &str) -> String {
+pub(crate) fn env_url(var: &str) -> String {
     let url = std::env::var(var).unwrap_or_default();
     assert!(
         !url.is_empty(),
@@ -40,7 +40,7 @@ fn env_url(var: &str) -> String {
     url.trim_end_matches('/').to_owned()
 }
 
-fn env_path(var: &str) -> PathBuf {
+pub(crate) fn env_path(var: &str) -> PathBuf {
     let path = std::env::var(var).unwrap_or_default();
     assert!(
         !path.is_empty(),
@@ -58,7 +58,7 @@ fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn require_ready(name: &str, base: &str) {
+pub(crate) fn require_ready(name: &str, base: &str) {
     let url = format!("{base}/-/ready");
     match client().get(&url).send() {
         Ok(r) if r.status() == 200 => {}
@@ -141,22 +141,22 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 // A minimal HTTP/1.1 server on a loopback port: one request per connection.
 // ---------------------------------------------------------------------------------------------
 
-struct Request {
-    method: String,
-    path: String,
-    body: Vec<u8>,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) body: Vec<u8>,
 }
 
 type Handler = dyn Fn(&Request) -> (u16, &'static str, Vec<u8>) + Send + Sync;
 
-struct Stub {
-    addr: SocketAddr,
+pub(crate) struct Stub {
+    pub(crate) addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Stub {
-    fn start(
+    pub(crate) fn start(
         handler: impl Fn(&Request) -> (u16, &'static str, Vec<u8>) + Send + Sync + 'static,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -259,7 +259,7 @@ fn serve_one(mut conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 /// Puts a config file back and reloads its server when dropped.
-struct Restore {
+pub(crate) struct Restore {
     name: &'static str,
     path: PathBuf,
     original: String,
@@ -267,7 +267,7 @@ struct Restore {
 }
 
 impl Restore {
-    fn rewrite(name: &'static str, path: &Path, base: &str, new: &str) -> Self {
+    pub(crate) fn rewrite(name: &'static str, path: &Path, base: &str, new: &str) -> Self {
         let original = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("{name} config {}: {e}", path.display()));
         let restore = Self {
@@ -306,7 +306,7 @@ impl Drop for Restore {
 }
 
 /// The Prometheus config with `rules` added to `rule_files` and a scrape job for `target`.
-fn prometheus_config(original: &str, job: &str, target: &str, rules: &Path) -> String {
+pub(crate) fn prometheus_config(original: &str, job: &str, target: &str, rules: &Path) -> String {
     let rule_file = format!("  - '{}'\n", rules.display());
     let scrape_job =
         format!("  - job_name: '{job}'\n    static_configs:\n      - targets: ['{target}']\n");

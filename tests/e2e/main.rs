@@ -17,4 +17,5 @@ mod quickstart;
 mod rca;
 mod serve;
 mod support;
+mod topology;
 mod watch;

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending store migrations.
     Migrate(MigrateArgs),
     /// Record a fact (from a CI pipeline).
@@ -431,10 +431,36 @@ pub struct ServeArgs {
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, env = "DEPLOYGRAPH_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u64,
-    /// Service topology file (YAML, `services: [{name, namespace, environment, depends_on}]`),
-    /// applied to the store at start-up.
+    /// Service topology file (YAML, `services: [{name, namespace, environment, owner, tier,
+    /// depends_on}]`), applied to the store at start-up as `manual` dependencies.
     #[arg(long, env = "DEPLOYGRAPH_TOPOLOGY")]
     pub topology: Option<PathBuf>,
+    /// Prometheus holding the service call graph (Istio's `istio_requests_total`, the
+    /// `traces_service_graph_request_total` of Tempo or the OpenTelemetry Collector): polled
+    /// on --topology-prometheus-interval, what it reports is recorded as `mesh` dependencies.
+    #[arg(long, env = "DEPLOYGRAPH_TOPOLOGY_PROMETHEUS_URL", value_name = "URL")]
+    pub topology_prometheus_url: Option<String>,
+    /// How often the call graph is read (`5m`).
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_TOPOLOGY_PROMETHEUS_INTERVAL",
+        default_value = "5m"
+    )]
+    pub topology_prometheus_interval: String,
+    /// How far back calls count (`1h`).
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_TOPOLOGY_PROMETHEUS_WINDOW",
+        default_value = "1h"
+    )]
+    pub topology_prometheus_window: String,
+    /// Environment of the services found in the call graph.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_TOPOLOGY_ENVIRONMENT",
+        default_value = "production"
+    )]
+    pub topology_environment: String,
     #[command(flatten)]
     pub attribution: AttributionArgs,
     /// Alert labels tried in order for the service name (comma-separated).
@@ -866,8 +892,44 @@ pub struct ReportIncidentArgs {
 #[derive(Debug, Subcommand)]
 pub enum TopologyCommand {
     /// Record the dependencies of every service in a topology file (YAML,
-    /// `services: [{name, namespace, environment, depends_on}]`), replacing earlier ones.
+    /// `services: [{name, namespace, environment, owner, tier, depends_on}]`), replacing the
+    /// `manual` ones recorded before (edges from Backstage or the mesh stay).
     Apply(TopologyApplyArgs),
+    /// Import dependencies, owners and tiers from Backstage catalog files (`backstage` edges,
+    /// replacing those an earlier import recorded for the same entities), and/or the call graph
+    /// Prometheus holds (`--prometheus`: `mesh` edges, added or refreshed).
+    Import(TopologyImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopologyImportArgs {
+    /// Backstage catalog files (`catalog-info.yaml`: one or more entity documents each).
+    #[arg(value_name = "FILE", required_unless_present = "prometheus")]
+    pub files: Vec<PathBuf>,
+    /// Prometheus URL: import the call graph it holds (Istio's `istio_requests_total`, the
+    /// `traces_service_graph_request_total` of Tempo or the OpenTelemetry Collector).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// How far back calls count (`1h`).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub prometheus_window: String,
+    /// Environment of the imported services.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_TOPOLOGY_ENVIRONMENT",
+        default_value = "production",
+        value_parser = crate::insight::environment_arg
+    )]
+    pub environment: deploygraph_model::Environment,
+    /// Namespace of Backstage entities without a `backstage.io/kubernetes-namespace`
+    /// annotation (default: none).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -133,7 +133,7 @@ type Outcome = Result<(), Failure>;
 
 pub async fn run(command: Command) -> ExitCode {
     let result = match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(*args).await,
         Command::Record(RecordCommand::Alert(args)) => record_alert(args).await,
@@ -161,7 +161,10 @@ pub async fn run(command: Command) -> ExitCode {
             crate::insight::query_resilience(args).await
         }
         Command::Topology(crate::cli::TopologyCommand::Apply(args)) => {
-            crate::insight::topology_apply(args).await
+            crate::topology::apply(args).await
+        }
+        Command::Topology(crate::cli::TopologyCommand::Import(args)) => {
+            crate::topology::import(args).await
         }
     };
     match result {
@@ -338,7 +341,7 @@ pub fn attribution_settings(
     })
 }
 
-/// Reads a topology file and records every service's dependencies.
+/// Reads a topology file and records every service's `manual` dependencies, owner and tier.
 pub async fn apply_topology(
     store: &dyn GraphStore,
     path: &std::path::Path,
@@ -350,14 +353,41 @@ pub async fn apply_topology(
     let services = input
         .validate()
         .map_err(|e| Failure::usage(format!("topology file {}: {e}", path.display())))?;
-    for (service, deps) in &services {
-        store
-            .set_dependencies(service, deps)
-            .await
-            .map_err(|e| Failure::usage(format!("failed to record the topology: {e}")))?;
+    let count = services.len();
+    store
+        .apply_topology(&deploygraph_store::TopologyUpdate {
+            source: deploygraph_model::topology::EdgeSource::Manual,
+            seen_at: chrono::Utc::now(),
+            mode: deploygraph_store::TopologyMode::Replace,
+            services,
+        })
+        .await
+        .map_err(|e| Failure::from_store("failed to record the topology", e))?;
+    tracing::info!(services = count, file = %path.display(), "topology applied");
+    Ok(count)
+}
+
+/// What `serve --topology-prometheus-url` reads and how often, checked before anything starts.
+fn mesh_config(
+    args: &ServeArgs,
+) -> Result<Option<(deploygraph_api::mesh::MeshConfig, Duration)>, Failure> {
+    let Some(url) = &args.topology_prometheus_url else {
+        return Ok(None);
+    };
+    let environment = deploygraph_model::Environment::parse(&args.topology_environment)
+        .map_err(|e| Failure::usage(format!("--topology-environment: {e}")))?;
+    let mut config = deploygraph_api::mesh::MeshConfig::new(url, environment)
+        .map_err(|e| Failure::usage(format!("--topology-prometheus-url {e}")))?;
+    config.window = deploygraph_probe::config::parse_duration(&args.topology_prometheus_window)
+        .map_err(|e| Failure::usage(format!("--topology-prometheus-window: {e}")))?;
+    let interval = deploygraph_probe::config::parse_duration(&args.topology_prometheus_interval)
+        .map_err(|e| Failure::usage(format!("--topology-prometheus-interval: {e}")))?;
+    if interval.is_zero() || config.window.as_secs() == 0 {
+        return Err(Failure::usage(
+            "--topology-prometheus-interval and --topology-prometheus-window: must be at least 1s",
+        ));
     }
-    tracing::info!(services = services.len(), file = %path.display(), "topology applied");
-    Ok(services.len())
+    Ok(Some((config, interval)))
 }
 
 /// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts while it
@@ -498,6 +528,7 @@ async fn serve(args: ServeArgs) -> Outcome {
             "--max-body-bytes and --alertmanager-max-body-bytes: must be at least 1",
         ));
     }
+    let mesh = mesh_config(&args)?;
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
     let stop = CancellationToken::new();
@@ -571,6 +602,17 @@ async fn serve(args: ServeArgs) -> Outcome {
             );
         }
         state = state.with_snapshotter(snapshotter);
+    }
+    if let Some((config, interval)) = mesh {
+        let importer =
+            deploygraph_api::mesh::MeshImporter::new(Arc::clone(&store), state.metrics(), config)
+                .map_err(|e| {
+                Failure::from(anyhow::anyhow!(
+                    "failed to build the Prometheus client: {e}"
+                ))
+            })?;
+        let stopped = stop.clone();
+        tokio::spawn(Arc::new(importer).run(interval, async move { stopped.cancelled().await }));
     }
     if args.watch.watch_kubernetes {
         start_watcher(

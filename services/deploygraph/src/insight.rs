@@ -1,5 +1,5 @@
 //! Root-cause analysis from the command line: `query alerts|suspects|timeline|common-factors|
-//! dora|cypher|resilience`, `report incident` and `topology apply`.
+//! dora|cypher|resilience` and `report incident`.
 //!
 //! Each command is one request of the HTTP API ([`deploygraph_client`]), sent to a server
 //! (`--server`) or to the same router in this process over `--store` ([`crate::api`]); it
@@ -10,7 +10,6 @@ use crate::api::{Local, connect};
 use crate::cli::{
     Output, QueryAlertsArgs, QueryCommonFactorsArgs, QueryCypherArgs, QueryDoraArgs,
     QueryResilienceArgs, QuerySuspectsArgs, QueryTimelineArgs, ReportFormat, ReportIncidentArgs,
-    TopologyApplyArgs,
 };
 use crate::commands::Failure;
 use anyhow::Context as _;
@@ -18,14 +17,12 @@ use chrono::{DateTime, Duration, Utc};
 use deploygraph_analysis::report;
 use deploygraph_analysis::views::{CommonFactors, Dora, IncidentReport, Suspects, Timeline};
 use deploygraph_client::{AlertsQuery, CypherQuery, Occurrence};
-use deploygraph_model::topology::{Dependencies, TopologyInput};
-use deploygraph_model::{Alert, ServiceRef, format_time, parse_time};
+use deploygraph_model::{Alert, format_time, parse_time};
 use deploygraph_model::{Environment, ServiceName};
 use deploygraph_store::MAX_PAGE_SIZE;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use std::path::Path;
+use serde_json::{Map, Value};
 
 type Outcome = Result<(), Failure>;
 
@@ -554,64 +551,11 @@ pub async fn report_incident(args: ReportIncidentArgs) -> Outcome {
     }
 }
 
-// --- topology apply ---
-
-/// One service's dependencies as recorded (`PUT /v1/services/{name}/dependencies` answers this).
-#[derive(Debug, Serialize, Deserialize)]
-struct Applied {
-    service: ServiceRef,
-    depends_on: Vec<ServiceRef>,
-}
-
-fn read_topology(path: &Path) -> Result<Vec<Dependencies>, Failure> {
-    let fail = |e: &dyn std::fmt::Display| {
-        Failure::usage(format!("topology file {}: {e}", path.display()))
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(&e))?;
-    let input: TopologyInput = serde_norway::from_str(&text).map_err(|e| fail(&e))?;
-    input.validate().map_err(|e| fail(&e))
-}
-
-/// `topology apply`: records every service's DEPENDS_ON edges from a topology file.
-pub async fn topology_apply(args: TopologyApplyArgs) -> Outcome {
-    // Validated first: a bad file never reaches the API.
-    let services = read_topology(&args.file)?;
-    let client = connect(&args.target, Local::default()).await?;
-    let mut applied: Vec<Applied> = Vec::with_capacity(services.len());
-    for (service, depends_on) in services {
-        let what = format!("failed to record the dependencies of {service}");
-        // Dependencies go out fully qualified: the file's defaults were applied above.
-        let answer = client
-            .put_dependencies(&service, &depends_on)
-            .await
-            .map_err(|e| Failure::from_api(&what, e))?;
-        tracing::info!(service = %service, dependencies = depends_on.len(), "dependencies recorded");
-        applied.push(decode(&what, answer.body)?);
-    }
-    match args.output {
-        Output::Json => print_json(&json!({ "services": applied })),
-        Output::Text => {
-            for a in &applied {
-                let deps: Vec<String> = a.depends_on.iter().map(ToString::to_string).collect();
-                crate::outln!(
-                    "{} depends on {}",
-                    a.service,
-                    if deps.is_empty() {
-                        "nothing".to_owned()
-                    } else {
-                        deps.join(", ")
-                    }
-                )?;
-            }
-            crate::outln!("applied the topology of {} service(s)", applied.len())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn parameters_split_at_the_first_equals_sign() {

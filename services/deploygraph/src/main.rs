@@ -12,6 +12,7 @@ mod helm;
 mod insight;
 mod out;
 mod telemetry;
+mod topology;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 use std::process::ExitCode;

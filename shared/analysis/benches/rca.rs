@@ -221,6 +221,20 @@ impl GraphStore for Timed {
         )
         .await
     }
+    async fn apply_topology(
+        &self,
+        update: &deploygraph_store::TopologyUpdate,
+    ) -> deploygraph_store::Result<()> {
+        self.time("apply_topology", self.inner.apply_topology(update))
+            .await
+    }
+    async fn service_topology(
+        &self,
+        service: &ServiceRef,
+    ) -> deploygraph_store::Result<deploygraph_model::topology::ServiceTopologyView> {
+        self.time("service_topology", self.inner.service_topology(service))
+            .await
+    }
     async fn dependencies(
         &self,
         service: &ServiceRef,

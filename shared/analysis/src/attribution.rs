@@ -737,7 +737,8 @@ mod tests {
     #[test]
     fn evidence_moves_the_probability_the_right_way() {
         // Each variant against the same rival: a new image 20 minutes before the alert on a
-        // direct dependency.
+        // direct dependency. (Hops are left out: their weights are what the fit learned from
+        // the labelled incidents, not a direction fixed in advance.)
         let rival = Candidate {
             deployment: Uid::from_stored("rival"),
             service: "db".into(),
@@ -758,14 +759,6 @@ mod tests {
                 },
                 false,
                 "older",
-            ),
-            (
-                Candidate {
-                    relation: Relation::Dependency { depth: 2 },
-                    ..base.clone()
-                },
-                false,
-                "two hops down",
             ),
             (
                 Candidate {

@@ -614,6 +614,15 @@ pub async fn incident_report(
         };
         topology.push((s, deps));
     }
+    let mut owners = Vec::with_capacity(suspects.services.len());
+    for s in &suspects.services {
+        let view = store.service_topology(s).await?;
+        owners.push(crate::views::ServiceOwnership {
+            service: view.service,
+            owner: view.owner,
+            tier: view.tier,
+        });
+    }
     let mermaid = crate::report::mermaid(&suspects, &topology);
     Ok(IncidentReport {
         suspects,
@@ -621,6 +630,7 @@ pub async fn incident_report(
         snapshot,
         chaos_history,
         dora,
+        owners,
         topology,
         mermaid,
     })

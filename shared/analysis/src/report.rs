@@ -301,7 +301,21 @@ pub fn markdown(r: &IncidentReport) -> String {
         .suspects
         .services
         .iter()
-        .map(ToString::to_string)
+        .map(|s| {
+            let known = r.owners.iter().find(|o| o.service == *s);
+            let mut about = Vec::new();
+            if let Some(owner) = known.and_then(|o| o.owner.as_deref()) {
+                about.push(format!("owner {owner}"));
+            }
+            if let Some(tier) = known.and_then(|o| o.tier.as_deref()) {
+                about.push(format!("tier {tier}"));
+            }
+            if about.is_empty() {
+                s.to_string()
+            } else {
+                format!("{s} ({})", about.join(", "))
+            }
+        })
         .collect();
     let _ = writeln!(
         out,

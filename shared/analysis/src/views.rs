@@ -174,6 +174,17 @@ pub struct Dora {
     pub services: Vec<DoraMetrics>,
 }
 
+/// Who owns a service and its SLA tier, as the topology sources recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceOwnership {
+    /// The service.
+    pub service: ServiceRef,
+    /// The team that owns it, when known.
+    pub owner: Option<String>,
+    /// Its SLA tier, when known.
+    pub tier: Option<String>,
+}
+
 /// A post-incident review draft.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentReport {
@@ -187,6 +198,9 @@ pub struct IncidentReport {
     pub chaos_history: Vec<ChaosRun>,
     /// DORA metrics of the alert's services over the 30 days before the alert.
     pub dora: Dora,
+    /// The owner and tier of each of the alert's services.
+    #[serde(default)]
+    pub owners: Vec<ServiceOwnership>,
     /// The services involved: the alert's and their dependencies, with DEPENDS_ON edges.
     pub topology: Vec<(ServiceRef, Vec<ServiceRef>)>,
     /// A Mermaid flowchart of services, suspect deployments and the alert.

@@ -9,12 +9,14 @@ pub mod cdevents;
 pub mod error;
 mod handlers;
 pub mod limits;
+pub mod mesh;
 pub mod metrics;
 pub mod openapi;
 mod rca;
 pub mod snapshot_targets;
 pub mod snapshotter;
 mod strict;
+pub mod topology;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -235,7 +237,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/services/{name}/dependencies",
-            put(rca::put_dependencies),
+            put(topology::put_dependencies),
+        )
+        .route(
+            "/v1/topology/backstage",
+            post(topology::import_backstage)
+                .layer(DefaultBodyLimit::max(topology::TOPOLOGY_MAX_BODY_BYTES)),
+        )
+        .route(
+            "/v1/topology/mesh",
+            post(topology::import_mesh)
+                .layer(DefaultBodyLimit::max(topology::TOPOLOGY_MAX_BODY_BYTES)),
         )
         .route("/v1/chaos/runs", post(rca::record_chaos_run))
         .route_layer(timeout())
@@ -273,7 +285,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/{fingerprint}/suspects", get(rca::suspects))
         .route(
             "/v1/services/{name}/dependencies",
-            get(rca::get_dependencies),
+            get(topology::get_dependencies),
         )
         .route("/v1/services/{name}/timeline", get(rca::timeline))
         .route(

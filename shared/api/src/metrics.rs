@@ -68,6 +68,12 @@ struct BudgetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopologyQueryLabels {
+    query: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     operation: String,
 }
@@ -89,6 +95,9 @@ pub struct Metrics {
     shed: Family<BudgetLabels, Counter>,
     timeouts: Counter,
     store_retries: Counter,
+    topology_queries: Family<TopologyQueryLabels, Counter>,
+    topology_edges: Gauge,
+    topology_store_failures: Counter,
     /// The store's retry count when `store_retries` was last brought up to date.
     store_retries_seen: std::sync::atomic::AtomicU64,
 }
@@ -189,6 +198,24 @@ impl Metrics {
             "Store transactions run again after a transient failure (a deadlock, a leader switch, a broken connection, a busy database)",
             store_retries.clone(),
         );
+        let topology_queries = Family::<TopologyQueryLabels, Counter>::default();
+        registry.register(
+            "topology_prometheus_queries",
+            "Call-graph queries to Prometheus (serve --topology-prometheus-url), by query (istio, service_graph) and outcome (ok, error)",
+            topology_queries.clone(),
+        );
+        let topology_edges = Gauge::default();
+        registry.register(
+            "topology_mesh_edges",
+            "Mesh DEPENDS_ON edges recorded by the last call-graph poll that found any",
+            topology_edges.clone(),
+        );
+        let topology_store_failures = Counter::default();
+        registry.register(
+            "topology_mesh_store_failures",
+            "Call-graph polls whose edges the store did not take (tried again at the next poll)",
+            topology_store_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -205,6 +232,9 @@ impl Metrics {
             shed,
             timeouts,
             store_retries,
+            topology_queries,
+            topology_edges,
+            topology_store_failures,
             store_retries_seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -272,6 +302,27 @@ impl Metrics {
                 budget: budget.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one call-graph query to Prometheus (`istio`, `service_graph`; `ok`, `error`).
+    pub fn topology_query(&self, query: &str, outcome: &str) {
+        self.topology_queries
+            .get_or_create(&TopologyQueryLabels {
+                query: query.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the mesh edges the last poll recorded.
+    pub fn topology_edges(&self, edges: usize) {
+        self.topology_edges
+            .set(i64::try_from(edges).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one poll whose edges the store did not take.
+    pub fn topology_store_failure(&self) {
+        self.topology_store_failures.inc();
     }
 
     /// Counts one request stopped at the request timeout.

@@ -15,7 +15,6 @@ use deploygraph_analysis::timeline::{TimelineCursor, TimelinePage};
 use deploygraph_model::alertmanager::Notification;
 use deploygraph_model::chaos::ChaosRunInput;
 use deploygraph_model::schema::{InputTime, is_fingerprint, parse_input_time};
-use deploygraph_model::topology::DependenciesInput;
 use deploygraph_model::{Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, Uid};
 use deploygraph_store::{AlertFilter, Cursor, MAX_PAGE_SIZE};
 use serde::Deserialize;
@@ -337,30 +336,6 @@ pub(crate) async fn reattribute(
     Ok(Json(view).into_response())
 }
 
-/// `PUT /v1/services/{name}/dependencies`: replaces what the service depends on.
-#[utoipa::path(put, path = "/v1/services/{name}/dependencies", tag = "services",
-    params(("name" = deploygraph_model::ServiceName, Path)),
-    request_body(content = deploygraph_model::topology::DependenciesInput, content_type = "application/json"),
-    responses((status = 200, description = "Replaced", body = crate::openapi::JsonObject)),
-    security(("bearer" = [])))]
-pub(crate) async fn put_dependencies(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    service("name", &name)?;
-    let input: DependenciesInput = parse_json(&state, &headers, body)?;
-    let (service, deps) = input.validate(&name)?;
-    state
-        .store
-        .set_dependencies(&service, &deps)
-        .await
-        .map_err(store_error(&state))?;
-    tracing::info!(service = %service, dependencies = deps.len(), "recorded dependencies");
-    Ok(Json(json!({ "service": service, "depends_on": deps })).into_response())
-}
-
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -371,43 +346,6 @@ pub(crate) struct ServiceParams {
     /// The service's environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
-}
-
-/// The same parameters, the environment required.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct DependencyParams {
-    /// The service's namespace (empty: none).
-    #[param(value_type = Option<deploygraph_model::schema::Namespace>)]
-    namespace: Option<String>,
-    /// The service's environment.
-    #[param(value_type = Environment, required = true)]
-    environment: Option<String>,
-}
-
-/// `GET /v1/services/{name}/dependencies?environment=&namespace=`.
-#[utoipa::path(get, path = "/v1/services/{name}/dependencies", tag = "services",
-    params(("name" = deploygraph_model::ServiceName, Path), DependencyParams),
-    responses((status = 200, description = "What the service depends on", body = crate::openapi::JsonObject)))]
-pub(crate) async fn get_dependencies(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    query: Result<Query<DependencyParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let p = query_params(query)?;
-    let service = ServiceRef {
-        name: service("name", &name)?,
-        namespace: namespace(p.namespace)?,
-        environment: environment(p.environment.as_deref())?
-            .ok_or_else(|| ApiError::invalid("environment", "is required"))?,
-    };
-    let deps = state
-        .store
-        .dependencies(&service)
-        .await
-        .map_err(store_error(&state))?;
-    Ok(Json(json!({ "service": service, "depends_on": deps })).into_response())
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -777,6 +777,18 @@ impl GraphStore for DownStore {
     ) -> deploygraph_store::Result<()> {
         Err(down())
     }
+    async fn apply_topology(
+        &self,
+        _: &deploygraph_store::TopologyUpdate,
+    ) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
+    async fn service_topology(
+        &self,
+        _: &ServiceRef,
+    ) -> deploygraph_store::Result<deploygraph_model::topology::ServiceTopologyView> {
+        Err(down())
+    }
     async fn dependencies(&self, _: &ServiceRef) -> deploygraph_store::Result<Vec<ServiceRef>> {
         Err(down())
     }

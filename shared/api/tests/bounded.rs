@@ -481,6 +481,19 @@ impl GraphStore for GatedStore {
         self.pass().await;
         self.inner.set_dependencies(service, depends_on).await
     }
+    async fn apply_topology(
+        &self,
+        update: &deploygraph_store::TopologyUpdate,
+    ) -> deploygraph_store::Result<()> {
+        self.pass().await;
+        self.inner.apply_topology(update).await
+    }
+    async fn service_topology(
+        &self,
+        service: &ServiceRef,
+    ) -> deploygraph_store::Result<deploygraph_model::topology::ServiceTopologyView> {
+        self.inner.service_topology(service).await
+    }
     async fn dependencies(
         &self,
         service: &ServiceRef,

@@ -85,3 +85,76 @@ fn alertmanager_endpoint() {
         .with_iterations(SMOKE_ITERATIONS)
         .for_each(endpoint("/v1/alerts/alertmanager", fuzzing::WEBHOOK_WORDS));
 }
+
+const MESH_WORDS: &[&str] = &[
+    "edges",
+    "service",
+    "depends_on",
+    "name",
+    "namespace",
+    "environment",
+    "production",
+    "shop",
+    "web",
+    "api",
+];
+
+#[test]
+fn mesh_endpoint() {
+    bolero::check!()
+        .with_test_time(SMOKE_TIME)
+        .with_iterations(SMOKE_ITERATIONS)
+        .for_each(endpoint("/v1/topology/mesh", MESH_WORDS));
+}
+
+const PROMETHEUS_WORDS: &[&str] = &[
+    "status",
+    "success",
+    "error",
+    "errorType",
+    "data",
+    "resultType",
+    "vector",
+    "matrix",
+    "result",
+    "metric",
+    "value",
+    "source_workload",
+    "source_workload_namespace",
+    "source_canonical_service",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_canonical_service",
+    "client",
+    "server",
+    "unknown",
+    "web",
+    "shop",
+];
+
+/// Prometheus answers to the call-graph queries: every edge joins two different services with
+/// valid names; a failure is an error, never a panic.
+#[test]
+fn prometheus_answers() {
+    use deploygraph_api::mesh::{Query, parse_answer};
+    let environment = deploygraph_model::Environment::parse("production").unwrap();
+    bolero::check!()
+        .with_test_time(SMOKE_TIME)
+        .with_iterations(SMOKE_ITERATIONS)
+        .for_each(|input: &[u8]| {
+            let body = json_input(input, PROMETHEUS_WORDS);
+            for query in Query::ALL {
+                if let Ok(observed) = parse_answer(query, 200, &body, &environment) {
+                    for (from, to) in &observed.edges {
+                        assert_ne!(from, to);
+                        assert!(
+                            from.namespace
+                                .as_deref()
+                                .is_none_or(deploygraph_model::newtypes::is_dns1123_label)
+                        );
+                    }
+                    assert!(observed.edges.windows(2).all(|w| w[0] < w[1]));
+                }
+            }
+        });
+}

@@ -4,7 +4,9 @@
 use crate::transport::Method;
 use crate::{Accepted, Client, Result, encode};
 use chrono::{DateTime, Utc};
+use deploygraph_model::backstage::CatalogFile;
 use deploygraph_model::deployment::DeploymentInput;
+use deploygraph_model::topology::ServiceTopology;
 use deploygraph_model::{Environment, ServiceName, ServiceRef, format_time};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -327,25 +329,68 @@ impl Client {
         self.get(query.on("/v1/reports/incident")).await
     }
 
-    /// `PUT /v1/services/{name}/dependencies`: replaces what `service` depends on.
+    /// `PUT /v1/services/{name}/dependencies`: replaces what the service depends on (its
+    /// `manual` edges), and sets its owner and tier when given.
     ///
     /// # Errors
     /// As [`Client::record_deployment`].
-    pub async fn put_dependencies(
-        &self,
-        service: &ServiceRef,
-        depends_on: &[ServiceRef],
-    ) -> Result<Accepted> {
-        let body = serde_json::json!({
-            "namespace": service.namespace,
-            "environment": service.environment,
-            "depends_on": depends_on,
+    pub async fn put_dependencies(&self, topology: &ServiceTopology) -> Result<Accepted> {
+        let mut body = serde_json::json!({
+            "namespace": topology.service.namespace,
+            "environment": topology.service.environment,
+            "depends_on": topology.depends_on,
         });
+        if let Some(owner) = &topology.owner {
+            body["owner"] = owner.as_str().into();
+        }
+        if let Some(tier) = &topology.tier {
+            body["tier"] = tier.as_str().into();
+        }
         let path = format!(
             "/v1/services/{}/dependencies",
-            path_segment(service.name.as_str())
+            path_segment(topology.service.name.as_str())
         );
         self.send(Method::Put, path, Some(encode(&body)?)).await
+    }
+
+    /// `POST /v1/topology/backstage`: imports Backstage catalog files.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn import_backstage(
+        &self,
+        environment: &Environment,
+        namespace: Option<&str>,
+        files: &[CatalogFile],
+    ) -> Result<Accepted> {
+        let body = serde_json::json!({
+            "environment": environment,
+            "namespace": namespace,
+            "files": files,
+        });
+        self.send(
+            Method::Post,
+            "/v1/topology/backstage".into(),
+            Some(encode(&body)?),
+        )
+        .await
+    }
+
+    /// `POST /v1/topology/mesh`: records observed calls (caller, called) as `mesh` edges.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn import_mesh(&self, edges: &[(ServiceRef, ServiceRef)]) -> Result<Accepted> {
+        let edges: Vec<serde_json::Value> = edges
+            .iter()
+            .map(|(from, to)| serde_json::json!({"service": from, "depends_on": to}))
+            .collect();
+        self.send(
+            Method::Post,
+            "/v1/topology/mesh".into(),
+            Some(encode(&serde_json::json!({ "edges": edges }))?),
+        )
+        .await
     }
 
     /// `GET /v1/services/{name}/resilience`.

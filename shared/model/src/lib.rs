@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod alertmanager;
+pub mod backstage;
 pub mod chaos;
 pub mod deployment;
 pub mod error;

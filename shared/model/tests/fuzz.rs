@@ -124,7 +124,8 @@ fn topology_file() {
                 return;
             };
             if let Ok(services) = file.validate() {
-                for (service, deps) in services {
+                for s in services {
+                    let (service, deps) = (s.service, s.depends_on);
                     assert!(!deps.contains(&service), "{service} depends on itself");
                     assert!(
                         deps.windows(2).all(|w| w[0] < w[1]),
@@ -146,11 +147,72 @@ fn dependencies_body() {
                 return;
             };
             match input.validate("payments") {
-                Ok((service, deps)) => {
-                    assert_eq!(service.name.as_str(), "payments");
-                    assert!(!deps.contains(&service));
+                Ok(topology) => {
+                    assert_eq!(topology.service.name.as_str(), "payments");
+                    assert!(!topology.depends_on.contains(&topology.service));
                 }
                 Err(e) => assert!(!e.field.is_empty() || !e.message.is_empty()),
+            }
+        });
+}
+
+const BACKSTAGE_WORDS: &[&str] = &[
+    "apiVersion",
+    "backstage.io/v1alpha1",
+    "kind",
+    "Component",
+    "Resource",
+    "API",
+    "metadata",
+    "name",
+    "namespace",
+    "annotations",
+    "backstage.io/kubernetes-id",
+    "backstage.io/kubernetes-namespace",
+    "deploygraph.io/tier",
+    "spec",
+    "owner",
+    "dependsOn",
+    "dependencyOf",
+    "consumesApis",
+    "providesApis",
+    "component:payments",
+    "resource:default/redis",
+    "payments",
+    "redis",
+];
+
+#[test]
+fn backstage_catalog() {
+    use deploygraph_model::backstage::{CatalogFile, ImportOptions, parse};
+    let options = ImportOptions {
+        environment: deploygraph_model::Environment::parse("production").unwrap(),
+        namespace: None,
+    };
+    bolero::check!()
+        .with_test_time(SMOKE_TIME)
+        .with_iterations(SMOKE_ITERATIONS)
+        .for_each(|input: &[u8]| {
+            let text = yaml_input(input, BACKSTAGE_WORDS, yaml);
+            let file = CatalogFile {
+                path: "catalog-info.yaml".into(),
+                content: text.into_owned(),
+            };
+            match parse(&[file], &options) {
+                Ok(import) => {
+                    for s in import.services {
+                        assert!(
+                            !s.depends_on.contains(&s.service),
+                            "{} depends on itself",
+                            s.service
+                        );
+                        assert!(s.depends_on.windows(2).all(|w| w[0] < w[1]));
+                    }
+                }
+                Err(e) => {
+                    assert_eq!(e.field, "files[0]");
+                    assert!(e.message.starts_with("catalog-info.yaml: "), "{e}");
+                }
             }
         });
 }

@@ -40,7 +40,7 @@ pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
     AlertFilter, BLAMED_CONFIDENCE, ChaosFilter, Cursor, DeploymentFilter, FilterParams,
     MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceHistory, ServiceSummary,
-    StoredAttribution, StoredDeployment,
+    StoredAttribution, StoredDeployment, TopologyMode, TopologyUpdate,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -169,15 +169,51 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn alert_services(&self, alert: &Uid) -> Result<Vec<ServiceRef>>;
 
-    /// Replaces the services `service` depends on (`DEPENDS_ON`), creating missing Service
-    /// nodes.
+    /// Replaces the `manual` `DEPENDS_ON` edges of `service` (the other sources' edges stay),
+    /// creating missing Service nodes.
     ///
     /// # Errors
     /// [`Error::Unavailable`].
-    async fn set_dependencies(&self, service: &ServiceRef, depends_on: &[ServiceRef])
-    -> Result<()>;
+    async fn set_dependencies(
+        &self,
+        service: &ServiceRef,
+        depends_on: &[ServiceRef],
+    ) -> Result<()> {
+        self.apply_topology(&TopologyUpdate {
+            source: deploygraph_model::topology::EdgeSource::Manual,
+            seen_at: chrono::Utc::now(),
+            mode: TopologyMode::Replace,
+            services: vec![deploygraph_model::topology::ServiceTopology {
+                service: service.clone(),
+                owner: None,
+                tier: None,
+                depends_on: depends_on.to_vec(),
+            }],
+        })
+        .await
+    }
 
-    /// The services `service` depends on directly.
+    /// Writes one source's topology in one transaction: creates missing Service nodes, sets
+    /// the owner and tier given, and adds (or, with [`TopologyMode::Replace`], replaces) the
+    /// source's `DEPENDS_ON` edges of each service, each edge's `last_seen_at` the later of
+    /// `seen_at` and its stored one. Edges of other sources are never touched.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn apply_topology(&self, update: &TopologyUpdate) -> Result<()>;
+
+    /// The service's owner and tier, and what it depends on with each edge's sources and
+    /// `last_seen_at` (ordered by dependency name, environment, namespace). A service that is
+    /// not stored has no owner, no tier and no dependencies.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn service_topology(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<deploygraph_model::topology::ServiceTopologyView>;
+
+    /// The services `service` depends on directly, whatever the source.
     ///
     /// # Errors
     /// [`Error::Unavailable`].
@@ -255,7 +291,8 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>>;
 
-    /// The services that depend on `service` directly (the reverse of [`Self::dependencies`]).
+    /// The services that depend on `service` directly, whatever the source (the reverse of
+    /// [`Self::dependencies`]).
     ///
     /// # Errors
     /// [`Error::Unavailable`].

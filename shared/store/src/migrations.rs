@@ -90,7 +90,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0005_helm_revisions.sql",
     "0006_removed_status.sql",
     "0007_follow_ups.sql",
-    "0008_attribution_probabilities.sql"
+    "0008_attribution_probabilities.sql",
+    "0009_topology_sources.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -100,7 +101,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0003_alerts_topology_chaos.cypher",
     "0004_helm_revisions.cypher",
     "0005_follow_ups.cypher",
-    "0006_attribution_probabilities.cypher"
+    "0006_attribution_probabilities.cypher",
+    "0007_topology_sources.cypher"
 );
 
 impl MigrationSource {

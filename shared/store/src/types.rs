@@ -275,6 +275,50 @@ pub struct ServiceSummary {
     pub deployments: u64,
     /// Start of the newest deployment.
     pub last_deployed_at: Option<DateTime<Utc>>,
+    /// The team that owns it, when known.
+    pub owner: Option<String>,
+    /// Its SLA tier, when known.
+    pub tier: Option<String>,
+}
+
+/// How a topology write treats the edges it does not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopologyMode {
+    /// Each listed service's edges of the source become exactly the listed ones: the source's
+    /// other edges of that service are removed (a file or catalog that is the whole truth).
+    Replace,
+    /// The listed edges are added or refreshed; nothing is removed (observations).
+    Merge,
+}
+
+/// A write of one source's topology ([`crate::GraphStore::apply_topology`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyUpdate {
+    /// Whose edges these are; other sources' edges are never touched.
+    pub source: deploygraph_model::topology::EdgeSource,
+    /// When the source asserted them: each written edge's `last_seen_at` becomes the later of
+    /// this and its stored value.
+    pub seen_at: DateTime<Utc>,
+    /// Replace or merge.
+    pub mode: TopologyMode,
+    /// The services, their owner and tier (`None`: unchanged) and dependencies.
+    pub services: Vec<deploygraph_model::topology::ServiceTopology>,
+}
+
+impl TopologyUpdate {
+    /// The services ordered by uid, so that concurrent writers lock them in one order, and the
+    /// dependencies of each deduplicated, without the service itself.
+    pub fn normalized(&self) -> Vec<deploygraph_model::topology::ServiceTopology> {
+        let mut services = self.services.clone();
+        for s in &mut services {
+            let me = s.service.clone();
+            s.depends_on.retain(|d| *d != me);
+            s.depends_on.sort_by_key(deploygraph_model::ServiceRef::uid);
+            s.depends_on.dedup();
+        }
+        services.sort_by_key(|s| s.service.uid());
+        services
+    }
 }
 
 /// Which alerts to list, newest (by `starts_at`) first.

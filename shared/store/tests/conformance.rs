@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::fixture::minute;
+use deploygraph_model::topology::{EdgeSource, ServiceTopology};
 use deploygraph_model::{
     Alert, AlertOutcome, AlertStatus, CertificateRecord, ChaosRun, CheckRecord, Deployment,
     DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, Trigger, Uid,
@@ -13,7 +14,7 @@ use deploygraph_model::{
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
     AlertFilter, ChaosFilter, Claim, Cursor, DeploymentFilter, FollowUpKind, FollowUpStats,
-    GraphStore, MigrationSource, RecordKind, StoredDeployment,
+    GraphStore, MigrationSource, RecordKind, StoredDeployment, TopologyMode, TopologyUpdate,
 };
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
@@ -580,6 +581,246 @@ async fn dependencies_are_replaced(store: Arc<dyn GraphStore>) {
             .unwrap()
             .is_empty()
     );
+}
+
+fn topology(
+    source: EdgeSource,
+    mode: TopologyMode,
+    seen_minute: i64,
+    services: Vec<(ServiceRef, Vec<ServiceRef>)>,
+) -> TopologyUpdate {
+    TopologyUpdate {
+        source,
+        seen_at: minute(seen_minute),
+        mode,
+        services: services
+            .into_iter()
+            .map(|(service, depends_on)| ServiceTopology {
+                service,
+                owner: None,
+                tier: None,
+                depends_on,
+            })
+            .collect(),
+    }
+}
+
+/// `(dependency name, [sources])` of a service, as `service_topology` reads them.
+async fn edges_of(
+    store: &Arc<dyn GraphStore>,
+    service: &ServiceRef,
+) -> Vec<(String, Vec<EdgeSource>)> {
+    store
+        .service_topology(service)
+        .await
+        .unwrap()
+        .depends_on
+        .into_iter()
+        .map(|e| {
+            (
+                e.service.name.as_str().to_owned(),
+                e.sources.iter().map(|s| s.source).collect(),
+            )
+        })
+        .collect()
+}
+
+async fn each_source_keeps_its_own_edges(store: Arc<dyn GraphStore>) {
+    let (api, db, cache, queue) = (
+        unique("api"),
+        unique("db"),
+        unique("cache"),
+        unique("queue"),
+    );
+    let a = ServiceRef::test(&api);
+    let (db_ref, cache_ref, queue_ref) = (
+        ServiceRef::test(&db),
+        ServiceRef::test(&cache),
+        ServiceRef::test(&queue),
+    );
+    store
+        .set_dependencies(&a, &[db_ref.clone(), cache_ref.clone()])
+        .await
+        .unwrap();
+    store
+        .apply_topology(&topology(
+            EdgeSource::Mesh,
+            TopologyMode::Merge,
+            10,
+            vec![(a.clone(), vec![db_ref.clone(), queue_ref.clone()])],
+        ))
+        .await
+        .unwrap();
+    store
+        .apply_topology(&topology(
+            EdgeSource::Backstage,
+            TopologyMode::Replace,
+            5,
+            vec![(a.clone(), vec![cache_ref.clone()])],
+        ))
+        .await
+        .unwrap();
+    let mut expected = vec![
+        (
+            cache.clone(),
+            vec![EdgeSource::Manual, EdgeSource::Backstage],
+        ),
+        (db.clone(), vec![EdgeSource::Manual, EdgeSource::Mesh]),
+        (queue.clone(), vec![EdgeSource::Mesh]),
+    ];
+    expected.sort();
+    assert_eq!(edges_of(&store, &a).await, expected);
+    // The reads attribution uses see every source, each dependency once.
+    let mut deps = store.dependencies(&a).await.unwrap();
+    deps.sort();
+    let mut all = vec![db_ref.clone(), cache_ref.clone(), queue_ref.clone()];
+    all.sort();
+    assert_eq!(deps, all);
+    assert_eq!(store.dependents(&db_ref).await.unwrap(), vec![a.clone()]);
+
+    // PUT replaces the manual edges only: the mesh and Backstage ones stay.
+    store.set_dependencies(&a, &[]).await.unwrap();
+    let mut expected = vec![
+        (cache.clone(), vec![EdgeSource::Backstage]),
+        (db.clone(), vec![EdgeSource::Mesh]),
+        (queue.clone(), vec![EdgeSource::Mesh]),
+    ];
+    expected.sort();
+    assert_eq!(edges_of(&store, &a).await, expected);
+    // A Backstage import without the edge removes the Backstage one, not the mesh ones.
+    store
+        .apply_topology(&topology(
+            EdgeSource::Backstage,
+            TopologyMode::Replace,
+            6,
+            vec![(a.clone(), vec![])],
+        ))
+        .await
+        .unwrap();
+    let mut expected = vec![
+        (db.clone(), vec![EdgeSource::Mesh]),
+        (queue.clone(), vec![EdgeSource::Mesh]),
+    ];
+    expected.sort();
+    assert_eq!(edges_of(&store, &a).await, expected);
+    assert!(store.dependents(&cache_ref).await.unwrap().is_empty());
+    // A merge never removes: observing one edge again leaves the other.
+    store
+        .apply_topology(&topology(
+            EdgeSource::Mesh,
+            TopologyMode::Merge,
+            11,
+            vec![(a.clone(), vec![db_ref.clone()])],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(edges_of(&store, &a).await.len(), 2);
+}
+
+async fn edges_keep_their_latest_sighting(store: Arc<dyn GraphStore>) {
+    let (api, db) = (unique("seen"), unique("seen-db"));
+    let (a, b) = (ServiceRef::test(&api), ServiceRef::test(&db));
+    let observe = |m: i64| {
+        topology(
+            EdgeSource::Mesh,
+            TopologyMode::Merge,
+            m,
+            vec![(a.clone(), vec![b.clone()])],
+        )
+    };
+    store.apply_topology(&observe(20)).await.unwrap();
+    // A late, older observation does not move it back.
+    store.apply_topology(&observe(10)).await.unwrap();
+    let view = store.service_topology(&a).await.unwrap();
+    assert_eq!(view.depends_on.len(), 1);
+    assert_eq!(view.depends_on[0].last_seen_at, minute(20));
+    assert_eq!(view.depends_on[0].sources[0].last_seen_at, minute(20));
+    store.apply_topology(&observe(30)).await.unwrap();
+    store
+        .apply_topology(&topology(
+            EdgeSource::Backstage,
+            TopologyMode::Replace,
+            25,
+            vec![(a.clone(), vec![b.clone()])],
+        ))
+        .await
+        .unwrap();
+    let view = store.service_topology(&a).await.unwrap();
+    let edge = &view.depends_on[0];
+    assert_eq!(edge.last_seen_at, minute(30));
+    let seen: Vec<(EdgeSource, DateTime<Utc>)> = edge
+        .sources
+        .iter()
+        .map(|s| (s.source, s.last_seen_at))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (EdgeSource::Backstage, minute(25)),
+            (EdgeSource::Mesh, minute(30))
+        ]
+    );
+    // A service nobody wrote has no topology.
+    let unknown = store
+        .service_topology(&ServiceRef::test(&unique("nobody")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (unknown.owner, unknown.tier, unknown.depends_on.len()),
+        (None, None, 0)
+    );
+}
+
+async fn owner_and_tier_are_kept_and_listed(store: Arc<dyn GraphStore>) {
+    let name = unique("owned");
+    let service = ServiceRef::test(&name);
+    let mut update = topology(
+        EdgeSource::Backstage,
+        TopologyMode::Replace,
+        1,
+        vec![(service.clone(), vec![])],
+    );
+    update.services[0].owner = Some("team-payments".into());
+    update.services[0].tier = Some("tier-1".into());
+    store.apply_topology(&update).await.unwrap();
+    // A write without them leaves them.
+    store.set_dependencies(&service, &[]).await.unwrap();
+    let mut update = topology(
+        EdgeSource::Manual,
+        TopologyMode::Replace,
+        2,
+        vec![(service.clone(), vec![])],
+    );
+    update.services[0].tier = Some("tier-2".into());
+    store.apply_topology(&update).await.unwrap();
+    let view = store.service_topology(&service).await.unwrap();
+    assert_eq!(view.owner.as_deref(), Some("team-payments"));
+    assert_eq!(view.tier.as_deref(), Some("tier-2"));
+    let listed = store.list_services().await.unwrap();
+    let summary = listed.iter().find(|s| s.name == name).unwrap();
+    assert_eq!(summary.owner.as_deref(), Some("team-payments"));
+    assert_eq!(summary.tier.as_deref(), Some("tier-2"));
+    assert_eq!(summary.deployments, 0);
+}
+
+async fn a_large_mesh_write_is_one_transaction_in_chunks(store: Arc<dyn GraphStore>) {
+    // More edges than one UNWIND chunk (2,000) on Neo4j.
+    let hub = ServiceRef::test(&unique("hub"));
+    let prefix = unique("leaf");
+    let leaves: Vec<ServiceRef> = (0..2_500)
+        .map(|i| ServiceRef::test(&format!("{prefix}-{i}")))
+        .collect();
+    store
+        .apply_topology(&topology(
+            EdgeSource::Mesh,
+            TopologyMode::Merge,
+            3,
+            vec![(hub.clone(), leaves.clone())],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.dependencies(&hub).await.unwrap().len(), 2_500);
+    assert_eq!(store.dependents(&leaves[2_499]).await.unwrap(), vec![hub]);
 }
 
 async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
@@ -1484,6 +1725,10 @@ deploygraph_store::both_stores!(
     alerts_are_stored_once_per_occurrence_and_resolve,
     alerts_fire_on_known_or_named_services,
     dependencies_are_replaced,
+    each_source_keeps_its_own_edges,
+    edges_keep_their_latest_sighting,
+    owner_and_tier_are_kept_and_listed,
+    a_large_mesh_write_is_one_transaction_in_chunks,
     attribution_is_replaced_never_duplicated,
     chaos_runs_are_updated_in_place_and_raise_alerts,
     a_rollout_without_commit_or_digest_is_recorded,
@@ -1546,6 +1791,109 @@ async fn neo4j_snapshots_form_the_documented_subgraph() {
     ];
     expected.sort();
     assert_eq!(found, expected);
+}
+
+/// Upgrading a store with hand-written dependencies (before sources existed) keeps each edge, as
+/// `manual`, and the owner column starts empty.
+#[tokio::test]
+async fn the_topology_sources_migration_keeps_existing_edges_as_manual() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir_all(old.join("sqlite")).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < "0009" {
+            std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
+        }
+    }
+    let path = dir.path().join("upgrade.db");
+    let (api, db) = (ServiceRef::test("api"), ServiceRef::test("db"));
+    {
+        let before = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
+            .await
+            .unwrap();
+        before.migrate().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for s in [&api, &db] {
+            conn.execute(
+                "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![
+                    s.uid().as_str(),
+                    s.name.as_str(),
+                    s.namespace,
+                    s.environment.as_str()
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO service_dependencies (service_uid, depends_on_uid) VALUES (?1, ?2)",
+            rusqlite::params![api.uid().as_str(), db.uid().as_str()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(
+        applied.last().map(|m| m.name.as_str()),
+        Some("0009_topology_sources.sql"),
+        "{applied:?}"
+    );
+    let view = store.service_topology(&api).await.unwrap();
+    assert_eq!(view.depends_on.len(), 1);
+    assert_eq!(view.depends_on[0].service, db);
+    assert_eq!(view.depends_on[0].sources[0].source, EdgeSource::Manual);
+    assert_eq!(view.owner, None);
+    assert_eq!(store.dependents(&db).await.unwrap(), vec![api]);
+}
+
+/// On Neo4j, the migration's statements turn a DEPENDS_ON written before sources existed into a
+/// `manual` one (run here on edges of this test's own services; the shared server is migrated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_the_topology_sources_migration_marks_old_edges_manual() {
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let (a, b) = (
+        ServiceRef::test(&unique("old-api")),
+        ServiceRef::test(&unique("old-db")),
+    );
+    let graph = neo4rs::Graph::new(std::env::var("NEO4J_TEST_URI").unwrap(), "", "").unwrap();
+    graph
+        .run(
+            neo4rs::query(
+                "CREATE (:Service {uid: $a, name: $an, namespace: 'prod', environment: 'production'})
+                        -[:DEPENDS_ON]->
+                        (:Service {uid: $b, name: $bn, namespace: 'prod', environment: 'production'})",
+            )
+            .param("a", a.uid().as_str())
+            .param("an", a.name.as_str())
+            .param("b", b.uid().as_str())
+            .param("bn", b.name.as_str()),
+        )
+        .await
+        .unwrap();
+    // Without a source the edge is still a dependency, as before.
+    assert_eq!(store.dependencies(&a).await.unwrap(), vec![b.clone()]);
+    let migration = deploygraph_store::migrations::EMBEDDED_NEO4J
+        .iter()
+        .find(|(name, _)| *name == "0007_topology_sources.cypher")
+        .unwrap();
+    let migration = deploygraph_store::Migration {
+        version: 7,
+        name: migration.0.to_owned(),
+        body: migration.1.to_owned(),
+    };
+    for statement in migration.statements() {
+        graph.run(neo4rs::query(&statement)).await.unwrap();
+    }
+    let view = store.service_topology(&a).await.unwrap();
+    assert_eq!(view.depends_on.len(), 1);
+    assert_eq!(view.depends_on[0].sources[0].source, EdgeSource::Manual);
+    // A manual PUT now replaces it like any manual edge.
+    store.set_dependencies(&a, &[]).await.unwrap();
+    assert!(store.dependencies(&a).await.unwrap().is_empty());
 }
 
 #[tokio::test]

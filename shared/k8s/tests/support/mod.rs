@@ -127,6 +127,15 @@ impl GraphStore for FaultyStore {
     ) -> Result<()> {
         self.inner.set_dependencies(service, depends_on).await
     }
+    async fn apply_topology(&self, update: &deploygraph_store::TopologyUpdate) -> Result<()> {
+        self.inner.apply_topology(update).await
+    }
+    async fn service_topology(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<deploygraph_model::topology::ServiceTopologyView> {
+        self.inner.service_topology(service).await
+    }
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         self.inner.dependencies(service).await
     }

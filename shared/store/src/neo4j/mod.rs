@@ -55,6 +55,7 @@ impl Default for Neo4jOptions {
 
 mod follow_up;
 mod rca;
+mod topology;
 
 /// How long a user-query connection waits for the server: past the longest query's limit.
 fn user_query_read_timeout(options: &Neo4jOptions) -> Duration {
@@ -1034,7 +1035,7 @@ impl GraphStore for Neo4jStore {
                      OPTIONAL MATCH (d:DeploymentEvent)-[:DEPLOYS]->(s)
                      WITH s, count(d) AS deployments, max(d.started_at_us) AS last
                      RETURN s.uid AS uid, s.name AS name, s.namespace AS namespace, s.environment AS environment,
-                            deployments, last
+                            deployments, last, s.owner AS owner, s.sla_tier AS tier
                      ORDER BY name, environment, namespace",
                 ),
                 "list services",
@@ -1052,6 +1053,8 @@ impl GraphStore for Neo4jStore {
                     deployments: u64::try_from(row.get::<i64>("deployments").map_err(&decode)?)
                         .unwrap_or_default(),
                     last_deployed_at: last.and_then(DateTime::from_timestamp_micros),
+                    owner: row.get("owner").map_err(&decode)?,
+                    tier: row.get("tier").map_err(&decode)?,
                 })
             })
             .collect()
@@ -1091,20 +1094,23 @@ impl GraphStore for Neo4jStore {
         self.rca_alert_services(alert).await
     }
 
-    async fn set_dependencies(
+    async fn apply_topology(&self, update: &crate::TopologyUpdate) -> Result<()> {
+        self.topology_apply(update).await
+    }
+
+    async fn service_topology(
         &self,
         service: &ServiceRef,
-        depends_on: &[ServiceRef],
-    ) -> Result<()> {
-        self.rca_set_dependencies(service, depends_on).await
+    ) -> Result<deploygraph_model::topology::ServiceTopologyView> {
+        self.topology_of(service).await
     }
 
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
-        self.rca_dependencies(service).await
+        self.topology_dependencies(service).await
     }
 
     async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
-        self.rca_dependents(service).await
+        self.topology_dependents(service).await
     }
 
     async fn claim_follow_ups(&self, claim: crate::Claim<'_>) -> Result<Vec<crate::FollowUp>> {

@@ -28,7 +28,7 @@ fn payloads<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-fn service_row(s: &ServiceRef) -> BoltType {
+pub(super) fn service_row(s: &ServiceRef) -> BoltType {
     map(vec![
         ("uid", s.uid().as_str().into()),
         ("name", s.name.as_str().into()),
@@ -37,7 +37,10 @@ fn service_row(s: &ServiceRef) -> BoltType {
     ])
 }
 
-fn service_refs(rows: &[neo4rs::Row], operation: &'static str) -> Result<Vec<ServiceRef>> {
+pub(super) fn service_refs(
+    rows: &[neo4rs::Row],
+    operation: &'static str,
+) -> Result<Vec<ServiceRef>> {
     let dec = decode_failed(operation);
     let mut refs = Vec::with_capacity(rows.len());
     for row in rows {
@@ -551,69 +554,6 @@ impl Neo4jStore {
             )
             .await?;
         service_refs(&rows, "read an alert's services")
-    }
-
-    pub(super) async fn rca_set_dependencies(
-        &self,
-        service: &ServiceRef,
-        depends_on: &[ServiceRef],
-    ) -> Result<()> {
-        let deps: Vec<BoltType> = depends_on.iter().map(service_row).collect();
-        let q = query(
-            "MERGE (s:Service {uid: $service.uid})
-             ON CREATE SET s.name = $service.name, s.namespace = $service.namespace,
-                           s.environment = $service.environment
-             WITH s
-             OPTIONAL MATCH (s)-[old:DEPENDS_ON]->(:Service)
-             DELETE old
-             WITH DISTINCT s
-             UNWIND $deps AS d
-             MERGE (t:Service {uid: d.uid})
-             ON CREATE SET t.name = d.name, t.namespace = d.namespace, t.environment = d.environment
-             MERGE (s)-[:DEPENDS_ON]->(t)",
-        )
-        .param("service", service_row(service))
-        .param("deps", deps);
-        crate::retry::run(BACKEND, "set dependencies", super::is_retryable, || async {
-            let mut txn = self.begin().await?;
-            let result = txn
-                .run(q.clone())
-                .await
-                .map(drop)
-                .map_err(failed("set dependencies"));
-            finish(txn, result).await
-        })
-        .await
-    }
-
-    pub(super) async fn rca_dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
-        let rows = self
-            .read(
-                query(
-                    "MATCH (:Service {uid: $uid})-[:DEPENDS_ON]->(s:Service)
-                     RETURN s.name AS name, s.namespace AS namespace, s.environment AS environment
-                     ORDER BY name, environment, namespace",
-                )
-                .param("uid", service.uid().as_str()),
-                "read dependencies",
-            )
-            .await?;
-        service_refs(&rows, "read dependencies")
-    }
-
-    pub(super) async fn rca_dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
-        let rows = self
-            .read(
-                query(
-                    "MATCH (:Service {uid: $uid})<-[:DEPENDS_ON]-(s:Service)
-                     RETURN s.name AS name, s.namespace AS namespace, s.environment AS environment
-                     ORDER BY name, environment, namespace",
-                )
-                .param("uid", service.uid().as_str()),
-                "read dependents",
-            )
-            .await?;
-        service_refs(&rows, "read dependents")
     }
 
     pub(super) async fn rca_deployments_between(

@@ -33,6 +33,7 @@ const BACKEND: &str = "sqlite";
 
 mod follow_up;
 mod rca;
+mod topology;
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
@@ -682,7 +683,8 @@ impl GraphStore for SqliteStore {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT s.uid, s.name, s.namespace, s.environment, count(d.uid), max(d.started_at_us)
+                    "SELECT s.uid, s.name, s.namespace, s.environment, count(d.uid), max(d.started_at_us),
+                            s.owner, s.sla_tier
                      FROM services s LEFT JOIN deployments d ON d.service_uid = s.uid
                      GROUP BY s.uid ORDER BY s.name, s.environment, s.namespace",
                 )
@@ -697,6 +699,8 @@ impl GraphStore for SqliteStore {
                         environment: row.get(3)?,
                         deployments: row.get::<_, i64>(4)?.try_into().unwrap_or_default(),
                         last_deployed_at: last.and_then(DateTime::from_timestamp_micros),
+                        owner: row.get(6)?,
+                        tier: row.get(7)?,
                     })
                 })
                 .map_err(backend_error("list services"))?;
@@ -755,25 +759,30 @@ impl GraphStore for SqliteStore {
             .await
     }
 
-    async fn set_dependencies(
+    async fn apply_topology(&self, update: &crate::TopologyUpdate) -> Result<()> {
+        let update = update.clone();
+        self.with_writer(move |conn| topology::apply_topology(conn, &update))
+            .await
+    }
+
+    async fn service_topology(
         &self,
         service: &ServiceRef,
-        depends_on: &[ServiceRef],
-    ) -> Result<()> {
-        let (service, depends_on) = (service.clone(), depends_on.to_vec());
-        self.with_writer(move |conn| rca::set_dependencies(conn, &service, &depends_on))
+    ) -> Result<deploygraph_model::topology::ServiceTopologyView> {
+        let service = service.clone();
+        self.with_reader(move |conn| topology::service_topology(conn, &service))
             .await
     }
 
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         let service = service.clone();
-        self.with_reader(move |conn| rca::dependencies(conn, &service))
+        self.with_reader(move |conn| topology::dependencies(conn, &service))
             .await
     }
 
     async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         let service = service.clone();
-        self.with_reader(move |conn| rca::dependents(conn, &service))
+        self.with_reader(move |conn| topology::dependents(conn, &service))
             .await
     }
 

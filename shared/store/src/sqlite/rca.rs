@@ -16,11 +16,13 @@ fn limit_value(limit: usize) -> Value {
     Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX))
 }
 
-fn service_ref(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Option<String>, String)> {
+pub(super) fn service_ref(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, Option<String>, String)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
 }
 
-fn to_refs(rows: Vec<(String, Option<String>, String)>) -> Vec<ServiceRef> {
+pub(super) fn to_refs(rows: Vec<(String, Option<String>, String)>) -> Vec<ServiceRef> {
     rows.into_iter()
         .filter_map(|(name, namespace, environment)| {
             Some(ServiceRef {
@@ -265,65 +267,6 @@ pub(super) fn alert_services(conn: &Connection, alert: &Uid) -> Result<Vec<Servi
         )
         .and_then(|mut stmt| stmt.query_map([alert.as_str()], service_ref)?.collect())
         .map_err(backend_error("read an alert's services"))?;
-    Ok(to_refs(rows))
-}
-
-pub(super) fn set_dependencies(
-    conn: &mut Connection,
-    service: &ServiceRef,
-    depends_on: &[ServiceRef],
-) -> Result<()> {
-    let failed = backend_error("set dependencies");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend_error("begin a transaction"))?;
-    ensure_service(&tx, service).map_err(backend_error("set dependencies"))?;
-    exec(
-        &tx,
-        "DELETE FROM service_dependencies WHERE service_uid = ?1",
-        [service.uid().as_str()],
-    )
-    .map_err(backend_error("set dependencies"))?;
-    for dependency in depends_on {
-        ensure_service(&tx, dependency).map_err(backend_error("set dependencies"))?;
-        exec(
-            &tx,
-            "INSERT INTO service_dependencies (service_uid, depends_on_uid) VALUES (?1, ?2)
-             ON CONFLICT DO NOTHING",
-            params![service.uid().as_str(), dependency.uid().as_str()],
-        )
-        .map_err(backend_error("set dependencies"))?;
-    }
-    tx.commit().map_err(failed)
-}
-
-pub(super) fn dependencies(conn: &Connection, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT s.name, s.namespace, s.environment FROM service_dependencies d
-             JOIN services s ON s.uid = d.depends_on_uid WHERE d.service_uid = ?1
-             ORDER BY s.name, s.environment, s.namespace",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([service.uid().as_str()], service_ref)?
-                .collect()
-        })
-        .map_err(backend_error("read dependencies"))?;
-    Ok(to_refs(rows))
-}
-
-pub(super) fn dependents(conn: &Connection, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT s.name, s.namespace, s.environment FROM service_dependencies d
-             JOIN services s ON s.uid = d.service_uid WHERE d.depends_on_uid = ?1
-             ORDER BY s.name, s.environment, s.namespace",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([service.uid().as_str()], service_ref)?
-                .collect()
-        })
-        .map_err(backend_error("read dependents"))?;
     Ok(to_refs(rows))
 }
 

@@ -453,8 +453,7 @@ fn topology_apply_then_recompute_ranks_a_dependency_deployment() {
         assert_eq!(ranked.len(), 1, "{after}");
         assert_eq!(ranked[0]["deployment"]["uid"], payments["uid"]);
         assert!(
-            items(&ranked[0]["reasons"])
-                .contains(&json!("deployed to payments, a dependency 1 hop(s) away")),
+            items(&ranked[0]["reasons"]).contains(&json!("1 hop: checkout → payments")),
             "{after}"
         );
         // The recomputed attribution is stored: the other side reads it too.

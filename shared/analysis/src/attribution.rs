@@ -541,7 +541,10 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         let mut what = Vec::new();
         match (&c.image, c.first) {
             (Some((before, after)), _) => what.push(format!("image {before} → {after}")),
-            (None, true) => what.push("first recorded deployment of the service".to_owned()),
+            (None, true) => out.push(format!(
+                "first recorded deployment of {}: nothing earlier to compare with",
+                candidate.service
+            )),
             (None, false) if c.image_changed => what.push("a new image".to_owned()),
             _ => {}
         }
@@ -570,7 +573,9 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         if c.secret_changed {
             what.push("a secret".to_owned());
         }
-        out.push(format!("changed {}", what.join(", ")));
+        if !what.is_empty() {
+            out.push(format!("changed {}", what.join(", ")));
+        }
     }
     out.push(
         match candidate.status {

@@ -17,7 +17,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::redact::{REDACTED, is_secret_path};
-use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, Uid};
+use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, SubjectKind, Uid};
 use serde::Serialize;
 
 /// How a candidate's service relates to the alert's.
@@ -83,11 +83,14 @@ impl ChangeSummary {
     }
 }
 
-/// A deployment that may have triggered the alert.
+/// A deployment (or a change that is not a rollout) that may have triggered the alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// Its uid.
     pub deployment: Uid,
+    /// A deployment, or a change (mapped onto a deployment's fields: landed at `started_at`,
+    /// status succeeded).
+    pub subject: SubjectKind,
     /// Its service's name.
     pub service: String,
     /// Start of the rollout.
@@ -191,15 +194,19 @@ pub fn score(
     }
     let tau = (settings.window.num_seconds() as f64 / 4.0).max(1.0);
     let proximity = (-(delta.num_seconds() as f64) / tau).exp();
+    let verb = match candidate.subject {
+        SubjectKind::Deployment => "deployed to",
+        SubjectKind::Change => "changed",
+    };
     let (relation, relation_reason) = match candidate.relation {
         Relation::SameService => (
             1.0,
-            format!("deployed to {}, the alerting service", candidate.service),
+            format!("{verb} {}, the alerting service", candidate.service),
         ),
         Relation::Dependency { depth } => (
             0.6f64.powi(i32::try_from(depth).unwrap_or(i32::MAX)),
             format!(
-                "deployed to {}, a dependency {depth} hop(s) away",
+                "{verb} {}, a dependency {depth} hop(s) away",
                 candidate.service
             ),
         ),
@@ -231,6 +238,10 @@ pub fn score(
         DeploymentStatus::Succeeded => (0.6, "the rollout succeeded"),
         // Removing a service breaks what still calls it.
         DeploymentStatus::Removed => (0.8, "the service was removed"),
+    };
+    let status_reason = match candidate.subject {
+        SubjectKind::Deployment => status_reason,
+        SubjectKind::Change => "the change was applied",
     };
     let rate = (f64::from(candidate.prior_followed_by_alerts) + 1.0)
         / (f64::from(candidate.prior_deployments) + 2.0);
@@ -305,6 +316,7 @@ mod tests {
     fn candidate(uid: &str, finished_minute: i64) -> Candidate {
         Candidate {
             deployment: Uid::from_stored(uid),
+            subject: SubjectKind::Deployment,
             service: "payments".into(),
             started_at: at(finished_minute - 2),
             finished_at: Some(at(finished_minute)),

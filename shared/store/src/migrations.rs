@@ -89,7 +89,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0004_optional_commit_and_digest.sql",
     "0005_helm_revisions.sql",
     "0006_removed_status.sql",
-    "0007_follow_ups.sql"
+    "0007_follow_ups.sql",
+    "0008_changes.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -98,7 +99,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0002_infra_snapshots.cypher",
     "0003_alerts_topology_chaos.cypher",
     "0004_helm_revisions.cypher",
-    "0005_follow_ups.cypher"
+    "0005_follow_ups.cypher",
+    "0006_changes.cypher"
 );
 
 impl MigrationSource {

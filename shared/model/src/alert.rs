@@ -1,4 +1,4 @@
-//! Alerts and the attribution relationship `(DeploymentEvent)-[:TRIGGERS]->(Alert)`.
+//! Alerts and the attribution relationship `(DeploymentEvent|Change)-[:TRIGGERS]->(Alert)`.
 
 use crate::deployment::service_uid;
 use crate::newtypes::{Environment, ServiceName};

@@ -344,3 +344,81 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
     let stats = store.follow_up_stats(None).await.unwrap();
     assert_eq!((stats.deployments, stats.changes), (1, 1));
 }
+
+/// On Neo4j a change is a node an SRE can query: AFFECTS its services, its keys and facts as
+/// properties, TRIGGERS the alerts it is suspected of, as the README's query reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_changes_form_the_documented_subgraph() {
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let (service, other) = (unique("cyphered"), unique("cyphered-db"));
+    let change = Change::test()
+        .service(&service)
+        .also_service(&other)
+        .summary("new checkout flow")
+        .at_minute(5)
+        .build();
+    store.record_changes(vec![change.clone()]).await.unwrap();
+    let alert = Alert::test(&unique("fp"), &service, 10);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    store
+        .replace_attribution(
+            &alert.uid,
+            &[Trigger {
+                subject: SubjectKind::Change,
+                subject_uid: change.uid.clone(),
+                alert_uid: alert.uid.clone(),
+                confidence_score: 0.7,
+                reasons: vec!["r".into()],
+                computed_at: minute(11),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let request = |query: &str| deploygraph_store::cypher::CypherRequest {
+        query: query.to_owned(),
+        params: serde_json::Map::from_iter([("name".to_owned(), service.clone().into())]),
+        timeout: std::time::Duration::from_secs(10),
+        row_cap: 100,
+        byte_cap: 1 << 20,
+    };
+    let documented = store
+        .read_cypher(&request(
+            "MATCH (c:Change)-[:AFFECTS]->(:Service {name: $name})
+             RETURN c.at, c.kind, c.actor, c.keys, c.summary ORDER BY c.at DESC",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(documented.rows.len(), 1, "{documented:?}");
+    let row = &documented.rows[0];
+    assert_eq!(
+        row[1..],
+        [
+            serde_json::json!("feature_flag"),
+            serde_json::json!("alice@acme.io"),
+            serde_json::json!(["checkout.new_flow"]),
+            serde_json::json!("new checkout flow"),
+        ]
+    );
+    let linked = store
+        .read_cypher(&request(
+            "MATCH (c:Change)-[r:TRIGGERS]->(a:Alert), (c)-[:AFFECTS]->(s:Service)
+             WHERE (c)-[:AFFECTS]->(:Service {name: $name})
+             RETURN a.uid, r.confidence_score, count(s) AS services",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        linked.rows,
+        vec![vec![
+            serde_json::json!(alert.uid.as_str()),
+            serde_json::json!(0.7),
+            serde_json::json!(2)
+        ]]
+    );
+    deploygraph_store::testing::discard_follow_ups(
+        store.as_ref(),
+        &[change.uid.clone(), alert.uid.clone()],
+    )
+    .await;
+}

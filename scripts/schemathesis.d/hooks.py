@@ -3,7 +3,7 @@ cannot state. A "valid data rejected" failure is dropped only when the server's 
 exactly that rule; every other check, and every other rejection, still fails the run.
 
 - One field against another: `finished_at`/`ended_at` before `started_at`, `since` after
-  `until`, the same config change listed twice, a service depending on itself, a structured
+  `until`, the same config change (or a change's same key) listed twice, a service depending on itself, a structured
   CloudEvent's `id`/`source`/`type` other than its CDEvent's `context.id`/`.source`/`.type`. The document
   declares each field's own contract; the relation is in its description.
 - Opaque values only the server issues: a `cursor` is `next_cursor` from a previous page. A
@@ -20,6 +20,7 @@ exactly that rule; every other check, and every other rejection, still fails the
 
 import json
 import os
+import re
 
 import schemathesis
 
@@ -29,6 +30,7 @@ RELATIONS = [
     ("ended_at", "is before started_at"),
     ("since", "is after until"),
     ("changes[", "is listed twice"),
+    ("diff[", "is listed twice"),
     ("depends_on[", "cannot depend on itself"),
     # A CloudEvent's attributes are its CDEvent's context (structured mode, POST /v1/events).
     ("id", "differs from the CDEvent's context.id"),
@@ -86,9 +88,11 @@ def _keep(failure, case, response):
         return True
     field = error.get("field") or ""
     message = error.get("message") or ""
+    # An item of a batch (`POST /v1/changes` with an array) is named by its index first.
+    item_field = re.sub(r"^\[\d+\]\.", "", field)
     if response.status_code == 422:
         for prefix, words in RELATIONS:
-            if field.startswith(prefix) and words in message:
+            if item_field.startswith(prefix) and words in message:
                 return f"relation: {prefix} {words}"
         if field == "cursor" and error.get("code") == "invalid_field":
             return "cursor not issued by the server"

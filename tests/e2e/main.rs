@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerts;
+mod changes;
 mod chaos;
 mod ci;
 mod cli;

@@ -147,7 +147,7 @@ fn the_readmes_recording_examples_run_as_written_against_a_server() {
     let token = "readme-t0ken";
     let server = Server::start(&sqlite_uri(), &["--token", token]);
     let commands = commands(&readme(), "<!-- tested:");
-    assert_eq!(commands.len(), 3, "{commands:#?}");
+    assert_eq!(commands.len(), 4, "{commands:#?}");
     let dir = temp_path("readme");
     std::fs::create_dir_all(&dir).unwrap();
     let mut outputs = Vec::new();
@@ -165,11 +165,18 @@ fn the_readmes_recording_examples_run_as_written_against_a_server() {
         "{}",
         outputs[0]
     );
-    let posted: serde_json::Value = serde_json::from_str(&outputs[1])
-        .unwrap_or_else(|e| panic!("the curl example's answer ({e}): {}", outputs[1]));
+    assert!(
+        outputs[1].starts_with("recorded change change-event-")
+            && outputs[1].contains("(feature_flag of checkout in production")
+            && outputs[1].contains("~ checkout.new_flow false -> true"),
+        "{}",
+        outputs[1]
+    );
+    let posted: serde_json::Value = serde_json::from_str(&outputs[2])
+        .unwrap_or_else(|e| panic!("the curl example's answer ({e}): {}", outputs[2]));
     assert!(posted["uid"].is_string(), "{posted}");
     assert_eq!(posted["changes"][0]["path"], "values.redis.pool.size");
-    let listed: serde_json::Value = serde_json::from_str(&outputs[2]).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&outputs[3]).unwrap();
     assert_eq!(
         listed["items"].as_array().map(Vec::len),
         Some(2),

@@ -568,6 +568,9 @@ pub struct MigrateArgs {
 pub enum RecordCommand {
     /// Record a deployment, with what changed (--change, --changes-file).
     Deployment(Box<RecordDeploymentArgs>),
+    /// Record a change that is not a rollout (a feature flag, a Terraform apply, a migration,
+    /// a node pool upgrade, a ConfigMap, Secret or HPA edit), with the keys it changed.
+    Change(Box<RecordChangeArgs>),
     /// Record the alerts of an Alertmanager webhook notification (version 4) saved in a file.
     Alert(RecordAlertArgs),
 }
@@ -635,6 +638,104 @@ pub struct RecordDeploymentArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordChangeArgs {
+    /// A service it changed (DNS-1123 label); repeat for several.
+    #[arg(long = "service", value_name = "NAME", required = true)]
+    pub services: Vec<String>,
+    /// The services' environment (`production`).
+    #[arg(long)]
+    pub environment: String,
+    /// The services' Kubernetes namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// feature_flag, terraform, migration, node_pool, config_map, secret, hpa or other.
+    #[arg(long)]
+    pub kind: String,
+    /// Who or what made the change.
+    #[arg(long)]
+    pub actor: String,
+    /// When it took effect, RFC 3339 (default: now).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// A key it changed; the --before and --after that follow it are its values (either may
+    /// be left out: an added or a removed key). Repeatable.
+    #[arg(long = "key", value_name = "K")]
+    pub keys: Vec<String>,
+    /// The value before of the --key it follows.
+    #[arg(long = "before", value_name = "B")]
+    pub befores: Vec<String>,
+    /// The value after of the --key it follows.
+    #[arg(long = "after", value_name = "A")]
+    pub afters: Vec<String>,
+    /// A link to the change (its audit log entry, Terraform run, pull request).
+    #[arg(long)]
+    pub link: Option<String>,
+    /// One line for humans.
+    #[arg(long)]
+    pub summary: Option<String>,
+    /// Idempotency key (e.g. the flag service's audit id).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The keys with their values, paired from --key, --before and --after by their order on
+    /// the command line ([`key_diffs`]).
+    #[arg(skip)]
+    pub diff: Vec<deploygraph_model::KeyChangeInput>,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// Pairs each `--before` and `--after` of `record change` (`matches`) with the `--key` before
+/// it on the command line.
+///
+/// # Errors
+/// A message for a `--before` or `--after` without a `--key` before it, or given twice for one
+/// key.
+pub fn key_diffs(
+    matches: &clap::ArgMatches,
+) -> Result<Vec<deploygraph_model::KeyChangeInput>, String> {
+    let of = |id: &str| -> Vec<(usize, String)> {
+        let indices = matches.indices_of(id).into_iter().flatten();
+        let values = matches
+            .get_many::<String>(id)
+            .into_iter()
+            .flatten()
+            .cloned();
+        indices.zip(values).collect()
+    };
+    let keys = of("keys");
+    let mut diff: Vec<deploygraph_model::KeyChangeInput> = keys
+        .iter()
+        .map(|(_, key)| deploygraph_model::KeyChangeInput {
+            key: Some(key.clone()),
+            ..deploygraph_model::KeyChangeInput::default()
+        })
+        .collect();
+    for (flag, id) in [("--before", "befores"), ("--after", "afters")] {
+        for (index, value) in of(id) {
+            let Some(owner) = keys.iter().rposition(|(k, _)| *k < index) else {
+                return Err(format!(
+                    "{flag} {value:?} must follow the --key whose value it is"
+                ));
+            };
+            let entry = &mut diff[owner];
+            let slot = if flag == "--before" {
+                &mut entry.before
+            } else {
+                &mut entry.after
+            };
+            if slot.is_some() {
+                return Err(format!("--key {:?} has {flag} twice", keys[owner].1));
+            }
+            *slot = Some(value);
+        }
+    }
+    Ok(diff)
 }
 
 #[derive(Debug, Subcommand)]
@@ -775,8 +876,8 @@ pub struct QueryTimelineArgs {
     /// Window end, RFC 3339 (default: now).
     #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
     pub until: Option<chrono::DateTime<chrono::Utc>>,
-    /// At most this many items (a deployment, an alert with its resolution, a snapshot, a
-    /// chaos run with its end); the server's default is its page size, 10000.
+    /// At most this many items (a deployment, a change, an alert with its resolution, a
+    /// snapshot, a chaos run with its end); the server's default is its page size, 10000.
     #[arg(long, value_parser = crate::insight::limit_arg)]
     pub limit: Option<usize>,
     /// Continue with the items before a previous truncated answer: its `--cursor`.
@@ -952,5 +1053,58 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn diff_of(args: &[&str]) -> Result<Vec<deploygraph_model::KeyChangeInput>, String> {
+        let mut argv = vec![
+            "deploygraph",
+            "record",
+            "change",
+            "--service",
+            "payments",
+            "--environment",
+            "production",
+            "--kind",
+            "feature_flag",
+            "--actor",
+            "alice",
+        ];
+        argv.extend_from_slice(args);
+        let matches = Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string())?;
+        let change = matches
+            .subcommand_matches("record")
+            .and_then(|m| m.subcommand_matches("change"))
+            .ok_or("no record change")?;
+        key_diffs(change)
+    }
+
+    #[test]
+    fn values_belong_to_the_key_before_them() {
+        let diff = diff_of(&[
+            "--key", "a", "--after", "1", "--key", "b", "--before", "2", "--after", "3", "--key",
+            "c",
+        ])
+        .expect("paired");
+        let pairs: Vec<(Option<&str>, Option<&str>, Option<&str>)> = diff
+            .iter()
+            .map(|k| (k.key.as_deref(), k.before.as_deref(), k.after.as_deref()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (Some("a"), None, Some("1")),
+                (Some("b"), Some("2"), Some("3")),
+                (Some("c"), None, None)
+            ]
+        );
+        assert!(diff_of(&[]).expect("no keys").is_empty());
+        for bad in [
+            &["--before", "1", "--key", "a"][..],
+            &["--key", "a", "--after", "1", "--after", "2"][..],
+        ] {
+            assert!(diff_of(bad).is_err(), "{bad:?}");
+        }
     }
 }

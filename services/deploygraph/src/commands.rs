@@ -137,6 +137,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(*args).await,
         Command::Record(RecordCommand::Alert(args)) => record_alert(args).await,
+        Command::Record(RecordCommand::Change(args)) => crate::record_change::run(*args).await,
         Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
         Command::Gate(args) => crate::gate::gate(args).await,
         Command::Snapshot(args) => crate::gate::snapshot(args).await,

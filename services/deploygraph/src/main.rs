@@ -11,6 +11,7 @@ mod gate;
 mod helm;
 mod insight;
 mod out;
+mod record_change;
 mod telemetry;
 mod topology;
 
@@ -28,10 +29,33 @@ fn command() -> clap::Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::from_arg_matches(&command().get_matches()) {
+    let mut command = command();
+    let matches = command.get_matches_mut();
+    let mut cli = match cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // `record change` pairs each --before and --after with the --key before it: by position
+    // on the command line, which only the matches know.
+    if let cli::Command::Record(cli::RecordCommand::Change(args)) = &mut cli.command
+        && let Some(change) = matches
+            .subcommand_matches("record")
+            .and_then(|m| m.subcommand_matches("change"))
+    {
+        match cli::key_diffs(change) {
+            Ok(diff) => args.diff = diff,
+            Err(message) => {
+                let kind = clap::error::ErrorKind::ArgumentConflict;
+                match command
+                    .find_subcommand_mut("record")
+                    .and_then(|r| r.find_subcommand_mut("change"))
+                {
+                    Some(change) => change.error(kind, message).exit(),
+                    None => command.error(kind, message).exit(),
+                }
+            }
+        }
+    }
     let _guard = match telemetry::init(&cli.telemetry) {
         Ok(guard) => guard,
         Err(e) => {

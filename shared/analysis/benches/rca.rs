@@ -295,6 +295,44 @@ impl GraphStore for Timed {
         )
         .await
     }
+    async fn record_changes(
+        &self,
+        batch: Vec<deploygraph_model::Change>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::ChangeOutcome>> {
+        self.time("record_changes", self.inner.record_changes(batch))
+            .await
+    }
+    async fn get_change(
+        &self,
+        uid: &Uid,
+    ) -> deploygraph_store::Result<Option<deploygraph_model::Change>> {
+        self.time("get_change", self.inner.get_change(uid)).await
+    }
+    async fn get_changes(
+        &self,
+        uids: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        self.time("get_changes", self.inner.get_changes(uids)).await
+    }
+    async fn changes_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        self.time(
+            "changes_between",
+            self.inner.changes_between(services, from, to),
+        )
+        .await
+    }
+    async fn list_changes(
+        &self,
+        filter: &deploygraph_store::ChangeFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        self.time("list_changes", self.inner.list_changes(filter))
+            .await
+    }
     async fn replace_attribution(
         &self,
         alert: &Uid,

@@ -25,7 +25,7 @@
 use crate::model::{self, Weights};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::redact::{REDACTED, is_secret_path, split_words};
-use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, Uid};
+use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, SubjectKind, Uid};
 use serde::Serialize;
 
 /// How a candidate's service relates to the alert's.
@@ -253,11 +253,14 @@ impl ChangeSummary {
     }
 }
 
-/// A deployment that may have caused the alert.
+/// A deployment (or a change that is not a rollout) that may have caused the alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// Its uid.
     pub deployment: Uid,
+    /// A deployment, or a change (mapped onto a deployment's fields: landed at `started_at`,
+    /// status succeeded).
+    pub subject: SubjectKind,
     /// Its service's name.
     pub service: String,
     /// Start of the rollout.
@@ -527,7 +530,14 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         format!("landed {minutes} min before the alert started")
     });
     out.push(match candidate.relation {
-        Relation::SameService => format!("deployed to {}, the alerting service", candidate.service),
+        Relation::SameService => format!(
+            "{} {}, the alerting service",
+            match candidate.subject {
+                SubjectKind::Deployment => "deployed to",
+                SubjectKind::Change => "changed",
+            },
+            candidate.service
+        ),
         Relation::Dependency { depth } => format!(
             "{depth} hop{}: {}",
             if depth == 1 { "" } else { "s" },
@@ -535,7 +545,7 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         ),
     });
     let c = &candidate.changes;
-    if c.is_unchanged() {
+    if c.is_unchanged() && candidate.subject == SubjectKind::Deployment {
         out.push("same image as the previous deployment, nothing changed".to_owned());
     } else {
         let mut what = Vec::new();
@@ -579,6 +589,7 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
     }
     out.push(
         match candidate.status {
+            _ if candidate.subject == SubjectKind::Change => "the change was applied",
             DeploymentStatus::Failed => "the rollout failed",
             DeploymentStatus::RolledBack => "the rollout was rolled back",
             DeploymentStatus::InProgress => "the rollout was still in progress",
@@ -687,6 +698,7 @@ mod tests {
     fn candidate(uid: &str, finished_minute: i64) -> Candidate {
         Candidate {
             deployment: Uid::from_stored(uid),
+            subject: SubjectKind::Deployment,
             service: "payments".into(),
             started_at: at(finished_minute - 2),
             finished_at: Some(at(finished_minute)),

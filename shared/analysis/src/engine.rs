@@ -4,6 +4,7 @@
 use crate::attribution::{
     ActiveChaos, Attribution, Candidate, ChangeSummary, Relation, Settings, attribute,
 };
+use crate::change_candidates;
 use crate::dora;
 use crate::factors::{FailedFacts, common_factors};
 use crate::timeline::TimelinePage;
@@ -12,7 +13,8 @@ use crate::views::{
 };
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::{
-    Alert, DeploymentStatus, Environment, ServiceName, ServiceRef, Trigger, Uid, Verdict,
+    Alert, Change, DeploymentStatus, Environment, ServiceName, ServiceRef, SubjectKind, Trigger,
+    Uid, Verdict,
 };
 use deploygraph_store::{
     AlertFilter, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result, StoredDeployment,
@@ -85,8 +87,9 @@ async fn related_with_edges(
     Ok((related, edges))
 }
 
-/// The facts an alert is attributed from: its candidates (deployments in the window on its
-/// service and its dependencies) and the chaos runs active on its service.
+/// The facts an alert is attributed from: its candidates (deployments and changes that are not
+/// rollouts in the window on its service and its dependencies) and the chaos runs active on its
+/// service.
 pub async fn candidates(
     store: &dyn GraphStore,
     alert: &Alert,
@@ -97,6 +100,11 @@ pub async fn candidates(
         .await?
         .0;
     let relation: HashMap<Uid, &Related> = related.iter().map(|r| (r.service.uid(), r)).collect();
+    let relation_of = &relation;
+    let nearest: HashMap<Uid, (String, Relation)> = related
+        .iter()
+        .map(|r| (r.service.uid(), (r.service.name.to_string(), r.relation)))
+        .collect();
     let uids: Vec<Uid> = related.iter().map(|r| r.service.uid()).collect();
     let start = alert.starts_at;
     // Rollouts that started up to a window before the window still count when they landed in it.
@@ -136,6 +144,7 @@ pub async fn candidates(
         };
         candidates.push(Candidate {
             deployment: d.uid.clone(),
+            subject: SubjectKind::Deployment,
             service: related.service.name.to_string(),
             started_at: d.started_at,
             finished_at: d.finished_at,
@@ -146,6 +155,24 @@ pub async fn candidates(
             prior_deployments,
             prior_followed_by_alerts,
         });
+    }
+    // Changes that are not rollouts land at once: the window itself bounds them.
+    for change in store
+        .changes_between(&uids, start - settings.window, start)
+        .await?
+    {
+        let Some((service_uid, service, relation)) = change_candidates::nearest(&change, &nearest)
+        else {
+            continue;
+        };
+        let path = relation_of
+            .get(&service_uid)
+            .map(|r| r.path.clone())
+            .unwrap_or_else(|| vec![service.clone()]);
+        let history = store.service_history(&service_uid, change.at).await?;
+        candidates.push(change_candidates::candidate(
+            &change, service, relation, path, history,
+        ));
     }
     let chaos: Vec<ActiveChaos> = if services.is_empty() {
         Vec::new()
@@ -181,13 +208,21 @@ pub async fn attribute_alert(
     now: DateTime<Utc>,
 ) -> Result<Attribution> {
     let (candidates, chaos) = candidates(store, alert, settings).await?;
+    let subjects: HashMap<Uid, SubjectKind> = candidates
+        .iter()
+        .map(|c| (c.deployment.clone(), c.subject))
+        .collect();
     let attribution = attribute(alert.starts_at, &candidates, &chaos, settings);
     match &attribution {
         Attribution::Deployments { suspects, .. } => {
             let triggers: Vec<Trigger> = suspects
                 .iter()
                 .map(|s| Trigger {
-                    deployment_uid: s.deployment.clone(),
+                    subject: subjects
+                        .get(&s.deployment)
+                        .copied()
+                        .unwrap_or(SubjectKind::Deployment),
+                    subject_uid: s.deployment.clone(),
                     alert_uid: alert.uid.clone(),
                     confidence_score: s.confidence_score,
                     reasons: s.reasons.clone(),
@@ -232,7 +267,7 @@ pub async fn dependent_services(
     Ok(found)
 }
 
-/// The most alerts of one service re-attributed after one deployment.
+/// The most alerts of one service re-attributed after one deployment or change.
 const REATTRIBUTE_LIMIT: usize = 1000;
 
 /// Re-attributes the alerts that started within the window after the deployment, on its
@@ -246,22 +281,71 @@ pub async fn reattribute_after_deployment(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let services = dependent_services(store, &deployment.service_ref(), settings.depth).await?;
+    reattribute_after(
+        store,
+        &deployment.uid,
+        &[deployment.service_ref()],
+        deployment.started_at,
+        settings,
+        now,
+    )
+    .await
+}
+
+/// Re-attributes the alerts that started within the window after the change, on its services
+/// and on the services that depend on them (up to the attribution depth), exactly as after a
+/// late deployment. Returns how many alerts were re-attributed.
+pub async fn reattribute_after_change(
+    store: &dyn GraphStore,
+    change: &Change,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    reattribute_after(
+        store,
+        &change.uid,
+        &change.services,
+        change.at,
+        settings,
+        now,
+    )
+    .await
+}
+
+/// Re-attributes, once each, the alerts that started in `[at, at + window]` on `services` and
+/// their dependents; `subject` (the deployment or change) names the cause in logs.
+async fn reattribute_after(
+    store: &dyn GraphStore,
+    subject: &Uid,
+    services: &[ServiceRef],
+    at: DateTime<Utc>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut affected: Vec<ServiceRef> = Vec::new();
+    let mut seen: BTreeSet<Uid> = BTreeSet::new();
+    for service in services {
+        for s in dependent_services(store, service, settings.depth).await? {
+            if seen.insert(s.uid()) {
+                affected.push(s);
+            }
+        }
+    }
     let mut done: BTreeSet<Uid> = BTreeSet::new();
-    for service in &services {
+    for service in &affected {
         let alerts = store
             .list_alerts(&AlertFilter {
                 // By name: an alert without an environment label fired on every Service of
                 // its name; attribution itself follows FIRED_ON.
                 service: Some(service.name.clone()),
-                since: Some(deployment.started_at),
-                until: Some(deployment.started_at + settings.window),
+                since: Some(at),
+                until: Some(at + settings.window),
                 limit: REATTRIBUTE_LIMIT,
                 ..AlertFilter::default()
             })
             .await?;
         if alerts.len() == REATTRIBUTE_LIMIT {
-            tracing::warn!(deployment.uid = %deployment.uid, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the window than are re-attributed after one deployment");
+            tracing::warn!(subject.uid = %subject, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the window than are re-attributed after one deployment or change");
         }
         for alert in &alerts {
             if done.insert(alert.uid.clone()) {
@@ -303,31 +387,41 @@ pub async fn find_alert(
         .pop())
 }
 
-/// The alert's stored attribution with the suspects' deployments.
+/// The alert's stored attribution with the suspects' deployments and changes.
 pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> {
     let services = store.alert_services(&alert.uid).await?;
     let stored = store.attribution(&alert.uid).await?;
-    let uids: Vec<Uid> = stored
-        .triggers
-        .iter()
-        .map(|t| t.deployment_uid.clone())
-        .collect();
+    let of_kind = |kind: SubjectKind| -> Vec<Uid> {
+        stored
+            .triggers
+            .iter()
+            .filter(|t| t.subject == kind)
+            .map(|t| t.subject_uid.clone())
+            .collect()
+    };
     let mut deployments: HashMap<Uid, StoredDeployment> = store
-        .get_deployments(&uids)
+        .get_deployments(&of_kind(SubjectKind::Deployment))
         .await?
         .into_iter()
         .map(|d| (d.deployment.uid.clone(), d))
         .collect();
+    let mut changes: HashMap<Uid, Change> = store
+        .get_changes(&of_kind(SubjectKind::Change))
+        .await?
+        .into_iter()
+        .map(|c| (c.uid.clone(), c))
+        .collect();
     let mut views = Vec::with_capacity(stored.triggers.len());
     for t in stored.triggers {
-        if let Some(deployment) = deployments.remove(&t.deployment_uid) {
-            views.push(SuspectView {
-                deployment,
-                confidence_score: t.confidence_score,
-                reasons: t.reasons,
-                computed_at: t.computed_at,
-            });
-        }
+        let view = match t.subject {
+            SubjectKind::Deployment => deployments.remove(&t.subject_uid).map(|d| {
+                SuspectView::of_deployment(d, t.confidence_score, t.reasons, t.computed_at)
+            }),
+            SubjectKind::Change => changes
+                .remove(&t.subject_uid)
+                .map(|c| SuspectView::of_change(c, t.confidence_score, t.reasons, t.computed_at)),
+        };
+        views.extend(view);
     }
     let chaos = match stored.chaos_run {
         Some(run_uid) => Some(ChaosCause {
@@ -497,8 +591,11 @@ pub async fn dora_metrics(
             .await?;
         let uids: Vec<Uid> = page.iter().map(|a| a.uid.clone()).collect();
         for top in store.top_triggers(&uids).await? {
-            if top.confidence_score >= dora::FAILURE_CONFIDENCE {
-                blamed.insert(top.deployment_uid);
+            // A change that is not a rollout blamed is no failed deployment.
+            if top.subject == SubjectKind::Deployment
+                && top.confidence_score >= dora::FAILURE_CONFIDENCE
+            {
+                blamed.insert(top.subject_uid);
             }
         }
         let full = page.len() == MAX_PAGE_SIZE;
@@ -575,12 +672,12 @@ pub async fn incident_report(
             next_cursor: None,
         },
     };
-    let snapshot = match suspects.suspects.first() {
-        Some(top) => {
-            store
-                .snapshot_for_deployment(&top.deployment.deployment.uid)
-                .await?
-        }
+    let snapshot = match suspects
+        .suspects
+        .first()
+        .and_then(|s| s.deployment.as_ref())
+    {
+        Some(top) => store.snapshot_for_deployment(&top.deployment.uid).await?,
         None => None,
     };
     let chaos_history = if suspects.services.is_empty() {
@@ -623,11 +720,20 @@ pub async fn incident_report(
             tier: view.tier,
         });
     }
+    let related_uids: Vec<Uid> = topology.iter().map(|(s, _)| s.uid()).collect();
+    let changes = store
+        .changes_between(
+            &related_uids,
+            alert.starts_at - settings.window,
+            alert.starts_at,
+        )
+        .await?;
     let mermaid = crate::report::mermaid(&suspects, &topology);
     Ok(IncidentReport {
         suspects,
         timeline,
         snapshot,
+        changes,
         chaos_history,
         dora,
         owners,

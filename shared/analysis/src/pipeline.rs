@@ -4,7 +4,9 @@
 //! - a new alert is attributed;
 //! - a new or changed deployment gets an infrastructure snapshot (when a snapshotter is
 //!   configured and the deployment was recorded moments ago) and the alerts in the window after
-//!   it, on its service and on the services that depend on it, are re-attributed.
+//!   it, on its service and on the services that depend on it, are re-attributed;
+//! - after a new change that is not a rollout, the alerts in the window after it, on its
+//!   services and on the services that depend on them, are re-attributed.
 //!
 //! Work is bounded: one claimer fills a bounded queue from the store and a fixed number of
 //! workers drain it. When the queue is full, follow-ups stay pending in the store and are
@@ -75,7 +77,7 @@ pub trait Snapshots: Send + Sync {
 pub enum Outcome {
     /// Done and removed from the store.
     Done,
-    /// Its alert or deployment is not in the store (removed): nothing to do.
+    /// Its alert, deployment or change is not in the store (removed): nothing to do.
     Missing,
     /// Failed; claimed again when its lease ends.
     Failed,
@@ -378,6 +380,7 @@ impl Pipeline {
                 self.after_deployment(&follow_up.subject, follow_up.enqueued_at)
                     .await
             }
+            FollowUpKind::Change => self.after_change(&follow_up.subject).await,
         };
         let outcome = match result {
             Ok(true) => Outcome::Done,
@@ -446,6 +449,25 @@ impl Pipeline {
         .await?;
         if n > 0 {
             tracing::info!(deployment.uid = %uid, alerts = n, "re-attributed alerts after a deployment");
+        }
+        Ok(true)
+    }
+
+    /// Re-attribution after a change that is not a rollout; `false` when it is not stored.
+    async fn after_change(&self, uid: &Uid) -> deploygraph_store::Result<bool> {
+        let store = self.inner.store.as_ref();
+        let Some(change) = store.get_change(uid).await? else {
+            return Ok(false);
+        };
+        let n = engine::reattribute_after_change(
+            store,
+            &change,
+            &self.inner.config.attribution,
+            Utc::now(),
+        )
+        .await?;
+        if n > 0 {
+            tracing::info!(change.uid = %uid, alerts = n, "re-attributed alerts after a change");
         }
         Ok(true)
     }

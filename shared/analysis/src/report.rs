@@ -1,8 +1,10 @@
 //! Human renderings: the incident report in Markdown with a Mermaid diagram, and the text
 //! forms of the queries.
 
-use crate::views::{CommonFactors, Dora, DurationStats, IncidentReport, Suspects, Timeline};
-use deploygraph_model::{ServiceRef, Verdict};
+use crate::views::{
+    CommonFactors, Dora, DurationStats, IncidentReport, SuspectView, Suspects, Timeline,
+};
+use deploygraph_model::{Change, ServiceRef, Verdict};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -20,8 +22,9 @@ fn label(text: &str) -> String {
     text.replace('"', "'")
 }
 
-/// A flowchart of the services involved (DEPENDS_ON), the suspect deployments (DEPLOYS,
-/// TRIGGERS with their confidence) and the alert (FIRED_ON), or the chaos run that RAISED it.
+/// A flowchart of the services involved (DEPENDS_ON), the suspect deployments (DEPLOYS) and
+/// changes (AFFECTS) with their TRIGGERS and confidence, and the alert (FIRED_ON), or the chaos
+/// run that RAISED it.
 pub fn mermaid(suspects: &Suspects, topology: &[(ServiceRef, Vec<ServiceRef>)]) -> String {
     let mut out = String::from("flowchart LR\n");
     let alert = &suspects.alert;
@@ -33,6 +36,11 @@ pub fn mermaid(suspects: &Suspects, topology: &[(ServiceRef, Vec<ServiceRef>)]) 
         alert.severity.as_deref().unwrap_or("alert")
     );
     let mut services: BTreeSet<ServiceRef> = suspects.services.iter().cloned().collect();
+    for view in &suspects.suspects {
+        if let Some(c) = &view.change {
+            services.extend(c.services.iter().cloned());
+        }
+    }
     for (s, deps) in topology {
         services.insert(s.clone());
         services.extend(deps.iter().cloned());
@@ -63,20 +71,41 @@ pub fn mermaid(suspects: &Suspects, topology: &[(ServiceRef, Vec<ServiceRef>)]) 
         }
     }
     for view in &suspects.suspects {
-        let d = &view.deployment.deployment;
-        let id = node_id("dep", d.uid.as_str());
-        let _ = writeln!(
-            out,
-            "  {id}[\"{} {} ({})\"]",
-            label(d.service.as_str()),
-            label(d.version.as_deref().unwrap_or_else(|| d.short_commit())),
-            d.status.as_str()
-        );
-        let _ = writeln!(
-            out,
-            "  {id} -- DEPLOYS --> {}",
-            node_id("svc", d.service_uid().as_str())
-        );
+        let id = if let Some(stored) = &view.deployment {
+            let d = &stored.deployment;
+            let id = node_id("dep", d.uid.as_str());
+            let _ = writeln!(
+                out,
+                "  {id}[\"{} {} ({})\"]",
+                label(d.service.as_str()),
+                label(d.version.as_deref().unwrap_or_else(|| d.short_commit())),
+                d.status.as_str()
+            );
+            let _ = writeln!(
+                out,
+                "  {id} -- DEPLOYS --> {}",
+                node_id("svc", d.service_uid().as_str())
+            );
+            id
+        } else if let Some(c) = &view.change {
+            let id = node_id("chg", c.uid.as_str());
+            let _ = writeln!(
+                out,
+                "  {id}[\"{} change by {}\"]",
+                c.kind.as_str(),
+                label(&c.actor)
+            );
+            for s in &c.services {
+                let _ = writeln!(
+                    out,
+                    "  {id} -- AFFECTS --> {}",
+                    node_id("svc", s.uid().as_str())
+                );
+            }
+            id
+        } else {
+            continue;
+        };
         let _ = writeln!(
             out,
             "  {id} -. \"TRIGGERS {:.2}\" .-> {alert_id}",
@@ -148,7 +177,7 @@ pub fn suspects_text(s: &Suspects) -> String {
     if s.attribution_pending {
         out.push_str("attribution pending: the alert arrived moments ago; ask again shortly\n");
     } else if s.suspects.is_empty() {
-        out.push_str("no deployment in the window is a suspect\n");
+        out.push_str("no deployment or other change in the window is a suspect\n");
     }
     if !s.attribution_pending {
         let _ = writeln!(
@@ -158,11 +187,18 @@ pub fn suspects_text(s: &Suspects) -> String {
         );
     }
     for (i, v) in s.suspects.iter().enumerate() {
-        let d = &v.deployment.deployment;
+        suspect_text(&mut out, i + 1, v);
+    }
+    out
+}
+
+/// One ranked suspect as text: its headline, reasons, and what it changed.
+fn suspect_text(out: &mut String, rank: usize, v: &SuspectView) {
+    if let Some(stored) = &v.deployment {
+        let d = &stored.deployment;
         let _ = writeln!(
             out,
-            "{}. {:.3}  {} {} {} {} commit {} ({})",
-            i + 1,
+            "{rank}. {:.3}  {} {} {} {} commit {} ({})",
             v.confidence_score,
             d.service,
             d.environment,
@@ -184,8 +220,44 @@ pub fn suspects_text(s: &Suspects) -> String {
                 c.after.as_deref().unwrap_or("∅")
             );
         }
+    } else if let Some(c) = &v.change {
+        let _ = writeln!(
+            out,
+            "{rank}. {:.3}  {} change of {} {} by {}{}",
+            v.confidence_score,
+            c.kind.as_str(),
+            change_services(c),
+            deploygraph_model::format_time(&c.at),
+            c.actor,
+            c.summary
+                .as_deref()
+                .map_or(String::new(), |s| format!(": {s}"))
+        );
+        for r in &v.reasons {
+            let _ = writeln!(out, "     - {r}");
+        }
+        for k in &c.diff {
+            let _ = writeln!(
+                out,
+                "     ~ {} {} -> {}",
+                k.key,
+                k.before.as_deref().unwrap_or("∅"),
+                k.after.as_deref().unwrap_or("∅")
+            );
+        }
+        if let Some(link) = &c.link {
+            let _ = writeln!(out, "     @ {link}");
+        }
     }
-    out
+}
+
+/// A change's services with their environments (`payments (production), db (production)`).
+fn change_services(c: &Change) -> String {
+    c.services
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A timeline as text.
@@ -340,7 +412,7 @@ pub fn markdown(r: &IncidentReport) -> String {
         );
     } else {
         if r.suspects.suspects.is_empty() {
-            out.push_str("No deployment in the attribution window is a suspect.\n\n");
+            out.push_str("No deployment or other change in the attribution window is a suspect.\n\n");
         }
         let _ = writeln!(
             out,
@@ -349,7 +421,14 @@ pub fn markdown(r: &IncidentReport) -> String {
         );
     }
     for (i, v) in r.suspects.suspects.iter().enumerate() {
-        let d = &v.deployment.deployment;
+        if let Some(c) = &v.change {
+            change_markdown(&mut out, i + 1, v, c);
+            continue;
+        }
+        let Some(stored) = &v.deployment else {
+            continue;
+        };
+        let d = &stored.deployment;
         let _ = writeln!(
             out,
             "### {}. {} {} — confidence {:.2}\n",
@@ -392,6 +471,30 @@ pub fn markdown(r: &IncidentReport) -> String {
         }
         out.push('\n');
     }
+
+    out.push_str("## Other changes in the window\n\n");
+    if r.changes.is_empty() {
+        out.push_str(
+            "No change that is not a rollout was recorded on these services before the alert.\n",
+        );
+    }
+    for c in &r.changes {
+        let suspect = r.suspects.suspects.iter().any(|v| v.uid == c.uid);
+        let _ = writeln!(
+            out,
+            "- {} — `{}` {} of {} by {}{}{}",
+            deploygraph_model::format_time(&c.at),
+            c.uid,
+            c.kind.as_str(),
+            change_services(c),
+            c.actor,
+            c.summary
+                .as_deref()
+                .map_or(String::new(), |s| format!(": {s}")),
+            if suspect { " (a suspect)" } else { "" }
+        );
+    }
+    out.push('\n');
 
     out.push_str("## Timeline\n\n");
     if r.timeline.events.is_empty() {
@@ -463,4 +566,46 @@ pub fn markdown(r: &IncidentReport) -> String {
     out.push_str(&r.mermaid);
     out.push_str("```\n");
     out
+}
+
+/// A change suspect in the review draft: headline, facts, reasons and its key-level diff.
+fn change_markdown(out: &mut String, rank: usize, v: &SuspectView, c: &Change) {
+    let _ = writeln!(
+        out,
+        "### {rank}. {} change of {} — confidence {:.2}\n",
+        c.kind.as_str(),
+        c.service_names(),
+        v.confidence_score
+    );
+    let _ = writeln!(
+        out,
+        "Change `{}` of {} at {} by {}{}{}.\n",
+        c.uid,
+        change_services(c),
+        deploygraph_model::format_time(&c.at),
+        c.actor,
+        c.summary
+            .as_deref()
+            .map_or(String::new(), |s| format!(": {s}")),
+        c.link
+            .as_deref()
+            .map_or(String::new(), |l| format!(" ([link]({l}))"))
+    );
+    for reason in &v.reasons {
+        let _ = writeln!(out, "- {reason}");
+    }
+    if !c.diff.is_empty() {
+        out.push_str("\n```diff\n");
+        for k in &c.diff {
+            let _ = writeln!(out, "# {}", k.key);
+            if let Some(b) = &k.before {
+                let _ = writeln!(out, "- {b}");
+            }
+            if let Some(after) = &k.after {
+                let _ = writeln!(out, "+ {after}");
+            }
+        }
+        out.push_str("```\n");
+    }
+    out.push('\n');
 }

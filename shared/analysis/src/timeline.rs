@@ -1,7 +1,8 @@
 //! A service's timeline, one bounded page at a time.
 //!
-//! A timeline merges four listings — deployments, alerts (with their resolution), infra
-//! snapshots and chaos runs (with their end) — each of which the store returns newest first,
+//! A timeline merges five listings — deployments, changes that are not rollouts, alerts (with
+//! their resolution), infra snapshots and chaos runs (with their end) — each of which the store
+//! returns newest first,
 //! a page at a time. A page of the timeline is the newest `limit` *items* of the window (an
 //! alert and its resolution are one item, keyed by its start; a chaos run and its end too),
 //! rendered as events oldest first; when more items are left, the page says `truncated` and its
@@ -14,7 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::{AlertStatus, Environment, ServiceName, ServiceRef, Uid, Verdict};
 use deploygraph_store::{
-    AlertFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result,
+    AlertFilter, ChangeFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore, MAX_PAGE_SIZE,
+    Result,
 };
 use std::collections::BTreeSet;
 
@@ -23,6 +25,9 @@ const DEPLOYMENT: u8 = 0;
 const SNAPSHOT: u8 = 1;
 const CHAOS: u8 = 2;
 const ALERT: u8 = 3;
+/// Changes sort after alerts at the same instant: cursors issued before changes were listed
+/// keep their meaning.
+const CHANGE: u8 = 4;
 
 /// Where a timeline page ends: the oldest item it holds, by (time, kind, uid).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,7 +47,7 @@ impl TimelineCursor {
     pub fn decode(value: &str) -> Option<Self> {
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(value).ok()?).ok()?;
         let mut parts = text.strip_prefix('t')?.splitn(3, ':');
-        let kind: u8 = parts.next()?.parse().ok().filter(|k| *k <= ALERT)?;
+        let kind: u8 = parts.next()?.parse().ok().filter(|k| *k <= CHANGE)?;
         let at_us: i64 = parts.next()?.parse().ok()?;
         let uid = parts.next().filter(|u| !u.is_empty() && u.len() <= 128)?;
         Some(Self {
@@ -153,6 +158,45 @@ fn deployment_event(d: &deploygraph_model::Deployment) -> TimelineEvent {
     }
 }
 
+fn change_event(c: &deploygraph_model::Change) -> TimelineEvent {
+    let keys: Vec<String> = c
+        .diff
+        .iter()
+        .take(3)
+        .map(|k| {
+            format!(
+                "{} {} -> {}",
+                k.key,
+                k.before.as_deref().unwrap_or("∅"),
+                k.after.as_deref().unwrap_or("∅")
+            )
+        })
+        .collect();
+    let more = c.diff.len().saturating_sub(keys.len());
+    let mut summary = format!(
+        "{} change of {} by {}",
+        c.kind.as_str(),
+        c.service_names(),
+        c.actor
+    );
+    if !keys.is_empty() {
+        summary.push_str(": ");
+        summary.push_str(&keys.join(", "));
+        if more > 0 {
+            summary.push_str(&format!(" and {more} more key(s)"));
+        }
+    }
+    if let Some(text) = &c.summary {
+        summary.push_str(&format!(" ({text})"));
+    }
+    TimelineEvent {
+        at: c.at,
+        kind: EventKind::Change,
+        uid: c.uid.clone(),
+        summary,
+    }
+}
+
 fn alert_events(a: &deploygraph_model::Alert) -> Vec<TimelineEvent> {
     let what = a
         .summary
@@ -216,7 +260,7 @@ pub async fn timeline(
 ) -> Result<Timeline> {
     let limit = page.limit.clamp(1, MAX_PAGE_SIZE);
     let cursor = page.cursor.as_ref();
-    let mut listings = Vec::with_capacity(4);
+    let mut listings = Vec::with_capacity(5);
 
     let (to, after) = upper(cursor, DEPLOYMENT, until);
     let deployments = store
@@ -340,6 +384,23 @@ pub async fn timeline(
         .map(ServiceRef::uid)
         .collect();
     if !services.is_empty() {
+        let (to, after) = upper(cursor, CHANGE, until);
+        let changes = store
+            .list_changes(&ChangeFilter {
+                services: services.clone(),
+                since: Some(since),
+                until: Some(to),
+                limit: limit + 1,
+                cursor: after,
+            })
+            .await?;
+        listings.push(Listed::of(
+            changes
+                .iter()
+                .map(|c| Item::new(c.at, CHANGE, &c.uid, vec![change_event(c)]))
+                .collect(),
+            limit,
+        ));
         let (to, after) = upper(cursor, CHAOS, until);
         let runs = store
             .list_chaos_runs(&ChaosFilter {

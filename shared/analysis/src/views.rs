@@ -2,21 +2,113 @@
 //! reads them from a server or computes them from a store).
 
 use chrono::{DateTime, Utc};
-use deploygraph_model::{Alert, ChaosRun, InfraSnapshot, ServiceRef, Uid};
+use deploygraph_model::{Alert, Change, ChaosRun, InfraSnapshot, ServiceRef, SubjectKind, Uid};
 use deploygraph_store::StoredDeployment;
 use serde::{Deserialize, Serialize};
 
-/// One ranked suspect: a deployment with its score, reasons and changes.
+/// One ranked suspect with its score and reasons: a deployment (with the keys it changed), or
+/// a change that is not a rollout. `uid` and `subject` say which; the other field is absent.
+/// A suspect written before changes were suspects (a deployment, without `uid` and `subject`)
+/// reads as one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SuspectWire")]
 pub struct SuspectView {
-    /// The deployment, with its changes.
-    pub deployment: StoredDeployment,
+    /// The suspect's uid (the deployment's or the change's).
+    pub uid: Uid,
+    /// `deployment` or `change`.
+    pub subject: SubjectKind,
+    /// The deployment, with its changes (a deployment suspect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<StoredDeployment>,
+    /// The change (a change suspect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
     /// Confidence in `0..=1`.
     pub confidence_score: f64,
     /// Why.
     pub reasons: Vec<String>,
     /// When the score was computed.
     pub computed_at: DateTime<Utc>,
+}
+
+/// [`SuspectView`] as read: `uid` and `subject` may be missing (a deployment suspect).
+#[derive(Deserialize)]
+struct SuspectWire {
+    #[serde(default)]
+    uid: Option<Uid>,
+    #[serde(default)]
+    subject: Option<SubjectKind>,
+    #[serde(default)]
+    deployment: Option<StoredDeployment>,
+    #[serde(default)]
+    change: Option<Change>,
+    confidence_score: f64,
+    reasons: Vec<String>,
+    computed_at: DateTime<Utc>,
+}
+
+impl TryFrom<SuspectWire> for SuspectView {
+    type Error = String;
+
+    fn try_from(w: SuspectWire) -> Result<Self, Self::Error> {
+        let (subject, uid) = match (&w.deployment, &w.change) {
+            (Some(d), None) => (SubjectKind::Deployment, d.deployment.uid.clone()),
+            (None, Some(c)) => (SubjectKind::Change, c.uid.clone()),
+            _ => return Err("a suspect is one deployment or one change".to_owned()),
+        };
+        if w.subject.is_some_and(|s| s != subject) || w.uid.as_ref().is_some_and(|u| *u != uid) {
+            return Err(format!(
+                "suspect {uid}: its uid or subject names another suspect"
+            ));
+        }
+        Ok(Self {
+            uid,
+            subject,
+            deployment: w.deployment,
+            change: w.change,
+            confidence_score: w.confidence_score,
+            reasons: w.reasons,
+            computed_at: w.computed_at,
+        })
+    }
+}
+
+impl SuspectView {
+    /// A deployment suspect.
+    pub fn of_deployment(
+        deployment: StoredDeployment,
+        confidence_score: f64,
+        reasons: Vec<String>,
+        computed_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            uid: deployment.deployment.uid.clone(),
+            subject: SubjectKind::Deployment,
+            deployment: Some(deployment),
+            change: None,
+            confidence_score,
+            reasons,
+            computed_at,
+        }
+    }
+
+    /// A change suspect.
+    pub fn of_change(
+        change: Change,
+        confidence_score: f64,
+        reasons: Vec<String>,
+        computed_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            uid: change.uid.clone(),
+            subject: SubjectKind::Change,
+            deployment: None,
+            change: Some(change),
+            confidence_score,
+            reasons,
+            computed_at,
+        }
+    }
 }
 
 /// The chaos run an alert is attributed to.
@@ -58,6 +150,8 @@ pub struct Suspects {
 pub enum EventKind {
     /// A deployment started.
     Deployment,
+    /// A change that is not a rollout took effect.
+    Change,
     /// An infrastructure snapshot was taken.
     Snapshot,
     /// A chaos experiment started.
@@ -77,13 +171,14 @@ pub struct TimelineEvent {
     pub at: DateTime<Utc>,
     /// What.
     pub kind: EventKind,
-    /// The uid of the deployment, alert, snapshot or run.
+    /// The uid of the deployment, change, alert, snapshot or run.
     pub uid: Uid,
     /// One line for humans.
     pub summary: String,
 }
 
-/// A service's deployments, alerts, snapshots and chaos runs in a window, oldest first.
+/// A service's deployments, changes, alerts, snapshots and chaos runs in a window, oldest
+/// first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
     /// The service.
@@ -192,8 +287,13 @@ pub struct IncidentReport {
     pub suspects: Suspects,
     /// The alert's service timeline around the incident.
     pub timeline: Timeline,
-    /// The infrastructure snapshot taken before the top suspect's rollout.
+    /// The infrastructure snapshot taken before the top suspect's rollout (none when the top
+    /// suspect is a change).
     pub snapshot: Option<InfraSnapshot>,
+    /// Changes that are not rollouts on the alert's services and their dependencies in the
+    /// window before the alert (suspects or not), newest first.
+    #[serde(default)]
+    pub changes: Vec<Change>,
     /// Chaos runs against the alert's services, newest first.
     pub chaos_history: Vec<ChaosRun>,
     /// DORA metrics of the alert's services over the 30 days before the alert.
@@ -203,6 +303,45 @@ pub struct IncidentReport {
     pub owners: Vec<ServiceOwnership>,
     /// The services involved: the alert's and their dependencies, with DEPENDS_ON edges.
     pub topology: Vec<(ServiceRef, Vec<ServiceRef>)>,
-    /// A Mermaid flowchart of services, suspect deployments and the alert.
+    /// A Mermaid flowchart of services, suspect deployments and changes, and the alert.
     pub mermaid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploygraph_model::Deployment;
+
+    #[test]
+    fn suspects_read_back_and_old_deployment_suspects_still_read() {
+        let at = deploygraph_model::fixture::minute(10);
+        let deployment = StoredDeployment {
+            deployment: Deployment::test().build(),
+            follows: None,
+        };
+        let change = Change::test().build();
+        for view in [
+            SuspectView::of_deployment(deployment.clone(), 0.5, vec!["r".into()], at),
+            SuspectView::of_change(change.clone(), 0.4, vec![], at),
+        ] {
+            let json = serde_json::to_value(&view).expect("json");
+            assert_eq!(json["uid"], serde_json::to_value(&view.uid).expect("uid"));
+            assert_eq!(serde_json::from_value::<SuspectView>(json).ok(), Some(view));
+        }
+        let mut old = serde_json::to_value(SuspectView::of_deployment(
+            deployment.clone(),
+            0.5,
+            vec![],
+            at,
+        ))
+        .expect("json");
+        let object = old.as_object_mut().expect("an object");
+        object.remove("uid");
+        object.remove("subject");
+        let read: SuspectView = serde_json::from_value(old.clone()).expect("an old suspect");
+        assert_eq!(read.subject, SubjectKind::Deployment);
+        assert_eq!(read.uid, deployment.deployment.uid);
+        old["subject"] = serde_json::json!("change");
+        assert!(serde_json::from_value::<SuspectView>(old).is_err());
+    }
 }

@@ -1,4 +1,5 @@
-//! deploygraph's HTTP API (axum): ingest of deployments and CDEvents, listings, health,
+//! deploygraph's HTTP API (axum): ingest of deployments, CDEvents and changes that are not
+//! rollouts, listings, health,
 //! Prometheus metrics and the OpenAPI document.
 //!
 //! Nothing is acknowledged with a 2xx before the store has committed it; when the store is
@@ -6,6 +7,7 @@
 
 mod auth;
 pub mod cdevents;
+mod changes;
 pub mod error;
 mod handlers;
 pub mod limits;
@@ -225,6 +227,7 @@ pub fn router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/deployments", post(handlers::record_deployment))
         .route("/v1/events", post(handlers::record_cdevent))
+        .route("/v1/changes", post(changes::record_changes))
         .route(
             "/v1/alerts/alertmanager",
             post(rca::alertmanager).layer(DefaultBodyLimit::max(
@@ -270,6 +273,7 @@ pub fn router(state: AppState) -> Router {
     let reads = Router::new()
         .route("/v1/deployments", get(handlers::list_deployments))
         .route("/v1/deployments/{uid}", get(handlers::get_deployment))
+        .route("/v1/changes/{uid}", get(changes::get_change))
         .route(
             "/v1/deployments/{uid}/snapshot",
             get(handlers::deployment_snapshot),

@@ -47,6 +47,12 @@ struct AlertLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabels {
     r#type: String,
 }
@@ -84,6 +90,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     ingested: Family<IngestLabels, Counter>,
     alerts: Family<AlertLabels, Counter>,
+    changes: Family<ChangeLabels, Counter>,
     rollouts: Family<RolloutLabels, Counter>,
     skipped: Family<SkipLabels, Counter>,
     cdevents_ignored: Family<TypeLabels, Counter>,
@@ -129,6 +136,12 @@ impl Metrics {
             "alerts_received",
             "Alertmanager alerts by outcome (created, updated, unchanged)",
             alerts.clone(),
+        );
+        let changes = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "changes_recorded",
+            "Changes that are not rollouts (POST /v1/changes), by kind and outcome (created, unchanged, conflict)",
+            changes.clone(),
         );
         let rollouts = Family::<RolloutLabels, Counter>::default();
         registry.register(
@@ -221,6 +234,7 @@ impl Metrics {
             requests,
             ingested,
             alerts,
+            changes,
             rollouts,
             skipped,
             cdevents_ignored,
@@ -271,6 +285,16 @@ impl Metrics {
     pub fn alert(&self, outcome: &str) {
         self.alerts
             .get_or_create(&AlertLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one change that is not a rollout, by its kind and what recording it did.
+    pub fn change(&self, kind: &str, outcome: &str) {
+        self.changes
+            .get_or_create(&ChangeLabels {
+                kind: kind.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();

@@ -361,8 +361,8 @@ pub(crate) struct TimelineParams {
     /// To (default: now).
     #[param(value_type = Option<InputTime>)]
     until: Option<String>,
-    /// Most items (default and at most 10000): a deployment, an alert with its resolution, a
-    /// snapshot, a chaos run with its end.
+    /// Most items (default and at most 10000): a deployment, a change, an alert with its
+    /// resolution, a snapshot, a chaos run with its end.
     #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
     /// Continue with the items before a previous page (its `next_cursor`).

@@ -830,6 +830,38 @@ impl GraphStore for DownStore {
     ) -> deploygraph_store::Result<ServiceHistory> {
         Err(down())
     }
+    async fn record_changes(
+        &self,
+        _: Vec<deploygraph_model::Change>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::ChangeOutcome>> {
+        Err(down())
+    }
+    async fn get_change(
+        &self,
+        _: &Uid,
+    ) -> deploygraph_store::Result<Option<deploygraph_model::Change>> {
+        Err(down())
+    }
+    async fn get_changes(
+        &self,
+        _: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        Err(down())
+    }
+    async fn changes_between(
+        &self,
+        _: &[Uid],
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        Err(down())
+    }
+    async fn list_changes(
+        &self,
+        _: &deploygraph_store::ChangeFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        Err(down())
+    }
     async fn replace_attribution(
         &self,
         _: &Uid,
@@ -858,6 +890,13 @@ async fn a_store_outage_is_503_with_retry_after() {
     for request in [
         post("/v1/deployments", event().to_string()),
         get("/v1/deployments"),
+        post(
+            "/v1/changes",
+            json!({"kind": "feature_flag", "actor": "alice@acme.io", "at": "2026-11-20T10:05:00Z",
+                   "services": [{"name": "payments", "environment": "production"}]})
+            .to_string(),
+        ),
+        get("/v1/changes/change-event-00000000000000000000000000000000"),
         get("/readyz"),
     ] {
         let (status, headers, body) = send(&app, request).await;

@@ -515,6 +515,40 @@ impl GraphStore for GatedStore {
     ) -> deploygraph_store::Result<ServiceHistory> {
         self.inner.service_history(service, before).await
     }
+    async fn record_changes(
+        &self,
+        batch: Vec<deploygraph_model::Change>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::ChangeOutcome>> {
+        self.pass().await;
+        self.inner.record_changes(batch).await
+    }
+    async fn get_change(
+        &self,
+        uid: &Uid,
+    ) -> deploygraph_store::Result<Option<deploygraph_model::Change>> {
+        self.single_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_change(uid).await
+    }
+    async fn get_changes(
+        &self,
+        uids: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        self.inner.get_changes(uids).await
+    }
+    async fn changes_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        self.inner.changes_between(services, from, to).await
+    }
+    async fn list_changes(
+        &self,
+        filter: &deploygraph_store::ChangeFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Change>> {
+        self.inner.list_changes(filter).await
+    }
     async fn replace_attribution(
         &self,
         alert: &Uid,
@@ -756,7 +790,8 @@ async fn dora_and_reports_make_no_per_alert_reads(inner: Arc<dyn GraphStore>) {
     for item in body["alerts"].as_array().unwrap().iter().take(5) {
         let alert = Uid::from_stored(item["uid"].as_str().unwrap());
         let trigger = Trigger {
-            deployment_uid: deployments[1].clone(),
+            subject: deploygraph_model::SubjectKind::Deployment,
+            subject_uid: deployments[1].clone(),
             alert_uid: alert.clone(),
             confidence_score: 0.9,
             reasons: vec!["set by the test".into()],

@@ -195,10 +195,7 @@ async fn alerts_of_a_cut_delivery_are_all_attributed(store: Arc<dyn GraphStore>)
     for uid in &uids {
         let attribution = store.attribution(uid).await.unwrap();
         assert_eq!(
-            attribution
-                .triggers
-                .first()
-                .map(|t| t.deployment_uid.as_str()),
+            attribution.triggers.first().map(|t| t.subject_uid.as_str()),
             Some(deployment_uid.as_str()),
             "alert {uid} is attributed to the deployment before it"
         );

@@ -1,5 +1,5 @@
 //! Fuzz targets for the JSON ingest endpoints (`POST /v1/deployments`,
-//! `POST /v1/alerts/alertmanager`), driven through the router as a client's request arrives, over
+//! `POST /v1/alerts/alertmanager`, `POST /v1/changes`), driven through the router as a client's request arrives, over
 //! the embedded store: whatever the body, the answer is a 2xx or a 4xx with the JSON error body,
 //! never a 5xx or a panic. (The model's own fuzz targets check what the parsers return.)
 //!
@@ -157,4 +157,10 @@ fn prometheus_answers() {
                 }
             }
         });
+#[test]
+fn changes_endpoint() {
+    bolero::check!()
+        .with_test_time(SMOKE_TIME)
+        .with_iterations(SMOKE_ITERATIONS)
+        .for_each(endpoint("/v1/changes", fuzzing::CHANGE_WORDS));
 }

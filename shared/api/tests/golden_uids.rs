@@ -1,4 +1,4 @@
-//! Golden uids of what the HTTP API records: a deployment posted as JSON, a CDEvents
+//! Golden uids of what the HTTP API records: a deployment posted as JSON, a change, a CDEvents
 //! deployment and incident, an Alertmanager alert.
 //!
 //! Retried deliveries are idempotent only because the same facts derive the same uid. **A
@@ -151,6 +151,31 @@ async fn an_alertmanager_alert_derives_its_golden_uid() {
     assert_eq!(status, StatusCode::OK, "{listed}");
     assert_eq!(
         listed["items"][0]["uid"], "alert-c4d781147aeb6c777946c6f5d86d4a12",
+        "{CHANGED}"
+    );
+}
+
+#[tokio::test]
+async fn a_posted_change_derives_its_golden_uids() {
+    let (app, _dir) = app().await;
+    let change = json!({
+        "kind": "feature_flag",
+        "services": [{"name": "payments", "namespace": "prod", "environment": "production"}],
+        "actor": "alice@acme.io", "at": "2026-11-20T10:05:00Z",
+        "diff": [{"key": "checkout.new_flow", "before": "false", "after": "true"}]
+    });
+    let (status, created) = send(&app, post("/v1/changes", "application/json", &change)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["uid"], "change-event-9ac82238999f6d4b55c7e37eb1f3f88b",
+        "{CHANGED}"
+    );
+    let mut with_id = change.clone();
+    with_id["id"] = json!("flag-audit-42");
+    let (status, created) = send(&app, post("/v1/changes", "application/json", &with_id)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["uid"], "change-event-583e863dad55bca0a79e2afdbadc0f86",
         "{CHANGED}"
     );
 }

@@ -5,6 +5,7 @@ use crate::transport::Method;
 use crate::{Accepted, Client, Result, encode};
 use chrono::{DateTime, Utc};
 use deploygraph_model::backstage::CatalogFile;
+use deploygraph_model::ChangeEventInput;
 use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::topology::ServiceTopology;
 use deploygraph_model::{Environment, ServiceName, ServiceRef, format_time};
@@ -159,6 +160,23 @@ impl Client {
     pub async fn record_deployment(&self, input: &DeploymentInput) -> Result<Accepted> {
         self.send(Method::Post, "/v1/deployments".into(), Some(encode(input)?))
             .await
+    }
+
+    /// `POST /v1/changes` with one change that is not a rollout.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn record_change(&self, input: &ChangeEventInput) -> Result<Accepted> {
+        self.send(Method::Post, "/v1/changes".into(), Some(encode(input)?))
+            .await
+    }
+
+    /// `GET /v1/changes/{uid}`.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn change(&self, uid: &str) -> Result<Accepted> {
+        self.get(format!("/v1/changes/{}", path_segment(uid))).await
     }
 
     /// `GET /v1/deployments`.

@@ -1,4 +1,4 @@
-//! Alerts and the attribution relationship `(DeploymentEvent)-[:TRIGGERS]->(Alert)`.
+//! Alerts and the attribution relationship `(DeploymentEvent|Change)-[:TRIGGERS]->(Alert)`.
 
 use crate::deployment::service_uid;
 use crate::newtypes::{Environment, ServiceName};
@@ -124,12 +124,56 @@ pub enum AlertOutcome {
     Unchanged,
 }
 
-/// `(DeploymentEvent)-[:TRIGGERS {confidence_score, reasons, computed_at}]->(Alert)`: an
-/// explainable attribution of an alert to a deployment.
+/// What a suspect of an alert is: a rollout, or a change that is not one.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    /// A `DeploymentEvent`.
+    #[default]
+    Deployment,
+    /// A `Change` ([`crate::Change`]).
+    Change,
+}
+
+impl SubjectKind {
+    /// The wire name (`deployment`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "deployment",
+            Self::Change => "change",
+        }
+    }
+
+    /// The kind stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Deployment, Self::Change]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+/// `(DeploymentEvent|Change)-[:TRIGGERS {confidence_score, reasons, computed_at}]->(Alert)`:
+/// an explainable attribution of an alert to a deployment or to another change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
-    /// The deployment suspected of causing the alert.
-    pub deployment_uid: Uid,
+    /// What the suspect is.
+    #[serde(default)]
+    pub subject: SubjectKind,
+    /// The uid of the deployment or change suspected of causing the alert.
+    pub subject_uid: Uid,
     /// The alert.
     pub alert_uid: Uid,
     /// Confidence in `0.0..=1.0`.

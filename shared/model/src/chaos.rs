@@ -129,14 +129,14 @@ pub mod limits {
     pub const PROBES: usize = 256;
 }
 
-/// The service a chaos run targets, as a request names it.
-#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+/// A service as a request names it (a chaos run's target, a change's services).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRefInput {
     /// Service name.
     pub name: ServiceName,
     /// Namespace (empty or absent: none).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Namespace>)]
     pub namespace: Option<String>,
     /// Environment.

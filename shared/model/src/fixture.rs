@@ -1,4 +1,4 @@
-//! Builder-style deployments for tests and benchmarks:
+//! Builder-style deployments and changes for tests and benchmarks:
 //! `Deployment::test().service("payments").started_at_minute(5).failed().build()`.
 
 use crate::deployment::{
@@ -301,6 +301,158 @@ impl crate::ChaosRun {
             recovery_seconds: None,
             error_reason: None,
             against: None,
+        }
+    }
+}
+
+/// Builds a valid [`crate::Change`]: `Change::test().service("payments").at_minute(5).build()`.
+#[derive(Debug, Clone)]
+pub struct ChangeBuilder {
+    id: Option<String>,
+    kind: crate::ChangeType,
+    services: Vec<String>,
+    actor: String,
+    at: DateTime<Utc>,
+    diff: Vec<(String, Option<String>, Option<String>)>,
+    link: Option<String>,
+    summary: Option<String>,
+}
+
+impl crate::Change {
+    /// A builder for a valid test change: a feature flag of `payments` (namespace `prod`,
+    /// environment `production`, as the deployment fixture's) flipped at the fixtures' epoch.
+    pub fn test() -> ChangeBuilder {
+        ChangeBuilder {
+            id: None,
+            kind: crate::ChangeType::FeatureFlag,
+            services: vec!["payments".into()],
+            actor: "alice@acme.io".into(),
+            at: minute(0),
+            diff: vec![(
+                "checkout.new_flow".into(),
+                Some("false".into()),
+                Some("true".into()),
+            )],
+            link: None,
+            summary: None,
+        }
+    }
+}
+
+impl ChangeBuilder {
+    /// Changes this one service instead.
+    #[must_use]
+    pub fn service(mut self, name: &str) -> Self {
+        self.services = vec![name.into()];
+        self
+    }
+
+    /// Changes this service too.
+    #[must_use]
+    pub fn also_service(mut self, name: &str) -> Self {
+        self.services.push(name.into());
+        self
+    }
+
+    /// Sets the kind.
+    #[must_use]
+    pub fn kind(mut self, kind: crate::ChangeType) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Sets the idempotency key.
+    #[must_use]
+    pub fn id(mut self, id: &str) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the actor.
+    #[must_use]
+    pub fn actor(mut self, actor: &str) -> Self {
+        self.actor = actor.into();
+        self
+    }
+
+    /// Takes effect at `t`.
+    #[must_use]
+    pub fn at(mut self, t: DateTime<Utc>) -> Self {
+        self.at = t;
+        self
+    }
+
+    /// Takes effect `minutes` after 2026-11-20T10:00:00Z.
+    #[must_use]
+    pub fn at_minute(self, minutes: i64) -> Self {
+        self.at(minute(minutes))
+    }
+
+    /// Replaces the diff with this one key.
+    #[must_use]
+    pub fn key(mut self, key: &str, before: &str, after: &str) -> Self {
+        self.diff = vec![(key.into(), Some(before.into()), Some(after.into()))];
+        self
+    }
+
+    /// Sets the summary.
+    #[must_use]
+    pub fn summary(mut self, summary: &str) -> Self {
+        self.summary = Some(summary.into());
+        self
+    }
+
+    /// Sets the link.
+    #[must_use]
+    pub fn link(mut self, link: &str) -> Self {
+        self.link = Some(link.into());
+        self
+    }
+
+    /// The change.
+    ///
+    /// # Panics
+    /// When a setter was given an invalid service name (a bug in the test).
+    #[allow(clippy::expect_used)]
+    pub fn build(self) -> crate::Change {
+        let environment = Environment::parse("production").expect("fixture environment");
+        let mut services: Vec<crate::ServiceRef> = self
+            .services
+            .iter()
+            .map(|name| crate::ServiceRef {
+                name: ServiceName::parse(name).expect("fixture service name"),
+                namespace: Some("prod".into()),
+                environment: environment.clone(),
+            })
+            .collect();
+        services.sort_by_key(crate::ServiceRef::uid);
+        services.dedup();
+        let secret = self.kind == crate::ChangeType::Secret;
+        let mut diff: Vec<crate::KeyChange> = self
+            .diff
+            .into_iter()
+            .map(|(key, before, after)| crate::KeyChange::new(key, before, after, secret))
+            .collect();
+        diff.sort_by(|a, b| a.key.cmp(&b.key));
+        let uid = crate::change::change_uid(
+            self.id.as_deref(),
+            self.kind,
+            &services,
+            &self.actor,
+            &self.at,
+            &diff,
+        );
+        crate::Change {
+            uid,
+            id: self.id,
+            kind: self.kind,
+            services,
+            actor: self.actor,
+            at: self.at,
+            diff,
+            link: self.link,
+            summary: self.summary,
+            source: Source::Api,
         }
     }
 }

@@ -228,6 +228,38 @@ pub const DEPLOYMENT_WORDS: &[&str] = &[
     "production",
 ];
 
+/// The vocabulary of `POST /v1/changes` bodies (one change, or an array of them).
+pub const CHANGE_WORDS: &[&str] = &[
+    "id",
+    "kind",
+    "feature_flag",
+    "terraform",
+    "migration",
+    "node_pool",
+    "config_map",
+    "secret",
+    "hpa",
+    "other",
+    "services",
+    "name",
+    "namespace",
+    "environment",
+    "actor",
+    "at",
+    "diff",
+    "key",
+    "before",
+    "after",
+    "link",
+    "summary",
+    "https://flags.acme.io/audit/42",
+    "env.DB_PASSWORD",
+    "postgres://app:hunter2@db/orders",
+    "alice@acme.io",
+    "payments",
+    "production",
+];
+
 /// The vocabulary of Alertmanager webhook bodies (version 4).
 pub const WEBHOOK_WORDS: &[&str] = &[
     "version",

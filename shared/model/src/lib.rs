@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod alertmanager;
 pub mod backstage;
+pub mod change;
 pub mod chaos;
 pub mod deployment;
 pub mod error;
@@ -20,7 +21,8 @@ pub mod schema;
 pub mod topology;
 pub mod uid;
 
-pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, Trigger, merge_alert};
+pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, SubjectKind, Trigger, merge_alert};
+pub use change::{Change, ChangeEventInput, ChangeType, KeyChange, KeyChangeInput};
 pub use chaos::{ChaosProbe, ChaosRun, ChaosVerdict};
 pub use deployment::{
     ChangeKind, Commit, ConfigChange, Deployment, DeploymentStatus, HelmRevision, Image, Reconcile,

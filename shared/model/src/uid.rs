@@ -10,6 +10,9 @@ use std::fmt;
 
 /// The prefix of deployment uids.
 pub const DEPLOYMENT_PREFIX: &str = "deployment";
+/// The prefix of the uids of changes that are not rollouts (`ConfigChange`s, the keys a
+/// deployment changed, are `change-`).
+pub const CHANGE_PREFIX: &str = "change-event";
 /// The prefix of chaos run uids.
 pub const CHAOS_RUN_PREFIX: &str = "chaos-run";
 

@@ -8,13 +8,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
+use deploygraph_model::change::change_uid;
 use deploygraph_model::deployment::{
     ChangeKind, Commit, ConfigChange, HelmRevision, Image, ValidationResult, deployment_uid,
     service_uid,
 };
 use deploygraph_model::{
-    Alert, CertificateRecord, CheckRecord, CommitSha, Environment, ImageDigest, InfraSnapshot,
-    ServiceName, Uid, Verdict, parse_time,
+    Alert, CertificateRecord, ChangeType, CheckRecord, CommitSha, Environment, ImageDigest,
+    InfraSnapshot, KeyChange, ServiceName, ServiceRef, Uid, Verdict, parse_time,
 };
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -136,7 +137,44 @@ fn every_node_kind_derives_its_golden_uid() {
         tag: Some("v2.3.0".into()),
         digest: None,
     };
+    let flagged = [ServiceRef {
+        name: service.clone(),
+        namespace: Some("prod".into()),
+        environment: environment.clone(),
+    }];
+    let flip = [KeyChange::new(
+        "checkout.new_flow".into(),
+        Some("false".into()),
+        Some("true".into()),
+        false,
+    )];
+    let change_by_facts = change_uid(
+        None,
+        ChangeType::FeatureFlag,
+        &flagged,
+        "alice@acme.io",
+        &started,
+        &flip,
+    );
+    let change_by_id = change_uid(
+        Some("flag-audit-42"),
+        ChangeType::FeatureFlag,
+        &flagged,
+        "alice@acme.io",
+        &started,
+        &flip,
+    );
     assert_golden(&[
+        (
+            "Change from its facts (API, CLI)",
+            change_by_facts,
+            "change-event-9ac82238999f6d4b55c7e37eb1f3f88b",
+        ),
+        (
+            "Change from a client id",
+            change_by_id,
+            "change-event-583e863dad55bca0a79e2afdbadc0f86",
+        ),
         (
             "Uid::derive primitive",
             Uid::derive("dep", &["a", "b"]),

@@ -1,6 +1,6 @@
 //! Follow-ups: the work an ingest leaves to do after its facts are committed (attribute a new
 //! alert; snapshot the infrastructure and re-attribute the alerts around a new or changed
-//! deployment).
+//! deployment; re-attribute the alerts around a new change).
 //!
 //! The store writes a follow-up in the same transaction as the facts it is about (an outbox),
 //! whatever the source of the write — the HTTP API, CDEvents, the Kubernetes and Helm
@@ -22,17 +22,21 @@ pub enum FollowUpKind {
     /// A new or changed deployment: snapshot the infrastructure (new ones), re-attribute the
     /// alerts in the window after it on its service and on the services that depend on it.
     Deployment,
+    /// A new change that is not a rollout: re-attribute the alerts in the window after it on
+    /// its services and on the services that depend on them.
+    Change,
 }
 
 impl FollowUpKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 2] = [Self::Alert, Self::Deployment];
+    pub const ALL: [Self; 3] = [Self::Alert, Self::Deployment, Self::Change];
 
     /// The stored and metric name (`alert`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Alert => "alert",
             Self::Deployment => "deployment",
+            Self::Change => "change",
         }
     }
 
@@ -47,7 +51,7 @@ impl FollowUpKind {
 pub struct FollowUp {
     /// What it is about.
     pub kind: FollowUpKind,
-    /// The uid of the alert or deployment.
+    /// The uid of the alert, deployment or change.
     pub subject: Uid,
     /// When it was (last) enqueued. Finishing it names this time, so a follow-up enqueued
     /// again while it was being done is not lost.
@@ -63,6 +67,8 @@ pub struct FollowUpStats {
     pub alerts: u64,
     /// Pending deployment follow-ups.
     pub deployments: u64,
+    /// Pending change follow-ups.
+    pub changes: u64,
     /// When the oldest pending follow-up was enqueued.
     pub oldest: Option<DateTime<Utc>>,
 }
@@ -70,7 +76,7 @@ pub struct FollowUpStats {
 impl FollowUpStats {
     /// Pending follow-ups of every kind.
     pub fn total(&self) -> u64 {
-        self.alerts + self.deployments
+        self.alerts + self.deployments + self.changes
     }
 
     /// Pending follow-ups of `kind`.
@@ -78,6 +84,7 @@ impl FollowUpStats {
         match kind {
             FollowUpKind::Alert => self.alerts,
             FollowUpKind::Deployment => self.deployments,
+            FollowUpKind::Change => self.changes,
         }
     }
 }

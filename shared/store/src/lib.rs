@@ -27,8 +27,8 @@ mod types;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName, ServiceRef,
-    Trigger, Uid,
+    Alert, AlertOutcome, Change, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName,
+    ServiceRef, Trigger, Uid,
 };
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -38,9 +38,10 @@ pub use error::{Error, Result};
 pub use follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
-    AlertFilter, BLAMED_CONFIDENCE, ChaosFilter, Cursor, DeploymentFilter, FilterParams,
-    MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceHistory, ServiceSummary,
-    StoredAttribution, StoredDeployment, TopologyMode, TopologyUpdate,
+    AlertFilter, BLAMED_CONFIDENCE, ChangeFilter, ChangeOutcome, ChaosFilter, Cursor,
+    DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
+    ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment, TopologyMode,
+    TopologyUpdate,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -238,8 +239,50 @@ pub trait GraphStore: Send + Sync + 'static {
     async fn service_history(&self, service: &Uid, before: DateTime<Utc>)
     -> Result<ServiceHistory>;
 
+    /// Records changes that are not rollouts in one transaction, each linked `AFFECTS` its
+    /// services (created when missing): each is created, left unchanged (already recorded with
+    /// the same facts) or refused as a conflict (its uid holds other facts); conflicts are
+    /// reported, not written. A created change enqueues its follow-up
+    /// ([`FollowUpKind::Change`]) in the same transaction.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when nothing could be committed.
+    async fn record_changes(&self, batch: Vec<Change>) -> Result<Vec<ChangeOutcome>>;
+
+    /// The change with `uid`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_change(&self, uid: &Uid) -> Result<Option<Change>>;
+
+    /// The changes with these uids, in one query; unknown uids are left out. Ordered by uid.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_changes(&self, uids: &[Uid]) -> Result<Vec<Change>>;
+
+    /// Changes of any of the services with these uids that took effect in `[from, to]`, newest
+    /// first (ties by the larger uid), each once: attribution's candidates.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn changes_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Change>>;
+
+    /// Changes matching `filter`, newest first (ties by the larger uid), at most
+    /// `filter.limit`: timelines.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<Change>>;
+
     /// Replaces the alert's attribution in one transaction: its TRIGGERS relationships become
-    /// `triggers` (recomputing never duplicates), and with `chaos` the run is linked `RAISED`.
+    /// `triggers` (recomputing never duplicates), each from the deployment or change its
+    /// `subject` names, and with `chaos` the run is linked `RAISED`.
     ///
     /// # Errors
     /// [`Error::Unavailable`].
@@ -257,8 +300,8 @@ pub trait GraphStore: Send + Sync + 'static {
     async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution>;
 
     /// The top trigger of each of these alerts — the TRIGGERS relationship with the highest
-    /// confidence, ties broken by the smaller deployment uid, as [`GraphStore::attribution`]
-    /// ranks them — in one query. Alerts without a trigger (and unknown uids) are left out;
+    /// confidence, from a deployment or a change, ties broken by the smaller subject uid, as
+    /// [`GraphStore::attribution`] ranks them — in one query. Alerts without a trigger (and unknown uids) are left out;
     /// the result is ordered by alert uid.
     ///
     /// # Errors
@@ -301,8 +344,9 @@ pub trait GraphStore: Send + Sync + 'static {
     /// Claims pending follow-ups whose lease is free (never claimed, or its claim ended),
     /// oldest first: each is leased until `claim.now + claim.lease` and its attempts counted.
     /// Two claimers never hold the same follow-up at once. Follow-ups are written by
-    /// [`Self::record_deployments`] (created or updated deployments) and [`Self::record_alerts`]
-    /// (created alerts) in the same transaction as their facts.
+    /// [`Self::record_deployments`] (created or updated deployments), [`Self::record_changes`]
+    /// (created changes) and [`Self::record_alerts`] (created alerts) in the same transaction
+    /// as their facts.
     ///
     /// # Errors
     /// [`Error::Unavailable`].

@@ -91,7 +91,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0006_removed_status.sql",
     "0007_follow_ups.sql",
     "0008_attribution_probabilities.sql",
-    "0009_topology_sources.sql"
+    "0009_topology_sources.sql",
+    "0010_changes.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -102,7 +103,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0004_helm_revisions.cypher",
     "0005_follow_ups.cypher",
     "0006_attribution_probabilities.cypher",
-    "0007_topology_sources.cypher"
+    "0007_topology_sources.cypher",
+    "0008_changes.cypher"
 );
 
 impl MigrationSource {

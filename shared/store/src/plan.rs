@@ -1,7 +1,9 @@
-//! What a batch of deployment events writes, decided purely from what is stored.
+//! What a batch of deployment events (or of changes) writes, decided purely from what is
+//! stored.
 
-use crate::types::{RecordKind, RecordOutcome};
-use deploygraph_model::{Deployment, Reconcile, reconcile};
+use crate::types::{ChangeOutcome, RecordKind, RecordOutcome};
+use deploygraph_model::change::{ReconcileChange, reconcile_change};
+use deploygraph_model::{Change, Deployment, Reconcile, reconcile};
 use std::collections::HashMap;
 
 /// The writes one batch makes, and the outcome of each event in it.
@@ -53,6 +55,47 @@ pub fn plan(mut stored: HashMap<String, Deployment>, batch: Vec<Deployment>) -> 
                 plan.inserts.push(d);
             }
         }
+    }
+    plan
+}
+
+/// The changes one batch creates, and the outcome of each change in it.
+#[derive(Debug, Default)]
+pub struct ChangePlan {
+    /// One per change, in order.
+    pub outcomes: Vec<ChangeOutcome>,
+    /// Changes to insert, each once.
+    pub inserts: Vec<Change>,
+}
+
+/// Reconciles each change of `batch` against `stored` (keyed by uid) and against the changes
+/// before it in the batch: a change is created once, then found unchanged or conflicting.
+pub fn plan_changes(mut stored: HashMap<String, Change>, batch: Vec<Change>) -> ChangePlan {
+    let mut plan = ChangePlan::default();
+    for incoming in batch {
+        let uid = incoming.uid.as_str().to_owned();
+        let outcome = match reconcile_change(stored.get(&uid), incoming) {
+            ReconcileChange::Create(change) => {
+                stored.insert(uid, change.clone());
+                plan.inserts.push(change.clone());
+                ChangeOutcome {
+                    kind: RecordKind::Created,
+                    change,
+                    conflict: None,
+                }
+            }
+            ReconcileChange::Unchanged(change) => ChangeOutcome {
+                kind: RecordKind::Unchanged,
+                change,
+                conflict: None,
+            },
+            ReconcileChange::Conflict { stored, reason } => ChangeOutcome {
+                kind: RecordKind::Conflict,
+                change: stored,
+                conflict: Some(reason),
+            },
+        };
+        plan.outcomes.push(outcome);
     }
     plan
 }
@@ -111,5 +154,27 @@ mod tests {
         let plan = plan(map, vec![deployment("failed", "v1")]);
         assert_eq!(plan.updates.len(), 1);
         assert_eq!(plan.updates[0].status, DeploymentStatus::Failed);
+    }
+
+    #[test]
+    fn a_change_seen_twice_in_a_batch_is_created_once_and_other_facts_conflict() {
+        let change = Change::test().id("flag-1").build();
+        let other = Change::test().id("flag-1").summary("other").build();
+        let plan = plan_changes(HashMap::new(), vec![change.clone(), change.clone(), other]);
+        let kinds: Vec<RecordKind> = plan.outcomes.iter().map(|o| o.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                RecordKind::Created,
+                RecordKind::Unchanged,
+                RecordKind::Conflict
+            ]
+        );
+        assert_eq!(plan.inserts, vec![change.clone()]);
+        assert_eq!(plan.outcomes[2].change, change);
+        let stored = HashMap::from([(change.uid.as_str().to_owned(), change.clone())]);
+        let again = plan_changes(stored, vec![change]);
+        assert!(again.inserts.is_empty());
+        assert_eq!(again.outcomes[0].kind, RecordKind::Unchanged);
     }
 }

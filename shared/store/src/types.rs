@@ -4,7 +4,9 @@ use crate::error::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use deploygraph_model::{Deployment, DeploymentStatus, Environment, ServiceName, Trigger, Uid};
+use deploygraph_model::{
+    Change, Deployment, DeploymentStatus, Environment, ServiceName, Trigger, Uid,
+};
 use serde::{Deserialize, Serialize};
 
 /// The largest page a listing returns.
@@ -55,6 +57,33 @@ pub struct RecordOutcome {
     pub deployment: Deployment,
     /// Why it conflicts.
     pub conflict: Option<String>,
+}
+
+/// The outcome of recording one change (a change is never updated: it is created, found
+/// unchanged, or conflicts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeOutcome {
+    /// What happened.
+    pub kind: RecordKind,
+    /// The change as stored after the call (for a conflict: what was already stored).
+    pub change: Change,
+    /// Why it conflicts.
+    pub conflict: Option<String>,
+}
+
+/// Which changes to list, newest (by `at`) first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangeFilter {
+    /// Only changes of one of these services (uids); all when empty.
+    pub services: Vec<Uid>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// At or before.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: usize,
+    /// Continue after this position (`at`, uid).
+    pub cursor: Option<Cursor>,
 }
 
 /// A position in a newest-first listing: the last item returned.
@@ -355,11 +384,13 @@ pub struct ChaosFilter {
     pub cursor: Option<Cursor>,
 }
 
-/// An alert's stored attribution: the TRIGGERS relationships into it (highest confidence
-/// first) and the chaos run that RAISED it, when attribution found one.
+/// An alert's stored attribution: the TRIGGERS relationships into it, from deployments and
+/// from changes (highest confidence first), and the chaos run that RAISED it, when attribution
+/// found one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoredAttribution {
-    /// `(DeploymentEvent)-[:TRIGGERS]->(Alert)`, highest confidence first.
+    /// `(DeploymentEvent|Change)-[:TRIGGERS]->(Alert)`, highest confidence first, ties by
+    /// the smaller subject uid.
     pub triggers: Vec<Trigger>,
     /// The chaos run the alert is attributed to.
     pub chaos_run: Option<Uid>,

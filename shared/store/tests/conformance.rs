@@ -8,8 +8,8 @@ use deploygraph_model::fixture::minute;
 use deploygraph_model::topology::{EdgeSource, ServiceTopology};
 use deploygraph_model::{
     Alert, AlertOutcome, AlertStatus, CertificateRecord, ChaosRun, CheckRecord, Deployment,
-    DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, Trigger, Uid,
-    ValidationResult, Verdict,
+    DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, SubjectKind, Trigger,
+    Uid, ValidationResult, Verdict,
 };
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
@@ -855,7 +855,8 @@ async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
     );
     assert_eq!(window[1].follows.as_ref(), Some(&old.uid));
     let trigger = |d: &Deployment, score: f64| Trigger {
-        deployment_uid: d.uid.clone(),
+        subject: SubjectKind::Deployment,
+        subject_uid: d.uid.clone(),
         alert_uid: alert.uid.clone(),
         confidence_score: score,
         reasons: vec![format!("reason for {score}")],
@@ -1142,8 +1143,10 @@ async fn the_removed_status_migration_keeps_existing_data() {
         "0003_alerts_topology_chaos.sql",
         "0004_optional_commit_and_digest.sql",
         "0005_helm_revisions.sql",
-        // The follow-up outbox the current code writes into with every ingest.
+        // The follow-up outbox the current code writes into with every ingest, and the
+        // changes' tables attribution reads and replaces beside the deployments'.
         "0007_follow_ups.sql",
+        "0010_changes.sql",
     ] {
         std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
     }
@@ -1163,7 +1166,7 @@ async fn the_removed_status_migration_keeps_existing_data() {
         let v5 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
             .unwrap();
-        assert_eq!(v5.migrate().await.unwrap().len(), 6);
+        assert_eq!(v5.migrate().await.unwrap().len(), 7);
         v5.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();
@@ -1171,7 +1174,8 @@ async fn the_removed_status_migration_keeps_existing_data() {
         v5.replace_attribution(
             &alert.uid,
             &[Trigger {
-                deployment_uid: second.uid.clone(),
+                subject: SubjectKind::Deployment,
+                subject_uid: second.uid.clone(),
                 alert_uid: alert.uid.clone(),
                 confidence_score: 0.5,
                 reasons: vec!["r".into()],
@@ -1512,7 +1516,8 @@ async fn top_triggers_rank_like_the_attribution(store: Arc<dyn GraphStore>) {
         .collect();
     store.record_alerts(alerts.clone()).await.unwrap();
     let trigger = |alert: &Alert, d: &Deployment, score: f64| Trigger {
-        deployment_uid: d.uid.clone(),
+        subject: SubjectKind::Deployment,
+        subject_uid: d.uid.clone(),
         alert_uid: alert.uid.clone(),
         confidence_score: score,
         reasons: vec![format!("score {score}")],
@@ -1559,7 +1564,7 @@ async fn top_triggers_rank_like_the_attribution(store: Arc<dyn GraphStore>) {
     let winner = |alert: &Alert| {
         top.iter()
             .find(|t| t.alert_uid == alert.uid)
-            .map(|t| (t.deployment_uid.clone(), t.confidence_score))
+            .map(|t| (t.subject_uid.clone(), t.confidence_score))
     };
     assert_eq!(winner(&alerts[0]), Some((d2.uid.clone(), 0.6)));
     assert_eq!(winner(&alerts[1]), Some((d1.uid.clone(), 0.9)));
@@ -1923,8 +1928,10 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         "0001_init.sql",
         "0002_infra_snapshots.sql",
         "0003_alerts_topology_chaos.sql",
-        // The follow-up outbox the current code writes into with every ingest.
+        // The follow-up outbox the current code writes into with every ingest, and the
+        // changes' tables attribution reads and replaces beside the deployments'.
         "0007_follow_ups.sql",
+        "0010_changes.sql",
     ] {
         std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
     }
@@ -1944,7 +1951,7 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         let v3 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
             .unwrap();
-        assert_eq!(v3.migrate().await.unwrap().len(), 4);
+        assert_eq!(v3.migrate().await.unwrap().len(), 5);
         v3.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();
@@ -1952,7 +1959,8 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         v3.replace_attribution(
             &alert.uid,
             &[Trigger {
-                deployment_uid: second.uid.clone(),
+                subject: SubjectKind::Deployment,
+                subject_uid: second.uid.clone(),
                 alert_uid: alert.uid.clone(),
                 confidence_score: 0.5,
                 reasons: vec!["r".into()],

@@ -2,7 +2,7 @@
 //! does) in the order its facts are recorded, then reads what deploygraph answers for each
 //! scored alert: `GET /v1/alerts/{fingerprint}/suspects`.
 
-use crate::generator::{Deploy, World, Write};
+use crate::generator::{ChangeSource, Deploy, World, Write};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -13,11 +13,14 @@ use tower::ServiceExt;
 
 const NAMESPACE: &str = "prod";
 const ENVIRONMENT: &str = "production";
+/// Who makes the changes that are not rollouts.
+const OPERATOR: &str = "ops@acme.io";
 
 /// deploygraph's answer for one alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    /// Suspect deployments' uids with their `confidence_score`, most likely first.
+    /// Suspects' uids (deployments and changes) with their `confidence_score`, most likely
+    /// first.
     pub suspects: Vec<(String, f64)>,
     /// The chaos run the alert is attributed to (`chaos.run_uid`).
     pub chaos: Option<String>,
@@ -32,6 +35,8 @@ pub struct Answer {
 pub struct Recorded {
     /// Stored uid of each of the world's deployments.
     pub deployments: Vec<String>,
+    /// Stored uid of each change that is not a rollout.
+    pub changes: Vec<String>,
     /// Stored uid of each chaos run.
     pub chaos: Vec<String>,
     /// Per scored alert (index into `World::alerts`), the answer.
@@ -93,6 +98,23 @@ pub fn deployment_body(world: &World, i: usize) -> Value {
         body["finished_at"] = json!(time(end));
     }
     body
+}
+
+/// The `POST /v1/changes` body of change `i`.
+pub fn change_body(world: &World, i: usize) -> Value {
+    let c = &world.changes[i];
+    let kind = match c.source {
+        ChangeSource::ConfigMap => "config_map",
+        ChangeSource::FeatureFlag => "feature_flag",
+    };
+    json!({
+        "kind": kind,
+        "services": [{"name": world.services[c.service], "namespace": NAMESPACE,
+                      "environment": ENVIRONMENT}],
+        "actor": OPERATOR,
+        "at": time(c.at),
+        "diff": [{"key": c.key.path, "before": c.key.before, "after": c.key.after}],
+    })
 }
 
 fn chaos_body(world: &World, i: usize, ended: bool) -> Value {
@@ -174,9 +196,10 @@ async fn write(app: &Router, method: &str, path: &str, body: &Value) -> Result<V
 /// Writes `world` through `app` and reads the suspects of its scored alerts.
 ///
 /// # Errors
-/// A write refused, a read failed, or a fact the API cannot record yet (see `Kind::missing`).
+/// A write refused, or a read failed.
 pub async fn record(app: &Router, world: &World) -> Result<Recorded, String> {
     let mut deployments = vec![String::new(); world.deployments.len()];
+    let mut changes = vec![String::new(); world.changes.len()];
     let mut chaos = vec![String::new(); world.chaos.len()];
     for w in world.writes() {
         match w {
@@ -220,12 +243,12 @@ pub async fn record(app: &Router, world: &World) -> Result<Recorded, String> {
                 )
                 .await?;
             }
-            Write::Change(_) => {
-                return Err(format!(
-                    "{}: {}",
-                    world.kind.name(),
-                    world.kind.missing().unwrap_or("cannot be recorded")
-                ));
+            Write::Change(i) => {
+                let out = write(app, "POST", "/v1/changes", &change_body(world, i)).await?;
+                changes[i] = out["uid"]
+                    .as_str()
+                    .ok_or_else(|| format!("no uid in {out}"))?
+                    .to_owned();
             }
         }
     }
@@ -250,10 +273,7 @@ pub async fn record(app: &Router, world: &World) -> Result<Recorded, String> {
             .iter()
             .map(|s| {
                 (
-                    s["deployment"]["uid"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
+                    s["uid"].as_str().unwrap_or_default().to_owned(),
                     s["confidence_score"].as_f64().unwrap_or(0.0),
                 )
             })
@@ -278,6 +298,7 @@ pub async fn record(app: &Router, world: &World) -> Result<Recorded, String> {
     }
     Ok(Recorded {
         deployments,
+        changes,
         chaos,
         answers,
     })

@@ -40,7 +40,7 @@ pub async fn samples(
                 continue;
             }
             Cause::Deployment(i) => Some(recorded[w].deployments[i].clone()),
-            Cause::Change(_) => continue,
+            Cause::Change(i) => Some(recorded[w].changes[i].clone()),
             Cause::None => None,
         };
         let store = stores[w].as_ref();

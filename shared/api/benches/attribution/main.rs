@@ -59,8 +59,8 @@ fn truth(world: &World, recorded: &driver::Recorded) -> Truth {
     match world.cause {
         Cause::Deployment(i) => Truth::Deployment(recorded.deployments[i].clone()),
         Cause::Chaos(i) => Truth::Chaos(recorded.chaos[i].clone()),
+        Cause::Change(i) => Truth::Change(recorded.changes[i].clone()),
         Cause::None => Truth::None,
-        Cause::Change(_) => unreachable!("changes that are not rollouts are not written yet"),
     }
 }
 

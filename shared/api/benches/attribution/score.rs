@@ -2,7 +2,8 @@
 //! calibration error, Brier score and a reliability table.
 //!
 //! Rules:
-//! - **A deployment caused it**: top-1 when it is the first suspect (and no chaos run is blamed),
+//! - **A deployment (or a change that is not a rollout) caused it**: top-1 when it is the first
+//!   suspect (and no chaos run is blamed),
 //!   top-3 when it is among the first three, reciprocal rank 1/position (0 when absent).
 //! - **A chaos run caused it**: right when the answer names that run (`chaos.run_uid`) and no
 //!   deployment; then top-1 = top-3 = reciprocal rank = 1, else 0.
@@ -30,6 +31,8 @@ pub struct Prediction {
 pub enum Truth {
     /// This deployment (uid).
     Deployment(String),
+    /// This change that is not a rollout (uid): a suspect like a deployment.
+    Change(String),
     /// This chaos run (uid).
     Chaos(String),
     /// No recorded change.
@@ -73,7 +76,7 @@ pub fn judge(truth: &Truth, prediction: &Prediction) -> Outcome {
         suspect_confidence
     };
     match truth {
-        Truth::Deployment(uid) => {
+        Truth::Deployment(uid) | Truth::Change(uid) => {
             let rank = prediction
                 .suspects
                 .iter()

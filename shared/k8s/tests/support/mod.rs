@@ -185,6 +185,32 @@ impl GraphStore for FaultyStore {
     ) -> Result<ServiceHistory> {
         self.inner.service_history(service, before).await
     }
+    async fn record_changes(
+        &self,
+        batch: Vec<deploygraph_model::Change>,
+    ) -> Result<Vec<deploygraph_store::ChangeOutcome>> {
+        self.inner.record_changes(batch).await
+    }
+    async fn get_change(&self, uid: &Uid) -> Result<Option<deploygraph_model::Change>> {
+        self.inner.get_change(uid).await
+    }
+    async fn get_changes(&self, uids: &[Uid]) -> Result<Vec<deploygraph_model::Change>> {
+        self.inner.get_changes(uids).await
+    }
+    async fn changes_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<deploygraph_model::Change>> {
+        self.inner.changes_between(services, from, to).await
+    }
+    async fn list_changes(
+        &self,
+        filter: &deploygraph_store::ChangeFilter,
+    ) -> Result<Vec<deploygraph_model::Change>> {
+        self.inner.list_changes(filter).await
+    }
     async fn replace_attribution(
         &self,
         alert: &Uid,

@@ -183,6 +183,7 @@ impl Neo4jStore {
             match kind.as_deref().and_then(FollowUpKind::parse) {
                 Some(FollowUpKind::Alert) => stats.alerts = n,
                 Some(FollowUpKind::Deployment) => stats.deployments = n,
+                Some(FollowUpKind::Change) => stats.changes = n,
                 None => continue,
             }
             let oldest = oldest.and_then(DateTime::from_timestamp_micros);

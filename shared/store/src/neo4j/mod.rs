@@ -13,13 +13,13 @@ use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
 use crate::types::{
-    AlertFilter, ChaosFilter, DeploymentFilter, Page, RecordOutcome, ServiceHistory,
-    ServiceSummary, StoredAttribution, StoredDeployment,
+    AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, Page, RecordOutcome,
+    ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Deployment, Environment, ImageDigest, InfraSnapshot,
+    Alert, AlertOutcome, Change, ChaosRun, Deployment, Environment, ImageDigest, InfraSnapshot,
     ServiceName, ServiceRef, Trigger, Uid, ValidationResult,
 };
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn, query};
@@ -53,6 +53,7 @@ impl Default for Neo4jOptions {
     }
 }
 
+mod change;
 mod follow_up;
 mod rca;
 mod topology;
@@ -1145,6 +1146,31 @@ impl GraphStore for Neo4jStore {
         before: DateTime<Utc>,
     ) -> Result<ServiceHistory> {
         self.rca_service_history(service, before).await
+    }
+
+    async fn record_changes(&self, batch: Vec<Change>) -> Result<Vec<ChangeOutcome>> {
+        self.change_record(batch).await
+    }
+
+    async fn get_change(&self, uid: &Uid) -> Result<Option<Change>> {
+        self.change_get(uid).await
+    }
+
+    async fn get_changes(&self, uids: &[Uid]) -> Result<Vec<Change>> {
+        self.change_get_many(uids).await
+    }
+
+    async fn changes_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Change>> {
+        self.change_between(services, from, to).await
+    }
+
+    async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<Change>> {
+        self.change_list(filter).await
     }
 
     async fn replace_attribution(

@@ -9,7 +9,7 @@ use crate::types::{AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, 
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
     Alert, AlertOutcome, AlertStatus, ChaosRun, Environment, InfraSnapshot, ServiceName,
-    ServiceRef, Trigger, Uid, merge_alert, parse_time,
+    ServiceRef, SubjectKind, Trigger, Uid, merge_alert, parse_time,
 };
 use neo4rs::{BoltType, Query, Txn, query};
 use std::collections::BTreeMap;
@@ -455,34 +455,48 @@ fn chaos_props(run: &ChaosRun) -> Result<BoltType> {
     ]))
 }
 
-/// A TRIGGERS row (`deployment`, `confidence_score`, `reasons`, `computed_at`), or `None` when
-/// the relationship was deleted by an attribution that committed after this read found it (its
-/// properties then read as nulls): it is being replaced, not part of the answer.
+/// A TRIGGERS row (`subject`, `subject_uid`, `confidence_score`, `reasons`, `computed_at`), or
+/// `None` when the relationship was deleted by an attribution that committed after this read
+/// found it (its properties then read as nulls): it is being replaced, not part of the answer.
 fn trigger_from_row(
     row: &neo4rs::Row,
     alert: Uid,
     dec: &impl Fn(neo4rs::DeError) -> Error,
 ) -> Result<Option<Trigger>> {
-    let deployment: Option<String> = row.get("deployment").map_err(dec)?;
+    let subject: Option<String> = row.get("subject").map_err(dec)?;
+    let subject_uid: Option<String> = row.get("subject_uid").map_err(dec)?;
     let computed_at: Option<String> = row.get("computed_at").map_err(dec)?;
     let confidence_score: Option<f64> = row.get("confidence_score").map_err(dec)?;
     let reasons: Option<Vec<String>> = row.get("reasons").map_err(dec)?;
-    let (Some(deployment), Some(computed_at), Some(confidence_score), Some(reasons)) =
-        (deployment, computed_at, confidence_score, reasons)
+    let (
+        Some(subject),
+        Some(subject_uid),
+        Some(computed_at),
+        Some(confidence_score),
+        Some(reasons),
+    ) = (subject, subject_uid, computed_at, confidence_score, reasons)
     else {
         return Ok(None);
     };
+    let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| Error::Corrupt {
+        uid: subject_uid.clone(),
+        source,
+    };
     Ok(Some(Trigger {
+        subject: SubjectKind::parse(&subject)
+            .ok_or_else(|| corrupt(format!("unknown subject kind {subject:?}").into()))?,
         alert_uid: alert,
         confidence_score,
         reasons,
-        computed_at: parse_time(&computed_at).map_err(|e| Error::Corrupt {
-            uid: deployment.clone(),
-            source: Box::new(e),
-        })?,
-        deployment_uid: Uid::from_stored(deployment),
+        computed_at: parse_time(&computed_at).map_err(|e| corrupt(Box::new(e)))?,
+        subject_uid: Uid::from_stored(subject_uid),
     }))
 }
+
+/// The suspect a TRIGGERS relationship starts at, as `subject` and `subject_uid` columns
+/// (`x` is the start node).
+const SUBJECT_COLUMNS: &str =
+    "CASE WHEN x:Change THEN 'change' ELSE 'deployment' END AS subject, x.uid AS subject_uid";
 
 impl Neo4jStore {
     /// Begins an explicit transaction.
@@ -621,18 +635,23 @@ impl Neo4jStore {
         triggers: &[Trigger],
         chaos: Option<(&Uid, &str)>,
     ) -> Result<()> {
-        let rows: Vec<BoltType> = triggers
-            .iter()
-            .map(|t| {
-                let reasons: Vec<BoltType> = t.reasons.iter().map(|r| r.as_str().into()).collect();
-                map(vec![
-                    ("deployment", t.deployment_uid.as_str().into()),
-                    ("confidence_score", t.confidence_score.into()),
-                    ("reasons", BoltType::from(reasons)),
-                    ("computed_at", t.computed_at.into()),
-                ])
-            })
-            .collect();
+        let row = |t: &Trigger| {
+            let reasons: Vec<BoltType> = t.reasons.iter().map(|r| r.as_str().into()).collect();
+            map(vec![
+                ("uid", t.subject_uid.as_str().into()),
+                ("confidence_score", t.confidence_score.into()),
+                ("reasons", BoltType::from(reasons)),
+                ("computed_at", t.computed_at.into()),
+            ])
+        };
+        let rows = |kind: SubjectKind| -> Vec<BoltType> {
+            triggers
+                .iter()
+                .filter(|t| t.subject == kind)
+                .map(row)
+                .collect()
+        };
+        let (deployments, changes) = (rows(SubjectKind::Deployment), rows(SubjectKind::Change));
         let alert = alert.as_str().to_owned();
         let chaos = chaos.map(|(run, reason)| (run.as_str().to_owned(), reason.to_owned()));
         crate::retry::run(
@@ -641,7 +660,13 @@ impl Neo4jStore {
             super::is_retryable,
             || async {
                 let mut txn = self.begin().await?;
-                let result = replace_attribution_in(&mut txn, &alert, &rows, chaos.as_ref()).await;
+                let result = replace_attribution_in(
+                    &mut txn,
+                    &alert,
+                    [&deployments, &changes],
+                    chaos.as_ref(),
+                )
+                .await;
                 finish(txn, result).await
             },
         )
@@ -652,12 +677,13 @@ impl Neo4jStore {
         let operation = "read an attribution";
         let rows = self
             .read(
-                query(
-                    "MATCH (d:DeploymentEvent)-[r:TRIGGERS]->(:Alert {uid: $uid})
-                     RETURN d.uid AS deployment, r.confidence_score AS confidence_score,
+                query(&format!(
+                    "MATCH (x)-[r:TRIGGERS]->(:Alert {{uid: $uid}})
+                     WHERE x:DeploymentEvent OR x:Change
+                     RETURN {SUBJECT_COLUMNS}, r.confidence_score AS confidence_score,
                             r.reasons AS reasons, toString(r.computed_at) AS computed_at
-                     ORDER BY confidence_score DESC, deployment",
-                )
+                     ORDER BY confidence_score DESC, subject_uid"
+                ))
                 .param("uid", alert.as_str()),
                 operation,
             )
@@ -704,18 +730,20 @@ impl Neo4jStore {
         let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
         let rows = self
             .read(
-                query(
+                query(&format!(
                     "UNWIND $uids AS u
-                     MATCH (d:DeploymentEvent)-[r:TRIGGERS]->(:Alert {uid: u})
-                     WITH u, d.uid AS deployment, r
-                     ORDER BY u, r.confidence_score DESC, deployment
-                     WITH u, collect({deployment: deployment, confidence_score: r.confidence_score,
-                                      reasons: r.reasons, computed_at: toString(r.computed_at)})[0] AS top
-                     RETURN u AS alert, top.deployment AS deployment,
+                     MATCH (x)-[r:TRIGGERS]->(:Alert {{uid: u}})
+                     WHERE x:DeploymentEvent OR x:Change
+                     WITH u, {SUBJECT_COLUMNS}, r
+                     ORDER BY u, r.confidence_score DESC, subject_uid
+                     WITH u, collect({{subject: subject, subject_uid: subject_uid,
+                                      confidence_score: r.confidence_score, reasons: r.reasons,
+                                      computed_at: toString(r.computed_at)}})[0] AS top
+                     RETURN u AS alert, top.subject AS subject, top.subject_uid AS subject_uid,
                             top.confidence_score AS confidence_score, top.reasons AS reasons,
                             top.computed_at AS computed_at
-                     ORDER BY alert",
-                )
+                     ORDER BY alert"
+                ))
                 .param("uids", uids),
                 operation,
             )
@@ -817,11 +845,12 @@ impl Neo4jStore {
     }
 }
 
-/// Replaces the alert's TRIGGERS (and RAISED) in `txn`.
+/// Replaces the alert's TRIGGERS (and RAISED) in `txn`: `rows` are the triggers from
+/// deployments, then those from changes.
 async fn replace_attribution_in(
     txn: &mut Txn,
     alert: &str,
-    rows: &[BoltType],
+    rows: [&Vec<BoltType>; 2],
     chaos: Option<&(String, String)>,
 ) -> Result<()> {
     // The alert's write lock first: two attributions of one alert (the webhook's and a
@@ -836,19 +865,32 @@ async fn replace_attribution_in(
     txn.run(
         query(
             "MATCH (a:Alert {uid: $alert})
-             OPTIONAL MATCH (:DeploymentEvent)-[old:TRIGGERS]->(a)
-             DELETE old
-             WITH DISTINCT a
-             UNWIND $rows AS t
-             MATCH (d:DeploymentEvent {uid: t.deployment})
-             CREATE (d)-[:TRIGGERS {confidence_score: t.confidence_score, reasons: t.reasons,
-                                    computed_at: t.computed_at}]->(a)",
+             OPTIONAL MATCH (x)-[old:TRIGGERS]->(a) WHERE x:DeploymentEvent OR x:Change
+             DELETE old",
         )
-        .param("alert", alert)
-        .param("rows", rows.to_vec()),
+        .param("alert", alert),
     )
     .await
     .map_err(failed("record an attribution"))?;
+    // Labels are fixed strings of this module, one statement per kind of suspect.
+    for (label, rows) in ["DeploymentEvent", "Change"].into_iter().zip(rows) {
+        if rows.is_empty() {
+            continue;
+        }
+        txn.run(
+            query(&format!(
+                "MATCH (a:Alert {{uid: $alert}})
+                 UNWIND $rows AS t
+                 MATCH (x:{label} {{uid: t.uid}})
+                 CREATE (x)-[:TRIGGERS {{confidence_score: t.confidence_score, reasons: t.reasons,
+                                        computed_at: t.computed_at}}]->(a)"
+            ))
+            .param("alert", alert)
+            .param("rows", rows.clone()),
+        )
+        .await
+        .map_err(failed("record an attribution"))?;
+    }
     if let Some((run, reason)) = chaos {
         txn.run(
             query(

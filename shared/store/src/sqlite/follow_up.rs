@@ -159,6 +159,7 @@ pub(super) fn stats(conn: &Connection, subjects: Option<&[Uid]>) -> Result<Follo
         match FollowUpKind::parse(&kind) {
             Some(FollowUpKind::Alert) => stats.alerts = count,
             Some(FollowUpKind::Deployment) => stats.deployments = count,
+            Some(FollowUpKind::Change) => stats.changes = count,
             None => continue,
         }
         let oldest = DateTime::from_timestamp_micros(oldest);

@@ -11,15 +11,15 @@ use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
 use crate::types::{
-    AlertFilter, ChaosFilter, DeploymentFilter, Page, RecordKind, RecordOutcome, ServiceHistory,
-    ServiceSummary, StoredAttribution, StoredDeployment,
+    AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, Page, RecordKind,
+    RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Commit, Deployment, Environment, ImageDigest, InfraSnapshot,
-    ServiceName, ServiceRef, Trigger, Uid, ValidationResult,
+    Alert, AlertOutcome, Change, ChaosRun, Commit, Deployment, Environment, ImageDigest,
+    InfraSnapshot, ServiceName, ServiceRef, Trigger, Uid, ValidationResult,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 const BACKEND: &str = "sqlite";
 
+mod change;
 mod follow_up;
 mod rca;
 mod topology;
@@ -838,6 +839,40 @@ impl GraphStore for SqliteStore {
     ) -> Result<ServiceHistory> {
         let service = service.clone();
         self.with_reader(move |conn| rca::service_history(conn, &service, before))
+            .await
+    }
+
+    async fn record_changes(&self, batch: Vec<Change>) -> Result<Vec<ChangeOutcome>> {
+        self.with_writer(move |conn| change::record_changes(conn, batch.clone()))
+            .await
+    }
+
+    async fn get_change(&self, uid: &Uid) -> Result<Option<Change>> {
+        let uid = uid.clone();
+        self.with_reader(move |conn| change::get_change(conn, &uid))
+            .await
+    }
+
+    async fn get_changes(&self, uids: &[Uid]) -> Result<Vec<Change>> {
+        let uids = uids.to_vec();
+        self.with_reader(move |conn| change::get_changes(conn, &uids))
+            .await
+    }
+
+    async fn changes_between(
+        &self,
+        services: &[Uid],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Change>> {
+        let services = services.to_vec();
+        self.with_reader(move |conn| change::changes_between(conn, &services, from, to))
+            .await
+    }
+
+    async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<Change>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| change::list_changes(conn, &filter))
             .await
     }
 

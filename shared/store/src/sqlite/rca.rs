@@ -7,7 +7,8 @@ use crate::types::{AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, 
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, Trigger, Uid, merge_alert,
+    Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, SubjectKind, Trigger, Uid,
+    merge_alert,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -348,20 +349,29 @@ pub(super) fn replace_attribution(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
-    exec(
-        &tx,
+    for table in [
         "DELETE FROM triggers WHERE alert_uid = ?1",
-        [alert.as_str()],
-    )
-    .map_err(failed())?;
+        "DELETE FROM change_triggers WHERE alert_uid = ?1",
+    ] {
+        exec(&tx, table, [alert.as_str()]).map_err(failed())?;
+    }
     for t in triggers {
+        let insert = match t.subject {
+            SubjectKind::Deployment => {
+                "INSERT INTO triggers (alert_uid, deployment_uid, confidence_score, reasons, computed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)"
+            }
+            SubjectKind::Change => {
+                "INSERT INTO change_triggers (alert_uid, change_uid, confidence_score, reasons, computed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)"
+            }
+        };
         exec(
             &tx,
-            "INSERT INTO triggers (alert_uid, deployment_uid, confidence_score, reasons, computed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            insert,
             params![
                 alert.as_str(),
-                t.deployment_uid.as_str(),
+                t.subject_uid.as_str(),
                 t.confidence_score,
                 encode(super::BACKEND, &t.reasons, "encode reasons")?,
                 format_time(&t.computed_at)
@@ -381,35 +391,62 @@ pub(super) fn replace_attribution(
     tx.commit().map_err(backend_error("commit"))
 }
 
+/// The TRIGGERS of deployments and of changes as one relation: `alert_uid, subject,
+/// subject_uid, confidence_score, reasons, computed_at`.
+const ALL_TRIGGERS: &str = "
+    SELECT alert_uid, 'deployment' AS subject, deployment_uid AS subject_uid, confidence_score,
+           reasons, computed_at
+    FROM triggers
+    UNION ALL
+    SELECT alert_uid, 'change' AS subject, change_uid AS subject_uid, confidence_score,
+           reasons, computed_at
+    FROM change_triggers";
+
+type TriggerRow = (String, String, String, f64, String, String);
+
+fn trigger_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TriggerRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn to_trigger(
+    (alert, subject, subject_uid, confidence_score, reasons, computed_at): TriggerRow,
+) -> Result<Trigger> {
+    let corrupt = |e: Box<dyn std::error::Error + Send + Sync>| Error::Corrupt {
+        uid: subject_uid.clone(),
+        source: e,
+    };
+    Ok(Trigger {
+        subject: SubjectKind::parse(&subject)
+            .ok_or_else(|| corrupt(format!("unknown subject kind {subject:?}").into()))?,
+        alert_uid: Uid::from_stored(alert),
+        confidence_score,
+        reasons: decode(&subject_uid, &reasons)?,
+        computed_at: deploygraph_model::parse_time(&computed_at)
+            .map_err(|e| corrupt(Box::new(e)))?,
+        subject_uid: Uid::from_stored(subject_uid),
+    })
+}
+
 pub(super) fn attribution(conn: &Connection, alert: &Uid) -> Result<StoredAttribution> {
     let failed = || backend_error("read an attribution");
-    let rows: Vec<(String, f64, String, String)> = conn
-        .prepare_cached(
-            "SELECT deployment_uid, confidence_score, reasons, computed_at FROM triggers
-             WHERE alert_uid = ?1 ORDER BY confidence_score DESC, deployment_uid",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([alert.as_str()], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })?
-            .collect()
-        })
+    let rows: Vec<TriggerRow> = conn
+        .prepare_cached(&format!(
+            "SELECT * FROM ({ALL_TRIGGERS}) WHERE alert_uid = ?1
+             ORDER BY confidence_score DESC, subject_uid"
+        ))
+        .and_then(|mut stmt| stmt.query_map([alert.as_str()], trigger_row)?.collect())
         .map_err(failed())?;
-    let mut triggers = Vec::with_capacity(rows.len());
-    for (deployment, confidence_score, reasons, computed_at) in rows {
-        triggers.push(Trigger {
-            alert_uid: alert.clone(),
-            confidence_score,
-            reasons: decode(&deployment, &reasons)?,
-            computed_at: deploygraph_model::parse_time(&computed_at).map_err(|e| {
-                Error::Corrupt {
-                    uid: deployment.clone(),
-                    source: Box::new(e),
-                }
-            })?,
-            deployment_uid: Uid::from_stored(deployment),
-        });
-    }
+    let triggers = rows
+        .into_iter()
+        .map(to_trigger)
+        .collect::<Result<Vec<_>>>()?;
     let chaos: Option<(String, String)> = conn
         .prepare_cached(
             "SELECT r.run_uid, r.reason FROM chaos_raised r JOIN chaos_runs c ON c.uid = r.run_uid
@@ -429,7 +466,7 @@ pub(super) fn attribution(conn: &Connection, alert: &Uid) -> Result<StoredAttrib
 
 /// A list of uids as one JSON parameter, for `IN (SELECT value FROM json_each(?))`: one
 /// statement whatever the list's length, within SQLite's limit on parameters.
-fn uid_list(uids: &[Uid]) -> Result<String> {
+pub(super) fn uid_list(uids: &[Uid]) -> Result<String> {
     let uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
     encode(super::BACKEND, &uids, "encode uids")
 }
@@ -440,46 +477,18 @@ pub(super) fn top_triggers(conn: &Connection, alerts: &[Uid]) -> Result<Vec<Trig
         return Ok(Vec::new());
     }
     let list = uid_list(alerts)?;
-    let rows: Vec<(String, String, f64, String, String)> = conn
-        .prepare_cached(
-            "SELECT alert_uid, deployment_uid, confidence_score, reasons, computed_at FROM (
+    let rows: Vec<TriggerRow> = conn
+        .prepare_cached(&format!(
+            "SELECT alert_uid, subject, subject_uid, confidence_score, reasons, computed_at FROM (
                  SELECT t.*, row_number() OVER (
-                     PARTITION BY alert_uid ORDER BY confidence_score DESC, deployment_uid
+                     PARTITION BY alert_uid ORDER BY confidence_score DESC, subject_uid
                  ) AS rank
-                 FROM triggers t WHERE alert_uid IN (SELECT value FROM json_each(?1))
-             ) WHERE rank = 1 ORDER BY alert_uid",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([list], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            })?
-            .collect()
-        })
+                 FROM ({ALL_TRIGGERS}) t WHERE alert_uid IN (SELECT value FROM json_each(?1))
+             ) WHERE rank = 1 ORDER BY alert_uid"
+        ))
+        .and_then(|mut stmt| stmt.query_map([list], trigger_row)?.collect())
         .map_err(failed())?;
-    rows.into_iter()
-        .map(
-            |(alert, deployment, confidence_score, reasons, computed_at)| {
-                Ok(Trigger {
-                    alert_uid: Uid::from_stored(alert),
-                    confidence_score,
-                    reasons: decode(&deployment, &reasons)?,
-                    computed_at: deploygraph_model::parse_time(&computed_at).map_err(|e| {
-                        Error::Corrupt {
-                            uid: deployment.clone(),
-                            source: Box::new(e),
-                        }
-                    })?,
-                    deployment_uid: Uid::from_stored(deployment),
-                })
-            },
-        )
-        .collect()
+    rows.into_iter().map(to_trigger).collect()
 }
 
 pub(super) fn get_deployments(conn: &Connection, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {

@@ -412,7 +412,9 @@ pub fn markdown(r: &IncidentReport) -> String {
         );
     } else {
         if r.suspects.suspects.is_empty() {
-            out.push_str("No deployment or other change in the attribution window is a suspect.\n\n");
+            out.push_str(
+                "No deployment or other change in the attribution window is a suspect.\n\n",
+            );
         }
         let _ = writeln!(
             out,

@@ -157,6 +157,8 @@ fn prometheus_answers() {
                 }
             }
         });
+}
+
 #[test]
 fn changes_endpoint() {
     bolero::check!()

@@ -4,8 +4,8 @@
 use crate::transport::Method;
 use crate::{Accepted, Client, Result, encode};
 use chrono::{DateTime, Utc};
-use deploygraph_model::backstage::CatalogFile;
 use deploygraph_model::ChangeEventInput;
+use deploygraph_model::backstage::CatalogFile;
 use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::topology::ServiceTopology;
 use deploygraph_model::{Environment, ServiceName, ServiceRef, format_time};

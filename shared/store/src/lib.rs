@@ -39,9 +39,8 @@ pub use follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
     AlertFilter, BLAMED_CONFIDENCE, ChangeFilter, ChangeOutcome, ChaosFilter, Cursor,
-    DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
-    ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment, TopologyMode,
-    TopologyUpdate,
+    DeploymentFilter, FilterParams, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceHistory,
+    ServiceSummary, StoredAttribution, StoredDeployment, TopologyMode, TopologyUpdate,
 };
 
 /// The default store: an embedded SQLite file in the working directory.

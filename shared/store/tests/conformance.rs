@@ -1843,7 +1843,7 @@ async fn the_topology_sources_migration_keeps_existing_edges_as_manual() {
         .unwrap();
     let applied = store.migrate().await.unwrap();
     assert_eq!(
-        applied.last().map(|m| m.name.as_str()),
+        applied.first().map(|m| m.name.as_str()),
         Some("0009_topology_sources.sql"),
         "{applied:?}"
     );

@@ -332,6 +332,10 @@ impl Default for Settings {
 pub struct Features {
     /// `ln(1 + minutes)` between landing and the alert's start.
     pub recency: f64,
+    /// `recency` squared: with it the model can learn an onset that peaks some minutes after
+    /// a change lands (alerting rules' `for:` clauses and slow leaks hold an alert back; a
+    /// change that landed seconds before the alert is rarely its cause), a log-normal hazard.
+    pub recency_squared: f64,
     /// Hops below the alerting service.
     pub hops: f64,
     /// 1 on a dependency.
@@ -370,13 +374,14 @@ pub struct Features {
 }
 
 /// The number of features.
-pub const FEATURES: usize = 18;
+pub const FEATURES: usize = 19;
 
 impl Features {
     /// In the model's order ([`model::FEATURE_NAMES`]).
     pub fn to_array(&self) -> [f64; FEATURES] {
         [
             self.recency,
+            self.recency_squared,
             self.hops,
             self.dependency,
             self.unchanged,
@@ -450,8 +455,10 @@ pub fn features(
             .saturating_sub(candidate.prior_followed_by_alerts),
     );
     let hops = candidate.relation.hops();
+    let recency = (delta.num_seconds().max(0) as f64 / 60.0).ln_1p();
     Features {
-        recency: (delta.num_seconds().max(0) as f64 / 60.0).ln_1p(),
+        recency,
+        recency_squared: recency * recency,
         hops: f64::from(hops),
         dependency: flag(hops > 0),
         unchanged: flag(c.is_unchanged()),

@@ -2,7 +2,7 @@
 //! does) in the order its facts are recorded, then reads what deploygraph answers for each
 //! scored alert: `GET /v1/alerts/{fingerprint}/suspects`.
 
-use crate::generator::{ChangeSource, Deploy, World, Write};
+use crate::generator::{Cause, ChangeSource, Deploy, World, Write};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -193,11 +193,15 @@ async fn write(app: &Router, method: &str, path: &str, body: &Value) -> Result<V
     }
 }
 
-/// Writes `world` through `app` and reads the suspects of its scored alerts.
+/// Who reviews the earlier alerts.
+const REVIEWER: &str = "sre@acme.io";
+
+/// Writes `world` through `app` (its reviews too when `reviews`) and reads the suspects of
+/// its scored alerts.
 ///
 /// # Errors
 /// A write refused, or a read failed.
-pub async fn record(app: &Router, world: &World) -> Result<Recorded, String> {
+pub async fn record(app: &Router, world: &World, reviews: bool) -> Result<Recorded, String> {
     let mut deployments = vec![String::new(); world.deployments.len()];
     let mut changes = vec![String::new(); world.changes.len()];
     let mut chaos = vec![String::new(); world.chaos.len()];
@@ -240,6 +244,29 @@ pub async fn record(app: &Router, world: &World) -> Result<Recorded, String> {
                     "POST",
                     "/v1/alerts/alertmanager",
                     &webhook(world, &alerts),
+                )
+                .await?;
+            }
+            Write::Review(i) => {
+                if !reviews {
+                    continue;
+                }
+                let review = &world.reviews[i];
+                let alert = &world.alerts[review.alert];
+                let subject = match review.cause {
+                    Cause::Deployment(d) => &deployments[d],
+                    Cause::Change(c) => &changes[c],
+                    Cause::Chaos(_) | Cause::None => continue,
+                };
+                write(
+                    app,
+                    "POST",
+                    &format!(
+                        "/v1/alerts/{}/suspects/{subject}/verdict",
+                        alert.fingerprint
+                    ),
+                    &json!({"verdict": "confirmed", "by": REVIEWER,
+                            "note": "post-incident review"}),
                 )
                 .await?;
             }

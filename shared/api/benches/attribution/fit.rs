@@ -74,31 +74,84 @@ pub async fn samples(
     (out, skipped)
 }
 
-/// Fits on `train`, calibrates on `calibration`, prints the figures and the source.
-pub fn report(train: &[Sample], calibration: &[Sample], skipped: &Skipped) {
+/// The samples of one generator, with why some alerts are not samples.
+pub type Group = (&'static str, (Vec<Sample>, Skipped));
+
+/// The share of `samples` whose most probable answer (a candidate, or none) is the truth.
+fn accuracy(weights: &model::Weights, samples: &[Sample]) -> f64 {
+    let right = samples
+        .iter()
+        .filter(|s| {
+            let (p, null) = weights.probabilities(&s.rows);
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .filter(|(_, q)| **q > null)
+                .map(|(i, _)| i);
+            best == s.cause
+        })
+        .count();
+    right as f64 / samples.len().max(1) as f64
+}
+
+/// The features whose weights may not be positive: a further hop never makes a change more
+/// likely to be the cause (the per-hop decay).
+const NON_POSITIVE: [&str; 1] = ["hops"];
+
+/// Fits on the `train` groups together, calibrates on the `calibration` groups together,
+/// prints the figures per group and the source.
+pub fn report(train: &[Group], calibration: &[Group]) {
     let l2 = 1.0;
-    let fitted = model::fit(train, l2);
-    let t = model::calibrate(&fitted, calibration);
+    let all = |groups: &[Group]| -> Vec<Sample> {
+        groups
+            .iter()
+            .flat_map(|(_, (s, _))| s.iter().cloned())
+            .collect()
+    };
+    let (train_all, calibration_all) = (all(train), all(calibration));
+    let non_positive: Vec<usize> = NON_POSITIVE
+        .iter()
+        .filter_map(|n| model::FEATURE_NAMES.iter().position(|f| f == n))
+        .collect();
+    let fitted = model::fit_non_positive(&train_all, l2, &non_positive);
+    let t = model::calibrate(&fitted, &calibration_all);
     let shipped = fitted.tempered(t);
+    for ((name, (samples, skipped)), (_, (held, _))) in train.iter().zip(calibration) {
+        println!(
+            "{name}: fit on {} alerts ({} caused by chaos, {} whose cause is not a candidate left out), calibrated on {}",
+            samples.len(),
+            skipped.chaos,
+            skipped.cause_not_a_candidate,
+            held.len()
+        );
+        println!(
+            "  log loss (fit / calibration split): current weights {:.4} / {:.4}; fitted {:.4} / {:.4}; calibrated {:.4} / {:.4}",
+            model::log_loss(&model::WEIGHTS, samples),
+            model::log_loss(&model::WEIGHTS, held),
+            model::log_loss(&fitted, samples),
+            model::log_loss(&fitted, held),
+            model::log_loss(&shipped, samples),
+            model::log_loss(&shipped, held),
+        );
+        println!(
+            "  most probable answer right (fit / calibration split): current weights {:.1} % / {:.1} %; shipped {:.1} % / {:.1} %",
+            100.0 * accuracy(&model::WEIGHTS, samples),
+            100.0 * accuracy(&model::WEIGHTS, held),
+            100.0 * accuracy(&shipped, samples),
+            100.0 * accuracy(&shipped, held),
+        );
+        let candidates: usize = samples.iter().map(|s| s.rows.len()).sum();
+        println!(
+            "  candidates per alert: {:.1}",
+            candidates as f64 / samples.len().max(1) as f64
+        );
+    }
     println!(
-        "fit on {} alerts ({} caused by chaos, {} whose cause is not a candidate left out), calibrated on {}",
-        train.len(),
-        skipped.chaos,
-        skipped.cause_not_a_candidate,
-        calibration.len()
-    );
-    println!(
-        "log loss: current weights {:.4} (train) {:.4} (calibration); fitted {:.4} / {:.4}; temperature {t:.3} → {:.4} (calibration)",
-        model::log_loss(&model::WEIGHTS, train),
-        model::log_loss(&model::WEIGHTS, calibration),
-        model::log_loss(&fitted, train),
-        model::log_loss(&fitted, calibration),
-        model::log_loss(&shipped, calibration),
-    );
-    let candidates: usize = train.iter().map(|s| s.rows.len()).sum();
-    println!(
-        "candidates per alert: {:.1}",
-        candidates as f64 / train.len().max(1) as f64
+        "all: {} alerts fitted (L2 {l2}), {} calibrating; temperature {t:.3}; calibrated log loss {:.4}",
+        train_all.len(),
+        calibration_all.len(),
+        model::log_loss(&shipped, &calibration_all)
     );
     println!();
     println!("{}", model::to_source(&shipped));

@@ -86,6 +86,7 @@ async fn store() -> (tempfile::TempDir, Arc<dyn GraphStore>) {
 async fn run(
     config: ApiConfig,
     worlds: &[World],
+    reviews: bool,
 ) -> (
     Vec<driver::Recorded>,
     Vec<Arc<dyn GraphStore>>,
@@ -106,7 +107,7 @@ async fn run(
             current = Some((world.kind, app, store));
         }
         let (_, app, store) = current.as_ref().expect("a router");
-        let recorded = driver::record(app, world)
+        let recorded = driver::record(app, world, reviews)
             .await
             .unwrap_or_else(|e| panic!("{} seed {}: {e}", world.kind.name(), world.seed));
         out.push(recorded);
@@ -123,7 +124,7 @@ fn worlds_for(
     keep_all: bool,
 ) -> Vec<World> {
     let mut worlds = Vec::new();
-    for &kind in kinds {
+    for &kind in kinds.iter().filter(|k| source.makes(**k)) {
         for seed in seeds.clone() {
             let world = source.generate(kind, seed);
             if let Err(e) = world.check() {
@@ -141,39 +142,41 @@ fn worlds_for(
     worlds
 }
 
-/// `BENCH_FIT=1`.
+/// `BENCH_FIT=1`: both generators' development seeds, fitted together (neither generator's
+/// held-out seeds are read).
 async fn fit_mode(representable: &[Kind], per_kind: u64) {
     let config = ApiConfig::default();
     let settings = config.attribution;
-    // Fitted on generator A only: generator B is for evaluation.
-    let train_worlds = worlds_for(
-        Source::A,
-        representable,
-        DEV_BASE..DEV_BASE + per_kind,
-        false,
-    );
-    let calibration_worlds = worlds_for(
-        Source::A,
-        representable,
-        CALIBRATION_BASE..CALIBRATION_BASE + per_kind,
-        false,
-    );
-    let ((train, skipped), (calibration, _)) = tokio::join!(
-        async {
-            let (recorded, stores, _dirs) = run(config.clone(), &train_worlds).await;
-            fit::samples(&train_worlds, &recorded, &stores, &settings).await
-        },
-        async {
-            let (recorded, stores, _dirs) = run(config.clone(), &calibration_worlds).await;
-            fit::samples(&calibration_worlds, &recorded, &stores, &settings).await
-        }
-    );
+    let mut train = Vec::new();
+    let mut calibration = Vec::new();
+    for source in [Source::A, Source::B] {
+        let train_worlds = worlds_for(source, representable, DEV_BASE..DEV_BASE + per_kind, false);
+        let calibration_worlds = worlds_for(
+            source,
+            representable,
+            CALIBRATION_BASE..CALIBRATION_BASE + per_kind,
+            false,
+        );
+        let (t, c) = tokio::join!(
+            async {
+                let (recorded, stores, _dirs) = run(config.clone(), &train_worlds, true).await;
+                fit::samples(&train_worlds, &recorded, &stores, &settings).await
+            },
+            async {
+                let (recorded, stores, _dirs) =
+                    run(config.clone(), &calibration_worlds, true).await;
+                fit::samples(&calibration_worlds, &recorded, &stores, &settings).await
+            }
+        );
+        train.push((source.title(), t));
+        calibration.push((source.title(), c));
+    }
     println!(
-        "development seeds {DEV_BASE}..{} (fit) and {CALIBRATION_BASE}..{} (calibration), {per_kind} per kind",
+        "development seeds {DEV_BASE}..{} (fit) and {CALIBRATION_BASE}..{} (calibration), {per_kind} per kind and generator",
         DEV_BASE + per_kind,
         CALIBRATION_BASE + per_kind
     );
-    fit::report(&train, &calibration, &skipped);
+    fit::report(&train, &calibration);
 }
 
 fn pct(x: f64) -> String {
@@ -275,6 +278,11 @@ impl Source {
         }
     }
 
+    /// Whether this generator makes worlds of `kind`.
+    fn makes(self, kind: Kind) -> bool {
+        self == Self::A || kind.in_generator_b()
+    }
+
     fn generate(self, kind: Kind, seed: u64) -> World {
         match self {
             Self::A => generator::generate(kind, seed),
@@ -333,6 +341,12 @@ async fn bench(
     representable: &[Kind],
     check: bool,
 ) {
+    let kinds: Vec<Kind> = representable
+        .iter()
+        .copied()
+        .filter(|k| source.makes(*k))
+        .collect();
+    let representable = &kinds[..];
     let started = Instant::now();
     let worlds = worlds_for(source, &Kind::ALL, seeds.clone(), check);
     println!();
@@ -373,14 +387,21 @@ async fn bench(
     let (a, b) = tokio::join!(
         async {
             let t = Instant::now();
-            (run(default.clone(), &worlds).await.0, t.elapsed())
+            (run(default.clone(), &worlds, true).await.0, t.elapsed())
         },
         async {
             let t = Instant::now();
-            (run(deep.clone(), &worlds).await.0, t.elapsed())
+            (run(deep.clone(), &worlds, true).await.0, t.elapsed())
         }
     );
     let elapsed = clock.elapsed();
+    // The same reviewed-key worlds with their reviews left unwritten: what reviews add.
+    let reviewed: Vec<World> = worlds
+        .iter()
+        .filter(|w| !w.reviews.is_empty())
+        .cloned()
+        .collect();
+    let unreviewed = run(default.clone(), &reviewed, false).await.0;
     let (recorded_default, time_default) = a;
     let (recorded_deep, time_deep) = b;
 
@@ -526,6 +547,37 @@ async fn bench(
             cell(o[1]),
             cell(o[2])
         );
+    }
+    if !reviewed.is_empty() {
+        let with: Vec<Outcome> = judged
+            .iter()
+            .filter(|j| j.kind == Kind::ReviewedKey)
+            .map(|j| j.outcomes[0])
+            .collect();
+        let mut without = Vec::new();
+        for (w, world) in reviewed.iter().enumerate() {
+            let recorded = &unreviewed[w];
+            for (_, answer) in &recorded.answers {
+                let prediction = Prediction {
+                    chaos: answer.chaos.clone(),
+                    suspects: answer.suspects.clone(),
+                    unexplained: Some(answer.unexplained),
+                };
+                without.push(judge(&truth(world, recorded), &prediction));
+            }
+        }
+        println!();
+        println!(
+            "### Reviews: {}, with the earlier incidents' confirmations written and without them (defaults)",
+            Kind::ReviewedKey.name()
+        );
+        println!();
+        println!(
+            "| reviews | alerts | top-1 | top-3 | MRR | ECE | Brier | mean top confidence when right |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("{}", row("written (confirmed)", &summarize(&with)));
+        println!("{}", row("not written", &summarize(&without)));
     }
     println!();
     println!("### No recorded cause: alerts with a suspect at confidence ≥ 0.5 (should be none)");

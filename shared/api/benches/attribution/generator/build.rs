@@ -2,8 +2,8 @@
 
 use super::topology::topology;
 use super::{
-    Alert, CAUSAL_HORIZON, Cause, Change, ChangeSource, ChaosRun, Deploy, KeyChange, Kind, Role,
-    Shape, Status, World, distances,
+    Alert, CAUSAL_HORIZON, Cause, Change, ChangeSource, ChaosRun, Deploy, KeyChange, Kind, Review,
+    Role, Shape, Status, World, distances,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::rngs::StdRng;
@@ -109,6 +109,8 @@ struct Builder {
     alert_at: DateTime<Utc>,
     /// Per deployment: how many versions its image moves on (0: the same image).
     bumps: Vec<u32>,
+    /// Reviews of earlier alerts (deployment indices before `finish` sorts them).
+    reviews: Vec<Review>,
 }
 
 /// Generates the world of `kind` for `seed`.
@@ -162,6 +164,7 @@ pub fn generate(kind: Kind, seed: u64) -> World {
         history_start: alert_at - history,
         alert_at,
         bumps: Vec::new(),
+        reviews: Vec::new(),
     };
     b.background();
     let cause = b.incident();
@@ -711,6 +714,7 @@ impl Builder {
                 self.alert(a, self.alert_at, 0);
                 Cause::Chaos(self.chaos.len() - 1)
             }
+            Kind::ReviewedKey => self.reviewed_key(),
             Kind::ConfigMapEdit | Kind::FlagFlip => {
                 let a = self.rng.random_range(0..n);
                 let below = self.below(a, 1);
@@ -759,6 +763,94 @@ impl Builder {
                 Cause::Change(self.changes.len() - 1)
             }
         }
+    }
+
+    /// A change of `path` (of the API kind `kind`) on `service` at `at`, from its current value.
+    fn change_of(
+        &mut self,
+        service: usize,
+        at: DateTime<Utc>,
+        path: &str,
+        kind: &'static str,
+    ) -> KeyChange {
+        let values = self.values(service, at);
+        let (before, after) = self.value(path, values.get(path));
+        KeyChange {
+            path: path.to_owned(),
+            kind,
+            before,
+            after,
+        }
+    }
+
+    /// Earlier incidents caused by changes of one key, each reviewed and confirmed some hours
+    /// later, then the scored one: the same key changed again, with innocent changes closer to
+    /// the alert. The key is any of the vocabulary: its history, not its name, marks it.
+    fn reviewed_key(&mut self) -> Cause {
+        let n = self.services.len();
+        let (path, kind, _) = *KEYS.choose(&mut self.rng).unwrap_or(&KEYS[0]);
+        let span = (self.alert_at - self.history_start).num_minutes() as f64;
+        let earlier = self.rng.random_range(1..=3);
+        for j in 0..earlier {
+            // Well before the scored alert's reach, well after the history starts.
+            let back = self.rng.random_range(10.0 * 60.0..span - 90.0);
+            let service = self.rng.random_range(0..n);
+            let start = self.alert_at - minutes(back);
+            let change = self.change_of(service, start, path, kind);
+            let image = self.rng.random_bool(0.4);
+            let rollout = self.rollout_minutes(Status::Succeeded);
+            let culprit = self.deploy(
+                service,
+                start,
+                Some(rollout),
+                image,
+                vec![change],
+                Status::Succeeded,
+                Role::Culprit,
+            );
+            let at = start + minutes(rollout + self.onset(0));
+            // An innocent deployment closer to that alert: the model alone is unsure.
+            let decoy_start = at - minutes(self.rng.random_range(1.0..10.0));
+            if decoy_start > start + minutes(rollout) {
+                self.ordinary(service, decoy_start, Some(0.5), Role::Decoy);
+            }
+            let alert = self.alert(service, at, 2000 + j);
+            self.alerts[alert].scored = false;
+            let reviewed = at + minutes(log_normal(&mut self.rng, 120.0, 0.6));
+            self.reviews.push(Review {
+                alert,
+                cause: Cause::Deployment(culprit),
+                at: reviewed.min(self.alert_at - Duration::hours(1)),
+            });
+        }
+        let a = self.rng.random_range(0..n);
+        let below = self.below(a, 1);
+        let (c, hops) = if !below.is_empty() && self.rng.random_bool(0.4) {
+            (*below.choose(&mut self.rng).unwrap_or(&a), 1)
+        } else {
+            (a, 0)
+        };
+        let lag = self.onset(hops);
+        let rollout = self.rollout_minutes(Status::Succeeded);
+        let start = self.alert_at - minutes(lag + rollout);
+        let change = self.change_of(c, start, path, kind);
+        let image = self.rng.random_bool(0.4);
+        let i = self.deploy(
+            c,
+            start,
+            Some(rollout),
+            image,
+            vec![change],
+            Status::Succeeded,
+            Role::Culprit,
+        );
+        let saved = self.style.decoys;
+        self.style.decoys = 1.0;
+        self.decoys(a, Some(lag));
+        self.style.decoys = saved;
+        self.alert(a, self.alert_at, 0);
+        self.after_alert(c);
+        Cause::Deployment(i)
     }
 
     /// Many deployments across the world shortly before the alert, half on `service` and
@@ -824,10 +916,19 @@ impl Builder {
         }
         let bumps: Vec<u32> = order.iter().map(|i| self.bumps[*i]).collect();
         self.deployments = order.iter().map(|i| self.deployments[*i].clone()).collect();
-        let cause = match cause {
+        let remap = |cause: Cause| match cause {
             Cause::Deployment(i) => Cause::Deployment(position[i]),
             other => other,
         };
+        let cause = remap(cause);
+        let reviews: Vec<Review> = self
+            .reviews
+            .iter()
+            .map(|r| Review {
+                cause: remap(r.cause),
+                ..*r
+            })
+            .collect();
         // Versions, commits and diffs as the store sees them: each deployment against the one
         // before it on its service, in start order (a culprit or decoy placed among the
         // background changes what follows it).
@@ -868,6 +969,7 @@ impl Builder {
             alerts: self.alerts,
             cause,
             history_start: self.history_start,
+            reviews,
         }
     }
 }

@@ -46,11 +46,14 @@ pub enum Kind {
     ConfigMapEdit,
     /// A feature flag was flipped.
     FlagFlip,
+    /// The culprit changes a key whose earlier changes caused incidents that SREs reviewed
+    /// and confirmed; an innocent change lands closer to the alert. What reviews teach.
+    ReviewedKey,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::OwnChange,
         Self::DependencyConfigThenNoopRedeploy,
         Self::DependencyFailedRollout,
@@ -63,6 +66,7 @@ impl Kind {
         Self::Chaos,
         Self::ConfigMapEdit,
         Self::FlagFlip,
+        Self::ReviewedKey,
     ];
 
     /// Its name in reports and service names' prefixes.
@@ -80,15 +84,24 @@ impl Kind {
             Self::Chaos => "chaos run",
             Self::ConfigMapEdit => "ConfigMap edit",
             Self::FlagFlip => "feature flag flip",
+            Self::ReviewedKey => "key of earlier reviewed incidents",
         }
     }
 
     /// What the public API lacks to record this kind's cause; `None` when it can be written.
     /// Adding a kind's writer to the driver and returning `None` here is all it takes.
     pub fn missing(self) -> Option<&'static str> {
-        // Every kind is written: changes that are not rollouts through `POST /v1/changes`.
-        let _ = self;
-        None
+        match self {
+            Self::ReviewedKey => {
+                Some("needs `POST /v1/alerts/{fingerprint}/suspects/{uid}/verdict`")
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether generator B makes worlds of this kind (its author wrote the other kinds).
+    pub fn in_generator_b(self) -> bool {
+        self != Self::ReviewedKey
     }
 
     fn index(self) -> u64 {
@@ -278,6 +291,19 @@ pub enum Write {
     ChaosEnded(usize),
     /// `POST /v1/alerts/alertmanager` with these alerts.
     Alerts(Vec<usize>),
+    /// `POST /v1/alerts/{fingerprint}/suspects/{uid}/verdict`: an SRE confirms review `i`.
+    Review(usize),
+}
+
+/// An SRE's review of an earlier (unscored) alert: what caused it, confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Review {
+    /// Index into [`World::alerts`].
+    pub alert: usize,
+    /// The confirmed cause (a deployment or a change).
+    pub cause: Cause,
+    /// When the review is written.
+    pub at: DateTime<Utc>,
 }
 
 /// One labelled incident.
@@ -305,6 +331,8 @@ pub struct World {
     pub cause: Cause,
     /// Start of the recorded history.
     pub history_start: DateTime<Utc>,
+    /// Reviews of earlier alerts, written only when the benchmark writes reviews.
+    pub reviews: Vec<Review>,
 }
 
 /// How far back a culprit may be and still be this generator's cause (a sanity bound of the
@@ -379,6 +407,9 @@ impl World {
                 .unwrap_or(self.history_start)
                 + Duration::seconds(30);
             timed.push((at, 2, group, Write::Alerts(members)));
+        }
+        for (i, r) in self.reviews.iter().enumerate() {
+            timed.push((r.at, 3, i, Write::Review(i)));
         }
         timed.sort_by_key(|a| (a.0, a.1, a.2));
         std::iter::once(Write::Topology)
@@ -521,6 +552,27 @@ impl World {
             != matches!(self.cause, Cause::Change(_))
         {
             return Err("the cause's type does not fit the kind".into());
+        }
+        for r in &self.reviews {
+            let Some(alert) = self.alerts.get(r.alert) else {
+                return Err("a review of no alert".into());
+            };
+            if alert.scored || r.at <= alert.starts_at {
+                return Err("a review of a scored alert, or before its alert".into());
+            }
+            let Cause::Deployment(i) = r.cause else {
+                return Err("a review confirms no deployment".into());
+            };
+            if self
+                .deployments
+                .get(i)
+                .is_none_or(|d| d.landed() >= alert.starts_at)
+            {
+                return Err("a review confirms a deployment after its alert".into());
+            }
+        }
+        if (self.kind == Kind::ReviewedKey) == self.reviews.is_empty() {
+            return Err("reviews belong to the reviewed-key kind".into());
         }
         Ok(())
     }

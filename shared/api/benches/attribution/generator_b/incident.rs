@@ -42,6 +42,8 @@ impl Ctx {
             Kind::Chaos => self.game_day(),
             Kind::ConfigMapEdit => self.out_of_band(false, &mut priors),
             Kind::FlagFlip => self.out_of_band(true, &mut priors),
+            // Not asked of this generator (`Kind::in_generator_b`); the nearest it has.
+            Kind::ReviewedKey => self.own_change(),
         };
         let first = self.first_alert();
         let until = first + self.dice.span(60.0, 180.0);

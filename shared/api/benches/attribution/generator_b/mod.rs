@@ -387,6 +387,7 @@ impl Ctx {
             alerts,
             cause,
             history_start: self.history_start,
+            reviews: Vec::new(),
         }
     }
 }

@@ -4,7 +4,10 @@
 //! reports (the changes it records, the objects it remembers), never for a clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use deploygraph_k8s::progress::Progress;
+mod support;
+
+use deploygraph_k8s::progress::{Progress, SkipReason};
+use deploygraph_k8s::retry::RetryPolicy;
 use deploygraph_k8s::watcher::{WatchConfig, WorkloadWatcher};
 use deploygraph_model::redact::REDACTED;
 use deploygraph_model::{Change, ChangeType, Environment, ServiceName, ServiceRef, Source, Uid};
@@ -15,7 +18,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -87,11 +91,23 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
     changes: mpsc::UnboundedReceiver<(Change, RecordKind)>,
     progress: Progress,
+    skips: Arc<Mutex<Vec<(String, SkipReason)>>>,
 }
 
 impl Running {
     fn start(client: &Client, store: &Arc<dyn GraphStore>, ns: &str) -> Self {
+        Self::start_with(client, store, ns, RetryPolicy::default())
+    }
+
+    fn start_with(
+        client: &Client,
+        store: &Arc<dyn GraphStore>,
+        ns: &str,
+        retry: RetryPolicy,
+    ) -> Self {
         let (tx, changes) = mpsc::unbounded_channel();
+        let skips = Arc::new(Mutex::new(Vec::new()));
+        let skipped = Arc::clone(&skips);
         let watcher = WorkloadWatcher::new(
             client.clone(),
             Arc::clone(store),
@@ -102,8 +118,12 @@ impl Running {
                 skip_helm_managed: false,
             },
         )
+        .retry(retry)
         .on_change(move |change, kind| {
             let _ = tx.send((change.clone(), kind));
+        })
+        .on_skipped(move |object, reason| {
+            skipped.lock().unwrap().push((object.to_owned(), reason));
         });
         let progress = watcher.progress();
         let stop = CancellationToken::new();
@@ -113,7 +133,12 @@ impl Running {
             task,
             changes,
             progress,
+            skips,
         }
+    }
+
+    fn skips(&self) -> Vec<(String, SkipReason)> {
+        self.skips.lock().unwrap().clone()
     }
 
     /// The next change the watcher records.
@@ -457,3 +482,103 @@ async fn a_restarted_watcher_records_nothing_for_unchanged_objects(store: Arc<dy
 }
 
 deploygraph_store::both_stores!(a_restarted_watcher_records_nothing_for_unchanged_objects);
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+        requeue_after: Duration::from_millis(200),
+        max_requeue_after: Duration::from_secs(1),
+    }
+}
+
+fn of_config_map(change: &Change, name: &str) -> bool {
+    change
+        .summary
+        .as_deref()
+        .is_some_and(|s| s.contains(&format!("/{name}:")))
+}
+
+/// A change the store refuses for good is counted once and skipped: the watcher moves on to
+/// the next edit and compares the object's next edit with the refused version, never retrying
+/// it. A change the store cannot take yet is set aside and recorded once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_is_skipped_and_an_unavailable_store_only_delays_one() {
+    let client = deploygraph_k8s::testing::client().await;
+    let ns = namespace(&client).await;
+    let (_dir, real) = deploygraph_store::testing::sqlite().await;
+    let (refuse, down) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicBool::new(true)),
+    );
+    let (refusing, is_down) = (Arc::clone(&refuse), Arc::clone(&down));
+    let store = support::FaultyStore::wrap_changes(Arc::clone(&real), move |c| {
+        if of_config_map(c, "bad") && refusing.load(Ordering::SeqCst) {
+            Some(support::rejected())
+        } else if of_config_map(c, "slow") && is_down.load(Ordering::SeqCst) {
+            Some(support::unavailable())
+        } else {
+            None
+        }
+    });
+    let name = unique("multi");
+    for cm in ["bad", "good", "slow"] {
+        create_config_map(&client, &ns, cm, json!({"LIMIT": "1"})).await;
+    }
+    let mut spec = deployment("multi", &name, "bad", None);
+    let template = spec.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    template.volumes = Some(
+        ["bad", "good", "slow"]
+            .iter()
+            .map(|cm| {
+                serde_json::from_value(json!({"name": cm, "configMap": {"name": cm}})).unwrap()
+            })
+            .collect(),
+    );
+    template.containers[0].volume_mounts = None;
+    Api::<K8sDeployment>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &spec)
+        .await
+        .unwrap();
+    let mut watcher = Running::start_with(&client, &store, &ns, quick_retries());
+    watcher.remembers(3).await;
+
+    // Refused, then the next edit (of another ConfigMap) is recorded.
+    edit_config_map(&client, &ns, "bad", json!({"LIMIT": "2"})).await;
+    edit_config_map(&client, &ns, "good", json!({"LIMIT": "2"})).await;
+    let good = watcher.next_change("the edit after the refused one").await;
+    assert!(of_config_map(&good, "good"), "{good:#?}");
+    assert_eq!(
+        watcher.skips(),
+        vec![(format!("{ns}/ConfigMap/bad"), SkipReason::StoreRejected)],
+        "counted once, never retried"
+    );
+    // The store takes it again: the next edit is compared with the refused version.
+    refuse.store(false, Ordering::SeqCst);
+    edit_config_map(&client, &ns, "bad", json!({"LIMIT": "3"})).await;
+    let bad = watcher.next_change("the edit after the refusal").await;
+    assert_eq!(diff_of(&bad), [("data.LIMIT", Some("2"), Some("3"))]);
+
+    // Unavailable: set aside (counted) while the watcher goes on, recorded once it is back.
+    edit_config_map(&client, &ns, "slow", json!({"LIMIT": "9"})).await;
+    let started = Instant::now();
+    while watcher.progress.requeued() == 0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "timed out waiting for the edit to be set aside"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        watcher
+            .skips()
+            .contains(&(format!("{ns}/ConfigMap/slow"), SkipReason::StoreUnavailable))
+    );
+    down.store(false, Ordering::SeqCst);
+    let slow = watcher.next_change("the edit set aside").await;
+    assert_eq!(diff_of(&slow), [("data.LIMIT", Some("1"), Some("9"))]);
+    let rest = watcher.stop().await;
+    assert!(rest.is_empty(), "{rest:#?}");
+    assert_eq!(changes_of(&real, &service(&ns, &name)).await.len(), 3);
+}

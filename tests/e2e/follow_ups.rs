@@ -226,16 +226,21 @@ fn a_rollout_the_watcher_records_late_is_a_suspect() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let text = crate::support::http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        text.contains("deploygraph_follow_ups_total{kind=\"deployment\",outcome=\"done\"}"),
-        "{text}"
-    );
+    // The follow-up is counted once it is finished, a moment after its attribution is stored.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = crate::support::http()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if text.contains("deploygraph_follow_ups_total{kind=\"deployment\",outcome=\"done\"}") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// A ConfigMap a Deployment mounts is edited with the Kubernetes API shortly before an alert on

@@ -1,6 +1,7 @@
 //! One ingest pipeline: a deployment reported after the alert it caused is considered for that
 //! alert whatever recorded it — `record deployment --store`, the HTTP API, or the Kubernetes
-//! watcher of `serve` — and so is a dependency's deployment for its dependents' alerts.
+//! watcher of `serve` — and so is a dependency's deployment for its dependents' alerts, and a
+//! ConfigMap edit the watcher records.
 
 use crate::support::{
     Server, digest, run, settled_suspects, sqlite_uri, stderr, stdout, temp_path, unique,
@@ -8,7 +9,7 @@ use crate::support::{
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -225,14 +226,156 @@ fn a_rollout_the_watcher_records_late_is_a_suspect() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let text = crate::support::http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    // The follow-up is counted once it is finished, a moment after its attribution is stored.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = crate::support::http()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if text.contains("deploygraph_follow_ups_total{kind=\"deployment\",outcome=\"done\"}") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A ConfigMap a Deployment mounts is edited with the Kubernetes API shortly before an alert on
+/// the Deployment's service: the watcher of `serve` records the edit, its follow-up
+/// re-attributes the alert, and the edit is one of the alert's suspects with its key diff.
+#[test]
+fn a_config_map_edit_the_watcher_records_is_a_suspect() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(deploygraph_k8s::testing::client());
+    let ns = unique("e2e-cm");
+    let service = unique("orders");
+    runtime.block_on(async {
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    let kubeconfig = std::env::var("KUBECONFIG_TEST")
+        .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)");
+    let server = Server::start(
+        &sqlite_uri(),
+        &[
+            "--token",
+            TOKEN,
+            "--watch-kubernetes",
+            "--watch-kubeconfig",
+            &kubeconfig,
+            "--watch-namespace",
+            &ns,
+            "--watch-environment",
+            "production",
+            "--lease-namespace",
+            &ns,
+        ],
+    );
+    // Once ConfigMaps are watched, a new workload's ConfigMap is read before its rollout is
+    // recorded: the rollout in the API means the edit below is compared with it.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !server.logs().contains("watching the ConfigMaps") {
+        assert!(
+            Instant::now() < deadline,
+            "the ConfigMaps are never watched: {}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &ns);
+    runtime.block_on(async {
+        config_maps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"metadata": {"name": "orders-db"}, "data": {"POOL_SIZE": "50"}}),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        Api::<Deployment>::namespaced(client.clone(), &ns)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "orders", "labels": {"app": service}},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "orders"}},
+                             "template": {"metadata": {"labels": {"app": "orders"}},
+                                          "spec": {"containers": [{"name": "orders", "image": "registry.local/orders:1.0",
+                                                   "envFrom": [{"configMapRef": {"name": "orders-db"}}]}]}}}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while crate::support::get_json(&format!("{}/v1/deployments?service={service}", server.url)).1
+        ["items"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "the rollout is never recorded: {}", server.logs());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The alert starts a minute from now; the edit lands before it.
+    let fingerprint = format!("{:016x}", rand::random::<u64>());
+    let (status, _, body) = crate::support::post_json(
+        &format!("{}/v1/alerts/alertmanager", server.url),
+        &notification(
+            &fingerprint,
+            &service,
+            &ns,
+            Utc::now() + Duration::minutes(1),
+        ),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    runtime.block_on(async {
+        config_maps
+            .patch(
+                "orders-db",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"POOL_SIZE": "5"}})),
+            )
+            .await
+            .unwrap();
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let suspect = loop {
+        let (_, view) = settled_suspects(&server.url, &fingerprint);
+        if let Some(found) = view["suspects"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["subject"] == "change").cloned())
+        {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ConfigMap edit never became a suspect: {view}\n{}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let change = &suspect["change"];
+    assert_eq!(change["kind"], "config_map", "{suspect}");
+    assert_eq!(change["source"], "k8s");
+    assert_eq!(
+        change["diff"],
+        json!([{"key": "data.POOL_SIZE", "before": "50", "after": "5"}]),
+        "{suspect}"
+    );
     assert!(
-        text.contains("deploygraph_follow_ups_total{kind=\"deployment\",outcome=\"done\"}"),
-        "{text}"
+        suspect["confidence_score"].as_f64().unwrap() > 0.0,
+        "{suspect}"
     );
 }

@@ -1,6 +1,6 @@
 //! `deploygraph serve --watch-kubernetes` against the real API server: a rollout made with the
 //! Kubernetes API shows up in the HTTP API, its status follows the controller's, and the metric
-//! counts it.
+//! counts it; so does the edit of a ConfigMap a workload mounts.
 
 use crate::support::{Server, get_json, sqlite_uri, unique};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -171,4 +171,93 @@ fn serve_records_rollouts_it_watches() {
         metrics()
             .contains(r#"deploygraph_watch_objects_skipped_total{reason="helm_release_corrupt"} 1"#)
     });
+
+    // A ConfigMap a workload mounts, edited with the Kubernetes API: a change on the workload's
+    // service in its timeline, counted. The workload is created once the ConfigMaps are
+    // watched, so the watcher reads the ConfigMap when it sees the workload, before its rollout.
+    wait("the ConfigMap watch", &server, || {
+        server.logs().contains("watching the ConfigMaps")
+    });
+    let cart = unique("cart");
+    runtime.block_on(async {
+        let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), &ns);
+        config_maps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"metadata": {"name": "cart-config"}, "data": {"MAX_ITEMS": "10"}}),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "cart", "labels": {"app": cart, "tier": "web"}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cart"}},
+                         "template": {"metadata": {"labels": {"app": "cart"}},
+                                      "spec": {"volumes": [{"name": "config", "configMap": {"name": "cart-config"}}],
+                                               "containers": [{"name": "cart", "image": "registry.local/cart:1.0"}]}}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    });
+    wait("the cart rollout", &server, || {
+        get_json(&format!("{}/v1/deployments?service={cart}", server.url)).1["items"]
+            .as_array()
+            .is_some_and(|i| i.len() == 1)
+    });
+    runtime.block_on(async {
+        let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), &ns);
+        config_maps
+            .patch(
+                "cart-config",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"MAX_ITEMS": "20"}})),
+            )
+            .await
+            .unwrap();
+    });
+    let timeline = format!(
+        "{}/v1/services/{cart}/timeline?environment=staging",
+        server.url
+    );
+    let mut events = json!(null);
+    wait("the ConfigMap edit in the timeline", &server, || {
+        events = get_json(&timeline).1["events"].clone();
+        events
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "change"))
+    });
+    let change = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "change")
+        .unwrap();
+    let summary = change["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("data.MAX_ITEMS 10 -> 20") && summary.contains("cart-config"),
+        "{summary}"
+    );
+    let stored = get_json(&format!(
+        "{}/v1/changes/{}",
+        server.url,
+        change["uid"].as_str().unwrap()
+    ))
+    .1;
+    assert_eq!(stored["kind"], "config_map");
+    assert_eq!(stored["source"], "k8s");
+    assert!(
+        metrics().contains(
+            r#"deploygraph_changes_recorded_total{kind="config_map",outcome="created"} 1"#
+        ),
+        "{}",
+        metrics()
+    );
 }

@@ -497,7 +497,8 @@ pub struct ServeArgs {
 /// The Kubernetes watcher of `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
-    /// Watch Deployments, StatefulSets and DaemonSets and record every rollout.
+    /// Watch Deployments, StatefulSets and DaemonSets and record every rollout, and edits of
+    /// the ConfigMaps and Secrets they reference and of the HPAs that scale them as changes.
     #[arg(long, env = "DEPLOYGRAPH_WATCH_KUBERNETES")]
     pub watch_kubernetes: bool,
     /// Also record every Helm release revision (Secrets of type helm.sh/release.v1) with its

@@ -391,8 +391,8 @@ fn mesh_config(
     Ok(Some((config, interval)))
 }
 
-/// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts while it
-/// leads.
+/// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts (and edits of
+/// the ConfigMaps, Secrets and HPAs workloads use) while it leads.
 async fn start_watcher(
     args: &crate::cli::WatchArgs,
     store: Arc<dyn GraphStore>,
@@ -437,13 +437,18 @@ async fn start_watcher(
     let watch_client = client.clone();
     let (namespaces, watch_helm) = (args.namespaces.clone(), args.watch_helm);
     tokio::spawn(run_elected(client, lease, stop, move |token| {
-        let (rollouts, skipped) = (Arc::clone(&metrics), Arc::clone(&metrics));
+        let (rollouts, changes, skipped) = (
+            Arc::clone(&metrics),
+            Arc::clone(&metrics),
+            Arc::clone(&metrics),
+        );
         let workloads =
             WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone())
                 .on_recorded(move |d, kind| {
                     let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
                     rollouts.rollout(workload, kind.as_str());
                 })
+                .on_change(move |c, kind| changes.change(c.kind.as_str(), kind.as_str()))
                 .on_skipped(move |_, reason| skipped.skipped(reason.as_str()));
         let mut tasks = vec![tokio::spawn(workloads.run(token.clone()))];
         if watch_helm {

@@ -1,8 +1,11 @@
 //! Kubernetes workloads as deploygraph sees them. [`leader`] elects the one replica that
 //! watches; [`rollout`] is the pure part of the workload watcher: what a
 //! rollout is (a pod-template change), its status from the rollout conditions, the commit and
-//! actor it carries, and the diff of its template against the previous one.
+//! actor it carries, and the diff of its template against the previous one; [`config_change`]
+//! the pure part of recording edits of the ConfigMaps, Secrets and HPAs workloads use as
+//! changes that are not rollouts.
 
+pub mod config_change;
 pub mod helm_watch;
 pub mod leader;
 pub mod observe;

@@ -198,7 +198,11 @@ fn hash(template: &Value) -> String {
     hex::encode(Sha256::digest(template.to_string().as_bytes()))
 }
 
-fn service_of(meta: &ObjectMeta, template: Option<&ObjectMeta>, name: &str) -> Option<ServiceName> {
+pub(crate) fn service_of(
+    meta: &ObjectMeta,
+    template: Option<&ObjectMeta>,
+    name: &str,
+) -> Option<ServiceName> {
     SERVICE_LABELS
         .iter()
         .find_map(|key| {
@@ -211,7 +215,7 @@ fn service_of(meta: &ObjectMeta, template: Option<&ObjectMeta>, name: &str) -> O
         .or_else(|| ServiceName::parse(name).ok())
 }
 
-fn changed_at(meta: &ObjectMeta) -> Option<DateTime<Utc>> {
+pub(crate) fn changed_at(meta: &ObjectMeta) -> Option<DateTime<Utc>> {
     meta.managed_fields
         .iter()
         .flatten()

@@ -46,6 +46,7 @@ pub struct Progress {
 struct Counts {
     tracked: AtomicUsize,
     requeued: AtomicUsize,
+    configs: AtomicUsize,
 }
 
 impl Progress {
@@ -58,6 +59,17 @@ impl Progress {
     /// Objects set aside until the store is back.
     pub fn requeued(&self) -> usize {
         self.inner.requeued.load(Ordering::SeqCst)
+    }
+
+    /// ConfigMaps and Secrets referenced by watched workloads, and HPAs, whose content the
+    /// workload watcher remembers to tell an edit from a relist. Deleted objects and objects
+    /// no watched workload references leave.
+    pub fn configs(&self) -> usize {
+        self.inner.configs.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_configs(&self, configs: usize) {
+        self.inner.configs.store(configs, Ordering::SeqCst);
     }
 
     pub(crate) fn set(&self, tracked: usize, requeued: usize) {

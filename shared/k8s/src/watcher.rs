@@ -14,10 +14,15 @@
 //! per event; a Pod that starts reporting a digest re-checks the rollouts still waiting for
 //! one, as a controller's watch on owned objects would.
 //!
+//! It also records edits of the ConfigMaps and Secrets the watched workloads' pod templates
+//! reference, and of the HorizontalPodAutoscalers that scale them, as changes that are not
+//! rollouts ([`configs`], [`crate::config_change`]).
+//!
 //! Store calls follow [`crate::retry`]: an unavailable store is retried a bounded number of
 //! times, then the workload is set aside and tried again later; a record the store rejects is
 //! logged, counted ([`SkipReason::StoreRejected`]) and skipped.
 
+use crate::config_change::{References, Snapshot};
 use crate::observe::{
     ContainerImage, Known, Observation, Skip, awaits_digests, decide, fill_digests,
     observe_daemonset, observe_deployment, observe_statefulset, resolve_digests, selector_matches,
@@ -40,6 +45,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+mod configs;
+
 /// What to watch.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -60,6 +67,8 @@ enum Object {
     Deployment(Box<K8sDeployment>),
     StatefulSet(Box<StatefulSet>),
     DaemonSet(Box<DaemonSet>),
+    /// A ConfigMap, Secret or HPA, as much of it as the watcher keeps.
+    Config(Box<Snapshot>),
 }
 
 impl Object {
@@ -68,6 +77,17 @@ impl Object {
             Self::Deployment(d) => observe_deployment(d),
             Self::StatefulSet(s) => observe_statefulset(s),
             Self::DaemonSet(d) => observe_daemonset(d),
+            Self::Config(_) => Err(Skip("not a workload".into())),
+        }
+    }
+
+    /// A workload's metadata and pod template.
+    fn workload(&self) -> Option<(&ObjectMeta, &k8s_openapi::api::core::v1::PodTemplateSpec)> {
+        match self {
+            Self::Deployment(d) => Some((&d.metadata, &d.spec.as_ref()?.template)),
+            Self::StatefulSet(s) => Some((&s.metadata, &s.spec.as_ref()?.template)),
+            Self::DaemonSet(d) => Some((&d.metadata, &d.spec.as_ref()?.template)),
+            Self::Config(_) => None,
         }
     }
 
@@ -76,6 +96,7 @@ impl Object {
             Self::Deployment(d) => ("Deployment", &d.metadata),
             Self::StatefulSet(s) => ("StatefulSet", &s.metadata),
             Self::DaemonSet(d) => ("DaemonSet", &d.metadata),
+            Self::Config(s) => return (s.kind.as_str(), s.namespace.clone(), s.name.clone()),
         };
         (
             kind,
@@ -221,6 +242,17 @@ fn pod_stream(api: Api<Pod>, namespace: Option<String>) -> (Store<Pod>, Changes)
 /// Called after every write of a rollout.
 pub type OnRecorded = Box<dyn Fn(&Deployment, RecordKind) + Send + Sync>;
 
+/// Called after every write of a change that is not a rollout (a ConfigMap, Secret or HPA edit).
+pub type OnChange = Box<dyn Fn(&deploygraph_model::Change, RecordKind) + Send + Sync>;
+
+/// A watched workload as the ConfigMaps, Secrets and HPAs see it: its service and what its pod
+/// template references.
+#[derive(Debug, Clone, PartialEq)]
+struct Usage {
+    service: deploygraph_model::ServiceName,
+    refs: References,
+}
+
 /// A rollout whose Pods have not reported every digest yet: where to look for them.
 #[derive(Debug, Clone)]
 struct Awaiting {
@@ -260,8 +292,18 @@ pub struct WorkloadWatcher {
     requeue: Requeue<Key, Work>,
     relisting: HashMap<Scope, HashSet<Key>>,
     pods: Vec<Store<Pod>>,
+    /// Every watched workload's service and references.
+    users: HashMap<Key, Usage>,
+    /// The referenced ConfigMaps and Secrets and every HPA, as last seen (or recorded).
+    configs: HashMap<Key, Snapshot>,
+    /// Workload scopes whose first list is not complete yet: the ConfigMaps, Secrets and HPAs
+    /// are listed after them, so their first list finds every reference known.
+    unlisted: HashSet<Scope>,
+    /// The ConfigMap, Secret and HPA streams have started.
+    configs_started: bool,
     progress: Progress,
     on_recorded: Option<OnRecorded>,
+    on_change: Option<OnChange>,
     on_skipped: Option<OnSkipped>,
 }
 
@@ -279,8 +321,13 @@ impl WorkloadWatcher {
             requeue: Requeue::new(),
             relisting: HashMap::new(),
             pods: Vec::new(),
+            users: HashMap::new(),
+            configs: HashMap::new(),
+            unlisted: HashSet::new(),
+            configs_started: false,
             progress: Progress::default(),
             on_recorded: None,
+            on_change: None,
             on_skipped: None,
         }
     }
@@ -292,6 +339,16 @@ impl WorkloadWatcher {
         f: impl Fn(&Deployment, RecordKind) + Send + Sync + 'static,
     ) -> Self {
         self.on_recorded = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` after every successful write of a ConfigMap, Secret or HPA edit (metrics).
+    #[must_use]
+    pub fn on_change(
+        mut self,
+        f: impl Fn(&deploygraph_model::Change, RecordKind) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_change = Some(Box::new(f));
         self
     }
 
@@ -342,6 +399,9 @@ impl WorkloadWatcher {
                 }
             }
             let n = ns.as_deref();
+            for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+                self.unlisted.insert((kind, ns.clone()));
+            }
             streams.push(stream(
                 api::<K8sDeployment>(&client, n),
                 &config,
@@ -372,6 +432,7 @@ impl WorkloadWatcher {
     /// Watches until `stop`.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut changes = futures::stream::select_all(self.streams());
+        let mut config_streams = Some(self.config_streams());
         tracing::info!(namespaces = ?self.config.namespaces, "watching workloads");
         enum Next {
             Stop,
@@ -397,8 +458,18 @@ impl WorkloadWatcher {
                 }
             };
             self.progress.set(self.known.len(), self.requeue.len());
+            self.progress.set_configs(self.configs.len());
             if !running {
                 break;
+            }
+            if self.unlisted.is_empty()
+                && let Some(streams) = config_streams.take()
+            {
+                tracing::info!(
+                    "workloads listed; watching the ConfigMaps, Secrets and HPAs they use"
+                );
+                self.configs_started = true;
+                streams.into_iter().for_each(|s| changes.push(s));
             }
         }
         tracing::info!("stopped watching workloads");
@@ -407,12 +478,16 @@ impl WorkloadWatcher {
     /// Applies one change; `false` when stopping.
     async fn apply(&mut self, change: Change, stop: &CancellationToken) -> bool {
         match change {
-            Change::Apply(object) => self.work(object.key(), Work::Object(object), stop).await,
+            Change::Apply(object) => {
+                self.track_usage(&object, stop).await;
+                self.work(object.key(), Work::Object(object), stop).await
+            }
             Change::Listed(scope, object) => {
                 let key = object.key();
                 if let Some(seen) = self.relisting.get_mut(&scope) {
                     seen.insert(key.clone());
                 }
+                self.track_usage(&object, stop).await;
                 self.work(key, Work::Object(object), stop).await
             }
             Change::Deleted(key) => {
@@ -429,6 +504,7 @@ impl WorkloadWatcher {
                 if let Some(seen) = self.relisting.remove(&scope) {
                     self.forget(|k| in_scope(k, &scope) && !seen.contains(k));
                 }
+                self.unlisted.remove(&scope);
                 true
             }
             Change::Pod { namespace, labels } => {
@@ -465,11 +541,18 @@ impl WorkloadWatcher {
         self.known.retain(|k, _| !gone(k));
         self.awaiting.retain(|k, _| !gone(k));
         self.requeue.retain(|k| !gone(k));
+        let users = self.users.len();
+        self.users.retain(|k, _| !gone(k));
+        self.configs.retain(|k, _| !gone(k));
+        if self.users.len() != users {
+            self.prune_configs();
+        }
     }
 
     /// Does `work` for `key` and books how it went; `false` when stopping.
     async fn work(&mut self, key: Key, work: Work, stop: &CancellationToken) -> bool {
         let handled = match &work {
+            Work::Object(Object::Config(snapshot)) => self.handle_config(snapshot, stop).await,
             Work::Object(object) => self.handle(object, stop).await,
             Work::Digests => self.record_digests(&key, stop).await,
         };

@@ -753,11 +753,26 @@ async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
         ..kube::config::AuthInfo::default()
     };
     let as_sa = Client::try_from(config).unwrap();
-    // Not an admin: it cannot create workloads or read ConfigMaps.
+    // Not an admin: it can read ConfigMaps (the ones workloads use are watched) but not write
+    // them, nor workloads.
     let denied: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(as_sa.clone(), &ns);
-    assert!(
-        matches!(denied.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
-    );
+    assert!(denied.list(&Default::default()).await.is_ok());
+    assert!(matches!(
+        denied
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap()
+            )
+            .await,
+        Err(kube::Error::Api(e)) if e.code == 403
+    ));
+    let workloads: Api<K8sDeployment> = Api::namespaced(as_sa.clone(), &ns);
+    assert!(matches!(
+        workloads
+            .create(&PostParams::default(), &deployment("x", "x", "registry.local/x:v1"))
+            .await,
+        Err(kube::Error::Api(e)) if e.code == 403
+    ));
 
     let (_dir, store) = deploygraph_store::testing::sqlite().await;
     let stop = CancellationToken::new();
@@ -838,6 +853,107 @@ async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
         |d| d.len() == 1,
     )
     .await;
+    // A ConfigMap a workload mounts, and the workload's HPA, edited: changes seen with the
+    // same role. The workload's rollout is recorded after the watcher noted (and read) what
+    // it references.
+    let flagged = unique("flagged");
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(admin.clone(), &ns);
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "flags"}, "data": {"checkout": "off"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut mounted = deployment("flagged", &flagged, "registry.local/flagged:v1");
+    let spec = mounted
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    spec.volumes = Some(vec![
+        serde_json::from_value(json!({"name": "flags", "configMap": {"name": "flags"}})).unwrap(),
+    ]);
+    api.create(&PostParams::default(), &mounted).await.unwrap();
+    wait_for(
+        &store,
+        &flagged,
+        "the rollout of the workload using flags",
+        |d| d.len() == 1,
+    )
+    .await;
+    config_maps
+        .patch(
+            "flags",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"checkout": "on"}})),
+        )
+        .await
+        .unwrap();
+    let flagged_service = deploygraph_model::ServiceRef {
+        name: ServiceName::parse(&flagged).unwrap(),
+        namespace: Some(ns.clone()),
+        environment: production(),
+    };
+    let changes = |store: Arc<dyn GraphStore>, service: deploygraph_model::ServiceRef| async move {
+        store
+            .list_changes(&deploygraph_store::ChangeFilter {
+                services: vec![service.uid()],
+                limit: 10,
+                ..deploygraph_store::ChangeFilter::default()
+            })
+            .await
+            .unwrap()
+    };
+    let started = Instant::now();
+    while changes(Arc::clone(&store), flagged_service.clone())
+        .await
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for the ConfigMap edit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The ConfigMap streams run: an HPA created now is seen from its creation.
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(admin.clone(), &ns);
+    hpas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "flagged"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "flagged"},
+                     "maxReplicas": 3}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    hpas.patch(
+        "flagged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"maxReplicas": 6}})),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    while changes(Arc::clone(&store), flagged_service.clone())
+        .await
+        .len()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for the HPA edit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.cancel();
     task.await.unwrap();
 }

@@ -1,5 +1,5 @@
-//! A store decorator for the watcher tests: the real store, except for the deployment writes
-//! a test chooses to fail, with the error it chooses.
+//! A store decorator for the watcher tests: the real store, except for the deployment and
+//! change writes a test chooses to fail, with the error it chooses.
 #![allow(dead_code)]
 
 use async_trait::async_trait;
@@ -18,10 +18,15 @@ use std::sync::Arc;
 /// Decides the fate of one deployment write: `Some(error)` fails it.
 pub type Fault = Box<dyn Fn(&Deployment) -> Option<Error> + Send + Sync>;
 
-/// `inner`, with the deployment writes `fault` fails.
+/// Decides the fate of one change write: `Some(error)` fails it.
+pub type ChangeFault = Box<dyn Fn(&deploygraph_model::Change) -> Option<Error> + Send + Sync>;
+
+/// `inner`, with the deployment writes `fault` fails and the change writes `change_fault`
+/// fails.
 pub struct FaultyStore {
     inner: Arc<dyn GraphStore>,
     fault: Fault,
+    change_fault: ChangeFault,
 }
 
 impl FaultyStore {
@@ -33,6 +38,19 @@ impl FaultyStore {
         Arc::new(Self {
             inner,
             fault: Box::new(fault),
+            change_fault: Box::new(|_| None),
+        })
+    }
+
+    /// `inner`, failing the change writes `fault` says.
+    pub fn wrap_changes(
+        inner: Arc<dyn GraphStore>,
+        fault: impl Fn(&deploygraph_model::Change) -> Option<Error> + Send + Sync + 'static,
+    ) -> Arc<dyn GraphStore> {
+        Arc::new(Self {
+            inner,
+            fault: Box::new(|_| None),
+            change_fault: Box::new(fault),
         })
     }
 }
@@ -189,6 +207,9 @@ impl GraphStore for FaultyStore {
         &self,
         batch: Vec<deploygraph_model::Change>,
     ) -> Result<Vec<deploygraph_store::ChangeOutcome>> {
+        if let Some(e) = batch.iter().find_map(|c| (self.change_fault)(c)) {
+            return Err(e);
+        }
         self.inner.record_changes(batch).await
     }
     async fn get_change(&self, uid: &Uid) -> Result<Option<deploygraph_model::Change>> {

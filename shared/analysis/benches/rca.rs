@@ -295,6 +295,15 @@ impl GraphStore for Timed {
         )
         .await
     }
+    async fn key_history(
+        &self,
+        paths: &[String],
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::KeyHistory>> {
+        self.time("key_history", self.inner.key_history(paths, before, limit))
+            .await
+    }
     async fn record_changes(
         &self,
         batch: Vec<deploygraph_model::Change>,

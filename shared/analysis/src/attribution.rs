@@ -280,6 +280,21 @@ pub struct Candidate {
     pub prior_deployments: u32,
     /// How many of those were blamed for an alert (confidence ≥ 0.5).
     pub prior_followed_by_alerts: u32,
+    /// The records of the keys it changed, in the whole graph before the candidates' window
+    /// (ordered by path); empty when it changed no key or no key has a history.
+    pub key_history: Vec<KeyRecord>,
+}
+
+/// One changed key's record in the graph before the candidate's window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key (`values.redis.pool.size`).
+    pub path: String,
+    /// Its most recent changes anywhere in the graph (deployments that changed it and changes
+    /// that are not rollouts with it), at most [`crate::engine::KEY_HISTORY_LIMIT`].
+    pub changes: u32,
+    /// How many of those were blamed for an alert (confidence ≥ 0.5).
+    pub blamed: u32,
 }
 
 impl Candidate {
@@ -718,6 +733,7 @@ mod tests {
             },
             prior_deployments: 0,
             prior_followed_by_alerts: 0,
+            key_history: Vec::new(),
         }
     }
 

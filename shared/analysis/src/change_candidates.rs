@@ -11,6 +11,7 @@
 //! | `changes.secret_changed` | a Secret edit, or a secret-looking or redacted key |
 //! | `changes.keys` | the other keys; the change's kind as one key for a change of configuration that lists none |
 //! | history | the service's deployments, as for a deployment of it |
+//! | key history | the keys it changed ([`key_paths`]), as a deployment's config keys |
 
 use crate::attribution::{Candidate, ChangeSummary, KeyDiff, Relation};
 use deploygraph_model::redact::{REDACTED, is_secret_path};
@@ -114,7 +115,21 @@ pub fn candidate(
         changes: summary_of(change),
         prior_deployments: history.deployments,
         prior_followed_by_alerts: history.followed_by_alerts,
+        // Filled for all candidates of an alert at once (`engine::candidates`).
+        key_history: Vec::new(),
     }
+}
+
+/// The keys whose history counts for the change: the keys it changed, as in its
+/// [`summary_of`] (not replica counts, and not the kind that stands in for a change of
+/// configuration that lists no key).
+pub fn key_paths(change: &Change) -> Vec<String> {
+    change
+        .diff
+        .iter()
+        .filter(|k| !is_replicas_key(&k.key))
+        .map(|k| k.key.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -150,6 +165,24 @@ mod tests {
         assert!(secret.secret_changed);
         let redacted = summary_of(&Change::test().key("env.API_TOKEN", "a", "b").build());
         assert!(redacted.secret_changed);
+    }
+
+    #[test]
+    fn key_paths_are_the_keys_changed_without_replica_counts_or_the_kind() {
+        let mut change = Change::test()
+            .kind(ChangeType::ConfigMap)
+            .key("data.pool.size", "50", "10")
+            .build();
+        change.diff.push(deploygraph_model::KeyChange {
+            key: "spec.replicas".into(),
+            before: Some("3".into()),
+            after: Some("1".into()),
+        });
+        assert_eq!(key_paths(&change), vec!["data.pool.size".to_owned()]);
+        let mut terraform = Change::test().kind(ChangeType::Terraform).build();
+        terraform.diff.clear();
+        assert!(key_paths(&terraform).is_empty());
+        assert_eq!(summary_of(&terraform).keys.len(), 1, "the kind stands in");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! functions of this crate, and (for attribution) write the decision back.
 
 use crate::attribution::{
-    ActiveChaos, Attribution, Candidate, ChangeSummary, Relation, Settings, attribute,
+    ActiveChaos, Attribution, Candidate, ChangeSummary, KeyRecord, Relation, Settings, attribute,
 };
 use crate::change_candidates;
 use crate::dora;
@@ -87,6 +87,10 @@ async fn related_with_edges(
     Ok((related, edges))
 }
 
+/// How many of a key's most recent changes its history counts
+/// ([`GraphStore::key_history`]'s limit): enough for a rate, bounded per key.
+pub const KEY_HISTORY_LIMIT: u32 = 200;
+
 /// The facts an alert is attributed from: its candidates (deployments and changes that are not
 /// rollouts in the window on its service and its dependencies) and the chaos runs active on its
 /// service.
@@ -108,9 +112,8 @@ pub async fn candidates(
     let uids: Vec<Uid> = related.iter().map(|r| r.service.uid()).collect();
     let start = alert.starts_at;
     // Rollouts that started up to a window before the window still count when they landed in it.
-    let deployments = store
-        .deployments_between(&uids, start - settings.window * 2, start)
-        .await?;
+    let earliest = start - settings.window * 2;
+    let deployments = store.deployments_between(&uids, earliest, start).await?;
     // The deployments the candidates follow, in one read.
     let follows: Vec<Uid> = deployments
         .iter()
@@ -124,6 +127,8 @@ pub async fn candidates(
         .collect();
     let mut histories: HashMap<(Uid, DateTime<Utc>), (u32, u32)> = HashMap::new();
     let mut candidates = Vec::with_capacity(deployments.len());
+    // The keys each candidate changed, by index into `candidates`.
+    let mut changed_keys: Vec<Vec<String>> = Vec::with_capacity(deployments.len());
     for stored in &deployments {
         let d = &stored.deployment;
         let Some(related) = relation.get(&d.service_uid()) else {
@@ -142,6 +147,8 @@ pub async fn candidates(
                 h
             }
         };
+        let changes = ChangeSummary::of(d, previous);
+        changed_keys.push(changes.keys.iter().map(|k| k.path.clone()).collect());
         candidates.push(Candidate {
             deployment: d.uid.clone(),
             subject: SubjectKind::Deployment,
@@ -151,9 +158,10 @@ pub async fn candidates(
             status: d.status,
             relation: related.relation,
             path: related.path.clone(),
-            changes: ChangeSummary::of(d, previous),
+            changes,
             prior_deployments,
             prior_followed_by_alerts,
+            key_history: Vec::new(),
         });
     }
     // Changes that are not rollouts land at once: the window itself bounds them.
@@ -170,10 +178,14 @@ pub async fn candidates(
             .map(|r| r.path.clone())
             .unwrap_or_else(|| vec![service.clone()]);
         let history = store.service_history(&service_uid, change.at).await?;
+        changed_keys.push(change_candidates::key_paths(&change));
         candidates.push(change_candidates::candidate(
             &change, service, relation, path, history,
         ));
     }
+    // Before the earliest time candidates are read from, so that no candidate counts in its own
+    // history, nor a rival of the same alert.
+    fill_key_history(store, &mut candidates, &changed_keys, earliest).await?;
     let chaos: Vec<ActiveChaos> = if services.is_empty() {
         Vec::new()
     } else {
@@ -196,6 +208,49 @@ pub async fn candidates(
             .collect()
     };
     Ok((candidates, chaos))
+}
+
+/// Fills each candidate's [`Candidate::key_history`] with the records of the keys it changed
+/// (`changed_keys`, by candidate), read in one call for all of them.
+async fn fill_key_history(
+    store: &dyn GraphStore,
+    candidates: &mut [Candidate],
+    changed_keys: &[Vec<String>],
+    before: DateTime<Utc>,
+) -> Result<()> {
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let paths: Vec<String> = changed_keys
+        .iter()
+        .flatten()
+        .filter(|p| seen.insert(p.as_str()))
+        .cloned()
+        .collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let records: HashMap<String, KeyRecord> = store
+        .key_history(&paths, before, KEY_HISTORY_LIMIT)
+        .await?
+        .into_iter()
+        .map(|h| {
+            (
+                h.path.clone(),
+                KeyRecord {
+                    path: h.path,
+                    changes: h.changes,
+                    blamed: h.followed_by_alerts,
+                },
+            )
+        })
+        .collect();
+    for (candidate, keys) in candidates.iter_mut().zip(changed_keys) {
+        let keys: BTreeSet<&String> = keys.iter().collect();
+        candidate.key_history = keys
+            .into_iter()
+            .filter_map(|k| records.get(k).cloned())
+            .collect();
+    }
+    Ok(())
 }
 
 /// Attributes `alert` and stores the result: TRIGGERS to the suspects at or above the floor
@@ -740,4 +795,101 @@ pub async fn incident_report(
         topology,
         mermaid,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use deploygraph_model::fixture::minute;
+    use deploygraph_model::{Deployment, KeyChange};
+    use deploygraph_store::MigrationSource;
+    use deploygraph_store::sqlite::SqliteStore;
+
+    fn blame(deployment: &Uid, alert: &Uid, confidence_score: f64) -> Trigger {
+        Trigger {
+            subject: SubjectKind::Deployment,
+            subject_uid: deployment.clone(),
+            alert_uid: alert.clone(),
+            confidence_score,
+            reasons: vec!["r".into()],
+            computed_at: minute(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn candidates_carry_their_keys_history_from_before_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db"), MigrationSource::Embedded)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        // Earlier, on two services: three changes of the pool size, one of them blamed (and one
+        // suspected below the blame threshold).
+        let past: Vec<Deployment> = [("api", 0_i64), ("web", 10), ("api", 20)]
+            .into_iter()
+            .map(|(service, at)| {
+                Deployment::test()
+                    .service(service)
+                    .image_seed(at.unsigned_abs() + 1)
+                    .started_at_minute(at)
+                    .change("values.pool.size", "50", &at.to_string())
+                    .build()
+            })
+            .collect();
+        store.record_deployments(past.clone()).await.unwrap();
+        for (d, at, confidence) in [(&past[0], 5, 0.9), (&past[1], 15, 0.3)] {
+            let alert = Alert::test(&format!("old{at}"), d.service.as_str(), at);
+            store.record_alerts(vec![alert.clone()]).await.unwrap();
+            store
+                .replace_attribution(&alert.uid, &[blame(&d.uid, &alert.uid, confidence)], None)
+                .await
+                .unwrap();
+        }
+        // In the window: a deployment and a change of the same key, and a key with no past.
+        let alert_at = 3000;
+        let suspect = Deployment::test()
+            .service("api")
+            .image_seed(99)
+            .started_at_minute(alert_at - 20)
+            .change("values.pool.size", "50", "10")
+            .change("values.fresh", "a", "b")
+            .build();
+        store
+            .record_deployments(vec![suspect.clone()])
+            .await
+            .unwrap();
+        let mut flag = Change::test()
+            .service("api")
+            .at_minute(alert_at - 10)
+            .key("values.pool.size", "10", "5")
+            .build();
+        flag.diff.push(KeyChange {
+            key: "values.other".into(),
+            before: None,
+            after: Some("x".into()),
+        });
+        store.record_changes(vec![flag.clone()]).await.unwrap();
+        let alert = Alert::test("now", "api", alert_at);
+        store.record_alerts(vec![alert.clone()]).await.unwrap();
+
+        let (candidates, _) = candidates(&store, &alert, &Settings::default())
+            .await
+            .unwrap();
+        let record = KeyRecord {
+            path: "values.pool.size".into(),
+            changes: 3,
+            blamed: 1,
+        };
+        let of = |uid: &Uid| {
+            candidates
+                .iter()
+                .find(|c| &c.deployment == uid)
+                .map(|c| c.key_history.clone())
+                .expect("a candidate")
+        };
+        // Neither the candidates themselves nor each other count: they are in the window.
+        assert_eq!(of(&suspect.uid), vec![record.clone()]);
+        assert_eq!(of(&flag.uid), vec![record]);
+    }
 }

@@ -830,6 +830,14 @@ impl GraphStore for DownStore {
     ) -> deploygraph_store::Result<ServiceHistory> {
         Err(down())
     }
+    async fn key_history(
+        &self,
+        _: &[String],
+        _: DateTime<Utc>,
+        _: u32,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::KeyHistory>> {
+        Err(down())
+    }
     async fn record_changes(
         &self,
         _: Vec<deploygraph_model::Change>,

@@ -515,6 +515,14 @@ impl GraphStore for GatedStore {
     ) -> deploygraph_store::Result<ServiceHistory> {
         self.inner.service_history(service, before).await
     }
+    async fn key_history(
+        &self,
+        paths: &[String],
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::KeyHistory>> {
+        self.inner.key_history(paths, before, limit).await
+    }
     async fn record_changes(
         &self,
         batch: Vec<deploygraph_model::Change>,

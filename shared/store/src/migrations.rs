@@ -92,7 +92,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0007_follow_ups.sql",
     "0008_attribution_probabilities.sql",
     "0009_topology_sources.sql",
-    "0010_changes.sql"
+    "0010_changes.sql",
+    "0012_key_history.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -104,7 +105,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0005_follow_ups.cypher",
     "0006_attribution_probabilities.cypher",
     "0007_topology_sources.cypher",
-    "0008_changes.cypher"
+    "0008_changes.cypher",
+    "0010_key_history.cypher"
 );
 
 impl MigrationSource {

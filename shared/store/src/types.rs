@@ -411,6 +411,34 @@ pub struct ServiceHistory {
 /// The confidence at which a TRIGGERS edge blames its deployment (more likely than not).
 pub const BLAMED_CONFIDENCE: f64 = 0.5;
 
+/// One key's record: of its most recent changes before a time (at most a limit), how many there
+/// were and how many were blamed for an alert ([`crate::GraphStore::key_history`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHistory {
+    /// The key: a deployment's config change path, or a key a change that is not a rollout
+    /// changed.
+    pub path: String,
+    /// Its most recent changes before the given time, at most the limit: deployments that
+    /// changed it and changes that are not rollouts with it.
+    pub changes: u32,
+    /// How many of those were blamed for an alert: TRIGGERS at least one with a confidence of
+    /// [`BLAMED_CONFIDENCE`] or more.
+    pub followed_by_alerts: u32,
+}
+
+/// The most distinct paths one [`crate::GraphStore::key_history`] call reads; later ones are
+/// left out.
+pub const KEY_HISTORY_MAX_PATHS: usize = 64;
+
+/// The largest `limit` of [`crate::GraphStore::key_history`]; a larger one reads this many.
+pub const KEY_HISTORY_MAX_LIMIT: u32 = 500;
+
+/// Changes that are not rollouts keep their keys in a list on Neo4j, which no index reaches, so
+/// [`crate::GraphStore::key_history`] looks for them among this many most recent changes before
+/// the given time (on both backends alike). Changes are far rarer than deployments: this is
+/// weeks of them in a large fleet.
+pub const KEY_HISTORY_CHANGE_SCAN: u32 = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

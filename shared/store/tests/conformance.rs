@@ -7,14 +7,15 @@ use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::fixture::minute;
 use deploygraph_model::topology::{EdgeSource, ServiceTopology};
 use deploygraph_model::{
-    Alert, AlertOutcome, AlertStatus, CertificateRecord, ChaosRun, CheckRecord, Deployment,
-    DeploymentStatus, Environment, InfraSnapshot, ServiceName, ServiceRef, SubjectKind, Trigger,
-    Uid, ValidationResult, Verdict,
+    Alert, AlertOutcome, AlertStatus, CertificateRecord, Change, ChangeKind, ChaosRun, CheckRecord,
+    ConfigChange, Deployment, DeploymentStatus, Environment, InfraSnapshot, KeyChange, ServiceName,
+    ServiceRef, SubjectKind, Trigger, Uid, ValidationResult, Verdict,
 };
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
     AlertFilter, ChaosFilter, Claim, Cursor, DeploymentFilter, FollowUpKind, FollowUpStats,
-    GraphStore, MigrationSource, RecordKind, StoredDeployment, TopologyMode, TopologyUpdate,
+    GraphStore, KeyHistory, MigrationSource, RecordKind, StoredDeployment, TopologyMode,
+    TopologyUpdate,
 };
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
@@ -940,6 +941,164 @@ async fn attribution_is_replaced_never_duplicated(store: Arc<dyn GraphStore>) {
     }
 }
 
+/// One key's history as `(changes, followed_by_alerts)` by path.
+fn histories(found: &[KeyHistory]) -> Vec<(String, u32, u32)> {
+    found
+        .iter()
+        .map(|h| (h.path.clone(), h.changes, h.followed_by_alerts))
+        .collect()
+}
+
+async fn key_history_counts_each_keys_recent_changes_across_the_graph(store: Arc<dyn GraphStore>) {
+    // Keys of this test alone (the Neo4j database is shared): `a` sorts before `b`.
+    let prefix = unique("values.keyhist");
+    let (a, b, quiet_key) = (
+        format!("{prefix}.a"),
+        format!("{prefix}.b"),
+        format!("{prefix}.quiet"),
+    );
+    let (api, db) = (unique("keys-api"), unique("keys-db"));
+    let deployment = |service: &str, at: i64, keys: &[&str]| {
+        let mut builder = Deployment::test()
+            .service(service)
+            .image_seed(at.unsigned_abs() + 1)
+            .started_at_minute(at);
+        for key in keys {
+            builder = builder.change(key, "1", &at.to_string());
+        }
+        builder.build()
+    };
+    let d0 = deployment(&api, 0, &[&a]);
+    let d1 = deployment(&db, 10, &[&a]);
+    let d2 = deployment(&api, 20, &[&a, &b]);
+    // Changed `a` in two ways (a value and a manifest field): one change of the key.
+    let mut d3 = deployment(&api, 30, &[&a]);
+    d3.changes.push(ConfigChange::new(
+        a.clone(),
+        ChangeKind::Manifest,
+        Some("x".into()),
+        Some("y".into()),
+    ));
+    let at_before = deployment(&db, 50, &[&a]);
+    let unrelated = deployment(&db, 40, &[]);
+    let deployments = [&d0, &d1, &d2, &d3, &at_before, &unrelated];
+    store
+        .record_deployments(deployments.iter().map(|d| (*d).clone()).collect())
+        .await
+        .unwrap();
+    let mut change = Change::test()
+        .service(&db)
+        .at_minute(25)
+        .key(&a, "1", "2")
+        .build();
+    change.diff.push(KeyChange {
+        key: b.clone(),
+        before: None,
+        after: Some("on".into()),
+    });
+    let quiet = Change::test()
+        .service(&db)
+        .at_minute(26)
+        .key(&quiet_key, "1", "2")
+        .build();
+    let later = Change::test()
+        .service(&db)
+        .at_minute(55)
+        .key(&a, "2", "3")
+        .build();
+    store
+        .record_changes(vec![change.clone(), quiet.clone(), later.clone()])
+        .await
+        .unwrap();
+    // Blamed at 0.5 or more only: d0 (0.9), d1 (exactly 0.5) and the change (0.8); d2 was a
+    // suspect at 0.49, `quiet` one at 0.1.
+    let mut subjects: Vec<Uid> = deployments.iter().map(|d| d.uid.clone()).collect();
+    subjects.extend([change.uid.clone(), quiet.uid.clone(), later.uid.clone()]);
+    for (i, (subject, uid, score)) in [
+        (SubjectKind::Deployment, &d0.uid, 0.9),
+        (SubjectKind::Deployment, &d1.uid, 0.5),
+        (SubjectKind::Deployment, &d2.uid, 0.49),
+        (SubjectKind::Change, &change.uid, 0.8),
+        (SubjectKind::Change, &quiet.uid, 0.1),
+        (SubjectKind::Deployment, &at_before.uid, 0.9),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let alert = Alert::test(&unique("fp"), &api, 100 + i as i64);
+        store.record_alerts(vec![alert.clone()]).await.unwrap();
+        subjects.push(alert.uid.clone());
+        store
+            .replace_attribution(
+                &alert.uid,
+                &[Trigger {
+                    subject,
+                    subject_uid: uid.clone(),
+                    alert_uid: alert.uid.clone(),
+                    confidence_score: score,
+                    reasons: vec!["r".into()],
+                    computed_at: minute(200),
+                }],
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let history = |paths: Vec<String>, before: i64, limit: u32| {
+        let store = Arc::clone(&store);
+        async move {
+            histories(
+                &store
+                    .key_history(&paths, minute(before), limit)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    // Across services and kinds of change, strictly before `before`, ordered by path; a path
+    // asked twice is answered once, an unknown one not at all.
+    assert_eq!(
+        history(
+            vec![b.clone(), a.clone(), quiet_key.clone(), a.clone()],
+            50,
+            10
+        )
+        .await,
+        vec![
+            (a.clone(), 5, 3),
+            (b.clone(), 2, 1),
+            (quiet_key.clone(), 1, 0)
+        ]
+    );
+    assert_eq!(
+        history(vec![a.clone(), format!("{prefix}.nothing")], 50, 10).await,
+        vec![(a.clone(), 5, 3)]
+    );
+    // The most recent `limit`: d3 (30) and the change (25).
+    assert_eq!(
+        history(vec![a.clone(), b.clone()], 50, 2).await,
+        vec![(a.clone(), 2, 1), (b.clone(), 2, 1)]
+    );
+    assert_eq!(
+        history(vec![a.clone()], 50, 1).await,
+        vec![(a.clone(), 1, 0)]
+    );
+    // Only before `before`: at 20, d2 is not yet (it started then).
+    assert_eq!(
+        history(vec![a.clone(), b.clone()], 20, 10).await,
+        vec![(a.clone(), 2, 2)]
+    );
+    // Later changes count when they are before.
+    assert_eq!(
+        history(vec![a.clone()], 60, 10).await,
+        vec![(a.clone(), 7, 4)]
+    );
+    assert!(history(Vec::new(), 60, 10).await.is_empty());
+    assert!(history(vec![a.clone()], 60, 0).await.is_empty());
+    assert!(history(vec![a.clone()], 0, 10).await.is_empty());
+    deploygraph_store::testing::discard_follow_ups(store.as_ref(), &subjects).await;
+}
+
 async fn chaos_runs_are_updated_in_place_and_raise_alerts(store: Arc<dyn GraphStore>) {
     let service = unique("chaos");
     let run_id = unique("run");
@@ -1143,10 +1302,12 @@ async fn the_removed_status_migration_keeps_existing_data() {
         "0003_alerts_topology_chaos.sql",
         "0004_optional_commit_and_digest.sql",
         "0005_helm_revisions.sql",
-        // The follow-up outbox the current code writes into with every ingest, and the
-        // changes' tables attribution reads and replaces beside the deployments'.
+        // The follow-up outbox the current code writes into with every ingest, the changes'
+        // tables attribution reads and replaces beside the deployments', and the config
+        // changes' start it writes for key history.
         "0007_follow_ups.sql",
         "0010_changes.sql",
+        "0012_key_history.sql",
     ] {
         std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
     }
@@ -1166,7 +1327,7 @@ async fn the_removed_status_migration_keeps_existing_data() {
         let v5 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
             .unwrap();
-        assert_eq!(v5.migrate().await.unwrap().len(), 7);
+        assert_eq!(v5.migrate().await.unwrap().len(), 8);
         v5.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();
@@ -1735,6 +1896,7 @@ deploygraph_store::both_stores!(
     owner_and_tier_are_kept_and_listed,
     a_large_mesh_write_is_one_transaction_in_chunks,
     attribution_is_replaced_never_duplicated,
+    key_history_counts_each_keys_recent_changes_across_the_graph,
     chaos_runs_are_updated_in_place_and_raise_alerts,
     a_rollout_without_commit_or_digest_is_recorded,
     helm_revisions_are_linked_and_follow_the_release,
@@ -1901,6 +2063,158 @@ async fn neo4j_the_topology_sources_migration_marks_old_edges_manual() {
     assert!(store.dependencies(&a).await.unwrap().is_empty());
 }
 
+/// Upgrading a store whose config changes were written before they carried their deployment's
+/// start backfills it, so their keys' history is read from the new index at once.
+#[tokio::test]
+async fn the_key_history_migration_backfills_config_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir_all(old.join("sqlite")).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < "0012" {
+            std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
+        }
+    }
+    let path = dir.path().join("upgrade.db");
+    let service = unique("upgrade");
+    let deployments: Vec<Deployment> = [0, 10, 20]
+        .into_iter()
+        .map(|at: i64| {
+            Deployment::test()
+                .service(&service)
+                .image_seed(at.unsigned_abs() + 1)
+                .started_at_minute(at)
+                .build()
+        })
+        .collect();
+    {
+        let before = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
+            .await
+            .unwrap();
+        before.migrate().await.unwrap();
+        before
+            .record_deployments(deployments.clone())
+            .await
+            .unwrap();
+        // Config changes as the code before 0012 wrote them: without the deployment's start.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (d, key) in deployments.iter().zip(["values.a", "values.a", "values.b"]) {
+            conn.execute(
+                "INSERT INTO config_changes (uid, deployment_uid, path, kind, before, after)
+                 VALUES (?1, ?2, ?3, 'value', '1', '2')",
+                rusqlite::params![format!("cc-{}", d.uid.as_str()), d.uid.as_str(), key],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(
+        applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["0012_key_history.sql"]
+    );
+    store.ready().await.unwrap();
+    let history = |before: i64, limit: u32| {
+        let store = &store;
+        async move {
+            histories(
+                &store
+                    .key_history(
+                        &["values.a".to_owned(), "values.b".to_owned()],
+                        minute(before),
+                        limit,
+                    )
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        history(60, 10).await,
+        vec![("values.a".to_owned(), 2, 0), ("values.b".to_owned(), 1, 0)]
+    );
+    // Each change carries its own deployment's start.
+    assert_eq!(history(10, 10).await, vec![("values.a".to_owned(), 1, 0)]);
+    // A deployment recorded after the upgrade is counted beside the backfilled ones.
+    let after = Deployment::test()
+        .service(&service)
+        .image_seed(40)
+        .started_at_minute(30)
+        .change("values.b", "2", "3")
+        .build();
+    store.record_deployments(vec![after]).await.unwrap();
+    assert_eq!(
+        history(60, 10).await,
+        vec![("values.a".to_owned(), 2, 0), ("values.b".to_owned(), 2, 0)]
+    );
+}
+
+/// On Neo4j, the migration's statements give ConfigChange nodes written before they carried
+/// their deployment's start that start (run here on this test's own deployments, whose
+/// ConfigChanges lose the property first; the shared server is migrated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_the_key_history_migration_backfills_config_changes() {
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let service = unique("old-keys");
+    let key = unique("values.old");
+    let deployments: Vec<Deployment> = [0, 10, 20]
+        .into_iter()
+        .map(|at: i64| {
+            Deployment::test()
+                .service(&service)
+                .image_seed(at.unsigned_abs() + 1)
+                .started_at_minute(at)
+                .change(&key, "1", &at.to_string())
+                .build()
+        })
+        .collect();
+    store.record_deployments(deployments.clone()).await.unwrap();
+    let graph = neo4rs::Graph::new(std::env::var("NEO4J_TEST_URI").unwrap(), "", "").unwrap();
+    graph
+        .run(
+            neo4rs::query(
+                "MATCH (:DeploymentEvent {service_uid: $service})-[:CHANGED]->(x:ConfigChange)
+                 REMOVE x.started_at_us",
+            )
+            .param("service", deployments[0].service_uid().as_str()),
+        )
+        .await
+        .unwrap();
+    let history = |before: i64, limit: u32| {
+        let store = Arc::clone(&store);
+        let key = key.clone();
+        async move {
+            histories(
+                &store
+                    .key_history(std::slice::from_ref(&key), minute(before), limit)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    assert!(history(60, 10).await.is_empty(), "not backfilled yet");
+    let migration = deploygraph_store::migrations::EMBEDDED_NEO4J
+        .iter()
+        .find(|(name, _)| *name == "0010_key_history.cypher")
+        .unwrap();
+    let migration = deploygraph_store::Migration {
+        version: 10,
+        name: migration.0.to_owned(),
+        body: migration.1.to_owned(),
+    };
+    for statement in migration.statements() {
+        graph.run(neo4rs::query(&statement)).await.unwrap();
+    }
+    assert_eq!(history(60, 10).await, vec![(key.clone(), 3, 0)]);
+    assert_eq!(history(15, 10).await, vec![(key.clone(), 2, 0)]);
+    let uids: Vec<Uid> = deployments.iter().map(|d| d.uid.clone()).collect();
+    deploygraph_store::testing::discard_follow_ups(store.as_ref(), &uids).await;
+}
+
 #[tokio::test]
 async fn a_fresh_sqlite_store_is_not_ready_until_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -1928,10 +2242,12 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         "0001_init.sql",
         "0002_infra_snapshots.sql",
         "0003_alerts_topology_chaos.sql",
-        // The follow-up outbox the current code writes into with every ingest, and the
-        // changes' tables attribution reads and replaces beside the deployments'.
+        // The follow-up outbox the current code writes into with every ingest, the changes'
+        // tables attribution reads and replaces beside the deployments', and the config
+        // changes' start it writes for key history.
         "0007_follow_ups.sql",
         "0010_changes.sql",
+        "0012_key_history.sql",
     ] {
         std::fs::copy(source.join(name), old.join("sqlite").join(name)).unwrap();
     }
@@ -1951,7 +2267,7 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         let v3 = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
             .unwrap();
-        assert_eq!(v3.migrate().await.unwrap().len(), 5);
+        assert_eq!(v3.migrate().await.unwrap().len(), 6);
         v3.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();

@@ -203,6 +203,14 @@ impl GraphStore for FaultyStore {
     ) -> Result<ServiceHistory> {
         self.inner.service_history(service, before).await
     }
+    async fn key_history(
+        &self,
+        paths: &[String],
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<deploygraph_store::KeyHistory>> {
+        self.inner.key_history(paths, before, limit).await
+    }
     async fn record_changes(
         &self,
         batch: Vec<deploygraph_model::Change>,

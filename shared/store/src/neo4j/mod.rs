@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
 use crate::types::{
-    AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, Page, RecordOutcome,
-    ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
+    AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, KeyHistory, Page,
+    RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -55,6 +55,7 @@ impl Default for Neo4jOptions {
 
 mod change;
 mod follow_up;
+mod key_history;
 mod rca;
 mod topology;
 
@@ -250,6 +251,8 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
                 ("kind", c.kind.as_str().into()),
                 ("before", opt_str(c.before.as_deref())),
                 ("after", opt_str(c.after.as_deref())),
+                // The deployment's start, so a key's most recent changes are one index range.
+                ("started_at_us", d.started_at.timestamp_micros().into()),
             ])
         })
         .collect();
@@ -1146,6 +1149,15 @@ impl GraphStore for Neo4jStore {
         before: DateTime<Utc>,
     ) -> Result<ServiceHistory> {
         self.rca_service_history(service, before).await
+    }
+
+    async fn key_history(
+        &self,
+        paths: &[String],
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<KeyHistory>> {
+        self.key_history_of(paths, before, limit).await
     }
 
     async fn record_changes(&self, batch: Vec<Change>) -> Result<Vec<ChangeOutcome>> {

@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
 use crate::types::{
-    AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, Page, RecordKind,
-    RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
+    AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, KeyHistory, Page,
+    RecordKind, RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,6 +33,7 @@ const BACKEND: &str = "sqlite";
 
 mod change;
 mod follow_up;
+mod key_history;
 mod rca;
 mod topology;
 
@@ -370,7 +371,8 @@ fn write_deployment(
     for change in &d.changes {
         exec(
             tx,
-            "INSERT INTO config_changes (uid, deployment_uid, path, kind, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO config_changes (uid, deployment_uid, path, kind, before, after, started_at_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (uid) DO NOTHING",
             params![
                 change.uid(&d.uid).as_str(),
@@ -378,7 +380,8 @@ fn write_deployment(
                 change.path,
                 change.kind.as_str(),
                 change.before,
-                change.after
+                change.after,
+                d.started_at.timestamp_micros()
             ],
         )
         .map_err(backend_error("write a config change"))?;
@@ -839,6 +842,17 @@ impl GraphStore for SqliteStore {
     ) -> Result<ServiceHistory> {
         let service = service.clone();
         self.with_reader(move |conn| rca::service_history(conn, &service, before))
+            .await
+    }
+
+    async fn key_history(
+        &self,
+        paths: &[String],
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<KeyHistory>> {
+        let paths = paths.to_vec();
+        self.with_reader(move |conn| key_history::key_history(conn, &paths, before, limit))
             .await
     }
 

@@ -1,0 +1,85 @@
+//! Key history on Neo4j: each path's most recent deployments from the index
+//! `ConfigChange (path, started_at_us)` (migration 0010), and the keys of the most recent
+//! changes that are not rollouts (a Change keeps its keys in a list, which no index reaches, so
+//! the newest [`KEY_HISTORY_CHANGE_SCAN`] changes are read from the `at_us` index), tallied
+//! alike on both backends.
+
+use super::{Neo4jStore, decode_failed};
+use crate::error::Result;
+use crate::key_history::{Sighting, bounds, tally};
+use crate::types::{KEY_HISTORY_CHANGE_SCAN, KeyHistory};
+use chrono::{DateTime, Utc};
+use neo4rs::{BoltType, query};
+
+const OPERATION: &str = "read keys' history";
+
+/// Per path, its `$limit` most recent deployments before `$before` (one index range, ordered by
+/// the index: the path is fixed, so ordering by it too lets the planner read the index
+/// backwards and stop at the limit); then, one row per key found, the `$scan` most recent
+/// changes before `$before` that changed one of `$paths`. Each with whether it was blamed.
+const KEY_HISTORY: &str = "
+UNWIND $paths AS path
+CALL {
+  WITH path
+  MATCH (x:ConfigChange)
+  WHERE x.path = path AND x.started_at_us < $before
+  WITH x ORDER BY x.path DESC, x.started_at_us DESC, x.uid DESC LIMIT $limit
+  MATCH (d:DeploymentEvent)-[:CHANGED]->(x)
+  RETURN collect(x.started_at_us) AS times, collect(d.uid) AS subjects,
+         collect(EXISTS {
+           MATCH (d)-[t:TRIGGERS]->(:Alert) WHERE t.confidence_score >= $blamed
+         }) AS blamed
+}
+RETURN path, times, subjects, blamed
+UNION ALL
+MATCH (c:Change)
+WHERE c.at_us < $before
+WITH c ORDER BY c.at_us DESC, c.uid DESC LIMIT $scan
+UNWIND [k IN c.keys WHERE k IN $paths] AS path
+RETURN path, [c.at_us] AS times, [c.uid] AS subjects,
+       [EXISTS {
+         MATCH (c)-[t:TRIGGERS]->(:Alert) WHERE t.confidence_score >= $blamed
+       }] AS blamed";
+
+impl Neo4jStore {
+    pub(super) async fn key_history_of(
+        &self,
+        paths: &[String],
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<KeyHistory>> {
+        let (paths, limit) = bounds(paths, limit);
+        if paths.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let list: Vec<BoltType> = paths.iter().map(|p| p.as_str().into()).collect();
+        let rows = self
+            .rows(
+                query(KEY_HISTORY)
+                    .param("paths", BoltType::from(list))
+                    .param("before", before.timestamp_micros())
+                    .param("limit", i64::from(limit))
+                    .param("scan", i64::from(KEY_HISTORY_CHANGE_SCAN))
+                    .param("blamed", crate::BLAMED_CONFIDENCE),
+                OPERATION,
+            )
+            .await?;
+        let dec = decode_failed(OPERATION);
+        let mut sightings = Vec::new();
+        for row in rows {
+            let path: String = row.get("path").map_err(&dec)?;
+            let times: Vec<i64> = row.get("times").map_err(&dec)?;
+            let subjects: Vec<String> = row.get("subjects").map_err(&dec)?;
+            let blamed: Vec<bool> = row.get("blamed").map_err(&dec)?;
+            sightings.extend(times.into_iter().zip(subjects).zip(blamed).map(
+                |((at_us, subject), blamed)| Sighting {
+                    path: path.clone(),
+                    at_us,
+                    subject,
+                    blamed,
+                },
+            ));
+        }
+        Ok(tally(sightings, limit))
+    }
+}

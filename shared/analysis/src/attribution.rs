@@ -624,6 +624,22 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         "{} of {} earlier deployments of {} were blamed for alerts",
         candidate.prior_followed_by_alerts, candidate.prior_deployments, candidate.service
     ));
+    // What the graph knows of the changed keys elsewhere: the ones blamed before first.
+    let mut risky: Vec<&KeyRecord> = candidate
+        .key_history
+        .iter()
+        .filter(|k| k.blamed > 0)
+        .collect();
+    risky.sort_by(|a, b| {
+        let rate = |k: &KeyRecord| f64::from(k.blamed) / f64::from(k.changes.max(1));
+        rate(b).total_cmp(&rate(a)).then_with(|| a.path.cmp(&b.path))
+    });
+    for k in risky.iter().take(3) {
+        out.push(format!(
+            "{}: {} of its last {} changes anywhere were blamed for alerts",
+            k.path, k.blamed, k.changes
+        ));
+    }
     if features.superseded > 0.0 {
         out.push(format!(
             "{} later change(s) of {} landed before the alert",
@@ -989,6 +1005,47 @@ mod tests {
             ),
             Attribution::Deployments { .. }
         ));
+    }
+
+    #[test]
+    fn reasons_name_the_changed_keys_blamed_elsewhere_riskiest_first() {
+        let mut c = candidate("d1", -20);
+        c.changes.keys = vec![
+            key("values.redis.pool.size", "50", "10"),
+            key("values.log.level", "info", "debug"),
+            key("values.cache.ttl", "30", "60"),
+        ];
+        c.key_history = vec![
+            KeyRecord {
+                path: "values.cache.ttl".into(),
+                changes: 10,
+                blamed: 1,
+            },
+            KeyRecord {
+                path: "values.log.level".into(),
+                changes: 40,
+                blamed: 0,
+            },
+            KeyRecord {
+                path: "values.redis.pool.size".into(),
+                changes: 4,
+                blamed: 3,
+            },
+        ];
+        let delta = Duration::minutes(20);
+        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let reasons = reasons(&c, &f, delta);
+        let keyed: Vec<&String> = reasons
+            .iter()
+            .filter(|r| r.contains("changes anywhere"))
+            .collect();
+        assert_eq!(
+            keyed,
+            [
+                "values.redis.pool.size: 3 of its last 4 changes anywhere were blamed for alerts",
+                "values.cache.ttl: 1 of its last 10 changes anywhere were blamed for alerts",
+            ]
+        );
     }
 
     #[test]

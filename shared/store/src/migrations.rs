@@ -92,7 +92,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0007_follow_ups.sql",
     "0008_attribution_probabilities.sql",
     "0009_topology_sources.sql",
-    "0010_changes.sql"
+    "0010_changes.sql",
+    "0011_verdicts.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(

@@ -328,7 +328,7 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
     let applied = store.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["0010_changes.sql"]
+        ["0010_changes.sql", "0011_verdicts.sql"]
     );
     store.ready().await.unwrap();
     let pending = store

@@ -607,8 +607,11 @@ impl Neo4jStore {
                     "MATCH (d:DeploymentEvent)
                      WHERE d.service_uid = $service AND d.started_at_us < $before
                      RETURN count(d) AS deployments,
-                            count(CASE WHEN EXISTS {
-                                MATCH (d)-[t:TRIGGERS]->(:Alert) WHERE t.confidence_score >= $blamed
+                            count(CASE WHEN EXISTS { MATCH (d)-[:CAUSED]->(:Alert) }
+                                         OR EXISTS {
+                                MATCH (d)-[t:TRIGGERS]->(a:Alert)
+                                WHERE t.confidence_score >= $blamed
+                                  AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) }
                             } THEN 1 END) AS followed",
                 )
                 .param("service", service.as_str())

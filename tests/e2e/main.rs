@@ -19,4 +19,5 @@ mod rca;
 mod serve;
 mod support;
 mod topology;
+mod verdicts;
 mod watch;

@@ -838,6 +838,12 @@ pub struct QueryAlertsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("verdict")
+        .args(["confirm", "reject"])
+        .conflicts_with("recompute")
+        .requires("by")
+))]
 pub struct QuerySuspectsArgs {
     /// The alert's Alertmanager fingerprint (its newest occurrence unless --starts-at).
     #[arg(long, value_name = "FINGERPRINT", value_parser = crate::insight::fingerprint_arg)]
@@ -849,6 +855,21 @@ pub struct QuerySuspectsArgs {
     /// attribution settings apply and --token is needed when it requires one.
     #[arg(long)]
     pub recompute: bool,
+    /// Confirm this deployment or change (its uid) as the alert's cause (a write: --token when
+    /// the server requires one). It need not be a computed suspect: the cause may lie outside
+    /// the window. Kept across recomputes; later alerts count it as blamed.
+    #[arg(long, value_name = "UID", value_parser = crate::insight::uid_arg)]
+    pub confirm: Option<String>,
+    /// Reject this deployment or change (its uid) as the alert's cause: it no longer counts
+    /// as blamed for this alert, whatever its probability.
+    #[arg(long, value_name = "UID", value_parser = crate::insight::uid_arg)]
+    pub reject: Option<String>,
+    /// Who gives the verdict (required with --confirm or --reject).
+    #[arg(long, value_name = "NAME", requires = "verdict", value_parser = crate::insight::reviewer_arg)]
+    pub by: Option<String>,
+    /// Why, for the next reviewer (with --confirm or --reject).
+    #[arg(long, value_name = "TEXT", requires = "verdict", value_parser = crate::insight::note_arg)]
+    pub note: Option<String>,
     /// While the alert's attribution is still pending (it arrived moments ago and the server's
     /// follow-up workers have not computed it yet), wait up to this long for it (`10s`; `0s`
     /// answers at once, saying it is pending).
@@ -1054,6 +1075,36 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn suspects_with(args: &[&str]) -> Result<(), clap::error::ErrorKind> {
+        let mut argv = vec!["deploygraph", "query", "suspects", "--alert", "fp1"];
+        argv.extend_from_slice(args);
+        Cli::command()
+            .try_get_matches_from(argv)
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn a_verdict_needs_a_reviewer_and_one_subject() {
+        let uid = "deployment-0123";
+        assert_eq!(suspects_with(&["--confirm", uid, "--by", "alice"]), Ok(()));
+        assert_eq!(
+            suspects_with(&["--reject", uid, "--by", "alice", "--note", "not it"]),
+            Ok(())
+        );
+        for bad in [
+            &["--confirm", uid][..],
+            &["--confirm", uid, "--reject", uid, "--by", "alice"],
+            &["--confirm", uid, "--by", "alice", "--recompute"],
+            &["--by", "alice"],
+            &["--note", "why"],
+            &["--confirm", "not a uid", "--by", "alice"],
+            &["--confirm", uid, "--by", ""],
+        ] {
+            assert!(suspects_with(bad).is_err(), "{bad:?}");
+        }
     }
 
     fn diff_of(args: &[&str]) -> Result<Vec<deploygraph_model::KeyChangeInput>, String> {

@@ -17,7 +17,9 @@ use chrono::{DateTime, Duration, Utc};
 use deploygraph_analysis::report;
 use deploygraph_analysis::views::{CommonFactors, Dora, IncidentReport, Suspects, Timeline};
 use deploygraph_client::{AlertsQuery, CypherQuery, Occurrence};
-use deploygraph_model::{Alert, format_time, parse_time};
+use deploygraph_model::{
+    Alert, SuspectVerdict, VerdictInput, VerdictKind, format_time, parse_time,
+};
 use deploygraph_model::{Environment, ServiceName};
 use deploygraph_store::MAX_PAGE_SIZE;
 use serde::de::DeserializeOwned;
@@ -50,6 +52,38 @@ pub fn fingerprint_arg(value: &str) -> Result<String, String> {
     }
     if value.len() > 128 {
         return Err("is longer than 128 characters".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// A deployment's or a change's uid, as deploygraph prints them.
+pub fn uid_arg(value: &str) -> Result<String, String> {
+    deploygraph_model::Uid::parse(value)
+        .map(|u| u.as_str().to_owned())
+        .map_err(|e| e.message)
+}
+
+/// Who gives a verdict: not empty, at most 256 characters (as the server takes it).
+pub fn reviewer_arg(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.chars().count() > deploygraph_model::verdict::limits::BY {
+        return Err(format!(
+            "is longer than {} characters",
+            deploygraph_model::verdict::limits::BY
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// A verdict's note: at most 4096 characters (as the server takes it).
+pub fn note_arg(value: &str) -> Result<String, String> {
+    if value.chars().count() > deploygraph_model::verdict::limits::NOTE {
+        return Err(format!(
+            "is longer than {} characters",
+            deploygraph_model::verdict::limits::NOTE
+        ));
     }
     Ok(value.to_owned())
 }
@@ -288,6 +322,14 @@ pub async fn query_suspects(args: QuerySuspectsArgs) -> Outcome {
         fingerprint: &args.alert,
         starts_at: args.starts_at.as_ref(),
     };
+    let verdict = match (&args.confirm, &args.reject) {
+        (Some(uid), _) => Some((VerdictKind::Confirmed, uid)),
+        (None, Some(uid)) => Some((VerdictKind::Rejected, uid)),
+        (None, None) => None,
+    };
+    if let Some((kind, uid)) = verdict {
+        return record_verdict(&client, alert, kind, uid, &args).await;
+    }
     let what = if args.recompute {
         "failed to recompute the attribution"
     } else {
@@ -310,6 +352,42 @@ pub async fn query_suspects(args: QuerySuspectsArgs) -> Outcome {
     match args.output {
         Output::Json => print_json(&suspects),
         Output::Text => crate::out!("{}", report::suspects_text(&suspects)),
+    }
+}
+
+/// `query suspects --confirm UID | --reject UID`: a reviewer's verdict on a subject of the
+/// alert, printed as stored.
+async fn record_verdict(
+    client: &deploygraph_client::Client,
+    alert: Occurrence<'_>,
+    kind: VerdictKind,
+    uid: &str,
+    args: &QuerySuspectsArgs,
+) -> Outcome {
+    let what = match kind {
+        VerdictKind::Confirmed => "failed to confirm the suspect",
+        VerdictKind::Rejected => "failed to reject the suspect",
+    };
+    let input = VerdictInput {
+        verdict: Some(kind.as_str().to_owned()),
+        by: args.by.clone(),
+        note: args.note.clone(),
+    };
+    let answer = client
+        .verdict(alert, uid, &input)
+        .await
+        .map_err(|e| Failure::from_api(what, e))?;
+    let stored: SuspectVerdict = decode(what, answer.body)?;
+    match args.output {
+        Output::Json => print_json(&stored),
+        Output::Text => crate::out!(
+            "{} {} of alert {} ({}) {}\n",
+            stored.subject.as_str(),
+            stored.subject_uid,
+            args.alert,
+            stored.alert_uid,
+            report::verdict_text(&deploygraph_analysis::views::VerdictView::from(&stored))
+        ),
     }
 }
 

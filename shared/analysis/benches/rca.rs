@@ -358,6 +358,19 @@ impl GraphStore for Timed {
         self.time("attribution", self.inner.attribution(alert))
             .await
     }
+    async fn record_verdict(
+        &self,
+        verdict: &deploygraph_model::SuspectVerdict,
+    ) -> deploygraph_store::Result<Option<deploygraph_store::VerdictOutcome>> {
+        self.time("record_verdict", self.inner.record_verdict(verdict))
+            .await
+    }
+    async fn verdicts(
+        &self,
+        alerts: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::SuspectVerdict>> {
+        self.time("verdicts", self.inner.verdicts(alerts)).await
+    }
     async fn top_triggers(&self, alerts: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
         self.time("top_triggers", self.inner.top_triggers(alerts))
             .await

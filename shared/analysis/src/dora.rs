@@ -4,7 +4,7 @@
 //! |---|---|
 //! | deployment frequency | deployments started in the period ÷ the period's length in days |
 //! | lead time for changes | per deployment with a commit time: finish (else start) − `commit.committed_at`; median and p90 |
-//! | change failure rate | deployments that failed, were rolled back, or are more likely than not the cause of an alert (the top suspect with a calibrated probability ≥ 0.5) ÷ deployments |
+//! | change failure rate | deployments that failed, were rolled back, or caused an alert ÷ deployments. A deployment caused an alert when a reviewer confirmed it as the cause, or when it is the top suspect with a calibrated probability ≥ 0.5 and no reviewer rejected it for that alert ([`counts_as_failure`]) |
 //! | time to restore | per resolved alert on the service that started in the period: `ends_at − starts_at`; median and p90 |
 
 use crate::views::{DoraMetrics, DurationStats};
@@ -15,6 +15,17 @@ use std::collections::BTreeSet;
 /// A top suspect counts as a failed change from this probability on: more likely than not, by
 /// the attribution model's calibrated probability.
 pub const FAILURE_CONFIDENCE: f64 = deploygraph_store::BLAMED_CONFIDENCE;
+
+/// Whether a deployment with this probability of causing an alert (`None`: not a suspect of
+/// it) and this reviewer's verdict on it for that alert is a failed change: a confirmed one
+/// always, a rejected one never, else from [`FAILURE_CONFIDENCE`] on — the rule the service
+/// history counts by ([`deploygraph_store::is_blamed`]).
+pub fn counts_as_failure(
+    confidence: Option<f64>,
+    verdict: Option<deploygraph_model::VerdictKind>,
+) -> bool {
+    deploygraph_store::is_blamed(confidence, verdict)
+}
 
 /// Median and p90 (nearest rank) of `samples`, in seconds.
 pub fn stats(mut samples: Vec<f64>) -> Option<DurationStats> {
@@ -146,6 +157,17 @@ mod tests {
         assert_eq!(lead, Some((3, 600.0)));
         let restore = m.time_to_restore.map(|r| (r.samples, r.median_seconds));
         assert_eq!(restore, Some((1, 1200.0)));
+    }
+
+    #[test]
+    fn a_reviewer_s_verdict_decides_over_the_probability() {
+        use deploygraph_model::VerdictKind::{Confirmed, Rejected};
+        assert!(counts_as_failure(Some(0.5), None));
+        assert!(!counts_as_failure(Some(0.49), None));
+        assert!(!counts_as_failure(None, None));
+        assert!(counts_as_failure(Some(0.1), Some(Confirmed)));
+        assert!(counts_as_failure(None, Some(Confirmed)));
+        assert!(!counts_as_failure(Some(0.95), Some(Rejected)));
     }
 
     #[test]

@@ -10,11 +10,12 @@ use crate::factors::{FailedFacts, common_factors};
 use crate::timeline::TimelinePage;
 use crate::views::{
     ChaosCause, CommonFactors, Dora, DoraMetrics, IncidentReport, SuspectView, Suspects, Timeline,
+    VerdictView,
 };
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::{
-    Alert, Change, DeploymentStatus, Environment, ServiceName, ServiceRef, SubjectKind, Trigger,
-    Uid, Verdict,
+    Alert, Change, DeploymentStatus, Environment, ServiceName, ServiceRef, SubjectKind,
+    SuspectVerdict, Trigger, Uid, Verdict, VerdictKind,
 };
 use deploygraph_store::{
     AlertFilter, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result, StoredDeployment,
@@ -442,16 +443,37 @@ pub async fn find_alert(
         .pop())
 }
 
-/// The alert's stored attribution with the suspects' deployments and changes.
+/// The alert's stored attribution with the suspects' deployments and changes, each with its
+/// reviewer's verdict; subjects a reviewer confirmed that attribution did not rank follow the
+/// ranked suspects, `added_by_review`.
 pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> {
     let services = store.alert_services(&alert.uid).await?;
     let stored = store.attribution(&alert.uid).await?;
+    let mut verdicts: BTreeMap<Uid, SuspectVerdict> = store
+        .verdicts(std::slice::from_ref(&alert.uid))
+        .await?
+        .into_iter()
+        .map(|v| (v.subject_uid.clone(), v))
+        .collect();
+    let ranked: BTreeSet<&Uid> = stored.triggers.iter().map(|t| &t.subject_uid).collect();
+    // Confirmed outside the ranking: the true cause may lie outside the window.
+    let added: Vec<SuspectVerdict> = verdicts
+        .values()
+        .filter(|v| v.verdict == VerdictKind::Confirmed && !ranked.contains(&v.subject_uid))
+        .cloned()
+        .collect();
     let of_kind = |kind: SubjectKind| -> Vec<Uid> {
         stored
             .triggers
             .iter()
             .filter(|t| t.subject == kind)
             .map(|t| t.subject_uid.clone())
+            .chain(
+                added
+                    .iter()
+                    .filter(|v| v.subject == kind)
+                    .map(|v| v.subject_uid.clone()),
+            )
             .collect()
     };
     let mut deployments: HashMap<Uid, StoredDeployment> = store
@@ -466,17 +488,40 @@ pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> 
         .into_iter()
         .map(|c| (c.uid.clone(), c))
         .collect();
-    let mut views = Vec::with_capacity(stored.triggers.len());
-    for t in stored.triggers {
-        let view = match t.subject {
-            SubjectKind::Deployment => deployments.remove(&t.subject_uid).map(|d| {
-                SuspectView::of_deployment(d, t.confidence_score, t.reasons, t.computed_at)
-            }),
+    let mut view_of = |subject: SubjectKind,
+                       uid: &Uid,
+                       confidence_score: f64,
+                       reasons: Vec<String>,
+                       computed_at: DateTime<Utc>| {
+        match subject {
+            SubjectKind::Deployment => deployments
+                .remove(uid)
+                .map(|d| SuspectView::of_deployment(d, confidence_score, reasons, computed_at)),
             SubjectKind::Change => changes
-                .remove(&t.subject_uid)
-                .map(|c| SuspectView::of_change(c, t.confidence_score, t.reasons, t.computed_at)),
-        };
-        views.extend(view);
+                .remove(uid)
+                .map(|c| SuspectView::of_change(c, confidence_score, reasons, computed_at)),
+        }
+    };
+    let mut views = Vec::with_capacity(stored.triggers.len() + added.len());
+    for t in stored.triggers {
+        let view = view_of(
+            t.subject,
+            &t.subject_uid,
+            t.confidence_score,
+            t.reasons,
+            t.computed_at,
+        );
+        views.extend(view.map(|mut v| {
+            v.verdict = verdicts.remove(&v.uid).as_ref().map(VerdictView::from);
+            v
+        }));
+    }
+    for v in &added {
+        if let Some(mut view) = view_of(v.subject, &v.subject_uid, 0.0, Vec::new(), v.at) {
+            view.verdict = Some(VerdictView::from(v));
+            view.added_by_review = true;
+            views.push(view);
+        }
     }
     let chaos = match stored.chaos_run {
         Some(run_uid) => Some(ChaosCause {
@@ -645,14 +690,31 @@ pub async fn dora_metrics(
             })
             .await?;
         let uids: Vec<Uid> = page.iter().map(|a| a.uid.clone()).collect();
+        let reviewed = store.verdicts(&uids).await?;
+        let verdicts: HashMap<(&Uid, &Uid), VerdictKind> = reviewed
+            .iter()
+            .map(|v| ((&v.alert_uid, &v.subject_uid), v.verdict))
+            .collect();
         for top in store.top_triggers(&uids).await? {
             // A change that is not a rollout blamed is no failed deployment.
+            let verdict = verdicts.get(&(&top.alert_uid, &top.subject_uid)).copied();
             if top.subject == SubjectKind::Deployment
-                && top.confidence_score >= dora::FAILURE_CONFIDENCE
+                && dora::counts_as_failure(Some(top.confidence_score), verdict)
             {
                 blamed.insert(top.subject_uid);
             }
         }
+        // A deployment a reviewer confirmed as an alert's cause is a failed change, whatever
+        // its probability.
+        blamed.extend(
+            reviewed
+                .iter()
+                .filter(|v| {
+                    v.subject == SubjectKind::Deployment
+                        && dora::counts_as_failure(None, Some(v.verdict))
+                })
+                .map(|v| v.subject_uid.clone()),
+        );
         let full = page.len() == MAX_PAGE_SIZE;
         cursor = page
             .last()
@@ -727,11 +789,17 @@ pub async fn incident_report(
             next_cursor: None,
         },
     };
-    let snapshot = match suspects
+    // The cause a reviewer confirmed, else the top suspect.
+    let cause = suspects
         .suspects
-        .first()
-        .and_then(|s| s.deployment.as_ref())
-    {
+        .iter()
+        .find(|s| {
+            s.verdict
+                .as_ref()
+                .is_some_and(|v| v.verdict == VerdictKind::Confirmed)
+        })
+        .or_else(|| suspects.suspects.first());
+    let snapshot = match cause.and_then(|s| s.deployment.as_ref()) {
         Some(top) => store.snapshot_for_deployment(&top.deployment.uid).await?,
         None => None,
     };

@@ -3,8 +3,9 @@
 
 use crate::views::{
     CommonFactors, Dora, DurationStats, IncidentReport, SuspectView, Suspects, Timeline,
+    VerdictView,
 };
-use deploygraph_model::{Change, ServiceRef, Verdict};
+use deploygraph_model::{Change, ServiceRef, Verdict, VerdictKind};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -106,11 +107,25 @@ pub fn mermaid(suspects: &Suspects, topology: &[(ServiceRef, Vec<ServiceRef>)]) 
         } else {
             continue;
         };
-        let _ = writeln!(
-            out,
-            "  {id} -. \"TRIGGERS {:.2}\" .-> {alert_id}",
-            view.confidence_score
-        );
+        if !view.added_by_review {
+            let _ = writeln!(
+                out,
+                "  {id} -. \"TRIGGERS {:.2}\" .-> {alert_id}",
+                view.confidence_score
+            );
+        }
+        if let Some(v) = &view.verdict {
+            let kind = v.verdict.relationship();
+            let arrow = match v.verdict {
+                VerdictKind::Confirmed => "==>",
+                VerdictKind::Rejected => "--x",
+            };
+            let _ = writeln!(
+                out,
+                "  {id} {arrow}|\"{kind} by {}\"| {alert_id}",
+                label(&v.by)
+            );
+        }
     }
     if let Some(chaos) = &suspects.chaos {
         let id = node_id("chaos", chaos.run_uid.as_str());
@@ -192,21 +207,54 @@ pub fn suspects_text(s: &Suspects) -> String {
     out
 }
 
+/// A reviewer's verdict in a sentence: `confirmed as the cause by alice at …: note`.
+pub fn verdict_text(v: &VerdictView) -> String {
+    format!(
+        "{} by {} at {}{}",
+        match v.verdict {
+            VerdictKind::Confirmed => "confirmed as the cause",
+            VerdictKind::Rejected => "rejected as the cause",
+        },
+        v.by,
+        deploygraph_model::format_time(&v.at),
+        v.note
+            .as_deref()
+            .map_or(String::new(), |n| format!(": {n}"))
+    )
+}
+
+/// What a suspect's headline says of its review: ` [confirmed]`, ` [rejected]`, and for one
+/// attribution did not rank, that a reviewer added it.
+fn review_mark(v: &SuspectView) -> String {
+    let mut mark = String::new();
+    if let Some(verdict) = &v.verdict {
+        mark.push_str(&format!(" [{}]", verdict.verdict.as_str()));
+    }
+    if v.added_by_review {
+        mark.push_str(" (added by review: not among the computed suspects)");
+    }
+    mark
+}
+
 /// One ranked suspect as text: its headline, reasons, and what it changed.
 fn suspect_text(out: &mut String, rank: usize, v: &SuspectView) {
     if let Some(stored) = &v.deployment {
         let d = &stored.deployment;
         let _ = writeln!(
             out,
-            "{rank}. {:.3}  {} {} {} {} commit {} ({})",
+            "{rank}. {:.3}  {} {} {} {} commit {} ({}){}",
             v.confidence_score,
             d.service,
             d.environment,
             d.version.as_deref().unwrap_or("-"),
             deploygraph_model::format_time(&d.started_at),
             d.commit_sha().unwrap_or("unknown"),
-            d.status.as_str()
+            d.status.as_str(),
+            review_mark(v)
         );
+        if let Some(verdict) = &v.verdict {
+            let _ = writeln!(out, "     ! {}", verdict_text(verdict));
+        }
         for r in &v.reasons {
             let _ = writeln!(out, "     - {r}");
         }
@@ -223,7 +271,7 @@ fn suspect_text(out: &mut String, rank: usize, v: &SuspectView) {
     } else if let Some(c) = &v.change {
         let _ = writeln!(
             out,
-            "{rank}. {:.3}  {} change of {} {} by {}{}",
+            "{rank}. {:.3}  {} change of {} {} by {}{}{}",
             v.confidence_score,
             c.kind.as_str(),
             change_services(c),
@@ -231,8 +279,12 @@ fn suspect_text(out: &mut String, rank: usize, v: &SuspectView) {
             c.actor,
             c.summary
                 .as_deref()
-                .map_or(String::new(), |s| format!(": {s}"))
+                .map_or(String::new(), |s| format!(": {s}")),
+            review_mark(v)
         );
+        if let Some(verdict) = &v.verdict {
+            let _ = writeln!(out, "     ! {}", verdict_text(verdict));
+        }
         for r in &v.reasons {
             let _ = writeln!(out, "     - {r}");
         }
@@ -433,12 +485,14 @@ pub fn markdown(r: &IncidentReport) -> String {
         let d = &stored.deployment;
         let _ = writeln!(
             out,
-            "### {}. {} {} — confidence {:.2}\n",
+            "### {}. {} {} — confidence {:.2}{}\n",
             i + 1,
             d.service,
             d.version.as_deref().unwrap_or_else(|| d.short_commit()),
-            v.confidence_score
+            v.confidence_score,
+            review_mark(v)
         );
+        review_markdown(&mut out, v);
         let _ = writeln!(
             out,
             "Deployment `{}` to {} started {} ({}), commit `{}`{}{}.\n",
@@ -570,15 +624,28 @@ pub fn markdown(r: &IncidentReport) -> String {
     out
 }
 
+/// A suspect's verdict in the review draft, in bold: what the review decided comes first.
+fn review_markdown(out: &mut String, v: &SuspectView) {
+    if let Some(verdict) = &v.verdict {
+        let mut text = verdict_text(verdict);
+        if let Some(first) = text.get(..1) {
+            text = format!("{}{}", first.to_uppercase(), &text[1..]);
+        }
+        let _ = writeln!(out, "**{text}.**\n");
+    }
+}
+
 /// A change suspect in the review draft: headline, facts, reasons and its key-level diff.
 fn change_markdown(out: &mut String, rank: usize, v: &SuspectView, c: &Change) {
     let _ = writeln!(
         out,
-        "### {rank}. {} change of {} — confidence {:.2}\n",
+        "### {rank}. {} change of {} — confidence {:.2}{}\n",
         c.kind.as_str(),
         c.service_names(),
-        v.confidence_score
+        v.confidence_score,
+        review_mark(v)
     );
+    review_markdown(out, v);
     let _ = writeln!(
         out,
         "Change `{}` of {} at {} by {}{}{}.\n",

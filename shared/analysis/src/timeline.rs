@@ -1,7 +1,8 @@
 //! A service's timeline, one bounded page at a time.
 //!
 //! A timeline merges five listings — deployments, changes that are not rollouts, alerts (with
-//! their resolution), infra snapshots and chaos runs (with their end) — each of which the store
+//! their resolution and reviewers' verdicts on their suspects), infra snapshots and chaos runs
+//! (with their end) — each of which the store
 //! returns newest first,
 //! a page at a time. A page of the timeline is the newest `limit` *items* of the window (an
 //! alert and its resolution are one item, keyed by its start; a chaos run and its end too),
@@ -13,12 +14,15 @@ use crate::views::{EventKind, Timeline, TimelineEvent};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use deploygraph_model::{AlertStatus, Environment, ServiceName, ServiceRef, Uid, Verdict};
+use deploygraph_model::{
+    AlertStatus, Environment, ServiceName, ServiceRef, SubjectKind, SuspectVerdict, Uid, Verdict,
+    VerdictKind,
+};
 use deploygraph_store::{
     AlertFilter, ChangeFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore, MAX_PAGE_SIZE,
     Result,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// The item kinds of a timeline, in the order that breaks ties of equal times.
 const DEPLOYMENT: u8 = 0;
@@ -227,6 +231,69 @@ fn alert_events(a: &deploygraph_model::Alert) -> Vec<TimelineEvent> {
     events
 }
 
+/// How a verdict's subject reads in a timeline (`payments v2.3.0`, `feature_flag change of
+/// checkout`), by uid: read in two batches.
+async fn verdict_subjects(
+    store: &dyn GraphStore,
+    verdicts: &[SuspectVerdict],
+) -> Result<HashMap<Uid, String>> {
+    let of_kind = |kind: SubjectKind| -> Vec<Uid> {
+        verdicts
+            .iter()
+            .filter(|v| v.subject == kind)
+            .map(|v| v.subject_uid.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let mut names = HashMap::new();
+    for d in store
+        .get_deployments(&of_kind(SubjectKind::Deployment))
+        .await?
+    {
+        let d = d.deployment;
+        let what = format!(
+            "deployment {} {}",
+            d.service,
+            d.version.as_deref().unwrap_or_else(|| d.short_commit())
+        );
+        names.insert(d.uid, what);
+    }
+    for c in store.get_changes(&of_kind(SubjectKind::Change)).await? {
+        let what = format!("{} change of {}", c.kind.as_str(), c.service_names());
+        names.insert(c.uid, what);
+    }
+    Ok(names)
+}
+
+fn verdict_event(
+    a: &deploygraph_model::Alert,
+    v: &SuspectVerdict,
+    subjects: &HashMap<Uid, String>,
+) -> TimelineEvent {
+    let subject = subjects
+        .get(&v.subject_uid)
+        .cloned()
+        .unwrap_or_else(|| format!("{} {}", v.subject.as_str(), v.subject_uid));
+    let judged = match v.verdict {
+        VerdictKind::Confirmed => "confirmed as the cause of",
+        VerdictKind::Rejected => "rejected as the cause of",
+    };
+    TimelineEvent {
+        at: v.at,
+        kind: EventKind::Verdict,
+        uid: v.subject_uid.clone(),
+        summary: format!(
+            "{subject} {judged} {} by {}{}",
+            a.name,
+            v.by,
+            v.note
+                .as_deref()
+                .map_or(String::new(), |n| format!(": {n}"))
+        ),
+    }
+}
+
 fn chaos_events(r: &deploygraph_model::ChaosRun) -> Vec<TimelineEvent> {
     let mut events = vec![TimelineEvent {
         at: r.started_at,
@@ -306,10 +373,23 @@ pub async fn timeline(
             ..AlertFilter::default()
         })
         .await?;
+    // Reviewers' verdicts belong to their alert's item, like its resolution.
+    let alert_uids: Vec<Uid> = alerts.iter().map(|a| a.uid.clone()).collect();
+    let verdicts = store.verdicts(&alert_uids).await?;
+    let subjects = verdict_subjects(store, &verdicts).await?;
     listings.push(Listed::of(
         alerts
             .iter()
-            .map(|a| Item::new(a.starts_at, ALERT, &a.uid, alert_events(a)))
+            .map(|a| {
+                let mut events = alert_events(a);
+                events.extend(
+                    verdicts
+                        .iter()
+                        .filter(|v| v.alert_uid == a.uid)
+                        .map(|v| verdict_event(a, v, &subjects)),
+                );
+                Item::new(a.starts_at, ALERT, &a.uid, events)
+            })
             .collect(),
         limit,
     ));

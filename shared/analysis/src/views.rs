@@ -2,7 +2,10 @@
 //! reads them from a server or computes them from a store).
 
 use chrono::{DateTime, Utc};
-use deploygraph_model::{Alert, Change, ChaosRun, InfraSnapshot, ServiceRef, SubjectKind, Uid};
+use deploygraph_model::{
+    Alert, Change, ChaosRun, InfraSnapshot, ServiceRef, SubjectKind, SuspectVerdict, Uid,
+    VerdictKind,
+};
 use deploygraph_store::StoredDeployment;
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +30,41 @@ pub struct SuspectView {
     pub confidence_score: f64,
     /// Why.
     pub reasons: Vec<String>,
-    /// When the score was computed.
+    /// When the score was computed (for a subject added by review: when it was confirmed).
     pub computed_at: DateTime<Utc>,
+    /// A reviewer's verdict on it for this alert, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictView>,
+    /// Not among the computed suspects, listed because a reviewer confirmed it as the cause
+    /// (its `confidence_score` is 0 and it has no reasons: attribution did not rank it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub added_by_review: bool,
+}
+
+/// A reviewer's verdict on a suspect, as the suspects, the timeline and the incident report
+/// show it: `(subject)-[:CAUSED {by, at, note}]->(alert)` or `-[:REJECTED …]->`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictView {
+    /// `confirmed` or `rejected`.
+    pub verdict: VerdictKind,
+    /// Who gave it.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<&SuspectVerdict> for VerdictView {
+    fn from(v: &SuspectVerdict) -> Self {
+        Self {
+            verdict: v.verdict,
+            by: v.by.clone(),
+            at: v.at,
+            note: v.note.clone(),
+        }
+    }
 }
 
 /// [`SuspectView`] as read: `uid` and `subject` may be missing (a deployment suspect).
@@ -45,6 +81,10 @@ struct SuspectWire {
     confidence_score: f64,
     reasons: Vec<String>,
     computed_at: DateTime<Utc>,
+    #[serde(default)]
+    verdict: Option<VerdictView>,
+    #[serde(default)]
+    added_by_review: bool,
 }
 
 impl TryFrom<SuspectWire> for SuspectView {
@@ -69,6 +109,8 @@ impl TryFrom<SuspectWire> for SuspectView {
             confidence_score: w.confidence_score,
             reasons: w.reasons,
             computed_at: w.computed_at,
+            verdict: w.verdict,
+            added_by_review: w.added_by_review,
         })
     }
 }
@@ -89,6 +131,8 @@ impl SuspectView {
             confidence_score,
             reasons,
             computed_at,
+            verdict: None,
+            added_by_review: false,
         }
     }
 
@@ -107,6 +151,8 @@ impl SuspectView {
             confidence_score,
             reasons,
             computed_at,
+            verdict: None,
+            added_by_review: false,
         }
     }
 }
@@ -132,7 +178,9 @@ pub struct Suspects {
     /// A chaos run that caused it; then there are no suspects.
     pub chaos: Option<ChaosCause>,
     /// Ranked suspects, most likely first; each `confidence_score` is the probability that
-    /// the deployment caused the alert.
+    /// the deployment caused the alert. Each carries its reviewer's `verdict` when one was
+    /// given; subjects a reviewer confirmed that are not among the computed suspects follow
+    /// them, `added_by_review`.
     pub suspects: Vec<SuspectView>,
     /// The probability that no recorded change caused the alert: 1 minus the suspects' scores
     /// (0 when a chaos run caused it).
@@ -162,6 +210,8 @@ pub enum EventKind {
     AlertFiring,
     /// An alert resolved.
     AlertResolved,
+    /// A reviewer confirmed or rejected a suspect of an alert (`uid`: the suspect).
+    Verdict,
 }
 
 /// One entry of a service timeline.
@@ -171,7 +221,8 @@ pub struct TimelineEvent {
     pub at: DateTime<Utc>,
     /// What.
     pub kind: EventKind,
-    /// The uid of the deployment, change, alert, snapshot or run.
+    /// The uid of the deployment, change, alert, snapshot or run (for a verdict: the suspect
+    /// judged).
     pub uid: Uid,
     /// One line for humans.
     pub summary: String,
@@ -287,8 +338,8 @@ pub struct IncidentReport {
     pub suspects: Suspects,
     /// The alert's service timeline around the incident.
     pub timeline: Timeline,
-    /// The infrastructure snapshot taken before the top suspect's rollout (none when the top
-    /// suspect is a change).
+    /// The infrastructure snapshot taken before the rollout of the deployment a reviewer
+    /// confirmed as the cause, else of the top suspect (none when that is a change).
     pub snapshot: Option<InfraSnapshot>,
     /// Changes that are not rollouts on the alert's services and their dependencies in the
     /// window before the alert (suspects or not), newest first.

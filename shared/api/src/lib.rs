@@ -19,6 +19,7 @@ pub mod snapshot_targets;
 pub mod snapshotter;
 mod strict;
 pub mod topology;
+mod verdicts;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -237,6 +238,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/alerts/{fingerprint}/attribution",
             post(rca::reattribute),
+        )
+        .route(
+            "/v1/alerts/{fingerprint}/suspects/{uid}/verdict",
+            post(verdicts::record_verdict),
         )
         .route(
             "/v1/services/{name}/dependencies",

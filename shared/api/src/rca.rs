@@ -272,10 +272,10 @@ pub(crate) async fn list_alerts(
 pub(crate) struct OccurrenceParams {
     /// Which occurrence (default: the newest).
     #[param(value_type = Option<InputTime>)]
-    starts_at: Option<String>,
+    pub(crate) starts_at: Option<String>,
 }
 
-async fn occurrence(
+pub(crate) async fn occurrence(
     state: &AppState,
     fingerprint: &str,
     starts_at: Option<&str>,

@@ -761,6 +761,18 @@ impl GraphStore for DownStore {
     async fn list_alerts(&self, _: &AlertFilter) -> deploygraph_store::Result<Vec<Alert>> {
         Err(down())
     }
+    async fn record_verdict(
+        &self,
+        _: &deploygraph_model::SuspectVerdict,
+    ) -> deploygraph_store::Result<Option<deploygraph_store::VerdictOutcome>> {
+        Err(down())
+    }
+    async fn verdicts(
+        &self,
+        _: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::SuspectVerdict>> {
+        Err(down())
+    }
     async fn top_triggers(&self, _: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
         Err(down())
     }

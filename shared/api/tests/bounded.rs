@@ -594,6 +594,18 @@ impl GraphStore for GatedStore {
     ) -> deploygraph_store::Result<deploygraph_store::FollowUpStats> {
         self.inner.follow_up_stats(subjects).await
     }
+    async fn record_verdict(
+        &self,
+        verdict: &deploygraph_model::SuspectVerdict,
+    ) -> deploygraph_store::Result<Option<deploygraph_store::VerdictOutcome>> {
+        self.inner.record_verdict(verdict).await
+    }
+    async fn verdicts(
+        &self,
+        alerts: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::SuspectVerdict>> {
+        self.inner.verdicts(alerts).await
+    }
     async fn top_triggers(&self, alerts: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
         self.inner.top_triggers(alerts).await
     }

@@ -1,5 +1,5 @@
 //! Fuzz targets for the JSON ingest endpoints (`POST /v1/deployments`,
-//! `POST /v1/alerts/alertmanager`, `POST /v1/changes`), driven through the router as a client's request arrives, over
+//! `POST /v1/alerts/alertmanager`, `POST /v1/changes`, a suspect's verdict), driven through the router as a client's request arrives, over
 //! the embedded store: whatever the body, the answer is a 2xx or a 4xx with the JSON error body,
 //! never a 5xx or a panic. (The model's own fuzz targets check what the parsers return.)
 //!
@@ -27,6 +27,16 @@ const SMOKE_ITERATIONS: usize = 20_000;
 
 /// A test that sends its input to `path` and checks the answer.
 fn endpoint(path: &'static str, words: &'static [&'static str]) -> impl Fn(&[u8]) {
+    endpoint_over(path.to_owned(), words, Vec::new(), Vec::new())
+}
+
+/// [`endpoint`] over a store that holds `deployments` and `alerts`.
+fn endpoint_over(
+    path: String,
+    words: &'static [&'static str],
+    deployments: Vec<deploygraph_model::Deployment>,
+    alerts: Vec<deploygraph_model::Alert>,
+) -> impl Fn(&[u8]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -37,6 +47,8 @@ fn endpoint(path: &'static str, words: &'static [&'static str]) -> impl Fn(&[u8]
             .await
             .unwrap();
         store.migrate().await.unwrap();
+        store.record_deployments(deployments).await.unwrap();
+        store.record_alerts(alerts).await.unwrap();
         router(AppState::new(Arc::new(store), ApiConfig::default()))
     });
     // The router and the runtime are only ever used whole, from one thread at a time.
@@ -44,7 +56,7 @@ fn endpoint(path: &'static str, words: &'static [&'static str]) -> impl Fn(&[u8]
     move |input: &[u8]| {
         let (runtime, app, _store_dir) = &*state;
         let body = json_input(input, words).into_owned();
-        let request = Request::post(path)
+        let request = Request::post(path.as_str())
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.clone()))
             .unwrap();
@@ -165,4 +177,27 @@ fn changes_endpoint() {
         .with_test_time(SMOKE_TIME)
         .with_iterations(SMOKE_ITERATIONS)
         .for_each(endpoint("/v1/changes", fuzzing::CHANGE_WORDS));
+}
+
+/// A reviewer's verdict on a stored deployment of a stored alert: whatever the body, a 2xx (the
+/// verdict stored, replaced or unchanged) or a 4xx JSON error naming the field.
+#[test]
+fn verdict_endpoint() {
+    let deployment = deploygraph_model::Deployment::test()
+        .service("payments")
+        .build();
+    let alert = deploygraph_model::Alert::test("fp-fuzz", "payments", 30);
+    let path = format!(
+        "/v1/alerts/{}/suspects/{}/verdict",
+        alert.fingerprint, deployment.uid
+    );
+    bolero::check!()
+        .with_test_time(SMOKE_TIME)
+        .with_iterations(SMOKE_ITERATIONS)
+        .for_each(endpoint_over(
+            path,
+            fuzzing::VERDICT_WORDS,
+            vec![deployment],
+            vec![alert],
+        ));
 }

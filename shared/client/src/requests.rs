@@ -4,10 +4,10 @@
 use crate::transport::Method;
 use crate::{Accepted, Client, Result, encode};
 use chrono::{DateTime, Utc};
-use deploygraph_model::ChangeEventInput;
 use deploygraph_model::backstage::CatalogFile;
 use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::topology::ServiceTopology;
+use deploygraph_model::{ChangeEventInput, VerdictInput};
 use deploygraph_model::{Environment, ServiceName, ServiceRef, format_time};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -248,6 +248,27 @@ impl Client {
             self.get(query.on(&format!("/v1/alerts/{fingerprint}/suspects")))
                 .await
         }
+    }
+
+    /// `POST /v1/alerts/{fingerprint}/suspects/{uid}/verdict`: confirm or reject the
+    /// deployment or change `uid` as the cause of the alert (retried on 503 like every write:
+    /// repeating a verdict answers the stored one).
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn verdict(
+        &self,
+        alert: Occurrence<'_>,
+        uid: &str,
+        input: &VerdictInput,
+    ) -> Result<Accepted> {
+        let query = Query::default().time("starts_at", alert.starts_at);
+        let path = query.on(&format!(
+            "/v1/alerts/{}/suspects/{}/verdict",
+            path_segment(alert.fingerprint),
+            path_segment(uid)
+        ));
+        self.send(Method::Post, path, Some(encode(input)?)).await
     }
 
     /// `GET /v1/services/{name}/timeline`: at most `limit` items (the server's default when

@@ -260,6 +260,19 @@ pub const CHANGE_WORDS: &[&str] = &[
     "production",
 ];
 
+/// The vocabulary of `POST /v1/alerts/{fingerprint}/suspects/{uid}/verdict` bodies.
+pub const VERDICT_WORDS: &[&str] = &[
+    "verdict",
+    "confirmed",
+    "rejected",
+    "by",
+    "note",
+    "alice@acme.io",
+    "pool size cut from 50 to 10",
+    "postgres://app:hunter2@db/orders",
+    "",
+];
+
 /// The vocabulary of Alertmanager webhook bodies (version 4).
 pub const WEBHOOK_WORDS: &[&str] = &[
     "version",

@@ -20,6 +20,7 @@ pub mod redact;
 pub mod schema;
 pub mod topology;
 pub mod uid;
+pub mod verdict;
 
 pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, SubjectKind, Trigger, merge_alert};
 pub use change::{Change, ChangeEventInput, ChangeType, KeyChange, KeyChangeInput};
@@ -32,3 +33,4 @@ pub use error::{Error, Result};
 pub use infra::{CertificateRecord, CheckRecord, InfraSnapshot, Verdict};
 pub use newtypes::{CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time};
 pub use uid::Uid;
+pub use verdict::{SuspectVerdict, VerdictInput, VerdictKind};

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
     Alert, AlertOutcome, Change, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName,
-    ServiceRef, Trigger, Uid,
+    ServiceRef, SuspectVerdict, Trigger, Uid,
 };
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub use types::{
     DeploymentFilter, FilterParams, KEY_HISTORY_CHANGE_SCAN, KEY_HISTORY_MAX_LIMIT,
     KEY_HISTORY_MAX_PATHS, KeyHistory, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
     ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment, TopologyMode,
-    TopologyUpdate,
+    TopologyUpdate, VerdictOutcome, is_blamed,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -233,8 +233,9 @@ pub trait GraphStore: Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> Result<Vec<StoredDeployment>>;
 
-    /// How many deployments of the service started before `before`, and how many of them
-    /// TRIGGERS an alert.
+    /// How many deployments of the service started before `before`, and how many of them were
+    /// blamed for an alert ([`is_blamed`]): CAUSED one, or TRIGGERS one at
+    /// [`BLAMED_CONFIDENCE`] or more without a REJECTED verdict for it.
     ///
     /// # Errors
     /// [`Error::Unavailable`].
@@ -303,7 +304,8 @@ pub trait GraphStore: Send + Sync + 'static {
 
     /// Replaces the alert's attribution in one transaction: its TRIGGERS relationships become
     /// `triggers` (recomputing never duplicates), each from the deployment or change its
-    /// `subject` names, and with `chaos` the run is linked `RAISED`.
+    /// `subject` names, and with `chaos` the run is linked `RAISED`. Reviewers' verdicts
+    /// (CAUSED, REJECTED) are never touched.
     ///
     /// # Errors
     /// [`Error::Unavailable`].
@@ -319,6 +321,26 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn attribution(&self, alert: &Uid) -> Result<StoredAttribution>;
+
+    /// Records a reviewer's verdict on a subject (a deployment or a change, as
+    /// `verdict.subject` says) of an alert, in one transaction:
+    /// `(subject)-[:CAUSED {by, at, note}]->(alert)` when confirmed, `-[:REJECTED …]->` when
+    /// rejected. It replaces an earlier verdict on the same subject and alert, whichever its
+    /// kind (`Updated`), unless that one says the same (verdict, `by`, `note`): then nothing is
+    /// written and the stored verdict, with its time, is returned (`Unchanged`). The subject
+    /// need not be a suspect. `None`, with nothing written, when the alert or the subject is not
+    /// stored.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn record_verdict(&self, verdict: &SuspectVerdict) -> Result<Option<VerdictOutcome>>;
+
+    /// The verdicts on subjects of these alerts, in one query, ordered by alert uid, then
+    /// subject uid; unknown uids are left out.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn verdicts(&self, alerts: &[Uid]) -> Result<Vec<SuspectVerdict>>;
 
     /// The top trigger of each of these alerts — the TRIGGERS relationship with the highest
     /// confidence, from a deployment or a change, ties broken by the smaller subject uid, as

@@ -93,6 +93,7 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0008_attribution_probabilities.sql",
     "0009_topology_sources.sql",
     "0010_changes.sql",
+    "0011_verdicts.sql",
     "0012_key_history.sql"
 );
 /// Neo4j migration files compiled in.

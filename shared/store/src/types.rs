@@ -5,7 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Change, Deployment, DeploymentStatus, Environment, ServiceName, Trigger, Uid,
+    Change, Deployment, DeploymentStatus, Environment, ServiceName, SuspectVerdict, Trigger, Uid,
+    VerdictKind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -403,12 +404,14 @@ pub struct StoredAttribution {
 pub struct ServiceHistory {
     /// Deployments of the service that started before the given time.
     pub deployments: u32,
-    /// How many of those were blamed for an alert: TRIGGERS at least one with a confidence of
-    /// [`BLAMED_CONFIDENCE`] or more.
+    /// How many of those were blamed for an alert ([`is_blamed`]): confirmed as the cause of
+    /// one by a reviewer (CAUSED), or TRIGGERS one with a confidence of [`BLAMED_CONFIDENCE`]
+    /// or more that no reviewer rejected (REJECTED) for that alert.
     pub followed_by_alerts: u32,
 }
 
-/// The confidence at which a TRIGGERS edge blames its deployment (more likely than not).
+/// The confidence at which a TRIGGERS edge blames its deployment (more likely than not),
+/// unless a reviewer rejected the deployment for that alert.
 pub const BLAMED_CONFIDENCE: f64 = 0.5;
 
 /// One key's record: of its most recent changes before a time (at most a limit), how many there
@@ -421,8 +424,8 @@ pub struct KeyHistory {
     /// Its most recent changes before the given time, at most the limit: deployments that
     /// changed it and changes that are not rollouts with it.
     pub changes: u32,
-    /// How many of those were blamed for an alert: TRIGGERS at least one with a confidence of
-    /// [`BLAMED_CONFIDENCE`] or more.
+    /// How many of those were blamed for an alert ([`is_blamed`]: confirmed by a reviewer, or a
+    /// TRIGGERS with a confidence of [`BLAMED_CONFIDENCE`] or more that no reviewer rejected).
     pub followed_by_alerts: u32,
 }
 
@@ -438,6 +441,28 @@ pub const KEY_HISTORY_MAX_LIMIT: u32 = 500;
 /// the given time (on both backends alike). Changes are far rarer than deployments: this is
 /// weeks of them in a large fleet.
 pub const KEY_HISTORY_CHANGE_SCAN: u32 = 10_000;
+/// Whether a subject is blamed for one alert: a reviewer's verdict decides (confirmed: yes,
+/// rejected: no); without one, a TRIGGERS confidence of [`BLAMED_CONFIDENCE`] or more does.
+/// Both stores count [`ServiceHistory::followed_by_alerts`] by this rule, and DORA's change
+/// failure rate follows it.
+pub fn is_blamed(confidence: Option<f64>, verdict: Option<VerdictKind>) -> bool {
+    match verdict {
+        Some(VerdictKind::Confirmed) => true,
+        Some(VerdictKind::Rejected) => false,
+        None => confidence.is_some_and(|c| c >= BLAMED_CONFIDENCE),
+    }
+}
+
+/// What recording a verdict did ([`crate::GraphStore::record_verdict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictOutcome {
+    /// `Created` (the first verdict on this subject for this alert), `Updated` (it replaced
+    /// another) or `Unchanged` (the same verdict, reviewer and note were stored: nothing
+    /// written).
+    pub kind: RecordKind,
+    /// The verdict as stored after the call.
+    pub verdict: SuspectVerdict,
+}
 
 #[cfg(test)]
 mod tests {

@@ -328,7 +328,11 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
     let applied = store.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["0010_changes.sql", "0012_key_history.sql"]
+        [
+            "0010_changes.sql",
+            "0011_verdicts.sql",
+            "0012_key_history.sql"
+        ]
     );
     store.ready().await.unwrap();
     let pending = store

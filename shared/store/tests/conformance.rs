@@ -9,7 +9,7 @@ use deploygraph_model::topology::{EdgeSource, ServiceTopology};
 use deploygraph_model::{
     Alert, AlertOutcome, AlertStatus, CertificateRecord, Change, ChangeKind, ChaosRun, CheckRecord,
     ConfigChange, Deployment, DeploymentStatus, Environment, InfraSnapshot, KeyChange, ServiceName,
-    ServiceRef, SubjectKind, Trigger, Uid, ValidationResult, Verdict,
+    ServiceRef, SubjectKind, SuspectVerdict, Trigger, Uid, ValidationResult, Verdict, VerdictKind,
 };
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
@@ -1012,6 +1012,7 @@ async fn key_history_counts_each_keys_recent_changes_across_the_graph(store: Arc
         .unwrap();
     // Blamed at 0.5 or more only: d0 (0.9), d1 (exactly 0.5) and the change (0.8); d2 was a
     // suspect at 0.49, `quiet` one at 0.1.
+    let mut alerts: Vec<Alert> = Vec::new();
     let mut subjects: Vec<Uid> = deployments.iter().map(|d| d.uid.clone()).collect();
     subjects.extend([change.uid.clone(), quiet.uid.clone(), later.uid.clone()]);
     for (i, (subject, uid, score)) in [
@@ -1028,6 +1029,7 @@ async fn key_history_counts_each_keys_recent_changes_across_the_graph(store: Arc
         let alert = Alert::test(&unique("fp"), &api, 100 + i as i64);
         store.record_alerts(vec![alert.clone()]).await.unwrap();
         subjects.push(alert.uid.clone());
+        alerts.push(alert.clone());
         store
             .replace_attribution(
                 &alert.uid,
@@ -1096,6 +1098,37 @@ async fn key_history_counts_each_keys_recent_changes_across_the_graph(store: Arc
     assert!(history(Vec::new(), 60, 10).await.is_empty());
     assert!(history(vec![a.clone()], 60, 0).await.is_empty());
     assert!(history(vec![a.clone()], 0, 10).await.is_empty());
+    // Reviews decide: confirming d2 (a suspect at 0.49) blames it, rejecting d0 (0.9) clears it.
+    for v in [
+        verdict(
+            &alerts[2],
+            SubjectKind::Deployment,
+            &d2.uid,
+            VerdictKind::Confirmed,
+            "sre",
+            None,
+            300,
+        ),
+        verdict(
+            &alerts[0],
+            SubjectKind::Deployment,
+            &d0.uid,
+            VerdictKind::Rejected,
+            "sre",
+            Some("a coincidence"),
+            300,
+        ),
+    ] {
+        assert!(store.record_verdict(&v).await.unwrap().is_some());
+    }
+    assert_eq!(
+        history(vec![a.clone(), b.clone()], 50, 10).await,
+        vec![(a.clone(), 5, 3), (b.clone(), 2, 2)]
+    );
+    assert_eq!(
+        history(vec![a.clone()], 25, 10).await,
+        vec![(a.clone(), 3, 2)]
+    );
     deploygraph_store::testing::discard_follow_ups(store.as_ref(), &subjects).await;
 }
 
@@ -1878,6 +1911,322 @@ async fn two_sqlite_stores_on_one_file_write_concurrently() {
     assert_eq!(listed.len(), 400);
 }
 
+fn verdict(
+    alert: &Alert,
+    subject: SubjectKind,
+    uid: &Uid,
+    kind: VerdictKind,
+    by: &str,
+    note: Option<&str>,
+    at: i64,
+) -> SuspectVerdict {
+    SuspectVerdict {
+        alert_uid: alert.uid.clone(),
+        subject,
+        subject_uid: uid.clone(),
+        verdict: kind,
+        by: by.to_owned(),
+        at: minute(at),
+        note: note.map(str::to_owned),
+    }
+}
+
+fn scored(alert: &Alert, d: &Deployment, score: f64) -> Trigger {
+    Trigger {
+        subject: SubjectKind::Deployment,
+        subject_uid: d.uid.clone(),
+        alert_uid: alert.uid.clone(),
+        confidence_score: score,
+        reasons: vec![format!("score {score}")],
+        computed_at: minute(90),
+    }
+}
+
+/// A verdict is one relationship per subject and alert: created, found unchanged when it says
+/// the same (keeping its time), replaced by another (whichever its kind), never written for an
+/// unknown alert or subject, and never touched by attribution.
+async fn verdicts_are_replaced_and_survive_attribution(store: Arc<dyn GraphStore>) {
+    use VerdictKind::{Confirmed, Rejected};
+    let service = unique("reviewed");
+    let old = Deployment::test()
+        .service(&service)
+        .image_seed(1)
+        .started_at_minute(10)
+        .build();
+    let new = Deployment::test()
+        .service(&service)
+        .image_seed(2)
+        .started_at_minute(20)
+        .build();
+    store
+        .record_deployments(vec![old.clone(), new.clone()])
+        .await
+        .unwrap();
+    let change = deploygraph_model::Change::test()
+        .service(&service)
+        .at_minute(25)
+        .build();
+    store.record_changes(vec![change.clone()]).await.unwrap();
+    let alert = Alert::test(&unique("fp"), &service, 30);
+    let other = Alert::test(&unique("fp"), &service, 31);
+    store
+        .record_alerts(vec![alert.clone(), other.clone()])
+        .await
+        .unwrap();
+    let unknown = Uid::from_stored("deployment-unknown");
+    let mut unstored = Alert::test(&unique("fp"), &service, 32);
+    unstored.uid = Uid::from_stored("alert-unknown");
+    for (a, subject, uid) in [
+        (&unstored, SubjectKind::Deployment, &old.uid),
+        (&alert, SubjectKind::Deployment, &unknown),
+        // A change's uid is no deployment's, and the other way round.
+        (&alert, SubjectKind::Deployment, &change.uid),
+        (&alert, SubjectKind::Change, &old.uid),
+    ] {
+        let refused = store
+            .record_verdict(&verdict(a, subject, uid, Confirmed, "alice", None, 40))
+            .await
+            .unwrap();
+        assert_eq!(refused, None, "{uid}");
+    }
+    assert!(
+        store
+            .verdicts(std::slice::from_ref(&alert.uid))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .replace_attribution(
+            &alert.uid,
+            &[scored(&alert, &new, 0.7), scored(&alert, &old, 0.2)],
+            None,
+        )
+        .await
+        .unwrap();
+    let first = verdict(
+        &alert,
+        SubjectKind::Deployment,
+        &old.uid,
+        Confirmed,
+        "alice",
+        Some("pool size cut"),
+        40,
+    );
+    let created = store.record_verdict(&first).await.unwrap().unwrap();
+    assert_eq!(
+        (created.kind, &created.verdict),
+        (RecordKind::Created, &first)
+    );
+    // The same verdict later: unchanged, its first time kept.
+    let again = store
+        .record_verdict(&SuspectVerdict {
+            at: minute(45),
+            ..first.clone()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.kind, &again.verdict),
+        (RecordKind::Unchanged, &first)
+    );
+    // Another reviewer rejects it: the rejection replaces the confirmation.
+    let rejected = verdict(
+        &alert,
+        SubjectKind::Deployment,
+        &old.uid,
+        Rejected,
+        "bob",
+        None,
+        50,
+    );
+    let replaced = store.record_verdict(&rejected).await.unwrap().unwrap();
+    assert_eq!(
+        (replaced.kind, &replaced.verdict),
+        (RecordKind::Updated, &rejected)
+    );
+    // A change that is not a rollout is judged like a deployment; a verdict on another alert
+    // is its own.
+    let on_change = verdict(
+        &alert,
+        SubjectKind::Change,
+        &change.uid,
+        Confirmed,
+        "carol",
+        None,
+        55,
+    );
+    assert_eq!(
+        store
+            .record_verdict(&on_change)
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        RecordKind::Created
+    );
+    let elsewhere = verdict(
+        &other,
+        SubjectKind::Deployment,
+        &old.uid,
+        Confirmed,
+        "alice",
+        None,
+        56,
+    );
+    assert_eq!(
+        store
+            .record_verdict(&elsewhere)
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        RecordKind::Created
+    );
+    let mut expected = vec![rejected.clone(), on_change.clone()];
+    expected.sort_by(|a, b| a.subject_uid.cmp(&b.subject_uid));
+    assert_eq!(
+        store
+            .verdicts(std::slice::from_ref(&alert.uid))
+            .await
+            .unwrap(),
+        expected
+    );
+    // Recomputing the attribution, to other suspects or to none, keeps every verdict.
+    store
+        .replace_attribution(&alert.uid, &[scored(&alert, &new, 0.9)], None)
+        .await
+        .unwrap();
+    store
+        .replace_attribution(&alert.uid, &[], None)
+        .await
+        .unwrap();
+    let mut both = vec![elsewhere.clone()];
+    both.extend(expected.clone());
+    both.sort_by(|a, b| {
+        a.alert_uid
+            .cmp(&b.alert_uid)
+            .then(a.subject_uid.cmp(&b.subject_uid))
+    });
+    assert_eq!(
+        store
+            .verdicts(&[other.uid.clone(), alert.uid.clone(), unknown.clone()])
+            .await
+            .unwrap(),
+        both
+    );
+    assert!(store.verdicts(&[]).await.unwrap().is_empty());
+
+    // Reviewers of one subject at once leave one verdict, never a CAUSED beside a REJECTED.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let v = verdict(
+                &alert,
+                SubjectKind::Deployment,
+                &new.uid,
+                if i % 2 == 0 { Confirmed } else { Rejected },
+                &format!("reviewer-{i}"),
+                None,
+                60 + i,
+            );
+            tokio::spawn(async move { store.record_verdict(&v).await })
+        })
+        .collect();
+    for writer in writers {
+        assert!(writer.await.unwrap().unwrap().is_some());
+    }
+    let on_new: Vec<SuspectVerdict> = store
+        .verdicts(std::slice::from_ref(&alert.uid))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.subject_uid == new.uid)
+        .collect();
+    assert_eq!(on_new.len(), 1, "{on_new:?}");
+}
+
+/// A deployment is blamed in its service's history when a reviewer confirmed it as an alert's
+/// cause, or when it TRIGGERS an alert at BLAMED_CONFIDENCE or more and no reviewer rejected it
+/// for that alert.
+async fn history_counts_confirmed_and_never_rejected_deployments(store: Arc<dyn GraphStore>) {
+    use VerdictKind::{Confirmed, Rejected};
+    let service = unique("judged");
+    let ds: Vec<Deployment> = [0, 10, 20, 30]
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Deployment::test()
+                .service(&service)
+                .image_seed(u64::try_from(i).unwrap() + 1)
+                .started_at_minute(m)
+                .build()
+        })
+        .collect();
+    store.record_deployments(ds.clone()).await.unwrap();
+    let alerts: Vec<Alert> = [5, 15, 25]
+        .into_iter()
+        .map(|m| Alert::test(&unique("fp"), &service, m))
+        .collect();
+    store.record_alerts(alerts.clone()).await.unwrap();
+    for (a, d, score) in [(0, 0, 0.8), (1, 1, 0.3), (2, 2, 0.9)] {
+        store
+            .replace_attribution(&alerts[a].uid, &[scored(&alerts[a], &ds[d], score)], None)
+            .await
+            .unwrap();
+    }
+    let followed = || async {
+        let h = store
+            .service_history(&ds[0].service_uid(), minute(60))
+            .await
+            .unwrap();
+        (h.deployments, h.followed_by_alerts)
+    };
+    // ds[0] and ds[2] by their probability; ds[1] at 0.3 is not blamed.
+    assert_eq!(followed().await, (4, 2));
+    let judge = |a: usize, d: usize, kind: VerdictKind| {
+        let v = verdict(
+            &alerts[a],
+            SubjectKind::Deployment,
+            &ds[d].uid,
+            kind,
+            "sre",
+            None,
+            70,
+        );
+        let store = Arc::clone(&store);
+        async move { store.record_verdict(&v).await.unwrap().unwrap() }
+    };
+    // Confirmed, whatever its probability.
+    judge(1, 1, Confirmed).await;
+    assert_eq!(followed().await, (4, 3));
+    // Rejected for the alert it TRIGGERS: no longer blamed.
+    judge(2, 2, Rejected).await;
+    assert_eq!(followed().await, (4, 2));
+    // Rejected for an alert it does not TRIGGERS: still blamed for its own.
+    judge(1, 0, Rejected).await;
+    assert_eq!(followed().await, (4, 2));
+    // Confirmed for an alert without being a suspect of it (outside the window).
+    judge(0, 3, Confirmed).await;
+    assert_eq!(followed().await, (4, 3));
+    // A confirmation turned into a rejection stops counting; recomputing changes nothing.
+    judge(1, 1, Rejected).await;
+    assert_eq!(followed().await, (4, 2));
+    store
+        .replace_attribution(&alerts[1].uid, &[scored(&alerts[1], &ds[1], 0.95)], None)
+        .await
+        .unwrap();
+    assert_eq!(followed().await, (4, 2));
+    // Only deployments before the given time.
+    let early = store
+        .service_history(&ds[0].service_uid(), minute(15))
+        .await
+        .unwrap();
+    assert_eq!((early.deployments, early.followed_by_alerts), (2, 1));
+}
+
 deploygraph_store::both_stores!(
     migrations_are_idempotent_and_make_the_store_ready,
     recording_twice_is_a_no_op,
@@ -1908,7 +2257,74 @@ deploygraph_store::both_stores!(
     top_triggers_rank_like_the_attribution,
     deployments_are_read_in_one_batch,
     alerts_and_chaos_runs_page_with_cursors,
+    verdicts_are_replaced_and_survive_attribution,
+    history_counts_confirmed_and_never_rejected_deployments,
 );
+
+/// On Neo4j a verdict is the documented relationship an SRE can query:
+/// `(DeploymentEvent|Change)-[:CAUSED {by, at, note}]->(Alert)`, or REJECTED, never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_verdicts_form_the_documented_subgraph() {
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let service = unique("cause");
+    let d = Deployment::test().service(&service).build();
+    store.record_deployments(vec![d.clone()]).await.unwrap();
+    let alert = Alert::test(&unique("fp"), &service, 30);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    let request = |query: &str| deploygraph_store::cypher::CypherRequest {
+        query: query.to_owned(),
+        params: serde_json::Map::from_iter([(
+            "alert".to_owned(),
+            alert.uid.as_str().to_owned().into(),
+        )]),
+        timeout: std::time::Duration::from_secs(10),
+        row_cap: 100,
+        byte_cap: 1 << 20,
+    };
+    let edges = || async {
+        store
+            .read_cypher(&request(
+                "MATCH (x:DeploymentEvent)-[r]->(a:Alert {uid: $alert})
+                 RETURN x.uid, type(r), r.by, r.note, toString(r.at) ORDER BY type(r)",
+            ))
+            .await
+            .unwrap()
+            .rows
+    };
+    let confirmed = verdict(
+        &alert,
+        SubjectKind::Deployment,
+        &d.uid,
+        VerdictKind::Confirmed,
+        "alice",
+        Some("pool size cut"),
+        40,
+    );
+    store.record_verdict(&confirmed).await.unwrap().unwrap();
+    assert_eq!(
+        edges().await,
+        vec![vec![
+            serde_json::json!(d.uid.as_str()),
+            serde_json::json!("CAUSED"),
+            serde_json::json!("alice"),
+            serde_json::json!("pool size cut"),
+            serde_json::json!("2026-11-20T10:40:00Z"),
+        ]]
+    );
+    store
+        .record_verdict(&SuspectVerdict {
+            verdict: VerdictKind::Rejected,
+            note: None,
+            ..confirmed
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = edges().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][1], serde_json::json!("REJECTED"));
+    assert_eq!(rows[0][3], serde_json::Value::Null);
+}
 
 /// On Neo4j the snapshot is a subgraph an SRE can query: checks, certificates and TAKEN_FOR,
 /// linked whether the deployment was recorded before or after the snapshot.
@@ -2213,6 +2629,77 @@ async fn neo4j_the_key_history_migration_backfills_config_changes() {
     assert_eq!(history(15, 10).await, vec![(key.clone(), 2, 0)]);
     let uids: Vec<Uid> = deployments.iter().map(|d| d.uid.clone()).collect();
     deploygraph_store::testing::discard_follow_ups(store.as_ref(), &uids).await;
+}
+
+/// A store of schema 0010 holding an attribution upgrades to the verdicts' schema: 0011 is the
+/// first migration it applies, its TRIGGERS and history stay, and verdicts are then recorded.
+#[tokio::test]
+async fn the_verdicts_migration_keeps_attributions() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir_all(old.join("sqlite")).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < "0011" {
+            std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
+        }
+    }
+    let path = dir.path().join("upgrade.db");
+    let service = unique("upgrade");
+    let d = Deployment::test().service(&service).build();
+    let alert = Alert::test(&unique("fp"), &service, 30);
+    {
+        let before = SqliteStore::open(&path, MigrationSource::Directory(old))
+            .await
+            .unwrap();
+        assert_eq!(before.migrate().await.unwrap().len(), 10);
+        before.record_deployments(vec![d.clone()]).await.unwrap();
+        before.record_alerts(vec![alert.clone()]).await.unwrap();
+        // The attribution as the code of schema 0010 wrote it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO triggers (alert_uid, deployment_uid, confidence_score, reasons, computed_at)
+             VALUES (?1, ?2, 0.8, '[\"r\"]', '2026-11-20T10:31:00Z')",
+            rusqlite::params![alert.uid.as_str(), d.uid.as_str()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(
+        applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["0011_verdicts.sql", "0012_key_history.sql"]
+    );
+    store.ready().await.unwrap();
+    assert_eq!(
+        store.attribution(&alert.uid).await.unwrap().triggers.len(),
+        1
+    );
+    let history = || async {
+        let h = store
+            .service_history(&d.service_uid(), minute(60))
+            .await
+            .unwrap();
+        (h.deployments, h.followed_by_alerts)
+    };
+    assert_eq!(history().await, (1, 1));
+    let rejected = verdict(
+        &alert,
+        SubjectKind::Deployment,
+        &d.uid,
+        VerdictKind::Rejected,
+        "sre",
+        None,
+        40,
+    );
+    assert_eq!(
+        store.record_verdict(&rejected).await.unwrap().unwrap().kind,
+        RecordKind::Created
+    );
+    assert_eq!(history().await, (1, 0));
 }
 
 #[tokio::test]

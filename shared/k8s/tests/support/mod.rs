@@ -157,6 +157,15 @@ impl GraphStore for FaultyStore {
     async fn dependencies(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
         self.inner.dependencies(service).await
     }
+    async fn record_verdict(
+        &self,
+        verdict: &deploygraph_model::SuspectVerdict,
+    ) -> Result<Option<deploygraph_store::VerdictOutcome>> {
+        self.inner.record_verdict(verdict).await
+    }
+    async fn verdicts(&self, alerts: &[Uid]) -> Result<Vec<deploygraph_model::SuspectVerdict>> {
+        self.inner.verdicts(alerts).await
+    }
     async fn top_triggers(&self, alerts: &[Uid]) -> Result<Vec<deploygraph_model::Trigger>> {
         self.inner.top_triggers(alerts).await
     }

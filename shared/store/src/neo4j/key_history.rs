@@ -16,7 +16,8 @@ const OPERATION: &str = "read keys' history";
 /// Per path, its `$limit` most recent deployments before `$before` (one index range, ordered by
 /// the index: the path is fixed, so ordering by it too lets the planner read the index
 /// backwards and stop at the limit); then, one row per key found, the `$scan` most recent
-/// changes before `$before` that changed one of `$paths`. Each with whether it was blamed.
+/// changes before `$before` that changed one of `$paths`. Each with whether it was blamed
+/// ([`crate::is_blamed`]: confirmed by a reviewer, or a TRIGGERS of 0.5 or more not rejected).
 const KEY_HISTORY: &str = "
 UNWIND $paths AS path
 CALL {
@@ -26,9 +27,10 @@ CALL {
   WITH x ORDER BY x.path DESC, x.started_at_us DESC, x.uid DESC LIMIT $limit
   MATCH (d:DeploymentEvent)-[:CHANGED]->(x)
   RETURN collect(x.started_at_us) AS times, collect(d.uid) AS subjects,
-         collect(EXISTS {
-           MATCH (d)-[t:TRIGGERS]->(:Alert) WHERE t.confidence_score >= $blamed
-         }) AS blamed
+         collect((EXISTS { MATCH (d)-[:CAUSED]->(:Alert) } OR EXISTS {
+           MATCH (d)-[t:TRIGGERS]->(a:Alert)
+           WHERE t.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) }
+         })) AS blamed
 }
 RETURN path, times, subjects, blamed
 UNION ALL
@@ -37,9 +39,10 @@ WHERE c.at_us < $before
 WITH c ORDER BY c.at_us DESC, c.uid DESC LIMIT $scan
 UNWIND [k IN c.keys WHERE k IN $paths] AS path
 RETURN path, [c.at_us] AS times, [c.uid] AS subjects,
-       [EXISTS {
-         MATCH (c)-[t:TRIGGERS]->(:Alert) WHERE t.confidence_score >= $blamed
-       }] AS blamed";
+       [(EXISTS { MATCH (c)-[:CAUSED]->(:Alert) } OR EXISTS {
+           MATCH (c)-[t:TRIGGERS]->(a:Alert)
+           WHERE t.confidence_score >= $blamed AND NOT EXISTS { MATCH (c)-[:REJECTED]->(a) }
+         })] AS blamed";
 
 impl Neo4jStore {
     pub(super) async fn key_history_of(

@@ -15,12 +15,13 @@ use crate::plan;
 use crate::types::{
     AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, KeyHistory, Page,
     RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
+    VerdictOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
     Alert, AlertOutcome, Change, ChaosRun, Deployment, Environment, ImageDigest, InfraSnapshot,
-    ServiceName, ServiceRef, Trigger, Uid, ValidationResult,
+    ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid, ValidationResult,
 };
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn, query};
 use secrecy::{ExposeSecret, SecretString};
@@ -58,6 +59,7 @@ mod follow_up;
 mod key_history;
 mod rca;
 mod topology;
+mod verdict;
 
 /// How long a user-query connection waits for the server: past the longest query's limit.
 fn user_query_read_timeout(options: &Neo4jOptions) -> Duration {
@@ -1183,6 +1185,14 @@ impl GraphStore for Neo4jStore {
 
     async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<Change>> {
         self.change_list(filter).await
+    }
+
+    async fn record_verdict(&self, verdict: &SuspectVerdict) -> Result<Option<VerdictOutcome>> {
+        self.verdict_record(verdict).await
+    }
+
+    async fn verdicts(&self, alerts: &[Uid]) -> Result<Vec<SuspectVerdict>> {
+        self.verdict_list(alerts).await
     }
 
     async fn replace_attribution(

@@ -606,9 +606,13 @@ impl Neo4jStore {
                 query(
                     "MATCH (d:DeploymentEvent)
                      WHERE d.service_uid = $service AND d.started_at_us < $before
+                     OPTIONAL MATCH (d)-[:REJECTED]->(r:Alert)
+                     WITH d, collect(r.uid) AS rejected
                      RETURN count(d) AS deployments,
-                            count(CASE WHEN EXISTS {
-                                MATCH (d)-[t:TRIGGERS]->(:Alert) WHERE t.confidence_score >= $blamed
+                            count(CASE WHEN EXISTS { MATCH (d)-[:CAUSED]->(:Alert) }
+                                         OR EXISTS {
+                                MATCH (d)-[t:TRIGGERS]->(a:Alert)
+                                WHERE t.confidence_score >= $blamed AND NOT a.uid IN rejected
                             } THEN 1 END) AS followed",
                 )
                 .param("service", service.as_str())

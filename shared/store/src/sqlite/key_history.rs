@@ -13,11 +13,17 @@ use rusqlite::{Connection, params};
 const OPERATION: &str = "read keys' history";
 
 /// The path's `limit` most recent deployments before a time, newest first, with whether each
-/// was blamed for an alert: one index range.
+/// was blamed for an alert ([`crate::is_blamed`]): one index range.
 const RECENT_DEPLOYMENTS: &str = "
 SELECT cc.started_at_us, cc.deployment_uid,
-       EXISTS (SELECT 1 FROM triggers t
-               WHERE t.deployment_uid = cc.deployment_uid AND t.confidence_score >= ?4)
+       EXISTS (SELECT 1 FROM deployment_verdicts v
+               WHERE v.deployment_uid = cc.deployment_uid AND v.verdict = 'confirmed')
+       OR EXISTS (SELECT 1 FROM triggers t
+                  WHERE t.deployment_uid = cc.deployment_uid AND t.confidence_score >= ?4
+                    AND NOT EXISTS (SELECT 1 FROM deployment_verdicts v
+                                    WHERE v.alert_uid = t.alert_uid
+                                      AND v.deployment_uid = t.deployment_uid
+                                      AND v.verdict = 'rejected'))
 FROM config_changes cc
 WHERE cc.path = ?1 AND cc.started_at_us < ?2
 ORDER BY cc.started_at_us DESC, cc.uid DESC
@@ -27,8 +33,14 @@ LIMIT ?3";
 /// each change was blamed for an alert.
 const RECENT_CHANGES: &str = "
 SELECT k.key, c.at_us, c.uid,
-       EXISTS (SELECT 1 FROM change_triggers t
-               WHERE t.change_uid = c.uid AND t.confidence_score >= ?3)
+       EXISTS (SELECT 1 FROM change_verdicts v
+               WHERE v.change_uid = c.uid AND v.verdict = 'confirmed')
+       OR EXISTS (SELECT 1 FROM change_triggers t
+                  WHERE t.change_uid = c.uid AND t.confidence_score >= ?3
+                    AND NOT EXISTS (SELECT 1 FROM change_verdicts v
+                                    WHERE v.alert_uid = t.alert_uid
+                                      AND v.change_uid = t.change_uid
+                                      AND v.verdict = 'rejected'))
 FROM (SELECT uid, at_us FROM changes WHERE at_us < ?1 ORDER BY at_us DESC, uid DESC LIMIT ?2) c
 JOIN change_keys k ON k.change_uid = c.uid
 WHERE k.key IN (SELECT value FROM json_each(?4))";

@@ -13,13 +13,14 @@ use crate::plan;
 use crate::types::{
     AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, KeyHistory, Page,
     RecordKind, RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
+    VerdictOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
     Alert, AlertOutcome, Change, ChaosRun, Commit, Deployment, Environment, ImageDigest,
-    InfraSnapshot, ServiceName, ServiceRef, Trigger, Uid, ValidationResult,
+    InfraSnapshot, ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid, ValidationResult,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -36,6 +37,7 @@ mod follow_up;
 mod key_history;
 mod rca;
 mod topology;
+mod verdict;
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
@@ -887,6 +889,18 @@ impl GraphStore for SqliteStore {
     async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<Change>> {
         let filter = filter.clone();
         self.with_reader(move |conn| change::list_changes(conn, &filter))
+            .await
+    }
+
+    async fn record_verdict(&self, verdict: &SuspectVerdict) -> Result<Option<VerdictOutcome>> {
+        let verdict = verdict.clone();
+        self.with_writer(move |conn| verdict::record_verdict(conn, &verdict))
+            .await
+    }
+
+    async fn verdicts(&self, alerts: &[Uid]) -> Result<Vec<SuspectVerdict>> {
+        let alerts = alerts.to_vec();
+        self.with_reader(move |conn| verdict::verdicts(conn, &alerts))
             .await
     }
 

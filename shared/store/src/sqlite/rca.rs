@@ -314,9 +314,18 @@ pub(super) fn service_history(
     before: DateTime<Utc>,
 ) -> Result<ServiceHistory> {
     conn.prepare_cached(
+        // Blamed (`crate::is_blamed`): confirmed for an alert, or a suspect of one at the
+        // blame confidence that no reviewer rejected for it.
         "SELECT count(*),
-                coalesce(sum(EXISTS (SELECT 1 FROM triggers t
-                                   WHERE t.deployment_uid = d.uid AND t.confidence_score >= ?3)), 0)
+                coalesce(sum(
+                    EXISTS (SELECT 1 FROM deployment_verdicts v
+                            WHERE v.deployment_uid = d.uid AND v.verdict = 'confirmed')
+                    OR EXISTS (SELECT 1 FROM triggers t
+                               WHERE t.deployment_uid = d.uid AND t.confidence_score >= ?3
+                                 AND NOT EXISTS (SELECT 1 FROM deployment_verdicts r
+                                                 WHERE r.deployment_uid = d.uid
+                                                   AND r.alert_uid = t.alert_uid
+                                                   AND r.verdict = 'rejected'))), 0)
          FROM deployments d WHERE d.service_uid = ?1 AND d.started_at_us < ?2",
     )
     .and_then(|mut stmt| {

@@ -632,7 +632,9 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         .collect();
     risky.sort_by(|a, b| {
         let rate = |k: &KeyRecord| f64::from(k.blamed) / f64::from(k.changes.max(1));
-        rate(b).total_cmp(&rate(a)).then_with(|| a.path.cmp(&b.path))
+        rate(b)
+            .total_cmp(&rate(a))
+            .then_with(|| a.path.cmp(&b.path))
     });
     for k in risky.iter().take(3) {
         out.push(format!(

@@ -383,13 +383,16 @@ pub struct Features {
     pub rolling_at_alert: f64,
     /// Log-odds that the service's deployments are blamed for alerts (smoothed).
     pub history: f64,
+    /// The riskiest changed key's log-odds of being blamed, from its recent changes anywhere in
+    /// the graph (smoothed; 0 when no changed key has a history).
+    pub key_history: f64,
     /// `ln(1 + n)` of later deployments of the same service that changed something and
     /// landed before the alert.
     pub superseded: f64,
 }
 
 /// The number of features.
-pub const FEATURES: usize = 19;
+pub const FEATURES: usize = 20;
 
 impl Features {
     /// In the model's order ([`model::FEATURE_NAMES`]).
@@ -413,6 +416,7 @@ impl Features {
             self.removed,
             self.rolling_at_alert,
             self.history,
+            self.key_history,
             self.superseded,
         ]
     }
@@ -490,6 +494,17 @@ pub fn features(
         removed: flag(candidate.status == DeploymentStatus::Removed),
         rolling_at_alert: flag(landed > alert_start),
         history: ((blamed + 1.0) / (clean + 1.0)).ln(),
+        key_history: candidate
+            .key_history
+            .iter()
+            .map(|k| {
+                let blamed = f64::from(k.blamed.min(k.changes));
+                ((blamed + 1.0) / (f64::from(k.changes) - blamed + 1.0)).ln()
+            })
+            .fold(None, |best: Option<f64>, x| {
+                Some(best.map_or(x, |b| b.max(x)))
+            })
+            .unwrap_or(0.0),
         superseded: ln1p(superseded),
     }
 }
@@ -1007,6 +1022,39 @@ mod tests {
             ),
             Attribution::Deployments { .. }
         ));
+    }
+
+    #[test]
+    fn key_history_is_the_riskiest_changed_keys_smoothed_log_odds() {
+        let mut c = candidate("d1", -20);
+        let delta = Duration::minutes(20);
+        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        assert_eq!(f.key_history, 0.0, "no history, no evidence");
+        c.key_history = vec![
+            KeyRecord {
+                path: "values.a".into(),
+                changes: 9,
+                blamed: 0,
+            },
+            KeyRecord {
+                path: "values.b".into(),
+                changes: 4,
+                blamed: 3,
+            },
+        ];
+        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        assert!(
+            (f.key_history - (4.0f64 / 2.0).ln()).abs() < 1e-12,
+            "{}",
+            f.key_history
+        );
+        c.key_history.truncate(1);
+        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        assert!(
+            (f.key_history - (1.0f64 / 10.0).ln()).abs() < 1e-12,
+            "{}",
+            f.key_history
+        );
     }
 
     #[test]

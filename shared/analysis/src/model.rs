@@ -37,6 +37,7 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "removed",
     "rolling_at_alert",
     "history",
+    "key_history",
     "superseded",
 ];
 
@@ -75,6 +76,7 @@ pub const WEIGHTS: Weights = Weights {
         0.0000,  // removed
         -1.0349, // rolling_at_alert
         0.4548,  // history
+        0.0000,  // key_history
         0.0560,  // superseded
     ],
     null: -2.2306,

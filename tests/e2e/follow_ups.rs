@@ -147,12 +147,14 @@ fn a_late_dependency_deployment_is_a_suspect_whatever_records_it() {
 
 /// The Kubernetes watcher of `serve` records a rollout after an alert it precedes was stored:
 /// the pipeline re-attributes the alert to it, as it does for the API's deployments.
-#[test]
-fn a_rollout_the_watcher_records_late_is_a_suspect() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// A new namespace and a `serve` on SQLite whose Kubernetes watcher watches it (and holds its
+/// lease there).
+fn watching_server(
+    runtime: &tokio::runtime::Runtime,
+    prefix: &str,
+) -> (kube::Client, String, Server) {
     let client = runtime.block_on(deploygraph_k8s::testing::client());
-    let ns = unique("e2e-late");
-    let service = unique("cart");
+    let ns = unique(prefix);
     runtime.block_on(async {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
@@ -181,6 +183,14 @@ fn a_rollout_the_watcher_records_late_is_a_suspect() {
             &ns,
         ],
     );
+    (client, ns, server)
+}
+
+#[test]
+fn a_rollout_the_watcher_records_late_is_a_suspect() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (client, ns, server) = watching_server(&runtime, "e2e-late");
+    let service = unique("cart");
     // The alert starts a minute from now: the rollout made next starts before it, and is
     // recorded after it.
     let alert_at = Utc::now() + Duration::minutes(1);
@@ -249,36 +259,8 @@ fn a_rollout_the_watcher_records_late_is_a_suspect() {
 #[test]
 fn a_config_map_edit_the_watcher_records_is_a_suspect() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = runtime.block_on(deploygraph_k8s::testing::client());
-    let ns = unique("e2e-cm");
+    let (client, ns, server) = watching_server(&runtime, "e2e-cm");
     let service = unique("orders");
-    runtime.block_on(async {
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
-    });
-    let kubeconfig = std::env::var("KUBECONFIG_TEST")
-        .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)");
-    let server = Server::start(
-        &sqlite_uri(),
-        &[
-            "--token",
-            TOKEN,
-            "--watch-kubernetes",
-            "--watch-kubeconfig",
-            &kubeconfig,
-            "--watch-namespace",
-            &ns,
-            "--watch-environment",
-            "production",
-            "--lease-namespace",
-            &ns,
-        ],
-    );
     // Once ConfigMaps are watched, a new workload's ConfigMap is read before its rollout is
     // recorded: the rollout in the API means the edit below is compared with it.
     let deadline = Instant::now() + std::time::Duration::from_secs(30);

@@ -5,46 +5,16 @@
 //! and the incident report, and counted by the service history and DORA.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use deploygraph_api::{ApiConfig, AppState, router_with_inline_follow_ups};
 use deploygraph_model::{Environment, ServiceName, ServiceRef, SubjectKind, Trigger, Uid};
 use deploygraph_store::GraphStore;
-use http_body_util::BodyExt;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tower::ServiceExt;
-
-const TOKEN: &str = "s3cret";
-
-fn app(store: &Arc<dyn GraphStore>) -> Router {
-    router_with_inline_follow_ups(
-        AppState::new(
-            Arc::clone(store),
-            ApiConfig {
-                token: Some(SecretString::from(TOKEN.to_owned())),
-                ..ApiConfig::default()
-            },
-        ),
-        std::time::Duration::from_secs(30),
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, headers, body)
-}
+use support::{TOKEN, app, send, unique};
 
 fn request(path: &str, body: String, content_type: &str, token: Option<&str>) -> Request<Body> {
     let mut request = Request::post(path).header(header::CONTENT_TYPE, content_type);

@@ -139,18 +139,31 @@ pub(super) fn finish(
 }
 
 pub(super) fn stats(conn: &Connection, subjects: Option<&[Uid]>) -> Result<FollowUpStats> {
-    let subjects = subjects_json(subjects);
-    let rows: Vec<(String, i64, i64)> = conn
-        .prepare_cached(
+    // Two statements: a `?1 IS NULL OR …` test in one would make SQLite scan the whole table,
+    // where the subjects' are one search of `follow_ups_subject` each (every suspects read asks
+    // this of its alert).
+    let (sql, subjects) = match subjects_json(subjects) {
+        Some(subjects) => (
             "SELECT kind, count(*), min(enqueued_at_us) FROM follow_ups
-             WHERE ?1 IS NULL OR subject IN (SELECT value FROM json_each(?1))
+             WHERE subject IN (SELECT value FROM json_each(?1))
              GROUP BY kind",
-        )
+            Some(subjects),
+        ),
+        None => (
+            "SELECT kind, count(*), min(enqueued_at_us) FROM follow_ups GROUP BY kind",
+            None,
+        ),
+    };
+    let rows: Vec<(String, i64, i64)> = conn
+        .prepare_cached(sql)
         .and_then(|mut stmt| {
-            stmt.query_map([subjects], |row| {
+            fn count(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64)> {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })?
-            .collect()
+            }
+            match subjects {
+                Some(subjects) => stmt.query_map([subjects], count)?.collect(),
+                None => stmt.query_map([], count)?.collect(),
+            }
         })
         .map_err(backend_error("count follow-ups"))?;
     let mut stats = FollowUpStats::default();

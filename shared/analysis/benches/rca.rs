@@ -860,8 +860,9 @@ fn neo4j_uri() -> String {
 }
 
 /// Deletes, in bounded transactions, everything written under services named `prefix…`: their
-/// deployments with their changes and validation results, their commits and images (whose
-/// repository names the service), their alerts (with TRIGGERS), and the services.
+/// deployments with their changes, validation results and follow-ups, their commits and images
+/// (whose repository names the service), their alerts (with TRIGGERS and follow-ups), and the
+/// services. (Follow-ups left behind would make every later run's follow-up reads slower.)
 async fn cleanup_neo4j(prefix: &str) -> neo4rs::Result<u64> {
     let graph = neo4rs::Graph::new(neo4j_uri(), "", "")?;
     let repo = |host: &str| format!("{host}/acme/{prefix}");
@@ -873,6 +874,8 @@ async fn cleanup_neo4j(prefix: &str) -> neo4rs::Result<u64> {
              WITH d LIMIT 5000
              OPTIONAL MATCH (d)-[:CHANGED|VALIDATED_BY]->(x)
              WITH d, collect(x) AS own
+             OPTIONAL MATCH (f:FollowUp {subject: d.uid})
+             WITH d, own + collect(f) AS own
              FOREACH (x IN own | DETACH DELETE x)
              DETACH DELETE d
              RETURN count(*) AS n",
@@ -893,7 +896,11 @@ async fn cleanup_neo4j(prefix: &str) -> neo4rs::Result<u64> {
             "alerts",
             prefix.to_owned(),
             "MATCH (a:Alert) WHERE a.service STARTS WITH $p
-             WITH a LIMIT 10000 DETACH DELETE a RETURN count(*) AS n",
+             WITH a LIMIT 10000
+             OPTIONAL MATCH (f:FollowUp {subject: a.uid})
+             WITH a, collect(f) AS queued
+             FOREACH (f IN queued | DELETE f)
+             DETACH DELETE a RETURN count(*) AS n",
         ),
         (
             "services",

@@ -40,10 +40,9 @@ pub use follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
     AlertFilter, BLAMED_CONFIDENCE, ChangeFilter, ChangeOutcome, ChaosFilter, Cursor,
-    DeploymentFilter, FilterParams, KEY_HISTORY_CHANGE_SCAN, KEY_HISTORY_MAX_LIMIT,
-    KEY_HISTORY_MAX_PATHS, KeyHistory, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
-    ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment, TopologyMode,
-    TopologyUpdate, VerdictOutcome, is_blamed,
+    DeploymentFilter, FilterParams, KEY_HISTORY_MAX_LIMIT, KEY_HISTORY_MAX_PATHS, KeyHistory,
+    MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceHistory, ServiceSummary,
+    StoredAttribution, StoredDeployment, TopologyMode, TopologyUpdate, VerdictOutcome, is_blamed,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -245,12 +244,11 @@ pub trait GraphStore: Send + Sync + 'static {
     /// For each distinct key path (the first [`KEY_HISTORY_MAX_PATHS`] of `paths`): of its
     /// `limit` most recent changes anywhere in the graph that started strictly before `before` —
     /// deployments that changed it (by start; one that changed it in two ways counts once) and
-    /// changes that are not rollouts with it (by `at`, looked for among the
-    /// [`KEY_HISTORY_CHANGE_SCAN`] most recent changes before `before`), ties by the larger uid —
-    /// how many there are and how many were blamed for an alert (TRIGGERS with a confidence of
+    /// changes that are not rollouts with it (by `at`), ties by the larger uid — how many there
+    /// are and how many were blamed for an alert (TRIGGERS with a confidence of
     /// [`BLAMED_CONFIDENCE`] or more). `limit` is at most [`KEY_HISTORY_MAX_LIMIT`]. Only paths
     /// with at least one change are returned, ordered by path. Bounded work per path: an index
-    /// gives each path's most recent deployments.
+    /// gives each path's most recent deployments, another its most recent changes.
     ///
     /// # Errors
     /// [`Error::Unavailable`].

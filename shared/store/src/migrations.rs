@@ -94,7 +94,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0009_topology_sources.sql",
     "0010_changes.sql",
     "0011_verdicts.sql",
-    "0012_key_history.sql"
+    "0012_key_history.sql",
+    "0013_change_keys.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -107,7 +108,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0006_attribution_probabilities.cypher",
     "0007_topology_sources.cypher",
     "0008_changes.cypher",
-    "0010_key_history.cypher"
+    "0010_key_history.cypher",
+    "0011_change_keys.cypher"
 );
 
 impl MigrationSource {

@@ -436,11 +436,6 @@ pub const KEY_HISTORY_MAX_PATHS: usize = 64;
 /// The largest `limit` of [`crate::GraphStore::key_history`]; a larger one reads this many.
 pub const KEY_HISTORY_MAX_LIMIT: u32 = 500;
 
-/// Changes that are not rollouts keep their keys in a list on Neo4j, which no index reaches, so
-/// [`crate::GraphStore::key_history`] looks for them among this many most recent changes before
-/// the given time (on both backends alike). Changes are far rarer than deployments: this is
-/// weeks of them in a large fleet.
-pub const KEY_HISTORY_CHANGE_SCAN: u32 = 10_000;
 /// Whether a subject is blamed for one alert: a reviewer's verdict decides (confirmed: yes,
 /// rejected: no); without one, a TRIGGERS confidence of [`BLAMED_CONFIDENCE`] or more does.
 /// Both stores count [`ServiceHistory::followed_by_alerts`] by this rule, and DORA's change

@@ -331,7 +331,8 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
         [
             "0010_changes.sql",
             "0011_verdicts.sql",
-            "0012_key_history.sql"
+            "0012_key_history.sql",
+            "0013_change_keys.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -403,6 +404,24 @@ async fn neo4j_changes_form_the_documented_subgraph() {
             serde_json::json!(["checkout.new_flow"]),
             serde_json::json!("new checkout flow"),
         ]
+    );
+    // Each key the change changed is a ChangeKey with the change's time: the key history's
+    // index.
+    let keys = store
+        .read_cypher(&request(
+            "MATCH (c:Change)-[:HAS_KEY]->(k:ChangeKey)
+             WHERE (c)-[:AFFECTS]->(:Service {name: $name})
+             RETURN k.path, k.at_us = c.at_us, k.change_uid = c.uid",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.rows,
+        vec![vec![
+            serde_json::json!("checkout.new_flow"),
+            serde_json::json!(true),
+            serde_json::json!(true)
+        ]]
     );
     let linked = store
         .read_cypher(&request(

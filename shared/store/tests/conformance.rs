@@ -2531,7 +2531,7 @@ async fn the_key_history_migration_backfills_config_changes() {
     let applied = store.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["0012_key_history.sql"]
+        ["0012_key_history.sql", "0013_change_keys.sql"]
     );
     store.ready().await.unwrap();
     let history = |before: i64, limit: u32| {
@@ -2631,6 +2631,193 @@ async fn neo4j_the_key_history_migration_backfills_config_changes() {
     deploygraph_store::testing::discard_follow_ups(store.as_ref(), &uids).await;
 }
 
+/// Upgrading a store whose changed keys were written before they carried their change's time
+/// backfills it, so the keys' history of changes that are not rollouts is read from the new
+/// index at once.
+#[tokio::test]
+async fn the_change_keys_migration_backfills_changed_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir_all(old.join("sqlite")).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < "0013" {
+            std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
+        }
+    }
+    let path = dir.path().join("upgrade.db");
+    let service = unique("upgrade");
+    let key = "flags.checkout";
+    let changes: Vec<Change> = [0, 10, 20]
+        .into_iter()
+        .map(|at| {
+            Change::test()
+                .service(&service)
+                .at_minute(at)
+                .key(key, "off", &at.to_string())
+                .build()
+        })
+        .collect();
+    {
+        let before = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
+            .await
+            .unwrap();
+        assert_eq!(before.migrate().await.unwrap().len(), 12);
+        // Changes as the code before 0013 wrote them: their keys without the change's time.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for c in &changes {
+            conn.execute(
+                "INSERT INTO changes (uid, kind, actor, at, at_us, source, content_fingerprint,
+                                      payload)
+                 VALUES (?1, 'feature_flag', 'alice', ?2, ?3, 'api', ?4, ?5)",
+                rusqlite::params![
+                    c.uid.as_str(),
+                    c.at.to_rfc3339(),
+                    c.at.timestamp_micros(),
+                    c.content_fingerprint(),
+                    serde_json::to_string(c).unwrap()
+                ],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO change_keys (change_uid, key, before, after) VALUES (?1, ?2, 'off', 'on')",
+                rusqlite::params![c.uid.as_str(), key],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path, MigrationSource::Embedded)
+        .await
+        .unwrap();
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(
+        applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["0013_change_keys.sql"]
+    );
+    store.ready().await.unwrap();
+    let history = |before: i64, limit: u32| {
+        let store = &store;
+        async move {
+            histories(
+                &store
+                    .key_history(&[key.to_owned()], minute(before), limit)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    assert_eq!(history(60, 10).await, vec![(key.to_owned(), 3, 0)]);
+    // Each key carries its own change's time.
+    assert_eq!(history(15, 10).await, vec![(key.to_owned(), 2, 0)]);
+    assert_eq!(history(60, 2).await, vec![(key.to_owned(), 2, 0)]);
+    // A change recorded after the upgrade is counted beside the backfilled ones.
+    let after = Change::test()
+        .service(&service)
+        .at_minute(30)
+        .key(key, "on", "off")
+        .build();
+    store.record_changes(vec![after]).await.unwrap();
+    assert_eq!(history(60, 10).await, vec![(key.to_owned(), 4, 0)]);
+}
+
+/// On Neo4j, the migration's statements give Change nodes written before their keys were
+/// ChangeKey nodes those nodes (run here on this test's own changes, whose ChangeKeys are
+/// deleted first; the shared server is migrated), and running them again adds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_the_change_keys_migration_backfills_changed_keys() {
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let service = unique("old-change-keys");
+    let (key, other) = (unique("flags.old"), unique("flags.other"));
+    let changes: Vec<Change> = [0, 10, 20]
+        .into_iter()
+        .map(|at| {
+            let mut change = Change::test()
+                .service(&service)
+                .at_minute(at)
+                .key(&key, "off", &at.to_string())
+                .build();
+            change.diff.push(KeyChange {
+                key: other.clone(),
+                before: None,
+                after: Some(at.to_string()),
+            });
+            change
+        })
+        .collect();
+    store.record_changes(changes.clone()).await.unwrap();
+    let uids: Vec<Uid> = changes.iter().map(|c| c.uid.clone()).collect();
+    let uid_list: Vec<&str> = uids.iter().map(Uid::as_str).collect();
+    let history = |before: i64, limit: u32| {
+        let store = Arc::clone(&store);
+        let paths = vec![key.clone(), other.clone()];
+        async move {
+            histories(
+                &store
+                    .key_history(&paths, minute(before), limit)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let expected = |n: u32| {
+        let mut both = vec![(key.clone(), n, 0), (other.clone(), n, 0)];
+        both.sort();
+        both
+    };
+    assert_eq!(
+        history(60, 10).await,
+        expected(3),
+        "written with the changes"
+    );
+    let graph = neo4rs::Graph::new(std::env::var("NEO4J_TEST_URI").unwrap(), "", "").unwrap();
+    graph
+        .run(
+            neo4rs::query(
+                "MATCH (c:Change)-[:HAS_KEY]->(k:ChangeKey) WHERE c.uid IN $uids DETACH DELETE k",
+            )
+            .param("uids", uid_list.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(history(60, 10).await.is_empty(), "not backfilled yet");
+    let migration = deploygraph_store::migrations::EMBEDDED_NEO4J
+        .iter()
+        .find(|(name, _)| *name == "0011_change_keys.cypher")
+        .unwrap();
+    let migration = deploygraph_store::Migration {
+        version: 11,
+        name: migration.0.to_owned(),
+        body: migration.1.to_owned(),
+    };
+    for _ in 0..2 {
+        for statement in migration.statements() {
+            graph.run(neo4rs::query(&statement)).await.unwrap();
+        }
+    }
+    assert_eq!(history(60, 10).await, expected(3));
+    assert_eq!(history(15, 10).await, expected(2));
+    let mut rows = graph
+        .execute(
+            neo4rs::query(
+                "MATCH (c:Change)-[:HAS_KEY]->(k:ChangeKey) WHERE c.uid IN $uids
+                 RETURN count(k) AS n, count(DISTINCT [c.uid, k.path]) AS distinct",
+            )
+            .param("uids", uid_list),
+        )
+        .await
+        .unwrap();
+    let row = rows.next().await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.get::<i64>("n").unwrap(),
+            row.get::<i64>("distinct").unwrap()
+        ),
+        (6, 6)
+    );
+    deploygraph_store::testing::discard_follow_ups(store.as_ref(), &uids).await;
+}
+
 /// A store of schema 0010 holding an attribution upgrades to the verdicts' schema: 0011 is the
 /// first migration it applies, its TRIGGERS and history stay, and verdicts are then recorded.
 #[tokio::test]
@@ -2671,7 +2858,11 @@ async fn the_verdicts_migration_keeps_attributions() {
     let applied = store.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["0011_verdicts.sql", "0012_key_history.sql"]
+        [
+            "0011_verdicts.sql",
+            "0012_key_history.sql",
+            "0013_change_keys.sql"
+        ]
     );
     store.ready().await.unwrap();
     assert_eq!(

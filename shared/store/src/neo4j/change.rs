@@ -27,11 +27,14 @@ UNWIND $uids AS u
 MATCH (c:Change {uid: u})
 RETURN c.uid AS uid, c.payload AS payload";
 
-/// Creates changes, linked AFFECTS their services (whose locks the batch holds).
+/// Creates changes, linked AFFECTS their services (whose locks the batch holds), each with a
+/// `ChangeKey` per key it changed (`HAS_KEY`, the key history's index, migration 0011).
 const INSERT_CHANGES: &str = "
 UNWIND $rows AS r
 MERGE (c:Change {uid: r.uid})
 ON CREATE SET c += r.props
+FOREACH (path IN r.props.keys |
+  MERGE (c)-[:HAS_KEY]->(:ChangeKey {path: path, at_us: r.props.at_us, change_uid: r.uid}))
 WITH c, r
 UNWIND r.services AS su
 MATCH (s:Service {uid: su})

@@ -1,23 +1,22 @@
 //! Key history on Neo4j: each path's most recent deployments from the index
-//! `ConfigChange (path, started_at_us)` (migration 0010), and the keys of the most recent
-//! changes that are not rollouts (a Change keeps its keys in a list, which no index reaches, so
-//! the newest [`KEY_HISTORY_CHANGE_SCAN`] changes are read from the `at_us` index), tallied
-//! alike on both backends.
+//! `ConfigChange (path, started_at_us)` (migration 0010), and its most recent changes that are
+//! not rollouts from the index `ChangeKey (path, at_us)` (migration 0011), tallied alike on both
+//! backends.
 
 use super::{Neo4jStore, decode_failed};
 use crate::error::Result;
 use crate::key_history::{Sighting, bounds, tally};
-use crate::types::{KEY_HISTORY_CHANGE_SCAN, KeyHistory};
+use crate::types::KeyHistory;
 use chrono::{DateTime, Utc};
 use neo4rs::{BoltType, query};
 
 const OPERATION: &str = "read keys' history";
 
-/// Per path, its `$limit` most recent deployments before `$before` (one index range, ordered by
-/// the index: the path is fixed, so ordering by it too lets the planner read the index
-/// backwards and stop at the limit); then, one row per key found, the `$scan` most recent
-/// changes before `$before` that changed one of `$paths`. Each with whether it was blamed
-/// ([`crate::is_blamed`]: confirmed by a reviewer, or a TRIGGERS of 0.5 or more not rejected).
+/// Per path, its `$limit` most recent deployments before `$before`, then its `$limit` most
+/// recent changes that are not rollouts before `$before` (each one index range, ordered by the
+/// index: the path is fixed, so ordering by it too lets the planner read the index backwards and
+/// stop at the limit). Each with whether it was blamed ([`crate::is_blamed`]: confirmed by a
+/// reviewer, or a TRIGGERS of 0.5 or more not rejected).
 const KEY_HISTORY: &str = "
 UNWIND $paths AS path
 CALL {
@@ -34,15 +33,20 @@ CALL {
 }
 RETURN path, times, subjects, blamed
 UNION ALL
-MATCH (c:Change)
-WHERE c.at_us < $before
-WITH c ORDER BY c.at_us DESC, c.uid DESC LIMIT $scan
-UNWIND [k IN c.keys WHERE k IN $paths] AS path
-RETURN path, [c.at_us] AS times, [c.uid] AS subjects,
-       [(EXISTS { MATCH (c)-[:CAUSED]->(:Alert) } OR EXISTS {
+UNWIND $paths AS path
+CALL {
+  WITH path
+  MATCH (k:ChangeKey)
+  WHERE k.path = path AND k.at_us < $before
+  WITH k ORDER BY k.path DESC, k.at_us DESC, k.change_uid DESC LIMIT $limit
+  MATCH (c:Change)-[:HAS_KEY]->(k)
+  RETURN collect(k.at_us) AS times, collect(c.uid) AS subjects,
+         collect((EXISTS { MATCH (c)-[:CAUSED]->(:Alert) } OR EXISTS {
            MATCH (c)-[t:TRIGGERS]->(a:Alert)
            WHERE t.confidence_score >= $blamed AND NOT EXISTS { MATCH (c)-[:REJECTED]->(a) }
-         })] AS blamed";
+         })) AS blamed
+}
+RETURN path, times, subjects, blamed";
 
 impl Neo4jStore {
     pub(super) async fn key_history_of(
@@ -62,7 +66,6 @@ impl Neo4jStore {
                     .param("paths", BoltType::from(list))
                     .param("before", before.timestamp_micros())
                     .param("limit", i64::from(limit))
-                    .param("scan", i64::from(KEY_HISTORY_CHANGE_SCAN))
                     .param("blamed", crate::BLAMED_CONFIDENCE),
                 OPERATION,
             )

@@ -53,9 +53,16 @@ fn write_change(tx: &rusqlite::Transaction<'_>, c: &Change) -> Result<()> {
     for key in &c.diff {
         exec(
             tx,
-            "INSERT INTO change_keys (change_uid, key, before, after) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO change_keys (change_uid, key, before, after, at_us)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT DO NOTHING",
-            params![c.uid.as_str(), key.key, key.before, key.after],
+            params![
+                c.uid.as_str(),
+                key.key,
+                key.before,
+                key.after,
+                c.at.timestamp_micros()
+            ],
         )
         .map_err(backend_error("write a changed key"))?;
     }

@@ -1,12 +1,12 @@
 //! Key history on SQLite: each path's most recent deployments from the index
-//! `config_changes (path, started_at_us DESC, uid DESC)` (migration 0012), and the keys of the
-//! most recent changes that are not rollouts, tallied alike on both backends.
+//! `config_changes (path, started_at_us DESC, uid DESC)` (migration 0012), and its most recent
+//! changes that are not rollouts from `change_keys (key, at_us DESC, change_uid DESC)` (migration
+//! 0013), tallied alike on both backends.
 
 use super::backend_error;
 use crate::error::Result;
 use crate::key_history::{Sighting, bounds, tally};
-use crate::payload::encode;
-use crate::types::{KEY_HISTORY_CHANGE_SCAN, KeyHistory};
+use crate::types::KeyHistory;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
@@ -29,21 +29,22 @@ WHERE cc.path = ?1 AND cc.started_at_us < ?2
 ORDER BY cc.started_at_us DESC, cc.uid DESC
 LIMIT ?3";
 
-/// The keys among `?4` (a JSON list) of the `?2` most recent changes before `?1`, with whether
-/// each change was blamed for an alert.
+/// The key's `limit` most recent changes that are not rollouts before a time, newest first,
+/// with whether each was blamed for an alert: one index range.
 const RECENT_CHANGES: &str = "
-SELECT k.key, c.at_us, c.uid,
+SELECT k.at_us, k.change_uid,
        EXISTS (SELECT 1 FROM change_verdicts v
-               WHERE v.change_uid = c.uid AND v.verdict = 'confirmed')
+               WHERE v.change_uid = k.change_uid AND v.verdict = 'confirmed')
        OR EXISTS (SELECT 1 FROM change_triggers t
-                  WHERE t.change_uid = c.uid AND t.confidence_score >= ?3
+                  WHERE t.change_uid = k.change_uid AND t.confidence_score >= ?4
                     AND NOT EXISTS (SELECT 1 FROM change_verdicts v
                                     WHERE v.alert_uid = t.alert_uid
                                       AND v.change_uid = t.change_uid
                                       AND v.verdict = 'rejected'))
-FROM (SELECT uid, at_us FROM changes WHERE at_us < ?1 ORDER BY at_us DESC, uid DESC LIMIT ?2) c
-JOIN change_keys k ON k.change_uid = c.uid
-WHERE k.key IN (SELECT value FROM json_each(?4))";
+FROM change_keys k
+WHERE k.key = ?1 AND k.at_us < ?2
+ORDER BY k.at_us DESC, k.change_uid DESC
+LIMIT ?3";
 
 pub(super) fn key_history(
     conn: &Connection,
@@ -57,49 +58,25 @@ pub(super) fn key_history(
     }
     let before = before.timestamp_micros();
     let mut sightings = Vec::new();
-    let mut stmt = conn
-        .prepare_cached(RECENT_DEPLOYMENTS)
-        .map_err(backend_error(OPERATION))?;
-    for path in &paths {
-        let found = stmt
-            .query_map(
-                params![path, before, limit, crate::BLAMED_CONFIDENCE],
-                |row| {
-                    Ok(Sighting {
-                        path: path.clone(),
-                        at_us: row.get(0)?,
-                        subject: row.get(1)?,
-                        blamed: row.get(2)?,
-                    })
-                },
-            )
-            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
-            .map_err(backend_error(OPERATION))?;
-        sightings.extend(found);
+    for sql in [RECENT_DEPLOYMENTS, RECENT_CHANGES] {
+        let mut stmt = conn.prepare_cached(sql).map_err(backend_error(OPERATION))?;
+        for path in &paths {
+            let found = stmt
+                .query_map(
+                    params![path, before, limit, crate::BLAMED_CONFIDENCE],
+                    |row| {
+                        Ok(Sighting {
+                            path: path.clone(),
+                            at_us: row.get(0)?,
+                            subject: row.get(1)?,
+                            blamed: row.get(2)?,
+                        })
+                    },
+                )
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+                .map_err(backend_error(OPERATION))?;
+            sightings.extend(found);
+        }
     }
-    let list = encode(super::BACKEND, &paths, "encode paths")?;
-    let found = conn
-        .prepare_cached(RECENT_CHANGES)
-        .and_then(|mut stmt| {
-            stmt.query_map(
-                params![
-                    before,
-                    KEY_HISTORY_CHANGE_SCAN,
-                    crate::BLAMED_CONFIDENCE,
-                    list
-                ],
-                |row| {
-                    Ok(Sighting {
-                        path: row.get(0)?,
-                        at_us: row.get(1)?,
-                        subject: row.get(2)?,
-                        blamed: row.get(3)?,
-                    })
-                },
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(backend_error(OPERATION))?;
-    sightings.extend(found);
     Ok(tally(sightings, limit))
 }

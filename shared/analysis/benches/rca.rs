@@ -295,6 +295,13 @@ impl GraphStore for Timed {
         )
         .await
     }
+    async fn service_histories(
+        &self,
+        queries: &[(Uid, DateTime<Utc>)],
+    ) -> deploygraph_store::Result<Vec<ServiceHistory>> {
+        self.time("service_histories", self.inner.service_histories(queries))
+            .await
+    }
     async fn key_history(
         &self,
         paths: &[String],
@@ -875,8 +882,8 @@ async fn cleanup_neo4j(prefix: &str) -> neo4rs::Result<u64> {
              OPTIONAL MATCH (d)-[:CHANGED|VALIDATED_BY]->(x)
              WITH d, collect(x) AS own
              OPTIONAL MATCH (f:FollowUp {subject: d.uid})
-             WITH d, own + collect(f) AS own
-             FOREACH (x IN own | DETACH DELETE x)
+             WITH d, own, collect(f) AS queued
+             FOREACH (x IN own + queued | DETACH DELETE x)
              DETACH DELETE d
              RETURN count(*) AS n",
         ),

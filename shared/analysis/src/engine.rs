@@ -126,7 +126,22 @@ pub async fn candidates(
         .into_iter()
         .map(|p| (p.deployment.uid.clone(), p.deployment))
         .collect();
-    let mut histories: HashMap<(Uid, DateTime<Utc>), (u32, u32)> = HashMap::new();
+    // Each candidate's service history, read in one call for all of them.
+    let mut asked: Vec<(Uid, DateTime<Utc>)> = deployments
+        .iter()
+        .map(|stored| &stored.deployment)
+        .filter(|d| relation.contains_key(&d.service_uid()))
+        .map(|d| (d.service_uid(), d.started_at))
+        .collect();
+    asked.sort();
+    asked.dedup();
+    let histories: HashMap<(Uid, DateTime<Utc>), (u32, u32)> = store
+        .service_histories(&asked)
+        .await?
+        .into_iter()
+        .zip(asked)
+        .map(|(h, key)| (key, (h.deployments, h.followed_by_alerts)))
+        .collect();
     let mut candidates = Vec::with_capacity(deployments.len());
     // The keys each candidate changed, by index into `candidates`.
     let mut changed_keys: Vec<Vec<String>> = Vec::with_capacity(deployments.len());
@@ -136,18 +151,10 @@ pub async fn candidates(
             continue;
         };
         let previous = stored.follows.as_ref().and_then(|uid| previous.get(uid));
-        let key = (d.service_uid(), d.started_at);
-        let (prior_deployments, prior_followed_by_alerts) = match histories.get(&key) {
-            Some(h) => *h,
-            None => {
-                let h = store
-                    .service_history(&d.service_uid(), d.started_at)
-                    .await?;
-                let h = (h.deployments, h.followed_by_alerts);
-                histories.insert(key, h);
-                h
-            }
-        };
+        let (prior_deployments, prior_followed_by_alerts) = histories
+            .get(&(d.service_uid(), d.started_at))
+            .copied()
+            .unwrap_or_default();
         let changes = ChangeSummary::of(d, previous);
         changed_keys.push(changes.keys.iter().map(|k| k.path.clone()).collect());
         candidates.push(Candidate {

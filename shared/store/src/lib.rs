@@ -241,6 +241,22 @@ pub trait GraphStore: Send + Sync + 'static {
     async fn service_history(&self, service: &Uid, before: DateTime<Utc>)
     -> Result<ServiceHistory>;
 
+    /// [`GraphStore::service_history`] of each `(service, before)` of `queries`, in their order,
+    /// in one round trip where the backend allows (attribution asks it of every candidate).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn service_histories(
+        &self,
+        queries: &[(Uid, DateTime<Utc>)],
+    ) -> Result<Vec<ServiceHistory>> {
+        let mut found = Vec::with_capacity(queries.len());
+        for (service, before) in queries {
+            found.push(self.service_history(service, *before).await?);
+        }
+        Ok(found)
+    }
+
     /// For each distinct key path (the first [`KEY_HISTORY_MAX_PATHS`] of `paths`): of its
     /// `limit` most recent changes anywhere in the graph that started strictly before `before` —
     /// deployments that changed it (by start; one that changed it in two ways counts once) and

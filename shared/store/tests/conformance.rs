@@ -14,8 +14,8 @@ use deploygraph_model::{
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
     AlertFilter, ChaosFilter, Claim, Cursor, DeploymentFilter, FollowUpKind, FollowUpStats,
-    GraphStore, KeyHistory, MigrationSource, RecordKind, StoredDeployment, TopologyMode,
-    TopologyUpdate,
+    GraphStore, KeyHistory, MigrationSource, RecordKind, ServiceHistory, StoredDeployment,
+    TopologyMode, TopologyUpdate,
 };
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
@@ -2178,10 +2178,21 @@ async fn history_counts_confirmed_and_never_rejected_deployments(store: Arc<dyn 
             .unwrap();
     }
     let followed = || async {
-        let h = store
-            .service_history(&ds[0].service_uid(), minute(60))
+        let service = ds[0].service_uid();
+        let h = store.service_history(&service, minute(60)).await.unwrap();
+        // The batched read answers alike, in the order asked; a service without deployments
+        // has an empty history.
+        let early = store.service_history(&service, minute(15)).await.unwrap();
+        let nowhere = Uid::from_stored(unique("service-nowhere"));
+        let batch = store
+            .service_histories(&[
+                (service.clone(), minute(60)),
+                (nowhere, minute(60)),
+                (service, minute(15)),
+            ])
             .await
             .unwrap();
+        assert_eq!(batch, vec![h, ServiceHistory::default(), early]);
         (h.deployments, h.followed_by_alerts)
     };
     // ds[0] and ds[2] by their probability; ds[1] at 0.3 is not blamed.

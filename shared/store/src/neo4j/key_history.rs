@@ -16,7 +16,7 @@ const OPERATION: &str = "read keys' history";
 /// recent changes that are not rollouts before `$before` (each one index range, ordered by the
 /// index: the path is fixed, so ordering by it too lets the planner read the index backwards and
 /// stop at the limit). Each with whether it was blamed ([`crate::is_blamed`]: confirmed by a
-/// reviewer, or a TRIGGERS of 0.5 or more not rejected).
+/// reviewer, or a TRIGGERS of 0.5 or more not rejected), from one walk of its relationships.
 const KEY_HISTORY: &str = "
 UNWIND $paths AS path
 CALL {
@@ -26,10 +26,11 @@ CALL {
   WITH x ORDER BY x.path DESC, x.started_at_us DESC, x.uid DESC LIMIT $limit
   MATCH (d:DeploymentEvent)-[:CHANGED]->(x)
   RETURN collect(x.started_at_us) AS times, collect(d.uid) AS subjects,
-         collect((EXISTS { MATCH (d)-[:CAUSED]->(:Alert) } OR EXISTS {
-           MATCH (d)-[t:TRIGGERS]->(a:Alert)
-           WHERE t.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) }
-         })) AS blamed
+         collect(EXISTS {
+           MATCH (d)-[r:CAUSED|TRIGGERS]->(a:Alert)
+           WHERE type(r) = 'CAUSED'
+              OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) })
+         }) AS blamed
 }
 RETURN path, times, subjects, blamed
 UNION ALL
@@ -41,10 +42,11 @@ CALL {
   WITH k ORDER BY k.path DESC, k.at_us DESC, k.change_uid DESC LIMIT $limit
   MATCH (c:Change)-[:HAS_KEY]->(k)
   RETURN collect(k.at_us) AS times, collect(c.uid) AS subjects,
-         collect((EXISTS { MATCH (c)-[:CAUSED]->(:Alert) } OR EXISTS {
-           MATCH (c)-[t:TRIGGERS]->(a:Alert)
-           WHERE t.confidence_score >= $blamed AND NOT EXISTS { MATCH (c)-[:REJECTED]->(a) }
-         })) AS blamed
+         collect(EXISTS {
+           MATCH (c)-[r:CAUSED|TRIGGERS]->(a:Alert)
+           WHERE type(r) = 'CAUSED'
+              OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (c)-[:REJECTED]->(a) })
+         }) AS blamed
 }
 RETURN path, times, subjects, blamed";
 

@@ -1150,7 +1150,17 @@ impl GraphStore for Neo4jStore {
         service: &Uid,
         before: DateTime<Utc>,
     ) -> Result<ServiceHistory> {
-        self.rca_service_history(service, before).await
+        let mut found = self
+            .rca_service_histories(&[(service.clone(), before)])
+            .await?;
+        Ok(found.pop().unwrap_or_default())
+    }
+
+    async fn service_histories(
+        &self,
+        queries: &[(Uid, DateTime<Utc>)],
+    ) -> Result<Vec<ServiceHistory>> {
+        self.rca_service_histories(queries).await
     }
 
     async fn key_history(

@@ -493,6 +493,26 @@ fn trigger_from_row(
     }))
 }
 
+/// Per `(service, before)` of `$queries`: how many deployments of the service started before,
+/// and how many of them were blamed ([`crate::is_blamed`]: CAUSED an alert, or TRIGGERS one at
+/// `$blamed` or more without a REJECTED for it). One index range per query, and one walk of each
+/// deployment's relationships (CAUSED and TRIGGERS together; REJECTED only behind a TRIGGERS at
+/// the blame confidence, which few have).
+const SERVICE_HISTORIES: &str = "
+UNWIND $queries AS q
+CALL {
+  WITH q
+  MATCH (d:DeploymentEvent)
+  WHERE d.service_uid = q.service AND d.started_at_us < q.before
+  RETURN count(d) AS deployments,
+         count(CASE WHEN EXISTS {
+           MATCH (d)-[r:CAUSED|TRIGGERS]->(a:Alert)
+           WHERE type(r) = 'CAUSED'
+              OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) })
+         } THEN 1 END) AS followed
+}
+RETURN q.i AS i, deployments, followed";
+
 /// The suspect a TRIGGERS relationship starts at, as `subject` and `subject_uid` columns
 /// (`x` is the start node).
 const SUBJECT_COLUMNS: &str =
@@ -596,41 +616,47 @@ impl Neo4jStore {
         rows.iter().map(stored_from_row).collect()
     }
 
-    pub(super) async fn rca_service_history(
+    pub(super) async fn rca_service_histories(
         &self,
-        service: &Uid,
-        before: DateTime<Utc>,
-    ) -> Result<ServiceHistory> {
+        queries: &[(Uid, DateTime<Utc>)],
+    ) -> Result<Vec<ServiceHistory>> {
+        const OPERATION: &str = "read services' history";
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<BoltType> = queries
+            .iter()
+            .enumerate()
+            .map(|(i, (service, before))| {
+                map(vec![
+                    ("i", int(i)),
+                    ("service", service.as_str().into()),
+                    ("before", before.timestamp_micros().into()),
+                ])
+            })
+            .collect();
         let rows = self
             .read(
-                query(
-                    "MATCH (d:DeploymentEvent)
-                     WHERE d.service_uid = $service AND d.started_at_us < $before
-                     OPTIONAL MATCH (d)-[:REJECTED]->(r:Alert)
-                     WITH d, collect(r.uid) AS rejected
-                     RETURN count(d) AS deployments,
-                            count(CASE WHEN EXISTS { MATCH (d)-[:CAUSED]->(:Alert) }
-                                         OR EXISTS {
-                                MATCH (d)-[t:TRIGGERS]->(a:Alert)
-                                WHERE t.confidence_score >= $blamed AND NOT a.uid IN rejected
-                            } THEN 1 END) AS followed",
-                )
-                .param("service", service.as_str())
-                .param("blamed", crate::BLAMED_CONFIDENCE)
-                .param("before", before.timestamp_micros()),
-                "read a service's history",
+                query(SERVICE_HISTORIES)
+                    .param("queries", rows)
+                    .param("blamed", crate::BLAMED_CONFIDENCE),
+                OPERATION,
             )
             .await?;
-        let dec = decode_failed("read a service's history");
-        let Some(row) = rows.first() else {
-            return Ok(ServiceHistory::default());
-        };
-        let deployments: i64 = row.get("deployments").map_err(&dec)?;
-        let followed: i64 = row.get("followed").map_err(&dec)?;
-        Ok(ServiceHistory {
-            deployments: u32::try_from(deployments).unwrap_or(u32::MAX),
-            followed_by_alerts: u32::try_from(followed).unwrap_or(u32::MAX),
-        })
+        let dec = decode_failed(OPERATION);
+        let mut out = vec![ServiceHistory::default(); queries.len()];
+        for row in rows {
+            let i: i64 = row.get("i").map_err(&dec)?;
+            let deployments: i64 = row.get("deployments").map_err(&dec)?;
+            let followed: i64 = row.get("followed").map_err(&dec)?;
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                *slot = ServiceHistory {
+                    deployments: u32::try_from(deployments).unwrap_or(u32::MAX),
+                    followed_by_alerts: u32::try_from(followed).unwrap_or(u32::MAX),
+                };
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn rca_replace_attribution(

@@ -847,6 +847,20 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn service_histories(
+        &self,
+        queries: &[(Uid, DateTime<Utc>)],
+    ) -> Result<Vec<ServiceHistory>> {
+        let queries = queries.to_vec();
+        self.with_reader(move |conn| {
+            queries
+                .iter()
+                .map(|(service, before)| rca::service_history(conn, service, *before))
+                .collect()
+        })
+        .await
+    }
+
     async fn key_history(
         &self,
         paths: &[String],

@@ -493,25 +493,29 @@ fn trigger_from_row(
     }))
 }
 
-/// Per `(service, before)` of `$queries`: how many deployments of the service started before,
-/// and how many of them were blamed ([`crate::is_blamed`]: CAUSED an alert, or TRIGGERS one at
-/// `$blamed` or more without a REJECTED for it). One index range per query, and one walk of each
-/// deployment's relationships (CAUSED and TRIGGERS together; REJECTED only behind a TRIGGERS at
-/// the blame confidence, which few have).
+/// Per service of `$services` (`{service, latest, queries: [{i, before}]}`): its deployments that
+/// started before the latest `before` asked (one index range), each checked once for blame
+/// ([`crate::is_blamed`]: CAUSED an alert, or TRIGGERS one at `$blamed` or more without a
+/// REJECTED for it; one walk of the deployment's relationships, REJECTED only behind a TRIGGERS at
+/// the blame confidence), then counted for each `before` asked of that service. Attribution asks
+/// of a busy service at each of its candidates' starts: its history is read once, not once per
+/// candidate.
 const SERVICE_HISTORIES: &str = "
-UNWIND $queries AS q
+UNWIND $services AS s
 CALL {
-  WITH q
+  WITH s
   MATCH (d:DeploymentEvent)
-  WHERE d.service_uid = q.service AND d.started_at_us < q.before
-  RETURN count(d) AS deployments,
-         count(CASE WHEN EXISTS {
-           MATCH (d)-[r:CAUSED|TRIGGERS]->(a:Alert)
-           WHERE type(r) = 'CAUSED'
-              OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) })
-         } THEN 1 END) AS followed
+  WHERE d.service_uid = s.service AND d.started_at_us < s.latest
+  WITH d.started_at_us AS at, EXISTS {
+    MATCH (d)-[r:CAUSED|TRIGGERS]->(a:Alert)
+    WHERE type(r) = 'CAUSED'
+       OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) })
+  } AS blamed
+  RETURN collect(at) AS starts, collect(CASE WHEN blamed THEN at END) AS blamed_starts
 }
-RETURN q.i AS i, deployments, followed";
+UNWIND s.queries AS q
+RETURN q.i AS i, size([t IN starts WHERE t < q.before]) AS deployments,
+       size([t IN blamed_starts WHERE t < q.before]) AS followed";
 
 /// The suspect a TRIGGERS relationship starts at, as `subject` and `subject_uid` columns
 /// (`x` is the start node).
@@ -624,21 +628,30 @@ impl Neo4jStore {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<BoltType> = queries
-            .iter()
-            .enumerate()
-            .map(|(i, (service, before))| {
+        // By service: the latest time asked, and each query with its index.
+        let mut by_service: BTreeMap<&str, (i64, Vec<BoltType>)> = BTreeMap::new();
+        for (i, (service, before)) in queries.iter().enumerate() {
+            let before = before.timestamp_micros();
+            let (latest, asked) = by_service
+                .entry(service.as_str())
+                .or_insert((i64::MIN, Vec::new()));
+            *latest = (*latest).max(before);
+            asked.push(map(vec![("i", int(i)), ("before", before.into())]));
+        }
+        let services: Vec<BoltType> = by_service
+            .into_iter()
+            .map(|(service, (latest, asked))| {
                 map(vec![
-                    ("i", int(i)),
-                    ("service", service.as_str().into()),
-                    ("before", before.timestamp_micros().into()),
+                    ("service", service.into()),
+                    ("latest", latest.into()),
+                    ("queries", BoltType::from(asked)),
                 ])
             })
             .collect();
         let rows = self
             .read(
                 query(SERVICE_HISTORIES)
-                    .param("queries", rows)
+                    .param("services", services)
                     .param("blamed", crate::BLAMED_CONFIDENCE),
                 OPERATION,
             )

@@ -39,6 +39,7 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "history",
     "key_history",
     "superseded",
+    "co_alerts",
 ];
 
 /// A model's weights.
@@ -78,6 +79,7 @@ pub const WEIGHTS: Weights = Weights {
         0.4197,  // history
         0.1346,  // key_history
         0.0987,  // superseded
+        0.0000,  // co_alerts
     ],
     null: -2.2604,
 };

@@ -22,6 +22,8 @@ pub struct Skipped {
     pub chaos: usize,
     /// The cause is not among the candidates (outside the window or the depth).
     pub cause_not_a_candidate: usize,
+    /// Each sample's kind, in order.
+    pub kinds: Vec<&'static str>,
 }
 
 /// The samples of the worlds' scored alerts; `stores[w]` holds world `w`.
@@ -69,6 +71,7 @@ pub async fn samples(
                 continue;
             }
             out.push(Sample { rows, cause: index });
+            skipped.kinds.push(world.kind.name());
         }
     }
     (out, skipped)
@@ -155,4 +158,31 @@ pub fn report(train: &[Group], calibration: &[Group]) {
     );
     println!();
     println!("{}", model::to_source(&shipped));
+}
+
+/// `BENCH_SAMPLES_OUT=DIR`: writes the samples as JSON lines (`train.jsonl`,
+/// `calibration.jsonl`: generator, kind, feature rows in [`model::FEATURE_NAMES`] order, the
+/// cause's row or null) for working on the model outside the benchmark.
+pub fn dump(dir: &std::path::Path, train: &[Group], calibration: &[Group]) {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).expect("the samples' directory");
+    for (name, groups) in [("train", train), ("calibration", calibration)] {
+        let path = dir.join(format!("{name}.jsonl"));
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&path).expect("a samples file"));
+        for (generator, (samples, skipped)) in groups {
+            for (sample, kind) in samples.iter().zip(&skipped.kinds) {
+                let line = serde_json::json!({
+                    "generator": generator,
+                    "kind": kind,
+                    "features": model::FEATURE_NAMES,
+                    "rows": sample.rows,
+                    "cause": sample.cause,
+                });
+                writeln!(out, "{line}").expect("a samples file");
+            }
+        }
+        out.flush().expect("a samples file");
+        println!("samples written to {}", path.display());
+    }
 }

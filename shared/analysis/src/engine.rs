@@ -221,8 +221,10 @@ pub async fn candidates(
 /// ([`Candidate::co_alerts`]): the alerts of one storm start within minutes of each other.
 pub const CO_ALERT_SPAN: Duration = Duration::hours(1);
 
-/// The most alerts read around an alert for its candidates' co-alerts.
-const CO_ALERT_LIMIT: usize = 500;
+/// The most alerts read around an alert for its candidates' co-alerts: enough to tell a storm
+/// from a lone alert (the evidence grows with the logarithm of the count), few enough that an
+/// alert storm of thousands does not make every attribution read thousands of alerts.
+const CO_ALERT_LIMIT: usize = 100;
 
 /// Fills each candidate's [`Candidate::co_alerts`]: the other alerts that started within
 /// [`CO_ALERT_SPAN`] of `alert` and after the candidate landed, on the candidate's service

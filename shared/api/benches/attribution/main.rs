@@ -19,7 +19,12 @@
 //!   API can record.
 //! - `BENCH_CHECK=1`: only generate and check the worlds (no API), with a summary of them.
 //! - `BENCH_FIT=1`: fit the attribution model on the development seeds (from 0), calibrate it
-//!   on a second development range (from 500,000) and print the weights ([`fit`]).
+//!   on a second development range (from 500,000) and print the weights ([`fit`]). With
+//!   `BENCH_SAMPLES_OUT=DIR` it also writes the samples (JSON lines), and with
+//!   `BENCH_SAMPLES_IN=DIR` it reads them instead of writing the worlds again;
+//!   `BENCH_HEADROOM=1` adds what a model on every pairwise product of the features would get.
+//! - `BENCH_EXPLAIN=1`: print the alerts whose most probable answer is not their cause, with
+//!   the features of both (for working on the ranking on the development seeds).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ceiling;
@@ -146,6 +151,12 @@ fn worlds_for(
 /// `BENCH_FIT=1`: both generators' development seeds, fitted together (neither generator's
 /// held-out seeds are read).
 async fn fit_mode(representable: &[Kind], per_kind: u64) {
+    if let Ok(dir) = std::env::var("BENCH_SAMPLES_IN") {
+        let (train, calibration) = fit::load(std::path::Path::new(&dir));
+        println!("samples read from {dir}");
+        fit::report(&train, &calibration);
+        return;
+    }
     let config = ApiConfig::default();
     let settings = config.attribution;
     let mut train = Vec::new();
@@ -275,6 +286,9 @@ enum Source {
 }
 
 impl Source {
+    /// Both.
+    const ALL: [Self; 2] = [Self::A, Self::B];
+
     fn title(self) -> &'static str {
         match self {
             Self::A => "generator A (`generator/`)",

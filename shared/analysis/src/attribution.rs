@@ -27,6 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::redact::{REDACTED, is_secret_path, split_words};
 use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, SubjectKind, Uid};
 use serde::Serialize;
+use std::collections::BTreeSet;
 
 /// How a candidate's service relates to the alert's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +284,11 @@ pub struct Candidate {
     /// The records of the keys it changed, in the whole graph before the candidates' window
     /// (ordered by path); empty when it changed no key or no key has a history.
     pub key_history: Vec<KeyRecord>,
+    /// The services of other alerts that started after it landed and within
+    /// [`crate::engine::CO_ALERT_SPAN`] of this alert, on its service or on a service that
+    /// depends on it (up to the attribution depth): one entry per alert. One change behind
+    /// several alerts is the shape of an alert storm.
+    pub co_alerts: Vec<String>,
 }
 
 /// One changed key's record in the graph before the candidate's window.
@@ -389,10 +395,12 @@ pub struct Features {
     /// `ln(1 + n)` of later deployments of the same service that changed something and
     /// landed before the alert.
     pub superseded: f64,
+    /// `ln(1 + n)` of other alerts it may also explain ([`Candidate::co_alerts`]).
+    pub co_alerts: f64,
 }
 
 /// The number of features.
-pub const FEATURES: usize = 20;
+pub const FEATURES: usize = 21;
 
 impl Features {
     /// In the model's order ([`model::FEATURE_NAMES`]).
@@ -418,6 +426,7 @@ impl Features {
             self.history,
             self.key_history,
             self.superseded,
+            self.co_alerts,
         ]
     }
 }
@@ -506,6 +515,7 @@ pub fn features(
             })
             .unwrap_or(0.0),
         superseded: ln1p(superseded),
+        co_alerts: ln1p(candidate.co_alerts.len()),
     }
 }
 
@@ -657,6 +667,32 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
             k.path, k.blamed, k.changes
         ));
     }
+    if !candidate.co_alerts.is_empty() {
+        let services: BTreeSet<&str> = candidate.co_alerts.iter().map(String::as_str).collect();
+        const SHOWN: usize = 5;
+        let names: Vec<&str> = services.iter().copied().take(SHOWN).collect();
+        let more = services.len().saturating_sub(SHOWN);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let how = if services.contains(candidate.service.as_str()) {
+            format!("{} itself or services that depend on it", candidate.service)
+        } else {
+            format!("which depend on {}", candidate.service)
+        };
+        out.push(format!(
+            "{} other alert{} started after it on {}{more}, {how}",
+            candidate.co_alerts.len(),
+            if candidate.co_alerts.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            names.join(", "),
+        ));
+    }
     if features.superseded > 0.0 {
         out.push(format!(
             "{} later change(s) of {} landed before the alert",
@@ -767,6 +803,7 @@ mod tests {
             prior_deployments: 0,
             prior_followed_by_alerts: 0,
             key_history: Vec::new(),
+            co_alerts: Vec::new(),
         }
     }
 
@@ -1054,6 +1091,40 @@ mod tests {
             (f.key_history - (1.0f64 / 10.0).ln()).abs() < 1e-12,
             "{}",
             f.key_history
+        );
+    }
+
+    #[test]
+    fn co_alerts_count_the_other_alerts_and_name_their_services() {
+        let mut c = candidate("d1", -20);
+        let delta = Duration::minutes(20);
+        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        assert_eq!(f.co_alerts, 0.0);
+        assert!(
+            !reasons(&c, &f, delta)
+                .iter()
+                .any(|r| r.contains("other alert"))
+        );
+        c.co_alerts = ["web", "cart", "web", "api", "search", "orders", "users"]
+            .map(String::from)
+            .to_vec();
+        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        assert!((f.co_alerts - 8.0f64.ln()).abs() < 1e-12, "{}", f.co_alerts);
+        let words = reasons(&c, &f, delta);
+        assert!(
+            words.contains(
+                &"7 other alerts started after it on api, cart, orders, search, users and 1 more, which depend on payments"
+                    .to_owned()
+            ),
+            "{words:?}"
+        );
+        c.co_alerts = vec!["payments".into()];
+        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        assert!(
+            reasons(&c, &f, delta).contains(
+                &"1 other alert started after it on payments, payments itself or services that depend on it"
+                    .to_owned()
+            )
         );
     }
 

@@ -117,6 +117,7 @@ pub fn candidate(
         prior_followed_by_alerts: history.followed_by_alerts,
         // Filled for all candidates of an alert at once (`engine::candidates`).
         key_history: Vec::new(),
+        co_alerts: Vec::new(),
     }
 }
 

@@ -145,6 +145,8 @@ pub async fn candidates(
     let mut candidates = Vec::with_capacity(deployments.len());
     // The keys each candidate changed, by index into `candidates`.
     let mut changed_keys: Vec<Vec<String>> = Vec::with_capacity(deployments.len());
+    // Each candidate's service, by index into `candidates`.
+    let mut services_of: Vec<ServiceRef> = Vec::with_capacity(deployments.len());
     for stored in &deployments {
         let d = &stored.deployment;
         let Some(related) = relation.get(&d.service_uid()) else {
@@ -170,7 +172,9 @@ pub async fn candidates(
             prior_deployments,
             prior_followed_by_alerts,
             key_history: Vec::new(),
+            co_alerts: Vec::new(),
         });
+        services_of.push(related.service.clone());
     }
     // Changes that are not rollouts land at once: the window itself bounds them.
     for change in store
@@ -181,12 +185,13 @@ pub async fn candidates(
         else {
             continue;
         };
-        let path = relation_of
-            .get(&service_uid)
-            .map(|r| r.path.clone())
-            .unwrap_or_else(|| vec![service.clone()]);
+        let Some(related) = relation_of.get(&service_uid) else {
+            continue;
+        };
+        let path = related.path.clone();
         let history = store.service_history(&service_uid, change.at).await?;
         changed_keys.push(change_candidates::key_paths(&change));
+        services_of.push(related.service.clone());
         candidates.push(change_candidates::candidate(
             &change, service, relation, path, history,
         ));
@@ -194,6 +199,7 @@ pub async fn candidates(
     // Before the earliest time candidates are read from, so that no candidate counts in its own
     // history, nor a rival of the same alert.
     fill_key_history(store, &mut candidates, &changed_keys, earliest).await?;
+    fill_co_alerts(store, alert, &mut candidates, &services_of, settings.depth).await?;
     let chaos: Vec<ActiveChaos> = if services.is_empty() {
         Vec::new()
     } else {
@@ -216,6 +222,77 @@ pub async fn candidates(
             .collect()
     };
     Ok((candidates, chaos))
+}
+
+/// How far apart two alerts may start and still count as one another's co-alerts
+/// ([`Candidate::co_alerts`]): the alerts of one storm start within minutes of each other.
+pub const CO_ALERT_SPAN: Duration = Duration::hours(1);
+
+/// The most alerts read around an alert for its candidates' co-alerts: enough to tell a storm
+/// from a lone alert (the evidence grows with the logarithm of the count), few enough that an
+/// alert storm of thousands does not make every attribution read thousands of alerts.
+const CO_ALERT_LIMIT: usize = 100;
+
+/// Fills each candidate's [`Candidate::co_alerts`]: the other alerts that started within
+/// [`CO_ALERT_SPAN`] of `alert` and after the candidate landed, on the candidate's service
+/// (`services_of`, by candidate) or a service that depends on it up to `depth` hops. One read
+/// of the alerts around it; the dependents are read only when there are any.
+async fn fill_co_alerts(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    candidates: &mut [Candidate],
+    services_of: &[ServiceRef],
+    depth: u32,
+) -> Result<()> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<Alert> = store
+        .list_alerts(&AlertFilter {
+            environment: alert.environment.clone(),
+            since: Some(alert.starts_at - CO_ALERT_SPAN),
+            until: Some(alert.starts_at + CO_ALERT_SPAN),
+            limit: CO_ALERT_LIMIT,
+            ..AlertFilter::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|a| a.uid != alert.uid && a.service.is_some())
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    // Per candidate service: the services whose alerts a change of it may explain.
+    let mut reach: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
+    for (candidate, service) in candidates.iter_mut().zip(services_of) {
+        let uid = service.uid();
+        if !reach.contains_key(&uid) {
+            let found = dependent_services(store, service, depth).await?;
+            reach.insert(uid.clone(), found);
+        }
+        let below = reach.get(&uid).map(Vec::as_slice).unwrap_or_default();
+        // As for its lead time: a rollout still running when the alert started counts from
+        // its start.
+        let landed = match candidate.landed() {
+            landed if landed > alert.starts_at => candidate.started_at,
+            landed => landed,
+        };
+        candidate.co_alerts = others
+            .iter()
+            .filter(|a| a.starts_at >= landed)
+            .filter_map(|a| {
+                let name = a.service.as_ref()?;
+                below
+                    .iter()
+                    .any(|s| {
+                        &s.name == name
+                            && a.environment.as_ref().is_none_or(|e| *e == s.environment)
+                    })
+                    .then(|| name.to_string())
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 /// Fills each candidate's [`Candidate::key_history`] with the records of the keys it changed

@@ -464,12 +464,80 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// Several services that depend on one alert together: the shared dependency's change is the
+/// candidate that explains the others too, and its reasons say so; an alert that started
+/// before the change landed is not one of them, and a change on one alerting service explains
+/// no other.
+async fn an_alert_storm_names_the_alerts_a_shared_dependency_explains(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let (db, web1, web2, web3) = (unique("db"), unique("web1"), unique("web2"), unique("web3"));
+    for web in [&web1, &web2, &web3] {
+        let (status, out) = send(
+            &app,
+            with_body(
+                "PUT",
+                &format!("/v1/services/{web}/dependencies"),
+                &json!({"namespace": "prod", "environment": "production", "depends_on": [db]}),
+                Some(TOKEN),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+    }
+    let shared = record(
+        &app,
+        &deployment(&db, -22, 1, "succeeded", json!([{"path": "values.db.maxConnections", "kind": "value", "before": "100", "after": "10"}])),
+    )
+    .await;
+    let own = record(&app, &deployment(&web1, -7, 2, "succeeded", json!([]))).await;
+    let (fp1, fp2, fp3) = (unique("fp"), unique("fp"), unique("fp"));
+    // web3's alert started before the shared change landed (-20): not one of its co-alerts.
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![
+            am_alert(&fp1, &web1, 0, None),
+            am_alert(&fp2, &web2, 2, None),
+            am_alert(&fp3, &web3, -30, None),
+        ]),
+    )
+    .await;
+    let (status, view) = get(&app, &format!("/v1/alerts/{fp1}/suspects")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let reasons_of = |uid: &str| -> Vec<String> {
+        view["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["deployment"]["uid"] == uid)
+            .unwrap_or_else(|| panic!("{uid} is a suspect: {view}"))["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let shared_reasons = reasons_of(&shared);
+    assert!(
+        shared_reasons.contains(&format!(
+            "1 other alert started after it on {web2}, which depend on {db}"
+        )),
+        "{shared_reasons:?}"
+    );
+    let own_reasons = reasons_of(&own);
+    assert!(
+        !own_reasons.iter().any(|r| r.contains("other alert")),
+        "{own_reasons:?}"
+    );
+}
+
 deploygraph_store::both_stores!(
     webhook_intake_dedupes_resolves_and_refuses_bad_input,
     suspects_rank_recent_deployments_and_dependencies,
     a_deployment_reported_after_its_alert_is_attributed,
     chaos_in_progress_takes_the_blame,
     timeline_factors_dora_and_report,
+    an_alert_storm_names_the_alerts_a_shared_dependency_explains,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

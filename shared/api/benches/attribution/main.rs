@@ -19,9 +19,15 @@
 //!   API can record.
 //! - `BENCH_CHECK=1`: only generate and check the worlds (no API), with a summary of them.
 //! - `BENCH_FIT=1`: fit the attribution model on the development seeds (from 0), calibrate it
-//!   on a second development range (from 500,000) and print the weights ([`fit`]).
+//!   on a second development range (from 500,000) and print the weights ([`fit`]). With
+//!   `BENCH_SAMPLES_OUT=DIR` it also writes the samples (JSON lines), and with
+//!   `BENCH_SAMPLES_IN=DIR` it reads them instead of writing the worlds again;
+//!   `BENCH_HEADROOM=1` adds what a model on every pairwise product of the features would get.
+//! - `BENCH_EXPLAIN=1`: print the alerts whose most probable answer is not their cause, with
+//!   the features of both (for working on the ranking on the development seeds).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ceiling;
 mod driver;
 mod fit;
 mod generator;
@@ -145,6 +151,12 @@ fn worlds_for(
 /// `BENCH_FIT=1`: both generators' development seeds, fitted together (neither generator's
 /// held-out seeds are read).
 async fn fit_mode(representable: &[Kind], per_kind: u64) {
+    if let Ok(dir) = std::env::var("BENCH_SAMPLES_IN") {
+        let (train, calibration) = fit::load(std::path::Path::new(&dir));
+        println!("samples read from {dir}");
+        fit::report(&train, &calibration);
+        return;
+    }
     let config = ApiConfig::default();
     let settings = config.attribution;
     let mut train = Vec::new();
@@ -176,6 +188,9 @@ async fn fit_mode(representable: &[Kind], per_kind: u64) {
         DEV_BASE + per_kind,
         CALIBRATION_BASE + per_kind
     );
+    if let Ok(dir) = std::env::var("BENCH_SAMPLES_OUT") {
+        fit::dump(std::path::Path::new(&dir), &train, &calibration);
+    }
     fit::report(&train, &calibration);
 }
 
@@ -271,6 +286,9 @@ enum Source {
 }
 
 impl Source {
+    /// Both.
+    const ALL: [Self; 2] = [Self::A, Self::B];
+
     fn title(self) -> &'static str {
         match self {
             Self::A => "generator A (`generator/`)",
@@ -387,7 +405,8 @@ async fn bench(
     let (a, b) = tokio::join!(
         async {
             let t = Instant::now();
-            (run(default.clone(), &worlds, true).await.0, t.elapsed())
+            let (recorded, stores, dirs) = run(default.clone(), &worlds, true).await;
+            ((recorded, stores, dirs), t.elapsed())
         },
         async {
             let t = Instant::now();
@@ -402,7 +421,14 @@ async fn bench(
         .cloned()
         .collect();
     let unreviewed = run(default.clone(), &reviewed, false).await.0;
-    let (recorded_default, time_default) = a;
+    let ((recorded_default, stores_default, _dirs_default), time_default) = a;
+    let evidence = ceiling::evidence(
+        &worlds,
+        &recorded_default,
+        &stores_default,
+        &default.attribution,
+    )
+    .await;
     let (recorded_deep, time_deep) = b;
 
     let mut judged: Vec<Judged> = Vec::new();
@@ -579,6 +605,7 @@ async fn bench(
         println!("{}", row("written (confirmed)", &summarize(&with)));
         println!("{}", row("not written", &summarize(&without)));
     }
+    where_lost(representable, &judged, &evidence);
     println!();
     println!("### No recorded cause: alerts with a suspect at confidence ≥ 0.5 (should be none)");
     println!();
@@ -588,4 +615,63 @@ async fn bench(
         let (n, blamed) = o[s].without_cause;
         println!("| {name} | {n} | {blamed} |");
     }
+}
+
+/// The defaults' top-1 split by what the evidence allows ([`ceiling`]): `evidence` is in
+/// `judged`'s order.
+fn where_lost(kinds: &[Kind], judged: &[Judged], evidence: &[Option<ceiling::Evidence>]) {
+    use ceiling::Evidence;
+    assert_eq!(judged.len(), evidence.len());
+    println!();
+    println!(
+        "### Where top-1 is lost (defaults): alerts whose cause is out of reach, twinned by an innocent candidate with the same evidence about the change that landed at least as close, or separable"
+    );
+    println!();
+    println!(
+        "| kind | alerts with a recorded cause | out of reach | twinned | top-1 when twinned | separable | top-1 when separable | top-1 if every separable one were right |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let line = |label: &str, of: &dyn Fn(&Judged) -> bool| {
+        let mut counts = [0usize; 3];
+        let mut right = [0usize; 3];
+        for (j, e) in judged.iter().zip(evidence) {
+            let Some(e) = e else { continue };
+            if !of(j) {
+                continue;
+            }
+            let slot = match e {
+                Evidence::OutOfReach => 0,
+                Evidence::Twinned => 1,
+                Evidence::Separable => 2,
+            };
+            counts[slot] += 1;
+            right[slot] += usize::from(j.outcomes[0].top1);
+        }
+        let n: usize = counts.iter().sum();
+        if n == 0 {
+            return;
+        }
+        let share = |r: usize, c: usize| {
+            if c == 0 {
+                "–".to_owned()
+            } else {
+                pct(r as f64 / c as f64)
+            }
+        };
+        // Twinned alerts keep the top-1 they got; every separable one right.
+        let bound = (right[0] + right[1] + counts[2]) as f64 / n as f64;
+        println!(
+            "| {label} | {n} | {} | {} | {} | {} | {} | {} |",
+            counts[0],
+            counts[1],
+            share(right[1], counts[1]),
+            counts[2],
+            share(right[2], counts[2]),
+            pct(bound)
+        );
+    };
+    for kind in kinds {
+        line(kind.name(), &|j: &Judged| j.kind == *kind);
+    }
+    line("**all**", &|_: &Judged| true);
 }

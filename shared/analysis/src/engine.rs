@@ -228,15 +228,19 @@ pub async fn candidates(
 /// ([`Candidate::co_alerts`]): the alerts of one storm start within minutes of each other.
 pub const CO_ALERT_SPAN: Duration = Duration::hours(1);
 
-/// The most alerts read around an alert for its candidates' co-alerts: enough to tell a storm
-/// from a lone alert (the evidence grows with the logarithm of the count), few enough that an
-/// alert storm of thousands does not make every attribution read thousands of alerts.
-const CO_ALERT_LIMIT: usize = 100;
+/// The most services whose alerts are read for an alert's co-alerts (nearest first: the
+/// candidates' own services, then those that depend on them), and the most alerts read per
+/// service: enough to tell a storm from a lone alert (the evidence grows with the logarithm of
+/// the count), bounded so that a storm of thousands does not make every attribution read
+/// thousands of alerts.
+const CO_ALERT_SERVICES: usize = 32;
+const CO_ALERTS_PER_SERVICE: usize = 20;
 
 /// Fills each candidate's [`Candidate::co_alerts`]: the other alerts that started within
 /// [`CO_ALERT_SPAN`] of `alert` and after the candidate landed, on the candidate's service
-/// (`services_of`, by candidate) or a service that depends on it up to `depth` hops. One read
-/// of the alerts around it; the dependents are read only when there are any.
+/// (`services_of`, by candidate) or a service that depends on it up to `depth` hops. One probe
+/// for any other alert around it first; the dependents and their alerts are read only when
+/// there is one.
 async fn fill_co_alerts(
     store: &dyn GraphStore,
     alert: &Alert,
@@ -247,30 +251,57 @@ async fn fill_co_alerts(
     if candidates.is_empty() {
         return Ok(());
     }
-    let others: Vec<Alert> = store
-        .list_alerts(&AlertFilter {
-            environment: alert.environment.clone(),
-            since: Some(alert.starts_at - CO_ALERT_SPAN),
-            until: Some(alert.starts_at + CO_ALERT_SPAN),
-            limit: CO_ALERT_LIMIT,
-            ..AlertFilter::default()
-        })
-        .await?
-        .into_iter()
-        .filter(|a| a.uid != alert.uid && a.service.is_some())
-        .collect();
-    if others.is_empty() {
+    let around = |service: Option<ServiceName>, limit: usize| AlertFilter {
+        service,
+        environment: alert.environment.clone(),
+        since: Some(alert.starts_at - CO_ALERT_SPAN),
+        until: Some(alert.starts_at + CO_ALERT_SPAN),
+        limit,
+        ..AlertFilter::default()
+    };
+    let probe = store.list_alerts(&around(None, 2)).await?;
+    if probe.iter().all(|a| a.uid == alert.uid) {
         return Ok(());
     }
     // Per candidate service: the services whose alerts a change of it may explain.
     let mut reach: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
-    for (candidate, service) in candidates.iter_mut().zip(services_of) {
-        let uid = service.uid();
-        if !reach.contains_key(&uid) {
-            let found = dependent_services(store, service, depth).await?;
-            reach.insert(uid.clone(), found);
+    let mut names: Vec<ServiceName> = Vec::new();
+    for service in services_of {
+        if let std::collections::hash_map::Entry::Vacant(slot) = reach.entry(service.uid()) {
+            slot.insert(dependent_services(store, service, depth).await?);
         }
-        let below = reach.get(&uid).map(Vec::as_slice).unwrap_or_default();
+    }
+    // Nearest first: each candidate service itself, then the next of each walk (a walk lists
+    // its services by hops), and so on.
+    let walks: Vec<&Vec<ServiceRef>> = services_of
+        .iter()
+        .filter_map(|s| reach.get(&s.uid()))
+        .collect();
+    let longest = walks.iter().map(|w| w.len()).max().unwrap_or(0);
+    for at in 0..longest {
+        for s in walks.iter().filter_map(|w| w.get(at)) {
+            if !names.contains(&s.name) {
+                names.push(s.name.clone());
+            }
+        }
+    }
+    names.truncate(CO_ALERT_SERVICES);
+    let mut others: Vec<Alert> = Vec::new();
+    for name in names {
+        for a in store
+            .list_alerts(&around(Some(name), CO_ALERTS_PER_SERVICE))
+            .await?
+        {
+            if a.uid != alert.uid && !others.iter().any(|o| o.uid == a.uid) {
+                others.push(a);
+            }
+        }
+    }
+    for (candidate, service) in candidates.iter_mut().zip(services_of) {
+        let below = reach
+            .get(&service.uid())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         // As for its lead time: a rollout still running when the alert started counts from
         // its start.
         let landed = match candidate.landed() {

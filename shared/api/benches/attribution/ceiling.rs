@@ -10,15 +10,13 @@
 //! candidate at all (outside the window or the depth). The rest are **separable**: there the
 //! evidence differs, and top-1 there is what the model makes of it.
 //!
-//! The features compared are the engine's own ([`engine::candidates`],
-//! [`attribution::features`]); the ground truth is the generator's.
+//! The features compared are the engine's own ([`crate::fit::rows_of`]); the ground truth is
+//! the generator's.
 
 use crate::driver::Recorded;
 use crate::generator::{Cause, World};
-use deploygraph_analysis::attribution::{self, Settings};
-use deploygraph_analysis::engine;
+use deploygraph_analysis::attribution::{FEATURES, Settings};
 use deploygraph_analysis::model::FEATURE_NAMES;
-use deploygraph_model::Uid;
 use deploygraph_store::GraphStore;
 use std::sync::Arc;
 
@@ -83,25 +81,8 @@ pub async fn evidence(
                 out.push(None);
                 continue;
             };
-            let alert = store
-                .get_alert(&Uid::from_stored(answer.alert_uid.clone()))
-                .await
-                .expect("the store answers")
-                .expect("the alert is stored");
-            let (candidates, _) = engine::candidates(store, &alert, settings)
-                .await
-                .expect("the store answers");
-            let mut rows = Vec::new();
-            let mut index = None;
-            for c in &candidates {
-                let Some(delta) = attribution::lead_time(alert.starts_at, c, settings) else {
-                    continue;
-                };
-                if c.deployment.as_str() == cause {
-                    index = Some(rows.len());
-                }
-                rows.push(attribution::features(alert.starts_at, c, &candidates, delta).to_array());
-            }
+            let (rows, index) =
+                crate::fit::rows_of(store, &answer.alert_uid, settings, Some(cause)).await;
             let Some(index) = index else {
                 out.push(Some(Evidence::OutOfReach));
                 continue;
@@ -128,11 +109,7 @@ pub async fn evidence(
 /// `BENCH_EXPLAIN=1` (for working on the ranking, on the development seeds): prints an alert
 /// whose most probable answer under the shipped weights is not its cause, with the cause's and
 /// that answer's features.
-fn misses(
-    world: &World,
-    rows: &[[f64; deploygraph_analysis::attribution::FEATURES]],
-    cause: usize,
-) {
+fn misses(world: &World, rows: &[[f64; FEATURES]], cause: usize) {
     let weights = deploygraph_analysis::model::WEIGHTS;
     let (p, null) = weights.probabilities(rows);
     let best = p
@@ -146,7 +123,7 @@ fn misses(
     if best == cause {
         return;
     }
-    let show = |row: &[f64; deploygraph_analysis::attribution::FEATURES]| {
+    let show = |row: &[f64; FEATURES]| {
         FEATURE_NAMES
             .iter()
             .zip(row)

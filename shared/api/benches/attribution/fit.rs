@@ -47,25 +47,7 @@ pub async fn samples(
         };
         let store = stores[w].as_ref();
         for (_, answer) in &recorded[w].answers {
-            let alert = store
-                .get_alert(&Uid::from_stored(answer.alert_uid.clone()))
-                .await
-                .expect("the store answers")
-                .expect("the alert is stored");
-            let (candidates, _) = engine::candidates(store, &alert, settings)
-                .await
-                .expect("the store answers");
-            let mut rows = Vec::new();
-            let mut index = None;
-            for c in &candidates {
-                let Some(delta) = attribution::lead_time(alert.starts_at, c, settings) else {
-                    continue;
-                };
-                if cause.as_deref() == Some(c.deployment.as_str()) {
-                    index = Some(rows.len());
-                }
-                rows.push(attribution::features(alert.starts_at, c, &candidates, delta).to_array());
-            }
+            let (rows, index) = rows_of(store, &answer.alert_uid, settings, cause.as_deref()).await;
             if cause.is_some() && index.is_none() {
                 skipped.cause_not_a_candidate += 1;
                 continue;
@@ -75,6 +57,36 @@ pub async fn samples(
         }
     }
     (out, skipped)
+}
+
+/// The feature rows of the alert `alert_uid`'s candidates as the engine sees them, and the row
+/// of `cause` (a deployment's or a change's uid) among them.
+pub async fn rows_of(
+    store: &dyn GraphStore,
+    alert_uid: &str,
+    settings: &Settings,
+    cause: Option<&str>,
+) -> (Vec<[f64; attribution::FEATURES]>, Option<usize>) {
+    let alert = store
+        .get_alert(&Uid::from_stored(alert_uid.to_owned()))
+        .await
+        .expect("the store answers")
+        .expect("the alert is stored");
+    let (candidates, _) = engine::candidates(store, &alert, settings)
+        .await
+        .expect("the store answers");
+    let mut rows = Vec::new();
+    let mut index = None;
+    for c in &candidates {
+        let Some(delta) = attribution::lead_time(alert.starts_at, c, settings) else {
+            continue;
+        };
+        if cause == Some(c.deployment.as_str()) {
+            index = Some(rows.len());
+        }
+        rows.push(attribution::features(alert.starts_at, c, &candidates, delta).to_array());
+    }
+    (rows, index)
 }
 
 /// The samples of one generator, with why some alerts are not samples.

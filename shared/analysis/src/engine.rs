@@ -18,7 +18,8 @@ use deploygraph_model::{
     SuspectVerdict, Trigger, Uid, Verdict, VerdictKind,
 };
 use deploygraph_store::{
-    AlertFilter, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result, StoredDeployment,
+    AlertFilter, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result, ServiceHistory,
+    StoredDeployment,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -126,21 +127,34 @@ pub async fn candidates(
         .into_iter()
         .map(|p| (p.deployment.uid.clone(), p.deployment))
         .collect();
-    // Each candidate's service history, read in one call for all of them.
+    // Changes that are not rollouts land at once: the window itself bounds them. Each on the
+    // nearest of its services.
+    let changes: Vec<(Change, Uid, String, Relation, &Related)> = store
+        .changes_between(&uids, start - settings.window, start)
+        .await?
+        .into_iter()
+        .filter_map(|change| {
+            let (service_uid, service, relation) = change_candidates::nearest(&change, &nearest)?;
+            let related = *relation_of.get(&service_uid)?;
+            Some((change, service_uid, service, relation, related))
+        })
+        .collect();
+    // Each candidate's service history (deployments' and changes'), read in one call for all.
     let mut asked: Vec<(Uid, DateTime<Utc>)> = deployments
         .iter()
         .map(|stored| &stored.deployment)
         .filter(|d| relation.contains_key(&d.service_uid()))
         .map(|d| (d.service_uid(), d.started_at))
+        .chain(changes.iter().map(|c| (c.1.clone(), c.0.at)))
         .collect();
     asked.sort();
     asked.dedup();
-    let histories: HashMap<(Uid, DateTime<Utc>), (u32, u32)> = store
+    let histories: HashMap<(Uid, DateTime<Utc>), ServiceHistory> = store
         .service_histories(&asked)
         .await?
         .into_iter()
         .zip(asked)
-        .map(|(h, key)| (key, (h.deployments, h.followed_by_alerts)))
+        .map(|(h, key)| (key, h))
         .collect();
     let mut candidates = Vec::with_capacity(deployments.len());
     // The keys each candidate changed, by index into `candidates`.
@@ -155,8 +169,7 @@ pub async fn candidates(
         let previous = stored.follows.as_ref().and_then(|uid| previous.get(uid));
         let (prior_deployments, prior_followed_by_alerts) = histories
             .get(&(d.service_uid(), d.started_at))
-            .copied()
-            .unwrap_or_default();
+            .map_or((0, 0), |h| (h.deployments, h.followed_by_alerts));
         let changes = ChangeSummary::of(d, previous);
         changed_keys.push(changes.keys.iter().map(|k| k.path.clone()).collect());
         candidates.push(Candidate {
@@ -176,20 +189,12 @@ pub async fn candidates(
         });
         services_of.push(related.service.clone());
     }
-    // Changes that are not rollouts land at once: the window itself bounds them.
-    for change in store
-        .changes_between(&uids, start - settings.window, start)
-        .await?
-    {
-        let Some((service_uid, service, relation)) = change_candidates::nearest(&change, &nearest)
-        else {
-            continue;
-        };
-        let Some(related) = relation_of.get(&service_uid) else {
-            continue;
-        };
+    for (change, service_uid, service, relation, related) in changes {
         let path = related.path.clone();
-        let history = store.service_history(&service_uid, change.at).await?;
+        let history = histories
+            .get(&(service_uid, change.at))
+            .cloned()
+            .unwrap_or_default();
         changed_keys.push(change_candidates::key_paths(&change));
         services_of.push(related.service.clone());
         candidates.push(change_candidates::candidate(
@@ -263,12 +268,15 @@ async fn fill_co_alerts(
     if probe.iter().all(|a| a.uid == alert.uid) {
         return Ok(());
     }
-    // Per candidate service: the services whose alerts a change of it may explain.
+    // Per candidate service: the services whose alerts a change of it may explain. The walks
+    // overlap (a dependency's walk passes through the services above it), so each service's
+    // dependents are read once for all of them.
     let mut reach: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
+    let mut read: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
     let mut names: Vec<ServiceName> = Vec::new();
     for service in services_of {
         if let std::collections::hash_map::Entry::Vacant(slot) = reach.entry(service.uid()) {
-            slot.insert(dependent_services(store, service, depth).await?);
+            slot.insert(dependent_services_with(store, service, depth, &mut read).await?);
         }
     }
     // Nearest first: each candidate service itself, then the next of each walk (a walk lists
@@ -420,13 +428,30 @@ pub async fn dependent_services(
     service: &ServiceRef,
     depth: u32,
 ) -> Result<Vec<ServiceRef>> {
+    dependent_services_with(store, service, depth, &mut HashMap::new()).await
+}
+
+/// [`dependent_services`], reading each service's dependents at most once across the walks
+/// that share `read` (keyed by service uid).
+async fn dependent_services_with(
+    store: &dyn GraphStore,
+    service: &ServiceRef,
+    depth: u32,
+    read: &mut HashMap<Uid, Vec<ServiceRef>>,
+) -> Result<Vec<ServiceRef>> {
     let mut found = vec![service.clone()];
     let mut seen: BTreeSet<Uid> = BTreeSet::from([service.uid()]);
     let mut frontier = vec![service.clone()];
     for _ in 0..depth {
         let mut next = Vec::new();
         for s in &frontier {
-            for dependent in store.dependents(s).await? {
+            let dependents = match read.entry(s.uid()) {
+                std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(store.dependents(s).await?).clone()
+                }
+            };
+            for dependent in dependents {
                 if seen.insert(dependent.uid()) {
                     found.push(dependent.clone());
                     next.push(dependent);

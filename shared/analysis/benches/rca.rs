@@ -246,6 +246,35 @@ impl GraphStore for Timed {
         self.time("dependents", self.inner.dependents(service))
             .await
     }
+    async fn dependents_of_each(
+        &self,
+        services: &[ServiceRef],
+    ) -> deploygraph_store::Result<Vec<Vec<ServiceRef>>> {
+        self.time(
+            "dependents_of_each",
+            self.inner.dependents_of_each(services),
+        )
+        .await
+    }
+    async fn alerts_of_services(
+        &self,
+        services: &[ServiceName],
+        filter: &AlertFilter,
+    ) -> deploygraph_store::Result<Vec<Alert>> {
+        self.time(
+            "alerts_of_services",
+            self.inner.alerts_of_services(services, filter),
+        )
+        .await
+    }
+    async fn enqueue_revisits(
+        &self,
+        alerts: &[Uid],
+        now: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Vec<Uid>> {
+        self.time("enqueue_revisits", self.inner.enqueue_revisits(alerts, now))
+            .await
+    }
     async fn claim_follow_ups(
         &self,
         claim: deploygraph_store::Claim<'_>,

@@ -256,59 +256,41 @@ async fn fill_co_alerts(
     if candidates.is_empty() {
         return Ok(());
     }
-    let around = |service: Option<ServiceName>, limit: usize| AlertFilter {
-        service,
+    let around = |limit: usize| AlertFilter {
         environment: alert.environment.clone(),
         since: Some(alert.starts_at - CO_ALERT_SPAN),
         until: Some(alert.starts_at + CO_ALERT_SPAN),
         limit,
         ..AlertFilter::default()
     };
-    let probe = store.list_alerts(&around(None, 2)).await?;
+    let probe = store.list_alerts(&around(2)).await?;
     if probe.iter().all(|a| a.uid == alert.uid) {
         return Ok(());
     }
-    // Per candidate service: the services whose alerts a change of it may explain. The walks
-    // overlap (a dependency's walk passes through the services above it), so each service's
-    // dependents are read once for all of them.
-    let mut reach: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
-    let mut read: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
-    let mut names: Vec<ServiceName> = Vec::new();
+    // Per distinct candidate service: the services whose alerts a change of it may explain,
+    // walked together (one read of dependents per hop for all of them).
+    let mut distinct: Vec<ServiceRef> = Vec::new();
     for service in services_of {
-        if let std::collections::hash_map::Entry::Vacant(slot) = reach.entry(service.uid()) {
-            slot.insert(dependent_services_with(store, service, depth, &mut read).await?);
+        if !distinct.iter().any(|d| d.uid() == service.uid()) {
+            distinct.push(service.clone());
         }
     }
-    // Nearest first: each candidate service itself, then the next of each walk (a walk lists
-    // its services by hops), and so on.
-    let walks: Vec<&Vec<ServiceRef>> = services_of
-        .iter()
-        .filter_map(|s| reach.get(&s.uid()))
+    let walks = dependent_walks(store, &distinct, depth).await?;
+    let others: Vec<Alert> = store
+        .alerts_of_services(
+            &nearest_names(&walks, CO_ALERT_SERVICES),
+            &around(CO_ALERTS_PER_SERVICE),
+        )
+        .await?
+        .into_iter()
+        .filter(|a| a.uid != alert.uid)
         .collect();
-    let longest = walks.iter().map(|w| w.len()).max().unwrap_or(0);
-    for at in 0..longest {
-        for s in walks.iter().filter_map(|w| w.get(at)) {
-            if !names.contains(&s.name) {
-                names.push(s.name.clone());
-            }
-        }
-    }
-    names.truncate(CO_ALERT_SERVICES);
-    let mut others: Vec<Alert> = Vec::new();
-    for name in names {
-        for a in store
-            .list_alerts(&around(Some(name), CO_ALERTS_PER_SERVICE))
-            .await?
-        {
-            if a.uid != alert.uid && !others.iter().any(|o| o.uid == a.uid) {
-                others.push(a);
-            }
-        }
-    }
+    let reach: HashMap<Uid, &Vec<ServiceRef>> =
+        distinct.iter().map(ServiceRef::uid).zip(&walks).collect();
     for (candidate, service) in candidates.iter_mut().zip(services_of) {
         let below = reach
             .get(&service.uid())
-            .map(Vec::as_slice)
+            .map(|w| w.as_slice())
             .unwrap_or_default();
         // As for its lead time: a rollout still running when the alert started counts from
         // its start.
@@ -332,6 +314,62 @@ async fn fill_co_alerts(
             .collect();
     }
     Ok(())
+}
+
+/// The most alerts one new alert asks to re-attribute ([`revisits_after_alert`]).
+pub const REVISIT_LIMIT: usize = 32;
+
+/// The alerts whose attribution `alert` may change, because it is one of their co-alerts
+/// ([`Candidate::co_alerts`]): those that started within [`CO_ALERT_SPAN`] of it on a service
+/// that depends, up to `depth` hops, on a service its own change could have come from (its
+/// service or a dependency up to `depth` hops). Nearest start first, at most
+/// [`REVISIT_LIMIT`], read as the co-alerts are (at most the nearest
+/// `CO_ALERT_SERVICES` services, `CO_ALERTS_PER_SERVICE` alerts each); one probe first, and
+/// nothing more when no other alert started around it. The pipeline re-attributes them after
+/// attributing `alert`, so a storm delivered in several notifications ends with every alert
+/// attributed knowing the others.
+///
+/// # Errors
+/// The store's.
+pub async fn revisits_after_alert(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    settings: &Settings,
+) -> Result<Vec<Uid>> {
+    let around = |limit: usize| AlertFilter {
+        environment: alert.environment.clone(),
+        since: Some(alert.starts_at - CO_ALERT_SPAN),
+        until: Some(alert.starts_at + CO_ALERT_SPAN),
+        limit,
+        ..AlertFilter::default()
+    };
+    let probe = store.list_alerts(&around(2)).await?;
+    if probe.iter().all(|a| a.uid == alert.uid) {
+        return Ok(Vec::new());
+    }
+    let services = store.alert_services(&alert.uid).await?;
+    // The services a cause of this alert could be on, nearest first; an alert whose candidate
+    // is on one of them counts this alert when its service depends on that one.
+    let sources = related_services(store, &services, settings.depth).await?;
+    let sources: Vec<ServiceRef> = sources.into_iter().map(|(s, _)| s).collect();
+    let walks = dependent_walks(store, &sources, settings.depth).await?;
+    let mut found: Vec<Alert> = store
+        .alerts_of_services(
+            &nearest_names(&walks, CO_ALERT_SERVICES),
+            &around(CO_ALERTS_PER_SERVICE),
+        )
+        .await?
+        .into_iter()
+        .filter(|a| a.uid != alert.uid)
+        .collect();
+    found.sort_by(|a, b| {
+        let apart = |x: &Alert| (x.starts_at - alert.starts_at).abs();
+        apart(a)
+            .cmp(&apart(b))
+            .then_with(|| a.uid.as_str().cmp(b.uid.as_str()))
+    });
+    found.truncate(REVISIT_LIMIT);
+    Ok(found.into_iter().map(|a| a.uid).collect())
 }
 
 /// Fills each candidate's [`Candidate::key_history`] with the records of the keys it changed
@@ -428,39 +466,70 @@ pub async fn dependent_services(
     service: &ServiceRef,
     depth: u32,
 ) -> Result<Vec<ServiceRef>> {
-    dependent_services_with(store, service, depth, &mut HashMap::new()).await
+    Ok(dependent_walks(store, std::slice::from_ref(service), depth)
+        .await?
+        .pop()
+        .unwrap_or_default())
 }
 
-/// [`dependent_services`], reading each service's dependents at most once across the walks
-/// that share `read` (keyed by service uid).
-async fn dependent_services_with(
+/// [`dependent_services`] of each of `services`, in their order, walked together: each hop's
+/// dependents are read in one call for every walk, and each service's at most once.
+pub async fn dependent_walks(
     store: &dyn GraphStore,
-    service: &ServiceRef,
+    services: &[ServiceRef],
     depth: u32,
-    read: &mut HashMap<Uid, Vec<ServiceRef>>,
-) -> Result<Vec<ServiceRef>> {
-    let mut found = vec![service.clone()];
-    let mut seen: BTreeSet<Uid> = BTreeSet::from([service.uid()]);
-    let mut frontier = vec![service.clone()];
+) -> Result<Vec<Vec<ServiceRef>>> {
+    let mut walks: Vec<Vec<ServiceRef>> = services.iter().map(|s| vec![s.clone()]).collect();
+    let mut seen: Vec<BTreeSet<Uid>> = services.iter().map(|s| BTreeSet::from([s.uid()])).collect();
+    let mut frontiers = walks.clone();
+    let mut read: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
     for _ in 0..depth {
-        let mut next = Vec::new();
-        for s in &frontier {
-            let dependents = match read.entry(s.uid()) {
-                std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(store.dependents(s).await?).clone()
-                }
-            };
-            for dependent in dependents {
-                if seen.insert(dependent.uid()) {
-                    found.push(dependent.clone());
-                    next.push(dependent);
-                }
+        let mut unread: Vec<ServiceRef> = Vec::new();
+        let mut asked: BTreeSet<Uid> = BTreeSet::new();
+        for s in frontiers.iter().flatten() {
+            if !read.contains_key(&s.uid()) && asked.insert(s.uid()) {
+                unread.push(s.clone());
             }
         }
-        frontier = next;
+        if !unread.is_empty() {
+            let found = store.dependents_of_each(&unread).await?;
+            for (s, dependents) in unread.iter().zip(found) {
+                read.insert(s.uid(), dependents);
+            }
+        }
+        for ((walk, seen), frontier) in walks.iter_mut().zip(&mut seen).zip(&mut frontiers) {
+            let mut next = Vec::new();
+            for s in frontier.iter() {
+                for dependent in read.get(&s.uid()).into_iter().flatten() {
+                    if seen.insert(dependent.uid()) {
+                        walk.push(dependent.clone());
+                        next.push(dependent.clone());
+                    }
+                }
+            }
+            *frontier = next;
+        }
+        if frontiers.iter().all(Vec::is_empty) {
+            break;
+        }
     }
-    Ok(found)
+    Ok(walks)
+}
+
+/// The distinct service names of `walks`, nearest first (each walk's first service, then the
+/// next of each, and so on), at most `limit`.
+fn nearest_names(walks: &[Vec<ServiceRef>], limit: usize) -> Vec<ServiceName> {
+    let mut names: Vec<ServiceName> = Vec::new();
+    let longest = walks.iter().map(Vec::len).max().unwrap_or(0);
+    for at in 0..longest {
+        for s in walks.iter().filter_map(|w| w.get(at)) {
+            if !names.contains(&s.name) {
+                names.push(s.name.clone());
+            }
+        }
+    }
+    names.truncate(limit);
+    names
 }
 
 /// The most alerts of one service re-attributed after one deployment or change.
@@ -520,11 +589,13 @@ async fn reattribute_after(
 ) -> Result<usize> {
     let mut affected: Vec<ServiceRef> = Vec::new();
     let mut seen: BTreeSet<Uid> = BTreeSet::new();
-    for service in services {
-        for s in dependent_services(store, service, settings.depth).await? {
-            if seen.insert(s.uid()) {
-                affected.push(s);
-            }
+    for s in dependent_walks(store, services, settings.depth)
+        .await?
+        .into_iter()
+        .flatten()
+    {
+        if seen.insert(s.uid()) {
+            affected.push(s);
         }
     }
     let mut done: BTreeSet<Uid> = BTreeSet::new();
@@ -671,11 +742,11 @@ pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> 
         }),
         None => None,
     };
-    let attribution_pending = store
+    // Its first attribution, or a re-attribution a later alert of its storm asked for.
+    let pending = store
         .follow_up_stats(Some(std::slice::from_ref(&alert.uid)))
-        .await?
-        .alerts
-        > 0;
+        .await?;
+    let attribution_pending = pending.alerts + pending.revisits > 0;
     let unexplained = if chaos.is_some() {
         0.0
     } else {

@@ -1,7 +1,10 @@
 //! The ingest pipeline's second half: the follow-ups every ingest leaves in the store
 //! ([`deploygraph_store::follow_up`]), done the same way whatever the source of the facts.
 //!
-//! - a new alert is attributed;
+//! - a new alert is attributed, and the alerts of its storm attributed before it was recorded
+//!   are re-attributed (it is evidence about their suspects: a [revisit](FollowUpKind::Revisit),
+//!   coalesced while pending, so each is redone a bounded number of times however many
+//!   notifications the storm arrives in);
 //! - a new or changed deployment gets an infrastructure snapshot (when a snapshotter is
 //!   configured and the deployment was recorded moments ago) and the alerts in the window after
 //!   it, on its service and on the services that depend on it, are re-attributed;
@@ -334,6 +337,8 @@ impl Pipeline {
     ) -> deploygraph_store::Result<Drained> {
         let until = tokio::time::Instant::now() + deadline;
         let mut done = 0;
+        // The revisits the follow-ups ask for are done too: the subjects grow with them.
+        let mut subjects: Vec<Uid> = subjects.to_vec();
         loop {
             let claimed = if subjects.is_empty() {
                 Vec::new()
@@ -341,7 +346,7 @@ impl Pipeline {
                 self.inner
                     .store
                     .claim_follow_ups(Claim {
-                        subjects: Some(subjects),
+                        subjects: Some(&subjects),
                         limit: 64,
                         now: Utc::now(),
                         lease: lease(&self.inner.config),
@@ -349,7 +354,12 @@ impl Pipeline {
                     .await?
             };
             for follow_up in &claimed {
-                self.process(follow_up).await;
+                let (_, revisits) = self.process_one(follow_up).await;
+                for alert in revisits {
+                    if !subjects.contains(&alert) {
+                        subjects.push(alert);
+                    }
+                }
                 done += 1;
             }
             if !claimed.is_empty() {
@@ -360,7 +370,7 @@ impl Pipeline {
             } else {
                 self.inner
                     .store
-                    .follow_up_stats(Some(subjects))
+                    .follow_up_stats(Some(&subjects))
                     .await?
                     .total()
             };
@@ -373,9 +383,19 @@ impl Pipeline {
 
     /// Does one claimed follow-up and records how it ended.
     pub async fn process(&self, follow_up: &FollowUp) -> Outcome {
+        self.process_one(follow_up).await.0
+    }
+
+    /// [`Self::process`], with the alerts whose revisit it enqueued.
+    async fn process_one(&self, follow_up: &FollowUp) -> (Outcome, Vec<Uid>) {
         let inner = &self.inner;
+        let mut revisits = Vec::new();
         let result = match follow_up.kind {
-            FollowUpKind::Alert => self.attribute(&follow_up.subject).await,
+            FollowUpKind::Alert => {
+                self.attribute(&follow_up.subject, Some(&mut revisits))
+                    .await
+            }
+            FollowUpKind::Revisit => self.attribute(&follow_up.subject, None).await,
             FollowUpKind::Deployment => {
                 self.after_deployment(&follow_up.subject, follow_up.enqueued_at)
                     .await
@@ -405,16 +425,31 @@ impl Pipeline {
             tracing::warn!(follow_up.subject = %follow_up.subject, error.message = %e, "finishing a follow-up failed");
         }
         inner.observer.finished(follow_up, outcome);
-        outcome
+        (outcome, revisits)
     }
 
-    /// Attributes the alert; `false` when it is not stored.
-    async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<bool> {
+    /// Attributes the alert, then (with `revisits`, for a new alert) enqueues the re-attribution
+    /// of the alerts around it that it is evidence about, noting them in `revisits`; `false`
+    /// when it is not stored.
+    async fn attribute(
+        &self,
+        alert: &Uid,
+        revisits: Option<&mut Vec<Uid>>,
+    ) -> deploygraph_store::Result<bool> {
         let store = self.inner.store.as_ref();
         let Some(alert) = store.get_alert(alert).await? else {
             return Ok(false);
         };
-        engine::attribute_alert(store, &alert, &self.inner.config.attribution, Utc::now()).await?;
+        let settings = &self.inner.config.attribution;
+        engine::attribute_alert(store, &alert, settings, Utc::now()).await?;
+        if let Some(revisits) = revisits {
+            let around = engine::revisits_after_alert(store, &alert, settings).await?;
+            if !around.is_empty() {
+                *revisits = store.enqueue_revisits(&around, Utc::now()).await?;
+                tracing::debug!(alert.uid = %alert.uid, revisits = revisits.len(), "re-attribution of the alerts around a new one enqueued");
+                self.wake();
+            }
+        }
         Ok(true)
     }
 

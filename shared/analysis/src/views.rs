@@ -187,7 +187,8 @@ pub struct Suspects {
     #[serde(default)]
     pub unexplained: f64,
     /// The alert's attribution follow-up is pending: it was recorded moments ago and its
-    /// suspects are not computed yet.
+    /// suspects are not computed yet, or an alert of its storm recorded since asked for it to be
+    /// attributed again (the suspects shown may change).
     #[serde(default)]
     pub attribution_pending: bool,
 }

@@ -827,6 +827,13 @@ impl GraphStore for DownStore {
     ) -> deploygraph_store::Result<deploygraph_store::FollowUpStats> {
         Err(down())
     }
+    async fn enqueue_revisits(
+        &self,
+        _: &[Uid],
+        _: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Vec<Uid>> {
+        Err(down())
+    }
     async fn deployments_between(
         &self,
         _: &[Uid],

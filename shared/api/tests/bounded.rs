@@ -594,6 +594,13 @@ impl GraphStore for GatedStore {
     ) -> deploygraph_store::Result<deploygraph_store::FollowUpStats> {
         self.inner.follow_up_stats(subjects).await
     }
+    async fn enqueue_revisits(
+        &self,
+        alerts: &[Uid],
+        now: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Vec<Uid>> {
+        self.inner.enqueue_revisits(alerts, now).await
+    }
     async fn record_verdict(
         &self,
         verdict: &deploygraph_model::SuspectVerdict,

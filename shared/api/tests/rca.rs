@@ -531,6 +531,95 @@ async fn an_alert_storm_names_the_alerts_a_shared_dependency_explains(store: Arc
     );
 }
 
+/// Alertmanager sends one notification per group: the first alert of a storm is attributed
+/// before the others are recorded, and is attributed again once they are.
+async fn a_storm_in_several_notifications_revisits_its_first_alerts(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let (db, web1, web2, lone) = (unique("db"), unique("web1"), unique("web2"), unique("lone"));
+    for web in [&web1, &web2] {
+        let (status, out) = send(
+            &app,
+            with_body(
+                "PUT",
+                &format!("/v1/services/{web}/dependencies"),
+                &json!({"namespace": "prod", "environment": "production", "depends_on": [db]}),
+                Some(TOKEN),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+    }
+    let shared = record(
+        &app,
+        &deployment(&db, -22, 1, "succeeded", json!([{"path": "values.db.maxConnections", "kind": "value", "before": "100", "after": "10"}])),
+    )
+    .await;
+    record(&app, &deployment(&web1, -7, 2, "succeeded", json!([]))).await;
+    record(&app, &deployment(&lone, -5, 3, "succeeded", json!([]))).await;
+    let (fp1, fp2, fp3) = (unique("fp"), unique("fp"), unique("fp"));
+    let shared_suspect = |view: &Value| -> (f64, Vec<String>) {
+        let s = view["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["deployment"]["uid"] == shared.as_str())
+            .unwrap_or_else(|| panic!("{shared} is a suspect: {view}"));
+        (
+            s["confidence_score"].as_f64().unwrap(),
+            s["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect(),
+        )
+    };
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp1, &web1, 0, None)]),
+    )
+    .await;
+    let (_, alone) = get(&app, &format!("/v1/alerts/{fp1}/suspects")).await;
+    let (before, reasons) = shared_suspect(&alone);
+    assert!(
+        !reasons.iter().any(|r| r.contains("other alert")),
+        "{reasons:?}"
+    );
+    // An alert on a service that shares nothing with web1's: web1's answer stays.
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp3, &lone, 1, None)]),
+    )
+    .await;
+    let (_, view) = get(&app, &format!("/v1/alerts/{fp1}/suspects")).await;
+    assert_eq!(shared_suspect(&view).0, before, "{view}");
+    // The storm's next notification.
+    post(
+        &app,
+        "/v1/alerts/alertmanager",
+        &webhook(vec![am_alert(&fp2, &web2, 2, None)]),
+    )
+    .await;
+    let (status, view) = get(&app, &format!("/v1/alerts/{fp1}/suspects")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["attribution_pending"], false, "{view}");
+    let (after, reasons) = shared_suspect(&view);
+    assert!(
+        reasons.contains(&format!(
+            "1 other alert started after it on {web2}, which depend on {db}"
+        )),
+        "{reasons:?}"
+    );
+    assert!(after > before, "{before} -> {after}");
+    assert_eq!(
+        store.follow_up_stats(None).await.unwrap().revisits,
+        0,
+        "the revisit was done with the notification's follow-ups"
+    );
+}
+
 deploygraph_store::both_stores!(
     webhook_intake_dedupes_resolves_and_refuses_bad_input,
     suspects_rank_recent_deployments_and_dependencies,
@@ -538,6 +627,7 @@ deploygraph_store::both_stores!(
     chaos_in_progress_takes_the_blame,
     timeline_factors_dora_and_report,
     an_alert_storm_names_the_alerts_a_shared_dependency_explains,
+    a_storm_in_several_notifications_revisits_its_first_alerts,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Follow-ups: the work an ingest leaves to do after its facts are committed (attribute a new
 //! alert; snapshot the infrastructure and re-attribute the alerts around a new or changed
-//! deployment; re-attribute the alerts around a new change).
+//! deployment; re-attribute the alerts around a new change), and the re-attributions a new
+//! alert asks for of the alerts around it ([`FollowUpKind::Revisit`]).
 //!
 //! The store writes a follow-up in the same transaction as the facts it is about (an outbox),
 //! whatever the source of the write — the HTTP API, CDEvents, the Kubernetes and Helm
@@ -25,11 +26,16 @@ pub enum FollowUpKind {
     /// A new change that is not a rollout: re-attribute the alerts in the window after it on
     /// its services and on the services that depend on them.
     Change,
+    /// An alert attributed before other alerts of its storm were recorded: attribute it again
+    /// (their starts are evidence about its suspects). Enqueued by
+    /// [`crate::GraphStore::enqueue_revisits`]; pending ones coalesce, so a storm delivered in
+    /// many notifications re-attributes each of its alerts a bounded number of times.
+    Revisit,
 }
 
 impl FollowUpKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 3] = [Self::Alert, Self::Deployment, Self::Change];
+    pub const ALL: [Self; 4] = [Self::Alert, Self::Deployment, Self::Change, Self::Revisit];
 
     /// The stored and metric name (`alert`).
     pub fn as_str(self) -> &'static str {
@@ -37,6 +43,7 @@ impl FollowUpKind {
             Self::Alert => "alert",
             Self::Deployment => "deployment",
             Self::Change => "change",
+            Self::Revisit => "revisit",
         }
     }
 
@@ -51,7 +58,7 @@ impl FollowUpKind {
 pub struct FollowUp {
     /// What it is about.
     pub kind: FollowUpKind,
-    /// The uid of the alert, deployment or change.
+    /// The uid of the alert, deployment or change (the alert, for a revisit).
     pub subject: Uid,
     /// When it was (last) enqueued. Finishing it names this time, so a follow-up enqueued
     /// again while it was being done is not lost.
@@ -69,6 +76,8 @@ pub struct FollowUpStats {
     pub deployments: u64,
     /// Pending change follow-ups.
     pub changes: u64,
+    /// Pending re-attributions of alerts ([`FollowUpKind::Revisit`]).
+    pub revisits: u64,
     /// When the oldest pending follow-up was enqueued.
     pub oldest: Option<DateTime<Utc>>,
 }
@@ -76,7 +85,7 @@ pub struct FollowUpStats {
 impl FollowUpStats {
     /// Pending follow-ups of every kind.
     pub fn total(&self) -> u64 {
-        self.alerts + self.deployments + self.changes
+        self.alerts + self.deployments + self.changes + self.revisits
     }
 
     /// Pending follow-ups of `kind`.
@@ -85,6 +94,7 @@ impl FollowUpStats {
             FollowUpKind::Alert => self.alerts,
             FollowUpKind::Deployment => self.deployments,
             FollowUpKind::Change => self.changes,
+            FollowUpKind::Revisit => self.revisits,
         }
     }
 }

@@ -398,6 +398,51 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn dependents(&self, service: &ServiceRef) -> Result<Vec<ServiceRef>>;
 
+    /// [`Self::dependents`] of each of `services`, in their order, in one round trip where the
+    /// backend allows (attribution walks the dependents of every candidate's service).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn dependents_of_each(&self, services: &[ServiceRef]) -> Result<Vec<Vec<ServiceRef>>> {
+        let mut found = Vec::with_capacity(services.len());
+        for service in services {
+            found.push(self.dependents(service).await?);
+        }
+        Ok(found)
+    }
+
+    /// For each distinct name of `services`, [`Self::list_alerts`] of that service in
+    /// `filter`'s environment and `[since, until]` (its other fields ignored), at most
+    /// `filter.limit` each, newest first; together, in one round trip where the backend
+    /// allows (attribution reads the alerts of the services around a candidate).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn alerts_of_services(
+        &self,
+        services: &[ServiceName],
+        filter: &AlertFilter,
+    ) -> Result<Vec<Alert>> {
+        let mut found = Vec::new();
+        let mut seen: Vec<&ServiceName> = Vec::with_capacity(services.len());
+        for service in services {
+            if seen.contains(&service) {
+                continue;
+            }
+            seen.push(service);
+            let of = AlertFilter {
+                service: Some(service.clone()),
+                environment: filter.environment.clone(),
+                since: filter.since,
+                until: filter.until,
+                limit: filter.limit,
+                ..AlertFilter::default()
+            };
+            found.extend(self.list_alerts(&of).await?);
+        }
+        Ok(found)
+    }
+
     /// Claims pending follow-ups whose lease is free (never claimed, or its claim ended),
     /// oldest first: each is leased until `claim.now + claim.lease` and its attempts counted.
     /// Two claimers never hold the same follow-up at once. Follow-ups are written by
@@ -426,6 +471,17 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn follow_up_stats(&self, subjects: Option<&[Uid]>) -> Result<FollowUpStats>;
+
+    /// Enqueues a re-attribution ([`FollowUpKind::Revisit`]) of each of `alerts` at `now`, in
+    /// one transaction. A revisit already pending is coalesced: it gets a newer enqueue time
+    /// (one being done is done again, see [`Self::finish_follow_up`]). None is enqueued for an
+    /// alert whose first attribution is still waiting unclaimed (a [`FollowUpKind::Alert`]
+    /// follow-up not leased at `now`): it sees the newer facts anyway. Returns the alerts a
+    /// revisit is pending for, in `alerts`' order.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn enqueue_revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>>;
 
     /// Runs a user's Cypher query read-only after checking its plan ([`cypher::policy`]), with
     /// its time limit, row cap and byte cap.

@@ -95,7 +95,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0010_changes.sql",
     "0011_verdicts.sql",
     "0012_key_history.sql",
-    "0013_change_keys.sql"
+    "0013_change_keys.sql",
+    "0014_revisits.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(

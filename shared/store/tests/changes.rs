@@ -332,7 +332,8 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
             "0010_changes.sql",
             "0011_verdicts.sql",
             "0012_key_history.sql",
-            "0013_change_keys.sql"
+            "0013_change_keys.sql",
+            "0014_revisits.sql"
         ]
     );
     store.ready().await.unwrap();

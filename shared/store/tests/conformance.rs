@@ -584,6 +584,95 @@ async fn dependencies_are_replaced(store: Arc<dyn GraphStore>) {
     );
 }
 
+/// The batched reads attribution uses answer what their single reads answer.
+async fn batched_reads_match_single_reads(store: Arc<dyn GraphStore>) {
+    let (a, b, c, d) = (unique("a"), unique("b"), unique("c"), unique("d"));
+    let [a, b, c, d] = [&a, &b, &c, &d].map(|s| ServiceRef::test(s));
+    store
+        .set_dependencies(&b, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    store
+        .set_dependencies(&c, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    store
+        .set_dependencies(&d, std::slice::from_ref(&b))
+        .await
+        .unwrap();
+    let asked = [a.clone(), b.clone(), d.clone(), a.clone()];
+    let mut single = Vec::new();
+    for s in &asked {
+        single.push(store.dependents(s).await.unwrap());
+    }
+    assert_eq!(single[0].len(), 2);
+    assert_eq!(store.dependents_of_each(&asked).await.unwrap(), single);
+    assert!(store.dependents_of_each(&[]).await.unwrap().is_empty());
+
+    let (s1, s2, s3) = (unique("alerts1"), unique("alerts2"), unique("alerts3"));
+    let mut alerts: Vec<Alert> = [0, 1, 2, 3, 10]
+        .into_iter()
+        .map(|m| Alert::test(&unique("fp"), &s1, m))
+        .collect();
+    alerts.extend([1, 4].map(|m| Alert::test(&unique("fp"), &s2, m)));
+    store.record_alerts(alerts).await.unwrap();
+    let names: Vec<ServiceName> = [&s1, &s2, &s1, &s3]
+        .iter()
+        .map(|s| ServiceName::parse(s).unwrap())
+        .collect();
+    let filter = AlertFilter {
+        environment: Some(Environment::parse("production").unwrap()),
+        since: Some(minute(1)),
+        until: Some(minute(5)),
+        limit: 2,
+        ..AlertFilter::default()
+    };
+    let mut expected: Vec<Uid> = Vec::new();
+    for name in [&s1, &s2, &s3] {
+        let of = AlertFilter {
+            service: Some(ServiceName::parse(name).unwrap()),
+            ..filter.clone()
+        };
+        expected.extend(
+            store
+                .list_alerts(&of)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.uid),
+        );
+    }
+    assert_eq!(expected.len(), 4, "two of s1's in the window, both of s2's");
+    let mut got: Vec<Uid> = store
+        .alerts_of_services(&names, &filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.uid)
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    let elsewhere = AlertFilter {
+        environment: Some(Environment::parse("staging").unwrap()),
+        ..filter.clone()
+    };
+    assert!(
+        store
+            .alerts_of_services(&names, &elsewhere)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .alerts_of_services(&[], &filter)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 fn topology(
     source: EdgeSource,
     mode: TopologyMode,
@@ -1555,6 +1644,120 @@ async fn a_follow_up_enqueued_again_while_claimed_is_not_lost(store: Arc<dyn Gra
     );
 }
 
+async fn revisits_skip_waiting_first_attributions_and_coalesce(store: Arc<dyn GraphStore>) {
+    let service = unique("revisit");
+    let waiting = Alert::test(&unique("fp"), &service, 10);
+    let attributed = Alert::test(&unique("fp"), &service, 12);
+    let subjects = vec![waiting.uid.clone(), attributed.uid.clone()];
+    store
+        .record_alerts(vec![waiting.clone(), attributed.clone()])
+        .await
+        .unwrap();
+    let now = Utc::now();
+    // `attributed`'s first attribution is claimed (being done or done): it can be revisited;
+    // `waiting`'s is not claimed yet, so it sees the newer facts without one.
+    let first = store
+        .claim_follow_ups(claim(std::slice::from_ref(&attributed.uid), 10, now))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let asked = vec![
+        waiting.uid.clone(),
+        attributed.uid.clone(),
+        attributed.uid.clone(),
+    ];
+    assert_eq!(
+        store.enqueue_revisits(&asked, now).await.unwrap(),
+        vec![attributed.uid.clone()]
+    );
+    store
+        .finish_follow_up(first[0].kind, &first[0].subject, first[0].enqueued_at)
+        .await
+        .unwrap();
+    let stats = store.follow_up_stats(Some(&subjects)).await.unwrap();
+    assert_eq!((stats.alerts, stats.revisits), (1, 1));
+    // Asked again while pending: still one.
+    assert_eq!(
+        store
+            .enqueue_revisits(std::slice::from_ref(&attributed.uid), now)
+            .await
+            .unwrap(),
+        vec![attributed.uid.clone()]
+    );
+    assert_eq!(
+        store
+            .follow_up_stats(Some(std::slice::from_ref(&attributed.uid)))
+            .await
+            .unwrap()
+            .revisits,
+        1
+    );
+    let revisit = store
+        .claim_follow_ups(claim(std::slice::from_ref(&attributed.uid), 10, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        revisit
+            .iter()
+            .map(|f| (f.kind, f.subject.clone()))
+            .collect::<Vec<_>>(),
+        vec![(FollowUpKind::Revisit, attributed.uid.clone())]
+    );
+    // Asked again while being done: done once more, for the newer alert.
+    store
+        .enqueue_revisits(std::slice::from_ref(&attributed.uid), now)
+        .await
+        .unwrap();
+    store
+        .finish_follow_up(revisit[0].kind, &revisit[0].subject, revisit[0].enqueued_at)
+        .await
+        .unwrap();
+    let again = store
+        .claim_follow_ups(claim(std::slice::from_ref(&attributed.uid), 10, now))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].kind, FollowUpKind::Revisit);
+    assert!(again[0].enqueued_at > revisit[0].enqueued_at);
+    store
+        .finish_follow_up(again[0].kind, &again[0].subject, again[0].enqueued_at)
+        .await
+        .unwrap();
+    // The first attribution's lease is held by a worker: a revisit is enqueued, since that
+    // worker may have read the alerts before the newer one was recorded.
+    let held = store
+        .claim_follow_ups(claim(std::slice::from_ref(&waiting.uid), 10, now))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        store
+            .enqueue_revisits(std::slice::from_ref(&waiting.uid), now)
+            .await
+            .unwrap(),
+        vec![waiting.uid.clone()]
+    );
+    for f in store
+        .claim_follow_ups(claim(&subjects, 10, now + Duration::seconds(61)))
+        .await
+        .unwrap()
+    {
+        store
+            .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .follow_up_stats(Some(&subjects))
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+    assert!(store.enqueue_revisits(&[], now).await.unwrap().is_empty());
+}
+
 async fn concurrent_claimers_never_share_a_follow_up(store: Arc<dyn GraphStore>) {
     let service = unique("claimers");
     let alerts: Vec<Alert> = (0..40)
@@ -2251,6 +2454,7 @@ deploygraph_store::both_stores!(
     alerts_are_stored_once_per_occurrence_and_resolve,
     alerts_fire_on_known_or_named_services,
     dependencies_are_replaced,
+    batched_reads_match_single_reads,
     each_source_keeps_its_own_edges,
     edges_keep_their_latest_sighting,
     owner_and_tier_are_kept_and_listed,
@@ -2263,6 +2467,7 @@ deploygraph_store::both_stores!(
     a_removal_in_a_path_environment_keeps_its_origin,
     ingest_leaves_follow_ups_that_are_claimed_once_and_finished,
     a_follow_up_enqueued_again_while_claimed_is_not_lost,
+    revisits_skip_waiting_first_attributions_and_coalesce,
     concurrent_claimers_never_share_a_follow_up,
     concurrent_alert_and_deployment_storms_complete_without_errors,
     top_triggers_rank_like_the_attribution,
@@ -2542,7 +2747,11 @@ async fn the_key_history_migration_backfills_config_changes() {
     let applied = store.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["0012_key_history.sql", "0013_change_keys.sql"]
+        [
+            "0012_key_history.sql",
+            "0013_change_keys.sql",
+            "0014_revisits.sql"
+        ]
     );
     store.ready().await.unwrap();
     let history = |before: i64, limit: u32| {
@@ -2704,7 +2913,7 @@ async fn the_change_keys_migration_backfills_changed_keys() {
     let applied = store.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["0013_change_keys.sql"]
+        ["0013_change_keys.sql", "0014_revisits.sql"]
     );
     store.ready().await.unwrap();
     let history = |before: i64, limit: u32| {
@@ -2872,7 +3081,8 @@ async fn the_verdicts_migration_keeps_attributions() {
         [
             "0011_verdicts.sql",
             "0012_key_history.sql",
-            "0013_change_keys.sql"
+            "0013_change_keys.sql",
+            "0014_revisits.sql"
         ]
     );
     store.ready().await.unwrap();

@@ -197,6 +197,9 @@ impl GraphStore for FaultyStore {
     ) -> Result<deploygraph_store::FollowUpStats> {
         self.inner.follow_up_stats(subjects).await
     }
+    async fn enqueue_revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>> {
+        self.inner.enqueue_revisits(alerts, now).await
+    }
     async fn deployments_between(
         &self,
         services: &[Uid],

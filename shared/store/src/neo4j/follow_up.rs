@@ -77,6 +77,19 @@ WITH f, done WHERE done
 DELETE f
 RETURN count(*) AS deleted";
 
+/// Revisits of `$rows`' alerts, except those whose first attribution is still waiting
+/// unclaimed; returns the alerts a revisit is pending for.
+const ENQUEUE_REVISITS: &str = "
+UNWIND $rows AS r
+OPTIONAL MATCH (first:FollowUp {uid: r.first})
+WITH r, first WHERE first IS NULL OR first.claimable_at_us > r.at
+MERGE (f:FollowUp {uid: r.uid})
+  ON CREATE SET f.kind = r.kind, f.subject = r.subject, f.enqueued_at_us = r.at,
+                f.claimable_at_us = 0, f.attempts = 0
+  ON MATCH SET f.enqueued_at_us = CASE WHEN r.at > f.enqueued_at_us THEN r.at
+                                       ELSE f.enqueued_at_us + 1 END
+RETURN r.subject AS subject";
+
 /// Every pending follow-up, by kind (the metrics' gauges).
 const STATS: &str = "
 MATCH (f:FollowUp)
@@ -173,6 +186,48 @@ impl Neo4jStore {
         Ok(())
     }
 
+    pub(super) async fn revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>> {
+        // Sorted, so concurrent writers lock FollowUp nodes in one order.
+        let mut sorted: Vec<&str> = alerts.iter().map(Uid::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = now.timestamp_micros();
+        let rows: Vec<BoltType> = sorted
+            .into_iter()
+            .map(|s| {
+                map(vec![
+                    ("uid", node_uid(FollowUpKind::Revisit, s).into()),
+                    ("first", node_uid(FollowUpKind::Alert, s).into()),
+                    ("kind", FollowUpKind::Revisit.as_str().into()),
+                    ("subject", s.into()),
+                    ("at", at.into()),
+                ])
+            })
+            .collect();
+        let rows = self
+            .retried_rows(
+                || query(ENQUEUE_REVISITS).param("rows", rows.clone()),
+                "enqueue revisits",
+            )
+            .await?;
+        let decode = decode_failed("enqueue revisits");
+        let mut enqueued = Vec::with_capacity(rows.len());
+        for row in rows {
+            let subject: String = row.get("subject").map_err(&decode)?;
+            enqueued.push(subject);
+        }
+        let mut pending: Vec<Uid> = Vec::with_capacity(enqueued.len());
+        for alert in alerts {
+            if enqueued.iter().any(|s| s == alert.as_str()) && !pending.contains(alert) {
+                pending.push(alert.clone());
+            }
+        }
+        Ok(pending)
+    }
+
     pub(super) async fn stats(&self, subjects: Option<&[Uid]>) -> Result<FollowUpStats> {
         let stats = match subjects {
             Some(subjects) => query(STATS_OF).param("subjects", subjects_param(Some(subjects))),
@@ -191,6 +246,7 @@ impl Neo4jStore {
                 Some(FollowUpKind::Alert) => stats.alerts = n,
                 Some(FollowUpKind::Deployment) => stats.deployments = n,
                 Some(FollowUpKind::Change) => stats.changes = n,
+                Some(FollowUpKind::Revisit) => stats.revisits = n,
                 None => continue,
             }
             let oldest = oldest.and_then(DateTime::from_timestamp_micros);

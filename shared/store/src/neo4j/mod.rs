@@ -1119,6 +1119,18 @@ impl GraphStore for Neo4jStore {
         self.topology_dependents(service).await
     }
 
+    async fn dependents_of_each(&self, services: &[ServiceRef]) -> Result<Vec<Vec<ServiceRef>>> {
+        self.topology_dependents_of_each(services).await
+    }
+
+    async fn alerts_of_services(
+        &self,
+        services: &[ServiceName],
+        filter: &AlertFilter,
+    ) -> Result<Vec<Alert>> {
+        self.rca_alerts_of_services(services, filter).await
+    }
+
     async fn claim_follow_ups(&self, claim: crate::Claim<'_>) -> Result<Vec<crate::FollowUp>> {
         self.claim(claim).await
     }
@@ -1134,6 +1146,10 @@ impl GraphStore for Neo4jStore {
 
     async fn follow_up_stats(&self, subjects: Option<&[Uid]>) -> Result<crate::FollowUpStats> {
         self.stats(subjects).await
+    }
+
+    async fn enqueue_revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>> {
+        self.revisits(alerts, now).await
     }
 
     async fn deployments_between(

@@ -331,6 +331,21 @@ async fn record_alerts_in(
     Ok(outcomes)
 }
 
+/// Per service name, its `$limit` newest alerts started in `[$since, $until]` (in
+/// `$environment` when not null): one range of the `alert_service` index each, read backwards
+/// (the name is fixed, so ordering by it too lets the planner stop at the limit).
+const ALERTS_OF_SERVICES: &str = "
+UNWIND $services AS name
+CALL {
+  WITH name
+  MATCH (a:Alert)
+  WHERE a.service = name AND a.starts_at_us >= $since AND a.starts_at_us <= $until
+    AND ($environment IS NULL OR a.environment = $environment)
+  WITH a ORDER BY a.service DESC, a.starts_at_us DESC, a.uid DESC LIMIT $limit
+  RETURN a
+}
+RETURN a.uid AS uid, a.payload AS payload";
+
 fn alerts_query(filter: &AlertFilter) -> Query {
     let mut clauses: Vec<&str> = Vec::new();
     let mut params: Vec<(&str, BoltType)> = Vec::new();
@@ -577,6 +592,37 @@ impl Neo4jStore {
     pub(super) async fn rca_list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         let rows = self.read(alerts_query(filter), "list alerts").await?;
         payloads(&rows, "list alerts")
+    }
+
+    pub(super) async fn rca_alerts_of_services(
+        &self,
+        services: &[ServiceName],
+        filter: &AlertFilter,
+    ) -> Result<Vec<Alert>> {
+        let mut names: Vec<&str> = services.iter().map(ServiceName::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() || filter.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let names: Vec<BoltType> = names.into_iter().map(BoltType::from).collect();
+        let environment = filter
+            .environment
+            .as_ref()
+            .map_or(BoltType::Null(neo4rs::BoltNull), |e| e.as_str().into());
+        let micros = |t: Option<DateTime<Utc>>, none: i64| t.map_or(none, |t| t.timestamp_micros());
+        let rows = self
+            .read(
+                query(ALERTS_OF_SERVICES)
+                    .param("services", names)
+                    .param("environment", environment)
+                    .param("since", micros(filter.since, i64::MIN + 1))
+                    .param("until", micros(filter.until, i64::MAX))
+                    .param("limit", int(filter.limit)),
+                "list the alerts of services",
+            )
+            .await?;
+        payloads(&rows, "list the alerts of services")
     }
 
     pub(super) async fn rca_alert_services(&self, alert: &Uid) -> Result<Vec<ServiceRef>> {

@@ -199,4 +199,44 @@ impl Neo4jStore {
             .await?;
         super::rca::service_refs(&rows, "read dependents")
     }
+
+    pub(super) async fn topology_dependents_of_each(
+        &self,
+        services: &[ServiceRef],
+    ) -> Result<Vec<Vec<ServiceRef>>> {
+        const OPERATION: &str = "read dependents";
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<BoltType> = services.iter().map(|s| s.uid().as_str().into()).collect();
+        let rows = self
+            .rows(
+                query(
+                    "UNWIND $uids AS of
+                     MATCH (:Service {uid: of})<-[:DEPENDS_ON]-(s:Service)
+                     RETURN DISTINCT of, s.name AS name, s.namespace AS namespace,
+                            s.environment AS environment
+                     ORDER BY of, name, environment, namespace",
+                )
+                .param("uids", uids),
+                OPERATION,
+            )
+            .await?;
+        let dec = decode_failed(OPERATION);
+        let mut by_uid: std::collections::HashMap<String, Vec<neo4rs::Row>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            let of: String = row.get("of").map_err(&dec)?;
+            by_uid.entry(of).or_default().push(row);
+        }
+        services
+            .iter()
+            .map(|s| {
+                by_uid.get(s.uid().as_str()).map_or_else(
+                    || Ok(Vec::new()),
+                    |rows| super::rca::service_refs(rows, OPERATION),
+                )
+            })
+            .collect()
+    }
 }

@@ -33,6 +33,44 @@ pub(super) fn enqueue(
     Ok(())
 }
 
+/// Enqueues a revisit of each of `alerts` (see [`crate::GraphStore::enqueue_revisits`]) in
+/// one transaction; the alerts a revisit is pending for.
+pub(super) fn enqueue_revisits(
+    conn: &mut Connection,
+    alerts: &[Uid],
+    now: DateTime<Utc>,
+) -> Result<Vec<Uid>> {
+    let at = now.timestamp_micros();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let mut pending = Vec::with_capacity(alerts.len());
+    {
+        // The first attribution still waiting unclaimed sees the newer facts itself.
+        let mut waiting = tx
+            .prepare_cached(
+                "SELECT 1 FROM follow_ups
+                 WHERE kind = 'alert' AND subject = ?1 AND claimable_at_us <= ?2",
+            )
+            .map_err(backend_error("enqueue revisits"))?;
+        for alert in alerts {
+            if pending.contains(alert) {
+                continue;
+            }
+            let first_waits = waiting
+                .exists(params![alert.as_str(), at])
+                .map_err(backend_error("enqueue revisits"))?;
+            if first_waits {
+                continue;
+            }
+            enqueue(&tx, FollowUpKind::Revisit, alert, now)?;
+            pending.push(alert.clone());
+        }
+    }
+    tx.commit().map_err(backend_error("commit"))?;
+    Ok(pending)
+}
+
 /// The JSON array of `subjects`, for `json_each` (one parameter, whatever the count).
 fn subjects_json(subjects: Option<&[Uid]>) -> Option<String> {
     subjects.map(|s| {
@@ -173,6 +211,7 @@ pub(super) fn stats(conn: &Connection, subjects: Option<&[Uid]>) -> Result<Follo
             Some(FollowUpKind::Alert) => stats.alerts = count,
             Some(FollowUpKind::Deployment) => stats.deployments = count,
             Some(FollowUpKind::Change) => stats.changes = count,
+            Some(FollowUpKind::Revisit) => stats.revisits = count,
             None => continue,
         }
         let oldest = DateTime::from_timestamp_micros(oldest);

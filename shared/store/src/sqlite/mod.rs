@@ -826,6 +826,15 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn enqueue_revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let alerts = alerts.to_vec();
+        self.with_writer(move |conn| follow_up::enqueue_revisits(conn, &alerts, now))
+            .await
+    }
+
     async fn deployments_between(
         &self,
         services: &[Uid],

@@ -115,23 +115,28 @@ pub async fn candidates(
     let start = alert.starts_at;
     // Rollouts that started up to a window before the window still count when they landed in it.
     let earliest = start - settings.window * 2;
-    let deployments = store.deployments_between(&uids, earliest, start).await?;
-    // The deployments the candidates follow, in one read.
-    let follows: Vec<Uid> = deployments
-        .iter()
-        .filter_map(|d| d.follows.clone())
-        .collect();
-    let previous: HashMap<Uid, deploygraph_model::Deployment> = store
-        .get_deployments(&follows)
-        .await?
-        .into_iter()
-        .map(|p| (p.deployment.uid.clone(), p.deployment))
-        .collect();
+    // The reads that depend only on the services run together (each is one round trip).
+    let chaos_filter = ChaosFilter {
+        services: services.iter().map(ServiceRef::uid).collect(),
+        since: Some(start),
+        until: Some(start),
+        limit: 10,
+        cursor: None,
+    };
+    let (deployments, changes, runs) = tokio::try_join!(
+        store.deployments_between(&uids, earliest, start),
+        store.changes_between(&uids, start - settings.window, start),
+        async {
+            if services.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.list_chaos_runs(&chaos_filter).await
+            }
+        },
+    )?;
     // Changes that are not rollouts land at once: the window itself bounds them. Each on the
     // nearest of its services.
-    let changes: Vec<(Change, Uid, String, Relation, &Related)> = store
-        .changes_between(&uids, start - settings.window, start)
-        .await?
+    let changes: Vec<(Change, Uid, String, Relation, &Related)> = changes
         .into_iter()
         .filter_map(|change| {
             let (service_uid, service, relation) = change_candidates::nearest(&change, &nearest)?;
@@ -139,7 +144,12 @@ pub async fn candidates(
             Some((change, service_uid, service, relation, related))
         })
         .collect();
-    // Each candidate's service history (deployments' and changes'), read in one call for all.
+    // The deployments the candidates follow, and each candidate's service history
+    // (deployments' and changes'): one read each for all candidates, together.
+    let follows: Vec<Uid> = deployments
+        .iter()
+        .filter_map(|d| d.follows.clone())
+        .collect();
     let mut asked: Vec<(Uid, DateTime<Utc>)> = deployments
         .iter()
         .map(|stored| &stored.deployment)
@@ -149,9 +159,15 @@ pub async fn candidates(
         .collect();
     asked.sort();
     asked.dedup();
-    let histories: HashMap<(Uid, DateTime<Utc>), ServiceHistory> = store
-        .service_histories(&asked)
-        .await?
+    let (previous, histories) = tokio::try_join!(
+        store.get_deployments(&follows),
+        store.service_histories(&asked),
+    )?;
+    let previous: HashMap<Uid, deploygraph_model::Deployment> = previous
+        .into_iter()
+        .map(|p| (p.deployment.uid.clone(), p.deployment))
+        .collect();
+    let histories: HashMap<(Uid, DateTime<Utc>), ServiceHistory> = histories
         .into_iter()
         .zip(asked)
         .map(|(h, key)| (key, h))
@@ -202,30 +218,24 @@ pub async fn candidates(
         ));
     }
     // Before the earliest time candidates are read from, so that no candidate counts in its own
-    // history, nor a rival of the same alert.
-    fill_key_history(store, &mut candidates, &changed_keys, earliest).await?;
-    fill_co_alerts(store, alert, &mut candidates, &services_of, settings.depth).await?;
-    let chaos: Vec<ActiveChaos> = if services.is_empty() {
-        Vec::new()
-    } else {
-        store
-            .list_chaos_runs(&ChaosFilter {
-                services: services.iter().map(ServiceRef::uid).collect(),
-                since: Some(start),
-                until: Some(start),
-                limit: 10,
-                cursor: None,
-            })
-            .await?
-            .into_iter()
-            .map(|run| ActiveChaos {
-                run: run.uid,
-                experiment: run.experiment,
-                started_at: run.started_at,
-                ended_at: run.ended_at,
-            })
-            .collect()
-    };
+    // history, nor a rival of the same alert. The two read different things: together.
+    let (key_history, co_alerts) = tokio::try_join!(
+        key_history_of(store, &changed_keys, earliest),
+        co_alerts_of(store, alert, &candidates, &services_of, settings.depth),
+    )?;
+    for ((candidate, keys), co) in candidates.iter_mut().zip(key_history).zip(co_alerts) {
+        candidate.key_history = keys;
+        candidate.co_alerts = co;
+    }
+    let chaos: Vec<ActiveChaos> = runs
+        .into_iter()
+        .map(|run| ActiveChaos {
+            run: run.uid,
+            experiment: run.experiment,
+            started_at: run.started_at,
+            ended_at: run.ended_at,
+        })
+        .collect();
     Ok((candidates, chaos))
 }
 
@@ -241,20 +251,21 @@ pub const CO_ALERT_SPAN: Duration = Duration::hours(1);
 const CO_ALERT_SERVICES: usize = 32;
 const CO_ALERTS_PER_SERVICE: usize = 20;
 
-/// Fills each candidate's [`Candidate::co_alerts`]: the other alerts that started within
-/// [`CO_ALERT_SPAN`] of `alert` and after the candidate landed, on the candidate's service
-/// (`services_of`, by candidate) or a service that depends on it up to `depth` hops. One probe
-/// for any other alert around it first; the dependents and their alerts are read only when
-/// there is one.
-async fn fill_co_alerts(
+/// Each candidate's [`Candidate::co_alerts`], in `candidates`' order: the other alerts that
+/// started within [`CO_ALERT_SPAN`] of `alert` and after the candidate landed, on the
+/// candidate's service (`services_of`, by candidate) or a service that depends on it up to
+/// `depth` hops. One probe for any other alert around it first; the dependents and their alerts
+/// are read only when there is one.
+async fn co_alerts_of(
     store: &dyn GraphStore,
     alert: &Alert,
-    candidates: &mut [Candidate],
+    candidates: &[Candidate],
     services_of: &[ServiceRef],
     depth: u32,
-) -> Result<()> {
+) -> Result<Vec<Vec<String>>> {
+    let none = || vec![Vec::new(); candidates.len()];
     if candidates.is_empty() {
-        return Ok(());
+        return Ok(none());
     }
     let around = |limit: usize| AlertFilter {
         environment: alert.environment.clone(),
@@ -265,7 +276,7 @@ async fn fill_co_alerts(
     };
     let probe = store.list_alerts(&around(2)).await?;
     if probe.iter().all(|a| a.uid == alert.uid) {
-        return Ok(());
+        return Ok(none());
     }
     // Per distinct candidate service: the services whose alerts a change of it may explain,
     // walked together (one read of dependents per hop for all of them).
@@ -287,7 +298,8 @@ async fn fill_co_alerts(
         .collect();
     let reach: HashMap<Uid, &Vec<ServiceRef>> =
         distinct.iter().map(ServiceRef::uid).zip(&walks).collect();
-    for (candidate, service) in candidates.iter_mut().zip(services_of) {
+    let mut found = Vec::with_capacity(candidates.len());
+    for (candidate, service) in candidates.iter().zip(services_of) {
         let below = reach
             .get(&service.uid())
             .map(|w| w.as_slice())
@@ -298,22 +310,24 @@ async fn fill_co_alerts(
             landed if landed > alert.starts_at => candidate.started_at,
             landed => landed,
         };
-        candidate.co_alerts = others
-            .iter()
-            .filter(|a| a.starts_at >= landed)
-            .filter_map(|a| {
-                let name = a.service.as_ref()?;
-                below
-                    .iter()
-                    .any(|s| {
-                        &s.name == name
-                            && a.environment.as_ref().is_none_or(|e| *e == s.environment)
-                    })
-                    .then(|| name.to_string())
-            })
-            .collect();
+        found.push(
+            others
+                .iter()
+                .filter(|a| a.starts_at >= landed)
+                .filter_map(|a| {
+                    let name = a.service.as_ref()?;
+                    below
+                        .iter()
+                        .any(|s| {
+                            &s.name == name
+                                && a.environment.as_ref().is_none_or(|e| *e == s.environment)
+                        })
+                        .then(|| name.to_string())
+                })
+                .collect(),
+        );
     }
-    Ok(())
+    Ok(found)
 }
 
 /// The most alerts one new alert asks to re-attribute ([`revisits_after_alert`]).
@@ -372,14 +386,13 @@ pub async fn revisits_after_alert(
     Ok(found.into_iter().map(|a| a.uid).collect())
 }
 
-/// Fills each candidate's [`Candidate::key_history`] with the records of the keys it changed
+/// Each candidate's [`Candidate::key_history`]: the records of the keys it changed
 /// (`changed_keys`, by candidate), read in one call for all of them.
-async fn fill_key_history(
+async fn key_history_of(
     store: &dyn GraphStore,
-    candidates: &mut [Candidate],
     changed_keys: &[Vec<String>],
     before: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<Vec<KeyRecord>>> {
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let paths: Vec<String> = changed_keys
         .iter()
@@ -388,7 +401,7 @@ async fn fill_key_history(
         .cloned()
         .collect();
     if paths.is_empty() {
-        return Ok(());
+        return Ok(vec![Vec::new(); changed_keys.len()]);
     }
     let records: HashMap<String, KeyRecord> = store
         .key_history(&paths, before, KEY_HISTORY_LIMIT)
@@ -405,14 +418,15 @@ async fn fill_key_history(
             )
         })
         .collect();
-    for (candidate, keys) in candidates.iter_mut().zip(changed_keys) {
-        let keys: BTreeSet<&String> = keys.iter().collect();
-        candidate.key_history = keys
-            .into_iter()
-            .filter_map(|k| records.get(k).cloned())
-            .collect();
-    }
-    Ok(())
+    Ok(changed_keys
+        .iter()
+        .map(|keys| {
+            let keys: BTreeSet<&String> = keys.iter().collect();
+            keys.into_iter()
+                .filter_map(|k| records.get(k).cloned())
+                .collect()
+        })
+        .collect())
 }
 
 /// Attributes `alert` and stores the result: TRIGGERS to the suspects at or above the floor

@@ -444,7 +444,9 @@ pub trait GraphStore: Send + Sync + 'static {
     }
 
     /// Claims pending follow-ups whose lease is free (never claimed, or its claim ended),
-    /// oldest first: each is leased until `claim.now + claim.lease` and its attempts counted.
+    /// oldest first, revisits ([`FollowUpKind::Revisit`]) after every other kind (a storm's
+    /// first answers come before their refinements): each is leased until
+    /// `claim.now + claim.lease` and its attempts counted.
     /// Two claimers never hold the same follow-up at once. Follow-ups are written by
     /// [`Self::record_deployments`] (created or updated deployments), [`Self::record_changes`]
     /// (created changes) and [`Self::record_alerts`] (created alerts) in the same transaction

@@ -1756,6 +1756,32 @@ async fn revisits_skip_waiting_first_attributions_and_coalesce(store: Arc<dyn Gr
         0
     );
     assert!(store.enqueue_revisits(&[], now).await.unwrap().is_empty());
+
+    // A revisit waits for every first attribution, even one enqueued after it.
+    store
+        .enqueue_revisits(std::slice::from_ref(&attributed.uid), now)
+        .await
+        .unwrap();
+    let later = Alert::test(&unique("fp"), &service, 14);
+    store.record_alerts(vec![later.clone()]).await.unwrap();
+    let both = vec![attributed.uid.clone(), later.uid.clone()];
+    let mut order: Vec<(FollowUpKind, Uid)> = Vec::new();
+    for _ in 0..2 {
+        for f in store.claim_follow_ups(claim(&both, 1, now)).await.unwrap() {
+            store
+                .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+                .await
+                .unwrap();
+            order.push((f.kind, f.subject));
+        }
+    }
+    assert_eq!(
+        order,
+        vec![
+            (FollowUpKind::Alert, later.uid.clone()),
+            (FollowUpKind::Revisit, attributed.uid.clone())
+        ]
+    );
 }
 
 async fn concurrent_claimers_never_share_a_follow_up(store: Arc<dyn GraphStore>) {

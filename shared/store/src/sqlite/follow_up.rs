@@ -71,6 +71,42 @@ pub(super) fn enqueue_revisits(
     Ok(pending)
 }
 
+/// Of `alerts`, those a revisit must be written for, and those that need none because one is
+/// already pending and unclaimed (it will read the newer facts when it runs), read without
+/// the writer: in a storm most are, and the write is then skipped.
+pub(super) fn revisits_needed(
+    conn: &Connection,
+    alerts: &[Uid],
+    now: DateTime<Utc>,
+) -> Result<(Vec<Uid>, Vec<Uid>)> {
+    let at = now.timestamp_micros();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT kind FROM follow_ups
+             WHERE subject = ?1 AND kind IN ('alert', 'revisit') AND claimable_at_us <= ?2",
+        )
+        .map_err(backend_error("enqueue revisits"))?;
+    let (mut needed, mut pending) = (Vec::new(), Vec::new());
+    for alert in alerts {
+        if needed.contains(alert) || pending.contains(alert) {
+            continue;
+        }
+        let kinds: Vec<String> = stmt
+            .query_map(params![alert.as_str(), at], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(backend_error("enqueue revisits"))?;
+        if kinds.iter().any(|k| k == "alert") {
+            continue;
+        }
+        if kinds.iter().any(|k| k == "revisit") {
+            pending.push(alert.clone());
+        } else {
+            needed.push(alert.clone());
+        }
+    }
+    Ok((needed, pending))
+}
+
 /// The JSON array of `subjects`, for `json_each` (one parameter, whatever the count).
 fn subjects_json(subjects: Option<&[Uid]>) -> Option<String> {
     subjects.map(|s| {
@@ -98,7 +134,7 @@ pub(super) fn claim(conn: &mut Connection, claim: &Claim<'_>) -> Result<Vec<Foll
                 "SELECT kind, subject, enqueued_at_us, attempts FROM follow_ups
                  WHERE claimable_at_us <= ?1
                    AND (?2 IS NULL OR subject IN (SELECT value FROM json_each(?2)))
-                 ORDER BY enqueued_at_us, kind, subject LIMIT ?3",
+                 ORDER BY kind = 'revisit', enqueued_at_us, kind, subject LIMIT ?3",
             )
             .map_err(backend_error("claim follow-ups"))?;
         stmt.query_map(params![now, subjects, limit], |row| {

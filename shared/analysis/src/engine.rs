@@ -101,6 +101,25 @@ pub async fn candidates(
     alert: &Alert,
     settings: &Settings,
 ) -> Result<(Vec<Candidate>, Vec<ActiveChaos>)> {
+    let gathered = gather(store, alert, settings, false).await?;
+    Ok((gathered.candidates, gathered.chaos))
+}
+
+/// What an attribution reads: the candidates, the active chaos runs, and (when asked for) the
+/// alerts whose attribution this alert may change ([`attribute_new_alert`]).
+struct Gathered {
+    candidates: Vec<Candidate>,
+    chaos: Vec<ActiveChaos>,
+    revisits: Vec<Uid>,
+}
+
+/// [`candidates`], and with `revisits` the alerts to revisit, chosen from the same reads.
+async fn gather(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    settings: &Settings,
+    revisits: bool,
+) -> Result<Gathered> {
     let services = store.alert_services(&alert.uid).await?;
     let related = related_with_edges(store, &services, settings.depth)
         .await?
@@ -219,9 +238,20 @@ pub async fn candidates(
     }
     // Before the earliest time candidates are read from, so that no candidate counts in its own
     // history, nor a rival of the same alert. The two read different things: together.
-    let (key_history, co_alerts) = tokio::try_join!(
+    // A cause of this alert could be on any of the related services: an alert whose candidate is
+    // on one of them counts this alert as a co-alert when its service depends on that one.
+    let sources: Option<Vec<ServiceRef>> =
+        revisits.then(|| related.iter().map(|r| r.service.clone()).collect());
+    let (key_history, (co_alerts, revisits)) = tokio::try_join!(
         key_history_of(store, &changed_keys, earliest),
-        co_alerts_of(store, alert, &candidates, &services_of, settings.depth),
+        around_alert(
+            store,
+            alert,
+            &candidates,
+            &services_of,
+            sources.as_deref(),
+            settings.depth
+        ),
     )?;
     for ((candidate, keys), co) in candidates.iter_mut().zip(key_history).zip(co_alerts) {
         candidate.key_history = keys;
@@ -236,7 +266,11 @@ pub async fn candidates(
             ended_at: run.ended_at,
         })
         .collect();
-    Ok((candidates, chaos))
+    Ok(Gathered {
+        candidates,
+        chaos,
+        revisits,
+    })
 }
 
 /// How far apart two alerts may start and still count as one another's co-alerts
@@ -251,20 +285,29 @@ pub const CO_ALERT_SPAN: Duration = Duration::hours(1);
 const CO_ALERT_SERVICES: usize = 32;
 const CO_ALERTS_PER_SERVICE: usize = 20;
 
+/// The most alerts one new alert asks to re-attribute ([`attribute_new_alert`]).
+pub const REVISIT_LIMIT: usize = 32;
+
 /// Each candidate's [`Candidate::co_alerts`], in `candidates`' order: the other alerts that
 /// started within [`CO_ALERT_SPAN`] of `alert` and after the candidate landed, on the
 /// candidate's service (`services_of`, by candidate) or a service that depends on it up to
-/// `depth` hops. One probe for any other alert around it first; the dependents and their alerts
-/// are read only when there is one.
-async fn co_alerts_of(
+/// `depth` hops. With `sources` (the services a cause of `alert` could be on), also the alerts
+/// to revisit: those that started within [`CO_ALERT_SPAN`] of it on a service that depends, up to
+/// `depth` hops, on one of `sources` — `alert` is one of their co-alerts — nearest start first, at
+/// most [`REVISIT_LIMIT`]. Both from the same reads: one probe for any other alert around it
+/// first (nothing more when there is none), one read of dependents per hop for every walk, one
+/// read of the alerts of the nearest [`CO_ALERT_SERVICES`] services of each purpose
+/// ([`CO_ALERTS_PER_SERVICE`] each).
+async fn around_alert(
     store: &dyn GraphStore,
     alert: &Alert,
     candidates: &[Candidate],
     services_of: &[ServiceRef],
+    sources: Option<&[ServiceRef]>,
     depth: u32,
-) -> Result<Vec<Vec<String>>> {
-    let none = || vec![Vec::new(); candidates.len()];
-    if candidates.is_empty() {
+) -> Result<(Vec<Vec<String>>, Vec<Uid>)> {
+    let none = || (vec![Vec::new(); candidates.len()], Vec::new());
+    if candidates.is_empty() && sources.is_none_or(<[ServiceRef]>::is_empty) {
         return Ok(none());
     }
     let around = |limit: usize| AlertFilter {
@@ -278,27 +321,42 @@ async fn co_alerts_of(
     if probe.iter().all(|a| a.uid == alert.uid) {
         return Ok(none());
     }
-    // Per distinct candidate service: the services whose alerts a change of it may explain,
-    // walked together (one read of dependents per hop for all of them).
-    let mut distinct: Vec<ServiceRef> = Vec::new();
-    for service in services_of {
-        if !distinct.iter().any(|d| d.uid() == service.uid()) {
-            distinct.push(service.clone());
+    // Every distinct service to walk from: the candidates' first, then the sources'. Walked
+    // together (one read of dependents per hop for all of them).
+    let mut walked: Vec<ServiceRef> = Vec::new();
+    for service in services_of.iter().chain(sources.unwrap_or_default()) {
+        if !walked.iter().any(|w| w.uid() == service.uid()) {
+            walked.push(service.clone());
         }
     }
-    let walks = dependent_walks(store, &distinct, depth).await?;
-    let others: Vec<Alert> = store
-        .alerts_of_services(
-            &nearest_names(&walks, CO_ALERT_SERVICES),
-            &around(CO_ALERTS_PER_SERVICE),
-        )
+    let walks = dependent_walks(store, &walked, depth).await?;
+    let reach: HashMap<Uid, &Vec<ServiceRef>> =
+        walked.iter().map(ServiceRef::uid).zip(&walks).collect();
+    let walks_of = |of: &[ServiceRef]| -> Vec<Vec<ServiceRef>> {
+        let mut seen: BTreeSet<Uid> = BTreeSet::new();
+        of.iter()
+            .filter(|s| seen.insert(s.uid()))
+            .filter_map(|s| reach.get(&s.uid()).map(|w| (*w).clone()))
+            .collect()
+    };
+    let co_names = nearest_names(&walks_of(services_of), CO_ALERT_SERVICES);
+    let revisit_names =
+        sources.map_or_else(Vec::new, |s| nearest_names(&walks_of(s), CO_ALERT_SERVICES));
+    let mut names = co_names.clone();
+    for name in &revisit_names {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let found: Vec<Alert> = store
+        .alerts_of_services(&names, &around(CO_ALERTS_PER_SERVICE))
         .await?
         .into_iter()
         .filter(|a| a.uid != alert.uid)
         .collect();
-    let reach: HashMap<Uid, &Vec<ServiceRef>> =
-        distinct.iter().map(ServiceRef::uid).zip(&walks).collect();
-    let mut found = Vec::with_capacity(candidates.len());
+    let on =
+        |a: &Alert, names: &[ServiceName]| a.service.as_ref().is_some_and(|s| names.contains(s));
+    let mut co_alerts = Vec::with_capacity(candidates.len());
     for (candidate, service) in candidates.iter().zip(services_of) {
         let below = reach
             .get(&service.uid())
@@ -310,10 +368,10 @@ async fn co_alerts_of(
             landed if landed > alert.starts_at => candidate.started_at,
             landed => landed,
         };
-        found.push(
-            others
+        co_alerts.push(
+            found
                 .iter()
-                .filter(|a| a.starts_at >= landed)
+                .filter(|a| on(a, &co_names) && a.starts_at >= landed)
                 .filter_map(|a| {
                     let name = a.service.as_ref()?;
                     below
@@ -327,63 +385,18 @@ async fn co_alerts_of(
                 .collect(),
         );
     }
-    Ok(found)
-}
-
-/// The most alerts one new alert asks to re-attribute ([`revisits_after_alert`]).
-pub const REVISIT_LIMIT: usize = 32;
-
-/// The alerts whose attribution `alert` may change, because it is one of their co-alerts
-/// ([`Candidate::co_alerts`]): those that started within [`CO_ALERT_SPAN`] of it on a service
-/// that depends, up to `depth` hops, on a service its own change could have come from (its
-/// service or a dependency up to `depth` hops). Nearest start first, at most
-/// [`REVISIT_LIMIT`], read as the co-alerts are (at most the nearest
-/// `CO_ALERT_SERVICES` services, `CO_ALERTS_PER_SERVICE` alerts each); one probe first, and
-/// nothing more when no other alert started around it. The pipeline re-attributes them after
-/// attributing `alert`, so a storm delivered in several notifications ends with every alert
-/// attributed knowing the others.
-///
-/// # Errors
-/// The store's.
-pub async fn revisits_after_alert(
-    store: &dyn GraphStore,
-    alert: &Alert,
-    settings: &Settings,
-) -> Result<Vec<Uid>> {
-    let around = |limit: usize| AlertFilter {
-        environment: alert.environment.clone(),
-        since: Some(alert.starts_at - CO_ALERT_SPAN),
-        until: Some(alert.starts_at + CO_ALERT_SPAN),
-        limit,
-        ..AlertFilter::default()
-    };
-    let probe = store.list_alerts(&around(2)).await?;
-    if probe.iter().all(|a| a.uid == alert.uid) {
-        return Ok(Vec::new());
-    }
-    let services = store.alert_services(&alert.uid).await?;
-    // The services a cause of this alert could be on, nearest first; an alert whose candidate
-    // is on one of them counts this alert when its service depends on that one.
-    let sources = related_services(store, &services, settings.depth).await?;
-    let sources: Vec<ServiceRef> = sources.into_iter().map(|(s, _)| s).collect();
-    let walks = dependent_walks(store, &sources, settings.depth).await?;
-    let mut found: Vec<Alert> = store
-        .alerts_of_services(
-            &nearest_names(&walks, CO_ALERT_SERVICES),
-            &around(CO_ALERTS_PER_SERVICE),
-        )
-        .await?
-        .into_iter()
-        .filter(|a| a.uid != alert.uid)
-        .collect();
-    found.sort_by(|a, b| {
+    let mut revisits: Vec<&Alert> = found.iter().filter(|a| on(a, &revisit_names)).collect();
+    revisits.sort_by(|a, b| {
         let apart = |x: &Alert| (x.starts_at - alert.starts_at).abs();
         apart(a)
             .cmp(&apart(b))
             .then_with(|| a.uid.as_str().cmp(b.uid.as_str()))
     });
-    found.truncate(REVISIT_LIMIT);
-    Ok(found.into_iter().map(|a| a.uid).collect())
+    revisits.truncate(REVISIT_LIMIT);
+    Ok((
+        co_alerts,
+        revisits.into_iter().map(|a| a.uid.clone()).collect(),
+    ))
 }
 
 /// Each candidate's [`Candidate::key_history`]: the records of the keys it changed
@@ -438,7 +451,41 @@ pub async fn attribute_alert(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Attribution> {
-    let (candidates, chaos) = candidates(store, alert, settings).await?;
+    Ok(attribute_and_store(store, alert, settings, now, false)
+        .await?
+        .0)
+}
+
+/// [`attribute_alert`] for a newly recorded alert, with the alerts whose attribution it may
+/// change because it is one of their co-alerts ([`Candidate::co_alerts`]): those that started
+/// within [`CO_ALERT_SPAN`] of it on a service that depends, up to the attribution depth, on a
+/// service its own cause could be on; nearest start first, at most [`REVISIT_LIMIT`], chosen
+/// from the reads of its own attribution. The pipeline revisits them, so a storm delivered in
+/// several notifications ends with every alert attributed knowing the others.
+///
+/// # Errors
+/// The store's.
+pub async fn attribute_new_alert(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<(Attribution, Vec<Uid>)> {
+    attribute_and_store(store, alert, settings, now, true).await
+}
+
+async fn attribute_and_store(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    revisits: bool,
+) -> Result<(Attribution, Vec<Uid>)> {
+    let Gathered {
+        candidates,
+        chaos,
+        revisits,
+    } = gather(store, alert, settings, revisits).await?;
     let subjects: HashMap<Uid, SubjectKind> = candidates
         .iter()
         .map(|c| (c.deployment.clone(), c.subject))
@@ -470,7 +517,7 @@ pub async fn attribute_alert(
                 .await?;
         }
     }
-    Ok(attribution)
+    Ok((attribution, revisits))
 }
 
 /// The services whose alerts a change of `service` may explain: itself, then the services

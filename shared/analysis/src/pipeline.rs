@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::Uid;
 use deploygraph_store::{Claim, FollowUp, FollowUpKind, FollowUpStats, GraphStore};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -392,10 +393,17 @@ impl Pipeline {
         let mut revisits = Vec::new();
         let result = match follow_up.kind {
             FollowUpKind::Alert => {
-                self.attribute(&follow_up.subject, Some(&mut revisits))
+                self.attribute(
+                    &follow_up.subject,
+                    follow_up.enqueued_at,
+                    Some(&mut revisits),
+                )
+                .await
+            }
+            FollowUpKind::Revisit => {
+                self.attribute(&follow_up.subject, follow_up.enqueued_at, None)
                     .await
             }
-            FollowUpKind::Revisit => self.attribute(&follow_up.subject, None).await,
             FollowUpKind::Deployment => {
                 self.after_deployment(&follow_up.subject, follow_up.enqueued_at)
                     .await
@@ -428,12 +436,14 @@ impl Pipeline {
         (outcome, revisits)
     }
 
-    /// Attributes the alert, then (with `revisits`, for a new alert) enqueues the re-attribution
-    /// of the alerts around it that it is evidence about, noting them in `revisits`; `false`
+    /// Attributes the alert, then (with `revisits`, for a new alert, `recorded` when its
+    /// follow-up was enqueued) enqueues the re-attribution of the alerts around it that it is
+    /// evidence about and whose stored answer predates it, noting them in `revisits`; `false`
     /// when it is not stored.
     async fn attribute(
         &self,
         alert: &Uid,
+        recorded: DateTime<Utc>,
         revisits: Option<&mut Vec<Uid>>,
     ) -> deploygraph_store::Result<bool> {
         let store = self.inner.store.as_ref();
@@ -441,14 +451,28 @@ impl Pipeline {
             return Ok(false);
         };
         let settings = &self.inner.config.attribution;
-        engine::attribute_alert(store, &alert, settings, Utc::now()).await?;
         if let Some(revisits) = revisits {
-            let around = engine::revisits_after_alert(store, &alert, settings).await?;
+            let (_, mut around) =
+                engine::attribute_new_alert(store, &alert, settings, Utc::now()).await?;
+            if !around.is_empty() {
+                // Only answers computed before this alert was recorded can have missed it (a
+                // server catching up on a backlog attributes each alert with the rest known).
+                let stale: BTreeSet<Uid> = store
+                    .top_triggers(&around)
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.computed_at < recorded)
+                    .map(|t| t.alert_uid)
+                    .collect();
+                around.retain(|a| stale.contains(a));
+            }
             if !around.is_empty() {
                 *revisits = store.enqueue_revisits(&around, Utc::now()).await?;
                 tracing::debug!(alert.uid = %alert.uid, revisits = revisits.len(), "re-attribution of the alerts around a new one enqueued");
                 self.wake();
             }
+        } else {
+            engine::attribute_alert(store, &alert, settings, Utc::now()).await?;
         }
         Ok(true)
     }

@@ -468,22 +468,27 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
 /// candidate that explains the others too, and its reasons say so; an alert that started
 /// before the change landed is not one of them, and a change on one alerting service explains
 /// no other.
-async fn an_alert_storm_names_the_alerts_a_shared_dependency_explains(store: Arc<dyn GraphStore>) {
-    let app = app(&store);
-    let (db, web1, web2, web3) = (unique("db"), unique("web1"), unique("web2"), unique("web3"));
-    for web in [&web1, &web2, &web3] {
+/// Each of `services` depends on `dependency`.
+async fn depend_on(app: &Router, services: &[&String], dependency: &str) {
+    for service in services {
         let (status, out) = send(
-            &app,
+            app,
             with_body(
                 "PUT",
-                &format!("/v1/services/{web}/dependencies"),
-                &json!({"namespace": "prod", "environment": "production", "depends_on": [db]}),
+                &format!("/v1/services/{service}/dependencies"),
+                &json!({"namespace": "prod", "environment": "production", "depends_on": [dependency]}),
                 Some(TOKEN),
             ),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{out}");
     }
+}
+
+async fn an_alert_storm_names_the_alerts_a_shared_dependency_explains(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let (db, web1, web2, web3) = (unique("db"), unique("web1"), unique("web2"), unique("web3"));
+    depend_on(&app, &[&web1, &web2, &web3], &db).await;
     let shared = record(
         &app,
         &deployment(&db, -22, 1, "succeeded", json!([{"path": "values.db.maxConnections", "kind": "value", "before": "100", "after": "10"}])),
@@ -536,19 +541,7 @@ async fn an_alert_storm_names_the_alerts_a_shared_dependency_explains(store: Arc
 async fn a_storm_in_several_notifications_revisits_its_first_alerts(store: Arc<dyn GraphStore>) {
     let app = app(&store);
     let (db, web1, web2, lone) = (unique("db"), unique("web1"), unique("web2"), unique("lone"));
-    for web in [&web1, &web2] {
-        let (status, out) = send(
-            &app,
-            with_body(
-                "PUT",
-                &format!("/v1/services/{web}/dependencies"),
-                &json!({"namespace": "prod", "environment": "production", "depends_on": [db]}),
-                Some(TOKEN),
-            ),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{out}");
-    }
+    depend_on(&app, &[&web1, &web2], &db).await;
     let shared = record(
         &app,
         &deployment(&db, -22, 1, "succeeded", json!([{"path": "values.db.maxConnections", "kind": "value", "before": "100", "after": "10"}])),

@@ -113,12 +113,12 @@ struct Gathered {
     revisits: Vec<Uid>,
 }
 
-/// [`candidates`], and with `revisits` the alerts to revisit, chosen from the same reads.
+/// [`candidates`], and with `choose_revisits` the alerts to revisit, chosen from the same reads.
 async fn gather(
     store: &dyn GraphStore,
     alert: &Alert,
     settings: &Settings,
-    revisits: bool,
+    choose_revisits: bool,
 ) -> Result<Gathered> {
     let services = store.alert_services(&alert.uid).await?;
     let related = related_with_edges(store, &services, settings.depth)
@@ -241,7 +241,7 @@ async fn gather(
     // A cause of this alert could be on any of the related services: an alert whose candidate is
     // on one of them counts this alert as a co-alert when its service depends on that one.
     let sources: Option<Vec<ServiceRef>> =
-        revisits.then(|| related.iter().map(|r| r.service.clone()).collect());
+        choose_revisits.then(|| related.iter().map(|r| r.service.clone()).collect());
     let (key_history, (co_alerts, revisits)) = tokio::try_join!(
         key_history_of(store, &changed_keys, earliest),
         around_alert(
@@ -479,13 +479,13 @@ async fn attribute_and_store(
     alert: &Alert,
     settings: &Settings,
     now: DateTime<Utc>,
-    revisits: bool,
+    choose_revisits: bool,
 ) -> Result<(Attribution, Vec<Uid>)> {
     let Gathered {
         candidates,
         chaos,
         revisits,
-    } = gather(store, alert, settings, revisits).await?;
+    } = gather(store, alert, settings, choose_revisits).await?;
     let subjects: HashMap<Uid, SubjectKind> = candidates
         .iter()
         .map(|c| (c.deployment.clone(), c.subject))
@@ -520,22 +520,11 @@ async fn attribute_and_store(
     Ok((attribution, revisits))
 }
 
-/// The services whose alerts a change of `service` may explain: itself, then the services
-/// that depend on it (reverse DEPENDS_ON) up to `depth` hops.
-pub async fn dependent_services(
-    store: &dyn GraphStore,
-    service: &ServiceRef,
-    depth: u32,
-) -> Result<Vec<ServiceRef>> {
-    Ok(dependent_walks(store, std::slice::from_ref(service), depth)
-        .await?
-        .pop()
-        .unwrap_or_default())
-}
-
-/// [`dependent_services`] of each of `services`, in their order, walked together: each hop's
-/// dependents are read in one call for every walk, and each service's at most once.
-pub async fn dependent_walks(
+/// The services whose alerts a change of each of `services` may explain — itself, then the
+/// services that depend on it (reverse DEPENDS_ON) up to `depth` hops, nearest first — in
+/// `services`' order, walked together: each hop's dependents are read in one call for every
+/// walk, and each service's at most once.
+async fn dependent_walks(
     store: &dyn GraphStore,
     services: &[ServiceRef],
     depth: u32,

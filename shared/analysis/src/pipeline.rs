@@ -392,18 +392,15 @@ impl Pipeline {
         let inner = &self.inner;
         let mut revisits = Vec::new();
         let result = match follow_up.kind {
-            FollowUpKind::Alert => {
-                self.attribute(
-                    &follow_up.subject,
-                    follow_up.enqueued_at,
-                    Some(&mut revisits),
-                )
+            FollowUpKind::Alert => self
+                .attribute_new(&follow_up.subject, follow_up.enqueued_at)
                 .await
-            }
-            FollowUpKind::Revisit => {
-                self.attribute(&follow_up.subject, follow_up.enqueued_at, None)
-                    .await
-            }
+                .map(|enqueued| {
+                    let stored = enqueued.is_some();
+                    revisits = enqueued.unwrap_or_default();
+                    stored
+                }),
+            FollowUpKind::Revisit => self.attribute(&follow_up.subject).await,
             FollowUpKind::Deployment => {
                 self.after_deployment(&follow_up.subject, follow_up.enqueued_at)
                     .await
@@ -436,45 +433,50 @@ impl Pipeline {
         (outcome, revisits)
     }
 
-    /// Attributes the alert, then (with `revisits`, for a new alert, `recorded` when its
-    /// follow-up was enqueued) enqueues the re-attribution of the alerts around it that it is
-    /// evidence about and whose stored answer predates it, noting them in `revisits`; `false`
-    /// when it is not stored.
-    async fn attribute(
-        &self,
-        alert: &Uid,
-        recorded: DateTime<Utc>,
-        revisits: Option<&mut Vec<Uid>>,
-    ) -> deploygraph_store::Result<bool> {
+    /// Attributes the alert; `false` when it is not stored.
+    async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<bool> {
         let store = self.inner.store.as_ref();
         let Some(alert) = store.get_alert(alert).await? else {
             return Ok(false);
         };
-        let settings = &self.inner.config.attribution;
-        if let Some(revisits) = revisits {
-            let (_, mut around) =
-                engine::attribute_new_alert(store, &alert, settings, Utc::now()).await?;
-            if !around.is_empty() {
-                // Only answers computed before this alert was recorded can have missed it (a
-                // server catching up on a backlog attributes each alert with the rest known).
-                let stale: BTreeSet<Uid> = store
-                    .top_triggers(&around)
-                    .await?
-                    .into_iter()
-                    .filter(|t| t.computed_at < recorded)
-                    .map(|t| t.alert_uid)
-                    .collect();
-                around.retain(|a| stale.contains(a));
-            }
-            if !around.is_empty() {
-                *revisits = store.enqueue_revisits(&around, Utc::now()).await?;
-                tracing::debug!(alert.uid = %alert.uid, revisits = revisits.len(), "re-attribution of the alerts around a new one enqueued");
-                self.wake();
-            }
-        } else {
-            engine::attribute_alert(store, &alert, settings, Utc::now()).await?;
-        }
+        engine::attribute_alert(store, &alert, &self.inner.config.attribution, Utc::now()).await?;
         Ok(true)
+    }
+
+    /// Attributes a new alert (`recorded` when its follow-up was enqueued), then enqueues the
+    /// re-attribution of the alerts around it that it is evidence about and whose stored answer
+    /// predates it; the alerts a revisit is pending for, `None` when the alert is not stored.
+    async fn attribute_new(
+        &self,
+        alert: &Uid,
+        recorded: DateTime<Utc>,
+    ) -> deploygraph_store::Result<Option<Vec<Uid>>> {
+        let store = self.inner.store.as_ref();
+        let Some(alert) = store.get_alert(alert).await? else {
+            return Ok(None);
+        };
+        let settings = &self.inner.config.attribution;
+        let (_, mut around) =
+            engine::attribute_new_alert(store, &alert, settings, Utc::now()).await?;
+        if !around.is_empty() {
+            // Only answers computed before this alert was recorded can have missed it (a server
+            // catching up on a backlog attributes each alert with the rest known).
+            let stale: BTreeSet<Uid> = store
+                .top_triggers(&around)
+                .await?
+                .into_iter()
+                .filter(|t| t.computed_at < recorded)
+                .map(|t| t.alert_uid)
+                .collect();
+            around.retain(|a| stale.contains(a));
+        }
+        if around.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let revisits = store.enqueue_revisits(&around, Utc::now()).await?;
+        tracing::debug!(alert.uid = %alert.uid, revisits = revisits.len(), "re-attribution of the alerts around a new one enqueued");
+        self.wake();
+        Ok(Some(revisits))
     }
 
     /// Snapshot (new deployments recorded moments ago) and re-attribution after a deployment;

@@ -78,24 +78,21 @@ DELETE f
 RETURN count(*) AS deleted";
 
 /// Revisits of `$rows`' alerts, except those whose first attribution is still waiting
-/// unclaimed; returns the alerts a revisit is pending for.
+/// unclaimed; one still waiting unclaimed is left as it is (it reads the newer facts when it
+/// runs). Returns the alerts a revisit is pending for.
 const ENQUEUE_REVISITS: &str = "
 UNWIND $rows AS r
 OPTIONAL MATCH (first:FollowUp {uid: r.first})
 WITH r, first WHERE first IS NULL OR first.claimable_at_us > r.at
-MERGE (f:FollowUp {uid: r.uid})
-  ON CREATE SET f.kind = r.kind, f.subject = r.subject, f.enqueued_at_us = r.at,
-                f.claimable_at_us = 0, f.attempts = 0
-  ON MATCH SET f.enqueued_at_us = CASE WHEN r.at > f.enqueued_at_us THEN r.at
-                                       ELSE f.enqueued_at_us + 1 END
-RETURN r.subject AS subject";
-
-/// Per alert, the claimable times of its pending first attribution and revisit (null: none).
-const REVISIT_STATE: &str = "
-UNWIND $rows AS r
-OPTIONAL MATCH (first:FollowUp {uid: r.first})
 OPTIONAL MATCH (again:FollowUp {uid: r.uid})
-RETURN r.subject AS subject, first.claimable_at_us AS first, again.claimable_at_us AS again";
+WITH r, again IS NOT NULL AND again.claimable_at_us <= r.at AS waiting
+FOREACH (_ IN CASE WHEN waiting THEN [] ELSE [1] END |
+  MERGE (f:FollowUp {uid: r.uid})
+    ON CREATE SET f.kind = r.kind, f.subject = r.subject, f.enqueued_at_us = r.at,
+                  f.claimable_at_us = 0, f.attempts = 0
+    ON MATCH SET f.enqueued_at_us = CASE WHEN r.at > f.enqueued_at_us THEN r.at
+                                         ELSE f.enqueued_at_us + 1 END)
+RETURN r.subject AS subject";
 
 /// Every pending follow-up, by kind (the metrics' gauges).
 const STATS: &str = "
@@ -203,8 +200,8 @@ impl Neo4jStore {
         }
         let at = now.timestamp_micros();
         let rows: Vec<BoltType> = sorted
-            .iter()
-            .map(|&s| {
+            .into_iter()
+            .map(|s| {
                 map(vec![
                     ("uid", node_uid(FollowUpKind::Revisit, s).into()),
                     ("first", node_uid(FollowUpKind::Alert, s).into()),
@@ -214,43 +211,14 @@ impl Neo4jStore {
                 ])
             })
             .collect();
-        // Read first: an alert whose first attribution or revisit is pending and unclaimed needs
-        // no write (either will read the newer facts); in a storm most do.
-        let decode = decode_failed("enqueue revisits");
-        let state = self
-            .rows(
-                query(REVISIT_STATE).param("rows", rows.clone()),
-                "enqueue revisits",
-            )
-            .await?;
-        let mut already: Vec<String> = Vec::new();
-        let mut skip: Vec<String> = Vec::new();
-        for row in state {
-            let subject: String = row.get("subject").map_err(&decode)?;
-            let first: Option<i64> = row.get("first").map_err(&decode)?;
-            let again: Option<i64> = row.get("again").map_err(&decode)?;
-            if first.is_some_and(|c| c <= at) {
-                skip.push(subject);
-            } else if again.is_some_and(|c| c <= at) {
-                already.push(subject);
-            }
-        }
-        let rows: Vec<BoltType> = rows
-            .into_iter()
-            .zip(&sorted)
-            .filter(|(_, s)| !skip.iter().any(|k| k == **s) && !already.iter().any(|k| k == **s))
-            .map(|(row, _)| row)
-            .collect();
-        let rows = if rows.is_empty() {
-            Vec::new()
-        } else {
-            self.retried_rows(
+        let rows = self
+            .retried_rows(
                 || query(ENQUEUE_REVISITS).param("rows", rows.clone()),
                 "enqueue revisits",
             )
-            .await?
-        };
-        let mut enqueued = already;
+            .await?;
+        let decode = decode_failed("enqueue revisits");
+        let mut enqueued = Vec::with_capacity(rows.len());
         for row in rows {
             let subject: String = row.get("subject").map_err(&decode)?;
             enqueued.push(subject);

@@ -34,7 +34,7 @@ pub(super) fn enqueue(
 }
 
 /// Enqueues a revisit of each of `alerts` (see [`crate::GraphStore::enqueue_revisits`]) in
-/// one transaction; the alerts a revisit is pending for.
+/// one transaction; the alerts a revisit is pending for, in `alerts`' order.
 pub(super) fn enqueue_revisits(
     conn: &mut Connection,
     alerts: &[Uid],
@@ -46,65 +46,35 @@ pub(super) fn enqueue_revisits(
         .map_err(backend_error("begin a transaction"))?;
     let mut pending = Vec::with_capacity(alerts.len());
     {
-        // The first attribution still waiting unclaimed sees the newer facts itself.
+        // Unclaimed follow-ups of the alert: a first attribution still waiting needs no revisit,
+        // a revisit still waiting needs no write (either reads the newer facts when it runs).
         let mut waiting = tx
             .prepare_cached(
-                "SELECT 1 FROM follow_ups
-                 WHERE kind = 'alert' AND subject = ?1 AND claimable_at_us <= ?2",
+                "SELECT kind FROM follow_ups
+                 WHERE subject = ?1 AND kind IN ('alert', 'revisit') AND claimable_at_us <= ?2",
             )
             .map_err(backend_error("enqueue revisits"))?;
+        let mut skipped: Vec<&Uid> = Vec::new();
         for alert in alerts {
-            if pending.contains(alert) {
+            if pending.contains(alert) || skipped.contains(&alert) {
                 continue;
             }
-            let first_waits = waiting
-                .exists(params![alert.as_str(), at])
+            let kinds: Vec<String> = waiting
+                .query_map(params![alert.as_str(), at], |row| row.get(0))
+                .and_then(Iterator::collect)
                 .map_err(backend_error("enqueue revisits"))?;
-            if first_waits {
+            if kinds.iter().any(|k| k == "alert") {
+                skipped.push(alert);
                 continue;
             }
-            enqueue(&tx, FollowUpKind::Revisit, alert, now)?;
+            if !kinds.iter().any(|k| k == "revisit") {
+                enqueue(&tx, FollowUpKind::Revisit, alert, now)?;
+            }
             pending.push(alert.clone());
         }
     }
     tx.commit().map_err(backend_error("commit"))?;
     Ok(pending)
-}
-
-/// Of `alerts`, those a revisit must be written for, and those that need none because one is
-/// already pending and unclaimed (it will read the newer facts when it runs), read without
-/// the writer: in a storm most are, and the write is then skipped.
-pub(super) fn revisits_needed(
-    conn: &Connection,
-    alerts: &[Uid],
-    now: DateTime<Utc>,
-) -> Result<(Vec<Uid>, Vec<Uid>)> {
-    let at = now.timestamp_micros();
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT kind FROM follow_ups
-             WHERE subject = ?1 AND kind IN ('alert', 'revisit') AND claimable_at_us <= ?2",
-        )
-        .map_err(backend_error("enqueue revisits"))?;
-    let (mut needed, mut pending) = (Vec::new(), Vec::new());
-    for alert in alerts {
-        if needed.contains(alert) || pending.contains(alert) {
-            continue;
-        }
-        let kinds: Vec<String> = stmt
-            .query_map(params![alert.as_str(), at], |row| row.get(0))
-            .and_then(Iterator::collect)
-            .map_err(backend_error("enqueue revisits"))?;
-        if kinds.iter().any(|k| k == "alert") {
-            continue;
-        }
-        if kinds.iter().any(|k| k == "revisit") {
-            pending.push(alert.clone());
-        } else {
-            needed.push(alert.clone());
-        }
-    }
-    Ok((needed, pending))
 }
 
 /// The JSON array of `subjects`, for `json_each` (one parameter, whatever the count).

@@ -830,23 +830,9 @@ impl GraphStore for SqliteStore {
         if alerts.is_empty() {
             return Ok(Vec::new());
         }
-        let asked = alerts.to_vec();
-        let (needed, pending) = self
-            .with_reader(move |conn| follow_up::revisits_needed(conn, &asked, now))
-            .await?;
-        let written = if needed.is_empty() {
-            Vec::new()
-        } else {
-            self.with_writer(move |conn| follow_up::enqueue_revisits(conn, &needed, now))
-                .await?
-        };
-        let mut out: Vec<Uid> = Vec::new();
-        for alert in alerts {
-            if (written.contains(alert) || pending.contains(alert)) && !out.contains(alert) {
-                out.push(alert.clone());
-            }
-        }
-        Ok(out)
+        let alerts = alerts.to_vec();
+        self.with_writer(move |conn| follow_up::enqueue_revisits(conn, &alerts, now))
+            .await
     }
 
     async fn deployments_between(

@@ -1,0 +1,100 @@
+//! Canary analysis: analysis templates and the statistical judge of a canary against its
+//! baseline. Pure: no Prometheus client, no store, no clock — the collector that runs the
+//! queries and the CLI that acts on the verdict call this crate.
+//!
+//! # Templates
+//!
+//! [`Template::parse`] reads YAML (format in [`template`]); every error names its field path.
+//! [`Template::render`] fills `{{selector}}` and `{{window}}` with a [`Selector`] (checked so it
+//! cannot inject PromQL) and a [`Window`]. Three templates ship in `templates/`
+//! ([`template::SHIPPED`]): HTTP error ratio, p99 latency from a Prometheus histogram, and
+//! database/Redis connection-pool timeouts.
+//!
+//! # The judge
+//!
+//! [`judge`] compares each metric of a template, canary against baseline, and combines the
+//! outcomes into a [`Verdict`] with per-metric [`MetricEvidence`] (sample sizes, summaries,
+//! test, statistic, raw and adjusted p-value, interval, effect size and the rule that fired).
+//!
+//! **Significance level.** α = 0.02 ([`DEFAULT_ALPHA`], Kayenta's 98 %); every p-value below is
+//! one-sided in the metric's bad direction (`increase`: the canary is higher; `decrease`:
+//! lower), and for `either` twice the smaller one-sided p-value. Intervals are two-sided 1 − α.
+//!
+//! **A metric fails only when the change is both significant and larger than tolerated** in the
+//! bad direction. A significant change within the tolerance passes, and so does a large change
+//! that is not significant.
+//!
+//! **`ratio` metrics** are compared on the raw counts (canary `x₁/n₁` against baseline `x₂/n₂`),
+//! never on ratios alone, so a baseline of zero errors is evidence and not a missing value (this
+//! is what makes Kayenta pass 300 errors against 0, kayenta#426: its rank test sees one value
+//! per interval, and zeros against small numbers are ties and noise). The test is
+//! - **Fisher's exact test** when the conditional (hypergeometric) support has at most
+//!   [`stats::EXACT_SUPPORT_LIMIT`] points — that is, whenever events (or non-events) are few,
+//!   which is exactly where the normal approximation breaks down (zero-error baselines, rare
+//!   errors). It is computed term by term from the ratios of consecutive probabilities, which
+//!   stays exact with billions of requests where log-gamma differences would cancel; it is
+//!   conservative, which suits a test whose failure rolls a release back.
+//! - the **pooled two-proportion z-test** otherwise: with more than 20,000 events on the
+//!   smaller margin the normal approximation is accurate to far below α.
+//!
+//! The size of the change is the difference of ratios `x₁/n₁ − x₂/n₂`, compared with
+//! `max_increase` (absolute: 0.01 = one percentage point) in the bad direction; the evidence
+//! also carries Newcombe's hybrid score interval for that difference, which, unlike the Wald
+//! interval, is not a point when a side has zero events.
+//!
+//! **`distribution` metrics** use the **Mann-Whitney U** test (normal approximation with the
+//! tie correction and a continuity correction) and the **Hodges-Lehmann** shift (weighted
+//! median of all pairwise differences canary − baseline) with its 1 − α interval from the
+//! inverted rank test. Raw samples, weighted points and Prometheus histograms are all reduced to
+//! sorted (value, count) points: a histogram's cumulative `le` counts become per-bucket counts,
+//! each bucket one tie group at its midpoint (the `+Inf` bucket at the highest finite bound).
+//! U is computed in one merge of the two point lists, O(points); the Hodges-Lehmann pairs are
+//! built on at most [`distribution::MAX_POINTS`] points per side (equal-weight groups), so huge
+//! counts cost O(buckets²), never O(n·m). The practical effect is relative: the shift over the
+//! baseline median, or, when the metric sets `quantile`, the relative change of that quantile
+//! (p99 of a latency histogram, interpolated as `histogram_quantile` does); it is compared with
+//! `allowed_change` (0.1 = 10 %). Histograms can only be compared with the same buckets.
+//!
+//! **Too little data is never a failure.** A metric is
+//! - `NoData` when a side has no series, a zero denominator or no observations;
+//! - `Inconclusive` when a side is below the metric's `min_samples` (denominator for ratios,
+//!   observations for distributions), when the data are inconsistent (numerator above
+//!   denominator, unordered buckets, different bucket layouts, the wrong kind), or when a
+//!   history baseline has fewer than [`DEFAULT_MIN_RELEASES`] usable releases.
+//!
+//! **Many metrics.** The non-critical metrics' p-values are adjusted together with
+//! Holm-Bonferroni, which keeps the chance of any false failure among them at α. Critical
+//! metrics are each tested at α on their own (each is a veto).
+//!
+//! **The verdict** is `Fail` when any metric fails (a failing critical metric is named as
+//! such), `NoData` when no metric has data, `Inconclusive` when a critical metric could not be
+//! judged or fewer than half of the metrics passed, and `Pass` otherwise.
+//!
+//! **Baselines.** [`Baseline::SideBySide`] is the previous version's pods over the same window.
+//! [`Baseline::History`] is the same service's earlier releases as [`ReleaseSummary`] values
+//! (serde, bounded: counts, or histogram buckets, or at most 512 weighted points — see
+//! [`MetricData::summary`]) so the graph can keep one per deployment. Per metric, releases with
+//! at least `min_samples` (and the canary's buckets) are usable; with fewer than three the
+//! metric is `Inconclusive`. The usable releases are pooled (counts and buckets added) and the
+//! canary is tested against the pool as above; because releases also differ from one another
+//! more than sampling alone explains (time of day, traffic mix), a change must also take the
+//! canary's value (ratio, or the judged quantile/median) beyond every one of those releases'
+//! own values to fail. The verdict and each metric say which baseline was used.
+
+pub mod distribution;
+pub mod error;
+pub mod judge;
+pub mod stats;
+pub mod template;
+
+pub use distribution::{Bucket, Distribution, Histogram, WeightedValue};
+pub use error::{Error, Result};
+pub use judge::{
+    Baseline, BaselineKind, Counts, DEFAULT_ALPHA, DEFAULT_MIN_RELEASES, Effect, Inputs,
+    Interval, Judge, MetricData, MetricEvidence, Outcome, ReleaseSummary, SideSummary, TestKind,
+    Verdict, judge,
+};
+pub use template::{
+    Direction, DistributionInput, Metric, MetricKind, MetricSpec, Query, Selector, Template,
+    Window,
+};

@@ -172,7 +172,11 @@ impl Prepared {
                     return bounds.last().copied().or(Some(0.0));
                 }
                 let upper = bounds[i];
-                let lower = if i == 0 { upper.min(0.0) } else { bounds[i - 1] };
+                let lower = if i == 0 {
+                    upper.min(0.0)
+                } else {
+                    bounds[i - 1]
+                };
                 let within = ((rank - before) / count as f64).clamp(0.0, 1.0);
                 return Some(lower + (upper - lower) * within);
             }
@@ -251,7 +255,10 @@ pub(crate) fn mann_whitney(canary: &Prepared, baseline: &Prepared) -> RankTest {
             (Some(c), Some(b)) if c == b => {
                 i += 1;
                 j += 1;
-                (canary.points[i - 1].1 as f64, baseline.points[j - 1].1 as f64)
+                (
+                    canary.points[i - 1].1 as f64,
+                    baseline.points[j - 1].1 as f64,
+                )
             }
             (Some(c), Some(b)) if c < b => {
                 i += 1;
@@ -398,7 +405,10 @@ mod tests {
         let s = hodges_lehmann(&c, &b, t.sd, 0.98).expect("pairs");
         assert!((s.estimate - 3.0).abs() < 0.11, "{s:?}");
         // Uniform(0, 20) has sd 5.77: the 98 % interval is about ±1.35 around the shift.
-        assert!(s.low > 1.4 && s.low < 2.0 && s.high > 4.0 && s.high < 4.6, "{s:?}");
+        assert!(
+            s.low > 1.4 && s.low < 2.0 && s.high > 4.0 && s.high < 4.6,
+            "{s:?}"
+        );
     }
 
     #[test]

@@ -245,6 +245,12 @@ pub fn judge(metrics: &[Metric], inputs: &Inputs) -> Verdict {
     Judge::default().judge(metrics, inputs)
 }
 
+/// A metric either tested (then adjusted and decided) or ended before any test.
+enum Measurement {
+    Tested(Measured),
+    Ended(MetricEvidence),
+}
+
 /// A metric measured and tested, before the multiple-comparison adjustment.
 struct Measured {
     evidence: MetricEvidence,
@@ -271,7 +277,7 @@ impl Judge {
             Baseline::SideBySide(_) => BaselineKind::SideBySide,
             Baseline::History(_) => BaselineKind::History,
         };
-        let mut measured: Vec<Result<Measured, MetricEvidence>> = metrics
+        let mut measured: Vec<Measurement> = metrics
             .iter()
             .map(|m| self.measure(m, inputs, baseline_kind, alpha))
             .collect();
@@ -281,17 +287,22 @@ impl Judge {
             .iter()
             .enumerate()
             .filter_map(|(i, m)| match m {
-                Ok(m) if !m.evidence.critical && m.evidence.p_value.is_some() => Some(i),
+                Measurement::Tested(m) if !m.evidence.critical && m.evidence.p_value.is_some() => {
+                    Some(i)
+                }
                 _ => None,
             })
             .collect();
         let raw: Vec<f64> = tested
             .iter()
-            .filter_map(|&i| measured[i].as_ref().ok().and_then(|m| m.evidence.p_value))
+            .filter_map(|&i| match &measured[i] {
+                Measurement::Tested(m) => m.evidence.p_value,
+                Measurement::Ended(_) => None,
+            })
             .collect();
         let adjusted = stats::holm(&raw);
         for (&i, p) in tested.iter().zip(adjusted) {
-            if let Ok(m) = &mut measured[i] {
+            if let Measurement::Tested(m) = &mut measured[i] {
                 m.evidence.p_adjusted = Some(p);
             }
         }
@@ -299,8 +310,8 @@ impl Judge {
         let evidence: Vec<MetricEvidence> = measured
             .into_iter()
             .map(|m| match m {
-                Ok(m) => decide(m, alpha, tested.len()),
-                Err(e) => e,
+                Measurement::Tested(m) => decide(m, alpha, tested.len()),
+                Measurement::Ended(e) => e,
             })
             .collect();
         let (outcome, rule) = combine(&evidence);
@@ -314,14 +325,14 @@ impl Judge {
         }
     }
 
-    /// Measures one metric: `Err` when it ends before any test (no data, too little data).
+    /// Measures one metric; it ends before any test when there is no or too little data.
     fn measure(
         &self,
         metric: &Metric,
         inputs: &Inputs,
         baseline_kind: BaselineKind,
         alpha: f64,
-    ) -> Result<Measured, MetricEvidence> {
+    ) -> Measurement {
         let mut ev = MetricEvidence {
             metric: metric.name.clone(),
             kind: metric.kind(),
@@ -345,7 +356,7 @@ impl Judge {
         let end = |mut ev: MetricEvidence, outcome: Outcome, rule: String| {
             ev.outcome = outcome;
             ev.rule = rule;
-            Err(ev)
+            Measurement::Ended(ev)
         };
         let Some(canary) = inputs.canary.get(&metric.name) else {
             return end(ev, Outcome::NoData, "no canary series".into());
@@ -355,7 +366,11 @@ impl Judge {
                 let c = *c;
                 ev.canary = ratio_side(c);
                 if c.denominator == 0 {
-                    return end(ev, Outcome::NoData, "no canary traffic (denominator 0)".into());
+                    return end(
+                        ev,
+                        Outcome::NoData,
+                        "no canary traffic (denominator 0)".into(),
+                    );
                 }
                 if c.numerator > c.denominator {
                     return end(
@@ -414,7 +429,11 @@ impl Judge {
                 };
                 ev.baseline = ratio_side(b);
                 if b.denominator == 0 {
-                    return end(ev, Outcome::NoData, "no baseline traffic (denominator 0)".into());
+                    return end(
+                        ev,
+                        Outcome::NoData,
+                        "no baseline traffic (denominator 0)".into(),
+                    );
                 }
                 if b.numerator > b.denominator {
                     return end(
@@ -433,7 +452,7 @@ impl Judge {
                         ),
                     );
                 }
-                Ok(measure_ratio(
+                Measurement::Tested(measure_ratio(
                     ev,
                     metric.direction,
                     *max_increase,
@@ -525,7 +544,7 @@ impl Judge {
                         ),
                     );
                 }
-                Ok(measure_distribution(
+                Measurement::Tested(measure_distribution(
                     ev,
                     metric.direction,
                     *allowed_change,
@@ -682,7 +701,7 @@ fn measure_ratio(
         common_language: None,
     });
     let headline = format!(
-        "canary ratio {} vs baseline {}: {:+.2} points",
+        "canary ratio {} vs baseline {} ({:+.2} points)",
         percent(pc),
         percent(pb),
         diff * 100.0
@@ -766,7 +785,7 @@ fn measure_distribution(
         common_language: (nm > 0.0).then(|| rank.u / nm),
     });
     let headline = format!(
-        "canary {what} {} vs baseline {}: {}",
+        "canary {what} {} vs baseline {} ({})",
         number(canary_value),
         number(baseline_value),
         change.map_or_else(
@@ -814,20 +833,43 @@ fn decide(m: Measured, alpha: f64, family: usize) -> MetricEvidence {
     let p_text = if ev.critical || family <= 1 {
         format!("p {}", p_value(p))
     } else {
-        format!("p {} (Holm over {family} metrics; raw p {})", p_value(p), p_value(raw))
+        format!(
+            "p {} (Holm over {family} metrics; raw p {})",
+            p_value(p),
+            p_value(raw)
+        )
     };
     let (outcome, reason) = match (significant, m.beyond, m.within_history) {
-        (true, true, _) => (Outcome::Fail, format!("beyond the allowed {allowed}, {p_text}")),
+        (true, true, _) => (
+            Outcome::Fail,
+            format!("beyond the allowed {allowed}, {p_text}"),
+        ),
         (_, false, Some(note)) => (Outcome::Pass, format!("{note}, {p_text}")),
         (false, true, _) => (
             Outcome::Pass,
             format!("beyond the allowed {allowed} but not significant, {p_text}, alpha {alpha}"),
         ),
-        (_, false, None) => (Outcome::Pass, format!("within the allowed {allowed}, {p_text}")),
+        (_, false, None) if improved(&ev) => {
+            (Outcome::Pass, format!("a change for the better, {p_text}"))
+        }
+        (_, false, None) => (
+            Outcome::Pass,
+            format!("within the allowed {allowed}, {p_text}"),
+        ),
     };
     ev.outcome = outcome;
     ev.rule = format!("{}: {reason}", m.headline);
     ev
+}
+
+/// Whether the metric moved in its good direction (`either` has none).
+fn improved(ev: &MetricEvidence) -> bool {
+    let change = ev.effect.and_then(|e| e.value).unwrap_or(0.0);
+    match ev.direction {
+        Direction::Increase => change < 0.0,
+        Direction::Decrease => change > 0.0,
+        Direction::Either => false,
+    }
 }
 
 /// The verdict from the metrics' outcomes.
@@ -848,7 +890,10 @@ fn combine(metrics: &[MetricEvidence]) -> (Outcome, String) {
     }
     let failed = names(&|m| m.outcome == Outcome::Fail);
     if !failed.is_empty() {
-        return (Outcome::Fail, format!("metric failed: {}", failed.join(", ")));
+        return (
+            Outcome::Fail,
+            format!("metric failed: {}", failed.join(", ")),
+        );
     }
     if metrics.iter().all(|m| m.outcome == Outcome::NoData) {
         return (Outcome::NoData, "no metric has data".into());
@@ -863,7 +908,10 @@ fn combine(metrics: &[MetricEvidence]) -> (Outcome, String) {
             ),
         );
     }
-    let passed = metrics.iter().filter(|m| m.outcome == Outcome::Pass).count();
+    let passed = metrics
+        .iter()
+        .filter(|m| m.outcome == Outcome::Pass)
+        .count();
     if passed * 2 >= metrics.len() {
         (
             Outcome::Pass,

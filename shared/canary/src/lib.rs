@@ -90,11 +90,10 @@ pub mod template;
 pub use distribution::{Bucket, Distribution, Histogram, WeightedValue};
 pub use error::{Error, Result};
 pub use judge::{
-    Baseline, BaselineKind, Counts, DEFAULT_ALPHA, DEFAULT_MIN_RELEASES, Effect, Inputs,
-    Interval, Judge, MetricData, MetricEvidence, Outcome, ReleaseSummary, SideSummary, TestKind,
-    Verdict, judge,
+    Baseline, BaselineKind, Counts, DEFAULT_ALPHA, DEFAULT_MIN_RELEASES, Effect, Inputs, Interval,
+    Judge, MetricData, MetricEvidence, Outcome, ReleaseSummary, SideSummary, TestKind, Verdict,
+    judge,
 };
 pub use template::{
-    Direction, DistributionInput, Metric, MetricKind, MetricSpec, Query, Selector, Template,
-    Window,
+    Direction, DistributionInput, Metric, MetricKind, MetricSpec, Query, Selector, Template, Window,
 };

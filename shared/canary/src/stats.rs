@@ -186,7 +186,11 @@ mod tests {
         assert!(close(normal_sf(1.959_963_984_540_054), 0.025, 1e-9));
         assert!(close(normal_sf(-1.644_853_626_951_472), 0.95, 1e-9));
         // Far tail keeps relative precision (R: pnorm(-10) = 7.619853e-24).
-        assert!(close(normal_sf(10.0) / 7.619_853_024_160_527e-24, 1.0, 1e-6));
+        assert!(close(
+            normal_sf(10.0) / 7.619_853_024_160_527e-24,
+            1.0,
+            1e-6
+        ));
         assert_eq!(normal_sf(f64::NAN), 1.0);
         assert_eq!(normal_sf(f64::INFINITY), 0.0);
         assert!(close(normal_quantile(0.99), 2.326_347_874_040_841, 1e-6));
@@ -225,7 +229,10 @@ mod tests {
     fn newcombe_matches_the_published_example() {
         // Newcombe (1998), table II example (56/70 vs 48/80), method 10: 0.0524 to 0.3339.
         let (low, high) = newcombe(56, 70, 48, 80, 0.95);
-        assert!(close(low, 0.0524, 5e-4) && close(high, 0.3339, 5e-4), "{low} {high}");
+        assert!(
+            close(low, 0.0524, 5e-4) && close(high, 0.3339, 5e-4),
+            "{low} {high}"
+        );
         // Zero baseline: the interval is not a point.
         let (low, high) = newcombe(300, 10_000, 0, 10_000, 0.98);
         assert!(low > 0.02 && high < 0.04 && low < high, "{low} {high}");

@@ -277,10 +277,7 @@ impl Selector {
                 })
                 .count();
             if label_len == 0 {
-                return Err(bad(format!(
-                    "expected a label name at `{}`",
-                    preview(rest)
-                )));
+                return Err(bad(format!("expected a label name at `{}`", preview(rest))));
             }
             let label = &rest[..label_len];
             if label.starts_with("__") {
@@ -372,7 +369,7 @@ impl Window {
                 reason: "the window must be at least 1ms".into(),
             });
         }
-        if duration.subsec_nanos() % 1_000_000 != 0 {
+        if !duration.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(Error::Window {
                 reason: "the window must be whole milliseconds".into(),
             });
@@ -390,14 +387,9 @@ impl Window {
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        let units: [(u128, &str); 4] = [
-            (3_600_000, "h"),
-            (60_000, "m"),
-            (1_000, "s"),
-            (1, "ms"),
-        ];
+        let units: [(u128, &str); 4] = [(3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")];
         for (size, unit) in units {
-            if ms % size == 0 {
+            if ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
         }
@@ -499,10 +491,11 @@ impl Template {
     /// the other kind, a negative or non-finite tolerance, `min_samples: 0`, a duplicate metric.
     pub fn parse(yaml: &str) -> Result<Self> {
         let de = serde_norway::Deserializer::from_str(yaml);
-        let file: TemplateFile = serde_path_to_error::deserialize(de).map_err(|e| Error::Parse {
-            path: e.path().to_string(),
-            source: e.into_inner(),
-        })?;
+        let file: TemplateFile =
+            serde_path_to_error::deserialize(de).map_err(|e| Error::Parse {
+                path: e.path().to_string(),
+                source: e.into_inner(),
+            })?;
         if file.name.trim().is_empty() {
             return Err(invalid("name", "the template name is empty"));
         }
@@ -514,8 +507,7 @@ impl Template {
         for (i, m) in file.metrics.into_iter().enumerate() {
             let at = |field: &str| format!("metrics[{i}].{field}");
             let name_ok = !m.name.is_empty()
-                && m
-                    .name
+                && m.name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
             if !name_ok {
@@ -542,10 +534,7 @@ impl Template {
                         ("quantile", m.quantile.is_some()),
                     ] {
                         if set {
-                            return Err(invalid(
-                                at(field),
-                                "not a field of `kind: ratio` metrics",
-                            ));
+                            return Err(invalid(at(field), "not a field of `kind: ratio` metrics"));
                         }
                     }
                     let numerator = required(&at("numerator"), m.numerator.as_deref())?;

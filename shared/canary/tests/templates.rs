@@ -83,12 +83,32 @@ fn invalid_templates_name_the_field() {
             "\"  \"",
             "metrics[0].denominator",
         ),
-        ("max_increase: 0.01", "max_increase: -0.01", "metrics[0].max_increase"),
-        ("min_samples: 100", "min_samples: 0", "metrics[0].min_samples"),
-        ("direction: increase", "direction: up", "metrics[0].direction"),
+        (
+            "max_increase: 0.01",
+            "max_increase: -0.01",
+            "metrics[0].max_increase",
+        ),
+        (
+            "min_samples: 100",
+            "min_samples: 0",
+            "metrics[0].min_samples",
+        ),
+        (
+            "direction: increase",
+            "direction: up",
+            "metrics[0].direction",
+        ),
         ("kind: ratio", "kind: gauge", "metrics[0].kind"),
-        ("min_samples: 100", "min_samples: 100\n    thresold: 3", "metrics[0]"),
-        ("min_samples: 100", "min_samples: 100\n    allowed_change: 0.1", "metrics[0].allowed_change"),
+        (
+            "min_samples: 100",
+            "min_samples: 100\n    thresold: 3",
+            "metrics[0]",
+        ),
+        (
+            "min_samples: 100",
+            "min_samples: 100\n    allowed_change: 0.1",
+            "metrics[0].allowed_change",
+        ),
         ("    max_increase: 0.01\n", "", "metrics[0].max_increase"),
         ("name: t", "name: ''", "name"),
         (

@@ -203,24 +203,28 @@ fn representative(bounds: &[f64], i: usize) -> f64 {
     }
 }
 
-/// Groups sorted points into at most `max` groups of about equal weight, each at its weighted
-/// mean, keeping the total weight.
+/// Groups sorted points into at most `max` groups of about equal weight (a point goes to the
+/// group its cumulative weight before it falls in), each at its weighted mean, keeping the
+/// total weight.
 fn compress(points: &[(f64, u64)], max: usize) -> Vec<(f64, u64)> {
-    if points.len() <= max {
+    if points.len() <= max || max == 0 {
         return points.to_vec();
     }
     let total: f64 = points.iter().map(|p| p.1 as f64).sum();
-    let per_group = total / max as f64;
-    let mut out = Vec::with_capacity(max + 1);
-    let (mut sum, mut weight, mut weight_f) = (0.0_f64, 0_u64, 0.0_f64);
+    let mut out: Vec<(f64, u64)> = Vec::with_capacity(max);
+    let (mut sum, mut weight, mut weight_f, mut group) = (0.0_f64, 0_u64, 0.0_f64, 0_usize);
+    let mut before = 0.0_f64;
     for &(v, c) in points {
-        sum += v * c as f64;
-        weight = weight.saturating_add(c);
-        weight_f += c as f64;
-        if weight_f >= per_group {
+        let g = ((before / total * max as f64) as usize).min(max - 1);
+        if g != group && weight > 0 {
             out.push((sum / weight_f, weight));
             (sum, weight, weight_f) = (0.0, 0, 0.0);
         }
+        group = g;
+        sum += v * c as f64;
+        weight = weight.saturating_add(c);
+        weight_f += c as f64;
+        before += c as f64;
     }
     if weight > 0 {
         out.push((sum / weight_f, weight));
@@ -417,7 +421,7 @@ mod tests {
         let Distribution::Weighted(points) = Distribution::Samples(many).bounded() else {
             panic!("samples summarise to weighted points");
         };
-        assert!(points.len() <= MAX_POINTS + 1);
+        assert!(points.len() <= MAX_POINTS && points.len() > MAX_POINTS / 2);
         assert_eq!(points.iter().map(|p| p.count).sum::<u64>(), 100_000);
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! # The judge
 //!
-//! [`judge`] compares each metric of a template, canary against baseline, and combines the
+//! [`judge()`] compares each metric of a template, canary against baseline, and combines the
 //! outcomes into a [`Verdict`] with per-metric [`MetricEvidence`] (sample sizes, summaries,
 //! test, statistic, raw and adjusted p-value, interval, effect size and the rule that fired).
 //!

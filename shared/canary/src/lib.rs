@@ -34,8 +34,9 @@
 //!   errors). It is computed term by term from the ratios of consecutive probabilities, which
 //!   stays exact with billions of requests where log-gamma differences would cancel; it is
 //!   conservative, which suits a test whose failure rolls a release back.
-//! - the **pooled two-proportion z-test** otherwise: with more than 20,000 events on the
-//!   smaller margin the normal approximation is accurate to far below α.
+//! - the **pooled two-proportion z-test** otherwise, that is when every margin of the table
+//!   (events, non-events, canary and baseline trials) is above 20,000: there the normal
+//!   approximation is accurate to far below α, and the exact sum would cost more than it adds.
 //!
 //! The size of the change is the difference of ratios `x₁/n₁ − x₂/n₂`, compared with
 //! `max_increase` (absolute: 0.01 = one percentage point) in the bad direction; the evidence
@@ -83,17 +84,17 @@
 
 pub mod distribution;
 pub mod error;
+pub mod inputs;
 pub mod judge;
 pub mod stats;
 pub mod template;
+pub mod verdict;
 
 pub use distribution::{Bucket, Distribution, Histogram, WeightedValue};
 pub use error::{Error, Result};
-pub use judge::{
-    Baseline, BaselineKind, Counts, DEFAULT_ALPHA, DEFAULT_MIN_RELEASES, Effect, Inputs, Interval,
-    Judge, MetricData, MetricEvidence, Outcome, ReleaseSummary, SideSummary, TestKind, Verdict,
-    judge,
-};
+pub use inputs::{Baseline, BaselineKind, Counts, Inputs, MetricData, ReleaseSummary};
+pub use judge::{DEFAULT_ALPHA, DEFAULT_MIN_RELEASES, Judge, judge};
 pub use template::{
     Direction, DistributionInput, Metric, MetricKind, MetricSpec, Query, Selector, Template, Window,
 };
+pub use verdict::{Effect, Interval, MetricEvidence, Outcome, SideSummary, TestKind, Verdict};

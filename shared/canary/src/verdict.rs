@@ -1,0 +1,145 @@
+//! What the judge answers: the verdict and each metric's evidence (serialisable, for the graph
+//! and the API).
+
+use crate::inputs::BaselineKind;
+use crate::template::{Direction, MetricKind, Window};
+use serde::{Deserialize, Serialize};
+
+/// A metric's or a verdict's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// No significant change in the bad direction beyond the tolerance.
+    Pass,
+    /// A significant change in the bad direction beyond the tolerance.
+    Fail,
+    /// Data, but not enough to judge (below `min_samples`, too few releases, inconsistent data).
+    Inconclusive,
+    /// No series or no observations.
+    NoData,
+}
+
+/// Which test produced a metric's p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestKind {
+    /// Fisher's exact test on the 2×2 table of counts.
+    FisherExact,
+    /// The pooled two-proportion z-test.
+    TwoProportionZ,
+    /// Mann-Whitney U, tie-corrected normal approximation.
+    MannWhitneyU,
+}
+
+/// One side's summary in the evidence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SideSummary {
+    /// Denominator (ratio) or observations (distribution).
+    pub samples: u64,
+    /// Numerator, for ratios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    /// Numerator over denominator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// Median, for distributions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
+    /// 99th percentile, for distributions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+    /// The template's `quantile`, when it sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+}
+
+/// A confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// Lower bound.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+    /// Two-sided confidence, `1 − α`.
+    pub confidence: f64,
+}
+
+/// The practical size of a change, in the tolerance's units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Effect {
+    /// Ratio: canary − baseline (absolute). Distribution: relative change (0.1 = +10 %);
+    /// `None` when relative to a baseline of zero.
+    pub value: Option<f64>,
+    /// The tolerance it is compared with (`max_increase` or `allowed_change`).
+    pub allowed: f64,
+    /// For distributions, the probability that a canary observation exceeds a baseline one
+    /// (ties half), `U / nm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_language: Option<f64>,
+}
+
+/// Why a metric got its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricEvidence {
+    /// The metric's name.
+    pub metric: String,
+    /// Its kind.
+    pub kind: MetricKind,
+    /// Which change is bad.
+    pub direction: Direction,
+    /// Whether it fails the verdict on its own.
+    pub critical: bool,
+    /// The baseline used.
+    pub baseline_kind: BaselineKind,
+    /// For a history baseline, the releases pooled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
+    /// The analysis window.
+    pub window: Window,
+    /// The metric's outcome.
+    pub outcome: Outcome,
+    /// The canary's side.
+    pub canary: SideSummary,
+    /// The baseline's side (pooled for history).
+    pub baseline: SideSummary,
+    /// The test that gave the p-value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestKind>,
+    /// The test statistic: z for the z-test, U for Mann-Whitney.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// One-sided p-value in the bad direction (two-sided for `either`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// After the Holm-Bonferroni adjustment (equal to `p_value` for critical metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_adjusted: Option<f64>,
+    /// Ratio: Newcombe interval of canary − baseline. Distribution: Hodges-Lehmann shift.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// Distribution: the Hodges-Lehmann shift estimate (canary − baseline, in the metric's unit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f64>,
+    /// The practical size of the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    /// The rule that fired, as a sentence.
+    pub rule: String,
+}
+
+/// The judge's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Pass, Fail, Inconclusive or NoData.
+    pub outcome: Outcome,
+    /// The baseline used.
+    pub baseline_kind: BaselineKind,
+    /// Significance level.
+    pub alpha: f64,
+    /// The analysis window.
+    pub window: Window,
+    /// Per metric, in template order.
+    pub metrics: Vec<MetricEvidence>,
+    /// Why the verdict is what it is.
+    pub rule: String,
+}

@@ -256,6 +256,16 @@ impl GraphStore for Timed {
         )
         .await
     }
+    async fn dependencies_of_each(
+        &self,
+        services: &[ServiceRef],
+    ) -> deploygraph_store::Result<Vec<Vec<ServiceRef>>> {
+        self.time(
+            "dependencies_of_each",
+            self.inner.dependencies_of_each(services),
+        )
+        .await
+    }
     async fn alerts_of_services(
         &self,
         services: &[ServiceName],

@@ -66,10 +66,19 @@ async fn related_with_edges(
     let mut seen: BTreeSet<Uid> = alert_services.iter().map(ServiceRef::uid).collect();
     let mut frontier: Vec<usize> = (0..related.len()).collect();
     for hop in 1..=depth {
+        if frontier.is_empty() {
+            break;
+        }
+        // One read per hop for the whole frontier.
+        let asked: Vec<ServiceRef> = frontier
+            .iter()
+            .map(|&index| related[index].service.clone())
+            .collect();
+        let found = store.dependencies_of_each(&asked).await?;
         let mut next = Vec::new();
-        for index in frontier {
-            let service = related[index].service.clone();
-            let dependencies = store.dependencies(&service).await?;
+        for (index, (service, dependencies)) in
+            frontier.into_iter().zip(asked.into_iter().zip(found))
+        {
             for dependency in &dependencies {
                 if seen.insert(dependency.uid()) {
                     let mut path = related[index].path.clone();
@@ -708,11 +717,16 @@ pub async fn find_alert(
 /// reviewer's verdict; subjects a reviewer confirmed that attribution did not rank follow the
 /// ranked suspects, `added_by_review`.
 pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> {
-    let services = store.alert_services(&alert.uid).await?;
-    let stored = store.attribution(&alert.uid).await?;
-    let mut verdicts: BTreeMap<Uid, SuspectVerdict> = store
-        .verdicts(std::slice::from_ref(&alert.uid))
-        .await?
+    // What is stored about the alert, read together; then the subjects it names, together.
+    // Pending: its first attribution, or a re-attribution a later alert of its storm asked for.
+    let one = std::slice::from_ref(&alert.uid);
+    let (services, stored, verdicts, pending) = tokio::try_join!(
+        store.alert_services(&alert.uid),
+        store.attribution(&alert.uid),
+        store.verdicts(one),
+        store.follow_up_stats(Some(one)),
+    )?;
+    let mut verdicts: BTreeMap<Uid, SuspectVerdict> = verdicts
         .into_iter()
         .map(|v| (v.subject_uid.clone(), v))
         .collect();
@@ -737,18 +751,26 @@ pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> 
             )
             .collect()
     };
-    let mut deployments: HashMap<Uid, StoredDeployment> = store
-        .get_deployments(&of_kind(SubjectKind::Deployment))
-        .await?
+    let (deployment_uids, change_uids) = (
+        of_kind(SubjectKind::Deployment),
+        of_kind(SubjectKind::Change),
+    );
+    let (deployments, changes, chaos_run) = tokio::try_join!(
+        store.get_deployments(&deployment_uids),
+        store.get_changes(&change_uids),
+        async {
+            match &stored.chaos_run {
+                Some(run_uid) => store.get_chaos_run(run_uid).await,
+                None => Ok(None),
+            }
+        },
+    )?;
+    let mut deployments: HashMap<Uid, StoredDeployment> = deployments
         .into_iter()
         .map(|d| (d.deployment.uid.clone(), d))
         .collect();
-    let mut changes: HashMap<Uid, Change> = store
-        .get_changes(&of_kind(SubjectKind::Change))
-        .await?
-        .into_iter()
-        .map(|c| (c.uid.clone(), c))
-        .collect();
+    let mut changes: HashMap<Uid, Change> =
+        changes.into_iter().map(|c| (c.uid.clone(), c)).collect();
     let mut view_of = |subject: SubjectKind,
                        uid: &Uid,
                        confidence_score: f64,
@@ -784,18 +806,11 @@ pub async fn suspects(store: &dyn GraphStore, alert: Alert) -> Result<Suspects> 
             views.push(view);
         }
     }
-    let chaos = match stored.chaos_run {
-        Some(run_uid) => Some(ChaosCause {
-            run: store.get_chaos_run(&run_uid).await?,
-            run_uid,
-            reason: stored.chaos_reason,
-        }),
-        None => None,
-    };
-    // Its first attribution, or a re-attribution a later alert of its storm asked for.
-    let pending = store
-        .follow_up_stats(Some(std::slice::from_ref(&alert.uid)))
-        .await?;
+    let chaos = stored.chaos_run.map(|run_uid| ChaosCause {
+        run: chaos_run,
+        run_uid,
+        reason: stored.chaos_reason,
+    });
     let attribution_pending = pending.alerts + pending.revisits > 0;
     let unexplained = if chaos.is_some() {
         0.0

@@ -411,6 +411,19 @@ pub trait GraphStore: Send + Sync + 'static {
         Ok(found)
     }
 
+    /// [`Self::dependencies`] of each of `services`, in their order, in one round trip where
+    /// the backend allows (attribution walks down from the alert's services a hop at a time).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn dependencies_of_each(&self, services: &[ServiceRef]) -> Result<Vec<Vec<ServiceRef>>> {
+        let mut found = Vec::with_capacity(services.len());
+        for service in services {
+            found.push(self.dependencies(service).await?);
+        }
+        Ok(found)
+    }
+
     /// For each distinct name of `services`, [`Self::list_alerts`] of that service in
     /// `filter`'s environment and `[since, until]` (its other fields ignored), at most
     /// `filter.limit` each, newest first; together, in one round trip where the backend

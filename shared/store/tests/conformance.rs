@@ -608,6 +608,15 @@ async fn batched_reads_match_single_reads(store: Arc<dyn GraphStore>) {
     assert_eq!(single[0].len(), 2);
     assert_eq!(store.dependents_of_each(&asked).await.unwrap(), single);
     assert!(store.dependents_of_each(&[]).await.unwrap().is_empty());
+    let asked = [d.clone(), b.clone(), a.clone(), c.clone(), d.clone()];
+    let mut single = Vec::new();
+    for s in &asked {
+        single.push(store.dependencies(s).await.unwrap());
+    }
+    assert_eq!(single[0], vec![b.clone()]);
+    assert!(single[2].is_empty());
+    assert_eq!(store.dependencies_of_each(&asked).await.unwrap(), single);
+    assert!(store.dependencies_of_each(&[]).await.unwrap().is_empty());
 
     let (s1, s2, s3) = (unique("alerts1"), unique("alerts2"), unique("alerts3"));
     let mut alerts: Vec<Alert> = [0, 1, 2, 3, 10]

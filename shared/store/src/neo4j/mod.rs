@@ -1123,6 +1123,10 @@ impl GraphStore for Neo4jStore {
         self.topology_dependents_of_each(services).await
     }
 
+    async fn dependencies_of_each(&self, services: &[ServiceRef]) -> Result<Vec<Vec<ServiceRef>>> {
+        self.topology_dependencies_of_each(services).await
+    }
+
     async fn alerts_of_services(
         &self,
         services: &[ServiceName],

@@ -764,8 +764,9 @@ impl Neo4jStore {
 
     pub(super) async fn rca_attribution(&self, alert: &Uid) -> Result<StoredAttribution> {
         let operation = "read an attribution";
-        let rows = self
-            .read(
+        // The suspects and the chaos run, read together.
+        let (rows, chaos) = tokio::try_join!(
+            self.read(
                 query(&format!(
                     "MATCH (x)-[r:TRIGGERS]->(:Alert {{uid: $uid}})
                      WHERE x:DeploymentEvent OR x:Change
@@ -775,8 +776,16 @@ impl Neo4jStore {
                 ))
                 .param("uid", alert.as_str()),
                 operation,
-            )
-            .await?;
+            ),
+            self.read(
+                query(
+                    "MATCH (c:ChaosRun)-[r:RAISED]->(:Alert {uid: $uid})
+                     RETURN c.uid AS run, r.reason AS reason ORDER BY c.started_at_us DESC LIMIT 1",
+                )
+                .param("uid", alert.as_str()),
+                operation,
+            ),
+        )?;
         let dec = decode_failed(operation);
         let mut triggers = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -784,16 +793,6 @@ impl Neo4jStore {
                 triggers.push(trigger);
             }
         }
-        let chaos = self
-            .read(
-                query(
-                    "MATCH (c:ChaosRun)-[r:RAISED]->(:Alert {uid: $uid})
-                     RETURN c.uid AS run, r.reason AS reason ORDER BY c.started_at_us DESC LIMIT 1",
-                )
-                .param("uid", alert.as_str()),
-                operation,
-            )
-            .await?;
         let (chaos_run, chaos_reason) = match chaos.first() {
             Some(row) => (
                 Some(Uid::from_stored(row.get::<String>("run").map_err(&dec)?)),
@@ -942,59 +941,59 @@ async fn replace_attribution_in(
     rows: [&Vec<BoltType>; 2],
     chaos: Option<&(String, String)>,
 ) -> Result<()> {
-    // The alert's write lock first: two attributions of one alert (the webhook's and a
-    // late deployment's) then run one after the other, and the second sees and replaces
-    // the first's edges instead of adding its own beside them.
+    let chaos: Vec<BoltType> = chaos
+        .map(|(run, reason)| {
+            map(vec![
+                ("run", run.as_str().into()),
+                ("reason", reason.as_str().into()),
+            ])
+        })
+        .into_iter()
+        .collect();
+    let [deployments, changes] = rows;
     txn.run(
-        query("MATCH (a:Alert {uid: $alert}) SET a.attributed_at = datetime()")
-            .param("alert", alert),
+        query(REPLACE_ATTRIBUTION)
+            .param("alert", alert)
+            .param("deployments", deployments.clone())
+            .param("changes", changes.clone())
+            .param("chaos", chaos),
     )
     .await
-    .map_err(failed("record an attribution"))?;
-    txn.run(
-        query(
-            "MATCH (a:Alert {uid: $alert})
-             OPTIONAL MATCH (x)-[old:TRIGGERS]->(a) WHERE x:DeploymentEvent OR x:Change
-             DELETE old",
-        )
-        .param("alert", alert),
-    )
-    .await
-    .map_err(failed("record an attribution"))?;
-    // Labels are fixed strings of this module, one statement per kind of suspect.
-    for (label, rows) in ["DeploymentEvent", "Change"].into_iter().zip(rows) {
-        if rows.is_empty() {
-            continue;
-        }
-        txn.run(
-            query(&format!(
-                "MATCH (a:Alert {{uid: $alert}})
-                 UNWIND $rows AS t
-                 MATCH (x:{label} {{uid: t.uid}})
-                 CREATE (x)-[:TRIGGERS {{confidence_score: t.confidence_score, reasons: t.reasons,
-                                        computed_at: t.computed_at}}]->(a)"
-            ))
-            .param("alert", alert)
-            .param("rows", rows.clone()),
-        )
-        .await
-        .map_err(failed("record an attribution"))?;
-    }
-    if let Some((run, reason)) = chaos {
-        txn.run(
-            query(
-                "MATCH (c:ChaosRun {uid: $run}), (a:Alert {uid: $alert})
-                 MERGE (c)-[r:RAISED]->(a) SET r.reason = $reason",
-            )
-            .param("run", run.as_str())
-            .param("alert", alert)
-            .param("reason", reason.as_str()),
-        )
-        .await
-        .map_err(failed("record an attribution"))?;
-    }
-    Ok(())
+    .map(|_| ())
+    .map_err(failed("record an attribution"))
 }
+
+/// An alert's attribution in one statement: the alert's write lock first (two attributions of
+/// one alert — the webhook's and a late deployment's — then run one after the other, and the
+/// second sees and replaces the first's edges instead of adding its own beside them), then its
+/// TRIGGERS replaced by `$deployments` and `$changes`, then the RAISED of the chaos run in
+/// `$chaos` (a list of at most one). Each unit subquery runs once for the alert's row, whether
+/// it finds anything or not.
+const REPLACE_ATTRIBUTION: &str = "
+MATCH (a:Alert {uid: $alert})
+SET a.attributed_at = datetime()
+WITH a
+CALL (a) {
+  MATCH (x)-[old:TRIGGERS]->(a) WHERE x:DeploymentEvent OR x:Change
+  DELETE old
+}
+CALL (a) {
+  UNWIND $deployments AS t
+  MATCH (x:DeploymentEvent {uid: t.uid})
+  CREATE (x)-[:TRIGGERS {confidence_score: t.confidence_score, reasons: t.reasons,
+                         computed_at: t.computed_at}]->(a)
+}
+CALL (a) {
+  UNWIND $changes AS t
+  MATCH (x:Change {uid: t.uid})
+  CREATE (x)-[:TRIGGERS {confidence_score: t.confidence_score, reasons: t.reasons,
+                         computed_at: t.computed_at}]->(a)
+}
+CALL (a) {
+  UNWIND $chaos AS c
+  MATCH (r:ChaosRun {uid: c.run})
+  MERGE (r)-[raised:RAISED]->(a) SET raised.reason = c.reason
+}";
 
 /// Commits `txn` when `result` is a success, else rolls it back; returns `result`.
 pub(super) async fn finish<T>(txn: Txn, result: Result<T>) -> Result<T> {

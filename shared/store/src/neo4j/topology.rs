@@ -204,25 +204,50 @@ impl Neo4jStore {
         &self,
         services: &[ServiceRef],
     ) -> Result<Vec<Vec<ServiceRef>>> {
-        const OPERATION: &str = "read dependents";
+        self.neighbours_of_each(
+            services,
+            "UNWIND $uids AS of
+             MATCH (:Service {uid: of})<-[:DEPENDS_ON]-(s:Service)
+             RETURN DISTINCT of, s.name AS name, s.namespace AS namespace,
+                    s.environment AS environment
+             ORDER BY of, name, environment, namespace",
+            "read dependents",
+        )
+        .await
+    }
+
+    pub(super) async fn topology_dependencies_of_each(
+        &self,
+        services: &[ServiceRef],
+    ) -> Result<Vec<Vec<ServiceRef>>> {
+        self.neighbours_of_each(
+            services,
+            "UNWIND $uids AS of
+             MATCH (:Service {uid: of})-[:DEPENDS_ON]->(s:Service)
+             RETURN DISTINCT of, s.name AS name, s.namespace AS namespace,
+                    s.environment AS environment
+             ORDER BY of, name, environment, namespace",
+            "read dependencies",
+        )
+        .await
+    }
+
+    /// The services `statement` finds for each of `services` (its rows carry `of`, the uid
+    /// asked about), in `services`' order.
+    async fn neighbours_of_each(
+        &self,
+        services: &[ServiceRef],
+        statement: &'static str,
+        operation: &'static str,
+    ) -> Result<Vec<Vec<ServiceRef>>> {
         if services.is_empty() {
             return Ok(Vec::new());
         }
         let uids: Vec<BoltType> = services.iter().map(|s| s.uid().as_str().into()).collect();
         let rows = self
-            .rows(
-                query(
-                    "UNWIND $uids AS of
-                     MATCH (:Service {uid: of})<-[:DEPENDS_ON]-(s:Service)
-                     RETURN DISTINCT of, s.name AS name, s.namespace AS namespace,
-                            s.environment AS environment
-                     ORDER BY of, name, environment, namespace",
-                )
-                .param("uids", uids),
-                OPERATION,
-            )
+            .rows(query(statement).param("uids", uids), operation)
             .await?;
-        let dec = decode_failed(OPERATION);
+        let dec = decode_failed(operation);
         let mut by_uid: std::collections::HashMap<String, Vec<neo4rs::Row>> =
             std::collections::HashMap::new();
         for row in rows {
@@ -234,7 +259,7 @@ impl Neo4jStore {
             .map(|s| {
                 by_uid.get(s.uid().as_str()).map_or_else(
                     || Ok(Vec::new()),
-                    |rows| super::rca::service_refs(rows, OPERATION),
+                    |rows| super::rca::service_refs(rows, operation),
                 )
             })
             .collect()

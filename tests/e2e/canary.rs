@@ -29,6 +29,9 @@ struct Track {
     errors: f64,
     /// Observations per second at or below each of [`BOUNDS`] (cumulative), then the total.
     latency: Option<[f64; 6]>,
+    /// A gauge `request_latency_seconds` per pod (20 pods): this value plus a millisecond per
+    /// pod number.
+    gauge: Option<f64>,
 }
 
 const FAST: [f64; 6] = [120.0, 180.0, 198.0, 200.0, 200.0, 200.0];
@@ -40,6 +43,7 @@ impl Track {
             ok: 199.0,
             errors: 1.0,
             latency: Some(FAST),
+            gauge: None,
         }
     }
 }
@@ -61,6 +65,15 @@ fn exposition(services: &[(String, Track, Track)], t: f64) -> String {
                     "http_requests_total{{{labels},code=\"500\"}} {:.3}",
                     track.errors * t
                 );
+            }
+            if let Some(base) = track.gauge {
+                for pod in 0..20_u32 {
+                    let _ = writeln!(
+                        body,
+                        "request_latency_seconds{{{labels},pod=\"p{pod}\"}} {:.3}",
+                        base + f64::from(pod) * 0.001
+                    );
+                }
             }
             if let Some(latency) = track.latency {
                 for (le, per_second) in BOUNDS.iter().chain(&["+Inf"]).zip(latency) {
@@ -199,6 +212,19 @@ metrics:
     path.display().to_string()
 }
 
+/// A template judging raw samples of a gauge (a range query over the window).
+fn samples_template() -> String {
+    let path = temp_path("gauge-samples.yaml");
+    std::fs::write(
+        &path,
+        "name: gauge-samples\nmetrics:\n  - name: gauge\n    kind: distribution\n    \
+         input: samples\n    query: request_latency_seconds{{{selector}}}\n    \
+         direction: increase\n    allowed_change: 0.1\n    min_samples: 50\n",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
 struct Scenario {
     name: &'static str,
     service: String,
@@ -252,11 +278,24 @@ fn canary_verdicts_against_a_real_prometheus() {
                 ok: 10.0,
                 errors: 0.0,
                 latency: None,
+                gauge: None,
             },
             Track {
                 ok: 9.0,
                 errors: 1.0,
                 latency: None,
+                gauge: None,
+            },
+        ),
+        (
+            name("gauges"),
+            Track {
+                gauge: Some(0.1),
+                ..healthy
+            },
+            Track {
+                gauge: Some(0.2),
+                ..healthy
             },
         ),
     ];
@@ -264,6 +303,7 @@ fn canary_verdicts_against_a_real_prometheus() {
     wait_for_series(&prometheus, &name("healthy"));
 
     let file = combined_template();
+    let samples = samples_template();
     let scenarios = [
         ("healthy", file.as_str(), "20s", "json"),
         ("spike", "http-error-ratio", "20s", "json"),
@@ -271,6 +311,7 @@ fn canary_verdicts_against_a_real_prometheus() {
         ("slow", "http-latency-p99", "20s", "json"),
         ("quiet", "http-error-ratio", "6s", "text"),
         ("missing", file.as_str(), "3s", "json"),
+        ("gauges", samples.as_str(), "20s", "json"),
     ]
     .map(|(n, template, max_duration, format)| Scenario {
         name: n,
@@ -360,7 +401,7 @@ fn canary_verdicts_against_a_real_prometheus() {
                 assert_eq!(queries[3]["side"], "baseline", "{context}");
                 assert_eq!(last["verdict"]["window"], "5s", "{context}");
             }
-            "spike" | "zero" | "slow" => {
+            "spike" | "zero" | "slow" | "gauges" => {
                 assert_eq!(out.status.code(), Some(1), "{context}");
                 let last = lines(out).pop().unwrap();
                 assert_eq!(last["decision"], "fail", "{context}");
@@ -374,6 +415,13 @@ fn canary_verdicts_against_a_real_prometheus() {
                     // No 5xx series on the baseline is zero errors, not missing data.
                     assert_eq!(metric["baseline"]["events"], 0, "{context}");
                     assert_eq!(metric["test"], "fisher_exact", "{context}");
+                }
+                if s.name == "gauges" {
+                    // Every point of the range (20 pods, a point a second) is one observation.
+                    let n = metric["canary"]["samples"].as_u64().unwrap();
+                    assert!(n >= 50 && n.is_multiple_of(20), "{context}");
+                    assert_eq!(metric["queries"][0]["role"], "query", "{context}");
+                    assert_eq!(metric["test"], "mann_whitney_u", "{context}");
                 }
                 if s.name == "slow" {
                     assert_eq!(metric["kind"], "distribution", "{context}");

@@ -53,8 +53,9 @@ pub enum Error {
         side: crate::verdict::Side,
         /// The PromQL as sent.
         query: String,
+        /// Why (boxed: it is rare, and keeps every `Result` of this crate small).
         #[source]
-        source: crate::prometheus::QueryFailure,
+        source: Box<crate::prometheus::QueryFailure>,
     },
 }
 

@@ -532,7 +532,7 @@ impl Prometheus {
             role: role.to_owned(),
             side,
             query: promql.to_owned(),
-            source,
+            source: Box::new(source),
         };
         let rendered = metric.render(selector, window);
         for (role, promql) in &rendered {

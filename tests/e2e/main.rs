@@ -1,10 +1,11 @@
 //! End-to-end tests: the `deploygraph` binary as a user runs it, against the embedded store and
 //! a real Neo4j server (`NEO4J_TEST_URI`, started by `scripts/services up neo4j`); the alert
-//! flow against real Prometheus and Alertmanager servers (`PROMETHEUS_TEST_URL`,
+//! flow and `canary analyze` against real Prometheus and Alertmanager servers (`PROMETHEUS_TEST_URL`,
 //! `ALERTMANAGER_TEST_URL`, started by `scripts/services up prometheus alertmanager`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerts;
+mod canary;
 mod changes;
 mod chaos;
 mod ci;

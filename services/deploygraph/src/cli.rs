@@ -43,6 +43,50 @@ pub enum Command {
     /// Run chaos scenarios and read their runs.
     #[command(subcommand)]
     Chaos(ChaosCommand),
+    /// Judge a canary against its baseline on Prometheus metrics.
+    #[command(subcommand)]
+    Canary(CanaryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Judge the canary against its baseline every --interval until the verdict is final:
+    /// a fail stops at once (exit 1); a pass is final when every metric of the template passed
+    /// in an analysis at least one --window after the start (exit 0); at --max-duration the
+    /// last verdict decides (pass 0, inconclusive or no data 4).
+    Analyze(CanaryAnalyzeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryAnalyzeArgs {
+    /// The service under analysis; it makes the default selectors.
+    #[arg(long, value_parser = crate::insight::service_arg)]
+    pub service: deploygraph_model::ServiceName,
+    /// Analysis template: a YAML file (a path, with a `/` or a `.` in it), or the name of a
+    /// shipped template: `http-error-ratio`, `http-latency-p99`, `connection-pool-errors`.
+    #[arg(long, value_name = "FILE|NAME")]
+    pub template: String,
+    /// PromQL label matchers selecting the canary (default: `service="SERVICE",track="canary"`).
+    #[arg(long, value_name = "SELECTOR", value_parser = crate::canary::selector_arg)]
+    pub canary_selector: Option<deploygraph_canary::Selector>,
+    /// PromQL label matchers selecting the baseline (default: `service="SERVICE",track="stable"`).
+    #[arg(long, value_name = "SELECTOR", value_parser = crate::canary::selector_arg)]
+    pub baseline_selector: Option<deploygraph_canary::Selector>,
+    /// Time between analyses.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::insight::duration_arg)]
+    pub interval: std::time::Duration,
+    /// Give up after this long; the last verdict decides.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::insight::duration_arg)]
+    pub max_duration: std::time::Duration,
+    /// What each analysis looks back over: the template's `{{window}}` (a PromQL duration).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::canary::window_arg)]
+    pub window: deploygraph_canary::Window,
+    /// Prometheus' base URL.
+    #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus: String,
+    /// Output format: a line per analysis, or a JSON object per line.
+    #[arg(long, visible_alias = "output", value_enum, default_value = "text")]
+    pub format: Output,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,13 +23,15 @@ pub const EXIT_CODES: &str = "\
 Exit codes (every command):
   0  ok
   1  rejected or failed: the server or store said no (401, 403, 404, 409, …), a check
-     failed, a verdict was not the expected one
+     failed, a verdict was not the expected one, a canary failed
   2  usage: a bad flag or value, an unreadable or invalid input file, a request the
      server refused as invalid (400, 422), a query stopped at its time limit (504
      `query_timed_out`), or that the store cannot answer (404 `unsupported`: Cypher on
      SQLite)
   3  unreachable: the server or store could not be reached (after the retries of
-     --server, or a 503 that outlasted them)";
+     --server, or a 503 that outlasted them), or Prometheus for `canary analyze`
+  4  canary inconclusive or no data: `canary analyze` reached --max-duration without a
+     pass or a fail";
 
 /// A failure with its exit code.
 #[derive(Debug)]
@@ -59,6 +61,14 @@ impl Failure {
     pub fn unreachable(message: impl Into<String>) -> Self {
         Self {
             code: 3,
+            message: message.into(),
+        }
+    }
+
+    /// Exit 4: a canary analysis ended without a pass or a fail.
+    pub fn inconclusive(message: impl Into<String>) -> Self {
+        Self {
+            code: 4,
             message: message.into(),
         }
     }
@@ -166,6 +176,9 @@ pub async fn run(command: Command) -> ExitCode {
         }
         Command::Topology(crate::cli::TopologyCommand::Import(args)) => {
             crate::topology::import(args).await
+        }
+        Command::Canary(crate::cli::CanaryCommand::Analyze(args)) => {
+            crate::canary::analyze(args).await
         }
     };
     match result {

@@ -1,8 +1,9 @@
-//! `deploygraph`: one binary, many roles — `serve`, `migrate`, `record`, `query`.
+//! `deploygraph`: one binary, many roles — `serve`, `migrate`, `record`, `query`, `canary`, ….
 //!
 //! Thin by design: parse arguments into typed configuration, wire the library crates, run.
 
 mod api;
+mod canary;
 mod changes;
 mod chaos;
 mod cli;

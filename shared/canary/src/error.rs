@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-/// Why a template, selector or window was refused.
+/// Why a template, selector, window or Prometheus query was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The YAML did not deserialize into a template (syntax, wrong type, unknown field).
@@ -31,6 +31,32 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A Prometheus URL that is not an http(s) URL.
+    #[error("invalid Prometheus URL {url:?}: {reason}")]
+    PrometheusUrl {
+        /// As given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client of the Prometheus queries could not be built.
+    #[error("failed to build the HTTP client for Prometheus")]
+    HttpClient(#[source] reqwest::Error),
+    /// A query of an analysis failed.
+    #[error("failed to run the {role} query of metric `{metric}` for the {side} ({query})")]
+    Query {
+        /// The metric's name.
+        metric: String,
+        /// `numerator`, `denominator` or `query`.
+        role: String,
+        /// Canary or baseline.
+        side: crate::verdict::Side,
+        /// The PromQL as sent.
+        query: String,
+        /// Why (boxed: it is rare, and keeps every `Result` of this crate small).
+        #[source]
+        source: Box<crate::prometheus::QueryFailure>,
+    },
 }
 
 impl Error {
@@ -40,7 +66,11 @@ impl Error {
         match self {
             Self::Parse { path, .. } => Some(path),
             Self::Invalid { field, .. } => Some(field),
-            Self::Selector { .. } | Self::Window { .. } => None,
+            Self::Selector { .. }
+            | Self::Window { .. }
+            | Self::PrometheusUrl { .. }
+            | Self::HttpClient(_)
+            | Self::Query { .. } => None,
         }
     }
 }

@@ -131,6 +131,7 @@ impl Judge {
             critical: metric.critical,
             baseline_kind,
             releases: Vec::new(),
+            queries: Vec::new(),
             window: inputs.window,
             outcome: Outcome::NoData,
             canary: SideSummary::default(),

@@ -1,6 +1,16 @@
-//! Canary analysis: analysis templates and the statistical judge of a canary against its
-//! baseline. Pure: no Prometheus client, no store, no clock — the collector that runs the
-//! queries and the CLI that acts on the verdict call this crate.
+//! Canary analysis: analysis templates, the statistical judge of a canary against its
+//! baseline, and the collector that runs a template's queries against Prometheus.
+//! Templates and the judge are pure (no I/O, no store, no clock); [`prometheus`] is the one
+//! module that does I/O, and the CLI that acts on the verdict calls this crate.
+//!
+//! # Collecting from Prometheus
+//!
+//! [`prometheus::Prometheus::collect`] renders each metric's queries for the canary and the
+//! baseline selectors over one window at one evaluation time and turns the answers into
+//! [`Inputs`]; empty answers are missing series (`NoData`), an unreachable or refusing
+//! Prometheus is an [`Error::Query`] naming the query. [`prometheus::Collected::judge`] judges
+//! them and attaches the rendered queries to each metric's evidence
+//! ([`MetricEvidence::queries`]).
 //!
 //! # Templates
 //!
@@ -86,6 +96,7 @@ pub mod distribution;
 pub mod error;
 pub mod inputs;
 pub mod judge;
+pub mod prometheus;
 pub mod stats;
 pub mod template;
 pub mod verdict;
@@ -97,4 +108,6 @@ pub use judge::{DEFAULT_ALPHA, DEFAULT_MIN_RELEASES, Judge, judge};
 pub use template::{
     Direction, DistributionInput, Metric, MetricKind, MetricSpec, Query, Selector, Template, Window,
 };
-pub use verdict::{Effect, Interval, MetricEvidence, Outcome, SideSummary, TestKind, Verdict};
+pub use verdict::{
+    Effect, Interval, MetricEvidence, Outcome, RenderedQuery, Side, SideSummary, TestKind, Verdict,
+};

@@ -1,5 +1,17 @@
 //! What the judge answers: the verdict and each metric's evidence (serialisable, for the graph
 //! and the API).
+//!
+//! # Serde form of [`MetricEvidence`]
+//!
+//! An object with `metric`, `kind` (`ratio` | `distribution`), `direction`, `critical`,
+//! `baseline_kind` (`side_by_side` | `history`), `window` (a PromQL duration, `5m`),
+//! `outcome` (`pass` | `fail` | `inconclusive` | `no_data`), `canary` and `baseline`
+//! ([`SideSummary`]) and `rule` (a sentence); and, only when known: `releases` (history),
+//! `test`, `statistic`, `p_value`, `p_adjusted`, `interval` (`{low, high, confidence}`),
+//! `shift`, `effect` (`{value, allowed, common_language}`) and `queries` — the PromQL that
+//! produced the data, as `[{side, role, promql}]` with `side` `canary` | `baseline` and `role`
+//! `numerator` | `denominator` | `query` (absent when the data did not come from queries, as
+//! for the judge alone or a history baseline's side; see [`Verdict::attach_queries`]).
 
 use crate::inputs::BaselineKind;
 use crate::template::{Direction, MetricKind, Window};
@@ -125,6 +137,48 @@ pub struct MetricEvidence {
     pub effect: Option<Effect>,
     /// The rule that fired, as a sentence.
     pub rule: String,
+    /// The queries that produced the data, when they came from queries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<RenderedQuery>,
+}
+
+/// Which side a query measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The new version.
+    Canary,
+    /// What it is compared with.
+    Baseline,
+}
+
+impl Side {
+    /// `canary` or `baseline`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Canary => "canary",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One query of a metric as it was run: the template's query with the side's selector and the
+/// window filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedQuery {
+    /// Whose data it measured.
+    pub side: Side,
+    /// `numerator` or `denominator` (ratio), `query` (distribution).
+    pub role: String,
+    /// The PromQL as sent.
+    pub promql: String,
 }
 
 /// The judge's answer.
@@ -142,4 +196,24 @@ pub struct Verdict {
     pub metrics: Vec<MetricEvidence>,
     /// Why the verdict is what it is.
     pub rule: String,
+}
+
+impl Verdict {
+    /// Puts each metric's queries (by metric name) into its evidence, replacing what was there.
+    pub fn attach_queries(
+        &mut self,
+        queries: &std::collections::BTreeMap<String, Vec<RenderedQuery>>,
+    ) {
+        for m in &mut self.metrics {
+            if let Some(q) = queries.get(&m.metric) {
+                m.queries.clone_from(q);
+            }
+        }
+    }
+
+    /// Whether every metric passed (a `Pass` verdict may also carry inconclusive metrics).
+    #[must_use]
+    pub fn all_passed(&self) -> bool {
+        !self.metrics.is_empty() && self.metrics.iter().all(|m| m.outcome == Outcome::Pass)
+    }
 }

@@ -1,0 +1,451 @@
+//! `deploygraph canary analyze`: repeated analyses of a canary against its baseline on
+//! Prometheus metrics, until the verdict is final.
+//!
+//! **When the verdict is final** ([`decide`]): analyses run at the start and then every
+//! `--interval` (on a fixed schedule; an analysis that overruns is followed at once by the next).
+//! - A `Fail` verdict is final at once: exit 1.
+//! - A pass is final when **every** metric of the template passed in an analysis that started at
+//!   least one `--window` after the command did — so the window it judges lies wholly within the
+//!   analysis, and the earliest (possibly pre-rollout) data cannot pass a canary: exit 0.
+//! - The last analysis is the one after which the next would start past `--max-duration`; there
+//!   the last verdict decides: `Pass` exits 0 (a pass with some metric inconclusive counts),
+//!   `Inconclusive` or `NoData` exit 4.
+//!
+//! A Prometheus that cannot be reached ends the command with exit 3; a query Prometheus refuses
+//! as invalid (`bad_data`: the template's PromQL) with exit 2; any other failed query with exit 1.
+
+use crate::cli::{CanaryAnalyzeArgs, Output};
+use crate::commands::Failure;
+use deploygraph_canary::prometheus::{Prometheus, PrometheusConfig};
+use deploygraph_canary::template::SHIPPED;
+use deploygraph_canary::{
+    Direction, Error, MetricEvidence, Outcome, Selector, Template, Verdict, Window,
+};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime};
+
+type CommandOutcome = Result<(), Failure>;
+
+/// Largest template file read.
+const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
+
+/// A `--canary-selector`/`--baseline-selector` value.
+pub fn selector_arg(value: &str) -> Result<Selector, String> {
+    Selector::parse(value).map_err(|e| e.to_string())
+}
+
+/// A `--window` value: a PromQL duration.
+pub fn window_arg(value: &str) -> Result<Window, String> {
+    value.parse::<Window>().map_err(|e| e.to_string())
+}
+
+/// The names of the shipped templates (their file names without `.yaml`).
+fn shipped_names() -> impl Iterator<Item = &'static str> {
+    SHIPPED
+        .iter()
+        .map(|(file, _)| file.strip_suffix(".yaml").unwrap_or(file))
+}
+
+/// Reads `--template`: a file when the value has a `/` or a `.`, else a shipped template.
+fn load_template(value: &str) -> Result<Template, Failure> {
+    let invalid =
+        |e: Error| Failure::usage(format!("--template {value}: {:#}", anyhow::Error::new(e)));
+    if !value.contains('/') && !value.contains('.') {
+        let yaml = SHIPPED
+            .iter()
+            .zip(shipped_names())
+            .find(|(_, name)| *name == value)
+            .map(|((_, yaml), _)| *yaml)
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "--template {value}: not a shipped template ({}); a file needs a path with a \
+                     `/` or a `.` in it, such as ./{value}.yaml",
+                    shipped_names().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+        return Template::parse(yaml).map_err(invalid);
+    }
+    let unreadable = |e: std::io::Error| Failure::usage(format!("--template {value}: {e}"));
+    let size = std::fs::metadata(value).map_err(unreadable)?.len();
+    if size > MAX_TEMPLATE_BYTES {
+        return Err(Failure::usage(format!(
+            "--template {value}: larger than {MAX_TEMPLATE_BYTES} bytes ({size} bytes)"
+        )));
+    }
+    let text = std::fs::read_to_string(value).map_err(unreadable)?;
+    Template::parse(&text).map_err(invalid)
+}
+
+/// The default selector of a side: `service="NAME",track="TRACK"`.
+fn default_selector(service: &str, track: &str) -> Result<Selector, Failure> {
+    Selector::parse(&format!("service=\"{service}\",track=\"{track}\""))
+        .map_err(|e| Failure::usage(format!("--service {service}: {e}")))
+}
+
+/// What an analysis means for the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not final: analyse again after the interval.
+    Continue,
+    /// Final: the canary passed (exit 0).
+    Pass,
+    /// Final: the canary failed (exit 1).
+    Fail,
+    /// Final at the deadline: inconclusive or no data (exit 4).
+    Inconclusive,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Continue => "continue",
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The rule of the [module docs](self): `started` is how long after the command's start the
+/// analysis started, `last` whether it is the last one before the deadline.
+#[must_use]
+pub fn decide(verdict: &Verdict, started: Duration, window: Window, last: bool) -> Decision {
+    match verdict.outcome {
+        Outcome::Fail => Decision::Fail,
+        _ if verdict.all_passed() && started >= window.duration() => Decision::Pass,
+        _ if !last => Decision::Continue,
+        Outcome::Pass => Decision::Pass,
+        Outcome::Inconclusive | Outcome::NoData => Decision::Inconclusive,
+    }
+}
+
+fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "pass",
+        Outcome::Fail => "fail",
+        Outcome::Inconclusive => "inconclusive",
+        Outcome::NoData => "no_data",
+    }
+}
+
+/// `canary analyze`.
+pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
+    let template = load_template(&args.template)?;
+    let service = args.service.to_string();
+    let canary = match args.canary_selector {
+        Some(s) => s,
+        None => default_selector(&service, "canary")?,
+    };
+    let baseline = match args.baseline_selector {
+        Some(s) => s,
+        None => default_selector(&service, "stable")?,
+    };
+    if canary == baseline {
+        return Err(Failure::usage(format!(
+            "--canary-selector and --baseline-selector: both select {canary}; the canary must be told from its baseline"
+        )));
+    }
+    let config = PrometheusConfig::new(&args.prometheus)
+        .map_err(|e| Failure::usage(format!("--prometheus: {e}")))?;
+    let prometheus = Prometheus::new(config).map_err(|e| Failure::from(anyhow::Error::new(e)))?;
+
+    let start = Instant::now();
+    let deadline = start + args.max_duration;
+    let window = args.window;
+    for n in 1_u32.. {
+        let scheduled = start + args.interval.saturating_mul(n - 1);
+        tokio::time::sleep_until(scheduled.max(Instant::now()).into()).await;
+        let began = Instant::now();
+        let collected = prometheus
+            .collect(&template, &canary, &baseline, window, SystemTime::now())
+            .await
+            .map_err(query_failure)?;
+        let verdict = collected.judge(&template);
+        let started = began - start;
+        let next = start + args.interval.saturating_mul(n);
+        let decision = decide(&verdict, started, window, next > deadline);
+        report(&args.format, &service, n, started, &verdict, decision)?;
+        match decision {
+            Decision::Continue => {}
+            Decision::Pass => return Ok(()),
+            Decision::Fail => {
+                return Err(Failure::rejected(format!(
+                    "canary of {service} failed: {}",
+                    verdict.rule
+                )));
+            }
+            Decision::Inconclusive => {
+                return Err(Failure::inconclusive(format!(
+                    "canary of {service}: {} at --max-duration {}: {}",
+                    outcome_str(verdict.outcome).replace('_', " "),
+                    humanize(args.max_duration),
+                    verdict.rule
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The exit code of a failed analysis: 3 unreachable, 2 a query Prometheus calls invalid, else 1.
+fn query_failure(e: Error) -> Failure {
+    let (unreachable, bad_query) = match &e {
+        Error::Query { source, .. } => (source.is_unreachable(), source.is_bad_query()),
+        _ => (false, false),
+    };
+    let text = format!("{:#}", anyhow::Error::new(e));
+    if unreachable {
+        Failure::unreachable(text)
+    } else if bad_query {
+        Failure::usage(format!("{text} (the template's query is not valid PromQL)"))
+    } else {
+        Failure::rejected(text)
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// Prints one analysis: a line (text) or a JSON object per line; the final one with the whole
+/// evidence.
+fn report(
+    format: &Output,
+    service: &str,
+    n: u32,
+    started: Duration,
+    verdict: &Verdict,
+    decision: Decision,
+) -> CommandOutcome {
+    let last = decision != Decision::Continue;
+    match format {
+        Output::Json => {
+            let mut line = json!({
+                "service": service,
+                "analysis": n,
+                "elapsed_seconds": started.as_secs_f64(),
+                "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "outcome": verdict.outcome,
+                "decision": decision.as_str(),
+                "final": last,
+                "metrics": verdict
+                    .metrics
+                    .iter()
+                    .map(|m| json!({"metric": m.metric, "outcome": m.outcome}))
+                    .collect::<Vec<_>>(),
+                "rule": verdict.rule,
+            });
+            if last {
+                line["verdict"] = serde_json::to_value(verdict)
+                    .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
+            }
+            crate::insight::print_json(&line)
+        }
+        Output::Text => {
+            let metrics = verdict
+                .metrics
+                .iter()
+                .map(|m| format!("{} {}", m.metric, outcome_str(m.outcome)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            crate::outln!(
+                "analysis {n} (+{}): {} [{metrics}] -> {}",
+                humanize(started),
+                outcome_str(verdict.outcome),
+                decision.as_str()
+            )?;
+            if last {
+                crate::out!("{}", evidence_text(service, verdict))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The full evidence of a verdict, for people.
+fn evidence_text(service: &str, verdict: &Verdict) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "canary of {service}: {} (window {}, baseline {}, alpha {})",
+        outcome_str(verdict.outcome).to_uppercase(),
+        verdict.window,
+        serde_json::to_value(verdict.baseline_kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        verdict.alpha
+    );
+    let _ = writeln!(s, "  {}", verdict.rule);
+    for m in &verdict.metrics {
+        metric_text(&mut s, m);
+    }
+    s
+}
+
+fn metric_text(s: &mut String, m: &MetricEvidence) {
+    let kind = serde_json::to_value(m.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let direction = match m.direction {
+        Direction::Increase => "increases",
+        Direction::Decrease => "decreases",
+        Direction::Either => "changes",
+    };
+    let _ = writeln!(
+        s,
+        "  {}: {} ({kind}, bad when it {}{})",
+        m.metric,
+        outcome_str(m.outcome),
+        direction,
+        if m.critical { ", critical" } else { "" }
+    );
+    for (side, summary) in [("canary", &m.canary), ("baseline", &m.baseline)] {
+        let mut parts = vec![format!("{} samples", summary.samples)];
+        if let Some(e) = summary.events {
+            parts.push(format!("{e} events"));
+        }
+        if let Some(r) = summary.ratio {
+            parts.push(format!("ratio {r:.5}"));
+        }
+        if let Some(v) = summary.median {
+            parts.push(format!("median {v:.5}"));
+        }
+        if let Some(v) = summary.p99 {
+            parts.push(format!("p99 {v:.5}"));
+        }
+        if let Some(v) = summary.quantile {
+            parts.push(format!("quantile {v:.5}"));
+        }
+        let _ = writeln!(s, "    {side}: {}", parts.join(", "));
+    }
+    let mut stats = Vec::new();
+    if let Some(t) = m.test {
+        let t = serde_json::to_value(t)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        stats.push(format!("test {t}"));
+    }
+    if let Some(v) = m.statistic {
+        stats.push(format!("statistic {v:.4}"));
+    }
+    if let Some(p) = m.p_value {
+        stats.push(format!("p {p:.3e}"));
+    }
+    if let Some(p) = m.p_adjusted {
+        stats.push(format!("adjusted p {p:.3e}"));
+    }
+    if let Some(i) = m.interval {
+        stats.push(format!(
+            "interval [{:.5}, {:.5}] at {:.0}%",
+            i.low,
+            i.high,
+            i.confidence * 100.0
+        ));
+    }
+    if let Some(v) = m.shift {
+        stats.push(format!("shift {v:.5}"));
+    }
+    if let Some(e) = m.effect {
+        let value = e.value.map_or("n/a".to_owned(), |v| format!("{v:.5}"));
+        stats.push(format!("effect {value} (allowed {})", e.allowed));
+    }
+    if !stats.is_empty() {
+        let _ = writeln!(s, "    {}", stats.join(", "));
+    }
+    let _ = writeln!(s, "    rule: {}", m.rule);
+    for q in &m.queries {
+        let _ = writeln!(s, "    {} {}: {}", q.side, q.role, q.promql);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploygraph_canary::{BaselineKind, MetricKind, SideSummary};
+
+    fn verdict(outcome: Outcome, metrics: &[Outcome]) -> Verdict {
+        let window: Window = "5m".parse().expect("window");
+        Verdict {
+            outcome,
+            baseline_kind: BaselineKind::SideBySide,
+            alpha: 0.02,
+            window,
+            metrics: metrics
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| MetricEvidence {
+                    metric: format!("m{i}"),
+                    kind: MetricKind::Ratio,
+                    direction: Direction::Increase,
+                    critical: false,
+                    baseline_kind: BaselineKind::SideBySide,
+                    releases: Vec::new(),
+                    window,
+                    outcome: o,
+                    canary: SideSummary::default(),
+                    baseline: SideSummary::default(),
+                    test: None,
+                    statistic: None,
+                    p_value: None,
+                    p_adjusted: None,
+                    interval: None,
+                    shift: None,
+                    effect: None,
+                    rule: String::new(),
+                    queries: Vec::new(),
+                })
+                .collect(),
+            rule: String::new(),
+        }
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_fail_is_final_at_once() {
+        let v = verdict(Outcome::Fail, &[Outcome::Fail, Outcome::Pass]);
+        let w: Window = "5m".parse().expect("window");
+        assert_eq!(decide(&v, Duration::ZERO, w, false), Decision::Fail);
+    }
+
+    #[test]
+    fn a_pass_is_final_only_after_a_full_window_with_every_metric_passed() {
+        let w: Window = "5m".parse().expect("window");
+        let all = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Pass]);
+        assert_eq!(decide(&all, 4 * MIN, w, false), Decision::Continue);
+        assert_eq!(decide(&all, 5 * MIN, w, false), Decision::Pass);
+        let some = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Inconclusive]);
+        assert_eq!(decide(&some, 10 * MIN, w, false), Decision::Continue);
+    }
+
+    #[test]
+    fn at_the_deadline_the_last_verdict_decides() {
+        let w: Window = "5m".parse().expect("window");
+        let some = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Inconclusive]);
+        assert_eq!(decide(&some, 2 * MIN, w, true), Decision::Pass);
+        for outcome in [Outcome::Inconclusive, Outcome::NoData] {
+            let v = verdict(outcome, &[outcome]);
+            assert_eq!(decide(&v, 15 * MIN, w, true), Decision::Inconclusive);
+        }
+    }
+
+    #[test]
+    fn a_template_is_a_file_or_a_shipped_name() {
+        assert_eq!(
+            load_template("http-error-ratio").expect("shipped").name,
+            "http-error-ratio"
+        );
+        let e = load_template("no-such-template").expect_err("unknown");
+        assert!(format!("{e:?}").contains("http-latency-p99"), "{e:?}");
+        let e = load_template("./missing.yaml").expect_err("missing file");
+        assert!(format!("{e:?}").contains("missing.yaml"), "{e:?}");
+    }
+}

@@ -1,0 +1,577 @@
+//! `deploygraph canary analyze` against a real Prometheus (`PROMETHEUS_TEST_URL`,
+//! `scripts/services up prometheus alertmanager`): the test serves baseline and canary series
+//! as a scrape target (the scrape job is added to the Prometheus config and removed on drop),
+//! and each scenario is one run of the binary with its own service name, so every scenario
+//! reads only its own series. Prometheus scrapes every second; windows of 5 s and intervals of
+//! 1 s keep each run within seconds.
+//!
+//! The series grow with the time since the target started (not with the number of scrapes), so
+//! both sides of a scenario are exact multiples of their rates and a healthy canary is the same
+//! as its baseline: no scenario depends on chance.
+
+use crate::alerts::{ALERTING, Restore, Stub, env_path, env_url, prometheus_config, require_ready};
+use crate::support::{bin, stderr, stdout, temp_path, unique};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::process::{Command, Output};
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+/// Upper bounds of the latency histogram's finite buckets.
+const BOUNDS: [&str; 5] = ["0.05", "0.1", "0.25", "0.5", "1"];
+
+/// What one track (canary or stable) of a service serves, per second.
+#[derive(Clone, Copy)]
+struct Track {
+    /// Responses with code 200.
+    ok: f64,
+    /// Responses with code 500; none means no 5xx series at all, as a real exporter.
+    errors: f64,
+    /// Observations per second at or below each of [`BOUNDS`] (cumulative), then the total.
+    latency: Option<[f64; 6]>,
+    /// A gauge `request_latency_seconds` per pod (20 pods): this value plus a millisecond per
+    /// pod number.
+    gauge: Option<f64>,
+}
+
+const FAST: [f64; 6] = [120.0, 180.0, 198.0, 200.0, 200.0, 200.0];
+const SLOW: [f64; 6] = [20.0, 60.0, 140.0, 200.0, 200.0, 200.0];
+
+impl Track {
+    fn healthy() -> Self {
+        Self {
+            ok: 199.0,
+            errors: 1.0,
+            latency: Some(FAST),
+            gauge: None,
+        }
+    }
+}
+
+/// The exposition of every service's tracks at `t` seconds after the start.
+fn exposition(services: &[(String, Track, Track)], t: f64) -> String {
+    let mut body = String::new();
+    for (service, stable, canary) in services {
+        for (name, track) in [("stable", stable), ("canary", canary)] {
+            let labels = format!("service=\"{service}\",track=\"{name}\"");
+            let _ = writeln!(
+                body,
+                "http_requests_total{{{labels},code=\"200\"}} {:.3}",
+                track.ok * t
+            );
+            if track.errors > 0.0 {
+                let _ = writeln!(
+                    body,
+                    "http_requests_total{{{labels},code=\"500\"}} {:.3}",
+                    track.errors * t
+                );
+            }
+            if let Some(base) = track.gauge {
+                for pod in 0..20_u32 {
+                    let _ = writeln!(
+                        body,
+                        "request_latency_seconds{{{labels},pod=\"p{pod}\"}} {:.3}",
+                        base + f64::from(pod) * 0.001
+                    );
+                }
+            }
+            if let Some(latency) = track.latency {
+                for (le, per_second) in BOUNDS.iter().chain(&["+Inf"]).zip(latency) {
+                    let _ = writeln!(
+                        body,
+                        "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {:.3}",
+                        per_second * t
+                    );
+                }
+            }
+        }
+    }
+    body
+}
+
+/// The scrape target with its job in the Prometheus config (restored on drop).
+struct Target {
+    _config: Restore,
+    _target: Stub,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Target {
+    fn start(prometheus: &str, services: Vec<(String, Track, Track)>) -> Self {
+        let lock = ALERTING.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        let target = Stub::start(move |r| {
+            if r.method == "GET" && r.path.starts_with("/metrics") {
+                let t = started.elapsed().as_secs_f64();
+                (
+                    200,
+                    "text/plain; version=0.0.4",
+                    exposition(&services, t).into_bytes(),
+                )
+            } else {
+                (404, "text/plain", b"not found\n".to_vec())
+            }
+        });
+        let rules = temp_path("rules.yml");
+        std::fs::write(&rules, "groups: []\n").unwrap();
+        let file = env_path("PROMETHEUS_TEST_CONFIG");
+        let original = std::fs::read_to_string(&file).unwrap();
+        let job = unique("deploygraph-canary");
+        let config = prometheus_config(&original, &job, &target.addr.to_string(), &rules);
+        let restore = Restore::rewrite("Prometheus", &file, prometheus, &config);
+        Self {
+            _config: restore,
+            _target: target,
+            _lock: lock,
+        }
+    }
+}
+
+/// Waits until Prometheus can compute `increase` of `service`'s requests over 5 s.
+fn wait_for_series(prometheus: &str, service: &str) {
+    let query = format!("sum(increase(http_requests_total{{service=\"{service}\"}}[5s]))");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer: Value = crate::support::http()
+            .get(format!("{prometheus}/api/v1/query"))
+            .query(&[("query", query.as_str())])
+            .send()
+            .and_then(reqwest::blocking::Response::json)
+            .unwrap_or(Value::Null);
+        if answer["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has no series of the test target after 30 s: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn analyze(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(["canary", "analyze"])
+        .args(args)
+        .env_remove("DEPLOYGRAPH_PROMETHEUS_URL")
+        .output()
+        .unwrap()
+}
+
+/// The JSON lines of a `--format json` run.
+fn lines(out: &Output) -> Vec<Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `(metric, outcome)` of the final evidence.
+fn outcomes(last: &Value) -> Vec<(String, String)> {
+    last["verdict"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["metric"].as_str().unwrap().to_owned(),
+                m["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A template of the error ratio (critical) and p99 latency, written as a file.
+fn combined_template() -> String {
+    let path = temp_path("errors-and-latency.yaml");
+    std::fs::write(
+        &path,
+        r#"name: errors-and-latency
+metrics:
+  - name: error-ratio
+    kind: ratio
+    numerator: sum(increase(http_requests_total{code=~"5..",{{selector}}}[{{window}}]))
+    denominator: sum(increase(http_requests_total{{{selector}}}[{{window}}]))
+    direction: increase
+    max_increase: 0.01
+    critical: true
+    min_samples: 200
+  - name: latency-p99
+    kind: distribution
+    query: sum by (le) (increase(http_request_duration_seconds_bucket{{{selector}}}[{{window}}]))
+    direction: increase
+    allowed_change: 0.1
+    quantile: 0.99
+    min_samples: 200
+"#,
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// A template judging raw samples of a gauge (a range query over the window).
+fn samples_template() -> String {
+    let path = temp_path("gauge-samples.yaml");
+    std::fs::write(
+        &path,
+        "name: gauge-samples\nmetrics:\n  - name: gauge\n    kind: distribution\n    \
+         input: samples\n    query: request_latency_seconds{{{selector}}}\n    \
+         direction: increase\n    allowed_change: 0.1\n    min_samples: 50\n",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+struct Scenario {
+    name: &'static str,
+    service: String,
+    template: String,
+    max_duration: &'static str,
+    format: &'static str,
+}
+
+#[test]
+fn canary_verdicts_against_a_real_prometheus() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    require_ready("Prometheus", &prometheus);
+    let id = unique("c");
+    let name = |s: &str| format!("{id}-{s}");
+    let healthy = Track::healthy();
+    let services = vec![
+        (name("healthy"), healthy, healthy),
+        (
+            name("spike"),
+            healthy,
+            Track {
+                ok: 180.0,
+                errors: 20.0,
+                ..healthy
+            },
+        ),
+        (
+            name("zero"),
+            Track {
+                ok: 200.0,
+                errors: 0.0,
+                ..healthy
+            },
+            Track {
+                ok: 190.0,
+                errors: 10.0,
+                ..healthy
+            },
+        ),
+        (
+            name("slow"),
+            healthy,
+            Track {
+                latency: Some(SLOW),
+                ..healthy
+            },
+        ),
+        (
+            name("quiet"),
+            Track {
+                ok: 10.0,
+                errors: 0.0,
+                latency: None,
+                gauge: None,
+            },
+            Track {
+                ok: 9.0,
+                errors: 1.0,
+                latency: None,
+                gauge: None,
+            },
+        ),
+        (
+            name("gauges"),
+            Track {
+                gauge: Some(0.1),
+                ..healthy
+            },
+            Track {
+                gauge: Some(0.2),
+                ..healthy
+            },
+        ),
+    ];
+    let _target = Target::start(&prometheus, services);
+    wait_for_series(&prometheus, &name("healthy"));
+
+    let file = combined_template();
+    let samples = samples_template();
+    let scenarios = [
+        ("healthy", file.as_str(), "20s", "json"),
+        ("spike", "http-error-ratio", "20s", "json"),
+        ("zero", "http-error-ratio", "20s", "json"),
+        ("slow", "http-latency-p99", "20s", "json"),
+        ("quiet", "http-error-ratio", "6s", "text"),
+        ("missing", file.as_str(), "3s", "json"),
+        ("gauges", samples.as_str(), "20s", "json"),
+    ]
+    .map(|(n, template, max_duration, format)| Scenario {
+        name: n,
+        service: name(n),
+        template: template.to_owned(),
+        max_duration,
+        format,
+    });
+    // All at once: each reads only its own service's series.
+    let runs: Vec<(&Scenario, Output)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = scenarios
+            .iter()
+            .map(|s| {
+                let prometheus = prometheus.clone();
+                scope.spawn(move || {
+                    let out = analyze(&[
+                        "--service",
+                        &s.service,
+                        "--template",
+                        &s.template,
+                        "--prometheus",
+                        &prometheus,
+                        "--window",
+                        "5s",
+                        "--interval",
+                        "1s",
+                        "--max-duration",
+                        s.max_duration,
+                        "--format",
+                        s.format,
+                    ]);
+                    (s, out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    for (s, out) in &runs {
+        let context = format!(
+            "scenario {}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            s.name,
+            out.status.code(),
+            stdout(out),
+            stderr(out)
+        );
+        match s.name {
+            "healthy" => {
+                assert_eq!(out.status.code(), Some(0), "{context}");
+                let all = lines(out);
+                let last = all.last().unwrap();
+                assert_eq!(
+                    (last["decision"].as_str(), last["final"].as_bool()),
+                    (Some("pass"), Some(true)),
+                    "{context}"
+                );
+                // A pass is final only once a whole window lies within the analysis.
+                assert!(
+                    last["elapsed_seconds"].as_f64().unwrap() >= 5.0,
+                    "{context}"
+                );
+                assert!(all.len() >= 6, "{context}");
+                assert!(
+                    all[..all.len() - 1]
+                        .iter()
+                        .all(|l| l["decision"] == "continue" && l.get("verdict").is_none()),
+                    "{context}"
+                );
+                assert_eq!(
+                    outcomes(last),
+                    [
+                        ("error-ratio".to_owned(), "pass".to_owned()),
+                        ("latency-p99".to_owned(), "pass".to_owned())
+                    ],
+                    "{context}"
+                );
+                let queries = &last["verdict"]["metrics"][0]["queries"];
+                assert_eq!(queries.as_array().unwrap().len(), 4, "{context}");
+                assert_eq!(
+                    queries[1]["promql"].as_str().unwrap(),
+                    format!(
+                        "sum(increase(http_requests_total{{service=\"{}\",track=\"canary\"}}[5s]))",
+                        s.service
+                    ),
+                    "{context}"
+                );
+                assert_eq!(queries[3]["side"], "baseline", "{context}");
+                assert_eq!(last["verdict"]["window"], "5s", "{context}");
+            }
+            "spike" | "zero" | "slow" | "gauges" => {
+                assert_eq!(out.status.code(), Some(1), "{context}");
+                let last = lines(out).pop().unwrap();
+                assert_eq!(last["decision"], "fail", "{context}");
+                let metric = &last["verdict"]["metrics"][0];
+                assert_eq!(metric["outcome"], "fail", "{context}");
+                assert!(
+                    stderr(out).contains("failed"),
+                    "the reason is on stderr: {context}"
+                );
+                if s.name == "zero" {
+                    // No 5xx series on the baseline is zero errors, not missing data.
+                    assert_eq!(metric["baseline"]["events"], 0, "{context}");
+                    assert_eq!(metric["test"], "fisher_exact", "{context}");
+                }
+                if s.name == "gauges" {
+                    // Every point of the range (20 pods, a point a second) is one observation.
+                    let n = metric["canary"]["samples"].as_u64().unwrap();
+                    assert!(n >= 50 && n.is_multiple_of(20), "{context}");
+                    assert_eq!(metric["queries"][0]["role"], "query", "{context}");
+                    assert_eq!(metric["test"], "mann_whitney_u", "{context}");
+                }
+                if s.name == "slow" {
+                    assert_eq!(metric["kind"], "distribution", "{context}");
+                    assert_eq!(metric["test"], "mann_whitney_u", "{context}");
+                }
+            }
+            "quiet" => {
+                assert_eq!(out.status.code(), Some(4), "{context}");
+                let text = stdout(out);
+                assert!(text.starts_with("analysis 1 (+"), "{context}");
+                assert!(
+                    text.contains("http-error-ratio: inconclusive (ratio"),
+                    "the final evidence: {context}"
+                );
+                assert!(
+                    stderr(out).contains("inconclusive at --max-duration 6s"),
+                    "{context}"
+                );
+            }
+            "missing" => {
+                assert_eq!(out.status.code(), Some(4), "{context}");
+                let last = lines(out).pop().unwrap();
+                assert_eq!(
+                    (last["outcome"].as_str(), last["decision"].as_str()),
+                    (Some("no_data"), Some("inconclusive")),
+                    "{context}"
+                );
+                assert!(stderr(out).contains("no data"), "{context}");
+            }
+            other => unreachable!("{other}"),
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_prometheus_and_bad_input_are_clear_errors() {
+    // A port nothing listens on: exit 3, naming the query and Prometheus.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let out = analyze(&[
+        "--service",
+        "payments",
+        "--template",
+        "http-error-ratio",
+        "--prometheus",
+        &closed,
+        "--interval",
+        "1s",
+        "--max-duration",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("metric `http-error-ratio`")
+            && message.contains(&format!(
+                "Prometheus at {closed}/api/v1/query did not answer"
+            )),
+        "{message}"
+    );
+
+    // Bad templates: exit 2, naming the field.
+    for (yaml, field) in [
+        (
+            "name: t\nmetrics:\n  - name: m\n    kind: ratio\n    direction: sideways\n",
+            "metrics[0].direction",
+        ),
+        (
+            "name: t\nmetrics:\n  - name: m\n    kind: ratio\n    numerator: sum(x)\n    \
+             denominator: sum(y{{{selector}}})\n    direction: increase\n    \
+             max_increase: 0.01\n    min_samples: 10\n",
+            "metrics[0].numerator",
+        ),
+    ] {
+        let file = temp_path("bad-template.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let out = analyze(&[
+            "--service",
+            "payments",
+            "--template",
+            &file.display().to_string(),
+            "--prometheus",
+            &closed,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(field) && stderr(&out).contains("bad-template.yaml"),
+            "{field}: {}",
+            stderr(&out)
+        );
+    }
+    // An unreadable file, an unknown shipped name, a selector that would inject PromQL, a
+    // window that is not a duration: exit 2.
+    for (args, says) in [
+        (
+            &["--template", "/nonexistent/t.yaml"][..],
+            "/nonexistent/t.yaml",
+        ),
+        (&["--template", "http-errors"][..], "not a shipped template"),
+        (
+            &[
+                "--template",
+                "http-error-ratio",
+                "--canary-selector",
+                "a=\"b\"} or vector(1",
+            ][..],
+            "--canary-selector",
+        ),
+        (
+            &["--template", "http-error-ratio", "--window", "five"][..],
+            "--window",
+        ),
+    ] {
+        let mut argv = vec!["--service", "payments", "--prometheus", &closed];
+        argv.extend_from_slice(args);
+        let out = analyze(&argv);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_query_prometheus_refuses_is_a_usage_error() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    require_ready("Prometheus", &prometheus);
+    let file = temp_path("unbalanced.yaml");
+    std::fs::write(
+        &file,
+        "name: t\nmetrics:\n  - name: m\n    kind: ratio\n    \
+         numerator: sum(rate(x{{{selector}}}[{{window}}])\n    \
+         denominator: sum(x{{{selector}}})\n    direction: increase\n    \
+         max_increase: 0.01\n    min_samples: 10\n",
+    )
+    .unwrap();
+    let out = analyze(&[
+        "--service",
+        "payments",
+        "--template",
+        &file.display().to_string(),
+        "--prometheus",
+        &prometheus,
+        "--max-duration",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("numerator query of metric `m`") && message.contains("bad_data"),
+        "{message}"
+    );
+}

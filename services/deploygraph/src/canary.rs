@@ -1,7 +1,8 @@
 //! `deploygraph canary analyze`: repeated analyses of a canary against its baseline on
 //! Prometheus metrics, until the verdict is final.
 //!
-//! **When the verdict is final** ([`decide`]): analyses run at the start and then every
+//! **When the verdict is final** ([`deploygraph_canary::stop::decide`], shared with the canary
+//! benchmark): analyses run at the start and then every
 //! `--interval` (on a fixed schedule; an analysis that overruns is followed at once by the next).
 //! - A `Fail` verdict is final at once: exit 1.
 //! - A pass is final when **every** metric of the template passed in an analysis that started at
@@ -17,6 +18,7 @@
 use crate::cli::{CanaryAnalyzeArgs, Output};
 use crate::commands::Failure;
 use deploygraph_canary::prometheus::{Prometheus, PrometheusConfig};
+use deploygraph_canary::stop::{Decision, decide, is_last};
 use deploygraph_canary::template::SHIPPED;
 use deploygraph_canary::{
     Direction, Error, MetricEvidence, Outcome, Selector, Template, Verdict, Window,
@@ -83,43 +85,6 @@ fn default_selector(service: &str, track: &str) -> Result<Selector, Failure> {
         .map_err(|e| Failure::usage(format!("--service {service}: {e}")))
 }
 
-/// What an analysis means for the command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Not final: analyse again after the interval.
-    Continue,
-    /// Final: the canary passed (exit 0).
-    Pass,
-    /// Final: the canary failed (exit 1).
-    Fail,
-    /// Final at the deadline: inconclusive or no data (exit 4).
-    Inconclusive,
-}
-
-impl Decision {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Continue => "continue",
-            Self::Pass => "pass",
-            Self::Fail => "fail",
-            Self::Inconclusive => "inconclusive",
-        }
-    }
-}
-
-/// The rule of the [module docs](self): `started` is how long after the command's start the
-/// analysis started, `last` whether it is the last one before the deadline.
-#[must_use]
-pub fn decide(verdict: &Verdict, started: Duration, window: Window, last: bool) -> Decision {
-    match verdict.outcome {
-        Outcome::Fail => Decision::Fail,
-        _ if verdict.all_passed() && started >= window.duration() => Decision::Pass,
-        _ if !last => Decision::Continue,
-        Outcome::Pass => Decision::Pass,
-        Outcome::Inconclusive | Outcome::NoData => Decision::Inconclusive,
-    }
-}
-
 fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Pass => "pass",
@@ -151,7 +116,6 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
     let prometheus = Prometheus::new(config).map_err(|e| Failure::from(anyhow::Error::new(e)))?;
 
     let start = Instant::now();
-    let deadline = start + args.max_duration;
     let window = args.window;
     for n in 1_u32.. {
         let scheduled = start + args.interval.saturating_mul(n - 1);
@@ -163,8 +127,8 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
             .map_err(query_failure)?;
         let verdict = collected.judge(&template);
         let started = began - start;
-        let next = start + args.interval.saturating_mul(n);
-        let decision = decide(&verdict, started, window, next > deadline);
+        let last = is_last(n, args.interval, args.max_duration);
+        let decision = decide(&verdict, started, window, last);
         report(&args.format, &service, n, started, &verdict, decision)?;
         match decision {
             Decision::Continue => {}
@@ -222,7 +186,7 @@ fn report(
     verdict: &Verdict,
     decision: Decision,
 ) -> CommandOutcome {
-    let last = decision != Decision::Continue;
+    let last = decision.is_final();
     match format {
         Output::Json => {
             let mut line = json!({
@@ -369,73 +333,6 @@ fn metric_text(s: &mut String, m: &MetricEvidence) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deploygraph_canary::{BaselineKind, MetricKind, SideSummary};
-
-    fn verdict(outcome: Outcome, metrics: &[Outcome]) -> Verdict {
-        let window: Window = "5m".parse().expect("window");
-        Verdict {
-            outcome,
-            baseline_kind: BaselineKind::SideBySide,
-            alpha: 0.02,
-            window,
-            metrics: metrics
-                .iter()
-                .enumerate()
-                .map(|(i, &o)| MetricEvidence {
-                    metric: format!("m{i}"),
-                    kind: MetricKind::Ratio,
-                    direction: Direction::Increase,
-                    critical: false,
-                    baseline_kind: BaselineKind::SideBySide,
-                    releases: Vec::new(),
-                    window,
-                    outcome: o,
-                    canary: SideSummary::default(),
-                    baseline: SideSummary::default(),
-                    test: None,
-                    statistic: None,
-                    p_value: None,
-                    p_adjusted: None,
-                    interval: None,
-                    shift: None,
-                    effect: None,
-                    rule: String::new(),
-                    queries: Vec::new(),
-                })
-                .collect(),
-            rule: String::new(),
-        }
-    }
-
-    const MIN: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn a_fail_is_final_at_once() {
-        let v = verdict(Outcome::Fail, &[Outcome::Fail, Outcome::Pass]);
-        let w: Window = "5m".parse().expect("window");
-        assert_eq!(decide(&v, Duration::ZERO, w, false), Decision::Fail);
-    }
-
-    #[test]
-    fn a_pass_is_final_only_after_a_full_window_with_every_metric_passed() {
-        let w: Window = "5m".parse().expect("window");
-        let all = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Pass]);
-        assert_eq!(decide(&all, 4 * MIN, w, false), Decision::Continue);
-        assert_eq!(decide(&all, 5 * MIN, w, false), Decision::Pass);
-        let some = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Inconclusive]);
-        assert_eq!(decide(&some, 10 * MIN, w, false), Decision::Continue);
-    }
-
-    #[test]
-    fn at_the_deadline_the_last_verdict_decides() {
-        let w: Window = "5m".parse().expect("window");
-        let some = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Inconclusive]);
-        assert_eq!(decide(&some, 2 * MIN, w, true), Decision::Pass);
-        for outcome in [Outcome::Inconclusive, Outcome::NoData] {
-            let v = verdict(outcome, &[outcome]);
-            assert_eq!(decide(&v, 15 * MIN, w, true), Decision::Inconclusive);
-        }
-    }
 
     #[test]
     fn a_template_is_a_file_or_a_shipped_name() {

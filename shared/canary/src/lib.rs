@@ -12,6 +12,12 @@
 //! them and attaches the rendered queries to each metric's evidence
 //! ([`MetricEvidence::queries`]).
 //!
+//! # When a run of analyses is final
+//!
+//! [`stop::decide`] is the stop rule of `deploygraph canary analyze` (a `Fail` is final at once,
+//! a pass once every metric passed in an analysis a full window after the start, at the deadline
+//! the last verdict decides), shared with the canary benchmark.
+//!
 //! # Templates
 //!
 //! [`Template::parse`] reads YAML (format in [`template`]); every error names its field path.
@@ -98,6 +104,7 @@ pub mod inputs;
 pub mod judge;
 pub mod prometheus;
 pub mod stats;
+pub mod stop;
 pub mod template;
 pub mod verdict;
 

@@ -1,0 +1,161 @@
+//! When a run of repeated analyses is final: the stop rule of `deploygraph canary analyze`,
+//! kept here (pure, no clock) so the CLI and the canary benchmark apply the same rule.
+//!
+//! Analyses run at the start and then every `interval` on a fixed schedule.
+//! - A `Fail` verdict is final at once.
+//! - A pass is final when **every** metric of the template passed in an analysis that started at
+//!   least one `window` after the run did — so the window it judges lies wholly within the
+//!   run, and the earliest (possibly pre-rollout) data cannot pass a canary.
+//! - The last analysis is the one after which the next would start past `max_duration`
+//!   ([`is_last`]); there the last verdict decides: `Pass` passes (a pass with some metric
+//!   inconclusive counts), `Inconclusive` or `NoData` end inconclusive.
+
+use crate::template::Window;
+use crate::verdict::{Outcome, Verdict};
+use std::time::Duration;
+
+/// What an analysis means for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not final: analyse again after the interval.
+    Continue,
+    /// Final: the canary passed.
+    Pass,
+    /// Final: the canary failed.
+    Fail,
+    /// Final at the deadline: inconclusive or no data.
+    Inconclusive,
+}
+
+impl Decision {
+    /// `continue`, `pass`, `fail` or `inconclusive`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Continue => "continue",
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+
+    /// Whether the run ends here.
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        self != Self::Continue
+    }
+}
+
+/// Whether analysis number `analysis` (1-based) is the last: the next one would start past
+/// `max_duration` on the schedule of one analysis every `interval`.
+#[must_use]
+pub fn is_last(analysis: u32, interval: Duration, max_duration: Duration) -> bool {
+    interval.saturating_mul(analysis) > max_duration
+}
+
+/// The rule of the [module docs](self): `started` is how long after the run's start the
+/// analysis started, `last` whether it is the last one before the deadline ([`is_last`]).
+#[must_use]
+pub fn decide(verdict: &Verdict, started: Duration, window: Window, last: bool) -> Decision {
+    match verdict.outcome {
+        Outcome::Fail => Decision::Fail,
+        _ if verdict.all_passed() && started >= window.duration() => Decision::Pass,
+        _ if !last => Decision::Continue,
+        Outcome::Pass => Decision::Pass,
+        Outcome::Inconclusive | Outcome::NoData => Decision::Inconclusive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use super::*;
+    use crate::inputs::BaselineKind;
+    use crate::template::{Direction, MetricKind};
+    use crate::verdict::{MetricEvidence, SideSummary};
+
+    fn verdict(outcome: Outcome, metrics: &[Outcome]) -> Verdict {
+        let window: Window = "5m".parse().expect("window");
+        Verdict {
+            outcome,
+            baseline_kind: BaselineKind::SideBySide,
+            alpha: 0.02,
+            window,
+            metrics: metrics
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| MetricEvidence {
+                    metric: format!("m{i}"),
+                    kind: MetricKind::Ratio,
+                    direction: Direction::Increase,
+                    critical: false,
+                    baseline_kind: BaselineKind::SideBySide,
+                    releases: Vec::new(),
+                    window,
+                    outcome: o,
+                    canary: SideSummary::default(),
+                    baseline: SideSummary::default(),
+                    test: None,
+                    statistic: None,
+                    p_value: None,
+                    p_adjusted: None,
+                    interval: None,
+                    shift: None,
+                    effect: None,
+                    rule: String::new(),
+                    queries: Vec::new(),
+                })
+                .collect(),
+            rule: String::new(),
+        }
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn five_minutes() -> Window {
+        "5m".parse().expect("window")
+    }
+
+    #[test]
+    fn a_fail_is_final_at_once() {
+        let v = verdict(Outcome::Fail, &[Outcome::Fail, Outcome::Pass]);
+        assert_eq!(
+            decide(&v, Duration::ZERO, five_minutes(), false),
+            Decision::Fail
+        );
+    }
+
+    #[test]
+    fn a_pass_is_final_only_after_a_full_window_with_every_metric_passed() {
+        let w = five_minutes();
+        let all = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Pass]);
+        assert_eq!(decide(&all, 4 * MIN, w, false), Decision::Continue);
+        assert_eq!(decide(&all, 5 * MIN, w, false), Decision::Pass);
+        let some = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Inconclusive]);
+        assert_eq!(decide(&some, 10 * MIN, w, false), Decision::Continue);
+    }
+
+    #[test]
+    fn at_the_deadline_the_last_verdict_decides() {
+        let w = five_minutes();
+        let some = verdict(Outcome::Pass, &[Outcome::Pass, Outcome::Inconclusive]);
+        assert_eq!(decide(&some, 2 * MIN, w, true), Decision::Pass);
+        for outcome in [Outcome::Inconclusive, Outcome::NoData] {
+            let v = verdict(outcome, &[outcome]);
+            assert_eq!(decide(&v, 15 * MIN, w, true), Decision::Inconclusive);
+        }
+    }
+
+    #[test]
+    fn the_last_analysis_is_the_one_whose_successor_would_start_past_the_deadline() {
+        let interval = Duration::from_secs(30);
+        let max = 15 * MIN;
+        // Analyses start at 0 s, 30 s, …, 900 s: the 31st (at 900 s) is the last.
+        assert!(!is_last(30, interval, max));
+        assert!(is_last(31, interval, max));
+        // A deadline between two starts: the analysis before it is the last.
+        assert!(is_last(2, interval, Duration::from_secs(45)));
+        assert!(!is_last(1, interval, Duration::from_secs(45)));
+    }
+}

@@ -1,16 +1,19 @@
 //! `deploygraph canary analyze`: repeated analyses of a canary against its baseline on
 //! Prometheus metrics, until the verdict is final.
 //!
-//! **When the verdict is final** ([`deploygraph_canary::stop::decide`], shared with the canary
-//! benchmark): analyses run at the start and then every
-//! `--interval` (on a fixed schedule; an analysis that overruns is followed at once by the next).
-//! - A `Fail` verdict is final at once: exit 1.
+//! **When the verdict is final** ([`deploygraph_canary::stop::decide_confirmed`], shared with the
+//! canary benchmark): analyses run at the start and then every `--interval` (on a fixed
+//! schedule; an analysis that overruns is followed at once by the next).
+//! - A `Fail` verdict is final when the analysis that started one `--window` or more earlier
+//!   (the latest such: their windows do not overlap) failed too: exit 1. One transient burst on
+//!   the canary's pods cannot roll a release back; a regression that persists fails one window
+//!   later.
 //! - A pass is final when **every** metric of the template passed in an analysis that started at
 //!   least one `--window` after the command did — so the window it judges lies wholly within the
 //!   analysis, and the earliest (possibly pre-rollout) data cannot pass a canary: exit 0.
 //! - The last analysis is the one after which the next would start past `--max-duration`; there
 //!   the last verdict decides: `Pass` exits 0 (a pass with some metric inconclusive counts),
-//!   `Inconclusive` or `NoData` exit 4.
+//!   `Inconclusive`, `NoData` or an unconfirmed `Fail` exit 4.
 //!
 //! A Prometheus that cannot be reached ends the command with exit 3; a query Prometheus refuses
 //! as invalid (`bad_data`: the template's PromQL) with exit 2; any other failed query with exit 1.
@@ -18,7 +21,7 @@
 use crate::cli::{CanaryAnalyzeArgs, Output};
 use crate::commands::Failure;
 use deploygraph_canary::prometheus::{Prometheus, PrometheusConfig};
-use deploygraph_canary::stop::{Decision, decide, is_last};
+use deploygraph_canary::stop::{Decision, decide_confirmed, is_last};
 use deploygraph_canary::template::SHIPPED;
 use deploygraph_canary::{
     Direction, Error, MetricEvidence, Outcome, Selector, Template, Verdict, Window,
@@ -117,6 +120,7 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
 
     let start = Instant::now();
     let window = args.window;
+    let mut earlier = Vec::new();
     for n in 1_u32.. {
         let scheduled = start + args.interval.saturating_mul(n - 1);
         tokio::time::sleep_until(scheduled.max(Instant::now()).into()).await;
@@ -128,7 +132,8 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
         let verdict = collected.judge(&template);
         let started = began - start;
         let last = is_last(n, args.interval, args.max_duration);
-        let decision = decide(&verdict, started, window, last);
+        let decision = decide_confirmed(&earlier, &verdict, started, window, last);
+        earlier.push((started, verdict.outcome));
         report(&args.format, &service, n, started, &verdict, decision)?;
         match decision {
             Decision::Continue => {}
@@ -142,7 +147,11 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
             Decision::Inconclusive => {
                 return Err(Failure::inconclusive(format!(
                     "canary of {service}: {} at --max-duration {}: {}",
-                    outcome_str(verdict.outcome).replace('_', " "),
+                    if verdict.outcome == Outcome::Fail {
+                        "failing, not yet confirmed,".to_owned()
+                    } else {
+                        outcome_str(verdict.outcome).replace('_', " ")
+                    },
                     humanize(args.max_duration),
                     verdict.rule
                 )));

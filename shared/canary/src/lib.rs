@@ -14,9 +14,10 @@
 //!
 //! # When a run of analyses is final
 //!
-//! [`stop::decide`] is the stop rule of `deploygraph canary analyze` (a `Fail` is final at once,
-//! a pass once every metric passed in an analysis a full window after the start, at the deadline
-//! the last verdict decides), shared with the canary benchmark.
+//! [`stop::decide_confirmed`] is the stop rule of `deploygraph canary analyze` (a `Fail` is final
+//! when the analysis one window earlier failed too, a pass once every metric passed in an
+//! analysis a full window after the start, at the deadline the last verdict decides), shared
+//! with the canary benchmark; [`stop::decide`] is the same with a `Fail` final at once.
 //!
 //! # Templates
 //!

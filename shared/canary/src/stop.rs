@@ -9,6 +9,9 @@
 //! - The last analysis is the one after which the next would start past `max_duration`
 //!   ([`is_last`]); there the last verdict decides: `Pass` passes (a pass with some metric
 //!   inconclusive counts), `Inconclusive` or `NoData` end inconclusive.
+//!
+//! [`decide_confirmed`] is the same rule with failures confirmed one window later (what
+//! `canary analyze` applies); [`decide`] is the rule with a failure final at once.
 
 use crate::template::Window;
 use crate::verdict::{Outcome, Verdict};
@@ -23,7 +26,8 @@ pub enum Decision {
     Pass,
     /// Final: the canary failed.
     Fail,
-    /// Final at the deadline: inconclusive or no data.
+    /// Final at the deadline: inconclusive, no data, or (with [`decide_confirmed`]) a failure
+    /// not yet confirmed.
     Inconclusive,
 }
 
@@ -63,6 +67,38 @@ pub fn decide(verdict: &Verdict, started: Duration, window: Window, last: bool) 
         _ if !last => Decision::Continue,
         Outcome::Pass => Decision::Pass,
         Outcome::Inconclusive | Outcome::NoData => Decision::Inconclusive,
+    }
+}
+
+/// [`decide`] with failures confirmed: a `Fail` verdict is final only when the analysis that
+/// started one `window` or more earlier (the latest such, whose window does not overlap this
+/// one's) failed as well, so one transient burst on the canary's pods — a GC pause, a noisy
+/// neighbour, a cold cache, which sits in the windows of two overlapping analyses at most —
+/// cannot roll a release back, while a regression, which persists, fails one window later.
+/// An unconfirmed failure at the last analysis is inconclusive. `earlier` holds the start
+/// times and outcomes of the run's earlier analyses, oldest first.
+#[must_use]
+pub fn decide_confirmed(
+    earlier: &[(Duration, Outcome)],
+    verdict: &Verdict,
+    started: Duration,
+    window: Window,
+    last: bool,
+) -> Decision {
+    if verdict.outcome != Outcome::Fail {
+        return decide(verdict, started, window, last);
+    }
+    let before = started.checked_sub(window.duration()).and_then(|limit| {
+        earlier
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= limit)
+            .map(|(_, o)| *o)
+    });
+    match before {
+        Some(Outcome::Fail) => Decision::Fail,
+        _ if last => Decision::Inconclusive,
+        _ => Decision::Continue,
     }
 }
 
@@ -145,6 +181,40 @@ mod tests {
             let v = verdict(outcome, &[outcome]);
             assert_eq!(decide(&v, 15 * MIN, w, true), Decision::Inconclusive);
         }
+    }
+
+    #[test]
+    fn a_confirmed_fail_needs_a_failing_analysis_one_window_earlier() {
+        let w: Window = "1m".parse().expect("window");
+        let s = Duration::from_secs;
+        let fail = verdict(Outcome::Fail, &[Outcome::Fail]);
+        // The first failure waits; so does one whose predecessor overlaps it (30 s earlier).
+        assert_eq!(
+            decide_confirmed(&[], &fail, s(60), w, false),
+            Decision::Continue
+        );
+        let overlapping = [(s(30), Outcome::Pass), (s(60), Outcome::Fail)];
+        assert_eq!(
+            decide_confirmed(&overlapping, &fail, s(90), w, false),
+            Decision::Continue
+        );
+        // The analysis one window earlier failed too: final.
+        let confirmed = [(s(30), Outcome::Fail), (s(60), Outcome::Pass)];
+        assert_eq!(
+            decide_confirmed(&confirmed, &fail, s(90), w, false),
+            Decision::Fail
+        );
+        // Unconfirmed at the deadline: inconclusive, never a rollback.
+        assert_eq!(
+            decide_confirmed(&overlapping, &fail, s(90), w, true),
+            Decision::Inconclusive
+        );
+        // Anything but a failure follows `decide`.
+        let pass = verdict(Outcome::Pass, &[Outcome::Pass]);
+        assert_eq!(
+            decide_confirmed(&confirmed, &pass, s(90), w, false),
+            Decision::Pass
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Judge {
     pub alpha: f64,
     /// Usable earlier releases a history baseline needs per metric.
     pub min_releases: usize,
+    /// Whether metrics judged on a quantile also get the tail test (see the crate docs); on by
+    /// default, off only to compare with the rank test alone.
+    pub quantile_tail: bool,
 }
 
 impl Default for Judge {
@@ -26,6 +29,7 @@ impl Default for Judge {
         Self {
             alpha: DEFAULT_ALPHA,
             min_releases: DEFAULT_MIN_RELEASES,
+            quantile_tail: true,
         }
     }
 }
@@ -341,6 +345,7 @@ impl Judge {
                     metric.direction,
                     *allowed_change,
                     *quantile,
+                    self.quantile_tail,
                     &c,
                     &b,
                     worst,
@@ -529,6 +534,7 @@ fn measure_distribution(
     direction: Direction,
     allowed: f64,
     quantile: Option<f64>,
+    quantile_tail: bool,
     c: &Prepared,
     b: &Prepared,
     worst: Option<(f64, f64)>,
@@ -556,13 +562,35 @@ fn measure_distribution(
             ("median".to_owned(), c.quantile(0.5), bm, change)
         }
     };
-    let p = OneSided {
+    let ranks = OneSided {
         upper: rank.p_upper,
         lower: rank.p_lower,
     };
+    // A quantile is about the tail: a release that slows a few per cent of requests moves p99
+    // and hardly the ranks (the median stays), so the tail test runs beside the rank test and
+    // the smaller p-value counts, doubled (Bonferroni over the two).
+    let tail = quantile
+        .filter(|_| quantile_tail)
+        .and_then(|q| tail_test(c, b, q));
+    let (p, tail_decides) = match &tail {
+        Some((t, _)) => {
+            let both = OneSided {
+                upper: (2.0 * ranks.upper.min(t.upper)).min(1.0),
+                lower: (2.0 * ranks.lower.min(t.lower)).min(1.0),
+            };
+            let (rank_bad, _) = bad_side(direction, ranks, change, allowed);
+            let (tail_bad, _) = bad_side(direction, *t, change, allowed);
+            (both, tail_bad < rank_bad)
+        }
+        None => (ranks, false),
+    };
     let (p_bad, beyond_tolerance) = bad_side(direction, p, change, allowed);
     let nm = c.total as f64 * b.total as f64;
-    ev.test = Some(TestKind::MannWhitneyU);
+    ev.test = Some(if tail_decides {
+        TestKind::QuantileTail
+    } else {
+        TestKind::MannWhitneyU
+    });
     ev.statistic = Some(rank.u);
     ev.p_value = Some(p_bad);
     ev.shift = shift.map(|s| s.estimate);
@@ -576,8 +604,15 @@ fn measure_distribution(
         allowed,
         common_language: (nm > 0.0).then(|| rank.u / nm),
     });
+    let tail_note = match &tail {
+        Some((_, counts)) if tail_decides => format!(
+            "; at or above the baseline's {what}: canary {} of {}, baseline {} of {}",
+            counts.numerator, c.total, counts.denominator, b.total
+        ),
+        _ => String::new(),
+    };
     let headline = format!(
-        "canary {what} {} vs baseline {} ({})",
+        "canary {what} {} vs baseline {} ({}{tail_note})",
         number(canary_value),
         number(baseline_value),
         change.map_or_else(
@@ -608,6 +643,43 @@ fn measure_distribution(
         headline,
         within_history,
     }
+}
+
+/// The tail test of a metric judged on quantile `q`: the observations of each side at or above
+/// the baseline's `q` point (for a histogram, the bucket that holds the baseline's quantile and
+/// those above it), compared as two proportions (Fisher's exact test, or the z-test on large
+/// counts). `Some((p, counts))` with `counts` = (canary at or above, baseline at or above) in
+/// a [`Counts`] (numerator: canary, denominator: baseline); `None` without baseline data.
+fn tail_test(c: &Prepared, b: &Prepared, q: f64) -> Option<(OneSided, Counts)> {
+    if b.total == 0 || c.total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * b.total as f64;
+    let mut cumulative = 0.0;
+    let threshold = b
+        .points
+        .iter()
+        .find(|&&(_, count)| {
+            cumulative += count as f64;
+            cumulative >= rank && count > 0
+        })
+        .map(|p| p.0)?;
+    let at_or_above = |p: &Prepared| {
+        p.points
+            .iter()
+            .filter(|(v, _)| *v >= threshold)
+            .fold(0_u64, |n, (_, k)| n.saturating_add(*k))
+    };
+    let (x1, x2) = (at_or_above(c), at_or_above(b));
+    let p = stats::fisher_exact(x1, c.total, x2, b.total)
+        .unwrap_or_else(|| stats::z_test(x1, c.total, x2, b.total).1);
+    Some((
+        p,
+        Counts {
+            numerator: x1,
+            denominator: x2,
+        },
+    ))
 }
 
 /// Sets a tested metric's outcome and rule from its adjusted p-value.

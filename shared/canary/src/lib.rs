@@ -73,6 +73,14 @@
 //! (p99 of a latency histogram, interpolated as `histogram_quantile` does); it is compared with
 //! `allowed_change` (0.1 = 10 %). Histograms can only be compared with the same buckets.
 //!
+//! **Quantile metrics also get a tail test.** A release that slows a few per cent of requests
+//! moves p99 and hardly the ranks (the median stays where it was), so the rank test alone
+//! misses it. When the metric sets `quantile`, the share of observations at or above the
+//! baseline's quantile (for histograms: in the bucket holding it and above) is compared between
+//! the sides as two proportions (Fisher's exact test or the z-test, as for ratios); the metric's
+//! p-value is twice the smaller of the two tests' (Bonferroni), and `test` names the one that
+//! gave it ([`TestKind::QuantileTail`] or Mann-Whitney).
+//!
 //! **Too little data is never a failure.** A metric is
 //! - `NoData` when a side has no series, a zero denominator or no observations;
 //! - `Inconclusive` when a side is below the metric's `min_samples` (denominator for ratios,

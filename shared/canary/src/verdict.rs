@@ -41,6 +41,10 @@ pub enum TestKind {
     TwoProportionZ,
     /// Mann-Whitney U, tie-corrected normal approximation.
     MannWhitneyU,
+    /// For a metric judged on a quantile: the share of observations at or above the baseline's
+    /// quantile, canary against baseline (Fisher's exact test or the z-test on those counts);
+    /// named when it, not the rank test, gave the smaller p-value.
+    QuantileTail,
 }
 
 /// One side's summary in the evidence.

@@ -427,11 +427,72 @@ fn latency_scenarios_on_samples_and_histograms() {
                 "{case} ({form}): {} {:?} {:?}",
                 e.rule, e.canary, e.baseline
             );
-            assert_eq!(e.test, Some(TestKind::MannWhitneyU), "{case} ({form})");
+            // A quantile metric names whichever of the rank and tail tests gave its p-value.
+            if quantile.is_some() {
+                assert!(
+                    matches!(
+                        e.test,
+                        Some(TestKind::MannWhitneyU | TestKind::QuantileTail)
+                    ),
+                    "{case} ({form})"
+                );
+            } else {
+                assert_eq!(e.test, Some(TestKind::MannWhitneyU), "{case} ({form})");
+            }
             assert!(e.interval.is_some() && e.shift.is_some(), "{case} ({form})");
             assert_eq!(e.canary.samples, 5_000, "{case} ({form})");
         }
     }
+}
+
+/// The same latencies with `share` of them (every `1/share`-th) made `factor` times slower:
+/// the median stays, the tail grows.
+fn slower_tail(mut v: Vec<f64>, share: f64, factor: f64) -> Vec<f64> {
+    let every = (1.0 / share).round() as usize;
+    for (i, x) in v.iter_mut().enumerate() {
+        if i % every == 0 {
+            *x *= factor;
+        }
+    }
+    v
+}
+
+#[test]
+fn a_slower_tail_with_the_same_median_fails_a_quantile_metric_by_the_tail_test() {
+    let base = latencies(5_000, 1.0, 5);
+    let canary = slower_tail(latencies(5_000, 1.0, 6), 0.03, 3.0);
+    let metric = latency(Direction::Increase, 0.1, Some(0.99));
+    for (form, c, b) in [
+        ("samples", samples(canary.clone()), samples(base.clone())),
+        (
+            "histogram",
+            MetricData::Distribution(histogram(&canary)),
+            MetricData::Distribution(histogram(&base)),
+        ),
+    ] {
+        let v = judge(
+            std::slice::from_ref(&metric),
+            &side_by_side(vec![("latency", c)], vec![("latency", b)]),
+        );
+        let e = only(&v);
+        assert_eq!(e.outcome, Outcome::Fail, "{form}: {}", e.rule);
+        assert_eq!(e.test, Some(TestKind::QuantileTail), "{form}: {}", e.rule);
+        assert!(
+            e.rule.contains("at or above the baseline's p99"),
+            "{}",
+            e.rule
+        );
+    }
+    // Judged on the median shift (no quantile), the same tail is no failure: the ranks hardly move.
+    let median = latency(Direction::Increase, 0.1, None);
+    let v = judge(
+        std::slice::from_ref(&median),
+        &side_by_side(
+            vec![("latency", samples(canary))],
+            vec![("latency", samples(base))],
+        ),
+    );
+    assert_eq!(only(&v).outcome, Outcome::Pass, "{}", only(&v).rule);
 }
 
 #[test]
@@ -715,7 +776,7 @@ fn the_verdict_serialises_with_its_evidence() {
     );
     let v = Judge {
         alpha: 0.05,
-        min_releases: 3,
+        ..Judge::default()
     }
     .judge(
         &[errors(), latency(Direction::Increase, 0.1, None)],

@@ -11,6 +11,7 @@
 //!   seven regressions ([`generator::Kind::MIX`]).
 //! - `BENCH_SEEDS`: `heldout` (default; seeds from 1,000,000, for reporting) or `dev` (seeds
 //!   from 0, for looking at results while working). Decide on `dev`, report on `heldout`.
+//! - `BENCH_EXPLAIN=1`: print the verdict of every healthy canary the judge failed (on `dev`).
 //!
 //! The schedule is the issue's: windows of 1 minute analysed every 30 s, at most 15 minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,8 +22,8 @@ mod rivals;
 use deploygraph_canary::stop::{self, Decision};
 use deploygraph_canary::template::SHIPPED;
 use deploygraph_canary::{
-    Baseline, Bucket, Counts, Distribution, Histogram, Inputs, Metric, MetricData, MetricSpec,
-    Template, Window, judge,
+    Baseline, Bucket, Counts, Distribution, Histogram, Inputs, Judge, Metric, MetricData,
+    MetricSpec, Template, Window,
 };
 use generator::{BUCKETS, Canary, Kind, SideSlice};
 use rivals::{Final, Flagger, Kayenta, Schedule};
@@ -93,19 +94,26 @@ fn data(side: &SideSlice) -> [(String, MetricData); 2] {
 
 /// deploygraph: the judge on each window, a stop rule on each verdict (`confirm`: failures
 /// confirmed one window later, [`stop::decide_confirmed`]; else [`stop::decide`]).
-fn deploygraph(metrics: &[Metric], canary: &Canary, confirm: bool, explain: bool) -> Final {
-    let window = Window::new(Duration::from_secs(SCHEDULE.window)).expect("window");
-    let interval = Duration::from_secs(SCHEDULE.interval);
-    let max = Duration::from_secs(SCHEDULE.max_duration);
+fn deploygraph(
+    schedule: Schedule,
+    judge: &Judge,
+    metrics: &[Metric],
+    canary: &Canary,
+    confirm: bool,
+    explain: bool,
+) -> Final {
+    let window = Window::new(Duration::from_secs(schedule.window)).expect("window");
+    let interval = Duration::from_secs(schedule.interval);
+    let max = Duration::from_secs(schedule.max_duration);
     let mut earlier = Vec::new();
-    for (n, t) in SCHEDULE.analyses() {
-        let w = SCHEDULE.window_at(&canary.slices, t);
+    for (n, t) in schedule.analyses() {
+        let w = schedule.window_at(&canary.slices, t);
         let inputs = Inputs {
             window,
             canary: BTreeMap::from(data(&w.canary)),
             baseline: Baseline::SideBySide(BTreeMap::from(data(&w.baseline))),
         };
-        let verdict = judge(metrics, &inputs);
+        let verdict = judge.judge(metrics, &inputs);
         let last = stop::is_last(n, interval, max);
         let started = Duration::from_secs(t);
         let decision = if confirm {
@@ -135,7 +143,7 @@ fn deploygraph(metrics: &[Metric], canary: &Canary, confirm: bool, explain: bool
             Decision::Inconclusive => return Final::Inconclusive(t),
         }
     }
-    Final::Inconclusive(SCHEDULE.max_duration)
+    Final::Inconclusive(schedule.max_duration)
 }
 
 /// One canary as every system decided it.
@@ -157,10 +165,18 @@ const BANDS: [(&str, f64, f64); 3] = [
     ("≥ 5,000 req/window", 5_000.0, f64::INFINITY),
 ];
 
-const SYSTEMS: [&str; 5] = [
-    "deploygraph, fail at once (before)",
-    "deploygraph, fail confirmed one window later (after; the CLI's rule)",
-    "deploygraph, confirmed, error tolerance 0.5 points",
+/// The CLI's default schedule: 5-minute windows every 30 s, at most 15 minutes.
+const CLI_DEFAULTS: Schedule = Schedule {
+    interval: 30,
+    window: 300,
+    max_duration: 900,
+};
+
+const SYSTEMS: [&str; 6] = [
+    "deploygraph before: rank test alone, fail at once",
+    "deploygraph after: tail test, fail confirmed one window later",
+    "deploygraph after, error tolerance 0.5 points",
+    "deploygraph after, 5-minute windows (the CLI's default)",
     "Flagger static thresholds",
     "Kayenta-style rank test",
 ];
@@ -249,6 +265,11 @@ fn main() {
     let base = if heldout { HELDOUT_BASE } else { DEV_BASE };
     let metrics = shipped_metrics();
     let tighter = with_error_tolerance(shipped_metrics(), 0.005);
+    let after = Judge::default();
+    let before = Judge {
+        quantile_tail: false,
+        ..Judge::default()
+    };
     let explain = std::env::var("BENCH_EXPLAIN").is_ok_and(|v| v == "1");
     let (flagger, kayenta) = (Flagger::default(), Kayenta::default());
 
@@ -274,9 +295,10 @@ fn main() {
                 zero_errors: s.base_error == 0.0,
                 tail_only: canary.tail_only,
                 finals: vec![
-                    deploygraph(&metrics, &canary, false, explain),
-                    deploygraph(&metrics, &canary, true, explain),
-                    deploygraph(&tighter, &canary, true, false),
+                    deploygraph(SCHEDULE, &before, &metrics, &canary, false, false),
+                    deploygraph(SCHEDULE, &after, &metrics, &canary, true, explain),
+                    deploygraph(SCHEDULE, &after, &tighter, &canary, true, false),
+                    deploygraph(CLI_DEFAULTS, &after, &metrics, &canary, true, false),
                     flagger.run(SCHEDULE, &canary.slices),
                     kayenta.run(SCHEDULE, &canary.slices),
                 ],

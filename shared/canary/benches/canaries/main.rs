@@ -172,6 +172,9 @@ const CLI_DEFAULTS: Schedule = Schedule {
     max_duration: 900,
 };
 
+/// A labelled selection of runs: one row per system in a table.
+type Group = (String, Box<dyn Fn(&Run) -> bool>);
+
 const SYSTEMS: [&str; 6] = [
     "deploygraph before: rank test alone, fail at once",
     "deploygraph after: tail test, fail confirmed one window later",
@@ -198,7 +201,7 @@ fn quantile(sorted: &[u64], q: f64) -> String {
 }
 
 /// One table: a row per (system, group) with decision rates and times.
-fn table(runs: &[Run], groups: &[(String, Box<dyn Fn(&Run) -> bool>)]) {
+fn table(runs: &[Run], groups: &[Group]) {
     println!(
         "| system | canaries | n | fail | fail ≤ 3 windows (180 s) | pass | inconclusive / no data | decision time median | p90 |"
     );
@@ -240,7 +243,7 @@ fn table(runs: &[Run], groups: &[(String, Box<dyn Fn(&Run) -> bool>)]) {
     println!();
 }
 
-fn by_kind() -> Vec<(String, Box<dyn Fn(&Run) -> bool>)> {
+fn by_kind() -> Vec<Group> {
     let mut kinds: Vec<Kind> = Vec::new();
     for k in Kind::MIX {
         if !kinds.contains(&k) {
@@ -341,7 +344,7 @@ fn main() {
     table(&runs, &by_kind());
 
     println!("### Healthy canaries by service (fail = false rollback)\n");
-    let mut groups: Vec<(String, Box<dyn Fn(&Run) -> bool>)> = vec![
+    let mut groups: Vec<Group> = vec![
         (
             "healthy, noisy".into(),
             Box::new(|r: &Run| r.kind == Kind::Healthy && r.noisy),
@@ -365,7 +368,7 @@ fn main() {
     table(&runs, &groups);
 
     println!("### Error-ratio regressions by canary traffic\n");
-    let mut groups: Vec<(String, Box<dyn Fn(&Run) -> bool>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for points in [1.0, 2.0] {
         for (b, (label, _, _)) in BANDS.iter().enumerate() {
             let inside = band(b);
@@ -380,7 +383,7 @@ fn main() {
     println!(
         "### Latency regressions by shape (tail only: median kept, σ widened; whole: every latency scaled)\n"
     );
-    let mut groups: Vec<(String, Box<dyn Fn(&Run) -> bool>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for f in [0.10, 0.25, 0.50] {
         for tail in [true, false] {
             groups.push((

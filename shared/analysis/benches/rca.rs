@@ -822,6 +822,31 @@ async fn measure(store: &Timed, graph: &Graph, samples: usize, rng: &mut StdRng)
             factors as f64 / samples.max(1) as f64
         ),
     });
+
+    // DORA over every service and the whole graph (an unbounded period: every deployment and
+    // alert is read), a few times.
+    let mut times = Vec::new();
+    let mut services = 0usize;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let view = engine::dora_metrics(
+            store,
+            None,
+            None,
+            Utc::now() - Duration::days(3650),
+            Utc::now() + Duration::days(365),
+        )
+        .await
+        .expect("dora");
+        times.push(started.elapsed());
+        services = view.services.len();
+    }
+    out.push(Measured {
+        query: "DORA, every service, whole graph",
+        samples: times,
+        calls: store.take(),
+        note: format!("{services} service rows"),
+    });
     out
 }
 

@@ -920,87 +920,96 @@ pub async fn dora_metrics(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Dora> {
-    let mut deployments = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .list_deployments(&DeploymentFilter {
-                service: service.cloned(),
-                environment: environment.cloned(),
-                since: Some(since),
-                until: Some(until),
-                limit: MAX_PAGE_SIZE,
-                cursor,
-                ..DeploymentFilter::default()
-            })
-            .await?;
-        deployments.extend(page.items.into_iter().map(|d| d.deployment));
-        match page.next_cursor {
-            Some(next) => {
-                cursor = Some(deploygraph_store::Cursor::decode(&next).map_err(|_| {
-                    deploygraph_store::Error::Backend {
-                        backend: "analysis",
-                        operation: "page through deployments",
-                        source: "the store returned a cursor it cannot read".into(),
-                    }
-                })?)
-            }
-            None => break,
-        }
-    }
-    // Every alert of the window, a page at a time, and the top suspect of each page's alerts
-    // in one query per page.
-    let mut alerts = Vec::new();
-    let mut blamed = BTreeSet::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .list_alerts(&AlertFilter {
-                service: service.cloned(),
-                environment: environment.cloned(),
-                since: Some(since),
-                until: Some(until),
-                limit: MAX_PAGE_SIZE,
-                cursor: cursor.take(),
-                ..AlertFilter::default()
-            })
-            .await?;
-        let uids: Vec<Uid> = page.iter().map(|a| a.uid.clone()).collect();
-        let reviewed = store.verdicts(&uids).await?;
-        let verdicts: HashMap<(&Uid, &Uid), VerdictKind> = reviewed
-            .iter()
-            .map(|v| ((&v.alert_uid, &v.subject_uid), v.verdict))
-            .collect();
-        for top in store.top_triggers(&uids).await? {
-            // A change that is not a rollout blamed is no failed deployment.
-            let verdict = verdicts.get(&(&top.alert_uid, &top.subject_uid)).copied();
-            if top.subject == SubjectKind::Deployment
-                && dora::counts_as_failure(Some(top.confidence_score), verdict)
-            {
-                blamed.insert(top.subject_uid);
-            }
-        }
-        // A deployment a reviewer confirmed as an alert's cause is a failed change, whatever
-        // its probability.
-        blamed.extend(
-            reviewed
-                .iter()
-                .filter(|v| {
-                    v.subject == SubjectKind::Deployment
-                        && dora::counts_as_failure(None, Some(v.verdict))
+    // Every deployment of the window, a page at a time.
+    let deployments = async {
+        let mut deployments = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_deployments(&DeploymentFilter {
+                    service: service.cloned(),
+                    environment: environment.cloned(),
+                    since: Some(since),
+                    until: Some(until),
+                    limit: MAX_PAGE_SIZE,
+                    cursor,
+                    ..DeploymentFilter::default()
                 })
-                .map(|v| v.subject_uid.clone()),
-        );
-        let full = page.len() == MAX_PAGE_SIZE;
-        cursor = page
-            .last()
-            .filter(|_| full)
-            .map(|a| deploygraph_store::Cursor::at(a.starts_at, &a.uid));
-        alerts.extend(page);
-        if cursor.is_none() {
-            break;
+                .await?;
+            deployments.extend(page.items.into_iter().map(|d| d.deployment));
+            match page.next_cursor {
+                Some(next) => {
+                    cursor = Some(deploygraph_store::Cursor::decode(&next).map_err(|_| {
+                        deploygraph_store::Error::Backend {
+                            backend: "analysis",
+                            operation: "page through deployments",
+                            source: "the store returned a cursor it cannot read".into(),
+                        }
+                    })?)
+                }
+                None => break,
+            }
         }
-    }
+        Ok::<_, deploygraph_store::Error>(deployments)
+    };
+    let alerts = async {
+        // Every alert of the window, a page at a time, and the top suspect of each page's alerts
+        // in one query per page.
+        let mut alerts = Vec::new();
+        let mut blamed = BTreeSet::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_alerts(&AlertFilter {
+                    service: service.cloned(),
+                    environment: environment.cloned(),
+                    since: Some(since),
+                    until: Some(until),
+                    limit: MAX_PAGE_SIZE,
+                    cursor: cursor.take(),
+                    ..AlertFilter::default()
+                })
+                .await?;
+            let uids: Vec<Uid> = page.iter().map(|a| a.uid.clone()).collect();
+            let (reviewed, tops) =
+                tokio::try_join!(store.verdicts(&uids), store.top_triggers(&uids))?;
+            let verdicts: HashMap<(&Uid, &Uid), VerdictKind> = reviewed
+                .iter()
+                .map(|v| ((&v.alert_uid, &v.subject_uid), v.verdict))
+                .collect();
+            for top in tops {
+                // A change that is not a rollout blamed is no failed deployment.
+                let verdict = verdicts.get(&(&top.alert_uid, &top.subject_uid)).copied();
+                if top.subject == SubjectKind::Deployment
+                    && dora::counts_as_failure(Some(top.confidence_score), verdict)
+                {
+                    blamed.insert(top.subject_uid);
+                }
+            }
+            // A deployment a reviewer confirmed as an alert's cause is a failed change, whatever
+            // its probability.
+            blamed.extend(
+                reviewed
+                    .iter()
+                    .filter(|v| {
+                        v.subject == SubjectKind::Deployment
+                            && dora::counts_as_failure(None, Some(v.verdict))
+                    })
+                    .map(|v| v.subject_uid.clone()),
+            );
+            let full = page.len() == MAX_PAGE_SIZE;
+            cursor = page
+                .last()
+                .filter(|_| full)
+                .map(|a| deploygraph_store::Cursor::at(a.starts_at, &a.uid));
+            alerts.extend(page);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok::<_, deploygraph_store::Error>((alerts, blamed))
+    };
+    let (deployments, (alerts, blamed)) = tokio::try_join!(deployments, alerts)?;
     let mut groups: BTreeMap<(String, String), (Vec<_>, Vec<_>)> = BTreeMap::new();
     for d in deployments {
         groups

@@ -41,6 +41,11 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// What went wrong, for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Exit 2: bad usage or input.
     pub fn usage(message: impl Into<String>) -> Self {
         Self {

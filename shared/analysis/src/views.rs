@@ -213,6 +213,10 @@ pub enum EventKind {
     AlertResolved,
     /// A reviewer confirmed or rejected a suspect of an alert (`uid`: the suspect).
     Verdict,
+    /// A canary analysis of a deployment started (`uid`: the analysis).
+    CanaryStarted,
+    /// A canary analysis decided its (latest) verdict (`uid`: the analysis).
+    CanaryDecided,
 }
 
 /// One entry of a service timeline.

@@ -267,10 +267,10 @@ fn report(
                 line["verdict"] = serde_json::to_value(verdict)
                     .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
             }
-            if let (Some(recorded), Some(object)) = (recorded, line.as_object_mut()) {
-                if let Some(fields) = recorded.json().as_object() {
-                    object.extend(fields.clone());
-                }
+            if let (Some(recorded), Some(object)) = (recorded, line.as_object_mut())
+                && let Some(fields) = recorded.json().as_object()
+            {
+                object.extend(fields.clone());
             }
             crate::insight::print_json(&line)
         }

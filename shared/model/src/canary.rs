@@ -466,7 +466,8 @@ mod tests {
 
     #[test]
     fn invalid_fields_are_named() {
-        let cases: Vec<(fn(&mut CanaryAnalysisInput), &str)> = vec![
+        type Edit = fn(&mut CanaryAnalysisInput);
+        let cases: Vec<(Edit, &str)> = vec![
             (|i| i.deployment = "change-event-00".into(), "deployment"),
             (|i| i.template = String::new(), "template"),
             (|i| i.started_at = "yesterday".into(), "started_at"),

@@ -37,6 +37,7 @@ pub(crate) async fn record_analysis(
 ) -> Result<Response, ApiError> {
     let input: CanaryAnalysisInput = parse_json(&state, &headers, body)?;
     let analysis = input.validate()?;
+    let verdict = analysis.verdict.as_str();
     let started = Instant::now();
     // A write once started runs to its end even when the client goes away.
     let store = Arc::clone(&state.store);
@@ -44,12 +45,21 @@ pub(crate) async fn record_analysis(
         crate::detached(async move { store.record_canary_analysis(&analysis).await }).await;
     state.metrics.store_call("record_canary_analysis", started);
     let outcome = result.map_err(|e| match e {
-        deploygraph_store::Error::NotFound { what, uid } => ApiError {
-            field: Some("deployment".into()),
-            ..ApiError::not_found(format!("{what} {uid} is not stored"))
-        },
-        e => ApiError::from_store(&e, state.config.retry_after_secs),
+        deploygraph_store::Error::NotFound { what, uid } => {
+            state.metrics.canary_analysis(verdict, "not_found");
+            ApiError {
+                field: Some("deployment".into()),
+                ..ApiError::not_found(format!("{what} {uid} is not stored"))
+            }
+        }
+        e => {
+            state.metrics.canary_analysis(verdict, "unavailable");
+            ApiError::from_store(&e, state.config.retry_after_secs)
+        }
     })?;
+    state
+        .metrics
+        .canary_analysis(verdict, outcome.kind.as_str());
     let a = &outcome.analysis;
     tracing::info!(
         canary.uid = %a.uid,

@@ -144,6 +144,16 @@ async fn an_analysis_is_recorded_replaced_and_read_back(store: Arc<dyn GraphStor
         analyses[1]["metrics"][0]["evidence"]["canary"]["events"],
         100
     );
+    let (status, _, metrics) =
+        send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().unwrap_or_default();
+    for line in [
+        "deploygraph_canary_analyses_recorded_total{verdict=\"inconclusive\",outcome=\"created\"} 1",
+        "deploygraph_canary_analyses_recorded_total{verdict=\"fail\",outcome=\"updated\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 }
 
 async fn unknown_deployments_are_404_and_nothing_is_written(store: Arc<dyn GraphStore>) {

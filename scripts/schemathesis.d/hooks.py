@@ -2,8 +2,9 @@
 cannot state. A "valid data rejected" failure is dropped only when the server's 422/400 names
 exactly that rule; every other check, and every other rejection, still fails the run.
 
-- One field against another: `finished_at`/`ended_at` before `started_at`, `since` after
-  `until`, the same config change (or a change's same key) listed twice, a service depending on itself, a structured
+- One field against another: `finished_at`/`ended_at`/`decided_at` before `started_at`, `since`
+  after `until`, the same config change (or a change's same key, or a canary analysis' same
+  metric) listed twice, a service depending on itself, a structured
   CloudEvent's `id`/`source`/`type` other than its CDEvent's `context.id`/`.source`/`.type`. The document
   declares each field's own contract; the relation is in its description.
 - Opaque values only the server issues: a `cursor` is `next_cursor` from a previous page. A
@@ -28,9 +29,11 @@ import schemathesis
 RELATIONS = [
     ("finished_at", "is before started_at"),
     ("ended_at", "is before started_at"),
+    ("decided_at", "is before started_at"),
     ("since", "is after until"),
     ("changes[", "is listed twice"),
     ("diff[", "is listed twice"),
+    ("metrics[", "is listed twice"),
     ("depends_on[", "cannot depend on itself"),
     # A CloudEvent's attributes are its CDEvent's context (structured mode, POST /v1/events).
     ("id", "differs from the CDEvent's context.id"),

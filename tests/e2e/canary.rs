@@ -10,7 +10,10 @@
 //! as its baseline: no scenario depends on chance.
 
 use crate::alerts::{ALERTING, Restore, Stub, env_path, env_url, prometheus_config, require_ready};
-use crate::support::{bin, stderr, stdout, temp_path, unique};
+use crate::support::{
+    Server, bin, deployment, get_json, post_json, run, sqlite_uri, stderr, stdout, temp_path,
+    unique,
+};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::process::{Command, Output};
@@ -157,6 +160,9 @@ fn analyze(args: &[&str]) -> Output {
         .args(["canary", "analyze"])
         .args(args)
         .env_remove("DEPLOYGRAPH_PROMETHEUS_URL")
+        .env_remove("DEPLOYGRAPH_SERVER")
+        .env_remove("DEPLOYGRAPH_STORE")
+        .env_remove("DEPLOYGRAPH_TOKEN")
         .output()
         .unwrap()
 }
@@ -574,4 +580,294 @@ fn a_query_prometheus_refuses_is_a_usage_error() {
         message.contains("numerator query of metric `m`") && message.contains("bad_data"),
         "{message}"
     );
+}
+
+const TOKEN: &str = "c4nary-t0ken";
+
+/// The analysis of a deployment is recorded on every decision: through a real `serve`
+/// (`--deployment`, `--server`), and over a store in the process (`--environment`, `--store`);
+/// a recording the server refuses is reported and leaves the verdict's exit code alone.
+#[test]
+fn canary_analyses_are_recorded_in_the_graph() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    require_ready("Prometheus", &prometheus);
+    let id = unique("r");
+    let spike = format!("{id}-spike");
+    let healthy = format!("{id}-healthy");
+    let normal = Track::healthy();
+    let _target = Target::start(
+        &prometheus,
+        vec![
+            (
+                spike.clone(),
+                normal,
+                Track {
+                    ok: 180.0,
+                    errors: 20.0,
+                    ..normal
+                },
+            ),
+            (healthy.clone(), normal, normal),
+        ],
+    );
+    wait_for_series(&prometheus, &spike);
+    wait_for_series(&prometheus, &healthy);
+
+    let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
+    let (status, _, recorded) = post_json(
+        &format!("{}/v1/deployments", server.url),
+        &deployment(&spike, 10, 41),
+        Some(TOKEN),
+    );
+    assert!(status == 201 || status == 200, "{recorded}");
+    let spike_uid = recorded["uid"].as_str().unwrap().to_owned();
+
+    // The in-process store: a deployment of the healthy service, found by --environment.
+    let store = sqlite_uri();
+    let out = run(&[
+        "record",
+        "deployment",
+        "--store",
+        &store,
+        "--service",
+        &healthy,
+        "--environment",
+        "production",
+        "--commit",
+        "abcdef1",
+        "--image",
+        &format!("ghcr.io/acme/payments@{}", crate::support::digest(42)),
+        "--status",
+        "in_progress",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let common = [
+        "--prometheus",
+        prometheus.as_str(),
+        "--window",
+        "5s",
+        "--interval",
+        "1s",
+        "--max-duration",
+        "20s",
+        "--format",
+        "json",
+    ];
+    let (to_server, refused, to_store) = std::thread::scope(|scope| {
+        fn with<'a>(mut argv: Vec<&'a str>, common: &[&'a str]) -> Vec<&'a str> {
+            argv.extend_from_slice(common);
+            argv
+        }
+        let a = with(
+            vec![
+                "--service",
+                &spike,
+                "--template",
+                "http-error-ratio",
+                "--deployment",
+                &spike_uid,
+                "--server",
+                &server.url,
+                "--token",
+                TOKEN,
+            ],
+            &common,
+        );
+        let b = with(
+            vec![
+                "--service",
+                &spike,
+                "--template",
+                "http-error-ratio",
+                "--deployment",
+                &spike_uid,
+                "--server",
+                &server.url,
+                "--token",
+                "not-the-token",
+                "--attempts",
+                "1",
+            ],
+            &common,
+        );
+        let c = with(
+            vec![
+                "--service",
+                &healthy,
+                "--template",
+                "http-error-ratio",
+                "--environment",
+                "production",
+                "--store",
+                &store,
+            ],
+            &common,
+        );
+        let a = scope.spawn(move || analyze(&a));
+        let b = scope.spawn(move || analyze(&b));
+        let c = scope.spawn(move || analyze(&c));
+        (a.join().unwrap(), b.join().unwrap(), c.join().unwrap())
+    });
+    let context = |out: &Output| {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            stdout(out),
+            stderr(out)
+        )
+    };
+
+    // Through the server: every decision recorded under one uid, the last one the verdict.
+    assert_eq!(to_server.status.code(), Some(1), "{}", context(&to_server));
+    let all = lines(&to_server);
+    let first = &all[0]["recorded"];
+    assert_eq!(first["status"], "created", "{}", context(&to_server));
+    let uid = first["uid"].as_str().unwrap();
+    assert!(uid.starts_with("canary-analysis-"), "{uid}");
+    assert!(
+        all[1..]
+            .iter()
+            .all(|l| l["recorded"]["uid"] == uid && l["recorded"]["status"] == "updated"),
+        "{}",
+        context(&to_server)
+    );
+    let (status, body) = get_json(&format!("{}/v1/deployments/{spike_uid}/canary", server.url));
+    assert_eq!(status, 200, "{body}");
+    let analyses = body["analyses"].as_array().unwrap();
+    assert_eq!(analyses.len(), 1, "{body}");
+    let stored = &analyses[0];
+    assert_eq!(stored["uid"], uid, "{body}");
+    assert_eq!(stored["verdict"], "fail", "{body}");
+    assert_eq!(stored["baseline_kind"], "side_by_side", "{body}");
+    assert_eq!(stored["template"], "http-error-ratio", "{body}");
+    assert_eq!(stored["service"]["name"], spike.as_str(), "{body}");
+    assert_eq!(
+        stored["analyses"].as_u64(),
+        Some(all.len() as u64),
+        "{body}"
+    );
+    let metric = &stored["metrics"][0];
+    assert_eq!(metric["name"], "http-error-ratio", "{body}");
+    assert_eq!(metric["outcome"], "fail", "{body}");
+    assert_eq!(
+        metric["evidence"]["queries"].as_array().map(Vec::len),
+        Some(4),
+        "{body}"
+    );
+    assert_eq!(
+        metric["rule"],
+        all.last().unwrap()["verdict"]["metrics"][0]["rule"],
+        "{body}"
+    );
+
+    // A refused recording: reported, the verdict's exit code stands.
+    assert_eq!(refused.status.code(), Some(1), "{}", context(&refused));
+    let refused_lines = lines(&refused);
+    assert!(
+        refused_lines.iter().all(|l| l["record_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("401"))),
+        "{}",
+        context(&refused)
+    );
+    let err = stderr(&refused);
+    assert!(
+        err.contains("error: failed to record the canary analysis: refused (401)")
+            && err.contains("the exit code is the verdict's"),
+        "{}",
+        context(&refused)
+    );
+
+    // Over the store, the newest deployment in the environment: a pass, in the graph.
+    assert_eq!(to_store.status.code(), Some(0), "{}", context(&to_store));
+    assert!(
+        stderr(&to_store).contains("recording the analysis of deployment deployment-"),
+        "{}",
+        context(&to_store)
+    );
+    let rounds = lines(&to_store);
+    // A pass needs a whole window: several decisions, each replacing the one before.
+    assert!(rounds.len() >= 6, "{}", context(&to_store));
+    assert_eq!(rounds[0]["recorded"]["status"], "created");
+    assert!(
+        rounds[1..]
+            .iter()
+            .all(|l| l["recorded"]["status"] == "updated"
+                && l["recorded"]["uid"] == rounds[0]["recorded"]["uid"]),
+        "{}",
+        context(&to_store)
+    );
+    let last = rounds.last().unwrap();
+    let reader = Server::start(&store, &[]);
+    let (status, page) = get_json(&format!("{}/v1/deployments?service={healthy}", reader.url));
+    assert_eq!(status, 200, "{page}");
+    let healthy_uid = page["items"][0]["uid"].as_str().unwrap();
+    let (status, body) = get_json(&format!(
+        "{}/v1/deployments/{healthy_uid}/canary",
+        reader.url
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["analyses"][0]["verdict"], "pass", "{body}");
+    assert_eq!(
+        body["analyses"][0]["uid"], last["recorded"]["uid"],
+        "{body}"
+    );
+}
+
+#[test]
+fn a_deployment_that_cannot_be_recorded_stops_the_command_before_the_analysis() {
+    let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
+    let ghost = format!("deployment-{:032x}", 7);
+    for (extra, says) in [
+        (
+            vec![
+                "--deployment",
+                ghost.as_str(),
+                "--server",
+                server.url.as_str(),
+            ],
+            "no such deployment is recorded",
+        ),
+        (
+            vec!["--deployment", ghost.as_str()],
+            "--server URL or --store URI",
+        ),
+        (
+            vec![
+                "--deployment",
+                "payments-v2",
+                "--server",
+                server.url.as_str(),
+            ],
+            "--deployment",
+        ),
+        (
+            vec![
+                "--environment",
+                "production",
+                "--server",
+                server.url.as_str(),
+            ],
+            "no deployment of payments is recorded there",
+        ),
+    ] {
+        let mut argv = vec![
+            "--service",
+            "payments",
+            "--template",
+            "http-error-ratio",
+            "--prometheus",
+            "http://127.0.0.1:9",
+        ];
+        argv.extend_from_slice(&extra);
+        let out = analyze(&argv);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).is_empty(),
+            "no analysis ran: {extra:?}: {}",
+            stdout(&out)
+        );
+    }
 }

@@ -15,9 +15,14 @@
 //!   the last verdict decides: `Pass` exits 0 (a pass with some metric inconclusive counts),
 //!   `Inconclusive`, `NoData` or an unconfirmed `Fail` exit 4.
 //!
+//! With `--deployment` (or `--environment`), each analysis is recorded in the graph through
+//! `--server` or `--store` ([`crate::canary_record`]); a failed recording never changes the
+//! exit code.
+//!
 //! A Prometheus that cannot be reached ends the command with exit 3; a query Prometheus refuses
 //! as invalid (`bad_data`: the template's PromQL) with exit 2; any other failed query with exit 1.
 
+use crate::canary_record::{Recorded, Recorder};
 use crate::cli::{CanaryAnalyzeArgs, Output};
 use crate::commands::Failure;
 use deploygraph_canary::prometheus::{Prometheus, PrometheusConfig};
@@ -101,11 +106,11 @@ fn outcome_str(o: Outcome) -> &'static str {
 pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
     let template = load_template(&args.template)?;
     let service = args.service.to_string();
-    let canary = match args.canary_selector {
+    let canary = match args.canary_selector.clone() {
         Some(s) => s,
         None => default_selector(&service, "canary")?,
     };
-    let baseline = match args.baseline_selector {
+    let baseline = match args.baseline_selector.clone() {
         Some(s) => s,
         None => default_selector(&service, "stable")?,
     };
@@ -117,6 +122,11 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
     let config = PrometheusConfig::new(&args.prometheus)
         .map_err(|e| Failure::usage(format!("--prometheus: {e}")))?;
     let prometheus = Prometheus::new(config).map_err(|e| Failure::from(anyhow::Error::new(e)))?;
+    // Before the first analysis: a deployment that cannot be recorded ends the command now.
+    let recorder = Recorder::connect(&args, &template.name).await?;
+    if let Some(r) = &recorder {
+        eprintln!("recording the analysis of deployment {}", r.deployment());
+    }
 
     let start = Instant::now();
     let window = args.window;
@@ -134,7 +144,19 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
         let last = is_last(n, args.interval, args.max_duration);
         let decision = decide_confirmed(&earlier, &verdict, started, window, last);
         earlier.push((started, verdict.outcome));
-        report(&args.format, &service, n, started, &verdict, decision)?;
+        let recorded = match &recorder {
+            Some(r) => Some(r.record(&verdict, n, decision != Decision::Continue).await),
+            None => None,
+        };
+        report(
+            &args.format,
+            &service,
+            n,
+            started,
+            &verdict,
+            decision,
+            recorded.as_ref(),
+        )?;
         match decision {
             Decision::Continue => {}
             Decision::Pass => return Ok(()),
@@ -194,6 +216,7 @@ fn report(
     started: Duration,
     verdict: &Verdict,
     decision: Decision,
+    recorded: Option<&Recorded>,
 ) -> CommandOutcome {
     let last = decision.is_final();
     match format {
@@ -217,6 +240,11 @@ fn report(
                 line["verdict"] = serde_json::to_value(verdict)
                     .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
             }
+            if let (Some(recorded), Some(object)) = (recorded, line.as_object_mut())
+                && let Some(fields) = recorded.json().as_object()
+            {
+                object.extend(fields.clone());
+            }
             crate::insight::print_json(&line)
         }
         Output::Text => {
@@ -234,6 +262,9 @@ fn report(
             )?;
             if last {
                 crate::out!("{}", evidence_text(service, verdict))?;
+                if let Some(Recorded::Stored { uid, .. }) = recorded {
+                    crate::outln!("recorded canary analysis {uid}")?;
+                }
             }
             Ok(())
         }

@@ -87,6 +87,45 @@ pub struct CanaryAnalyzeArgs {
     /// Output format: a line per analysis, or a JSON object per line.
     #[arg(long, visible_alias = "output", value_enum, default_value = "text")]
     pub format: Output,
+    /// The deployment under analysis (uid): every decision is recorded as its CanaryAnalysis
+    /// through --server or --store (one of them is then required).
+    #[arg(long, value_name = "UID")]
+    pub deployment: Option<String>,
+    /// Instead of --deployment: the newest deployment of --service recorded in this
+    /// environment, looked up when the command starts.
+    #[arg(long, value_name = "ENV", conflicts_with = "deployment", value_parser = crate::insight::environment_arg)]
+    pub environment: Option<deploygraph_model::Environment>,
+    #[command(flatten)]
+    pub record: CanaryRecordTarget,
+}
+
+/// Where `canary analyze` records its analyses: a server, or the API in this process over a
+/// store. Nothing is recorded unless a deployment is named (--deployment or --environment).
+#[derive(Debug, Args)]
+pub struct CanaryRecordTarget {
+    /// deploygraph server URL to record the analysis to.
+    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "DEPLOYGRAPH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Attempts of each recording against --server on 503, 502, 504 and connection errors,
+    /// with exponential backoff (fewer than other commands: a verdict does not wait long).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
+    /// Store URI to record to without a server: sqlite://PATH, neo4j://HOST:PORT or
+    /// bolt://HOST:PORT.
+    #[arg(long, env = "DEPLOYGRAPH_STORE")]
+    pub store: Option<String>,
+    /// Neo4j user.
+    #[arg(long, env = "DEPLOYGRAPH_NEO4J_USER")]
+    pub neo4j_user: Option<String>,
+    /// Neo4j password (prefer the environment variable to the flag).
+    #[arg(long, env = "DEPLOYGRAPH_NEO4J_PASSWORD", hide_env_values = true)]
+    pub neo4j_password: Option<String>,
+    /// Load migrations from DIR/{sqlite,neo4j} instead of the ones built in.
+    #[arg(long, env = "DEPLOYGRAPH_MIGRATIONS_DIR")]
+    pub migrations_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,7 +31,11 @@ Exit codes (every command):
   3  unreachable: the server or store could not be reached (after the retries of
      --server, or a 503 that outlasted them), or Prometheus for `canary analyze`
   4  canary inconclusive or no data: `canary analyze` reached --max-duration without a
-     pass or a fail";
+     pass or a fail
+
+`canary analyze --deployment`/`--environment` exits 2 or 3 only before the first analysis
+(a deployment that cannot be recorded); a failed recording afterwards is reported and
+the exit code stays the verdict's.";
 
 /// A failure with its exit code.
 #[derive(Debug)]
@@ -41,6 +45,11 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// What went wrong, for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Exit 2: bad usage or input.
     pub fn usage(message: impl Into<String>) -> Self {
         Self {

@@ -4,6 +4,7 @@
 
 mod api;
 mod canary;
+mod canary_record;
 mod changes;
 mod chaos;
 mod cli;

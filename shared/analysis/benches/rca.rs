@@ -443,6 +443,36 @@ impl GraphStore for Timed {
         self.time("list_chaos_runs", self.inner.list_chaos_runs(filter))
             .await
     }
+
+    async fn record_canary_analysis(
+        &self,
+        analysis: &deploygraph_model::NewCanaryAnalysis,
+    ) -> deploygraph_store::Result<deploygraph_store::CanaryOutcome> {
+        self.time(
+            "record_canary_analysis",
+            self.inner.record_canary_analysis(analysis),
+        )
+        .await
+    }
+
+    async fn canary_analyses(
+        &self,
+        deployments: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.time("canary_analyses", self.inner.canary_analyses(deployments))
+            .await
+    }
+
+    async fn list_canary_analyses(
+        &self,
+        filter: &deploygraph_store::CanaryFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.time(
+            "list_canary_analyses",
+            self.inner.list_canary_analyses(filter),
+        )
+        .await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -873,10 +873,23 @@ pub async fn common_factors_of(
             .then_with(|| b.deployment.uid.cmp(&a.deployment.uid))
     });
     failed.truncate(last);
+    // The metrics the canary judge failed each deployment on, read in one batch.
+    let failed_uids: Vec<Uid> = failed.iter().map(|d| d.deployment.uid.clone()).collect();
+    let mut canary_failures: HashMap<Uid, BTreeSet<String>> = HashMap::new();
+    for a in store.canary_analyses(&failed_uids).await? {
+        canary_failures
+            .entry(a.deployment.clone())
+            .or_default()
+            .extend(a.failing_metrics().map(|m| m.name.clone()));
+    }
     let mut facts = Vec::with_capacity(failed.len());
     for stored in &failed {
         let d = &stored.deployment;
         let mut f = FailedFacts::of(d);
+        f.failed_canary_metrics = canary_failures
+            .remove(&d.uid)
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
         let dependencies = store.dependencies(&d.service_ref()).await?;
         if !dependencies.is_empty() {
             let uids: Vec<Uid> = dependencies.iter().map(ServiceRef::uid).collect();
@@ -1099,6 +1112,13 @@ pub async fn incident_report(
             })
             .await?
     };
+    // What the canary judge said about each suspect deployment's rollout.
+    let suspect_deployments: Vec<Uid> = suspects
+        .suspects
+        .iter()
+        .filter_map(|s| s.deployment.as_ref().map(|d| d.deployment.uid.clone()))
+        .collect();
+    let canary_analyses = store.canary_analyses(&suspect_deployments).await?;
     let dora = dora_metrics(
         store,
         service.as_ref(),
@@ -1143,6 +1163,7 @@ pub async fn incident_report(
         snapshot,
         changes,
         chaos_history,
+        canary_analyses,
         dora,
         owners,
         topology,

@@ -24,6 +24,8 @@ pub struct FailedFacts {
     pub dependencies: Vec<String>,
     /// Checks that failed in the infrastructure snapshot taken before it (`kind target`).
     pub failed_checks: Vec<String>,
+    /// Metrics its canary analyses failed on (`http-error-ratio`).
+    pub failed_canary_metrics: Vec<String>,
 }
 
 impl FailedFacts {
@@ -55,6 +57,7 @@ impl FailedFacts {
             actor: d.actor.clone(),
             dependencies: Vec::new(),
             failed_checks: Vec::new(),
+            failed_canary_metrics: Vec::new(),
         }
     }
 }
@@ -76,6 +79,9 @@ pub fn common_factors(facts: &[FailedFacts]) -> Vec<Factor> {
         f.actor.iter().for_each(|v| add("actor", v));
         f.dependencies.iter().for_each(|v| add("dependency", v));
         f.failed_checks.iter().for_each(|v| add("failed_check", v));
+        f.failed_canary_metrics
+            .iter()
+            .for_each(|v| add("canary_failed", v));
     }
     let min = if facts.len() > 1 { 2 } else { 1 };
     let order: BTreeMap<&Uid, usize> = facts
@@ -120,6 +126,7 @@ mod tests {
             charts: Vec::new(),
             actor: None,
             failed_checks: Vec::new(),
+            failed_canary_metrics: Vec::new(),
         }
     }
 
@@ -180,6 +187,21 @@ mod tests {
             FailedFacts::of(&d).charts,
             vec!["payments-1.4.2".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_canary_failing_on_the_same_metric_is_a_factor() {
+        let mut a = facts("d1", &[], "ann", &[]);
+        let mut b = facts("d2", &[], "bob", &[]);
+        a.failed_canary_metrics = vec!["http-error-ratio".into(), "http-latency-p99".into()];
+        b.failed_canary_metrics = vec!["http-error-ratio".into()];
+        let found = common_factors(&[a, b]);
+        let canary: Vec<(&str, &str, usize)> = found
+            .iter()
+            .filter(|f| f.kind == "canary_failed")
+            .map(|f| (f.kind.as_str(), f.value.as_str(), f.count))
+            .collect();
+        assert_eq!(canary, [("canary_failed", "http-error-ratio", 2)]);
     }
 
     #[test]

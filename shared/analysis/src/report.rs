@@ -615,6 +615,9 @@ pub fn markdown(r: &IncidentReport) -> String {
         );
     }
 
+    out.push_str("\n## Canary analyses of the suspect deployments\n\n");
+    canary_markdown(&mut out, r);
+
     out.push_str("\n## DORA context (30 days before the alert)\n\n");
     out.push_str(&dora_text(&r.dora));
 
@@ -622,6 +625,45 @@ pub fn markdown(r: &IncidentReport) -> String {
     out.push_str(&r.mermaid);
     out.push_str("```\n");
     out
+}
+
+/// Each canary analysis of a suspect deployment: its verdict and baseline, then the rule of
+/// each metric that failed.
+fn canary_markdown(out: &mut String, r: &IncidentReport) {
+    if r.canary_analyses.is_empty() {
+        out.push_str("No canary analysis was recorded for the suspect deployments.\n");
+    }
+    for a in &r.canary_analyses {
+        let version = r
+            .suspects
+            .suspects
+            .iter()
+            .filter_map(|s| s.deployment.as_ref())
+            .find(|d| d.deployment.uid == a.deployment)
+            .and_then(|d| d.deployment.version.clone())
+            .map_or(String::new(), |v| format!(" {v}"));
+        let _ = writeln!(
+            out,
+            "- `{}` ({}{version}): **{}** against the {} baseline, decided {} after {} round(s) \
+             (template `{}`)",
+            a.deployment,
+            a.service.name,
+            a.verdict.as_str(),
+            a.baseline_kind.as_str(),
+            deploygraph_model::format_time(&a.decided_at),
+            a.analyses,
+            a.template
+        );
+        for m in a.failing_metrics() {
+            let _ = writeln!(
+                out,
+                "  - {}{} failed: {}",
+                m.name,
+                if m.critical { " (critical)" } else { "" },
+                m.rule
+            );
+        }
+    }
 }
 
 /// A suspect's verdict in the review draft, in bold: what the review decided comes first.

@@ -1,11 +1,13 @@
 //! A service's timeline, one bounded page at a time.
 //!
-//! A timeline merges five listings — deployments, changes that are not rollouts, alerts (with
-//! their resolution and reviewers' verdicts on their suspects), infra snapshots and chaos runs
-//! (with their end) — each of which the store
+//! A timeline merges six listings — deployments, changes that are not rollouts, alerts (with
+//! their resolution and reviewers' verdicts on their suspects), infra snapshots, chaos runs
+//! (with their end) and canary analyses of the service's deployments (with their decision) —
+//! each of which the store
 //! returns newest first,
 //! a page at a time. A page of the timeline is the newest `limit` *items* of the window (an
-//! alert and its resolution are one item, keyed by its start; a chaos run and its end too),
+//! alert and its resolution are one item, keyed by its start; a chaos run and its end too, and a
+//! canary analysis and its decision),
 //! rendered as events oldest first; when more items are left, the page says `truncated` and its
 //! `next_cursor` continues with the items before it. Nothing is lost between pages: a page only
 //! keeps items no listing may have cut off before them.
@@ -19,8 +21,8 @@ use deploygraph_model::{
     VerdictKind,
 };
 use deploygraph_store::{
-    AlertFilter, ChangeFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore, MAX_PAGE_SIZE,
-    Result,
+    AlertFilter, CanaryFilter, ChangeFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore,
+    MAX_PAGE_SIZE, Result,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -32,6 +34,8 @@ const ALERT: u8 = 3;
 /// Changes sort after alerts at the same instant: cursors issued before changes were listed
 /// keep their meaning.
 const CHANGE: u8 = 4;
+/// Canary analyses sort last at the same instant, for the same reason.
+const CANARY: u8 = 5;
 
 /// Where a timeline page ends: the oldest item it holds, by (time, kind, uid).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,7 +55,7 @@ impl TimelineCursor {
     pub fn decode(value: &str) -> Option<Self> {
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(value).ok()?).ok()?;
         let mut parts = text.strip_prefix('t')?.splitn(3, ':');
-        let kind: u8 = parts.next()?.parse().ok().filter(|k| *k <= CHANGE)?;
+        let kind: u8 = parts.next()?.parse().ok().filter(|k| *k <= CANARY)?;
         let at_us: i64 = parts.next()?.parse().ok()?;
         let uid = parts.next().filter(|u| !u.is_empty() && u.len() <= 128)?;
         Some(Self {
@@ -312,6 +316,50 @@ fn chaos_events(r: &deploygraph_model::ChaosRun) -> Vec<TimelineEvent> {
     events
 }
 
+/// The start and the decision of a canary analysis: `canary analysis of payments (template
+/// http) started`, `canary of payments FAIL after 7 round(s) against the side_by_side baseline:
+/// http-error-ratio failed (critical)`.
+fn canary_events(a: &deploygraph_model::CanaryAnalysis) -> Vec<TimelineEvent> {
+    let failing: Vec<String> = a
+        .failing_metrics()
+        .map(|m| {
+            if m.critical {
+                format!("{} failed (critical)", m.name)
+            } else {
+                format!("{} failed", m.name)
+            }
+        })
+        .collect();
+    let detail = if failing.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", failing.join(", "))
+    };
+    vec![
+        TimelineEvent {
+            at: a.started_at,
+            kind: EventKind::CanaryStarted,
+            uid: a.uid.clone(),
+            summary: format!(
+                "canary analysis of {} started (template {}, deployment {})",
+                a.service.name, a.template, a.deployment
+            ),
+        },
+        TimelineEvent {
+            at: a.decided_at,
+            kind: EventKind::CanaryDecided,
+            uid: a.uid.clone(),
+            summary: format!(
+                "canary of {} {} after {} round(s) against the {} baseline{detail}",
+                a.service.name,
+                a.verdict.as_str().to_uppercase(),
+                a.analyses,
+                a.baseline_kind.as_str()
+            ),
+        },
+    ]
+}
+
 /// One page of everything recorded about a service in `[since, until]`: the newest
 /// `page.limit` items before `page.cursor`, as events oldest first.
 ///
@@ -327,7 +375,7 @@ pub async fn timeline(
 ) -> Result<Timeline> {
     let limit = page.limit.clamp(1, MAX_PAGE_SIZE);
     let cursor = page.cursor.as_ref();
-    let mut listings = Vec::with_capacity(5);
+    let mut listings = Vec::with_capacity(6);
 
     let (to, after) = upper(cursor, DEPLOYMENT, until);
     let deployments = store
@@ -478,6 +526,23 @@ pub async fn timeline(
             changes
                 .iter()
                 .map(|c| Item::new(c.at, CHANGE, &c.uid, vec![change_event(c)]))
+                .collect(),
+            limit,
+        ));
+        let (to, after) = upper(cursor, CANARY, until);
+        let analyses = store
+            .list_canary_analyses(&CanaryFilter {
+                services: services.clone(),
+                since: Some(since),
+                until: Some(to),
+                limit: limit + 1,
+                cursor: after,
+            })
+            .await?;
+        listings.push(Listed::of(
+            analyses
+                .iter()
+                .map(|a| Item::new(a.started_at, CANARY, &a.uid, canary_events(a)))
                 .collect(),
             limit,
         ));

@@ -213,6 +213,10 @@ pub enum EventKind {
     AlertResolved,
     /// A reviewer confirmed or rejected a suspect of an alert (`uid`: the suspect).
     Verdict,
+    /// A canary analysis of a deployment started (`uid`: the analysis).
+    CanaryStarted,
+    /// A canary analysis decided its (latest) verdict (`uid`: the analysis).
+    CanaryDecided,
 }
 
 /// One entry of a service timeline.
@@ -255,9 +259,10 @@ pub struct Timeline {
 /// One factor shared by failed deployments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Factor {
-    /// `config_key`, `image`, `chart`, `author`, `actor`, `dependency` or `failed_check`.
+    /// `config_key`, `image`, `chart`, `author`, `actor`, `dependency`, `failed_check` or
+    /// `canary_failed` (the canary judge failed the deployment on the metric `value`).
     pub kind: String,
-    /// The key path, image, author, dependency or check.
+    /// The key path, image, author, dependency, check or canary metric.
     pub value: String,
     /// How many of the examined deployments have it.
     pub count: usize,
@@ -348,6 +353,10 @@ pub struct IncidentReport {
     pub changes: Vec<Change>,
     /// Chaos runs against the alert's services, newest first.
     pub chaos_history: Vec<ChaosRun>,
+    /// Canary analyses of the suspects' deployments, newest first: the judge's verdict, its
+    /// baseline and each metric's outcome and rule.
+    #[serde(default)]
+    pub canary_analyses: Vec<deploygraph_model::CanaryAnalysis>,
     /// DORA metrics of the alert's services over the 30 days before the alert.
     pub dora: Dora,
     /// The owner and tier of each of the alert's services.

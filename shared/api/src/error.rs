@@ -165,6 +165,7 @@ impl ApiError {
     /// over its time limit to 504, the rest to 500 (logged).
     pub fn from_store(e: &deploygraph_store::Error, retry_after: u64) -> Self {
         match e {
+            deploygraph_store::Error::NotFound { .. } => Self::not_found(e.to_string()),
             deploygraph_store::Error::InvalidCursor => {
                 Self::invalid("cursor", "not a cursor this server issued")
             }

@@ -6,6 +6,7 @@
 //! unavailable, writes get 503 with `Retry-After`.
 
 mod auth;
+mod canary;
 pub mod cdevents;
 mod changes;
 pub mod error;
@@ -258,6 +259,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(topology::TOPOLOGY_MAX_BODY_BYTES)),
         )
         .route("/v1/chaos/runs", post(rca::record_chaos_run))
+        .route("/v1/canary/analyses", post(canary::record_analysis))
         .route_layer(timeout())
         .route_layer(write_budget())
         .route_layer(write_token());
@@ -305,6 +307,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports/incident", get(rca::incident_report))
         .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
         .route("/v1/chaos/runs", get(rca::list_chaos_runs))
+        .route(
+            "/v1/deployments/{uid}/canary",
+            get(canary::deployment_analyses),
+        )
         .route("/v1/services/{name}/resilience", get(rca::resilience))
         .route_layer(timeout())
         .route_layer(read_budget());

@@ -53,6 +53,12 @@ struct ChangeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    verdict: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabels {
     r#type: String,
 }
@@ -91,6 +97,7 @@ pub struct Metrics {
     ingested: Family<IngestLabels, Counter>,
     alerts: Family<AlertLabels, Counter>,
     changes: Family<ChangeLabels, Counter>,
+    canary_analyses: Family<CanaryLabels, Counter>,
     rollouts: Family<RolloutLabels, Counter>,
     skipped: Family<SkipLabels, Counter>,
     cdevents_ignored: Family<TypeLabels, Counter>,
@@ -142,6 +149,12 @@ impl Metrics {
             "changes_recorded",
             "Changes that are not rollouts (POST /v1/changes), by kind and outcome (created, unchanged, conflict)",
             changes.clone(),
+        );
+        let canary_analyses = Family::<CanaryLabels, Counter>::default();
+        registry.register(
+            "canary_analyses_recorded",
+            "Canary analysis decisions (POST /v1/canary/analyses), by verdict and outcome (created, updated, unchanged, not_found)",
+            canary_analyses.clone(),
         );
         let rollouts = Family::<RolloutLabels, Counter>::default();
         registry.register(
@@ -235,6 +248,7 @@ impl Metrics {
             ingested,
             alerts,
             changes,
+            canary_analyses,
             rollouts,
             skipped,
             cdevents_ignored,
@@ -295,6 +309,16 @@ impl Metrics {
         self.changes
             .get_or_create(&ChangeLabels {
                 kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one canary analysis decision posted, by its verdict and what recording it did.
+    pub fn canary_analysis(&self, verdict: &str, outcome: &str) {
+        self.canary_analyses
+            .get_or_create(&CanaryLabels {
+                verdict: verdict.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();

@@ -110,6 +110,8 @@ impl ToSchema for JsonObject {
         crate::rca::list_chaos_runs,
         crate::rca::get_chaos_run,
         crate::rca::resilience,
+        crate::canary::record_analysis,
+        crate::canary::deployment_analyses,
     ),
     components(schemas(
         ErrorBody,
@@ -128,6 +130,11 @@ impl ToSchema for JsonObject {
         deploygraph_model::schema::InputTime,
         deploygraph_model::schema::Fingerprint,
         deploygraph_model::schema::Namespace,
+        deploygraph_model::CanaryAnalysisInput,
+        deploygraph_model::MetricVerdictInput,
+        deploygraph_model::CanaryVerdict,
+        deploygraph_model::CanaryBaselineKind,
+        deploygraph_model::CanaryMetricKind,
     )),
     modifiers(&ErrorResponses),
 )]

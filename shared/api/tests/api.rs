@@ -909,6 +909,30 @@ impl GraphStore for DownStore {
     async fn list_chaos_runs(&self, _: &ChaosFilter) -> deploygraph_store::Result<Vec<ChaosRun>> {
         Err(down())
     }
+
+    async fn record_canary_analysis(
+        &self,
+        analysis: &deploygraph_model::NewCanaryAnalysis,
+    ) -> deploygraph_store::Result<deploygraph_store::CanaryOutcome> {
+        let _ = analysis;
+        Err(down())
+    }
+
+    async fn canary_analyses(
+        &self,
+        deployments: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        let _ = deployments;
+        Err(down())
+    }
+
+    async fn list_canary_analyses(
+        &self,
+        filter: &deploygraph_store::CanaryFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        let _ = filter;
+        Err(down())
+    }
 }
 
 #[tokio::test]

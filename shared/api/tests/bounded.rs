@@ -219,6 +219,19 @@ async fn a_timeline_pages_to_the_end_without_losing_events(store: Arc<dyn GraphS
         });
         assert!(post(&app, "/v1/chaos/runs", &run).await.0.is_success());
     }
+    // Canary analyses of three deployments, each started with its deployment (a tie between
+    // kinds) and decided two minutes later.
+    for (i, uid) in (0_i64..).zip(deployment_uids.iter().take(3)) {
+        let analysis = json!({
+            "deployment": uid, "template": "http-error-ratio", "verdict": "pass",
+            "baseline_kind": "side_by_side", "started_at": at(i * 4), "decided_at": at(i * 4 + 2),
+            "analyses": 5, "rule": "every metric passed",
+            "metrics": [{"name": "http-error-ratio", "kind": "ratio", "outcome": "pass",
+                         "rule": "no significant increase", "evidence": {}}]
+        });
+        let (status, body) = post(&app, "/v1/canary/analyses", &analysis).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
     // A snapshot for one of the service's deployments.
     let snapshot = json!({
         "checks": [{"kind": "dns", "target": "db.internal", "status": "pass", "detail": "ok", "latency_ms": 3}],
@@ -236,8 +249,20 @@ async fn a_timeline_pages_to_the_end_without_losing_events(store: Arc<dyn GraphS
     assert_eq!(status, StatusCode::OK, "{whole}");
     assert_eq!(whole["truncated"], false);
     let whole = whole["events"].as_array().unwrap().clone();
-    // 10 deployments, 12 alerts + 1 resolution, 3 runs × 2, 1 snapshot.
-    assert_eq!(whole.len(), 10 + 13 + 6 + 1, "{whole:#?}");
+    // 10 deployments, 12 alerts + 1 resolution, 3 runs × 2, 3 canary analyses × 2, 1 snapshot.
+    assert_eq!(whole.len(), 10 + 13 + 6 + 6 + 1, "{whole:#?}");
+    let decided: Vec<&Value> = whole
+        .iter()
+        .filter(|e| e["kind"] == "canary_decided")
+        .collect();
+    assert_eq!(decided.len(), 3, "{whole:#?}");
+    assert!(
+        decided[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("PASS after 5 round(s) against the side_by_side baseline"),
+        "{whole:#?}"
+    );
 
     // Pages of 4 items walked backwards in time hold, together, the same events.
     let mut pages: Vec<Vec<Value>> = Vec::new();
@@ -261,7 +286,7 @@ async fn a_timeline_pages_to_the_end_without_losing_events(store: Arc<dyn GraphS
             }
         }
     }
-    assert!(pages.len() >= 7, "{} pages", pages.len());
+    assert!(pages.len() >= 8, "{} pages", pages.len());
     let joined: Vec<Value> = pages.into_iter().rev().flatten().collect();
     let key = |e: &Value| {
         (
@@ -634,6 +659,27 @@ impl GraphStore for GatedStore {
         filter: &ChaosFilter,
     ) -> deploygraph_store::Result<Vec<ChaosRun>> {
         self.inner.list_chaos_runs(filter).await
+    }
+
+    async fn record_canary_analysis(
+        &self,
+        analysis: &deploygraph_model::NewCanaryAnalysis,
+    ) -> deploygraph_store::Result<deploygraph_store::CanaryOutcome> {
+        self.inner.record_canary_analysis(analysis).await
+    }
+
+    async fn canary_analyses(
+        &self,
+        deployments: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.inner.canary_analyses(deployments).await
+    }
+
+    async fn list_canary_analyses(
+        &self,
+        filter: &deploygraph_store::CanaryFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.inner.list_canary_analyses(filter).await
     }
 }
 

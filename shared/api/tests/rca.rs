@@ -362,6 +362,41 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
         &webhook(vec![am_alert(&fp, &svc, 0, Some(30))]),
     )
     .await;
+    // The judge failed the top suspect's canary (recorded after the alert's attribution).
+    let (status, canary) = post(
+        &app,
+        "/v1/canary/analyses",
+        &json!({
+            "deployment": good, "template": "http", "verdict": "fail",
+            "baseline_kind": "side_by_side", "started_at": at(-19), "decided_at": at(-15),
+            "analyses": 4, "rule": "critical metric http-error-ratio failed",
+            "metrics": [
+                {"name": "http-error-ratio", "kind": "ratio", "outcome": "fail", "critical": true,
+                 "rule": "the canary's error ratio is 4.9 points above the baseline's (p < 1e-9)",
+                 "evidence": {"p_value": 1e-10}},
+                {"name": "http-latency-p99", "kind": "distribution", "outcome": "pass",
+                 "rule": "no significant shift", "evidence": {}}
+            ]
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{canary}");
+    // The judge also failed two of the failed deployments on the error ratio.
+    for (uid, minute) in [(&failed[0], -299), (&failed[1], -199)] {
+        let (status, canary) = post(
+            &app,
+            "/v1/canary/analyses",
+            &json!({
+                "deployment": uid, "template": "http", "verdict": "fail",
+                "baseline_kind": "side_by_side", "started_at": at(minute),
+                "decided_at": at(minute + 2), "analyses": 2,
+                "metrics": [{"name": "http-error-ratio", "kind": "ratio", "outcome": "fail",
+                             "critical": true, "rule": "more errors", "evidence": {}}]
+            }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{canary}");
+    }
 
     let (status, t) = get(
         &app,
@@ -383,9 +418,15 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
         kinds,
         vec![
             "deployment",
+            "canary_started",
+            "canary_decided",
+            "deployment",
+            "canary_started",
+            "canary_decided",
             "deployment",
             "deployment",
-            "deployment",
+            "canary_started",
+            "canary_decided",
             "alert_firing",
             "alert_resolved"
         ]
@@ -404,6 +445,19 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
     assert_eq!(
         (factor["value"].as_str(), factor["count"].as_u64()),
         (Some("values.db.maxConnections"), Some(3))
+    );
+    let canary_factor = f["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "canary_failed")
+        .unwrap_or_else(|| panic!("a failed canary is a factor: {f}"));
+    assert_eq!(
+        (
+            canary_factor["value"].as_str(),
+            canary_factor["count"].as_u64()
+        ),
+        (Some("http-error-ratio"), Some(2))
     );
     let (status, bad) = get(&app, &format!("/v1/services/{svc}/common-factors?last=0")).await;
     assert_eq!(
@@ -453,6 +507,16 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
     );
     assert!(markdown.contains("```mermaid\nflowchart LR"), "{markdown}");
     assert!(markdown.contains("TRIGGERS"), "{markdown}");
+    assert!(
+        markdown.contains("## Canary analyses of the suspect deployments")
+            && markdown.contains(&format!("- `{good}` ({svc} "))
+            && markdown.contains("**fail** against the side_by_side baseline")
+            && markdown.contains(
+                "  - http-error-ratio (critical) failed: the canary's error ratio is 4.9 points"
+            )
+            && !markdown.contains("http-latency-p99 failed"),
+        "{markdown}"
+    );
     let (status, json_report) = get(
         &app,
         &format!("/v1/reports/incident?alert={fp}&format=json"),
@@ -460,6 +524,11 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_report["suspects"]["alert"]["fingerprint"], fp.as_str());
+    assert_eq!(
+        json_report["canary_analyses"][0]["deployment"],
+        good.as_str()
+    );
+    assert_eq!(json_report["canary_analyses"][0]["verdict"], "fail");
     let (status, _) = get(&app, "/v1/reports/incident").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use deploygraph_model::backstage::CatalogFile;
 use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::topology::ServiceTopology;
-use deploygraph_model::{ChangeEventInput, VerdictInput};
+use deploygraph_model::{CanaryAnalysisInput, ChangeEventInput, VerdictInput};
 use deploygraph_model::{Environment, ServiceName, ServiceRef, format_time};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -472,6 +472,31 @@ impl Client {
     pub async fn chaos_run(&self, uid: &str) -> Result<Accepted> {
         self.get(format!("/v1/chaos/runs/{}", path_segment(uid)))
             .await
+    }
+
+    /// `POST /v1/canary/analyses`: records (or replaces) a canary analysis of a deployment.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`]; an unknown deployment is refused with 404.
+    pub async fn record_canary_analysis(&self, input: &CanaryAnalysisInput) -> Result<Accepted> {
+        self.send(
+            Method::Post,
+            "/v1/canary/analyses".into(),
+            Some(encode(input)?),
+        )
+        .await
+    }
+
+    /// `GET /v1/deployments/{uid}/canary`: the deployment's canary analyses, newest first.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn deployment_canary(&self, deployment: &str) -> Result<Accepted> {
+        self.get(format!(
+            "/v1/deployments/{}/canary",
+            path_segment(deployment)
+        ))
+        .await
     }
 
     async fn get(&self, path_and_query: String) -> Result<Accepted> {

@@ -456,3 +456,51 @@ impl ChangeBuilder {
         }
     }
 }
+
+impl crate::canary::NewCanaryAnalysis {
+    /// A test analysis of `deployment` that started at `minute(start)` and was decided five
+    /// minutes later after three rounds: `http-error-ratio` (critical) with `verdict`, and
+    /// `http-latency-p99` passing.
+    pub fn test(deployment: &crate::Uid, start: i64, verdict: crate::CanaryVerdict) -> Self {
+        use crate::canary::{CanaryAnalysis, CanaryBaselineKind, CanaryMetricKind, MetricVerdict};
+        let started_at = minute(start);
+        Self {
+            uid: CanaryAnalysis::uid_for(deployment, &started_at),
+            deployment: deployment.clone(),
+            template: "http".into(),
+            verdict,
+            baseline_kind: CanaryBaselineKind::SideBySide,
+            started_at,
+            decided_at: minute(start + 5),
+            analyses: 3,
+            rule: format!("http-error-ratio: {}", verdict.as_str()),
+            metrics: vec![
+                MetricVerdict {
+                    name: "http-error-ratio".into(),
+                    kind: CanaryMetricKind::Ratio,
+                    outcome: verdict,
+                    critical: true,
+                    rule: format!(
+                        "the canary's error ratio 0.05 against the baseline's 0.001: {}",
+                        verdict.as_str()
+                    ),
+                    evidence: serde_json::json!({
+                        "metric": "http-error-ratio",
+                        "outcome": verdict.as_str(),
+                        "canary": {"samples": 2000, "events": 100, "ratio": 0.05},
+                        "baseline": {"samples": 2000, "events": 2, "ratio": 0.001},
+                        "p_value": 1.5e-12,
+                    }),
+                },
+                MetricVerdict {
+                    name: "http-latency-p99".into(),
+                    kind: CanaryMetricKind::Distribution,
+                    outcome: crate::CanaryVerdict::Pass,
+                    critical: false,
+                    rule: "no significant shift of the p99 latency".into(),
+                    evidence: serde_json::json!({"metric": "http-latency-p99", "shift": 0.001}),
+                },
+            ],
+        }
+    }
+}

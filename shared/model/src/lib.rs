@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod alertmanager;
 pub mod backstage;
+pub mod canary;
 pub mod change;
 pub mod chaos;
 pub mod deployment;
@@ -23,6 +24,10 @@ pub mod uid;
 pub mod verdict;
 
 pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, SubjectKind, Trigger, merge_alert};
+pub use canary::{
+    CanaryAnalysis, CanaryAnalysisInput, CanaryBaselineKind, CanaryMetricKind, CanaryVerdict,
+    MetricVerdict, MetricVerdictInput, NewCanaryAnalysis,
+};
 pub use change::{Change, ChangeEventInput, ChangeType, KeyChange, KeyChangeInput};
 pub use chaos::{ChaosProbe, ChaosRun, ChaosVerdict};
 pub use deployment::{

@@ -15,6 +15,8 @@ pub const DEPLOYMENT_PREFIX: &str = "deployment";
 pub const CHANGE_PREFIX: &str = "change-event";
 /// The prefix of chaos run uids.
 pub const CHAOS_RUN_PREFIX: &str = "chaos-run";
+/// The prefix of canary analysis uids.
+pub const CANARY_ANALYSIS_PREFIX: &str = "canary-analysis";
 
 /// A node identity, unique per label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -61,6 +61,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A fact names a node that is not stored (a canary analysis of an unknown deployment):
+    /// nothing was written.
+    #[error("{what} {uid} is not stored")]
+    NotFound {
+        /// The kind of node named (`deployment`).
+        what: &'static str,
+        /// Its uid.
+        uid: String,
+    },
     /// A pagination cursor that was not issued by this store.
     #[error("invalid cursor")]
     InvalidCursor,

@@ -28,8 +28,8 @@ mod types;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, Change, ChaosRun, Deployment, Environment, InfraSnapshot, ServiceName,
-    ServiceRef, SuspectVerdict, Trigger, Uid,
+    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Deployment, Environment, InfraSnapshot,
+    NewCanaryAnalysis, ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid,
 };
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -39,10 +39,11 @@ pub use error::{Error, Result};
 pub use follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
-    AlertFilter, BLAMED_CONFIDENCE, ChangeFilter, ChangeOutcome, ChaosFilter, Cursor,
-    DeploymentFilter, FilterParams, KEY_HISTORY_MAX_LIMIT, KEY_HISTORY_MAX_PATHS, KeyHistory,
-    MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome, ServiceHistory, ServiceSummary,
-    StoredAttribution, StoredDeployment, TopologyMode, TopologyUpdate, VerdictOutcome, is_blamed,
+    AlertFilter, BLAMED_CONFIDENCE, CanaryFilter, CanaryOutcome, ChangeFilter, ChangeOutcome,
+    ChaosFilter, Cursor, DeploymentFilter, FilterParams, KEY_HISTORY_MAX_LIMIT,
+    KEY_HISTORY_MAX_PATHS, KeyHistory, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
+    ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment, TopologyMode,
+    TopologyUpdate, VerdictOutcome, is_blamed,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -390,6 +391,31 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>>;
+
+    /// Records a canary analysis of a stored deployment in one transaction:
+    /// `(CanaryAnalysis)-[:ANALYZED]->(DeploymentEvent)` and a `MetricVerdict` per metric
+    /// (`MEASURED`), with the deployment's service. A later record of the same analysis (uid)
+    /// replaces the stored one — verdict, decision time, rounds and metrics (`Updated`);
+    /// the same record again writes nothing (`Unchanged`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the deployment is not stored (nothing is written);
+    /// [`Error::Unavailable`].
+    async fn record_canary_analysis(&self, analysis: &NewCanaryAnalysis) -> Result<CanaryOutcome>;
+
+    /// The canary analyses of these deployments, in one query, newest first (by `started_at`,
+    /// ties by the larger uid); unknown uids have none.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn canary_analyses(&self, deployments: &[Uid]) -> Result<Vec<CanaryAnalysis>>;
+
+    /// Canary analyses matching `filter`, newest first (by `started_at`, ties by the larger
+    /// uid), at most `filter.limit`: timelines.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_canary_analyses(&self, filter: &CanaryFilter) -> Result<Vec<CanaryAnalysis>>;
 
     /// The services that depend on `service` directly, whatever the source (the reverse of
     /// [`Self::dependencies`]).

@@ -96,7 +96,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0011_verdicts.sql",
     "0012_key_history.sql",
     "0013_change_keys.sql",
-    "0014_revisits.sql"
+    "0014_revisits.sql",
+    "0015_canary_analyses.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -110,7 +111,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0007_topology_sources.cypher",
     "0008_changes.cypher",
     "0010_key_history.cypher",
-    "0011_change_keys.cypher"
+    "0011_change_keys.cypher",
+    "0012_canary_analyses.cypher"
 );
 
 impl MigrationSource {

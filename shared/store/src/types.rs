@@ -5,8 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Change, Deployment, DeploymentStatus, Environment, ServiceName, SuspectVerdict, Trigger, Uid,
-    VerdictKind,
+    CanaryAnalysis, Change, Deployment, DeploymentStatus, Environment, ServiceName, SuspectVerdict,
+    Trigger, Uid, VerdictKind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,31 @@ pub struct ChangeOutcome {
     pub change: Change,
     /// Why it conflicts.
     pub conflict: Option<String>,
+}
+
+/// The outcome of recording a canary analysis: created, updated (a later decision of the same
+/// analysis replaced the stored one) or unchanged (stored exactly so: nothing written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryOutcome {
+    /// What happened (never a conflict).
+    pub kind: RecordKind,
+    /// The analysis as stored after the call, with its deployment's service.
+    pub analysis: CanaryAnalysis,
+}
+
+/// Which canary analyses to list, newest (by `started_at`, ties by the larger uid) first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CanaryFilter {
+    /// Only analyses of deployments of one of these services (uids); all when empty.
+    pub services: Vec<Uid>,
+    /// Only analyses decided at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only analyses started at or before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: usize,
+    /// Continue after this position (`started_at`, uid).
+    pub cursor: Option<Cursor>,
 }
 
 /// Which changes to list, newest (by `at`) first.

@@ -333,7 +333,8 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
             "0011_verdicts.sql",
             "0012_key_history.sql",
             "0013_change_keys.sql",
-            "0014_revisits.sql"
+            "0014_revisits.sql",
+            "0015_canary_analyses.sql"
         ]
     );
     store.ready().await.unwrap();

@@ -2476,6 +2476,157 @@ async fn history_counts_confirmed_and_never_rejected_deployments(store: Arc<dyn 
     assert_eq!((early.deployments, early.followed_by_alerts), (2, 1));
 }
 
+async fn canary_analyses_are_recorded_replaced_and_listed(store: Arc<dyn GraphStore>) {
+    use deploygraph_model::{CanaryVerdict, NewCanaryAnalysis};
+    use deploygraph_store::{CanaryFilter, Error};
+    let service = unique("canary");
+    let first = Deployment::test()
+        .service(&service)
+        .started_at_minute(0)
+        .build();
+    let second = Deployment::test()
+        .service(&service)
+        .version("v2")
+        .started_at_minute(20)
+        .build();
+    store
+        .record_deployments(vec![first.clone(), second.clone()])
+        .await
+        .unwrap();
+
+    // A running analysis recorded on its first decision, then replaced by its final one.
+    let running = NewCanaryAnalysis::test(&first.uid, 1, CanaryVerdict::Inconclusive);
+    let created = store.record_canary_analysis(&running).await.unwrap();
+    assert_eq!(created.kind, RecordKind::Created);
+    assert_eq!(created.analysis.service.name.as_str(), service);
+    assert_eq!(created.analysis.service.environment, first.environment);
+    let mut decided = NewCanaryAnalysis::test(&first.uid, 1, CanaryVerdict::Fail);
+    decided.analyses = 7;
+    decided.decided_at = minute(9);
+    decided.metrics.truncate(1);
+    assert_eq!(
+        decided.uid, running.uid,
+        "same deployment and start: same analysis"
+    );
+    let updated = store.record_canary_analysis(&decided).await.unwrap();
+    assert_eq!(updated.kind, RecordKind::Updated);
+    let again = store.record_canary_analysis(&decided).await.unwrap();
+    assert_eq!(again.kind, RecordKind::Unchanged);
+
+    let of_first = store
+        .canary_analyses(std::slice::from_ref(&first.uid))
+        .await
+        .unwrap();
+    assert_eq!(of_first, vec![updated.analysis.clone()]);
+    assert_eq!(of_first[0].verdict, CanaryVerdict::Fail);
+    assert_eq!(of_first[0].analyses, 7);
+    assert_eq!(
+        of_first[0].metrics.len(),
+        1,
+        "the replaced metrics are gone"
+    );
+    assert_eq!(
+        of_first[0].metrics[0].evidence["canary"]["events"],
+        serde_json::json!(100)
+    );
+
+    // Two analyses of the second deployment: newest first.
+    let early = NewCanaryAnalysis::test(&second.uid, 21, CanaryVerdict::Pass);
+    let late = NewCanaryAnalysis::test(&second.uid, 40, CanaryVerdict::NoData);
+    for a in [&early, &late] {
+        store.record_canary_analysis(a).await.unwrap();
+    }
+    let uids = |list: &[deploygraph_model::CanaryAnalysis]| -> Vec<Uid> {
+        list.iter().map(|a| a.uid.clone()).collect()
+    };
+    assert_eq!(
+        uids(
+            &store
+                .canary_analyses(&[first.uid.clone(), second.uid.clone()])
+                .await
+                .unwrap()
+        ),
+        vec![late.uid.clone(), early.uid.clone(), decided.uid.clone()]
+    );
+    assert!(store.canary_analyses(&[]).await.unwrap().is_empty());
+
+    // The timeline's listing: by service, in a window, a page at a time.
+    let services = vec![first.service_uid()];
+    let filter = |since: i64, until: i64, limit: usize| CanaryFilter {
+        services: services.clone(),
+        since: Some(minute(since)),
+        until: Some(minute(until)),
+        limit,
+        cursor: None,
+    };
+    assert_eq!(
+        uids(
+            &store
+                .list_canary_analyses(&filter(0, 60, 10))
+                .await
+                .unwrap()
+        ),
+        vec![late.uid.clone(), early.uid.clone(), decided.uid.clone()]
+    );
+    // Decided before the window (minute 26) or started after it (minute 40): left out.
+    assert_eq!(
+        uids(
+            &store
+                .list_canary_analyses(&filter(27, 39, 10))
+                .await
+                .unwrap()
+        ),
+        Vec::<Uid>::new()
+    );
+    assert_eq!(
+        uids(
+            &store
+                .list_canary_analyses(&filter(9, 30, 10))
+                .await
+                .unwrap()
+        ),
+        vec![early.uid.clone(), decided.uid.clone()]
+    );
+    let page = store.list_canary_analyses(&filter(0, 60, 2)).await.unwrap();
+    assert_eq!(uids(&page), vec![late.uid.clone(), early.uid.clone()]);
+    let rest = store
+        .list_canary_analyses(&CanaryFilter {
+            cursor: Some(Cursor::at(page[1].started_at, &page[1].uid)),
+            ..filter(0, 60, 2)
+        })
+        .await
+        .unwrap();
+    assert_eq!(uids(&rest), vec![decided.uid.clone()]);
+
+    // An unknown deployment: not found, nothing written.
+    let ghost = Deployment::test().service(&unique("ghost")).build();
+    let orphan = NewCanaryAnalysis::test(&ghost.uid, 1, CanaryVerdict::Fail);
+    match store.record_canary_analysis(&orphan).await {
+        Err(Error::NotFound { what, uid }) => {
+            assert_eq!((what, uid.as_str()), ("deployment", ghost.uid.as_str()));
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(
+        store
+            .canary_analyses(std::slice::from_ref(&ghost.uid))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_canary_analyses(&CanaryFilter {
+                services: vec![ghost.service_uid()],
+                limit: 10,
+                ..CanaryFilter::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 deploygraph_store::both_stores!(
     migrations_are_idempotent_and_make_the_store_ready,
     recording_twice_is_a_no_op,
@@ -2510,7 +2661,57 @@ deploygraph_store::both_stores!(
     alerts_and_chaos_runs_page_with_cursors,
     verdicts_are_replaced_and_survive_attribution,
     history_counts_confirmed_and_never_rejected_deployments,
+    canary_analyses_are_recorded_replaced_and_listed,
 );
+
+/// On Neo4j a canary analysis is the documented subgraph an SRE can query:
+/// `(CanaryAnalysis)-[:ANALYZED]->(DeploymentEvent)`, `(CanaryAnalysis)-[:MEASURED]->(MetricVerdict)`;
+/// a replaced analysis leaves no stale MetricVerdict behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_canary_analyses_form_the_documented_subgraph() {
+    use deploygraph_model::{CanaryVerdict, NewCanaryAnalysis};
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let d = Deployment::test().service(&unique("canary-graph")).build();
+    store.record_deployments(vec![d.clone()]).await.unwrap();
+    let request = |query: &str| deploygraph_store::cypher::CypherRequest {
+        query: query.to_owned(),
+        params: serde_json::Map::from_iter([(
+            "deployment".to_owned(),
+            d.uid.as_str().to_owned().into(),
+        )]),
+        timeout: std::time::Duration::from_secs(10),
+        row_cap: 100,
+        byte_cap: 1 << 20,
+    };
+    let graph = || async {
+        store
+            .read_cypher(&request(
+                "MATCH (c:CanaryAnalysis)-[:ANALYZED]->(:DeploymentEvent {uid: $deployment})
+                 MATCH (c)-[:MEASURED]->(m:MetricVerdict)
+                 RETURN c.verdict, c.baseline_kind, m.name, m.outcome, m.critical
+                 ORDER BY m.name",
+            ))
+            .await
+            .unwrap()
+            .rows
+    };
+    let running = NewCanaryAnalysis::test(&d.uid, 1, CanaryVerdict::Inconclusive);
+    store.record_canary_analysis(&running).await.unwrap();
+    assert_eq!(graph().await.len(), 2);
+    let mut failed = NewCanaryAnalysis::test(&d.uid, 1, CanaryVerdict::Fail);
+    failed.metrics.truncate(1);
+    store.record_canary_analysis(&failed).await.unwrap();
+    assert_eq!(
+        graph().await,
+        vec![vec![
+            serde_json::json!("fail"),
+            serde_json::json!("side_by_side"),
+            serde_json::json!("http-error-ratio"),
+            serde_json::json!("fail"),
+            serde_json::json!(true),
+        ]]
+    );
+}
 
 /// On Neo4j a verdict is the documented relationship an SRE can query:
 /// `(DeploymentEvent|Change)-[:CAUSED {by, at, note}]->(Alert)`, or REJECTED, never both.
@@ -2785,7 +2986,8 @@ async fn the_key_history_migration_backfills_config_changes() {
         [
             "0012_key_history.sql",
             "0013_change_keys.sql",
-            "0014_revisits.sql"
+            "0014_revisits.sql",
+            "0015_canary_analyses.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -2948,7 +3150,11 @@ async fn the_change_keys_migration_backfills_changed_keys() {
     let applied = store.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-        ["0013_change_keys.sql", "0014_revisits.sql"]
+        [
+            "0013_change_keys.sql",
+            "0014_revisits.sql",
+            "0015_canary_analyses.sql"
+        ]
     );
     store.ready().await.unwrap();
     let history = |before: i64, limit: u32| {
@@ -3117,7 +3323,8 @@ async fn the_verdicts_migration_keeps_attributions() {
             "0011_verdicts.sql",
             "0012_key_history.sql",
             "0013_change_keys.sql",
-            "0014_revisits.sql"
+            "0014_revisits.sql",
+            "0015_canary_analyses.sql"
         ]
     );
     store.ready().await.unwrap();

@@ -272,6 +272,27 @@ impl GraphStore for FaultyStore {
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>> {
         self.inner.list_chaos_runs(filter).await
     }
+
+    async fn record_canary_analysis(
+        &self,
+        analysis: &deploygraph_model::NewCanaryAnalysis,
+    ) -> deploygraph_store::Result<deploygraph_store::CanaryOutcome> {
+        self.inner.record_canary_analysis(analysis).await
+    }
+
+    async fn canary_analyses(
+        &self,
+        deployments: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.inner.canary_analyses(deployments).await
+    }
+
+    async fn list_canary_analyses(
+        &self,
+        filter: &deploygraph_store::CanaryFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.inner.list_canary_analyses(filter).await
+    }
     async fn read_cypher(&self, request: &cypher::CypherRequest) -> Result<cypher::CypherResult> {
         self.inner.read_cypher(request).await
     }

@@ -54,6 +54,7 @@ impl Default for Neo4jOptions {
     }
 }
 
+mod canary;
 mod change;
 mod follow_up;
 mod key_history;
@@ -1256,6 +1257,27 @@ impl GraphStore for Neo4jStore {
 
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>> {
         self.rca_list_chaos_runs(filter).await
+    }
+
+    async fn record_canary_analysis(
+        &self,
+        analysis: &deploygraph_model::NewCanaryAnalysis,
+    ) -> Result<crate::types::CanaryOutcome> {
+        self.canary_record(analysis).await
+    }
+
+    async fn canary_analyses(
+        &self,
+        deployments: &[Uid],
+    ) -> Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.canary_of_deployments(deployments).await
+    }
+
+    async fn list_canary_analyses(
+        &self,
+        filter: &crate::types::CanaryFilter,
+    ) -> Result<Vec<deploygraph_model::CanaryAnalysis>> {
+        self.canary_list(filter).await
     }
 
     async fn read_cypher(

@@ -11,16 +11,17 @@ use crate::error::{Error, Result};
 use crate::migrations::{self, AppliedMigration, Migration, MigrationSource};
 use crate::plan;
 use crate::types::{
-    AlertFilter, ChangeFilter, ChangeOutcome, ChaosFilter, DeploymentFilter, KeyHistory, Page,
-    RecordKind, RecordOutcome, ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment,
-    VerdictOutcome,
+    AlertFilter, CanaryFilter, CanaryOutcome, ChangeFilter, ChangeOutcome, ChaosFilter,
+    DeploymentFilter, KeyHistory, Page, RecordKind, RecordOutcome, ServiceHistory, ServiceSummary,
+    StoredAttribution, StoredDeployment, VerdictOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
-    Alert, AlertOutcome, Change, ChaosRun, Commit, Deployment, Environment, ImageDigest,
-    InfraSnapshot, ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid, ValidationResult,
+    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Commit, Deployment, Environment,
+    ImageDigest, InfraSnapshot, NewCanaryAnalysis, ServiceName, ServiceRef, SuspectVerdict,
+    Trigger, Uid, ValidationResult,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 
 const BACKEND: &str = "sqlite";
 
+mod canary;
 mod change;
 mod follow_up;
 mod key_history;
@@ -979,6 +981,24 @@ impl GraphStore for SqliteStore {
     async fn list_chaos_runs(&self, filter: &ChaosFilter) -> Result<Vec<ChaosRun>> {
         let filter = filter.clone();
         self.with_reader(move |conn| rca::list_chaos_runs(conn, &filter))
+            .await
+    }
+
+    async fn record_canary_analysis(&self, analysis: &NewCanaryAnalysis) -> Result<CanaryOutcome> {
+        let analysis = analysis.clone();
+        self.with_writer(move |conn| canary::record_canary_analysis(conn, &analysis))
+            .await
+    }
+
+    async fn canary_analyses(&self, deployments: &[Uid]) -> Result<Vec<CanaryAnalysis>> {
+        let deployments = deployments.to_vec();
+        self.with_reader(move |conn| canary::canary_analyses(conn, &deployments))
+            .await
+    }
+
+    async fn list_canary_analyses(&self, filter: &CanaryFilter) -> Result<Vec<CanaryAnalysis>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| canary::list_canary_analyses(conn, &filter))
             .await
     }
 }

@@ -20,6 +20,7 @@
 //! and counted ([`crate::metrics::Metrics::topology_query`]) and never stops the server.
 
 use crate::metrics::Metrics;
+use deploygraph_canary::prometheus::{self, FetchFailure};
 use deploygraph_model::topology::EdgeSource;
 use deploygraph_model::{Environment, ServiceName, ServiceRef};
 use deploygraph_store::{GraphStore, TopologyMode, TopologyUpdate};
@@ -259,12 +260,7 @@ pub fn parse_answer(
 /// # Errors
 /// When the client cannot be built.
 pub fn http_client(config: &MeshConfig) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("deploygraph/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())
+    prometheus::http_client(config.timeout).map_err(|e| e.to_string())
 }
 
 /// Runs one query against Prometheus' `/api/v1/query`.
@@ -279,41 +275,16 @@ pub async fn query(
     let mut url = config.url.clone();
     let path = format!("{}/api/v1/query", url.path().trim_end_matches('/'));
     url.set_path(&path);
-    let shown = url.to_string();
     url.query_pairs_mut()
         .clear()
         .append_pair("query", &query.promql(config.window));
-    let unreachable = |e: reqwest::Error| MeshError::Unreachable {
-        url: shown.clone(),
-        reason: error_chain(&e),
-    };
-    let mut response = http.get(url).send().await.map_err(unreachable)?;
-    let status = response.status().as_u16();
-    let limit = config.max_response_bytes;
-    if response
-        .content_length()
-        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
-    {
-        return Err(MeshError::TooLarge { limit });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-        if body.len() + chunk.len() > limit {
-            return Err(MeshError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let (status, body) = prometheus::fetch(http, url, config.max_response_bytes)
+        .await
+        .map_err(|e| match e {
+            FetchFailure::Unreachable { url, reason } => MeshError::Unreachable { url, reason },
+            FetchFailure::TooLarge { limit } => MeshError::TooLarge { limit },
+        })?;
     parse_answer(query, status, &body, &config.environment)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    message
 }
 
 /// What one poll found: the edges of every query that answered, and the failures.

@@ -384,6 +384,80 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
+/// An HTTP client for Prometheus' API: each request bounded by `timeout`, connecting by at most
+/// ten seconds of it. Every Prometheus query of deploygraph (canary analyses, the mesh topology)
+/// goes through one of these and [`fetch`].
+///
+/// # Errors
+/// When the client cannot be built.
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("deploygraph/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Why [`fetch`] got no answer.
+#[derive(Debug)]
+pub enum FetchFailure {
+    /// No answer: refused connection, timeout, broken connection.
+    Unreachable {
+        /// The URL without its query string.
+        url: String,
+        /// What happened, with its causes.
+        reason: String,
+    },
+    /// An answer over the size limit.
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl From<FetchFailure> for QueryFailure {
+    fn from(f: FetchFailure) -> Self {
+        match f {
+            FetchFailure::Unreachable { url, reason } => Self::Unreachable { url, reason },
+            FetchFailure::TooLarge { limit } => Self::TooLarge { limit },
+        }
+    }
+}
+
+/// GETs `url` and reads the answer's status and body, at most `limit` bytes of it (a larger
+/// declared or received body is [`FetchFailure::TooLarge`]).
+///
+/// # Errors
+/// [`FetchFailure`].
+pub async fn fetch(
+    http: &reqwest::Client,
+    url: url::Url,
+    limit: usize,
+) -> std::result::Result<(u16, Vec<u8>), FetchFailure> {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let unreachable = |e: reqwest::Error| FetchFailure::Unreachable {
+        url: shown.to_string(),
+        reason: error_chain(&e),
+    };
+    let mut response = http.get(url).send().await.map_err(unreachable)?;
+    let status = response.status().as_u16();
+    if response
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(FetchFailure::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+        if body.len() + chunk.len() > limit {
+            return Err(FetchFailure::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
+}
+
 fn unix_seconds(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
@@ -395,12 +469,7 @@ impl Prometheus {
     /// # Errors
     /// [`Error::HttpClient`] when the HTTP client cannot be built.
     pub fn new(config: PrometheusConfig) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("deploygraph/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(Error::HttpClient)?;
+        let http = http_client(config.timeout).map_err(Error::HttpClient)?;
         Ok(Self { http, config })
     }
 
@@ -413,30 +482,10 @@ impl Prometheus {
         let mut url = self.config.url.clone();
         let path = format!("{}/api/v1/{endpoint}", url.path().trim_end_matches('/'));
         url.set_path(&path);
-        let shown = url.to_string();
         url.query_pairs_mut()
             .clear()
             .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
-        let unreachable = |e: reqwest::Error| QueryFailure::Unreachable {
-            url: shown.clone(),
-            reason: error_chain(&e),
-        };
-        let mut response = self.http.get(url).send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let limit = self.config.max_response_bytes;
-        if response
-            .content_length()
-            .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
-        {
-            return Err(QueryFailure::TooLarge { limit });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if body.len() + chunk.len() > limit {
-                return Err(QueryFailure::TooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let (status, body) = fetch(&self.http, url, self.config.max_response_bytes).await?;
         parse_answer(status, &body)
     }
 

@@ -4,9 +4,15 @@ exactly that rule; every other check, and every other rejection, still fails the
 
 - One field against another: `finished_at`/`ended_at`/`decided_at` before `started_at`, `since`
   after `until`, the same config change (or a change's same key, or a canary analysis' same
-  metric) listed twice, a service depending on itself, a structured
+  metric) listed twice, a service depending on itself, a release summary's ratio with more events
+  than trials or histogram buckets out of order, a rollback restoring the deployment it undid, a
+  structured
   CloudEvent's `id`/`source`/`type` other than its CDEvent's `context.id`/`.source`/`.type`. The document
   declares each field's own contract; the relation is in its description.
+- The canary hooks (`GET /v1/canary/judge`, `POST /v1/canary/flagger`): a baseline selector
+  that selects what the canary selector does, a deployment of another service than the one
+  named, a Flagger setting given both in the query string and in the webhook's metadata, or
+  in neither when it is required (`template`).
 - Opaque values only the server issues: a `cursor` is `next_cursor` from a previous page. A
   random string of the declared type cannot be one.
 - Another language inside a string: `POST /v1/cypher` takes a Cypher query; a schema-valid
@@ -35,10 +41,22 @@ RELATIONS = [
     ("diff[", "is listed twice"),
     ("metrics[", "is listed twice"),
     ("depends_on[", "cannot depend on itself"),
+    # A release summary's metric data as the judge reads it (POST /v1/deployments/{uid}/summaries).
+    ("metrics.", "is above its denominator"),
+    ("metrics.", "bucket bounds are not increasing"),
+    # A rollback restores another deployment than the one it undid (POST /v1/rollbacks).
+    ("restored", "is the deployment undone"),
     # A CloudEvent's attributes are its CDEvent's context (structured mode, POST /v1/events).
     ("id", "differs from the CDEvent's context.id"),
     ("source", "differs from the CDEvent's context.source"),
     ("type", "differs from the CDEvent's context.type"),
+    # The canary hooks.
+    ("baseline_selector", "selects the same series as the canary selector"),
+    ("metadata.baseline_selector", "selects the same series as the canary selector"),
+    ("deployment", "rolled out service"),
+    ("metadata.deployment", "rolled out service"),
+    ("metadata.", "is given both in the query string and in the webhook's metadata"),
+    ("template", "name the analysis template in the query string"),
 ]
 
 

@@ -25,23 +25,25 @@ const BOUNDS: [&str; 5] = ["0.05", "0.1", "0.25", "0.5", "1"];
 
 /// What one track (canary or stable) of a service serves, per second.
 #[derive(Clone, Copy)]
-struct Track {
+pub(crate) struct Track {
     /// Responses with code 200.
-    ok: f64,
+    pub ok: f64,
     /// Responses with code 500; none means no 5xx series at all, as a real exporter.
-    errors: f64,
+    pub errors: f64,
     /// Observations per second at or below each of [`BOUNDS`] (cumulative), then the total.
-    latency: Option<[f64; 6]>,
+    pub latency: Option<[f64; 6]>,
     /// A gauge `request_latency_seconds` per pod (20 pods): this value plus a millisecond per
     /// pod number.
-    gauge: Option<f64>,
+    pub gauge: Option<f64>,
 }
 
-const FAST: [f64; 6] = [120.0, 180.0, 198.0, 200.0, 200.0, 200.0];
-const SLOW: [f64; 6] = [20.0, 60.0, 140.0, 200.0, 200.0, 200.0];
+/// 1,000 observations a second, so that a 5 s window holds the 1,000 per side a p99 needs
+/// (`deploygraph_canary::judge::quantile_min_observations`).
+const FAST: [f64; 6] = [600.0, 900.0, 990.0, 1000.0, 1000.0, 1000.0];
+pub(crate) const SLOW: [f64; 6] = [100.0, 300.0, 700.0, 1000.0, 1000.0, 1000.0];
 
 impl Track {
-    fn healthy() -> Self {
+    pub(crate) fn healthy() -> Self {
         Self {
             ok: 199.0,
             errors: 1.0,
@@ -57,60 +59,69 @@ fn exposition(services: &[(String, Track, Track)], t: f64) -> String {
     for (service, stable, canary) in services {
         for (name, track) in [("stable", stable), ("canary", canary)] {
             let labels = format!("service=\"{service}\",track=\"{name}\"");
-            let _ = writeln!(
-                body,
-                "http_requests_total{{{labels},code=\"200\"}} {:.3}",
-                track.ok * t
-            );
-            if track.errors > 0.0 {
-                let _ = writeln!(
-                    body,
-                    "http_requests_total{{{labels},code=\"500\"}} {:.3}",
-                    track.errors * t
-                );
-            }
-            if let Some(base) = track.gauge {
-                for pod in 0..20_u32 {
-                    let _ = writeln!(
-                        body,
-                        "request_latency_seconds{{{labels},pod=\"p{pod}\"}} {:.3}",
-                        base + f64::from(pod) * 0.001
-                    );
-                }
-            }
-            if let Some(latency) = track.latency {
-                for (le, per_second) in BOUNDS.iter().chain(&["+Inf"]).zip(latency) {
-                    let _ = writeln!(
-                        body,
-                        "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {:.3}",
-                        per_second * t
-                    );
-                }
-            }
+            track_exposition(&mut body, &labels, track, t);
         }
     }
     body
 }
 
+/// One track's series, with `labels`, at `t` seconds after the start.
+pub(crate) fn track_exposition(body: &mut String, labels: &str, track: &Track, t: f64) {
+    let _ = writeln!(
+        body,
+        "http_requests_total{{{labels},code=\"200\"}} {:.3}",
+        track.ok * t
+    );
+    if track.errors > 0.0 {
+        let _ = writeln!(
+            body,
+            "http_requests_total{{{labels},code=\"500\"}} {:.3}",
+            track.errors * t
+        );
+    }
+    if let Some(base) = track.gauge {
+        for pod in 0..20_u32 {
+            let _ = writeln!(
+                body,
+                "request_latency_seconds{{{labels},pod=\"p{pod}\"}} {:.3}",
+                base + f64::from(pod) * 0.001
+            );
+        }
+    }
+    if let Some(latency) = track.latency {
+        for (le, per_second) in BOUNDS.iter().chain(&["+Inf"]).zip(latency) {
+            let _ = writeln!(
+                body,
+                "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {:.3}",
+                per_second * t
+            );
+        }
+    }
+}
+
 /// The scrape target with its job in the Prometheus config (restored on drop).
-struct Target {
+pub(crate) struct Target {
     _config: Restore,
     _target: Stub,
     _lock: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Target {
-    fn start(prometheus: &str, services: Vec<(String, Track, Track)>) -> Self {
+    pub(crate) fn start(prometheus: &str, services: Vec<(String, Track, Track)>) -> Self {
+        Self::serve(prometheus, move |t| exposition(&services, t))
+    }
+
+    /// A target serving `exposition(t)`, `t` the seconds since it started.
+    pub(crate) fn serve(
+        prometheus: &str,
+        exposition: impl Fn(f64) -> String + Send + Sync + 'static,
+    ) -> Self {
         let lock = ALERTING.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
         let target = Stub::start(move |r| {
             if r.method == "GET" && r.path.starts_with("/metrics") {
                 let t = started.elapsed().as_secs_f64();
-                (
-                    200,
-                    "text/plain; version=0.0.4",
-                    exposition(&services, t).into_bytes(),
-                )
+                (200, "text/plain; version=0.0.4", exposition(t).into_bytes())
             } else {
                 (404, "text/plain", b"not found\n".to_vec())
             }
@@ -131,8 +142,13 @@ impl Target {
 }
 
 /// Waits until Prometheus can compute `increase` of `service`'s requests over 5 s.
-fn wait_for_series(prometheus: &str, service: &str) {
-    let query = format!("sum(increase(http_requests_total{{service=\"{service}\"}}[5s]))");
+pub(crate) fn wait_for_series(prometheus: &str, service: &str) {
+    wait_for_selector(prometheus, &format!("service=\"{service}\""));
+}
+
+/// Waits until Prometheus can compute `increase` of the requests `selector` matches over 5 s.
+pub(crate) fn wait_for_selector(prometheus: &str, selector: &str) {
+    let query = format!("sum(increase(http_requests_total{{{selector}}}[5s]))");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answer: Value = crate::support::http()
@@ -155,7 +171,7 @@ fn wait_for_series(prometheus: &str, service: &str) {
     }
 }
 
-fn analyze(args: &[&str]) -> Output {
+pub(crate) fn analyze(args: &[&str]) -> Output {
     Command::new(bin())
         .args(["canary", "analyze"])
         .args(args)
@@ -168,7 +184,7 @@ fn analyze(args: &[&str]) -> Output {
 }
 
 /// The JSON lines of a `--format json` run.
-fn lines(out: &Output) -> Vec<Value> {
+pub(crate) fn lines(out: &Output) -> Vec<Value> {
     stdout(out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -191,11 +207,14 @@ fn outcomes(last: &Value) -> Vec<(String, String)> {
 }
 
 /// A template of the error ratio (critical) and p99 latency, written as a file.
-fn combined_template() -> String {
+pub(crate) fn combined_template() -> String {
     let path = temp_path("errors-and-latency.yaml");
-    std::fs::write(
-        &path,
-        r#"name: errors-and-latency
+    std::fs::write(&path, COMBINED_TEMPLATE).unwrap();
+    path.display().to_string()
+}
+
+/// The error ratio (critical) and p99 latency.
+pub(crate) const COMBINED_TEMPLATE: &str = r#"name: errors-and-latency
 metrics:
   - name: error-ratio
     kind: ratio
@@ -212,11 +231,7 @@ metrics:
     allowed_change: 0.1
     quantile: 0.99
     min_samples: 200
-"#,
-    )
-    .unwrap();
-    path.display().to_string()
-}
+"#;
 
 /// A template judging raw samples of a gauge (a range query over the window).
 fn samples_template() -> String {
@@ -870,4 +885,217 @@ fn a_deployment_that_cannot_be_recorded_stops_the_command_before_the_analysis() 
             stdout(&out)
         );
     }
+}
+
+/// Runs `f` on a runtime of its own (the kube fixtures are async, the e2e tests are not).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The image a Deployment of the test API server runs.
+fn image_of(namespace: &str, name: &str) -> String {
+    block_on(async {
+        let client = deploygraph_k8s::testing::client().await;
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(client, namespace);
+        let d = api.get(name).await.unwrap();
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    })
+}
+
+/// `canary analyze --rollback` with a real Prometheus, the real API server and a real serve:
+/// a failing canary's Deployment is undone to its previous ReplicaSet's template and the
+/// Rollback recorded (the deployment `rolled_back`, the previous one restored, the final round
+/// marked); `--dry-run` changes nothing in the cluster and records a dry run; a paused
+/// Deployment is refused with exit 5; a healthy canary is not rolled back.
+#[test]
+fn a_failing_canary_is_rolled_back_and_the_rollback_recorded() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    require_ready("Prometheus", &prometheus);
+    let kubeconfig = std::env::var("KUBECONFIG_TEST").expect("KUBECONFIG_TEST");
+    let id = unique("rb");
+    let spike = format!("{id}-spike");
+    let healthy = format!("{id}-healthy");
+    let normal = Track::healthy();
+    let _target = Target::start(
+        &prometheus,
+        vec![
+            (
+                spike.clone(),
+                normal,
+                Track {
+                    ok: 180.0,
+                    errors: 20.0,
+                    ..normal
+                },
+            ),
+            (healthy.clone(), normal, normal),
+        ],
+    );
+    let namespace = block_on(async {
+        use deploygraph_k8s::testing::rollback as fixtures;
+        let client = deploygraph_k8s::testing::client().await;
+        let ns = fixtures::namespace(&client, "canary-rollback").await;
+        for (name, paused) in [
+            ("web", false),
+            ("dry", false),
+            ("paused", true),
+            ("calm", false),
+        ] {
+            fixtures::deployment_with_revisions(&client, &ns, name, &["web:1", "web:2"], paused)
+                .await;
+        }
+        ns
+    });
+    wait_for_series(&prometheus, &spike);
+    wait_for_series(&prometheus, &healthy);
+
+    let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
+    let record = |service: &str, minute: u32, seed: u32| {
+        let (status, _, recorded) = post_json(
+            &format!("{}/v1/deployments", server.url),
+            &deployment(service, minute, seed),
+            Some(TOKEN),
+        );
+        assert!(status == 201 || status == 200, "{recorded}");
+        recorded["uid"].as_str().unwrap().to_owned()
+    };
+    let previous = record(&spike, 10, 51);
+    let current = record(&spike, 20, 52);
+    let dry_uid = record(&spike, 30, 53);
+    let paused_uid = record(&spike, 40, 54);
+
+    let common = [
+        "--prometheus",
+        prometheus.as_str(),
+        "--window",
+        "5s",
+        "--interval",
+        "1s",
+        "--max-duration",
+        "20s",
+        "--format",
+        "json",
+        "--namespace",
+        namespace.as_str(),
+        "--kubeconfig",
+        kubeconfig.as_str(),
+        "--server",
+        server.url.as_str(),
+        "--token",
+        TOKEN,
+    ];
+    let run_with = |service: &str, deployment: &str, target: &str, dry_run: bool| {
+        let mut argv = vec![
+            "--service",
+            service,
+            "--template",
+            "http-error-ratio",
+            "--deployment",
+            deployment,
+            "--rollback",
+            target,
+        ];
+        if dry_run {
+            argv.push("--dry-run");
+        }
+        argv.extend_from_slice(&common);
+        analyze(&argv)
+    };
+    let healthy_uid = record(&healthy, 10, 55);
+    let (undone, dry, paused, calm) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| run_with(&spike, &current, "deployment/web", false));
+        let b = scope.spawn(|| run_with(&spike, &dry_uid, "deployment/dry", true));
+        let c = scope.spawn(|| run_with(&spike, &paused_uid, "deployment/paused", false));
+        let d = scope.spawn(|| run_with(&healthy, &healthy_uid, "deployment/calm", false));
+        (
+            a.join().unwrap(),
+            b.join().unwrap(),
+            c.join().unwrap(),
+            d.join().unwrap(),
+        )
+    });
+    let context = |out: &Output| {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            stdout(out),
+            stderr(out)
+        )
+    };
+
+    // The failing canary: exit 1 (the verdict), the Deployment back on revision 1.
+    assert_eq!(undone.status.code(), Some(1), "{}", context(&undone));
+    let all = lines(&undone);
+    let rollback = &all.last().unwrap()["rollback"];
+    assert_eq!(
+        rollback["done"]["action"],
+        "deployment_undo",
+        "{}",
+        context(&undone)
+    );
+    assert_eq!(rollback["done"]["to_revision"], 1, "{}", context(&undone));
+    assert_eq!(
+        rollback["recorded"]["status"],
+        "created",
+        "{}",
+        context(&undone)
+    );
+    assert!(rollback["requested_ms"].as_f64().unwrap() < 60_000.0);
+    assert_eq!(image_of(&namespace, "web"), "web:1");
+    let (status, body) = get_json(&format!("{}/v1/deployments/{current}/canary", server.url));
+    assert_eq!(status, 200, "{body}");
+    let stored = &body["rollbacks"][0];
+    assert_eq!(stored["target"], "deployment/web", "{body}");
+    assert_eq!(stored["namespace"], namespace.as_str(), "{body}");
+    assert_eq!(stored["restored"], previous.as_str(), "{body}");
+    assert_eq!(stored["by"], "deploygraph canary analyze", "{body}");
+    assert_eq!(stored["dry_run"], false, "{body}");
+    assert_eq!(body["analyses"][0]["final"], true, "{body}");
+    assert_eq!(body["analyses"][0]["verdict"], "fail", "{body}");
+    let (_, d) = get_json(&format!("{}/v1/deployments/{current}", server.url));
+    assert_eq!(d["status"], "rolled_back", "{d}");
+
+    // The dry run: planned, printed, recorded as such; nothing changed.
+    assert_eq!(dry.status.code(), Some(1), "{}", context(&dry));
+    let dry_lines = lines(&dry);
+    let rollback = &dry_lines.last().unwrap()["rollback"];
+    assert_eq!(rollback["dry_run"], true, "{}", context(&dry));
+    assert_eq!(rollback["done"]["to_revision"], 1, "{}", context(&dry));
+    assert_eq!(image_of(&namespace, "dry"), "web:2");
+    let (_, body) = get_json(&format!("{}/v1/deployments/{dry_uid}/canary", server.url));
+    assert_eq!(body["rollbacks"][0]["dry_run"], true, "{body}");
+    let (_, d) = get_json(&format!("{}/v1/deployments/{dry_uid}", server.url));
+    assert_eq!(d["status"], "succeeded", "{d}");
+
+    // The paused Deployment: refused, exit 5, unchanged, nothing recorded as rolled back.
+    assert_eq!(paused.status.code(), Some(5), "{}", context(&paused));
+    assert!(
+        stderr(&paused).contains("is paused"),
+        "{}",
+        context(&paused)
+    );
+    assert_eq!(image_of(&namespace, "paused"), "web:2");
+    let (_, body) = get_json(&format!(
+        "{}/v1/deployments/{paused_uid}/canary",
+        server.url
+    ));
+    assert_eq!(body["rollbacks"], serde_json::json!([]), "{body}");
+
+    // A healthy canary passes and is not rolled back.
+    assert_eq!(calm.status.code(), Some(0), "{}", context(&calm));
+    assert_eq!(image_of(&namespace, "calm"), "web:2");
+    let (_, body) = get_json(&format!(
+        "{}/v1/deployments/{healthy_uid}/canary",
+        server.url
+    ));
+    assert_eq!(body["rollbacks"], serde_json::json!([]), "{body}");
+    assert_eq!(body["analyses"][0]["final"], true, "{body}");
 }

@@ -5,7 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerts;
+mod argo;
 mod canary;
+mod canary_history;
+mod canary_hooks;
+mod canary_watch;
 mod changes;
 mod chaos;
 mod ci;

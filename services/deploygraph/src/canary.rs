@@ -1,13 +1,16 @@
 //! `deploygraph canary analyze`: repeated analyses of a canary against its baseline on
 //! Prometheus metrics, until the verdict is final.
 //!
-//! **When the verdict is final** ([`deploygraph_canary::stop::decide_confirmed`], shared with the
-//! canary benchmark): analyses run at the start and then every `--interval` (on a fixed
-//! schedule; an analysis that overruns is followed at once by the next).
-//! - A `Fail` verdict is final when the analysis that started one `--window` or more earlier
-//!   (the latest such: their windows do not overlap) failed too: exit 1. One transient burst on
-//!   the canary's pods cannot roll a release back; a regression that persists fails one window
-//!   later.
+//! **When the verdict is final** ([`deploygraph_canary::stop::decide_confirmed_or_decisive`],
+//! shared with the canary benchmark): analyses run at the start and then every `--interval` (on
+//! a fixed schedule; an analysis that overruns is followed at once by the next).
+//! - A `Fail` verdict is final at once when it is decisive
+//!   ([`deploygraph_canary::stop::is_decisive`]): a critical ratio metric failed with p below
+//!   10⁻⁹ and its interval for the increase wholly above the template's tolerance: exit 1.
+//! - Any other `Fail` verdict is final when the analysis that started one `--window` or more
+//!   earlier (the latest such: their windows do not overlap) failed too: exit 1. One transient
+//!   burst on the canary's pods cannot roll a release back; a regression that persists fails
+//!   one window later (with the default `--window 1m`, 60 s after the first failing window).
 //! - A pass is final when **every** metric of the template passed in an analysis that started at
 //!   least one `--window` after the command did — so the window it judges lies wholly within the
 //!   analysis, and the earliest (possibly pre-rollout) data cannot pass a canary: exit 0.
@@ -15,18 +18,25 @@
 //!   the last verdict decides: `Pass` exits 0 (a pass with some metric inconclusive counts),
 //!   `Inconclusive`, `NoData` or an unconfirmed `Fail` exit 4.
 //!
+//! With `--baseline history` (or `auto`), the canary is judged against the service's earlier
+//! releases in the graph ([`crate::canary_history`]).
+//!
 //! With `--deployment` (or `--environment`), each analysis is recorded in the graph through
 //! `--server` or `--store` ([`crate::canary_record`]); a failed recording never changes the
 //! exit code.
+//!
+//! With `--rollback TARGET`, a final `Fail` is rolled back at once, before the round is
+//! recorded ([`crate::canary_rollback`]); a rollback that fails exits 5.
 //!
 //! A Prometheus that cannot be reached ends the command with exit 3; a query Prometheus refuses
 //! as invalid (`bad_data`: the template's PromQL) with exit 2; any other failed query with exit 1.
 
 use crate::canary_record::{Recorded, Recorder};
+use crate::canary_rollback::RollbackPlan;
 use crate::cli::{CanaryAnalyzeArgs, Output};
 use crate::commands::Failure;
 use deploygraph_canary::prometheus::{Prometheus, PrometheusConfig};
-use deploygraph_canary::stop::{Decision, decide_confirmed, is_last};
+use deploygraph_canary::stop::{Decision, decide_confirmed_or_decisive, is_last};
 use deploygraph_canary::template::SHIPPED;
 use deploygraph_canary::{
     Direction, Error, MetricEvidence, Outcome, Selector, Template, Verdict, Window,
@@ -58,7 +68,7 @@ fn shipped_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// Reads `--template`: a file when the value has a `/` or a `.`, else a shipped template.
-fn load_template(value: &str) -> Result<Template, Failure> {
+pub(crate) fn load_template(value: &str) -> Result<Template, Failure> {
     let invalid =
         |e: Error| Failure::usage(format!("--template {value}: {:#}", anyhow::Error::new(e)));
     if !value.contains('/') && !value.contains('.') {
@@ -88,12 +98,13 @@ fn load_template(value: &str) -> Result<Template, Failure> {
 }
 
 /// The default selector of a side: `service="NAME",track="TRACK"`.
-fn default_selector(service: &str, track: &str) -> Result<Selector, Failure> {
+pub(crate) fn default_selector(service: &str, track: &str) -> Result<Selector, Failure> {
     Selector::parse(&format!("service=\"{service}\",track=\"{track}\""))
         .map_err(|e| Failure::usage(format!("--service {service}: {e}")))
 }
 
-fn outcome_str(o: Outcome) -> &'static str {
+/// The wire name of a judge's outcome (`no_data`, …).
+pub(crate) fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Pass => "pass",
         Outcome::Fail => "fail",
@@ -127,6 +138,19 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
     if let Some(r) = &recorder {
         eprintln!("recording the analysis of deployment {}", r.deployment());
     }
+    let history = crate::canary_history::load(&args, recorder.as_ref(), &template).await?;
+    let rollback = RollbackPlan::connect(&args).await?;
+    if let Some(plan) = &rollback {
+        eprintln!(
+            "on a final fail: {} {}",
+            if args.rollback.dry_run {
+                "plan (dry run) the rollback of"
+            } else {
+                "roll back"
+            },
+            plan.target()
+        );
+    }
 
     let start = Instant::now();
     let window = args.window;
@@ -135,15 +159,27 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
         let scheduled = start + args.interval.saturating_mul(n - 1);
         tokio::time::sleep_until(scheduled.max(Instant::now()).into()).await;
         let began = Instant::now();
-        let collected = prometheus
-            .collect(&template, &canary, &baseline, window, SystemTime::now())
-            .await
-            .map_err(query_failure)?;
+        let collected = crate::canary_history::collect(
+            &prometheus,
+            history.as_ref(),
+            &template,
+            &canary,
+            &baseline,
+            window,
+            SystemTime::now(),
+        )
+        .await
+        .map_err(query_failure)?;
         let verdict = collected.judge(&template);
         let started = began - start;
         let last = is_last(n, args.interval, args.max_duration);
-        let decision = decide_confirmed(&earlier, &verdict, started, window, last);
+        let decision = decide_confirmed_or_decisive(&earlier, &verdict, started, window, last);
         earlier.push((started, verdict.outcome));
+        // A final fail is rolled back before anything else, recording included.
+        let rolled_back = match (&rollback, decision) {
+            (Some(plan), Decision::Fail) => Some(plan.run().await),
+            _ => None,
+        };
         let recorded = match &recorder {
             Some(r) => Some(r.record(&verdict, n, decision != Decision::Continue).await),
             None => None,
@@ -161,6 +197,11 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
             Decision::Continue => {}
             Decision::Pass => return Ok(()),
             Decision::Fail => {
+                if let (Some(plan), Some(done)) = (&rollback, &rolled_back) {
+                    let reason = format!("canary of {service} failed: {}", verdict.rule);
+                    plan.report(done, &reason, recorder.as_ref(), &args.format)
+                        .await?;
+                }
                 return Err(Failure::rejected(format!(
                     "canary of {service} failed: {}",
                     verdict.rule
@@ -184,7 +225,7 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
 }
 
 /// The exit code of a failed analysis: 3 unreachable, 2 a query Prometheus calls invalid, else 1.
-fn query_failure(e: Error) -> Failure {
+pub(crate) fn query_failure(e: Error) -> Failure {
     let (unreachable, bad_query) = match &e {
         Error::Query { source, .. } => (source.is_unreachable(), source.is_bad_query()),
         _ => (false, false),
@@ -363,6 +404,9 @@ fn metric_text(s: &mut String, m: &MetricEvidence) {
     }
     if !stats.is_empty() {
         let _ = writeln!(s, "    {}", stats.join(", "));
+    }
+    if !m.releases.is_empty() {
+        let _ = writeln!(s, "    releases: {}", m.releases.join(", "));
     }
     let _ = writeln!(s, "    rule: {}", m.rule);
     for q in &m.queries {

@@ -51,10 +51,53 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CanaryCommand {
     /// Judge the canary against its baseline every --interval until the verdict is final:
-    /// a fail stops at once (exit 1); a pass is final when every metric of the template passed
-    /// in an analysis at least one --window after the start (exit 0); at --max-duration the
-    /// last verdict decides (pass 0, inconclusive or no data 4).
-    Analyze(CanaryAnalyzeArgs),
+    /// a decisive fail stops at once, any other fail when the analysis one --window earlier
+    /// failed too (exit 1); a pass is final when every metric of the template passed in an
+    /// analysis at least one --window after the start (exit 0); at --max-duration the last
+    /// verdict decides (pass 0, inconclusive, no data or an unconfirmed fail 4).
+    Analyze(Box<CanaryAnalyzeArgs>),
+    /// Record what a settled deployment measured on a template's metrics over --window (its
+    /// release summary), so later canaries of the service can be judged against its history
+    /// (`canary analyze --baseline history`).
+    Summarize(Box<CanarySummarizeArgs>),
+}
+
+/// What `canary analyze` judges the canary against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BaselineChoice {
+    /// The old version's pods running beside the canary (--baseline-selector).
+    SideBySide,
+    /// The service's earlier releases in the graph: the summaries `canary summarize` recorded
+    /// for deployments of the service in the same environment that started before this one.
+    History,
+    /// Side by side while --baseline-selector finds series, else history.
+    Auto,
+}
+
+#[derive(Debug, Args)]
+pub struct CanarySummarizeArgs {
+    /// The settled deployment (uid).
+    #[arg(long, value_name = "UID")]
+    pub deployment: String,
+    /// Analysis template: a YAML file (a path, with a `/` or a `.` in it), or the name of a
+    /// shipped template: `http-error-ratio`, `http-latency-p99`, `connection-pool-errors`.
+    #[arg(long, value_name = "FILE|NAME")]
+    pub template: String,
+    /// The window the summary covers, ending now: the template's `{{window}}`.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::canary::window_arg)]
+    pub window: deploygraph_canary::Window,
+    /// PromQL label matchers selecting the release (default: `service="SERVICE",track="stable"`
+    /// with the deployment's service).
+    #[arg(long, value_name = "SELECTOR", value_parser = crate::canary::selector_arg)]
+    pub selector: Option<deploygraph_canary::Selector>,
+    /// Prometheus' base URL.
+    #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus: String,
+    /// Output format.
+    #[arg(long, visible_alias = "output", value_enum, default_value = "text")]
+    pub format: Output,
+    #[command(flatten)]
+    pub record: CanaryRecordTarget,
 }
 
 #[derive(Debug, Args)]
@@ -79,7 +122,8 @@ pub struct CanaryAnalyzeArgs {
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::insight::duration_arg)]
     pub max_duration: std::time::Duration,
     /// What each analysis looks back over: the template's `{{window}}` (a PromQL duration).
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::canary::window_arg)]
+    /// A failure is confirmed one window later, so the window bounds the time to a rollback.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::canary::window_arg)]
     pub window: deploygraph_canary::Window,
     /// Prometheus' base URL.
     #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
@@ -97,6 +141,43 @@ pub struct CanaryAnalyzeArgs {
     pub environment: Option<deploygraph_model::Environment>,
     #[command(flatten)]
     pub record: CanaryRecordTarget,
+    /// What the canary is judged against. `history` and `auto` read the service's earlier
+    /// releases (at most 10, the most recent first) for --deployment or --environment through
+    /// --server or --store; the verdict says which baseline was used.
+    #[arg(long, value_enum, default_value = "side-by-side")]
+    pub baseline: BaselineChoice,
+    #[command(flatten)]
+    pub rollback: CanaryRollbackOptions,
+}
+
+/// What `canary analyze` rolls back when the canary fails (opt-in: nothing without
+/// `--rollback`).
+#[derive(Debug, Args)]
+pub struct CanaryRollbackOptions {
+    /// On a final fail, roll back at once: `deployment/NAME` (to its previous ReplicaSet's pod
+    /// template, as `kubectl rollout undo`), `rollout/NAME` (abort the Argo Rollout) or
+    /// `helm/RELEASE[:REVISION]` (`helm rollback`, to the previous revision by default). The
+    /// rollback is recorded with the analysis when a deployment is named.
+    #[arg(long, value_name = "TARGET", value_parser = crate::canary_rollback::target_arg)]
+    pub rollback: Option<deploygraph_k8s::rollback::Target>,
+    /// The --rollback target's namespace (default: the kubeconfig context's).
+    #[arg(long, value_name = "NAMESPACE", requires = "rollback")]
+    pub namespace: Option<String>,
+    /// Only print what --rollback would do; nothing in the cluster changes (the Rollback is
+    /// recorded with dry_run, and the deployment keeps its status).
+    #[arg(long, requires = "rollback")]
+    pub dry_run: bool,
+    /// Kubeconfig for --rollback (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "DEPLOYGRAPH_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The helm binary --rollback helm/RELEASE runs.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_HELM_BIN",
+        value_name = "PATH",
+        default_value = "helm"
+    )]
+    pub helm_bin: PathBuf,
 }
 
 /// Where `canary analyze` records its analyses: a server, or the API in this process over a
@@ -544,6 +625,32 @@ pub struct ServeArgs {
         default_value = "production"
     )]
     pub topology_environment: String,
+    /// Prometheus the canary hooks (`GET /v1/canary/judge` for Argo Rollouts,
+    /// `POST /v1/canary/flagger` for Flagger) run their analyses against; without it they
+    /// answer 404 `unsupported`.
+    #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Directory of analysis templates (NAME.yaml) the canary hooks may name, besides the
+    /// shipped ones (a file here wins over a shipped template of the same name). Every file is
+    /// checked at start-up; files are re-read on each request.
+    #[arg(long, env = "DEPLOYGRAPH_CANARY_TEMPLATES", value_name = "DIR")]
+    pub canary_templates: Option<PathBuf>,
+    /// Most canary analyses of watched rollouts running at once (with --watch-kubernetes and
+    /// --prometheus, workloads annotated `deploygraph.io/canary-template` have their rollouts
+    /// analysed); a rollout beyond them is not analysed, with a warning.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_CANARY_MAX_ANALYSES",
+        value_name = "N",
+        default_value_t = 32
+    )]
+    pub canary_max_analyses: usize,
+    /// Let `deploygraph.io/canary-rollback: true` undo a watched Deployment whose canary fails
+    /// (its previous ReplicaSet's template, as `kubectl rollout undo`); without it such a
+    /// rollback is only planned and recorded as a dry run. The watcher's service account then
+    /// needs `patch` on `deployments`.
+    #[arg(long, env = "DEPLOYGRAPH_CANARY_ROLLBACK")]
+    pub canary_rollback: bool,
     #[command(flatten)]
     pub attribution: AttributionArgs,
     /// Alert labels tried in order for the service name (comma-separated).

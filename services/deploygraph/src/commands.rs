@@ -29,13 +29,16 @@ Exit codes (every command):
      `query_timed_out`), or that the store cannot answer (404 `unsupported`: Cypher on
      SQLite)
   3  unreachable: the server or store could not be reached (after the retries of
-     --server, or a 503 that outlasted them), or Prometheus for `canary analyze`
+     --server, or a 503 that outlasted them), or Prometheus for `canary analyze` and
+     `canary summarize`
   4  canary inconclusive or no data: `canary analyze` reached --max-duration without a
-     pass or a fail
+     pass or a fail; `canary summarize` found no series for any metric (nothing recorded)
+  5  rollback failed: `canary analyze --rollback` found the canary failed and could not
+     roll back (a paused Deployment, no previous revision, the API server or helm refused)
 
 `canary analyze --deployment`/`--environment` exits 2 or 3 only before the first analysis
 (a deployment that cannot be recorded); a failed recording afterwards is reported and
-the exit code stays the verdict's.";
+the exit code stays the verdict's; so does a rollback that was done but not recorded.";
 
 /// A failure with its exit code.
 #[derive(Debug)]
@@ -78,6 +81,14 @@ impl Failure {
     pub fn inconclusive(message: impl Into<String>) -> Self {
         Self {
             code: 4,
+            message: message.into(),
+        }
+    }
+
+    /// Exit 5: the canary failed and `--rollback` could not roll it back.
+    pub fn rollback_failed(message: impl Into<String>) -> Self {
+        Self {
+            code: 5,
             message: message.into(),
         }
     }
@@ -186,8 +197,11 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Topology(crate::cli::TopologyCommand::Import(args)) => {
             crate::topology::import(args).await
         }
+        Command::Canary(crate::cli::CanaryCommand::Summarize(args)) => {
+            crate::canary_history::summarize(*args).await
+        }
         Command::Canary(crate::cli::CanaryCommand::Analyze(args)) => {
-            crate::canary::analyze(args).await
+            crate::canary::analyze(*args).await
         }
     };
     match result {
@@ -415,11 +429,16 @@ fn mesh_config(
 
 /// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts (and edits of
 /// the ConfigMaps, Secrets and HPAs workloads use) while it leads.
+///
+/// With `analyses` (the API's state, its canary hooks, the most analyses at once and whether
+/// they may roll back), new
+/// rollouts of workloads with canary annotations are analysed ([`crate::canary_watch`]).
 async fn start_watcher(
     args: &crate::cli::WatchArgs,
     store: Arc<dyn GraphStore>,
     metrics: Arc<deploygraph_api::metrics::Metrics>,
     stop: CancellationToken,
+    analyses: Option<(AppState, deploygraph_api::canary::HooksConfig, usize, bool)>,
 ) -> Result<(), Failure> {
     use deploygraph_k8s::helm_watch::HelmWatcher;
     use deploygraph_k8s::leader::LeaseConfig;
@@ -458,13 +477,23 @@ async fn start_watcher(
     tracing::info!(identity = %identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "Kubernetes watcher campaigning for the lease");
     let watch_client = client.clone();
     let (namespaces, watch_helm) = (args.namespaces.clone(), args.watch_helm);
+    let analyses = analyses.map(|(state, hooks, max, rollbacks)| {
+        Arc::new(crate::canary_watch::RolloutAnalyses::new(
+            state,
+            hooks,
+            client.clone(),
+            max,
+            rollbacks,
+            stop.clone(),
+        ))
+    });
     tokio::spawn(run_elected(client, lease, stop, move |token| {
         let (rollouts, changes, skipped) = (
             Arc::clone(&metrics),
             Arc::clone(&metrics),
             Arc::clone(&metrics),
         );
-        let workloads =
+        let mut workloads =
             WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone())
                 .on_recorded(move |d, kind| {
                     let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
@@ -472,6 +501,10 @@ async fn start_watcher(
                 })
                 .on_change(move |c, kind| changes.change(c.kind.as_str(), kind.as_str()))
                 .on_skipped(move |_, reason| skipped.skipped(reason.as_str()));
+        if let Some(analyses) = &analyses {
+            let analyses = Arc::clone(analyses);
+            workloads = workloads.on_rollout(move |rollout| analyses.start(rollout));
+        }
         let mut tasks = vec![tokio::spawn(workloads.run(token.clone()))];
         if watch_helm {
             let skipped = Arc::clone(&metrics);
@@ -557,6 +590,14 @@ async fn serve(args: ServeArgs) -> Outcome {
         ));
     }
     let mesh = mesh_config(&args)?;
+    let canary_hooks = deploygraph_api::canary::HooksConfig::new(
+        args.prometheus.as_deref(),
+        args.canary_templates.clone(),
+    )
+    .map_err(|e| Failure::usage(format!("--prometheus / --canary-templates: {e}")))?;
+    if args.canary_max_analyses == 0 {
+        return Err(Failure::usage("--canary-max-analyses: must be at least 1"));
+    }
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
     let stop = CancellationToken::new();
@@ -591,6 +632,7 @@ async fn serve(args: ServeArgs) -> Outcome {
         cypher_max_rows: args.cypher_max_rows,
         cypher_max_bytes: args.cypher_max_bytes,
         snapshot_allow_targets: args.snapshot_allow_targets.clone(),
+        canary: canary_hooks.clone(),
         ..ApiConfig::default()
     };
     if let Some(path) = &args.topology {
@@ -642,20 +684,29 @@ async fn serve(args: ServeArgs) -> Outcome {
         let stopped = stop.clone();
         tokio::spawn(Arc::new(importer).run(interval, async move { stopped.cancelled().await }));
     }
-    if args.watch.watch_kubernetes {
-        start_watcher(
-            &args.watch,
-            Arc::clone(&store),
-            state.metrics(),
-            stop.clone(),
-        )
-        .await?;
-    }
     let state = state.with_pipeline(deploygraph_analysis::pipeline::PipelineConfig {
         workers: usize::from(args.follow_up_workers),
         queue: args.follow_up_queue as usize,
         ..deploygraph_analysis::pipeline::PipelineConfig::default()
     });
+    if args.watch.watch_kubernetes {
+        let analyses = canary_hooks.prometheus.is_some().then(|| {
+            (
+                state.clone(),
+                canary_hooks.clone(),
+                args.canary_max_analyses,
+                args.canary_rollback,
+            )
+        });
+        start_watcher(
+            &args.watch,
+            Arc::clone(&store),
+            state.metrics(),
+            stop.clone(),
+            analyses,
+        )
+        .await?;
+    }
     let follow_ups = {
         let pipeline = state.pipeline();
         let stopped = stop.clone();

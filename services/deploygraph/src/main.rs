@@ -4,7 +4,10 @@
 
 mod api;
 mod canary;
+mod canary_history;
 mod canary_record;
+mod canary_rollback;
+mod canary_watch;
 mod changes;
 mod chaos;
 mod cli;

@@ -473,6 +473,47 @@ impl GraphStore for Timed {
         )
         .await
     }
+    async fn record_release_summary(
+        &self,
+        summary: &deploygraph_model::NewReleaseSummary,
+    ) -> deploygraph_store::Result<deploygraph_store::SummaryOutcome> {
+        self.time(
+            "record_release_summary",
+            self.inner.record_release_summary(summary),
+        )
+        .await
+    }
+    async fn release_summaries(
+        &self,
+        filter: &deploygraph_store::SummaryFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::ReleaseSummary>> {
+        self.time("release_summaries", self.inner.release_summaries(filter))
+            .await
+    }
+
+    async fn record_rollback(
+        &self,
+        rollback: &deploygraph_model::NewRollback,
+    ) -> deploygraph_store::Result<deploygraph_store::RollbackOutcome> {
+        self.time("record_rollback", self.inner.record_rollback(rollback))
+            .await
+    }
+
+    async fn rollbacks(
+        &self,
+        deployments: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Rollback>> {
+        self.time("rollbacks", self.inner.rollbacks(deployments))
+            .await
+    }
+
+    async fn list_rollbacks(
+        &self,
+        filter: &deploygraph_store::RollbackFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Rollback>> {
+        self.time("list_rollbacks", self.inner.list_rollbacks(filter))
+            .await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

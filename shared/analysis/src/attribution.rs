@@ -25,7 +25,9 @@
 use crate::model::{self, Weights};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::redact::{REDACTED, is_secret_path, split_words};
-use deploygraph_model::{ChangeKind, Deployment, DeploymentStatus, SubjectKind, Uid};
+use deploygraph_model::{
+    CanaryVerdict, ChangeKind, Deployment, DeploymentStatus, SubjectKind, Uid,
+};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -289,6 +291,43 @@ pub struct Candidate {
     /// depends on it (up to the attribution depth): one entry per alert. One change behind
     /// several alerts is the shape of an alert storm.
     pub co_alerts: Vec<String>,
+    /// What its own canary analysis decided (the newest analysis of the deployment), when one
+    /// was recorded; `None` for changes that are not rollouts and for uncanaried rollouts.
+    pub canary: Option<CanaryEvidence>,
+}
+
+/// A deployment's canary analysis as attribution reads it: its verdict, and the metrics that
+/// failed (the judge's own summary of each, for the reasons).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryEvidence {
+    /// The analysis template.
+    pub template: String,
+    /// The verdict of its newest round.
+    pub verdict: CanaryVerdict,
+    /// What the canary was compared with (`side_by_side`, `history`).
+    pub baseline: String,
+    /// The metrics that failed, each with the rule that fired.
+    pub failed_metrics: Vec<(String, String)>,
+    /// How many metrics it judged.
+    pub metrics: usize,
+}
+
+impl CanaryEvidence {
+    /// The evidence of the newest of a deployment's analyses.
+    pub fn of(analysis: &deploygraph_model::CanaryAnalysis) -> Self {
+        Self {
+            template: analysis.template.clone(),
+            verdict: analysis.verdict,
+            baseline: analysis.baseline_kind.as_str().to_owned(),
+            failed_metrics: analysis
+                .metrics
+                .iter()
+                .filter(|m| m.outcome == CanaryVerdict::Fail)
+                .map(|m| (m.name.clone(), m.rule.clone()))
+                .collect(),
+            metrics: analysis.metrics.len(),
+        }
+    }
 }
 
 /// One changed key's record in the graph before the candidate's window.
@@ -397,10 +436,14 @@ pub struct Features {
     pub superseded: f64,
     /// `ln(1 + n)` of other alerts it may also explain ([`Candidate::co_alerts`]).
     pub co_alerts: f64,
+    /// 1 when its own canary analysis failed.
+    pub canary_failed: f64,
+    /// 1 when its own canary analysis passed.
+    pub canary_passed: f64,
 }
 
 /// The number of features.
-pub const FEATURES: usize = 21;
+pub const FEATURES: usize = 23;
 
 impl Features {
     /// In the model's order ([`model::FEATURE_NAMES`]).
@@ -427,6 +470,8 @@ impl Features {
             self.key_history,
             self.superseded,
             self.co_alerts,
+            self.canary_failed,
+            self.canary_passed,
         ]
     }
 }
@@ -516,6 +561,18 @@ pub fn features(
             .unwrap_or(0.0),
         superseded: ln1p(superseded),
         co_alerts: ln1p(candidate.co_alerts.len()),
+        canary_failed: flag(
+            candidate
+                .canary
+                .as_ref()
+                .is_some_and(|c| c.verdict == CanaryVerdict::Fail),
+        ),
+        canary_passed: flag(
+            candidate
+                .canary
+                .as_ref()
+                .is_some_and(|c| c.verdict == CanaryVerdict::Pass),
+        ),
     }
 }
 
@@ -645,6 +702,9 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         }
         .to_owned(),
     );
+    if let Some(canary) = &candidate.canary {
+        out.push(canary_reason(canary));
+    }
     out.push(format!(
         "{} of {} earlier deployments of {} were blamed for alerts",
         candidate.prior_followed_by_alerts, candidate.prior_deployments, candidate.service
@@ -701,6 +761,54 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         ));
     }
     out
+}
+
+/// `text`, cut to `max` characters with an ellipsis.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Its canary analysis in words: the verdict and, when it failed, the failing metrics' rules.
+fn canary_reason(canary: &CanaryEvidence) -> String {
+    const SHOWN: usize = 3;
+    let against = format!("against its {} baseline", canary.baseline.replace('_', "-"));
+    match canary.verdict {
+        CanaryVerdict::Fail if canary.failed_metrics.is_empty() => {
+            format!("its canary analysis ({}) failed {against}", canary.template)
+        }
+        CanaryVerdict::Fail => {
+            let shown: Vec<String> = canary
+                .failed_metrics
+                .iter()
+                .take(SHOWN)
+                .map(|(name, rule)| format!("{name}: {}", clip(rule, 200)))
+                .collect();
+            let more = canary.failed_metrics.len().saturating_sub(SHOWN);
+            format!(
+                "its canary analysis ({}) failed {against} on {}{}",
+                canary.template,
+                shown.join("; "),
+                if more > 0 {
+                    format!("; {more} more metric(s)")
+                } else {
+                    String::new()
+                }
+            )
+        }
+        CanaryVerdict::Pass => format!(
+            "its canary analysis ({}) passed {against} on {} metric(s)",
+            canary.template, canary.metrics
+        ),
+        CanaryVerdict::Inconclusive => format!(
+            "its canary analysis ({}) was inconclusive {against}",
+            canary.template
+        ),
+        CanaryVerdict::NoData => format!("its canary analysis ({}) had no data", canary.template),
+    }
 }
 
 /// Attributes an alert that started at `alert_start` with the fitted weights: to a chaos run
@@ -804,6 +912,7 @@ mod tests {
             prior_followed_by_alerts: 0,
             key_history: Vec::new(),
             co_alerts: Vec::new(),
+            canary: None,
         }
     }
 
@@ -897,6 +1006,22 @@ mod tests {
                 },
                 true,
                 "failed",
+            ),
+            (
+                Candidate {
+                    canary: Some(canary(CanaryVerdict::Fail)),
+                    ..base.clone()
+                },
+                true,
+                "its canary failed",
+            ),
+            (
+                Candidate {
+                    canary: Some(canary(CanaryVerdict::Pass)),
+                    ..base.clone()
+                },
+                false,
+                "its canary passed",
             ),
         ];
         for (variant, higher, name) in cases {
@@ -1126,6 +1251,64 @@ mod tests {
                     .to_owned()
             )
         );
+    }
+
+    fn canary(verdict: CanaryVerdict) -> CanaryEvidence {
+        CanaryEvidence {
+            template: "http-error-ratio".into(),
+            verdict,
+            baseline: "side_by_side".into(),
+            failed_metrics: if verdict == CanaryVerdict::Fail {
+                vec![(
+                    "http_error_ratio".into(),
+                    "canary 2.10 % vs baseline 0.40 %: +1.70 points: beyond the allowed 0.50 points, p 3e-7".into(),
+                )]
+            } else {
+                Vec::new()
+            },
+            metrics: 2,
+        }
+    }
+
+    #[test]
+    fn a_canary_verdict_is_evidence_and_a_reason() {
+        let settings = Settings::default();
+        let plain = candidate("d1", -20);
+        let delta = lead_time(at(0), &plain, &settings).expect("a candidate");
+        let f = features(at(0), &plain, std::slice::from_ref(&plain), delta);
+        assert_eq!((f.canary_failed, f.canary_passed), (0.0, 0.0));
+        let reasons_of = |c: &Candidate| {
+            let f = features(at(0), c, std::slice::from_ref(c), delta);
+            (f, reasons(c, &f, delta))
+        };
+        let failed = Candidate {
+            canary: Some(canary(CanaryVerdict::Fail)),
+            ..plain.clone()
+        };
+        let (f, r) = reasons_of(&failed);
+        assert_eq!((f.canary_failed, f.canary_passed), (1.0, 0.0));
+        assert!(
+            r.contains(&"its canary analysis (http-error-ratio) failed against its side-by-side baseline on http_error_ratio: canary 2.10 % vs baseline 0.40 %: +1.70 points: beyond the allowed 0.50 points, p 3e-7".to_owned()),
+            "{r:?}"
+        );
+        let passed = Candidate {
+            canary: Some(canary(CanaryVerdict::Pass)),
+            ..plain.clone()
+        };
+        let (f, r) = reasons_of(&passed);
+        assert_eq!((f.canary_failed, f.canary_passed), (0.0, 1.0));
+        assert!(
+            r.contains(&"its canary analysis (http-error-ratio) passed against its side-by-side baseline on 2 metric(s)".to_owned()),
+            "{r:?}"
+        );
+        // Too little traffic is no evidence either way, and says so.
+        let unsure = Candidate {
+            canary: Some(canary(CanaryVerdict::Inconclusive)),
+            ..plain.clone()
+        };
+        let (f, r) = reasons_of(&unsure);
+        assert_eq!((f.canary_failed, f.canary_passed), (0.0, 0.0));
+        assert!(r.iter().any(|x| x.contains("was inconclusive")), "{r:?}");
     }
 
     #[test]

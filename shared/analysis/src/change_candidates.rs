@@ -118,6 +118,7 @@ pub fn candidate(
         // Filled for all candidates of an alert at once (`engine::candidates`).
         key_history: Vec::new(),
         co_alerts: Vec::new(),
+        canary: None,
     }
 }
 

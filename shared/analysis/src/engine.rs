@@ -2,7 +2,8 @@
 //! functions of this crate, and (for attribution) write the decision back.
 
 use crate::attribution::{
-    ActiveChaos, Attribution, Candidate, ChangeSummary, KeyRecord, Relation, Settings, attribute,
+    ActiveChaos, Attribution, CanaryEvidence, Candidate, ChangeSummary, KeyRecord, Relation,
+    Settings, attribute,
 };
 use crate::change_candidates;
 use crate::dora;
@@ -230,6 +231,7 @@ async fn gather(
             prior_followed_by_alerts,
             key_history: Vec::new(),
             co_alerts: Vec::new(),
+            canary: None,
         });
         services_of.push(related.service.clone());
     }
@@ -251,7 +253,15 @@ async fn gather(
     // on one of them counts this alert as a co-alert when its service depends on that one.
     let sources: Option<Vec<ServiceRef>> =
         choose_revisits.then(|| related.iter().map(|r| r.service.clone()).collect());
-    let (key_history, (co_alerts, revisits)) = tokio::try_join!(
+    // Each deployment's own canary analyses (newest first): evidence about it whenever they
+    // were decided, before or after the alert (a canary failing on the regression its alert
+    // reports is the common case).
+    let analysed: Vec<Uid> = candidates
+        .iter()
+        .filter(|c| c.subject == SubjectKind::Deployment)
+        .map(|c| c.deployment.clone())
+        .collect();
+    let (key_history, (co_alerts, revisits), analyses) = tokio::try_join!(
         key_history_of(store, &changed_keys, earliest),
         around_alert(
             store,
@@ -261,10 +271,26 @@ async fn gather(
             sources.as_deref(),
             settings.depth
         ),
+        async {
+            if analysed.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.canary_analyses(&analysed).await
+            }
+        },
     )?;
+    // Newest first: the first of each deployment is its latest verdict.
+    let mut canaries: HashMap<Uid, CanaryEvidence> = HashMap::new();
+    for analysis in &analyses {
+        canaries
+            .entry(analysis.deployment.clone())
+            .or_insert_with(|| CanaryEvidence::of(analysis));
+    }
     for ((candidate, keys), co) in candidates.iter_mut().zip(key_history).zip(co_alerts) {
         candidate.key_history = keys;
         candidate.co_alerts = co;
+        // Keyed by deployment uid: a change never finds one.
+        candidate.canary = canaries.remove(&candidate.deployment);
     }
     let chaos: Vec<ActiveChaos> = runs
         .into_iter()
@@ -882,10 +908,25 @@ pub async fn common_factors_of(
             .or_default()
             .extend(a.failing_metrics().map(|m| m.name.clone()));
     }
+    // Who rolled each deployment back, read in one batch (dry runs changed nothing).
+    let mut rolled_back: HashMap<Uid, BTreeSet<String>> = HashMap::new();
+    for r in store.rollbacks(&failed_uids).await? {
+        if !r.dry_run {
+            rolled_back
+                .entry(r.deployment.clone())
+                .or_default()
+                .insert(r.by);
+        }
+    }
     let mut facts = Vec::with_capacity(failed.len());
     for stored in &failed {
         let d = &stored.deployment;
         let mut f = FailedFacts::of(d);
+        f.rolled_back_by = match rolled_back.remove(&d.uid) {
+            Some(by) => by.into_iter().collect(),
+            None if d.status == DeploymentStatus::RolledBack => vec!["unrecorded".to_owned()],
+            None => Vec::new(),
+        };
         f.failed_canary_metrics = canary_failures
             .remove(&d.uid)
             .map(|m| m.into_iter().collect())
@@ -1119,6 +1160,7 @@ pub async fn incident_report(
         .filter_map(|s| s.deployment.as_ref().map(|d| d.deployment.uid.clone()))
         .collect();
     let canary_analyses = store.canary_analyses(&suspect_deployments).await?;
+    let rollbacks = store.rollbacks(&suspect_deployments).await?;
     let dora = dora_metrics(
         store,
         service.as_ref(),
@@ -1164,6 +1206,7 @@ pub async fn incident_report(
         changes,
         chaos_history,
         canary_analyses,
+        rollbacks,
         dora,
         owners,
         topology,

@@ -26,6 +26,9 @@ pub struct FailedFacts {
     pub failed_checks: Vec<String>,
     /// Metrics its canary analyses failed on (`http-error-ratio`).
     pub failed_canary_metrics: Vec<String>,
+    /// Who rolled it back (the Rollbacks' `by`, dry runs left out; `unrecorded` when its
+    /// status is `rolled_back` without a Rollback).
+    pub rolled_back_by: Vec<String>,
 }
 
 impl FailedFacts {
@@ -58,6 +61,7 @@ impl FailedFacts {
             dependencies: Vec::new(),
             failed_checks: Vec::new(),
             failed_canary_metrics: Vec::new(),
+            rolled_back_by: Vec::new(),
         }
     }
 }
@@ -82,6 +86,7 @@ pub fn common_factors(facts: &[FailedFacts]) -> Vec<Factor> {
         f.failed_canary_metrics
             .iter()
             .for_each(|v| add("canary_failed", v));
+        f.rolled_back_by.iter().for_each(|v| add("rolled_back", v));
     }
     let min = if facts.len() > 1 { 2 } else { 1 };
     let order: BTreeMap<&Uid, usize> = facts
@@ -127,6 +132,7 @@ mod tests {
             actor: None,
             failed_checks: Vec::new(),
             failed_canary_metrics: Vec::new(),
+            rolled_back_by: Vec::new(),
         }
     }
 
@@ -187,6 +193,22 @@ mod tests {
             FailedFacts::of(&d).charts,
             vec!["payments-1.4.2".to_owned()]
         );
+    }
+
+    #[test]
+    fn being_rolled_back_by_the_same_hand_is_a_factor() {
+        let mut a = facts("deployment-a", &[], "x", &[]);
+        let mut b = facts("deployment-b", &[], "y", &[]);
+        let c = facts("deployment-c", &[], "z", &[]);
+        a.rolled_back_by = vec!["deploygraph canary analyze".into()];
+        b.rolled_back_by = vec!["deploygraph canary analyze".into()];
+        let found = common_factors(&[a, b, c]);
+        let rolled: Vec<(&str, &str, usize)> = found
+            .iter()
+            .filter(|f| f.kind == "rolled_back")
+            .map(|f| (f.kind.as_str(), f.value.as_str(), f.count))
+            .collect();
+        assert_eq!(rolled, [("rolled_back", "deploygraph canary analyze", 2)]);
     }
 
     #[test]

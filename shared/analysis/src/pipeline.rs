@@ -7,7 +7,8 @@
 //!   notifications the storm arrives in);
 //! - a new or changed deployment gets an infrastructure snapshot (when a snapshotter is
 //!   configured and the deployment was recorded moments ago) and the alerts in the window after
-//!   it, on its service and on the services that depend on it, are re-attributed;
+//!   it, on its service and on the services that depend on it, are re-attributed; so are they
+//!   after a new canary verdict about it (the store enqueues the deployment's follow-up);
 //! - after a new change that is not a rollout, the alerts in the window after it, on its
 //!   services and on the services that depend on them, are re-attributed.
 //!

@@ -617,6 +617,7 @@ pub fn markdown(r: &IncidentReport) -> String {
 
     out.push_str("\n## Canary analyses of the suspect deployments\n\n");
     canary_markdown(&mut out, r);
+    rollback_markdown(&mut out, r);
 
     out.push_str("\n## DORA context (30 days before the alert)\n\n");
     out.push_str(&dora_text(&r.dora));
@@ -663,6 +664,38 @@ fn canary_markdown(out: &mut String, r: &IncidentReport) {
                 m.rule
             );
         }
+    }
+}
+
+/// Each rollback of a suspect deployment: when, what, by whom, why, and what it restored.
+fn rollback_markdown(out: &mut String, r: &IncidentReport) {
+    if r.rollbacks.is_empty() {
+        return;
+    }
+    out.push_str("\nRollbacks of the suspect deployments:\n\n");
+    for rb in &r.rollbacks {
+        let place = rb
+            .namespace
+            .as_ref()
+            .map_or(rb.target.clone(), |ns| format!("{} in {ns}", rb.target));
+        let restored = rb
+            .restored
+            .as_ref()
+            .map_or(String::new(), |p| format!(", restoring `{p}`"));
+        let _ = writeln!(
+            out,
+            "- `{}` ({}) {} {} by {} ({place}){restored}: {}",
+            rb.deployment,
+            rb.service.name,
+            if rb.dry_run {
+                "rollback planned (dry run)"
+            } else {
+                "**rolled back**"
+            },
+            deploygraph_model::format_time(&rb.at),
+            rb.by,
+            rb.reason
+        );
     }
 }
 

@@ -22,7 +22,7 @@ use deploygraph_model::{
 };
 use deploygraph_store::{
     AlertFilter, CanaryFilter, ChangeFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore,
-    MAX_PAGE_SIZE, Result,
+    MAX_PAGE_SIZE, Result, RollbackFilter,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -36,6 +36,8 @@ const ALERT: u8 = 3;
 const CHANGE: u8 = 4;
 /// Canary analyses sort last at the same instant, for the same reason.
 const CANARY: u8 = 5;
+/// Rollbacks of the service's deployments.
+const ROLLBACK: u8 = 6;
 
 /// Where a timeline page ends: the oldest item it holds, by (time, kind, uid).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -360,6 +362,35 @@ fn canary_events(a: &deploygraph_model::CanaryAnalysis) -> Vec<TimelineEvent> {
     ]
 }
 
+/// A rollback: `payments rolled back (deployment/web in shop) by deploygraph canary analyze:
+/// canary of payments failed: …`, a dry run said as such.
+fn rollback_event(r: &deploygraph_model::Rollback) -> TimelineEvent {
+    let place = match &r.namespace {
+        Some(ns) => format!("{} in {ns}", r.target),
+        None => r.target.clone(),
+    };
+    let restored = r
+        .restored
+        .as_ref()
+        .map_or(String::new(), |p| format!(", restoring {p}"));
+    TimelineEvent {
+        at: r.at,
+        kind: EventKind::RolledBack,
+        uid: r.uid.clone(),
+        summary: format!(
+            "{} {} ({place}) by {}{restored}: {}",
+            r.service.name,
+            if r.dry_run {
+                "rollback planned, dry run,"
+            } else {
+                "rolled back"
+            },
+            r.by,
+            r.reason
+        ),
+    }
+}
+
 /// One page of everything recorded about a service in `[since, until]`: the newest
 /// `page.limit` items before `page.cursor`, as events oldest first.
 ///
@@ -543,6 +574,23 @@ pub async fn timeline(
             analyses
                 .iter()
                 .map(|a| Item::new(a.started_at, CANARY, &a.uid, canary_events(a)))
+                .collect(),
+            limit,
+        ));
+        let (to, after) = upper(cursor, ROLLBACK, until);
+        let rollbacks = store
+            .list_rollbacks(&RollbackFilter {
+                services: services.clone(),
+                since: Some(since),
+                until: Some(to),
+                limit: limit + 1,
+                cursor: after,
+            })
+            .await?;
+        listings.push(Listed::of(
+            rollbacks
+                .iter()
+                .map(|r| Item::new(r.at, ROLLBACK, &r.uid, vec![rollback_event(r)]))
                 .collect(),
             limit,
         ));

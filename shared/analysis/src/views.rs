@@ -217,6 +217,8 @@ pub enum EventKind {
     CanaryStarted,
     /// A canary analysis decided its (latest) verdict (`uid`: the analysis).
     CanaryDecided,
+    /// A deployment was rolled back, or a dry run planned it (`uid`: the rollback).
+    RolledBack,
 }
 
 /// One entry of a service timeline.
@@ -259,8 +261,10 @@ pub struct Timeline {
 /// One factor shared by failed deployments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Factor {
-    /// `config_key`, `image`, `chart`, `author`, `actor`, `dependency`, `failed_check` or
-    /// `canary_failed` (the canary judge failed the deployment on the metric `value`).
+    /// `config_key`, `image`, `chart`, `author`, `actor`, `dependency`, `failed_check`,
+    /// `canary_failed` (the canary judge failed the deployment on the metric `value`) or
+    /// `rolled_back` (the deployment was rolled back by `value`, the Rollback's `by`;
+    /// `unrecorded` when its status is `rolled_back` but no Rollback is stored).
     pub kind: String,
     /// The key path, image, author, dependency, check or canary metric.
     pub value: String,
@@ -357,6 +361,9 @@ pub struct IncidentReport {
     /// baseline and each metric's outcome and rule.
     #[serde(default)]
     pub canary_analyses: Vec<deploygraph_model::CanaryAnalysis>,
+    /// Rollbacks of the suspects' deployments (dry runs included, marked), newest first.
+    #[serde(default)]
+    pub rollbacks: Vec<deploygraph_model::Rollback>,
     /// DORA metrics of the alert's services over the 30 days before the alert.
     pub dora: Dora,
     /// The owner and tier of each of the alert's services.

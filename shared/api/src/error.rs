@@ -152,6 +152,48 @@ impl ApiError {
         }
     }
 
+    /// 404 `unsupported`: a capability this server is not configured for (or its store lacks):
+    /// the endpoint is absent here, and retrying does not change that.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "unsupported", message)
+    }
+
+    /// Maps a failed canary analysis: Prometheus not answering to 503 `prometheus_unavailable`
+    /// with `Retry-After`, a query it refuses as invalid PromQL to 422 naming `template_field`
+    /// (the template is to change), any other failed query to 502 `prometheus_error`; the rest
+    /// (the analysis' input) to 422.
+    pub fn from_canary(
+        e: &deploygraph_canary::Error,
+        template_field: &str,
+        retry_after: u64,
+    ) -> Self {
+        let text = error_chain(e);
+        match e {
+            deploygraph_canary::Error::Query { source, .. } if source.is_unreachable() => {
+                tracing::warn!(error.message = %e, error.cause_chain = ?e, "prometheus unavailable");
+                Self {
+                    retry_after: Some(retry_after),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "prometheus_unavailable",
+                        format!("{text}; retry later"),
+                    )
+                }
+            }
+            deploygraph_canary::Error::Query { source, .. } if source.is_bad_query() => {
+                Self::invalid(
+                    template_field,
+                    format!("{text} (the template's query is not valid PromQL)"),
+                )
+            }
+            deploygraph_canary::Error::Query { .. } => {
+                tracing::warn!(error.message = %e, error.cause_chain = ?e, "prometheus query failed");
+                Self::new(StatusCode::BAD_GATEWAY, "prometheus_error", text)
+            }
+            e => Self::invalid(e.field().unwrap_or_default(), text),
+        }
+    }
+
     /// 500. The cause is logged where it is handled, not sent.
     pub fn internal() -> Self {
         Self::new(
@@ -197,6 +239,17 @@ impl ApiError {
             }
         }
     }
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }
 
 impl From<deploygraph_model::Error> for ApiError {

@@ -410,7 +410,7 @@ const MAX_CLUSTER_LEN: usize = 256;
 
 fn snapshot_deployment(deployment: Option<&str>) -> Result<Option<Uid>, ApiError> {
     deployment
-        .map(|d| Uid::parse_derived(deploygraph_model::uid::DEPLOYMENT_PREFIX, d))
+        .map(Uid::parse_deployment)
         .transpose()
         .map_err(|e| ApiError::invalid("deployment", e.message))
 }

@@ -6,7 +6,7 @@
 //! unavailable, writes get 503 with `Retry-After`.
 
 mod auth;
-mod canary;
+pub mod canary;
 pub mod cdevents;
 mod changes;
 pub mod error;
@@ -16,9 +16,11 @@ pub mod mesh;
 pub mod metrics;
 pub mod openapi;
 mod rca;
+pub mod rollback;
 pub mod snapshot_targets;
 pub mod snapshotter;
 mod strict;
+mod summaries;
 pub mod topology;
 mod verdicts;
 
@@ -88,6 +90,9 @@ pub struct ApiConfig {
     /// Targets `POST /v1/snapshots` may run checks against besides those of the server's gate
     /// configuration: `host`, `host:port` or a URL prefix (`https://api.example:6443/`).
     pub snapshot_allow_targets: Vec<String>,
+    /// The Prometheus and templates of the canary hooks (`GET /v1/canary/judge`,
+    /// `POST /v1/canary/flagger`).
+    pub canary: canary::HooksConfig,
 }
 
 impl Default for ApiConfig {
@@ -107,6 +112,7 @@ impl Default for ApiConfig {
             cypher_max_rows: 1000,
             cypher_max_bytes: deploygraph_store::cypher::DEFAULT_BYTE_CAP,
             snapshot_allow_targets: Vec::new(),
+            canary: canary::HooksConfig::default(),
         }
     }
 }
@@ -160,6 +166,11 @@ impl AppState {
             builder = builder.snapshots(snapshots);
         }
         self.pipeline = builder.build();
+    }
+
+    /// The store the API writes to.
+    pub fn store(&self) -> Arc<dyn GraphStore> {
+        Arc::clone(&self.store)
     }
 
     /// The metrics registry (the watchers count into it too).
@@ -260,6 +271,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/chaos/runs", post(rca::record_chaos_run))
         .route("/v1/canary/analyses", post(canary::record_analysis))
+        .route(
+            "/v1/deployments/{uid}/summaries",
+            post(summaries::record_summary),
+        )
+        .route("/v1/rollbacks", post(rollback::record_rollback))
         .route_layer(timeout())
         .route_layer(write_budget())
         .route_layer(write_token());
@@ -273,6 +289,17 @@ pub fn router(state: AppState) -> Router {
     let cypher = Router::new()
         .route("/v1/cypher", post(rca::cypher))
         .route_layer(read_budget())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_configured_token,
+        ));
+    // The canary hooks run an analysis on the server's behalf (Prometheus queries, and a write
+    // when they name a deployment): never anonymous, like user Cypher.
+    let canary_hooks = Router::new()
+        .route("/v1/canary/judge", get(canary::judge::judge))
+        .route("/v1/canary/flagger", post(canary::flagger::flagger))
+        .route_layer(timeout())
+        .route_layer(write_budget())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_configured_token,
@@ -312,6 +339,10 @@ pub fn router(state: AppState) -> Router {
             get(canary::deployment_analyses),
         )
         .route("/v1/services/{name}/resilience", get(rca::resilience))
+        .route(
+            "/v1/services/{name}/summaries",
+            get(summaries::service_summaries),
+        )
         .route_layer(timeout())
         .route_layer(read_budget());
     let api = Router::new()
@@ -320,6 +351,7 @@ pub fn router(state: AppState) -> Router {
         .merge(writes)
         .merge(snapshots)
         .merge(cypher)
+        .merge(canary_hooks)
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

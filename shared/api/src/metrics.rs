@@ -59,6 +59,12 @@ struct CanaryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    hook: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabels {
     r#type: String,
 }
@@ -98,6 +104,7 @@ pub struct Metrics {
     alerts: Family<AlertLabels, Counter>,
     changes: Family<ChangeLabels, Counter>,
     canary_analyses: Family<CanaryLabels, Counter>,
+    canary_hooks: Family<HookLabels, Counter>,
     rollouts: Family<RolloutLabels, Counter>,
     skipped: Family<SkipLabels, Counter>,
     cdevents_ignored: Family<TypeLabels, Counter>,
@@ -155,6 +162,12 @@ impl Metrics {
             "canary_analyses_recorded",
             "Canary analysis decisions (POST /v1/canary/analyses), by verdict and outcome (created, updated, unchanged, not_found)",
             canary_analyses.clone(),
+        );
+        let canary_hooks = Family::<HookLabels, Counter>::default();
+        registry.register(
+            "canary_hook_analyses",
+            "Canary analyses run for a rollout controller, by hook (argo: GET /v1/canary/judge, flagger: POST /v1/canary/flagger) and verdict (pass, fail, inconclusive, no_data)",
+            canary_hooks.clone(),
         );
         let rollouts = Family::<RolloutLabels, Counter>::default();
         registry.register(
@@ -249,6 +262,7 @@ impl Metrics {
             alerts,
             changes,
             canary_analyses,
+            canary_hooks,
             rollouts,
             skipped,
             cdevents_ignored,
@@ -320,6 +334,16 @@ impl Metrics {
             .get_or_create(&CanaryLabels {
                 verdict: verdict.to_owned(),
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one analysis a canary hook ran, by hook (`argo`, `flagger`) and verdict.
+    pub fn canary_hook(&self, hook: &str, verdict: &str) {
+        self.canary_hooks
+            .get_or_create(&HookLabels {
+                hook: hook.to_owned(),
+                verdict: verdict.to_owned(),
             })
             .inc();
     }

@@ -6,6 +6,7 @@
 //! takes: a body (400, 413, 415, 422), parameters (422), the token (401), the store (503 with
 //! `Retry-After`). Every error has the same body, [`ErrorBody`].
 
+use crate::summaries::ClosedVariants;
 use serde::Serialize;
 use std::borrow::Cow;
 use utoipa::openapi::header::HeaderBuilder;
@@ -112,6 +113,11 @@ impl ToSchema for JsonObject {
         crate::rca::resilience,
         crate::canary::record_analysis,
         crate::canary::deployment_analyses,
+        crate::summaries::record_summary,
+        crate::summaries::service_summaries,
+        crate::canary::judge::judge,
+        crate::canary::flagger::flagger,
+        crate::rollback::record_rollback,
     ),
     components(schemas(
         ErrorBody,
@@ -135,8 +141,22 @@ impl ToSchema for JsonObject {
         deploygraph_model::CanaryVerdict,
         deploygraph_model::CanaryBaselineKind,
         deploygraph_model::CanaryMetricKind,
+        crate::summaries::ReleaseSummaryInput,
+        crate::summaries::SummaryWindow,
+        crate::summaries::SummaryMetrics,
+        crate::canary::judge::JudgeAnswer,
+        crate::canary::judge::JudgeVerdict,
+        crate::canary::judge::JudgedSide,
+        crate::canary::judge::JudgedBaseline,
+        crate::canary::judge::JudgeRecord,
+        crate::canary::judge::FlaggerCall,
+        crate::canary::judge::TemplateName,
+        crate::canary::judge::WindowText,
+        crate::canary::judge::SelectorText,
+        crate::canary::flagger::FlaggerPayload,
+        crate::canary::flagger::FlaggerMetadata,
     )),
-    modifiers(&ErrorResponses),
+    modifiers(&ErrorResponses, &ClosedVariants),
 )]
 struct ApiDoc;
 

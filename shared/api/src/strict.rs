@@ -382,5 +382,11 @@ mod tests {
         let e = read(r#"{"inner": {"a": 5000000000.0}}"#).unwrap_err();
         assert!(e.starts_with("inner.a:"), "{e}");
         assert!(read(r#"{"inner": {"a": 4.0}}"#).is_ok());
+        // Where an f64 step is 0.5, only a correctly rounded parse keeps the value integral
+        // (the workspace enables serde_json's `float_roundtrip` for this).
+        assert_eq!(
+            read(r#"{"n": 3726457899373698.0}"#).unwrap().n,
+            Some(3_726_457_899_373_698)
+        );
     }
 }

@@ -933,6 +933,43 @@ impl GraphStore for DownStore {
         let _ = filter;
         Err(down())
     }
+    async fn record_release_summary(
+        &self,
+        summary: &deploygraph_model::NewReleaseSummary,
+    ) -> deploygraph_store::Result<deploygraph_store::SummaryOutcome> {
+        let _ = summary;
+        Err(down())
+    }
+    async fn release_summaries(
+        &self,
+        filter: &deploygraph_store::SummaryFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::ReleaseSummary>> {
+        let _ = filter;
+        Err(down())
+    }
+    async fn record_rollback(
+        &self,
+        rollback: &deploygraph_model::NewRollback,
+    ) -> deploygraph_store::Result<deploygraph_store::RollbackOutcome> {
+        let _ = rollback;
+        Err(down())
+    }
+
+    async fn rollbacks(
+        &self,
+        deployments: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Rollback>> {
+        let _ = deployments;
+        Err(down())
+    }
+
+    async fn list_rollbacks(
+        &self,
+        filter: &deploygraph_store::RollbackFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Rollback>> {
+        let _ = filter;
+        Err(down())
+    }
 }
 
 #[tokio::test]

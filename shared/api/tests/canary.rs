@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use deploygraph_store::GraphStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use support::{TOKEN, app, send, unique};
+use support::{TOKEN, app, at, send, unique, webhook};
 
 fn request(path: &str, body: String, token: Option<&str>) -> Request<Body> {
     let mut request = Request::builder()
@@ -36,13 +36,6 @@ async fn post(app: &Router, body: &Value) -> (StatusCode, Value) {
 async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
     let (status, _, body) = send(app, Request::get(path).body(Body::empty()).unwrap()).await;
     (status, body)
-}
-
-fn at(minute: i64) -> String {
-    let base = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z").unwrap();
-    (base + chrono::Duration::minutes(minute))
-        .to_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Records a deployment of `service`; its uid.
@@ -156,6 +149,84 @@ async fn an_analysis_is_recorded_replaced_and_read_back(store: Arc<dyn GraphStor
     }
 }
 
+/// The alert's suspects: (uid, confidence_score, reasons) most likely first.
+async fn suspects(app: &Router, fingerprint: &str) -> Vec<(String, f64, Vec<String>)> {
+    let (status, view) = get(app, &format!("/v1/alerts/{fingerprint}/suspects")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["attribution_pending"], false, "{view}");
+    view["suspects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["uid"].as_str().unwrap().to_owned(),
+                s["confidence_score"].as_f64().unwrap(),
+                s["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// A canary that fails after its deployment's alert fired (the common case: the alert and the
+/// analysis see the same regression) is evidence for the alert's attribution: recording it
+/// re-attributes the alert, the deployment's probability rises and a reason names the failing
+/// metric; a canary that passes lowers it.
+async fn a_canary_verdict_recorded_after_the_alert_re_attributes_it(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let service = unique("canaryblame");
+    let uid = deployment(&app, &service, 7).await;
+    let fp = unique("fp");
+    let (status, _, answer) = send(
+        &app,
+        request(
+            "/v1/alerts/alertmanager",
+            webhook(&fp, &service, 12).to_string(),
+            Some(TOKEN),
+        ),
+    )
+    .await;
+    assert!(status.is_success(), "{answer}");
+    let before = suspects(&app, &fp).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0].0, uid);
+    assert!(
+        !before[0].2.iter().any(|r| r.contains("canary analysis")),
+        "{before:?}"
+    );
+
+    let (status, answer) = post(&app, &analysis(&uid, 1, "fail", 14)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let failed = suspects(&app, &fp).await;
+    assert_eq!(failed[0].0, uid);
+    assert!(failed[0].1 > before[0].1, "{failed:?} vs {before:?}");
+    assert!(
+        failed[0].2.iter().any(|r| r
+            == "its canary analysis (http-error-ratio) failed against its side-by-side baseline on http-error-ratio: the canary's error ratio (5.00%) is above the baseline's (0.10%) by more than 1 point"),
+        "{failed:?}"
+    );
+
+    // A later analysis of the same deployment passed: the newest verdict is the evidence.
+    let mut passed = analysis(&uid, 20, "pass", 10);
+    passed["metrics"][0]["rule"] = json!("within the allowed 1.00 points, p 0.4");
+    let (status, answer) = post(&app, &passed).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let cleared = suspects(&app, &fp).await;
+    assert!(cleared[0].1 < before[0].1, "{cleared:?} vs {before:?}");
+    assert!(
+        cleared[0]
+            .2
+            .iter()
+            .any(|r| r.contains("passed against its side-by-side baseline on 1 metric(s)")),
+        "{cleared:?}"
+    );
+}
+
 async fn unknown_deployments_are_404_and_nothing_is_written(store: Arc<dyn GraphStore>) {
     let app = app(&store);
     let ghost = format!("deployment-{:032x}", rand::random::<u128>());
@@ -239,6 +310,7 @@ deploygraph_store::both_stores!(
     an_analysis_is_recorded_replaced_and_read_back,
     unknown_deployments_are_404_and_nothing_is_written,
     bad_analyses_are_refused_naming_the_field,
+    a_canary_verdict_recorded_after_the_alert_re_attributes_it,
 );
 
 /// The OpenAPI document declares both operations, the write with the bearer token.

@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use deploygraph_store::GraphStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use support::{TOKEN, app, send, unique};
+use support::{TOKEN, app, at, send, unique, webhook};
 
 fn request(path: &str, body: String, content_type: &str, token: Option<&str>) -> Request<Body> {
     with_method("POST", path, body, content_type, token)
@@ -66,13 +66,6 @@ async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
     (status, body)
 }
 
-fn at(minute: i64) -> String {
-    let base = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z").unwrap();
-    (base + chrono::Duration::minutes(minute))
-        .to_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn change(services: &[&str], minute: i64) -> Value {
     let services: Vec<Value> = services
         .iter()
@@ -94,20 +87,6 @@ fn deployment(service: &str, minute: i64, seed: u8) -> Value {
                     "digest": format!("sha256:{}", format!("{seed:02x}").repeat(32))}],
         "status": "succeeded", "started_at": at(minute), "finished_at": at(minute + 1)
     })
-}
-
-fn webhook(fingerprint: &str, service: &str, minute: i64) -> Value {
-    json!({"version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "truncatedAlerts": 0,
-    "status": "firing", "receiver": "deploygraph", "groupLabels": {}, "commonLabels": {},
-    "commonAnnotations": {}, "externalURL": "http://alertmanager",
-    "alerts": [{
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate", "service": service, "namespace": "prod",
-                   "environment": "production", "severity": "critical"},
-        "annotations": {"summary": format!("{service} 5xx above 5%")},
-        "startsAt": at(minute), "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint
-    }]})
 }
 
 async fn suspects(app: &Router, fingerprint: &str) -> Value {

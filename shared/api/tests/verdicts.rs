@@ -14,7 +14,7 @@ use deploygraph_model::{Environment, ServiceName, ServiceRef, SubjectKind, Trigg
 use deploygraph_store::GraphStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use support::{TOKEN, app, send, unique};
+use support::{TOKEN, app, at, send, unique, webhook};
 
 fn request(path: &str, body: String, content_type: &str, token: Option<&str>) -> Request<Body> {
     let mut request = Request::post(path).header(header::CONTENT_TYPE, content_type);
@@ -37,13 +37,6 @@ async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
     (status, body)
 }
 
-fn at(minute: i64) -> String {
-    let base = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z").unwrap();
-    (base + chrono::Duration::minutes(minute))
-        .to_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn deployment(service: &str, minute: i64, seed: u8) -> Value {
     json!({
         "service": service, "namespace": "prod", "environment": "production",
@@ -63,20 +56,6 @@ fn flag_flip(service: &str, minute: i64) -> Value {
         "services": [{"name": service, "namespace": "prod", "environment": "production"}],
         "diff": [{"key": "checkout.new_flow", "before": "false", "after": "true"}]
     })
-}
-
-fn webhook(fingerprint: &str, service: &str, minute: i64) -> Value {
-    json!({"version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "truncatedAlerts": 0,
-    "status": "firing", "receiver": "deploygraph", "groupLabels": {}, "commonLabels": {},
-    "commonAnnotations": {}, "externalURL": "http://alertmanager",
-    "alerts": [{
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate", "service": service, "namespace": "prod",
-                   "environment": "production", "severity": "critical"},
-        "annotations": {"summary": format!("{service} 5xx above 5%")},
-        "startsAt": at(minute), "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint
-    }]})
 }
 
 fn verdict_path(fingerprint: &str, uid: &Value) -> String {

@@ -6,7 +6,7 @@ use crate::stats::{normal_quantile, normal_sf};
 use serde::{Deserialize, Serialize};
 
 /// Observations of one side of a `distribution` metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Distribution {
     /// Raw observations (every point of a range query). Non-finite values are ignored.
@@ -18,7 +18,8 @@ pub enum Distribution {
 }
 
 /// A value seen `count` times.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WeightedValue {
     /// The value.
     pub value: f64,
@@ -28,16 +29,19 @@ pub struct WeightedValue {
 
 /// A Prometheus histogram: the finite `le` buckets with their *cumulative* counts, and the
 /// total (`le="+Inf"`, equal to `_count`) kept apart so the JSON form has no infinity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Histogram {
-    /// Finite buckets, upper bounds strictly increasing.
+    /// Finite buckets, upper bounds strictly increasing (at most [`MAX_BUCKETS`]).
+    #[schema(max_items = 512)]
     pub buckets: Vec<Bucket>,
     /// Observations in all buckets including `+Inf`.
     pub count: u64,
 }
 
 /// One cumulative bucket: observations `≤ le`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Bucket {
     /// Upper bound.
     pub le: f64,
@@ -47,6 +51,9 @@ pub struct Bucket {
 
 /// Most points a bounded summary (and one side of the Hodges-Lehmann pairs) keeps.
 pub const MAX_POINTS: usize = 512;
+
+/// Most finite buckets a histogram may have in a kept summary ([`Distribution::check`]).
+pub const MAX_BUCKETS: usize = 512;
 
 impl Distribution {
     /// A form of bounded size to keep with a release for later comparisons: histograms as they
@@ -66,6 +73,25 @@ impl Distribution {
                 Err(_) => Self::Weighted(Vec::new()),
             },
         }
+    }
+
+    /// Whether the data can be judged at all: a histogram's bounds finite and strictly
+    /// increasing, and at most [`MAX_BUCKETS`] of them. Samples and weighted points are always
+    /// usable (non-finite values are ignored).
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if let Self::Histogram(h) = self {
+            if h.buckets.len() > MAX_BUCKETS {
+                return Err(format!(
+                    "has {} buckets; at most {MAX_BUCKETS}",
+                    h.buckets.len()
+                ));
+            }
+            Prepared::new(self)?;
+        }
+        Ok(())
     }
 }
 

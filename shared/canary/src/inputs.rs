@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Counts of a `ratio` metric over the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Counts {
     /// Events (errors).
     pub numerator: u64,
@@ -15,9 +16,15 @@ pub struct Counts {
     pub denominator: u64,
 }
 
-/// What was measured for one metric on one side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "data")]
+/// What was measured for one metric on one side: `{"kind": "ratio", "data": {"numerator",
+/// "denominator"}}` or `{"kind": "distribution", "data": {"samples"|"weighted"|"histogram": …}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(
+    rename_all = "snake_case",
+    tag = "kind",
+    content = "data",
+    deny_unknown_fields
+)]
 pub enum MetricData {
     /// For `ratio` metrics.
     Ratio(Counts),
@@ -33,6 +40,22 @@ impl MetricData {
         match self {
             Self::Ratio(c) => Self::Ratio(*c),
             Self::Distribution(d) => Self::Distribution(d.bounded()),
+        }
+    }
+
+    /// Whether the data is consistent enough to keep: a ratio's numerator at most its
+    /// denominator, a distribution as [`Distribution::check`].
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Self::Ratio(c) if c.numerator > c.denominator => Err(format!(
+                "numerator {} is above its denominator {}",
+                c.numerator, c.denominator
+            )),
+            Self::Ratio(_) => Ok(()),
+            Self::Distribution(d) => d.check(),
         }
     }
 }
@@ -75,4 +98,53 @@ pub struct Inputs {
     pub canary: BTreeMap<String, MetricData>,
     /// The baseline.
     pub baseline: Baseline,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::{Bucket, Histogram, MAX_BUCKETS};
+
+    fn histogram(bounds: &[f64]) -> MetricData {
+        MetricData::Distribution(Distribution::Histogram(Histogram {
+            buckets: bounds.iter().map(|&le| Bucket { le, count: 1 }).collect(),
+            count: 1,
+        }))
+    }
+
+    #[test]
+    fn data_the_judge_cannot_read_is_refused_with_a_reason() {
+        let ratio = |numerator, denominator| {
+            MetricData::Ratio(Counts {
+                numerator,
+                denominator,
+            })
+        };
+        assert_eq!(ratio(3, 10).check(), Ok(()));
+        assert_eq!(ratio(0, 0).check(), Ok(()));
+        let e = ratio(11, 10).check().expect_err("more events than trials");
+        assert!(e.contains("above its denominator"), "{e}");
+        assert_eq!(histogram(&[0.1, 0.5]).check(), Ok(()));
+        let e = histogram(&[0.5, 0.1]).check().expect_err("unordered");
+        assert!(e.contains("bucket bounds are not increasing"), "{e}");
+        let many: Vec<f64> = (0..=MAX_BUCKETS).map(|i| i as f64).collect();
+        let e = histogram(&many).check().expect_err("too many");
+        assert!(e.contains("at most 512"), "{e}");
+        let samples = MetricData::Distribution(Distribution::Samples(vec![1.0, f64::NAN]));
+        assert_eq!(samples.check(), Ok(()));
+    }
+
+    #[test]
+    fn summaries_read_back_as_the_judge_wrote_them() {
+        let data = MetricData::Distribution(Distribution::Samples(
+            (0..2000).map(|i| f64::from(i) / 7.0).collect(),
+        ));
+        let kept = data.summary();
+        let json = serde_json::to_value(&kept).expect("json");
+        assert_eq!(json["kind"], "distribution");
+        let back: MetricData = serde_json::from_value(json).expect("read");
+        assert_eq!(back, kept);
+        let unknown = serde_json::json!({"kind": "ratio", "data": {"numerator": 1, "denominator": 2, "x": 0}});
+        assert!(serde_json::from_value::<MetricData>(unknown).is_err());
+    }
 }

@@ -22,6 +22,29 @@ pub struct Judge {
     /// Whether metrics judged on a quantile also get the tail test (see the crate docs); on by
     /// default, off only to compare with the rank test alone.
     pub quantile_tail: bool,
+    /// Whether a metric judged on quantile `q` needs, beside its `min_samples`, about
+    /// [`QUANTILE_TAIL_OBSERVATIONS`] observations above the quantile on each side
+    /// ([`quantile_min_observations`]: 1,000 for p99); on by default, off only to compare.
+    pub quantile_observations: bool,
+}
+
+/// Observations a side needs above the quantile a metric is judged on: with fewer, the
+/// quantile is a handful of requests, and one slow burst moves it by tens of per cent.
+pub const QUANTILE_TAIL_OBSERVATIONS: u64 = 10;
+
+/// Observations per side a metric judged on quantile `q` needs: `10 / (1 − q)`, rounded up
+/// (1,000 for p99, 10,000 for p99.9, 20 for the median), so that about
+/// [`QUANTILE_TAIL_OBSERVATIONS`] lie above the quantile.
+#[must_use]
+pub fn quantile_min_observations(q: f64) -> u64 {
+    let above = 1.0 - q.clamp(0.0, 1.0);
+    // Rounded to a millionth first: 1 − 0.99 is not exactly 0.01 in binary.
+    let need = ((QUANTILE_TAIL_OBSERVATIONS as f64 / above * 1e6).round() / 1e6).ceil();
+    if need.is_finite() && need < u64::MAX as f64 {
+        need as u64
+    } else {
+        u64::MAX
+    }
 }
 
 impl Default for Judge {
@@ -30,6 +53,7 @@ impl Default for Judge {
             alpha: DEFAULT_ALPHA,
             min_releases: DEFAULT_MIN_RELEASES,
             quantile_tail: true,
+            quantile_observations: true,
         }
     }
 }
@@ -330,13 +354,27 @@ impl Judge {
                         "canary and baseline histograms have different buckets".into(),
                     );
                 }
-                if c.total < metric.min_samples || b.total < metric.min_samples {
+                let need = match quantile {
+                    Some(q) if self.quantile_observations => {
+                        metric.min_samples.max(quantile_min_observations(*q))
+                    }
+                    _ => metric.min_samples,
+                };
+                if c.total < need || b.total < need {
+                    let why = if need > metric.min_samples {
+                        format!(
+                            " (a {} needs about {QUANTILE_TAIL_OBSERVATIONS} observations above it: 10/(1 − q))",
+                            quantile.map(quantile_name).unwrap_or_default()
+                        )
+                    } else {
+                        String::new()
+                    };
                     return end(
                         ev,
                         Outcome::Inconclusive,
                         format!(
-                            "too few observations: canary {} and baseline {}, need {} on each side",
-                            c.total, b.total, metric.min_samples
+                            "too few observations: canary {} and baseline {}, need {need} on each side{why}",
+                            c.total, b.total
                         ),
                     );
                 }

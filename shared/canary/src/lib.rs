@@ -84,7 +84,10 @@
 //! **Too little data is never a failure.** A metric is
 //! - `NoData` when a side has no series, a zero denominator or no observations;
 //! - `Inconclusive` when a side is below the metric's `min_samples` (denominator for ratios,
-//!   observations for distributions), when the data are inconsistent (numerator above
+//!   observations for distributions) or, for a metric judged on quantile `q`, below
+//!   [`judge::quantile_min_observations`] (`10 / (1 − q)`: 1,000 for p99, so that about ten
+//!   observations lie above it — p99 of 300 observations is three requests, and one slow burst
+//!   moves it by tens of per cent), when the data are inconsistent (numerator above
 //!   denominator, unordered buckets, different bucket layouts, the wrong kind), or when a
 //!   history baseline has fewer than [`DEFAULT_MIN_RELEASES`] usable releases.
 //!

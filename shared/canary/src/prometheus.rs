@@ -26,7 +26,7 @@
 
 use crate::distribution::{Bucket, Distribution, Histogram};
 use crate::error::{Error, Result};
-use crate::inputs::{Baseline, Counts, Inputs, MetricData};
+use crate::inputs::{Baseline, Counts, Inputs, MetricData, ReleaseSummary};
 use crate::judge::judge;
 use crate::template::{DistributionInput, Metric, MetricSpec, Selector, Template, Window};
 use crate::verdict::{RenderedQuery, Side, Verdict};
@@ -356,7 +356,42 @@ pub struct Collected {
     pub queries: BTreeMap<String, Vec<RenderedQuery>>,
 }
 
+/// What one selector's series measured over one window: per metric its data (a metric without
+/// series is left out) and its rendered queries. A settled release's summary
+/// (`deploygraph canary summarize`) and the canary's side of a history analysis.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Per metric name, what was measured.
+    pub data: BTreeMap<String, MetricData>,
+    /// Per metric name, its rendered queries in the order they ran.
+    pub queries: BTreeMap<String, Vec<RenderedQuery>>,
+}
+
 impl Collected {
+    /// The canary's measurement against a history baseline: `releases` are the service's
+    /// earlier releases, most recent first.
+    #[must_use]
+    pub fn against_history(
+        canary: Measured,
+        window: Window,
+        releases: Vec<ReleaseSummary>,
+    ) -> Self {
+        Self {
+            inputs: Inputs {
+                window,
+                canary: canary.data,
+                baseline: Baseline::History(releases),
+            },
+            queries: canary.queries,
+        }
+    }
+
+    /// Whether the side-by-side baseline has a series for any metric (a history baseline: false).
+    #[must_use]
+    pub fn has_side_by_side_baseline(&self) -> bool {
+        matches!(&self.inputs.baseline, Baseline::SideBySide(data) if !data.is_empty())
+    }
+
     /// Judges the collected data with the default judge and puts the queries into the
     /// evidence.
     #[must_use]
@@ -564,6 +599,34 @@ impl Prometheus {
             },
             queries,
         })
+    }
+
+    /// Measures every metric of `template` on one `side` (`selector`) over `window` ending at
+    /// `at`, with the same queries and rules as [`Self::collect`].
+    ///
+    /// # Errors
+    /// [`Error::Query`] for the first query that failed, naming it.
+    pub async fn measure(
+        &self,
+        template: &Template,
+        selector: &Selector,
+        side: Side,
+        window: Window,
+        at: SystemTime,
+    ) -> Result<Measured> {
+        let mut data = BTreeMap::new();
+        let mut queries = BTreeMap::new();
+        for metric in &template.metrics {
+            let mut ran = Vec::new();
+            if let Some(d) = self
+                .side(metric, side, selector, window, at, &mut ran)
+                .await?
+            {
+                data.insert(metric.name.clone(), d);
+            }
+            queries.insert(metric.name.clone(), ran);
+        }
+        Ok(Measured { data, queries })
     }
 
     /// One side of one metric; `None` when it has no series.

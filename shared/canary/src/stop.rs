@@ -10,11 +10,13 @@
 //!   ([`is_last`]); there the last verdict decides: `Pass` passes (a pass with some metric
 //!   inconclusive counts), `Inconclusive` or `NoData` end inconclusive.
 //!
-//! [`decide_confirmed`] is the same rule with failures confirmed one window later (what
-//! `canary analyze` applies); [`decide`] is the rule with a failure final at once.
+//! [`decide_confirmed`] is the same rule with failures confirmed one window later;
+//! [`decide_confirmed_or_decisive`] (what `canary analyze` applies) confirms a failure one
+//! window later unless its evidence is decisive ([`is_decisive`]), which is final at once;
+//! [`decide`] is the rule with every failure final at once.
 
-use crate::template::Window;
-use crate::verdict::{Outcome, Verdict};
+use crate::template::{MetricKind, Window};
+use crate::verdict::{MetricEvidence, Outcome, Verdict};
 use std::time::Duration;
 
 /// What an analysis means for the run.
@@ -100,6 +102,62 @@ pub fn decide_confirmed(
         _ if last => Decision::Inconclusive,
         _ => Decision::Continue,
     }
+}
+
+/// One-sided p-value below which a failing critical ratio metric is decisive ([`is_decisive`]):
+/// z ≈ 6. Far below α because the tests count requests as independent, and errors are not:
+/// they cluster by pod and by second, so a healthy canary's pods can give a p-value of 10⁻⁷ in
+/// one window and nothing in the next (in the canary benchmark, `docs/benchmarks.md`, a limit
+/// of 10⁻³ or 10⁻⁶ added false rollbacks on the development seeds, 10⁻⁹ none).
+pub const DECISIVE_P: f64 = 1e-9;
+
+/// Whether a failing verdict is decisive at once: a **critical ratio** metric failed with its
+/// one-sided p-value below `p_limit` **and** its interval for the change (at the judge's
+/// 1 − α) lies wholly beyond the metric's tolerance in the bad direction — the increase is
+/// not merely above zero but significantly above what the template allows.
+///
+/// Only critical ratio metrics can be decisive: a critical metric is one the template says
+/// fails the verdict alone, and a ratio's interval is on the scale of its tolerance.
+/// Distribution metrics (latency) are never decisive: one slow burst (a GC pause, a cold
+/// cache, a noisy neighbour) gives a quantile a tiny p-value in one window and is gone in the
+/// next, so only confirmation tells it from a regression.
+#[must_use]
+pub fn is_decisive(verdict: &Verdict, p_limit: f64) -> bool {
+    verdict.outcome == Outcome::Fail && verdict.metrics.iter().any(|m| decisive_metric(m, p_limit))
+}
+
+fn decisive_metric(m: &MetricEvidence, p_limit: f64) -> bool {
+    if !(m.critical && m.kind == MetricKind::Ratio && m.outcome == Outcome::Fail) {
+        return false;
+    }
+    let (Some(p), Some(interval), Some(effect)) = (m.p_value, m.interval, m.effect) else {
+        return false;
+    };
+    let allowed = effect.allowed;
+    let beyond = match m.direction {
+        crate::template::Direction::Increase => interval.low > allowed,
+        crate::template::Direction::Decrease => interval.high < -allowed,
+        crate::template::Direction::Either => interval.low > allowed || interval.high < -allowed,
+    };
+    p < p_limit && beyond
+}
+
+/// [`decide_confirmed`], except that a decisive failure ([`is_decisive`] at [`DECISIVE_P`]) is
+/// final at once: what `deploygraph canary analyze` applies. A release that sends a clearly
+/// larger share of requests to errors is rolled back at the first window that shows it; a
+/// failure with less evidence, or on a latency metric, waits one window for confirmation.
+#[must_use]
+pub fn decide_confirmed_or_decisive(
+    earlier: &[(Duration, Outcome)],
+    verdict: &Verdict,
+    started: Duration,
+    window: Window,
+    last: bool,
+) -> Decision {
+    if is_decisive(verdict, DECISIVE_P) {
+        return Decision::Fail;
+    }
+    decide_confirmed(earlier, verdict, started, window, last)
 }
 
 #[cfg(test)]

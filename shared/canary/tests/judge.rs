@@ -811,3 +811,143 @@ fn large_sample_sets_cost_bounded_work() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_quantile_needs_about_ten_observations_above_it_on_each_side() {
+    use deploygraph_canary::judge::quantile_min_observations;
+    assert_eq!(quantile_min_observations(0.99), 1_000);
+    assert_eq!(quantile_min_observations(0.999), 10_000);
+    assert_eq!(quantile_min_observations(0.95), 200);
+    assert_eq!(quantile_min_observations(0.5), 20);
+    assert_eq!(quantile_min_observations(1.0), u64::MAX);
+
+    // One slow burst on the canary's pods (a tenth of its requests three times slower) in a window
+    // of 300 observations a side: p99 is three requests, and the burst moves it far beyond the
+    // 10 % allowed. Above the metric's own min_samples (100), yet too few for a p99.
+    let base = latencies(300, 1.0, 7);
+    let canary = slower_tail(latencies(300, 1.0, 8), 0.1, 3.0);
+    let metric = latency(Direction::Increase, 0.1, Some(0.99));
+    for (form, c, b) in [
+        ("samples", samples(canary.clone()), samples(base.clone())),
+        (
+            "histogram",
+            MetricData::Distribution(histogram(&canary)),
+            MetricData::Distribution(histogram(&base)),
+        ),
+    ] {
+        let inputs = side_by_side(vec![("latency", c)], vec![("latency", b)]);
+        let v = judge(std::slice::from_ref(&metric), &inputs);
+        let e = only(&v);
+        assert_eq!(e.outcome, Outcome::Inconclusive, "{form}: {}", e.rule);
+        assert!(
+            e.rule.contains("need 1000 on each side") && e.rule.contains("p99"),
+            "{form}: {}",
+            e.rule
+        );
+        // Without the requirement the same window fails: the rule is what keeps it from it.
+        let unguarded = Judge {
+            quantile_observations: false,
+            ..Judge::default()
+        }
+        .judge(std::slice::from_ref(&metric), &inputs);
+        assert_eq!(
+            only(&unguarded).outcome,
+            Outcome::Fail,
+            "{form}: {}",
+            only(&unguarded).rule
+        );
+    }
+
+    // A metric judged on the median (no quantile) keeps its own min_samples.
+    let median = latency(Direction::Increase, 0.1, None);
+    let v = judge(
+        std::slice::from_ref(&median),
+        &side_by_side(
+            vec![("latency", samples(latencies(300, 1.0, 8)))],
+            vec![("latency", samples(latencies(300, 1.0, 7)))],
+        ),
+    );
+    assert_eq!(only(&v).outcome, Outcome::Pass, "{}", only(&v).rule);
+
+    // With 1,000 observations a side the same kind of burst is judged, and fails.
+    let v = judge(
+        std::slice::from_ref(&metric),
+        &side_by_side(
+            vec![(
+                "latency",
+                samples(slower_tail(latencies(1_000, 1.0, 8), 0.1, 3.0)),
+            )],
+            vec![("latency", samples(latencies(1_000, 1.0, 7)))],
+        ),
+    );
+    assert_eq!(only(&v).outcome, Outcome::Fail, "{}", only(&v).rule);
+}
+
+/// The shipped `http-error-ratio` template's metric.
+fn shipped_error_ratio() -> Metric {
+    let (_, yaml) = deploygraph_canary::template::SHIPPED
+        .iter()
+        .find(|(f, _)| *f == "http-error-ratio.yaml")
+        .unwrap();
+    deploygraph_canary::Template::parse(yaml)
+        .unwrap()
+        .metrics
+        .remove(0)
+}
+
+#[test]
+fn the_shipped_error_ratio_template_fails_a_one_point_increase() {
+    let metric = shipped_error_ratio();
+    assert!(metric.critical);
+    // (case, canary errors/requests, baseline errors/requests, outcome)
+    let cases: &[RatioCase] = &[
+        // A canary one point worse, estimated a little under one point in this window: a
+        // tolerance of exactly one point (the template's earlier value) passes it.
+        ("+0.9 points", (22, 2_000), (20, 10_000), Outcome::Fail),
+        (
+            "+0.9 points on a zero baseline",
+            (18, 2_000),
+            (0, 10_000),
+            Outcome::Fail,
+        ),
+        // Small increases stay below the tolerance: no rollback, however significant.
+        ("+0.3 points", (10, 2_000), (20, 10_000), Outcome::Pass),
+        (
+            "+0.4 points, busy",
+            (480, 100_000),
+            (800, 1_000_000),
+            Outcome::Pass,
+        ),
+        // Too little traffic to judge one point: inconclusive, never a failure.
+        (
+            "+2 points on 300 requests",
+            (6, 300),
+            (0, 3_000),
+            Outcome::Inconclusive,
+        ),
+    ];
+    for (case, (x1, n1), (x2, n2), want) in cases {
+        let v = judge(
+            std::slice::from_ref(&metric),
+            &side_by_side(
+                vec![("http-error-ratio", counts(*x1, *n1))],
+                vec![("http-error-ratio", counts(*x2, *n2))],
+            ),
+        );
+        assert_eq!(only(&v).outcome, *want, "{case}: {}", only(&v).rule);
+    }
+    // The same +0.9 points with the earlier one-point tolerance: a pass.
+    let mut one_point = metric.clone();
+    if let MetricSpec::Ratio { max_increase, .. } = &mut one_point.spec {
+        assert!((*max_increase - 0.005).abs() < 1e-12);
+        *max_increase = 0.01;
+    }
+    let v = judge(
+        std::slice::from_ref(&one_point),
+        &side_by_side(
+            vec![("http-error-ratio", counts(22, 2_000))],
+            vec![("http-error-ratio", counts(20, 10_000))],
+        ),
+    );
+    assert_eq!(only(&v).outcome, Outcome::Pass, "{}", only(&v).rule);
+}

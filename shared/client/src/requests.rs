@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use deploygraph_model::backstage::CatalogFile;
 use deploygraph_model::deployment::DeploymentInput;
 use deploygraph_model::topology::ServiceTopology;
-use deploygraph_model::{CanaryAnalysisInput, ChangeEventInput, VerdictInput};
+use deploygraph_model::{CanaryAnalysisInput, ChangeEventInput, RollbackInput, VerdictInput};
 use deploygraph_model::{Environment, ServiceName, ServiceRef, format_time};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -487,7 +487,19 @@ impl Client {
         .await
     }
 
-    /// `GET /v1/deployments/{uid}/canary`: the deployment's canary analyses, newest first.
+    /// `POST /v1/rollbacks`: records a rollback of a deployment (201; 200 when the same one
+    /// is stored).
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`]; an unknown deployment is refused with 404, other facts
+    /// under the rollback's uid with 409.
+    pub async fn record_rollback(&self, input: &RollbackInput) -> Result<Accepted> {
+        self.send(Method::Post, "/v1/rollbacks".into(), Some(encode(input)?))
+            .await
+    }
+
+    /// `GET /v1/deployments/{uid}/canary`: the deployment's canary analyses and the rollbacks
+    /// that undid it, newest first.
     ///
     /// # Errors
     /// As [`Client::record_deployment`].
@@ -496,6 +508,54 @@ impl Client {
             "/v1/deployments/{}/canary",
             path_segment(deployment)
         ))
+        .await
+    }
+
+    /// `GET /v1/deployments/{uid}`: the stored deployment.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn deployment(&self, uid: &str) -> Result<Accepted> {
+        self.get(format!("/v1/deployments/{}", path_segment(uid)))
+            .await
+    }
+
+    /// `POST /v1/deployments/{uid}/summaries`: records the deployment's settled metric summary
+    /// on a template (`body`: `template`, `window`, `settled_at`, `metrics`).
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn record_release_summary(&self, deployment: &str, body: &Value) -> Result<Accepted> {
+        self.send(
+            Method::Post,
+            format!("/v1/deployments/{}/summaries", path_segment(deployment)),
+            Some(encode(body)?),
+        )
+        .await
+    }
+
+    /// `GET /v1/services/{name}/summaries`: the summaries on `template` of the service's
+    /// deployments in `environment` that started before `before`, most recent first.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`].
+    pub async fn release_summaries(
+        &self,
+        service: &ServiceName,
+        environment: &Environment,
+        template: &str,
+        before: Option<&DateTime<Utc>>,
+        limit: Option<usize>,
+    ) -> Result<Accepted> {
+        let query = Query::default()
+            .with("environment", environment)
+            .with("template", template)
+            .time("before", before)
+            .opt("limit", limit);
+        self.get(query.on(&format!(
+            "/v1/services/{}/summaries",
+            path_segment(service.as_str())
+        )))
         .await
     }
 

@@ -148,7 +148,7 @@ pub fn release_to_deployment(
     };
     Some(Deployment {
         uid: Uid::derive(
-            "helm-release",
+            deploygraph_model::uid::HELM_RELEASE_PREFIX,
             &[
                 &release.namespace,
                 &release.name,

@@ -3,7 +3,7 @@
 //! rollout is (a pod-template change), its status from the rollout conditions, the commit and
 //! actor it carries, and the diff of its template against the previous one; [`config_change`]
 //! the pure part of recording edits of the ConfigMaps, Secrets and HPAs workloads use as
-//! changes that are not rollouts.
+//! changes that are not rollouts; [`rollback`] undoes a release whose canary failed.
 
 pub mod config_change;
 pub mod helm_watch;
@@ -11,6 +11,7 @@ pub mod leader;
 pub mod observe;
 pub mod progress;
 pub mod retry;
+pub mod rollback;
 pub mod rollout;
 #[cfg(feature = "testing")]
 pub mod testing;

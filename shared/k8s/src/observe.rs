@@ -72,7 +72,13 @@ pub struct Observation {
     pub selector: Option<String>,
     /// The Helm release that manages it (`meta.helm.sh/release-name`), if any.
     pub helm_release: Option<String>,
+    /// The workload's annotations that start with [`CANARY_ANNOTATION_PREFIX`]: how `serve`
+    /// analyses its rollouts (none when it does not opt in).
+    pub canary: std::collections::BTreeMap<String, String>,
 }
+
+/// The prefix of the annotations a workload opts in to canary analysis with.
+pub const CANARY_ANNOTATION_PREFIX: &str = "deploygraph.io/canary-";
 
 /// Parses `registry/repo[:tag][@sha256:…]`.
 pub fn parse_image(reference: &str) -> Image {
@@ -294,6 +300,13 @@ fn observation(
             .annotations
             .as_ref()
             .and_then(|a| a.get("meta.helm.sh/release-name").cloned()),
+        canary: meta
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(CANARY_ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         name,
     })
 }
@@ -422,7 +435,7 @@ pub fn rollout_uid(o: &Observation) -> Uid {
         .clone()
         .unwrap_or_else(|| format!("g{}", o.generation));
     Uid::derive(
-        "k8s-rollout",
+        deploygraph_model::uid::K8S_ROLLOUT_PREFIX,
         &[&o.namespace, o.kind, &o.name, &o.object_uid, &key],
     )
 }

@@ -242,6 +242,31 @@ fn pod_stream(api: Api<Pod>, namespace: Option<String>) -> (Store<Pod>, Changes)
 /// Called after every write of a rollout.
 pub type OnRecorded = Box<dyn Fn(&Deployment, RecordKind) + Send + Sync>;
 
+/// A new rollout of a workload that opts in to canary analysis (its annotations start with
+/// [`crate::observe::CANARY_ANNOTATION_PREFIX`]), as the watcher first recorded it.
+#[derive(Debug, Clone)]
+pub struct RolloutStarted {
+    /// The rollout as recorded.
+    pub deployment: Deployment,
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: &'static str,
+    /// The workload's namespace.
+    pub namespace: String,
+    /// The workload's name.
+    pub name: String,
+    /// The workload object's uid (what its ReplicaSets name as their owner).
+    pub object_uid: String,
+    /// The controller's revision of the rollout (`deployment.kubernetes.io/revision`), when set.
+    pub revision: Option<String>,
+    /// The selector of its Pods, as a label-selector string.
+    pub selector: Option<String>,
+    /// The workload's canary annotations, by their full names.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Called once for every new rollout of a workload that opts in to canary analysis.
+pub type OnRollout = Box<dyn Fn(RolloutStarted) + Send + Sync>;
+
 /// Called after every write of a change that is not a rollout (a ConfigMap, Secret or HPA edit).
 pub type OnChange = Box<dyn Fn(&deploygraph_model::Change, RecordKind) + Send + Sync>;
 
@@ -305,6 +330,7 @@ pub struct WorkloadWatcher {
     on_recorded: Option<OnRecorded>,
     on_change: Option<OnChange>,
     on_skipped: Option<OnSkipped>,
+    on_rollout: Option<OnRollout>,
 }
 
 impl WorkloadWatcher {
@@ -329,6 +355,7 @@ impl WorkloadWatcher {
             on_recorded: None,
             on_change: None,
             on_skipped: None,
+            on_rollout: None,
         }
     }
 
@@ -339,6 +366,14 @@ impl WorkloadWatcher {
         f: impl Fn(&Deployment, RecordKind) + Send + Sync + 'static,
     ) -> Self {
         self.on_recorded = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` once for each new rollout (recorded as created) of a workload with canary
+    /// annotations, after it is stored.
+    #[must_use]
+    pub fn on_rollout(mut self, f: impl Fn(RolloutStarted) + Send + Sync + 'static) -> Self {
+        self.on_rollout = Some(Box::new(f));
         self
     }
 
@@ -670,7 +705,17 @@ impl WorkloadWatcher {
             self.track_digests(&key, awaiting);
             return Handled::Done;
         };
-        self.write(key, deployment, o.replicas, awaiting, stop)
+        let started = (!o.canary.is_empty() && self.on_rollout.is_some()).then(|| RolloutStarted {
+            deployment: deployment.clone(),
+            kind: o.kind,
+            namespace: o.namespace.clone(),
+            name: o.name.clone(),
+            object_uid: o.object_uid.clone(),
+            revision: o.revision.clone(),
+            selector: o.selector.clone(),
+            annotations: std::mem::take(&mut o.canary),
+        });
+        self.write(key, deployment, o.replicas, awaiting, started, stop)
             .await
     }
 
@@ -688,7 +733,7 @@ impl WorkloadWatcher {
             return Handled::Done;
         }
         let (replicas, awaiting) = (known.replicas, Some(awaiting.clone()));
-        self.write(key.clone(), next, replicas, awaiting, stop)
+        self.write(key.clone(), next, replicas, awaiting, None, stop)
             .await
     }
 
@@ -712,13 +757,14 @@ impl WorkloadWatcher {
         }
     }
 
-    /// Writes a rollout of `key` and remembers it.
+    /// Writes a rollout of `key` and remembers it; a new one is announced as `started`.
     async fn write(
         &mut self,
         key: Key,
         deployment: Deployment,
         replicas: Option<i32>,
         awaiting: Option<Awaiting>,
+        started: Option<RolloutStarted>,
         stop: &CancellationToken,
     ) -> Handled {
         let recorded = bounded(stop, &self.retry, &self.outage, "record a rollout", || {
@@ -750,6 +796,11 @@ impl WorkloadWatcher {
         );
         if let Some(f) = &self.on_recorded {
             f(&deployment, kind);
+        }
+        if kind == RecordKind::Created
+            && let (Some(f), Some(started)) = (&self.on_rollout, started)
+        {
+            f(started);
         }
         match self.known.entry(key.clone()) {
             std::collections::hash_map::Entry::Occupied(mut e) => {

@@ -56,7 +56,7 @@ pub struct Notification {
     /// The group's key.
     pub group_key: Option<String>,
     /// How many alerts Alertmanager left out (`max_alerts`).
-    #[schema(maximum = 4294967295_u64)]
+    #[schema(value_type = Option<u64>, maximum = 4294967295_u64)]
     pub truncated_alerts: Option<u32>,
     /// `firing` or `resolved`, for the group.
     pub status: Option<String>,

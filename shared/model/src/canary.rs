@@ -11,7 +11,7 @@
 //! deployment's, filled in by the store when it records the analysis ([`NewCanaryAnalysis`]).
 
 use crate::alert::ServiceRef;
-use crate::uid::{CANARY_ANALYSIS_PREFIX, DEPLOYMENT_PREFIX, Uid};
+use crate::uid::{CANARY_ANALYSIS_PREFIX, Uid};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -192,6 +192,8 @@ pub struct NewCanaryAnalysis {
     pub rule: String,
     /// Per metric, in template order.
     pub metrics: Vec<MetricVerdict>,
+    /// This round ended the analysis (its verdict is the command's).
+    pub final_round: bool,
 }
 
 impl NewCanaryAnalysis {
@@ -209,6 +211,7 @@ impl NewCanaryAnalysis {
             analyses: self.analyses,
             rule: self.rule,
             metrics: self.metrics,
+            final_round: self.final_round,
         }
     }
 }
@@ -238,6 +241,10 @@ pub struct CanaryAnalysis {
     pub rule: String,
     /// Per metric, in template order (`MEASURED`).
     pub metrics: Vec<MetricVerdict>,
+    /// This round ended the analysis (its verdict is the command's); `false` in analyses
+    /// stored before the flag existed.
+    #[serde(default, rename = "final")]
+    pub final_round: bool,
 }
 
 impl CanaryAnalysis {
@@ -322,6 +329,9 @@ pub struct CanaryAnalysisInput {
     #[serde(default)]
     #[schema(max_items = 64, nullable = false)]
     pub metrics: Vec<MetricVerdictInput>,
+    /// This round ended the analysis: its verdict is the command's final one.
+    #[serde(default, rename = "final")]
+    pub final_round: bool,
 }
 
 fn bounded_text(field: &str, value: &str, max: usize) -> crate::Result<()> {
@@ -348,7 +358,7 @@ impl CanaryAnalysisInput {
     /// The first invalid field, by its path in the input (`metrics[2].evidence`).
     pub fn validate(self) -> crate::Result<NewCanaryAnalysis> {
         use crate::schema::parse_input_time;
-        let deployment = Uid::parse_derived(DEPLOYMENT_PREFIX, &self.deployment)
+        let deployment = Uid::parse_deployment(&self.deployment)
             .map_err(|e| crate::Error::new("deployment", e.message))?;
         required_text("template", &self.template, limits::NAME)?;
         bounded_text("rule", &self.rule, limits::RULE)?;
@@ -421,6 +431,7 @@ impl CanaryAnalysisInput {
             analyses: self.analyses,
             rule: self.rule,
             metrics,
+            final_round: self.final_round,
         })
     }
 }
@@ -432,7 +443,7 @@ mod tests {
 
     fn input() -> CanaryAnalysisInput {
         CanaryAnalysisInput {
-            deployment: Uid::derive(DEPLOYMENT_PREFIX, &["x"]).to_string(),
+            deployment: Uid::derive(crate::uid::DEPLOYMENT_PREFIX, &["x"]).to_string(),
             template: "http-error-ratio".into(),
             verdict: CanaryVerdict::Fail,
             baseline_kind: CanaryBaselineKind::SideBySide,
@@ -448,6 +459,7 @@ mod tests {
                 rule: "the canary's error ratio is higher".into(),
                 evidence: json!({"metric": "http-error-ratio", "p_value": 1e-9}),
             }],
+            final_round: true,
         }
     }
 

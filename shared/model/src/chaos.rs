@@ -322,7 +322,7 @@ impl ChaosRunInput {
         let against = self
             .against
             .as_deref()
-            .map(|a| Uid::parse_derived(crate::uid::DEPLOYMENT_PREFIX, a))
+            .map(Uid::parse_deployment)
             .transpose()
             .map_err(|e| crate::Error::new("against", e.message))?;
         Ok(ChaosRun {

@@ -501,6 +501,28 @@ impl crate::canary::NewCanaryAnalysis {
                     evidence: serde_json::json!({"metric": "http-latency-p99", "shift": 0.001}),
                 },
             ],
+            final_round: true,
+        }
+    }
+}
+
+impl crate::rollback::NewRollback {
+    /// A test rollback of `deployment` at `minute(at)` by `deploygraph canary analyze`,
+    /// through `deployment/web` in `shop`.
+    pub fn test(deployment: &crate::Uid, at: i64) -> Self {
+        let at = minute(at);
+        let target = "deployment/web".to_owned();
+        let namespace = Some("shop".to_owned());
+        Self {
+            uid: crate::Rollback::uid_for(deployment, &at, &target, namespace.as_deref()),
+            deployment: deployment.clone(),
+            restored: None,
+            reason: "canary failed: http-error-ratio".into(),
+            by: "deploygraph canary analyze".into(),
+            at,
+            target,
+            namespace,
+            dry_run: false,
         }
     }
 }

@@ -18,6 +18,8 @@ pub mod fuzzing;
 pub mod infra;
 pub mod newtypes;
 pub mod redact;
+pub mod release_summary;
+pub mod rollback;
 pub mod schema;
 pub mod topology;
 pub mod uid;
@@ -37,5 +39,7 @@ pub use deployment::{
 pub use error::{Error, Result};
 pub use infra::{CertificateRecord, CheckRecord, InfraSnapshot, Verdict};
 pub use newtypes::{CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time};
+pub use release_summary::{NewReleaseSummary, ReleaseSummary};
+pub use rollback::{NewRollback, Rollback, RollbackInput};
 pub use uid::Uid;
 pub use verdict::{SuspectVerdict, VerdictInput, VerdictKind};

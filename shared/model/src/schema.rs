@@ -197,8 +197,8 @@ pub struct DeploymentUid;
 impl PartialSchema for DeploymentUid {
     fn schema() -> RefOr<Schema> {
         RefOr::T(string_schema(
-            "A deployment's uid (deployment- and 32 hex digits).",
-            &crate::uid::Uid::pattern(crate::uid::DEPLOYMENT_PREFIX),
+            "A deployment's uid (deployment-, k8s-rollout- or helm-release- and 32 hex digits).",
+            &crate::uid::Uid::deployment_pattern(),
             None,
         ))
     }

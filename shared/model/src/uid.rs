@@ -10,6 +10,14 @@ use std::fmt;
 
 /// The prefix of deployment uids.
 pub const DEPLOYMENT_PREFIX: &str = "deployment";
+/// The prefix of the uids of the rollouts the Kubernetes watcher records.
+pub const K8S_ROLLOUT_PREFIX: &str = "k8s-rollout";
+/// The prefix of the uids of the Helm release revisions the Helm watcher records.
+pub const HELM_RELEASE_PREFIX: &str = "helm-release";
+/// Every prefix a deployment's uid has: recorded through the API, by the Kubernetes watcher,
+/// by the Helm watcher.
+pub const DEPLOYMENT_PREFIXES: [&str; 3] =
+    [DEPLOYMENT_PREFIX, K8S_ROLLOUT_PREFIX, HELM_RELEASE_PREFIX];
 /// The prefix of the uids of changes that are not rollouts (`ConfigChange`s, the keys a
 /// deployment changed, are `change-`).
 pub const CHANGE_PREFIX: &str = "change-event";
@@ -17,6 +25,8 @@ pub const CHANGE_PREFIX: &str = "change-event";
 pub const CHAOS_RUN_PREFIX: &str = "chaos-run";
 /// The prefix of canary analysis uids.
 pub const CANARY_ANALYSIS_PREFIX: &str = "canary-analysis";
+/// The prefix of rollback uids.
+pub const ROLLBACK_PREFIX: &str = "rollback";
 
 /// A node identity, unique per label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -84,6 +94,31 @@ impl Uid {
         }
     }
 
+    /// A deployment's uid as a request names it: what [`Uid::derive`] gives for one of
+    /// [`DEPLOYMENT_PREFIXES`] (a deployment recorded through the API, or by a watcher).
+    ///
+    /// # Errors
+    /// When `value` is not such a uid.
+    pub fn parse_deployment(value: &str) -> crate::Result<Self> {
+        DEPLOYMENT_PREFIXES
+            .iter()
+            .find_map(|p| Self::parse_derived(p, value).ok())
+            .ok_or_else(|| {
+                crate::Error::new(
+                    "",
+                    format!(
+                        "{value:?} is not a deployment uid (deployment-, k8s-rollout- or \
+                         helm-release- and 32 lower-case hex digits)"
+                    ),
+                )
+            })
+    }
+
+    /// The pattern of the uids [`Uid::parse_deployment`] accepts.
+    pub fn deployment_pattern() -> String {
+        format!("^({})-[0-9a-f]{{32}}$", DEPLOYMENT_PREFIXES.join("|"))
+    }
+
     /// The uid as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -127,6 +162,25 @@ mod tests {
         for bad in ["", "a b", &"x".repeat(65)] {
             assert!(Uid::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_deployment_is_named_by_any_of_its_sources_uids() {
+        for prefix in DEPLOYMENT_PREFIXES {
+            let uid = Uid::derive(prefix, &["a", "b"]);
+            assert!(Uid::parse_deployment(uid.as_str()).is_ok(), "{uid}");
+        }
+        for bad in [
+            Uid::derive(CHAOS_RUN_PREFIX, &["x"]).to_string(),
+            "k8s-rollout-0123".to_owned(),
+            format!("{}\n", Uid::derive(K8S_ROLLOUT_PREFIX, &["x"])),
+        ] {
+            assert!(Uid::parse_deployment(&bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Uid::deployment_pattern(),
+            "^(deployment|k8s-rollout|helm-release)-[0-9a-f]{32}$"
+        );
     }
 
     #[test]

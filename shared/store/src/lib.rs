@@ -29,7 +29,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
     Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Deployment, Environment, InfraSnapshot,
-    NewCanaryAnalysis, ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid,
+    NewCanaryAnalysis, NewReleaseSummary, NewRollback, ReleaseSummary, Rollback, ServiceName,
+    ServiceRef, SuspectVerdict, Trigger, Uid,
 };
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -42,8 +43,9 @@ pub use types::{
     AlertFilter, BLAMED_CONFIDENCE, CanaryFilter, CanaryOutcome, ChangeFilter, ChangeOutcome,
     ChaosFilter, Cursor, DeploymentFilter, FilterParams, KEY_HISTORY_MAX_LIMIT,
     KEY_HISTORY_MAX_PATHS, KeyHistory, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
-    ServiceHistory, ServiceSummary, StoredAttribution, StoredDeployment, TopologyMode,
-    TopologyUpdate, VerdictOutcome, is_blamed,
+    RollbackFilter, RollbackOutcome, ServiceHistory, ServiceSummary, StoredAttribution,
+    StoredDeployment, SummaryFilter, SummaryOutcome, TopologyMode, TopologyUpdate, VerdictOutcome,
+    is_blamed,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -396,7 +398,9 @@ pub trait GraphStore: Send + Sync + 'static {
     /// `(CanaryAnalysis)-[:ANALYZED]->(DeploymentEvent)` and a `MetricVerdict` per metric
     /// (`MEASURED`), with the deployment's service. A later record of the same analysis (uid)
     /// replaces the stored one — verdict, decision time, rounds and metrics (`Updated`);
-    /// the same record again writes nothing (`Unchanged`).
+    /// the same record again writes nothing (`Unchanged`). A new analysis, or one whose
+    /// verdict changed, enqueues the deployment's follow-up ([`FollowUpKind::Deployment`]) in
+    /// the same transaction: the verdict is evidence for the attribution of the alerts after it.
     ///
     /// # Errors
     /// [`Error::NotFound`] when the deployment is not stored (nothing is written);
@@ -416,6 +420,50 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn list_canary_analyses(&self, filter: &CanaryFilter) -> Result<Vec<CanaryAnalysis>>;
+
+    /// Records the settled metric summary of a stored deployment on one template in one
+    /// transaction: `(ReleaseSummary)-[:SUMMARIZES]->(DeploymentEvent)`, with the deployment's
+    /// service, version and start. One summary per deployment and template: a later record
+    /// replaces the stored one (`Updated`); the same record again writes nothing (`Unchanged`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the deployment is not stored (nothing is written);
+    /// [`Error::Unavailable`].
+    async fn record_release_summary(&self, summary: &NewReleaseSummary) -> Result<SummaryOutcome>;
+
+    /// The history baseline of a canary, in one query: the summaries matching `filter` (see
+    /// [`SummaryFilter`]), the most recent deployment first.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn release_summaries(&self, filter: &SummaryFilter) -> Result<Vec<ReleaseSummary>>;
+
+    /// Records a rollback of a stored deployment in one transaction:
+    /// `(Rollback)-[:UNDID]->(DeploymentEvent)` and, for the restored deployment (the one the
+    /// rollback names, else the undone deployment's previous one, `FOLLOWS`, when stored),
+    /// `(Rollback)-[:RESTORED]->(DeploymentEvent)`; unless it is a dry run, the undone
+    /// deployment's status becomes `rolled_back` (when its status can advance to it). The same
+    /// rollback again writes nothing (`Unchanged`); other facts under its uid, or a restored
+    /// deployment of another service or environment, are a `Conflict` (nothing written).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the deployment (`what`: `deployment`) or the named restored one
+    /// (`restored deployment`) is not stored (nothing is written); [`Error::Unavailable`].
+    async fn record_rollback(&self, rollback: &NewRollback) -> Result<RollbackOutcome>;
+
+    /// The rollbacks that undid these deployments, in one query, newest first (by `at`, ties
+    /// by the larger uid); unknown uids have none.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn rollbacks(&self, deployments: &[Uid]) -> Result<Vec<Rollback>>;
+
+    /// Rollbacks matching `filter`, newest first (by `at`, ties by the larger uid), at most
+    /// `filter.limit`: timelines.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_rollbacks(&self, filter: &RollbackFilter) -> Result<Vec<Rollback>>;
 
     /// The services that depend on `service` directly, whatever the source (the reverse of
     /// [`Self::dependencies`]).

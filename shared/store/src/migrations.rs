@@ -97,7 +97,10 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0012_key_history.sql",
     "0013_change_keys.sql",
     "0014_revisits.sql",
-    "0015_canary_analyses.sql"
+    "0015_canary_analyses.sql",
+    "0017_attribution_canary_evidence.sql",
+    "0018_release_summaries.sql",
+    "0019_rollbacks.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -112,7 +115,10 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0008_changes.cypher",
     "0010_key_history.cypher",
     "0011_change_keys.cypher",
-    "0012_canary_analyses.cypher"
+    "0012_canary_analyses.cypher",
+    "0014_attribution_canary_evidence.cypher",
+    "0015_release_summaries.cypher",
+    "0016_rollbacks.cypher"
 );
 
 impl MigrationSource {

@@ -5,8 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    CanaryAnalysis, Change, Deployment, DeploymentStatus, Environment, ServiceName, SuspectVerdict,
-    Trigger, Uid, VerdictKind,
+    CanaryAnalysis, Change, Deployment, DeploymentStatus, Environment, ReleaseSummary, Rollback,
+    ServiceName, SuspectVerdict, Trigger, Uid, VerdictKind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,34 @@ pub struct CanaryOutcome {
     pub analysis: CanaryAnalysis,
 }
 
+/// The outcome of recording a rollback: created, unchanged (stored exactly so: nothing
+/// written) or a conflict (its uid holds other facts, or the restored deployment is of another
+/// service: nothing written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackOutcome {
+    /// What happened (never `Updated`: a rollback is recorded once).
+    pub kind: RecordKind,
+    /// The rollback as stored after the call (on a conflict over its uid, the stored one).
+    pub rollback: Rollback,
+    /// Why it conflicts, naming the field.
+    pub conflict: Option<String>,
+}
+
+/// Which rollbacks to list, newest (by `at`, ties by the larger uid) first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RollbackFilter {
+    /// Only rollbacks of deployments of one of these services (uids); all when empty.
+    pub services: Vec<Uid>,
+    /// Only rollbacks at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only rollbacks at or before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: usize,
+    /// Continue after this position (`at`, uid).
+    pub cursor: Option<Cursor>,
+}
+
 /// Which canary analyses to list, newest (by `started_at`, ties by the larger uid) first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CanaryFilter {
@@ -95,6 +123,34 @@ pub struct CanaryFilter {
     pub limit: usize,
     /// Continue after this position (`started_at`, uid).
     pub cursor: Option<Cursor>,
+}
+
+/// The outcome of recording a release summary: created, updated (a later summary of the same
+/// deployment and template replaced the stored one) or unchanged (stored exactly so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryOutcome {
+    /// What happened (never a conflict).
+    pub kind: RecordKind,
+    /// The summary as stored after the call, with its deployment's service, version and start.
+    pub summary: ReleaseSummary,
+}
+
+/// Which release summaries a history baseline reads: the summaries on `template` of the
+/// service's deployments in `environment` that started before `before` (any namespace), leaving
+/// out deployments that `failed` or were `rolled_back`; the most recent deployment first (ties
+/// by the larger uid), at most `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryFilter {
+    /// The service's name.
+    pub service: ServiceName,
+    /// Its environment.
+    pub environment: Environment,
+    /// The analysis template's name.
+    pub template: String,
+    /// Only deployments that started strictly before this time.
+    pub before: DateTime<Utc>,
+    /// At most this many.
+    pub limit: usize,
 }
 
 /// Which changes to list, newest (by `at`) first.

@@ -334,7 +334,10 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
             "0012_key_history.sql",
             "0013_change_keys.sql",
             "0014_revisits.sql",
-            "0015_canary_analyses.sql"
+            "0015_canary_analyses.sql",
+            "0017_attribution_canary_evidence.sql",
+            "0018_release_summaries.sql",
+            "0019_rollbacks.sql"
         ]
     );
     store.ready().await.unwrap();

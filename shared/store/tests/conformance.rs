@@ -2476,6 +2476,66 @@ async fn history_counts_confirmed_and_never_rejected_deployments(store: Arc<dyn 
     assert_eq!((early.deployments, early.followed_by_alerts), (2, 1));
 }
 
+async fn a_new_canary_verdict_enqueues_its_deployments_follow_up(store: Arc<dyn GraphStore>) {
+    use deploygraph_model::{CanaryVerdict, NewCanaryAnalysis};
+    let service = unique("canaryfollow");
+    let d = Deployment::test().service(&service).build();
+    let subjects = vec![d.uid.clone()];
+    record_one(&store, d.clone()).await;
+    let drain = || async {
+        let claimed = store
+            .claim_follow_ups(claim(&subjects, 10, Utc::now()))
+            .await
+            .unwrap();
+        for f in &claimed {
+            store
+                .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+                .await
+                .unwrap();
+        }
+        claimed
+            .iter()
+            .map(|f| (f.kind, f.subject.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        drain().await,
+        vec![(FollowUpKind::Deployment, d.uid.clone())]
+    );
+    let pending = || async {
+        store
+            .follow_up_stats(Some(&subjects))
+            .await
+            .unwrap()
+            .deployments
+    };
+
+    // A new analysis is evidence about the deployment: its follow-up is enqueued.
+    let mut analysis = NewCanaryAnalysis::test(&d.uid, 1, CanaryVerdict::Inconclusive);
+    store.record_canary_analysis(&analysis).await.unwrap();
+    assert_eq!(pending().await, 1);
+    assert_eq!(
+        drain().await,
+        vec![(FollowUpKind::Deployment, d.uid.clone())]
+    );
+    // A later round with the same verdict changes no evidence.
+    analysis.analyses += 2;
+    assert_eq!(
+        store.record_canary_analysis(&analysis).await.unwrap().kind,
+        RecordKind::Updated
+    );
+    assert_eq!(pending().await, 0);
+    // The verdict changed: enqueued again.
+    analysis.analyses += 1;
+    analysis.verdict = CanaryVerdict::Fail;
+    store.record_canary_analysis(&analysis).await.unwrap();
+    assert_eq!(pending().await, 1);
+    assert_eq!(
+        drain().await,
+        vec![(FollowUpKind::Deployment, d.uid.clone())]
+    );
+}
+
 async fn canary_analyses_are_recorded_replaced_and_listed(store: Arc<dyn GraphStore>) {
     use deploygraph_model::{CanaryVerdict, NewCanaryAnalysis};
     use deploygraph_store::{CanaryFilter, Error};
@@ -2627,6 +2687,417 @@ async fn canary_analyses_are_recorded_replaced_and_listed(store: Arc<dyn GraphSt
     );
 }
 
+fn summary_of(
+    deployment: &Uid,
+    template: &str,
+    errors: u64,
+) -> deploygraph_model::NewReleaseSummary {
+    let mut metrics = serde_json::Map::new();
+    metrics.insert(
+        "http-error-ratio".into(),
+        serde_json::json!({"kind": "ratio", "data": {"numerator": errors, "denominator": 1000}}),
+    );
+    metrics.insert(
+        "latency-p99".into(),
+        serde_json::json!({"kind": "distribution", "data": {"histogram": {
+            "buckets": [{"le": 0.1, "count": 900}, {"le": 0.5, "count": 990}], "count": 1000}}}),
+    );
+    deploygraph_model::NewReleaseSummary::validate(
+        deployment.as_str(),
+        template.to_owned(),
+        "10m".into(),
+        "2026-11-20T12:00:00Z",
+        metrics,
+    )
+    .unwrap()
+}
+
+async fn release_summaries_are_replaced_and_read_as_a_history(store: Arc<dyn GraphStore>) {
+    use deploygraph_store::{Error, SummaryFilter};
+    let service = unique("history");
+    let ds: Vec<Deployment> = (0..5)
+        .map(|i| {
+            let b = Deployment::test()
+                .service(&service)
+                .version(&format!("v{i}"))
+                .started_at_minute(i * 10);
+            if i == 2 { b.failed() } else { b }.build()
+        })
+        .collect();
+    let staging = Deployment::test()
+        .service(&service)
+        .environment("staging")
+        .started_at_minute(15)
+        .build();
+    let mut all = ds.clone();
+    all.push(staging.clone());
+    store.record_deployments(all).await.unwrap();
+
+    // One summary per deployment and template: created, replaced, then unchanged.
+    let first = store
+        .record_release_summary(&summary_of(&ds[1].uid, "t", 5))
+        .await
+        .unwrap();
+    assert_eq!(first.kind, RecordKind::Created);
+    assert_eq!(first.summary.service.name.as_str(), service);
+    assert_eq!(first.summary.version.as_deref(), Some("v1"));
+    assert_eq!(first.summary.deployed_at, minute(10));
+    let replaced = summary_of(&ds[1].uid, "t", 7);
+    assert_eq!(
+        replaced.uid, first.summary.uid,
+        "same deployment and template"
+    );
+    let updated = store.record_release_summary(&replaced).await.unwrap();
+    assert_eq!(updated.kind, RecordKind::Updated);
+    assert_eq!(
+        store.record_release_summary(&replaced).await.unwrap().kind,
+        RecordKind::Unchanged
+    );
+    for d in [&ds[0], &ds[2], &ds[3], &ds[4], &staging] {
+        store
+            .record_release_summary(&summary_of(&d.uid, "t", 3))
+            .await
+            .unwrap();
+    }
+    // Another template of the same deployment is another summary.
+    store
+        .record_release_summary(&summary_of(&ds[3].uid, "other", 3))
+        .await
+        .unwrap();
+
+    let history = |before: i64, limit: usize, template: &str| {
+        let store = Arc::clone(&store);
+        let filter = SummaryFilter {
+            service: ServiceName::parse(&service).unwrap(),
+            environment: Environment::parse("production").unwrap(),
+            template: template.to_owned(),
+            before: minute(before),
+            limit,
+        };
+        async move { store.release_summaries(&filter).await.unwrap() }
+    };
+    let versions = |list: &[deploygraph_model::ReleaseSummary]| -> Vec<String> {
+        list.iter()
+            .map(|s| s.version.clone().unwrap_or_default())
+            .collect()
+    };
+    // Before the canary (minute 40): the most recent first, the failed v2 left out, the other
+    // environment and template too.
+    let read = history(40, 10, "t").await;
+    assert_eq!(versions(&read), ["v3", "v1", "v0"]);
+    assert_eq!(read[1], updated.summary, "the replaced summary is read");
+    assert_eq!(
+        read[1].metrics["http-error-ratio"]["data"]["numerator"],
+        serde_json::json!(7)
+    );
+    assert_eq!(versions(&history(40, 2, "t").await), ["v3", "v1"]);
+    assert_eq!(
+        versions(&history(10, 10, "t").await),
+        ["v0"],
+        "strictly before"
+    );
+    assert_eq!(versions(&history(60, 10, "other").await), ["v3"]);
+    assert!(history(60, 10, "none").await.is_empty());
+
+    // A release rolled back later drops out of the history.
+    let mut undone = ds[3].clone();
+    undone.status = DeploymentStatus::RolledBack;
+    store.record_deployments(vec![undone]).await.unwrap();
+    assert_eq!(versions(&history(60, 10, "t").await), ["v4", "v1", "v0"]);
+
+    // An unknown deployment: not found, nothing written.
+    let ghost = Deployment::test()
+        .service(&service)
+        .started_at_minute(5)
+        .build();
+    match store
+        .record_release_summary(&summary_of(&ghost.uid, "t", 1))
+        .await
+    {
+        Err(Error::NotFound { what, uid }) => {
+            assert_eq!((what, uid.as_str()), ("deployment", ghost.uid.as_str()));
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(versions(&history(60, 10, "t").await), ["v4", "v1", "v0"]);
+}
+
+async fn rollbacks_undo_a_deployment_restore_its_predecessor_and_are_listed(
+    store: Arc<dyn GraphStore>,
+) {
+    use deploygraph_model::{DeploymentStatus, NewRollback};
+    use deploygraph_store::{Error, RollbackFilter};
+    let service = unique("rollback");
+    let first = Deployment::test()
+        .service(&service)
+        .started_at_minute(0)
+        .build();
+    let second = Deployment::test()
+        .service(&service)
+        .version("v2")
+        .started_at_minute(20)
+        .build();
+    let other = Deployment::test()
+        .service(&unique("rollback-other"))
+        .started_at_minute(5)
+        .build();
+    store
+        .record_deployments(vec![first.clone(), second.clone(), other.clone()])
+        .await
+        .unwrap();
+    let status = |uid: Uid| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .get_deployment(&uid)
+                .await
+                .unwrap()
+                .unwrap()
+                .deployment
+                .status
+        }
+    };
+    let before = status(second.uid.clone()).await;
+    assert_ne!(before, DeploymentStatus::RolledBack);
+
+    // A dry run is recorded, and the deployment keeps its status.
+    let mut dry = NewRollback::test(&second.uid, 24);
+    dry.dry_run = true;
+    dry.uid = deploygraph_model::Rollback::uid_for(&second.uid, &dry.at, "rollout/web", None);
+    dry.target = "rollout/web".into();
+    dry.namespace = None;
+    let dry_out = store.record_rollback(&dry).await.unwrap();
+    assert_eq!(dry_out.kind, RecordKind::Created);
+    assert!(dry_out.rollback.dry_run);
+    assert_eq!(status(second.uid.clone()).await, before);
+
+    // The rollback: the previous deployment of the service is the restored one, and the
+    // undone deployment is rolled_back.
+    let rollback = NewRollback::test(&second.uid, 25);
+    let created = store.record_rollback(&rollback).await.unwrap();
+    assert_eq!(created.kind, RecordKind::Created);
+    assert_eq!(created.rollback.restored.as_ref(), Some(&first.uid));
+    assert_eq!(created.rollback.service.name.as_str(), service);
+    assert_eq!(created.rollback.deployment, second.uid);
+    assert_eq!(
+        status(second.uid.clone()).await,
+        DeploymentStatus::RolledBack
+    );
+    assert_ne!(
+        status(first.uid.clone()).await,
+        DeploymentStatus::RolledBack
+    );
+
+    // Idempotent by uid; other facts under the uid conflict and change nothing.
+    let again = store.record_rollback(&rollback).await.unwrap();
+    assert_eq!(again.kind, RecordKind::Unchanged);
+    assert_eq!(again.rollback, created.rollback);
+    let mut changed = rollback.clone();
+    changed.reason = "another reason".into();
+    let conflict = store.record_rollback(&changed).await.unwrap();
+    assert_eq!(conflict.kind, RecordKind::Conflict);
+    assert_eq!(conflict.rollback, created.rollback);
+
+    // Listed for the deployment, newest first.
+    let of_second = store
+        .rollbacks(std::slice::from_ref(&second.uid))
+        .await
+        .unwrap();
+    assert_eq!(
+        of_second,
+        vec![created.rollback.clone(), dry_out.rollback.clone()]
+    );
+    assert!(store.rollbacks(&[]).await.unwrap().is_empty());
+    assert!(
+        store
+            .rollbacks(std::slice::from_ref(&first.uid))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The first deployment has no predecessor: nothing restored.
+    let oldest = store
+        .record_rollback(&NewRollback::test(&first.uid, 3))
+        .await
+        .unwrap();
+    assert_eq!(oldest.kind, RecordKind::Created);
+    assert_eq!(oldest.rollback.restored, None);
+
+    // The timeline's listing: by service, in a window.
+    let filter = |since: i64, until: i64, limit: usize| RollbackFilter {
+        services: vec![first.service_uid()],
+        since: Some(minute(since)),
+        until: Some(minute(until)),
+        limit,
+        cursor: None,
+    };
+    let uids = |list: &[deploygraph_model::Rollback]| -> Vec<Uid> {
+        list.iter().map(|r| r.uid.clone()).collect()
+    };
+    assert_eq!(
+        uids(&store.list_rollbacks(&filter(0, 60, 10)).await.unwrap()),
+        vec![
+            created.rollback.uid.clone(),
+            dry_out.rollback.uid.clone(),
+            oldest.rollback.uid.clone()
+        ]
+    );
+    assert_eq!(
+        uids(&store.list_rollbacks(&filter(10, 24, 10)).await.unwrap()),
+        vec![dry_out.rollback.uid.clone()]
+    );
+    let page = store.list_rollbacks(&filter(0, 60, 1)).await.unwrap();
+    assert_eq!(uids(&page), vec![created.rollback.uid.clone()]);
+    let rest = store
+        .list_rollbacks(&RollbackFilter {
+            cursor: Some(Cursor::at(page[0].at, &page[0].uid)),
+            ..filter(0, 60, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        uids(&rest),
+        vec![dry_out.rollback.uid.clone(), oldest.rollback.uid.clone()]
+    );
+
+    // A named restored deployment: stored and of the same service, or refused.
+    let mut named = NewRollback::test(&second.uid, 30);
+    named.restored = Some(other.uid.clone());
+    let refused = store.record_rollback(&named).await.unwrap();
+    assert_eq!(refused.kind, RecordKind::Conflict);
+    assert!(
+        refused
+            .conflict
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("restored:"),
+        "{refused:?}"
+    );
+    let ghost = Deployment::test().service(&unique("ghost")).build();
+    named.restored = Some(ghost.uid.clone());
+    match store.record_rollback(&named).await {
+        Err(Error::NotFound { what, uid }) => {
+            assert_eq!(
+                (what, uid.as_str()),
+                ("restored deployment", ghost.uid.as_str())
+            );
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    // An unknown deployment: not found, nothing written.
+    let orphan = NewRollback::test(&ghost.uid, 1);
+    match store.record_rollback(&orphan).await {
+        Err(Error::NotFound { what, uid }) => {
+            assert_eq!((what, uid.as_str()), ("deployment", ghost.uid.as_str()));
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        uids(&store.list_rollbacks(&filter(0, 60, 10)).await.unwrap()).len(),
+        3,
+        "nothing written on errors and conflicts"
+    );
+    assert!(
+        store
+            .rollbacks(std::slice::from_ref(&ghost.uid))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_rollback_that_changes_the_status_enqueues_its_deployments_follow_up(
+    store: Arc<dyn GraphStore>,
+) {
+    use deploygraph_model::NewRollback;
+    let d = Deployment::test()
+        .service(&unique("rollbackfollow"))
+        .build();
+    let subjects = vec![d.uid.clone()];
+    record_one(&store, d.clone()).await;
+    let drain = || async {
+        let claimed = store
+            .claim_follow_ups(claim(&subjects, 10, Utc::now()))
+            .await
+            .unwrap();
+        for f in &claimed {
+            store
+                .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+                .await
+                .unwrap();
+        }
+        claimed
+            .iter()
+            .map(|f| (f.kind, f.subject.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        drain().await,
+        vec![(FollowUpKind::Deployment, d.uid.clone())]
+    );
+    let pending = || async {
+        store
+            .follow_up_stats(Some(&subjects))
+            .await
+            .unwrap()
+            .deployments
+    };
+
+    // A dry run leaves the status alone: no new evidence.
+    let mut dry = NewRollback::test(&d.uid, 4);
+    dry.dry_run = true;
+    dry.uid = deploygraph_model::Rollback::uid_for(&d.uid, &dry.at, "rollout/web", None);
+    dry.target = "rollout/web".into();
+    dry.namespace = None;
+    store.record_rollback(&dry).await.unwrap();
+    assert_eq!(pending().await, 0);
+
+    // The deployment becomes rolled_back: its follow-up re-attributes the alerts after it.
+    let rollback = NewRollback::test(&d.uid, 5);
+    store.record_rollback(&rollback).await.unwrap();
+    assert_eq!(pending().await, 1);
+    assert_eq!(
+        drain().await,
+        vec![(FollowUpKind::Deployment, d.uid.clone())]
+    );
+    // The same rollback again, or another of the rolled-back deployment, changes no status.
+    assert_eq!(
+        store.record_rollback(&rollback).await.unwrap().kind,
+        RecordKind::Unchanged
+    );
+    assert_eq!(
+        store
+            .record_rollback(&NewRollback::test(&d.uid, 6))
+            .await
+            .unwrap()
+            .kind,
+        RecordKind::Created
+    );
+    assert_eq!(pending().await, 0);
+}
+
+async fn canary_analyses_keep_whether_their_round_was_final(store: Arc<dyn GraphStore>) {
+    use deploygraph_model::{CanaryVerdict, NewCanaryAnalysis};
+    let d = Deployment::test().service(&unique("canary-final")).build();
+    store.record_deployments(vec![d.clone()]).await.unwrap();
+    let mut running = NewCanaryAnalysis::test(&d.uid, 1, CanaryVerdict::Inconclusive);
+    running.final_round = false;
+    store.record_canary_analysis(&running).await.unwrap();
+    let read = || async {
+        store
+            .canary_analyses(std::slice::from_ref(&d.uid))
+            .await
+            .unwrap()
+    };
+    assert!(!read().await[0].final_round);
+    let decided = NewCanaryAnalysis::test(&d.uid, 1, CanaryVerdict::Fail);
+    assert!(decided.final_round);
+    let outcome = store.record_canary_analysis(&decided).await.unwrap();
+    assert_eq!(outcome.kind, RecordKind::Updated);
+    assert!(read().await[0].final_round);
+}
+
 deploygraph_store::both_stores!(
     migrations_are_idempotent_and_make_the_store_ready,
     recording_twice_is_a_no_op,
@@ -2662,7 +3133,52 @@ deploygraph_store::both_stores!(
     verdicts_are_replaced_and_survive_attribution,
     history_counts_confirmed_and_never_rejected_deployments,
     canary_analyses_are_recorded_replaced_and_listed,
+    release_summaries_are_replaced_and_read_as_a_history,
+    a_new_canary_verdict_enqueues_its_deployments_follow_up,
+    rollbacks_undo_a_deployment_restore_its_predecessor_and_are_listed,
+    canary_analyses_keep_whether_their_round_was_final,
+    a_rollback_that_changes_the_status_enqueues_its_deployments_follow_up,
 );
+
+/// On Neo4j a release summary is the documented subgraph an SRE can query:
+/// `(ReleaseSummary {template, window, settled_at, metrics})-[:SUMMARIZES]->(DeploymentEvent)`,
+/// one node per deployment and template, replaced in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_release_summaries_form_the_documented_subgraph() {
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let d = Deployment::test().service(&unique("summary-graph")).build();
+    store.record_deployments(vec![d.clone()]).await.unwrap();
+    let request = deploygraph_store::cypher::CypherRequest {
+        query: "MATCH (s:ReleaseSummary)-[:SUMMARIZES]->(:DeploymentEvent {uid: $deployment})
+                RETURN s.template, s.window, toString(s.settled_at), s.metrics"
+            .to_owned(),
+        params: serde_json::Map::from_iter([(
+            "deployment".to_owned(),
+            d.uid.as_str().to_owned().into(),
+        )]),
+        timeout: std::time::Duration::from_secs(10),
+        row_cap: 100,
+        byte_cap: 1 << 20,
+    };
+    store
+        .record_release_summary(&summary_of(&d.uid, "t", 1))
+        .await
+        .unwrap();
+    store
+        .record_release_summary(&summary_of(&d.uid, "t", 9))
+        .await
+        .unwrap();
+    let rows = store.read_cypher(&request).await.unwrap().rows;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], serde_json::json!("t"));
+    assert_eq!(rows[0][1], serde_json::json!("10m"));
+    assert_eq!(rows[0][2], serde_json::json!("2026-11-20T12:00:00Z"));
+    let metrics: serde_json::Value = serde_json::from_str(rows[0][3].as_str().unwrap()).unwrap();
+    assert_eq!(
+        metrics["http-error-ratio"]["data"]["numerator"],
+        serde_json::json!(9)
+    );
+}
 
 /// On Neo4j a canary analysis is the documented subgraph an SRE can query:
 /// `(CanaryAnalysis)-[:ANALYZED]->(DeploymentEvent)`, `(CanaryAnalysis)-[:MEASURED]->(MetricVerdict)`;
@@ -2708,6 +3224,70 @@ async fn neo4j_canary_analyses_form_the_documented_subgraph() {
             serde_json::json!("side_by_side"),
             serde_json::json!("http-error-ratio"),
             serde_json::json!("fail"),
+            serde_json::json!(true),
+        ]]
+    );
+}
+
+/// On Neo4j a rollback is the documented subgraph an SRE can query:
+/// `(Rollback)-[:UNDID]->(DeploymentEvent)`, `(Rollback)-[:RESTORED]->(DeploymentEvent)`, the
+/// undone deployment `rolled_back`; a canary analysis carries `final`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo4j_rollbacks_form_the_documented_subgraph() {
+    use deploygraph_model::{CanaryVerdict, NewCanaryAnalysis, NewRollback};
+    let (_dir, store) = deploygraph_store::testing::neo4j().await;
+    let service = unique("rollback-graph");
+    let first = Deployment::test()
+        .service(&service)
+        .started_at_minute(0)
+        .build();
+    let second = Deployment::test()
+        .service(&service)
+        .version("v2")
+        .started_at_minute(20)
+        .build();
+    store
+        .record_deployments(vec![first.clone(), second.clone()])
+        .await
+        .unwrap();
+    store
+        .record_canary_analysis(&NewCanaryAnalysis::test(
+            &second.uid,
+            21,
+            CanaryVerdict::Fail,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_rollback(&NewRollback::test(&second.uid, 27))
+        .await
+        .unwrap();
+    let rows = store
+        .read_cypher(&deploygraph_store::cypher::CypherRequest {
+            query: "MATCH (r:Rollback)-[:UNDID]->(d:DeploymentEvent {uid: $deployment})
+                    MATCH (r)-[:RESTORED]->(p:DeploymentEvent)
+                    MATCH (c:CanaryAnalysis)-[:ANALYZED]->(d)
+                    RETURN d.status, p.uid, r.by, r.target, r.dry_run, c.final"
+                .to_owned(),
+            params: serde_json::Map::from_iter([(
+                "deployment".to_owned(),
+                second.uid.as_str().to_owned().into(),
+            )]),
+            timeout: std::time::Duration::from_secs(10),
+            row_cap: 100,
+            byte_cap: 1 << 20,
+        })
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(
+        rows,
+        vec![vec![
+            serde_json::json!("rolled_back"),
+            serde_json::json!(first.uid.as_str()),
+            serde_json::json!("deploygraph canary analyze"),
+            serde_json::json!("deployment/web"),
+            serde_json::json!(false),
             serde_json::json!(true),
         ]]
     );
@@ -2987,7 +3567,10 @@ async fn the_key_history_migration_backfills_config_changes() {
             "0012_key_history.sql",
             "0013_change_keys.sql",
             "0014_revisits.sql",
-            "0015_canary_analyses.sql"
+            "0015_canary_analyses.sql",
+            "0017_attribution_canary_evidence.sql",
+            "0018_release_summaries.sql",
+            "0019_rollbacks.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -3153,7 +3736,10 @@ async fn the_change_keys_migration_backfills_changed_keys() {
         [
             "0013_change_keys.sql",
             "0014_revisits.sql",
-            "0015_canary_analyses.sql"
+            "0015_canary_analyses.sql",
+            "0017_attribution_canary_evidence.sql",
+            "0018_release_summaries.sql",
+            "0019_rollbacks.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -3324,7 +3910,10 @@ async fn the_verdicts_migration_keeps_attributions() {
             "0012_key_history.sql",
             "0013_change_keys.sql",
             "0014_revisits.sql",
-            "0015_canary_analyses.sql"
+            "0015_canary_analyses.sql",
+            "0017_attribution_canary_evidence.sql",
+            "0018_release_summaries.sql",
+            "0019_rollbacks.sql"
         ]
     );
     store.ready().await.unwrap();

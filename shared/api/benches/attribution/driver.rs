@@ -2,7 +2,7 @@
 //! does) in the order its facts are recorded, then reads what deploygraph answers for each
 //! scored alert: `GET /v1/alerts/{fingerprint}/suspects`.
 
-use crate::generator::{Cause, ChangeSource, Deploy, World, Write};
+use crate::generator::{CanaryVerdict, Cause, ChangeSource, Deploy, World, Write};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -114,6 +114,27 @@ pub fn change_body(world: &World, i: usize) -> Value {
         "actor": OPERATOR,
         "at": time(c.at),
         "diff": [{"key": c.key.path, "before": c.key.before, "after": c.key.after}],
+    })
+}
+
+/// The `POST /v1/canary/analyses` body of canary analysis `i` of deployment `uid`.
+fn canary_body(world: &World, i: usize, uid: &str) -> Value {
+    let c = &world.canaries[i];
+    let verdict = c.verdict.as_str();
+    let rule = match c.verdict {
+        CanaryVerdict::Fail => format!("{} is significantly worse than the baseline", c.metric),
+        CanaryVerdict::Pass => "every metric within its tolerance".to_owned(),
+        CanaryVerdict::Inconclusive => "too few requests to judge".to_owned(),
+        CanaryVerdict::NoData => "no series for the canary".to_owned(),
+    };
+    json!({
+        "deployment": uid, "template": "http-canary", "verdict": verdict,
+        "baseline_kind": "side_by_side", "started_at": time(c.started_at),
+        "decided_at": time(c.decided_at),
+        "analyses": ((c.decided_at - c.started_at).num_seconds() / 30).max(1),
+        "rule": rule,
+        "metrics": [{"name": c.metric, "kind": if c.ratio { "ratio" } else { "distribution" },
+                     "outcome": verdict, "critical": c.ratio, "rule": rule}],
     })
 }
 
@@ -267,6 +288,16 @@ pub async fn record(app: &Router, world: &World, reviews: bool) -> Result<Record
                     ),
                     &json!({"verdict": "confirmed", "by": REVIEWER,
                             "note": "post-incident review"}),
+                )
+                .await?;
+            }
+            Write::Canary(i) => {
+                let uid = &deployments[world.canaries[i].deployment];
+                write(
+                    app,
+                    "POST",
+                    "/v1/canary/analyses",
+                    &canary_body(world, i, uid),
                 )
                 .await?;
             }

@@ -13,8 +13,9 @@
 //! Options (environment):
 //! - `BENCH_GENERATOR`: `a`, `b` or `both` (default): whose worlds, each reported under its own
 //!   heading.
-//! - `BENCH_SEEDS`: `heldout` (default; seeds from 1,000,000, for reporting) or `dev` (seeds
-//!   from 0, for working on the ranking). Tune on `dev`, report on `heldout`.
+//! - `BENCH_SEEDS`: `heldout` (default; seeds from 1,000,000, for reporting), `fresh` (seeds
+//!   from 3,000,000, a second held-out range first read with the canary evidence) or `dev`
+//!   (seeds from 0, for working on the ranking). Tune on `dev`, report on the held-out ranges.
 //! - `BENCH_INCIDENTS` (400): incidents in all per generator, split evenly over the kinds the
 //!   API can record.
 //! - `BENCH_CHECK=1`: only generate and check the worlds (no API), with a summary of them.
@@ -23,6 +24,9 @@
 //!   `BENCH_SAMPLES_OUT=DIR` it also writes the samples (JSON lines), and with
 //!   `BENCH_SAMPLES_IN=DIR` it reads them instead of writing the worlds again;
 //!   `BENCH_HEADROOM=1` adds what a model on every pairwise product of the features would get.
+//! - `BENCH_NO_CANARIES=1`: the same worlds with their canary analyses left unwritten (what
+//!   the model answers when no canary verdict is recorded), for the gain of the canary
+//!   evidence; the results are still split by the verdict the cause's canary had.
 //! - `BENCH_EXPLAIN=1`: print the alerts whose most probable answer is not their cause, with
 //!   the features of both (for working on the ranking on the development seeds).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -46,6 +50,9 @@ use std::time::Instant;
 const DEV_BASE: u64 = 0;
 const CALIBRATION_BASE: u64 = 500_000;
 const HELDOUT_BASE: u64 = 1_000_000;
+/// A second held-out range, first read with the model that reads canary verdicts (the first
+/// range had been seen by then).
+const FRESH_BASE: u64 = 3_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -59,6 +66,8 @@ struct Judged {
     kind: Kind,
     /// Per system (the API configurations, then the rule).
     outcomes: Vec<Outcome>,
+    /// The verdict of the cause's own canary analysis, when the cause is a canaried deployment.
+    cause_canary: Option<generator::CanaryVerdict>,
 }
 
 fn truth(world: &World, recorded: &driver::Recorded) -> Truth {
@@ -130,9 +139,11 @@ fn worlds_for(
     keep_all: bool,
 ) -> Vec<World> {
     let mut worlds = Vec::new();
+    let canaries = std::env::var("BENCH_NO_CANARIES").is_err();
     for &kind in kinds.iter().filter(|k| source.makes(**k)) {
         for seed in seeds.clone() {
-            let world = source.generate(kind, seed);
+            let mut world = source.generate(kind, seed);
+            world.canaries_written = canaries;
             if let Err(e) = world.check() {
                 panic!(
                     "{}: {} seed {seed}: an ill-formed world: {e}",
@@ -231,6 +242,50 @@ fn near_alert(world: &World, window: chrono::Duration) -> usize {
         .count()
 }
 
+/// How often the worlds' canary analyses failed and passed, for culprits and for innocent
+/// deployments (the generators' own canary models, summarised).
+fn canary_summary(worlds: &[World]) {
+    let (mut analyses, mut deployments) = (0usize, 0usize);
+    // [culprit, innocent] × [fail, pass, inconclusive or no data, analysed, deployments]
+    let mut counts = [[0usize; 5]; 2];
+    for w in worlds {
+        deployments += w.deployments.len();
+        analyses += w.canaries.len();
+        for (i, _) in w.deployments.iter().enumerate() {
+            let row = usize::from(w.cause != Cause::Deployment(i));
+            counts[row][4] += 1;
+            if let Some(c) = w.canaries.iter().find(|c| c.deployment == i) {
+                counts[row][3] += 1;
+                let col = match c.verdict {
+                    generator::CanaryVerdict::Fail => 0,
+                    generator::CanaryVerdict::Pass => 1,
+                    _ => 2,
+                };
+                counts[row][col] += 1;
+            }
+        }
+    }
+    println!();
+    println!(
+        "Canary analyses: {analyses} of {deployments} deployments ({:.1} %).",
+        100.0 * analyses as f64 / deployments.max(1) as f64
+    );
+    println!();
+    println!("| deployments | n | analysed | failed | passed | inconclusive or no data |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, c) in ["culprits", "innocent"].iter().zip(counts) {
+        let pct = |x: usize| 100.0 * x as f64 / c[4].max(1) as f64;
+        println!(
+            "| {name} | {} | {:.1} % | {:.1} % | {:.1} % | {:.1} % |",
+            c[4],
+            pct(c[3]),
+            pct(c[0]),
+            pct(c[1]),
+            pct(c[2])
+        );
+    }
+}
+
 fn check_only(worlds: &[World]) {
     println!(
         "| kind | worlds | services (mean) | deployments (mean) | scored alerts | an innocent related deployment landed closer to the alert than the culprit | related deployments in the hour before the alert (mean) | … in the 6 h before (mean) | cause to alert, median (min) |"
@@ -321,8 +376,14 @@ fn sources() -> Vec<Source> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let heldout = std::env::var("BENCH_SEEDS").map_or(true, |v| v != "dev");
-    let base = if heldout { HELDOUT_BASE } else { DEV_BASE };
+    let seeds = std::env::var("BENCH_SEEDS").unwrap_or_default();
+    let heldout = seeds != "dev";
+    let base = match seeds.as_str() {
+        "dev" => DEV_BASE,
+        "fresh" => FRESH_BASE,
+        "" | "heldout" => HELDOUT_BASE,
+        other => panic!("BENCH_SEEDS must be heldout, fresh or dev, not {other:?}"),
+    };
     let representable: Vec<Kind> = Kind::ALL
         .into_iter()
         .filter(|k| k.missing().is_none())
@@ -379,6 +440,7 @@ async fn bench(
         println!("## Worlds of {}", source.title());
         println!();
         check_only(&worlds);
+        canary_summary(&worlds);
         return;
     }
 
@@ -456,9 +518,18 @@ async fn bench(
                     .collect(),
             };
             outcomes.push(judge(&truth(world, answers[0]), &rule));
+            let cause_canary = match world.cause {
+                Cause::Deployment(i) => world
+                    .canaries
+                    .iter()
+                    .find(|c| c.deployment == i)
+                    .map(|c| c.verdict),
+                _ => None,
+            };
             judged.push(Judged {
                 kind: world.kind,
                 outcomes,
+                cause_canary,
             });
         }
     }
@@ -606,6 +677,47 @@ async fn bench(
         println!("{}", row("not written", &summarize(&without)));
     }
     where_lost(representable, &judged, &evidence);
+    println!();
+    println!("### By the verdict of the cause's own canary analysis (all systems)");
+    println!();
+    println!(
+        "| cause's canary | {} |",
+        systems
+            .iter()
+            .map(|n| format!("{n}: alerts / top-1"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---:|".repeat(systems.len()));
+    use generator::CanaryVerdict as V;
+    /// A row's label, and which alerts it takes by their cause's canary verdict.
+    type Group = (&'static str, fn(Option<V>) -> bool);
+    let groups: [Group; 4] = [
+        ("failed", |v| v == Some(V::Fail)),
+        ("passed", |v| v == Some(V::Pass)),
+        ("inconclusive or no data", |v| {
+            matches!(v, Some(V::Inconclusive | V::NoData))
+        }),
+        ("none recorded (or not a deployment)", |v| v.is_none()),
+    ];
+    for (label, of) in groups {
+        let cells: Vec<String> = (0..systems.len())
+            .map(|s| {
+                let outcomes: Vec<Outcome> = judged
+                    .iter()
+                    .filter(|j| of(j.cause_canary))
+                    .map(|j| j.outcomes[s])
+                    .collect();
+                let right = outcomes.iter().filter(|o| o.top1).count();
+                format!(
+                    "{} / {:.1} %",
+                    outcomes.len(),
+                    100.0 * right as f64 / outcomes.len().max(1) as f64
+                )
+            })
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
     println!();
     println!("### No recorded cause: alerts with a suspect at confidence ≥ 0.5 (should be none)");
     println!();

@@ -293,6 +293,39 @@ impl GraphStore for FaultyStore {
     ) -> deploygraph_store::Result<Vec<deploygraph_model::CanaryAnalysis>> {
         self.inner.list_canary_analyses(filter).await
     }
+    async fn record_release_summary(
+        &self,
+        summary: &deploygraph_model::NewReleaseSummary,
+    ) -> deploygraph_store::Result<deploygraph_store::SummaryOutcome> {
+        self.inner.record_release_summary(summary).await
+    }
+    async fn release_summaries(
+        &self,
+        filter: &deploygraph_store::SummaryFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::ReleaseSummary>> {
+        self.inner.release_summaries(filter).await
+    }
+
+    async fn record_rollback(
+        &self,
+        rollback: &deploygraph_model::NewRollback,
+    ) -> deploygraph_store::Result<deploygraph_store::RollbackOutcome> {
+        self.inner.record_rollback(rollback).await
+    }
+
+    async fn rollbacks(
+        &self,
+        deployments: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Rollback>> {
+        self.inner.rollbacks(deployments).await
+    }
+
+    async fn list_rollbacks(
+        &self,
+        filter: &deploygraph_store::RollbackFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::Rollback>> {
+        self.inner.list_rollbacks(filter).await
+    }
     async fn read_cypher(&self, request: &cypher::CypherRequest) -> Result<cypher::CypherResult> {
         self.inner.read_cypher(request).await
     }

@@ -45,6 +45,7 @@ fn analysis_props(a: &CanaryAnalysis) -> Result<BoltType> {
         ("decided_at_us", a.decided_at.timestamp_micros().into()),
         ("analyses", int(a.analyses)),
         ("rule", a.rule.as_str().into()),
+        ("final", a.final_round.into()),
         (
             "payload",
             encode(BACKEND, a, "encode a canary analysis")?.into(),
@@ -150,6 +151,20 @@ async fn record_in(txn: &mut Txn, new: &NewCanaryAnalysis) -> Result<CanaryOutco
     )
     .await
     .map_err(failed(operation))?;
+    // A new analysis, or a verdict that changed, is new evidence about the deployment: its
+    // follow-up re-attributes the alerts after it (as a late deployment's does).
+    if stored
+        .as_ref()
+        .is_none_or(|s| s.verdict != analysis.verdict)
+    {
+        super::follow_up::enqueue(
+            txn,
+            crate::FollowUpKind::Deployment,
+            [&analysis.deployment],
+            chrono::Utc::now(),
+        )
+        .await?;
+    }
     Ok(CanaryOutcome {
         kind: if stored.is_some() {
             RecordKind::Updated

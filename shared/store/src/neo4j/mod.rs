@@ -59,6 +59,8 @@ mod change;
 mod follow_up;
 mod key_history;
 mod rca;
+mod rollback;
+mod summary;
 mod topology;
 mod verdict;
 
@@ -1278,6 +1280,38 @@ impl GraphStore for Neo4jStore {
         filter: &crate::types::CanaryFilter,
     ) -> Result<Vec<deploygraph_model::CanaryAnalysis>> {
         self.canary_list(filter).await
+    }
+
+    async fn record_release_summary(
+        &self,
+        summary: &deploygraph_model::NewReleaseSummary,
+    ) -> Result<crate::types::SummaryOutcome> {
+        self.summary_record(summary).await
+    }
+
+    async fn release_summaries(
+        &self,
+        filter: &crate::types::SummaryFilter,
+    ) -> Result<Vec<deploygraph_model::ReleaseSummary>> {
+        self.summaries_before(filter).await
+    }
+
+    async fn record_rollback(
+        &self,
+        rollback: &deploygraph_model::NewRollback,
+    ) -> Result<crate::types::RollbackOutcome> {
+        self.rollback_record(rollback).await
+    }
+
+    async fn rollbacks(&self, deployments: &[Uid]) -> Result<Vec<deploygraph_model::Rollback>> {
+        self.rollbacks_of(deployments).await
+    }
+
+    async fn list_rollbacks(
+        &self,
+        filter: &crate::types::RollbackFilter,
+    ) -> Result<Vec<deploygraph_model::Rollback>> {
+        self.rollback_list(filter).await
     }
 
     async fn read_cypher(

@@ -2,7 +2,7 @@
 //! `deployment_uid` the ANALYZED link) and `metric_verdicts` (one row per metric, MEASURED).
 
 use super::rca::uid_list;
-use super::{backend_error, exec};
+use super::{backend_error, exec, follow_up};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
 use crate::types::{CanaryFilter, CanaryOutcome, RecordKind};
@@ -66,12 +66,13 @@ pub(super) fn record_canary_analysis(
         &tx,
         "INSERT INTO canary_analyses (uid, deployment_uid, service_uid, service, namespace,
              environment, template, verdict, baseline_kind, started_at, started_at_us, decided_at,
-             decided_at_us, analyses, rule, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             decided_at_us, analyses, rule, payload, \"final\")
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (uid) DO UPDATE SET template = excluded.template,
              verdict = excluded.verdict, baseline_kind = excluded.baseline_kind,
              decided_at = excluded.decided_at, decided_at_us = excluded.decided_at_us,
-             analyses = excluded.analyses, rule = excluded.rule, payload = excluded.payload",
+             analyses = excluded.analyses, rule = excluded.rule, payload = excluded.payload,
+             \"final\" = excluded.\"final\"",
         params![
             analysis.uid.as_str(),
             analysis.deployment.as_str(),
@@ -88,7 +89,8 @@ pub(super) fn record_canary_analysis(
             analysis.decided_at.timestamp_micros(),
             analysis.analyses,
             analysis.rule,
-            encode(super::BACKEND, &analysis, "encode a canary analysis")?
+            encode(super::BACKEND, &analysis, "encode a canary analysis")?,
+            analysis.final_round
         ],
     )
     .map_err(failed())?;
@@ -116,6 +118,19 @@ pub(super) fn record_canary_analysis(
             ],
         )
         .map_err(failed())?;
+    }
+    // A new analysis, or a verdict that changed, is new evidence about the deployment: its
+    // follow-up re-attributes the alerts after it (as a late deployment's does).
+    if stored
+        .as_ref()
+        .is_none_or(|s| s.verdict != analysis.verdict)
+    {
+        follow_up::enqueue(
+            &tx,
+            crate::FollowUpKind::Deployment,
+            &analysis.deployment,
+            chrono::Utc::now(),
+        )?;
     }
     tx.commit().map_err(backend_error("commit"))?;
     Ok(CanaryOutcome {

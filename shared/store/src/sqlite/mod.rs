@@ -38,6 +38,8 @@ mod change;
 mod follow_up;
 mod key_history;
 mod rca;
+mod rollback;
+mod summary;
 mod topology;
 mod verdict;
 
@@ -999,6 +1001,48 @@ impl GraphStore for SqliteStore {
     async fn list_canary_analyses(&self, filter: &CanaryFilter) -> Result<Vec<CanaryAnalysis>> {
         let filter = filter.clone();
         self.with_reader(move |conn| canary::list_canary_analyses(conn, &filter))
+            .await
+    }
+
+    async fn record_release_summary(
+        &self,
+        summary: &deploygraph_model::NewReleaseSummary,
+    ) -> Result<crate::types::SummaryOutcome> {
+        let summary = summary.clone();
+        self.with_writer(move |conn| summary::record_release_summary(conn, &summary))
+            .await
+    }
+
+    async fn release_summaries(
+        &self,
+        filter: &crate::types::SummaryFilter,
+    ) -> Result<Vec<deploygraph_model::ReleaseSummary>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| summary::release_summaries(conn, &filter))
+            .await
+    }
+
+    async fn record_rollback(
+        &self,
+        new: &deploygraph_model::NewRollback,
+    ) -> Result<crate::types::RollbackOutcome> {
+        let new = new.clone();
+        self.with_writer(move |conn| rollback::record_rollback(conn, &new))
+            .await
+    }
+
+    async fn rollbacks(&self, deployments: &[Uid]) -> Result<Vec<deploygraph_model::Rollback>> {
+        let deployments = deployments.to_vec();
+        self.with_reader(move |conn| rollback::rollbacks(conn, &deployments))
+            .await
+    }
+
+    async fn list_rollbacks(
+        &self,
+        filter: &crate::types::RollbackFilter,
+    ) -> Result<Vec<deploygraph_model::Rollback>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| rollback::list_rollbacks(conn, &filter))
             .await
     }
 }

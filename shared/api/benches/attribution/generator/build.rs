@@ -957,7 +957,7 @@ impl Builder {
             *version = d.version;
             *commit = d.commit;
         }
-        World {
+        let mut world = World {
             kind: self.kind,
             seed: self.seed,
             shape: self.shape,
@@ -970,6 +970,10 @@ impl Builder {
             cause,
             history_start: self.history_start,
             reviews,
-        }
+            canaries: Vec::new(),
+            canaries_written: true,
+        };
+        world.canaries = super::canary::canaries(&world, self.kind.index());
+        world
     }
 }

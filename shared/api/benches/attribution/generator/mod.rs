@@ -12,6 +12,7 @@
 //! The same `(kind, seed)` always gives the same world (with the locked `rand`).
 
 mod build;
+mod canary;
 mod topology;
 
 pub use build::generate;
@@ -244,6 +245,50 @@ pub struct ChaosRun {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// A canary verdict, as `canary analyze` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryVerdict {
+    /// No metric worse beyond its tolerance.
+    Pass,
+    /// A metric significantly worse.
+    Fail,
+    /// Too little traffic to judge.
+    Inconclusive,
+    /// No series.
+    NoData,
+}
+
+impl CanaryVerdict {
+    /// As the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+            Self::NoData => "no_data",
+        }
+    }
+}
+
+/// A canary analysis of one deployment, recorded when it is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryReport {
+    /// Index into [`World::deployments`].
+    pub deployment: usize,
+    /// Its verdict.
+    pub verdict: CanaryVerdict,
+    /// The metric that decided it (the failing one, or the template's first).
+    pub metric: &'static str,
+    /// Whether that metric is a ratio (else a distribution).
+    pub ratio: bool,
+    /// When the analysis started.
+    pub started_at: DateTime<Utc>,
+    /// When it was decided.
+    pub decided_at: DateTime<Utc>,
+    /// When it is written through the API (not before its deployment is).
+    pub recorded_at: DateTime<Utc>,
+}
+
 /// An alert occurrence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
@@ -291,6 +336,8 @@ pub enum Write {
     Alerts(Vec<usize>),
     /// `POST /v1/alerts/{fingerprint}/suspects/{uid}/verdict`: an SRE confirms review `i`.
     Review(usize),
+    /// `POST /v1/canary/analyses`: canary analysis `i` decided.
+    Canary(usize),
 }
 
 /// An SRE's review of an earlier (unscored) alert: what caused it, confirmed.
@@ -331,6 +378,11 @@ pub struct World {
     pub history_start: DateTime<Utc>,
     /// Reviews of earlier alerts, written only when the benchmark writes reviews.
     pub reviews: Vec<Review>,
+    /// Canary analyses of deployments (services that run canaries), written when decided.
+    pub canaries: Vec<CanaryReport>,
+    /// Whether the canary analyses are written (`BENCH_NO_CANARIES` keeps them unwritten, so
+    /// the results can still be split by the verdict the cause's canary would have had).
+    pub canaries_written: bool,
 }
 
 /// How far back a culprit may be and still be this generator's cause (a sanity bound of the
@@ -408,6 +460,11 @@ impl World {
         }
         for (i, r) in self.reviews.iter().enumerate() {
             timed.push((r.at, 3, i, Write::Review(i)));
+        }
+        for (i, c) in self.canaries.iter().enumerate() {
+            if self.canaries_written {
+                timed.push((c.recorded_at, 4, i, Write::Canary(i)));
+            }
         }
         timed.sort_by_key(|a| (a.0, a.1, a.2));
         std::iter::once(Write::Topology)
@@ -567,6 +624,25 @@ impl World {
                 .is_none_or(|d| d.landed() >= alert.starts_at)
             {
                 return Err("a review confirms a deployment after its alert".into());
+            }
+        }
+        let mut analysed = std::collections::BTreeSet::new();
+        for (i, c) in self.canaries.iter().enumerate() {
+            let Some(d) = self.deployments.get(c.deployment) else {
+                return Err(format!("canary {i} of no deployment"));
+            };
+            if !analysed.insert(c.deployment) {
+                return Err(format!(
+                    "two canary analyses of deployment {}",
+                    c.deployment
+                ));
+            }
+            if c.started_at < d.started_at
+                || c.decided_at < c.started_at
+                || c.recorded_at < c.decided_at
+                || c.recorded_at <= d.recorded_at
+            {
+                return Err(format!("canary {i} out of order with its deployment"));
             }
         }
         if (self.kind == Kind::ReviewedKey) == self.reviews.is_empty() {

@@ -130,6 +130,7 @@ impl Ctx {
             role: Role::Culprit,
         });
         self.cause = Planned::Deploy(id);
+        self.culprit_mode = Some(mode);
         (id, mode)
     }
 

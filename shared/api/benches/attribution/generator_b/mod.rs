@@ -22,6 +22,7 @@
 //! Nothing here reads the scorer or the first generator's numbers. The same `(kind, seed)`
 //! always gives the same world (with the locked `rand`).
 
+mod canary;
 mod dice;
 mod incident;
 mod keys;
@@ -63,6 +64,7 @@ pub fn generate(kind: Kind, seed: u64) -> World {
         protect: Vec::new(),
         history_start: Utc.timestamp_opt(0, 0).single().unwrap_or_default(),
         planned_train: None,
+        culprit_mode: None,
     };
     ctx.rates = (0..ctx.topo.svcs.len())
         .map(|s| {
@@ -184,6 +186,8 @@ struct Ctx {
     history_start: DateTime<Utc>,
     /// The release train the incident planned itself (background trains skip it).
     planned_train: Option<DateTime<Utc>>,
+    /// How the culprit rollout hurts, when there is one.
+    culprit_mode: Option<keys::Mode>,
 }
 
 impl Ctx {
@@ -369,6 +373,12 @@ impl Ctx {
                 scored: a.scored,
             });
         }
+        let culprit = match cause {
+            Cause::Deployment(i) => Some(i),
+            _ => None,
+        };
+        let alerting = alerts.iter().find(|a| a.scored).map(|a| a.service);
+        let canaries = self.canary_reports(&deployments, culprit, alerting);
         let services = self
             .topo
             .svcs
@@ -388,6 +398,8 @@ impl Ctx {
             cause,
             history_start: self.history_start,
             reviews: Vec::new(),
+            canaries,
+            canaries_written: true,
         }
     }
 }

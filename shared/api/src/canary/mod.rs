@@ -1,10 +1,20 @@
 //! Canary analyses over HTTP: `POST /v1/canary/analyses` (the judge's decision on a
 //! deployment's rollout, recorded on each decision and at the end) and
-//! `GET /v1/deployments/{uid}/canary` (a deployment's analyses, newest first).
+//! `GET /v1/deployments/{uid}/canary` (a deployment's analyses and the rollbacks that undid
+//! it, newest first); and the hooks that run an analysis on the server for a rollout
+//! controller — `GET /v1/canary/judge`, an Argo Rollouts web metric provider ([`judge`]), and
+//! `POST /v1/canary/flagger`, a Flagger webhook ([`flagger`]).
 //!
 //! An analysis' uid is derived from its deployment and start, so each later record of a
 //! running analysis replaces the earlier one (200); the first is created (201). An analysis of
 //! a deployment that is not stored is a 404 naming `deployment`, and nothing is written.
+
+pub mod flagger;
+pub mod judge;
+mod record;
+
+pub use judge::HooksConfig;
+pub use record::{analysis_input, baseline_of, verdict_of};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -15,7 +25,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use deploygraph_model::{CanaryAnalysisInput, Uid};
+use deploygraph_model::{CanaryAnalysis, CanaryAnalysisInput, Uid};
 use deploygraph_store::RecordKind;
 use serde_json::json;
 use std::sync::Arc;
@@ -36,6 +46,34 @@ pub(crate) async fn record_analysis(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input: CanaryAnalysisInput = parse_json(&state, &headers, body)?;
+    let (kind, analysis) = store_analysis(&state, input).await?;
+    let status = match kind {
+        RecordKind::Created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    let location = format!("/v1/deployments/{}/canary", analysis.deployment);
+    Ok((status, [(header::LOCATION, location)], Json(analysis)).into_response())
+}
+
+/// Records one round of an analysis this server runs itself (`serve`'s analyses of the rollouts
+/// its Kubernetes watcher records) exactly as `POST /v1/canary/analyses` records it: validated,
+/// stored with its deployment's follow-up, counted, and the follow-ups woken.
+///
+/// # Errors
+/// The API's error: invalid input (422), the deployment not stored (404), a store outage (503).
+pub async fn record(
+    state: &AppState,
+    input: CanaryAnalysisInput,
+) -> Result<(RecordKind, CanaryAnalysis), ApiError> {
+    store_analysis(state, input).await
+}
+
+/// Validates and stores an analysis: how it was stored (created, updated…) and the analysis.
+/// A deployment that is not stored is a 404 naming `deployment`; a store outage a 503.
+pub(crate) async fn store_analysis(
+    state: &AppState,
+    input: CanaryAnalysisInput,
+) -> Result<(RecordKind, CanaryAnalysis), ApiError> {
     let analysis = input.validate()?;
     let verdict = analysis.verdict.as_str();
     let started = Instant::now();
@@ -69,24 +107,18 @@ pub(crate) async fn record_analysis(
         outcome = outcome.kind.as_str(),
         "recorded canary analysis"
     );
-    let status = match outcome.kind {
-        RecordKind::Created => StatusCode::CREATED,
-        _ => StatusCode::OK,
-    };
-    let location = format!("/v1/deployments/{}/canary", a.deployment);
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        Json(outcome.analysis),
-    )
-        .into_response())
+    if outcome.kind != RecordKind::Unchanged {
+        // A new verdict left the deployment's follow-up (re-attribution) in the store.
+        state.followed_up([a.deployment.clone()]);
+    }
+    Ok((outcome.kind, outcome.analysis))
 }
 
 /// `GET /v1/deployments/{uid}/canary`: the deployment's canary analyses, newest first.
 #[utoipa::path(get, path = "/v1/deployments/{uid}/canary", tag = "canary",
     params(("uid" = String, Path, description = "A deployment's uid")),
     responses(
-        (status = 200, description = "`{deployment, analyses: [...]}`: each analysis with its verdict, baseline, times, rounds and per-metric verdicts with their evidence, newest first", body = crate::openapi::JsonObject),
+        (status = 200, description = "`{deployment, analyses: [...], rollbacks: [...]}`: each analysis with its verdict, baseline, times, rounds, `final` and per-metric verdicts with their evidence, newest first; the rollbacks that undid the deployment (reason, by, at, target, dry_run, the restored deployment), newest first", body = crate::openapi::JsonObject),
         (status = 404, description = "No such deployment", body = crate::openapi::ErrorBody),
     ))]
 pub(crate) async fn deployment_analyses(
@@ -111,5 +143,12 @@ pub(crate) async fn deployment_analyses(
         .await;
     state.metrics.store_call("canary_analyses", started);
     let analyses = analyses.map_err(store_error)?;
-    Ok(Json(json!({"deployment": parsed, "analyses": analyses})).into_response())
+    let started = Instant::now();
+    let rollbacks = state.store.rollbacks(std::slice::from_ref(&parsed)).await;
+    state.metrics.store_call("rollbacks", started);
+    let rollbacks = rollbacks.map_err(store_error)?;
+    Ok(
+        Json(json!({"deployment": parsed, "analyses": analyses, "rollbacks": rollbacks}))
+            .into_response(),
+    )
 }

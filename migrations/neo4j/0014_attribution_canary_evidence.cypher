@@ -1,0 +1,11 @@
+// The attribution model reads each deployment's own canary verdict (features `canary_failed`
+// and `canary_passed`) and its weights were refitted: every alert with stored suspects is queued
+// for re-attribution (a revisit), so that scores of the earlier weights are replaced by the
+// follow-up pipeline; until then the alert's suspects say the attribution is pending.
+MATCH ()-[:TRIGGERS]->(a:Alert)
+WITH DISTINCT a
+CALL (a) {
+  MERGE (f:FollowUp {uid: 'revisit:' + a.uid})
+    ON CREATE SET f.kind = 'revisit', f.subject = a.uid, f.enqueued_at_us = timestamp() * 1000,
+                  f.claimable_at_us = 0, f.attempts = 0
+} IN TRANSACTIONS OF 10000 ROWS;

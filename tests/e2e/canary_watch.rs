@@ -1,0 +1,340 @@
+//! `serve --watch-kubernetes --prometheus` analyses the rollouts of workloads annotated
+//! `deploygraph.io/canary-template`, against the real API server and a real Prometheus: the
+//! test target serves each version's series under its `pod_template_hash`, the test creates the
+//! Deployments and (no controller manager runs here) the ReplicaSets their controller would,
+//! and the verdicts are read back from `GET /v1/deployments/{uid}/canary`.
+
+use crate::alerts::{env_url, require_ready};
+use crate::canary::{Target, Track, track_exposition, wait_for_selector};
+use crate::support::{Server, get_json, sqlite_uri, unique};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn kubeconfig() -> String {
+    std::env::var("KUBECONFIG_TEST")
+        .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)")
+}
+
+/// A Deployment of `app` annotated with `annotations`.
+fn deployment(app: &str, annotations: &Value) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": app, "labels": {"app": app}, "annotations": annotations},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": app}},
+                 "template": {"metadata": {"labels": {"app": app}},
+                              "spec": {"containers": [{"name": app, "image": format!("registry.local/{app}:2.0")}]}}}
+    }))
+    .unwrap()
+}
+
+/// The ReplicaSet the Deployment controller would make for revision `revision` (the
+/// Deployment's image is `:2.0`; revision 1 ran `:1.0`).
+fn replica_set(owner: &Deployment, revision: u32, hash: &str, replicas: i32) -> ReplicaSet {
+    let app = owner.metadata.name.clone().unwrap();
+    let image = format!("registry.local/{app}:{revision}.0");
+    // The controller copies the Deployment's annotations to its ReplicaSets (so an undo, which
+    // copies them back, keeps them).
+    let mut annotations = owner.metadata.annotations.clone().unwrap_or_default();
+    annotations.insert(
+        "deployment.kubernetes.io/revision".into(),
+        revision.to_string(),
+    );
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": format!("{app}-{hash}"),
+            "labels": {"app": app, "pod-template-hash": hash},
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": app,
+                                 "uid": owner.metadata.uid.clone().unwrap(), "controller": true}]
+        },
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app, "pod-template-hash": hash}},
+                 "template": {"metadata": {"labels": {"app": app, "pod-template-hash": hash}},
+                              "spec": {"containers": [{"name": app, "image": image}]}}}
+    }))
+    .unwrap()
+}
+
+/// The uid of `service`'s first recorded rollout (the one the test made).
+fn first_rollout(server: &Server, service: &str) -> Option<String> {
+    let listed = get_json(&format!("{}/v1/deployments?service={service}", server.url)).1;
+    listed["items"]
+        .as_array()?
+        .iter()
+        .min_by_key(|d| d["started_at"].as_str().unwrap_or_default().to_owned())
+        .and_then(|d| d["uid"].as_str().map(str::to_owned))
+}
+
+/// Waits (at most 60 s) until `check` holds of `GET /v1/deployments/{uid}/canary` of
+/// `service`'s first rollout (its newest analysis is `analyses[0]`); that answer.
+fn until_analysis(server: &Server, service: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    loop {
+        if let Some(uid) = first_rollout(server, service) {
+            last = get_json(&format!("{}/v1/deployments/{uid}/canary", server.url)).1;
+            if check(&last) {
+                return last;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such analysis of {service} within 60 s; last answer {last}; log:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn serve_analyses_the_rollouts_of_annotated_workloads() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    require_ready("Prometheus", &prometheus);
+    let id = unique("cw");
+    // Version hashes: each workload's old and new Pods.
+    let (spike_old, spike_new, ok_old, ok_new, undo_old, undo_new) = (
+        format!("{id}-s1"),
+        format!("{id}-s2"),
+        format!("{id}-h1"),
+        format!("{id}-h2"),
+        format!("{id}-u1"),
+        format!("{id}-u2"),
+    );
+    let _target = {
+        let spiking = Track {
+            ok: 180.0,
+            errors: 20.0,
+            ..Track::healthy()
+        };
+        let sides = [
+            (spike_old.clone(), Track::healthy()),
+            (spike_new.clone(), spiking),
+            (ok_old.clone(), Track::healthy()),
+            (ok_new.clone(), Track::healthy()),
+            (undo_old.clone(), Track::healthy()),
+            (undo_new.clone(), spiking),
+        ];
+        Target::serve(&prometheus, move |t| {
+            let mut body = String::new();
+            for (hash, track) in &sides {
+                track_exposition(
+                    &mut body,
+                    &format!("pod_template_hash=\"{hash}\""),
+                    track,
+                    t,
+                );
+            }
+            body
+        })
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(deploygraph_k8s::testing::client());
+    let ns = unique("e2e-canary-watch");
+    runtime.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    let kubeconfig = kubeconfig();
+    let server = Server::start(
+        &sqlite_uri(),
+        &[
+            "--token",
+            "canary-watch-token",
+            "--prometheus",
+            &prometheus,
+            "--watch-kubernetes",
+            "--watch-kubeconfig",
+            &kubeconfig,
+            "--watch-namespace",
+            &ns,
+            "--lease-namespace",
+            &ns,
+            "--canary-rollback",
+        ],
+    );
+    wait_for_selector(&prometheus, &format!("pod_template_hash=\"{spike_new}\""));
+    wait_for_selector(&prometheus, &format!("pod_template_hash=\"{ok_old}\""));
+    let annotations = json!({
+        "deploygraph.io/canary-template": "http-error-ratio",
+        "deploygraph.io/canary-window": "5s",
+        "deploygraph.io/canary-interval": "1s",
+        "deploygraph.io/canary-max-duration": "40s",
+    });
+    let (spike, healthy, broken, plain, undone) = (
+        format!("{id}-spike"),
+        format!("{id}-ok"),
+        format!("{id}-broken"),
+        format!("{id}-plain"),
+        format!("{id}-undone"),
+    );
+    // The spike's rollback is only planned; the other failing canary is undone.
+    let with = |key: &str, value: &str| {
+        let mut a = annotations.clone();
+        a[key] = json!(value);
+        a
+    };
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    runtime.block_on(async {
+        for (app, old, new, annotations) in [
+            (
+                &spike,
+                &spike_old,
+                &spike_new,
+                with("deploygraph.io/canary-rollback", "dry-run"),
+            ),
+            (&healthy, &ok_old, &ok_new, annotations.clone()),
+            (
+                &undone,
+                &undo_old,
+                &undo_new,
+                with("deploygraph.io/canary-rollback", "true"),
+            ),
+        ] {
+            let created = api
+                .create(&PostParams::default(), &deployment(app, &annotations))
+                .await
+                .unwrap();
+            // The previous version still runs one Pod beside the new one.
+            for (revision, hash, replicas) in [(1, old, 1), (2, new, 1)] {
+                replica_sets
+                    .create(
+                        &PostParams::default(),
+                        &replica_set(&created, revision, hash, replicas),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        // A template that does not exist, and a workload that does not opt in.
+        api.create(
+            &PostParams::default(),
+            &deployment(
+                &broken,
+                &json!({"deploygraph.io/canary-template": "no-such-template"}),
+            ),
+        )
+        .await
+        .unwrap();
+        api.create(&PostParams::default(), &deployment(&plain, &json!({})))
+            .await
+            .unwrap();
+    });
+
+    // The error spike fails against the previous version's Pods, side by side; its rollback
+    // is planned and recorded as a dry run, the Deployment is left as it is.
+    let answer = until_analysis(&server, &spike, |c| {
+        c["analyses"][0]["verdict"] == "fail" && c["rollbacks"][0]["dry_run"] == true
+    });
+    let failed = &answer["analyses"][0];
+    assert_eq!(failed["final"], true, "{answer}");
+    assert_eq!(failed["baseline_kind"], "side_by_side", "{failed}");
+    assert_eq!(failed["template"], "http-error-ratio", "{failed}");
+    let metric = &failed["metrics"][0];
+    assert_eq!(metric["outcome"], "fail", "{failed}");
+    let queries = metric["evidence"]["queries"].to_string();
+    assert!(
+        queries.contains(&format!("pod_template_hash=\\\"{spike_new}\\\""))
+            && queries.contains(&format!("pod_template_hash=\\\"{spike_old}\\\"")),
+        "the canary and baseline are the two ReplicaSets' Pods: {queries}"
+    );
+
+    let planned = &answer["rollbacks"][0];
+    assert_eq!(planned["by"], "deploygraph serve", "{answer}");
+    assert_eq!(planned["target"], format!("deployment/{spike}"), "{answer}");
+    let image = |name: &str| {
+        runtime.block_on(async {
+            api.get(name)
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .containers[0]
+                .image
+                .clone()
+                .unwrap()
+        })
+    };
+    assert_eq!(image(&spike), format!("registry.local/{spike}:2.0"));
+
+    // The other failing canary is undone to its previous ReplicaSet's template, the Rollback
+    // recorded and its rollout rolled_back.
+    // The rollback is done and recorded before the final round is (a rollback does not wait
+    // for the graph), so the answer is awaited with both.
+    let answer = until_analysis(&server, &undone, |c| {
+        c["rollbacks"][0]["dry_run"] == false && c["analyses"][0]["verdict"] == "fail"
+    });
+    assert_eq!(answer["analyses"][0]["final"], true, "{answer}");
+    assert_eq!(image(&undone), format!("registry.local/{undone}:1.0"));
+    let uid = first_rollout(&server, &undone).unwrap();
+    let rollout = get_json(&format!("{}/v1/deployments/{uid}", server.url)).1;
+    assert_eq!(rollout["status"], "rolled_back", "{rollout}");
+    // The undo is a rollout of its own (the restored version): analysed, never rolled back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server
+        .logs()
+        .lines()
+        .any(|l| l.contains("analysed, never rolled back") && l.contains(&undone))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restored rollout of {undone} was not analysed:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The healthy canary passes once a whole window lies within its analysis.
+    let passed = until_analysis(&server, &healthy, |c| c["analyses"][0]["verdict"] == "pass");
+    let passed = &passed["analyses"][0];
+    assert_eq!(passed["baseline_kind"], "side_by_side", "{passed}");
+    assert!(passed["analyses"].as_u64().unwrap() >= 2, "{passed}");
+
+    // Neither the broken opt-in nor the plain workload has an analysis; the broken one is
+    // named in the log with its annotation once the watcher recorded it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = server.logs();
+        if logs.contains("deploygraph.io/canary-template names no usable template")
+            && logs.contains(&broken)
+            && logs.contains("no-such-template")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no warning about {broken}'s template within 30 s:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for app in [&broken, &plain] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let uid = loop {
+            let listed = get_json(&format!("{}/v1/deployments?service={app}", server.url)).1;
+            if let Some(uid) = listed["items"][0]["uid"].as_str() {
+                break uid.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the rollout of {app} is not recorded within 30 s: {listed}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let analyses = get_json(&format!("{}/v1/deployments/{uid}/canary", server.url)).1;
+        assert_eq!(
+            analyses["analyses"].as_array().map(Vec::len),
+            Some(0),
+            "{analyses}"
+        );
+    }
+}

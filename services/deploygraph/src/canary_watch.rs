@@ -436,12 +436,7 @@ impl RolloutAnalyses {
                 prometheus: &prometheus,
                 workload: &workload,
             };
-            tokio::select! {
-                () = token.cancelled() => {
-                    tracing::info!(%workload, deployment.uid = %rollout.deployment.uid, "canary analysis ended: a newer rollout or the server stopped");
-                }
-                () = this.analyse(run) => {}
-            }
+            this.analyse(run, &token).await;
             let mut running = this.running.lock().unwrap_or_else(PoisonError::into_inner);
             if running.get(&key).is_some_and(|(i, _)| *i == id) {
                 running.remove(&key);
@@ -505,8 +500,14 @@ impl RolloutAnalyses {
         Some(crate::canary_history::releases_of(&items))
     }
 
-    /// Runs the analysis of one rollout to its final verdict.
-    async fn analyse(&self, run: Run<'_>) {
+    /// Runs the analysis of one rollout to its final verdict, or until `stop` (a newer rollout
+    /// of the workload, or the server stopping) while it waits or queries. Once a round is
+    /// final its rollback and its record are done whatever comes: the rollback's own patch
+    /// makes the watcher record the restored rollout, which must not cut them short.
+    async fn analyse(&self, run: Run<'_>, stop: &CancellationToken) {
+        let ended = || {
+            tracing::info!(workload = %run.workload, deployment.uid = %run.rollout.deployment.uid, "canary analysis ended: a newer rollout or the server stopped");
+        };
         let (plan, deployment) = (run.plan, run.rollout.deployment.uid.to_string());
         let releases = self.history(&run).await;
         tracing::info!(workload = %run.workload, deployment.uid = %deployment, template = %plan.template, baseline = ?plan.baseline, "canary analysis of the rollout started");
@@ -516,7 +517,10 @@ impl RolloutAnalyses {
         let mut rounds = 0_u32;
         for n in 1_u32.. {
             let scheduled = start + plan.interval.saturating_mul(n - 1);
-            tokio::time::sleep_until(scheduled.max(Instant::now()).into()).await;
+            tokio::select! {
+                () = stop.cancelled() => return ended(),
+                () = tokio::time::sleep_until(scheduled.max(Instant::now()).into()) => {}
+            }
             let began = Instant::now();
             let last = is_last(n, plan.interval, plan.max_duration);
             let hashes = match self.hashes(run.rollout).await {
@@ -534,16 +538,18 @@ impl RolloutAnalyses {
                 }
                 continue;
             };
-            let collected = crate::canary_history::collect(
-                run.prometheus,
-                history.as_ref(),
-                run.template,
-                &canary,
-                &baseline,
-                plan.window,
-                SystemTime::now(),
-            )
-            .await;
+            let collected = tokio::select! {
+                () = stop.cancelled() => return ended(),
+                c = crate::canary_history::collect(
+                    run.prometheus,
+                    history.as_ref(),
+                    run.template,
+                    &canary,
+                    &baseline,
+                    plan.window,
+                    SystemTime::now(),
+                ) => c,
+            };
             let verdict = match collected {
                 Ok(c) => c.judge(run.template),
                 Err(e) => {

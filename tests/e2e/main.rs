@@ -6,6 +6,7 @@
 
 mod alerts;
 mod argo;
+mod ask;
 mod canary;
 mod canary_history;
 mod canary_hooks;

@@ -27,6 +27,10 @@ pub enum Command {
     /// Query the graph.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Answer a question in English or Chinese ("which deploy caused the checkout alert at
+    /// 14:05?", "最近三次支付服务部署失败的共性是什么?") with the query it maps to; says how it
+    /// was understood and the equivalent Cypher. Exit 2 when it cannot be mapped.
+    Ask(AskArgs),
     /// Check TLS endpoints, certificate files, DNS and API servers before a rollout; exit 1 when any fails.
     Gate(GateArgs),
     /// Run the gate's checks and record them as an infra snapshot.
@@ -1141,6 +1145,19 @@ pub struct QueryDoraArgs {
     #[command(flatten)]
     pub target: RecordTarget,
     /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question (times in it are UTC).
+    #[arg(value_name = "QUESTION")]
+    pub question: String,
+    #[command(flatten)]
+    pub target: RecordTarget,
+    /// Output format: text (how it was understood, the answer, the Cypher) or json (the
+    /// server's answer as it is).
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }

@@ -181,6 +181,7 @@ pub async fn run(command: Command) -> ExitCode {
         }
         Command::Query(QueryCommand::Dora(args)) => crate::insight::query_dora(args).await,
         Command::Query(QueryCommand::Cypher(args)) => crate::insight::query_cypher(args).await,
+        Command::Ask(args) => crate::insight::ask(args).await,
         Command::Report(crate::cli::ReportCommand::Incident(args)) => {
             crate::insight::report_incident(args).await
         }
@@ -845,7 +846,7 @@ async fn record_deployment(args: RecordDeploymentArgs) -> Outcome {
     print_record(args.output, status, &accepted.body)
 }
 
-fn print_page(output: Output, page: &Value) -> Outcome {
+pub(crate) fn print_page(output: Output, page: &Value) -> Outcome {
     if output == Output::Json {
         return crate::outln!("{page}");
     }

@@ -8,7 +8,7 @@
 
 use crate::api::{Local, connect};
 use crate::cli::{
-    Output, QueryAlertsArgs, QueryCommonFactorsArgs, QueryCypherArgs, QueryDoraArgs,
+    AskArgs, Output, QueryAlertsArgs, QueryCommonFactorsArgs, QueryCypherArgs, QueryDoraArgs,
     QueryResilienceArgs, QuerySuspectsArgs, QueryTimelineArgs, ReportFormat, ReportIncidentArgs,
 };
 use crate::commands::Failure;
@@ -627,6 +627,93 @@ pub async fn report_incident(args: ReportIncidentArgs) -> Outcome {
         ))),
         (ReportFormat::Json, body) => print_json(&decode::<IncidentReport>(what, body)?),
     }
+}
+
+// --- ask ---
+
+/// `ask`: a question answered by the query it maps to (`GET /v1/ask`). Text output says how
+/// it was understood, renders the answer as the query's own command does, and gives the
+/// equivalent Cypher; a question that cannot be mapped exits 2 with the forms understood.
+pub async fn ask(args: AskArgs) -> Outcome {
+    let question = args.question.trim();
+    if question.is_empty() {
+        return Err(Failure::usage("QUESTION: must not be empty"));
+    }
+    let client = connect(&args.target, Local::default()).await?;
+    let what = "failed to answer the question";
+    let answer = match client.ask(question).await {
+        Ok(a) => a,
+        Err(e) => {
+            let not_understood = matches!(
+                &e,
+                deploygraph_client::Error::Rejected { code, .. } if code == "not_understood"
+            );
+            let failure = Failure::from_api(what, e);
+            if not_understood && args.output == Output::Text {
+                eprintln!("questions understood:");
+                for form in deploygraph_analysis::ask::FORMS {
+                    eprintln!("  {form}");
+                }
+            }
+            return Err(failure);
+        }
+    };
+    let body = answer.body;
+    if args.output == Output::Json {
+        return crate::outln!("{body}");
+    }
+    crate::outln!(
+        "understood as: {}",
+        body["understood_as"].as_str().unwrap_or("?")
+    )?;
+    crate::outln!(
+        "same as:       GET {}",
+        body["endpoint"].as_str().unwrap_or("?")
+    )?;
+    crate::outln!()?;
+    let what = "failed to read the answer";
+    let answer = body["answer"].clone();
+    match body["understood"]["intent"].as_str().unwrap_or_default() {
+        _ if answer.is_null() => crate::outln!(
+            "{}",
+            body["note"]
+                .as_str()
+                .unwrap_or("nothing matches the question")
+        )?,
+        "suspects" => crate::out!(
+            "{}",
+            report::suspects_text(&decode::<Suspects>(what, answer)?)
+        )?,
+        "common_factors" => crate::out!(
+            "{}",
+            report::factors_text(&decode::<CommonFactors>(what, answer)?)
+        )?,
+        "timeline" => crate::out!(
+            "{}",
+            report::timeline_text(&decode::<Timeline>(what, answer)?)
+        )?,
+        "dora" => crate::out!("{}", report::dora_text(&decode::<Dora>(what, answer)?))?,
+        "resilience" => {
+            let r: Resilience = decode(what, answer)?;
+            crate::out!(
+                "{}",
+                deploygraph_chaos::resilience::trend_text(r.service.as_str(), &r.runs)
+            )?;
+        }
+        "alerts" => {
+            let alerts: Vec<Alert> = decode(what, answer["items"].clone())?;
+            crate::out!("{}", alerts_text(&alerts))?;
+        }
+        "deployments" => crate::commands::print_page(Output::Text, &answer)?,
+        _ => crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        )?,
+    }
+    crate::outln!()?;
+    crate::outln!("cypher (read-only; `deploygraph query cypher` on Neo4j, or POST /v1/cypher):")?;
+    crate::outln!("  {}", body["cypher"]["query"].as_str().unwrap_or("?"))?;
+    crate::outln!("  params: {}", body["cypher"]["params"])
 }
 
 #[cfg(test)]

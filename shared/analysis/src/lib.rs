@@ -6,6 +6,7 @@
 //! attribution back; [`pipeline`] does the follow-ups every ingest leaves in the store (attribution,
 //! re-attribution, snapshots) with bounded workers; [`views`] are the answers the HTTP API and the CLI share.
 
+pub mod ask;
 pub mod attribution;
 pub mod change_candidates;
 pub mod dora;

@@ -5,6 +5,7 @@
 //! Nothing is acknowledged with a 2xx before the store has committed it; when the store is
 //! unavailable, writes get 503 with `Retry-After`.
 
+mod ask;
 mod auth;
 pub mod canary;
 pub mod cdevents;
@@ -331,6 +332,7 @@ pub fn router(state: AppState) -> Router {
             get(rca::common_factors),
         )
         .route("/v1/dora", get(rca::dora))
+        .route("/v1/ask", get(ask::ask))
         .route("/v1/reports/incident", get(rca::incident_report))
         .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
         .route("/v1/chaos/runs", get(rca::list_chaos_runs))

@@ -103,6 +103,7 @@ impl ToSchema for JsonObject {
         crate::topology::import_backstage,
         crate::topology::import_mesh,
         crate::rca::timeline,
+        crate::ask::ask,
         crate::rca::common_factors,
         crate::rca::dora,
         crate::rca::incident_report,

@@ -334,6 +334,16 @@ impl Client {
         self.get(query.on("/v1/dora")).await
     }
 
+    /// `GET /v1/ask?q=`: a question in English or Chinese.
+    ///
+    /// # Errors
+    /// As [`Client::record_deployment`]; a question the server cannot map is refused with code
+    /// `not_understood` (field `q`).
+    pub async fn ask(&self, question: &str) -> Result<Accepted> {
+        self.get(Query::default().with("q", question).on("/v1/ask"))
+            .await
+    }
+
     /// `POST /v1/cypher`. The request waits 30 s longer than the query's time limit.
     ///
     /// # Errors

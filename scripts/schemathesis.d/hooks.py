@@ -16,7 +16,9 @@ exactly that rule; every other check, and every other rejection, still fails the
 - Opaque values only the server issues: a `cursor` is `next_cursor` from a previous page. A
   random string of the declared type cannot be one.
 - Another language inside a string: `POST /v1/cypher` takes a Cypher query; a schema-valid
-  string is not a valid query, and Neo4j refuses it (400 `query_refused`).
+  string is not a valid query, and Neo4j refuses it (400 `query_refused`). `GET /v1/ask` takes
+  a question in English or Chinese; a random string is rarely one, and the server says it
+  cannot map it (422 `not_understood`, field `q`, with the forms it understands).
 - The gate configuration inside `POST /v1/snapshots` is the gate YAML file's schema (documented
   in docs/, validated by the probe's parser with field-named errors); the document declares it
   as an object. Its checks never leave the server's network namespace.
@@ -125,6 +127,13 @@ def _keep(failure, case, response):
             and not field.endswith(".path")
         ):
             return "Backstage descriptor grammar"
+    if (
+        (method, path) == ("GET", "/v1/ask")
+        and response.status_code == 422
+        and error.get("code") == "not_understood"
+        and field == "q"
+    ):
+        return "question grammar"
     if (method, path) == ("POST", "/v1/cypher") and response.status_code == 400:
         if error.get("code") == "query_refused":
             return "Cypher grammar"

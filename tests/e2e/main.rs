@@ -15,6 +15,7 @@ mod changes;
 mod chaos;
 mod ci;
 mod cli;
+mod console;
 mod follow_ups;
 mod gate;
 mod helm;

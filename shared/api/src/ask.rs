@@ -53,10 +53,11 @@ pub(crate) async fn ask(
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
     let question = p.q.unwrap_or_default();
-    let question = question.trim();
     if question.is_empty() {
         return Err(ApiError::invalid("q", "is required: a question"));
     }
+    // Blank is not a question it can map (below), as any other string.
+    let question = question.trim();
     if question.chars().count() > MAX_QUESTION_CHARS {
         return Err(ApiError::invalid(
             "q",

@@ -10,6 +10,7 @@ mod auth;
 pub mod canary;
 pub mod cdevents;
 mod changes;
+pub mod console;
 pub mod error;
 mod handlers;
 pub mod limits;
@@ -59,8 +60,8 @@ pub struct ApiConfig {
     /// When set, write endpoints require `Authorization: Bearer <token>`. `POST /v1/cypher`
     /// always does: without a token it is refused.
     pub token: Option<SecretString>,
-    /// When set, every `GET` except `/healthz` and `/readyz` requires
-    /// `Authorization: Bearer` with this token or [`ApiConfig::token`].
+    /// When set, every `GET` except `/healthz`, `/readyz` and the console's page and assets
+    /// requires `Authorization: Bearer` with this token or [`ApiConfig::token`].
     pub read_token: Option<SecretString>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
@@ -368,9 +369,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_read_token,
         ));
+    // The console's page and assets hold no data (it reads through the API with the user's
+    // token), so a browser can load them without one.
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
+        .route("/", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .merge(guarded)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)

@@ -372,7 +372,7 @@ async fn a_query_over_the_default_limit_is_a_504_and_neo4j_stops_it() {
 }
 
 #[tokio::test]
-async fn the_read_token_guards_every_get_but_the_health_routes() {
+async fn the_read_token_guards_every_get_but_the_health_routes_and_the_console_page() {
     let (_dir, store) = deploygraph_store::testing::sqlite().await;
     let app = app(
         &store,
@@ -381,11 +381,19 @@ async fn the_read_token_guards_every_get_but_the_health_routes() {
             ..config()
         },
     );
-    for path in ["/healthz", "/readyz"] {
+    // The health routes, and the console's page and assets, which hold no data.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/",
+        "/console/console.js",
+        "/console/console.css",
+    ] {
         let (status, out, _) = send(&app, request("GET", path, None, None)).await;
         assert_eq!(status, StatusCode::OK, "{path}: {out}");
     }
     for path in [
+        "/v1/ask?q=timeline",
         "/metrics",
         "/v1/services",
         "/v1/deployments",

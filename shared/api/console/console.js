@@ -1,0 +1,515 @@
+// deploygraph's web console: pages over the /v1 API, routed by the URL fragment. Everything
+// shown is put in the page as text (textContent), never as markup: alert annotations, commit
+// messages and config values are whatever their senders wrote.
+"use strict";
+(function () {
+  const main = document.getElementById("main");
+  const TOKEN_KEY = "deploygraph.token";
+  const KINDS = ["deployment", "change", "snapshot", "chaos_started", "chaos_ended", "alert_firing",
+    "alert_resolved", "verdict", "canary_started", "canary_decided", "rolled_back"];
+  const RANGES = { "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000 };
+
+  // --- building the page --------------------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children) {
+      if (child === undefined || child === null || child === false) continue;
+      if (Array.isArray(child)) append(node, child);
+      else if (child instanceof Node) node.appendChild(child);
+      else node.appendChild(document.createTextNode(String(child)));
+    }
+  }
+
+  function render(...nodes) {
+    main.replaceChildren(...nodes.flat().filter(Boolean));
+  }
+
+  function table(headers, rows) {
+    return el("table", {},
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c))))));
+  }
+
+  function badge(text) {
+    return el("span", { class: "badge " + String(text || "") }, text || "–");
+  }
+
+  function when(t) {
+    if (!t) return "–";
+    const d = new Date(t);
+    return isNaN(d) ? String(t) : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z").replace(/:00Z$/, "Z");
+  }
+
+  function percent(x) {
+    return typeof x === "number" ? (100 * x).toFixed(1) + " %" : "–";
+  }
+
+  function link(href, text) {
+    return el("a", { href }, text);
+  }
+
+  function q(params) {
+    const s = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") s.set(k, v);
+    const text = s.toString();
+    return text ? "?" + text : "";
+  }
+
+  // --- the API ------------------------------------------------------------------------------
+
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; }
+  }
+
+  async function api(path, options) {
+    const headers = { Accept: "application/json" };
+    const t = token();
+    if (t) headers.Authorization = "Bearer " + t;
+    if (options && options.body) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, Object.assign({ headers }, options || {}));
+    } catch (e) {
+      return { status: 0, body: { error: { message: "the server could not be reached: " + e } } };
+    }
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    return { status: response.status, body };
+  }
+
+  function failure(res, what) {
+    if (res.status === 401) {
+      return el("p", { class: "error", id: "needs-token" },
+        "This server needs a token to read " + what + ": set it with the Token button.");
+    }
+    const message = res.body && res.body.error ? res.body.error.message : "status " + res.status;
+    return el("p", { class: "error" }, "Could not read " + what + ": " + message);
+  }
+
+  // --- routing ------------------------------------------------------------------------------
+
+  function current() {
+    const raw = location.hash.replace(/^#/, "") || "/";
+    const at = raw.indexOf("?");
+    const path = at < 0 ? raw : raw.slice(0, at);
+    const params = new URLSearchParams(at < 0 ? "" : raw.slice(at + 1));
+    // A token handed over in the fragment (never sent to the server) is kept for the tab only
+    // and taken out of the address.
+    if (params.has("token")) {
+      try { sessionStorage.setItem(TOKEN_KEY, params.get("token")); } catch (_) { /* private mode */ }
+      params.delete("token");
+      const rest = params.toString();
+      history.replaceState(null, "", "#" + path + (rest ? "?" + rest : ""));
+    }
+    const parts = path.split("/").filter(Boolean).map((p) => { try { return decodeURIComponent(p); } catch (_) { return p; } });
+    return { parts, params };
+  }
+
+  async function route() {
+    await show();
+    // The page is complete: what the browser tests and the console benchmark wait for.
+    main.dataset.ready = "1";
+  }
+
+  async function show() {
+    delete main.dataset.ready;
+    const { parts, params } = current();
+    document.getElementById("token-button").textContent = token() ? "Token ✓" : "Token";
+    render(el("p", { class: "muted" }, "Loading…"));
+    try {
+      switch (parts[0]) {
+        case undefined: return await servicesPage();
+        case "service": return await timelinePage(parts.slice(1).join("/"), params);
+        case "alert": return await alertPage(parts[1], params);
+        case "deployment": return await deploymentPage(parts[1]);
+        case "ask": return await askPage(params.get("q") || "");
+        case "incident": return await incidentPage(parts[1], params);
+        default: return render(el("p", { class: "error" }, "No such page."), link("#/", "Services"));
+      }
+    } catch (e) {
+      render(el("p", { class: "error" }, "The page failed: " + e));
+    }
+  }
+
+  // --- pages --------------------------------------------------------------------------------
+
+  async function servicesPage() {
+    document.title = "deploygraph · services";
+    const [services, alerts, snapshot] = await Promise.all([
+      api("/v1/services"), api("/v1/alerts?limit=1000"), api("/v1/snapshots/latest")]);
+    if (services.status !== 200) return render(el("h1", {}, "Services"), failure(services, "the services"));
+    const firing = {};
+    for (const a of (alerts.body && alerts.body.items) || []) {
+      if (a.status === "firing" && a.service) firing[a.service + "/" + (a.environment || "")] = (firing[a.service + "/" + (a.environment || "")] || 0) + 1;
+    }
+    const items = services.body.items || services.body.services || services.body || [];
+    const gate = snapshot.status === 200 && snapshot.body
+      ? el("p", { id: "gate" }, "Latest infra snapshot: ", badge(snapshot.body.verdict), " ", when(snapshot.body.taken_at),
+        snapshot.body.cluster ? " on " + snapshot.body.cluster : "")
+      : el("p", { class: "muted", id: "gate" }, "No infra snapshot yet.");
+    render(
+      el("h1", {}, "Services"),
+      gate,
+      items.length === 0
+        ? el("p", { class: "muted" }, "No service recorded yet: record a deployment (deploygraph record deployment).")
+        : table(["Service", "Environment", "Namespace", "Deployments", "Last deployed", "Firing alerts"],
+          items.map((s) => [
+            link("#/service/" + encodeURIComponent(s.name) + q({ environment: s.environment, namespace: s.namespace }), s.name),
+            s.environment, s.namespace || "–", s.deployments, when(s.last_deployed_at),
+            firing[s.name + "/" + s.environment] ? el("span", { class: "firing" }, firing[s.name + "/" + s.environment]) : "0",
+          ])));
+  }
+
+  async function timelinePage(name, params) {
+    document.title = "deploygraph · " + name;
+    const range = RANGES[params.get("range")] ? params.get("range") : "24h";
+    const until = params.get("until") ? new Date(params.get("until")) : new Date();
+    const since = params.get("since") ? new Date(params.get("since")) : new Date(until.getTime() - RANGES[range] * 1000);
+    const environment = params.get("environment") || "";
+    const kinds = new Set((params.get("kinds") || KINDS.join(",")).split(",").filter((k) => KINDS.includes(k)));
+    const withDeps = params.get("deps") === "1";
+    const span = { since: since.toISOString(), until: until.toISOString() };
+    const namespace = params.get("namespace") || "";
+    const [timeline, alerts, deps] = await Promise.all([
+      api("/v1/services/" + encodeURIComponent(name) + "/timeline" + q(Object.assign({ environment }, span))),
+      api("/v1/alerts" + q(Object.assign({ service: name, environment, limit: 1000 }, span))),
+      environment
+        ? api("/v1/services/" + encodeURIComponent(name) + "/dependencies" + q({ environment, namespace }))
+        : Promise.resolve({ status: 0, body: null })]);
+    if (timeline.status !== 200) return render(el("h1", {}, name), failure(timeline, "the timeline"));
+    const fingerprints = {};
+    for (const a of (alerts.body && alerts.body.items) || []) fingerprints[a.uid] = a.fingerprint;
+    let events = timeline.body.events.map((e) => Object.assign({ service: name }, e));
+    const dependencies = [];
+    for (const d of (deps.status === 200 && deps.body && deps.body.depends_on) || []) {
+      const depName = d.service && d.service.name;
+      if (depName && !dependencies.includes(depName)) dependencies.push(depName);
+    }
+    if (withDeps) {
+      const more = await Promise.all(dependencies.map((d) =>
+        api("/v1/services/" + encodeURIComponent(d) + "/timeline" + q(Object.assign({ environment }, span)))));
+      more.forEach((res, i) => {
+        if (res.status === 200) {
+          for (const e of res.body.events) {
+            if (e.kind === "deployment" || e.kind === "change") events.push(Object.assign({ service: dependencies[i] }, e));
+          }
+        }
+      });
+      events.sort((a, b) => new Date(a.at) - new Date(b.at));
+    }
+    events = events.filter((e) => kinds.has(e.kind));
+    const go = (changes) => {
+      const next = new URLSearchParams(params);
+      for (const [k, v] of Object.entries(changes)) { if (v === null) next.delete(k); else next.set(k, v); }
+      location.hash = "#/service/" + encodeURIComponent(name) + "?" + next.toString();
+    };
+    const filters = el("div", { class: "filters", id: "filters" },
+      el("label", {}, "Range ",
+        el("select", { id: "range", onchange: (ev) => go({ range: ev.target.value, since: null, until: null }) },
+          Object.keys(RANGES).map((r) => el("option", { value: r, selected: r === range && !params.get("since") }, r)))),
+      KINDS.map((k) => el("label", {},
+        el("input", { type: "checkbox", "data-kind": k, checked: kinds.has(k),
+          onchange: () => go({ kinds: KINDS.filter((x) => x === k ? !kinds.has(x) : kinds.has(x)).join(",") }) }),
+        k.replace(/_/g, " "))),
+      dependencies.length
+        ? el("label", {}, el("input", { type: "checkbox", id: "deps", checked: withDeps, onchange: () => go({ deps: withDeps ? null : "1" }) }),
+          "dependencies' changes (" + dependencies.join(", ") + ")")
+        : null);
+    render(
+      el("h1", {}, name, environment ? " · " + environment : ""),
+      el("p", { class: "muted" }, when(span.since) + " to " + when(span.until) + " · " + events.length + " events"),
+      filters,
+      axis(events, since, until),
+      events.length === 0
+        ? el("p", { class: "muted", id: "no-events" }, "Nothing in this range.")
+        : table(["When", "Service", "Kind", "What"], events.map((e) => [
+          when(e.at), e.service, badge(e.kind), eventLink(e, fingerprints)])),
+      timeline.body.truncated ? el("p", { class: "muted" }, "More events than shown: narrow the range.") : null);
+  }
+
+  function eventLink(e, fingerprints) {
+    if (e.kind === "deployment" || e.kind === "rolled_back") return link("#/deployment/" + encodeURIComponent(e.uid), e.summary);
+    if ((e.kind === "alert_firing" || e.kind === "alert_resolved") && fingerprints[e.uid]) {
+      return link("#/alert/" + encodeURIComponent(fingerprints[e.uid]), e.summary);
+    }
+    return e.summary;
+  }
+
+  // A time axis of the events, one dot per event, coloured by kind.
+  function axis(events, since, until) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "axis");
+    svg.setAttribute("viewBox", "0 0 1000 56");
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "events on a time axis");
+    const span = Math.max(1, until - since);
+    const line = document.createElementNS(ns, "line");
+    for (const [k, v] of Object.entries({ x1: 10, x2: 990, y1: 40, y2: 40, stroke: "#9aa4af" })) line.setAttribute(k, v);
+    svg.appendChild(line);
+    const colour = (k) => (k.startsWith("alert") ? "#b42318" : k === "deployment" ? "#0b5cad" : k === "change" ? "#7a5af8"
+      : k.startsWith("chaos") ? "#b54708" : k.startsWith("canary") ? "#067647" : "#5b6470");
+    for (const e of events) {
+      const x = 10 + 980 * Math.min(1, Math.max(0, (new Date(e.at) - since) / span));
+      const dot = document.createElementNS(ns, "rect");
+      for (const [k, v] of Object.entries({ x: x - 2, y: e.kind.startsWith("alert") ? 8 : 24, width: 4, height: 14, fill: colour(e.kind) })) dot.setAttribute(k, v);
+      const title = document.createElementNS(ns, "title");
+      title.textContent = when(e.at) + " " + e.kind + ": " + e.summary;
+      dot.appendChild(title);
+      svg.appendChild(dot);
+    }
+    return svg;
+  }
+
+  function changesTable(changes) {
+    if (!changes || changes.length === 0) return el("p", { class: "muted" }, "No config change.");
+    return table(["Key", "Kind", "Before", "After"], changes.map((c) => [
+      el("code", {}, c.path), c.kind, el("code", {}, c.before === undefined || c.before === null ? "–" : c.before),
+      el("code", {}, c.after === undefined || c.after === null ? "–" : c.after)]));
+  }
+
+  function suspectsTable(fingerprint, suspects, canReview) {
+    return table(["#", "Suspect", "Confidence", "Reasons", "What changed", "Review"], suspects.map((s, i) => {
+      const d = s.deployment || {};
+      const c = s.change || {};
+      const title = s.subject === "deployment"
+        ? link("#/deployment/" + encodeURIComponent(s.uid), (d.service || "") + " " + (d.version || "") + " (" + when(d.started_at) + ")")
+        : (c.kind || "change") + " on " + ((c.services || []).map((x) => x.name).join(", ") || "–") + " (" + when(c.at) + ")";
+      const rows = s.subject === "deployment" ? (d.changes || []) : (c.diff || []).map((x) => ({ path: x.key, before: x.before, after: x.after }));
+      const diff = rows.length === 0 ? "–" : el("ul", { class: "plain diff" }, rows.map((x) => el("li", {},
+        el("code", {}, x.path), ": ", el("code", {}, x.before === undefined || x.before === null ? "–" : x.before), " → ",
+        el("code", {}, x.after === undefined || x.after === null ? "–" : x.after))));
+      const review = s.verdict
+        ? el("span", { class: s.verdict.verdict === "confirmed" ? "pass" : "fail" }, s.verdict.verdict + " by " + s.verdict.by)
+        : canReview ? [
+          el("button", { type: "button", onclick: () => review(fingerprint, s.uid, "confirmed") }, "Confirm"), " ",
+          el("button", { type: "button", onclick: () => review(fingerprint, s.uid, "rejected") }, "Reject")] : "–";
+      return [String(i + 1), el("div", {}, badge(s.subject), " ", title),
+        el("div", {}, percent(s.confidence_score), el("div", { class: "bar" }, el("span", { style: "width:" + Math.round(100 * (s.confidence_score || 0)) + "%" }))),
+        el("ul", { class: "plain" }, (s.reasons || []).map((r) => el("li", {}, r))), diff, review];
+    }));
+  }
+
+  async function review(fingerprint, uid, verdict) {
+    const by = prompt("Your name, for the record of this verdict:");
+    if (!by) return;
+    const res = await api("/v1/alerts/" + encodeURIComponent(fingerprint) + "/suspects/" + encodeURIComponent(uid) + "/verdict",
+      { method: "POST", body: JSON.stringify({ verdict, by }) });
+    if (res.status >= 300) alert("The verdict was not recorded: " + ((res.body && res.body.error && res.body.error.message) || res.status));
+    route();
+  }
+
+  async function alertPage(fingerprint, params) {
+    document.title = "deploygraph · alert " + fingerprint;
+    const res = await api("/v1/alerts/" + encodeURIComponent(fingerprint) + "/suspects" + q({ starts_at: params.get("starts_at") }));
+    if (res.status !== 200) return render(el("h1", {}, "Alert " + fingerprint), failure(res, "the alert"));
+    const v = res.body;
+    const a = v.alert;
+    render(
+      el("h1", {}, a.name, " ", badge(a.status)),
+      el("p", {}, "On ", a.service ? link("#/service/" + encodeURIComponent(a.service) + q({ environment: a.environment }), a.service) : "–",
+        a.environment ? " (" + a.environment + ")" : "", " · started ", when(a.starts_at),
+        a.ends_at ? " · ended " + when(a.ends_at) : "", " · fingerprint ", el("code", {}, a.fingerprint),
+        " · ", link("#/incident/" + encodeURIComponent(a.fingerprint) + q({ starts_at: params.get("starts_at") }), "incident review")),
+      a.summary ? el("p", { id: "summary" }, el("strong", {}, "Summary: "), a.summary) : null,
+      v.chaos ? el("p", { class: "warn", id: "chaos" }, "Raised by a chaos run: ", v.chaos.reason || v.chaos.run || JSON.stringify(v.chaos)) : null,
+      v.attribution_pending ? el("p", { class: "muted" }, "Attribution pending: the suspects may change.") : null,
+      el("h2", {}, "Suspects"),
+      (v.suspects || []).length === 0
+        ? el("p", { class: "muted", id: "no-suspects" }, "No recorded change is a suspect.")
+        : suspectsTable(a.fingerprint, v.suspects, true),
+      el("p", { class: "muted" }, "Unexplained by any recorded change: " + percent(v.unexplained)),
+      el("h2", {}, "Labels"),
+      table(["Label", "Value"], Object.entries(a.labels || {}).map(([k, val]) => [el("code", {}, k), val])));
+  }
+
+  async function deploymentPage(uid) {
+    document.title = "deploygraph · " + uid;
+    const [dep, canary, snapshot] = await Promise.all([
+      api("/v1/deployments/" + encodeURIComponent(uid)),
+      api("/v1/deployments/" + encodeURIComponent(uid) + "/canary"),
+      api("/v1/deployments/" + encodeURIComponent(uid) + "/snapshot")]);
+    if (dep.status !== 200) return render(el("h1", {}, uid), failure(dep, "the deployment"));
+    const d = dep.body;
+    const analyses = (canary.status === 200 && canary.body.analyses) || [];
+    const rollbacks = (canary.status === 200 && canary.body.rollbacks) || [];
+    render(
+      el("h1", {}, d.service, " ", d.version || "", " ", badge(d.status)),
+      table(["Field", "Value"], [
+        ["Service", link("#/service/" + encodeURIComponent(d.service) + q({ environment: d.environment }), d.service)],
+        ["Environment", d.environment + (d.namespace ? " / " + d.namespace : "")],
+        ["Started", when(d.started_at)], ["Finished", when(d.finished_at)],
+        ["Commit", d.commit ? el("code", {}, d.commit.sha) : "–"],
+        ["Images", (d.images || []).map((i) => el("div", {}, el("code", {}, i.repository + (i.tag ? ":" + i.tag : "") + (i.digest ? "@" + i.digest : ""))))],
+        ["By", d.actor || "–"], ["Source", d.source || "–"],
+        ["Follows", d.follows ? link("#/deployment/" + encodeURIComponent(d.follows), d.follows) : "–"],
+        ["uid", el("code", {}, d.uid)]]),
+      el("h2", {}, "What changed"),
+      changesTable(d.changes),
+      (d.validation || []).length ? [el("h2", {}, "Validation"), table(["Check", "Result", "Message"],
+        d.validation.map((x) => [x.name || x.check || "–", badge(x.status || x.result), x.message || ""]))] : null,
+      el("h2", {}, "Infra snapshot"),
+      snapshot.status === 200 && snapshot.body
+        ? el("p", {}, badge(snapshot.body.verdict), " taken ", when(snapshot.body.taken_at), " · ", (snapshot.body.checks || []).length, " checks")
+        : el("p", { class: "muted" }, "None taken for it."),
+      el("h2", {}, "Canary analyses"),
+      analyses.length === 0 ? el("p", { class: "muted" }, "None.") : table(["Decided", "Verdict", "Baseline", "Rule"],
+        analyses.map((x) => [when(x.decided_at), badge(x.verdict), x.baseline_kind, x.rule])),
+      rollbacks.length ? [el("h2", {}, "Rollbacks"), table(["At", "By", "Dry run", "Reason"],
+        rollbacks.map((r) => [when(r.at), r.by, r.dry_run ? "yes" : "no", r.reason]))] : null);
+  }
+
+  async function askPage(question) {
+    document.title = "deploygraph · ask";
+    document.getElementById("ask-q").value = question;
+    if (!question.trim()) return render(el("h1", {}, "Ask"), el("p", { class: "muted" }, "Type a question above."));
+    const res = await api("/v1/ask" + q({ q: question }));
+    if (res.status === 422 && res.body && res.body.forms) {
+      return render(el("h1", {}, "Ask"),
+        el("p", { class: "error", id: "not-understood" }, res.body.error.message),
+        el("h2", {}, "Questions understood"), el("ul", {}, res.body.forms.map((f) => el("li", {}, el("code", {}, f)))),
+        (res.body.closest_services || []).length ? [el("h2", {}, "Closest services"),
+          el("ul", {}, res.body.closest_services.map((s) => el("li", {}, link("#/service/" + encodeURIComponent(s), s))))] : null);
+    }
+    if (res.status !== 200) return render(el("h1", {}, "Ask"), failure(res, "the answer"));
+    const b = res.body;
+    const u = b.understood;
+    let answer;
+    if (b.answer === null) answer = el("p", { class: "muted" }, b.note || "Nothing matches the question.");
+    else if (u.intent === "suspects") answer = [el("p", {}, "Alert ", link("#/alert/" + encodeURIComponent(b.answer.alert.fingerprint), b.answer.alert.name + " " + b.answer.alert.fingerprint)), suspectsTable(b.answer.alert.fingerprint, b.answer.suspects || [], false)];
+    else if (u.intent === "deployments") answer = table(["Started", "Service", "Environment", "Status", "Version"], (b.answer.items || []).map((d) => [when(d.started_at), d.service, d.environment, badge(d.status), link("#/deployment/" + encodeURIComponent(d.uid), d.version || d.uid)]));
+    else if (u.intent === "alerts") answer = table(["Started", "Name", "Service", "Status", "Summary"], (b.answer.items || []).map((a) => [when(a.starts_at), link("#/alert/" + encodeURIComponent(a.fingerprint), a.name), a.service || "–", badge(a.status), a.summary || ""]));
+    else if (u.intent === "timeline") answer = table(["When", "Kind", "What"], (b.answer.events || []).map((e) => [when(e.at), badge(e.kind), e.summary]));
+    else answer = el("pre", {}, JSON.stringify(b.answer, null, 2));
+    render(
+      el("h1", {}, "Ask"),
+      el("p", { id: "understood" }, el("strong", {}, "Understood as: "), b.understood_as),
+      el("p", { class: "muted" }, "Same as ", link(b.endpoint, "GET " + b.endpoint)),
+      el("div", { id: "answer" }, answer),
+      el("h2", {}, "Cypher (read-only, for Neo4j)"),
+      el("pre", { id: "cypher" }, b.cypher.query + "\n\nparams: " + JSON.stringify(b.cypher.params)));
+  }
+
+
+  // --- the incident review, and its diagram ------------------------------------------------
+
+  // The report's Mermaid flowchart (the subset deploygraph writes: `id["…"]`, `id{{"…"}}`,
+  // `id(["…"])` nodes; `a -- L --> b`, `a -. "L" .-> b`, `a ==>|"L"| b`, `a --x|"L"| b` edges)
+  // drawn as SVG: suspects on the left, the alert in the middle, services on the right.
+  function diagram(source) {
+    const nodes = new Map();
+    const edges = [];
+    for (const raw of source.split("\n")) {
+      const line = raw.trim();
+      let m = line.match(/^(\w+)\s*(\{\{|\(\[|\[)"(.*)"(\}\}|\]\)|\])$/);
+      if (m) { nodes.set(m[1], { id: m[1], label: m[3], shape: m[2] }); continue; }
+      m = line.match(/^(\w+)\s+--\s+(.+?)\s+-->\s+(\w+)$/)
+        || line.match(/^(\w+)\s+-\.\s+"(.*)"\s+\.->\s+(\w+)$/)
+        || line.match(/^(\w+)\s+(?:==>|--x|-->)\|"(.*)"\|\s+(\w+)$/);
+      if (m) edges.push({ from: m[1], label: m[2], to: m[3], dashed: line.includes("-.") });
+    }
+    const column = (id) => (id.startsWith("alert_") ? 1 : id.startsWith("svc_") ? 2 : 0);
+    const columns = [[], [], []];
+    for (const n of nodes.values()) columns[column(n.id)].push(n);
+    const W = 300, H = 64, GAP = 130;
+    const rows = Math.max(1, ...columns.map((c) => c.length));
+    const width = 3 * W + 2 * GAP, height = rows * H + 20;
+    columns.forEach((c, i) => c.forEach((n, j) => {
+      n.x = i * (W + GAP);
+      n.y = 10 + j * H + (rows - c.length) * H / 2;
+    }));
+    const ns = "http://www.w3.org/2000/svg";
+    const make = (tag, attrs, text) => {
+      const node = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      if (text !== undefined) node.textContent = text;
+      return node;
+    };
+    const svg = make("svg", { viewBox: `0 0 ${width} ${height}`, class: "diagram", role: "img", "aria-label": "the incident's graph" });
+    for (const e of edges) {
+      const a = nodes.get(e.from), b = nodes.get(e.to);
+      if (!a || !b) continue;
+      const [x1, y1] = a.x <= b.x ? [a.x + W - 10, a.y + 22] : [a.x + 10, a.y + 22];
+      const [x2, y2] = a.x <= b.x ? [b.x + 10, b.y + 22] : [b.x + W - 10, b.y + 22];
+      svg.appendChild(make("line", { x1, y1, x2, y2, stroke: "#9aa4af", "stroke-width": 1.5, "stroke-dasharray": e.dashed ? "5 4" : "" }));
+      svg.appendChild(make("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", class: "edge" }, e.label));
+    }
+    for (const n of nodes.values()) {
+      const fill = n.id.startsWith("alert_") ? "#fde8e7" : n.id.startsWith("svc_") ? "#eef4fb" : n.id.startsWith("chaos_") ? "#fef0e6" : "#f1edfd";
+      svg.appendChild(make("rect", { x: n.x + 10, y: n.y, width: W - 20, height: 44, rx: n.shape === "[" ? 4 : 20, fill, stroke: "#9aa4af" }));
+      svg.appendChild(make("text", { x: n.x + W / 2, y: n.y + 27, "text-anchor": "middle", class: "node" },
+        n.label.length > 42 ? n.label.slice(0, 41) + "…" : n.label));
+    }
+    return svg;
+  }
+
+  async function incidentPage(fingerprint, params) {
+    document.title = "deploygraph · incident " + fingerprint;
+    const query = { alert: fingerprint, starts_at: params.get("starts_at") };
+    const res = await api("/v1/reports/incident" + q(Object.assign({ format: "json" }, query)));
+    if (res.status !== 200) return render(el("h1", {}, "Incident review"), failure(res, "the incident review"));
+    const r = res.body;
+    const a = r.suspects.alert;
+    const download = async () => {
+      const md = await fetch("/v1/reports/incident" + q(Object.assign({ format: "markdown" }, query)),
+        { headers: token() ? { Authorization: "Bearer " + token() } : {} });
+      const blob = new Blob([await md.text()], { type: "text/markdown" });
+      const href = URL.createObjectURL(blob);
+      const anchor = el("a", { href, download: "incident-" + fingerprint + ".md" });
+      document.body.appendChild(anchor);
+      anchor.click();
+      anchor.remove();
+      URL.revokeObjectURL(href);
+    };
+    render(
+      el("h1", {}, "Incident review: ", a.name, " ", badge(a.status)),
+      el("p", { class: "no-print" },
+        el("button", { type: "button", onclick: () => window.print() }, "Print"), " ",
+        el("button", { type: "button", id: "download", onclick: download }, "Download Markdown"), " ",
+        link("#/alert/" + encodeURIComponent(fingerprint), "back to the alert")),
+      el("p", {}, "On ", a.service || "–", a.environment ? " (" + a.environment + ")" : "", " · started ", when(a.starts_at),
+        a.ends_at ? " · ended " + when(a.ends_at) : ""),
+      a.summary ? el("p", {}, el("strong", {}, "Summary: "), a.summary) : null,
+      el("h2", {}, "Graph"),
+      el("div", { id: "diagram" }, diagram(r.mermaid || "")),
+      el("h2", {}, "Suspects"),
+      (r.suspects.suspects || []).length ? suspectsTable(fingerprint, r.suspects.suspects, false) : el("p", { class: "muted" }, "No recorded change is a suspect."),
+      el("h2", {}, "Timeline"),
+      table(["When", "Kind", "What"], ((r.timeline && r.timeline.events) || []).map((e) => [when(e.at), badge(e.kind), e.summary])),
+      el("h2", {}, "Infra snapshot before the alert"),
+      r.snapshot ? el("p", {}, badge(r.snapshot.verdict), " taken ", when(r.snapshot.taken_at)) : el("p", { class: "muted" }, "None."),
+      (r.canary_analyses || []).length ? [el("h2", {}, "Canary analyses"), table(["Decided", "Verdict", "Rule"],
+        r.canary_analyses.map((x) => [when(x.decided_at), badge(x.verdict), x.rule]))] : null,
+      (r.chaos_history || []).length ? [el("h2", {}, "Chaos runs"), table(["Started", "Scenario", "Verdict"],
+        r.chaos_history.map((c) => [when(c.started_at), c.scenario, badge(c.verdict)]))] : null);
+  }
+
+  // --- wiring -------------------------------------------------------------------------------
+
+  document.getElementById("ask").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const question = document.getElementById("ask-q").value.trim();
+    if (question) location.hash = "#/ask" + q({ q: question });
+  });
+  document.getElementById("token-button").addEventListener("click", () => {
+    const t = prompt("Bearer token for this server (kept for this tab only; empty to forget it):", "");
+    if (t === null) return;
+    try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* private mode */ }
+    route();
+  });
+  window.addEventListener("hashchange", route);
+  route();
+})();

@@ -1,0 +1,325 @@
+//! The web console `serve` serves at `/`, driven by headless Chromium (Debian's `chromium`,
+//! installed by `scripts/test`) against a running server with data recorded through the API:
+//! each page renders the recorded facts, the timeline filters, the ask box answers, a
+//! `<script>` in an alert annotation is shown as text, and the pages work with a read token
+//! configured (and say so without it). Screenshots of each page go to
+//! `DEPLOYGRAPH_SCREENSHOTS` when it is set (the README's are made that way).
+
+use crate::support::{Server, run, sqlite_uri, stderr, temp_path, unique};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+const TOKEN: &str = "c0ns0le-write";
+const READ_TOKEN: &str = "c0ns0le-read";
+const HOSTILE: &str = "<script>window.pwned=1</script><img src=x onerror=alert(1)>";
+
+fn chromium() -> &'static str {
+    const PATH: &str = "/usr/bin/chromium";
+    assert!(
+        Path::new(PATH).exists(),
+        "{PATH} is missing: run through scripts/test, which installs Debian's chromium"
+    );
+    PATH
+}
+
+fn browser(extra: &[&str], url: &str) -> std::process::Output {
+    let profile = temp_path("chromium-profile");
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        "--no-first-run".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+        "--virtual-time-budget=15000".to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args.push(url.to_owned());
+    Command::new(chromium())
+        .args(&args)
+        .output()
+        .expect("chromium runs")
+}
+
+/// The page at `url` as the browser has it once its scripts ran: the `<main>` element.
+fn page(url: &str) -> String {
+    let out = browser(&["--dump-dom"], url);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("<main"),
+        "no page from {url}: {}\n{}",
+        dom,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page at {url} did not finish: {dom}"
+    );
+    let start = dom.find("<main").unwrap();
+    let end = dom.rfind("</main>").map_or(dom.len(), |e| e + 7);
+    dom[start..end].to_owned()
+}
+
+fn screenshot(url: &str, name: &str) {
+    let Ok(dir) = std::env::var("DEPLOYGRAPH_SCREENSHOTS") else {
+        return;
+    };
+    let file = Path::new(&dir).join(format!("{name}.png"));
+    let out = browser(
+        &[
+            "--window-size=1280,900",
+            "--hide-scrollbars",
+            &format!("--screenshot={}", file.display()),
+        ],
+        url,
+    );
+    assert!(
+        file.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn at(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn succeeded(args: &[&str]) {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "deploygraph {} exited {:?}\n{}",
+        args.join(" "),
+        out.status.code(),
+        stderr(&out)
+    );
+}
+
+/// A service with a deployment an hour ago (a pool size cut) and an alert after it whose
+/// summary is hostile markup; the service and the alert's fingerprint.
+fn world(server: &Server) -> (String, String) {
+    let service = unique("shop");
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    for (minutes, version, change) in [
+        (180, "v1.0.0", "values.pool.size=80->60"),
+        (60, "v1.1.0", "values.pool.size=60->10"),
+    ] {
+        let image = format!("ghcr.io/acme/{service}:{version}@sha256:{}", "b".repeat(64));
+        let started = at(now - Duration::minutes(minutes));
+        succeeded(&[
+            "record",
+            "deployment",
+            "--server",
+            &server.url,
+            "--token",
+            TOKEN,
+            "--service",
+            &service,
+            "--namespace",
+            "prod",
+            "--environment",
+            "production",
+            "--commit",
+            "abcdef1",
+            "--image",
+            &image,
+            "--release-version",
+            version,
+            "--status",
+            "succeeded",
+            "--started-at",
+            &started,
+            "--change",
+            change,
+        ]);
+    }
+    let fingerprint = format!("{:016x}", rand::random::<u64>() | 1);
+    let labels = json!({"alertname": "ShopErrors", "service": service, "namespace": "prod",
+                        "environment": "production", "severity": "critical"});
+    let notification = json!({
+        "version": "4", "groupKey": "{}:{alertname=\"ShopErrors\"}", "truncatedAlerts": 0,
+        "status": "firing", "receiver": "deploygraph", "groupLabels": {}, "commonLabels": labels,
+        "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+        "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": HOSTILE},
+                    "startsAt": at(now - Duration::minutes(50)), "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint}]
+    });
+    let file = temp_path("alert.json");
+    std::fs::write(&file, notification.to_string()).unwrap();
+    let file = file.display().to_string();
+    succeeded(&[
+        "record",
+        "alert",
+        &file,
+        "--server",
+        &server.url,
+        "--token",
+        TOKEN,
+    ]);
+    (service, fingerprint)
+}
+
+#[test]
+fn the_console_shows_the_graph_in_a_real_browser() {
+    let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
+    let (service, fingerprint) = world(&server);
+    let base = &server.url;
+
+    // Services, with the firing alert counted.
+    let url = format!("{base}/#/");
+    let services = page(&url);
+    assert!(services.contains(&format!(">{service}</a>")), "{services}");
+    assert!(services.contains("class=\"firing\">1<"), "{services}");
+    screenshot(&url, "services");
+
+    // The timeline: both deployments and the alert, then only alerts, then only the last hour.
+    let url = format!("{base}/#/service/{service}?environment=production&namespace=prod");
+    let timeline = page(&url);
+    assert!(
+        timeline.contains("v1.0.0")
+            && timeline.contains("v1.1.0")
+            && timeline.contains("ShopErrors fired"),
+        "{timeline}"
+    );
+    screenshot(&url, "timeline");
+    let alerts_only = page(&format!("{url}&kinds=alert_firing"));
+    assert!(alerts_only.contains("ShopErrors fired"), "{alerts_only}");
+    assert!(
+        !alerts_only.contains("v1.0.0"),
+        "the filter keeps deployments out: {alerts_only}"
+    );
+    let last_hour = page(&format!("{url}&range=1h"));
+    assert!(last_hour.contains("ShopErrors fired"), "{last_hour}");
+    assert!(
+        !last_hour.contains("v1.0.0"),
+        "three hours ago is out of the last hour: {last_hour}"
+    );
+
+    // The alert: the suspects with their evidence and diff; the hostile summary as text.
+    let url = format!("{base}/#/alert/{fingerprint}");
+    let alert = page(&url);
+    assert!(
+        alert.contains("Suspects") && alert.contains("v1.1.0"),
+        "{alert}"
+    );
+    assert!(
+        alert.contains("values.pool.size") && alert.contains(">10<"),
+        "the diff: {alert}"
+    );
+    assert!(
+        alert.contains("&lt;script&gt;window.pwned=1&lt;/script&gt;"),
+        "the summary is shown as text: {alert}"
+    );
+    assert!(
+        !alert.contains("<script>window.pwned") && !alert.contains("<img src=\"x\""),
+        "{alert}"
+    );
+    screenshot(&url, "alert");
+
+    // The incident review: the report's graph drawn as a diagram, its suspects and timeline.
+    let url = format!("{base}/#/incident/{fingerprint}");
+    let incident = page(&url);
+    assert!(
+        incident.contains("<svg") && incident.contains("class=\"diagram\""),
+        "{incident}"
+    );
+    assert!(
+        incident.contains("TRIGGERS 0.")
+            && incident.contains("FIRED_ON")
+            && incident.contains("DEPLOYS"),
+        "the graph's edges: {incident}"
+    );
+    assert!(
+        incident.contains("Download Markdown") && incident.contains("v1.1.0"),
+        "{incident}"
+    );
+    assert!(!incident.contains("<script>window.pwned"), "{incident}");
+    screenshot(&url, "incident");
+
+    // The deployment: its diff, image and what it follows.
+    let suspects: serde_json::Value = serde_json::from_str(
+        &String::from_utf8(
+            run(&[
+                "query",
+                "suspects",
+                "--alert",
+                fingerprint.as_str(),
+                "--server",
+                base.as_str(),
+                "--output",
+                "json",
+            ])
+            .stdout,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let uid = suspects["suspects"][0]["uid"].as_str().unwrap().to_owned();
+    let url = format!("{base}/#/deployment/{uid}");
+    let deployment = page(&url);
+    assert!(
+        deployment.contains("values.pool.size")
+            && deployment.contains(&format!("ghcr.io/acme/{service}:v1.1.0")),
+        "{deployment}"
+    );
+    assert!(
+        deployment.contains("Follows") && deployment.contains("#/deployment/deployment-"),
+        "{deployment}"
+    );
+    screenshot(&url, "deployment");
+
+    // The ask box: how the question was understood, the answer, the Cypher.
+    let url = format!("{base}/#/ask?q=which%20deploy%20caused%20the%20{service}%20alert%3F");
+    let answer = page(&url);
+    assert!(
+        answer.contains("Understood as") && answer.contains("the suspects of the newest"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("v1.1.0") && answer.contains("TRIGGERS"),
+        "{answer}"
+    );
+    screenshot(&url, "ask");
+    let refused = page(&format!(
+        "{base}/#/ask?q=what%20is%20the%20meaning%20of%20life"
+    ));
+    assert!(
+        refused.contains("id=\"not-understood\"") && refused.contains("Questions understood"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn the_console_reads_with_the_token_it_is_given() {
+    let server = Server::start(
+        &sqlite_uri(),
+        &["--token", TOKEN, "--read-token", READ_TOKEN],
+    );
+    let (service, _) = world(&server);
+    let without = page(&format!("{}/#/", server.url));
+    assert!(without.contains("id=\"needs-token\""), "{without}");
+    assert!(!without.contains(&service), "{without}");
+    // The token handed over in the fragment, which the page keeps for the tab.
+    let with = page(&format!("{}/#/?token={READ_TOKEN}", server.url));
+    assert!(with.contains(&format!(">{service}</a>")), "{with}");
+    // The page itself holds no data and is served without a token, with a strict policy.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("{}/", server.url),
+        ])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(
+        headers.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{headers}"
+    );
+}

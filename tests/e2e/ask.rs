@@ -3,31 +3,13 @@
 //! the query's own command renders it, the equivalent Cypher — and a question that cannot be
 //! mapped exits 2 with the forms understood and the closest services.
 
-use crate::support::{Server, run, sqlite_uri, stderr, stdout, temp_path, unique};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use crate::support::{
+    Server, firing, rfc3339 as at, run, sqlite_uri, stderr, strings, succeeded, temp_path, unique,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
 
 const TOKEN: &str = "4sk-t0ken";
-
-fn at(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| (*a).to_owned()).collect()
-}
-
-fn succeeded(args: &[String]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "deploygraph {} exited {:?}\n{}",
-        args.join(" "),
-        out.status.code(),
-        stderr(&out)
-    );
-    stdout(&out)
-}
 
 fn deploy(target: &[String], service: &str, started: DateTime<Utc>, seed: u32, status: &str) {
     let mut args = strings(&[
@@ -54,19 +36,6 @@ fn deploy(target: &[String], service: &str, started: DateTime<Utc>, seed: u32, s
     ]);
     args.extend(target.iter().cloned());
     succeeded(&args);
-}
-
-fn notification(fingerprint: &str, service: &str, starts_at: DateTime<Utc>) -> Value {
-    let labels = json!({"alertname": "PaymentErrors", "service": service, "namespace": "prod",
-                        "environment": "production", "severity": "critical"});
-    json!({
-        "version": "4", "groupKey": "{}:{alertname=\"PaymentErrors\"}", "truncatedAlerts": 0,
-        "status": "firing", "receiver": "deploygraph", "groupLabels": {"alertname": "PaymentErrors"},
-        "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
-        "alerts": [{"status": "firing", "labels": labels, "annotations": {},
-                    "startsAt": at(starts_at), "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint}]
-    })
 }
 
 #[test]
@@ -100,15 +69,22 @@ fn questions_are_answered_through_the_store_and_a_server() {
         let file = temp_path("alert.json");
         std::fs::write(
             &file,
-            notification(&fingerprint, &service, now - Duration::minutes(30)).to_string(),
+            firing(
+                "PaymentErrors",
+                &fingerprint,
+                &service,
+                now - Duration::minutes(30),
+                None,
+            )
+            .to_string(),
         )
         .unwrap();
         let mut record_alert = strings(&["record", "alert", &file.display().to_string()]);
         record_alert.extend(target.iter().cloned());
         succeeded(&record_alert);
         let ask = |question: &str, extra: &[&str]| {
-            let mut args = strings(&["ask", question]);
-            args.extend(strings(extra));
+            let mut args = vec!["ask".to_owned(), question.to_owned()];
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
             args.extend(target.iter().cloned());
             args
         };

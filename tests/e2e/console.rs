@@ -5,9 +5,10 @@
 //! configured (and say so without it). Screenshots of each page go to
 //! `DEPLOYGRAPH_SCREENSHOTS` when it is set (the README's are made that way).
 
-use crate::support::{Server, run, sqlite_uri, stderr, temp_path, unique};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde_json::json;
+use crate::support::{
+    Server, firing, rfc3339 as at, run, sqlite_uri, succeeded, temp_path, unique,
+};
+use chrono::{DateTime, Duration, Utc};
 use std::path::Path;
 use std::process::Command;
 
@@ -82,21 +83,6 @@ fn screenshot(url: &str, name: &str) {
     );
 }
 
-fn at(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn succeeded(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "deploygraph {} exited {:?}\n{}",
-        args.join(" "),
-        out.status.code(),
-        stderr(&out)
-    );
-}
-
 /// A service with a deployment an hour ago (a pool size cut) and an alert after it whose
 /// summary is hostile markup; the service and the alert's fingerprint.
 fn world(server: &Server) -> (String, String) {
@@ -136,16 +122,13 @@ fn world(server: &Server) -> (String, String) {
         ]);
     }
     let fingerprint = format!("{:016x}", rand::random::<u64>() | 1);
-    let labels = json!({"alertname": "ShopErrors", "service": service, "namespace": "prod",
-                        "environment": "production", "severity": "critical"});
-    let notification = json!({
-        "version": "4", "groupKey": "{}:{alertname=\"ShopErrors\"}", "truncatedAlerts": 0,
-        "status": "firing", "receiver": "deploygraph", "groupLabels": {}, "commonLabels": labels,
-        "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
-        "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": HOSTILE},
-                    "startsAt": at(now - Duration::minutes(50)), "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint}]
-    });
+    let notification = firing(
+        "ShopErrors",
+        &fingerprint,
+        &service,
+        now - Duration::minutes(50),
+        Some(HOSTILE),
+    );
     let file = temp_path("alert.json");
     std::fs::write(&file, notification.to_string()).unwrap();
     let file = file.display().to_string();
@@ -195,6 +178,64 @@ fn the_console_shows_the_graph_in_a_real_browser() {
     assert!(
         !last_hour.contains("v1.0.0"),
         "three hours ago is out of the last hour: {last_hour}"
+    );
+
+    // A dependency's deployment, toggled in.
+    let db = unique("shopdb");
+    let put = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!(
+                r#"{{"namespace": "prod", "environment": "production", "depends_on": ["{db}"]}}"#
+            ),
+            &format!("{base}/v1/services/{service}/dependencies"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&put.stdout), "200");
+    let image = format!("ghcr.io/acme/{db}:v9@sha256:{}", "c".repeat(64));
+    let started = at(Utc::now() - Duration::minutes(20));
+    succeeded(&[
+        "record",
+        "deployment",
+        "--server",
+        base,
+        "--token",
+        TOKEN,
+        "--service",
+        &db,
+        "--namespace",
+        "prod",
+        "--environment",
+        "production",
+        "--commit",
+        "abcdef2",
+        "--image",
+        &image,
+        "--release-version",
+        "v9.0.0",
+        "--status",
+        "succeeded",
+        "--started-at",
+        &started,
+    ]);
+    let without = page(&url);
+    assert!(!without.contains("v9.0.0"), "{without}");
+    let with = page(&format!("{url}&deps=1"));
+    assert!(
+        with.contains("v9.0.0") && with.contains(&format!("<td>{db}</td>")),
+        "the dependency's deployment is toggled in: {with}"
     );
 
     // The alert: the suspects with their evidence and diff; the hostile summary as text.

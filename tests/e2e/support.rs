@@ -89,6 +89,59 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         .unwrap()
 }
 
+/// Runs the CLI, which must succeed (else the test fails with its exit code and standard
+/// error); its standard output.
+pub fn succeeded<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = run(args);
+    let line: Vec<String> = args
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        out.status.success(),
+        "deploygraph {} exited {:?}\n{}",
+        line.join(" "),
+        out.status.code(),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Owned copies of `args`, to extend a command line.
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// `t` as the API writes times: RFC 3339, whole seconds, `Z`.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An Alertmanager notification (webhook version 4) of one firing alert `name` on `service` in
+/// prod/production, with `summary` as its annotation when given.
+pub fn firing(
+    name: &str,
+    fingerprint: &str,
+    service: &str,
+    starts_at: chrono::DateTime<chrono::Utc>,
+    summary: Option<&str>,
+) -> serde_json::Value {
+    let labels = serde_json::json!({"alertname": name, "service": service, "namespace": "prod",
+                                    "environment": "production", "severity": "critical"});
+    let annotations = summary.map_or_else(
+        || serde_json::json!({}),
+        |s| serde_json::json!({"summary": s}),
+    );
+    serde_json::json!({
+        "version": "4", "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"), "truncatedAlerts": 0,
+        "status": "firing", "receiver": "deploygraph", "groupLabels": {"alertname": name},
+        "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+        "alerts": [{"status": "firing", "labels": labels, "annotations": annotations,
+                    "startsAt": rfc3339(starts_at), "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint}]
+    })
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

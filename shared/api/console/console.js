@@ -194,7 +194,7 @@
     let events = timeline.body.events.map((e) => Object.assign({ service: name }, e));
     const dependencies = [];
     for (const d of (deps.status === 200 && deps.body && deps.body.depends_on) || []) {
-      const depName = d.service && d.service.name;
+      const depName = d.name || (d.service && d.service.name);
       if (depName && !dependencies.includes(depName)) dependencies.push(depName);
     }
     if (withDeps) {

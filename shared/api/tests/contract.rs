@@ -545,6 +545,46 @@ async fn the_document_and_the_router_have_the_same_operations() {
     assert!(routed.len() >= 29, "{routed:?}");
     routed.sort();
     routed.dedup();
+    // The web console's page and assets are HTML, script and style, not operations of the API:
+    // exactly these, each served with its own type and the console's security policy.
+    let (console, mut routed): (Vec<_>, Vec<_>) = routed
+        .into_iter()
+        .partition(|(_, path)| path == "/" || path.starts_with("/console/"));
+    assert_eq!(
+        console,
+        [
+            ("get".to_owned(), "/".to_owned()),
+            ("get".to_owned(), "/console/console.css".to_owned()),
+            ("get".to_owned(), "/console/console.js".to_owned()),
+        ]
+    );
+    for ((_, path), kind) in console
+        .iter()
+        .zip(["text/html", "text/css", "text/javascript"])
+    {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path.as_str()).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{path}: {headers:?}"
+        );
+        assert!(
+            headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'none'"),
+            "{path}"
+        );
+    }
+    routed.sort();
     assert_eq!(documented, routed);
     // Each documented operation is served: with its parameters filled in, the router answers
     // something other than "no such endpoint" (404 from the fallback) or 405.

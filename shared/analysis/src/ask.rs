@@ -445,28 +445,17 @@ fn intent(text: &str, words: &[String]) -> Option<Intent> {
     ) || has_phrase(text, &["rolled back", "部署", "发布", "上线", "回滚"]);
     // The most specific reading first: a question about what caused an alert mentions
     // deployments and alerts too.
-    if suspects && !common {
-        return Some(Intent::Suspects);
-    }
-    if common {
-        return Some(Intent::CommonFactors);
-    }
-    if dora {
-        return Some(Intent::Dora);
-    }
-    if resilience {
-        return Some(Intent::Resilience);
-    }
-    if timeline {
-        return Some(Intent::Timeline);
-    }
-    if alerts {
-        return Some(Intent::Alerts);
-    }
-    if deployments {
-        return Some(Intent::Deployments);
-    }
-    None
+    [
+        (suspects && !common, Intent::Suspects),
+        (common, Intent::CommonFactors),
+        (dora, Intent::Dora),
+        (resilience, Intent::Resilience),
+        (timeline, Intent::Timeline),
+        (alerts, Intent::Alerts),
+        (deployments, Intent::Deployments),
+    ]
+    .into_iter()
+    .find_map(|(read, intent)| read.then_some(intent))
 }
 
 fn status(text: &str, words: &[String]) -> Option<DeploymentStatus> {

@@ -131,7 +131,7 @@ pub(crate) async fn ask(
                 .into_response());
         }
     };
-    let answer = answer(&state, &understood, &alerts, now).await?;
+    let answer = answer(&state, &understood, now).await?;
     let mut body = json!({
         "question": question,
         "understood": understood,
@@ -176,30 +176,19 @@ fn span(u: &Understood, default: Duration, now: DateTime<Utc>) -> (DateTime<Utc>
         .map_or((now - default, now), |r| (r.since, r.until))
 }
 
-/// `?k=v&…` of the pairs that are set (values percent-encoded).
+/// `?k=v&…` of the pairs that are set, form-encoded.
 fn query_string(pairs: &[(&str, Option<String>)]) -> String {
-    let set: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| {
-            v.as_ref().map(|v| {
-                let encoded: String = v
-                    .bytes()
-                    .map(|b| {
-                        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                            char::from(b).to_string()
-                        } else {
-                            format!("%{b:02X}")
-                        }
-                    })
-                    .collect();
-                format!("{k}={encoded}")
-            })
-        })
-        .collect();
-    if set.is_empty() {
-        String::new()
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            query.append_pair(k, v);
+        }
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        query
     } else {
-        format!("?{}", set.join("&"))
+        format!("?{query}")
     }
 }
 
@@ -260,37 +249,37 @@ AND ($since IS NULL OR a.starts_at_us >= $since) AND ($until IS NULL OR a.starts
 RETURN a.uid AS uid, a.name AS name, a.service AS service, a.environment AS environment, \
 a.status AS status, a.starts_at_us AS starts_at_us ORDER BY a.starts_at_us DESC LIMIT $limit";
 
-/// The alert a suspects question means: by fingerprint, else among the recent alerts of its
-/// service (and environment, alert name, range), the one nearest its instant, else the newest.
-fn the_alert<'a>(u: &Understood, alerts: &'a [Alert]) -> Option<&'a Alert> {
-    let fits = |a: &&Alert| {
-        u.fingerprint.as_ref().is_none_or(|f| &a.fingerprint == f)
-            && u.service.as_ref().is_none_or(|s| {
-                a.service.as_ref().map(ServiceName::as_str) == Some(s.name.as_str())
-            })
-            && u.environment
-                .as_ref()
-                .is_none_or(|e| a.environment.as_ref().map(Environment::as_str) == Some(e.as_str()))
-            && u.alert_name.as_ref().is_none_or(|n| &a.name == n)
-            && u.range
-                .as_ref()
-                .is_none_or(|r| a.starts_at >= r.since && a.starts_at <= r.until)
-    };
-    let candidates = alerts.iter().filter(fits);
-    match u.at {
+/// The alert a suspects question means: among its alerts as the store filters them (by
+/// fingerprint, service, environment and range; the newest [`ALERTS_READ`]) those of its alert
+/// name, the one nearest its instant, else the newest.
+async fn the_alert(
+    store: &dyn deploygraph_store::GraphStore,
+    u: &Understood,
+    service: Option<&ServiceName>,
+    environment: Option<&Environment>,
+) -> deploygraph_store::Result<Option<Alert>> {
+    let alerts = store
+        .list_alerts(&AlertFilter {
+            service: service.cloned(),
+            environment: environment.cloned(),
+            fingerprint: u.fingerprint.clone(),
+            since: u.range.as_ref().map(|r| r.since),
+            until: u.range.as_ref().map(|r| r.until),
+            limit: ALERTS_READ,
+            ..AlertFilter::default()
+        })
+        .await?;
+    let candidates = alerts
+        .into_iter()
+        .filter(|a| u.alert_name.as_ref().is_none_or(|n| &a.name == n));
+    Ok(match u.at {
         Some(at) => candidates.min_by_key(|a| (a.starts_at - at).num_seconds().abs()),
-        // Newest first already.
         None => candidates.max_by_key(|a| a.starts_at),
-    }
+    })
 }
 
 #[allow(clippy::too_many_lines)] // one arm per intent
-async fn answer(
-    state: &AppState,
-    u: &Understood,
-    alerts: &[Alert],
-    now: DateTime<Utc>,
-) -> Result<Answer, ApiError> {
+async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<Answer, ApiError> {
     let store = state.store.as_ref();
     let store_error =
         |e: deploygraph_store::Error| ApiError::from_store(&e, state.config.retry_after_secs);
@@ -302,7 +291,10 @@ async fn answer(
     let started = Instant::now();
     let answer = match u.intent {
         Intent::Suspects => {
-            let Some(alert) = the_alert(u, alerts) else {
+            let found = the_alert(store, u, service.as_ref(), env.as_ref())
+                .await
+                .map_err(store_error)?;
+            let Some(alert) = found else {
                 return Ok(Answer {
                     endpoint: format!(
                         "/v1/alerts{}",
@@ -330,9 +322,7 @@ async fn answer(
                 query_string(&[("starts_at", Some(rfc3339(alert.starts_at)))])
             );
             let uid = alert.uid.as_str().to_owned();
-            let view = engine::suspects(store, alert.clone())
-                .await
-                .map_err(store_error)?;
+            let view = engine::suspects(store, alert).await.map_err(store_error)?;
             Answer {
                 endpoint,
                 body: json!(view),
@@ -482,7 +472,7 @@ async fn answer(
                 u.range.as_ref().map(|r| r.since),
                 u.range.as_ref().map(|r| r.until),
             );
-            let mut items = store
+            let items = store
                 .list_alerts(&AlertFilter {
                     service: service.clone(),
                     environment: env.clone(),
@@ -493,15 +483,7 @@ async fn answer(
                 })
                 .await
                 .map_err(store_error)?;
-            let truncated = items.len() > limit;
-            items.truncate(limit);
-            let next_cursor = truncated
-                .then(|| {
-                    items
-                        .last()
-                        .map(|a| deploygraph_store::Cursor::at(a.starts_at, &a.uid).encode())
-                })
-                .flatten();
+
             Answer {
                 endpoint: format!(
                     "/v1/alerts{}",
@@ -513,7 +495,9 @@ async fn answer(
                         ("limit", Some(limit.to_string())),
                     ])
                 ),
-                body: json!({"items": items, "truncated": truncated, "next_cursor": next_cursor}),
+                body: crate::rca::page_body(items, limit, |a: &Alert| {
+                    deploygraph_store::Cursor::at(a.starts_at, &a.uid)
+                }),
                 note: None,
                 cypher: ALERTS_CYPHER,
                 params: json!({"service": service_param, "environment": env_param,

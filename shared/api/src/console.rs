@@ -51,9 +51,3 @@ pub(crate) async fn script() -> Response {
 pub(crate) async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
-
-/// Bytes of the page, its script and its style sheet: what a first visit loads before data.
-#[must_use]
-pub fn initial_weight() -> usize {
-    INDEX.len() + SCRIPT.len() + STYLE.len()
-}

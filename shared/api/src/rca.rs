@@ -213,17 +213,25 @@ fn cursor(value: Option<&str>) -> Result<Option<Cursor>, ApiError> {
 /// the listing goes on. `{items, truncated, next_cursor}`; `next_cursor` continues after the
 /// last item (`position` gives its time and uid).
 fn page<T: serde::Serialize>(
-    mut items: Vec<T>,
+    items: Vec<T>,
     limit: usize,
     position: impl Fn(&T) -> Cursor,
 ) -> Response {
+    Json(page_body(items, limit, position)).into_response()
+}
+
+/// The body of [`page`].
+pub(crate) fn page_body<T: serde::Serialize>(
+    mut items: Vec<T>,
+    limit: usize,
+    position: impl Fn(&T) -> Cursor,
+) -> serde_json::Value {
     let truncated = items.len() > limit;
     items.truncate(limit);
     let next_cursor = truncated
         .then(|| items.last().map(|last| position(last).encode()))
         .flatten();
-    Json(json!({ "items": items, "truncated": truncated, "next_cursor": next_cursor }))
-        .into_response()
+    json!({ "items": items, "truncated": truncated, "next_cursor": next_cursor })
 }
 
 /// `GET /v1/alerts`.

@@ -15,6 +15,15 @@ pub(crate) fn encode<T: serde::Serialize>(
     })
 }
 
+/// `(uid, payload)` rows, each decoded as [`decode`] does.
+pub(crate) fn decode_all<T: serde::de::DeserializeOwned>(
+    rows: &[(String, String)],
+) -> Result<Vec<T>> {
+    rows.iter()
+        .map(|(uid, payload)| decode(uid, payload))
+        .collect()
+}
+
 /// Decodes the payload stored under `uid`; one that does not decode is corrupt.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(uid: &str, payload: &str) -> Result<T> {
     serde_json::from_str(payload).map_err(|e| Error::Corrupt {

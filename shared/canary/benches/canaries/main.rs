@@ -222,6 +222,22 @@ fn deflated(side: &SideSlice, d: f64) -> SideSlice {
     }
 }
 
+impl Config {
+    /// deploygraph now: its defaults (1-minute windows every 30 s, the shipped templates, decisive
+    /// failures at once, others confirmed); each variant of [`configs`] changes some of it.
+    fn now() -> Self {
+        Self {
+            schedule: SCHEDULE,
+            judge: Judge::default(),
+            metrics: shipped_metrics(),
+            rule: Rule::ConfirmedOrDecisive,
+            span: Span::Sliding,
+            pass: PassRule::NotWorse,
+            clustered: false,
+        }
+    }
+}
+
 /// The data an analysis judges.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Span {
@@ -634,139 +650,75 @@ fn configs() -> Vec<Config> {
     let half_point = shipped_metrics_with_tolerance(0.005);
     vec![
         Config {
-            schedule: SCHEDULE,
             judge: merged_judge,
             metrics: one_point,
             rule: Rule::Confirmed,
-            span: Span::Sliding,
-            pass: PassRule::NotWorse,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
             judge: merged_judge,
             metrics: half_point.clone(),
             rule: Rule::Confirmed,
-            span: Span::Sliding,
-            pass: PassRule::NotWorse,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
             metrics: half_point.clone(),
             rule: Rule::Confirmed,
-            span: Span::Sliding,
-            pass: PassRule::NotWorse,
-            clustered: false,
+            ..Config::now()
         },
-        Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
-            span: Span::Sliding,
-            pass: PassRule::NotWorse,
-            clustered: false,
-        },
+        Config::now(),
         Config {
             schedule: FIVE_MINUTES,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
-            span: Span::Sliding,
-            pass: PassRule::NotWorse,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
             span: Span::SinceStart,
-            pass: PassRule::NotWorse,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
-            span: Span::Sliding,
             pass: PassRule::Shown,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
             span: Span::SinceStart,
             pass: PassRule::Shown,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
             rule: Rule::ConfirmedNext,
-            span: Span::Sliding,
             pass: PassRule::Shown,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
             rule: Rule::ConfirmedFresh,
-            span: Span::Sliding,
             pass: PassRule::Shown,
-            clustered: false,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
-            span: Span::Sliding,
             pass: PassRule::Shown,
             clustered: true,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
             rule: Rule::ConfirmedNext,
-            span: Span::Sliding,
             pass: PassRule::Shown,
             clustered: true,
+            ..Config::now()
         },
         Config {
-            schedule: SCHEDULE,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
             rule: Rule::ConfirmedNext,
             span: Span::SinceStart,
             pass: PassRule::Shown,
             clustered: true,
+            ..Config::now()
         },
         Config {
             schedule: FORTY_SECONDS,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
-            span: Span::Sliding,
-            pass: PassRule::NotWorse,
-            clustered: false,
+            ..Config::now()
         },
         Config {
             schedule: FIFTY_SECONDS,
-            judge: Judge::default(),
-            metrics: shipped_metrics(),
-            rule: Rule::ConfirmedOrDecisive,
-            span: Span::Sliding,
-            pass: PassRule::NotWorse,
-            clustered: false,
+            ..Config::now()
         },
     ]
 }

@@ -7,7 +7,7 @@
 //! rule and the evidence as a JSON string. A later record replaces the analysis' properties and
 //! its MetricVerdicts in one transaction.
 
-use super::rca::finish;
+use super::rca::{finish, payloads};
 use super::{BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_in};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
@@ -16,17 +16,6 @@ use deploygraph_model::{
     CanaryAnalysis, Environment, MetricVerdict, NewCanaryAnalysis, ServiceName, ServiceRef, Uid,
 };
 use neo4rs::{BoltType, Query, Txn, query};
-
-fn payloads(rows: &[neo4rs::Row], operation: &'static str) -> Result<Vec<CanaryAnalysis>> {
-    let dec = decode_failed(operation);
-    rows.iter()
-        .map(|row| {
-            let uid: String = row.get("uid").map_err(&dec)?;
-            let payload: String = row.get("payload").map_err(&dec)?;
-            decode(&uid, &payload)
-        })
-        .collect()
-}
 
 fn analysis_props(a: &CanaryAnalysis) -> Result<BoltType> {
     Ok(map(vec![

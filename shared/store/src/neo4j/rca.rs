@@ -14,7 +14,8 @@ use deploygraph_model::{
 use neo4rs::{BoltType, Query, Txn, query};
 use std::collections::BTreeMap;
 
-fn payloads<T: serde::de::DeserializeOwned>(
+/// The `uid, payload` rows of a read, decoded.
+pub(super) fn payloads<T: serde::de::DeserializeOwned>(
     rows: &[neo4rs::Row],
     operation: &'static str,
 ) -> Result<Vec<T>> {

@@ -7,7 +7,7 @@
 //! deployment's `status` (and its payload's) to `rolled_back` in the same transaction, and
 //! enqueues the deployment's follow-up there when the status changed (attribution reads it).
 
-use super::rca::finish;
+use super::rca::{finish, payloads};
 use super::{BACKEND, Neo4jStore, decode_failed, failed, map, opt_str, rows_in};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
@@ -16,17 +16,6 @@ use deploygraph_model::{
     Deployment, DeploymentStatus, Environment, NewRollback, Rollback, ServiceName, ServiceRef, Uid,
 };
 use neo4rs::{BoltType, Query, Txn, query};
-
-fn payloads(rows: &[neo4rs::Row], operation: &'static str) -> Result<Vec<Rollback>> {
-    let dec = decode_failed(operation);
-    rows.iter()
-        .map(|row| {
-            let uid: String = row.get("uid").map_err(&dec)?;
-            let payload: String = row.get("payload").map_err(&dec)?;
-            decode(&uid, &payload)
-        })
-        .collect()
-}
 
 fn rollback_props(r: &Rollback) -> Result<BoltType> {
     Ok(map(vec![

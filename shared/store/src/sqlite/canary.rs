@@ -4,7 +4,7 @@
 use super::rca::uid_list;
 use super::{backend_error, exec, follow_up};
 use crate::error::{Error, Result};
-use crate::payload::{decode, encode};
+use crate::payload::{decode, decode_all, encode};
 use crate::types::{CanaryFilter, CanaryOutcome, RecordKind};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
@@ -143,12 +143,6 @@ pub(super) fn record_canary_analysis(
     })
 }
 
-fn decode_all(rows: Vec<(String, String)>) -> Result<Vec<CanaryAnalysis>> {
-    rows.iter()
-        .map(|(uid, payload)| decode(uid, payload))
-        .collect()
-}
-
 pub(super) fn canary_analyses(
     conn: &Connection,
     deployments: &[Uid],
@@ -168,7 +162,7 @@ pub(super) fn canary_analyses(
                 .collect()
         })
         .map_err(backend_error("read canary analyses"))?;
-    decode_all(rows)
+    decode_all(&rows)
 }
 
 pub(super) fn list_canary_analyses(
@@ -217,5 +211,5 @@ pub(super) fn list_canary_analyses(
             .collect()
         })
         .map_err(backend_error("list canary analyses"))?;
-    decode_all(rows)
+    decode_all(&rows)
 }

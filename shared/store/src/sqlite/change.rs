@@ -3,7 +3,7 @@
 
 use super::{BACKEND, backend_error, exec, follow_up, rca};
 use crate::error::Result;
-use crate::payload::{decode, encode};
+use crate::payload::{decode, decode_all, encode};
 use crate::types::{ChangeFilter, ChangeOutcome};
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
@@ -106,12 +106,6 @@ fn read_change(conn: &Connection, uid: &str) -> Result<Option<Change>> {
 
 pub(super) fn get_change(conn: &Connection, uid: &Uid) -> Result<Option<Change>> {
     read_change(conn, uid.as_str())
-}
-
-fn decode_all(rows: &[(String, String)]) -> Result<Vec<Change>> {
-    rows.iter()
-        .map(|(uid, payload)| decode(uid, payload))
-        .collect()
 }
 
 fn pairs(

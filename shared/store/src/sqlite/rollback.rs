@@ -6,7 +6,7 @@
 use super::rca::uid_list;
 use super::{backend_error, exec, follow_up};
 use crate::error::{Error, Result};
-use crate::payload::{decode, encode};
+use crate::payload::{decode, decode_all, encode};
 use crate::types::{RecordKind, RollbackFilter, RollbackOutcome};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
@@ -191,12 +191,6 @@ pub(super) fn record_rollback(conn: &mut Connection, new: &NewRollback) -> Resul
     })
 }
 
-fn decode_all(rows: Vec<(String, String)>) -> Result<Vec<Rollback>> {
-    rows.iter()
-        .map(|(uid, payload)| decode(uid, payload))
-        .collect()
-}
-
 pub(super) fn rollbacks(conn: &Connection, deployments: &[Uid]) -> Result<Vec<Rollback>> {
     if deployments.is_empty() {
         return Ok(Vec::new());
@@ -213,7 +207,7 @@ pub(super) fn rollbacks(conn: &Connection, deployments: &[Uid]) -> Result<Vec<Ro
                 .collect()
         })
         .map_err(backend_error("read rollbacks"))?;
-    decode_all(rows)
+    decode_all(&rows)
 }
 
 pub(super) fn list_rollbacks(conn: &Connection, filter: &RollbackFilter) -> Result<Vec<Rollback>> {
@@ -258,5 +252,5 @@ pub(super) fn list_rollbacks(conn: &Connection, filter: &RollbackFilter) -> Resu
             .collect()
         })
         .map_err(backend_error("list rollbacks"))?;
-    decode_all(rows)
+    decode_all(&rows)
 }

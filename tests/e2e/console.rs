@@ -2,9 +2,12 @@
 //! installed by `scripts/test`) against a running server with data recorded through the API:
 //! each page renders the recorded facts, the timeline filters, the ask box answers, a
 //! `<script>` in an alert annotation is shown as text, and the pages work with a read token
-//! configured (and say so without it). Screenshots of each page go to
+//! configured (and say so without it); driven with the keyboard and the mouse, the ask box
+//! answers, a suspect is confirmed (refused without the token), and a deployment shows the
+//! alerts attributed to it, the chaos runs against it and its neighbourhood. Screenshots of each page go to
 //! `DEPLOYGRAPH_SCREENSHOTS` when it is set (the README's are made that way).
 
+use crate::browser::{Browser, chromium};
 use crate::support::{
     Server, firing, rfc3339 as at, run, sqlite_uri, succeeded, temp_path, unique,
 };
@@ -15,15 +18,6 @@ use std::process::Command;
 const TOKEN: &str = "c0ns0le-write";
 const READ_TOKEN: &str = "c0ns0le-read";
 const HOSTILE: &str = "<script>window.pwned=1</script><img src=x onerror=alert(1)>";
-
-fn chromium() -> &'static str {
-    const PATH: &str = "/usr/bin/chromium";
-    assert!(
-        Path::new(PATH).exists(),
-        "{PATH} is missing: run through scripts/test, which installs Debian's chromium"
-    );
-    PATH
-}
 
 fn browser(extra: &[&str], url: &str) -> std::process::Output {
     let profile = temp_path("chromium-profile");
@@ -144,6 +138,52 @@ fn world(server: &Server) -> (String, String) {
     (service, fingerprint)
 }
 
+/// The uid of the alert's top suspect, as `query suspects` says.
+fn top_suspect(base: &str, fingerprint: &str) -> String {
+    let suspects: serde_json::Value = serde_json::from_str(
+        &String::from_utf8(
+            run(&[
+                "query",
+                "suspects",
+                "--alert",
+                fingerprint,
+                "--server",
+                base,
+                "--output",
+                "json",
+            ])
+            .stdout,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    suspects["suspects"][0]["uid"].as_str().unwrap().to_owned()
+}
+
+/// `curl` with the write token: the status code.
+fn send(method: &str, url: &str, body: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            method,
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            url,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn the_console_shows_the_graph_in_a_real_browser() {
     let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
@@ -182,28 +222,12 @@ fn the_console_shows_the_graph_in_a_real_browser() {
 
     // A dependency's deployment, toggled in.
     let db = unique("shopdb");
-    let put = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            &format!("Authorization: Bearer {TOKEN}"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &format!(
-                r#"{{"namespace": "prod", "environment": "production", "depends_on": ["{db}"]}}"#
-            ),
-            &format!("{base}/v1/services/{service}/dependencies"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&put.stdout), "200");
+    let put = send(
+        "PUT",
+        &format!("{base}/v1/services/{service}/dependencies"),
+        &format!(r#"{{"namespace": "prod", "environment": "production", "depends_on": ["{db}"]}}"#),
+    );
+    assert_eq!(put, "200");
     let image = format!("ghcr.io/acme/{db}:v9@sha256:{}", "c".repeat(64));
     let started = at(Utc::now() - Duration::minutes(20));
     succeeded(&[
@@ -280,24 +304,7 @@ fn the_console_shows_the_graph_in_a_real_browser() {
     screenshot(&url, "incident");
 
     // The deployment: its diff, image and what it follows.
-    let suspects: serde_json::Value = serde_json::from_str(
-        &String::from_utf8(
-            run(&[
-                "query",
-                "suspects",
-                "--alert",
-                fingerprint.as_str(),
-                "--server",
-                base.as_str(),
-                "--output",
-                "json",
-            ])
-            .stdout,
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let uid = suspects["suspects"][0]["uid"].as_str().unwrap().to_owned();
+    let uid = top_suspect(base, &fingerprint);
     let url = format!("{base}/#/deployment/{uid}");
     let deployment = page(&url);
     assert!(
@@ -309,7 +316,6 @@ fn the_console_shows_the_graph_in_a_real_browser() {
         deployment.contains("Follows") && deployment.contains("#/deployment/deployment-"),
         "{deployment}"
     );
-    screenshot(&url, "deployment");
 
     // The ask box: how the question was understood, the answer, the Cypher.
     let url = format!("{base}/#/ask?q=which%20deploy%20caused%20the%20{service}%20alert%3F");
@@ -363,4 +369,151 @@ fn the_console_reads_with_the_token_it_is_given() {
         headers.contains("content-security-policy: default-src 'none'; script-src 'self'"),
         "{headers}"
     );
+}
+
+#[test]
+fn the_console_is_used_with_the_keyboard_and_the_mouse() {
+    let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
+    let (service, fingerprint) = world(&server);
+    let base = &server.url;
+    let release = top_suspect(base, &fingerprint);
+    let chaos = format!(
+        r#"{{"scenario": "pod-delete", "experiment": "pod-delete", "verdict": "Pass", "phase": "Completed",
+            "target": {{"name": "{service}", "namespace": "prod", "environment": "production"}},
+            "started_at": "{}", "ended_at": "{}", "probe_success_pct": 100, "against": "{release}"}}"#,
+        at(Utc::now() - Duration::minutes(55)),
+        at(Utc::now() - Duration::minutes(54)),
+    );
+    assert_eq!(
+        send("POST", &format!("{base}/v1/chaos/runs"), &chaos),
+        "201"
+    );
+
+    let mut browser = Browser::open(&format!("{base}/#/"));
+    let services = browser.ready();
+    assert!(services.contains(&format!(">{service}</a>")), "{services}");
+
+    // A question typed into the ask box and sent with Enter.
+    browser.click("#ask-q");
+    browser.leave();
+    browser.type_text(&format!("which deploy caused the {service} alert?"));
+    browser.enter();
+    let answer = browser.ready();
+    assert!(
+        browser.location().contains("#/ask?q=which+deploy+caused"),
+        "{}",
+        browser.location()
+    );
+    assert!(
+        answer.contains("Understood as") && answer.contains("v1.1.0"),
+        "{answer}"
+    );
+
+    // The answer's alert, followed with the mouse: its neighbourhood in the graph.
+    browser.leave();
+    browser.click("#answer a");
+    let alert = browser.ready();
+    assert!(alert.contains("ShopErrors"), "{alert}");
+    let graph = section(&alert, "id=\"graph\"", "</svg>");
+    assert!(
+        graph.contains("FIRED_ON") && graph.contains("TRIGGERS 0.") && graph.contains(&service),
+        "{graph}"
+    );
+    assert!(
+        graph.contains(&format!("href=\"#/deployment/{release}\"")),
+        "{graph}"
+    );
+
+    // Confirming the top suspect needs the token: refused without it, recorded with it.
+    browser.prompt_answer = Some("oncall-sre".to_owned());
+    browser.leave();
+    browser.click("#main table button");
+    let refused = browser.ready();
+    assert_eq!(browser.dialogs.len(), 2, "{:?}", browser.dialogs);
+    assert!(
+        browser.dialogs[1].contains("The verdict was not recorded"),
+        "{:?}",
+        browser.dialogs
+    );
+    assert!(!refused.contains("confirmed by"), "{refused}");
+    browser.prompt_answer = Some(TOKEN.to_owned());
+    browser.leave();
+    browser.click("#token-button");
+    browser.ready();
+    browser.prompt_answer = Some("oncall-sre".to_owned());
+    browser.leave();
+    browser.click("#main table button");
+    let reviewed = browser.ready();
+    assert!(reviewed.contains("confirmed by oncall-sre"), "{reviewed}");
+    if let Ok(dir) = std::env::var("DEPLOYGRAPH_SCREENSHOTS") {
+        browser.screenshot(&Path::new(&dir).join("alert-reviewed.png"));
+    }
+    assert!(
+        section(&reviewed, "id=\"graph\"", "</svg>").contains("CAUSED · TRIGGERS"),
+        "{reviewed}"
+    );
+
+    // The suspect's page: the alerts attributed to it, the chaos run against it, its graph.
+    browser.leave();
+    browser.click("a[href^='#/deployment/']");
+    let deployment = browser.ready();
+    let attributed = section(&deployment, "id=\"attributed\"", "</table>");
+    assert!(
+        attributed.contains("ShopErrors")
+            && attributed.contains("#1 of ")
+            && attributed.contains("confirmed by oncall-sre"),
+        "{deployment}"
+    );
+    assert!(
+        deployment.contains("Chaos runs against it") && deployment.contains("pod-delete"),
+        "{deployment}"
+    );
+    let images = section(&deployment, "id=\"image-changes\"", "</table>");
+    assert!(
+        images.contains(&format!("{service}:v1.0.0@"))
+            && images.contains(&format!("{service}:v1.1.0@"))
+            && images.contains(">removed<")
+            && images.contains(">added<"),
+        "the image diff against the deployment it follows: {images}"
+    );
+    if let Ok(dir) = std::env::var("DEPLOYGRAPH_SCREENSHOTS") {
+        browser.screenshot(&Path::new(&dir).join("deployment.png"));
+    }
+    let graph = section(&deployment, "id=\"graph\"", "</svg>");
+    for edge in [
+        "DEPLOYS",
+        "FOLLOWS",
+        "BUILT_FROM",
+        "RUNS",
+        "CHANGED",
+        "TRIGGERS 0.",
+        "AGAINST",
+    ] {
+        assert!(graph.contains(edge), "{edge}: {graph}");
+    }
+
+    // From the graph to the service's timeline, and a kind unticked with the mouse.
+    browser.leave();
+    browser.click("#graph a[href^='#/service/']");
+    let timeline = browser.ready();
+    assert!(
+        timeline.contains("v1.0.0") && timeline.contains("ShopErrors fired"),
+        "{timeline}"
+    );
+    browser.leave();
+    browser.click("input[data-kind='deployment']");
+    let alerts_only = browser.ready();
+    assert!(
+        !alerts_only.contains("v1.0.0") && alerts_only.contains("ShopErrors fired"),
+        "{alerts_only}"
+    );
+}
+
+/// The part of `html` from the attribute `marker` to the first `end` after it.
+fn section<'a>(html: &'a str, marker: &str, end: &str) -> &'a str {
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {html}"));
+    let rest = &html[start..];
+    rest.find(end).map_or(rest, |e| &rest[..e + end.len()])
 }

@@ -7,6 +7,7 @@
 mod alerts;
 mod argo;
 mod ask;
+mod browser;
 mod canary;
 mod canary_history;
 mod canary_hooks;

@@ -421,6 +421,13 @@ impl GraphStore for Timed {
         self.time("top_triggers", self.inner.top_triggers(alerts))
             .await
     }
+    async fn triggered_by(
+        &self,
+        subjects: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::SubjectTrigger>> {
+        self.time("triggered_by", self.inner.triggered_by(subjects))
+            .await
+    }
     async fn get_deployments(
         &self,
         uids: &[Uid],

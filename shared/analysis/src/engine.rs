@@ -151,6 +151,7 @@ async fn gather(
         until: Some(start),
         limit: 10,
         cursor: None,
+        against: None,
     };
     let (deployments, changes, runs) = tokio::try_join!(
         store.deployments_between(&uids, earliest, start),

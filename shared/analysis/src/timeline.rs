@@ -602,6 +602,7 @@ pub async fn timeline(
                 until: Some(to),
                 limit: limit + 1,
                 cursor: after,
+                against: None,
             })
             .await?;
         listings.push(Listed::of(

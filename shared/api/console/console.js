@@ -292,14 +292,14 @@
       const diff = rows.length === 0 ? "–" : el("ul", { class: "plain diff" }, rows.map((x) => el("li", {},
         el("code", {}, x.path), ": ", el("code", {}, x.before === undefined || x.before === null ? "–" : x.before), " → ",
         el("code", {}, x.after === undefined || x.after === null ? "–" : x.after))));
-      const review = s.verdict
+      const reviewed = s.verdict
         ? el("span", { class: s.verdict.verdict === "confirmed" ? "pass" : "fail" }, s.verdict.verdict + " by " + s.verdict.by)
         : canReview ? [
           el("button", { type: "button", onclick: () => review(fingerprint, s.uid, "confirmed") }, "Confirm"), " ",
           el("button", { type: "button", onclick: () => review(fingerprint, s.uid, "rejected") }, "Reject")] : "–";
       return [String(i + 1), el("div", {}, badge(s.subject), " ", title),
         el("div", {}, percent(s.confidence_score), el("div", { class: "bar" }, el("span", { style: "width:" + Math.round(100 * (s.confidence_score || 0)) + "%" }))),
-        el("ul", { class: "plain" }, (s.reasons || []).map((r) => el("li", {}, r))), diff, review];
+        el("ul", { class: "plain" }, (s.reasons || []).map((r) => el("li", {}, r))), diff, reviewed];
     }));
   }
 
@@ -332,20 +332,73 @@
         ? el("p", { class: "muted", id: "no-suspects" }, "No recorded change is a suspect.")
         : suspectsTable(a.fingerprint, v.suspects, true),
       el("p", { class: "muted" }, "Unexplained by any recorded change: " + percent(v.unexplained)),
+      el("h2", {}, "Neighbourhood"),
+      neighbourhood({ kind: "alert", label: a.name }, alertLinks(v)),
       el("h2", {}, "Labels"),
       table(["Label", "Value"], Object.entries(a.labels || {}).map(([k, val]) => [el("code", {}, k), val])));
   }
 
+  // The alert's relationships: its service, its suspects (and reviewers' verdicts on them), the
+  // chaos run that raised it.
+  function alertLinks(v) {
+    const a = v.alert;
+    const links = [];
+    if (a.service) {
+      links.push({ dir: "out", rel: "FIRED_ON", kind: "service", label: a.service + (a.environment ? " · " + a.environment : ""),
+        href: "#/service/" + encodeURIComponent(a.service) + q({ environment: a.environment }) });
+    }
+    for (const s of v.suspects || []) {
+      const d = s.deployment || {};
+      const c = s.change || {};
+      const verdict = s.verdict ? (s.verdict.verdict === "confirmed" ? "CAUSED" : "REJECTED") + " · " : "";
+      links.push(s.subject === "deployment"
+        ? { dir: "in", rel: verdict + "TRIGGERS " + (s.confidence_score || 0).toFixed(2), kind: "deployment",
+          label: (d.service || "") + " " + (d.version || ""), href: "#/deployment/" + encodeURIComponent(s.uid) }
+        : { dir: "in", rel: verdict + "TRIGGERS " + (s.confidence_score || 0).toFixed(2), kind: "change",
+          label: (c.kind || "change") + " on " + ((c.services || []).map((x) => x.name).join(", ") || "–") });
+    }
+    if (v.chaos) {
+      const run = v.chaos.run || {};
+      links.push({ dir: "in", rel: "RAISED", kind: "chaos", label: (run.scenario || run.experiment || v.chaos.run_uid || "chaos run") + (run.verdict ? " · " + run.verdict : "") });
+    }
+    return links;
+  }
+
   async function deploymentPage(uid) {
     document.title = "deploygraph · " + uid;
-    const [dep, canary, snapshot] = await Promise.all([
-      api("/v1/deployments/" + encodeURIComponent(uid)),
-      api("/v1/deployments/" + encodeURIComponent(uid) + "/canary"),
-      api("/v1/deployments/" + encodeURIComponent(uid) + "/snapshot")]);
+    const path = "/v1/deployments/" + encodeURIComponent(uid);
+    const [dep, canary, snapshot, attributed, chaos] = await Promise.all([
+      api(path), api(path + "/canary"), api(path + "/snapshot"), api(path + "/alerts"),
+      api("/v1/chaos/runs" + q({ deployment: uid }))]);
     if (dep.status !== 200) return render(el("h1", {}, uid), failure(dep, "the deployment"));
     const d = dep.body;
+    // The images it replaced: those of the deployment it follows.
+    const previous = d.follows ? await api("/v1/deployments/" + encodeURIComponent(d.follows)) : { status: 0 };
+    const image = (i) => i.repository + (i.tag ? ":" + i.tag : "") + (i.digest ? "@" + i.digest : "");
+    const before = previous.status === 200 ? (previous.body.images || []).map(image) : null;
+    const after = (d.images || []).map(image);
+    const imageChanges = before === null ? [] : [
+      ...before.filter((i) => !after.includes(i)).map((i) => ["removed", i]),
+      ...after.filter((i) => !before.includes(i)).map((i) => ["added", i])];
     const analyses = (canary.status === 200 && canary.body.analyses) || [];
     const rollbacks = (canary.status === 200 && canary.body.rollbacks) || [];
+    const alerts = (attributed.status === 200 && attributed.body.items) || [];
+    const runs = (chaos.status === 200 && chaos.body.items) || [];
+    const snap = snapshot.status === 200 && snapshot.body ? snapshot.body : null;
+    const links = [
+      { dir: "out", rel: "DEPLOYS", kind: "service", label: d.service + " · " + d.environment,
+        href: "#/service/" + encodeURIComponent(d.service) + q({ environment: d.environment, namespace: d.namespace }) },
+      d.follows ? { dir: "out", rel: "FOLLOWS", kind: "deployment", label: d.follows, href: "#/deployment/" + encodeURIComponent(d.follows) } : null,
+      d.commit ? { dir: "out", rel: "BUILT_FROM", kind: "commit", label: d.commit.sha } : null,
+      ...(d.images || []).map((i) => ({ dir: "out", rel: "RUNS", kind: "image", label: i.repository + (i.tag ? ":" + i.tag : "") })),
+      (d.changes || []).length ? { dir: "out", rel: "CHANGED", kind: "change", label: d.changes.length + " config change" + (d.changes.length === 1 ? "" : "s") } : null,
+      ...alerts.map((x) => ({ dir: "out", rel: "TRIGGERS " + (x.confidence_score || 0).toFixed(2), kind: "alert",
+        label: x.alert.name + " (" + when(x.alert.starts_at) + ")", href: "#/alert/" + encodeURIComponent(x.alert.fingerprint) + q({ starts_at: x.alert.starts_at }) })),
+      snap ? { dir: "in", rel: "TAKEN_FOR", kind: "snapshot", label: (snap.verdict || "") + " · " + when(snap.taken_at) } : null,
+      ...runs.map((r) => ({ dir: "in", rel: "AGAINST", kind: "chaos", label: r.scenario + " · " + r.verdict })),
+      ...analyses.map((x) => ({ dir: "in", rel: "ANALYZED", kind: "canary", label: x.verdict + " · " + when(x.decided_at) })),
+      ...rollbacks.map((r) => ({ dir: "in", rel: "UNDID", kind: "rollback", label: "by " + r.by + " · " + when(r.at) })),
+    ].filter(Boolean);
     render(
       el("h1", {}, d.service, " ", d.version || "", " ", badge(d.status)),
       table(["Field", "Value"], [
@@ -359,17 +412,35 @@
         ["uid", el("code", {}, d.uid)]]),
       el("h2", {}, "What changed"),
       changesTable(d.changes),
+      before === null ? null : imageChanges.length === 0
+        ? el("p", { class: "muted", id: "images-unchanged" }, "Same images as the deployment it follows.")
+        : el("div", { id: "image-changes" }, table(["Image", "Against the deployment it follows"],
+          imageChanges.map(([what, i]) => [el("code", {}, i), el("span", { class: what === "added" ? "pass" : "fail" }, what)]))),
       (d.validation || []).length ? [el("h2", {}, "Validation"), table(["Check", "Result", "Message"],
         d.validation.map((x) => [x.name || x.check || "–", badge(x.status || x.result), x.message || ""]))] : null,
       el("h2", {}, "Infra snapshot"),
-      snapshot.status === 200 && snapshot.body
-        ? el("p", {}, badge(snapshot.body.verdict), " taken ", when(snapshot.body.taken_at), " · ", (snapshot.body.checks || []).length, " checks")
+      snap
+        ? el("p", {}, badge(snap.verdict), " taken ", when(snap.taken_at), " · ", (snap.checks || []).length, " checks")
         : el("p", { class: "muted" }, "None taken for it."),
+      el("h2", {}, "Alerts attributed to it"),
+      alerts.length === 0
+        ? el("p", { class: "muted", id: "no-attributed" }, "No alert has it as a suspect.")
+        : el("div", { id: "attributed" }, table(["Alert", "Started", "Status", "Suspect", "Confidence", "Review"], alerts.map((x) => [
+          link("#/alert/" + encodeURIComponent(x.alert.fingerprint) + q({ starts_at: x.alert.starts_at }), x.alert.name),
+          when(x.alert.starts_at), badge(x.alert.status), "#" + x.rank + " of " + x.suspects, percent(x.confidence_score),
+          x.verdict ? el("span", { class: x.verdict.verdict === "confirmed" ? "pass" : "fail" }, x.verdict.verdict + " by " + x.verdict.by) : "–"]))),
+      attributed.status === 200 && attributed.body.truncated ? el("p", { class: "muted" }, "Only the newest alerts are shown.") : null,
+      el("h2", {}, "Chaos runs against it"),
+      runs.length === 0 ? el("p", { class: "muted" }, "None.") : table(["Started", "Scenario", "Verdict", "Probes passed", "Phase"],
+        runs.map((r) => [when(r.started_at), r.scenario, badge(r.verdict),
+          typeof r.probe_success_pct === "number" ? r.probe_success_pct.toFixed(0) + " %" : "–", r.phase])),
       el("h2", {}, "Canary analyses"),
       analyses.length === 0 ? el("p", { class: "muted" }, "None.") : table(["Decided", "Verdict", "Baseline", "Rule"],
         analyses.map((x) => [when(x.decided_at), badge(x.verdict), x.baseline_kind, x.rule])),
       rollbacks.length ? [el("h2", {}, "Rollbacks"), table(["At", "By", "Dry run", "Reason"],
-        rollbacks.map((r) => [when(r.at), r.by, r.dry_run ? "yes" : "no", r.reason]))] : null);
+        rollbacks.map((r) => [when(r.at), r.by, r.dry_run ? "yes" : "no", r.reason]))] : null,
+      el("h2", {}, "Neighbourhood"),
+      neighbourhood({ kind: "deployment", label: d.service + " " + (d.version || d.uid) }, links));
   }
 
   async function askPage(question) {
@@ -403,6 +474,73 @@
       el("pre", { id: "cypher" }, b.cypher.query + "\n\nparams: " + JSON.stringify(b.cypher.params)));
   }
 
+
+  // --- a node's neighbourhood in the graph -------------------------------------------------
+
+  // One node of the graph and the relationships around it, drawn as SVG: the nodes pointing at
+  // it on the left, those it points at on the right, each edge named as in the graph (DEPLOYS,
+  // TRIGGERS, AGAINST…). `links` are {dir: "in"|"out", rel, kind, label, href}; at most
+  // NEIGHBOURS a side are drawn, the rest counted in a last node.
+  const NEIGHBOURS = 12;
+  function neighbourhood(center, links) {
+    const sides = { in: links.filter((l) => l.dir === "in"), out: links.filter((l) => l.dir !== "in") };
+    for (const [dir, list] of Object.entries(sides)) {
+      if (list.length > NEIGHBOURS) {
+        const rest = list.length - (NEIGHBOURS - 1);
+        sides[dir] = list.slice(0, NEIGHBOURS - 1).concat([{ dir, rel: "…", kind: "more", label: rest + " more" }]);
+      }
+    }
+    const W = 260, H = 52, GAP = 170;
+    const rows = Math.max(1, sides.in.length, sides.out.length);
+    const width = 3 * W + 2 * GAP, height = rows * H + 20;
+    const ns = "http://www.w3.org/2000/svg";
+    const make = (tag, attrs, text) => {
+      const node = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      if (text !== undefined) node.textContent = text;
+      return node;
+    };
+    const svg = make("svg", { viewBox: `0 0 ${width} ${height}`, class: "diagram graph", role: "img",
+      "aria-label": "the neighbourhood of " + center.label });
+    const defs = make("defs", {});
+    const marker = make("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    marker.appendChild(make("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#9aa4af" }));
+    defs.appendChild(marker);
+    svg.appendChild(defs);
+    const fills = { deployment: "#eaf1fb", service: "#eef4fb", alert: "#fde8e7", change: "#f1edfd", chaos: "#fef0e6",
+      canary: "#e7f6ee", snapshot: "#f4f6f8", rollback: "#fde8e7", commit: "#f4f6f8", image: "#f4f6f8", more: "#ffffff" };
+    const box = (n, x, y, cls) => {
+      const g = make("g", { class: "node " + (n.kind || "") + (cls ? " " + cls : ""), "data-kind": n.kind || "" });
+      g.appendChild(make("rect", { x, y, width: W, height: 40, rx: 8, fill: fills[n.kind] || "#f4f6f8", stroke: cls ? "#0b5cad" : "#9aa4af",
+        "stroke-width": cls ? 2 : 1 }));
+      const label = String(n.label || "");
+      g.appendChild(make("text", { x: x + W / 2, y: y + 17, "text-anchor": "middle", class: "kind" }, n.kind || ""));
+      g.appendChild(make("text", { x: x + W / 2, y: y + 33, "text-anchor": "middle", class: "node" },
+        label.length > 32 ? label.slice(0, 31) + "…" : label));
+      const title = make("title", {}, (n.kind ? n.kind + ": " : "") + label);
+      g.appendChild(title);
+      if (!n.href) return g;
+      const a = make("a", { href: n.href });
+      a.appendChild(g);
+      return a;
+    };
+    const cy = height / 2 - 20;
+    const cx = W + GAP;
+    for (const [dir, list] of Object.entries(sides)) {
+      list.forEach((n, i) => {
+        const x = dir === "in" ? 0 : 2 * (W + GAP);
+        const y = 10 + i * H + (rows - list.length) * H / 2;
+        const [x1, y1, x2, y2] = dir === "in" ? [x + W, y + 20, cx, cy + 20] : [cx + W, cy + 20, x, y + 20];
+        svg.appendChild(make("line", { x1, y1, x2, y2, stroke: "#9aa4af", "stroke-width": 1.5, "marker-end": "url(#arrow)",
+          "stroke-dasharray": n.dashed ? "5 4" : "" }));
+        const lx = dir === "in" ? x1 + 8 : x2 - 8;
+        svg.appendChild(make("text", { x: lx, y: (dir === "in" ? y1 : y2) - 5, "text-anchor": dir === "in" ? "start" : "end", class: "edge" }, n.rel));
+        svg.appendChild(box(n, x, y));
+      });
+    }
+    svg.appendChild(box(center, cx, cy, "center"));
+    return el("div", { id: "graph" }, svg);
+  }
 
   // --- the incident review, and its diagram ------------------------------------------------
 

@@ -341,6 +341,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/deployments/{uid}/canary",
             get(canary::deployment_analyses),
         )
+        .route("/v1/deployments/{uid}/alerts", get(rca::deployment_alerts))
         .route("/v1/services/{name}/resilience", get(rca::resilience))
         .route(
             "/v1/services/{name}/summaries",

@@ -114,6 +114,7 @@ impl ToSchema for JsonObject {
         crate::rca::resilience,
         crate::canary::record_analysis,
         crate::canary::deployment_analyses,
+        crate::rca::deployment_alerts,
         crate::summaries::record_summary,
         crate::summaries::service_summaries,
         crate::canary::judge::judge,

@@ -315,6 +315,80 @@ pub(crate) async fn suspects(
     Ok(Json(view.map_err(store_error(&state))?).into_response())
 }
 
+/// The most alerts `GET /v1/deployments/{uid}/alerts` returns (newest first).
+const ATTRIBUTED_ALERTS_MAX: usize = 200;
+
+/// `GET /v1/deployments/{uid}/alerts`: the alerts the deployment is a suspect of.
+#[utoipa::path(get, path = "/v1/deployments/{uid}/alerts", tag = "alerts",
+    params(("uid" = String, Path, description = "A deployment's uid")),
+    responses(
+        (status = 200, description = "`{deployment, items: [{alert, confidence_score, reasons, rank, suspects, computed_at, verdict}], truncated}`: the alerts attributed to the deployment (TRIGGERS from it), newest first, at most 200; `rank` is its place among the alert's `suspects` (1 = top suspect) and `verdict` a reviewer's verdict on it for that alert, or null", body = crate::openapi::JsonObject),
+        (status = 404, description = "No such deployment", body = crate::openapi::ErrorBody),
+    ))]
+pub(crate) async fn deployment_alerts(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let Ok(parsed) = Uid::parse(&uid) else {
+        return Err(ApiError::not_found(format!("no deployment {uid:?}")));
+    };
+    let started = Instant::now();
+    let found = state.store.get_deployment(&parsed).await;
+    state.metrics.store_call("get_deployment", started);
+    if found.map_err(store_error(&state))?.is_none() {
+        return Err(ApiError::not_found(format!("no deployment {uid:?}")));
+    }
+    let started = Instant::now();
+    let triggers = state
+        .store
+        .triggered_by(std::slice::from_ref(&parsed))
+        .await;
+    state.metrics.store_call("triggered_by", started);
+    let triggers = triggers.map_err(store_error(&state))?;
+    let store = state.store.as_ref();
+    let alerts = futures::future::try_join_all(
+        triggers
+            .iter()
+            .map(|t| store.get_alert(&t.trigger.alert_uid)),
+    )
+    .await
+    .map_err(store_error(&state))?;
+    let uids: Vec<Uid> = triggers
+        .iter()
+        .map(|t| t.trigger.alert_uid.clone())
+        .collect();
+    let verdicts = store.verdicts(&uids).await.map_err(store_error(&state))?;
+    let mut items: Vec<(Alert, serde_json::Value)> = triggers
+        .into_iter()
+        .zip(alerts)
+        .filter_map(|(t, alert)| {
+            let alert = alert?;
+            let verdict = verdicts
+                .iter()
+                .find(|v| v.alert_uid == alert.uid && v.subject_uid == parsed);
+            let item = json!({
+                "alert": alert,
+                "confidence_score": t.trigger.confidence_score,
+                "reasons": t.trigger.reasons,
+                "rank": t.rank,
+                "suspects": t.suspects,
+                "computed_at": t.trigger.computed_at,
+                "verdict": verdict,
+            });
+            Some((alert, item))
+        })
+        .collect();
+    items.sort_by(|(a, _), (b, _)| {
+        b.starts_at
+            .cmp(&a.starts_at)
+            .then_with(|| a.uid.cmp(&b.uid))
+    });
+    let truncated = items.len() > ATTRIBUTED_ALERTS_MAX;
+    items.truncate(ATTRIBUTED_ALERTS_MAX);
+    let items: Vec<serde_json::Value> = items.into_iter().map(|(_, item)| item).collect();
+    Ok(Json(json!({"deployment": parsed, "items": items, "truncated": truncated})).into_response())
+}
+
 /// `POST /v1/alerts/{fingerprint}/attribution`: recompute, then the suspects.
 #[utoipa::path(post, path = "/v1/alerts/{fingerprint}/attribution", tag = "alerts",
     params(("fingerprint" = deploygraph_model::schema::Fingerprint, Path), OccurrenceParams),
@@ -703,6 +777,9 @@ pub(crate) struct ChaosListParams {
     /// Only runs in this environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Only runs against this deployment (its uid).
+    #[param(value_type = Option<deploygraph_model::schema::DeploymentUid>)]
+    deployment: Option<String>,
     /// Most runs (default 100).
     #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
@@ -711,7 +788,7 @@ pub(crate) struct ChaosListParams {
     cursor: Option<String>,
 }
 
-/// `GET /v1/chaos/runs?service=&environment=&limit=&cursor=`: newest first.
+/// `GET /v1/chaos/runs?service=&environment=&deployment=&limit=&cursor=`: newest first.
 #[utoipa::path(get, path = "/v1/chaos/runs", tag = "chaos",
     params(ChaosListParams),
     responses((status = 200, description = "A page of runs, newest first: `{items, truncated, next_cursor}`", body = crate::openapi::ListPage)))]
@@ -740,10 +817,17 @@ pub(crate) async fn list_chaos_runs(
         }
         None => Vec::new(),
     };
+    let against = match p.deployment.as_deref() {
+        Some(uid) => Some(
+            Uid::parse_deployment(uid).map_err(|e| ApiError::invalid("deployment", e.message))?,
+        ),
+        None => None,
+    };
     let runs = state
         .store
         .list_chaos_runs(&deploygraph_store::ChaosFilter {
             services,
+            against,
             limit: size + 1,
             cursor: after,
             ..deploygraph_store::ChaosFilter::default()

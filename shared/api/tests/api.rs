@@ -776,6 +776,12 @@ impl GraphStore for DownStore {
     async fn top_triggers(&self, _: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
         Err(down())
     }
+    async fn triggered_by(
+        &self,
+        _: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::SubjectTrigger>> {
+        Err(down())
+    }
     async fn get_deployments(&self, _: &[Uid]) -> deploygraph_store::Result<Vec<StoredDeployment>> {
         Err(down())
     }

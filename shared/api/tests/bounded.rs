@@ -641,6 +641,12 @@ impl GraphStore for GatedStore {
     async fn top_triggers(&self, alerts: &[Uid]) -> deploygraph_store::Result<Vec<Trigger>> {
         self.inner.top_triggers(alerts).await
     }
+    async fn triggered_by(
+        &self,
+        subjects: &[Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::SubjectTrigger>> {
+        self.inner.triggered_by(subjects).await
+    }
     async fn get_deployments(
         &self,
         uids: &[Uid],

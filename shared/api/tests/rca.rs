@@ -258,6 +258,37 @@ async fn suspects_rank_recent_deployments_and_dependencies(store: Arc<dyn GraphS
     );
     let (status, _) = get(&app, "/v1/alerts/no-such-fingerprint/suspects").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Seen from each suspect: the alert, its place among the suspects, the same confidence.
+    let suspects = view["suspects"].as_array().unwrap();
+    for (i, suspect) in suspects.iter().enumerate() {
+        let uid = suspect["deployment"]["uid"].as_str().unwrap();
+        let (status, attributed) = get(&app, &format!("/v1/deployments/{uid}/alerts")).await;
+        assert_eq!(status, StatusCode::OK, "{attributed}");
+        assert_eq!(attributed["deployment"], uid);
+        assert_eq!(attributed["truncated"], false);
+        let items = attributed["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{attributed}");
+        assert_eq!(items[0]["alert"]["fingerprint"], fp.as_str());
+        assert_eq!(items[0]["rank"], i + 1, "{attributed}");
+        assert_eq!(items[0]["suspects"], suspects.len());
+        assert_eq!(items[0]["confidence_score"], suspect["confidence_score"]);
+        assert_eq!(items[0]["reasons"], suspect["reasons"]);
+        assert_eq!(items[0]["verdict"], Value::Null);
+    }
+    // A reviewer's verdict shows on the deployment's side too.
+    let (status, out) = post(
+        &app,
+        &format!("/v1/alerts/{fp}/suspects/{new}/verdict"),
+        &json!({"verdict": "confirmed", "by": "oncall"}),
+    )
+    .await;
+    assert!(status.is_success(), "{out}");
+    let (_, attributed) = get(&app, &format!("/v1/deployments/{new}/alerts")).await;
+    assert_eq!(attributed["items"][0]["verdict"]["verdict"], "confirmed");
+    assert_eq!(attributed["items"][0]["verdict"]["by"], "oncall");
+    let (status, _) = get(&app, "/v1/deployments/deployment-none/alerts").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 async fn a_deployment_reported_after_its_alert_is_attributed(store: Arc<dyn GraphStore>) {
@@ -325,6 +356,24 @@ async fn chaos_in_progress_takes_the_blame(store: Arc<dyn GraphStore>) {
         (StatusCode::OK, Some(1)),
         "{listed}"
     );
+    // A run against a release is listed for that release only.
+    let release = record(&app, &deployment(&svc, -1, 7, "succeeded", json!([]))).await;
+    let mut against = run.clone();
+    against["uid"] = json!(deploygraph_model::Uid::derive("chaos-run", &[&unique("run")]).as_str());
+    against["against"] = json!(release);
+    let (status, out) = post(&app, "/v1/chaos/runs", &against).await;
+    assert_eq!(status, StatusCode::CREATED, "{out}");
+    let (status, listed) = get(&app, &format!("/v1/chaos/runs?deployment={release}")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let uids: Vec<&Value> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["uid"])
+        .collect();
+    assert_eq!(uids, vec![&against["uid"]], "{listed}");
+    let (status, out) = get(&app, "/v1/chaos/runs?deployment=").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
     let (status, trend) = get(&app, &format!("/v1/services/{svc}/resilience")).await;
     assert_eq!(status, StatusCode::OK, "{trend}");
     assert_eq!(trend["runs"][0]["scenario"], "pod-delete");

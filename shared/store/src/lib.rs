@@ -44,8 +44,8 @@ pub use types::{
     ChaosFilter, Cursor, DeploymentFilter, FilterParams, KEY_HISTORY_MAX_LIMIT,
     KEY_HISTORY_MAX_PATHS, KeyHistory, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
     RollbackFilter, RollbackOutcome, ServiceHistory, ServiceSummary, StoredAttribution,
-    StoredDeployment, SummaryFilter, SummaryOutcome, TopologyMode, TopologyUpdate, VerdictOutcome,
-    is_blamed,
+    StoredDeployment, SubjectTrigger, SummaryFilter, SummaryOutcome, TopologyMode, TopologyUpdate,
+    VerdictOutcome, is_blamed,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -367,6 +367,14 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn top_triggers(&self, alerts: &[Uid]) -> Result<Vec<Trigger>>;
+
+    /// The TRIGGERS relationships from these subjects (deployments or changes), each with its
+    /// rank among its alert's suspects, in one query: ordered by subject uid, then confidence
+    /// (highest first), then alert uid. Unknown uids are left out.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn triggered_by(&self, subjects: &[Uid]) -> Result<Vec<SubjectTrigger>>;
 
     /// The deployments with these uids, with their FOLLOWS links, in one query; unknown uids
     /// are left out. Ordered by uid.

@@ -456,6 +456,8 @@ pub struct AlertFilter {
 pub struct ChaosFilter {
     /// Only runs that targeted one of these services (uids); all when empty.
     pub services: Vec<Uid>,
+    /// Only runs AGAINST this deployment.
+    pub against: Option<Uid>,
     /// Only runs still active at or after this time (ended after it, or not ended).
     pub since: Option<DateTime<Utc>>,
     /// Only runs started at or before this time.
@@ -478,6 +480,19 @@ pub struct StoredAttribution {
     pub chaos_run: Option<Uid>,
     /// Why the chaos run.
     pub chaos_reason: Option<String>,
+}
+
+/// A TRIGGERS relationship seen from its subject (a deployment or a change): the alert it is
+/// a suspect of, how it ranks among that alert's suspects, and how many there are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectTrigger {
+    /// The relationship, as [`GraphStore::attribution`](crate::GraphStore::attribution) reads it.
+    pub trigger: Trigger,
+    /// The subject's place among the alert's suspects, 1 for the top one (ranked as
+    /// [`GraphStore::attribution`](crate::GraphStore::attribution) ranks them).
+    pub rank: u32,
+    /// How many suspects the alert has.
+    pub suspects: u32,
 }
 
 /// A deployment with the figures attribution's history component needs.

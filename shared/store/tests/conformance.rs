@@ -1247,10 +1247,36 @@ async fn chaos_runs_are_updated_in_place_and_raise_alerts(store: Arc<dyn GraphSt
         until: Some(minute(until)),
         limit: 10,
         cursor: None,
+        against: None,
     };
     assert_eq!(
         store.list_chaos_runs(&filter(5, 5)).await.unwrap(),
         vec![done.clone()]
+    );
+    // Runs AGAINST a deployment: only its own.
+    let release = Deployment::test().service(&service).build();
+    store
+        .record_deployments(vec![release.clone()])
+        .await
+        .unwrap();
+    let mut against = ChaosRun::test(&unique("run"), &service, 1, Some(3));
+    against.against = Some(release.uid.clone());
+    store.record_chaos_run(&against).await.unwrap();
+    let of = |uid: &deploygraph_model::Uid| ChaosFilter {
+        against: Some(uid.clone()),
+        limit: 10,
+        ..ChaosFilter::default()
+    };
+    assert_eq!(
+        store.list_chaos_runs(&of(&release.uid)).await.unwrap(),
+        vec![against.clone()]
+    );
+    assert!(
+        store
+            .list_chaos_runs(&of(&deploygraph_model::Uid::from_stored("deployment-none")))
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert!(
         store
@@ -2004,6 +2030,73 @@ async fn top_triggers_rank_like_the_attribution(store: Arc<dyn GraphStore>) {
     assert_eq!(winner(&alerts[2]), Some((smaller, 0.5)));
     assert_eq!(winner(&alerts[3]), None);
     assert!(store.top_triggers(&[]).await.unwrap().is_empty());
+
+    // Seen from the suspects: a change suspected of the last alert too; each subject's place
+    // among its alert's suspects is its place in the attribution.
+    let change = Change::test().service(&service).at_minute(8).build();
+    store.record_changes(vec![change.clone()]).await.unwrap();
+    store
+        .replace_attribution(
+            &alerts[3].uid,
+            &[Trigger {
+                subject: SubjectKind::Change,
+                subject_uid: change.uid.clone(),
+                ..trigger(&alerts[3], &d1, 0.7)
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let subjects = [
+        d2.uid.clone(),
+        change.uid.clone(),
+        deploygraph_model::Uid::from_stored("deployment-unknown"),
+        d1.uid.clone(),
+    ];
+    let seen = store.triggered_by(&subjects).await.unwrap();
+    let mut expected = Vec::new();
+    for a in &alerts {
+        let triggers = store.attribution(&a.uid).await.unwrap().triggers;
+        for (i, t) in triggers.iter().enumerate() {
+            expected.push(deploygraph_store::SubjectTrigger {
+                trigger: t.clone(),
+                rank: u32::try_from(i + 1).unwrap(),
+                suspects: u32::try_from(triggers.len()).unwrap(),
+            });
+        }
+    }
+    expected.sort_by(|a, b| {
+        (
+            &a.trigger.subject_uid,
+            b.trigger.confidence_score,
+            &a.trigger.alert_uid,
+        )
+            .partial_cmp(&(
+                &b.trigger.subject_uid,
+                a.trigger.confidence_score,
+                &b.trigger.alert_uid,
+            ))
+            .unwrap()
+    });
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    let of = |uid: &deploygraph_model::Uid, alert: &Alert| {
+        seen.iter()
+            .find(|s| &s.trigger.subject_uid == uid && s.trigger.alert_uid == alert.uid)
+            .map(|s| (s.rank, s.suspects))
+    };
+    assert_eq!(of(&d1.uid, &alerts[0]), Some((2, 2)));
+    assert_eq!(of(&d1.uid, &alerts[1]), Some((1, 2)));
+    assert_eq!(of(&change.uid, &alerts[3]), Some((1, 1)));
+    assert_eq!(
+        store
+            .triggered_by(std::slice::from_ref(&d1.uid))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(store.triggered_by(&[]).await.unwrap().is_empty());
 }
 
 async fn deployments_are_read_in_one_batch(store: Arc<dyn GraphStore>) {

@@ -169,6 +169,12 @@ impl GraphStore for FaultyStore {
     async fn top_triggers(&self, alerts: &[Uid]) -> Result<Vec<deploygraph_model::Trigger>> {
         self.inner.top_triggers(alerts).await
     }
+    async fn triggered_by(
+        &self,
+        subjects: &[Uid],
+    ) -> Result<Vec<deploygraph_store::SubjectTrigger>> {
+        self.inner.triggered_by(subjects).await
+    }
     async fn get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
         self.inner.get_deployments(uids).await
     }

@@ -1245,6 +1245,10 @@ impl GraphStore for Neo4jStore {
         self.rca_top_triggers(alerts).await
     }
 
+    async fn triggered_by(&self, subjects: &[Uid]) -> Result<Vec<crate::SubjectTrigger>> {
+        self.rca_triggered_by(subjects).await
+    }
+
     async fn get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
         self.rca_get_deployments(uids).await
     }

@@ -5,7 +5,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
-use crate::types::{AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, StoredDeployment};
+use crate::types::{
+    AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, StoredDeployment, SubjectTrigger,
+};
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
     Alert, AlertOutcome, AlertStatus, ChaosRun, Environment, InfraSnapshot, ServiceName,
@@ -396,6 +398,10 @@ fn chaos_query(filter: &ChaosFilter) -> Query {
         clauses.push("c.service_uid IN $services");
         let services: Vec<BoltType> = filter.services.iter().map(|s| s.as_str().into()).collect();
         params.push(("services", BoltType::from(services)));
+    }
+    if let Some(against) = &filter.against {
+        clauses.push("c.against_uid = $against");
+        params.push(("against", against.as_str().into()));
     }
     if let Some(since) = filter.since {
         clauses.push("(c.ended_at_us IS NULL OR c.ended_at_us >= $since)");
@@ -846,6 +852,63 @@ impl Neo4jStore {
             }
         }
         Ok(triggers)
+    }
+
+    pub(super) async fn rca_triggered_by(&self, subjects: &[Uid]) -> Result<Vec<SubjectTrigger>> {
+        let operation = "read the triggers of subjects";
+        let mut uids: Vec<&str> = subjects.iter().map(Uid::as_str).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
+        // Each subject's alerts, then every suspect of each alert ranked as `attribution`
+        // ranks them; the subject's place in that list is its rank.
+        let rows = self
+            .read(
+                query(&format!(
+                    "UNWIND $uids AS u
+                     CALL (u) {{
+                         MATCH (s:DeploymentEvent {{uid: u}}) RETURN s
+                         UNION
+                         MATCH (s:Change {{uid: u}}) RETURN s
+                     }}
+                     MATCH (s)-[:TRIGGERS]->(a:Alert)
+                     MATCH (x)-[r:TRIGGERS]->(a)
+                     WHERE x:DeploymentEvent OR x:Change
+                     WITH s, a, {SUBJECT_COLUMNS}, r
+                     ORDER BY r.confidence_score DESC, subject_uid
+                     WITH s, a, collect({{subject: subject, subject_uid: subject_uid,
+                                         confidence_score: r.confidence_score, reasons: r.reasons,
+                                         computed_at: toString(r.computed_at)}}) AS ranked
+                     WITH a, ranked, [i IN range(0, size(ranked) - 1)
+                                      WHERE ranked[i].subject_uid = s.uid][0] AS at
+                     WITH a, ranked, at, ranked[at] AS mine
+                     RETURN a.uid AS alert, mine.subject AS subject, mine.subject_uid AS subject_uid,
+                            mine.confidence_score AS confidence_score, mine.reasons AS reasons,
+                            mine.computed_at AS computed_at, at + 1 AS rank, size(ranked) AS suspects
+                     ORDER BY subject_uid, confidence_score DESC, alert"
+                ))
+                .param("uids", uids),
+                operation,
+            )
+            .await?;
+        let dec = decode_failed(operation);
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let alert = Uid::from_stored(row.get::<String>("alert").map_err(&dec)?);
+            let rank: i64 = row.get("rank").map_err(&dec)?;
+            let suspects: i64 = row.get("suspects").map_err(&dec)?;
+            if let Some(trigger) = trigger_from_row(row, alert, &dec)? {
+                found.push(SubjectTrigger {
+                    trigger,
+                    rank: u32::try_from(rank).unwrap_or(u32::MAX),
+                    suspects: u32::try_from(suspects).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        Ok(found)
     }
 
     pub(super) async fn rca_get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {

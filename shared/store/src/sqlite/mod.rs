@@ -962,6 +962,12 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn triggered_by(&self, subjects: &[Uid]) -> Result<Vec<crate::SubjectTrigger>> {
+        let subjects = subjects.to_vec();
+        self.with_reader(move |conn| rca::triggered_by(conn, &subjects))
+            .await
+    }
+
     async fn get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
         let uids = uids.to_vec();
         self.with_reader(move |conn| rca::get_deployments(conn, &uids))

@@ -3,7 +3,9 @@
 use super::{backend_error, decode_rows, exec, stored_deployment};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
-use crate::types::{AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, StoredDeployment};
+use crate::types::{
+    AlertFilter, ChaosFilter, ServiceHistory, StoredAttribution, StoredDeployment, SubjectTrigger,
+};
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
@@ -500,6 +502,51 @@ pub(super) fn top_triggers(conn: &Connection, alerts: &[Uid]) -> Result<Vec<Trig
     rows.into_iter().map(to_trigger).collect()
 }
 
+pub(super) fn triggered_by(conn: &Connection, subjects: &[Uid]) -> Result<Vec<SubjectTrigger>> {
+    if subjects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = uid_list(subjects)?;
+    // The alerts these subjects are suspects of, then every suspect of those alerts ranked as
+    // `attribution` ranks them, keeping these subjects' rows.
+    let rows: Vec<(TriggerRow, i64, i64)> = conn
+        .prepare_cached(&format!(
+            "WITH mine AS (
+                 SELECT alert_uid FROM triggers
+                 WHERE deployment_uid IN (SELECT value FROM json_each(?1))
+                 UNION
+                 SELECT alert_uid FROM change_triggers
+                 WHERE change_uid IN (SELECT value FROM json_each(?1))
+             )
+             SELECT alert_uid, subject, subject_uid, confidence_score, reasons, computed_at,
+                    rank, suspects
+             FROM (
+                 SELECT t.*, row_number() OVER (
+                     PARTITION BY alert_uid ORDER BY confidence_score DESC, subject_uid
+                 ) AS rank, count(*) OVER (PARTITION BY alert_uid) AS suspects
+                 FROM ({ALL_TRIGGERS}) t WHERE alert_uid IN (SELECT alert_uid FROM mine)
+             )
+             WHERE subject_uid IN (SELECT value FROM json_each(?1))
+             ORDER BY subject_uid, confidence_score DESC, alert_uid"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map([list], |row| {
+                Ok((trigger_row(row)?, row.get(6)?, row.get(7)?))
+            })?
+            .collect()
+        })
+        .map_err(backend_error("read the triggers of subjects"))?;
+    rows.into_iter()
+        .map(|(row, rank, suspects)| {
+            Ok(SubjectTrigger {
+                trigger: to_trigger(row)?,
+                rank: u32::try_from(rank).unwrap_or(u32::MAX),
+                suspects: u32::try_from(suspects).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
+
 pub(super) fn get_deployments(conn: &Connection, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
     if uids.is_empty() {
         return Ok(Vec::new());
@@ -588,6 +635,10 @@ pub(super) fn list_chaos_runs(conn: &Connection, filter: &ChaosFilter) -> Result
                 .iter()
                 .map(|s| Value::Text(s.as_str().to_owned())),
         );
+    }
+    if let Some(against) = &filter.against {
+        clauses.push("against_uid = ?".to_owned());
+        values.push(Value::Text(against.as_str().to_owned()));
     }
     if let Some(since) = filter.since {
         clauses.push("(ended_at_us IS NULL OR ended_at_us >= ?)".to_owned());

@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::time::Instant;
 
-const TOKEN: &str = "f0llow-ups";
+pub(crate) const TOKEN: &str = "f0llow-ups";
 
 fn at(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -149,7 +149,7 @@ fn a_late_dependency_deployment_is_a_suspect_whatever_records_it() {
 /// the pipeline re-attributes the alert to it, as it does for the API's deployments.
 /// A new namespace and a `serve` on SQLite whose Kubernetes watcher watches it (and holds its
 /// lease there).
-fn watching_server(
+pub(crate) fn watching_server(
     runtime: &tokio::runtime::Runtime,
     prefix: &str,
 ) -> (kube::Client, String, Server) {

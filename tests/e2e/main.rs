@@ -17,6 +17,7 @@ mod chaos;
 mod ci;
 mod cli;
 mod console;
+mod dashboards;
 mod follow_ups;
 mod gate;
 mod helm;

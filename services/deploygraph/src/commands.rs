@@ -488,7 +488,17 @@ async fn start_watcher(
             stop.clone(),
         ))
     });
+    metrics.set_leading(false);
     tokio::spawn(run_elected(client, lease, stop, move |token| {
+        // Leading from here until the token is cancelled (the Lease lost, or a stop).
+        metrics.set_leading(true);
+        let leading = {
+            let (metrics, token) = (Arc::clone(&metrics), token.clone());
+            tokio::spawn(async move {
+                token.cancelled().await;
+                metrics.set_leading(false);
+            })
+        };
         let (rollouts, changes, skipped) = (
             Arc::clone(&metrics),
             Arc::clone(&metrics),
@@ -499,6 +509,13 @@ async fn start_watcher(
                 .on_recorded(move |d, kind| {
                     let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
                     rollouts.rollout(workload, kind.as_str());
+                    if matches!(
+                        kind,
+                        deploygraph_store::RecordKind::Created
+                            | deploygraph_store::RecordKind::Updated
+                    ) {
+                        rollouts.deployment(d.source.as_str(), d.status.as_str());
+                    }
                 })
                 .on_change(move |c, kind| changes.change(c.kind.as_str(), kind.as_str()))
                 .on_skipped(move |_, reason| skipped.skipped(reason.as_str()));
@@ -506,7 +523,7 @@ async fn start_watcher(
             let analyses = Arc::clone(analyses);
             workloads = workloads.on_rollout(move |rollout| analyses.start(rollout));
         }
-        let mut tasks = vec![tokio::spawn(workloads.run(token.clone()))];
+        let mut tasks = vec![leading, tokio::spawn(workloads.run(token.clone()))];
         if watch_helm {
             let skipped = Arc::clone(&metrics);
             let helm = HelmWatcher::new(

@@ -118,6 +118,11 @@ async fn record(
         .ok_or_else(ApiError::internal)?;
     let kind = outcome.kind;
     state.metrics.ingested(source, kind.as_str());
+    if matches!(kind, RecordKind::Created | RecordKind::Updated) {
+        state
+            .metrics
+            .deployment(source, outcome.deployment.status.as_str());
+    }
     if kind == RecordKind::Conflict {
         return Err(ApiError::conflict(
             key_field,
@@ -442,6 +447,7 @@ async fn store_snapshot(state: &AppState, snapshot: InfraSnapshot) -> Result<Res
     let recorded = state.store.record_snapshot(&snapshot).await;
     state.metrics.store_call("record_snapshot", started);
     recorded.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
+    state.metrics.snapshot(snapshot.verdict.as_str());
     let location = format!("/v1/snapshots/{}", snapshot.uid);
     Ok((
         StatusCode::CREATED,

@@ -96,6 +96,23 @@ struct StoreLabels {
     operation: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabels {
+    source: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChaosLabels {
+    verdict: String,
+    outcome: String,
+}
+
 /// The metrics registry and its families.
 pub struct Metrics {
     registry: Registry,
@@ -119,6 +136,11 @@ pub struct Metrics {
     topology_queries: Family<TopologyQueryLabels, Counter>,
     topology_edges: Gauge,
     topology_store_failures: Counter,
+    deployments: Family<DeploymentLabels, Counter>,
+    snapshots: Family<VerdictLabels, Counter>,
+    chaos_runs: Family<ChaosLabels, Counter>,
+    watch_leading: Gauge,
+    store_ready: Gauge,
     /// The store's retry count when `store_retries` was last brought up to date.
     store_retries_seen: std::sync::atomic::AtomicU64,
 }
@@ -255,7 +277,42 @@ impl Metrics {
             "Call-graph polls whose edges the store did not take (tried again at the next poll)",
             topology_store_failures.clone(),
         );
+        let deployments = Family::<DeploymentLabels, Counter>::default();
+        registry.register(
+            "deployments_recorded",
+            "Deployment records written (created, or advanced to a new status), by source and the status written",
+            deployments.clone(),
+        );
+        let snapshots = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "snapshots_taken",
+            "Infra snapshots taken through the API (POST /v1/snapshots, deploygraph snapshot and gate with --server), by verdict",
+            snapshots.clone(),
+        );
+        let chaos_runs = Family::<ChaosLabels, Counter>::default();
+        registry.register(
+            "chaos_runs_recorded",
+            "Chaos run records (POST /v1/chaos/runs), by verdict and outcome (created, updated)",
+            chaos_runs.clone(),
+        );
+        let watch_leading = Gauge::default();
+        registry.register(
+            "watch_leading",
+            "1 while this process holds the watchers' Lease and runs them, 0 while it campaigns (only with serve --watch-*)",
+            watch_leading.clone(),
+        );
+        let store_ready = Gauge::default();
+        registry.register(
+            "store_ready",
+            "1 when the store answered a readiness check at this scrape (reachable and migrated), 0 when it did not within 2 s",
+            store_ready.clone(),
+        );
         Self {
+            deployments,
+            snapshots,
+            chaos_runs,
+            watch_leading,
+            store_ready,
             registry,
             requests,
             ingested,
@@ -346,6 +403,40 @@ impl Metrics {
                 verdict: verdict.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one deployment record written, by its source and the status written.
+    pub fn deployment(&self, source: &str, status: &str) {
+        self.deployments
+            .get_or_create(&DeploymentLabels {
+                source: source.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one infra snapshot taken, by its verdict.
+    pub fn snapshot(&self, verdict: &str) {
+        self.snapshots
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one chaos run record, by its verdict and what recording it did.
+    pub fn chaos_run(&self, verdict: &str, outcome: &str) {
+        self.chaos_runs
+            .get_or_create(&ChaosLabels {
+                verdict: verdict.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Whether this process leads the watchers (holds their Lease).
+    pub fn set_leading(&self, leading: bool) {
+        self.watch_leading.set(i64::from(leading));
     }
 
     /// Counts one ingested event.
@@ -475,6 +566,11 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 #[utoipa::path(get, path = "/metrics", tag = "meta",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    // Whether the store answers, checked at each scrape, so an alert rule can say it is down.
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ready())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    state.metrics.store_ready.set(i64::from(ready));
     (
         StatusCode::OK,
         [(

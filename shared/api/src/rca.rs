@@ -763,6 +763,10 @@ pub(crate) async fn record_chaos_run(
     } else {
         StatusCode::CREATED
     };
+    state.metrics.chaos_run(
+        run.verdict.as_str(),
+        if existed { "updated" } else { "created" },
+    );
     let location = format!("/v1/chaos/runs/{}", run.uid);
     Ok((status, [(header::LOCATION, location)], Json(run)).into_response())
 }

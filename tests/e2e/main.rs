@@ -21,6 +21,7 @@ mod dashboards;
 mod follow_ups;
 mod gate;
 mod helm;
+mod image;
 mod neo4j;
 mod outage;
 mod quickstart;

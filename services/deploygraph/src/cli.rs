@@ -50,6 +50,10 @@ pub enum Command {
     /// Judge a canary against its baseline on Prometheus metrics.
     #[command(subcommand)]
     Canary(CanaryCommand),
+    /// Probe a running server's readiness (`/readyz`): exit 0 when it is ready, 1 when it
+    /// answers not ready (its store down, migrations pending), 3 when it cannot be reached.
+    /// The container image's HEALTHCHECK, which needs no curl.
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -1147,6 +1151,17 @@ pub struct QueryDoraArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The readiness URL. Default: `/readyz` on loopback at the port of DEPLOYGRAPH_LISTEN (the
+    /// address `serve` listens on in the same container), else 127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<url::Url>,
+    /// How long to wait for the answer.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -182,6 +182,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Query(QueryCommand::Dora(args)) => crate::insight::query_dora(args).await,
         Command::Query(QueryCommand::Cypher(args)) => crate::insight::query_cypher(args).await,
         Command::Ask(args) => crate::insight::ask(args).await,
+        Command::Healthcheck(args) => healthcheck(args).await,
         Command::Report(crate::cli::ReportCommand::Incident(args)) => {
             crate::insight::report_incident(args).await
         }
@@ -1055,5 +1056,65 @@ mod tests {
         assert_eq!(flag_for("commit.sha"), "--commit");
         assert_eq!(flag_for("started_at"), "--started-at");
         assert_eq!(flag_for("changes[1].path"), "--change");
+    }
+}
+
+/// The readiness URL `healthcheck` probes without `--url`: the port `serve` listens on in the
+/// same container (DEPLOYGRAPH_LISTEN), on loopback.
+fn readiness_url(listen: Option<&str>) -> Result<url::Url, Failure> {
+    let port = match listen {
+        Some(listen) => listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| Failure::usage(format!("DEPLOYGRAPH_LISTEN {listen:?}: {e}")))?
+            .port(),
+        None => 8080,
+    };
+    url::Url::parse(&format!("http://127.0.0.1:{port}/readyz"))
+        .map_err(|e| Failure::usage(format!("readiness URL: {e}")))
+}
+
+async fn healthcheck(args: crate::cli::HealthcheckArgs) -> Outcome {
+    let url = match args.url {
+        Some(url) => url,
+        None => readiness_url(std::env::var("DEPLOYGRAPH_LISTEN").ok().as_deref())?,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .build()
+        .map_err(|e| Failure::usage(format!("HTTP client: {e}")))?;
+    let response = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| Failure::unreachable(format!("{url}: {e}")))?;
+    let status = response.status();
+    if status.is_success() {
+        println!("ready: {url} answered {status}");
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    let body: String = body.chars().take(500).collect();
+    Err(Failure::rejected(format!(
+        "not ready: {url} answered {status}: {body}"
+    )))
+}
+
+#[cfg(test)]
+mod healthcheck_tests {
+    use super::readiness_url;
+
+    #[test]
+    fn the_default_url_is_the_listen_port_on_loopback() {
+        let url = |listen| readiness_url(listen).map(|u| u.to_string()).ok();
+        assert_eq!(
+            url(Some("0.0.0.0:9090")).as_deref(),
+            Some("http://127.0.0.1:9090/readyz")
+        );
+        assert_eq!(
+            url(Some("[::]:8443")).as_deref(),
+            Some("http://127.0.0.1:8443/readyz")
+        );
+        assert_eq!(url(None).as_deref(), Some("http://127.0.0.1:8080/readyz"));
+        assert!(readiness_url(Some("eight")).is_err());
     }
 }

@@ -248,3 +248,121 @@ async fn gate_record_and_snapshot_store_what_was_checked() {
         .await
         .unwrap();
 }
+
+/// A Node labelled `label` whose kubelet answers at 127.0.0.1:`port`.
+async fn kubelet_node(
+    nodes: &kube::Api<k8s_openapi::api::core::v1::Node>,
+    name: &str,
+    label: &str,
+    port: u16,
+) {
+    use kube::api::{Patch, PatchParams, PostParams};
+    let node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"deploygraph.io/gate-e2e": label}},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let status = serde_json::json!({"status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_checks_each_nodes_kubelet_certificate() {
+    let kubeconfig = std::env::var("KUBECONFIG_TEST")
+        .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)");
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> =
+        kube::Api::all(deploygraph_k8s::testing::client().await);
+    let label = crate::support::unique("gate");
+    let ca = Ca::new("kubelet CA");
+    let (good, expiring) = (format!("{label}-good"), format!("{label}-expiring"));
+    let good_port = serve(leaf(Some(&ca), &[&good], -1, 24 * 300)).await;
+    let expiring_port = serve(leaf(Some(&ca), &[&expiring], -1, 3)).await;
+    kubelet_node(&nodes, &good, &label, good_port).await;
+    kubelet_node(&nodes, &expiring, &label, expiring_port).await;
+    let args = |selector: &str| {
+        vec![
+            "gate".to_owned(),
+            "--kubeconfig".into(),
+            kubeconfig.clone(),
+            "--k8s-node-certs".into(),
+            "--k8s-node-selector".into(),
+            selector.to_owned(),
+            "--k8s-node-ca".into(),
+            ca_file(&ca),
+            "--output".into(),
+            "json".into(),
+        ]
+    };
+    let out = gate(args(&format!("deploygraph.io/gate-e2e={label}"))).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "{report}");
+    let of = |node: &str| {
+        checks
+            .iter()
+            .find(|c| {
+                c["target"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("node {node} kubelet 127.0.0.1:"))
+            })
+            .unwrap_or_else(|| panic!("{node}: {report}"))
+    };
+    assert_eq!(of(&good)["status"], "pass", "{report}");
+    assert_eq!(of(&expiring)["status"], "fail", "{report}");
+    assert!(
+        of(&expiring)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("expires in"),
+        "{report}"
+    );
+    // Only the healthy Node selected: the gate passes.
+    nodes
+        .patch(
+            &expiring,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"deploygraph.io/gate-e2e": "retired"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let out = gate(args(&format!("deploygraph.io/gate-e2e={label}"))).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // The selector needs --k8s-node-certs.
+    let out = gate(vec![
+        "gate".to_owned(),
+        "--kubeconfig".into(),
+        kubeconfig.clone(),
+        "--k8s-node-selector".into(),
+        "a=b".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for node in [&good, &expiring] {
+        nodes
+            .delete(node, &kube::api::DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}

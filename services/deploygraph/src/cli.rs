@@ -344,6 +344,17 @@ pub struct CheckArgs {
     /// Check the API server's serving certificate against the kubeconfig's CA.
     #[arg(long)]
     pub k8s_apiserver_cert: bool,
+    /// Check each Node's kubelet serving certificate at the Node's address and kubelet port:
+    /// expiry, a SAN naming the Node, trust against --k8s-node-ca (default: the kubeconfig's
+    /// CA); one check per Node.
+    #[arg(long)]
+    pub k8s_node_certs: bool,
+    /// Only the Nodes matching this label selector (with --k8s-node-certs).
+    #[arg(long, value_name = "SELECTOR", requires = "k8s_node_certs")]
+    pub k8s_node_selector: Option<String>,
+    /// CA bundle the kubelets' certificates must chain to (with --k8s-node-certs).
+    #[arg(long, value_name = "PATH", requires = "k8s_node_certs")]
+    pub k8s_node_ca: Option<PathBuf>,
     /// CA bundle of the --apiserver URLs (default: the system roots).
     #[arg(long, value_name = "PATH")]
     pub apiserver_ca: Option<PathBuf>,

@@ -66,17 +66,22 @@ fn flags(args: &CheckArgs) -> Result<GateConfig, Failure> {
             })
         })
         .collect::<Result<_, Failure>>()?;
-    let kubernetes =
-        (!args.k8s_tls_secrets.is_empty() || args.k8s_client_certs || args.k8s_apiserver_cert)
-            .then(|| KubernetesEntry {
-                kubeconfig: args.kubeconfig.clone(),
-                tls_secret_namespaces: args.k8s_tls_secrets.clone(),
-                client_certificates: args.k8s_client_certs,
-                apiserver_certificate: args.k8s_apiserver_cert,
-            });
+    let kubernetes = (!args.k8s_tls_secrets.is_empty()
+        || args.k8s_client_certs
+        || args.k8s_apiserver_cert
+        || args.k8s_node_certs)
+        .then(|| KubernetesEntry {
+            kubeconfig: args.kubeconfig.clone(),
+            tls_secret_namespaces: args.k8s_tls_secrets.clone(),
+            client_certificates: args.k8s_client_certs,
+            apiserver_certificate: args.k8s_apiserver_cert,
+            node_certificates: args.k8s_node_certs,
+            node_selector: args.k8s_node_selector.clone(),
+            node_ca_file: args.k8s_node_ca.clone(),
+        });
     if kubernetes.is_none() && args.kubeconfig.is_some() {
         return Err(Failure::usage(
-            "--kubeconfig: give --k8s-tls-secrets, --k8s-client-certs or --k8s-apiserver-cert too",
+            "--kubeconfig: give --k8s-tls-secrets, --k8s-client-certs, --k8s-apiserver-cert or --k8s-node-certs too",
         ));
     }
     Ok(GateConfig {

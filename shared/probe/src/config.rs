@@ -32,6 +32,9 @@
 //!   tls_secret_namespaces: [prod, ingress]    # kubernetes.io/tls Secrets: tls.crt and ca.crt
 //!   client_certificates: true                 # the kubeconfig's client certificates
 //!   apiserver_certificate: true               # the API server's serving certificate
+//!   node_certificates: true                   # each Node's kubelet serving certificate
+//!   node_selector: node-role.kubernetes.io/worker   # only these Nodes (a label selector)
+//!   node_ca_file: /etc/kubernetes/pki/kubelet-ca.crt  # default: the kubeconfig's CA
 //! coredns:
 //!   - url: http://10.96.0.10:9153/metrics   # cache entries, hits, hit ratio
 //!     min_hit_ratio: 0.5               # all three limits are optional
@@ -114,6 +117,13 @@ pub struct KubernetesEntry {
     /// The API server's serving certificate.
     #[serde(default)]
     pub apiserver_certificate: bool,
+    /// Each Node's kubelet serving certificate.
+    #[serde(default)]
+    pub node_certificates: bool,
+    /// Only the Nodes with these labels (a label selector).
+    pub node_selector: Option<String>,
+    /// The CA bundle kubelet certificates must chain to (default: the kubeconfig's CA).
+    pub node_ca_file: Option<PathBuf>,
 }
 
 impl KubernetesEntry {
@@ -125,6 +135,9 @@ impl KubernetesEntry {
             tls_secret_namespaces: namespaces,
             client_certificates: self.client_certificates || overlay.client_certificates,
             apiserver_certificate: self.apiserver_certificate || overlay.apiserver_certificate,
+            node_certificates: self.node_certificates || overlay.node_certificates,
+            node_selector: overlay.node_selector.or(self.node_selector),
+            node_ca_file: overlay.node_ca_file.or(self.node_ca_file),
         }
     }
 
@@ -329,17 +342,35 @@ impl GateConfig {
             if k8s.tls_secret_namespaces.is_empty()
                 && !k8s.client_certificates
                 && !k8s.apiserver_certificate
+                && !k8s.node_certificates
             {
                 return Err(invalid(
                     "kubernetes",
-                    "nothing to check: give tls_secret_namespaces, client_certificates or apiserver_certificate",
+                    "nothing to check: give tls_secret_namespaces, client_certificates, apiserver_certificate or node_certificates",
                 ));
+            }
+            if !k8s.node_certificates && (k8s.node_selector.is_some() || k8s.node_ca_file.is_some())
+            {
+                return Err(invalid(
+                    "kubernetes.node_certificates",
+                    "node_selector and node_ca_file need node_certificates: true",
+                ));
+            }
+            if k8s
+                .node_selector
+                .as_deref()
+                .is_some_and(|s| s.trim().is_empty())
+            {
+                return Err(invalid("kubernetes.node_selector", "is empty"));
             }
             checks.push(Check::Kubernetes(K8sTarget {
                 kubeconfig,
                 tls_secret_namespaces: k8s.tls_secret_namespaces.clone(),
                 client_certificates: k8s.client_certificates,
                 apiserver_certificate: k8s.apiserver_certificate,
+                node_certificates: k8s.node_certificates,
+                node_selector: k8s.node_selector.clone(),
+                node_ca_file: k8s.node_ca_file.clone(),
             }));
         }
         if checks.is_empty() {
@@ -590,6 +621,34 @@ mod tests {
             ("kubernetes: {namespaces: [a]}", "kubernetes.namespaces"),
         ] {
             let err = parse(text).expect_err(text);
+            assert_eq!(err.field, field, "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn node_certificates_are_planned_and_their_options_need_them() {
+        let plan = parse(
+            "kubernetes: {kubeconfig: /k, node_certificates: true, node_selector: 'role=worker', node_ca_file: /ca.pem}",
+        )
+        .and_then(|c| c.plan())
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Some(Check::Kubernetes(target)) = plan.checks.first() else {
+            panic!("{:?}", plan.checks);
+        };
+        assert!(target.node_certificates);
+        assert_eq!(target.node_selector.as_deref(), Some("role=worker"));
+        assert_eq!(target.node_ca_file.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        for (text, field) in [
+            (
+                "kubernetes: {kubeconfig: /k, client_certificates: true, node_selector: a=b}",
+                "kubernetes.node_certificates",
+            ),
+            (
+                "kubernetes: {kubeconfig: /k, node_certificates: true, node_selector: ' '}",
+                "kubernetes.node_selector",
+            ),
+        ] {
+            let err = parse(text).and_then(|c| c.plan()).expect_err(text);
             assert_eq!(err.field, field, "{text}: {err}");
         }
     }

@@ -1,6 +1,8 @@
 //! Kubernetes certificates: TLS Secrets (`kubernetes.io/tls`, their `tls.crt` and `ca.crt`) in
-//! given namespaces, the kubeconfig's client certificates, and the API server's serving
-//! certificate (checked like any TLS endpoint, against the kubeconfig's CA).
+//! given namespaces, the kubeconfig's client certificates, the API server's serving
+//! certificate (checked like any TLS endpoint, against the kubeconfig's CA), and each Node's
+//! kubelet serving certificate at the Node's address and kubelet port (expiry, a SAN naming the
+//! Node, trust against a CA bundle: the given one or the kubeconfig's).
 
 use crate::check::{CheckKind, CheckResult, Status};
 use crate::file::judge_bundle;
@@ -8,7 +10,8 @@ use crate::tls::{self, CheckOptions, TlsTarget, roots_from_bundle};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Duration;
-use k8s_openapi::api::core::v1::Secret;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -26,7 +29,16 @@ pub struct K8sTarget {
     pub client_certificates: bool,
     /// Whether to check the API server's serving certificate.
     pub apiserver_certificate: bool,
+    /// Whether to check each Node's kubelet serving certificate.
+    pub node_certificates: bool,
+    /// Only the Nodes with these labels (a label selector, `role=worker`); all when absent.
+    pub node_selector: Option<String>,
+    /// The CA bundle kubelet certificates must chain to (default: the kubeconfig's CA).
+    pub node_ca_file: Option<PathBuf>,
 }
+
+/// The kubelet port when a Node does not say (`status.daemonEndpoints.kubeletEndpoint.Port`).
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 
 fn unknown(kind: CheckKind, target: impl Into<String>, reason: impl Into<String>) -> CheckResult {
     CheckResult::new(kind, target, Status::Unknown, reason)
@@ -137,31 +149,106 @@ fn apiserver_target(
     ))
 }
 
+async fn client_of(kubeconfig: Kubeconfig) -> Result<Client, String> {
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Where a Node's kubelet answers: its first InternalIP, else ExternalIP, else Hostname
+/// address, and its kubelet port.
+pub fn kubelet_endpoint(node: &Node) -> Result<(String, u16), String> {
+    let status = node.status.as_ref();
+    let addresses = status.and_then(|s| s.addresses.as_ref());
+    let address = ["InternalIP", "ExternalIP", "Hostname"]
+        .iter()
+        .find_map(|kind| {
+            addresses?
+                .iter()
+                .find(|a| a.type_ == *kind && !a.address.is_empty())
+        })
+        .map(|a| a.address.clone())
+        .ok_or("the Node has no InternalIP, ExternalIP or Hostname address")?;
+    let port = status
+        .and_then(|s| s.daemon_endpoints.as_ref())
+        .and_then(|d| d.kubelet_endpoint.as_ref())
+        .map_or(0, |e| e.port);
+    let port = match u16::try_from(port) {
+        Ok(0) => DEFAULT_KUBELET_PORT,
+        Ok(port) => port,
+        Err(_) => return Err(format!("kubelet port {port} is out of range")),
+    };
+    Ok((address, port))
+}
+
+/// Each selected Node's kubelet serving certificate, one result per Node, `concurrency` at a
+/// time, each bounded by `options.timeout`.
+async fn node_certificates(
+    client: Client,
+    selector: Option<&str>,
+    options: &CheckOptions,
+    concurrency: usize,
+) -> Vec<CheckResult> {
+    let nodes: Api<Node> = Api::all(client);
+    let params = selector.map_or_else(ListParams::default, |s| ListParams::default().labels(s));
+    let what = selector.map_or_else(|| "nodes".to_owned(), |s| format!("nodes {s}"));
+    let list = match tokio::time::timeout(options.timeout, nodes.list(&params)).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => {
+            return vec![unknown(
+                CheckKind::Tls,
+                what,
+                format!("cannot list Nodes: {e}"),
+            )];
+        }
+        Err(_) => {
+            return vec![unknown(
+                CheckKind::Tls,
+                what,
+                format!("no answer from the API server within {:?}", options.timeout),
+            )];
+        }
+    };
+    if list.items.is_empty() {
+        return vec![CheckResult::new(
+            CheckKind::Tls,
+            what,
+            Status::Pass,
+            "no Nodes to check",
+        )];
+    }
+    futures::stream::iter(list.items)
+        .map(|node| async move {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            match kubelet_endpoint(&node) {
+                Err(reason) => unknown(CheckKind::Tls, format!("node {name}"), reason),
+                Ok((host, port)) => {
+                    let target = TlsTarget {
+                        host,
+                        port,
+                        server_name: Some(name.clone()),
+                    };
+                    let mut result = tls::check(&target, options).await;
+                    result.target = format!("node {name} kubelet {target}");
+                    result
+                }
+            }
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
+
 async fn tls_secrets(
     kubeconfig: Kubeconfig,
     namespaces: &[String],
     checkend: Duration,
 ) -> Vec<CheckResult> {
-    let client =
-        match Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await {
-            Ok(config) => match Client::try_from(config) {
-                Ok(client) => client,
-                Err(e) => {
-                    return vec![unknown(
-                        CheckKind::K8sSecretCert,
-                        "kubernetes",
-                        e.to_string(),
-                    )];
-                }
-            },
-            Err(e) => {
-                return vec![unknown(
-                    CheckKind::K8sSecretCert,
-                    "kubernetes",
-                    e.to_string(),
-                )];
-            }
-        };
+    let client = match client_of(kubeconfig).await {
+        Ok(client) => client,
+        Err(e) => return vec![unknown(CheckKind::K8sSecretCert, "kubernetes", e)],
+    };
     let mut results = Vec::new();
     for namespace in namespaces {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -207,11 +294,12 @@ async fn tls_secrets(
     results
 }
 
-/// Runs every check `target` asks for.
+/// Runs every check `target` asks for; Nodes' certificates `concurrency` at a time.
 pub async fn check(
     target: &K8sTarget,
     checkend: Duration,
     timeout: std::time::Duration,
+    concurrency: usize,
 ) -> Vec<CheckResult> {
     let kubeconfig = match Kubeconfig::read_from(&target.kubeconfig) {
         Ok(k) => k,
@@ -252,6 +340,9 @@ pub async fn check(
             }
         });
     }
+    if target.node_certificates {
+        results.extend(nodes(target, &kubeconfig, checkend, timeout, concurrency).await);
+    }
     if !target.tls_secret_namespaces.is_empty() {
         match tokio::time::timeout(
             timeout,
@@ -268,4 +359,48 @@ pub async fn check(
         }
     }
     results
+}
+
+/// The Nodes' kubelet certificates, trusted against `node_ca_file` or the kubeconfig's CA.
+async fn nodes(
+    target: &K8sTarget,
+    kubeconfig: &Kubeconfig,
+    checkend: Duration,
+    timeout: std::time::Duration,
+    concurrency: usize,
+) -> Vec<CheckResult> {
+    let what = || {
+        target
+            .node_selector
+            .as_ref()
+            .map_or_else(|| "nodes".to_owned(), |s| format!("nodes {s}"))
+    };
+    let ca = match &target.node_ca_file {
+        Some(path) => std::fs::read(path)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => apiserver_target(&target.kubeconfig, kubeconfig).map(|(_, ca)| ca),
+    };
+    let roots = match ca.and_then(|ca| ca.as_deref().map(roots_from_bundle).transpose()) {
+        Ok(Some(roots)) => roots,
+        Ok(None) => tls::system_roots(),
+        Err(reason) => return vec![unknown(CheckKind::Tls, what(), reason)],
+    };
+    let client = match client_of(kubeconfig.clone()).await {
+        Ok(client) => client,
+        Err(reason) => return vec![unknown(CheckKind::Tls, what(), reason)],
+    };
+    let options = CheckOptions {
+        checkend,
+        roots: Arc::new(roots),
+        untrusted_fails: true,
+        timeout,
+    };
+    node_certificates(
+        client,
+        target.node_selector.as_deref(),
+        &options,
+        concurrency,
+    )
+    .await
 }

@@ -94,6 +94,7 @@ pub async fn run(checks: &[Check], options: &RunOptions) -> Vec<CheckResult> {
                                 target,
                                 options.checks.checkend,
                                 options.checks.timeout,
+                                options.concurrency,
                             )
                             .await;
                             return (i, found);

@@ -6,11 +6,11 @@
 use base64::Engine as _;
 use chrono::Duration;
 use deploygraph_probe::k8s::{K8sTarget, check};
-use deploygraph_probe::testing::{Ca, leaf};
+use deploygraph_probe::testing::{Ca, closed_port, leaf, serve};
 use deploygraph_probe::{CheckKind, Status};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use std::collections::BTreeMap;
@@ -89,11 +89,15 @@ async fn tls_secrets_and_the_api_server_certificate_are_judged() {
         tls_secret_namespaces: vec![namespace.clone()],
         client_certificates: true,
         apiserver_certificate: true,
+        node_certificates: false,
+        node_selector: None,
+        node_ca_file: None,
     };
     let results = check(
         &target,
         Duration::days(1),
         std::time::Duration::from_secs(10),
+        4,
     )
     .await;
     let find = |target: &str| {
@@ -145,11 +149,15 @@ async fn kubeconfig_client_certificates_are_judged() {
         tls_secret_namespaces: vec![],
         client_certificates: true,
         apiserver_certificate: false,
+        node_certificates: false,
+        node_selector: None,
+        node_ca_file: None,
     };
     let results = check(
         &target,
         Duration::days(1),
         std::time::Duration::from_secs(5),
+        4,
     )
     .await;
     assert_eq!(results.len(), 1, "{results:?}");
@@ -160,6 +168,171 @@ async fn kubeconfig_client_certificates_are_judged() {
         "{}",
         results[0].detail
     );
+}
+
+/// A Node named `name` with the test's label, whose kubelet answers at 127.0.0.1:`port` (no
+/// address at all with `None`).
+async fn node(nodes: &Api<Node>, name: &str, label: &str, port: Option<u16>) {
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"deploygraph.io/node-cert-test": label}},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let status = match port {
+        Some(port) => serde_json::json!({"status": {
+            "addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        }}),
+        None => serde_json::json!({"status": {"addresses": []}}),
+    };
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_nodes_kubelet_certificate_is_checked_at_its_address_and_port() {
+    let client = client().await;
+    let nodes: Api<Node> = Api::all(client);
+    let label = format!("t{:08x}", rand_suffix());
+    let ca = Ca::new("kubelet CA");
+    let name = |what: &str| format!("{label}-{what}");
+    let (valid, expiring, wrong, untrusted, unreachable, nowhere) = (
+        name("valid"),
+        name("expiring"),
+        name("wrong-name"),
+        name("untrusted"),
+        name("unreachable"),
+        name("no-address"),
+    );
+    let ports = [
+        (
+            &valid,
+            serve(leaf(Some(&ca), &[&valid], -1, 24 * 300)).await,
+        ),
+        (&expiring, serve(leaf(Some(&ca), &[&expiring], -1, 2)).await),
+        (
+            &wrong,
+            serve(leaf(Some(&ca), &["another-node"], -1, 24 * 300)).await,
+        ),
+        (
+            &untrusted,
+            serve(leaf(None, &[&untrusted], -1, 24 * 300)).await,
+        ),
+        (&unreachable, closed_port()),
+    ];
+    for (node_name, port) in ports {
+        node(&nodes, node_name, &label, Some(port)).await;
+    }
+    node(&nodes, &nowhere, &label, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("kubelet-ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let target = K8sTarget {
+        kubeconfig: kubeconfig(),
+        tls_secret_namespaces: vec![],
+        client_certificates: false,
+        apiserver_certificate: false,
+        node_certificates: true,
+        node_selector: Some(format!("deploygraph.io/node-cert-test={label}")),
+        node_ca_file: Some(ca_file),
+    };
+    let results = check(
+        &target,
+        Duration::days(1),
+        std::time::Duration::from_secs(5),
+        3,
+    )
+    .await;
+    assert_eq!(results.len(), 6, "one check per Node: {results:?}");
+    let find = |node_name: &str| {
+        results
+            .iter()
+            .find(|r| {
+                r.target.starts_with(&format!("node {node_name} "))
+                    || r.target == format!("node {node_name}")
+            })
+            .unwrap_or_else(|| panic!("{node_name} in {results:?}"))
+    };
+    let ok = find(&valid);
+    assert_eq!(
+        (ok.kind, ok.status),
+        (CheckKind::Tls, Status::Pass),
+        "{}",
+        ok.detail
+    );
+    assert!(ok.target.contains("kubelet 127.0.0.1:"), "{}", ok.target);
+    let soon = find(&expiring);
+    assert_eq!(soon.status, Status::Fail, "{}", soon.detail);
+    assert!(soon.detail.contains("expires in"), "{}", soon.detail);
+    let misnamed = find(&wrong);
+    assert_eq!(misnamed.status, Status::Fail, "{}", misnamed.detail);
+    assert!(
+        misnamed.detail.contains(&format!("{wrong} is not in")),
+        "{}",
+        misnamed.detail
+    );
+    let foreign = find(&untrusted);
+    assert_eq!(foreign.status, Status::Fail, "{}", foreign.detail);
+    assert!(foreign.detail.contains("untrusted"), "{}", foreign.detail);
+    assert_eq!(find(&unreachable).status, Status::Unknown);
+    let none = find(&nowhere);
+    assert_eq!(none.status, Status::Unknown);
+    assert!(none.detail.contains("no InternalIP"), "{}", none.detail);
+
+    // Without the kubelet CA, the kubeconfig's (the API server's) is the trust anchor: the
+    // kubelets' own CA is not trusted.
+    let target = K8sTarget {
+        node_ca_file: None,
+        ..target
+    };
+    let results = check(
+        &target,
+        Duration::days(1),
+        std::time::Duration::from_secs(5),
+        3,
+    )
+    .await;
+    let valid_result = results
+        .iter()
+        .find(|r| r.target.starts_with(&format!("node {valid} ")))
+        .unwrap();
+    assert_eq!(valid_result.status, Status::Fail, "{}", valid_result.detail);
+    assert!(
+        valid_result.detail.contains("untrusted"),
+        "{}",
+        valid_result.detail
+    );
+
+    // A selector no Node matches: nothing to check, said so.
+    let target = K8sTarget {
+        node_selector: Some(format!("deploygraph.io/node-cert-test={label}-none")),
+        ..target
+    };
+    let results = check(
+        &target,
+        Duration::days(1),
+        std::time::Duration::from_secs(5),
+        3,
+    )
+    .await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status, Status::Pass, "{}", results[0].detail);
+
+    for node_name in [
+        &valid,
+        &expiring,
+        &wrong,
+        &untrusted,
+        &unreachable,
+        &nowhere,
+    ] {
+        nodes
+            .delete(node_name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
 }
 
 fn rand_suffix() -> u32 {

@@ -206,6 +206,10 @@ fn the_console_shows_the_graph_in_a_real_browser() {
             && timeline.contains("ShopErrors fired"),
         "{timeline}"
     );
+    assert!(
+        timeline.contains(&format!("href=\"#/alert/{fingerprint}\"")),
+        "the alert's events link to its page: {timeline}"
+    );
     screenshot(&url, "timeline");
     let alerts_only = page(&format!("{url}&kinds=alert_firing"));
     assert!(alerts_only.contains("ShopErrors fired"), "{alerts_only}");

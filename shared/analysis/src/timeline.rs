@@ -165,6 +165,7 @@ fn deployment_event(d: &deploygraph_model::Deployment) -> TimelineEvent {
             d.short_commit(),
             d.changes.len()
         ),
+        fingerprint: None,
     }
 }
 
@@ -204,6 +205,7 @@ fn change_event(c: &deploygraph_model::Change) -> TimelineEvent {
         kind: EventKind::Change,
         uid: c.uid.clone(),
         summary,
+        fingerprint: None,
     }
 }
 
@@ -221,6 +223,7 @@ fn alert_events(a: &deploygraph_model::Alert) -> Vec<TimelineEvent> {
             a.name,
             a.severity.as_deref().unwrap_or("no severity")
         ),
+        fingerprint: Some(a.fingerprint.clone()),
     }];
     if let (AlertStatus::Resolved, Some(end)) = (a.status, a.ends_at) {
         events.push(TimelineEvent {
@@ -232,6 +235,7 @@ fn alert_events(a: &deploygraph_model::Alert) -> Vec<TimelineEvent> {
                 a.name,
                 (end - a.starts_at).num_minutes()
             ),
+            fingerprint: Some(a.fingerprint.clone()),
         });
     }
     events
@@ -297,6 +301,7 @@ fn verdict_event(
                 .as_deref()
                 .map_or(String::new(), |n| format!(": {n}"))
         ),
+        fingerprint: Some(a.fingerprint.clone()),
     }
 }
 
@@ -306,6 +311,7 @@ fn chaos_events(r: &deploygraph_model::ChaosRun) -> Vec<TimelineEvent> {
         kind: EventKind::ChaosStarted,
         uid: r.uid.clone(),
         summary: format!("chaos {} ({}) started", r.experiment, r.scenario),
+        fingerprint: None,
     }];
     if let Some(end) = r.ended_at {
         events.push(TimelineEvent {
@@ -313,6 +319,7 @@ fn chaos_events(r: &deploygraph_model::ChaosRun) -> Vec<TimelineEvent> {
             kind: EventKind::ChaosEnded,
             uid: r.uid.clone(),
             summary: format!("chaos {} ended: {}", r.experiment, r.verdict.as_str()),
+            fingerprint: None,
         });
     }
     events
@@ -346,6 +353,7 @@ fn canary_events(a: &deploygraph_model::CanaryAnalysis) -> Vec<TimelineEvent> {
                 "canary analysis of {} started (template {}, deployment {})",
                 a.service.name, a.template, a.deployment
             ),
+            fingerprint: None,
         },
         TimelineEvent {
             at: a.decided_at,
@@ -358,6 +366,7 @@ fn canary_events(a: &deploygraph_model::CanaryAnalysis) -> Vec<TimelineEvent> {
                 a.analyses,
                 a.baseline_kind.as_str()
             ),
+            fingerprint: None,
         },
     ]
 }
@@ -388,6 +397,7 @@ fn rollback_event(r: &deploygraph_model::Rollback) -> TimelineEvent {
             r.by,
             r.reason
         ),
+        fingerprint: None,
     }
 }
 
@@ -529,6 +539,7 @@ pub async fn timeline(
                 s.verdict.as_str(),
                 s.checks.len()
             ),
+            fingerprint: None,
         };
         listed
             .items

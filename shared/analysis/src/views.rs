@@ -233,6 +233,10 @@ pub struct TimelineEvent {
     pub uid: Uid,
     /// One line for humans.
     pub summary: String,
+    /// The alert's fingerprint, on alert events (firing, resolved) and reviewers' verdicts: the
+    /// alert's address in the API (`/v1/alerts/{fingerprint}/suspects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// A service's deployments, changes, alerts, snapshots and chaos runs in a window, oldest

@@ -182,15 +182,12 @@
     const withDeps = params.get("deps") === "1";
     const span = { since: since.toISOString(), until: until.toISOString() };
     const namespace = params.get("namespace") || "";
-    const [timeline, alerts, deps] = await Promise.all([
+    const [timeline, deps] = await Promise.all([
       api("/v1/services/" + encodeURIComponent(name) + "/timeline" + q(Object.assign({ environment }, span))),
-      api("/v1/alerts" + q(Object.assign({ service: name, environment, limit: 1000 }, span))),
       environment
         ? api("/v1/services/" + encodeURIComponent(name) + "/dependencies" + q({ environment, namespace }))
         : Promise.resolve({ status: 0, body: null })]);
     if (timeline.status !== 200) return render(el("h1", {}, name), failure(timeline, "the timeline"));
-    const fingerprints = {};
-    for (const a of (alerts.body && alerts.body.items) || []) fingerprints[a.uid] = a.fingerprint;
     let events = timeline.body.events.map((e) => Object.assign({ service: name }, e));
     const dependencies = [];
     for (const d of (deps.status === 200 && deps.body && deps.body.depends_on) || []) {
@@ -235,15 +232,15 @@
       events.length === 0
         ? el("p", { class: "muted", id: "no-events" }, "Nothing in this range.")
         : table(["When", "Service", "Kind", "What"], events.map((e) => [
-          when(e.at), e.service, badge(e.kind), eventLink(e, fingerprints)])),
+          when(e.at), e.service, badge(e.kind), eventLink(e)])),
       timeline.body.truncated ? el("p", { class: "muted" }, "More events than shown: narrow the range.") : null);
   }
 
-  function eventLink(e, fingerprints) {
+  // A timeline event as a link to its page: deployments and rollbacks by uid, alerts and
+  // reviewers' verdicts by the alert's fingerprint.
+  function eventLink(e) {
     if (e.kind === "deployment" || e.kind === "rolled_back") return link("#/deployment/" + encodeURIComponent(e.uid), e.summary);
-    if ((e.kind === "alert_firing" || e.kind === "alert_resolved") && fingerprints[e.uid]) {
-      return link("#/alert/" + encodeURIComponent(fingerprints[e.uid]), e.summary);
-    }
+    if (e.fingerprint) return link("#/alert/" + encodeURIComponent(e.fingerprint), e.summary);
     return e.summary;
   }
 
@@ -463,7 +460,7 @@
     else if (u.intent === "suspects") answer = [el("p", {}, "Alert ", link("#/alert/" + encodeURIComponent(b.answer.alert.fingerprint), b.answer.alert.name + " " + b.answer.alert.fingerprint)), suspectsTable(b.answer.alert.fingerprint, b.answer.suspects || [], false)];
     else if (u.intent === "deployments") answer = table(["Started", "Service", "Environment", "Status", "Version"], (b.answer.items || []).map((d) => [when(d.started_at), d.service, d.environment, badge(d.status), link("#/deployment/" + encodeURIComponent(d.uid), d.version || d.uid)]));
     else if (u.intent === "alerts") answer = table(["Started", "Name", "Service", "Status", "Summary"], (b.answer.items || []).map((a) => [when(a.starts_at), link("#/alert/" + encodeURIComponent(a.fingerprint), a.name), a.service || "–", badge(a.status), a.summary || ""]));
-    else if (u.intent === "timeline") answer = table(["When", "Kind", "What"], (b.answer.events || []).map((e) => [when(e.at), badge(e.kind), e.summary]));
+    else if (u.intent === "timeline") answer = table(["When", "Kind", "What"], (b.answer.events || []).map((e) => [when(e.at), badge(e.kind), eventLink(e)]));
     else answer = el("pre", {}, JSON.stringify(b.answer, null, 2));
     render(
       el("h1", {}, "Ask"),
@@ -626,7 +623,7 @@
       el("h2", {}, "Suspects"),
       (r.suspects.suspects || []).length ? suspectsTable(fingerprint, r.suspects.suspects, false) : el("p", { class: "muted" }, "No recorded change is a suspect."),
       el("h2", {}, "Timeline"),
-      table(["When", "Kind", "What"], ((r.timeline && r.timeline.events) || []).map((e) => [when(e.at), badge(e.kind), e.summary])),
+      table(["When", "Kind", "What"], ((r.timeline && r.timeline.events) || []).map((e) => [when(e.at), badge(e.kind), eventLink(e)])),
       el("h2", {}, "Infra snapshot before the alert"),
       r.snapshot ? el("p", {}, badge(r.snapshot.verdict), " taken ", when(r.snapshot.taken_at)) : el("p", { class: "muted" }, "None."),
       (r.canary_analyses || []).length ? [el("h2", {}, "Canary analyses"), table(["Decided", "Verdict", "Rule"],

@@ -480,6 +480,17 @@ async fn timeline_factors_dora_and_report(store: Arc<dyn GraphStore>) {
             "alert_resolved"
         ]
     );
+    // Alert events carry the alert's fingerprint (its address in the API); others do not.
+    for e in t["events"].as_array().unwrap() {
+        let is_alert = e["kind"].as_str().unwrap().starts_with("alert_");
+        assert_eq!(e.get("fingerprint").is_some(), is_alert, "{e}");
+    }
+    let fingerprint = t["events"].as_array().unwrap().last().unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = get(&app, &format!("/v1/alerts/{fingerprint}/suspects")).await;
+    assert_eq!(status, StatusCode::OK);
 
     let (status, f) = get(&app, &format!("/v1/services/{svc}/common-factors?last=3")).await;
     assert_eq!(status, StatusCode::OK, "{f}");

@@ -637,7 +637,10 @@ mod tests {
         };
         assert!(target.node_certificates);
         assert_eq!(target.node_selector.as_deref(), Some("role=worker"));
-        assert_eq!(target.node_ca_file.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(
+            target.node_ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
         for (text, field) in [
             (
                 "kubernetes: {kubeconfig: /k, client_certificates: true, node_selector: a=b}",

@@ -1,7 +1,7 @@
 //! `deploygraph gate` against real TLS listeners on loopback (rcgen certificates).
 
 use crate::support::{run, stderr, stdout, temp_path};
-use deploygraph_probe::testing::{Ca, closed_port, leaf, serve, silent};
+use deploygraph_probe::testing::{Ca, closed_port, kubelet_node, leaf, serve, silent};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -249,29 +249,6 @@ async fn gate_record_and_snapshot_store_what_was_checked() {
         .unwrap();
 }
 
-/// A Node labelled `label` whose kubelet answers at 127.0.0.1:`port`.
-async fn kubelet_node(
-    nodes: &kube::Api<k8s_openapi::api::core::v1::Node>,
-    name: &str,
-    label: &str,
-    port: u16,
-) {
-    use kube::api::{Patch, PatchParams, PostParams};
-    let node = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"deploygraph.io/gate-e2e": label}},
-    }))
-    .unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let status = serde_json::json!({"status": {
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-    }});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_checks_each_nodes_kubelet_certificate() {
     let kubeconfig = std::env::var("KUBECONFIG_TEST")
@@ -283,8 +260,9 @@ async fn the_gate_checks_each_nodes_kubelet_certificate() {
     let (good, expiring) = (format!("{label}-good"), format!("{label}-expiring"));
     let good_port = serve(leaf(Some(&ca), &[&good], -1, 24 * 300)).await;
     let expiring_port = serve(leaf(Some(&ca), &[&expiring], -1, 3)).await;
-    kubelet_node(&nodes, &good, &label, good_port).await;
-    kubelet_node(&nodes, &expiring, &label, expiring_port).await;
+    let labelled = ("deploygraph.io/gate-e2e", label.as_str());
+    kubelet_node(&nodes, &good, labelled, Some(good_port)).await;
+    kubelet_node(&nodes, &expiring, labelled, Some(expiring_port)).await;
     let args = |selector: &str| {
         vec![
             "gate".to_owned(),

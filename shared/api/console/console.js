@@ -32,6 +32,16 @@
     }
   }
 
+  const SVG = "http://www.w3.org/2000/svg";
+
+  // An SVG element with its attributes and, when given, its text (as text, never markup).
+  function svgEl(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
   function render(...nodes) {
     main.replaceChildren(...nodes.flat().filter(Boolean));
   }
@@ -246,26 +256,16 @@
 
   // A time axis of the events, one dot per event, coloured by kind.
   function axis(events, since, until) {
-    const ns = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("class", "axis");
-    svg.setAttribute("viewBox", "0 0 1000 56");
-    svg.setAttribute("preserveAspectRatio", "none");
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "events on a time axis");
+    const svg = svgEl("svg", { class: "axis", viewBox: "0 0 1000 56", preserveAspectRatio: "none", role: "img",
+      "aria-label": "events on a time axis" });
     const span = Math.max(1, until - since);
-    const line = document.createElementNS(ns, "line");
-    for (const [k, v] of Object.entries({ x1: 10, x2: 990, y1: 40, y2: 40, stroke: "#9aa4af" })) line.setAttribute(k, v);
-    svg.appendChild(line);
+    svg.appendChild(svgEl("line", { x1: 10, x2: 990, y1: 40, y2: 40, stroke: "#9aa4af" }));
     const colour = (k) => (k.startsWith("alert") ? "#b42318" : k === "deployment" ? "#0b5cad" : k === "change" ? "#7a5af8"
       : k.startsWith("chaos") ? "#b54708" : k.startsWith("canary") ? "#067647" : "#5b6470");
     for (const e of events) {
       const x = 10 + 980 * Math.min(1, Math.max(0, (new Date(e.at) - since) / span));
-      const dot = document.createElementNS(ns, "rect");
-      for (const [k, v] of Object.entries({ x: x - 2, y: e.kind.startsWith("alert") ? 8 : 24, width: 4, height: 14, fill: colour(e.kind) })) dot.setAttribute(k, v);
-      const title = document.createElementNS(ns, "title");
-      title.textContent = when(e.at) + " " + e.kind + ": " + e.summary;
-      dot.appendChild(title);
+      const dot = svgEl("rect", { x: x - 2, y: e.kind.startsWith("alert") ? 8 : 24, width: 4, height: 14, fill: colour(e.kind) });
+      dot.appendChild(svgEl("title", {}, when(e.at) + " " + e.kind + ": " + e.summary));
       svg.appendChild(dot);
     }
     return svg;
@@ -490,34 +490,27 @@
     const W = 260, H = 52, GAP = 170;
     const rows = Math.max(1, sides.in.length, sides.out.length);
     const width = 3 * W + 2 * GAP, height = rows * H + 20;
-    const ns = "http://www.w3.org/2000/svg";
-    const make = (tag, attrs, text) => {
-      const node = document.createElementNS(ns, tag);
-      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-      if (text !== undefined) node.textContent = text;
-      return node;
-    };
-    const svg = make("svg", { viewBox: `0 0 ${width} ${height}`, class: "diagram graph", role: "img",
+    const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, class: "diagram graph", role: "img",
       "aria-label": "the neighbourhood of " + center.label });
-    const defs = make("defs", {});
-    const marker = make("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
-    marker.appendChild(make("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#9aa4af" }));
+    const defs = svgEl("defs", {});
+    const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    marker.appendChild(svgEl("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#9aa4af" }));
     defs.appendChild(marker);
     svg.appendChild(defs);
     const fills = { deployment: "#eaf1fb", service: "#eef4fb", alert: "#fde8e7", change: "#f1edfd", chaos: "#fef0e6",
       canary: "#e7f6ee", snapshot: "#f4f6f8", rollback: "#fde8e7", commit: "#f4f6f8", image: "#f4f6f8", more: "#ffffff" };
     const box = (n, x, y, cls) => {
-      const g = make("g", { class: "node " + (n.kind || "") + (cls ? " " + cls : ""), "data-kind": n.kind || "" });
-      g.appendChild(make("rect", { x, y, width: W, height: 40, rx: 8, fill: fills[n.kind] || "#f4f6f8", stroke: cls ? "#0b5cad" : "#9aa4af",
+      const g = svgEl("g", { class: "node " + (n.kind || "") + (cls ? " " + cls : ""), "data-kind": n.kind || "" });
+      g.appendChild(svgEl("rect", { x, y, width: W, height: 40, rx: 8, fill: fills[n.kind] || "#f4f6f8", stroke: cls ? "#0b5cad" : "#9aa4af",
         "stroke-width": cls ? 2 : 1 }));
       const label = String(n.label || "");
-      g.appendChild(make("text", { x: x + W / 2, y: y + 17, "text-anchor": "middle", class: "kind" }, n.kind || ""));
-      g.appendChild(make("text", { x: x + W / 2, y: y + 33, "text-anchor": "middle", class: "node" },
+      g.appendChild(svgEl("text", { x: x + W / 2, y: y + 17, "text-anchor": "middle", class: "kind" }, n.kind || ""));
+      g.appendChild(svgEl("text", { x: x + W / 2, y: y + 33, "text-anchor": "middle", class: "node" },
         label.length > 32 ? label.slice(0, 31) + "…" : label));
-      const title = make("title", {}, (n.kind ? n.kind + ": " : "") + label);
+      const title = svgEl("title", {}, (n.kind ? n.kind + ": " : "") + label);
       g.appendChild(title);
       if (!n.href) return g;
-      const a = make("a", { href: n.href });
+      const a = svgEl("a", { href: n.href });
       a.appendChild(g);
       return a;
     };
@@ -528,10 +521,10 @@
         const x = dir === "in" ? 0 : 2 * (W + GAP);
         const y = 10 + i * H + (rows - list.length) * H / 2;
         const [x1, y1, x2, y2] = dir === "in" ? [x + W, y + 20, cx, cy + 20] : [cx + W, cy + 20, x, y + 20];
-        svg.appendChild(make("line", { x1, y1, x2, y2, stroke: "#9aa4af", "stroke-width": 1.5, "marker-end": "url(#arrow)",
+        svg.appendChild(svgEl("line", { x1, y1, x2, y2, stroke: "#9aa4af", "stroke-width": 1.5, "marker-end": "url(#arrow)",
           "stroke-dasharray": n.dashed ? "5 4" : "" }));
         const lx = dir === "in" ? x1 + 8 : x2 - 8;
-        svg.appendChild(make("text", { x: lx, y: (dir === "in" ? y1 : y2) - 5, "text-anchor": dir === "in" ? "start" : "end", class: "edge" }, n.rel));
+        svg.appendChild(svgEl("text", { x: lx, y: (dir === "in" ? y1 : y2) - 5, "text-anchor": dir === "in" ? "start" : "end", class: "edge" }, n.rel));
         svg.appendChild(box(n, x, y));
       });
     }
@@ -566,26 +559,19 @@
       n.x = i * (W + GAP);
       n.y = 10 + j * H + (rows - c.length) * H / 2;
     }));
-    const ns = "http://www.w3.org/2000/svg";
-    const make = (tag, attrs, text) => {
-      const node = document.createElementNS(ns, tag);
-      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-      if (text !== undefined) node.textContent = text;
-      return node;
-    };
-    const svg = make("svg", { viewBox: `0 0 ${width} ${height}`, class: "diagram", role: "img", "aria-label": "the incident's graph" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, class: "diagram", role: "img", "aria-label": "the incident's graph" });
     for (const e of edges) {
       const a = nodes.get(e.from), b = nodes.get(e.to);
       if (!a || !b) continue;
       const [x1, y1] = a.x <= b.x ? [a.x + W - 10, a.y + 22] : [a.x + 10, a.y + 22];
       const [x2, y2] = a.x <= b.x ? [b.x + 10, b.y + 22] : [b.x + W - 10, b.y + 22];
-      svg.appendChild(make("line", { x1, y1, x2, y2, stroke: "#9aa4af", "stroke-width": 1.5, "stroke-dasharray": e.dashed ? "5 4" : "" }));
-      svg.appendChild(make("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", class: "edge" }, e.label));
+      svg.appendChild(svgEl("line", { x1, y1, x2, y2, stroke: "#9aa4af", "stroke-width": 1.5, "stroke-dasharray": e.dashed ? "5 4" : "" }));
+      svg.appendChild(svgEl("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", class: "edge" }, e.label));
     }
     for (const n of nodes.values()) {
       const fill = n.id.startsWith("alert_") ? "#fde8e7" : n.id.startsWith("svc_") ? "#eef4fb" : n.id.startsWith("chaos_") ? "#fef0e6" : "#f1edfd";
-      svg.appendChild(make("rect", { x: n.x + 10, y: n.y, width: W - 20, height: 44, rx: n.shape === "[" ? 4 : 20, fill, stroke: "#9aa4af" }));
-      svg.appendChild(make("text", { x: n.x + W / 2, y: n.y + 27, "text-anchor": "middle", class: "node" },
+      svg.appendChild(svgEl("rect", { x: n.x + 10, y: n.y, width: W - 20, height: 44, rx: n.shape === "[" ? 4 : 20, fill, stroke: "#9aa4af" }));
+      svg.appendChild(svgEl("text", { x: n.x + W / 2, y: n.y + 27, "text-anchor": "middle", class: "node" },
         n.label.length > 42 ? n.label.slice(0, 41) + "…" : n.label));
     }
     return svg;

@@ -109,3 +109,32 @@ pub fn closed_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Creates a Node named `name` with the label `label` (`key`, `value`) whose status says its
+/// kubelet answers at 127.0.0.1:`port` (an InternalIP and the kubelet endpoint); with `None`,
+/// a Node without any address. The API server keeps such Nodes as written: nothing runs on them.
+pub async fn kubelet_node(
+    nodes: &kube::Api<k8s_openapi::api::core::v1::Node>,
+    name: &str,
+    label: (&str, &str),
+    port: Option<u16>,
+) {
+    use kube::api::{Patch, PatchParams, PostParams};
+    let node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {label.0: label.1}},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let status = match port {
+        Some(port) => serde_json::json!({"status": {
+            "addresses": [{"type": "Hostname", "address": name},
+                          {"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        }}),
+        None => serde_json::json!({"status": {"addresses": []}}),
+    };
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}

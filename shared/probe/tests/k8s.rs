@@ -6,11 +6,11 @@
 use base64::Engine as _;
 use chrono::Duration;
 use deploygraph_probe::k8s::{K8sTarget, check};
-use deploygraph_probe::testing::{Ca, closed_port, leaf, serve};
+use deploygraph_probe::testing::{Ca, closed_port, kubelet_node, leaf, serve};
 use deploygraph_probe::{CheckKind, Status};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use std::collections::BTreeMap;
@@ -170,27 +170,6 @@ async fn kubeconfig_client_certificates_are_judged() {
     );
 }
 
-/// A Node named `name` with the test's label, whose kubelet answers at 127.0.0.1:`port` (no
-/// address at all with `None`).
-async fn node(nodes: &Api<Node>, name: &str, label: &str, port: Option<u16>) {
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"deploygraph.io/node-cert-test": label}},
-    }))
-    .unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let status = match port {
-        Some(port) => serde_json::json!({"status": {
-            "addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        }}),
-        None => serde_json::json!({"status": {"addresses": []}}),
-    };
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_nodes_kubelet_certificate_is_checked_at_its_address_and_port() {
     let client = client().await;
@@ -222,10 +201,11 @@ async fn each_nodes_kubelet_certificate_is_checked_at_its_address_and_port() {
         ),
         (&unreachable, closed_port()),
     ];
+    let labelled = ("deploygraph.io/node-cert-test", label.as_str());
     for (node_name, port) in ports {
-        node(&nodes, node_name, &label, Some(port)).await;
+        kubelet_node(&nodes, node_name, labelled, Some(port)).await;
     }
-    node(&nodes, &nowhere, &label, None).await;
+    kubelet_node(&nodes, &nowhere, labelled, None).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("kubelet-ca.crt");
     std::fs::write(&ca_file, ca.pem()).unwrap();

@@ -6,7 +6,7 @@
 //! concurrent writer of the same change is seen — reconciles ([`crate::plan::plan_changes`])
 //! and creates the new changes.
 
-use super::{BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_in};
+use super::{BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_in, uid_values};
 use crate::error::Result;
 use crate::payload::{decode, encode};
 use crate::types::{ChangeFilter, ChangeOutcome};
@@ -85,10 +85,7 @@ async fn record_changes_in(
             });
         }
     }
-    let mut uids: Vec<&str> = batch.iter().map(|c| c.uid.as_str()).collect();
-    uids.sort_unstable();
-    uids.dedup();
-    let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
+    let uids = uid_values(batch.iter().map(|c| &c.uid));
     let rows = rows_in(
         txn,
         query(LOCK_AND_READ)
@@ -136,13 +133,6 @@ fn changes(rows: &[neo4rs::Row], operation: &'static str) -> Result<Vec<Change>>
             decode(&uid, &payload)
         })
         .collect()
-}
-
-fn uid_values(uids: &[Uid]) -> Vec<BoltType> {
-    let mut uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
-    uids.sort_unstable();
-    uids.dedup();
-    uids.into_iter().map(Into::into).collect()
 }
 
 /// The listing query: fixed clauses chosen by which filters are set, values as parameters.

@@ -190,6 +190,14 @@ fn opt_str(value: Option<&str>) -> BoltType {
     value.map(str::to_owned).into()
 }
 
+/// Uids as a Bolt list parameter, sorted and without repeats (one row per uid for `UNWIND`).
+fn uid_values<'a>(uids: impl IntoIterator<Item = &'a Uid>) -> Vec<BoltType> {
+    let mut uids: Vec<&str> = uids.into_iter().map(Uid::as_str).collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids.into_iter().map(Into::into).collect()
+}
+
 fn int(value: impl TryInto<i64>) -> BoltType {
     BoltType::from(value.try_into().unwrap_or(i64::MAX))
 }

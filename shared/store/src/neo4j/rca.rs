@@ -2,6 +2,7 @@
 
 use super::{
     BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_in, stored_from_row,
+    uid_values,
 };
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
@@ -816,13 +817,10 @@ impl Neo4jStore {
 
     pub(super) async fn rca_top_triggers(&self, alerts: &[Uid]) -> Result<Vec<Trigger>> {
         let operation = "read top triggers";
-        let mut uids: Vec<&str> = alerts.iter().map(Uid::as_str).collect();
-        uids.sort_unstable();
-        uids.dedup();
+        let uids = uid_values(alerts);
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
         let rows = self
             .read(
                 query(&format!(
@@ -856,13 +854,10 @@ impl Neo4jStore {
 
     pub(super) async fn rca_triggered_by(&self, subjects: &[Uid]) -> Result<Vec<SubjectTrigger>> {
         let operation = "read the triggers of subjects";
-        let mut uids: Vec<&str> = subjects.iter().map(Uid::as_str).collect();
-        uids.sort_unstable();
-        uids.dedup();
+        let uids = uid_values(subjects);
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
         // Each subject's alerts, then every suspect of each alert ranked as `attribution`
         // ranks them; the subject's place in that list is its rank.
         let rows = self
@@ -912,13 +907,10 @@ impl Neo4jStore {
     }
 
     pub(super) async fn rca_get_deployments(&self, uids: &[Uid]) -> Result<Vec<StoredDeployment>> {
-        let mut uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
-        uids.sort_unstable();
-        uids.dedup();
+        let uids = uid_values(uids);
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
         let rows = self
             .read(
                 query(

@@ -7,7 +7,7 @@
 //! never leaving a CAUSED beside a REJECTED.
 
 use super::rca::finish;
-use super::{BACKEND, Neo4jStore, decode_failed, failed, opt_str, rows_in};
+use super::{BACKEND, Neo4jStore, decode_failed, failed, opt_str, rows_in, uid_values};
 use crate::error::{Error, Result};
 use crate::types::{RecordKind, VerdictOutcome};
 use deploygraph_model::{SubjectKind, SuspectVerdict, Uid, VerdictKind, parse_time};
@@ -137,13 +137,10 @@ impl Neo4jStore {
 
     pub(super) async fn verdict_list(&self, alerts: &[Uid]) -> Result<Vec<SuspectVerdict>> {
         let operation = "read verdicts";
-        let mut uids: Vec<&str> = alerts.iter().map(Uid::as_str).collect();
-        uids.sort_unstable();
-        uids.dedup();
+        let uids = uid_values(alerts);
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        let uids: Vec<BoltType> = uids.into_iter().map(Into::into).collect();
         let rows = self
             .rows(
                 query(&format!(

@@ -256,7 +256,16 @@ pub(crate) async fn get_deployment(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Json<StoredDeployment>, ApiError> {
-    let Ok(parsed) = Uid::parse(&uid) else {
+    stored_deployment(&state, &uid).await.map(Json)
+}
+
+/// The deployment a path names, read from the store: 404 when the uid is malformed or
+/// unknown, 503 when the store is unavailable.
+pub(crate) async fn stored_deployment(
+    state: &AppState,
+    uid: &str,
+) -> Result<StoredDeployment, ApiError> {
+    let Ok(parsed) = Uid::parse(uid) else {
         return Err(ApiError::not_found(format!("no deployment {uid:?}")));
     };
     let started = Instant::now();
@@ -264,7 +273,6 @@ pub(crate) async fn get_deployment(
     state.metrics.store_call("get_deployment", started);
     found
         .map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?
-        .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no deployment {uid:?}")))
 }
 

@@ -329,15 +329,10 @@ pub(crate) async fn deployment_alerts(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Ok(parsed) = Uid::parse(&uid) else {
-        return Err(ApiError::not_found(format!("no deployment {uid:?}")));
-    };
-    let started = Instant::now();
-    let found = state.store.get_deployment(&parsed).await;
-    state.metrics.store_call("get_deployment", started);
-    if found.map_err(store_error(&state))?.is_none() {
-        return Err(ApiError::not_found(format!("no deployment {uid:?}")));
-    }
+    let parsed = crate::handlers::stored_deployment(&state, &uid)
+        .await?
+        .deployment
+        .uid;
     let started = Instant::now();
     let triggers = state
         .store

@@ -25,7 +25,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use deploygraph_model::{CanaryAnalysis, CanaryAnalysisInput, Uid};
+use deploygraph_model::{CanaryAnalysis, CanaryAnalysisInput};
 use deploygraph_store::RecordKind;
 use serde_json::json;
 use std::sync::Arc;
@@ -125,17 +125,12 @@ pub(crate) async fn deployment_analyses(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Ok(parsed) = Uid::parse(&uid) else {
-        return Err(ApiError::not_found(format!("no deployment {uid:?}")));
-    };
+    let parsed = crate::handlers::stored_deployment(&state, &uid)
+        .await?
+        .deployment
+        .uid;
     let store_error =
         |e: deploygraph_store::Error| ApiError::from_store(&e, state.config.retry_after_secs);
-    let started = Instant::now();
-    let found = state.store.get_deployment(&parsed).await;
-    state.metrics.store_call("get_deployment", started);
-    if found.map_err(store_error)?.is_none() {
-        return Err(ApiError::not_found(format!("no deployment {uid:?}")));
-    }
     let started = Instant::now();
     let analyses = state
         .store

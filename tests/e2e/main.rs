@@ -14,6 +14,7 @@ mod canary_hooks;
 mod canary_watch;
 mod changes;
 mod chaos;
+mod chart;
 mod ci;
 mod cli;
 mod console;

@@ -196,6 +196,28 @@ impl Server {
         server
     }
 
+    /// `deploygraph ARGS` with exactly this environment (besides `PATH`), listening on `listen`
+    /// (as its environment says): a server configured as a deployment manifest configures it.
+    pub fn start_configured(args: &[String], env: &[(String, String)], listen: &str) -> Self {
+        let log = temp_path("serve.log");
+        let child = Command::new(bin())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child: Some(child),
+            url: format!("http://{listen}"),
+            log,
+        };
+        server.wait_for("/healthz", Duration::from_secs(30));
+        server
+    }
+
     /// Polls `path` until it answers 200, bounded by `timeout`.
     pub fn wait_for(&self, path: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -246,6 +246,14 @@ fn the_charts_schema_refuses_bad_values_naming_them() {
         ("watch.namespaces={Payments}", "/watch/namespaces/0"),
         ("replicas=2", "'replicas'"),
         ("log.format=xml", "/log/format"),
+        ("admission.mode=block", "/admission/mode"),
+        ("admission.failurePolicy=Maybe", "/admission/failurePolicy"),
+        ("admission.timeoutSeconds=31", "/admission/timeoutSeconds"),
+        ("admission.maxSnapshotAge=soon", "/admission/maxSnapshotAge"),
+        (
+            "admission.enabled=true,admission.tls.existingSecret=gate-tls",
+            "admission.tls.caBundle is required",
+        ),
     ];
     for (set, named) in cases {
         let out = helm(&["template", "dg", &chart, "--set", set]);
@@ -312,17 +320,20 @@ fn the_charts_rbac_is_the_one_the_watcher_is_tested_with() {
     );
 }
 
-/// The installed Deployment's container, run here as a process: its arguments and environment
-/// (fields, Secrets and the token file resolved as the kubelet would; the listen address, the
-/// store's path and the kubeconfig changed for this machine) start a ready server that leads
-/// the watchers and takes writes with the generated token only.
+/// The installed Deployment's container, run here as a process, as a kubelet would run it:
+/// its volumes (Secrets, ConfigMaps, empty directories) written to local directories and the
+/// paths under their mount points moved there, fields and Secret references resolved, the
+/// listen addresses moved to free loopback ports and the kubeconfig set for this machine. The
+/// server is ready, leads the watchers and takes writes with the generated token only; the
+/// admission gate's address when it serves one.
 fn serves_as_installed(
     runtime: &tokio::runtime::Runtime,
     client: &kube::Client,
     ns: &str,
     deployment: &Deployment,
     token: &[u8],
-) {
+) -> (crate::support::Server, Option<String>) {
+    use k8s_openapi::api::core::v1::ConfigMap;
     let pod = deployment
         .spec
         .as_ref()
@@ -332,32 +343,87 @@ fn serves_as_installed(
         .clone()
         .unwrap();
     let container = &pod.containers[0];
-    let dir = temp_path("pod");
-    std::fs::create_dir_all(&dir).unwrap();
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, token).unwrap();
-    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    let root = temp_path("pod");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    // Each mount point and the local directory standing for it.
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    for (i, mount) in container
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let local = root.join(format!("volume-{i}"));
+        std::fs::create_dir_all(&local).unwrap();
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap_or_else(|| panic!("no volume {}", mount.name));
+        let files: Vec<(String, Vec<u8>)> = if let Some(secret) = &volume.secret {
+            let data = runtime
+                .block_on(secrets.get(secret.secret_name.as_ref().unwrap()))
+                .unwrap()
+                .data
+                .unwrap_or_default();
+            match &secret.items {
+                Some(items) => items
+                    .iter()
+                    .map(|k| (k.path.clone(), data[&k.key].0.clone()))
+                    .collect(),
+                None => data.into_iter().map(|(k, v)| (k, v.0)).collect(),
+            }
+        } else if let Some(map) = &volume.config_map {
+            let data = runtime
+                .block_on(config_maps.get(&map.name))
+                .unwrap()
+                .data
+                .unwrap_or_default();
+            data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
+        } else {
+            Vec::new()
+        };
+        for (name, bytes) in files {
+            std::fs::write(local.join(name), bytes).unwrap();
+        }
+        mounts.push((mount.mount_path.clone(), local));
+    }
+    let local_path = |path: &str| -> Option<String> {
+        mounts.iter().find_map(|(at, local)| {
+            path.strip_prefix(at.as_str())
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .map(|rest| format!("{}{rest}", local.display()))
+        })
+    };
+    let mut listen = None;
+    let mut admission = None;
     let mut env = vec![(
         "DEPLOYGRAPH_WATCH_KUBECONFIG".to_owned(),
         std::env::var("KUBECONFIG_TEST").unwrap(),
     )];
     for var in container.env.clone().unwrap_or_default() {
         let value = match (var.name.as_str(), var.value, var.value_from) {
-            ("DEPLOYGRAPH_LISTEN", Some(v), _) => {
-                assert_eq!(v, "0.0.0.0:8080");
-                listen.clone()
+            ("DEPLOYGRAPH_LISTEN" | "DEPLOYGRAPH_ADMISSION_LISTEN", Some(v), _) => {
+                assert!(v.starts_with("0.0.0.0:"), "{v}");
+                let here = format!("127.0.0.1:{}", crate::support::free_port());
+                if var.name == "DEPLOYGRAPH_LISTEN" {
+                    listen = Some(here.clone());
+                } else {
+                    admission = Some(here.clone());
+                }
+                here
             }
-            ("DEPLOYGRAPH_STORE", Some(v), _) => {
-                let path = v.strip_prefix("sqlite://").unwrap();
-                format!(
-                    "sqlite://{}/{}",
-                    dir.display(),
-                    Path::new(path).file_name().unwrap().to_str().unwrap()
-                )
-            }
-            ("DEPLOYGRAPH_TOKEN_FILE", Some(_), _) => token_file.display().to_string(),
-            (_, Some(v), _) => v,
+            ("DEPLOYGRAPH_STORE", Some(v), _) => match v.strip_prefix("sqlite://") {
+                Some(path) => format!(
+                    "sqlite://{}",
+                    local_path(path).expect("the store on a volume")
+                ),
+                None => v,
+            },
+            (_, Some(v), _) => local_path(&v).unwrap_or(v),
             (_, None, Some(from)) => {
                 if let Some(field) = from.field_ref {
                     match field.field_path.as_str() {
@@ -375,6 +441,7 @@ fn serves_as_installed(
         };
         env.push((var.name, value));
     }
+    let listen = listen.expect("DEPLOYGRAPH_LISTEN");
     let server =
         crate::support::Server::start_configured(container.args.as_ref().unwrap(), &env, &listen);
     server.wait_for("/readyz", std::time::Duration::from_secs(30));
@@ -394,7 +461,7 @@ fn serves_as_installed(
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let record = crate::support::deployment("chart", 1, 1);
+    let record = crate::support::deployment(&unique("chart"), 1, 1);
     let url = format!("{}/v1/deployments", server.url);
     assert_eq!(crate::support::post_json(&url, &record, None).0, 401);
     let token = String::from_utf8(token.to_vec()).unwrap();
@@ -407,6 +474,7 @@ fn serves_as_installed(
         "log lines are JSON:\n{}",
         server.logs()
     );
+    (server, admission)
 }
 
 async fn pod_from_template(
@@ -471,7 +539,9 @@ fn the_chart_installs_into_the_api_server_and_upgrades_keeping_its_token() {
     });
     assert_eq!(first_token.len(), 48);
     assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(1));
-    serves_as_installed(&runtime, &client, &ns, &deployment, &first_token);
+    let (_server, admission) =
+        serves_as_installed(&runtime, &client, &ns, &deployment, &first_token);
+    assert!(admission.is_none());
 
     // The same template made insecure is refused there: the check above can fail.
     let rendered = helm_ok(&[
@@ -563,6 +633,169 @@ fn the_chart_installs_into_the_api_server_and_upgrades_keeping_its_token() {
         assert!(
             roles
                 .get_opt(&format!("{full}-watcher"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .delete(&ns, &DeleteParams::default())
+            .await
+            .unwrap();
+    });
+}
+
+/// With `admission.enabled`: the chart registers the gate as a ValidatingWebhook whose
+/// `caBundle` trusts the certificate it generated for the Service's name, keeps both across an
+/// upgrade, and the installed server, snapshotting the configured checks on its interval,
+/// refuses over that TLS a rollout while a certificate check fails.
+#[test]
+fn the_charts_admission_gate_is_registered_trusted_and_refuses_on_a_failing_snapshot() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(deploygraph_k8s::testing::client());
+    let expiring = runtime.block_on(deploygraph_probe::testing::serve(
+        deploygraph_probe::testing::leaf(None, &["127.0.0.1"], -1, 48),
+    ));
+    let ns = unique("chart-gate");
+    runtime.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    let chart = chart();
+    let release = unique("dg");
+    let full = format!("{release}-deploygraph");
+    // Only namespaces labelled for this test are judged (the API server is shared), and the
+    // gate fails open: nothing else in the test cluster depends on it.
+    let values = format!(
+        "admission.enabled=true,admission.failurePolicy=Ignore,admission.namespaceSelector.matchLabels.deploygraph-chart-gate={ns},snapshots.interval=1s"
+    );
+    let gate_config = format!(
+        r#"snapshots.config={{"checkend": 604800, "allow_untrusted": true, "tls": ["127.0.0.1:{expiring}"]}}"#
+    );
+    let install = |verb: &str| {
+        helm_ok(&[
+            verb,
+            &release,
+            &chart,
+            "-n",
+            &ns,
+            "--set",
+            &values,
+            "--set-json",
+            &gate_config,
+        ])
+    };
+    install("install");
+    let webhooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let read = || {
+        runtime.block_on(async {
+            let webhook = webhooks.get(&format!("{full}-gate")).await.unwrap();
+            let tls = secrets.get(&format!("{full}-admission-tls")).await.unwrap();
+            (webhook, tls.data.unwrap())
+        })
+    };
+    let (webhook, tls) = read();
+    let hook = &webhook.webhooks.as_ref().unwrap()[0];
+    let ca = hook.client_config.ca_bundle.clone().unwrap().0;
+    assert_eq!(ca, tls["ca.crt"].0);
+    assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(hook.side_effects, "NoneOnDryRun");
+    let service = hook.client_config.service.as_ref().unwrap();
+    assert_eq!(
+        (service.name.as_str(), service.path.as_deref(), service.port),
+        (full.as_str(), Some("/v1/admission/validate"), Some(8443))
+    );
+    let excluded = serde_json::to_value(&hook.namespace_selector).unwrap();
+    assert!(
+        excluded
+            .to_string()
+            .contains(&format!(r#"["{ns}","kube-system"]"#)),
+        "{excluded}"
+    );
+
+    let deployment = runtime.block_on(deployments.get(&full)).unwrap();
+    let token = runtime
+        .block_on(secrets.get(&format!("{full}-auth")))
+        .unwrap()
+        .data
+        .unwrap()["token"]
+        .0
+        .clone();
+    let (server, admission) = serves_as_installed(&runtime, &client, &ns, &deployment, &token);
+    let admission: std::net::SocketAddr = admission.expect("the gate listens").parse().unwrap();
+    // The API server's view: the Service's name, trusting only the caBundle.
+    let host = format!("{full}.{ns}.svc");
+    let tls_client = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve(&host, admission)
+        .build()
+        .unwrap();
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "chart-1", "operation": "CREATE", "namespace": "shop", "name": "web",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "userInfo": {"username": "ci"},
+            "object": {"metadata": {"name": "web"}, "spec": {"template": {"spec": {
+                "containers": [{"name": "web", "image": "registry.local/web:v1"}]}}}}}
+    });
+    let url = format!("https://{host}:{}/v1/admission/validate", admission.port());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let message = loop {
+        let answer: Value = tls_client
+            .post(&url)
+            .json(&review)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let message = answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        // Refused for want of a snapshot until the first one on the interval is taken.
+        if message.contains("failed") {
+            break message;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{answer}\n{}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        message.contains(&format!("tls 127.0.0.1:{expiring}")),
+        "{message}"
+    );
+
+    // An upgrade keeps the generated certificate and the bundle that trusts it.
+    install("upgrade");
+    let (webhook, again) = read();
+    assert_eq!(again["tls.crt"].0, tls["tls.crt"].0);
+    assert_eq!(
+        webhook.webhooks.unwrap()[0]
+            .client_config
+            .ca_bundle
+            .clone()
+            .unwrap()
+            .0,
+        ca
+    );
+    helm_ok(&["uninstall", &release, "-n", &ns]);
+    runtime.block_on(async {
+        assert!(
+            webhooks
+                .get_opt(&format!("{full}-gate"))
                 .await
                 .unwrap()
                 .is_none()

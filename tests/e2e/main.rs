@@ -4,6 +4,7 @@
 //! `ALERTMANAGER_TEST_URL`, started by `scripts/services up prometheus alertmanager`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
 mod alerts;
 mod argo;
 mod ask;

@@ -611,6 +611,54 @@ pub struct ServeArgs {
     /// Cluster or environment name recorded on snapshots.
     #[arg(long, env = "DEPLOYGRAPH_CLUSTER")]
     pub cluster: Option<String>,
+    /// Serve the admission gate (`POST /v1/admission/validate`, a ValidatingWebhook for
+    /// Deployments, StatefulSets and DaemonSets) with TLS on --admission-listen, with this
+    /// certificate chain (PEM, leaf first). Read again when the file changes.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_ADMISSION_TLS_CERT",
+        requires = "admission_tls_key"
+    )]
+    pub admission_tls_cert: Option<PathBuf>,
+    /// The admission gate's private key (PEM).
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_ADMISSION_TLS_KEY",
+        requires = "admission_tls_cert"
+    )]
+    pub admission_tls_key: Option<PathBuf>,
+    /// Address the admission gate listens on (TLS).
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_ADMISSION_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub admission_listen: SocketAddr,
+    /// Require API-server client certificates signed by this CA bundle (PEM) on the admission
+    /// gate (the API server's AdmissionConfiguration names the certificate it presents).
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_ADMISSION_CLIENT_CA",
+        requires = "admission_tls_cert"
+    )]
+    pub admission_client_ca: Option<PathBuf>,
+    /// `deny`: refuse a pod-template change while the cluster's newest infra snapshot fails,
+    /// is older than --admission-max-snapshot-age or is missing; `warn`: admit it with a
+    /// warning.
+    #[arg(long, env = "DEPLOYGRAPH_ADMISSION_MODE", default_value = "deny")]
+    pub admission_mode: String,
+    /// An infra snapshot older than this does not let a change through (`1h`).
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_ADMISSION_MAX_SNAPSHOT_AGE",
+        default_value = "1h"
+    )]
+    pub admission_max_snapshot_age: String,
+    /// Longest the store may take to answer an admission review (`2s`); past it the review
+    /// gets a 503 and the webhook's failurePolicy decides. Keep it far below the webhook's
+    /// timeoutSeconds.
+    #[arg(long, env = "DEPLOYGRAPH_ADMISSION_TIMEOUT", default_value = "2s")]
+    pub admission_timeout: String,
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, env = "DEPLOYGRAPH_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u64,

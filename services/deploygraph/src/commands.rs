@@ -566,6 +566,69 @@ fn check_exposure(
     Ok(())
 }
 
+/// The admission gate's TLS listener and settings, when --admission-tls-cert is given; bad
+/// flags or files are usage errors.
+fn admission_config(
+    args: &ServeArgs,
+) -> Result<
+    Option<(
+        deploygraph_api::tls::TlsListener,
+        deploygraph_api::admission::Config,
+    )>,
+    Failure,
+> {
+    let (Some(cert), Some(key)) = (&args.admission_tls_cert, &args.admission_tls_key) else {
+        return Ok(None);
+    };
+    let mode = deploygraph_api::admission::Mode::parse(&args.admission_mode)
+        .map_err(|e| Failure::usage(format!("--admission-mode: {e}")))?;
+    let max_snapshot_age =
+        deploygraph_probe::config::parse_duration(&args.admission_max_snapshot_age)
+            .map_err(|e| Failure::usage(format!("--admission-max-snapshot-age: {e}")))?;
+    let timeout = deploygraph_probe::config::parse_duration(&args.admission_timeout)
+        .map_err(|e| Failure::usage(format!("--admission-timeout: {e}")))?;
+    if timeout.is_zero() || timeout > Duration::from_secs(25) {
+        return Err(Failure::usage(
+            "--admission-timeout: must be more than 0 and at most 25s (a webhook times out after 30s at most)",
+        ));
+    }
+    if max_snapshot_age.is_zero() {
+        return Err(Failure::usage(
+            "--admission-max-snapshot-age: must be more than 0",
+        ));
+    }
+    let certs = deploygraph_api::tls::CertFiles::open(cert, key)
+        .map_err(|e| Failure::usage(format!("--admission-tls-cert/--admission-tls-key: {e}")))?;
+    let client_ca = args
+        .admission_client_ca
+        .as_deref()
+        .map(deploygraph_api::tls::read_pem_certs)
+        .transpose()
+        .map_err(|e| Failure::usage(format!("--admission-client-ca: {e}")))?;
+    let tcp = std::net::TcpListener::bind(args.admission_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .with_context(|| {
+            format!(
+                "failed to listen on {} (--admission-listen)",
+                args.admission_listen
+            )
+        })?;
+    let listener = deploygraph_api::tls::TlsListener::new(tcp, Arc::new(certs), client_ca)
+        .map_err(|e| Failure::usage(format!("--admission-client-ca: {e}")))?;
+    tracing::info!(address = %args.admission_listen, mode = %args.admission_mode, "serving the admission gate (TLS)");
+    Ok(Some((
+        listener,
+        deploygraph_api::admission::Config {
+            mode,
+            max_snapshot_age,
+            cluster: args.cluster.clone(),
+            timeout,
+            template_hash: Some(deploygraph_k8s::observe::template_hash_of),
+        },
+    )))
+}
+
 async fn serve(args: ServeArgs) -> Outcome {
     let token = read_token(&args)?;
     check_exposure(
@@ -617,6 +680,7 @@ async fn serve(args: ServeArgs) -> Outcome {
     if args.canary_max_analyses == 0 {
         return Err(Failure::usage("--canary-max-analyses: must be at least 1"));
     }
+    let admission = admission_config(&args)?;
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
     let stop = CancellationToken::new();
@@ -731,6 +795,23 @@ async fn serve(args: ServeArgs) -> Outcome {
         let stopped = stop.clone();
         tokio::spawn(async move { pipeline.run(async move { stopped.cancelled().await }).await })
     };
+    let admission_server = match admission {
+        Some((listener, config)) => {
+            let router = deploygraph_api::admission::router(state.clone(), config);
+            let stopped = stop.clone();
+            let drain = Duration::from_secs(args.shutdown_timeout);
+            Some(tokio::spawn(async move {
+                deploygraph_api::serve(
+                    listener,
+                    router,
+                    async move { stopped.cancelled().await },
+                    drain,
+                )
+                .await
+            }))
+        }
+        None => None,
+    };
     let router = deploygraph_api::router(state);
     let signal_stop = stop.clone();
     tokio::spawn(async move {
@@ -746,6 +827,13 @@ async fn serve(args: ServeArgs) -> Outcome {
     )
     .await
     .context("the server failed")?;
+    if let Some(admission) = admission_server {
+        match admission.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error.message = %e, "the admission gate's server failed"),
+            Err(e) => tracing::warn!(error.message = %e, "the admission gate's server stopped"),
+        }
+    }
     // Follow-ups being done finish; the rest stay pending in the store for the next start.
     if tokio::time::timeout(Duration::from_secs(args.shutdown_timeout), follow_ups)
         .await

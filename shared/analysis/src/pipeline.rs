@@ -502,6 +502,22 @@ impl Pipeline {
                 tracing::warn!(deployment.uid = %uid, reason = %reason, "snapshot for the deployment failed");
             }
         }
+        // A gate override admitted for this workload's change is linked to the deployment
+        // the change became.
+        let d = &stored.deployment;
+        if let (Some(workload), Some(namespace)) = (&d.workload, &d.namespace) {
+            let linked = store
+                .link_gate_overrides(
+                    uid,
+                    (&workload.kind, namespace, &workload.name),
+                    &workload.template_hash,
+                    d.started_at,
+                )
+                .await?;
+            if linked > 0 {
+                tracing::info!(deployment.uid = %uid, overrides = linked, "gate overrides linked to the deployment they admitted");
+            }
+        }
         let n = engine::reattribute_after_deployment(
             store,
             &stored.deployment,

@@ -5,6 +5,7 @@
 //! Nothing is acknowledged with a 2xx before the store has committed it; when the store is
 //! unavailable, writes get 503 with `Retry-After`.
 
+pub mod admission;
 mod ask;
 mod auth;
 pub mod canary;
@@ -23,6 +24,7 @@ pub mod snapshot_targets;
 pub mod snapshotter;
 mod strict;
 mod summaries;
+pub mod tls;
 pub mod topology;
 mod verdicts;
 
@@ -337,6 +339,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports/incident", get(rca::incident_report))
         .route("/v1/chaos/runs/{uid}", get(rca::get_chaos_run))
         .route("/v1/chaos/runs", get(rca::list_chaos_runs))
+        .route("/v1/gate/overrides", get(rca::list_gate_overrides))
         .route(
             "/v1/deployments/{uid}/canary",
             get(canary::deployment_analyses),
@@ -436,12 +439,16 @@ pub fn router_with_inline_follow_ups(state: AppState, deadline: Duration) -> Rou
 ///
 /// # Errors
 /// When the server fails.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+pub async fn serve<L>(
+    listener: L,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;

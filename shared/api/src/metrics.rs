@@ -108,6 +108,11 @@ struct VerdictLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdmissionLabels {
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChaosLabels {
     verdict: String,
     outcome: String,
@@ -138,6 +143,7 @@ pub struct Metrics {
     topology_store_failures: Counter,
     deployments: Family<DeploymentLabels, Counter>,
     snapshots: Family<VerdictLabels, Counter>,
+    admission_reviews: Family<AdmissionLabels, Counter>,
     chaos_runs: Family<ChaosLabels, Counter>,
     watch_leading: Gauge,
     store_ready: Gauge,
@@ -289,6 +295,12 @@ impl Metrics {
             "Infra snapshots taken through the API (POST /v1/snapshots, deploygraph snapshot and gate with --server), by verdict",
             snapshots.clone(),
         );
+        let admission_reviews = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "admission_reviews",
+            "AdmissionReviews answered by the admission gate, by decision: allowed (not a pod-template change, or the snapshot passed), denied, warned (--admission-mode warn), overridden (the break-glass annotation), invalid (400), error (the store did not answer in time: 503, the webhook's failurePolicy decides)",
+            admission_reviews.clone(),
+        );
         let chaos_runs = Family::<ChaosLabels, Counter>::default();
         registry.register(
             "chaos_runs_recorded",
@@ -310,6 +322,7 @@ impl Metrics {
         Self {
             deployments,
             snapshots,
+            admission_reviews,
             chaos_runs,
             watch_leading,
             store_ready,
@@ -420,6 +433,15 @@ impl Metrics {
         self.snapshots
             .get_or_create(&VerdictLabels {
                 verdict: verdict.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one AdmissionReview answered, by decision.
+    pub fn admission_review(&self, decision: &str) {
+        self.admission_reviews
+            .get_or_create(&AdmissionLabels {
+                decision: decision.to_owned(),
             })
             .inc();
     }

@@ -110,6 +110,7 @@ impl ToSchema for JsonObject {
         crate::rca::cypher,
         crate::rca::record_chaos_run,
         crate::rca::list_chaos_runs,
+        crate::rca::list_gate_overrides,
         crate::rca::get_chaos_run,
         crate::rca::resilience,
         crate::canary::record_analysis,

@@ -838,6 +838,66 @@ pub(crate) async fn list_chaos_runs(
     }))
 }
 
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GateOverrideParams {
+    /// Only overrides of workloads in this namespace.
+    #[param(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
+    namespace: Option<String>,
+    /// Only overrides of workloads of this name.
+    #[param(min_length = 1, max_length = 253)]
+    name: Option<String>,
+    /// Only the overrides that admitted this deployment (its uid).
+    #[param(value_type = Option<deploygraph_model::schema::DeploymentUid>)]
+    deployment: Option<String>,
+    /// Only overrides at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Most overrides (default 100).
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
+    limit: Option<String>,
+}
+
+/// `GET /v1/gate/overrides?namespace=&name=&deployment=&since=&limit=`: the admission gate's
+/// overrides (the break-glass annotation), newest first.
+#[utoipa::path(get, path = "/v1/gate/overrides", tag = "snapshots",
+    params(GateOverrideParams),
+    responses((status = 200, description = "Overrides, newest first: `{items, truncated}`; each names the workload, who, why, what the gate would have refused and, once recorded, the deployment it admitted (`deployment_uid`)", body = crate::openapi::JsonObject)))]
+pub(crate) async fn list_gate_overrides(
+    State(state): State<AppState>,
+    query: Result<Query<GateOverrideParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = query_params(query)?;
+    let size = limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?;
+    let deployment = match p.deployment.as_deref() {
+        Some(uid) => Some(
+            Uid::parse_deployment(uid).map_err(|e| ApiError::invalid("deployment", e.message))?,
+        ),
+        None => None,
+    };
+    if p.name
+        .as_deref()
+        .is_some_and(|n| n.is_empty() || n.len() > 253)
+    {
+        return Err(ApiError::invalid("name", "must be 1 to 253 characters"));
+    }
+    let mut items = state
+        .store
+        .list_gate_overrides(&deploygraph_store::GateOverrideFilter {
+            namespace: namespace(p.namespace)?,
+            name: p.name,
+            deployment,
+            since: time("since", p.since.as_deref())?,
+            limit: size + 1,
+        })
+        .await
+        .map_err(store_error(&state))?;
+    let truncated = items.len() > size;
+    items.truncate(size);
+    Ok(Json(json!({"items": items, "truncated": truncated})).into_response())
+}
+
 /// `GET /v1/services/{name}/resilience?environment=`: verdicts per scenario across releases.
 #[utoipa::path(get, path = "/v1/services/{name}/resilience", tag = "chaos",
     params(("name" = deploygraph_model::ServiceName, Path), ServiceParams),

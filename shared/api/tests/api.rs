@@ -976,6 +976,31 @@ impl GraphStore for DownStore {
         let _ = filter;
         Err(down())
     }
+
+    async fn record_gate_override(
+        &self,
+        gate_override: &deploygraph_model::GateOverride,
+    ) -> deploygraph_store::Result<bool> {
+        let _ = gate_override;
+        Err(down())
+    }
+    async fn link_gate_overrides(
+        &self,
+        deployment: &deploygraph_model::Uid,
+        workload: (&str, &str, &str),
+        template_hash: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> deploygraph_store::Result<usize> {
+        let _ = (deployment, workload, template_hash, started_at);
+        Err(down())
+    }
+    async fn list_gate_overrides(
+        &self,
+        filter: &deploygraph_store::GateOverrideFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::GateOverride>> {
+        let _ = filter;
+        Err(down())
+    }
 }
 
 #[tokio::test]

@@ -720,6 +720,30 @@ impl GraphStore for GatedStore {
     ) -> deploygraph_store::Result<Vec<deploygraph_model::Rollback>> {
         self.inner.list_rollbacks(filter).await
     }
+
+    async fn record_gate_override(
+        &self,
+        gate_override: &deploygraph_model::GateOverride,
+    ) -> deploygraph_store::Result<bool> {
+        self.inner.record_gate_override(gate_override).await
+    }
+    async fn link_gate_overrides(
+        &self,
+        deployment: &deploygraph_model::Uid,
+        workload: (&str, &str, &str),
+        template_hash: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> deploygraph_store::Result<usize> {
+        self.inner
+            .link_gate_overrides(deployment, workload, template_hash, started_at)
+            .await
+    }
+    async fn list_gate_overrides(
+        &self,
+        filter: &deploygraph_store::GateOverrideFilter,
+    ) -> deploygraph_store::Result<Vec<deploygraph_model::GateOverride>> {
+        self.inner.list_gate_overrides(filter).await
+    }
 }
 
 type Gated = (Arc<dyn GraphStore>, Arc<Semaphore>, Arc<AtomicUsize>);

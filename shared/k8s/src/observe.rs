@@ -204,6 +204,13 @@ fn hash(template: &Value) -> String {
     hex::encode(Sha256::digest(template.to_string().as_bytes()))
 }
 
+/// The `template_hash` the watcher records for a workload whose `spec.template` is `template`
+/// (as the API server holds it); `None` when it is not a pod template.
+pub fn template_hash_of(template: &Value) -> Option<String> {
+    let template: PodTemplateSpec = serde_json::from_value(template.clone()).ok()?;
+    Some(hash(&normalized(&template)))
+}
+
 pub(crate) fn service_of(
     meta: &ObjectMeta,
     template: Option<&ObjectMeta>,

@@ -5,6 +5,7 @@
 //! invalid value cannot travel further than the edge that received it. Node identities are
 //! deterministic ([`uid`]), so recording the same fact twice is a no-op.
 
+pub mod admission;
 pub mod alert;
 pub mod alertmanager;
 pub mod backstage;
@@ -25,6 +26,7 @@ pub mod topology;
 pub mod uid;
 pub mod verdict;
 
+pub use admission::GateOverride;
 pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, SubjectKind, Trigger, merge_alert};
 pub use canary::{
     CanaryAnalysis, CanaryAnalysisInput, CanaryBaselineKind, CanaryMetricKind, CanaryVerdict,

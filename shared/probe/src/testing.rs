@@ -39,6 +39,8 @@ pub struct Leaf {
     pub key: PrivateKeyDer<'static>,
     /// The leaf, PEM.
     pub pem: String,
+    /// Its private key, PEM (PKCS#8).
+    pub key_pem: String,
 }
 
 /// A leaf for `names`, valid from `from_hours` to `to_hours` relative to now, signed by `ca`
@@ -59,6 +61,7 @@ pub fn leaf(ca: Option<&Ca>, names: &[&str], from_hours: i64, to_hours: i64) -> 
     };
     Leaf {
         pem: cert.pem(),
+        key_pem: key.serialize_pem(),
         chain: vec![cert.der().clone()],
         key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
     }

@@ -28,9 +28,9 @@ mod types;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Deployment, Environment, InfraSnapshot,
-    NewCanaryAnalysis, NewReleaseSummary, NewRollback, ReleaseSummary, Rollback, ServiceName,
-    ServiceRef, SuspectVerdict, Trigger, Uid,
+    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Deployment, Environment, GateOverride,
+    InfraSnapshot, NewCanaryAnalysis, NewReleaseSummary, NewRollback, ReleaseSummary, Rollback,
+    ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid,
 };
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ pub use follow_up::{Claim, FollowUp, FollowUpKind, FollowUpStats};
 pub use migrations::{AppliedMigration, Migration, MigrationSource};
 pub use types::{
     AlertFilter, BLAMED_CONFIDENCE, CanaryFilter, CanaryOutcome, ChangeFilter, ChangeOutcome,
-    ChaosFilter, Cursor, DeploymentFilter, FilterParams, KEY_HISTORY_MAX_LIMIT,
+    ChaosFilter, Cursor, DeploymentFilter, FilterParams, GateOverrideFilter, KEY_HISTORY_MAX_LIMIT,
     KEY_HISTORY_MAX_PATHS, KeyHistory, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
     RollbackFilter, RollbackOutcome, ServiceHistory, ServiceSummary, StoredAttribution,
     StoredDeployment, SubjectTrigger, SummaryFilter, SummaryOutcome, TopologyMode, TopologyUpdate,
@@ -472,6 +472,36 @@ pub trait GraphStore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`].
     async fn list_rollbacks(&self, filter: &RollbackFilter) -> Result<Vec<Rollback>>;
+
+    /// Records an override of the admission gate; `false` when one is stored under its uid
+    /// already (a retried admission review), which is left as it is.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn record_gate_override(&self, gate_override: &GateOverride) -> Result<bool>;
+
+    /// Links the overrides of one workload (`kind`, `namespace`, `name`) that are linked to no
+    /// deployment yet, were admitted in `[started_at - 1h, started_at + 1min]` and admitted
+    /// this pod template (their `template_hash` is `template_hash`, or they have none) to
+    /// `deployment` (`(GateOverride)-[:ADMITTED]->(DeploymentEvent)`), in one transaction; how
+    /// many. A deployment that is not stored links nothing.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn link_gate_overrides(
+        &self,
+        deployment: &Uid,
+        workload: (&str, &str, &str),
+        template_hash: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<usize>;
+
+    /// Overrides matching `filter`, newest first (by `at`, ties by the larger uid), at most
+    /// `filter.limit`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn list_gate_overrides(&self, filter: &GateOverrideFilter) -> Result<Vec<GateOverride>>;
 
     /// The services that depend on `service` directly, whatever the source (the reverse of
     /// [`Self::dependencies`]).

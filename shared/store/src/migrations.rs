@@ -100,7 +100,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0015_canary_analyses.sql",
     "0017_attribution_canary_evidence.sql",
     "0018_release_summaries.sql",
-    "0019_rollbacks.sql"
+    "0019_rollbacks.sql",
+    "0020_gate_overrides.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -118,7 +119,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0012_canary_analyses.cypher",
     "0014_attribution_canary_evidence.cypher",
     "0015_release_summaries.cypher",
-    "0016_rollbacks.cypher"
+    "0016_rollbacks.cypher",
+    "0017_gate_overrides.cypher"
 );
 
 impl MigrationSource {

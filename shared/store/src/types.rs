@@ -110,6 +110,21 @@ pub struct RollbackFilter {
     pub cursor: Option<Cursor>,
 }
 
+/// Which gate overrides to list, newest (by `at`, ties by the larger uid) first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GateOverrideFilter {
+    /// Only overrides of workloads in this namespace.
+    pub namespace: Option<String>,
+    /// Only overrides of workloads of this name.
+    pub name: Option<String>,
+    /// Only the overrides linked to this deployment.
+    pub deployment: Option<Uid>,
+    /// Only overrides at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: usize,
+}
+
 /// Which canary analyses to list, newest (by `started_at`, ties by the larger uid) first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CanaryFilter {

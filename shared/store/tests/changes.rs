@@ -337,7 +337,8 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
             "0015_canary_analyses.sql",
             "0017_attribution_canary_evidence.sql",
             "0018_release_summaries.sql",
-            "0019_rollbacks.sql"
+            "0019_rollbacks.sql",
+            "0020_gate_overrides.sql"
         ]
     );
     store.ready().await.unwrap();

@@ -3191,7 +3191,134 @@ async fn canary_analyses_keep_whether_their_round_was_final(store: Arc<dyn Graph
     assert!(read().await[0].final_round);
 }
 
+/// A gate override is recorded once per admission request, listed newest first by workload,
+/// and linked to the deployment of its workload recorded within the hour after it (only
+/// that workload's, only once).
+async fn gate_overrides_are_recorded_once_and_linked_to_the_deployment_they_admitted(
+    store: Arc<dyn GraphStore>,
+) {
+    use deploygraph_model::GateOverride;
+    use deploygraph_model::deployment::Workload;
+    use deploygraph_store::GateOverrideFilter;
+    let namespace = unique("gate");
+    let at = minute(0);
+    let made = |request: &str, name: &str, minutes: i64| GateOverride {
+        uid: GateOverride::uid_for(request),
+        at: at + Duration::minutes(minutes),
+        cluster: Some("eu-1".into()),
+        kind: "Deployment".into(),
+        namespace: namespace.clone(),
+        name: name.into(),
+        operation: "UPDATE".into(),
+        user: "alice@example.com".into(),
+        reason: "INC-1 hotfix".into(),
+        refusal: "infra snapshot failed: tls api:443: expires in 2 days".into(),
+        template_hash: Some("abc".into()),
+        snapshot_uid: Some(Uid::derive("snapshot", &["x"])),
+        deployment_uid: None,
+    };
+    let first = made(&unique("req"), "web", 0);
+    assert!(store.record_gate_override(&first).await.unwrap());
+    assert!(!store.record_gate_override(&first).await.unwrap());
+    let other = made(&unique("req"), "api", 1);
+    store.record_gate_override(&other).await.unwrap();
+    let stale = made(&unique("req"), "web", -120);
+    store.record_gate_override(&stale).await.unwrap();
+    // Admitted another template of the same workload (a change refused later on): not linked.
+    let elsewhere = GateOverride {
+        template_hash: Some("def".into()),
+        ..made(&unique("req"), "web", -1)
+    };
+    store.record_gate_override(&elsewhere).await.unwrap();
+    let list = |filter: GateOverrideFilter| {
+        let store = Arc::clone(&store);
+        async move { store.list_gate_overrides(&filter).await.unwrap() }
+    };
+    let in_ns = GateOverrideFilter {
+        namespace: Some(namespace.clone()),
+        limit: 10,
+        ..GateOverrideFilter::default()
+    };
+    let all = list(in_ns.clone()).await;
+    assert_eq!(
+        all.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+        ["api", "web", "web", "web"]
+    );
+    assert_eq!(all[1], first);
+
+    let mut rollout = Deployment::test()
+        .service(&unique("web"))
+        .started_at_minute(2)
+        .build();
+    rollout.namespace = Some(namespace.clone());
+    rollout.workload = Some(Workload {
+        kind: "Deployment".into(),
+        name: "web".into(),
+        template_hash: "abc".into(),
+        replicas: Some(2),
+        template: serde_json::json!({}),
+    });
+    let workload = ("Deployment", namespace.as_str(), "web");
+    // Not stored yet: nothing to link to.
+    assert_eq!(
+        store
+            .link_gate_overrides(&rollout.uid, workload, "abc", rollout.started_at)
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .record_deployments(vec![rollout.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .link_gate_overrides(&rollout.uid, workload, "abc", rollout.started_at)
+            .await
+            .unwrap(),
+        1
+    );
+    // Once.
+    assert_eq!(
+        store
+            .link_gate_overrides(&rollout.uid, workload, "abc", rollout.started_at)
+            .await
+            .unwrap(),
+        0
+    );
+    let linked = list(GateOverrideFilter {
+        deployment: Some(rollout.uid.clone()),
+        limit: 10,
+        ..GateOverrideFilter::default()
+    })
+    .await;
+    assert_eq!(linked.len(), 1);
+    assert_eq!(linked[0].uid, first.uid);
+    assert_eq!(linked[0].deployment_uid.as_ref(), Some(&rollout.uid));
+    // The other workload's and the one from two hours before stay unlinked.
+    let web = list(GateOverrideFilter {
+        name: Some("web".into()),
+        ..in_ns.clone()
+    })
+    .await;
+    assert_eq!(web.len(), 3);
+    for unlinked in [&stale, &elsewhere] {
+        assert!(
+            web.iter()
+                .any(|o| o.uid == unlinked.uid && o.deployment_uid.is_none())
+        );
+    }
+    let since = list(GateOverrideFilter {
+        since: Some(at + Duration::seconds(30)),
+        ..in_ns
+    })
+    .await;
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].uid, other.uid);
+}
+
 deploygraph_store::both_stores!(
+    gate_overrides_are_recorded_once_and_linked_to_the_deployment_they_admitted,
     migrations_are_idempotent_and_make_the_store_ready,
     recording_twice_is_a_no_op,
     a_reused_id_with_other_content_conflicts_and_changes_nothing,
@@ -3663,7 +3790,8 @@ async fn the_key_history_migration_backfills_config_changes() {
             "0015_canary_analyses.sql",
             "0017_attribution_canary_evidence.sql",
             "0018_release_summaries.sql",
-            "0019_rollbacks.sql"
+            "0019_rollbacks.sql",
+            "0020_gate_overrides.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -3832,7 +3960,8 @@ async fn the_change_keys_migration_backfills_changed_keys() {
             "0015_canary_analyses.sql",
             "0017_attribution_canary_evidence.sql",
             "0018_release_summaries.sql",
-            "0019_rollbacks.sql"
+            "0019_rollbacks.sql",
+            "0020_gate_overrides.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4006,7 +4135,8 @@ async fn the_verdicts_migration_keeps_attributions() {
             "0015_canary_analyses.sql",
             "0017_attribution_canary_evidence.sql",
             "0018_release_summaries.sql",
-            "0019_rollbacks.sql"
+            "0019_rollbacks.sql",
+            "0020_gate_overrides.sql"
         ]
     );
     store.ready().await.unwrap();

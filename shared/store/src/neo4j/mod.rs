@@ -57,6 +57,7 @@ impl Default for Neo4jOptions {
 mod canary;
 mod change;
 mod follow_up;
+mod gate;
 mod key_history;
 mod rca;
 mod rollback;
@@ -1324,6 +1325,31 @@ impl GraphStore for Neo4jStore {
         filter: &crate::types::RollbackFilter,
     ) -> Result<Vec<deploygraph_model::Rollback>> {
         self.rollback_list(filter).await
+    }
+
+    async fn record_gate_override(
+        &self,
+        gate_override: &deploygraph_model::GateOverride,
+    ) -> Result<bool> {
+        self.gate_override_record(gate_override).await
+    }
+
+    async fn link_gate_overrides(
+        &self,
+        deployment: &Uid,
+        workload: (&str, &str, &str),
+        template_hash: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<usize> {
+        self.gate_override_link(deployment, workload, template_hash, started_at)
+            .await
+    }
+
+    async fn list_gate_overrides(
+        &self,
+        filter: &crate::types::GateOverrideFilter,
+    ) -> Result<Vec<deploygraph_model::GateOverride>> {
+        self.gate_override_list(filter).await
     }
 
     async fn read_cypher(

@@ -36,6 +36,7 @@ const BACKEND: &str = "sqlite";
 mod canary;
 mod change;
 mod follow_up;
+mod gate;
 mod key_history;
 mod rca;
 mod rollback;
@@ -1049,6 +1050,46 @@ impl GraphStore for SqliteStore {
     ) -> Result<Vec<deploygraph_model::Rollback>> {
         let filter = filter.clone();
         self.with_reader(move |conn| rollback::list_rollbacks(conn, &filter))
+            .await
+    }
+
+    async fn record_gate_override(
+        &self,
+        gate_override: &deploygraph_model::GateOverride,
+    ) -> Result<bool> {
+        let o = gate_override.clone();
+        self.with_writer(move |conn| gate::record_gate_override(conn, &o))
+            .await
+    }
+
+    async fn link_gate_overrides(
+        &self,
+        deployment: &Uid,
+        (kind, namespace, name): (&str, &str, &str),
+        template_hash: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<usize> {
+        let deployment = deployment.clone();
+        let (kind, namespace, name) = (kind.to_owned(), namespace.to_owned(), name.to_owned());
+        let template_hash = template_hash.to_owned();
+        self.with_writer(move |conn| {
+            gate::link_gate_overrides(
+                conn,
+                &deployment,
+                (&kind, &namespace, &name),
+                &template_hash,
+                started_at,
+            )
+        })
+        .await
+    }
+
+    async fn list_gate_overrides(
+        &self,
+        filter: &crate::types::GateOverrideFilter,
+    ) -> Result<Vec<deploygraph_model::GateOverride>> {
+        let filter = filter.clone();
+        self.with_reader(move |conn| gate::list_gate_overrides(conn, &filter))
             .await
     }
 }

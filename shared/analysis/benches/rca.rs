@@ -522,6 +522,16 @@ impl GraphStore for Timed {
             .await
     }
 
+    async fn certificates_securing(
+        &self,
+        services: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::SecuredCertificate>> {
+        self.time(
+            "certificates_securing",
+            self.inner.certificates_securing(services),
+        )
+        .await
+    }
     async fn record_gate_override(
         &self,
         gate_override: &deploygraph_model::GateOverride,

@@ -347,6 +347,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deployments/{uid}/alerts", get(rca::deployment_alerts))
         .route("/v1/services/{name}/resilience", get(rca::resilience))
         .route(
+            "/v1/services/{name}/certificates",
+            get(rca::service_certificates),
+        )
+        .route(
             "/v1/services/{name}/summaries",
             get(summaries::service_summaries),
         )

@@ -111,6 +111,7 @@ impl ToSchema for JsonObject {
         crate::rca::record_chaos_run,
         crate::rca::list_chaos_runs,
         crate::rca::list_gate_overrides,
+        crate::rca::service_certificates,
         crate::rca::get_chaos_run,
         crate::rca::resilience,
         crate::canary::record_analysis,

@@ -898,6 +898,45 @@ pub(crate) async fn list_gate_overrides(
     Ok(Json(json!({"items": items, "truncated": truncated})).into_response())
 }
 
+/// `GET /v1/services/{name}/certificates?namespace=&environment=`: the certificates securing
+/// the service (`(Certificate)-[:SECURES]->(Service)`, through the Ingresses and Gateways whose
+/// TLS Secrets infra snapshots checked), soonest to expire first.
+#[utoipa::path(get, path = "/v1/services/{name}/certificates", tag = "snapshots",
+    params(("name" = deploygraph_model::ServiceName, Path), ServiceParams),
+    responses((status = 200, description = "`{items: [{certificate, service, via, snapshot_uid, seen_at, expires_in_days}]}`: each route's certificate as the newest snapshot that checked it saw it", body = crate::openapi::JsonObject)))]
+pub(crate) async fn service_certificates(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<ServiceParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = query_params(query)?;
+    let name = service("name", &name)?;
+    let env = environment(p.environment.as_deref())?;
+    let ns = namespace(p.namespace)?;
+    let found = state
+        .store
+        .find_services(&name, ns.as_deref(), env.as_ref())
+        .await
+        .map_err(store_error(&state))?;
+    let uids: Vec<Uid> = found.iter().map(ServiceRef::uid).collect();
+    let secured = state
+        .store
+        .certificates_securing(&uids)
+        .await
+        .map_err(store_error(&state))?;
+    let now = Utc::now();
+    let items: Vec<serde_json::Value> = secured
+        .into_iter()
+        .map(|s| {
+            let days = (s.certificate.not_after - now).num_days();
+            let mut item = json!(s);
+            item["expires_in_days"] = json!(days);
+            item
+        })
+        .collect();
+    Ok(Json(json!({"items": items})).into_response())
+}
+
 /// `GET /v1/services/{name}/resilience?environment=`: verdicts per scenario across releases.
 #[utoipa::path(get, path = "/v1/services/{name}/resilience", tag = "chaos",
     params(("name" = deploygraph_model::ServiceName, Path), ServiceParams),

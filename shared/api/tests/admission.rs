@@ -83,6 +83,7 @@ fn check(status: Verdict, detail: &str) -> CheckRecord {
         detail: detail.into(),
         latency_ms: 3,
         certificates: Vec::new(),
+        uses: Vec::new(),
     }
 }
 

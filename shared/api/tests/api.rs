@@ -977,6 +977,13 @@ impl GraphStore for DownStore {
         Err(down())
     }
 
+    async fn certificates_securing(
+        &self,
+        services: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::SecuredCertificate>> {
+        let _ = services;
+        Err(down())
+    }
     async fn record_gate_override(
         &self,
         gate_override: &deploygraph_model::GateOverride,
@@ -1023,4 +1030,47 @@ async fn a_store_outage_is_503_with_retry_after() {
         assert_eq!(headers[header::RETRY_AFTER], "5");
     }
     assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
+}
+
+/// `GET /v1/services/{name}/certificates`: what SECURES a service, from the snapshots that
+/// checked its Ingresses' TLS Secrets, with days left.
+#[tokio::test]
+async fn a_services_certificates_are_those_its_ingresses_serve() {
+    let app = app().await;
+    let (status, _, _) = send(&app, post("/v1/deployments", event().to_string())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let not_after = Utc::now() + chrono::Duration::days(5) + chrono::Duration::hours(1);
+    let check = json!({
+        "kind": "k8s-secret-cert", "target": "prod/api-tls", "status": "fail",
+        "detail": "the certificate of ingress prod/api (service payments): expires in 5d 1h",
+        "latency_ms": 3,
+        "certificates": [{"sha256": "ab".repeat(32), "subject": "CN=api.acme.example",
+            "issuer": "CN=acme CA", "sans": ["api.acme.example"],
+            "not_before": "2026-01-01T00:00:00Z", "not_after": not_after.to_rfc3339(), "is_ca": false}],
+        "uses": [{"kind": "ingress", "namespace": "prod", "name": "api", "services": ["payments"]}]
+    });
+    let (status, _, body) = send(
+        &app,
+        post(
+            "/v1/snapshots",
+            json!({"taken_at": Utc::now().to_rfc3339(), "checks": [check]}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _, body) = send(
+        &app,
+        get("/v1/services/payments/certificates?namespace=prod"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let item = &body["items"][0];
+    assert_eq!(item["via"], "ingress prod/api");
+    assert_eq!(item["service"]["name"], "payments");
+    assert_eq!(item["certificate"]["subject"], "CN=api.acme.example");
+    assert_eq!(item["expires_in_days"], 5);
+    let (_, _, body) = send(&app, get("/v1/services/checkout/certificates")).await;
+    assert_eq!(body["items"], json!([]));
+    let (status, _, _) = send(&app, get("/v1/services/Bad_Name/certificates")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -612,7 +612,20 @@ struct Sleeper(Child);
 
 impl Sleeper {
     fn spawn(program: &Path) -> Self {
-        Self(Command::new(program).arg("600").spawn().unwrap())
+        // A program just copied may still be open for writing in a child another test thread
+        // forked meanwhile (it inherited the descriptor until its own exec): ETXTBSY, for as
+        // long as that takes.
+        let mut tries = 0;
+        loop {
+            match Command::new(program).arg("600").spawn() {
+                Ok(child) => return Self(child),
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{}: {e}", program.display()),
+            }
+        }
     }
 
     fn pid(&self) -> u32 {

@@ -106,6 +106,45 @@ pub fn check_target_schema() -> utoipa::openapi::Object {
 }
 
 /// One check of a snapshot.
+/// Where a checked certificate is served: an Ingress (or Gateway) whose TLS names its Secret,
+/// and the Services it routes to, in its namespace (`(Certificate)-[:SECURES]->(Service)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateUse {
+    /// `ingress` or `gateway`.
+    pub kind: String,
+    /// Its namespace (the Services' too).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The Services it routes to, sorted.
+    pub services: Vec<String>,
+}
+
+impl CertificateUse {
+    /// The Services it routes to as (namespace, name): a Gateway's route in another namespace
+    /// names its Service `namespace/name`.
+    pub fn service_refs(&self) -> Vec<(String, String)> {
+        self.services
+            .iter()
+            .map(|s| match s.split_once('/') {
+                Some((namespace, name)) => (namespace.to_owned(), name.to_owned()),
+                None => (self.namespace.clone(), s.clone()),
+            })
+            .collect()
+    }
+
+    /// `ingress payments/api (service payments)`.
+    pub fn describe(&self) -> String {
+        let services = match self.services.as_slice() {
+            [] => String::new(),
+            [one] => format!(" (service {one})"),
+            many => format!(" (services {})", many.join(", ")),
+        };
+        format!("{} {}/{}{services}", self.kind, self.namespace, self.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRecord {
@@ -126,6 +165,10 @@ pub struct CheckRecord {
     #[serde(default)]
     #[schema(nullable = false)]
     pub certificates: Vec<CertificateRecord>,
+    /// Where the certificate is served (Ingresses and Gateways naming the Secret checked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub uses: Vec<CertificateUse>,
 }
 
 impl CheckRecord {
@@ -155,6 +198,24 @@ pub struct InfraSnapshot {
 }
 
 impl InfraSnapshot {
+    /// What its checks' certificates secure: `(certificate uid, namespace, service, via)`, the
+    /// leaf of each check whose certificate is served by an Ingress or Gateway.
+    pub fn secures(&self) -> Vec<(Uid, String, String, String)> {
+        let mut out = Vec::new();
+        for check in &self.checks {
+            let Some(leaf) = check.certificates.first() else {
+                continue;
+            };
+            for usage in &check.uses {
+                let via = format!("{} {}/{}", usage.kind, usage.namespace, usage.name);
+                for (namespace, service) in usage.service_refs() {
+                    out.push((leaf.uid(), namespace, service, via.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// A snapshot of `checks` taken at `taken_at`; its verdict is derived from the checks.
     pub fn new(
         taken_at: DateTime<Utc>,
@@ -200,6 +261,7 @@ mod tests {
             detail: String::new(),
             latency_ms: 1,
             certificates: vec![],
+            uses: Vec::new(),
         }
     }
 

@@ -39,7 +39,7 @@ pub use deployment::{
     Source, ValidationResult, Workload, reconcile,
 };
 pub use error::{Error, Result};
-pub use infra::{CertificateRecord, CheckRecord, InfraSnapshot, Verdict};
+pub use infra::{CertificateRecord, CertificateUse, CheckRecord, InfraSnapshot, Verdict};
 pub use newtypes::{CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time};
 pub use release_summary::{NewReleaseSummary, ReleaseSummary};
 pub use rollback::{NewRollback, Rollback, RollbackInput};

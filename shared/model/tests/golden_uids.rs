@@ -48,6 +48,7 @@ fn check() -> CheckRecord {
         detail: "ok".into(),
         latency_ms: 12,
         certificates: vec![],
+        uses: Vec::new(),
     }
 }
 

@@ -76,6 +76,9 @@ pub struct CheckResult {
     /// Sub-checks the target reported (an API server's `/readyz` checks).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Part>,
+    /// Where the certificate is served (a TLS Secret's Ingresses and Gateways).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<deploygraph_model::CertificateUse>,
 }
 
 /// One sub-check a target reported.
@@ -105,6 +108,7 @@ impl CheckResult {
             latency_ms: 0,
             certificates: Vec::new(),
             parts: Vec::new(),
+            uses: Vec::new(),
         }
     }
 }

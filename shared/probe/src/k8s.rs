@@ -10,11 +10,14 @@ use crate::tls::{self, CheckOptions, TlsTarget, roots_from_bundle};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Duration;
+use deploygraph_model::CertificateUse;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Secret};
-use kube::api::ListParams;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -240,6 +243,151 @@ async fn node_certificates(
         .await
 }
 
+/// The Ingresses of `namespace` that terminate TLS with a Secret of it, by Secret name; empty
+/// when they cannot be listed (no permission: the certificates are checked all the same).
+async fn ingress_uses(client: &Client, namespace: &str) -> BTreeMap<String, Vec<CertificateUse>> {
+    let mut uses: BTreeMap<String, Vec<CertificateUse>> = BTreeMap::new();
+    let api: Api<Ingress> = Api::namespaced(client.clone(), namespace);
+    let list = match api.list(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::debug!(namespace, error.message = %e, "Ingresses not listed; certificates checked without their owners");
+            return uses;
+        }
+    };
+    for ingress in list.items {
+        let Some(spec) = ingress.spec else { continue };
+        let mut services = BTreeSet::new();
+        if let Some(backend) = spec
+            .default_backend
+            .as_ref()
+            .and_then(|b| b.service.as_ref())
+        {
+            services.insert(backend.name.clone());
+        }
+        for rule in spec.rules.iter().flatten() {
+            for path in rule.http.iter().flat_map(|h| &h.paths) {
+                if let Some(service) = &path.backend.service {
+                    services.insert(service.name.clone());
+                }
+            }
+        }
+        let secrets: BTreeSet<&String> = spec
+            .tls
+            .iter()
+            .flatten()
+            .filter_map(|t| t.secret_name.as_ref())
+            .collect();
+        for secret in secrets {
+            uses.entry(secret.clone())
+                .or_default()
+                .push(CertificateUse {
+                    kind: "ingress".into(),
+                    namespace: namespace.to_owned(),
+                    name: ingress.metadata.name.clone().unwrap_or_default(),
+                    services: services.iter().cloned().collect(),
+                });
+        }
+    }
+    uses
+}
+
+/// The Gateways (`gateway.networking.k8s.io/v1`) whose listeners terminate TLS with a Secret
+/// of `namespace`, by Secret name, with the Services their HTTPRoutes route to; empty where
+/// the Gateway API is not installed or cannot be listed.
+async fn gateway_uses(client: &Client, namespace: &str) -> BTreeMap<String, Vec<CertificateUse>> {
+    let mut uses: BTreeMap<String, Vec<CertificateUse>> = BTreeMap::new();
+    let resource = |kind: &str| {
+        ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            kind,
+        ))
+    };
+    let gateways: Api<DynamicObject> = Api::all_with(client.clone(), &resource("Gateway"));
+    let Ok(gateways) = gateways.list(&ListParams::default()).await else {
+        return uses;
+    };
+    let routes: Api<DynamicObject> = Api::all_with(client.clone(), &resource("HTTPRoute"));
+    let routes = routes
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    for gateway in gateways.items {
+        let (Some(name), Some(gateway_ns)) = (&gateway.metadata.name, &gateway.metadata.namespace)
+        else {
+            continue;
+        };
+        let mut secrets = BTreeSet::new();
+        for listener in gateway.data["spec"]["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for reference in listener["tls"]["certificateRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let kind = reference["kind"].as_str().unwrap_or("Secret");
+                let group = reference["group"].as_str().unwrap_or("");
+                let ns = reference["namespace"].as_str().unwrap_or(gateway_ns);
+                if kind == "Secret"
+                    && group.is_empty()
+                    && ns == namespace
+                    && let Some(secret) = reference["name"].as_str()
+                {
+                    secrets.insert(secret.to_owned());
+                }
+            }
+        }
+        if secrets.is_empty() {
+            continue;
+        }
+        // The Services of the routes attached to this Gateway, in the routes' namespaces.
+        let mut services = BTreeSet::new();
+        for route in &routes {
+            let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
+            let attached = route.data["spec"]["parentRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| {
+                    p["name"].as_str() == Some(name.as_str())
+                        && p["namespace"].as_str().unwrap_or(route_ns) == gateway_ns
+                        && p["kind"].as_str().unwrap_or("Gateway") == "Gateway"
+                });
+            if !attached {
+                continue;
+            }
+            for rule in route.data["spec"]["rules"].as_array().into_iter().flatten() {
+                for backend in rule["backendRefs"].as_array().into_iter().flatten() {
+                    if backend["kind"].as_str().unwrap_or("Service") == "Service"
+                        && backend["namespace"].as_str().unwrap_or(route_ns) == route_ns
+                        && let Some(service) = backend["name"].as_str()
+                    {
+                        services.insert(if route_ns == gateway_ns {
+                            service.to_owned()
+                        } else {
+                            format!("{route_ns}/{service}")
+                        });
+                    }
+                }
+            }
+        }
+        for secret in secrets {
+            uses.entry(secret).or_default().push(CertificateUse {
+                kind: "gateway".into(),
+                namespace: gateway_ns.clone(),
+                name: name.clone(),
+                services: services.iter().cloned().collect(),
+            });
+        }
+    }
+    uses
+}
+
 async fn tls_secrets(
     kubeconfig: Kubeconfig,
     namespaces: &[String],
@@ -274,6 +422,10 @@ async fn tls_secrets(
                 "no TLS Secrets in the namespace",
             ));
         }
+        let mut owners = ingress_uses(&client, namespace).await;
+        for (secret, gateways) in gateway_uses(&client, namespace).await {
+            owners.entry(secret).or_default().extend(gateways);
+        }
         for secret in list.items {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let target = format!("{namespace}/{name}");
@@ -283,12 +435,18 @@ async fn tls_secrets(
                 bundle.push(b'\n');
                 bundle.extend_from_slice(&ca.0);
             }
-            results.push(judge_bundle(
-                CheckKind::K8sSecretCert,
-                &bundle,
-                target,
-                checkend,
-            ));
+            let mut result = judge_bundle(CheckKind::K8sSecretCert, &bundle, target, checkend);
+            if let Some(uses) = owners.remove(&name) {
+                // "the certificate of ingress payments/api (service payments): expires in 5 days"
+                let owners: Vec<String> = uses.iter().map(CertificateUse::describe).collect();
+                result.detail = format!(
+                    "the certificate of {}: {}",
+                    owners.join(", "),
+                    result.detail
+                );
+                result.uses = uses;
+            }
+            results.push(result);
         }
     }
     results

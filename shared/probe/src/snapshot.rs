@@ -29,6 +29,7 @@ pub fn from_results(
             detail: r.detail.clone(),
             latency_ms: r.latency_ms,
             certificates: r.certificates.clone(),
+            uses: r.uses.clone(),
         })
         .collect();
     InfraSnapshot::new(taken_at, cluster, deployment, checks)

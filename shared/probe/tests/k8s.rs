@@ -321,3 +321,174 @@ fn rand_suffix() -> u32 {
         .unwrap()
         .subsec_nanos()
 }
+
+/// A minimal CustomResourceDefinition of a Gateway API kind (the test API server has none): the
+/// API exists, its objects are kept as written.
+async fn gateway_api(client: &Client, kind: &str, plural: &str) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        // *.k8s.io groups are protected: the Gateway API's own CRDs carry this annotation.
+        "metadata": {"name": format!("{plural}.gateway.networking.k8s.io"),
+            "annotations": {"api-approved.kubernetes.io":
+                "https://github.com/kubernetes-sigs/gateway-api/pull/2466"}},
+        "spec": {"group": "gateway.networking.k8s.io", "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(),
+                      "listKind": format!("{kind}List")},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .unwrap();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_secrets_ingresses_and_gateways_name_the_services_it_secures() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let client = client().await;
+    let namespace = format!("owners-{:08x}", rand_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let ca = Ca::new("ingress issuer");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    for (name, hours) in [
+        ("api-tls", 24 * 5),
+        ("public-tls", 24 * 90),
+        ("lone-tls", 24 * 90),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &tls_secret(
+                    name,
+                    &leaf(Some(&ca), &["shop.test"], -1, hours).pem,
+                    &ca.pem(),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), &namespace);
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "api"},
+                "spec": {
+                    "tls": [{"hosts": ["api.shop.test"], "secretName": "api-tls"}],
+                    "defaultBackend": {"service": {"name": "fallback", "port": {"number": 80}}},
+                    "rules": [{"host": "api.shop.test", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "payments", "port": {"number": 8080}}}}]}}]
+                }
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    gateway_api(&client, "Gateway", "gateways").await;
+    gateway_api(&client, "HTTPRoute", "httproutes").await;
+    let resource = |kind: &str| {
+        ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            kind,
+        ))
+    };
+    let create = |kind: &'static str, body: serde_json::Value| {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &namespace, &resource(kind));
+        async move {
+            let object: DynamicObject = serde_json::from_value(body).unwrap();
+            // A new CRD is served within moments.
+            for _ in 0..100 {
+                match api.create(&PostParams::default(), &object).await {
+                    Ok(_) => return,
+                    Err(kube::Error::Api(e)) if e.code == 404 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("{kind}: {e}"),
+                }
+            }
+            panic!("{kind} is not served");
+        }
+    };
+    create(
+        "Gateway",
+        serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "public"},
+            "spec": {"gatewayClassName": "test", "listeners": [{"name": "https", "port": 443,
+                "protocol": "HTTPS", "tls": {"mode": "Terminate",
+                    "certificateRefs": [{"kind": "Secret", "name": "public-tls"}]}}]}}),
+    )
+    .await;
+    create(
+        "HTTPRoute",
+        serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "checkout"},
+            "spec": {"parentRefs": [{"name": "public"}],
+                "rules": [{"backendRefs": [{"name": "checkout", "port": 8080}]}]}}),
+    )
+    .await;
+
+    let target = K8sTarget {
+        kubeconfig: kubeconfig(),
+        tls_secret_namespaces: vec![namespace.clone()],
+        client_certificates: false,
+        apiserver_certificate: false,
+        node_certificates: false,
+        node_selector: None,
+        node_ca_file: None,
+    };
+    let results = check(
+        &target,
+        Duration::days(7),
+        std::time::Duration::from_secs(10),
+        4,
+    )
+    .await;
+    let find = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.target == format!("{namespace}/{name}"))
+            .unwrap_or_else(|| panic!("{name} in {results:?}"))
+    };
+    let api = find("api-tls");
+    assert_eq!(api.status, Status::Fail);
+    assert!(
+        api.detail.starts_with(&format!(
+            "the certificate of ingress {namespace}/api (services fallback, payments): "
+        )) && api.detail.contains("expires"),
+        "{}",
+        api.detail
+    );
+    assert_eq!(api.uses.len(), 1);
+    assert_eq!(api.uses[0].services, ["fallback", "payments"]);
+    let public = find("public-tls");
+    assert_eq!(public.status, Status::Pass, "{}", public.detail);
+    assert!(
+        public.detail.starts_with(&format!(
+            "the certificate of gateway {namespace}/public (service checkout): "
+        )),
+        "{}",
+        public.detail
+    );
+    let lone = find("lone-tls");
+    assert!(lone.uses.is_empty() && !lone.detail.starts_with("the certificate of"));
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .unwrap();
+}

@@ -43,9 +43,9 @@ pub use types::{
     AlertFilter, BLAMED_CONFIDENCE, CanaryFilter, CanaryOutcome, ChangeFilter, ChangeOutcome,
     ChaosFilter, Cursor, DeploymentFilter, FilterParams, GateOverrideFilter, KEY_HISTORY_MAX_LIMIT,
     KEY_HISTORY_MAX_PATHS, KeyHistory, MAX_PAGE_SIZE, Page, RecordKind, RecordOutcome,
-    RollbackFilter, RollbackOutcome, ServiceHistory, ServiceSummary, StoredAttribution,
-    StoredDeployment, SubjectTrigger, SummaryFilter, SummaryOutcome, TopologyMode, TopologyUpdate,
-    VerdictOutcome, is_blamed,
+    RollbackFilter, RollbackOutcome, SecuredCertificate, ServiceHistory, ServiceSummary,
+    StoredAttribution, StoredDeployment, SubjectTrigger, SummaryFilter, SummaryOutcome,
+    TopologyMode, TopologyUpdate, VerdictOutcome, is_blamed,
 };
 
 /// The default store: an embedded SQLite file in the working directory.
@@ -495,6 +495,13 @@ pub trait GraphStore: Send + Sync + 'static {
         template_hash: &str,
         started_at: DateTime<Utc>,
     ) -> Result<usize>;
+
+    /// The certificates securing these Services (by uid), each route's as the newest snapshot
+    /// saw it ([`SecuredCertificate::current`]), soonest to expire first.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn certificates_securing(&self, services: &[Uid]) -> Result<Vec<SecuredCertificate>>;
 
     /// Overrides matching `filter`, newest first (by `at`, ties by the larger uid), at most
     /// `filter.limit`.

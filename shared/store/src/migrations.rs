@@ -101,7 +101,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0017_attribution_canary_evidence.sql",
     "0018_release_summaries.sql",
     "0019_rollbacks.sql",
-    "0020_gate_overrides.sql"
+    "0020_gate_overrides.sql",
+    "0021_certificate_secures.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -120,7 +121,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0014_attribution_canary_evidence.cypher",
     "0015_release_summaries.cypher",
     "0016_rollbacks.cypher",
-    "0017_gate_overrides.cypher"
+    "0017_gate_overrides.cypher",
+    "0018_certificate_secures.cypher"
 );
 
 impl MigrationSource {

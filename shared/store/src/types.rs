@@ -13,6 +13,47 @@ use serde::{Deserialize, Serialize};
 /// The largest page a listing returns.
 pub const MAX_PAGE_SIZE: usize = 10_000;
 
+/// A certificate securing a Service (`(Certificate)-[:SECURES {via}]->(Service)`), as the
+/// newest snapshot that saw it there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecuredCertificate {
+    /// The certificate (a TLS Secret's leaf).
+    pub certificate: deploygraph_model::CertificateRecord,
+    /// The Service.
+    pub service: deploygraph_model::ServiceRef,
+    /// Through what: `ingress payments/api`, `gateway infra/public`.
+    pub via: String,
+    /// The snapshot that saw it last.
+    pub snapshot_uid: Uid,
+    /// When.
+    pub seen_at: DateTime<Utc>,
+}
+
+impl SecuredCertificate {
+    /// Keeps, for each Service and route, the certificates of the newest snapshot that saw one
+    /// there (a renewed certificate replaces the old one); soonest to expire first.
+    pub fn current(mut all: Vec<Self>) -> Vec<Self> {
+        let mut newest: std::collections::HashMap<(Uid, String), DateTime<Utc>> =
+            std::collections::HashMap::new();
+        for s in &all {
+            let key = (s.service.uid(), s.via.clone());
+            let seen = newest.entry(key).or_insert(s.seen_at);
+            if s.seen_at > *seen {
+                *seen = s.seen_at;
+            }
+        }
+        all.retain(|s| newest.get(&(s.service.uid(), s.via.clone())) == Some(&s.seen_at));
+        all.sort_by(|a, b| {
+            (a.certificate.not_after, &a.via, a.service.uid()).cmp(&(
+                b.certificate.not_after,
+                &b.via,
+                b.service.uid(),
+            ))
+        });
+        all
+    }
+}
+
 /// A deployment as stored, with its place in the FOLLOWS chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDeployment {

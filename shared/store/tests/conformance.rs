@@ -352,6 +352,7 @@ fn snapshot_for(deployment: Option<&Deployment>, cluster: &str) -> InfraSnapshot
             detail: "expires in 90d 0h; trusted".into(),
             latency_ms: 12,
             certificates: vec![cert.clone()],
+            uses: Vec::new(),
         },
         CheckRecord {
             kind: "file-cert".into(),
@@ -360,6 +361,7 @@ fn snapshot_for(deployment: Option<&Deployment>, cluster: &str) -> InfraSnapshot
             detail: "1 certificate(s)".into(),
             latency_ms: 1,
             certificates: vec![cert],
+            uses: Vec::new(),
         },
         CheckRecord {
             kind: "dns".into(),
@@ -368,6 +370,7 @@ fn snapshot_for(deployment: Option<&Deployment>, cluster: &str) -> InfraSnapshot
             detail: "does not resolve (NXDOMAIN)".into(),
             latency_ms: 3,
             certificates: vec![],
+            uses: Vec::new(),
         },
     ];
     InfraSnapshot::new(
@@ -3317,7 +3320,98 @@ async fn gate_overrides_are_recorded_once_and_linked_to_the_deployment_they_admi
     assert_eq!(since[0].uid, other.uid);
 }
 
+/// A TLS Secret's certificate served by an Ingress SECURES the Services it routes to (those
+/// known, in any environment); a renewed certificate seen by a newer snapshot replaces it.
+async fn certificates_secure_the_services_their_ingresses_route_to(store: Arc<dyn GraphStore>) {
+    use chrono::TimeZone as _;
+    use deploygraph_model::CertificateUse;
+    // Far from the fixtures' clock: Neo4j is shared, and timelines list the snapshots of
+    // their window.
+    let epoch = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap()
+        + Duration::minutes(i64::from(rand::random::<u16>()));
+    let namespace = unique("tls");
+    let service = unique("payments");
+    let d = Deployment::test().service(&service).build();
+    let mut d = d;
+    d.namespace = Some(namespace.clone());
+    store.record_deployments(vec![d.clone()]).await.unwrap();
+    let cert = |days: i64| CertificateRecord {
+        sha256: format!("{:064x}", rand::random::<u64>()),
+        subject: "CN=api.shop.example".into(),
+        issuer: "CN=shop CA".into(),
+        sans: vec!["api.shop.example".into()],
+        not_before: epoch,
+        not_after: epoch + Duration::days(days),
+        is_ca: false,
+    };
+    let check = |leaf: CertificateRecord| CheckRecord {
+        kind: "k8s-secret-cert".into(),
+        target: format!("{namespace}/api-tls"),
+        status: Verdict::Pass,
+        detail: "ok".into(),
+        latency_ms: 2,
+        certificates: vec![leaf],
+        uses: vec![CertificateUse {
+            kind: "ingress".into(),
+            namespace: namespace.clone(),
+            name: "api".into(),
+            services: vec![service.clone(), "not-deployed".into()],
+        }],
+    };
+    let old = cert(5);
+    let first = InfraSnapshot::new(
+        epoch + Duration::minutes(10),
+        None,
+        None,
+        vec![check(old.clone())],
+    );
+    store.record_snapshot(&first).await.unwrap();
+    let secured = store
+        .certificates_securing(&[d.service_uid()])
+        .await
+        .unwrap();
+    assert_eq!(secured.len(), 1);
+    assert_eq!(secured[0].certificate, old);
+    assert_eq!(secured[0].via, format!("ingress {namespace}/api"));
+    assert_eq!(secured[0].service.name.as_str(), service);
+    assert_eq!(secured[0].snapshot_uid, first.uid);
+    assert_eq!(secured[0].seen_at, epoch + Duration::minutes(10));
+    // Renewed: the newer snapshot's certificate is the one that secures it now.
+    let renewed = cert(90);
+    let second = InfraSnapshot::new(
+        epoch + Duration::minutes(20),
+        None,
+        None,
+        vec![check(renewed.clone())],
+    );
+    store.record_snapshot(&second).await.unwrap();
+    let secured = store
+        .certificates_securing(&[d.service_uid()])
+        .await
+        .unwrap();
+    assert_eq!(secured.len(), 1);
+    assert_eq!(secured[0].certificate, renewed);
+    // Recorded again (a retry), an older snapshot changes nothing.
+    store.record_snapshot(&first).await.unwrap();
+    assert_eq!(
+        store
+            .certificates_securing(&[d.service_uid()])
+            .await
+            .unwrap()[0]
+            .certificate,
+        renewed
+    );
+    assert!(
+        store
+            .certificates_securing(&[Uid::derive("service", &["nothing"])])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 deploygraph_store::both_stores!(
+    certificates_secure_the_services_their_ingresses_route_to,
     gate_overrides_are_recorded_once_and_linked_to_the_deployment_they_admitted,
     migrations_are_idempotent_and_make_the_store_ready,
     recording_twice_is_a_no_op,
@@ -3791,7 +3885,8 @@ async fn the_key_history_migration_backfills_config_changes() {
             "0017_attribution_canary_evidence.sql",
             "0018_release_summaries.sql",
             "0019_rollbacks.sql",
-            "0020_gate_overrides.sql"
+            "0020_gate_overrides.sql",
+            "0021_certificate_secures.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -3961,7 +4056,8 @@ async fn the_change_keys_migration_backfills_changed_keys() {
             "0017_attribution_canary_evidence.sql",
             "0018_release_summaries.sql",
             "0019_rollbacks.sql",
-            "0020_gate_overrides.sql"
+            "0020_gate_overrides.sql",
+            "0021_certificate_secures.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4136,7 +4232,8 @@ async fn the_verdicts_migration_keeps_attributions() {
             "0017_attribution_canary_evidence.sql",
             "0018_release_summaries.sql",
             "0019_rollbacks.sql",
-            "0020_gate_overrides.sql"
+            "0020_gate_overrides.sql",
+            "0021_certificate_secures.sql"
         ]
     );
     store.ready().await.unwrap();

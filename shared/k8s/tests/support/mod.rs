@@ -333,6 +333,12 @@ impl GraphStore for FaultyStore {
         self.inner.list_rollbacks(filter).await
     }
 
+    async fn certificates_securing(
+        &self,
+        services: &[deploygraph_model::Uid],
+    ) -> deploygraph_store::Result<Vec<deploygraph_store::SecuredCertificate>> {
+        self.inner.certificates_securing(services).await
+    }
     async fn record_gate_override(
         &self,
         gate_override: &deploygraph_model::GateOverride,

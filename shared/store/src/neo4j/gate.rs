@@ -169,3 +169,65 @@ impl Neo4jStore {
             .collect()
     }
 }
+
+impl Neo4jStore {
+    pub(super) async fn secured_certificates(
+        &self,
+        services: &[Uid],
+    ) -> Result<Vec<crate::types::SecuredCertificate>> {
+        use deploygraph_model::{CertificateRecord, Environment, ServiceName, ServiceRef};
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let operation = "read certificates securing services";
+        let uids: Vec<BoltType> = services.iter().map(|u| u.as_str().into()).collect();
+        let rows = self
+            .rows(
+                query(
+                    "MATCH (x:Certificate)-[r:SECURES]->(s:Service) WHERE s.uid IN $services
+                     RETURN x.sha256 AS sha256, x.subject AS subject, x.issuer AS issuer,
+                            x.sans AS sans, x.not_before AS not_before, x.not_after AS not_after,
+                            x.is_ca AS is_ca, s.uid AS uid, s.name AS name,
+                            s.namespace AS namespace, s.environment AS environment,
+                            r.via AS via, r.snapshot_uid AS snapshot, r.seen_at_us AS seen",
+                )
+                .param("services", uids),
+                operation,
+            )
+            .await?;
+        let dec = decode_failed(operation);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let uid: String = row.get("uid").map_err(&dec)?;
+            let corrupt = |e: String| crate::error::Error::Corrupt {
+                uid: uid.clone(),
+                source: e.into(),
+            };
+            let name: String = row.get("name").map_err(&dec)?;
+            let environment: String = row.get("environment").map_err(&dec)?;
+            let seen: i64 = row.get("seen").map_err(&dec)?;
+            let snapshot: String = row.get("snapshot").map_err(&dec)?;
+            out.push(crate::types::SecuredCertificate {
+                certificate: CertificateRecord {
+                    sha256: row.get("sha256").map_err(&dec)?,
+                    subject: row.get("subject").map_err(&dec)?,
+                    issuer: row.get("issuer").map_err(&dec)?,
+                    sans: row.get("sans").map_err(&dec)?,
+                    not_before: row.get("not_before").map_err(&dec)?,
+                    not_after: row.get("not_after").map_err(&dec)?,
+                    is_ca: row.get("is_ca").map_err(&dec)?,
+                },
+                service: ServiceRef {
+                    name: ServiceName::parse(&name).map_err(|e| corrupt(e.to_string()))?,
+                    namespace: row.get("namespace").map_err(&dec)?,
+                    environment: Environment::parse(&environment)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                },
+                via: row.get("via").map_err(&dec)?,
+                snapshot_uid: Uid::from_stored(snapshot),
+                seen_at: chrono::DateTime::from_timestamp_micros(seen).unwrap_or_default(),
+            });
+        }
+        Ok(crate::types::SecuredCertificate::current(out))
+    }
+}

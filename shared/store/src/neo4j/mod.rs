@@ -487,6 +487,16 @@ MERGE (x:Certificate {uid: cert.uid})
 ON CREATE SET x += cert
 CREATE (k)-[:OBSERVED]->(x)";
 
+/// `(Certificate)-[:SECURES {via}]->(Service)` for the Services known under each name and
+/// namespace (any environment), stamped with the newest snapshot that saw it.
+const LINK_SECURES: &str = "
+UNWIND $secures AS u
+MATCH (x:Certificate {uid: u.certificate})
+MATCH (svc:Service {name: u.service, namespace: u.namespace})
+MERGE (x)-[r:SECURES {via: u.via}]->(svc)
+WITH r WHERE r.seen_at_us IS NULL OR r.seen_at_us <= $seen_at_us
+SET r.snapshot_uid = $snapshot, r.seen_at = $seen_at, r.seen_at_us = $seen_at_us";
+
 fn snapshot_params(snapshot: &InfraSnapshot) -> Result<(BoltType, BoltType)> {
     let payload = serde_json::to_string(snapshot).map_err(|e| Error::Backend {
         backend: BACKEND,
@@ -997,9 +1007,34 @@ impl GraphStore for Neo4jStore {
     async fn record_snapshot(&self, snapshot: &InfraSnapshot) -> Result<()> {
         let (props, checks) = snapshot_params(snapshot)?;
         let uid = snapshot.uid.as_str();
+        let secures: Vec<BoltType> = snapshot
+            .secures()
+            .into_iter()
+            .map(|(certificate, namespace, service, via)| {
+                map(vec![
+                    ("certificate", certificate.as_str().into()),
+                    ("namespace", namespace.into()),
+                    ("service", service.into()),
+                    ("via", via.into()),
+                ])
+            })
+            .collect();
         crate::retry::run(BACKEND, "record a snapshot", is_retryable, || async {
             let mut txn = self.begin().await?;
-            let result = write_snapshot_in(&mut txn, uid, &props, &checks).await;
+            let mut result = write_snapshot_in(&mut txn, uid, &props, &checks).await;
+            if result.is_ok() && !secures.is_empty() {
+                result = txn
+                    .run(
+                        query(LINK_SECURES)
+                            .param("secures", secures.clone())
+                            .param("snapshot", uid)
+                            .param("seen_at", snapshot.taken_at)
+                            .param("seen_at_us", snapshot.taken_at.timestamp_micros()),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(failed("link a certificate to its services"));
+            }
             rca::finish(txn, result).await
         })
         .await
@@ -1325,6 +1360,13 @@ impl GraphStore for Neo4jStore {
         filter: &crate::types::RollbackFilter,
     ) -> Result<Vec<deploygraph_model::Rollback>> {
         self.rollback_list(filter).await
+    }
+
+    async fn certificates_securing(
+        &self,
+        services: &[Uid],
+    ) -> Result<Vec<crate::types::SecuredCertificate>> {
+        self.secured_certificates(services).await
     }
 
     async fn record_gate_override(

@@ -1053,6 +1053,15 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn certificates_securing(
+        &self,
+        services: &[Uid],
+    ) -> Result<Vec<crate::types::SecuredCertificate>> {
+        let services = services.to_vec();
+        self.with_reader(move |conn| gate::certificates_securing(conn, &services))
+            .await
+    }
+
     async fn record_gate_override(
         &self,
         gate_override: &deploygraph_model::GateOverride,
@@ -1171,6 +1180,26 @@ fn write_snapshot(conn: &mut Connection, snapshot: &InfraSnapshot) -> Result<()>
             )
             .map_err(backend_error("link a certificate"))?;
         }
+    }
+    // SECURES, to the Services known under that name and namespace (any environment).
+    for (certificate, namespace, service, via) in snapshot.secures() {
+        exec(
+            &tx,
+            "INSERT INTO certificate_secures (certificate_uid, service_uid, via, snapshot_uid, seen_at_us)
+             SELECT ?1, uid, ?4, ?5, ?6 FROM services WHERE name = ?2 AND namespace = ?3
+             ON CONFLICT (certificate_uid, service_uid, via) DO UPDATE SET
+               snapshot_uid = excluded.snapshot_uid, seen_at_us = excluded.seen_at_us
+             WHERE excluded.seen_at_us >= certificate_secures.seen_at_us",
+            params![
+                certificate.as_str(),
+                service,
+                namespace,
+                via,
+                snapshot.uid.as_str(),
+                snapshot.taken_at.timestamp_micros()
+            ],
+        )
+        .map_err(backend_error("link a certificate to its services"))?;
     }
     tx.commit().map_err(backend_error("commit"))
 }

@@ -4,10 +4,11 @@
 //! the newest snapshot fails, admitted after a passing one, admitted with a recorded override
 //! (linked to the deployment the watcher records for it), and scaling is never blocked.
 
-use crate::support::{Server, free_port, http, sqlite_uri, temp_path, unique};
+use crate::support::{
+    Server, create_namespace, delete_namespace, free_port, http, sqlite_uri, temp_path, unique,
+};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -105,20 +106,11 @@ fn the_admission_gate_refuses_admits_and_records_overrides_in_the_real_api_serve
         ],
     );
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    create_namespace(&runtime, &client, &ns, json!({"deploygraph-test-gate": ns}));
     let webhooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let webhook_name = unique("deploygraph-gate");
     runtime.block_on(async {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns,
-                    "labels": {"deploygraph-test-gate": ns}}}))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
         let ca_bundle = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             ca.pem().as_bytes(),
@@ -297,14 +289,8 @@ fn the_admission_gate_refuses_admits_and_records_overrides_in_the_real_api_serve
         );
     }
 
-    runtime.block_on(async {
-        webhooks
-            .delete(&webhook_name, &DeleteParams::default())
-            .await
-            .unwrap();
-        namespaces
-            .delete(&ns, &DeleteParams::default())
-            .await
-            .unwrap();
-    });
+    runtime
+        .block_on(webhooks.delete(&webhook_name, &DeleteParams::default()))
+        .unwrap();
+    delete_namespace(&runtime, &client, &ns);
 }

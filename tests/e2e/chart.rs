@@ -3,13 +3,13 @@
 //! (the one the watcher's RBAC test runs with), its pod passes the `restricted` Pod Security
 //! Standard, and it installs and upgrades into the real API server.
 
-use crate::support::{temp_path, unique};
+use crate::support::{create_namespace, delete_namespace, temp_path, unique};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -114,6 +114,15 @@ fn the_chart_lints_and_renders_a_restricted_pod_for_each_store() {
         &chart,
         "--set",
         "store.type=neo4j,store.neo4j.uri=neo4j://neo4j.db:7687,store.neo4j.password=s3cret,replicaCount=3",
+    ]);
+    helm_ok(&[
+        "lint",
+        "--strict",
+        &chart,
+        "--set",
+        "admission.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true",
+        "--set-json",
+        r#"snapshots.config={"tls": ["api.shop.example:443"], "kubernetes": {"tls_secret_namespaces": ["shop"]}}"#,
     ]);
 
     // The embedded store: one replica on a volume, replaced (never two writers), no PDB.
@@ -503,19 +512,13 @@ fn the_chart_installs_into_the_api_server_and_upgrades_keeping_its_token() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique("chart");
-    runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns, "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest"}}}))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-    });
+    create_namespace(
+        &runtime,
+        &client,
+        &ns,
+        json!({"pod-security.kubernetes.io/enforce": "restricted",
+               "pod-security.kubernetes.io/enforce-version": "latest"}),
+    );
     let chart = chart();
     let release = unique("dg");
     helm_ok(&["install", &release, &chart, "-n", &ns]);
@@ -637,12 +640,8 @@ fn the_chart_installs_into_the_api_server_and_upgrades_keeping_its_token() {
                 .unwrap()
                 .is_none()
         );
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .delete(&ns, &DeleteParams::default())
-            .await
-            .unwrap();
     });
+    delete_namespace(&runtime, &client, &ns);
 }
 
 /// With `admission.enabled`: the chart registers the gate as a ValidatingWebhook whose
@@ -658,16 +657,7 @@ fn the_charts_admission_gate_is_registered_trusted_and_refuses_on_a_failing_snap
         deploygraph_probe::testing::leaf(None, &["127.0.0.1"], -1, 48),
     ));
     let ns = unique("chart-gate");
-    runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
-    });
+    create_namespace(&runtime, &client, &ns, json!({}));
     let chart = chart();
     let release = unique("dg");
     let full = format!("{release}-deploygraph");
@@ -800,10 +790,6 @@ fn the_charts_admission_gate_is_registered_trusted_and_refuses_on_a_failing_snap
                 .unwrap()
                 .is_none()
         );
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .delete(&ns, &DeleteParams::default())
-            .await
-            .unwrap();
     });
+    delete_namespace(&runtime, &client, &ns);
 }

@@ -36,7 +36,7 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     let checked = promtool(&["check", "rules", "deploygraph-rules.yaml"]);
-    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "deploygraph-rules.test.yaml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
@@ -184,8 +184,46 @@ fn activity(server: &Server) {
 #[test]
 fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (_client, _ns, server) = crate::follow_ups::watching_server(&runtime, "e2e-dash");
+    // The admission gate too, so that its decisions are scraped.
+    let ca = deploygraph_probe::testing::Ca::new("dashboard gate CA");
+    let serving = deploygraph_probe::testing::leaf(Some(&ca), &["127.0.0.1"], -1, 24);
+    let dir = crate::support::temp_path("gate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, &serving.pem).unwrap();
+    std::fs::write(&key, &serving.key_pem).unwrap();
+    let gate = format!("127.0.0.1:{}", crate::support::free_port());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let (_client, _ns, server) = crate::follow_ups::watching_server_with(
+        &runtime,
+        "e2e-dash",
+        &[
+            "--admission-tls-cert",
+            &cert,
+            "--admission-tls-key",
+            &key,
+            "--admission-listen",
+            &gate,
+        ],
+    );
     activity(&server);
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "dash-1", "operation": "CREATE", "namespace": "prod", "name": "web",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "object": {"metadata": {"name": "web"}, "spec": {"template": {"spec": {
+                "containers": [{"name": "web", "image": "registry.local/web:v1"}]}}}}}});
+    let answer: Value = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap()
+        .post(format!("https://{gate}/v1/admission/validate"))
+        .json(&review)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    // The snapshot `activity` recorded failed: refused.
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
     let target = server.url.trim_start_matches("http://").to_owned();
     let prometheus = Prometheus::start(&target);
 
@@ -204,12 +242,12 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(loaded.len(), 6, "{rules}");
+    assert_eq!(loaded.len(), 7, "{rules}");
     assert!(loaded.contains(&"DeploygraphStoreDown"), "{loaded:?}");
 
     // Every query of every panel answers with series (rates need two scrapes of a counter).
     let queries = dashboard_queries();
-    assert!(queries.len() >= 12, "{queries:?}");
+    assert!(queries.len() >= 13, "{queries:?}");
     for (title, expr) in &queries {
         prometheus.wait(|p| !p.query(expr).is_empty());
         let series = prometheus.query(expr);

@@ -153,6 +153,15 @@ pub(crate) fn watching_server(
     runtime: &tokio::runtime::Runtime,
     prefix: &str,
 ) -> (kube::Client, String, Server) {
+    watching_server_with(runtime, prefix, &[])
+}
+
+/// [`watching_server`] with more flags for `serve`.
+pub(crate) fn watching_server_with(
+    runtime: &tokio::runtime::Runtime,
+    prefix: &str,
+    extra: &[&str],
+) -> (kube::Client, String, Server) {
     let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique(prefix);
     runtime.block_on(async {
@@ -167,22 +176,21 @@ pub(crate) fn watching_server(
     });
     let kubeconfig = std::env::var("KUBECONFIG_TEST")
         .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)");
-    let server = Server::start(
-        &sqlite_uri(),
-        &[
-            "--token",
-            TOKEN,
-            "--watch-kubernetes",
-            "--watch-kubeconfig",
-            &kubeconfig,
-            "--watch-namespace",
-            &ns,
-            "--watch-environment",
-            "production",
-            "--lease-namespace",
-            &ns,
-        ],
-    );
+    let mut args = vec![
+        "--token",
+        TOKEN,
+        "--watch-kubernetes",
+        "--watch-kubeconfig",
+        &kubeconfig,
+        "--watch-namespace",
+        &ns,
+        "--watch-environment",
+        "production",
+        "--lease-namespace",
+        &ns,
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start(&sqlite_uri(), &args);
     (client, ns, server)
 }
 

@@ -332,3 +332,28 @@ pub fn deployment(service: &str, minute: u32, seed: u32) -> Value {
         "changes": [{"path": "values.redis.password", "kind": "value", "before": "old-secret", "after": "new-secret"}]
     })
 }
+
+/// Creates the namespace `name` with `labels` in the test API server.
+pub fn create_namespace(
+    runtime: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    name: &str,
+    labels: Value,
+) {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    let namespace =
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    runtime
+        .block_on(namespaces.create(&kube::api::PostParams::default(), &namespace))
+        .unwrap();
+}
+
+/// Deletes the namespace `name` (and what is in it) from the test API server.
+pub fn delete_namespace(runtime: &tokio::runtime::Runtime, client: &kube::Client, name: &str) {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    runtime
+        .block_on(namespaces.delete(name, &kube::api::DeleteParams::default()))
+        .unwrap();
+}

@@ -842,8 +842,8 @@ pub(crate) async fn list_chaos_runs(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct GateOverrideParams {
-    /// Only overrides of workloads in this namespace.
-    #[param(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
+    /// Only overrides of workloads in this namespace (empty: any).
+    #[param(value_type = Option<deploygraph_model::schema::Namespace>)]
     namespace: Option<String>,
     /// Only overrides of workloads of this name.
     #[param(min_length = 1, max_length = 253)]
@@ -851,8 +851,8 @@ pub(crate) struct GateOverrideParams {
     /// Only the overrides that admitted this deployment (its uid).
     #[param(value_type = Option<deploygraph_model::schema::DeploymentUid>)]
     deployment: Option<String>,
-    /// Only overrides at or after this time (RFC 3339).
-    #[param(value_type = Option<String>, format = DateTime)]
+    /// Only overrides at or after this time.
+    #[param(value_type = Option<InputTime>)]
     since: Option<String>,
     /// Most overrides (default 100).
     #[param(value_type = Option<usize>, minimum = 1, maximum = 10000)]
@@ -878,7 +878,7 @@ pub(crate) async fn list_gate_overrides(
     };
     if p.name
         .as_deref()
-        .is_some_and(|n| n.is_empty() || n.len() > 253)
+        .is_some_and(|n| n.is_empty() || n.chars().count() > 253)
     {
         return Err(ApiError::invalid("name", "must be 1 to 253 characters"));
     }

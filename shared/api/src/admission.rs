@@ -302,6 +302,9 @@ pub fn judge(
 }
 
 fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
     let s = d.as_secs();
     match s {
         0..60 => format!("{s}s"),

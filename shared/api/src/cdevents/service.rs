@@ -43,6 +43,18 @@ pub(super) fn service_name(field: &str, raw: &str) -> Result<(ServiceName, Strin
             format!("is longer than {} characters", super::MAX_SOURCE),
         ));
     }
+    // As the schema says: letters, digits, `-`, `_`, `.` and `/` (nothing is dropped silently).
+    if let Some(c) = raw
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{raw:?} holds {c:?}: only letters, digits, '-', '_', '.' and '/' name a service"
+            ),
+        ));
+    }
     let name = ServiceName::normalize(last_segment(raw)).ok_or_else(|| {
         ApiError::invalid(
             field,

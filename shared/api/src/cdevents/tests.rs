@@ -333,7 +333,7 @@ fn unsupported_versions_are_named() {
 #[test]
 fn malformed_events_name_the_field() {
     type Mutation = fn(&mut Value);
-    let cases: [(Mutation, &str); 11] = [
+    let cases: [(Mutation, &str); 13] = [
         (|e| e["context"] = json!(null), "context"),
         (
             |e| _ = e["context"].as_object_mut().unwrap().remove("id"),
@@ -381,6 +381,15 @@ fn malformed_events_name_the_field() {
         (
             |e| e["customData"] = json!({"commit": {"sha": "xyz"}}),
             "customData.commit.sha",
+        ),
+        // Characters the schema does not allow are refused, not dropped ("rÑ]<é" is not "r").
+        (
+            |e| e["customData"] = json!({"service": "r\u{d1}]<\u{e9}"}),
+            "customData.service",
+        ),
+        (
+            |e| e["subject"]["id"] = json!("shop/caf\u{e9}"),
+            "subject.id",
         ),
     ];
     for (mutate, field) in cases {

@@ -168,7 +168,6 @@ pub struct Server {
 impl Server {
     pub fn start(store: &str, extra: &[&str]) -> Self {
         let port = free_port();
-        let log = temp_path("serve.log");
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
             "serve",
@@ -180,9 +179,15 @@ impl Server {
             "json",
         ];
         args.extend_from_slice(extra);
-        let child = Command::new(bin())
-            .args(&args)
-            .env_remove("DEPLOYGRAPH_TOKEN")
+        let mut command = Command::new(bin());
+        command.args(&args).env_remove("DEPLOYGRAPH_TOKEN");
+        Self::spawn(command, &listen)
+    }
+
+    /// Runs `command` (its output in a log of its own) and waits for `/healthz` on `listen`.
+    fn spawn(mut command: Command, listen: &str) -> Self {
+        let log = temp_path("serve.log");
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -199,23 +204,13 @@ impl Server {
     /// `deploygraph ARGS` with exactly this environment (besides `PATH`), listening on `listen`
     /// (as its environment says): a server configured as a deployment manifest configures it.
     pub fn start_configured(args: &[String], env: &[(String, String)], listen: &str) -> Self {
-        let log = temp_path("serve.log");
-        let child = Command::new(bin())
+        let mut command = Command::new(bin());
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let server = Self {
-            child: Some(child),
-            url: format!("http://{listen}"),
-            log,
-        };
-        server.wait_for("/healthz", Duration::from_secs(30));
-        server
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Self::spawn(command, listen)
     }
 
     /// Polls `path` until it answers 200, bounded by `timeout`.

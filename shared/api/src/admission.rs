@@ -126,8 +126,9 @@ pub struct Review {
     pub override_reason: Option<String>,
     /// Whether the change rolls pods out: a CREATE, or a changed `spec.template`.
     pub template_changed: bool,
-    /// The object's `spec.template`.
-    pub template: Value,
+    /// The object's pod template's hash (`hash` of [`parse_review`]), taken only when an
+    /// override is asked for (it is recorded with it).
+    pub template_hash: Option<String>,
 }
 
 const WORKLOAD_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
@@ -137,7 +138,10 @@ const WORKLOAD_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 /// # Errors
 /// `(field, message)` for a body that is not an `admission.k8s.io/v1` AdmissionReview with a
 /// request.
-pub fn parse_review(body: &[u8]) -> Result<Review, (String, String)> {
+pub fn parse_review(
+    body: &[u8],
+    hash: Option<fn(&Value) -> Option<String>>,
+) -> Result<Review, (String, String)> {
     let bad = |field: &str, message: &str| (field.to_owned(), message.to_owned());
     let review: Value =
         serde_json::from_slice(body).map_err(|e| bad("body", &format!("not JSON: {e}")))?;
@@ -207,6 +211,9 @@ pub fn parse_review(body: &[u8]) -> Result<Review, (String, String)> {
         _ => None,
     };
     let template = &object["spec"]["template"];
+    let template_hash = hash
+        .filter(|_| override_reason.is_some())
+        .and_then(|hash| hash(template));
     let template_changed = match operation.as_str() {
         "CREATE" => true,
         "UPDATE" => *template != old["spec"]["template"],
@@ -233,7 +240,7 @@ pub fn parse_review(body: &[u8]) -> Result<Review, (String, String)> {
         dry_run: request["dryRun"].as_bool().unwrap_or(false),
         override_reason,
         template_changed,
-        template: template.clone(),
+        template_hash,
     })
 }
 
@@ -314,6 +321,18 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// `work` within `limit`; the reason when the store failed or did not answer in time.
+async fn bounded<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = deploygraph_store::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("the store did not answer within {}", human(limit))),
+    }
+}
+
 /// The AdmissionReview answering `uid`.
 fn answer(uid: &str, allowed: bool, refusal: Option<&str>, warnings: &[String]) -> Response {
     let mut response = json!({"uid": uid, "allowed": allowed});
@@ -357,7 +376,7 @@ async fn newest_snapshot(
 
 async fn validate(State(gate): State<Gate>, body: Bytes) -> Response {
     let metrics = gate.state.metrics.clone();
-    let review = match parse_review(&body) {
+    let review = match parse_review(&body, gate.config.template_hash) {
         Ok(review) => review,
         Err((field, message)) => {
             metrics.admission_review("invalid");
@@ -380,18 +399,9 @@ async fn validate(State(gate): State<Gate>, body: Bytes) -> Response {
     }
     let now = Utc::now();
     let retry_after = gate.state.config.retry_after_secs;
-    let snapshot = match tokio::time::timeout(
-        config.timeout,
-        newest_snapshot(&gate.state, config, now),
-    )
-    .await
-    {
-        Ok(Ok(snapshot)) => snapshot,
-        failed => {
-            let why = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("the store did not answer within {}", human(config.timeout)),
-            };
+    let snapshot = match bounded(config.timeout, newest_snapshot(&gate.state, config, now)).await {
+        Ok(snapshot) => snapshot,
+        Err(why) => {
             tracing::warn!(review.uid = %review.uid, error.message = %why, "admission review: no snapshot to judge by");
             if config.mode == Mode::Warn {
                 metrics.admission_review("warned");
@@ -431,23 +441,19 @@ async fn validate(State(gate): State<Gate>, body: Bytes) -> Response {
             user: review.user.clone(),
             reason: reason.clone(),
             refusal: refusal.clone(),
-            template_hash: config.template_hash.and_then(|hash| hash(&review.template)),
+            template_hash: review.template_hash.clone(),
             snapshot_uid: snapshot.as_ref().map(|s| s.uid.clone()),
             deployment_uid: None,
         };
         if !review.dry_run {
-            let stored = tokio::time::timeout(
+            let stored = bounded(
                 config.timeout,
                 gate.state.store.record_gate_override(&record),
             )
             .await;
             match stored {
-                Ok(Ok(_)) => {}
-                failed => {
-                    let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => format!("the store did not answer within {}", human(config.timeout)),
-                    };
+                Ok(_) => {}
+                Err(why) => {
                     tracing::warn!(review.uid = %review.uid, error.message = %why, "admission review: the override could not be recorded");
                     metrics.admission_review("error");
                     return ApiError::unavailable(

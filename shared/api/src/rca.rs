@@ -63,6 +63,15 @@ fn namespace(value: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// The `deployment` parameter: a deployment's uid.
+fn deployment_param(value: Option<&str>) -> Result<Option<Uid>, ApiError> {
+    value
+        .map(|uid| {
+            Uid::parse_deployment(uid).map_err(|e| ApiError::invalid("deployment", e.message))
+        })
+        .transpose()
+}
+
 fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
     match value {
         None => Ok(default),
@@ -816,12 +825,7 @@ pub(crate) async fn list_chaos_runs(
         }
         None => Vec::new(),
     };
-    let against = match p.deployment.as_deref() {
-        Some(uid) => Some(
-            Uid::parse_deployment(uid).map_err(|e| ApiError::invalid("deployment", e.message))?,
-        ),
-        None => None,
-    };
+    let against = deployment_param(p.deployment.as_deref())?;
     let runs = state
         .store
         .list_chaos_runs(&deploygraph_store::ChaosFilter {
@@ -870,12 +874,7 @@ pub(crate) async fn list_gate_overrides(
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
     let size = limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?;
-    let deployment = match p.deployment.as_deref() {
-        Some(uid) => Some(
-            Uid::parse_deployment(uid).map_err(|e| ApiError::invalid("deployment", e.message))?,
-        ),
-        None => None,
-    };
+    let deployment = deployment_param(p.deployment.as_deref())?;
     if p.name
         .as_deref()
         .is_some_and(|n| n.is_empty() || n.chars().count() > 253)

@@ -292,11 +292,11 @@ async fn ingress_uses(client: &Client, namespace: &str) -> BTreeMap<String, Vec<
     uses
 }
 
-/// The Gateways (`gateway.networking.k8s.io/v1`) whose listeners terminate TLS with a Secret
-/// of `namespace`, by Secret name, with the Services their HTTPRoutes route to; empty where
-/// the Gateway API is not installed or cannot be listed.
-async fn gateway_uses(client: &Client, namespace: &str) -> BTreeMap<String, Vec<CertificateUse>> {
-    let mut uses: BTreeMap<String, Vec<CertificateUse>> = BTreeMap::new();
+/// The Gateways (`gateway.networking.k8s.io/v1`) whose listeners terminate TLS with a Secret,
+/// by the Secret's namespace and name, with the Services their HTTPRoutes route to; listed
+/// once for all namespaces; empty where the Gateway API is not installed or cannot be listed.
+async fn gateway_uses(client: &Client) -> BTreeMap<(String, String), Vec<CertificateUse>> {
+    let mut uses: BTreeMap<(String, String), Vec<CertificateUse>> = BTreeMap::new();
     let resource = |kind: &str| {
         ApiResource::from_gvk(&GroupVersionKind::gvk(
             "gateway.networking.k8s.io",
@@ -335,10 +335,9 @@ async fn gateway_uses(client: &Client, namespace: &str) -> BTreeMap<String, Vec<
                 let ns = reference["namespace"].as_str().unwrap_or(gateway_ns);
                 if kind == "Secret"
                     && group.is_empty()
-                    && ns == namespace
                     && let Some(secret) = reference["name"].as_str()
                 {
-                    secrets.insert(secret.to_owned());
+                    secrets.insert((ns.to_owned(), secret.to_owned()));
                 }
             }
         }
@@ -398,6 +397,7 @@ async fn tls_secrets(
         Err(e) => return vec![unknown(CheckKind::K8sSecretCert, "kubernetes", e)],
     };
     let mut results = Vec::new();
+    let gateways = gateway_uses(&client).await;
     for namespace in namespaces {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let list = match api
@@ -423,8 +423,11 @@ async fn tls_secrets(
             ));
         }
         let mut owners = ingress_uses(&client, namespace).await;
-        for (secret, gateways) in gateway_uses(&client, namespace).await {
-            owners.entry(secret).or_default().extend(gateways);
+        for ((_, secret), uses) in gateways.iter().filter(|((ns, _), _)| ns == namespace) {
+            owners
+                .entry(secret.clone())
+                .or_default()
+                .extend(uses.iter().cloned());
         }
         for secret in list.items {
             let name = secret.metadata.name.clone().unwrap_or_default();

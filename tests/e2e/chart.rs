@@ -255,6 +255,7 @@ fn the_charts_schema_refuses_bad_values_naming_them() {
         ("watch.namespaces={Payments}", "/watch/namespaces/0"),
         ("replicas=2", "'replicas'"),
         ("log.format=xml", "/log/format"),
+        ("cluster=-eu", "/cluster"),
         ("admission.mode=block", "/admission/mode"),
         ("admission.failurePolicy=Maybe", "/admission/failurePolicy"),
         ("admission.timeoutSeconds=31", "/admission/timeoutSeconds"),

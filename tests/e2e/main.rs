@@ -18,6 +18,7 @@ mod chaos;
 mod chart;
 mod ci;
 mod cli;
+mod clusters;
 mod console;
 mod dashboards;
 mod follow_ups;

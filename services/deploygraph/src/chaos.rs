@@ -52,7 +52,7 @@ pub async fn list(args: ChaosListArgs) -> Result<(), Failure> {
     let answer = client
         .list_chaos_runs(
             args.service.as_ref(),
-            args.environment.as_ref(),
+            (args.environment.as_ref(), args.cluster.as_ref()),
             args.limit,
             args.cursor.as_deref(),
         )
@@ -132,8 +132,11 @@ fn duration(flag: &str, value: &str) -> Result<std::time::Duration, Failure> {
 /// `chaos run`.
 pub async fn run(args: crate::cli::ChaosRunArgs) -> Result<(), Failure> {
     use deploygraph_chaos::run::{Context, RunError, Settings, dry_run, execute};
-    let scenario = deploygraph_chaos::scenario::load(&args.scenario)
+    let mut scenario = deploygraph_chaos::scenario::load(&args.scenario)
         .map_err(|e| Failure::usage(e.to_string()))?;
+    if let Some(cluster) = &args.cluster {
+        scenario.target.service.cluster = cluster.clone();
+    }
     let settings = Settings {
         ack_timeout: duration("--ack-timeout", &args.ack_timeout)?,
         recovery_timeout: duration("--recovery-timeout", &args.recovery_timeout)?,

@@ -242,6 +242,10 @@ pub struct ChaosRunArgs {
     /// Kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long, env = "DEPLOYGRAPH_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The cluster the run is recorded in (default: the scenario's `target.cluster`, else
+    /// `default`).
+    #[arg(long, value_parser = crate::insight::cluster_arg)]
+    pub cluster: Option<deploygraph_model::Cluster>,
     /// How long to wait for the operator to acknowledge a stop.
     #[arg(long, default_value = "30s")]
     pub ack_timeout: String,
@@ -263,6 +267,9 @@ pub struct ChaosListArgs {
     /// Only this environment.
     #[arg(long, value_parser = crate::insight::environment_arg)]
     pub environment: Option<deploygraph_model::Environment>,
+    /// Only this cluster.
+    #[arg(long, value_parser = crate::insight::cluster_arg)]
+    pub cluster: Option<deploygraph_model::Cluster>,
     /// At most this many.
     #[arg(long, default_value_t = 20, value_parser = crate::insight::limit_arg)]
     pub limit: usize,
@@ -608,7 +615,9 @@ pub struct ServeArgs {
     /// Also take a snapshot this often (`15m`); needs --gate-config.
     #[arg(long, env = "DEPLOYGRAPH_SNAPSHOT_INTERVAL", requires = "gate_config")]
     pub snapshot_interval: Option<String>,
-    /// Cluster or environment name recorded on snapshots.
+    /// The cluster this server records from: on the rollouts, changes and Helm releases of
+    /// --watch-kubernetes, on snapshots, on the mesh's services, and the admission gate's
+    /// snapshot lookup (default: `default`). 1-63 of A-Z a-z 0-9 . _ -.
     #[arg(long, env = "DEPLOYGRAPH_CLUSTER")]
     pub cluster: Option<String>,
     /// Serve the admission gate (`POST /v1/admission/validate`, a ValidatingWebhook for
@@ -853,6 +862,9 @@ pub struct RecordDeploymentArgs {
     /// Environment (`production`).
     #[arg(long)]
     pub environment: String,
+    /// Cluster (default: `default`).
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// Commit SHA (7–40 hex).
     #[arg(long)]
     pub commit: String,
@@ -909,6 +921,9 @@ pub struct RecordChangeArgs {
     /// The services' Kubernetes namespace.
     #[arg(long)]
     pub namespace: Option<String>,
+    /// The services' cluster (default: `default`).
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// feature_flag, terraform, migration, node_pool, config_map, secret, hpa or other.
     #[arg(long)]
     pub kind: String,
@@ -1039,6 +1054,9 @@ pub struct QueryDeploymentsArgs {
     /// Only this environment.
     #[arg(long)]
     pub environment: Option<String>,
+    /// Only this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// Only this status.
     #[arg(long)]
     pub status: Option<String>,
@@ -1149,6 +1167,9 @@ pub struct QueryTimelineArgs {
     /// Only this environment.
     #[arg(long, value_parser = crate::insight::environment_arg)]
     pub environment: Option<deploygraph_model::Environment>,
+    /// Only this cluster.
+    #[arg(long, value_parser = crate::insight::cluster_arg)]
+    pub cluster: Option<deploygraph_model::Cluster>,
     /// Window start, RFC 3339 (default: 24 hours before --until).
     #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
@@ -1177,6 +1198,9 @@ pub struct QueryCommonFactorsArgs {
     /// Only this environment.
     #[arg(long, value_parser = crate::insight::environment_arg)]
     pub environment: Option<deploygraph_model::Environment>,
+    /// Only this cluster.
+    #[arg(long, value_parser = crate::insight::cluster_arg)]
+    pub cluster: Option<deploygraph_model::Cluster>,
     /// How many of the newest failed or rolled-back deployments to compare.
     #[arg(long, default_value = "3", value_parser = crate::insight::last_arg)]
     pub last: usize,
@@ -1199,6 +1223,9 @@ pub struct QueryDoraArgs {
     /// Only this environment.
     #[arg(long, value_parser = crate::insight::environment_arg)]
     pub environment: Option<deploygraph_model::Environment>,
+    /// Only this cluster.
+    #[arg(long, value_parser = crate::insight::cluster_arg)]
+    pub cluster: Option<deploygraph_model::Cluster>,
     /// Period start, RFC 3339 (default: 30 days before --until).
     #[arg(long, value_name = "TIME", value_parser = crate::insight::time_arg)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
@@ -1329,6 +1356,9 @@ pub struct TopologyImportArgs {
     /// annotation (default: none).
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Cluster of every imported service.
+    #[arg(long, default_value = "default", value_parser = crate::insight::cluster_arg)]
+    pub cluster: deploygraph_model::Cluster,
     #[command(flatten)]
     pub target: RecordTarget,
     /// Output format.

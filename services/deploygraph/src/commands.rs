@@ -409,6 +409,7 @@ pub async fn apply_topology(
 /// What `serve --topology-prometheus-url` reads and how often, checked before anything starts.
 fn mesh_config(
     args: &ServeArgs,
+    cluster: &deploygraph_model::Cluster,
 ) -> Result<Option<(deploygraph_api::mesh::MeshConfig, Duration)>, Failure> {
     let Some(url) = &args.topology_prometheus_url else {
         return Ok(None);
@@ -417,6 +418,7 @@ fn mesh_config(
         .map_err(|e| Failure::usage(format!("--topology-environment: {e}")))?;
     let mut config = deploygraph_api::mesh::MeshConfig::new(url, environment)
         .map_err(|e| Failure::usage(format!("--topology-prometheus-url {e}")))?;
+    config.cluster = cluster.clone();
     config.window = deploygraph_probe::config::parse_duration(&args.topology_prometheus_window)
         .map_err(|e| Failure::usage(format!("--topology-prometheus-window: {e}")))?;
     let interval = deploygraph_probe::config::parse_duration(&args.topology_prometheus_interval)
@@ -437,6 +439,7 @@ fn mesh_config(
 /// rollouts of workloads with canary annotations are analysed ([`crate::canary_watch`]).
 async fn start_watcher(
     args: &crate::cli::WatchArgs,
+    cluster: deploygraph_model::Cluster,
     store: Arc<dyn GraphStore>,
     metrics: Arc<deploygraph_api::metrics::Metrics>,
     stop: CancellationToken,
@@ -474,6 +477,7 @@ async fn start_watcher(
         namespaces: args.namespaces.clone(),
         label_selector: args.selector.clone(),
         environment: environment.clone(),
+        cluster: cluster.clone(),
         skip_helm_managed: args.watch_helm,
     };
     tracing::info!(identity = %identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "Kubernetes watcher campaigning for the lease");
@@ -533,6 +537,7 @@ async fn start_watcher(
                 namespaces.clone(),
                 environment.clone(),
             )
+            .cluster(cluster.clone())
             .decode_limits(limits)
             .on_skipped(move |_, reason| skipped.skipped(reason.as_str()));
             tasks.push(tokio::spawn(helm.run(token)));
@@ -671,7 +676,12 @@ async fn serve(args: ServeArgs) -> Outcome {
             "--max-body-bytes and --alertmanager-max-body-bytes: must be at least 1",
         ));
     }
-    let mesh = mesh_config(&args)?;
+    let cluster = match args.cluster.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => deploygraph_model::Cluster::parse(c)
+            .map_err(|e| Failure::usage(format!("--cluster: {}", e.message)))?,
+        None => deploygraph_model::Cluster::default(),
+    };
+    let mesh = mesh_config(&args, &cluster)?;
     let canary_hooks = deploygraph_api::canary::HooksConfig::new(
         args.prometheus.as_deref(),
         args.canary_templates.clone(),
@@ -783,6 +793,7 @@ async fn serve(args: ServeArgs) -> Outcome {
         });
         start_watcher(
             &args.watch,
+            cluster.clone(),
             Arc::clone(&store),
             state.metrics(),
             stop.clone(),
@@ -900,6 +911,7 @@ fn deployment_input(args: &RecordDeploymentArgs) -> Result<DeploymentInput, Fail
         service: Some(args.service.clone()),
         namespace: args.namespace.clone(),
         environment: Some(args.environment.clone()),
+        cluster: args.cluster.clone(),
         version: args.release_version.clone(),
         commit: Some(CommitInput {
             sha: Some(args.commit.clone()),
@@ -992,6 +1004,7 @@ async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
     FilterParams {
         service: args.service.clone(),
         environment: args.environment.clone(),
+        cluster: args.cluster.clone(),
         status: args.status.clone(),
         since: args.since.clone(),
         until: args.until.clone(),
@@ -1006,6 +1019,7 @@ async fn query_deployments(args: QueryDeploymentsArgs) -> Outcome {
         .list_deployments(&DeploymentsQuery {
             service: args.service,
             environment: args.environment,
+            cluster: args.cluster,
             status: args.status,
             since: args.since,
             until: args.until,

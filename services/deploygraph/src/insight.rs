@@ -45,6 +45,11 @@ pub fn environment_arg(value: &str) -> Result<Environment, String> {
     Environment::parse(value).map_err(|e| e.message)
 }
 
+/// A cluster name.
+pub fn cluster_arg(value: &str) -> Result<deploygraph_model::Cluster, String> {
+    deploygraph_model::Cluster::parse(value).map_err(|e| e.message)
+}
+
 /// An Alertmanager fingerprint: not empty, at most 128 characters (as stored).
 pub fn fingerprint_arg(value: &str) -> Result<String, String> {
     if value.trim().is_empty() {
@@ -401,7 +406,7 @@ pub async fn query_timeline(args: QueryTimelineArgs) -> Outcome {
     let answer = client
         .timeline(
             &args.service,
-            args.environment.as_ref(),
+            (args.environment.as_ref(), args.cluster.as_ref()),
             &since,
             &until,
             args.limit,
@@ -433,7 +438,11 @@ pub async fn query_common_factors(args: QueryCommonFactorsArgs) -> Outcome {
     let client = connect(&args.target, local).await?;
     let what = "failed to read the common factors";
     let answer = client
-        .common_factors(&args.service, args.environment.as_ref(), args.last)
+        .common_factors(
+            &args.service,
+            (args.environment.as_ref(), args.cluster.as_ref()),
+            args.last,
+        )
         .await
         .map_err(|e| Failure::from_api(what, e))?;
     let factors: CommonFactors = decode(what, answer.body)?;
@@ -453,7 +462,7 @@ pub async fn query_dora(args: QueryDoraArgs) -> Outcome {
     let answer = client
         .dora(
             args.service.as_ref(),
-            args.environment.as_ref(),
+            (args.environment.as_ref(), args.cluster.as_ref()),
             &since,
             &until,
         )

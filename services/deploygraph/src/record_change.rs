@@ -35,6 +35,7 @@ fn change_input(args: &RecordChangeArgs) -> Result<ChangeEventInput, Failure> {
                     .map_err(|e| Failure::usage(format!("--service: {}", e.message)))?,
                 namespace: args.namespace.clone(),
                 environment: environment.clone(),
+                cluster: args.cluster.clone(),
             })
         })
         .collect::<Result<Vec<_>, Failure>>()?;

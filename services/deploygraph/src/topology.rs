@@ -102,6 +102,7 @@ async fn observe(
 ) -> Result<mesh::Poll, Failure> {
     let mut config = MeshConfig::new(url, args.environment.clone())
         .map_err(|e| Failure::usage(format!("--prometheus {e}")))?;
+    config.cluster = args.cluster.clone();
     config.window = deploygraph_probe::config::parse_duration(window)
         .map_err(|e| Failure::usage(format!("--prometheus-window: {e}")))?;
     if config.window.as_secs() == 0 {
@@ -133,6 +134,7 @@ pub async fn import(args: TopologyImportArgs) -> Outcome {
     let options = ImportOptions {
         environment: args.environment.clone(),
         namespace: args.namespace.clone(),
+        cluster: args.cluster.clone(),
     };
     // Validated here first: a bad catalog never reaches the API.
     let catalog = if files.is_empty() {
@@ -149,7 +151,12 @@ pub async fn import(args: TopologyImportArgs) -> Outcome {
     if catalog.is_some() {
         let what = "failed to import the Backstage catalog";
         let answer = client
-            .import_backstage(&args.environment, args.namespace.as_deref(), &files)
+            .import_backstage(
+                &args.environment,
+                args.namespace.as_deref(),
+                &args.cluster,
+                &files,
+            )
             .await
             .map_err(|e| Failure::from_api(what, e))?;
         out.insert("backstage".into(), answer.body);

@@ -161,8 +161,11 @@ impl GraphStore for Timed {
         )
         .await
     }
-    async fn latest_snapshot(&self) -> deploygraph_store::Result<Option<InfraSnapshot>> {
-        self.time("latest_snapshot", self.inner.latest_snapshot())
+    async fn latest_snapshot(
+        &self,
+        cluster: Option<&str>,
+    ) -> deploygraph_store::Result<Option<InfraSnapshot>> {
+        self.time("latest_snapshot", self.inner.latest_snapshot(cluster))
             .await
     }
     async fn list_services(&self) -> deploygraph_store::Result<Vec<ServiceSummary>> {
@@ -185,10 +188,12 @@ impl GraphStore for Timed {
         name: &ServiceName,
         namespace: Option<&str>,
         environment: Option<&Environment>,
+        cluster: Option<&deploygraph_model::Cluster>,
     ) -> deploygraph_store::Result<Vec<ServiceRef>> {
         self.time(
             "find_services",
-            self.inner.find_services(name, namespace, environment),
+            self.inner
+                .find_services(name, namespace, environment, cluster),
         )
         .await
     }
@@ -868,7 +873,7 @@ async fn measure(store: &Timed, graph: &Graph, samples: usize, rng: &mut StdRng)
     }
     for _ in 0..warmup {
         let service = graph.services.choose(rng).expect("services");
-        engine::common_factors_of(store, service, None, 3, Duration::hours(2))
+        engine::common_factors_of(store, service, (None, None), 3, Duration::hours(2))
             .await
             .expect("common factors");
     }
@@ -928,7 +933,7 @@ async fn measure(store: &Timed, graph: &Graph, samples: usize, rng: &mut StdRng)
     for _ in 0..samples {
         let service = graph.services.choose(rng).expect("services");
         let started = Instant::now();
-        let view = engine::common_factors_of(store, service, None, 3, Duration::hours(2))
+        let view = engine::common_factors_of(store, service, (None, None), 3, Duration::hours(2))
             .await
             .expect("common factors");
         times.push(started.elapsed());
@@ -955,7 +960,7 @@ async fn measure(store: &Timed, graph: &Graph, samples: usize, rng: &mut StdRng)
         let view = engine::dora_metrics(
             store,
             None,
-            None,
+            (None, None),
             Utc::now() - Duration::days(3650),
             Utc::now() + Duration::days(365),
         )

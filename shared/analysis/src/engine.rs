@@ -15,7 +15,7 @@ use crate::views::{
 };
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::{
-    Alert, Change, DeploymentStatus, Environment, ServiceName, ServiceRef, SubjectKind,
+    Alert, Change, Cluster, DeploymentStatus, Environment, ServiceName, ServiceRef, SubjectKind,
     SuspectVerdict, Trigger, Uid, Verdict, VerdictKind,
 };
 use deploygraph_store::{
@@ -863,18 +863,19 @@ pub async fn timeline(
     store: &dyn GraphStore,
     service: &ServiceName,
     environment: Option<&Environment>,
+    cluster: Option<&Cluster>,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     page: &TimelinePage,
 ) -> Result<Timeline> {
-    crate::timeline::timeline(store, service, environment, since, until, page).await
+    crate::timeline::timeline(store, service, environment, cluster, since, until, page).await
 }
 
 /// What the last `last` failed or rolled-back deployments of a service have in common.
 pub async fn common_factors_of(
     store: &dyn GraphStore,
     service: &ServiceName,
-    environment: Option<&Environment>,
+    (environment, cluster): (Option<&Environment>, Option<&Cluster>),
     last: usize,
     window: Duration,
 ) -> Result<CommonFactors> {
@@ -885,6 +886,7 @@ pub async fn common_factors_of(
                 .list_deployments(&DeploymentFilter {
                     service: Some(service.clone()),
                     environment: environment.cloned(),
+                    cluster: cluster.cloned(),
                     status: Some(status),
                     limit: last,
                     ..DeploymentFilter::default()
@@ -971,7 +973,7 @@ pub async fn common_factors_of(
 pub async fn dora_metrics(
     store: &dyn GraphStore,
     service: Option<&ServiceName>,
-    environment: Option<&Environment>,
+    (environment, cluster): (Option<&Environment>, Option<&Cluster>),
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Dora> {
@@ -984,6 +986,7 @@ pub async fn dora_metrics(
                 .list_deployments(&DeploymentFilter {
                     service: service.cloned(),
                     environment: environment.cloned(),
+                    cluster: cluster.cloned(),
                     since: Some(since),
                     until: Some(until),
                     limit: MAX_PAGE_SIZE,
@@ -1018,6 +1021,7 @@ pub async fn dora_metrics(
                 .list_alerts(&AlertFilter {
                     service: service.cloned(),
                     environment: environment.cloned(),
+                    cluster: cluster.cloned(),
                     since: Some(since),
                     until: Some(until),
                     limit: MAX_PAGE_SIZE,
@@ -1113,6 +1117,7 @@ pub async fn incident_report(
                 store,
                 name,
                 alert.environment.as_ref(),
+                alert.cluster.as_ref(),
                 since,
                 until,
                 &TimelinePage::default(),
@@ -1122,6 +1127,7 @@ pub async fn incident_report(
         None => Timeline {
             service: String::new(),
             environment: None,
+            cluster: None,
             since,
             until,
             events: Vec::new(),
@@ -1165,7 +1171,7 @@ pub async fn incident_report(
     let dora = dora_metrics(
         store,
         service.as_ref(),
-        alert.environment.as_ref(),
+        (alert.environment.as_ref(), alert.cluster.as_ref()),
         alert.starts_at - Duration::days(30),
         alert.starts_at,
     )

@@ -17,8 +17,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::{
-    AlertStatus, Environment, ServiceName, ServiceRef, SubjectKind, SuspectVerdict, Uid, Verdict,
-    VerdictKind,
+    AlertStatus, Cluster, Environment, ServiceName, ServiceRef, SubjectKind, SuspectVerdict, Uid,
+    Verdict, VerdictKind,
 };
 use deploygraph_store::{
     AlertFilter, CanaryFilter, ChangeFilter, ChaosFilter, Cursor, DeploymentFilter, GraphStore,
@@ -410,6 +410,7 @@ pub async fn timeline(
     store: &dyn GraphStore,
     service: &ServiceName,
     environment: Option<&Environment>,
+    cluster: Option<&Cluster>,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     page: &TimelinePage,
@@ -423,6 +424,7 @@ pub async fn timeline(
         .list_deployments(&DeploymentFilter {
             service: Some(service.clone()),
             environment: environment.cloned(),
+            cluster: cluster.cloned(),
             since: Some(since),
             until: Some(to),
             limit,
@@ -455,6 +457,7 @@ pub async fn timeline(
         .list_alerts(&AlertFilter {
             service: Some(service.clone()),
             environment: environment.cloned(),
+            cluster: cluster.cloned(),
             since: Some(since),
             until: Some(to),
             limit: limit + 1,
@@ -548,7 +551,7 @@ pub async fn timeline(
     listings.push(listed);
 
     let services: Vec<Uid> = store
-        .find_services(service, None, environment)
+        .find_services(service, None, environment, cluster)
         .await?
         .iter()
         .map(ServiceRef::uid)
@@ -654,6 +657,7 @@ pub async fn timeline(
     Ok(Timeline {
         service: service.to_string(),
         environment: environment.map(ToString::to_string),
+        cluster: cluster.map(ToString::to_string),
         since,
         until,
         events,

@@ -247,6 +247,9 @@ pub struct Timeline {
     pub service: String,
     /// The environment, when one was asked for.
     pub environment: Option<String>,
+    /// The cluster, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// Window start.
     pub since: DateTime<Utc>,
     /// Window end.

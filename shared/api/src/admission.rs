@@ -352,26 +352,13 @@ fn answer(uid: &str, allowed: bool, refusal: Option<&str>, warnings: &[String]) 
     .into_response()
 }
 
-/// The newest snapshot that counts: of the configured cluster, taken within the age limit,
-/// else the newest one at all (to say how old it is).
+/// The newest snapshot that counts: the configured cluster's newest (read by index however
+/// many clusters snapshot into the store), else the newest one at all.
 async fn newest_snapshot(
     state: &AppState,
     config: &Config,
-    now: DateTime<Utc>,
 ) -> deploygraph_store::Result<Option<InfraSnapshot>> {
-    let store = state.store.as_ref();
-    match &config.cluster {
-        None => store.latest_snapshot().await,
-        Some(cluster) => {
-            let since = now
-                - chrono::Duration::from_std(config.max_snapshot_age)
-                    .unwrap_or(chrono::Duration::MAX);
-            let recent = store.list_snapshots(since, now, 500).await?;
-            Ok(recent
-                .into_iter()
-                .find(|s| s.cluster.as_deref() == Some(cluster)))
-        }
-    }
+    state.store.latest_snapshot(config.cluster.as_deref()).await
 }
 
 async fn validate(State(gate): State<Gate>, body: Bytes) -> Response {
@@ -399,7 +386,7 @@ async fn validate(State(gate): State<Gate>, body: Bytes) -> Response {
     }
     let now = Utc::now();
     let retry_after = gate.state.config.retry_after_secs;
-    let snapshot = match bounded(config.timeout, newest_snapshot(&gate.state, config, now)).await {
+    let snapshot = match bounded(config.timeout, newest_snapshot(&gate.state, config)).await {
         Ok(snapshot) => snapshot,
         Err(why) => {
             tracing::warn!(review.uid = %review.uid, error.message = %why, "admission review: no snapshot to judge by");

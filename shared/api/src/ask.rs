@@ -337,7 +337,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
             let view = engine::common_factors_of(
                 store,
                 &name,
-                env.as_ref(),
+                (env.as_ref(), None),
                 last,
                 state.config.attribution.window,
             )
@@ -364,6 +364,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 store,
                 &name,
                 env.as_ref(),
+                None,
                 since,
                 until,
                 &TimelinePage {
@@ -391,9 +392,10 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
         }
         Intent::Dora => {
             let (since, until) = span(u, Duration::days(30), now);
-            let view = engine::dora_metrics(store, service.as_ref(), env.as_ref(), since, until)
-                .await
-                .map_err(store_error)?;
+            let view =
+                engine::dora_metrics(store, service.as_ref(), (env.as_ref(), None), since, until)
+                    .await
+                    .map_err(store_error)?;
             Answer {
                 endpoint: format!(
                     "/v1/dora{}",
@@ -414,7 +416,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
         Intent::Resilience => {
             let name = service.ok_or_else(|| ApiError::invalid("q", "names no service"))?;
             let (rows, truncated) =
-                deploygraph_chaos::resilience::of_service(store, &name, env.as_ref())
+                deploygraph_chaos::resilience::of_service(store, &name, env.as_ref(), None)
                     .await
                     .map_err(store_error)?;
             Answer {
@@ -438,6 +440,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 .list_deployments(&DeploymentFilter {
                     service: service.clone(),
                     environment: env.clone(),
+                    cluster: None,
                     status: u.status,
                     since,
                     until,

@@ -321,6 +321,9 @@ pub(crate) struct ServiceDeploymentParams {
     #[param(value_type = Option<deploygraph_model::Environment>)]
     environment: Option<String>,
     /// As in [`FilterParams`].
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
+    /// As in [`FilterParams`].
     #[param(value_type = Option<deploygraph_model::DeploymentStatus>)]
     status: Option<String>,
     /// As in [`FilterParams`].
@@ -351,6 +354,7 @@ pub(crate) async fn service_deployments(
     let params = FilterParams {
         service: Some(name),
         environment: p.environment,
+        cluster: p.cluster,
         status: p.status,
         since: p.since,
         until: p.until,
@@ -596,7 +600,7 @@ pub(crate) async fn get_snapshot(
         (status = 404, description = "No snapshot yet", body = crate::openapi::ErrorBody),
     ))]
 pub(crate) async fn latest_snapshot(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let found = state.store.latest_snapshot().await;
+    let found = state.store.latest_snapshot(None).await;
     snapshot_response(&state, found, || "no snapshot has been recorded".to_owned())
 }
 

@@ -22,7 +22,7 @@
 use crate::metrics::Metrics;
 use deploygraph_canary::prometheus::{self, FetchFailure};
 use deploygraph_model::topology::EdgeSource;
-use deploygraph_model::{Environment, ServiceName, ServiceRef};
+use deploygraph_model::{Cluster, Environment, ServiceName, ServiceRef};
 use deploygraph_store::{GraphStore, TopologyMode, TopologyUpdate};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -46,6 +46,8 @@ pub struct MeshConfig {
     pub window: Duration,
     /// The environment of every service found.
     pub environment: Environment,
+    /// The cluster of every service found (`default` unless set).
+    pub cluster: Cluster,
     /// Time limit of one query.
     pub timeout: Duration,
     /// Size limit of one answer.
@@ -66,6 +68,7 @@ impl MeshConfig {
             url: parsed,
             window: DEFAULT_WINDOW,
             environment,
+            cluster: Cluster::default(),
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         })
@@ -173,7 +176,7 @@ fn service(
     labels: &BTreeMap<String, String>,
     names: &[&str],
     namespace: Option<&str>,
-    environment: &Environment,
+    (environment, cluster): (&Environment, &Cluster),
 ) -> Option<ServiceRef> {
     let usable = |v: &&String| !v.is_empty() && v.as_str() != "unknown";
     let name = names
@@ -189,6 +192,7 @@ fn service(
         name,
         namespace,
         environment: environment.clone(),
+        cluster: cluster.clone(),
     })
 }
 
@@ -201,7 +205,9 @@ pub fn parse_answer(
     status: u16,
     body: &[u8],
     environment: &Environment,
+    cluster: &Cluster,
 ) -> Result<Observed, MeshError> {
+    let place = (environment, cluster);
     let failed = |reason: String| MeshError::Failed { status, reason };
     let answer: ApiAnswer = serde_json::from_slice(body)
         .map_err(|e| failed(format!("not a Prometheus API answer: {e}")))?;
@@ -229,20 +235,17 @@ pub fn parse_answer(
                 m,
                 &["source_canonical_service", "source_workload"],
                 Some("source_workload_namespace"),
-                environment,
+                place,
             )
             .zip(service(
                 m,
                 &["destination_canonical_service", "destination_workload"],
                 Some("destination_workload_namespace"),
-                environment,
+                place,
             )),
-            Query::ServiceGraph => service(m, &["client"], None, environment).zip(service(
-                m,
-                &["server"],
-                None,
-                environment,
-            )),
+            Query::ServiceGraph => {
+                service(m, &["client"], None, place).zip(service(m, &["server"], None, place))
+            }
         };
         match pair {
             Some((from, to)) if from != to => observed.edges.push((from, to)),
@@ -284,7 +287,7 @@ pub async fn query(
             FetchFailure::Unreachable { url, reason } => MeshError::Unreachable { url, reason },
             FetchFailure::TooLarge { limit } => MeshError::TooLarge { limit },
         })?;
-    parse_answer(query, status, &body, &config.environment)
+    parse_answer(query, status, &body, &config.environment, &config.cluster)
 }
 
 /// What one poll found: the edges of every query that answered, and the failures.
@@ -446,8 +449,14 @@ mod tests {
                         "destination_workload": "web", "destination_workload_namespace": "shop"},
              "value": [1.7e9, "1"]}
         ]}});
-        let observed = parse_answer(Query::Istio, 200, body.to_string().as_bytes(), &env())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let observed = parse_answer(
+            Query::Istio,
+            200,
+            body.to_string().as_bytes(),
+            &env(),
+            &Cluster::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             names(&observed),
             vec![
@@ -469,6 +478,7 @@ mod tests {
             200,
             body.to_string().as_bytes(),
             &env(),
+            &Cluster::default(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -481,16 +491,40 @@ mod tests {
     #[test]
     fn error_answers_and_other_shapes_are_failures() {
         let error = json!({"status": "error", "errorType": "bad_data", "error": "parse error"});
-        let e = parse_answer(Query::Istio, 400, error.to_string().as_bytes(), &env())
-            .err()
-            .unwrap_or_else(|| panic!("accepted"));
+        let e = parse_answer(
+            Query::Istio,
+            400,
+            error.to_string().as_bytes(),
+            &env(),
+            &Cluster::default(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
         assert_eq!(
             e.to_string(),
             "Prometheus answered 400: bad_data: parse error"
         );
         let matrix = json!({"status": "success", "data": {"resultType": "matrix", "result": []}});
-        assert!(parse_answer(Query::Istio, 200, matrix.to_string().as_bytes(), &env()).is_err());
-        assert!(parse_answer(Query::Istio, 502, b"<html>bad gateway</html>", &env()).is_err());
+        assert!(
+            parse_answer(
+                Query::Istio,
+                200,
+                matrix.to_string().as_bytes(),
+                &env(),
+                &Cluster::default()
+            )
+            .is_err()
+        );
+        assert!(
+            parse_answer(
+                Query::Istio,
+                502,
+                b"<html>bad gateway</html>",
+                &env(),
+                &Cluster::default()
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl ToSchema for JsonObject {
         crate::rca::ReportFormat,
         deploygraph_model::ServiceName,
         deploygraph_model::Environment,
+        deploygraph_model::Cluster,
         deploygraph_model::DeploymentStatus,
         deploygraph_model::ChangeType,
         deploygraph_model::ChangeEventInput,

@@ -15,7 +15,9 @@ use deploygraph_analysis::timeline::{TimelineCursor, TimelinePage};
 use deploygraph_model::alertmanager::Notification;
 use deploygraph_model::chaos::ChaosRunInput;
 use deploygraph_model::schema::{InputTime, is_fingerprint, parse_input_time};
-use deploygraph_model::{Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, Uid};
+use deploygraph_model::{
+    Alert, AlertOutcome, ChaosRun, Cluster, Environment, ServiceName, ServiceRef, Uid,
+};
 use deploygraph_store::{AlertFilter, Cursor, MAX_PAGE_SIZE};
 use serde::Deserialize;
 use serde_json::json;
@@ -50,6 +52,13 @@ fn fingerprint(field: &str, value: String) -> Result<String, ApiError> {
 fn environment(value: Option<&str>) -> Result<Option<Environment>, ApiError> {
     value
         .map(|v| Environment::parse(v).map_err(|e| ApiError::invalid("environment", e.message)))
+        .transpose()
+}
+
+/// The `cluster` parameter.
+pub(crate) fn cluster(value: Option<&str>) -> Result<Option<Cluster>, ApiError> {
+    value
+        .map(|v| Cluster::parse(v).map_err(|e| ApiError::invalid("cluster", e.message)))
         .transpose()
 }
 
@@ -191,6 +200,10 @@ pub(crate) struct AlertParams {
     /// Only alerts in this environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Only alerts in this cluster (their `cluster` label, or without one, a service they fired
+    /// on).
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
     /// Only occurrences of this fingerprint.
     #[param(value_type = Option<deploygraph_model::schema::Fingerprint>)]
     fingerprint: Option<String>,
@@ -259,6 +272,7 @@ pub(crate) async fn list_alerts(
             .map(|s| service("service", s))
             .transpose()?,
         environment: environment(p.environment.as_deref())?,
+        cluster: cluster(p.cluster.as_deref())?,
         fingerprint: p
             .fingerprint
             .map(|f| fingerprint("fingerprint", f))
@@ -432,6 +446,9 @@ pub(crate) struct ServiceParams {
     /// The service's environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// The service's cluster.
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -441,6 +458,9 @@ pub(crate) struct TimelineParams {
     /// Only this environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Only this cluster.
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
     /// From (default: a day before `until`); not after `until`.
     #[param(value_type = Option<InputTime>)]
     since: Option<String>,
@@ -468,6 +488,7 @@ pub(crate) async fn timeline(
     let p = query_params(query)?;
     let name = service("name", &name)?;
     let env = environment(p.environment.as_deref())?;
+    let cluster = cluster(p.cluster.as_deref())?;
     let (since, until) = window(p.since.as_deref(), p.until.as_deref(), Duration::hours(24))?;
     let page = TimelinePage {
         limit: limit(p.limit.as_deref(), MAX_PAGE_SIZE, MAX_PAGE_SIZE)?,
@@ -485,6 +506,7 @@ pub(crate) async fn timeline(
         state.store.as_ref(),
         &name,
         env.as_ref(),
+        cluster.as_ref(),
         since,
         until,
         &page,
@@ -502,6 +524,9 @@ pub(crate) struct FactorParams {
     /// Only this environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Only this cluster.
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
     /// How many of the latest failures (default 3).
     #[param(value_type = Option<usize>, minimum = 1, maximum = 100)]
     last: Option<String>,
@@ -519,6 +544,7 @@ pub(crate) async fn common_factors(
     let p = query_params(query)?;
     let name = service("name", &name)?;
     let env = environment(p.environment.as_deref())?;
+    let cluster = cluster(p.cluster.as_deref())?;
     let last = match p.last.as_deref() {
         None => 3,
         Some(v) => v
@@ -531,7 +557,7 @@ pub(crate) async fn common_factors(
     let view = engine::common_factors_of(
         state.store.as_ref(),
         &name,
-        env.as_ref(),
+        (env.as_ref(), cluster.as_ref()),
         last,
         state.config.attribution.window,
     )
@@ -550,6 +576,9 @@ pub(crate) struct DoraParams {
     /// Only this environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Only this cluster.
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
     /// From (default: 30 days before `until`); not after `until`.
     #[param(value_type = Option<InputTime>)]
     since: Option<String>,
@@ -573,11 +602,12 @@ pub(crate) async fn dora(
         .map(|s| service("service", s))
         .transpose()?;
     let env = environment(p.environment.as_deref())?;
+    let cluster = cluster(p.cluster.as_deref())?;
     let (since, until) = window(p.since.as_deref(), p.until.as_deref(), Duration::days(30))?;
     let view = engine::dora_metrics(
         state.store.as_ref(),
         name.as_ref(),
-        env.as_ref(),
+        (env.as_ref(), cluster.as_ref()),
         since,
         until,
     )
@@ -785,6 +815,9 @@ pub(crate) struct ChaosListParams {
     /// Only runs in this environment.
     #[param(value_type = Option<Environment>)]
     environment: Option<String>,
+    /// Only this cluster.
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
     /// Only runs against this deployment (its uid).
     #[param(value_type = Option<deploygraph_model::schema::DeploymentUid>)]
     deployment: Option<String>,
@@ -806,6 +839,7 @@ pub(crate) async fn list_chaos_runs(
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
     let env = environment(p.environment.as_deref())?;
+    let cluster = cluster(p.cluster.as_deref())?;
     let size = limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?;
     let after = cursor(p.cursor.as_deref())?;
     let services = match p.service.as_deref() {
@@ -813,7 +847,7 @@ pub(crate) async fn list_chaos_runs(
             let name = service("service", name)?;
             let found = state
                 .store
-                .find_services(&name, None, env.as_ref())
+                .find_services(&name, None, env.as_ref(), cluster.as_ref())
                 .await
                 .map_err(store_error(&state))?;
             if found.is_empty() {
@@ -912,9 +946,10 @@ pub(crate) async fn service_certificates(
     let name = service("name", &name)?;
     let env = environment(p.environment.as_deref())?;
     let ns = namespace(p.namespace)?;
+    let cluster = cluster(p.cluster.as_deref())?;
     let found = state
         .store
-        .find_services(&name, ns.as_deref(), env.as_ref())
+        .find_services(&name, ns.as_deref(), env.as_ref(), cluster.as_ref())
         .await
         .map_err(store_error(&state))?;
     let uids: Vec<Uid> = found.iter().map(ServiceRef::uid).collect();
@@ -949,10 +984,15 @@ pub(crate) async fn resilience(
     let name = service("name", &name)?;
     namespace(p.namespace)?;
     let env = environment(p.environment.as_deref())?;
-    let (rows, truncated) =
-        deploygraph_chaos::resilience::of_service(state.store.as_ref(), &name, env.as_ref())
-            .await
-            .map_err(store_error(&state))?;
+    let cluster = cluster(p.cluster.as_deref())?;
+    let (rows, truncated) = deploygraph_chaos::resilience::of_service(
+        state.store.as_ref(),
+        &name,
+        env.as_ref(),
+        cluster.as_ref(),
+    )
+    .await
+    .map_err(store_error(&state))?;
     Ok(Json(json!({ "service": name, "runs": rows, "truncated": truncated })).into_response())
 }
 

@@ -47,6 +47,12 @@ fn environment(field: &str, value: Option<&str>) -> Result<Environment, ApiError
     Environment::parse(value).map_err(|e| ApiError::invalid(field, e.message))
 }
 
+/// A cluster field: absent or empty for `default`.
+fn cluster(field: &str, value: Option<&str>) -> Result<deploygraph_model::Cluster, ApiError> {
+    deploygraph_model::Cluster::parse_field(value, field)
+        .map_err(|e| ApiError::invalid(e.field.clone(), e.message))
+}
+
 /// Writes one source's topology, on its own task (a client going away cannot stop it half-way).
 async fn apply(
     state: &AppState,
@@ -101,6 +107,9 @@ pub(crate) struct DependencyParams {
     /// The service's environment.
     #[param(value_type = Environment, required = true)]
     environment: Option<String>,
+    /// The service's cluster (absent: `default`).
+    #[param(value_type = Option<deploygraph_model::Cluster>)]
+    cluster: Option<String>,
 }
 
 /// `GET /v1/services/{name}/dependencies?environment=&namespace=`.
@@ -119,6 +128,7 @@ pub(crate) async fn get_dependencies(
         name: ServiceName::parse(&name).map_err(|e| ApiError::invalid("name", e.message))?,
         namespace: namespace("namespace", p.namespace)?,
         environment: environment("environment", p.environment.as_deref())?,
+        cluster: cluster("cluster", p.cluster.as_deref())?,
     };
     let started = Instant::now();
     let view = state.store.service_topology(&service).await;
@@ -137,6 +147,9 @@ pub struct BackstageImportInput {
     /// (absent: none).
     #[schema(value_type = Option<deploygraph_model::schema::Namespace>)]
     pub namespace: Option<String>,
+    /// The cluster of every imported service (absent: `default`).
+    #[schema(value_type = Option<deploygraph_model::Cluster>)]
+    pub cluster: Option<String>,
     /// The catalog files (`catalog-info.yaml`), each with its entity documents; at most 1,000
     /// files of at most 1 MiB each, 10,000 entities in all.
     #[schema(required = true, nullable = false, max_items = 1000)]
@@ -153,6 +166,7 @@ impl BackstageImportInput {
         let options = ImportOptions {
             environment: environment("environment", self.environment.as_deref())?,
             namespace: namespace("namespace", self.namespace)?,
+            cluster: cluster("cluster", self.cluster.as_deref())?,
         };
         let files = self
             .files
@@ -229,6 +243,9 @@ pub struct MeshServiceInput {
     /// Environment.
     #[schema(value_type = Environment, required = true)]
     pub environment: Option<String>,
+    /// Cluster (absent: `default`).
+    #[schema(value_type = Option<deploygraph_model::Cluster>)]
+    pub cluster: Option<String>,
 }
 
 /// One observed call: `service` called `depends_on`.
@@ -267,6 +284,7 @@ fn mesh_service(field: &str, input: Option<MeshServiceInput>) -> Result<ServiceR
             &format!("{field}.environment"),
             input.environment.as_deref(),
         )?,
+        cluster: cluster(&format!("{field}.cluster"), input.cluster.as_deref())?,
     })
 }
 

@@ -724,7 +724,10 @@ impl GraphStore for DownStore {
     async fn get_snapshot(&self, _: &Uid) -> deploygraph_store::Result<Option<InfraSnapshot>> {
         Err(down())
     }
-    async fn latest_snapshot(&self) -> deploygraph_store::Result<Option<InfraSnapshot>> {
+    async fn latest_snapshot(
+        &self,
+        _: Option<&str>,
+    ) -> deploygraph_store::Result<Option<InfraSnapshot>> {
         Err(down())
     }
     async fn snapshot_for_deployment(
@@ -746,6 +749,7 @@ impl GraphStore for DownStore {
         _: &ServiceName,
         _: Option<&str>,
         _: Option<&Environment>,
+        _: Option<&deploygraph_model::Cluster>,
     ) -> deploygraph_store::Result<Vec<ServiceRef>> {
         Err(down())
     }

@@ -457,8 +457,11 @@ impl GraphStore for GatedStore {
     ) -> deploygraph_store::Result<Option<InfraSnapshot>> {
         self.inner.snapshot_for_deployment(uid).await
     }
-    async fn latest_snapshot(&self) -> deploygraph_store::Result<Option<InfraSnapshot>> {
-        self.inner.latest_snapshot().await
+    async fn latest_snapshot(
+        &self,
+        cluster: Option<&str>,
+    ) -> deploygraph_store::Result<Option<InfraSnapshot>> {
+        self.inner.latest_snapshot(cluster).await
     }
     async fn list_services(&self) -> deploygraph_store::Result<Vec<ServiceSummary>> {
         self.inner.list_services().await
@@ -476,8 +479,11 @@ impl GraphStore for GatedStore {
         name: &ServiceName,
         namespace: Option<&str>,
         environment: Option<&Environment>,
+        cluster: Option<&deploygraph_model::Cluster>,
     ) -> deploygraph_store::Result<Vec<ServiceRef>> {
-        self.inner.find_services(name, namespace, environment).await
+        self.inner
+            .find_services(name, namespace, environment, cluster)
+            .await
     }
     async fn record_alerts(
         &self,

@@ -156,7 +156,13 @@ fn prometheus_answers() {
         .for_each(|input: &[u8]| {
             let body = json_input(input, PROMETHEUS_WORDS);
             for query in Query::ALL {
-                if let Ok(observed) = parse_answer(query, 200, &body, &environment) {
+                if let Ok(observed) = parse_answer(
+                    query,
+                    200,
+                    &body,
+                    &environment,
+                    &deploygraph_model::Cluster::default(),
+                ) {
                     for (from, to) in &observed.edges {
                         assert_ne!(from, to);
                         assert!(

@@ -82,6 +82,7 @@ fn suspect<'a>(view: &'a Value, uid: &Value) -> &'a Value {
 
 fn service_ref(name: &str) -> ServiceRef {
     ServiceRef {
+        cluster: Default::default(),
         name: ServiceName::parse(name).unwrap(),
         namespace: Some("prod".into()),
         environment: Environment::parse("production").unwrap(),

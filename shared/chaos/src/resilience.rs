@@ -143,9 +143,10 @@ pub async fn of_service(
     store: &dyn deploygraph_store::GraphStore,
     service: &deploygraph_model::ServiceName,
     environment: Option<&deploygraph_model::Environment>,
+    cluster: Option<&deploygraph_model::Cluster>,
 ) -> deploygraph_store::Result<(Vec<TrendRow>, bool)> {
     let services: Vec<Uid> = store
-        .find_services(service, None, environment)
+        .find_services(service, None, environment, cluster)
         .await?
         .iter()
         .map(deploygraph_model::ServiceRef::uid)

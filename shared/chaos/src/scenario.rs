@@ -61,6 +61,7 @@ struct TargetFile {
     service: String,
     environment: String,
     namespace: Option<String>,
+    cluster: Option<String>,
     kind: Option<String>,
     labels: Option<BTreeMap<String, String>>,
 }
@@ -208,6 +209,8 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         .map_err(|e| err(file, "target.service", e.message))?;
     let environment = Environment::parse(&f.target.environment)
         .map_err(|e| err(file, "target.environment", e.message))?;
+    let cluster = deploygraph_model::Cluster::parse_field(f.target.cluster.as_deref(), "")
+        .map_err(|e| err(file, "target.cluster", e.message))?;
     let kind = f.target.kind.unwrap_or_else(|| "deployment".into());
     if !matches!(kind.as_str(), "deployment" | "statefulset" | "daemonset") {
         return Err(err(
@@ -366,6 +369,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 name: service,
                 namespace: f.target.namespace,
                 environment,
+                cluster,
             },
             kind,
             labels,

@@ -302,7 +302,7 @@ mod tests {
     async fn a_network_transport_is_retried_and_an_in_process_one_is_not() {
         let (network, seen) = client(503, true);
         let e = network
-            .dora(None, None, &chrono::Utc::now(), &chrono::Utc::now())
+            .dora(None, (None, None), &chrono::Utc::now(), &chrono::Utc::now())
             .await;
         assert!(
             matches!(e, Err(Error::Unavailable { attempts: 3, .. })),
@@ -312,7 +312,7 @@ mod tests {
 
         let (local, seen) = client(503, false);
         let e = local
-            .dora(None, None, &chrono::Utc::now(), &chrono::Utc::now())
+            .dora(None, (None, None), &chrono::Utc::now(), &chrono::Utc::now())
             .await;
         assert!(
             matches!(e, Err(Error::Unavailable { attempts: 1, .. })),

@@ -76,6 +76,8 @@ pub struct DeploymentsQuery {
     pub service: Option<String>,
     /// Only this environment.
     pub environment: Option<String>,
+    /// Only this cluster.
+    pub cluster: Option<String>,
     /// Only this status.
     pub status: Option<String>,
     /// Started at or after (RFC 3339).
@@ -187,6 +189,7 @@ impl Client {
         let query = Query::default()
             .opt("service", q.service.as_ref())
             .opt("environment", q.environment.as_ref())
+            .opt("cluster", q.cluster.as_ref())
             .opt("status", q.status.as_ref())
             .opt("since", q.since.as_ref())
             .opt("until", q.until.as_ref())
@@ -279,7 +282,7 @@ impl Client {
     pub async fn timeline(
         &self,
         service: &ServiceName,
-        environment: Option<&Environment>,
+        (environment, cluster): (Option<&Environment>, Option<&deploygraph_model::Cluster>),
         since: &DateTime<Utc>,
         until: &DateTime<Utc>,
         limit: Option<usize>,
@@ -289,6 +292,7 @@ impl Client {
             .time("since", Some(since))
             .time("until", Some(until))
             .opt("environment", environment)
+            .opt("cluster", cluster)
             .opt("limit", limit)
             .opt("cursor", cursor);
         let path = format!("/v1/services/{}/timeline", path_segment(service.as_str()));
@@ -302,12 +306,13 @@ impl Client {
     pub async fn common_factors(
         &self,
         service: &ServiceName,
-        environment: Option<&Environment>,
+        (environment, cluster): (Option<&Environment>, Option<&deploygraph_model::Cluster>),
         last: usize,
     ) -> Result<Accepted> {
         let query = Query::default()
             .with("last", last)
-            .opt("environment", environment);
+            .opt("environment", environment)
+            .opt("cluster", cluster);
         let path = format!(
             "/v1/services/{}/common-factors",
             path_segment(service.as_str())
@@ -322,7 +327,7 @@ impl Client {
     pub async fn dora(
         &self,
         service: Option<&ServiceName>,
-        environment: Option<&Environment>,
+        (environment, cluster): (Option<&Environment>, Option<&deploygraph_model::Cluster>),
         since: &DateTime<Utc>,
         until: &DateTime<Utc>,
     ) -> Result<Accepted> {
@@ -330,7 +335,8 @@ impl Client {
             .time("since", Some(since))
             .time("until", Some(until))
             .opt("service", service)
-            .opt("environment", environment);
+            .opt("environment", environment)
+            .opt("cluster", cluster);
         self.get(query.on("/v1/dora")).await
     }
 
@@ -410,11 +416,13 @@ impl Client {
         &self,
         environment: &Environment,
         namespace: Option<&str>,
+        cluster: &deploygraph_model::Cluster,
         files: &[CatalogFile],
     ) -> Result<Accepted> {
         let body = serde_json::json!({
             "environment": environment,
             "namespace": namespace,
+            "cluster": cluster,
             "files": files,
         });
         self.send(
@@ -463,13 +471,14 @@ impl Client {
     pub async fn list_chaos_runs(
         &self,
         service: Option<&ServiceName>,
-        environment: Option<&Environment>,
+        (environment, cluster): (Option<&Environment>, Option<&deploygraph_model::Cluster>),
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Accepted> {
         let query = Query::default()
             .opt("service", service)
             .opt("environment", environment)
+            .opt("cluster", cluster)
             .with("limit", limit)
             .opt("cursor", cursor);
         self.get(query.on("/v1/chaos/runs")).await

@@ -96,6 +96,7 @@ async fn through_watcher(client: &kube::Client, store: Arc<dyn GraphStore>, n: u
             namespaces: vec![ns.clone()],
             label_selector: None,
             environment: Environment::parse("production").unwrap(),
+            cluster: deploygraph_model::Cluster::default(),
             skip_helm_managed: false,
         },
     )

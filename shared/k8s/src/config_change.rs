@@ -512,6 +512,7 @@ mod tests {
 
     fn web() -> Vec<ServiceRef> {
         vec![ServiceRef {
+            cluster: Default::default(),
             name: ServiceName::parse("web").expect("name"),
             namespace: Some("shop".into()),
             environment: Environment::parse("production").expect("environment"),

@@ -19,8 +19,8 @@ use deploygraph_helm::decode::decode_release_field_with;
 use deploygraph_helm::diff::{diff_manifests, diff_values};
 use deploygraph_helm::release::Release;
 use deploygraph_model::{
-    Commit, CommitSha, ConfigChange, Deployment, DeploymentStatus, Environment, HelmRevision,
-    Image, ServiceName, Source, Uid,
+    Cluster, Commit, CommitSha, ConfigChange, Deployment, DeploymentStatus, Environment,
+    HelmRevision, Image, ServiceName, Source, Uid,
 };
 use deploygraph_store::{GraphStore, RecordKind};
 use futures::StreamExt;
@@ -116,6 +116,7 @@ pub fn release_to_deployment(
     release: &Release,
     previous: Option<&Release>,
     environment: &Environment,
+    cluster: &Cluster,
 ) -> Option<Deployment> {
     let status = status_of(release)?;
     let started_at = release.info.last_deployed.or(release.info.first_deployed)?;
@@ -146,19 +147,18 @@ pub fn release_to_deployment(
         app_version: chart.and_then(|c| c.app_version.clone()),
         status: release.info.status.clone(),
     };
+    let revision = release.version.to_string();
+    let mut uid_parts = vec![release.namespace.as_str(), release.name.as_str(), &revision];
+    if !cluster.is_default() {
+        uid_parts.push(cluster.as_str());
+    }
     Some(Deployment {
-        uid: Uid::derive(
-            deploygraph_model::uid::HELM_RELEASE_PREFIX,
-            &[
-                &release.namespace,
-                &release.name,
-                &release.version.to_string(),
-            ],
-        ),
+        uid: Uid::derive(deploygraph_model::uid::HELM_RELEASE_PREFIX, &uid_parts),
         id: None,
         service,
         namespace: Some(release.namespace.clone()),
         environment: environment.clone(),
+        cluster: cluster.clone(),
         version: helm
             .app_version
             .clone()
@@ -218,6 +218,7 @@ pub struct HelmWatcher {
     store: Arc<dyn GraphStore>,
     namespaces: Vec<String>,
     environment: Environment,
+    cluster: Cluster,
     limits: Limits,
     retry: RetryPolicy,
     outage: Outage,
@@ -242,6 +243,7 @@ impl HelmWatcher {
             store,
             namespaces,
             environment,
+            cluster: Cluster::default(),
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             outage: Outage::default(),
@@ -251,6 +253,13 @@ impl HelmWatcher {
             progress: Progress::default(),
             on_skipped: None,
         }
+    }
+
+    /// Records the releases as rolled out in `cluster`.
+    #[must_use]
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Calls `f` for every release Secret skipped: corrupt, too large, refused by the store
@@ -477,9 +486,12 @@ impl HelmWatcher {
         } else {
             None
         };
-        let Some(deployment) =
-            release_to_deployment(&release, previous.as_ref(), &self.environment)
-        else {
+        let Some(deployment) = release_to_deployment(
+            &release,
+            previous.as_ref(),
+            &self.environment,
+            &self.cluster,
+        ) else {
             tracing::debug!(secret = %name, status = %release.info.status, "Helm revision is not a deployment");
             return Handled::Done;
         };

@@ -7,8 +7,8 @@ use crate::rollout::{actor_of, commit_of, normalized, status_from};
 use chrono::{DateTime, Utc};
 use deploygraph_helm::diff::diff_trees;
 use deploygraph_model::{
-    Commit, CommitSha, ConfigChange, Deployment, DeploymentStatus, Environment, Image, ImageDigest,
-    ServiceName, Source, Uid, Workload,
+    Cluster, Commit, CommitSha, ConfigChange, Deployment, DeploymentStatus, Environment, Image,
+    ImageDigest, ServiceName, Source, Uid, Workload,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment as K8sDeployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -435,16 +435,17 @@ impl Known {
 }
 
 /// The rollout's identity: the workload object, and the controller's revision or the
-/// generation that changed the template.
-pub fn rollout_uid(o: &Observation) -> Uid {
+/// generation that changed the template; outside the default cluster, the cluster too.
+pub fn rollout_uid(o: &Observation, cluster: &Cluster) -> Uid {
     let key = o
         .revision
         .clone()
         .unwrap_or_else(|| format!("g{}", o.generation));
-    Uid::derive(
-        deploygraph_model::uid::K8S_ROLLOUT_PREFIX,
-        &[&o.namespace, o.kind, &o.name, &o.object_uid, &key],
-    )
+    let mut parts = vec![o.namespace.as_str(), o.kind, &o.name, &o.object_uid, &key];
+    if !cluster.is_default() {
+        parts.push(cluster.as_str());
+    }
+    Uid::derive(deploygraph_model::uid::K8S_ROLLOUT_PREFIX, &parts)
 }
 
 fn terminal(status: DeploymentStatus) -> bool {
@@ -485,6 +486,7 @@ pub fn decide(
     known: Option<&Known>,
     o: &Observation,
     environment: &Environment,
+    cluster: &Cluster,
     now: DateTime<Utc>,
 ) -> Option<Deployment> {
     let images: Vec<Image> = o.images.iter().map(|i| i.image.clone()).collect();
@@ -539,11 +541,12 @@ pub fn decide(
                 k.last.started_at + chrono::Duration::microseconds(1)
             }));
     Some(Deployment {
-        uid: rollout_uid(o),
+        uid: rollout_uid(o, cluster),
         id: None,
         service: o.service.clone(),
         namespace: Some(o.namespace.clone()),
         environment: environment.clone(),
+        cluster: cluster.clone(),
         version: o.version.clone(),
         commit: o.commit.as_deref().and_then(|sha| {
             Some(Commit {
@@ -644,8 +647,8 @@ mod tests {
         let first = observe_deployment(&deployment("web:v1", 2, 1, false))
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(first.service.as_str(), "payments");
-        let d1 =
-            decide(None, &first, &environment, at(0)).unwrap_or_else(|| panic!("first rollout"));
+        let d1 = decide(None, &first, &environment, &Cluster::default(), at(0))
+            .unwrap_or_else(|| panic!("first rollout"));
         assert_eq!(d1.status, DeploymentStatus::InProgress);
         assert_eq!(
             d1.commit_sha(),
@@ -667,12 +670,27 @@ mod tests {
         );
         let known = Known::from_history(std::slice::from_ref(&d1));
         // Seen again unchanged: nothing.
-        assert_eq!(decide(known.as_ref(), &first, &environment, at(1)), None);
+        assert_eq!(
+            decide(
+                known.as_ref(),
+                &first,
+                &environment,
+                &Cluster::default(),
+                at(1)
+            ),
+            None
+        );
         // Available: the same rollout succeeded.
         let done = observe_deployment(&deployment("web:v1", 2, 1, true))
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let d1b =
-            decide(known.as_ref(), &done, &environment, at(2)).unwrap_or_else(|| panic!("update"));
+        let d1b = decide(
+            known.as_ref(),
+            &done,
+            &environment,
+            &Cluster::default(),
+            at(2),
+        )
+        .unwrap_or_else(|| panic!("update"));
         assert_eq!(
             (d1b.uid.clone(), d1b.status),
             (d1.uid.clone(), DeploymentStatus::Succeeded)
@@ -682,12 +700,27 @@ mod tests {
         let scaled = observe_deployment(&deployment("web:v1", 3, 2, true))
             .unwrap_or_else(|e| panic!("{e:?}"));
         let known = Known::from_history(std::slice::from_ref(&d1b));
-        assert_eq!(decide(known.as_ref(), &scaled, &environment, at(3)), None);
+        assert_eq!(
+            decide(
+                known.as_ref(),
+                &scaled,
+                &environment,
+                &Cluster::default(),
+                at(3)
+            ),
+            None
+        );
         // A new image (and the replicas since the last rollout): a new rollout with its diff.
         let v2 = observe_deployment(&deployment("web:v2", 3, 3, false))
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let d2 =
-            decide(known.as_ref(), &v2, &environment, at(4)).unwrap_or_else(|| panic!("rollout"));
+        let d2 = decide(
+            known.as_ref(),
+            &v2,
+            &environment,
+            &Cluster::default(),
+            at(4),
+        )
+        .unwrap_or_else(|| panic!("rollout"));
         assert_ne!(d2.uid, d1.uid);
         let paths: Vec<(&str, Option<&str>)> = d2
             .changes
@@ -709,8 +742,14 @@ mod tests {
         let known = Known::from_history(&history);
         let back = observe_deployment(&deployment("web:v1", 3, 4, false))
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let d3 = decide(known.as_ref(), &back, &environment, at(5))
-            .unwrap_or_else(|| panic!("rollback"));
+        let d3 = decide(
+            known.as_ref(),
+            &back,
+            &environment,
+            &Cluster::default(),
+            at(5),
+        )
+        .unwrap_or_else(|| panic!("rollback"));
         assert_eq!(d3.status, DeploymentStatus::RolledBack);
         assert!(d3.finished_at.is_some());
     }

@@ -30,7 +30,7 @@ use crate::observe::{
 use crate::progress::{OnSkipped, Progress, SkipReason};
 use crate::retry::{Failure, Outage, Requeue, RetryPolicy, bounded};
 use chrono::Utc;
-use deploygraph_model::{Deployment, Environment, Image};
+use deploygraph_model::{Cluster, Deployment, Environment, Image};
 use deploygraph_store::{DeploymentFilter, GraphStore, RecordKind};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment as K8sDeployment, StatefulSet};
@@ -56,6 +56,8 @@ pub struct WatchConfig {
     pub label_selector: Option<String>,
     /// The environment recorded on rollouts.
     pub environment: Environment,
+    /// The cluster recorded on rollouts and changes.
+    pub cluster: Cluster,
     /// Leave workloads managed by a Helm release to the Helm watcher, so an upgrade is one
     /// DeploymentEvent.
     pub skip_helm_managed: bool,
@@ -701,7 +703,13 @@ impl WorkloadWatcher {
             images: o.images.clone(),
         });
         let known = self.known.get(&key);
-        let Some(deployment) = decide(known, &o, &self.config.environment, Utc::now()) else {
+        let Some(deployment) = decide(
+            known,
+            &o,
+            &self.config.environment,
+            &self.config.cluster,
+            Utc::now(),
+        ) else {
             self.track_digests(&key, awaiting);
             return Handled::Done;
         };
@@ -834,6 +842,7 @@ impl WorkloadWatcher {
         let filter = DeploymentFilter {
             service: Some(o.service.clone()),
             environment: Some(self.config.environment.clone()),
+            cluster: Some(self.config.cluster.clone()),
             limit: 100,
             ..DeploymentFilter::default()
         };

@@ -115,6 +115,7 @@ impl Running {
                 namespaces: vec![ns.to_owned()],
                 label_selector: None,
                 environment: production(),
+                cluster: deploygraph_model::Cluster::default(),
                 skip_helm_managed: false,
             },
         )
@@ -180,6 +181,7 @@ fn service(ns: &str, name: &str) -> ServiceRef {
         name: ServiceName::parse(name).unwrap(),
         namespace: Some(ns.to_owned()),
         environment: production(),
+        cluster: deploygraph_model::Cluster::default(),
     }
 }
 

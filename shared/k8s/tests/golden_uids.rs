@@ -44,13 +44,20 @@ fn a_kubernetes_rollout_derives_its_golden_uid() {
         (None, "k8s-rollout-9b84d69066f89ce5ee50d4a90cf7ae06"),
     ] {
         let observation = observe_deployment(&workload(revision)).unwrap();
-        let uid = rollout_uid(&observation);
+        let uid = rollout_uid(&observation, &deploygraph_model::Cluster::default());
         assert_eq!(
             uid.as_str(),
             golden,
             "uid derivation changed; stored rollouts would be duplicated (write a migration)"
         );
-        let recorded = decide(None, &observation, &environment(), at).unwrap();
+        let recorded = decide(
+            None,
+            &observation,
+            &environment(),
+            &deploygraph_model::Cluster::default(),
+            at,
+        )
+        .unwrap();
         assert_eq!(
             recorded.uid, uid,
             "the recorded deployment has the rollout's uid"
@@ -67,14 +74,25 @@ fn a_helm_revision_derives_its_golden_uids() {
         "config": {"replicas": 3}, "manifest": ""
     }))
     .unwrap();
-    let recorded = release_to_deployment(&release, None, &environment()).unwrap();
+    let default = deploygraph_model::Cluster::default();
+    let recorded = release_to_deployment(&release, None, &environment(), &default).unwrap();
     let helm = recorded.helm.as_ref().unwrap();
     assert_eq!(
-        (recorded.uid.as_str(), helm.uid().as_str()),
+        (recorded.uid.as_str(), helm.uid(&default).as_str()),
         (
             "helm-release-bdf40c17876cd6398b2e7f4b1296b0de",
             "helm-revision-10ac6c710e408356721fdf616e3af0d9"
         ),
         "uid derivation changed; stored releases would be duplicated (write a migration)"
     );
+    // The same release in another cluster is another deployment.
+    let eu = deploygraph_model::Cluster::parse("eu-west-1").unwrap();
+    let elsewhere = release_to_deployment(&release, None, &environment(), &eu).unwrap();
+    assert_eq!(
+        elsewhere.uid.as_str(),
+        "helm-release-064c9fc90ca8fb48c9664ea263537d75",
+        "uid derivation changed; stored releases would be duplicated (write a migration)"
+    );
+    assert_eq!(elsewhere.cluster, eu);
+    assert_ne!(elsewhere.service_uid(), recorded.service_uid());
 }

@@ -358,6 +358,7 @@ async fn helm_revisions_are_recorded_with_their_diffs(store: Arc<dyn GraphStore>
             namespaces: vec![ns.clone()],
             label_selector: None,
             environment: production(),
+            cluster: deploygraph_model::Cluster::default(),
             skip_helm_managed: true,
         },
     );

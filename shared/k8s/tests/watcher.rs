@@ -141,6 +141,7 @@ fn start(
             namespaces: vec![ns.to_owned()],
             label_selector: None,
             environment: production(),
+            cluster: deploygraph_model::Cluster::default(),
             skip_helm_managed: false,
         },
     );
@@ -402,6 +403,7 @@ fn watcher_with(
             namespaces: vec![ns.to_owned()],
             label_selector: None,
             environment: production(),
+            cluster: deploygraph_model::Cluster::default(),
             skip_helm_managed: false,
         },
     )
@@ -654,6 +656,7 @@ async fn of_two_replicas_only_the_leader_records() {
                         namespaces: vec![ns.clone()],
                         label_selector: None,
                         environment: production(),
+                        cluster: deploygraph_model::Cluster::default(),
                         skip_helm_managed: false,
                     },
                 )
@@ -789,6 +792,7 @@ async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
                 namespaces: Vec::new(),
                 label_selector: None,
                 environment: production(),
+                cluster: deploygraph_model::Cluster::default(),
                 skip_helm_managed: false,
             },
         );
@@ -898,6 +902,7 @@ async fn the_watcher_runs_with_the_shipped_least_privilege_rbac() {
         .await
         .unwrap();
     let flagged_service = deploygraph_model::ServiceRef {
+        cluster: Default::default(),
         name: ServiceName::parse(&flagged).unwrap(),
         namespace: Some(ns.clone()),
         environment: production(),

@@ -1,7 +1,7 @@
 //! Alerts and the attribution relationship `(DeploymentEvent|Change)-[:TRIGGERS]->(Alert)`.
 
 use crate::deployment::service_uid;
-use crate::newtypes::{Environment, ServiceName};
+use crate::newtypes::{Cluster, Environment, ServiceName};
 use crate::uid::Uid;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,9 @@ pub struct Alert {
     /// The environment label, when present.
     #[serde(default)]
     pub environment: Option<Environment>,
+    /// The cluster label, when present (none: the alert matches its services in any cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
 }
 
 impl Alert {
@@ -84,7 +87,7 @@ pub fn merge_alert(stored: Option<&Alert>, incoming: Alert) -> (Alert, AlertOutc
     }
 }
 
-/// A Service node's identity: name, namespace and environment.
+/// A Service node's identity: name, namespace, environment and cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceRef {
     /// Service name.
@@ -94,20 +97,33 @@ pub struct ServiceRef {
     pub namespace: Option<String>,
     /// Environment.
     pub environment: Environment,
+    /// The cluster it runs in (absent in JSON: [`Cluster::DEFAULT`]).
+    #[serde(default, skip_serializing_if = "Cluster::is_default")]
+    pub cluster: Cluster,
 }
 
 impl ServiceRef {
     /// The Service node's uid (the same one its deployments are linked to).
     pub fn uid(&self) -> Uid {
-        service_uid(&self.name, self.namespace.as_deref(), &self.environment)
+        service_uid(
+            &self.name,
+            self.namespace.as_deref(),
+            &self.environment,
+            &self.cluster,
+        )
     }
 }
 
 impl std::fmt::Display for ServiceRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.namespace {
-            Some(ns) => write!(f, "{}/{} ({})", ns, self.name, self.environment),
-            None => write!(f, "{} ({})", self.name, self.environment),
+            Some(ns) => write!(f, "{}/{} ({}", ns, self.name, self.environment)?,
+            None => write!(f, "{} ({}", self.name, self.environment)?,
+        }
+        if self.cluster.is_default() {
+            f.write_str(")")
+        } else {
+            write!(f, ", cluster {})", self.cluster)
         }
     }
 }
@@ -210,6 +226,7 @@ mod tests {
             service: None,
             namespace: None,
             environment: None,
+            cluster: None,
         }
     }
 

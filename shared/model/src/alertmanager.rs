@@ -23,6 +23,11 @@ pub struct AlertMapping {
     pub environment_label: String,
     /// The environment of alerts without the environment label.
     pub default_environment: Option<Environment>,
+    /// The cluster label (Prometheus' external label in multi-cluster setups).
+    pub cluster_label: String,
+    /// The cluster of alerts without the cluster label (none: the alert matches its services in
+    /// any cluster).
+    pub default_cluster: Option<crate::Cluster>,
 }
 
 impl Default for AlertMapping {
@@ -36,6 +41,8 @@ impl Default for AlertMapping {
             namespace_label: "namespace".to_owned(),
             environment_label: "environment".to_owned(),
             default_environment: None,
+            cluster_label: "cluster".to_owned(),
+            default_cluster: None,
         }
     }
 }
@@ -199,6 +206,12 @@ fn entry_to_alert(entry: Entry, mapping: &AlertMapping) -> Result<Alert> {
         Environment::parse,
     )
     .or_else(|| mapping.default_environment.clone());
+    let cluster = mapped(
+        &entry.labels,
+        std::slice::from_ref(&mapping.cluster_label),
+        crate::Cluster::parse,
+    )
+    .or_else(|| mapping.default_cluster.clone());
     let summary = entry
         .annotations
         .get("summary")
@@ -223,6 +236,7 @@ fn entry_to_alert(entry: Entry, mapping: &AlertMapping) -> Result<Alert> {
         service,
         namespace,
         environment,
+        cluster,
     })
 }
 

@@ -75,6 +75,8 @@ pub struct ImportOptions {
     pub environment: Environment,
     /// The namespace of entities without a `backstage.io/kubernetes-namespace` annotation.
     pub namespace: Option<String>,
+    /// The cluster of every service.
+    pub cluster: crate::Cluster,
 }
 
 /// What a catalog says: each service entity with its owner, tier and dependencies.
@@ -230,6 +232,7 @@ fn service_by_name(reference: &EntityRef, options: &ImportOptions) -> Result<Ser
         name,
         namespace: options.namespace.clone(),
         environment: options.environment.clone(),
+        cluster: options.cluster.clone(),
     })
 }
 
@@ -343,6 +346,7 @@ fn read_entity(
             name: service_name,
             namespace: k8s_namespace,
             environment: options.environment.clone(),
+            cluster: options.cluster.clone(),
         },
         owner,
         tier,
@@ -582,6 +586,7 @@ mod tests {
         ImportOptions {
             environment: Environment::parse("production").unwrap_or_else(|e| panic!("{e}")),
             namespace: None,
+            cluster: crate::Cluster::default(),
         }
     }
 

@@ -503,6 +503,10 @@ impl ChangeEventInput {
                 name: input.name.clone(),
                 namespace,
                 environment: input.environment.clone(),
+                cluster: crate::Cluster::parse_field(
+                    input.cluster.as_deref(),
+                    &format!("services[{i}].cluster"),
+                )?,
             };
             by_uid.entry(service.uid()).or_insert(service);
         }
@@ -585,6 +589,7 @@ mod tests {
                 name: crate::ServiceName::parse("checkout").expect("name"),
                 namespace: None,
                 environment: crate::Environment::parse("production").expect("environment"),
+                cluster: None,
             });
         one.diff.as_mut().expect("diff").push(KeyChangeInput {
             key: Some("a.first".into()),

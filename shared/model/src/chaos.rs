@@ -141,6 +141,10 @@ pub struct ServiceRefInput {
     pub namespace: Option<String>,
     /// Environment.
     pub environment: Environment,
+    /// The cluster (absent: `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::Cluster>)]
+    pub cluster: Option<String>,
 }
 
 /// One probe's outcome, as a request gives it.
@@ -334,6 +338,10 @@ impl ChaosRunInput {
                 name: self.target.name,
                 namespace,
                 environment: self.target.environment,
+                cluster: crate::Cluster::parse_field(
+                    self.target.cluster.as_deref(),
+                    "target.cluster",
+                )?,
             },
             verdict: self.verdict,
             phase: self.phase,

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::newtypes::{
-    CommitSha, Environment, ImageDigest, ServiceName, format_time, is_dns1123_label,
+    Cluster, CommitSha, Environment, ImageDigest, ServiceName, format_time, is_dns1123_label,
 };
 use crate::redact::redact_value;
 use crate::schema::parse_input_time;
@@ -410,12 +410,15 @@ pub struct HelmRevision {
 }
 
 impl HelmRevision {
-    /// `Uid::derive("helm-revision", [namespace, release, revision])`.
-    pub fn uid(&self) -> Uid {
-        Uid::derive(
-            "helm-revision",
-            &[&self.namespace, &self.release, &self.revision.to_string()],
-        )
+    /// `Uid::derive("helm-revision", [namespace, release, revision])` in the default cluster,
+    /// with the cluster as a fourth part in any other.
+    pub fn uid(&self, cluster: &Cluster) -> Uid {
+        let revision = self.revision.to_string();
+        let mut parts = vec![self.namespace.as_str(), self.release.as_str(), &revision];
+        if !cluster.is_default() {
+            parts.push(cluster.as_str());
+        }
+        Uid::derive("helm-revision", &parts)
     }
 }
 
@@ -434,6 +437,9 @@ pub struct Deployment {
     pub namespace: Option<String>,
     /// Environment (`production`).
     pub environment: Environment,
+    /// The cluster it rolled out in ([`Cluster::DEFAULT`] when its source names none).
+    #[serde(default)]
+    pub cluster: Cluster,
     /// Release version (`v2.3.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -474,7 +480,12 @@ pub struct Deployment {
 impl Deployment {
     /// The uid of the Service node this deployment rolls out to.
     pub fn service_uid(&self) -> Uid {
-        service_uid(&self.service, self.namespace.as_deref(), &self.environment)
+        service_uid(
+            &self.service,
+            self.namespace.as_deref(),
+            &self.environment,
+            &self.cluster,
+        )
     }
 
     /// The Service node this deployment rolls out to.
@@ -483,6 +494,7 @@ impl Deployment {
             name: self.service.clone(),
             namespace: self.namespace.clone(),
             environment: self.environment.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -494,6 +506,9 @@ impl Deployment {
             service: &'a ServiceName,
             namespace: &'a Option<String>,
             environment: &'a Environment,
+            // Absent in the default cluster: fingerprints recorded before clusters stay valid.
+            #[serde(skip_serializing_if = "Cluster::is_default")]
+            cluster: &'a Cluster,
             version: &'a Option<String>,
             commit: &'a Option<Commit>,
             images: Vec<Image>,
@@ -522,6 +537,7 @@ impl Deployment {
             service: &self.service,
             namespace: &self.namespace,
             environment: &self.environment,
+            cluster: &self.cluster,
             version: &self.version,
             commit: &self.commit,
             images,
@@ -557,12 +573,22 @@ impl Deployment {
     }
 }
 
-/// `Uid::derive("service", [name, namespace, environment])`.
-pub fn service_uid(name: &ServiceName, namespace: Option<&str>, environment: &Environment) -> Uid {
-    Uid::derive(
-        "service",
-        &[name.as_str(), namespace.unwrap_or(""), environment.as_str()],
-    )
+/// `Uid::derive("service", [name, namespace, environment])` in the default cluster (the uid
+/// every Service had before clusters were told apart), with the cluster as a fourth part in any
+/// other.
+pub fn service_uid(
+    name: &ServiceName,
+    namespace: Option<&str>,
+    environment: &Environment,
+    cluster: &Cluster,
+) -> Uid {
+    let (name, namespace, environment) =
+        (name.as_str(), namespace.unwrap_or(""), environment.as_str());
+    if cluster.is_default() {
+        Uid::derive("service", &[name, namespace, environment])
+    } else {
+        Uid::derive("service", &[name, namespace, environment, cluster.as_str()])
+    }
 }
 
 /// What recording a deployment means, given what is stored under its uid.
@@ -656,6 +682,10 @@ pub struct DeploymentInput {
     #[serde(default)]
     #[schema(value_type = Environment, required = true)]
     pub environment: Option<String>,
+    /// The Kubernetes cluster (`default` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Cluster>)]
+    pub cluster: Option<String>,
     /// Version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, max_length = 256)]
@@ -840,11 +870,21 @@ impl DeploymentInput {
         if let Some(v) = &self.validation {
             v.validate().map_err(at("validation"))?;
         }
+        let cluster = self
+            .cluster
+            .as_deref()
+            .map(|c| Cluster::parse(c).map_err(at("cluster")))
+            .transpose()?
+            .unwrap_or_default();
+        let service = crate::ServiceRef {
+            name: service,
+            namespace,
+            environment,
+            cluster,
+        };
         let uid = deployment_uid(
             id.as_deref(),
             &service,
-            namespace.as_deref(),
-            &environment,
             commit.as_ref(),
             &images,
             &started_at,
@@ -852,9 +892,10 @@ impl DeploymentInput {
         Ok(Deployment {
             uid,
             id,
-            service,
-            namespace,
-            environment,
+            service: service.name,
+            namespace: service.namespace,
+            environment: service.environment,
+            cluster: service.cluster,
             version,
             commit,
             images,
@@ -976,13 +1017,12 @@ impl ChangeInput {
     }
 }
 
-/// The uid of a deployment: from the idempotency key when given, else from the service,
-/// environment, commit, images and start time.
+/// The uid of a deployment: from the idempotency key when given, else from the service
+/// (name, namespace, environment and, outside the default cluster, cluster), commit, images
+/// and start time.
 pub fn deployment_uid(
     id: Option<&str>,
-    service: &ServiceName,
-    namespace: Option<&str>,
-    environment: &Environment,
+    service: &crate::ServiceRef,
     commit: Option<&Commit>,
     images: &[Image],
     started_at: &DateTime<Utc>,
@@ -1000,18 +1040,21 @@ pub fn deployment_uid(
                 })
                 .collect();
             digests.sort_unstable();
-            Uid::derive(
-                "deployment",
-                &[
-                    "event",
-                    service.as_str(),
-                    namespace.unwrap_or(""),
-                    environment.as_str(),
-                    commit.map_or("", |c| c.sha.as_str()),
-                    &digests.join(","),
-                    &format_time(started_at),
-                ],
-            )
+            let digests = digests.join(",");
+            let started_at = format_time(started_at);
+            let mut parts = vec![
+                "event",
+                service.name.as_str(),
+                service.namespace.as_deref().unwrap_or(""),
+                service.environment.as_str(),
+                commit.map_or("", |c| c.sha.as_str()),
+                &digests,
+                &started_at,
+            ];
+            if !service.cluster.is_default() {
+                parts.push(service.cluster.as_str());
+            }
+            Uid::derive("deployment", &parts)
         }
     }
 }

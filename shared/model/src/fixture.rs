@@ -15,6 +15,7 @@ pub struct DeploymentBuilder {
     service: String,
     namespace: Option<String>,
     environment: String,
+    cluster: String,
     version: Option<String>,
     commit: String,
     digest_seed: u64,
@@ -33,6 +34,7 @@ impl Deployment {
             service: "payments".into(),
             namespace: Some("prod".into()),
             environment: "production".into(),
+            cluster: crate::Cluster::DEFAULT.into(),
             version: Some("v1.0.0".into()),
             commit: "9fceb02d0ae598e95dc970b74767f19372d61af8".into(),
             digest_seed: 1,
@@ -60,6 +62,13 @@ impl DeploymentBuilder {
     #[must_use]
     pub fn environment(mut self, name: &str) -> Self {
         self.environment = name.into();
+        self
+    }
+
+    /// Sets the cluster.
+    #[must_use]
+    pub fn cluster(mut self, name: &str) -> Self {
+        self.cluster = name.into();
         self
     }
 
@@ -161,6 +170,7 @@ impl DeploymentBuilder {
     pub fn build(self) -> Deployment {
         let service = ServiceName::parse(&self.service).expect("fixture service name");
         let environment = Environment::parse(&self.environment).expect("fixture environment");
+        let cluster = crate::Cluster::parse(&self.cluster).expect("fixture cluster");
         let commit = Commit {
             sha: CommitSha::parse(&self.commit).expect("fixture commit"),
             repo: Some("github.com/acme/payments".into()),
@@ -174,11 +184,15 @@ impl DeploymentBuilder {
             tag: self.version.clone(),
             digest: Some(ImageDigest::parse(&digest).expect("fixture digest")),
         }];
+        let service = crate::ServiceRef {
+            name: service,
+            namespace: self.namespace,
+            environment,
+            cluster,
+        };
         let uid = deployment_uid(
             self.id.as_deref(),
             &service,
-            self.namespace.as_deref(),
-            &environment,
             Some(&commit),
             &images,
             &self.started_at,
@@ -186,9 +200,10 @@ impl DeploymentBuilder {
         Deployment {
             uid,
             id: self.id,
-            service,
-            namespace: self.namespace,
-            environment,
+            service: service.name,
+            namespace: service.namespace,
+            environment: service.environment,
+            cluster: service.cluster,
             version: self.version,
             commit: Some(commit),
             images,
@@ -248,6 +263,7 @@ impl crate::Alert {
             service: Some(ServiceName::parse(service).expect("fixture service name")),
             namespace: Some("prod".into()),
             environment: Some(Environment::parse("production").expect("fixture environment")),
+            cluster: None,
         }
     }
 
@@ -271,6 +287,7 @@ impl crate::ServiceRef {
             name: ServiceName::parse(service).expect("fixture service name"),
             namespace: Some("prod".into()),
             environment: Environment::parse("production").expect("fixture environment"),
+            cluster: crate::Cluster::default(),
         }
     }
 }
@@ -423,6 +440,7 @@ impl ChangeBuilder {
                 name: ServiceName::parse(name).expect("fixture service name"),
                 namespace: Some("prod".into()),
                 environment: environment.clone(),
+                cluster: crate::Cluster::default(),
             })
             .collect();
         services.sort_by_key(crate::ServiceRef::uid);

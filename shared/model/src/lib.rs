@@ -40,7 +40,9 @@ pub use deployment::{
 };
 pub use error::{Error, Result};
 pub use infra::{CertificateRecord, CertificateUse, CheckRecord, InfraSnapshot, Verdict};
-pub use newtypes::{CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time};
+pub use newtypes::{
+    Cluster, CommitSha, Environment, ImageDigest, ServiceName, format_time, parse_time,
+};
 pub use release_summary::{NewReleaseSummary, ReleaseSummary};
 pub use rollback::{NewRollback, Rollback, RollbackInput};
 pub use uid::Uid;

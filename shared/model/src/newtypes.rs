@@ -15,6 +15,10 @@ pub const NAMESPACE_PATTERN: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$";
 pub const ENVIRONMENT_MAX_LEN: usize = 253;
 /// An environment name: `A-Za-z0-9._-` segments separated by single `/`.
 pub const ENVIRONMENT_PATTERN: &str = "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$";
+/// Longest cluster name.
+pub const CLUSTER_MAX_LEN: usize = 63;
+/// A cluster name: 1–63 of `A-Za-z0-9._-`, starting and ending with a letter or digit.
+pub const CLUSTER_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$";
 /// An OCI image digest.
 pub const DIGEST_PATTERN: &str = "^sha256:[0-9a-f]{64}$";
 /// A git commit SHA.
@@ -132,6 +136,72 @@ impl Environment {
     }
 }
 
+/// The Kubernetes cluster a service runs in (`eu-west-1`, `prod.us-east`): 1–63 of
+/// `A-Za-z0-9._-`, starting and ending with a letter or digit. Data recorded before clusters
+/// were told apart, and every source that does not name one, is in [`Cluster::DEFAULT`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cluster(String);
+
+impl Cluster {
+    /// The cluster of everything that does not name one.
+    pub const DEFAULT: &'static str = "default";
+
+    /// Validates a cluster name.
+    ///
+    /// # Errors
+    /// When `value` is empty, longer than 63 characters, has other characters, or starts or
+    /// ends with `.`, `_` or `-`.
+    pub fn parse(value: &str) -> Result<Self> {
+        let bytes = value.as_bytes();
+        let ok = !bytes.is_empty()
+            && bytes.len() <= CLUSTER_MAX_LEN
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Error::new(
+                "",
+                format!(
+                    "{value:?} is not a cluster name (1-63 of A-Z a-z 0-9 . _ -, starting and \
+                     ending with a letter or digit)"
+                ),
+            ))
+        }
+    }
+
+    /// The cluster a field names, [`Cluster::DEFAULT`] when it is absent.
+    ///
+    /// # Errors
+    /// An invalid (or empty) name, as an error at `field`.
+    pub fn parse_field(value: Option<&str>, field: &str) -> Result<Self> {
+        match value {
+            Some(v) => Self::parse(v).map_err(|e| Error::new(field, e.message)),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// Whether this is [`Cluster::DEFAULT`].
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
 /// An OCI image digest: `sha256:` followed by 64 lower-case hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -229,11 +299,27 @@ macro_rules! string_newtype_impls {
         }
     )*};
 }
-string_newtype_impls!(ServiceName, Environment, ImageDigest, CommitSha);
+string_newtype_impls!(ServiceName, Environment, Cluster, ImageDigest, CommitSha);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clusters_default_to_default_and_refuse_what_they_cannot_name() {
+        assert!(Cluster::default().is_default());
+        assert_eq!(
+            Cluster::parse_field(None, "cluster").ok(),
+            Some(Cluster::default())
+        );
+        let eu = Cluster::parse_field(Some("eu-west-1.prod"), "cluster").expect("a cluster");
+        assert!(!eu.is_default());
+        for bad in ["", "-eu", "eu_", "eu west", "é", &"a".repeat(64)] {
+            let e = Cluster::parse_field(Some(bad), "target.cluster").expect_err("refused");
+            assert_eq!(e.field, "target.cluster", "{bad:?}");
+        }
+        assert!(Cluster::parse(&"a".repeat(63)).is_ok());
+    }
 
     #[test]
     fn service_names_follow_dns_1123() {

@@ -126,11 +126,7 @@ impl NewReleaseSummary {
         ReleaseSummary {
             uid: self.uid,
             deployment: self.deployment,
-            service: ServiceRef {
-                name: deployment.service.clone(),
-                namespace: deployment.namespace.clone(),
-                environment: deployment.environment.clone(),
-            },
+            service: deployment.service_ref(),
             version: deployment.version.clone(),
             deployed_at: deployment.started_at,
             template: self.template,

@@ -7,9 +7,9 @@
 
 use crate::error::{Error, Result};
 use crate::newtypes::{
-    COMMIT_SHA_PATTERN, CommitSha, DIGEST_PATTERN, ENVIRONMENT_MAX_LEN, ENVIRONMENT_PATTERN,
-    Environment, ImageDigest, NAME_MAX_LEN, NAMESPACE_PATTERN, SERVICE_NAME_PATTERN, ServiceName,
-    parse_time,
+    CLUSTER_MAX_LEN, CLUSTER_PATTERN, COMMIT_SHA_PATTERN, Cluster, CommitSha, DIGEST_PATTERN,
+    ENVIRONMENT_MAX_LEN, ENVIRONMENT_PATTERN, Environment, ImageDigest, NAME_MAX_LEN,
+    NAMESPACE_PATTERN, SERVICE_NAME_PATTERN, ServiceName, parse_time,
 };
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use std::borrow::Cow;
@@ -100,6 +100,13 @@ string_schema!(
     "An environment name (production, staging-eu).",
     ENVIRONMENT_PATTERN,
     Some(ENVIRONMENT_MAX_LEN)
+);
+string_schema!(
+    Cluster,
+    "Cluster",
+    "A cluster name (eu-west-1): 1-63 of A-Z a-z 0-9 . _ -, starting and ending with a letter or digit; `default` when a source names none.",
+    CLUSTER_PATTERN,
+    Some(CLUSTER_MAX_LEN)
 );
 string_schema!(
     ImageDigest,
@@ -390,6 +397,10 @@ mod tests {
             "aB",
             "a.b",
             "a_b",
+            "a_",
+            "_a",
+            "a.",
+            "eu-west-1.prod",
             "a b",
             "a\n",
             "\na",
@@ -430,6 +441,7 @@ mod tests {
         let name = re(SERVICE_NAME_PATTERN);
         let env = re(ENVIRONMENT_PATTERN);
         let digest = re(DIGEST_PATTERN);
+        let cluster = re(CLUSTER_PATTERN);
         let sha = re(COMMIT_SHA_PATTERN);
         let fingerprint = re(FINGERPRINT_PATTERN);
         let namespace = re(NAMESPACE_PATTERN);
@@ -449,6 +461,11 @@ mod tests {
             assert_eq!(
                 env.is_match(&s) && len <= ENVIRONMENT_MAX_LEN,
                 Environment::parse(&s).is_ok(),
+                "{s:?}"
+            );
+            assert_eq!(
+                cluster.is_match(&s) && len <= CLUSTER_MAX_LEN,
+                crate::Cluster::parse(&s).is_ok(),
                 "{s:?}"
             );
             assert_eq!(digest.is_match(&s), ImageDigest::parse(&s).is_ok(), "{s:?}");

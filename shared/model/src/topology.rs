@@ -201,6 +201,9 @@ pub struct DependencyRefInput {
     /// Environment (default: the dependent's).
     #[schema(value_type = Option<Environment>)]
     pub environment: Option<String>,
+    /// Cluster (default: the dependent's); a dependency may run in another cluster.
+    #[schema(value_type = Option<crate::Cluster>)]
+    pub cluster: Option<String>,
 }
 
 /// The body of `PUT /v1/services/{name}/dependencies`.
@@ -213,6 +216,9 @@ pub struct DependenciesInput {
     /// The service's environment.
     #[schema(value_type = Environment, required = true)]
     pub environment: Option<String>,
+    /// The service's cluster (absent: `default`).
+    #[schema(value_type = Option<crate::Cluster>)]
+    pub cluster: Option<String>,
     /// What it depends on (an empty list removes them all).
     #[schema(required = true, nullable = false)]
     pub depends_on: Option<Vec<DependencyInput>>,
@@ -234,6 +240,8 @@ pub struct ServiceTopologyInput {
     pub namespace: Option<String>,
     /// Environment.
     pub environment: Option<String>,
+    /// Cluster (absent: `default`).
+    pub cluster: Option<String>,
     /// What it depends on.
     pub depends_on: Option<Vec<DependencyInput>>,
     /// The team that owns it (absent: unchanged).
@@ -279,6 +287,7 @@ impl DependenciesInput {
             name: Some(name.to_owned()),
             namespace: self.namespace,
             environment: self.environment,
+            cluster: self.cluster,
             depends_on: self.depends_on,
             owner: self.owner,
             tier: self.tier,
@@ -325,6 +334,7 @@ impl ServiceTopologyInput {
             name,
             namespace: namespace(self.namespace, "namespace")?,
             environment,
+            cluster: crate::Cluster::parse_field(self.cluster.as_deref(), "cluster")?,
         };
         let deps = self
             .depends_on
@@ -332,13 +342,14 @@ impl ServiceTopologyInput {
         let mut out = Vec::with_capacity(deps.len());
         for (i, dep) in deps.into_iter().enumerate() {
             let at = |field: &str| format!("depends_on[{i}]{field}");
-            let (name, namespace, environment) = match dep {
-                DependencyInput::Name(n) => (Some(n), None, None),
+            let (name, namespace, environment, cluster) = match dep {
+                DependencyInput::Name(n) => (Some(n), None, None, None),
                 DependencyInput::Full(DependencyRefInput {
                     name,
                     namespace,
                     environment,
-                }) => (name, namespace, environment),
+                    cluster,
+                }) => (name, namespace, environment, cluster),
             };
             let name = ServiceName::parse(
                 non_empty(name)
@@ -352,11 +363,18 @@ impl ServiceTopologyInput {
                 }
                 None => service.environment.clone(),
             };
+            let cluster = match cluster {
+                Some(c) => {
+                    crate::Cluster::parse(&c).map_err(|e| Error::new(at(".cluster"), e.message))?
+                }
+                None => service.cluster.clone(),
+            };
             let dependency = ServiceRef {
                 name,
                 namespace: self::namespace(namespace, &at(".namespace"))?
                     .or_else(|| service.namespace.clone()),
                 environment,
+                cluster,
             };
             if dependency == service {
                 return Err(Error::new(at(""), "a service cannot depend on itself"));
@@ -493,6 +511,7 @@ mod tests {
                 name: Some("api".into()),
                 namespace: None,
                 environment: Some("production".into()),
+                cluster: None,
                 depends_on: Some(vec![DependencyInput::Name("BAD".into())]),
                 owner: None,
                 tier: None,

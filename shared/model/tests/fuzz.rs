@@ -188,6 +188,7 @@ fn backstage_catalog() {
     let options = ImportOptions {
         environment: deploygraph_model::Environment::parse("production").unwrap(),
         namespace: None,
+        cluster: deploygraph_model::Cluster::default(),
     };
     bolero::check!()
         .with_test_time(SMOKE_TIME)

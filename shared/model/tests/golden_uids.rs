@@ -14,8 +14,8 @@ use deploygraph_model::deployment::{
     service_uid,
 };
 use deploygraph_model::{
-    Alert, CertificateRecord, ChangeType, CheckRecord, CommitSha, Environment, ImageDigest,
-    InfraSnapshot, KeyChange, ServiceName, ServiceRef, Uid, Verdict, parse_time,
+    Alert, CertificateRecord, ChangeType, CheckRecord, Cluster, CommitSha, Environment,
+    ImageDigest, InfraSnapshot, KeyChange, ServiceName, ServiceRef, Uid, Verdict, parse_time,
 };
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -71,29 +71,27 @@ fn every_node_kind_derives_its_golden_uid() {
     let service = ServiceName::parse("payments").unwrap();
     let environment = Environment::parse("production").unwrap();
     let started = at("2026-11-20T10:05:00Z");
-    let by_event = deployment_uid(
-        None,
-        &service,
-        Some("prod"),
-        &environment,
-        Some(&commit()),
-        &[image()],
-        &started,
-    );
-    let by_id = deployment_uid(
-        Some("ci-run-42"),
-        &service,
-        Some("prod"),
-        &environment,
-        None,
-        &[],
-        &started,
-    );
+    let default_cluster = Cluster::default();
+    let eu = Cluster::parse("eu-west-1").unwrap();
+    let in_prod = ServiceRef {
+        name: service.clone(),
+        namespace: Some("prod".into()),
+        environment: environment.clone(),
+        cluster: default_cluster.clone(),
+    };
+    let in_eu = ServiceRef {
+        cluster: eu.clone(),
+        ..in_prod.clone()
+    };
+    let by_event = deployment_uid(None, &in_prod, Some(&commit()), &[image()], &started);
+    let by_event_in_eu = deployment_uid(None, &in_eu, Some(&commit()), &[image()], &started);
+    let by_id = deployment_uid(Some("ci-run-42"), &in_prod, None, &[], &started);
     let by_reference = deployment_uid(
         None,
-        &service,
-        None,
-        &environment,
+        &ServiceRef {
+            namespace: None,
+            ..in_prod.clone()
+        },
         None,
         &[Image {
             repository: Some("ghcr.io/acme/payments".into()),
@@ -138,11 +136,7 @@ fn every_node_kind_derives_its_golden_uid() {
         tag: Some("v2.3.0".into()),
         digest: None,
     };
-    let flagged = [ServiceRef {
-        name: service.clone(),
-        namespace: Some("prod".into()),
-        environment: environment.clone(),
-    }];
+    let flagged = [in_prod.clone()];
     let flip = [KeyChange::new(
         "checkout.new_flow".into(),
         Some("false".into()),
@@ -183,13 +177,28 @@ fn every_node_kind_derives_its_golden_uid() {
         ),
         (
             "Service",
-            service_uid(&service, Some("prod"), &environment),
+            service_uid(&service, Some("prod"), &environment, &default_cluster),
             "service-5e1e13da65ec8cf83f178c8ad3badf7c",
         ),
         (
             "Service without namespace",
-            service_uid(&service, None, &environment),
+            service_uid(&service, None, &environment, &default_cluster),
             "service-21e6c18867072279ed1b8f118c37c3da",
+        ),
+        (
+            "Service in a named cluster",
+            in_eu.uid(),
+            "service-0eb4d0822a6ec7d40e91c56add36f7b7",
+        ),
+        (
+            "DeploymentEvent from its facts in a named cluster",
+            by_event_in_eu,
+            "deployment-93718a0ffbf890108a35ed50040e081f",
+        ),
+        (
+            "HelmRevision in a named cluster",
+            helm.uid(&eu),
+            "helm-revision-b101f7a62a237ea036e5d786b4d87ac3",
         ),
         (
             "DeploymentEvent from its facts (API, CLI)",
@@ -223,7 +232,7 @@ fn every_node_kind_derives_its_golden_uid() {
         ),
         (
             "HelmRevision",
-            helm.uid(),
+            helm.uid(&default_cluster),
             "helm-revision-10ac6c710e408356721fdf616e3af0d9",
         ),
         (

@@ -28,9 +28,9 @@ mod types;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Deployment, Environment, GateOverride,
-    InfraSnapshot, NewCanaryAnalysis, NewReleaseSummary, NewRollback, ReleaseSummary, Rollback,
-    ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid,
+    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Cluster, Deployment, Environment,
+    GateOverride, InfraSnapshot, NewCanaryAnalysis, NewReleaseSummary, NewRollback, ReleaseSummary,
+    Rollback, ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid,
 };
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -112,11 +112,11 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn snapshot_for_deployment(&self, uid: &Uid) -> Result<Option<InfraSnapshot>>;
 
-    /// The newest snapshot of all.
+    /// The newest snapshot of `cluster` (its snapshots' `cluster` name), of all when `None`.
     ///
     /// # Errors
     /// [`Error::Unavailable`].
-    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>>;
+    async fn latest_snapshot(&self, cluster: Option<&str>) -> Result<Option<InfraSnapshot>>;
 
     /// Every service with its deployment count and last deployment time.
     ///
@@ -135,7 +135,7 @@ pub trait GraphStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<InfraSnapshot>>;
 
-    /// Services named `name`, in `namespace` and `environment` when given.
+    /// Services named `name`, in `namespace`, `environment` and `cluster` when given.
     ///
     /// # Errors
     /// [`Error::Unavailable`].
@@ -144,6 +144,7 @@ pub trait GraphStore: Send + Sync + 'static {
         name: &ServiceName,
         namespace: Option<&str>,
         environment: Option<&Environment>,
+        cluster: Option<&Cluster>,
     ) -> Result<Vec<ServiceRef>>;
 
     /// Records alert deliveries in one transaction: each occurrence (fingerprint + start) is

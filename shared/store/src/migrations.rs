@@ -102,7 +102,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0018_release_summaries.sql",
     "0019_rollbacks.sql",
     "0020_gate_overrides.sql",
-    "0021_certificate_secures.sql"
+    "0021_certificate_secures.sql",
+    "0022_clusters.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -122,7 +123,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0015_release_summaries.cypher",
     "0016_rollbacks.cypher",
     "0017_gate_overrides.cypher",
-    "0018_certificate_secures.cypher"
+    "0018_certificate_secures.cypher",
+    "0019_clusters.cypher"
 );
 
 impl MigrationSource {

@@ -5,8 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    CanaryAnalysis, Change, Deployment, DeploymentStatus, Environment, ReleaseSummary, Rollback,
-    ServiceName, SuspectVerdict, Trigger, Uid, VerdictKind,
+    CanaryAnalysis, Change, Cluster, Deployment, DeploymentStatus, Environment, ReleaseSummary,
+    Rollback, ServiceName, SuspectVerdict, Trigger, Uid, VerdictKind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -281,6 +281,8 @@ pub struct DeploymentFilter {
     pub service: Option<ServiceName>,
     /// Only this environment.
     pub environment: Option<Environment>,
+    /// Only this cluster.
+    pub cluster: Option<Cluster>,
     /// Only this status.
     pub status: Option<DeploymentStatus>,
     /// Started at or after.
@@ -298,6 +300,7 @@ impl Default for DeploymentFilter {
         Self {
             service: None,
             environment: None,
+            cluster: None,
             status: None,
             since: None,
             until: None,
@@ -318,6 +321,9 @@ pub struct FilterParams {
     /// Environment.
     #[param(value_type = Option<Environment>)]
     pub environment: Option<String>,
+    /// Cluster.
+    #[param(value_type = Option<Cluster>)]
+    pub cluster: Option<String>,
     /// Status.
     #[param(value_type = Option<DeploymentStatus>)]
     pub status: Option<String>,
@@ -368,6 +374,12 @@ impl FilterParams {
                 .map(Environment::parse)
                 .transpose()
                 .map_err(at("environment"))?,
+            cluster: self
+                .cluster
+                .as_deref()
+                .map(Cluster::parse)
+                .transpose()
+                .map_err(at("cluster"))?,
             status: self
                 .status
                 .as_deref()
@@ -438,6 +450,8 @@ pub struct ServiceSummary {
     pub namespace: Option<String>,
     /// Environment.
     pub environment: String,
+    /// Cluster.
+    pub cluster: String,
     /// Number of deployments recorded.
     pub deployments: u64,
     /// Start of the newest deployment.
@@ -495,6 +509,8 @@ pub struct AlertFilter {
     pub service: Option<ServiceName>,
     /// Only this environment.
     pub environment: Option<Environment>,
+    /// Only alerts in this cluster: its `cluster` label, or, without one, a service it fired on.
+    pub cluster: Option<Cluster>,
     /// Only this fingerprint.
     pub fingerprint: Option<String>,
     /// Started at or after.

@@ -67,7 +67,7 @@ async fn changes_are_recorded_once_and_conflicts_change_nothing(store: Arc<dyn G
     );
     // Its services exist, and one follow-up is pending for it.
     let found = store
-        .find_services(&ServiceName::parse(&service).unwrap(), None, None)
+        .find_services(&ServiceName::parse(&service).unwrap(), None, None, None)
         .await
         .unwrap();
     assert_eq!(found, change.services);
@@ -307,7 +307,9 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
     for entry in std::fs::read_dir(&source).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0010" {
+        // The cluster columns came later but are written by this build's code, which records
+        // the old store's deployment below; their migration depends on nothing after 0003.
+        if name.as_str() < "0010" || name.starts_with("0022_") {
             std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
         }
     }
@@ -317,7 +319,7 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
         let v7 = SqliteStore::open(&path, MigrationSource::Directory(old))
             .await
             .unwrap();
-        assert_eq!(v7.migrate().await.unwrap().len(), 9);
+        assert_eq!(v7.migrate().await.unwrap().len(), 10);
         v7.record_deployments(vec![deployment.clone()])
             .await
             .unwrap();

@@ -8,8 +8,9 @@ use deploygraph_model::fixture::minute;
 use deploygraph_model::topology::{EdgeSource, ServiceTopology};
 use deploygraph_model::{
     Alert, AlertOutcome, AlertStatus, CertificateRecord, Change, ChangeKind, ChaosRun, CheckRecord,
-    ConfigChange, Deployment, DeploymentStatus, Environment, InfraSnapshot, KeyChange, ServiceName,
-    ServiceRef, SubjectKind, SuspectVerdict, Trigger, Uid, ValidationResult, Verdict, VerdictKind,
+    Cluster, ConfigChange, Deployment, DeploymentStatus, Environment, InfraSnapshot, KeyChange,
+    ServiceName, ServiceRef, SubjectKind, SuspectVerdict, Trigger, Uid, ValidationResult, Verdict,
+    VerdictKind,
 };
 use deploygraph_store::sqlite::SqliteStore;
 use deploygraph_store::{
@@ -408,10 +409,33 @@ async fn snapshots_are_recorded_once_and_found_for_their_deployment(store: Arc<d
         None,
         vec![],
     );
+    let older_elsewhere = InfraSnapshot::new(
+        chrono::Utc::now() + Duration::days(3649),
+        Some(unique("elsewhere")),
+        None,
+        vec![],
+    );
+    store.record_snapshot(&older_elsewhere).await.unwrap();
     store.record_snapshot(&newest).await.unwrap();
     assert_eq!(
-        store.latest_snapshot().await.unwrap().map(|s| s.uid),
-        Some(newest.uid)
+        store.latest_snapshot(None).await.unwrap().map(|s| s.uid),
+        Some(newest.uid.clone())
+    );
+    // A cluster's newest, however newer the others' are.
+    assert_eq!(
+        store
+            .latest_snapshot(older_elsewhere.cluster.as_deref())
+            .await
+            .unwrap()
+            .map(|s| s.uid),
+        Some(older_elsewhere.uid.clone())
+    );
+    assert_eq!(
+        store
+            .latest_snapshot(Some(&unique("nowhere")))
+            .await
+            .unwrap(),
+        None
     );
     let other = Deployment::test().service(&service).image_seed(7).build();
     assert_eq!(
@@ -539,10 +563,200 @@ async fn alerts_fire_on_known_or_named_services(store: Arc<dyn GraphStore>) {
         .collect();
     assert_eq!(envs, vec!["production".to_owned(), "staging".to_owned()]);
     let found = store
-        .find_services(&ServiceName::parse(&service).unwrap(), Some("prod"), None)
+        .find_services(
+            &ServiceName::parse(&service).unwrap(),
+            Some("prod"),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(found.len(), 2);
+}
+
+/// Two clusters that both run a service of one name in one environment hold two Services, two
+/// FOLLOWS chains and two rollouts of the same build; listings, lookups and alerts tell them
+/// apart, and a dependency may cross clusters.
+async fn one_service_name_in_two_clusters_is_two_services(store: Arc<dyn GraphStore>) {
+    let service = unique("clustered");
+    let eu = Cluster::parse("eu-1").unwrap();
+    let here = Deployment::test().service(&service).build();
+    let there = Deployment::test().service(&service).cluster("eu-1").build();
+    assert_ne!(
+        here.uid, there.uid,
+        "the same build in two clusters is two rollouts"
+    );
+    assert_ne!(here.service_uid(), there.service_uid());
+    let there_later = Deployment::test()
+        .service(&service)
+        .cluster("eu-1")
+        .commit("abcdef1234567")
+        .image_seed(7)
+        .started_at_minute(30)
+        .build();
+    let outcomes = store
+        .record_deployments(vec![here.clone(), there.clone(), there_later.clone()])
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(|o| o.kind == RecordKind::Created));
+    // Each cluster's chain is its own.
+    let later = store
+        .get_deployment(&there_later.uid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(later.follows, Some(there.uid.clone()));
+    assert_eq!(later.deployment.cluster, eu);
+    assert_eq!(
+        store
+            .get_deployment(&here.uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .follows,
+        None
+    );
+    // Listings filter by cluster.
+    let listed = |cluster: Option<Cluster>| {
+        let store = Arc::clone(&store);
+        let service = service.clone();
+        async move {
+            let page = store
+                .list_deployments(&DeploymentFilter {
+                    cluster,
+                    ..filter_service(&service, 10)
+                })
+                .await
+                .unwrap();
+            page.items
+                .into_iter()
+                .map(|d| d.deployment.uid)
+                .collect::<HashSet<_>>()
+        }
+    };
+    assert_eq!(listed(None).await.len(), 3);
+    assert_eq!(
+        listed(Some(eu.clone())).await,
+        HashSet::from([there.uid.clone(), there_later.uid.clone()])
+    );
+    assert_eq!(
+        listed(Some(Cluster::default())).await,
+        HashSet::from([here.uid.clone()])
+    );
+    let mut clusters: Vec<(String, u64)> = store
+        .list_services()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.name == service)
+        .map(|s| (s.cluster, s.deployments))
+        .collect();
+    clusters.sort();
+    assert_eq!(
+        clusters,
+        vec![("default".to_owned(), 1), ("eu-1".to_owned(), 2)]
+    );
+    let name = ServiceName::parse(&service).unwrap();
+    assert_eq!(
+        store
+            .find_services(&name, None, None, Some(&eu))
+            .await
+            .unwrap(),
+        vec![there.service_ref()]
+    );
+    assert_eq!(
+        store
+            .find_services(&name, None, None, None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // An alert with a cluster label fires on that cluster's Service; one without, on both.
+    let mut labelled = Alert::test(&unique("fp"), &service, 40);
+    labelled.cluster = Some(eu.clone());
+    let unlabelled = Alert::test(&unique("fp"), &service, 41);
+    store
+        .record_alerts(vec![labelled.clone(), unlabelled.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.alert_services(&labelled.uid).await.unwrap(),
+        vec![there.service_ref()]
+    );
+    assert_eq!(
+        store.alert_services(&unlabelled.uid).await.unwrap().len(),
+        2
+    );
+    let alerts_in = |cluster: Cluster| {
+        let store = Arc::clone(&store);
+        let filter = AlertFilter {
+            cluster: Some(cluster),
+            ..alerts_for(&service)
+        };
+        async move {
+            store
+                .list_alerts(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.uid)
+                .collect::<HashSet<_>>()
+        }
+    };
+    assert_eq!(
+        alerts_in(eu.clone()).await,
+        HashSet::from([labelled.uid.clone(), unlabelled.uid.clone()])
+    );
+    assert_eq!(
+        alerts_in(Cluster::default()).await,
+        HashSet::from([unlabelled.uid.clone()])
+    );
+    // A label naming a cluster with no such Service creates it there, not in the default one.
+    let mut elsewhere = Alert::test(&unique("fp"), &service, 42);
+    elsewhere.cluster = Some(Cluster::parse("us-2").unwrap());
+    store.record_alerts(vec![elsewhere.clone()]).await.unwrap();
+    let fired = store.alert_services(&elsewhere.uid).await.unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].cluster.as_str(), "us-2");
+    // DEPENDS_ON may cross clusters.
+    let web = ServiceRef {
+        cluster: eu.clone(),
+        ..ServiceRef::test(&unique("web"))
+    };
+    store
+        .set_dependencies(&web, &[here.service_ref()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dependencies(&web).await.unwrap(),
+        vec![here.service_ref()]
+    );
+    assert_eq!(
+        store.dependents(&here.service_ref()).await.unwrap(),
+        vec![web.clone()]
+    );
+    let view = store.service_topology(&web).await.unwrap();
+    assert_eq!(view.depends_on.len(), 1);
+}
+
+/// Adds (or drops again) the cluster columns of migration 0022 in an old store's file, outside
+/// the migration record: this build's code writes them when it records the old store's data,
+/// and 0022 must still apply after the table rebuilds (0004, 0006) the test is about.
+fn cluster_columns(path: &std::path::Path, add: bool) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for (table, column) in [
+        ("services", "TEXT NOT NULL DEFAULT 'default'"),
+        ("deployments", "TEXT NOT NULL DEFAULT 'default'"),
+        ("alerts", "TEXT"),
+    ] {
+        let sql = if add {
+            format!("ALTER TABLE {table} ADD COLUMN cluster {column}")
+        } else {
+            format!("ALTER TABLE {table} DROP COLUMN cluster")
+        };
+        conn.execute_batch(&sql).unwrap();
+    }
 }
 
 async fn dependencies_are_replaced(store: Arc<dyn GraphStore>) {
@@ -1488,6 +1702,7 @@ async fn the_removed_status_migration_keeps_existing_data() {
             .await
             .unwrap();
         assert_eq!(v5.migrate().await.unwrap().len(), 8);
+        cluster_columns(&path, true);
         v5.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();
@@ -1516,6 +1731,7 @@ async fn the_removed_status_migration_keeps_existing_data() {
             "before 0006 the status is refused"
         );
     }
+    cluster_columns(&path, false);
     let store = SqliteStore::open(&path, MigrationSource::Embedded)
         .await
         .unwrap();
@@ -3452,6 +3668,7 @@ deploygraph_store::both_stores!(
     rollbacks_undo_a_deployment_restore_its_predecessor_and_are_listed,
     canary_analyses_keep_whether_their_round_was_final,
     a_rollback_that_changes_the_status_enqueues_its_deployments_follow_up,
+    one_service_name_in_two_clusters_is_two_services,
 );
 
 /// On Neo4j a release summary is the documented subgraph an SRE can query:
@@ -3732,7 +3949,8 @@ async fn the_topology_sources_migration_keeps_existing_edges_as_manual() {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
     for entry in std::fs::read_dir(&source).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0009" {
+        // The cluster columns (0022) are written by this build's code; they depend on 0003.
+        if name.as_str() < "0009" || name.starts_with("0022_") {
             std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
         }
     }
@@ -3835,7 +4053,8 @@ async fn the_key_history_migration_backfills_config_changes() {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
     for entry in std::fs::read_dir(&source).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0012" {
+        // The cluster columns (0022) are written by this build's code; they depend on 0003.
+        if name.as_str() < "0012" || name.starts_with("0022_") {
             std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
         }
     }
@@ -3998,7 +4217,8 @@ async fn the_change_keys_migration_backfills_changed_keys() {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
     for entry in std::fs::read_dir(&source).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0013" {
+        // The cluster columns (0022) are written by this build's code; they depend on 0003.
+        if name.as_str() < "0013" || name.starts_with("0022_") {
             std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
         }
     }
@@ -4019,7 +4239,7 @@ async fn the_change_keys_migration_backfills_changed_keys() {
         let before = SqliteStore::open(&path, MigrationSource::Directory(old.clone()))
             .await
             .unwrap();
-        assert_eq!(before.migrate().await.unwrap().len(), 12);
+        assert_eq!(before.migrate().await.unwrap().len(), 13);
         // Changes as the code before 0013 wrote them: their keys without the change's time.
         let conn = rusqlite::Connection::open(&path).unwrap();
         for c in &changes {
@@ -4193,7 +4413,8 @@ async fn the_verdicts_migration_keeps_attributions() {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
     for entry in std::fs::read_dir(&source).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0011" {
+        // The cluster columns (0022) are written by this build's code; they depend on 0003.
+        if name.as_str() < "0011" || name.starts_with("0022_") {
             std::fs::copy(source.join(&name), old.join("sqlite").join(&name)).unwrap();
         }
     }
@@ -4205,7 +4426,7 @@ async fn the_verdicts_migration_keeps_attributions() {
         let before = SqliteStore::open(&path, MigrationSource::Directory(old))
             .await
             .unwrap();
-        assert_eq!(before.migrate().await.unwrap().len(), 10);
+        assert_eq!(before.migrate().await.unwrap().len(), 11);
         before.record_deployments(vec![d.clone()]).await.unwrap();
         before.record_alerts(vec![alert.clone()]).await.unwrap();
         // The attribution as the code of schema 0010 wrote it.
@@ -4318,6 +4539,7 @@ async fn the_optional_commit_migration_keeps_existing_data() {
             .await
             .unwrap();
         assert_eq!(v3.migrate().await.unwrap().len(), 6);
+        cluster_columns(&path, true);
         v3.record_deployments(vec![first.clone(), second.clone()])
             .await
             .unwrap();
@@ -4337,6 +4559,7 @@ async fn the_optional_commit_migration_keeps_existing_data() {
         .await
         .unwrap();
     }
+    cluster_columns(&path, false);
     let store = SqliteStore::open(&path, MigrationSource::Embedded)
         .await
         .unwrap();

@@ -12,6 +12,7 @@
 //! | service | the last `/` segment of `subject.content.service.id`, made a DNS label |
 //! | environment | `subject.content.environment.id`, whole |
 //! | namespace | `customData.namespace` |
+//! | cluster | `customData.cluster` (none: the services of its name in any cluster) |
 //! | summary | `subject.content.description` |
 //! | labels | `incident`, `cdevents_source`, `environment`, `service` (as sent), `artifact`, and `customData`'s scalar members |
 
@@ -127,6 +128,12 @@ pub(super) fn from_event(
             format!("{ns:?} is not a DNS-1123 label"),
         ));
     }
+    let cluster = custom_str(custom, "cluster")
+        .map(|c| {
+            deploygraph_model::Cluster::parse(&c)
+                .map_err(|e| ApiError::invalid("customData.cluster", e.message))
+        })
+        .transpose()?;
     let summary = event
         .subject
         .content
@@ -203,6 +210,7 @@ pub(super) fn from_event(
             service: service.map(|(name, _)| name),
             namespace,
             environment: Some(environment),
+            cluster,
         },
         resolved,
     })

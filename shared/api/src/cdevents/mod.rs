@@ -26,6 +26,7 @@
 //! | commit | `customData.commit` (a SHA, or `{sha, repo, author, message, committed_at}`), else the artifact's `vcs_url` qualifier when it pins a commit (`git+https://github.com/acme/app@9fceb02`), else none |
 //! | version | `customData.version`, else the image tag, else the package version of a non-image artifact |
 //! | namespace, actor | `customData.namespace`, `customData.actor` |
+//! | cluster | `customData.cluster`, else `default` |
 //! | started_at | `context.timestamp` |
 //!
 //! Idempotency follows CloudEvents: `context.source` + `context.id` name one event. The event

@@ -153,6 +153,7 @@ pub(super) fn from_event(
         service: Some(service.as_str().to_owned()),
         namespace: custom_str(custom, "namespace"),
         environment: Some(environment),
+        cluster: custom_str(custom, "cluster"),
         version,
         commit: commit(custom, purl.as_ref())?,
         images: Some(
@@ -176,7 +177,7 @@ pub(super) fn from_event(
         let field = match e.field.as_str() {
             "environment" => "subject.content.environment.id".to_owned(),
             "started_at" => "context.timestamp".to_owned(),
-            "namespace" | "version" | "actor" => format!("customData.{}", e.field),
+            "namespace" | "version" | "actor" | "cluster" => format!("customData.{}", e.field),
             f if f.starts_with("images") => "subject.content.artifactId".to_owned(),
             f if f.starts_with("commit") => match custom.and_then(|c| c.get("commit")) {
                 Some(_) => format!("customData.{f}"),

@@ -207,6 +207,7 @@ impl WorkloadWatcher {
                 name: u.service.clone(),
                 namespace: Some(k.1.clone()),
                 environment: self.config.environment.clone(),
+                cluster: self.config.cluster.clone(),
             })
             .collect();
         (names, services)

@@ -104,8 +104,8 @@ impl GraphStore for FaultyStore {
     async fn snapshot_for_deployment(&self, uid: &Uid) -> Result<Option<InfraSnapshot>> {
         self.inner.snapshot_for_deployment(uid).await
     }
-    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>> {
-        self.inner.latest_snapshot().await
+    async fn latest_snapshot(&self, cluster: Option<&str>) -> Result<Option<InfraSnapshot>> {
+        self.inner.latest_snapshot(cluster).await
     }
     async fn list_services(&self) -> Result<Vec<ServiceSummary>> {
         self.inner.list_services().await
@@ -123,8 +123,11 @@ impl GraphStore for FaultyStore {
         name: &ServiceName,
         namespace: Option<&str>,
         environment: Option<&Environment>,
+        cluster: Option<&deploygraph_model::Cluster>,
     ) -> Result<Vec<ServiceRef>> {
-        self.inner.find_services(name, namespace, environment).await
+        self.inner
+            .find_services(name, namespace, environment, cluster)
+            .await
     }
     async fn record_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>> {
         self.inner.record_alerts(alerts).await

@@ -12,9 +12,7 @@ use super::{BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
 use crate::types::{CanaryFilter, CanaryOutcome, RecordKind};
-use deploygraph_model::{
-    CanaryAnalysis, Environment, MetricVerdict, NewCanaryAnalysis, ServiceName, ServiceRef, Uid,
-};
+use deploygraph_model::{CanaryAnalysis, MetricVerdict, NewCanaryAnalysis, Uid};
 use neo4rs::{BoltType, Query, Txn, query};
 
 fn analysis_props(a: &CanaryAnalysis) -> Result<BoltType> {
@@ -97,7 +95,7 @@ async fn record_in(txn: &mut Txn, new: &NewCanaryAnalysis) -> Result<CanaryOutco
             "MATCH (d:DeploymentEvent {uid: $deployment}) SET d.uid = d.uid
              WITH d OPTIONAL MATCH (c:CanaryAnalysis {uid: $uid})
              RETURN d.service AS name, d.namespace AS namespace, d.environment AS environment,
-                    c.payload AS payload",
+                    d.cluster AS cluster, c.payload AS payload",
         )
         .param("deployment", new.deployment.as_str())
         .param("uid", new.uid.as_str()),
@@ -114,13 +112,7 @@ async fn record_in(txn: &mut Txn, new: &NewCanaryAnalysis) -> Result<CanaryOutco
         uid: new.deployment.as_str().to_owned(),
         source: Box::new(e),
     };
-    let name: String = row.get("name").map_err(&dec)?;
-    let environment: String = row.get("environment").map_err(&dec)?;
-    let service = ServiceRef {
-        name: ServiceName::parse(&name).map_err(corrupt)?,
-        namespace: row.get("namespace").map_err(&dec)?,
-        environment: Environment::parse(&environment).map_err(corrupt)?,
-    };
+    let service = super::rca::service_of(row, operation)?.map_err(corrupt)?;
     let stored: Option<String> = row.get("payload").map_err(&dec)?;
     let stored: Option<CanaryAnalysis> = stored
         .map(|payload| decode(new.uid.as_str(), &payload))

@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 const LOCK_AND_READ: &str = "
 UNWIND $services AS s
 MERGE (n:Service {uid: s.uid})
-ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment
+ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment,
+              n.cluster = s.cluster
 SET n.last_recorded_at = datetime()
 WITH count(n) AS locked
 UNWIND $uids AS u

@@ -175,7 +175,7 @@ impl Neo4jStore {
         &self,
         services: &[Uid],
     ) -> Result<Vec<crate::types::SecuredCertificate>> {
-        use deploygraph_model::{CertificateRecord, Environment, ServiceName, ServiceRef};
+        use deploygraph_model::CertificateRecord;
         if services.is_empty() {
             return Ok(Vec::new());
         }
@@ -189,7 +189,7 @@ impl Neo4jStore {
                             x.sans AS sans, x.not_before AS not_before, x.not_after AS not_after,
                             x.is_ca AS is_ca, s.uid AS uid, s.name AS name,
                             s.namespace AS namespace, s.environment AS environment,
-                            r.via AS via, r.snapshot_uid AS snapshot, r.seen_at_us AS seen",
+                            s.cluster AS cluster, r.via AS via, r.snapshot_uid AS snapshot, r.seen_at_us AS seen",
                 )
                 .param("services", uids),
                 operation,
@@ -203,8 +203,6 @@ impl Neo4jStore {
                 uid: uid.clone(),
                 source: e.into(),
             };
-            let name: String = row.get("name").map_err(&dec)?;
-            let environment: String = row.get("environment").map_err(&dec)?;
             let seen: i64 = row.get("seen").map_err(&dec)?;
             let snapshot: String = row.get("snapshot").map_err(&dec)?;
             out.push(crate::types::SecuredCertificate {
@@ -217,12 +215,8 @@ impl Neo4jStore {
                     not_after: row.get("not_after").map_err(&dec)?,
                     is_ca: row.get("is_ca").map_err(&dec)?,
                 },
-                service: ServiceRef {
-                    name: ServiceName::parse(&name).map_err(|e| corrupt(e.to_string()))?,
-                    namespace: row.get("namespace").map_err(&dec)?,
-                    environment: Environment::parse(&environment)
-                        .map_err(|e| corrupt(e.to_string()))?,
-                },
+                service: super::rca::service_of(&row, operation)?
+                    .map_err(|e| corrupt(e.to_string()))?,
                 via: row.get("via").map_err(&dec)?,
                 snapshot_uid: Uid::from_stored(snapshot),
                 seen_at: chrono::DateTime::from_timestamp_micros(seen).unwrap_or_default(),

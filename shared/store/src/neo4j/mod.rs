@@ -20,8 +20,8 @@ use crate::types::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, Change, ChaosRun, Deployment, Environment, ImageDigest, InfraSnapshot,
-    ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid, ValidationResult,
+    Alert, AlertOutcome, Change, ChaosRun, Cluster, Deployment, Environment, ImageDigest,
+    InfraSnapshot, ServiceName, ServiceRef, SuspectVerdict, Trigger, Uid, ValidationResult,
 };
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Txn, query};
 use secrecy::{ExposeSecret, SecretString};
@@ -219,8 +219,8 @@ fn image_row(i: &deploygraph_model::Image) -> (String, BoltType) {
 }
 
 /// A HelmRevision node's properties, with its uid.
-fn helm_row(h: &deploygraph_model::HelmRevision) -> (String, BoltType) {
-    let uid = h.uid().as_str().to_owned();
+fn helm_row(h: &deploygraph_model::HelmRevision, cluster: &Cluster) -> (String, BoltType) {
+    let uid = h.uid(cluster).as_str().to_owned();
     let row = map(vec![
         ("uid", uid.as_str().into()),
         ("release", h.release.as_str().into()),
@@ -280,7 +280,7 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
         .iter()
         .filter_map(|i| i.digest.as_ref().map(|d| d.as_str().into()))
         .collect();
-    let helm: Vec<BoltType> = d.helm.iter().map(|h| helm_row(h).1).collect();
+    let helm: Vec<BoltType> = d.helm.iter().map(|h| helm_row(h, &d.cluster).1).collect();
     let commits: Vec<BoltType> = d.commit.iter().map(|c| commit_row(c).1).collect();
     Ok(map(vec![
         ("uid", d.uid.as_str().into()),
@@ -292,6 +292,7 @@ fn deployment_row(d: &Deployment) -> Result<BoltType> {
                 ("service_uid", d.service_uid().as_str().into()),
                 ("namespace", opt_str(d.namespace.as_deref())),
                 ("environment", d.environment.as_str().into()),
+                ("cluster", d.cluster.as_str().into()),
                 ("version", opt_str(d.version.as_deref())),
                 ("commit", opt_str(d.commit.as_ref().map(|c| c.sha.as_str()))),
                 ("image_digests", BoltType::from(digests)),
@@ -434,7 +435,8 @@ FOREACH (v IN r.validation |
 const LOCK_AND_READ: &str = "
 UNWIND $services AS s
 MERGE (n:Service {uid: s.uid})
-ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment
+ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment,
+              n.cluster = s.cluster
 SET n.last_recorded_at = datetime()
 WITH count(n) AS locked
 UNWIND $uids AS u
@@ -675,6 +677,7 @@ impl Neo4jStore {
                     ("name", d.service.as_str().into()),
                     ("namespace", opt_str(d.namespace.as_deref())),
                     ("environment", d.environment.as_str().into()),
+                    ("cluster", d.cluster.as_str().into()),
                 ])
             });
         }
@@ -746,7 +749,7 @@ impl Neo4jStore {
         }
         for d in inserts.iter().chain(updates) {
             images.extend(d.images.iter().map(image_row));
-            helm.extend(d.helm.iter().map(helm_row));
+            helm.extend(d.helm.iter().map(|h| helm_row(h, &d.cluster)));
         }
         for (statement, rows) in [
             (LOCK_COMMITS, commits),
@@ -865,6 +868,10 @@ fn list_query(filter: &DeploymentFilter) -> Query {
     if let Some(environment) = &filter.environment {
         clauses.push("d.environment = $environment");
         params.push(("environment", environment.as_str().into()));
+    }
+    if let Some(cluster) = &filter.cluster {
+        clauses.push("d.cluster = $cluster");
+        params.push(("cluster", cluster.as_str().into()));
     }
     if let Some(status) = filter.status {
         clauses.push("d.status = $status");
@@ -1067,16 +1074,20 @@ impl GraphStore for Neo4jStore {
         rows.first().map(snapshot_from_row).transpose()
     }
 
-    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>> {
-        let rows = self
-            .rows(
-                query(
-                    "MATCH (s:InfraSnapshot) WHERE s.taken_at_us > -9223372036854775807
-                     RETURN s.uid AS uid, s.payload AS payload ORDER BY s.taken_at_us DESC LIMIT 1",
-                ),
-                "read a snapshot",
+    async fn latest_snapshot(&self, cluster: Option<&str>) -> Result<Option<InfraSnapshot>> {
+        let q = match cluster {
+            None => query(
+                "MATCH (s:InfraSnapshot) WHERE s.taken_at_us > -9223372036854775807
+                 RETURN s.uid AS uid, s.payload AS payload ORDER BY s.taken_at_us DESC LIMIT 1",
+            ),
+            Some(cluster) => query(
+                "MATCH (s:InfraSnapshot) WHERE s.cluster = $cluster
+                   AND s.taken_at_us > -9223372036854775807
+                 RETURN s.uid AS uid, s.payload AS payload ORDER BY s.taken_at_us DESC LIMIT 1",
             )
-            .await?;
+            .param("cluster", cluster),
+        };
+        let rows = self.rows(q, "read a snapshot").await?;
         rows.first().map(snapshot_from_row).transpose()
     }
 
@@ -1088,8 +1099,9 @@ impl GraphStore for Neo4jStore {
                      OPTIONAL MATCH (d:DeploymentEvent)-[:DEPLOYS]->(s)
                      WITH s, count(d) AS deployments, max(d.started_at_us) AS last
                      RETURN s.uid AS uid, s.name AS name, s.namespace AS namespace, s.environment AS environment,
-                            deployments, last, s.owner AS owner, s.sla_tier AS tier
-                     ORDER BY name, environment, namespace",
+                            deployments, last, s.owner AS owner, s.sla_tier AS tier,
+                            coalesce(s.cluster, 'default') AS cluster
+                     ORDER BY name, environment, namespace, cluster",
                 ),
                 "list services",
             )
@@ -1108,6 +1120,7 @@ impl GraphStore for Neo4jStore {
                     last_deployed_at: last.and_then(DateTime::from_timestamp_micros),
                     owner: row.get("owner").map_err(&decode)?,
                     tier: row.get("tier").map_err(&decode)?,
+                    cluster: row.get("cluster").map_err(&decode)?,
                 })
             })
             .collect()
@@ -1127,8 +1140,10 @@ impl GraphStore for Neo4jStore {
         name: &ServiceName,
         namespace: Option<&str>,
         environment: Option<&Environment>,
+        cluster: Option<&Cluster>,
     ) -> Result<Vec<ServiceRef>> {
-        self.rca_find_services(name, namespace, environment).await
+        self.rca_find_services(name, namespace, environment, cluster)
+            .await
     }
 
     async fn record_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<(Alert, AlertOutcome)>> {

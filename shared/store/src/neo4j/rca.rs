@@ -11,7 +11,7 @@ use crate::types::{
 };
 use chrono::{DateTime, Utc};
 use deploygraph_model::{
-    Alert, AlertOutcome, AlertStatus, ChaosRun, Environment, InfraSnapshot, ServiceName,
+    Alert, AlertOutcome, AlertStatus, ChaosRun, Cluster, Environment, InfraSnapshot, ServiceName,
     ServiceRef, SubjectKind, Trigger, Uid, merge_alert, parse_time,
 };
 use neo4rs::{BoltType, Query, Txn, query};
@@ -38,27 +38,40 @@ pub(super) fn service_row(s: &ServiceRef) -> BoltType {
         ("name", s.name.as_str().into()),
         ("namespace", opt_str(s.namespace.as_deref())),
         ("environment", s.environment.as_str().into()),
+        ("cluster", s.cluster.as_str().into()),
     ])
+}
+
+/// The service a row names in its `name`, `namespace`, `environment` and `cluster` columns
+/// (no cluster: the default one). The outer error is a column that does not decode, the inner
+/// one a value the model refuses.
+pub(super) fn service_of(
+    row: &neo4rs::Row,
+    operation: &'static str,
+) -> Result<std::result::Result<ServiceRef, deploygraph_model::Error>> {
+    let dec = decode_failed(operation);
+    let name: String = row.get("name").map_err(&dec)?;
+    let namespace: Option<String> = row.get("namespace").map_err(&dec)?;
+    let environment: String = row.get("environment").map_err(&dec)?;
+    let cluster: Option<String> = row.get("cluster").map_err(&dec)?;
+    Ok((|| {
+        Ok(ServiceRef {
+            name: ServiceName::parse(&name)?,
+            namespace,
+            environment: Environment::parse(&environment)?,
+            cluster: Cluster::parse_field(cluster.as_deref(), "cluster")?,
+        })
+    })())
 }
 
 pub(super) fn service_refs(
     rows: &[neo4rs::Row],
     operation: &'static str,
 ) -> Result<Vec<ServiceRef>> {
-    let dec = decode_failed(operation);
     let mut refs = Vec::with_capacity(rows.len());
     for row in rows {
-        let name: String = row.get("name").map_err(&dec)?;
-        let namespace: Option<String> = row.get("namespace").map_err(&dec)?;
-        let environment: String = row.get("environment").map_err(&dec)?;
-        if let (Ok(name), Ok(environment)) =
-            (ServiceName::parse(&name), Environment::parse(&environment))
-        {
-            refs.push(ServiceRef {
-                name,
-                namespace,
-                environment,
-            });
+        if let Ok(service) = service_of(row, operation)? {
+            refs.push(service);
         }
     }
     Ok(refs)
@@ -68,18 +81,22 @@ const FIND_SERVICES: &str = "
 MATCH (s:Service {name: $name})
 WHERE ($namespace IS NULL OR s.namespace = $namespace)
   AND ($environment IS NULL OR s.environment = $environment)
-RETURN s.name AS name, s.namespace AS namespace, s.environment AS environment
-ORDER BY environment, namespace";
+  AND ($cluster IS NULL OR s.cluster = $cluster)
+RETURN s.name AS name, s.namespace AS namespace, s.environment AS environment,
+       s.cluster AS cluster
+ORDER BY environment, namespace, cluster";
 
 fn find_services_query(
     name: &ServiceName,
     namespace: Option<&str>,
     environment: Option<&Environment>,
+    cluster: Option<&Cluster>,
 ) -> Query {
     query(FIND_SERVICES)
         .param("name", name.as_str())
         .param("namespace", opt_str(namespace))
         .param("environment", opt_str(environment.map(Environment::as_str)))
+        .param("cluster", opt_str(cluster.map(Cluster::as_str)))
 }
 
 fn status_str(status: AlertStatus) -> &'static str {
@@ -117,6 +134,10 @@ fn alert_props(alert: &Alert) -> Result<BoltType> {
             "environment",
             opt_str(alert.environment.as_ref().map(Environment::as_str)),
         ),
+        (
+            "cluster",
+            opt_str(alert.cluster.as_ref().map(Cluster::as_str)),
+        ),
         ("payload", encode(BACKEND, alert, "encode an alert")?.into()),
     ]))
 }
@@ -129,7 +150,8 @@ fn alert_props(alert: &Alert) -> Result<BoltType> {
 const LOCK_SERVICES: &str = "
 UNWIND $services AS s
 MERGE (n:Service {uid: s.uid})
-ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment
+ON CREATE SET n.name = s.name, n.namespace = s.namespace, n.environment = s.environment,
+              n.cluster = s.cluster
 SET n.last_recorded_at = datetime()";
 
 /// Creates alert occurrences (merged on uid, so concurrent first deliveries are one node),
@@ -155,10 +177,17 @@ UNWIND $keys AS k
 MATCH (s:Service {name: k.name})
 WHERE (k.namespace IS NULL OR s.namespace = k.namespace)
   AND (k.environment IS NULL OR s.environment = k.environment)
-RETURN k.i AS i, s.name AS name, s.namespace AS namespace, s.environment AS environment
-ORDER BY i, environment, namespace";
+  AND (k.cluster IS NULL OR s.cluster = k.cluster)
+RETURN k.i AS i, s.name AS name, s.namespace AS namespace, s.environment AS environment,
+       s.cluster AS cluster
+ORDER BY i, environment, namespace, cluster";
 
-type ServiceKey = (ServiceName, Option<String>, Option<Environment>);
+type ServiceKey = (
+    ServiceName,
+    Option<String>,
+    Option<Environment>,
+    Option<Cluster>,
+);
 
 /// The Services each new alert fires on: the stored ones its labels match; with an
 /// environment and none stored, the one its labels name. One query for the whole batch.
@@ -167,7 +196,12 @@ async fn fired_on(txn: &mut Txn, alerts: &[&Alert]) -> Result<Vec<Vec<ServiceRef
         .iter()
         .filter_map(|a| {
             let name = a.service.clone()?;
-            Some((name, a.namespace.clone(), a.environment.clone()))
+            Some((
+                name,
+                a.namespace.clone(),
+                a.environment.clone(),
+                a.cluster.clone(),
+            ))
         })
         .collect();
     keys.sort();
@@ -177,7 +211,7 @@ async fn fired_on(txn: &mut Txn, alerts: &[&Alert]) -> Result<Vec<Vec<ServiceRef
         let rows: Vec<BoltType> = keys
             .iter()
             .enumerate()
-            .map(|(i, (name, namespace, environment))| {
+            .map(|(i, (name, namespace, environment, cluster))| {
                 map(vec![
                     ("i", int(i)),
                     ("name", name.as_str().into()),
@@ -186,6 +220,7 @@ async fn fired_on(txn: &mut Txn, alerts: &[&Alert]) -> Result<Vec<Vec<ServiceRef
                         "environment",
                         opt_str(environment.as_ref().map(Environment::as_str)),
                     ),
+                    ("cluster", opt_str(cluster.as_ref().map(Cluster::as_str))),
                 ])
             })
             .collect();
@@ -214,6 +249,7 @@ async fn fired_on(txn: &mut Txn, alerts: &[&Alert]) -> Result<Vec<Vec<ServiceRef
                 name.clone(),
                 alert.namespace.clone(),
                 alert.environment.clone(),
+                alert.cluster.clone(),
             );
             let stored = keys
                 .binary_search(&key)
@@ -229,6 +265,7 @@ async fn fired_on(txn: &mut Txn, alerts: &[&Alert]) -> Result<Vec<Vec<ServiceRef
                         name: name.clone(),
                         namespace: alert.namespace.clone(),
                         environment: environment.clone(),
+                        cluster: alert.cluster.clone().unwrap_or_default(),
                     })
                     .into_iter()
                     .collect(),
@@ -361,6 +398,13 @@ fn alerts_query(filter: &AlertFilter) -> Query {
         clauses.push("a.environment = $environment");
         params.push(("environment", environment.as_str().into()));
     }
+    if let Some(cluster) = &filter.cluster {
+        clauses.push(
+            "(a.cluster = $cluster OR (a.cluster IS NULL
+              AND EXISTS { (a)-[:FIRED_ON]->(:Service {cluster: $cluster}) }))",
+        );
+        params.push(("cluster", cluster.as_str().into()));
+    }
     if let Some(fingerprint) = &filter.fingerprint {
         clauses.push("a.fingerprint = $fingerprint");
         params.push(("fingerprint", fingerprint.as_str().into()));
@@ -434,7 +478,7 @@ fn chaos_query(filter: &ChaosFilter) -> Query {
 const RECORD_CHAOS_RUN: &str = "
 MERGE (svc:Service {uid: $service.uid})
 ON CREATE SET svc.name = $service.name, svc.namespace = $service.namespace,
-              svc.environment = $service.environment
+              svc.environment = $service.environment, svc.cluster = $service.cluster
 MERGE (c:ChaosRun {uid: $props.uid})
 SET c += $props
 WITH c, svc
@@ -455,6 +499,7 @@ fn chaos_props(run: &ChaosRun) -> Result<BoltType> {
         ("service", run.target.name.as_str().into()),
         ("namespace", opt_str(run.target.namespace.as_deref())),
         ("environment", run.target.environment.as_str().into()),
+        ("cluster", run.target.cluster.as_str().into()),
         ("verdict", run.verdict.as_str().into()),
         ("phase", run.phase.as_str().into()),
         ("probe_success_pct", run.probe_success_pct.into()),
@@ -563,10 +608,11 @@ impl Neo4jStore {
         name: &ServiceName,
         namespace: Option<&str>,
         environment: Option<&Environment>,
+        cluster: Option<&Cluster>,
     ) -> Result<Vec<ServiceRef>> {
         let rows = self
             .read(
-                find_services_query(name, namespace, environment),
+                find_services_query(name, namespace, environment, cluster),
                 "find services",
             )
             .await?;
@@ -638,8 +684,9 @@ impl Neo4jStore {
             .read(
                 query(
                     "MATCH (:Alert {uid: $uid})-[:FIRED_ON]->(s:Service)
-                     RETURN s.name AS name, s.namespace AS namespace, s.environment AS environment
-                     ORDER BY environment, namespace",
+                     RETURN s.name AS name, s.namespace AS namespace, s.environment AS environment,
+                            s.cluster AS cluster
+                     ORDER BY environment, namespace, cluster",
                 )
                 .param("uid", alert.as_str()),
                 "read an alert's services",

@@ -12,9 +12,7 @@ use super::{BACKEND, Neo4jStore, decode_failed, failed, map, opt_str, rows_in};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
 use crate::types::{RecordKind, RollbackFilter, RollbackOutcome};
-use deploygraph_model::{
-    Deployment, DeploymentStatus, Environment, NewRollback, Rollback, ServiceName, ServiceRef, Uid,
-};
+use deploygraph_model::{Deployment, DeploymentStatus, NewRollback, Rollback, Uid};
 use neo4rs::{BoltType, Query, Txn, query};
 
 fn rollback_props(r: &Rollback) -> Result<BoltType> {
@@ -64,7 +62,7 @@ async fn record_in(txn: &mut Txn, new: &NewRollback) -> Result<RollbackOutcome> 
              OPTIONAL MATCH (r:Rollback {uid: $uid})
              OPTIONAL MATCH (given:DeploymentEvent {uid: $restored})
              RETURN d.service AS name, d.namespace AS namespace, d.environment AS environment,
-                    d.service_uid AS service_uid, d.payload AS deployment,
+                    d.cluster AS cluster, d.service_uid AS service_uid, d.payload AS deployment,
                     previous.uid AS previous, r.payload AS stored,
                     given.uid AS given, given.service_uid AS given_service
              LIMIT 1",
@@ -85,13 +83,7 @@ async fn record_in(txn: &mut Txn, new: &NewRollback) -> Result<RollbackOutcome> 
         uid: new.deployment.as_str().to_owned(),
         source: Box::new(e),
     };
-    let name: String = row.get("name").map_err(&dec)?;
-    let environment: String = row.get("environment").map_err(&dec)?;
-    let service = ServiceRef {
-        name: ServiceName::parse(&name).map_err(corrupt)?,
-        namespace: row.get("namespace").map_err(&dec)?,
-        environment: Environment::parse(&environment).map_err(corrupt)?,
-    };
+    let service = super::rca::service_of(row, operation)?.map_err(corrupt)?;
     let service_uid: String = row.get("service_uid").map_err(&dec)?;
     let restored = match &new.restored {
         Some(uid) => {

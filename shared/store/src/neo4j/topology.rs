@@ -12,7 +12,8 @@ use neo4rs::{BoltType, query};
 const SERVICES: &str = "
 UNWIND $services AS row
 MERGE (s:Service {uid: row.uid})
-ON CREATE SET s.name = row.name, s.namespace = row.namespace, s.environment = row.environment
+ON CREATE SET s.name = row.name, s.namespace = row.namespace, s.environment = row.environment,
+              s.cluster = row.cluster
 SET s.owner = coalesce(row.owner, s.owner), s.sla_tier = coalesce(row.tier, s.sla_tier)";
 
 const REMOVE_UNLISTED: &str = "
@@ -25,7 +26,8 @@ const EDGES: &str = "
 UNWIND $edges AS e
 MATCH (s:Service {uid: e.from})
 MERGE (t:Service {uid: e.to.uid})
-ON CREATE SET t.name = e.to.name, t.namespace = e.to.namespace, t.environment = e.to.environment
+ON CREATE SET t.name = e.to.name, t.namespace = e.to.namespace, t.environment = e.to.environment,
+              t.cluster = e.to.cluster
 MERGE (s)-[r:DEPENDS_ON {source: $source}]->(t)
 SET r.last_seen_at = CASE
     WHEN r.last_seen_at IS NULL OR r.last_seen_at < $seen_at THEN $seen_at
@@ -35,7 +37,8 @@ const SERVICE_TOPOLOGY: &str = "
 OPTIONAL MATCH (s:Service {uid: $uid})
 OPTIONAL MATCH (s)-[r:DEPENDS_ON]->(t:Service)
 RETURN s.owner AS owner, s.sla_tier AS tier, t.name AS name, t.namespace AS namespace,
-       t.environment AS environment, r.source AS source, toString(r.last_seen_at) AS last_seen_at
+       t.environment AS environment, t.cluster AS cluster, r.source AS source,
+       toString(r.last_seen_at) AS last_seen_at
 ORDER BY name, environment, namespace, source";
 
 impl Neo4jStore {
@@ -54,6 +57,7 @@ impl Neo4jStore {
                     ("name", s.service.name.as_str().into()),
                     ("namespace", opt_str(s.service.namespace.as_deref())),
                     ("environment", s.service.environment.as_str().into()),
+                    ("cluster", s.service.cluster.as_str().into()),
                     ("owner", opt_str(s.owner.as_deref())),
                     ("tier", opt_str(s.tier.as_deref())),
                     ("keep", keep.into()),
@@ -137,9 +141,12 @@ impl Neo4jStore {
             let (Some(name), Some(environment), Some(source)) = (name, environment, source) else {
                 continue;
             };
-            let (Ok(name), Ok(environment)) =
-                (ServiceName::parse(&name), Environment::parse(&environment))
-            else {
+            let cluster: Option<String> = row.get("cluster").map_err(&dec)?;
+            let (Ok(name), Ok(environment), Ok(cluster)) = (
+                ServiceName::parse(&name),
+                Environment::parse(&environment),
+                deploygraph_model::Cluster::parse_field(cluster.as_deref(), "cluster"),
+            ) else {
                 continue;
             };
             let source = EdgeSource::parse(&source).map_err(|e| corrupt(e.to_string()))?;
@@ -153,6 +160,7 @@ impl Neo4jStore {
                 name,
                 namespace: row.get("namespace").map_err(&dec)?,
                 environment,
+                cluster,
             };
             sightings.push((dependency, source, seen));
         }
@@ -172,7 +180,8 @@ impl Neo4jStore {
             .rows(
                 query(
                     "MATCH (:Service {uid: $uid})-[:DEPENDS_ON]->(s:Service)
-                     RETURN DISTINCT s.name AS name, s.namespace AS namespace, s.environment AS environment
+                     RETURN DISTINCT s.name AS name, s.namespace AS namespace, s.environment AS environment,
+                            s.cluster AS cluster
                      ORDER BY name, environment, namespace",
                 )
                 .param("uid", service.uid().as_str()),
@@ -190,7 +199,8 @@ impl Neo4jStore {
             .rows(
                 query(
                     "MATCH (:Service {uid: $uid})<-[:DEPENDS_ON]-(s:Service)
-                     RETURN DISTINCT s.name AS name, s.namespace AS namespace, s.environment AS environment
+                     RETURN DISTINCT s.name AS name, s.namespace AS namespace, s.environment AS environment,
+                            s.cluster AS cluster
                      ORDER BY name, environment, namespace",
                 )
                 .param("uid", service.uid().as_str()),
@@ -209,7 +219,7 @@ impl Neo4jStore {
             "UNWIND $uids AS of
              MATCH (:Service {uid: of})<-[:DEPENDS_ON]-(s:Service)
              RETURN DISTINCT of, s.name AS name, s.namespace AS namespace,
-                    s.environment AS environment
+                    s.environment AS environment, s.cluster AS cluster
              ORDER BY of, name, environment, namespace",
             "read dependents",
         )
@@ -225,7 +235,7 @@ impl Neo4jStore {
             "UNWIND $uids AS of
              MATCH (:Service {uid: of})-[:DEPENDS_ON]->(s:Service)
              RETURN DISTINCT of, s.name AS name, s.namespace AS namespace,
-                    s.environment AS environment
+                    s.environment AS environment, s.cluster AS cluster
              ORDER BY of, name, environment, namespace",
             "read dependencies",
         )

@@ -7,9 +7,7 @@ use crate::error::{Error, Result};
 use crate::payload::{decode, decode_all, encode};
 use crate::types::{CanaryFilter, CanaryOutcome, RecordKind};
 use deploygraph_model::newtypes::format_time;
-use deploygraph_model::{
-    CanaryAnalysis, Environment, NewCanaryAnalysis, ServiceName, ServiceRef, Uid,
-};
+use deploygraph_model::{CanaryAnalysis, NewCanaryAnalysis, Uid};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
@@ -21,16 +19,16 @@ pub(super) fn record_canary_analysis(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
-    let service: Option<(String, Option<String>, String)> = tx
-        .prepare_cached("SELECT service, namespace, environment FROM deployments WHERE uid = ?1")
+    let service: Option<super::rca::ServiceRow> = tx
+        .prepare_cached(
+            "SELECT service, namespace, environment, cluster FROM deployments WHERE uid = ?1",
+        )
         .and_then(|mut stmt| {
-            stmt.query_row([new.deployment.as_str()], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
-            .optional()
+            stmt.query_row([new.deployment.as_str()], super::rca::service_ref)
+                .optional()
         })
         .map_err(failed())?;
-    let Some((name, namespace, environment)) = service else {
+    let Some(service) = service else {
         return Err(Error::NotFound {
             what: "deployment",
             uid: new.deployment.as_str().to_owned(),
@@ -40,11 +38,7 @@ pub(super) fn record_canary_analysis(
         uid: new.deployment.as_str().to_owned(),
         source: Box::new(e),
     };
-    let service = ServiceRef {
-        name: ServiceName::parse(&name).map_err(corrupt)?,
-        namespace,
-        environment: Environment::parse(&environment).map_err(corrupt)?,
-    };
+    let service = super::rca::parse_ref(service).map_err(corrupt)?;
     let analysis = new.clone().of(service);
     let stored: Option<String> = tx
         .prepare_cached("SELECT payload FROM canary_analyses WHERE uid = ?1")

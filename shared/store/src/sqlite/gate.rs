@@ -141,7 +141,7 @@ pub(super) fn list_gate_overrides(
 /// A `certificate_secures` row: the certificate, the Service, the route and its sighting.
 type SecuresRow = (
     (String, String, String, String, String, String, bool),
-    (String, String, Option<String>, String),
+    (String, super::rca::ServiceRow),
     (String, String, i64),
 );
 
@@ -149,12 +149,13 @@ pub(super) fn certificates_securing(
     conn: &Connection,
     services: &[Uid],
 ) -> Result<Vec<crate::types::SecuredCertificate>> {
-    use deploygraph_model::{CertificateRecord, Environment, ServiceName, ServiceRef};
+    use deploygraph_model::CertificateRecord;
     let list = super::rca::uid_list(services)?;
     let rows: Vec<SecuresRow> = conn
         .prepare_cached(
             "SELECT c.sha256, c.subject, c.issuer, c.sans, c.not_before, c.not_after, c.is_ca,
-                    s.uid, s.name, s.namespace, s.environment, cs.via, cs.snapshot_uid, cs.seen_at_us
+                    s.uid, s.name, s.namespace, s.environment, s.cluster,
+                    cs.via, cs.snapshot_uid, cs.seen_at_us
              FROM certificate_secures cs
              JOIN certificates c ON c.uid = cs.certificate_uid
              JOIN services s ON s.uid = cs.service_uid
@@ -172,8 +173,11 @@ pub(super) fn certificates_securing(
                         row.get(5)?,
                         row.get(6)?,
                     ),
-                    (row.get(7)?, row.get(8)?, row.get(9)?, row.get(10)?),
-                    (row.get(11)?, row.get(12)?, row.get(13)?),
+                    (
+                        row.get(7)?,
+                        (row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?),
+                    ),
+                    (row.get(12)?, row.get(13)?, row.get(14)?),
                 ))
             })?
             .collect()
@@ -182,7 +186,7 @@ pub(super) fn certificates_securing(
     let mut out = Vec::with_capacity(rows.len());
     for (certificate, service, (via, snapshot, seen)) in rows {
         let (sha256, subject, issuer, sans, not_before, not_after, is_ca) = certificate;
-        let (uid, name, namespace, environment) = service;
+        let (uid, service) = service;
         let corrupt = |e: String| crate::error::Error::Corrupt {
             uid: uid.clone(),
             source: e.into(),
@@ -198,12 +202,7 @@ pub(super) fn certificates_securing(
                 not_after: time(&not_after)?,
                 is_ca,
             },
-            service: ServiceRef {
-                name: ServiceName::parse(&name).map_err(|e| corrupt(e.to_string()))?,
-                namespace,
-                environment: Environment::parse(&environment)
-                    .map_err(|e| corrupt(e.to_string()))?,
-            },
+            service: super::rca::parse_ref(service).map_err(|e| corrupt(e.to_string()))?,
             via,
             snapshot_uid: Uid::from_stored(snapshot),
             seen_at: DateTime::from_timestamp_micros(seen).unwrap_or_default(),

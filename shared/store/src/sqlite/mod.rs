@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
-    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Commit, Deployment, Environment,
-    ImageDigest, InfraSnapshot, NewCanaryAnalysis, ServiceName, ServiceRef, SuspectVerdict,
-    Trigger, Uid, ValidationResult,
+    Alert, AlertOutcome, CanaryAnalysis, Change, ChaosRun, Cluster, Commit, Deployment,
+    Environment, ImageDigest, InfraSnapshot, NewCanaryAnalysis, ServiceName, ServiceRef,
+    SuspectVerdict, Trigger, Uid, ValidationResult,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -351,8 +351,8 @@ fn write_deployment(
             tx,
         "INSERT INTO deployments (uid, client_id, service_uid, service, namespace, environment, version,
             commit_uid, commit_sha, status, source, actor, started_at, started_at_us, finished_at,
-            content_fingerprint, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            content_fingerprint, payload, cluster)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         params![
             d.uid.as_str(),
             d.id,
@@ -370,7 +370,8 @@ fn write_deployment(
             d.started_at.timestamp_micros(),
             time_text(&d.finished_at),
             d.content_fingerprint(),
-            payload
+            payload,
+            d.cluster.as_str()
         ],
     )
     .map_err(backend_error("write a deployment"))?;
@@ -435,7 +436,7 @@ fn write_helm(tx: &rusqlite::Transaction<'_>, d: &Deployment) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (uid) DO UPDATE SET status = excluded.status",
         params![
-            h.uid().as_str(),
+            h.uid(&d.cluster).as_str(),
             d.uid.as_str(),
             h.release,
             h.namespace,
@@ -679,13 +680,20 @@ impl GraphStore for SqliteStore {
         .await
     }
 
-    async fn latest_snapshot(&self) -> Result<Option<InfraSnapshot>> {
-        self.with_reader(|conn| {
-            read_snapshot(
+    async fn latest_snapshot(&self, cluster: Option<&str>) -> Result<Option<InfraSnapshot>> {
+        let cluster = cluster.map(str::to_owned);
+        self.with_reader(move |conn| match cluster {
+            None => read_snapshot(
                 conn,
                 "SELECT uid, payload FROM infra_snapshots ORDER BY taken_at_us DESC LIMIT 1",
                 [],
-            )
+            ),
+            Some(cluster) => read_snapshot(
+                conn,
+                "SELECT uid, payload FROM infra_snapshots WHERE cluster = ?1
+                 ORDER BY taken_at_us DESC LIMIT 1",
+                [cluster],
+            ),
         })
         .await
     }
@@ -695,9 +703,9 @@ impl GraphStore for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT s.uid, s.name, s.namespace, s.environment, count(d.uid), max(d.started_at_us),
-                            s.owner, s.sla_tier
+                            s.owner, s.sla_tier, s.cluster
                      FROM services s LEFT JOIN deployments d ON d.service_uid = s.uid
-                     GROUP BY s.uid ORDER BY s.name, s.environment, s.namespace",
+                     GROUP BY s.uid ORDER BY s.name, s.environment, s.namespace, s.cluster",
                 )
                 .map_err(backend_error("list services"))?;
             let rows = stmt
@@ -712,6 +720,7 @@ impl GraphStore for SqliteStore {
                         last_deployed_at: last.and_then(DateTime::from_timestamp_micros),
                         owner: row.get(6)?,
                         tier: row.get(7)?,
+                        cluster: row.get(8)?,
                     })
                 })
                 .map_err(backend_error("list services"))?;
@@ -735,14 +744,22 @@ impl GraphStore for SqliteStore {
         name: &ServiceName,
         namespace: Option<&str>,
         environment: Option<&Environment>,
+        cluster: Option<&Cluster>,
     ) -> Result<Vec<ServiceRef>> {
-        let (name, namespace, environment) = (
+        let (name, namespace, environment, cluster) = (
             name.clone(),
             namespace.map(str::to_owned),
             environment.cloned(),
+            cluster.cloned(),
         );
         self.with_reader(move |conn| {
-            rca::find_services(conn, &name, namespace.as_deref(), environment.as_ref())
+            rca::find_services(
+                conn,
+                &name,
+                namespace.as_deref(),
+                environment.as_ref(),
+                cluster.as_ref(),
+            )
         })
         .await
     }
@@ -1236,6 +1253,10 @@ fn list_query(filter: &DeploymentFilter) -> (String, Vec<Value>) {
     if let Some(environment) = &filter.environment {
         clauses.push("environment = ?");
         values.push(Value::Text(environment.as_str().to_owned()));
+    }
+    if let Some(cluster) = &filter.cluster {
+        clauses.push("cluster = ?");
+        values.push(Value::Text(cluster.as_str().to_owned()));
     }
     if let Some(status) = filter.status {
         clauses.push("status = ?");

@@ -9,8 +9,8 @@ use crate::types::{
 use chrono::{DateTime, Utc};
 use deploygraph_model::newtypes::format_time;
 use deploygraph_model::{
-    Alert, AlertOutcome, ChaosRun, Environment, ServiceName, ServiceRef, SubjectKind, Trigger, Uid,
-    merge_alert,
+    Alert, AlertOutcome, ChaosRun, Cluster, Environment, ServiceName, ServiceRef, SubjectKind,
+    Trigger, Uid, merge_alert,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -19,21 +19,33 @@ fn limit_value(limit: usize) -> Value {
     Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX))
 }
 
-pub(super) fn service_ref(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, Option<String>, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+/// A service's columns as read: name, namespace, environment, cluster.
+pub(super) type ServiceRow = (String, Option<String>, String, String);
+
+/// Reads columns 0..4 (name, namespace, environment, cluster).
+pub(super) fn service_ref(row: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
-pub(super) fn to_refs(rows: Vec<(String, Option<String>, String)>) -> Vec<ServiceRef> {
+/// The service of a stored row.
+///
+/// # Errors
+/// A name, environment or cluster the model does not accept.
+pub(super) fn parse_ref(
+    row: ServiceRow,
+) -> std::result::Result<ServiceRef, deploygraph_model::Error> {
+    let (name, namespace, environment, cluster) = row;
+    Ok(ServiceRef {
+        name: ServiceName::parse(&name)?,
+        namespace,
+        environment: Environment::parse(&environment)?,
+        cluster: deploygraph_model::Cluster::parse(&cluster)?,
+    })
+}
+
+pub(super) fn to_refs(rows: Vec<ServiceRow>) -> Vec<ServiceRef> {
     rows.into_iter()
-        .filter_map(|(name, namespace, environment)| {
-            Some(ServiceRef {
-                name: ServiceName::parse(&name).ok()?,
-                namespace,
-                environment: Environment::parse(&environment).ok()?,
-            })
-        })
+        .filter_map(|row| parse_ref(row).ok())
         .collect()
 }
 
@@ -43,13 +55,15 @@ pub(super) fn ensure_service(
 ) -> rusqlite::Result<()> {
     exec(
         tx,
-        "INSERT INTO services (uid, name, namespace, environment) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO services (uid, name, namespace, environment, cluster)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (uid) DO NOTHING",
         params![
             service.uid().as_str(),
             service.name.as_str(),
             service.namespace,
-            service.environment.as_str()
+            service.environment.as_str(),
+            service.cluster.as_str()
         ],
     )
     .map(|_| ())
@@ -60,13 +74,15 @@ pub(super) fn find_services(
     name: &ServiceName,
     namespace: Option<&str>,
     environment: Option<&Environment>,
+    cluster: Option<&Cluster>,
 ) -> Result<Vec<ServiceRef>> {
     let failed = backend_error("find services");
     let mut stmt = conn
         .prepare_cached(
-            "SELECT name, namespace, environment FROM services
+            "SELECT name, namespace, environment, cluster FROM services
              WHERE name = ?1 AND (?2 IS NULL OR namespace = ?2) AND (?3 IS NULL OR environment = ?3)
-             ORDER BY environment, namespace",
+               AND (?4 IS NULL OR cluster = ?4)
+             ORDER BY environment, namespace, cluster",
         )
         .map_err(backend_error("find services"))?;
     let rows = stmt
@@ -74,7 +90,8 @@ pub(super) fn find_services(
             params![
                 name.as_str(),
                 namespace,
-                environment.map(Environment::as_str)
+                environment.map(Environment::as_str),
+                cluster.map(Cluster::as_str)
             ],
             service_ref,
         )
@@ -94,6 +111,7 @@ fn fired_on(tx: &rusqlite::Transaction<'_>, alert: &Alert) -> Result<Vec<Service
         name,
         alert.namespace.as_deref(),
         alert.environment.as_ref(),
+        alert.cluster.as_ref(),
     )?;
     if !found.is_empty() {
         return Ok(found);
@@ -105,6 +123,7 @@ fn fired_on(tx: &rusqlite::Transaction<'_>, alert: &Alert) -> Result<Vec<Service
             name: name.clone(),
             namespace: alert.namespace.clone(),
             environment: environment.clone(),
+            cluster: alert.cluster.clone().unwrap_or_default(),
         })
         .into_iter()
         .collect())
@@ -145,8 +164,8 @@ fn write_alert(tx: &rusqlite::Transaction<'_>, alert: &Alert, insert: bool) -> R
     exec(
         tx,
         "INSERT INTO alerts (uid, fingerprint, name, type, severity, status, starts_at, starts_at_us,
-                             ends_at, service, namespace, environment, summary, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                             ends_at, service, namespace, environment, summary, payload, cluster)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             alert.uid.as_str(),
             alert.fingerprint,
@@ -161,7 +180,8 @@ fn write_alert(tx: &rusqlite::Transaction<'_>, alert: &Alert, insert: bool) -> R
             alert.namespace,
             alert.environment.as_ref().map(Environment::as_str),
             alert.summary,
-            payload
+            payload,
+            alert.cluster.as_ref().map(Cluster::as_str)
         ],
     )
     .map_err(backend_error("record an alert"))?;
@@ -219,6 +239,15 @@ pub(super) fn list_alerts(conn: &Connection, filter: &AlertFilter) -> Result<Vec
         clauses.push("environment = ?");
         values.push(Value::Text(environment.as_str().to_owned()));
     }
+    if let Some(cluster) = &filter.cluster {
+        clauses.push(
+            "(cluster = ? OR (cluster IS NULL AND uid IN (
+                SELECT a.alert_uid FROM alert_services a JOIN services s ON s.uid = a.service_uid
+                WHERE s.cluster = ?)))",
+        );
+        values.push(Value::Text(cluster.as_str().to_owned()));
+        values.push(Value::Text(cluster.as_str().to_owned()));
+    }
     if let Some(fingerprint) = &filter.fingerprint {
         clauses.push("fingerprint = ?");
         values.push(Value::Text(fingerprint.clone()));
@@ -264,7 +293,7 @@ pub(super) fn list_alerts(conn: &Connection, filter: &AlertFilter) -> Result<Vec
 pub(super) fn alert_services(conn: &Connection, alert: &Uid) -> Result<Vec<ServiceRef>> {
     let rows = conn
         .prepare_cached(
-            "SELECT s.name, s.namespace, s.environment FROM alert_services a
+            "SELECT s.name, s.namespace, s.environment, s.cluster FROM alert_services a
              JOIN services s ON s.uid = a.service_uid WHERE a.alert_uid = ?1
              ORDER BY s.environment, s.namespace",
         )

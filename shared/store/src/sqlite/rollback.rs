@@ -9,22 +9,12 @@ use crate::error::{Error, Result};
 use crate::payload::{decode, decode_all, encode};
 use crate::types::{RecordKind, RollbackFilter, RollbackOutcome};
 use deploygraph_model::newtypes::format_time;
-use deploygraph_model::{
-    Deployment, DeploymentStatus, Environment, NewRollback, Rollback, ServiceName, ServiceRef, Uid,
-};
+use deploygraph_model::{Deployment, DeploymentStatus, NewRollback, Rollback, ServiceRef, Uid};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
-/// The undone deployment's row: service, namespace, environment, service uid, the deployment
-/// it follows, payload.
-type UndoneRow = (
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    String,
-);
+/// The undone deployment's row: its service, service uid, the deployment it follows, payload.
+type UndoneRow = (super::rca::ServiceRow, String, Option<String>, String);
 
 /// The undone deployment as the rollback needs it.
 struct Undone {
@@ -41,24 +31,22 @@ pub(super) fn record_rollback(conn: &mut Connection, new: &NewRollback) -> Resul
         .map_err(backend_error("begin a transaction"))?;
     let row: Option<UndoneRow> = tx
         .prepare_cached(
-            "SELECT service, namespace, environment, service_uid, follows_uid, payload
+            "SELECT service, namespace, environment, cluster, service_uid, follows_uid, payload
              FROM deployments WHERE uid = ?1",
         )
         .and_then(|mut stmt| {
             stmt.query_row([new.deployment.as_str()], |row| {
                 Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
+                    super::rca::service_ref(row)?,
                     row.get(4)?,
                     row.get(5)?,
+                    row.get(6)?,
                 ))
             })
             .optional()
         })
         .map_err(failed())?;
-    let Some((name, namespace, environment, service_uid, follows, payload)) = row else {
+    let Some((service, service_uid, follows, payload)) = row else {
         return Err(Error::NotFound {
             what: "deployment",
             uid: new.deployment.as_str().to_owned(),
@@ -69,11 +57,7 @@ pub(super) fn record_rollback(conn: &mut Connection, new: &NewRollback) -> Resul
         source: Box::new(e),
     };
     let undone = Undone {
-        service: ServiceRef {
-            name: ServiceName::parse(&name).map_err(corrupt)?,
-            namespace,
-            environment: Environment::parse(&environment).map_err(corrupt)?,
-        },
+        service: super::rca::parse_ref(service).map_err(corrupt)?,
         service_uid,
         follows,
         payload,

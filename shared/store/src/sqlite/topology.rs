@@ -12,7 +12,7 @@ use deploygraph_model::topology::{DependencyEdge, EdgeSource, ServiceTopologyVie
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// A dependency row: the service depended on, the source, `last_seen_at` in microseconds.
-type SightingRow = ((String, Option<String>, String), String, i64);
+type SightingRow = (super::rca::ServiceRow, String, i64);
 
 pub(super) fn apply_topology(conn: &mut Connection, update: &TopologyUpdate) -> Result<()> {
     let failed = || backend_error("write the topology");
@@ -82,14 +82,14 @@ pub(super) fn service_topology(
     let (owner, tier) = info.unwrap_or_default();
     let rows: Vec<SightingRow> = conn
         .prepare_cached(
-            "SELECT s.name, s.namespace, s.environment, d.source, d.last_seen_at_us
+            "SELECT s.name, s.namespace, s.environment, s.cluster, d.source, d.last_seen_at_us
              FROM service_dependencies d JOIN services s ON s.uid = d.depends_on_uid
              WHERE d.service_uid = ?1
              ORDER BY s.name, s.environment, s.namespace, d.source",
         )
         .and_then(|mut stmt| {
             stmt.query_map([uid.as_str()], |row| {
-                Ok((service_ref(row)?, row.get(3)?, row.get(4)?))
+                Ok((service_ref(row)?, row.get(4)?, row.get(5)?))
             })?
             .collect()
         })
@@ -119,7 +119,7 @@ pub(super) fn service_topology(
 pub(super) fn dependencies(conn: &Connection, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
     let rows = conn
         .prepare_cached(
-            "SELECT DISTINCT s.name, s.namespace, s.environment FROM service_dependencies d
+            "SELECT DISTINCT s.name, s.namespace, s.environment, s.cluster FROM service_dependencies d
              JOIN services s ON s.uid = d.depends_on_uid WHERE d.service_uid = ?1
              ORDER BY s.name, s.environment, s.namespace",
         )
@@ -134,7 +134,7 @@ pub(super) fn dependencies(conn: &Connection, service: &ServiceRef) -> Result<Ve
 pub(super) fn dependents(conn: &Connection, service: &ServiceRef) -> Result<Vec<ServiceRef>> {
     let rows = conn
         .prepare_cached(
-            "SELECT DISTINCT s.name, s.namespace, s.environment FROM service_dependencies d
+            "SELECT DISTINCT s.name, s.namespace, s.environment, s.cluster FROM service_dependencies d
              JOIN services s ON s.uid = d.service_uid WHERE d.depends_on_uid = ?1
              ORDER BY s.name, s.environment, s.namespace",
         )

@@ -30,6 +30,7 @@ mod outage;
 mod quickstart;
 mod rca;
 mod serve;
+mod servers;
 mod support;
 mod topology;
 mod verdicts;

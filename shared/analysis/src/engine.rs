@@ -624,14 +624,14 @@ const REATTRIBUTE_LIMIT: usize = 1000;
 /// Re-attributes the alerts that started within the window after the deployment, on its
 /// service and on the services that depend on it (up to the attribution depth): a deployment
 /// recorded after its alert (CI reports late, a watcher catches up) is still considered, and so
-/// is a dependency's change for its dependents' alerts. Returns how many alerts were
-/// re-attributed.
+/// is a dependency's change for its dependents' alerts. The alerts are revisited by the
+/// follow-up pipeline; returns those a revisit is pending for.
 pub async fn reattribute_after_deployment(
     store: &dyn GraphStore,
     deployment: &deploygraph_model::Deployment,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<Vec<Uid>> {
     reattribute_after(
         store,
         &deployment.uid,
@@ -645,13 +645,13 @@ pub async fn reattribute_after_deployment(
 
 /// Re-attributes the alerts that started within the window after the change, on its services
 /// and on the services that depend on them (up to the attribution depth), exactly as after a
-/// late deployment. Returns how many alerts were re-attributed.
+/// late deployment. Returns the alerts a revisit is pending for.
 pub async fn reattribute_after_change(
     store: &dyn GraphStore,
     change: &Change,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<Vec<Uid>> {
     reattribute_after(
         store,
         &change.uid,
@@ -663,8 +663,12 @@ pub async fn reattribute_after_change(
     .await
 }
 
-/// Re-attributes, once each, the alerts that started in `[at, at + window]` on `services` and
-/// their dependents; `subject` (the deployment or change) names the cause in logs.
+/// Has the alerts that started in `[at, at + window]` on `services` and their dependents
+/// re-attributed: a revisit of each is enqueued ([`GraphStore::enqueue_revisits`]), so every
+/// write of an alert's attribution is one of its own follow-ups, which are done one at a time
+/// (a re-attribution done here, beside a worker attributing the same alert from older reads,
+/// could be overwritten by that worker's older answer). `subject` (the deployment or change)
+/// names the cause in logs. Returns the alerts a revisit is pending for.
 async fn reattribute_after(
     store: &dyn GraphStore,
     subject: &Uid,
@@ -672,7 +676,7 @@ async fn reattribute_after(
     at: DateTime<Utc>,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<Vec<Uid>> {
     let mut affected: Vec<ServiceRef> = Vec::new();
     let mut seen: BTreeSet<Uid> = BTreeSet::new();
     for s in dependent_walks(store, services, settings.depth)
@@ -684,6 +688,7 @@ async fn reattribute_after(
             affected.push(s);
         }
     }
+    let mut found: Vec<Uid> = Vec::new();
     let mut done: BTreeSet<Uid> = BTreeSet::new();
     for service in &affected {
         let alerts = store
@@ -700,13 +705,16 @@ async fn reattribute_after(
         if alerts.len() == REATTRIBUTE_LIMIT {
             tracing::warn!(subject.uid = %subject, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the window than are re-attributed after one deployment or change");
         }
-        for alert in &alerts {
+        for alert in alerts {
             if done.insert(alert.uid.clone()) {
-                attribute_alert(store, alert, settings, now).await?;
+                found.push(alert.uid);
             }
         }
     }
-    Ok(done.len())
+    if found.is_empty() {
+        return Ok(found);
+    }
+    store.enqueue_revisits(&found, now).await
 }
 
 /// The newest occurrence of `fingerprint`, or the one that started at `starts_at`.

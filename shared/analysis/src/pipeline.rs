@@ -402,11 +402,19 @@ impl Pipeline {
                     stored
                 }),
             FollowUpKind::Revisit => self.attribute(&follow_up.subject).await,
-            FollowUpKind::Deployment => {
-                self.after_deployment(&follow_up.subject, follow_up.enqueued_at)
-                    .await
-            }
-            FollowUpKind::Change => self.after_change(&follow_up.subject).await,
+            FollowUpKind::Deployment => self
+                .after_deployment(&follow_up.subject, follow_up.enqueued_at)
+                .await
+                .map(|enqueued| {
+                    let stored = enqueued.is_some();
+                    revisits = enqueued.unwrap_or_default();
+                    stored
+                }),
+            FollowUpKind::Change => self.after_change(&follow_up.subject).await.map(|enqueued| {
+                let stored = enqueued.is_some();
+                revisits = enqueued.unwrap_or_default();
+                stored
+            }),
         };
         let outcome = match result {
             Ok(true) => Outcome::Done,
@@ -460,16 +468,18 @@ impl Pipeline {
         let (_, mut around) =
             engine::attribute_new_alert(store, &alert, settings, Utc::now()).await?;
         if !around.is_empty() {
-            // Only answers computed before this alert was recorded can have missed it (a server
-            // catching up on a backlog attributes each alert with the rest known).
-            let stale: BTreeSet<Uid> = store
+            // Answers computed after this alert was recorded saw it (a server catching up on a
+            // backlog attributes each alert with the rest known); any other may have missed
+            // it: one computed before, one being computed now from reads that may predate it
+            // (not stored yet), one that found no suspect.
+            let fresh: BTreeSet<Uid> = store
                 .top_triggers(&around)
                 .await?
                 .into_iter()
-                .filter(|t| t.computed_at < recorded)
+                .filter(|t| t.computed_at >= recorded + FRESH_AFTER)
                 .map(|t| t.alert_uid)
                 .collect();
-            around.retain(|a| stale.contains(a));
+            around.retain(|a| !fresh.contains(a));
         }
         if around.is_empty() {
             return Ok(Some(Vec::new()));
@@ -480,17 +490,17 @@ impl Pipeline {
         Ok(Some(revisits))
     }
 
-    /// Snapshot (new deployments recorded moments ago) and re-attribution after a deployment;
-    /// `false` when it is not stored.
+    /// Snapshot (new deployments recorded moments ago) and re-attribution after a deployment:
+    /// the alerts a revisit is pending for, `None` when it is not stored.
     async fn after_deployment(
         &self,
         uid: &Uid,
         enqueued_at: DateTime<Utc>,
-    ) -> deploygraph_store::Result<bool> {
+    ) -> deploygraph_store::Result<Option<Vec<Uid>>> {
         let inner = &self.inner;
         let store = inner.store.as_ref();
         let Some(stored) = store.get_deployment(uid).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         if let Some(snapshots) = &inner.snapshots {
             let age = (Utc::now() - enqueued_at).to_std().unwrap_or_default();
@@ -518,38 +528,47 @@ impl Pipeline {
                 tracing::info!(deployment.uid = %uid, overrides = linked, "gate overrides linked to the deployment they admitted");
             }
         }
-        let n = engine::reattribute_after_deployment(
+        let revisits = engine::reattribute_after_deployment(
             store,
             &stored.deployment,
             &inner.config.attribution,
             Utc::now(),
         )
         .await?;
-        if n > 0 {
-            tracing::info!(deployment.uid = %uid, alerts = n, "re-attributed alerts after a deployment");
+        if !revisits.is_empty() {
+            tracing::info!(deployment.uid = %uid, alerts = revisits.len(), "re-attribution of the alerts after a deployment enqueued");
+            self.wake();
         }
-        Ok(true)
+        Ok(Some(revisits))
     }
 
-    /// Re-attribution after a change that is not a rollout; `false` when it is not stored.
-    async fn after_change(&self, uid: &Uid) -> deploygraph_store::Result<bool> {
+    /// Re-attribution after a change that is not a rollout: the alerts a revisit is pending
+    /// for, `None` when it is not stored.
+    async fn after_change(&self, uid: &Uid) -> deploygraph_store::Result<Option<Vec<Uid>>> {
         let store = self.inner.store.as_ref();
         let Some(change) = store.get_change(uid).await? else {
-            return Ok(false);
+            return Ok(None);
         };
-        let n = engine::reattribute_after_change(
+        let revisits = engine::reattribute_after_change(
             store,
             &change,
             &self.inner.config.attribution,
             Utc::now(),
         )
         .await?;
-        if n > 0 {
-            tracing::info!(change.uid = %uid, alerts = n, "re-attributed alerts after a change");
+        if !revisits.is_empty() {
+            tracing::info!(change.uid = %uid, alerts = revisits.len(), "re-attribution of the alerts after a change enqueued");
+            self.wake();
         }
-        Ok(true)
+        Ok(Some(revisits))
     }
 }
+
+/// How long after an alert's follow-up was enqueued (the last statement before its commit) an
+/// attribution must have started to be known to have read it: the commit's own time (a WAL
+/// fsync, a Bolt round trip), with room for a loaded machine. A neighbour attributed sooner is
+/// revisited, which costs one more attribution and is never wrong.
+const FRESH_AFTER: chrono::Duration = chrono::Duration::seconds(10);
 
 fn lease(config: &PipelineConfig) -> chrono::Duration {
     chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60))

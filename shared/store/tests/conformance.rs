@@ -1991,16 +1991,37 @@ async fn revisits_skip_waiting_first_attributions_and_coalesce(store: Arc<dyn Gr
             .unwrap(),
         vec![waiting.uid.clone()]
     );
-    for f in store
-        .claim_follow_ups(claim(&subjects, 10, now + Duration::seconds(61)))
-        .await
-        .unwrap()
-    {
-        store
-            .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+    // Once the lease ran out, one of the subject's two is claimed at a time: the other waits
+    // until it is finished.
+    let mut rounds = Vec::new();
+    loop {
+        let claimed = store
+            .claim_follow_ups(claim(&subjects, 10, now + Duration::seconds(61)))
             .await
             .unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        rounds.push(claimed.iter().map(|f| f.kind).collect::<Vec<_>>());
+        assert!(
+            store
+                .claim_follow_ups(claim(&subjects, 10, now + Duration::seconds(62)))
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing of a subject with a follow-up in flight is claimed"
+        );
+        for f in claimed {
+            store
+                .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+                .await
+                .unwrap();
+        }
     }
+    assert_eq!(
+        rounds,
+        vec![vec![FollowUpKind::Alert], vec![FollowUpKind::Revisit]]
+    );
     assert_eq!(
         store
             .follow_up_stats(Some(&subjects))

@@ -54,13 +54,28 @@ pub(super) async fn enqueue<'a>(
     Ok(())
 }
 
+/// Claims up to `$limit` claimable follow-ups, one per subject, none whose subject has another
+/// follow-up claimed and not yet finished (an alert's first attribution and its revisit would
+/// race, the later write of the earlier read winning). Every follow-up of a chosen subject is
+/// write-locked first (subjects in order, each one's follow-ups in uid order, so concurrent
+/// claims lock alike), then the choice is checked again: a concurrent claim of the same
+/// subject is committed by then.
 const CLAIM: &str = "
 MATCH (f:FollowUp)
 WHERE f.claimable_at_us <= $now AND ($subjects IS NULL OR f.subject IN $subjects)
 WITH f ORDER BY f.kind = 'revisit', f.enqueued_at_us, f.uid LIMIT $limit
-SET f._lock = true
-REMOVE f._lock
-WITH f WHERE f.claimable_at_us <= $now
+WITH f.subject AS subject, collect(f)[0] AS f
+ORDER BY subject
+CALL (subject) {
+  MATCH (g:FollowUp {subject: subject})
+  WITH g ORDER BY g.uid
+  SET g._lock = true
+  REMOVE g._lock
+  RETURN collect(g) AS siblings
+}
+WITH f, siblings
+WHERE f.claimable_at_us <= $now
+  AND none(g IN siblings WHERE g.uid <> f.uid AND g.attempts > 0 AND g.claimable_at_us > $now)
 SET f.claimable_at_us = $until, f.attempts = f.attempts + 1
 RETURN f.kind AS kind, f.subject AS subject, f.enqueued_at_us AS at, f.attempts AS attempts";
 

@@ -98,12 +98,20 @@ pub(super) fn claim(conn: &mut Connection, claim: &Claim<'_>) -> Result<Vec<Foll
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
-    let rows: Vec<(String, String, i64, i64)> = {
+    // One follow-up of a subject at a time: none whose subject has another one claimed and
+    // not yet finished (an alert's first attribution and its revisit would race, the later
+    // write of the earlier read winning), and one per subject in a batch. The transaction is
+    // IMMEDIATE, so the claims of other processes are committed or not begun.
+    let mut rows: Vec<(String, String, i64, i64)> = {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT kind, subject, enqueued_at_us, attempts FROM follow_ups
+                "SELECT kind, subject, enqueued_at_us, attempts FROM follow_ups f
                  WHERE claimable_at_us <= ?1
                    AND (?2 IS NULL OR subject IN (SELECT value FROM json_each(?2)))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM follow_ups g
+                       WHERE g.subject = f.subject AND g.kind <> f.kind
+                         AND g.attempts > 0 AND g.claimable_at_us > ?1)
                  ORDER BY kind = 'revisit', enqueued_at_us, kind, subject LIMIT ?3",
             )
             .map_err(backend_error("claim follow-ups"))?;
@@ -113,6 +121,8 @@ pub(super) fn claim(conn: &mut Connection, claim: &Claim<'_>) -> Result<Vec<Foll
         .and_then(Iterator::collect)
         .map_err(failed)?
     };
+    let mut subjects_claimed = std::collections::HashSet::new();
+    rows.retain(|row| subjects_claimed.insert(row.1.clone()));
     let mut claimed = Vec::with_capacity(rows.len());
     {
         let mut update = tx

@@ -206,19 +206,24 @@ pub(super) fn record_alerts(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
     let mut outcomes = Vec::with_capacity(alerts.len());
-    let now = Utc::now();
     for alert in alerts {
         let stored = read_alert(&tx, alert.uid.as_str())?;
         let (merged, outcome) = merge_alert(stored.as_ref(), alert);
         match outcome {
-            AlertOutcome::Created => {
-                write_alert(&tx, &merged, true)?;
-                super::follow_up::enqueue(&tx, crate::FollowUpKind::Alert, &merged.uid, now)?;
-            }
+            AlertOutcome::Created => write_alert(&tx, &merged, true)?,
             AlertOutcome::Updated => write_alert(&tx, &merged, false)?,
             AlertOutcome::Unchanged => {}
         }
         outcomes.push((merged, outcome));
+    }
+    // The follow-ups' enqueue time is taken last, just before the commit: an attribution that
+    // started a moment after it read the alerts committed here (the pipeline's revisits rely
+    // on it, with a margin).
+    let now = Utc::now();
+    for (merged, outcome) in &outcomes {
+        if *outcome == AlertOutcome::Created {
+            super::follow_up::enqueue(&tx, crate::FollowUpKind::Alert, &merged.uid, now)?;
+        }
     }
     tx.commit().map_err(backend_error("commit"))?;
     Ok(outcomes)

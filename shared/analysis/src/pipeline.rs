@@ -392,29 +392,23 @@ impl Pipeline {
     async fn process_one(&self, follow_up: &FollowUp) -> (Outcome, Vec<Uid>) {
         let inner = &self.inner;
         let mut revisits = Vec::new();
+        // Whether the subject is stored, keeping the alerts a revisit was enqueued for.
+        let mut stored = |enqueued: Option<Vec<Uid>>| {
+            let found = enqueued.is_some();
+            revisits = enqueued.unwrap_or_default();
+            found
+        };
         let result = match follow_up.kind {
             FollowUpKind::Alert => self
                 .attribute_new(&follow_up.subject, follow_up.enqueued_at)
                 .await
-                .map(|enqueued| {
-                    let stored = enqueued.is_some();
-                    revisits = enqueued.unwrap_or_default();
-                    stored
-                }),
+                .map(&mut stored),
             FollowUpKind::Revisit => self.attribute(&follow_up.subject).await,
             FollowUpKind::Deployment => self
                 .after_deployment(&follow_up.subject, follow_up.enqueued_at)
                 .await
-                .map(|enqueued| {
-                    let stored = enqueued.is_some();
-                    revisits = enqueued.unwrap_or_default();
-                    stored
-                }),
-            FollowUpKind::Change => self.after_change(&follow_up.subject).await.map(|enqueued| {
-                let stored = enqueued.is_some();
-                revisits = enqueued.unwrap_or_default();
-                stored
-            }),
+                .map(&mut stored),
+            FollowUpKind::Change => self.after_change(&follow_up.subject).await.map(&mut stored),
         };
         let outcome = match result {
             Ok(true) => Outcome::Done,

@@ -407,6 +407,10 @@ pub(crate) async fn deployment_alerts(
     Ok(Json(json!({"deployment": parsed, "items": items, "truncated": truncated})).into_response())
 }
 
+/// How long `POST /v1/alerts/{fingerprint}/attribution` waits for the recomputation (it
+/// answers with `attribution_pending` beyond).
+const RECOMPUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `POST /v1/alerts/{fingerprint}/attribution`: recompute, then the suspects.
 #[utoipa::path(post, path = "/v1/alerts/{fingerprint}/attribution", tag = "alerts",
     params(("fingerprint" = deploygraph_model::schema::Fingerprint, Path), OccurrenceParams),
@@ -422,14 +426,22 @@ pub(crate) async fn reattribute(
 ) -> Result<Response, ApiError> {
     let p = query_params(query)?;
     let alert = occurrence(&state, &fingerprint, p.starts_at.as_deref()).await?;
-    engine::attribute_alert(
-        state.store.as_ref(),
-        &alert,
-        &state.config.attribution,
-        Utc::now(),
-    )
-    .await
-    .map_err(store_error(&state))?;
+    // Through the alert's own follow-ups, like every other write of its attribution: one at a
+    // time, so a worker holding older reads cannot overwrite the recomputed answer.
+    let store = state.store.as_ref();
+    let subject = std::slice::from_ref(&alert.uid);
+    store
+        .enqueue_revisits(subject, Utc::now())
+        .await
+        .map_err(store_error(&state))?;
+    let drained = state
+        .pipeline()
+        .drain(subject, RECOMPUTE_WAIT)
+        .await
+        .map_err(store_error(&state))?;
+    if drained.pending > 0 {
+        tracing::warn!(alert.uid = %alert.uid, "the recomputed attribution is still pending: another worker holds the alert");
+    }
     let view = engine::suspects(state.store.as_ref(), alert)
         .await
         .map_err(store_error(&state))?;

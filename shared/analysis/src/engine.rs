@@ -688,8 +688,7 @@ async fn reattribute_after(
             affected.push(s);
         }
     }
-    let mut found: Vec<Uid> = Vec::new();
-    let mut done: BTreeSet<Uid> = BTreeSet::new();
+    let mut found: BTreeSet<Uid> = BTreeSet::new();
     for service in &affected {
         let alerts = store
             .list_alerts(&AlertFilter {
@@ -705,15 +704,12 @@ async fn reattribute_after(
         if alerts.len() == REATTRIBUTE_LIMIT {
             tracing::warn!(subject.uid = %subject, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the window than are re-attributed after one deployment or change");
         }
-        for alert in alerts {
-            if done.insert(alert.uid.clone()) {
-                found.push(alert.uid);
-            }
-        }
+        found.extend(alerts.into_iter().map(|a| a.uid));
     }
     if found.is_empty() {
-        return Ok(found);
+        return Ok(Vec::new());
     }
+    let found: Vec<Uid> = found.into_iter().collect();
     store.enqueue_revisits(&found, now).await
 }
 

@@ -352,15 +352,6 @@ fn answer(uid: &str, allowed: bool, refusal: Option<&str>, warnings: &[String]) 
     .into_response()
 }
 
-/// The newest snapshot that counts: the configured cluster's newest (read by index however
-/// many clusters snapshot into the store), else the newest one at all.
-async fn newest_snapshot(
-    state: &AppState,
-    config: &Config,
-) -> deploygraph_store::Result<Option<InfraSnapshot>> {
-    state.store.latest_snapshot(config.cluster.as_deref()).await
-}
-
 async fn validate(State(gate): State<Gate>, body: Bytes) -> Response {
     let metrics = gate.state.metrics.clone();
     let review = match parse_review(&body, gate.config.template_hash) {
@@ -386,7 +377,10 @@ async fn validate(State(gate): State<Gate>, body: Bytes) -> Response {
     }
     let now = Utc::now();
     let retry_after = gate.state.config.retry_after_secs;
-    let snapshot = match bounded(config.timeout, newest_snapshot(&gate.state, config)).await {
+    // The newest snapshot that counts: the configured cluster's (read by index), else the
+    // newest of all.
+    let newest = gate.state.store.latest_snapshot(config.cluster.as_deref());
+    let snapshot = match bounded(config.timeout, newest).await {
         Ok(snapshot) => snapshot,
         Err(why) => {
             tracing::warn!(review.uid = %review.uid, error.message = %why, "admission review: no snapshot to judge by");

@@ -149,9 +149,7 @@ pub fn release_to_deployment(
     };
     let revision = release.version.to_string();
     let mut uid_parts = vec![release.namespace.as_str(), release.name.as_str(), &revision];
-    if !cluster.is_default() {
-        uid_parts.push(cluster.as_str());
-    }
+    uid_parts.extend(cluster.uid_part());
     Some(Deployment {
         uid: Uid::derive(deploygraph_model::uid::HELM_RELEASE_PREFIX, &uid_parts),
         id: None,

@@ -442,9 +442,7 @@ pub fn rollout_uid(o: &Observation, cluster: &Cluster) -> Uid {
         .clone()
         .unwrap_or_else(|| format!("g{}", o.generation));
     let mut parts = vec![o.namespace.as_str(), o.kind, &o.name, &o.object_uid, &key];
-    if !cluster.is_default() {
-        parts.push(cluster.as_str());
-    }
+    parts.extend(cluster.uid_part());
     Uid::derive(deploygraph_model::uid::K8S_ROLLOUT_PREFIX, &parts)
 }
 

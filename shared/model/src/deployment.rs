@@ -415,9 +415,7 @@ impl HelmRevision {
     pub fn uid(&self, cluster: &Cluster) -> Uid {
         let revision = self.revision.to_string();
         let mut parts = vec![self.namespace.as_str(), self.release.as_str(), &revision];
-        if !cluster.is_default() {
-            parts.push(cluster.as_str());
-        }
+        parts.extend(cluster.uid_part());
         Uid::derive("helm-revision", &parts)
     }
 }
@@ -582,13 +580,9 @@ pub fn service_uid(
     environment: &Environment,
     cluster: &Cluster,
 ) -> Uid {
-    let (name, namespace, environment) =
-        (name.as_str(), namespace.unwrap_or(""), environment.as_str());
-    if cluster.is_default() {
-        Uid::derive("service", &[name, namespace, environment])
-    } else {
-        Uid::derive("service", &[name, namespace, environment, cluster.as_str()])
-    }
+    let mut parts = vec![name.as_str(), namespace.unwrap_or(""), environment.as_str()];
+    parts.extend(cluster.uid_part());
+    Uid::derive("service", &parts)
 }
 
 /// What recording a deployment means, given what is stored under its uid.
@@ -1051,9 +1045,7 @@ pub fn deployment_uid(
                 &digests,
                 &started_at,
             ];
-            if !service.cluster.is_default() {
-                parts.push(service.cluster.as_str());
-            }
+            parts.extend(service.cluster.uid_part());
             Uid::derive("deployment", &parts)
         }
     }

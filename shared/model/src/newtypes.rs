@@ -185,6 +185,12 @@ impl Cluster {
         }
     }
 
+    /// The part a derived uid gets from the cluster: none in [`Cluster::DEFAULT`] (the uids
+    /// recorded before clusters were told apart), the name in any other.
+    pub fn uid_part(&self) -> Option<&str> {
+        (!self.is_default()).then_some(self.0.as_str())
+    }
+
     /// Whether this is [`Cluster::DEFAULT`].
     pub fn is_default(&self) -> bool {
         self.0 == Self::DEFAULT

@@ -19,8 +19,8 @@ use deploygraph_model::{
     SuspectVerdict, Trigger, Uid, Verdict, VerdictKind,
 };
 use deploygraph_store::{
-    AlertFilter, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE, Result, ServiceHistory,
-    StoredDeployment,
+    AlertFilter, BLAMED_CONFIDENCE, ChaosFilter, DeploymentFilter, GraphStore, MAX_PAGE_SIZE,
+    Result, ServiceHistory, StoredDeployment,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -121,6 +121,8 @@ struct Gathered {
     candidates: Vec<Candidate>,
     chaos: Vec<ActiveChaos>,
     revisits: Vec<Uid>,
+    /// The services a cause of the alert could be on (its own and their dependencies).
+    related: Vec<ServiceRef>,
 }
 
 /// [`candidates`], and with `choose_revisits` the alerts to revisit, chosen from the same reads.
@@ -306,6 +308,7 @@ async fn gather(
         candidates,
         chaos,
         revisits,
+        related: related.into_iter().map(|r| r.service).collect(),
     })
 }
 
@@ -487,9 +490,35 @@ pub async fn attribute_alert(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Attribution> {
-    Ok(attribute_and_store(store, alert, settings, now, false)
-        .await?
-        .0)
+    Ok(reattribute_alert(store, alert, settings, now).await?.0)
+}
+
+/// [`attribute_alert`], with the later alerts whose revisit it enqueued because it changed which
+/// subjects this alert blames ([`Stored::later`]).
+///
+/// # Errors
+/// The store's.
+pub async fn reattribute_alert(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<(Attribution, Vec<Uid>)> {
+    let stored = attribute_and_store(store, alert, settings, now, false).await?;
+    Ok((stored.attribution, stored.later))
+}
+
+/// What [`attribute_and_store`] did.
+pub struct Stored {
+    /// The attribution stored.
+    pub attribution: Attribution,
+    /// The alerts around the new one whose attribution it may change (only when asked for):
+    /// not enqueued, the caller decides.
+    pub around: Vec<Uid>,
+    /// The later alerts whose revisit was enqueued because this attribution changed which
+    /// subjects the alert blames ([`deploygraph_store::is_blamed`]): their candidates'
+    /// histories count that blame ([`GraphStore::service_history`] counts an earlier alert's).
+    pub later: Vec<Uid>,
 }
 
 /// [`attribute_alert`] for a newly recorded alert, with the alerts whose attribution it may
@@ -506,7 +535,7 @@ pub async fn attribute_new_alert(
     alert: &Alert,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<(Attribution, Vec<Uid>)> {
+) -> Result<Stored> {
     attribute_and_store(store, alert, settings, now, true).await
 }
 
@@ -516,12 +545,27 @@ async fn attribute_and_store(
     settings: &Settings,
     now: DateTime<Utc>,
     choose_revisits: bool,
-) -> Result<(Attribution, Vec<Uid>)> {
-    let Gathered {
-        candidates,
-        chaos,
-        revisits,
-    } = gather(store, alert, settings, choose_revisits).await?;
+) -> Result<Stored> {
+    // What the alert blamed before, read with the facts: the alert's attributions are written
+    // one at a time (its follow-ups), so nothing else replaces it in between.
+    let (
+        Gathered {
+            candidates,
+            chaos,
+            revisits,
+            related,
+        },
+        previous,
+    ) = tokio::try_join!(
+        gather(store, alert, settings, choose_revisits),
+        store.attribution(&alert.uid),
+    )?;
+    let blamed_before: BTreeSet<Uid> = previous
+        .triggers
+        .iter()
+        .filter(|t| t.confidence_score >= BLAMED_CONFIDENCE)
+        .map(|t| t.subject_uid.clone())
+        .collect();
     let subjects: HashMap<Uid, SubjectKind> = candidates
         .iter()
         .map(|c| (c.deployment.clone(), c.subject))
@@ -553,7 +597,57 @@ async fn attribute_and_store(
                 .await?;
         }
     }
-    Ok((attribution, revisits))
+    let blamed_now: BTreeSet<Uid> = match &attribution {
+        Attribution::Deployments { suspects, .. } => suspects
+            .iter()
+            .filter(|s| s.confidence_score >= BLAMED_CONFIDENCE)
+            .map(|s| s.deployment.clone())
+            .collect(),
+        Attribution::Chaos { .. } => BTreeSet::new(),
+    };
+    let later = if blamed_now == blamed_before {
+        Vec::new()
+    } else {
+        revisit_later(store, alert, &related, settings, now).await?
+    };
+    Ok(Stored {
+        attribution,
+        around: revisits,
+        later,
+    })
+}
+
+/// Enqueues a revisit of the alerts that started after `alert` — up to twice the window after
+/// it, on the services its cause could be on (`related`) and on those that depend on them — once
+/// its attribution changed which subjects it blames: a candidate of theirs that started after
+/// it counts that blame in its service's history. Each revisit may change what its alert blames
+/// in turn, and so revisit alerts later still; the chain ends because it only moves forward in
+/// time. Alerts beyond twice the window keep their answer until something else revisits them.
+async fn revisit_later(
+    store: &dyn GraphStore,
+    alert: &Alert,
+    related: &[ServiceRef],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uid>> {
+    let later = alerts_around(
+        store,
+        &alert.uid,
+        related,
+        (alert.starts_at, alert.starts_at + settings.window * 2),
+        settings,
+    )
+    .await?
+    .into_iter()
+    .filter(|(_, starts_at)| *starts_at > alert.starts_at)
+    .map(|(uid, _)| uid)
+    .collect::<Vec<_>>();
+    if later.is_empty() {
+        return Ok(Vec::new());
+    }
+    let enqueued = store.enqueue_revisits(&later, now).await?;
+    tracing::debug!(alert.uid = %alert.uid, revisits = enqueued.len(), "what the alert blames changed: later alerts revisited");
+    Ok(enqueued)
 }
 
 /// The services whose alerts a change of each of `services` may explain — itself, then the
@@ -677,6 +771,35 @@ async fn reattribute_after(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uid>> {
+    let found: Vec<Uid> = alerts_around(
+        store,
+        subject,
+        services,
+        (at, at + settings.window),
+        settings,
+    )
+    .await?
+    .into_iter()
+    .map(|(uid, _)| uid)
+    .collect();
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.enqueue_revisits(&found, now).await
+}
+
+/// The alerts (with their starts) that started in `[from, to]` on `services` and on the services
+/// that depend on them (up to the attribution depth), by name: an alert without an environment
+/// label fired on every Service of its name; attribution itself follows FIRED_ON. At most
+/// [`REATTRIBUTE_LIMIT`] per service; `subject` (what asks) names the cause in logs and is never
+/// among them.
+async fn alerts_around(
+    store: &dyn GraphStore,
+    subject: &Uid,
+    services: &[ServiceRef],
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    settings: &Settings,
+) -> Result<Vec<(Uid, DateTime<Utc>)>> {
     let mut affected: Vec<ServiceRef> = Vec::new();
     let mut seen: BTreeSet<Uid> = BTreeSet::new();
     for s in dependent_walks(store, services, settings.depth)
@@ -688,29 +811,32 @@ async fn reattribute_after(
             affected.push(s);
         }
     }
-    let mut found: BTreeSet<Uid> = BTreeSet::new();
-    for service in &affected {
+    let mut names: BTreeSet<ServiceName> = BTreeSet::new();
+    let mut found: BTreeMap<Uid, DateTime<Utc>> = BTreeMap::new();
+    for service in affected {
+        if !names.insert(service.name.clone()) {
+            continue;
+        }
         let alerts = store
             .list_alerts(&AlertFilter {
-                // By name: an alert without an environment label fired on every Service of
-                // its name; attribution itself follows FIRED_ON.
                 service: Some(service.name.clone()),
-                since: Some(at),
-                until: Some(at + settings.window),
+                since: Some(from),
+                until: Some(to),
                 limit: REATTRIBUTE_LIMIT,
                 ..AlertFilter::default()
             })
             .await?;
         if alerts.len() == REATTRIBUTE_LIMIT {
-            tracing::warn!(subject.uid = %subject, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the window than are re-attributed after one deployment or change");
+            tracing::warn!(subject.uid = %subject, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the span than are re-attributed at once");
         }
-        found.extend(alerts.into_iter().map(|a| a.uid));
+        found.extend(
+            alerts
+                .into_iter()
+                .filter(|a| a.uid != *subject)
+                .map(|a| (a.uid, a.starts_at)),
+        );
     }
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    let found: Vec<Uid> = found.into_iter().collect();
-    store.enqueue_revisits(&found, now).await
+    Ok(found.into_iter().collect())
 }
 
 /// The newest occurrence of `fingerprint`, or the one that started at `starts_at`.

@@ -403,7 +403,7 @@ impl Pipeline {
                 .attribute_new(&follow_up.subject, follow_up.enqueued_at)
                 .await
                 .map(&mut stored),
-            FollowUpKind::Revisit => self.attribute(&follow_up.subject).await,
+            FollowUpKind::Revisit => self.attribute(&follow_up.subject).await.map(&mut stored),
             FollowUpKind::Deployment => self
                 .after_deployment(&follow_up.subject, follow_up.enqueued_at)
                 .await
@@ -436,14 +436,20 @@ impl Pipeline {
         (outcome, revisits)
     }
 
-    /// Attributes the alert; `false` when it is not stored.
-    async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<bool> {
+    /// Attributes the alert again: the later alerts whose revisit it enqueued (when what it
+    /// blames changed), `None` when it is not stored.
+    async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<Option<Vec<Uid>>> {
         let store = self.inner.store.as_ref();
         let Some(alert) = store.get_alert(alert).await? else {
-            return Ok(false);
+            return Ok(None);
         };
-        engine::attribute_alert(store, &alert, &self.inner.config.attribution, Utc::now()).await?;
-        Ok(true)
+        let (_, later) =
+            engine::reattribute_alert(store, &alert, &self.inner.config.attribution, Utc::now())
+                .await?;
+        if !later.is_empty() {
+            self.wake();
+        }
+        Ok(Some(later))
     }
 
     /// Attributes a new alert (`recorded` when its follow-up was enqueued), then enqueues the
@@ -459,8 +465,9 @@ impl Pipeline {
             return Ok(None);
         };
         let settings = &self.inner.config.attribution;
-        let (_, mut around) =
-            engine::attribute_new_alert(store, &alert, settings, Utc::now()).await?;
+        let engine::Stored {
+            mut around, later, ..
+        } = engine::attribute_new_alert(store, &alert, settings, Utc::now()).await?;
         if !around.is_empty() {
             // Answers computed after this alert was recorded saw it (a server catching up on a
             // backlog attributes each alert with the rest known); any other may have missed
@@ -476,11 +483,19 @@ impl Pipeline {
             around.retain(|a| !fresh.contains(a));
         }
         if around.is_empty() {
-            return Ok(Some(Vec::new()));
+            if !later.is_empty() {
+                self.wake();
+            }
+            return Ok(Some(later));
         }
-        let revisits = store.enqueue_revisits(&around, Utc::now()).await?;
+        let mut revisits = store.enqueue_revisits(&around, Utc::now()).await?;
         tracing::debug!(alert.uid = %alert.uid, revisits = revisits.len(), "re-attribution of the alerts around a new one enqueued");
         self.wake();
+        for uid in later {
+            if !revisits.contains(&uid) {
+                revisits.push(uid);
+            }
+        }
         Ok(Some(revisits))
     }
 

@@ -237,7 +237,9 @@ pub trait GraphStore: Send + Sync + 'static {
     ) -> Result<Vec<StoredDeployment>>;
 
     /// How many deployments of the service started before `before`, and how many of them were
-    /// blamed for an alert ([`is_blamed`]): CAUSED one, or TRIGGERS one at
+    /// blamed for an alert that also started before `before` — the service's record as it
+    /// stood then, so that an attribution never counts its own answer, nor one of a later
+    /// alert, as evidence ([`is_blamed`]): CAUSED one, or TRIGGERS one at
     /// [`BLAMED_CONFIDENCE`] or more without a REJECTED verdict for it.
     ///
     /// # Errors
@@ -265,9 +267,10 @@ pub trait GraphStore: Send + Sync + 'static {
     /// `limit` most recent changes anywhere in the graph that started strictly before `before` —
     /// deployments that changed it (by start; one that changed it in two ways counts once) and
     /// changes that are not rollouts with it (by `at`), ties by the larger uid — how many there
-    /// are and how many were blamed for an alert (TRIGGERS with a confidence of
-    /// [`BLAMED_CONFIDENCE`] or more). `limit` is at most [`KEY_HISTORY_MAX_LIMIT`]. Only paths
-    /// with at least one change are returned, ordered by path. Bounded work per path: an index
+    /// are and how many were blamed for an alert that started before `before` (TRIGGERS with a
+    /// confidence of [`BLAMED_CONFIDENCE`] or more). `limit` is at most
+    /// [`KEY_HISTORY_MAX_LIMIT`]. Only paths with at least one change are returned, ordered by
+    /// path. Bounded work per path: an index
     /// gives each path's most recent deployments, another its most recent changes.
     ///
     /// # Errors

@@ -1341,7 +1341,8 @@ async fn key_history_counts_each_keys_recent_changes_across_the_graph(store: Arc
     .into_iter()
     .enumerate()
     {
-        let alert = Alert::test(&unique("fp"), &api, 100 + i as i64);
+        // Early: blame counts in a history only from alerts that started before its time.
+        let alert = Alert::test(&unique("fp"), &api, 1 + i as i64);
         store.record_alerts(vec![alert.clone()]).await.unwrap();
         subjects.push(alert.uid.clone());
         alerts.push(alert.clone());
@@ -1443,6 +1444,23 @@ async fn key_history_counts_each_keys_recent_changes_across_the_graph(store: Arc
     assert_eq!(
         history(vec![a.clone()], 25, 10).await,
         vec![(a.clone(), 3, 2)]
+    );
+    // Blame from an alert that started later is not in the history of an earlier time: d3
+    // blamed for an alert of minute 100 counts at 200, not at 60.
+    let late = Alert::test(&unique("fp"), &api, 100);
+    store.record_alerts(vec![late.clone()]).await.unwrap();
+    subjects.push(late.uid.clone());
+    store
+        .replace_attribution(&late.uid, &[scored(&late, &d3, 0.9)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        history(vec![a.clone()], 60, 10).await,
+        vec![(a.clone(), 7, 4)]
+    );
+    assert_eq!(
+        history(vec![a.clone()], 200, 10).await,
+        vec![(a.clone(), 7, 5)]
     );
     deploygraph_store::testing::discard_follow_ups(store.as_ref(), &subjects).await;
 }
@@ -2721,7 +2739,7 @@ async fn verdicts_are_replaced_and_survive_attribution(store: Arc<dyn GraphStore
 
 /// A deployment is blamed in its service's history when a reviewer confirmed it as an alert's
 /// cause, or when it TRIGGERS an alert at BLAMED_CONFIDENCE or more and no reviewer rejected it
-/// for that alert.
+/// for that alert — an alert that started before the history's time.
 async fn history_counts_confirmed_and_never_rejected_deployments(store: Arc<dyn GraphStore>) {
     use VerdictKind::{Confirmed, Rejected};
     let service = unique("judged");
@@ -2807,6 +2825,16 @@ async fn history_counts_confirmed_and_never_rejected_deployments(store: Arc<dyn 
         .await
         .unwrap();
     assert_eq!((early.deployments, early.followed_by_alerts), (2, 1));
+    // Blamed only by alerts that started before the given time too: ds[0] (minute 0) is blamed
+    // for the alert of minute 5, which its record at minute 4 does not know yet.
+    let before_blame = store
+        .service_history(&ds[0].service_uid(), minute(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        (before_blame.deployments, before_blame.followed_by_alerts),
+        (1, 0)
+    );
 }
 
 async fn a_new_canary_verdict_enqueues_its_deployments_follow_up(store: Arc<dyn GraphStore>) {

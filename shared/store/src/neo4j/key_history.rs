@@ -15,8 +15,9 @@ const OPERATION: &str = "read keys' history";
 /// Per path, its `$limit` most recent deployments before `$before`, then its `$limit` most
 /// recent changes that are not rollouts before `$before` (each one index range, ordered by the
 /// index: the path is fixed, so ordering by it too lets the planner read the index backwards and
-/// stop at the limit). Each with whether it was blamed ([`crate::is_blamed`]: confirmed by a
-/// reviewer, or a TRIGGERS of 0.5 or more not rejected), from one walk of its relationships.
+/// stop at the limit). Each with whether it was blamed for an alert that started before
+/// `$before` ([`crate::is_blamed`]: confirmed by a reviewer, or a TRIGGERS of 0.5 or more not
+/// rejected), from one walk of its relationships.
 const KEY_HISTORY: &str = "
 UNWIND $paths AS path
 CALL {
@@ -28,8 +29,9 @@ CALL {
   RETURN collect(x.started_at_us) AS times, collect(d.uid) AS subjects,
          collect(EXISTS {
            MATCH (d)-[r:CAUSED|TRIGGERS]->(a:Alert)
-           WHERE type(r) = 'CAUSED'
-              OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) })
+           WHERE a.starts_at_us < $before
+             AND (type(r) = 'CAUSED'
+                  OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) }))
          }) AS blamed
 }
 RETURN path, times, subjects, blamed
@@ -44,8 +46,9 @@ CALL {
   RETURN collect(k.at_us) AS times, collect(c.uid) AS subjects,
          collect(EXISTS {
            MATCH (c)-[r:CAUSED|TRIGGERS]->(a:Alert)
-           WHERE type(r) = 'CAUSED'
-              OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (c)-[:REJECTED]->(a) })
+           WHERE a.starts_at_us < $before
+             AND (type(r) = 'CAUSED'
+                  OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (c)-[:REJECTED]->(a) }))
          }) AS blamed
 }
 RETURN path, times, subjects, blamed";

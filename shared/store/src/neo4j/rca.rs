@@ -562,10 +562,11 @@ fn trigger_from_row(
 }
 
 /// Per service of `$services` (`{service, latest, queries: [{i, before}]}`): its deployments that
-/// started before the latest `before` asked (one index range), each checked once for blame
-/// ([`crate::is_blamed`]: CAUSED an alert, or TRIGGERS one at `$blamed` or more without a
-/// REJECTED for it; one walk of the deployment's relationships, REJECTED only behind a TRIGGERS at
-/// the blame confidence), then counted for each `before` asked of that service. Attribution asks
+/// started before the latest `before` asked (one index range), each with the start of the first
+/// alert it is blamed for ([`crate::is_blamed`]: CAUSED it, or TRIGGERS it at `$blamed` or more
+/// without a REJECTED for it; one walk of the deployment's relationships, REJECTED only behind a
+/// TRIGGERS at the blame confidence), then counted for each `before` asked of that service: a
+/// deployment counts as blamed when that alert also started before `before`. Attribution asks
 /// of a busy service at each of its candidates' starts: its history is read once, not once per
 /// candidate.
 const SERVICE_HISTORIES: &str = "
@@ -574,16 +575,18 @@ CALL {
   WITH s
   MATCH (d:DeploymentEvent)
   WHERE d.service_uid = s.service AND d.started_at_us < s.latest
-  WITH d.started_at_us AS at, EXISTS {
-    MATCH (d)-[r:CAUSED|TRIGGERS]->(a:Alert)
+  WITH d.started_at_us AS at, [(d)-[r:CAUSED|TRIGGERS]->(a:Alert)
     WHERE type(r) = 'CAUSED'
        OR (r.confidence_score >= $blamed AND NOT EXISTS { MATCH (d)-[:REJECTED]->(a) })
-  } AS blamed
-  RETURN collect(at) AS starts, collect(CASE WHEN blamed THEN at END) AS blamed_starts
+    | a.starts_at_us] AS blamers
+  WITH at, reduce(first = null, t IN blamers |
+                  CASE WHEN first IS NULL OR t < first THEN t ELSE first END) AS first_blamed
+  RETURN collect(at) AS starts,
+         collect(CASE WHEN first_blamed IS NOT NULL THEN [at, first_blamed] END) AS blamed
 }
 UNWIND s.queries AS q
 RETURN q.i AS i, size([t IN starts WHERE t < q.before]) AS deployments,
-       size([t IN blamed_starts WHERE t < q.before]) AS followed";
+       size([b IN blamed WHERE b[0] < q.before AND b[1] < q.before]) AS followed";
 
 /// The suspect a TRIGGERS relationship starts at, as `subject` and `subject_uid` columns
 /// (`x` is the start node).

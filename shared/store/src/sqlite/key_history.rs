@@ -13,13 +13,16 @@ use rusqlite::{Connection, params};
 const OPERATION: &str = "read keys' history";
 
 /// The path's `limit` most recent deployments before a time, newest first, with whether each
-/// was blamed for an alert ([`crate::is_blamed`]): one index range.
+/// was blamed for an alert that started before that time ([`crate::is_blamed`]): one index
+/// range.
 const RECENT_DEPLOYMENTS: &str = "
 SELECT cc.started_at_us, cc.deployment_uid,
-       EXISTS (SELECT 1 FROM deployment_verdicts v
-               WHERE v.deployment_uid = cc.deployment_uid AND v.verdict = 'confirmed')
-       OR EXISTS (SELECT 1 FROM triggers t
+       EXISTS (SELECT 1 FROM deployment_verdicts v JOIN alerts a ON a.uid = v.alert_uid
+               WHERE v.deployment_uid = cc.deployment_uid AND v.verdict = 'confirmed'
+                 AND a.starts_at_us < ?2)
+       OR EXISTS (SELECT 1 FROM triggers t JOIN alerts a ON a.uid = t.alert_uid
                   WHERE t.deployment_uid = cc.deployment_uid AND t.confidence_score >= ?4
+                    AND a.starts_at_us < ?2
                     AND NOT EXISTS (SELECT 1 FROM deployment_verdicts v
                                     WHERE v.alert_uid = t.alert_uid
                                       AND v.deployment_uid = t.deployment_uid
@@ -30,13 +33,15 @@ ORDER BY cc.started_at_us DESC, cc.uid DESC
 LIMIT ?3";
 
 /// The key's `limit` most recent changes that are not rollouts before a time, newest first,
-/// with whether each was blamed for an alert: one index range.
+/// with whether each was blamed for an alert that started before that time: one index range.
 const RECENT_CHANGES: &str = "
 SELECT k.at_us, k.change_uid,
-       EXISTS (SELECT 1 FROM change_verdicts v
-               WHERE v.change_uid = k.change_uid AND v.verdict = 'confirmed')
-       OR EXISTS (SELECT 1 FROM change_triggers t
+       EXISTS (SELECT 1 FROM change_verdicts v JOIN alerts a ON a.uid = v.alert_uid
+               WHERE v.change_uid = k.change_uid AND v.verdict = 'confirmed'
+                 AND a.starts_at_us < ?2)
+       OR EXISTS (SELECT 1 FROM change_triggers t JOIN alerts a ON a.uid = t.alert_uid
                   WHERE t.change_uid = k.change_uid AND t.confidence_score >= ?4
+                    AND a.starts_at_us < ?2
                     AND NOT EXISTS (SELECT 1 FROM change_verdicts v
                                     WHERE v.alert_uid = t.alert_uid
                                       AND v.change_uid = t.change_uid

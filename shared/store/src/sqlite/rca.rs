@@ -350,14 +350,16 @@ pub(super) fn service_history(
     before: DateTime<Utc>,
 ) -> Result<ServiceHistory> {
     conn.prepare_cached(
-        // Blamed (`crate::is_blamed`): confirmed for an alert, or a suspect of one at the
-        // blame confidence that no reviewer rejected for it.
+        // Blamed (`crate::is_blamed`) for an alert that started before `before`: confirmed
+        // for it, or a suspect of it at the blame confidence that no reviewer rejected for it.
         "SELECT count(*),
                 coalesce(sum(
-                    EXISTS (SELECT 1 FROM deployment_verdicts v
-                            WHERE v.deployment_uid = d.uid AND v.verdict = 'confirmed')
-                    OR EXISTS (SELECT 1 FROM triggers t
+                    EXISTS (SELECT 1 FROM deployment_verdicts v JOIN alerts a ON a.uid = v.alert_uid
+                            WHERE v.deployment_uid = d.uid AND v.verdict = 'confirmed'
+                              AND a.starts_at_us < ?2)
+                    OR EXISTS (SELECT 1 FROM triggers t JOIN alerts a ON a.uid = t.alert_uid
                                WHERE t.deployment_uid = d.uid AND t.confidence_score >= ?3
+                                 AND a.starts_at_us < ?2
                                  AND NOT EXISTS (SELECT 1 FROM deployment_verdicts r
                                                  WHERE r.deployment_uid = d.uid
                                                    AND r.alert_uid = t.alert_uid

@@ -19,6 +19,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API.
     Serve(Box<ServeArgs>),
+    /// Watch one Kubernetes cluster and forward its rollouts and changes to a central
+    /// `deploygraph serve` over HTTPS, through a durable on-disk spool (no store credentials
+    /// in the cluster).
+    Agent(Box<AgentArgs>),
     /// Apply pending store migrations.
     Migrate(MigrateArgs),
     /// Record a fact (from a CI pipeline).
@@ -542,10 +546,65 @@ pub struct StoreOptions {
 }
 
 #[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The central server (`https://deploygraph.example.com`).
+    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
+    pub server: String,
+    /// Bearer token of the central server's writes.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// File holding the bearer token (first line).
+    #[arg(long, env = "DEPLOYGRAPH_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM certificates to trust for the central server besides the system's (a private CA).
+    #[arg(long, env = "DEPLOYGRAPH_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The cluster this agent watches: every rollout and change it forwards is of it.
+    #[arg(long, env = "DEPLOYGRAPH_CLUSTER", value_parser = crate::insight::cluster_arg)]
+    pub cluster: deploygraph_model::Cluster,
+    /// Directory of the durable spool (write-ahead segments and the delivered mark); keep it
+    /// on a persistent volume.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_SPOOL_DIR",
+        default_value = "/var/lib/deploygraph/spool"
+    )]
+    pub spool_dir: PathBuf,
+    /// Most bytes the spool may hold; when full, the watchers hold what they saw and try again
+    /// (a workload's latest rollout is recorded once there is room, intermediate ones are not).
+    #[arg(long, env = "DEPLOYGRAPH_SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
+    /// Most records in one batch sent to the central server.
+    #[arg(long, env = "DEPLOYGRAPH_AGENT_BATCH", default_value_t = 200)]
+    pub batch: usize,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_AGENT_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "DEPLOYGRAPH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve the API over TLS with this certificate chain (PEM, leaf first; read again when
+    /// the file changes): what agents and CI reach across the network.
+    #[arg(long, env = "DEPLOYGRAPH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The API's TLS private key (PEM).
+    #[arg(long, env = "DEPLOYGRAPH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreOptions,
     /// Bearer token required on write endpoints.

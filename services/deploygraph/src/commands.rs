@@ -164,6 +164,7 @@ type Outcome = Result<(), Failure>;
 pub async fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve(args) => serve(*args).await,
+        Command::Agent(args) => crate::agent::run(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(*args).await,
         Command::Record(RecordCommand::Alert(args)) => record_alert(args).await,
@@ -279,12 +280,20 @@ async fn migrate(args: MigrateArgs) -> Outcome {
 }
 
 fn read_token(args: &ServeArgs) -> Result<Option<SecretString>, Failure> {
-    if let Some(token) = &args.token {
+    token_from(args.token.as_deref(), args.token_file.as_deref())
+}
+
+/// The token given as `--token`, else the first line of `--token-file`; `None` without either.
+pub(crate) fn token_from(
+    token: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<SecretString>, Failure> {
+    if let Some(token) = token {
         return Ok(
             Some(SecretString::from(token.trim().to_owned())).filter(|_| !token.trim().is_empty())
         );
     }
-    let Some(path) = &args.token_file else {
+    let Some(path) = file else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(path)
@@ -437,10 +446,12 @@ fn mesh_config(
 /// With `analyses` (the API's state, its canary hooks, the most analyses at once and whether
 /// they may roll back), new
 /// rollouts of workloads with canary annotations are analysed ([`crate::canary_watch`]).
-async fn start_watcher(
+/// Starts the workload watcher (and the Helm watcher with `--watch-helm`) under Lease
+/// election, recording into `store`: the store itself (`serve`) or the agent's spool.
+pub(crate) async fn start_watcher(
     args: &crate::cli::WatchArgs,
     cluster: deploygraph_model::Cluster,
-    store: Arc<dyn GraphStore>,
+    store: Arc<dyn deploygraph_k8s::sink::RecordSink>,
     metrics: Arc<deploygraph_api::metrics::Metrics>,
     stop: CancellationToken,
     analyses: Option<(AppState, deploygraph_api::canary::HooksConfig, usize, bool)>,
@@ -510,7 +521,7 @@ async fn start_watcher(
             Arc::clone(&metrics),
         );
         let mut workloads =
-            WorkloadWatcher::new(watch_client.clone(), Arc::clone(&store), config.clone())
+            WorkloadWatcher::with_sink(watch_client.clone(), Arc::clone(&store), config.clone())
                 .on_recorded(move |d, kind| {
                     let workload = d.workload.as_ref().map_or("unknown", |w| w.kind.as_str());
                     rollouts.rollout(workload, kind.as_str());
@@ -531,7 +542,7 @@ async fn start_watcher(
         let mut tasks = vec![leading, tokio::spawn(workloads.run(token.clone()))];
         if watch_helm {
             let skipped = Arc::clone(&metrics);
-            let helm = HelmWatcher::new(
+            let helm = HelmWatcher::with_sink(
                 watch_client.clone(),
                 Arc::clone(&store),
                 namespaces.clone(),
@@ -736,13 +747,20 @@ async fn serve(args: ServeArgs) -> Outcome {
             "no token configured: write endpoints accept unauthenticated requests and POST /v1/cypher is refused"
         );
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            deploygraph_api::tls::CertFiles::open(cert, key)
+                .map_err(|e| Failure::usage(format!("--tls-cert/--tls-key: {e}")))?,
+        )),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to listen on {}", args.listen))?;
     let address = listener
         .local_addr()
         .context("failed to read the listening address")?;
-    tracing::info!(address = %address, store = store.backend(), "serving");
+    tracing::info!(address = %address, store = store.backend(), tls = tls.is_some(), "serving");
     let mut state = AppState::new(Arc::clone(&store), config);
     if let Some(path) = &args.gate_config {
         // Fail at start-up on a configuration that cannot be used at all.
@@ -794,7 +812,7 @@ async fn serve(args: ServeArgs) -> Outcome {
         start_watcher(
             &args.watch,
             cluster.clone(),
-            Arc::clone(&store),
+            Arc::new(deploygraph_k8s::sink::StoreSink(Arc::clone(&store))),
             state.metrics(),
             stop.clone(),
             analyses,
@@ -830,13 +848,16 @@ async fn serve(args: ServeArgs) -> Outcome {
         signal_stop.cancel();
     });
     let stopped = stop.clone();
-    deploygraph_api::serve(
-        listener,
-        router,
-        async move { stopped.cancelled().await },
-        Duration::from_secs(args.shutdown_timeout),
-    )
-    .await
+    let shutdown = async move { stopped.cancelled().await };
+    let drain = Duration::from_secs(args.shutdown_timeout);
+    match tls {
+        Some(certs) => {
+            let listener = deploygraph_api::tls::TlsListener::new(listener, certs, None)
+                .map_err(|e| Failure::usage(format!("--tls-cert/--tls-key: {e}")))?;
+            deploygraph_api::serve(listener, router, shutdown, drain).await
+        }
+        None => deploygraph_api::serve(listener, router, shutdown, drain).await,
+    }
     .context("the server failed")?;
     if let Some(admission) = admission_server {
         match admission.await {

@@ -2,6 +2,7 @@
 //!
 //! Thin by design: parse arguments into typed configuration, wire the library crates, run.
 
+mod agent;
 mod api;
 mod canary;
 mod canary_history;

@@ -127,7 +127,8 @@ pub(crate) async fn record_changes(
                 ));
             }
             RecordKind::Created => StatusCode::CREATED,
-            RecordKind::Updated | RecordKind::Unchanged => StatusCode::OK,
+            // A store records (never queues).
+            RecordKind::Updated | RecordKind::Unchanged | RecordKind::Queued => StatusCode::OK,
         };
         let location = format!("/v1/changes/{}", outcome.change.uid);
         return Ok((status, [(header::LOCATION, location)], Json(outcome.change)).into_response());

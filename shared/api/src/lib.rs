@@ -6,6 +6,7 @@
 //! unavailable, writes get 503 with `Retry-After`.
 
 pub mod admission;
+pub mod agent;
 mod ask;
 mod auth;
 pub mod canary;
@@ -280,6 +281,10 @@ pub fn router(state: AppState) -> Router {
             post(summaries::record_summary),
         )
         .route("/v1/rollbacks", post(rollback::record_rollback))
+        .route(
+            "/v1/agent/records",
+            post(agent::record_batch).layer(DefaultBodyLimit::max(agent::AGENT_MAX_BODY_BYTES)),
+        )
         .route_layer(timeout())
         .route_layer(write_budget())
         .route_layer(write_token());

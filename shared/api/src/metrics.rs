@@ -515,6 +515,14 @@ impl Metrics {
         self.timeouts.inc();
     }
 
+    /// Registers families of the caller's own (the agent's spool) beside these, under the
+    /// same `deploygraph_` prefix, before the metrics are shared.
+    #[must_use]
+    pub fn with_extra(mut self, register: impl FnOnce(&mut Registry)) -> Self {
+        register(&mut self.registry);
+        self
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         // The store counts its retries process-wide; the counter catches up with it here.

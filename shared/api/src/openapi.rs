@@ -122,6 +122,7 @@ impl ToSchema for JsonObject {
         crate::canary::judge::judge,
         crate::canary::flagger::flagger,
         crate::rollback::record_rollback,
+        crate::agent::record_batch,
     ),
     components(schemas(
         ErrorBody,

@@ -13,6 +13,7 @@
 use crate::progress::{OnSkipped, Progress, SkipReason};
 use crate::retry::{Failure, Outage, Requeue, RetryPolicy, bounded};
 use crate::rollout::COMMIT_KEYS;
+use crate::sink::{RecordSink, StoreSink};
 use deploygraph_helm::Limits;
 use deploygraph_helm::cluster::previous_release;
 use deploygraph_helm::decode::decode_release_field_with;
@@ -213,7 +214,7 @@ enum Handled {
 /// Watches Helm release Secrets and records their revisions.
 pub struct HelmWatcher {
     client: kube::Client,
-    store: Arc<dyn GraphStore>,
+    store: Arc<dyn RecordSink>,
     namespaces: Vec<String>,
     environment: Environment,
     cluster: Cluster,
@@ -233,6 +234,16 @@ impl HelmWatcher {
     pub fn new(
         client: kube::Client,
         store: Arc<dyn GraphStore>,
+        namespaces: Vec<String>,
+        environment: Environment,
+    ) -> Self {
+        Self::with_sink(client, Arc::new(StoreSink(store)), namespaces, environment)
+    }
+
+    /// A watcher of `namespaces` (all when empty) recording into `sink` (the agent's spool).
+    pub fn with_sink(
+        client: kube::Client,
+        store: Arc<dyn RecordSink>,
         namespaces: Vec<String>,
         environment: Environment,
     ) -> Self {

@@ -13,6 +13,7 @@ pub mod progress;
 pub mod retry;
 pub mod rollback;
 pub mod rollout;
+pub mod sink;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod watcher;

@@ -29,6 +29,7 @@ use crate::observe::{
 };
 use crate::progress::{OnSkipped, Progress, SkipReason};
 use crate::retry::{Failure, Outage, Requeue, RetryPolicy, bounded};
+use crate::sink::{RecordSink, StoreSink};
 use chrono::Utc;
 use deploygraph_model::{Cluster, Deployment, Environment, Image};
 use deploygraph_store::{DeploymentFilter, GraphStore, RecordKind};
@@ -310,7 +311,7 @@ enum Handled {
 /// Records rollouts of the workloads it is fed.
 pub struct WorkloadWatcher {
     client: kube::Client,
-    store: Arc<dyn GraphStore>,
+    store: Arc<dyn RecordSink>,
     config: WatchConfig,
     retry: RetryPolicy,
     outage: Outage,
@@ -338,6 +339,15 @@ pub struct WorkloadWatcher {
 impl WorkloadWatcher {
     /// A watcher recording into `store`.
     pub fn new(client: kube::Client, store: Arc<dyn GraphStore>, config: WatchConfig) -> Self {
+        Self::with_sink(client, Arc::new(StoreSink(store)), config)
+    }
+
+    /// A watcher recording into `sink` (the agent's spool).
+    pub fn with_sink(
+        client: kube::Client,
+        store: Arc<dyn RecordSink>,
+        config: WatchConfig,
+    ) -> Self {
         Self {
             client,
             store,

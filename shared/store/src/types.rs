@@ -76,6 +76,9 @@ pub enum RecordKind {
     Unchanged,
     /// Its uid holds other facts: nothing written.
     Conflict,
+    /// Written to a durable queue (the agent's spool) that delivers it to the store later,
+    /// where it is created, updated, unchanged or a conflict; no store ever answers this.
+    Queued,
 }
 
 impl RecordKind {
@@ -86,7 +89,21 @@ impl RecordKind {
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
             Self::Conflict => "conflict",
+            Self::Queued => "queued",
         }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::Created,
+            Self::Updated,
+            Self::Unchanged,
+            Self::Conflict,
+            Self::Queued,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == value)
     }
 }
 
@@ -410,7 +427,7 @@ impl FilterParams {
 }
 
 /// One page of a listing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     /// The items, newest first.
     pub items: Vec<T>,

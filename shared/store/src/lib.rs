@@ -678,7 +678,9 @@ impl StoreConfig {
         }
         let parsed = url::Url::parse(uri).map_err(|e| invalid(&e.to_string()))?;
         match parsed.scheme() {
-            "neo4j" | "bolt" => {
+            // `+s`: TLS with the system's roots (Neo4j Aura is `neo4j+s://`); `+ssc`: TLS
+            // accepting a self-signed certificate.
+            "neo4j" | "bolt" | "neo4j+s" | "bolt+s" | "neo4j+ssc" | "bolt+ssc" => {
                 if parsed.host_str().is_none_or(str::is_empty) {
                     return Err(invalid("the URI needs a host, e.g. bolt://127.0.0.1:7687"));
                 }
@@ -689,7 +691,7 @@ impl StoreConfig {
                 })
             }
             other => Err(invalid(&format!(
-                "unsupported scheme {other:?}; use sqlite://PATH, neo4j://HOST:PORT or bolt://HOST:PORT"
+                "unsupported scheme {other:?}; use sqlite://PATH, neo4j://HOST:PORT (a cluster; neo4j+s:// with TLS, as Aura) or bolt://HOST:PORT (one server)"
             ))),
         }
     }
@@ -737,6 +739,10 @@ mod tests {
         ));
         assert!(matches!(
             StoreConfig::parse("neo4j://db:7687", Some("neo4j".into()), None),
+            Ok(StoreConfig::Neo4j { .. })
+        ));
+        assert!(matches!(
+            StoreConfig::parse("neo4j+s://abcd1234.databases.neo4j.io", None, None),
             Ok(StoreConfig::Neo4j { .. })
         ));
         for bad in ["sqlite://", "postgres://x", "bolt://", "deploygraph.db"] {

@@ -7,7 +7,7 @@
 //! rule and the evidence as a JSON string. A later record replaces the analysis' properties and
 //! its MetricVerdicts in one transaction.
 
-use super::rca::{finish, payloads};
+use super::rca::payloads;
 use super::{BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_in};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
@@ -204,7 +204,7 @@ impl Neo4jStore {
             || async {
                 let mut txn = self.begin().await?;
                 let result = record_in(&mut txn, new).await;
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await

@@ -185,7 +185,7 @@ impl Neo4jStore {
         crate::retry::run(BACKEND, "record changes", super::is_retryable, || async {
             let mut txn = self.begin().await?;
             let result = record_changes_in(&mut txn, batch.clone(), chunk).await;
-            super::rca::finish(txn, result).await
+            self.settle(txn, result).await
         })
         .await
     }

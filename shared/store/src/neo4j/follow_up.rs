@@ -144,7 +144,7 @@ impl Neo4jStore {
         crate::retry::run(super::BACKEND, operation, super::is_retryable, || async {
             let mut txn = self.begin().await?;
             let result = rows_in(&mut txn, build(), operation).await;
-            super::rca::finish(txn, result).await
+            self.settle(txn, result).await
         })
         .await
     }

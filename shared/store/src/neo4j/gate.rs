@@ -4,7 +4,6 @@
 //! microseconds for the indexes), who and why, and the facts as `payload`; `deployment_uid`
 //! repeats the ADMITTED link for reads.
 
-use super::rca::finish;
 use super::{BACKEND, Neo4jStore, decode_failed, map, opt_str, rows_in};
 use crate::error::Result;
 use crate::payload::{decode, encode};
@@ -98,7 +97,7 @@ impl Neo4jStore {
                         .map_err(decode_failed("record a gate override"))?;
                     Ok(created.unwrap_or(false))
                 });
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await
@@ -144,7 +143,7 @@ impl Neo4jStore {
                             .map_err(decode_failed("link gate overrides"))?;
                         Ok(usize::try_from(linked.unwrap_or(0)).unwrap_or(0))
                     });
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await

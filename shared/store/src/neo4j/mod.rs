@@ -79,6 +79,46 @@ pub struct Neo4jStore {
     user_queries: Graph,
     migrations: Vec<Migration>,
     options: Neo4jOptions,
+    /// The bookmarks of this process's latest commits ([`Bookmarks`]).
+    bookmarks: Bookmarks,
+}
+
+/// The bookmarks of the latest transactions this process committed, passed to every
+/// transaction it begins and every read: on a Neo4j cluster a read is routed to a follower or
+/// read replica, which waits until it has applied those transactions before answering, so a
+/// read after a write sees the write (causal consistency, as the official drivers' sessions
+/// give). The most recent few are kept: commits that finish together may answer out of order,
+/// and the server waits for the newest of those given. A standalone server has applied every
+/// transaction it acknowledged, so there they cost nothing.
+#[derive(Debug, Default)]
+struct Bookmarks(std::sync::Mutex<std::collections::VecDeque<String>>);
+
+impl Bookmarks {
+    /// How many recent bookmarks are kept and sent.
+    const KEPT: usize = 4;
+
+    fn current(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn committed(&self, bookmark: String) {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.contains(&bookmark) {
+            return;
+        }
+        if kept.len() == Self::KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(bookmark);
+    }
 }
 
 /// Connection failures, timeouts and Neo4j's transient errors (deadlocks, leader switches) are
@@ -612,6 +652,7 @@ impl Neo4jStore {
             user_queries,
             migrations,
             options,
+            bookmarks: Bookmarks::default(),
         })
     }
 
@@ -649,11 +690,18 @@ impl Neo4jStore {
     }
 
     async fn rows_once(&self, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
-        let mut stream = self
-            .graph
-            .execute_read(q)
-            .await
-            .map_err(failed(operation))?;
+        let bookmarks = self.bookmarks.current();
+        let mut stream = if bookmarks.is_empty() {
+            self.graph.execute_read(q).await
+        } else {
+            // A reader (on a cluster) that has applied this process's latest writes.
+            let config = neo4rs::SessionConfig::builder()
+                .with_bookmarks(bookmarks)
+                .with_fetch_size(self.options.fetch_size)
+                .build();
+            self.graph.with_session(Some(config)).execute_read(q).await
+        }
+        .map_err(failed(operation))?;
         let mut rows = Vec::new();
         while let Some(row) = stream.next().await.map_err(failed(operation))? {
             rows.push(row);
@@ -664,7 +712,7 @@ impl Neo4jStore {
     async fn write_batch(&self, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
         let mut txn = self.begin().await?;
         let result = self.write_in(&mut txn, batch).await;
-        rca::finish(txn, result).await
+        self.settle(txn, result).await
     }
 
     async fn write_in(&self, txn: &mut Txn, batch: Vec<Deployment>) -> Result<Vec<RecordOutcome>> {
@@ -1042,7 +1090,7 @@ impl GraphStore for Neo4jStore {
                     .map(|_| ())
                     .map_err(failed("link a certificate to its services"));
             }
-            rca::finish(txn, result).await
+            self.settle(txn, result).await
         })
         .await
     }

@@ -594,12 +594,35 @@ const SUBJECT_COLUMNS: &str =
     "CASE WHEN x:Change THEN 'change' ELSE 'deployment' END AS subject, x.uid AS subject_uid";
 
 impl Neo4jStore {
-    /// Begins an explicit transaction.
+    /// Begins an explicit (write) transaction after this process's latest commits.
     pub(super) async fn begin(&self) -> Result<Txn> {
+        let bookmarks = self.bookmarks.current();
         self.graph
-            .start_txn()
+            .start_txn_as(
+                neo4rs::Operation::Write,
+                (!bookmarks.is_empty()).then_some(bookmarks),
+            )
             .await
             .map_err(failed("begin a transaction"))
+    }
+
+    /// Commits `txn` when `result` is a success (keeping its bookmark for the reads and
+    /// transactions after it), else rolls it back; `result` either way.
+    pub(super) async fn settle<T>(&self, txn: Txn, result: Result<T>) -> Result<T> {
+        match result {
+            Ok(value) => {
+                if let Some(bookmark) = txn.commit().await.map_err(failed("commit"))? {
+                    self.bookmarks.committed(bookmark);
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn read(&self, q: Query, operation: &'static str) -> Result<Vec<neo4rs::Row>> {
@@ -630,7 +653,7 @@ impl Neo4jStore {
         crate::retry::run(BACKEND, "record alerts", super::is_retryable, || async {
             let mut txn = self.begin().await?;
             let result = record_alerts_in(&mut txn, alerts.clone(), chunk).await;
-            finish(txn, result).await
+            self.settle(txn, result).await
         })
         .await
     }
@@ -814,7 +837,7 @@ impl Neo4jStore {
                     chaos.as_ref(),
                 )
                 .await;
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await
@@ -993,7 +1016,7 @@ impl Neo4jStore {
                     .await
                     .map(drop)
                     .map_err(failed("record a chaos run"));
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await
@@ -1100,19 +1123,3 @@ CALL (a) {
   MATCH (r:ChaosRun {uid: c.run})
   MERGE (r)-[raised:RAISED]->(a) SET raised.reason = c.reason
 }";
-
-/// Commits `txn` when `result` is a success, else rolls it back; returns `result`.
-pub(super) async fn finish<T>(txn: Txn, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            txn.commit().await.map_err(failed("commit"))?;
-            Ok(value)
-        }
-        Err(e) => {
-            if let Err(rollback) = txn.rollback().await {
-                tracing::debug!(error.message = %rollback, "rollback after a failed write failed");
-            }
-            Err(e)
-        }
-    }
-}

@@ -7,7 +7,7 @@
 //! deployment's `status` (and its payload's) to `rolled_back` in the same transaction, and
 //! enqueues the deployment's follow-up there when the status changed (attribution reads it).
 
-use super::rca::{finish, payloads};
+use super::rca::payloads;
 use super::{BACKEND, Neo4jStore, decode_failed, failed, map, opt_str, rows_in};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
@@ -228,7 +228,7 @@ impl Neo4jStore {
             || async {
                 let mut txn = self.begin().await?;
                 let result = record_in(&mut txn, new).await;
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await

@@ -6,7 +6,6 @@
 //! service, environment and start (`deployed_at_us`, for the history index) and the whole
 //! summary as `payload`, which reads decode. A later record replaces the properties.
 
-use super::rca::finish;
 use super::{BACKEND, Neo4jStore, decode_failed, failed, int, map, opt_str, rows_in};
 use crate::error::{Error, Result};
 use crate::payload::{decode, encode};
@@ -107,7 +106,7 @@ impl Neo4jStore {
             || async {
                 let mut txn = self.begin().await?;
                 let result = record_in(&mut txn, new).await;
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await

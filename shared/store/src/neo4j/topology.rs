@@ -1,7 +1,7 @@
 //! Service topology on Neo4j: one `(:Service)-[:DEPENDS_ON {source, last_seen_at}]->(:Service)`
 //! relationship per pair and source; `owner` and `sla_tier` on the Service node.
 
-use super::rca::{finish, service_row};
+use super::rca::service_row;
 use super::{BACKEND, Neo4jStore, decode_failed, failed, map, opt_str};
 use crate::error::{Error, Result};
 use crate::types::{TopologyMode, TopologyUpdate};
@@ -109,7 +109,7 @@ impl Neo4jStore {
                     Ok(())
                 }
                 .await;
-                finish(txn, result).await
+                self.settle(txn, result).await
             },
         )
         .await

@@ -6,7 +6,6 @@
 //! alert write one after the other: the second sees the first's relationship and replaces it,
 //! never leaving a CAUSED beside a REJECTED.
 
-use super::rca::finish;
 use super::{BACKEND, Neo4jStore, decode_failed, failed, opt_str, rows_in, uid_values};
 use crate::error::{Error, Result};
 use crate::types::{RecordKind, VerdictOutcome};
@@ -130,7 +129,7 @@ impl Neo4jStore {
         crate::retry::run(BACKEND, "record a verdict", super::is_retryable, || async {
             let mut txn = self.begin().await?;
             let result = record_in(&mut txn, verdict).await;
-            finish(txn, result).await
+            self.settle(txn, result).await
         })
         .await
     }

@@ -22,6 +22,10 @@ exactly that rule; every other check, and every other rejection, still fails the
 - The gate configuration inside `POST /v1/snapshots` is the gate YAML file's schema (documented
   in docs/, validated by the probe's parser with field-named errors); the document declares it
   as an object. Its checks never leave the server's network namespace.
+- The records inside `POST /v1/agent/records` are the model's deployments and changes as an
+  agent's watchers build them (uids, workload, diffs; checked by the model's deserializer with
+  errors naming the field), each record exactly one of them and of the batch's cluster; the
+  document declares each as an object.
 - The catalog files inside `POST /v1/topology/backstage` are Backstage entity YAML (the
   descriptor format, read by the model's parser with errors naming the file and entity); the
   document declares each file's `content` as a string. A random string is rarely an entity.
@@ -127,6 +131,12 @@ def _keep(failure, case, response):
             and not field.endswith(".path")
         ):
             return "Backstage descriptor grammar"
+    if (
+        (method, path) == ("POST", "/v1/agent/records")
+        and response.status_code == 422
+        and re.match(r"^records\[\d+\](\.(deployment|change)\b.*)?$", field)
+    ):
+        return "agent record model"
     if (
         (method, path) == ("GET", "/v1/ask")
         and response.status_code == 422

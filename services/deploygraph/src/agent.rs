@@ -492,12 +492,7 @@ async fn send(central: &Central, cluster: &str, records: Vec<Value>) -> Sent {
         Err(e) => return Sent::Retry("transport", None, e.to_string()),
     };
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = deploygraph_client::retry_after(response.headers());
     // The answer is read to its end: a 200 means the server's store committed.
     let text = match response.text().await {
         Ok(text) => text,
@@ -574,7 +569,7 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
             )));
         }
     }
-    let token = token_from(args.token.as_deref(), args.token_file.as_deref())?;
+    let token = token_from(args.auth.token.as_deref(), args.auth.token_file.as_deref())?;
     if token.is_none() {
         tracing::warn!(
             "no token: the central server must accept anonymous writes (it does on loopback only)"

@@ -545,12 +545,10 @@ pub struct StoreOptions {
     pub migrations_dir: Option<PathBuf>,
 }
 
+/// The bearer token of writes: `serve` requires it, `agent` sends it.
 #[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// The central server (`https://deploygraph.example.com`).
-    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
-    pub server: String,
-    /// Bearer token of the central server's writes.
+pub struct TokenArgs {
+    /// Bearer token of write endpoints.
     #[arg(
         long,
         env = "DEPLOYGRAPH_TOKEN",
@@ -561,6 +559,16 @@ pub struct AgentArgs {
     /// File holding the bearer token (first line).
     #[arg(long, env = "DEPLOYGRAPH_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The central server (`https://deploygraph.example.com`).
+    #[arg(long, env = "DEPLOYGRAPH_SERVER")]
+    pub server: String,
+    /// The central server's write token.
+    #[command(flatten)]
+    pub auth: TokenArgs,
     /// PEM certificates to trust for the central server besides the system's (a private CA).
     #[arg(long, env = "DEPLOYGRAPH_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -607,17 +615,8 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreOptions,
-    /// Bearer token required on write endpoints.
-    #[arg(
-        long,
-        env = "DEPLOYGRAPH_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "token_file"
-    )]
-    pub token: Option<String>,
-    /// File holding the bearer token (first line).
-    #[arg(long, env = "DEPLOYGRAPH_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: TokenArgs,
     /// Bearer token required on every GET except /healthz and /readyz (the write token is
     /// accepted too). Without it, reads are open.
     #[arg(long, env = "DEPLOYGRAPH_READ_TOKEN", hide_env_values = true)]

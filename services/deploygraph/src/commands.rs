@@ -280,7 +280,7 @@ async fn migrate(args: MigrateArgs) -> Outcome {
 }
 
 fn read_token(args: &ServeArgs) -> Result<Option<SecretString>, Failure> {
-    token_from(args.token.as_deref(), args.token_file.as_deref())
+    token_from(args.auth.token.as_deref(), args.auth.token_file.as_deref())
 }
 
 /// The token given as `--token`, else the first line of `--token-file`; `None` without either.

@@ -33,24 +33,33 @@ pub const MAX_RECORDS: usize = 500;
 pub const AGENT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// One batch from an agent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Batch {
+#[schema(as = AgentBatch)]
+pub(crate) struct Batch {
     /// The cluster every record is of.
+    #[schema(value_type = deploygraph_model::Cluster)]
     cluster: String,
     /// The records, in the order the agent spooled them.
+    #[schema(min_items = 1, max_items = 500)]
     records: Vec<Record>,
 }
 
 /// One spooled record: exactly one of a rollout or a change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Record {
+#[schema(as = AgentRecord)]
+pub(crate) struct Record {
     /// Its place in the agent's spool (echoed in the answer).
     seq: u64,
+    /// A rollout, as the agent's watchers built it (the model's deployment, uid included).
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::JsonObject>)]
     deployment: Option<Deployment>,
+    /// A change that is not a rollout (a ConfigMap, Secret or HPA edit), as the watchers built
+    /// it.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::JsonObject>)]
     change: Option<Change>,
 }
 
@@ -110,8 +119,8 @@ fn check(i: usize, record: Record, cluster: &Cluster) -> Result<Checked, ApiErro
 
 /// `POST /v1/agent/records`: records an agent's batch.
 #[utoipa::path(post, path = "/v1/agent/records", tag = "agent",
-    request_body(content = crate::openapi::JsonObject, content_type = "application/json",
-        description = "`{cluster, records: [{seq, deployment | change}]}`: 1 to 500 records, as the agent's watchers built them"),
+    request_body(content = Batch, content_type = "application/json",
+        description = "1 to 500 records, each exactly one of `deployment` and `change`, as the agent's watchers built them (the model's objects, whose fields are checked by the server: a bad one is a 422 naming it)"),
     responses(
         (status = 200, description = "Stored: `{received, records: [{seq, uid, outcome, conflict?}]}` (`created`, `updated`, `unchanged` or `conflict`; a conflicting record is not written)", body = crate::openapi::JsonObject),
         (status = 422, description = "A record is malformed or of another cluster: nothing written", body = crate::openapi::ErrorBody),

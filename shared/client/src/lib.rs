@@ -219,6 +219,15 @@ pub fn retryable(status: u16) -> bool {
     matches!(status, 502 | 503)
 }
 
+/// A response's `Retry-After` in seconds (the form this server sends), when it has one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+}
+
 fn encode<T: serde::Serialize + ?Sized>(body: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(body).map_err(|e| Error::Protocol {
         operation: "encode the request body",

@@ -152,12 +152,7 @@ impl Transport for HttpTransport {
         };
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::retry_after(response.headers());
         let body = response.bytes().await.map_err(unreachable)?.to_vec();
         Ok(Response {
             status,

@@ -630,23 +630,13 @@ async fn revisit_later(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uid>> {
-    let later = alerts_around(
-        store,
-        &alert.uid,
-        related,
-        (alert.starts_at, alert.starts_at + settings.window * 2),
-        settings,
-    )
-    .await?
-    .into_iter()
-    .filter(|(_, starts_at)| *starts_at > alert.starts_at)
-    .map(|(uid, _)| uid)
-    .collect::<Vec<_>>();
-    if later.is_empty() {
-        return Ok(Vec::new());
+    // Strictly after it: the stores keep starts to the microsecond.
+    let after = alert.starts_at + Duration::microseconds(1);
+    let span = (after, alert.starts_at + settings.window * 2);
+    let enqueued = revisit_around(store, &alert.uid, related, span, settings, now).await?;
+    if !enqueued.is_empty() {
+        tracing::debug!(alert.uid = %alert.uid, revisits = enqueued.len(), "what the alert blames changed: later alerts revisited");
     }
-    let enqueued = store.enqueue_revisits(&later, now).await?;
-    tracing::debug!(alert.uid = %alert.uid, revisits = enqueued.len(), "what the alert blames changed: later alerts revisited");
     Ok(enqueued)
 }
 
@@ -771,35 +761,30 @@ async fn reattribute_after(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uid>> {
-    let found: Vec<Uid> = alerts_around(
+    revisit_around(
         store,
         subject,
         services,
         (at, at + settings.window),
         settings,
+        now,
     )
-    .await?
-    .into_iter()
-    .map(|(uid, _)| uid)
-    .collect();
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    store.enqueue_revisits(&found, now).await
+    .await
 }
 
-/// The alerts (with their starts) that started in `[from, to]` on `services` and on the services
-/// that depend on them (up to the attribution depth), by name: an alert without an environment
-/// label fired on every Service of its name; attribution itself follows FIRED_ON. At most
-/// [`REATTRIBUTE_LIMIT`] per service; `subject` (what asks) names the cause in logs and is never
-/// among them.
-async fn alerts_around(
+/// Enqueues a revisit of the alerts that started in `[from, to]` on `services` and on the
+/// services that depend on them (up to the attribution depth), by name: an alert without an
+/// environment label fired on every Service of its name; attribution itself follows FIRED_ON.
+/// At most [`REATTRIBUTE_LIMIT`] per service; `subject` (what asks) names the cause in logs and
+/// is never among them. Returns the alerts a revisit is pending for.
+async fn revisit_around(
     store: &dyn GraphStore,
     subject: &Uid,
     services: &[ServiceRef],
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     settings: &Settings,
-) -> Result<Vec<(Uid, DateTime<Utc>)>> {
+    now: DateTime<Utc>,
+) -> Result<Vec<Uid>> {
     let mut affected: Vec<ServiceRef> = Vec::new();
     let mut seen: BTreeSet<Uid> = BTreeSet::new();
     for s in dependent_walks(store, services, settings.depth)
@@ -812,7 +797,7 @@ async fn alerts_around(
         }
     }
     let mut names: BTreeSet<ServiceName> = BTreeSet::new();
-    let mut found: BTreeMap<Uid, DateTime<Utc>> = BTreeMap::new();
+    let mut found: BTreeSet<Uid> = BTreeSet::new();
     for service in affected {
         if !names.insert(service.name.clone()) {
             continue;
@@ -829,14 +814,13 @@ async fn alerts_around(
         if alerts.len() == REATTRIBUTE_LIMIT {
             tracing::warn!(subject.uid = %subject, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the span than are re-attributed at once");
         }
-        found.extend(
-            alerts
-                .into_iter()
-                .filter(|a| a.uid != *subject)
-                .map(|a| (a.uid, a.starts_at)),
-        );
+        found.extend(alerts.into_iter().map(|a| a.uid).filter(|a| a != subject));
     }
-    Ok(found.into_iter().collect())
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: Vec<Uid> = found.into_iter().collect();
+    store.enqueue_revisits(&found, now).await
 }
 
 /// The newest occurrence of `fingerprint`, or the one that started at `starts_at`.

@@ -432,6 +432,9 @@ impl Pipeline {
             // idempotent).
             tracing::warn!(follow_up.subject = %follow_up.subject, error.message = %e, "finishing a follow-up failed");
         }
+        if !revisits.is_empty() {
+            self.wake();
+        }
         inner.observer.finished(follow_up, outcome);
         (outcome, revisits)
     }
@@ -446,9 +449,6 @@ impl Pipeline {
         let (_, later) =
             engine::reattribute_alert(store, &alert, &self.inner.config.attribution, Utc::now())
                 .await?;
-        if !later.is_empty() {
-            self.wake();
-        }
         Ok(Some(later))
     }
 
@@ -482,15 +482,13 @@ impl Pipeline {
                 .collect();
             around.retain(|a| !fresh.contains(a));
         }
-        if around.is_empty() {
-            if !later.is_empty() {
-                self.wake();
-            }
-            return Ok(Some(later));
-        }
-        let mut revisits = store.enqueue_revisits(&around, Utc::now()).await?;
-        tracing::debug!(alert.uid = %alert.uid, revisits = revisits.len(), "re-attribution of the alerts around a new one enqueued");
-        self.wake();
+        let mut revisits = if around.is_empty() {
+            Vec::new()
+        } else {
+            let enqueued = store.enqueue_revisits(&around, Utc::now()).await?;
+            tracing::debug!(alert.uid = %alert.uid, revisits = enqueued.len(), "re-attribution of the alerts around a new one enqueued");
+            enqueued
+        };
         for uid in later {
             if !revisits.contains(&uid) {
                 revisits.push(uid);
@@ -546,7 +544,6 @@ impl Pipeline {
         .await?;
         if !revisits.is_empty() {
             tracing::info!(deployment.uid = %uid, alerts = revisits.len(), "re-attribution of the alerts after a deployment enqueued");
-            self.wake();
         }
         Ok(Some(revisits))
     }
@@ -567,7 +564,6 @@ impl Pipeline {
         .await?;
         if !revisits.is_empty() {
             tracing::info!(change.uid = %uid, alerts = revisits.len(), "re-attribution of the alerts after a change enqueued");
-            self.wake();
         }
         Ok(Some(revisits))
     }

@@ -12,7 +12,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::handlers::parse_json_within;
+use crate::handlers::{parse_json_within, record_deployments};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -23,8 +23,6 @@ use deploygraph_model::{Change, Cluster, ConfigChange, Deployment, KeyChange, Ui
 use deploygraph_store::RecordKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::time::Instant;
 
 /// The most records in one batch.
 pub const MAX_RECORDS: usize = 500;
@@ -150,27 +148,12 @@ pub(crate) async fn record_batch(
         }
     }
     let mut items: Vec<(u64, Value)> = Vec::with_capacity(received);
-    let mut created: Vec<Uid> = Vec::new();
     if !deployments.is_empty() {
         let (seqs, batch): (Vec<u64>, Vec<Deployment>) = deployments.into_iter().unzip();
-        let started = Instant::now();
-        // A write once started runs to its end even when the client goes away.
-        let store = Arc::clone(&state.store);
-        let result = crate::detached(async move { store.record_deployments(batch).await }).await;
-        state.metrics.store_call("record_deployments", started);
-        let outcomes =
-            result.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
-        for (seq, o) in seqs.into_iter().zip(outcomes) {
-            let source = o.deployment.source.as_str();
-            state.metrics.ingested(source, o.kind.as_str());
-            if matches!(o.kind, RecordKind::Created | RecordKind::Updated) {
-                state
-                    .metrics
-                    .deployment(source, o.deployment.status.as_str());
-            }
-            if o.kind == RecordKind::Created {
-                created.push(o.deployment.uid.clone());
-            }
+        for (seq, o) in seqs
+            .into_iter()
+            .zip(record_deployments(&state, batch).await?)
+        {
             tracing::info!(deployment.uid = %o.deployment.uid, service = %o.deployment.service, cluster = %cluster, outcome = o.kind.as_str(), "recorded an agent's rollout");
             items.push((
                 seq,
@@ -180,25 +163,12 @@ pub(crate) async fn record_batch(
     }
     if !changes.is_empty() {
         let (seqs, batch): (Vec<u64>, Vec<Change>) = changes.into_iter().unzip();
-        let started = Instant::now();
-        let store = Arc::clone(&state.store);
-        let result = crate::detached(async move { store.record_changes(batch).await }).await;
-        state.metrics.store_call("record_changes", started);
-        let outcomes =
-            result.map_err(|e| ApiError::from_store(&e, state.config.retry_after_secs))?;
-        for (seq, o) in seqs.into_iter().zip(outcomes) {
-            state
-                .metrics
-                .change(o.change.kind.as_str(), o.kind.as_str());
-            if o.kind == RecordKind::Created {
-                created.push(o.change.uid.clone());
-            }
-            tracing::info!(change.uid = %o.change.uid, cluster = %cluster, outcome = o.kind.as_str(), "recorded an agent's change");
+        for (seq, o) in seqs
+            .into_iter()
+            .zip(crate::changes::record(&state, batch).await?)
+        {
             items.push((seq, outcome(&o.change.uid, o.kind, o.conflict.as_deref())));
         }
-    }
-    if !created.is_empty() {
-        state.followed_up(created);
     }
     items.sort_by_key(|(seq, _)| *seq);
     Ok(Json(json!({

@@ -64,7 +64,10 @@ impl ToSchema for ChangesRequest {
 }
 
 /// Records `changes` in one transaction; the outcome of each, in order.
-async fn record(state: &AppState, changes: Vec<Change>) -> Result<Vec<ChangeOutcome>, ApiError> {
+pub(crate) async fn record(
+    state: &AppState,
+    changes: Vec<Change>,
+) -> Result<Vec<ChangeOutcome>, ApiError> {
     let kinds: Vec<&'static str> = changes.iter().map(|c| c.kind.as_str()).collect();
     let started = Instant::now();
     // A write once started runs to its end even when the client goes away.

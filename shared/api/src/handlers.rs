@@ -94,6 +94,43 @@ fn field_of(path: &str, message: &str) -> String {
     }
 }
 
+/// Records `batch` in one transaction, counted in the ingest metrics by source and outcome
+/// (`unavailable` when the store is), and wakes the pipeline for the deployments created or
+/// advanced: the store wrote their follow-ups (snapshot, re-attribution of the alerts around
+/// them on their services and dependents) with them.
+pub(crate) async fn record_deployments(
+    state: &AppState,
+    batch: Vec<Deployment>,
+) -> Result<Vec<deploygraph_store::RecordOutcome>, ApiError> {
+    let sources: Vec<&'static str> = batch.iter().map(|d| d.source.as_str()).collect();
+    let started = Instant::now();
+    // A write once started runs to its end even when the client goes away.
+    let store = Arc::clone(&state.store);
+    let result = crate::detached(async move { store.record_deployments(batch).await }).await;
+    state.metrics.store_call("record_deployments", started);
+    let outcomes = result.map_err(|e| {
+        for source in &sources {
+            state.metrics.ingested(source, "unavailable");
+        }
+        ApiError::from_store(&e, state.config.retry_after_secs)
+    })?;
+    let mut advanced = Vec::new();
+    for o in &outcomes {
+        let source = o.deployment.source.as_str();
+        state.metrics.ingested(source, o.kind.as_str());
+        if matches!(o.kind, RecordKind::Created | RecordKind::Updated) {
+            state
+                .metrics
+                .deployment(source, o.deployment.status.as_str());
+            advanced.push(o.deployment.uid.clone());
+        }
+    }
+    if !advanced.is_empty() {
+        state.followed_up(advanced);
+    }
+    Ok(outcomes)
+}
+
 /// Records one deployment and renders the outcome: 201 created, 200 already recorded (or
 /// advanced), 409 conflict naming `key_field`, the idempotency key's field.
 async fn record(
@@ -101,28 +138,12 @@ async fn record(
     deployment: Deployment,
     key_field: &str,
 ) -> Result<Response, ApiError> {
-    let source = deployment.source.as_str();
     let uid = deployment.uid.clone();
-    let started = Instant::now();
-    // A write once started runs to its end even when the client goes away.
-    let store = Arc::clone(&state.store);
-    let result =
-        crate::detached(async move { store.record_deployments(vec![deployment]).await }).await;
-    state.metrics.store_call("record_deployments", started);
-    let outcome = result
-        .map_err(|e| {
-            state.metrics.ingested(source, "unavailable");
-            ApiError::from_store(&e, state.config.retry_after_secs)
-        })?
+    let outcome = record_deployments(state, vec![deployment])
+        .await?
         .pop()
         .ok_or_else(ApiError::internal)?;
     let kind = outcome.kind;
-    state.metrics.ingested(source, kind.as_str());
-    if matches!(kind, RecordKind::Created | RecordKind::Updated) {
-        state
-            .metrics
-            .deployment(source, outcome.deployment.status.as_str());
-    }
     if kind == RecordKind::Conflict {
         return Err(ApiError::conflict(
             key_field,
@@ -140,11 +161,6 @@ async fn record(
             follows: None,
         },
     };
-    if matches!(kind, RecordKind::Created | RecordKind::Updated) {
-        // The store wrote the follow-up (snapshot, re-attribution of the alerts around it on
-        // its service and its dependents) with the deployment; the pipeline does it.
-        state.followed_up([uid.clone()]);
-    }
     let status = if kind == RecordKind::Created {
         StatusCode::CREATED
     } else {

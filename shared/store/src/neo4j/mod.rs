@@ -88,17 +88,28 @@ pub struct Neo4jStore {
 /// read replica, which waits until it has applied those transactions before answering, so a
 /// read after a write sees the write (causal consistency, as the official drivers' sessions
 /// give). The most recent few are kept: commits that finish together may answer out of order,
-/// and the server waits for the newest of those given. A standalone server has applied every
-/// transaction it acknowledged, so there they cost nothing.
-#[derive(Debug, Default)]
-struct Bookmarks(std::sync::Mutex<std::collections::VecDeque<String>>);
+/// and the server waits for the newest of those given. Kept only over a routing URI
+/// (`neo4j://`): one server named with `bolt://` has applied every transaction it acknowledged,
+/// and its reads keep the plain path.
+#[derive(Debug)]
+struct Bookmarks {
+    routed: bool,
+    kept: std::sync::Mutex<std::collections::VecDeque<String>>,
+}
 
 impl Bookmarks {
     /// How many recent bookmarks are kept and sent.
     const KEPT: usize = 4;
 
+    fn for_uri(uri: &str) -> Self {
+        Self {
+            routed: uri.starts_with("neo4j"),
+            kept: std::sync::Mutex::default(),
+        }
+    }
+
     fn current(&self) -> Vec<String> {
-        self.0
+        self.kept
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
@@ -107,8 +118,11 @@ impl Bookmarks {
     }
 
     fn committed(&self, bookmark: String) {
+        if !self.routed {
+            return;
+        }
         let mut kept = self
-            .0
+            .kept
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.contains(&bookmark) {
@@ -652,7 +666,7 @@ impl Neo4jStore {
             user_queries,
             migrations,
             options,
-            bookmarks: Bookmarks::default(),
+            bookmarks: Bookmarks::for_uri(uri),
         })
     }
 

@@ -1,15 +1,28 @@
 //! Ingest benchmark: 10,000 deployment events into Neo4j through the batched path and through
-//! one transaction per event, and into SQLite the same two ways. Prints events/s and ratios as
-//! a Markdown table for docs/benchmarks.md.
+//! one transaction per event, and into SQLite the same two ways; then deploygraph against the
+//! official Neo4j Python driver on the very statements deploygraph sends (read off the wire by
+//! `deploygraph_store::testing::bolt` and replayed by `benches/neo4j_driver_replay.py`), over
+//! `bolt://` and `neo4j://`, in the same run. Prints events/s and ratios as Markdown tables for
+//! docs/benchmarks.md.
 //!
 //! `scripts/services up neo4j && eval "$(scripts/services env)" && cargo bench -p deploygraph-store --bench ingest`
-//! Options (environment): `BENCH_EVENTS` (10000), `BENCH_BATCH` (1000), `BENCH_SERVICES` (50).
+//! Options (environment): `BENCH_EVENTS` (10000), `BENCH_BATCH` (1000), `BENCH_SERVICES` (50),
+//! `BENCH_PER_EVENT_EVENTS` (2000, the comparison's one-transaction-per-event path),
+//! `BENCH_ROUNDS` (3), `BENCH_PYTHON` (an interpreter with the `neo4j` package; by default one
+//! is installed into a venv under `$DEPLOYGRAPH_TEST_CACHE`).
+//!
+//! **The driver comparison deletes every node of the Neo4j at `NEO4J_TEST_URI`** (all but the
+//! migration records) before each of its runs, so that every run starts from the same graph:
+//! point it at a test server only.
 
 use deploygraph_model::{Deployment, ValidationResult};
 use deploygraph_store::neo4j::{Neo4jOptions, Neo4jStore};
 use deploygraph_store::sqlite::SqliteStore;
+use deploygraph_store::testing::bolt::{Capture, End, Unit};
 use deploygraph_store::{GraphStore, MigrationSource, RecordKind};
 use secrecy::SecretString;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -176,4 +189,364 @@ async fn main() {
         rate("Neo4j, batched") / rate("Neo4j, one transaction per event"),
         rate("SQLite, batched") / rate("SQLite, one transaction per event"),
     );
+
+    driver_comparison(&uri, services).await;
+}
+
+/// The official Neo4j Python driver the comparison installs (PyPI `neo4j`).
+const PYTHON_DRIVER: &str = "6.4.1";
+
+fn run_command(command: &mut std::process::Command) {
+    let status = command.status().expect("the command starts");
+    assert!(status.success(), "{command:?}: {status}");
+}
+
+/// An interpreter with the official driver (and, when `rust_ext`, the driver's official Rust
+/// extension `neo4j-rust-ext`, its faster PackStream): `BENCH_PYTHON` for the plain driver, else
+/// a venv made once under the test cache (as `scripts/schemathesis` keeps its own).
+fn python(rust_ext: bool) -> PathBuf {
+    if !rust_ext && let Some(python) = std::env::var_os("BENCH_PYTHON") {
+        return python.into();
+    }
+    let cache = std::env::var_os("DEPLOYGRAPH_TEST_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/deploygraph-test-infra")
+        },
+        PathBuf::from,
+    );
+    let suffix = if rust_ext { "-rust-ext" } else { "" };
+    let venv = cache.join(format!("neo4j-python-{PYTHON_DRIVER}{suffix}"));
+    if !venv.join(".installed").exists() {
+        eprintln!(
+            "installing the Neo4j Python driver {PYTHON_DRIVER}{suffix} into {}",
+            venv.display()
+        );
+        let _ = std::fs::remove_dir_all(&venv);
+        run_command(
+            std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv),
+        );
+        let mut pip = std::process::Command::new(venv.join("bin/pip"));
+        pip.args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("neo4j=={PYTHON_DRIVER}"));
+        if rust_ext {
+            pip.arg(format!("neo4j-rust-ext=={PYTHON_DRIVER}.0"));
+        }
+        run_command(&mut pip);
+        std::fs::write(venv.join(".installed"), "").expect("the venv is marked installed");
+    }
+    venv.join("bin/python")
+}
+
+fn neo4j_store(uri: &str) -> Arc<dyn GraphStore> {
+    Arc::new(
+        Neo4jStore::connect(
+            uri,
+            "",
+            &SecretString::from(String::new()),
+            Neo4jOptions::default(),
+            MigrationSource::Embedded,
+        )
+        .expect("neo4j"),
+    )
+}
+
+/// Deletes every node but the migration records, so the next run starts from the same graph.
+async fn wipe(graph: &neo4rs::Graph) {
+    loop {
+        let mut rows = graph
+            .execute(neo4rs::query(
+                "MATCH (n) WHERE NOT n:DeploygraphMigration WITH n LIMIT 5000
+                 DETACH DELETE n RETURN count(*) AS c",
+            ))
+            .await
+            .expect("wipe");
+        let row = rows.next().await.expect("wipe").expect("a count");
+        if row.get::<i64>("c").expect("count") == 0 {
+            return;
+        }
+    }
+}
+
+/// What the graph holds, to see that a replay wrote what deploygraph wrote: nodes per label
+/// set, relationships per type, and every property's key and value type per label set or type.
+async fn shape(graph: &neo4rs::Graph) -> BTreeMap<String, i64> {
+    const LABELS: &str = "reduce(s = '', x IN labels(n) | s + ':' + x)";
+    let queries = [
+        format!("MATCH (n) WHERE NOT n:DeploygraphMigration RETURN 'nodes ' + {LABELS} AS k, count(*) AS c"),
+        format!(
+            "MATCH (n) WHERE NOT n:DeploygraphMigration UNWIND keys(n) AS p
+             RETURN 'node property ' + {LABELS} + '.' + p + ' ' + valueType(n[p]) AS k, count(*) AS c"
+        ),
+        "MATCH ()-[r]->() RETURN 'relationships ' + type(r) AS k, count(*) AS c".to_owned(),
+        "MATCH ()-[r]->() UNWIND keys(r) AS p
+         RETURN 'relationship property ' + type(r) + '.' + p + ' ' + valueType(r[p]) AS k, count(*) AS c"
+            .to_owned(),
+    ];
+    let mut shape = BTreeMap::new();
+    for q in queries {
+        let mut rows = graph.execute(neo4rs::query(&q)).await.expect("shape");
+        while let Some(row) = rows.next().await.expect("shape") {
+            shape.insert(row.get("k").expect("key"), row.get("c").expect("count"));
+        }
+    }
+    shape
+}
+
+fn describe_difference(expected: &BTreeMap<String, i64>, got: &BTreeMap<String, i64>) -> String {
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(got.keys()).collect();
+    keys.into_iter()
+        .filter(|k| expected.get(*k) != got.get(*k))
+        .map(|k| format!("{k}: expected {:?}, got {:?}", expected.get(k), got.get(k)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn write_units(path: &Path, units: &[Unit]) {
+    let mut text = String::new();
+    for unit in units {
+        text.push_str(&unit.to_json().to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("the captured units are written");
+}
+
+/// deploygraph's transactions for one path, read off the wire from a wiped graph: the warm-up
+/// events batched, then the measured events `batch` per transaction.
+struct Captured {
+    warm: PathBuf,
+    measured: PathBuf,
+    units: usize,
+    statements: usize,
+    shape: BTreeMap<String, i64>,
+}
+
+async fn capture(
+    server: &str,
+    graph: &neo4rs::Graph,
+    dir: &Path,
+    path: &str,
+    (warm, events, batch): (&[Deployment], &[Deployment], usize),
+) -> Captured {
+    let proxy = Capture::start(server.to_owned())
+        .await
+        .expect("the capture proxy");
+    let store = neo4j_store(&format!("bolt://{}", proxy.address()));
+    wipe(graph).await;
+    let _ = proxy.take();
+    measure(&store, warm.to_vec(), warm.len(), 1).await;
+    let warm_log = proxy.take();
+    measure(&store, events.to_vec(), batch, 1).await;
+    let log = proxy.take();
+    for log in [&warm_log, &log] {
+        assert!(log.errors.is_empty(), "capture: {:?}", log.errors);
+        assert_eq!(log.reset, 0, "no transaction failed while capturing");
+        assert!(log.units.iter().all(|u| u.end == End::Commit));
+    }
+    let captured = Captured {
+        warm: dir.join(format!("{path}-warm.jsonl")),
+        measured: dir.join(format!("{path}.jsonl")),
+        units: log.units.len(),
+        statements: log.units.iter().map(|u| u.statements.len()).sum(),
+        shape: shape(graph).await,
+    };
+    write_units(&captured.warm, &warm_log.units);
+    write_units(&captured.measured, &log.units);
+    captured
+}
+
+/// The driver's events/s replaying `captured` from a wiped graph (its warm-up untimed).
+async fn driver_rate(
+    python: &Path,
+    uri: &str,
+    captured: &Captured,
+    events: usize,
+) -> (f64, String) {
+    let output = tokio::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/neo4j_driver_replay.py"
+        ))
+        .arg(uri)
+        .arg(&captured.warm)
+        .arg(&captured.measured)
+        .output()
+        .await
+        .expect("the replay starts");
+    assert!(
+        output.status.success(),
+        "the replay failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the replay prints its report");
+    assert_eq!(report["units"].as_u64(), Some(captured.units as u64));
+    assert_eq!(
+        report["statements"].as_u64(),
+        Some(captured.statements as u64)
+    );
+    let seconds = report["seconds"].as_f64().expect("seconds");
+    let version = report["driver"].as_str().unwrap_or("?").to_owned();
+    (events as f64 / seconds, version)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
+    }
+}
+
+/// The clients compared: deploygraph's store, the official driver, the official driver with its
+/// Rust extension.
+const CLIENTS: [&str; 3] = [
+    "deploygraph",
+    "Python driver",
+    "Python driver + neo4j-rust-ext",
+];
+
+/// deploygraph against the official Python driver on deploygraph's own statements, both paths,
+/// over `bolt://` and `neo4j://`, each round in another order of the clients.
+async fn driver_comparison(uri: &str, services: usize) {
+    let batch = env_usize("BENCH_BATCH", 1_000);
+    let n = env_usize("BENCH_EVENTS", 10_000);
+    let n_per_event = env_usize("BENCH_PER_EVENT_EVENTS", 2_000);
+    let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
+    let pythons = [python(false), python(true)];
+    let server = uri
+        .split("://")
+        .nth(1)
+        .expect("host:port")
+        .trim_end_matches('/')
+        .to_owned();
+    let graph = neo4rs::Graph::connect(
+        neo4rs::ConfigBuilder::default()
+            .uri(format!("bolt://{server}"))
+            .user("")
+            .password("")
+            .build()
+            .expect("config"),
+    )
+    .expect("neo4j");
+    let dir = std::env::temp_dir().join(format!("deploygraph-bench-{}", run_id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let schemes = ["bolt", "neo4j"];
+    let stores: Vec<Arc<dyn GraphStore>> = schemes
+        .iter()
+        .map(|s| neo4j_store(&format!("{s}://{server}")))
+        .collect();
+
+    let mut table = Vec::new();
+    let mut version = String::new();
+    for (path, events_n, path_batch) in [
+        ("batched", n, batch),
+        ("one transaction per event", n_per_event, 1),
+    ] {
+        let warm = events(&run_id(), 2 * batch.min(1000), services);
+        let measured = events(&run_id(), events_n, services);
+        let captured = capture(
+            &server,
+            &graph,
+            &dir,
+            &path.replace(' ', "-"),
+            (&warm, &measured, path_batch),
+        )
+        .await;
+        eprintln!(
+            "{path}: captured {} transactions, {} statements",
+            captured.units, captured.statements
+        );
+        // rates[scheme][client]: one figure per round.
+        let mut rates = vec![vec![Vec::new(); CLIENTS.len()]; schemes.len()];
+        for round in 0..rounds {
+            for (s, scheme) in schemes.iter().enumerate() {
+                for k in 0..CLIENTS.len() {
+                    let client = (k + round) % CLIENTS.len();
+                    wipe(&graph).await;
+                    let rate = if client == 0 {
+                        measure(&stores[s], warm.clone(), warm.len(), 1).await;
+                        measure(&stores[s], measured.clone(), path_batch, 1).await
+                    } else {
+                        let (rate, v) = driver_rate(
+                            &pythons[client - 1],
+                            &format!("{scheme}://{server}"),
+                            &captured,
+                            events_n,
+                        )
+                        .await;
+                        version = v;
+                        rate
+                    };
+                    let got = shape(&graph).await;
+                    assert!(
+                        got == captured.shape,
+                        "{} over {scheme}:// wrote another graph than the captured run:\n{}",
+                        CLIENTS[client],
+                        describe_difference(&captured.shape, &got)
+                    );
+                    eprintln!(
+                        "{path}, {scheme}://, {}, round {}: {rate:.0} events/s",
+                        CLIENTS[client],
+                        round + 1
+                    );
+                    rates[s][client].push(rate);
+                }
+            }
+        }
+        table.push((path, path_batch, captured.units, captured.statements, rates));
+    }
+    wipe(&graph).await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!(
+        "\n### deploygraph against the official Neo4j Python driver {version}, on the statements deploygraph sent\n"
+    );
+    println!(
+        "Rounds: {rounds}, each in another order of the clients; every run from a wiped graph \
+         after a {}-event warm-up; the graph checked equal to the captured run's after every run.\n",
+        2 * batch.min(1000)
+    );
+    println!(
+        "| path | URI | transactions / statements | client | events/s (each round) | median | deploygraph / this client (median of rounds) |"
+    );
+    println!("|---|---|---:|---|---|---:|---:|");
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (path, path_batch, units, statements, rates) in &table {
+        for (s, scheme) in schemes.iter().enumerate() {
+            for (client, name) in CLIENTS.iter().enumerate() {
+                let own = &rates[s][client];
+                let mut ratios: Vec<f64> =
+                    rates[s][0].iter().zip(own).map(|(a, b)| a / b).collect();
+                let ratio = if client == 0 {
+                    String::new()
+                } else {
+                    format!("{:.1} %", 100.0 * median(&mut ratios))
+                };
+                println!(
+                    "| {path} ({path_batch}/tx) | {scheme}:// | {units} / {statements} | {name} | {} | {:.0} | {ratio} |",
+                    list(own),
+                    median(&mut own.clone()),
+                );
+            }
+        }
+        let dg_bolt = median(&mut rates[0][0].clone());
+        let dg_routed = median(&mut rates[1][0].clone());
+        println!(
+            "| {path} ({path_batch}/tx) | neo4j:// against bolt:// | | deploygraph | | | {:.1} % |",
+            100.0 * dg_routed / dg_bolt
+        );
+    }
 }

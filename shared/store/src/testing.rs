@@ -7,6 +7,8 @@ use crate::{GraphStore, MigrationSource};
 use secrecy::SecretString;
 use std::sync::Arc;
 
+pub mod bolt;
+
 /// A store, and the temporary directory a SQLite store lives in (removed when dropped).
 pub type TestStore = (Option<tempfile::TempDir>, Arc<dyn GraphStore>);
 

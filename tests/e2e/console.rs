@@ -224,6 +224,61 @@ fn the_console_shows_the_graph_in_a_real_browser() {
         "three hours ago is out of the last hour: {last_hour}"
     );
 
+    // The same service in a second cluster: its own row, its own timeline.
+    let west = unique("west");
+    let image = format!("ghcr.io/acme/{service}:v7.0.0@sha256:{}", "d".repeat(64));
+    let started = at(Utc::now() - Duration::minutes(30));
+    succeeded(&[
+        "record",
+        "deployment",
+        "--server",
+        base,
+        "--token",
+        TOKEN,
+        "--service",
+        &service,
+        "--namespace",
+        "prod",
+        "--environment",
+        "production",
+        "--cluster",
+        &west,
+        "--commit",
+        "abcdef3",
+        "--image",
+        &image,
+        "--release-version",
+        "v7.0.0",
+        "--status",
+        "succeeded",
+        "--started-at",
+        &started,
+    ]);
+    let services = page(&format!("{base}/#/"));
+    assert_eq!(
+        services.matches(&format!(">{service}</a>")).count(),
+        2,
+        "one row per cluster: {services}"
+    );
+    assert!(
+        services.contains(&format!("<td>{west}</td>")) && services.contains("<td>default</td>"),
+        "{services}"
+    );
+    assert!(
+        services.contains(&format!("cluster={west}")),
+        "the row links to its cluster's timeline: {services}"
+    );
+    let in_west = page(&format!("{url}&cluster={west}"));
+    assert!(
+        in_west.contains("v7.0.0") && !in_west.contains("v1.0.0"),
+        "{in_west}"
+    );
+    let in_default = page(&format!("{url}&cluster=default"));
+    assert!(
+        in_default.contains("v1.0.0") && !in_default.contains("v7.0.0"),
+        "{in_default}"
+    );
+
     // A dependency's deployment, toggled in.
     let db = unique("shopdb");
     let put = send(

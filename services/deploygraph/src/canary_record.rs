@@ -73,6 +73,7 @@ pub async fn client_of(r: &CanaryRecordTarget, missing: &str) -> Result<Client, 
             store,
             neo4j_user: r.neo4j_user.clone(),
             neo4j_password: r.neo4j_password.clone(),
+            neo4j_max_connections: r.neo4j_max_connections,
             migrations_dir: r.migrations_dir.clone(),
         },
     };

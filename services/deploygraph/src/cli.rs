@@ -216,6 +216,11 @@ pub struct CanaryRecordTarget {
     /// Neo4j password (prefer the environment variable to the flag).
     #[arg(long, env = "DEPLOYGRAPH_NEO4J_PASSWORD", hide_env_values = true)]
     pub neo4j_password: Option<String>,
+    /// Neo4j connections this process pools (16 unset; user Cypher gets a quarter as many of
+    /// its own). Under a heavy write load, requests wait for a pooled connection and answer
+    /// 503 after the connection timeout.
+    #[arg(long, env = "DEPLOYGRAPH_NEO4J_MAX_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub neo4j_max_connections: Option<u16>,
     /// Load migrations from DIR/{sqlite,neo4j} instead of the ones built in.
     #[arg(long, env = "DEPLOYGRAPH_MIGRATIONS_DIR")]
     pub migrations_dir: Option<PathBuf>,
@@ -540,6 +545,11 @@ pub struct StoreOptions {
     /// Neo4j password (prefer the environment variable to the flag).
     #[arg(long, env = "DEPLOYGRAPH_NEO4J_PASSWORD", hide_env_values = true)]
     pub neo4j_password: Option<String>,
+    /// Neo4j connections this process pools (16 unset; user Cypher gets a quarter as many of
+    /// its own). Under a heavy write load, requests wait for a pooled connection and answer
+    /// 503 after the connection timeout.
+    #[arg(long, env = "DEPLOYGRAPH_NEO4J_MAX_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub neo4j_max_connections: Option<u16>,
     /// Load migrations from DIR/{sqlite,neo4j} instead of the ones built in.
     #[arg(long, env = "DEPLOYGRAPH_MIGRATIONS_DIR")]
     pub migrations_dir: Option<PathBuf>,

@@ -224,6 +224,7 @@ fn store_config(options: &StoreOptions) -> Result<StoreConfig, Failure> {
         options.neo4j_user.clone(),
         options.neo4j_password.clone().map(SecretString::from),
     )
+    .map(|config| config.with_max_connections(options.neo4j_max_connections.map(usize::from)))
     .map_err(|e| Failure::usage(format!("--store: {e}")))
 }
 

@@ -97,6 +97,9 @@ pub struct Understood {
     /// The environment it names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The cluster it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// The deployment status it names ("failed", "rolled back").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<DeploymentStatus>,
@@ -135,6 +138,8 @@ pub struct Known<'a> {
     pub services: &'a [String],
     /// Environment names.
     pub environments: &'a [String],
+    /// Cluster names.
+    pub clusters: &'a [String],
     /// Names of recent alerts.
     pub alert_names: &'a [String],
 }
@@ -149,6 +154,7 @@ pub const FORMS: &[&str] = &[
     "has <service> been chaos tested / resilience of <service>",
     "[failed | rolled back] deployments of <service> [in <environment>] [last week]",
     "alerts on <service> [today]",
+    "… [in cluster <cluster>]: any question, in one cluster",
     "哪个部署导致了 <service> 的告警 [14:05] / <service> 告警的原因是什么",
     "最近三次 <service> 部署失败的共性是什么",
     "<service> 的时间线 / <service> 最近发生了什么变更",
@@ -219,6 +225,7 @@ pub fn parse(
     let count = count(&text, &words);
     let (range, at) = when(&text, &words, now);
     let environment = environment(&text, &words, known.environments);
+    let cluster = cluster(&text, &words, known.clusters);
     let status = status(&text, &words);
     let fingerprint = words
         .iter()
@@ -265,6 +272,7 @@ pub fn parse(
         intent,
         service,
         environment,
+        cluster,
         status,
         range,
         at,
@@ -903,6 +911,25 @@ fn environment(text: &str, words: &[String], known: &[String]) -> Option<String>
         }
     }
     None
+}
+
+/// The cluster a question names: a known cluster's name as a word next to "cluster" (or
+/// "集群" after it), or any known cluster's name as a word but `default`, which is also a
+/// common word.
+fn cluster(text: &str, words: &[String], known: &[String]) -> Option<String> {
+    let is_known = |w: &str| known.iter().find(|k| k.eq_ignore_ascii_case(w)).cloned();
+    let marker = |w: &String| matches!(w.as_str(), "cluster" | "clusters");
+    for (i, w) in words.iter().enumerate() {
+        let beside = (i > 0 && marker(&words[i - 1])) || words.get(i + 1).is_some_and(marker);
+        if let Some(name) = is_known(w)
+            && (beside || !name.eq_ignore_ascii_case("default"))
+        {
+            return Some(name);
+        }
+    }
+    // "在 eu-1 集群" / "eu-1集群": the ASCII word just before 集群.
+    let before = text.split("集群").next().filter(|b| b.len() < text.len())?;
+    ascii_words(before).last().and_then(|w| is_known(w))
 }
 
 fn alert_name(words: &[String], known: &[String]) -> Option<String> {

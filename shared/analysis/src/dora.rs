@@ -55,8 +55,7 @@ pub fn stats(mut samples: Vec<f64>) -> Option<DurationStats> {
 /// DORA metrics of one service and environment over `[since, until]`, from its deployments
 /// and alerts in the period and the deployments that were alerts' top suspects.
 pub fn metrics(
-    service: &str,
-    environment: &str,
+    (service, environment, cluster): (&str, &str, &str),
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     deployments: &[Deployment],
@@ -96,6 +95,7 @@ pub fn metrics(
     DoraMetrics {
         service: service.to_owned(),
         environment: environment.to_owned(),
+        cluster: cluster.to_owned(),
         deployments: deployments.len(),
         deployment_frequency_per_day: (deployments.len() as f64 / days * 1000.0).round() / 1000.0,
         lead_time: stats(lead_times),
@@ -141,8 +141,7 @@ mod tests {
         let firing = Alert::test("g", "payments", 200);
         let blamed: BTreeSet<Uid> = [blamed_one.uid.clone()].into();
         let m = metrics(
-            "payments",
-            "production",
+            ("payments", "production", "default"),
             minute(0),
             minute(0) + chrono::Duration::days(2),
             &[ok, failed, blamed_one],
@@ -179,8 +178,7 @@ mod tests {
             .status(DeploymentStatus::Removed)
             .build();
         let m = metrics(
-            "payments",
-            "production",
+            ("payments", "production", "default"),
             minute(0),
             minute(0) + chrono::Duration::days(1),
             &[ok, removed],

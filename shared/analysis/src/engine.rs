@@ -1183,10 +1183,15 @@ pub async fn dora_metrics(
         Ok::<_, deploygraph_store::Error>((alerts, blamed))
     };
     let (deployments, (alerts, blamed)) = tokio::try_join!(deployments, alerts)?;
-    let mut groups: BTreeMap<(String, String), (Vec<_>, Vec<_>)> = BTreeMap::new();
+    // A service is its name, environment and cluster: the same name in two clusters is two rows.
+    let mut groups: BTreeMap<(String, String, String), (Vec<_>, Vec<_>)> = BTreeMap::new();
     for d in deployments {
         groups
-            .entry((d.service.to_string(), d.environment.to_string()))
+            .entry((
+                d.service.to_string(),
+                d.environment.to_string(),
+                d.cluster.as_str().to_owned(),
+            ))
             .or_default()
             .0
             .push(d);
@@ -1195,13 +1200,31 @@ pub async fn dora_metrics(
         let (Some(s), Some(e)) = (&a.service, &a.environment) else {
             continue;
         };
-        if let Some(group) = groups.get_mut(&(s.to_string(), e.to_string())) {
+        let (s, e) = (s.to_string(), e.to_string());
+        // An alert without a cluster label counts for its service's only cluster, else for
+        // the default one.
+        let cluster = match &a.cluster {
+            Some(c) => c.as_str().to_owned(),
+            None => {
+                let mut clusters = groups
+                    .keys()
+                    .filter(|(gs, ge, _)| *gs == s && *ge == e)
+                    .map(|(_, _, c)| c.clone());
+                match (clusters.next(), clusters.next()) {
+                    (Some(only), None) => only,
+                    _ => Cluster::DEFAULT.to_owned(),
+                }
+            }
+        };
+        if let Some(group) = groups.get_mut(&(s, e, cluster)) {
             group.1.push(a);
         }
     }
     let services: Vec<DoraMetrics> = groups
         .iter()
-        .map(|((s, e), (ds, alerts))| dora::metrics(s, e, since, until, ds, alerts, &blamed))
+        .map(|((s, e, c), (ds, alerts))| {
+            dora::metrics((s, e, c), since, until, ds, alerts, &blamed)
+        })
         .collect();
     Ok(Dora {
         since,

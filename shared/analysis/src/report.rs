@@ -375,9 +375,14 @@ pub fn dora_text(d: &Dora) -> String {
         out.push_str("no deployments in the period\n");
     }
     for m in &d.services {
+        let cluster = if m.cluster == deploygraph_model::Cluster::DEFAULT {
+            String::new()
+        } else {
+            format!(", cluster {}", m.cluster)
+        };
         let _ = writeln!(
             out,
-            "{} ({}): {} deployment(s), {:.3}/day; lead time {}; change failure rate {}; time to restore {}",
+            "{} ({}{cluster}): {} deployment(s), {:.3}/day; lead time {}; change failure rate {}; time to restore {}",
             m.service,
             m.environment,
             m.deployments,

@@ -312,6 +312,10 @@ pub struct DoraMetrics {
     pub service: String,
     /// The environment.
     pub environment: String,
+    /// The cluster (`default` when the facts name none): the same service in two clusters is
+    /// two rows.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
     /// Deployments started in the period.
     pub deployments: usize,
     /// Deployments per day.
@@ -326,6 +330,10 @@ pub struct DoraMetrics {
     pub time_to_restore: Option<DurationStats>,
 }
 
+fn default_cluster() -> String {
+    deploygraph_model::Cluster::DEFAULT.to_owned()
+}
+
 /// `GET /v1/dora`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dora {
@@ -333,7 +341,7 @@ pub struct Dora {
     pub since: DateTime<Utc>,
     /// Period end.
     pub until: DateTime<Utc>,
-    /// One row per service and environment.
+    /// One row per service, environment and cluster.
     pub services: Vec<DoraMetrics>,
 }
 

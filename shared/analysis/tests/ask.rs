@@ -337,6 +337,7 @@ fn every_phrasing_is_understood_as_its_row_says() {
     let known = Known {
         services: &services,
         environments: &environments,
+        clusters: &[],
         alert_names: &alert_names,
     };
     let cases = cases();
@@ -496,5 +497,50 @@ fn questions_that_cannot_be_mapped_say_why_and_offer_the_forms() {
         "last 999999999999 days",
     ] {
         let _ = parse(q, &known, now());
+    }
+}
+
+#[test]
+fn a_cluster_is_read_from_the_question() {
+    let services = vec!["payments".to_owned(), "web".to_owned()];
+    let environments = vec!["production".to_owned()];
+    let clusters = vec![
+        "default".to_owned(),
+        "eu-west-1".to_owned(),
+        "us-east".to_owned(),
+    ];
+    let known = Known {
+        services: &services,
+        environments: &environments,
+        clusters: &clusters,
+        alert_names: &[],
+    };
+    for (q, cluster) in [
+        ("timeline of payments in eu-west-1", Some("eu-west-1")),
+        (
+            "alerts on payments in cluster us-east today",
+            Some("us-east"),
+        ),
+        (
+            "failed deployments of web in production on the US-EAST cluster",
+            Some("us-east"),
+        ),
+        (
+            "timeline of payments in the default cluster",
+            Some("default"),
+        ),
+        // "default" alone is a word, not a cluster.
+        ("timeline of payments by default", None),
+        ("payments 在 eu-west-1 集群的时间线", Some("eu-west-1")),
+        ("timeline of payments", None),
+        ("timeline of payments in cluster mars", None),
+    ] {
+        let u = parse(q, &known, now()).unwrap_or_else(|e| panic!("{q}: {}", e.reason));
+        assert_eq!(u.cluster.as_deref(), cluster, "{q}");
+        assert_eq!(
+            u.service.as_ref().map(|s| s.name.as_str()),
+            Some(if q.contains("web") { "web" } else { "payments" }),
+            "{q}"
+        );
     }
 }

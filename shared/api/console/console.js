@@ -160,9 +160,14 @@
     const [services, alerts, snapshot] = await Promise.all([
       api("/v1/services"), api("/v1/alerts?limit=1000"), api("/v1/snapshots/latest")]);
     if (services.status !== 200) return render(el("h1", {}, "Services"), failure(services, "the services"));
+    // A service is its name, environment and cluster: the same name in two clusters is two rows.
+    const key = (name, environment, cluster) => name + "/" + (environment || "") + "/" + (cluster || "default");
     const firing = {};
     for (const a of (alerts.body && alerts.body.items) || []) {
-      if (a.status === "firing" && a.service) firing[a.service + "/" + (a.environment || "")] = (firing[a.service + "/" + (a.environment || "")] || 0) + 1;
+      if (a.status === "firing" && a.service) {
+        const k = key(a.service, a.environment, a.cluster);
+        firing[k] = (firing[k] || 0) + 1;
+      }
     }
     const items = services.body.items || services.body.services || services.body || [];
     const gate = snapshot.status === 200 && snapshot.body
@@ -174,11 +179,11 @@
       gate,
       items.length === 0
         ? el("p", { class: "muted" }, "No service recorded yet: record a deployment (deploygraph record deployment).")
-        : table(["Service", "Environment", "Namespace", "Deployments", "Last deployed", "Firing alerts"],
+        : table(["Service", "Environment", "Namespace", "Cluster", "Deployments", "Last deployed", "Firing alerts"],
           items.map((s) => [
-            link("#/service/" + encodeURIComponent(s.name) + q({ environment: s.environment, namespace: s.namespace }), s.name),
-            s.environment, s.namespace || "–", s.deployments, when(s.last_deployed_at),
-            firing[s.name + "/" + s.environment] ? el("span", { class: "firing" }, firing[s.name + "/" + s.environment]) : "0",
+            link("#/service/" + encodeURIComponent(s.name) + q({ environment: s.environment, namespace: s.namespace, cluster: s.cluster }), s.name),
+            s.environment, s.namespace || "–", s.cluster || "default", s.deployments, when(s.last_deployed_at),
+            firing[key(s.name, s.environment, s.cluster)] ? el("span", { class: "firing" }, firing[key(s.name, s.environment, s.cluster)]) : "0",
           ])));
   }
 
@@ -192,21 +197,28 @@
     const withDeps = params.get("deps") === "1";
     const span = { since: since.toISOString(), until: until.toISOString() };
     const namespace = params.get("namespace") || "";
+    const cluster = params.get("cluster") || "";
     const [timeline, deps] = await Promise.all([
-      api("/v1/services/" + encodeURIComponent(name) + "/timeline" + q(Object.assign({ environment }, span))),
+      api("/v1/services/" + encodeURIComponent(name) + "/timeline" + q(Object.assign({ environment, cluster }, span))),
       environment
-        ? api("/v1/services/" + encodeURIComponent(name) + "/dependencies" + q({ environment, namespace }))
+        ? api("/v1/services/" + encodeURIComponent(name) + "/dependencies" + q({ environment, namespace, cluster }))
         : Promise.resolve({ status: 0, body: null })]);
     if (timeline.status !== 200) return render(el("h1", {}, name), failure(timeline, "the timeline"));
     let events = timeline.body.events.map((e) => Object.assign({ service: name }, e));
+    // Each dependency is a service of one cluster (the edge's; absent: the default one).
     const dependencies = [];
+    const dependencyClusters = [];
     for (const d of (deps.status === 200 && deps.body && deps.body.depends_on) || []) {
       const depName = d.name || (d.service && d.service.name);
-      if (depName && !dependencies.includes(depName)) dependencies.push(depName);
+      const depCluster = d.cluster || (d.service && d.service.cluster) || "default";
+      if (depName && !dependencies.some((n, i) => n === depName && dependencyClusters[i] === depCluster)) {
+        dependencies.push(depName);
+        dependencyClusters.push(depCluster);
+      }
     }
     if (withDeps) {
-      const more = await Promise.all(dependencies.map((d) =>
-        api("/v1/services/" + encodeURIComponent(d) + "/timeline" + q(Object.assign({ environment }, span)))));
+      const more = await Promise.all(dependencies.map((d, i) =>
+        api("/v1/services/" + encodeURIComponent(d) + "/timeline" + q(Object.assign({ environment, cluster: dependencyClusters[i] }, span)))));
       more.forEach((res, i) => {
         if (res.status === 200) {
           for (const e of res.body.events) {
@@ -235,7 +247,7 @@
           "dependencies' changes (" + dependencies.join(", ") + ")")
         : null);
     render(
-      el("h1", {}, name, environment ? " · " + environment : ""),
+      el("h1", {}, name, environment ? " · " + environment : "", cluster ? " · " + cluster : ""),
       el("p", { class: "muted" }, when(span.since) + " to " + when(span.until) + " · " + events.length + " events"),
       filters,
       axis(events, since, until),
@@ -317,7 +329,7 @@
     const a = v.alert;
     render(
       el("h1", {}, a.name, " ", badge(a.status)),
-      el("p", {}, "On ", a.service ? link("#/service/" + encodeURIComponent(a.service) + q({ environment: a.environment }), a.service) : "–",
+      el("p", {}, "On ", a.service ? link("#/service/" + encodeURIComponent(a.service) + q({ environment: a.environment, cluster: a.cluster }), a.service) : "–",
         a.environment ? " (" + a.environment + ")" : "", " · started ", when(a.starts_at),
         a.ends_at ? " · ended " + when(a.ends_at) : "", " · fingerprint ", el("code", {}, a.fingerprint),
         " · ", link("#/incident/" + encodeURIComponent(a.fingerprint) + q({ starts_at: params.get("starts_at") }), "incident review")),
@@ -342,7 +354,7 @@
     const links = [];
     if (a.service) {
       links.push({ dir: "out", rel: "FIRED_ON", kind: "service", label: a.service + (a.environment ? " · " + a.environment : ""),
-        href: "#/service/" + encodeURIComponent(a.service) + q({ environment: a.environment }) });
+        href: "#/service/" + encodeURIComponent(a.service) + q({ environment: a.environment, cluster: a.cluster }) });
     }
     for (const s of v.suspects || []) {
       const d = s.deployment || {};
@@ -384,7 +396,7 @@
     const snap = snapshot.status === 200 && snapshot.body ? snapshot.body : null;
     const links = [
       { dir: "out", rel: "DEPLOYS", kind: "service", label: d.service + " · " + d.environment,
-        href: "#/service/" + encodeURIComponent(d.service) + q({ environment: d.environment, namespace: d.namespace }) },
+        href: "#/service/" + encodeURIComponent(d.service) + q({ environment: d.environment, namespace: d.namespace, cluster: d.cluster || "default" }) },
       d.follows ? { dir: "out", rel: "FOLLOWS", kind: "deployment", label: d.follows, href: "#/deployment/" + encodeURIComponent(d.follows) } : null,
       d.commit ? { dir: "out", rel: "BUILT_FROM", kind: "commit", label: d.commit.sha } : null,
       ...(d.images || []).map((i) => ({ dir: "out", rel: "RUNS", kind: "image", label: i.repository + (i.tag ? ":" + i.tag : "") })),
@@ -399,7 +411,7 @@
     render(
       el("h1", {}, d.service, " ", d.version || "", " ", badge(d.status)),
       table(["Field", "Value"], [
-        ["Service", link("#/service/" + encodeURIComponent(d.service) + q({ environment: d.environment }), d.service)],
+        ["Service", link("#/service/" + encodeURIComponent(d.service) + q({ environment: d.environment, cluster: d.cluster || "default" }), d.service)],
         ["Environment", d.environment + (d.namespace ? " / " + d.namespace : "")],
         ["Started", when(d.started_at)], ["Finished", when(d.finished_at)],
         ["Commit", d.commit ? el("code", {}, d.commit.sha) : "–"],

@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use deploygraph_analysis::ask::{self, Intent, Known, MAX_QUESTION_CHARS, Understood};
 use deploygraph_analysis::engine;
 use deploygraph_analysis::timeline::TimelinePage;
-use deploygraph_model::{Alert, Environment, ServiceName};
+use deploygraph_model::{Alert, Cluster, Environment, ServiceName};
 use deploygraph_store::{AlertFilter, DeploymentFilter, MAX_PAGE_SIZE};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -94,6 +94,17 @@ pub(crate) async fn ask(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let clusters: Vec<String> = services
+        .iter()
+        .map(|s| s.cluster.clone())
+        .chain(
+            alerts
+                .iter()
+                .filter_map(|a| a.cluster.as_ref().map(|c| c.as_str().to_owned())),
+        )
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let alert_names: Vec<String> = alerts
         .iter()
         .map(|a| a.name.clone())
@@ -103,6 +114,7 @@ pub(crate) async fn ask(
     let known = Known {
         services: &names,
         environments: &environments,
+        clusters: &clusters,
         alert_names: &alert_names,
     };
     // Whole seconds, as the endpoint the answer names writes its times.
@@ -169,6 +181,13 @@ fn environment(u: &Understood) -> Result<Option<Environment>, ApiError> {
         .transpose()
 }
 
+fn cluster(u: &Understood) -> Result<Option<Cluster>, ApiError> {
+    u.cluster
+        .as_deref()
+        .map(|c| Cluster::parse(c).map_err(|e| ApiError::invalid("q", e.message)))
+        .transpose()
+}
+
 /// The range of the question, else the last `default` before `now`.
 fn span(u: &Understood, default: Duration, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     u.range
@@ -202,6 +221,7 @@ ORDER BY confidence DESC";
 
 const COMMON_FACTORS_CYPHER: &str = "MATCH (d:DeploymentEvent {service: $service}) \
 WHERE d.status IN ['failed', 'rolled_back'] AND ($environment IS NULL OR d.environment = $environment) \
+AND ($cluster IS NULL OR d.cluster = $cluster) \
 WITH d ORDER BY d.started_at_us DESC LIMIT $last \
 OPTIONAL MATCH (d)-[:CHANGED]->(c:ConfigChange) \
 OPTIONAL MATCH (d)-[:RUNS]->(i:Image) \
@@ -212,56 +232,62 @@ ORDER BY deployment";
 const TIMELINE_CYPHER: &str = "CALL () { \
 MATCH (d:DeploymentEvent {service: $service}) \
 WHERE d.started_at_us >= $since AND d.started_at_us <= $until AND ($environment IS NULL OR d.environment = $environment) \
+AND ($cluster IS NULL OR d.cluster = $cluster) \
 RETURN 'deployment' AS kind, d.uid AS uid, d.status AS what, d.started_at_us AS at \
 UNION ALL \
 MATCH (a:Alert {service: $service}) \
 WHERE a.starts_at_us >= $since AND a.starts_at_us <= $until AND ($environment IS NULL OR a.environment = $environment) \
+AND ($cluster IS NULL OR a.cluster = $cluster OR (a.cluster IS NULL AND EXISTS { (a)-[:FIRED_ON]->(:Service {cluster: $cluster}) })) \
 RETURN 'alert' AS kind, a.uid AS uid, a.name AS what, a.starts_at_us AS at \
 UNION ALL \
 MATCH (c:ChaosRun {service: $service}) \
 WHERE c.started_at_us >= $since AND c.started_at_us <= $until AND ($environment IS NULL OR c.environment = $environment) \
+AND ($cluster IS NULL OR c.cluster = $cluster) \
 RETURN 'chaos_run' AS kind, c.uid AS uid, c.verdict AS what, c.started_at_us AS at \
 } RETURN kind, uid, what, at ORDER BY at LIMIT 10000";
 
 const DORA_CYPHER: &str = "MATCH (d:DeploymentEvent) \
 WHERE d.started_at_us >= $since AND d.started_at_us <= $until \
 AND ($service IS NULL OR d.service = $service) AND ($environment IS NULL OR d.environment = $environment) \
-RETURN d.service AS service, d.environment AS environment, count(d) AS deployments, \
+AND ($cluster IS NULL OR d.cluster = $cluster) \
+RETURN d.service AS service, d.environment AS environment, d.cluster AS cluster, count(d) AS deployments, \
 count(CASE WHEN d.status IN ['failed', 'rolled_back'] THEN 1 END) AS failed_or_rolled_back \
-ORDER BY service, environment";
+ORDER BY service, environment, cluster";
 
 const RESILIENCE_CYPHER: &str = "MATCH (c:ChaosRun {service: $service}) \
-WHERE ($environment IS NULL OR c.environment = $environment) \
+WHERE ($environment IS NULL OR c.environment = $environment) AND ($cluster IS NULL OR c.cluster = $cluster) \
 OPTIONAL MATCH (c)-[:AGAINST]->(d:DeploymentEvent) \
 RETURN c.scenario AS scenario, c.verdict AS verdict, d.version AS release, d.uid AS deployment, \
 c.started_at_us AS started_at_us ORDER BY scenario, started_at_us";
 
 const DEPLOYMENTS_CYPHER: &str = "MATCH (d:DeploymentEvent) \
 WHERE ($service IS NULL OR d.service = $service) AND ($environment IS NULL OR d.environment = $environment) \
-AND ($status IS NULL OR d.status = $status) \
+AND ($cluster IS NULL OR d.cluster = $cluster) AND ($status IS NULL OR d.status = $status) \
 AND ($since IS NULL OR d.started_at_us >= $since) AND ($until IS NULL OR d.started_at_us <= $until) \
 RETURN d.uid AS uid, d.service AS service, d.environment AS environment, d.status AS status, \
 d.version AS version, d.started_at_us AS started_at_us ORDER BY d.started_at_us DESC LIMIT $limit";
 
 const ALERTS_CYPHER: &str = "MATCH (a:Alert) \
 WHERE ($service IS NULL OR a.service = $service) AND ($environment IS NULL OR a.environment = $environment) \
+AND ($cluster IS NULL OR a.cluster = $cluster OR (a.cluster IS NULL AND EXISTS { (a)-[:FIRED_ON]->(:Service {cluster: $cluster}) })) \
 AND ($since IS NULL OR a.starts_at_us >= $since) AND ($until IS NULL OR a.starts_at_us <= $until) \
 RETURN a.uid AS uid, a.name AS name, a.service AS service, a.environment AS environment, \
 a.status AS status, a.starts_at_us AS starts_at_us ORDER BY a.starts_at_us DESC LIMIT $limit";
 
 /// The alert a suspects question means: among its alerts as the store filters them (by
-/// fingerprint, service, environment and range; the newest [`ALERTS_READ`]) those of its alert
+/// fingerprint, service, environment, cluster and range; the newest [`ALERTS_READ`]) those of its alert
 /// name, the one nearest its instant, else the newest.
 async fn the_alert(
     store: &dyn deploygraph_store::GraphStore,
     u: &Understood,
     service: Option<&ServiceName>,
-    environment: Option<&Environment>,
+    (environment, cluster): (Option<&Environment>, Option<&Cluster>),
 ) -> deploygraph_store::Result<Option<Alert>> {
     let alerts = store
         .list_alerts(&AlertFilter {
             service: service.cloned(),
             environment: environment.cloned(),
+            cluster: cluster.cloned(),
             fingerprint: u.fingerprint.clone(),
             since: u.range.as_ref().map(|r| r.since),
             until: u.range.as_ref().map(|r| r.until),
@@ -286,12 +312,14 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
     let service = service_name(u)?;
     let env = environment(u)?;
     let env_param = env.as_ref().map(|e| e.as_str().to_owned());
+    let cluster = cluster(u)?;
+    let cluster_param = cluster.as_ref().map(|c| c.as_str().to_owned());
     let service_param = service.as_ref().map(|s| s.as_str().to_owned());
     let micros = |t: DateTime<Utc>| t.timestamp_micros();
     let started = Instant::now();
     let answer = match u.intent {
         Intent::Suspects => {
-            let found = the_alert(store, u, service.as_ref(), env.as_ref())
+            let found = the_alert(store, u, service.as_ref(), (env.as_ref(), cluster.as_ref()))
                 .await
                 .map_err(store_error)?;
             let Some(alert) = found else {
@@ -301,6 +329,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                         query_string(&[
                             ("service", service_param.clone()),
                             ("environment", env_param.clone()),
+                            ("cluster", cluster_param.clone()),
                         ])
                     ),
                     body: Value::Null,
@@ -313,7 +342,8 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                     )),
                     cypher: ALERTS_CYPHER,
                     params: json!({"service": service_param, "environment": env_param,
-                                   "since": null, "until": null, "limit": DEFAULT_ITEMS}),
+                                   "cluster": cluster_param, "since": null, "until": null,
+                                   "limit": DEFAULT_ITEMS}),
                 });
             };
             let endpoint = format!(
@@ -337,7 +367,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
             let view = engine::common_factors_of(
                 store,
                 &name,
-                (env.as_ref(), None),
+                (env.as_ref(), cluster.as_ref()),
                 last,
                 state.config.attribution.window,
             )
@@ -348,13 +378,15 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                     "/v1/services/{name}/common-factors{}",
                     query_string(&[
                         ("environment", env_param.clone()),
+                        ("cluster", cluster_param.clone()),
                         ("last", Some(last.to_string())),
                     ])
                 ),
                 body: json!(view),
                 note: None,
                 cypher: COMMON_FACTORS_CYPHER,
-                params: json!({"service": name.as_str(), "environment": env_param, "last": last}),
+                params: json!({"service": name.as_str(), "environment": env_param,
+                               "cluster": cluster_param, "last": last}),
             }
         }
         Intent::Timeline => {
@@ -364,7 +396,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 store,
                 &name,
                 env.as_ref(),
-                None,
+                cluster.as_ref(),
                 since,
                 until,
                 &TimelinePage {
@@ -379,6 +411,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                     "/v1/services/{name}/timeline{}",
                     query_string(&[
                         ("environment", env_param.clone()),
+                        ("cluster", cluster_param.clone()),
                         ("since", Some(rfc3339(since))),
                         ("until", Some(rfc3339(until))),
                     ])
@@ -387,21 +420,27 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 note: None,
                 cypher: TIMELINE_CYPHER,
                 params: json!({"service": name.as_str(), "environment": env_param,
-                               "since": micros(since), "until": micros(until)}),
+                               "cluster": cluster_param, "since": micros(since), "until": micros(until)}),
             }
         }
         Intent::Dora => {
             let (since, until) = span(u, Duration::days(30), now);
-            let view =
-                engine::dora_metrics(store, service.as_ref(), (env.as_ref(), None), since, until)
-                    .await
-                    .map_err(store_error)?;
+            let view = engine::dora_metrics(
+                store,
+                service.as_ref(),
+                (env.as_ref(), cluster.as_ref()),
+                since,
+                until,
+            )
+            .await
+            .map_err(store_error)?;
             Answer {
                 endpoint: format!(
                     "/v1/dora{}",
                     query_string(&[
                         ("service", service_param.clone()),
                         ("environment", env_param.clone()),
+                        ("cluster", cluster_param.clone()),
                         ("since", Some(rfc3339(since))),
                         ("until", Some(rfc3339(until))),
                     ])
@@ -410,24 +449,32 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 note: None,
                 cypher: DORA_CYPHER,
                 params: json!({"service": service_param, "environment": env_param,
-                               "since": micros(since), "until": micros(until)}),
+                               "cluster": cluster_param, "since": micros(since), "until": micros(until)}),
             }
         }
         Intent::Resilience => {
             let name = service.ok_or_else(|| ApiError::invalid("q", "names no service"))?;
-            let (rows, truncated) =
-                deploygraph_chaos::resilience::of_service(store, &name, env.as_ref(), None)
-                    .await
-                    .map_err(store_error)?;
+            let (rows, truncated) = deploygraph_chaos::resilience::of_service(
+                store,
+                &name,
+                env.as_ref(),
+                cluster.as_ref(),
+            )
+            .await
+            .map_err(store_error)?;
             Answer {
                 endpoint: format!(
                     "/v1/services/{name}/resilience{}",
-                    query_string(&[("environment", env_param.clone())])
+                    query_string(&[
+                        ("environment", env_param.clone()),
+                        ("cluster", cluster_param.clone()),
+                    ])
                 ),
                 body: json!({ "service": name, "runs": rows, "truncated": truncated }),
                 note: None,
                 cypher: RESILIENCE_CYPHER,
-                params: json!({"service": name.as_str(), "environment": env_param}),
+                params: json!({"service": name.as_str(), "environment": env_param,
+                               "cluster": cluster_param}),
             }
         }
         Intent::Deployments => {
@@ -440,7 +487,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 .list_deployments(&DeploymentFilter {
                     service: service.clone(),
                     environment: env.clone(),
-                    cluster: None,
+                    cluster: cluster.clone(),
                     status: u.status,
                     since,
                     until,
@@ -455,6 +502,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                     query_string(&[
                         ("service", service_param.clone()),
                         ("environment", env_param.clone()),
+                        ("cluster", cluster_param.clone()),
                         ("status", u.status.map(|s| s.as_str().to_owned())),
                         ("since", since.map(rfc3339)),
                         ("until", until.map(rfc3339)),
@@ -465,7 +513,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 note: None,
                 cypher: DEPLOYMENTS_CYPHER,
                 params: json!({"service": service_param, "environment": env_param,
-                               "status": u.status.map(|s| s.as_str()),
+                               "cluster": cluster_param, "status": u.status.map(|s| s.as_str()),
                                "since": since.map(micros), "until": until.map(micros), "limit": limit}),
             }
         }
@@ -479,6 +527,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 .list_alerts(&AlertFilter {
                     service: service.clone(),
                     environment: env.clone(),
+                    cluster: cluster.clone(),
                     since,
                     until,
                     limit: limit + 1,
@@ -493,6 +542,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                     query_string(&[
                         ("service", service_param.clone()),
                         ("environment", env_param.clone()),
+                        ("cluster", cluster_param.clone()),
                         ("since", since.map(rfc3339)),
                         ("until", until.map(rfc3339)),
                         ("limit", Some(limit.to_string())),
@@ -504,7 +554,7 @@ async fn answer(state: &AppState, u: &Understood, now: DateTime<Utc>) -> Result<
                 note: None,
                 cypher: ALERTS_CYPHER,
                 params: json!({"service": service_param, "environment": env_param,
-                               "since": since.map(micros), "until": until.map(micros), "limit": limit}),
+                               "cluster": cluster_param, "since": since.map(micros), "until": until.map(micros), "limit": limit}),
             }
         }
     };
@@ -574,6 +624,9 @@ fn describe(u: &Understood) -> String {
     };
     if let Some(e) = &u.environment {
         out.push_str(&format!(" in {e}"));
+    }
+    if let Some(c) = &u.cluster {
+        out.push_str(&format!(" in cluster {c}"));
     }
     match (&u.range, u.intent) {
         (Some(r), _) => out.push_str(&format!(

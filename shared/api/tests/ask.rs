@@ -202,6 +202,149 @@ async fn questions_are_answered_by_the_queries_they_map_to(app: &Router) -> Vec<
     answers
 }
 
+/// The same service in two clusters, each with its own deployments and alert: a question naming
+/// a cluster is answered from that cluster only, and without one from both.
+async fn questions_in_one_cluster(app: &Router) -> Vec<Value> {
+    let service = unique("askmulti");
+    let tag = unique("c");
+    let (east, west) = (format!("{tag}-east"), format!("{tag}-west"));
+    for (cluster, failed) in [(&east, 2), (&west, 1)] {
+        for (i, minute) in [-300i64, -200, -100].into_iter().enumerate() {
+            let status = if i < failed { "failed" } else { "succeeded" };
+            let mut d = deployment(&service, minute, u8::try_from(i).unwrap() + 10, status);
+            d["cluster"] = json!(cluster);
+            let (status, out) = post(app, "/v1/deployments", &d).await;
+            assert!(status.is_success(), "{out}");
+        }
+        let fingerprint = format!("{:016x}", rand::random::<u64>() | 1);
+        let mut hook = webhook(&fingerprint, &service, 5);
+        hook["alerts"][0]["labels"]["cluster"] = json!(cluster);
+        let (status, out) = post(app, "/v1/alerts/alertmanager", &hook).await;
+        assert!(status.is_success(), "{out}");
+    }
+    // DORA: one row per cluster, each with its own deployments and failures.
+    let (status, dora) = get(
+        app,
+        &format!("/v1/dora?service={service}&since=2026-11-19T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{dora}");
+    let rows: Vec<(String, u64, u64)> = dora["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["cluster"].as_str().unwrap().to_owned(),
+                r["deployments"].as_u64().unwrap(),
+                r["failed_changes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![(east.clone(), 3, 2), (west.clone(), 3, 1)];
+    expected.sort();
+    let mut got = rows.clone();
+    got.sort();
+    // A blamed deployment counts as failed too: at least the failed rollouts.
+    assert_eq!(got.len(), 2, "{dora}");
+    for ((c, n, failed), (ec, en, efailed)) in got.iter().zip(&expected) {
+        assert_eq!((c, n), (ec, en), "{dora}");
+        assert!(failed >= efailed, "{dora}");
+    }
+    let mut answers = Vec::new();
+    for (q, cluster, items) in [
+        (
+            format!("failed deployments of {service} in cluster {east} since 2026-11-19"),
+            Some(&east),
+            2,
+        ),
+        (
+            format!("failed deployments of {service} in {west} since 2026-11-19"),
+            Some(&west),
+            1,
+        ),
+        (
+            format!("failed deployments of {service} since 2026-11-19"),
+            None,
+            3,
+        ),
+        (format!("{service} 在 {west} 集群的告警"), Some(&west), 1),
+        (format!("alerts on {service} since 2026-11-19"), None, 2),
+    ] {
+        let intent = if q.contains("deployments") {
+            "deployments"
+        } else {
+            "alerts"
+        };
+        let out = answered_as(app, &q, intent, &service).await;
+        assert_eq!(
+            out["understood"]["cluster"].as_str(),
+            cluster.map(String::as_str),
+            "{q}: {out}"
+        );
+        assert_eq!(
+            out["answer"]["items"].as_array().unwrap().len(),
+            items,
+            "{q}: {out}"
+        );
+        if let Some(c) = cluster {
+            assert!(
+                out["endpoint"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("cluster={c}")),
+                "{out}"
+            );
+            assert!(
+                out["understood_as"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("in cluster {c}")),
+                "{out}"
+            );
+            for item in out["answer"]["items"].as_array().unwrap() {
+                assert_eq!(item["cluster"].as_str(), Some(c.as_str()), "{q}: {item}");
+            }
+        }
+        answers.push(out);
+    }
+    // Every other question form takes the cluster too and answers as its endpoint does.
+    for (q, intent) in [
+        (
+            format!("timeline of {service} in cluster {east} since 2026-11-19"),
+            "timeline",
+        ),
+        (
+            format!("DORA metrics of {service} in cluster {east} since 2026-11-19"),
+            "dora",
+        ),
+        (
+            format!(
+                "what do the last two failed {service} deployments in cluster {east} have in common"
+            ),
+            "common_factors",
+        ),
+        (
+            format!("which deploy caused the {service} alert in cluster {west}"),
+            "suspects",
+        ),
+        (
+            format!("has {service} been chaos tested in cluster {west}"),
+            "resilience",
+        ),
+    ] {
+        let out = answered_as(app, &q, intent, &service).await;
+        assert!(out["understood"]["cluster"].is_string(), "{q}: {out}");
+        if intent == "dora" {
+            let rows = out["answer"]["services"].as_array().unwrap();
+            assert_eq!(rows.len(), 1, "{out}");
+            assert_eq!(rows[0]["cluster"].as_str(), Some(east.as_str()), "{out}");
+        }
+        answers.push(out);
+    }
+    answers
+}
+
 async fn questions_it_cannot_map_are_refused(app: &Router) {
     // No question.
     let (status, out) = get(app, "/v1/ask?q=%20%20").await;
@@ -234,6 +377,7 @@ async fn questions_on_the_embedded_store() {
     let (_dir, store) = deploygraph_store::testing::sqlite().await;
     let app = app(&store);
     questions_are_answered_by_the_queries_they_map_to(&app).await;
+    questions_in_one_cluster(&app).await;
     questions_it_cannot_map_are_refused(&app).await;
     // A misspelt service: read, and said so; the closest service offered when it is too far.
     let (service, _) = world(&app).await;
@@ -264,7 +408,8 @@ async fn questions_on_the_embedded_store() {
 async fn questions_on_neo4j_with_cypher_that_runs() {
     let (_none, store) = deploygraph_store::testing::neo4j().await;
     let app = app(&store);
-    let answers = questions_are_answered_by_the_queries_they_map_to(&app).await;
+    let mut answers = questions_are_answered_by_the_queries_they_map_to(&app).await;
+    answers.extend(questions_in_one_cluster(&app).await);
     for out in answers {
         let (status, rows) = post(
             &app,
@@ -278,8 +423,12 @@ async fn questions_on_neo4j_with_cypher_that_runs() {
         let intent = out["understood"]["intent"].as_str().unwrap();
         let count = rows["rows"].as_array().unwrap().len();
         match intent {
-            "deployments" => assert_eq!(count, 3, "{rows}"),
-            "alerts" => assert_eq!(count, 1, "{rows}"),
+            "deployments" | "alerts" => assert_eq!(
+                count,
+                out["answer"]["items"].as_array().unwrap().len(),
+                "{}: {rows}",
+                out["question"]
+            ),
             "suspects" | "common_factors" | "timeline" | "dora" => {
                 assert!(count > 0, "{intent}: {rows}")
             }

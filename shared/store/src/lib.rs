@@ -653,6 +653,9 @@ pub enum StoreConfig {
         user: String,
         /// Password.
         password: SecretString,
+        /// Pooled connections per process ([`neo4j::Neo4jOptions::max_connections`] when
+        /// unset).
+        max_connections: Option<usize>,
     },
 }
 
@@ -688,12 +691,28 @@ impl StoreConfig {
                     uri: uri.to_owned(),
                     user: user.unwrap_or_default(),
                     password: password.unwrap_or_else(|| SecretString::from(String::new())),
+                    max_connections: None,
                 })
             }
             other => Err(invalid(&format!(
                 "unsupported scheme {other:?}; use sqlite://PATH, neo4j://HOST:PORT (a cluster; neo4j+s:// with TLS, as Aura) or bolt://HOST:PORT (one server)"
             ))),
         }
+    }
+}
+
+impl StoreConfig {
+    /// With a Neo4j store's connection pool of `max` connections per process (nothing for
+    /// SQLite, or when `max` is `None`).
+    #[must_use]
+    pub fn with_max_connections(mut self, max: Option<usize>) -> Self {
+        if let Self::Neo4j {
+            max_connections, ..
+        } = &mut self
+        {
+            *max_connections = max.or(*max_connections);
+        }
+        self
     }
 }
 
@@ -713,19 +732,51 @@ pub async fn open(
             uri,
             user,
             password,
-        } => Arc::new(neo4j::Neo4jStore::connect(
-            uri,
-            user,
-            password,
-            neo4j::Neo4jOptions::default(),
-            migrations,
-        )?),
+            max_connections,
+        } => {
+            let defaults = neo4j::Neo4jOptions::default();
+            Arc::new(neo4j::Neo4jStore::connect(
+                uri,
+                user,
+                password,
+                neo4j::Neo4jOptions {
+                    max_connections: max_connections.unwrap_or(defaults.max_connections).max(1),
+                    ..defaults
+                },
+                migrations,
+            )?)
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_size_is_kept_for_neo4j_only() {
+        let neo4j = StoreConfig::parse("bolt://127.0.0.1:7687", None, None)
+            .map(|c| c.with_max_connections(Some(64)));
+        assert!(matches!(
+            neo4j,
+            Ok(StoreConfig::Neo4j {
+                max_connections: Some(64),
+                ..
+            })
+        ));
+        let unset =
+            StoreConfig::parse("neo4j://db:7687", None, None).map(|c| c.with_max_connections(None));
+        assert!(matches!(
+            unset,
+            Ok(StoreConfig::Neo4j {
+                max_connections: None,
+                ..
+            })
+        ));
+        let sqlite = StoreConfig::parse("sqlite://x.db", None, None)
+            .map(|c| c.with_max_connections(Some(8)));
+        assert!(matches!(sqlite, Ok(StoreConfig::Sqlite { .. })));
+    }
 
     #[test]
     fn store_uris_select_the_backend() {

@@ -627,6 +627,11 @@ fn truncate(value: Option<&str>) -> String {
 /// The evidence about a candidate in words an SRE can check.
 pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> Vec<String> {
     let mut out = Vec::new();
+    // The candidate's service as its path names it (with its cluster unless the default).
+    let service = candidate
+        .path
+        .last()
+        .map_or(candidate.service.as_str(), String::as_str);
     let minutes = delta.num_minutes();
     out.push(if features.rolling_at_alert > 0.0 {
         format!("started {minutes} min before the alert and was still rolling out when it started")
@@ -640,7 +645,7 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
                 SubjectKind::Deployment => "deployed to",
                 SubjectKind::Change => "changed",
             },
-            candidate.service
+            service
         ),
         Relation::Dependency { depth } => format!(
             "{depth} hop{}: {}",
@@ -656,8 +661,7 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         match (&c.image, c.first) {
             (Some((before, after)), _) => what.push(format!("image {before} → {after}")),
             (None, true) => out.push(format!(
-                "first recorded deployment of {}: nothing earlier to compare with",
-                candidate.service
+                "first recorded deployment of {service}: nothing earlier to compare with"
             )),
             (None, false) if c.image_changed => what.push("a new image".to_owned()),
             _ => {}
@@ -706,8 +710,8 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
         out.push(canary_reason(canary));
     }
     out.push(format!(
-        "{} of {} earlier deployments of {} were blamed for alerts",
-        candidate.prior_followed_by_alerts, candidate.prior_deployments, candidate.service
+        "{} of {} earlier deployments of {service} were blamed for alerts",
+        candidate.prior_followed_by_alerts, candidate.prior_deployments
     ));
     // What the graph knows of the changed keys elsewhere: the ones blamed before first.
     let mut risky: Vec<&KeyRecord> = candidate
@@ -738,9 +742,9 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
             String::new()
         };
         let how = if services.contains(candidate.service.as_str()) {
-            format!("{} itself or services that depend on it", candidate.service)
+            format!("{service} itself or services that depend on it")
         } else {
-            format!("which depend on {}", candidate.service)
+            format!("which depend on {service}")
         };
         out.push(format!(
             "{} other alert{} started after it on {}{more}, {how}",
@@ -755,9 +759,8 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
     }
     if features.superseded > 0.0 {
         out.push(format!(
-            "{} later change(s) of {} landed before the alert",
+            "{} later change(s) of {service} landed before the alert",
             (features.superseded.exp() - 1.0).round(),
-            candidate.service
         ));
     }
     out

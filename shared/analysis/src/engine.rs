@@ -48,6 +48,16 @@ struct Related {
     path: Vec<String>,
 }
 
+/// A service as reasons name it: its name, and its cluster unless that is the default one
+/// (`api [eu-west-1]`), so a path across clusters says where each hop runs.
+fn shown(service: &ServiceRef) -> String {
+    if service.cluster.is_default() {
+        service.name.to_string()
+    } else {
+        format!("{} [{}]", service.name, service.cluster)
+    }
+}
+
 /// [`related_services`] with the paths, and the dependencies read on the way (keyed by service
 /// uid): the services of the last hop were not read.
 async fn related_with_edges(
@@ -60,7 +70,7 @@ async fn related_with_edges(
         .map(|s| Related {
             service: s.clone(),
             relation: Relation::SameService,
-            path: vec![s.name.to_string()],
+            path: vec![shown(s)],
         })
         .collect();
     let mut edges: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
@@ -83,7 +93,7 @@ async fn related_with_edges(
             for dependency in &dependencies {
                 if seen.insert(dependency.uid()) {
                     let mut path = related[index].path.clone();
-                    path.push(dependency.name.to_string());
+                    path.push(shown(dependency));
                     related.push(Related {
                         service: dependency.clone(),
                         relation: Relation::Dependency { depth: hop },

@@ -335,6 +335,11 @@ async fn questions_in_one_cluster(app: &Router) -> Vec<Value> {
     ] {
         let out = answered_as(app, &q, intent, &service).await;
         assert!(out["understood"]["cluster"].is_string(), "{q}: {out}");
+        if intent == "suspects" {
+            // Reasons name the service with its cluster, which is not the default one.
+            let text = out["answer"]["suspects"].to_string();
+            assert!(text.contains(&format!("{service} [{west}]")), "{out}");
+        }
         if intent == "dora" {
             let rows = out["answer"]["services"].as_array().unwrap();
             assert_eq!(rows.len(), 1, "{out}");

@@ -74,6 +74,7 @@ pub async fn client_of(r: &CanaryRecordTarget, missing: &str) -> Result<Client, 
             neo4j_user: r.neo4j_user.clone(),
             neo4j_password: r.neo4j_password.clone(),
             neo4j_max_connections: r.neo4j_max_connections,
+            neo4j_database: r.neo4j_database.clone(),
             migrations_dir: r.migrations_dir.clone(),
         },
     };

@@ -167,7 +167,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Agent(args) => crate::agent::run(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Record(RecordCommand::Deployment(args)) => record_deployment(*args).await,
-        Command::Record(RecordCommand::Alert(args)) => record_alert(args).await,
+        Command::Record(RecordCommand::Alert(args)) => record_alert(*args).await,
         Command::Record(RecordCommand::Change(args)) => crate::record_change::run(*args).await,
         Command::Query(QueryCommand::Deployments(args)) => query_deployments(args).await,
         Command::Gate(args) => crate::gate::gate(args).await,
@@ -224,7 +224,11 @@ fn store_config(options: &StoreOptions) -> Result<StoreConfig, Failure> {
         options.neo4j_user.clone(),
         options.neo4j_password.clone().map(SecretString::from),
     )
-    .map(|config| config.with_max_connections(options.neo4j_max_connections.map(usize::from)))
+    .map(|config| {
+        config
+            .with_max_connections(options.neo4j_max_connections.map(usize::from))
+            .with_database(options.neo4j_database.clone())
+    })
     .map_err(|e| Failure::usage(format!("--store: {e}")))
 }
 

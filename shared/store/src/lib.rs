@@ -656,6 +656,8 @@ pub enum StoreConfig {
         /// Pooled connections per process ([`neo4j::Neo4jOptions::max_connections`] when
         /// unset).
         max_connections: Option<usize>,
+        /// The database ([`neo4j::DEFAULT_DATABASE`] when unset).
+        database: Option<String>,
     },
 }
 
@@ -692,6 +694,7 @@ impl StoreConfig {
                     user: user.unwrap_or_default(),
                     password: password.unwrap_or_else(|| SecretString::from(String::new())),
                     max_connections: None,
+                    database: None,
                 })
             }
             other => Err(invalid(&format!(
@@ -702,6 +705,15 @@ impl StoreConfig {
 }
 
 impl StoreConfig {
+    /// With a Neo4j store's database `name` (nothing for SQLite, or when `name` is `None`).
+    #[must_use]
+    pub fn with_database(mut self, name: Option<String>) -> Self {
+        if let Self::Neo4j { database, .. } = &mut self {
+            *database = name.or(database.take());
+        }
+        self
+    }
+
     /// With a Neo4j store's connection pool of `max` connections per process (nothing for
     /// SQLite, or when `max` is `None`).
     #[must_use]
@@ -733,6 +745,7 @@ pub async fn open(
             user,
             password,
             max_connections,
+            database,
         } => {
             let defaults = neo4j::Neo4jOptions::default();
             Arc::new(neo4j::Neo4jStore::connect(
@@ -741,6 +754,7 @@ pub async fn open(
                 password,
                 neo4j::Neo4jOptions {
                     max_connections: max_connections.unwrap_or(defaults.max_connections).max(1),
+                    database: database.clone().or(defaults.database),
                     ..defaults
                 },
                 migrations,
@@ -772,6 +786,15 @@ mod tests {
                 max_connections: None,
                 ..
             })
+        ));
+        let named = StoreConfig::parse("neo4j://db:7687", None, None)
+            .map(|c| c.with_database(Some("graph".into())));
+        assert!(matches!(
+            named,
+            Ok(StoreConfig::Neo4j {
+                database: Some(ref d),
+                ..
+            }) if d == "graph"
         ));
         let sqlite = StoreConfig::parse("sqlite://x.db", None, None)
             .map(|c| c.with_max_connections(Some(8)));

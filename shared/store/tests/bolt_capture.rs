@@ -131,19 +131,20 @@ async fn a_store_write_is_logged_as_one_committed_transaction() {
 
     let log = capture.take();
     assert!(log.errors.is_empty(), "{:?}", log.errors);
-    assert_eq!(log.reset, 0);
+    // One committed transaction wrote the batch (a transient failure, another test writing
+    // beside this one, would add a rolled-back attempt before it).
     let writes: Vec<_> = log
         .units
         .iter()
         .filter(|u| {
-            u.statements
-                .iter()
-                .any(|s| s.text.contains("CREATE (d:DeploymentEvent)"))
+            u.end == End::Commit
+                && u.statements
+                    .iter()
+                    .any(|s| s.text.contains("CREATE (d:DeploymentEvent)"))
         })
         .collect();
     assert_eq!(writes.len(), 1, "one transaction wrote the batch");
     let write = writes[0];
-    assert_eq!(write.end, End::Commit);
     assert!(!write.read);
     // The three deployments' uids are in the insert's rows.
     let insert = write
@@ -158,5 +159,69 @@ async fn a_store_write_is_logged_as_one_committed_transaction() {
     // Every statement can be sent again as it was.
     for s in &write.statements {
         s.to_query().unwrap();
+    }
+}
+
+/// What a write costs in messages over each scheme: one BEGIN, its statements and one COMMIT
+/// per write, and no routing request per transaction over `neo4j://` (the table is cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_adds_no_message_per_transaction() {
+    for scheme in ["bolt", "neo4j"] {
+        let capture = Capture::start(bolt_address()).await.unwrap();
+        let store = Neo4jStore::connect(
+            &format!("{scheme}://{}", capture.address()),
+            "",
+            &SecretString::from(String::new()),
+            Neo4jOptions::default(),
+            MigrationSource::Embedded,
+        )
+        .unwrap();
+        store.migrate().await.unwrap();
+        let service = format!("route-{scheme}-{:08x}", rand::random::<u32>());
+        let write = |i: u64| {
+            Deployment::test()
+                .service(&service)
+                .image_seed(i)
+                .started_at_minute(i64::try_from(i).unwrap())
+                .build()
+        };
+        // Warm: connections made, the routing table read.
+        let mut uids = Vec::new();
+        let first = write(0);
+        uids.push(first.uid.clone());
+        store.record_deployments(vec![first]).await.unwrap();
+        let _ = capture.take();
+        let n = 20u64;
+        for i in 1..=n {
+            let d = write(i);
+            uids.push(d.uid.clone());
+            store.record_deployments(vec![d]).await.unwrap();
+        }
+        let log = capture.take();
+        deploygraph_store::testing::discard_follow_ups(&store, &uids).await;
+        assert!(log.errors.is_empty(), "{:?}", log.errors);
+        let count = |tag: u8| log.messages.get(&tag).copied().unwrap_or(0);
+        let n = usize::try_from(n).unwrap();
+        // A write retried after a transient failure (other tests write beside this one) adds a
+        // BEGIN and its ROLLBACK.
+        assert_eq!(
+            count(0x11) - count(0x13),
+            n,
+            "{scheme}: one BEGIN per write: {:?}",
+            log.messages
+        );
+        assert_eq!(
+            count(0x12),
+            n,
+            "{scheme}: one COMMIT per write: {:?}",
+            log.messages
+        );
+        assert_eq!(
+            count(0x66),
+            0,
+            "{scheme}: no ROUTE per write: {:?}",
+            log.messages
+        );
+        eprintln!("{scheme}: {:?}", log.messages);
     }
 }

@@ -30,6 +30,9 @@ use std::time::Duration;
 
 const BACKEND: &str = "neo4j";
 
+/// The database deploygraph uses unless told otherwise.
+pub const DEFAULT_DATABASE: &str = "neo4j";
+
 /// Tunables of the Neo4j connection.
 #[derive(Debug, Clone)]
 pub struct Neo4jOptions {
@@ -41,6 +44,11 @@ pub struct Neo4jOptions {
     pub connection_timeout: Duration,
     /// Rows per `UNWIND` statement.
     pub chunk_size: usize,
+    /// The database every transaction names (`neo4j`, the default database's name on a new
+    /// server and on Aura). Named, a routing driver keeps its routing table for its TTL; left
+    /// to the server's home database (`None`), neo4rs asks for the table before every
+    /// transaction over `neo4j://`.
+    pub database: Option<String>,
 }
 
 impl Default for Neo4jOptions {
@@ -50,6 +58,7 @@ impl Default for Neo4jOptions {
             max_connections: 16,
             connection_timeout: Duration::from_secs(5),
             chunk_size: 2_000,
+            database: Some(DEFAULT_DATABASE.to_owned()),
         }
     }
 }
@@ -636,18 +645,20 @@ impl Neo4jStore {
     ) -> Result<Self> {
         let migrations = source.load(BACKEND)?;
         let build = |connection_timeout: Duration, max_connections: usize| {
-            let config = ConfigBuilder::default()
+            let mut config = ConfigBuilder::default()
                 .uri(uri)
                 .user(user)
                 .password(password.expose_secret())
                 .fetch_size(options.fetch_size)
                 .max_connections(max_connections)
-                .connection_timeout(connection_timeout)
-                .build()
-                .map_err(|e| Error::InvalidUri {
-                    uri: uri.to_owned(),
-                    reason: e.to_string(),
-                })?;
+                .connection_timeout(connection_timeout);
+            if let Some(database) = &options.database {
+                config = config.db(database.as_str());
+            }
+            let config = config.build().map_err(|e| Error::InvalidUri {
+                uri: uri.to_owned(),
+                reason: e.to_string(),
+            })?;
             Graph::connect(config).map_err(|e| Error::InvalidUri {
                 uri: uri.to_owned(),
                 reason: e.to_string(),

@@ -318,6 +318,8 @@ pub struct Log {
     pub units: Vec<Unit>,
     pub reset: usize,
     pub errors: Vec<String>,
+    /// Every message clients sent, by its signature (`0x66` ROUTE, `0x11` BEGIN, …).
+    pub messages: std::collections::BTreeMap<u8, usize>,
 }
 
 /// One client connection's decoder: the handshake, then chunks making messages.
@@ -395,6 +397,7 @@ impl Connection {
             return Err("a message is not a structure".into());
         };
         let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+        *log.messages.entry(tag).or_default() += 1;
         match tag {
             BEGIN => {
                 let (db, read) = db_and_mode(fields.first());

@@ -26,6 +26,25 @@ pub async fn sqlite() -> TestStore {
     (Some(dir), Arc::new(store))
 }
 
+/// `host:port` of the Neo4j at `NEO4J_TEST_URI`, for tests that put something between the
+/// store and the server (a proxy) or name another scheme.
+///
+/// # Panics
+/// Without `NEO4J_TEST_URI` (tests never skip their subject), or a URI without `://`.
+#[allow(clippy::expect_used)]
+#[must_use]
+pub fn neo4j_address() -> String {
+    let uri = std::env::var("NEO4J_TEST_URI").expect(
+        "NEO4J_TEST_URI is not set: these tests need a real Neo4j server; run them through \
+         scripts/test (or `eval \"$(scripts/services env)\"` after `scripts/services up neo4j`)",
+    );
+    uri.split("://")
+        .nth(1)
+        .expect("NEO4J_TEST_URI is scheme://host:port")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 /// The migrated Neo4j store at `NEO4J_TEST_URI`.
 ///
 /// # Panics

@@ -10,21 +10,28 @@ use deploygraph_store::{GraphStore, MigrationSource};
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 use secrecy::SecretString;
 
-fn bolt_address() -> String {
-    let uri = std::env::var("NEO4J_TEST_URI").expect(
-        "NEO4J_TEST_URI is not set: these tests need a real Neo4j server; run them through \
-         scripts/test (or `eval \"$(scripts/services env)\"` after `scripts/services up neo4j`)",
-    );
-    uri.split("://")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned()
+/// A migrated store reaching the test Neo4j over `scheme` through a new capture proxy.
+async fn through_capture(scheme: &str) -> (Capture, Neo4jStore) {
+    let capture = Capture::start(deploygraph_store::testing::neo4j_address())
+        .await
+        .unwrap();
+    let store = Neo4jStore::connect(
+        &format!("{scheme}://{}", capture.address()),
+        "",
+        &SecretString::from(String::new()),
+        Neo4jOptions::default(),
+        MigrationSource::Embedded,
+    )
+    .unwrap();
+    store.migrate().await.unwrap();
+    (capture, store)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_decode_to_what_neo4rs_sent() {
-    let capture = Capture::start(bolt_address()).await.unwrap();
+    let capture = Capture::start(deploygraph_store::testing::neo4j_address())
+        .await
+        .unwrap();
     let graph = Graph::connect(
         ConfigBuilder::default()
             .uri(format!("bolt://{}", capture.address()))
@@ -103,16 +110,7 @@ async fn parameters_decode_to_what_neo4rs_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_write_is_logged_as_one_committed_transaction() {
-    let capture = Capture::start(bolt_address()).await.unwrap();
-    let store = Neo4jStore::connect(
-        &format!("bolt://{}", capture.address()),
-        "",
-        &SecretString::from(String::new()),
-        Neo4jOptions::default(),
-        MigrationSource::Embedded,
-    )
-    .unwrap();
-    store.migrate().await.unwrap();
+    let (capture, store) = through_capture("bolt").await;
     let _ = capture.take();
     let service = format!("capture-{:08x}", rand::random::<u32>());
     let batch: Vec<Deployment> = (0..3)
@@ -167,16 +165,7 @@ async fn a_store_write_is_logged_as_one_committed_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_adds_no_message_per_transaction() {
     for scheme in ["bolt", "neo4j"] {
-        let capture = Capture::start(bolt_address()).await.unwrap();
-        let store = Neo4jStore::connect(
-            &format!("{scheme}://{}", capture.address()),
-            "",
-            &SecretString::from(String::new()),
-            Neo4jOptions::default(),
-            MigrationSource::Embedded,
-        )
-        .unwrap();
-        store.migrate().await.unwrap();
+        let (capture, store) = through_capture(scheme).await;
         let service = format!("route-{scheme}-{:08x}", rand::random::<u32>());
         let write = |i: u64| {
             Deployment::test()

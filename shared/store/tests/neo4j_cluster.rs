@@ -18,18 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-fn bolt_address() -> String {
-    let uri = std::env::var("NEO4J_TEST_URI").expect(
-        "NEO4J_TEST_URI is not set: these tests need a real Neo4j server; run them through \
-         scripts/test (or `eval \"$(scripts/services env)\"` after `scripts/services up neo4j`)",
-    );
-    uri.split("://")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned()
-}
-
 async fn store(uri: &str) -> Arc<Neo4jStore> {
     let store = Neo4jStore::connect(
         uri,
@@ -136,8 +124,16 @@ impl Proxy {
 /// store instance that never wrote (no bookmark: it reads what is committed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_writes_are_read_back_at_once() {
-    let routed = store(&format!("neo4j://{}", bolt_address())).await;
-    let other = store(&format!("neo4j://{}", bolt_address())).await;
+    let routed = store(&format!(
+        "neo4j://{}",
+        deploygraph_store::testing::neo4j_address()
+    ))
+    .await;
+    let other = store(&format!(
+        "neo4j://{}",
+        deploygraph_store::testing::neo4j_address()
+    ))
+    .await;
     let service = unique("routed");
     for i in 0..20u64 {
         let d = Deployment::test()
@@ -176,7 +172,7 @@ async fn routed_writes_are_read_back_at_once() {
 /// but whose answer was cut is found `unchanged` when it runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_cut_mid_transaction_lose_and_double_nothing() {
-    let proxy = Proxy::start(bolt_address()).await;
+    let proxy = Proxy::start(deploygraph_store::testing::neo4j_address()).await;
     let store = store(&proxy.uri()).await;
     let service = unique("cut");
     let cutting = CancellationToken::new();
@@ -270,7 +266,7 @@ async fn connections_cut_mid_transaction_lose_and_double_nothing() {
 /// A slow member (every answer delayed 200 ms) is slow, not down: reads and writes succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_member_is_slow_not_down() {
-    let proxy = Proxy::start(bolt_address()).await;
+    let proxy = Proxy::start(deploygraph_store::testing::neo4j_address()).await;
     let store = store(&proxy.uri()).await;
     proxy.delay_ms.store(200, Ordering::SeqCst);
     let d = Deployment::test().service(&unique("slow")).build();

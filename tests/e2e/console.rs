@@ -77,6 +77,42 @@ fn screenshot(url: &str, name: &str) {
     );
 }
 
+/// `record deployment` of a succeeded rollout of `service` in production/prod through the
+/// server at `base`: `(commit, image, version, started)`, then any `extra` flags.
+fn record_deployment(
+    base: &str,
+    service: &str,
+    (commit, image, version, started): (&str, &str, &str, &str),
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "record",
+        "deployment",
+        "--server",
+        base,
+        "--token",
+        TOKEN,
+        "--service",
+        service,
+        "--namespace",
+        "prod",
+        "--environment",
+        "production",
+        "--commit",
+        commit,
+        "--image",
+        image,
+        "--release-version",
+        version,
+        "--status",
+        "succeeded",
+        "--started-at",
+        started,
+    ];
+    args.extend_from_slice(extra);
+    succeeded(&args);
+}
+
 /// A service with a deployment an hour ago (a pool size cut) and an alert after it whose
 /// summary is hostile markup; the service and the alert's fingerprint.
 fn world(server: &Server) -> (String, String) {
@@ -88,32 +124,12 @@ fn world(server: &Server) -> (String, String) {
     ] {
         let image = format!("ghcr.io/acme/{service}:{version}@sha256:{}", "b".repeat(64));
         let started = at(now - Duration::minutes(minutes));
-        succeeded(&[
-            "record",
-            "deployment",
-            "--server",
+        record_deployment(
             &server.url,
-            "--token",
-            TOKEN,
-            "--service",
             &service,
-            "--namespace",
-            "prod",
-            "--environment",
-            "production",
-            "--commit",
-            "abcdef1",
-            "--image",
-            &image,
-            "--release-version",
-            version,
-            "--status",
-            "succeeded",
-            "--started-at",
-            &started,
-            "--change",
-            change,
-        ]);
+            ("abcdef1", &image, version, &started),
+            &["--change", change],
+        );
     }
     let fingerprint = format!("{:016x}", rand::random::<u64>() | 1);
     let notification = firing(
@@ -228,32 +244,12 @@ fn the_console_shows_the_graph_in_a_real_browser() {
     let west = unique("west");
     let image = format!("ghcr.io/acme/{service}:v7.0.0@sha256:{}", "d".repeat(64));
     let started = at(Utc::now() - Duration::minutes(30));
-    succeeded(&[
-        "record",
-        "deployment",
-        "--server",
+    record_deployment(
         base,
-        "--token",
-        TOKEN,
-        "--service",
         &service,
-        "--namespace",
-        "prod",
-        "--environment",
-        "production",
-        "--cluster",
-        &west,
-        "--commit",
-        "abcdef3",
-        "--image",
-        &image,
-        "--release-version",
-        "v7.0.0",
-        "--status",
-        "succeeded",
-        "--started-at",
-        &started,
-    ]);
+        ("abcdef3", &image, "v7.0.0", &started),
+        &["--cluster", &west],
+    );
     let services = page(&format!("{base}/#/"));
     assert_eq!(
         services.matches(&format!(">{service}</a>")).count(),
@@ -289,30 +285,7 @@ fn the_console_shows_the_graph_in_a_real_browser() {
     assert_eq!(put, "200");
     let image = format!("ghcr.io/acme/{db}:v9@sha256:{}", "c".repeat(64));
     let started = at(Utc::now() - Duration::minutes(20));
-    succeeded(&[
-        "record",
-        "deployment",
-        "--server",
-        base,
-        "--token",
-        TOKEN,
-        "--service",
-        &db,
-        "--namespace",
-        "prod",
-        "--environment",
-        "production",
-        "--commit",
-        "abcdef2",
-        "--image",
-        &image,
-        "--release-version",
-        "v9.0.0",
-        "--status",
-        "succeeded",
-        "--started-at",
-        &started,
-    ]);
+    record_deployment(base, &db, ("abcdef2", &image, "v9.0.0", &started), &[]);
     let without = page(&url);
     assert!(!without.contains("v9.0.0"), "{without}");
     let with = page(&format!("{url}&deps=1"));

@@ -216,15 +216,8 @@ pub struct CanaryRecordTarget {
     /// Neo4j password (prefer the environment variable to the flag).
     #[arg(long, env = "DEPLOYGRAPH_NEO4J_PASSWORD", hide_env_values = true)]
     pub neo4j_password: Option<String>,
-    /// Neo4j connections this process pools (16 unset; user Cypher gets a quarter as many of
-    /// its own). Under a heavy write load, requests wait for a pooled connection and answer
-    /// 503 after the connection timeout.
-    #[arg(long, env = "DEPLOYGRAPH_NEO4J_MAX_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub neo4j_max_connections: Option<u16>,
-    /// Neo4j database to use (default `neo4j`). Naming it spares a routing-table request
-    /// before every transaction over neo4j://.
-    #[arg(long, env = "DEPLOYGRAPH_NEO4J_DATABASE", value_parser = crate::cli::neo4j_database)]
-    pub neo4j_database: Option<String>,
+    #[command(flatten)]
+    pub neo4j: Neo4jConnectionArgs,
     /// Load migrations from DIR/{sqlite,neo4j} instead of the ones built in.
     #[arg(long, env = "DEPLOYGRAPH_MIGRATIONS_DIR")]
     pub migrations_dir: Option<PathBuf>,
@@ -538,6 +531,20 @@ pub struct TelemetryOptions {
     pub log_level: String,
 }
 
+/// How a process connects to Neo4j, beside the URI and credentials.
+#[derive(Debug, Args, Clone)]
+pub struct Neo4jConnectionArgs {
+    /// Neo4j connections this process pools (16 unset; user Cypher gets a quarter as many of
+    /// its own). Under a heavy write load, requests wait for a pooled connection and answer
+    /// 503 after the connection timeout.
+    #[arg(id = "neo4j_max_connections", long = "neo4j-max-connections", env = "DEPLOYGRAPH_NEO4J_MAX_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_connections: Option<u16>,
+    /// Neo4j database to use (default `neo4j`). Naming it spares a routing-table request
+    /// before every transaction over neo4j://.
+    #[arg(id = "neo4j_database", long = "neo4j-database", env = "DEPLOYGRAPH_NEO4J_DATABASE", value_parser = crate::cli::neo4j_database)]
+    pub database: Option<String>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct StoreOptions {
     /// Store URI: sqlite://PATH, neo4j://HOST:PORT or bolt://HOST:PORT.
@@ -549,15 +556,8 @@ pub struct StoreOptions {
     /// Neo4j password (prefer the environment variable to the flag).
     #[arg(long, env = "DEPLOYGRAPH_NEO4J_PASSWORD", hide_env_values = true)]
     pub neo4j_password: Option<String>,
-    /// Neo4j connections this process pools (16 unset; user Cypher gets a quarter as many of
-    /// its own). Under a heavy write load, requests wait for a pooled connection and answer
-    /// 503 after the connection timeout.
-    #[arg(long, env = "DEPLOYGRAPH_NEO4J_MAX_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub neo4j_max_connections: Option<u16>,
-    /// Neo4j database to use (default `neo4j`). Naming it spares a routing-table request
-    /// before every transaction over neo4j://.
-    #[arg(long, env = "DEPLOYGRAPH_NEO4J_DATABASE", value_parser = crate::cli::neo4j_database)]
-    pub neo4j_database: Option<String>,
+    #[command(flatten)]
+    pub neo4j: Neo4jConnectionArgs,
     /// Load migrations from DIR/{sqlite,neo4j} instead of the ones built in.
     #[arg(long, env = "DEPLOYGRAPH_MIGRATIONS_DIR")]
     pub migrations_dir: Option<PathBuf>,
@@ -1475,6 +1475,7 @@ pub fn neo4j_database(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn neo4j_database_names_follow_neo4j_s_rule() {
@@ -1485,7 +1486,6 @@ mod tests {
             assert!(neo4j_database(bad).is_err(), "{bad}");
         }
     }
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_definition_is_consistent() {

@@ -226,8 +226,8 @@ fn store_config(options: &StoreOptions) -> Result<StoreConfig, Failure> {
     )
     .map(|config| {
         config
-            .with_max_connections(options.neo4j_max_connections.map(usize::from))
-            .with_database(options.neo4j_database.clone())
+            .with_max_connections(options.neo4j.max_connections.map(usize::from))
+            .with_database(options.neo4j.database.clone())
     })
     .map_err(|e| Failure::usage(format!("--store: {e}")))
 }

@@ -878,8 +878,13 @@ fn when(
     (None, None)
 }
 
+/// The name in `known` that `word` is, ignoring case.
+fn known_name(known: &[String], word: &str) -> Option<String> {
+    known.iter().find(|k| k.eq_ignore_ascii_case(word)).cloned()
+}
+
 fn environment(text: &str, words: &[String], known: &[String]) -> Option<String> {
-    let is_known = |e: &str| known.iter().find(|k| k.eq_ignore_ascii_case(e)).cloned();
+    let is_known = |e: &str| known_name(known, e);
     if let Some(e) = words.iter().find_map(|w| is_known(w)) {
         return Some(e);
     }
@@ -917,7 +922,7 @@ fn environment(text: &str, words: &[String], known: &[String]) -> Option<String>
 /// "集群" after it), or any known cluster's name as a word but `default`, which is also a
 /// common word.
 fn cluster(text: &str, words: &[String], known: &[String]) -> Option<String> {
-    let is_known = |w: &str| known.iter().find(|k| k.eq_ignore_ascii_case(w)).cloned();
+    let is_known = |w: &str| known_name(known, w);
     let marker = |w: &String| matches!(w.as_str(), "cluster" | "clusters");
     for (i, w) in words.iter().enumerate() {
         let beside = (i > 0 && marker(&words[i - 1])) || words.get(i + 1).is_some_and(marker);

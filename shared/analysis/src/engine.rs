@@ -1216,9 +1216,11 @@ pub async fn dora_metrics(
         let cluster = match &a.cluster {
             Some(c) => c.as_str().to_owned(),
             None => {
+                // The groups of (s, e) are adjacent in key order: read from the first.
                 let mut clusters = groups
-                    .keys()
-                    .filter(|(gs, ge, _)| *gs == s && *ge == e)
+                    .range((s.clone(), e.clone(), String::new())..)
+                    .map(|(k, _)| k)
+                    .take_while(|(gs, ge, _)| *gs == s && *ge == e)
                     .map(|(_, _, c)| c.clone());
                 match (clusters.next(), clusters.next()) {
                     (Some(only), None) => only,

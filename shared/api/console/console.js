@@ -207,22 +207,17 @@
     let events = timeline.body.events.map((e) => Object.assign({ service: name }, e));
     // Each dependency is a service of one cluster (the edge's; absent: the default one).
     const dependencies = [];
-    const dependencyClusters = [];
     for (const d of (deps.status === 200 && deps.body && deps.body.depends_on) || []) {
-      const depName = d.name || (d.service && d.service.name);
-      const depCluster = d.cluster || (d.service && d.service.cluster) || "default";
-      if (depName && !dependencies.some((n, i) => n === depName && dependencyClusters[i] === depCluster)) {
-        dependencies.push(depName);
-        dependencyClusters.push(depCluster);
-      }
+      const dep = { name: d.name || (d.service && d.service.name), cluster: d.cluster || (d.service && d.service.cluster) || "default" };
+      if (dep.name && !dependencies.some((o) => o.name === dep.name && o.cluster === dep.cluster)) dependencies.push(dep);
     }
     if (withDeps) {
-      const more = await Promise.all(dependencies.map((d, i) =>
-        api("/v1/services/" + encodeURIComponent(d) + "/timeline" + q(Object.assign({ environment, cluster: dependencyClusters[i] }, span)))));
+      const more = await Promise.all(dependencies.map((d) =>
+        api("/v1/services/" + encodeURIComponent(d.name) + "/timeline" + q(Object.assign({ environment, cluster: d.cluster }, span)))));
       more.forEach((res, i) => {
         if (res.status === 200) {
           for (const e of res.body.events) {
-            if (e.kind === "deployment" || e.kind === "change") events.push(Object.assign({ service: dependencies[i] }, e));
+            if (e.kind === "deployment" || e.kind === "change") events.push(Object.assign({ service: dependencies[i].name }, e));
           }
         }
       });
@@ -244,7 +239,7 @@
         k.replace(/_/g, " "))),
       dependencies.length
         ? el("label", {}, el("input", { type: "checkbox", id: "deps", checked: withDeps, onchange: () => go({ deps: withDeps ? null : "1" }) }),
-          "dependencies' changes (" + dependencies.join(", ") + ")")
+          "dependencies' changes (" + dependencies.map((d) => d.name).join(", ") + ")")
         : null);
     render(
       el("h1", {}, name, environment ? " · " + environment : "", cluster ? " · " + cluster : ""),

@@ -77,40 +77,22 @@ pub(crate) async fn ask(
     )
     .map_err(store_error)?;
     state.metrics.store_call("ask_known", started);
-    let names: Vec<String> = services
-        .iter()
-        .map(|s| s.name.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let environments: Vec<String> = services
-        .iter()
-        .map(|s| s.environment.clone())
-        .chain(
+    let names = distinct(services.iter().map(|s| s.name.clone()));
+    let environments = distinct(
+        services.iter().map(|s| s.environment.clone()).chain(
             alerts
                 .iter()
                 .filter_map(|a| a.environment.as_ref().map(|e| e.as_str().to_owned())),
-        )
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let clusters: Vec<String> = services
-        .iter()
-        .map(|s| s.cluster.clone())
-        .chain(
+        ),
+    );
+    let clusters = distinct(
+        services.iter().map(|s| s.cluster.clone()).chain(
             alerts
                 .iter()
                 .filter_map(|a| a.cluster.as_ref().map(|c| c.as_str().to_owned())),
-        )
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let alert_names: Vec<String> = alerts
-        .iter()
-        .map(|a| a.name.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+        ),
+    );
+    let alert_names = distinct(alerts.iter().map(|a| a.name.clone()));
     let known = Known {
         services: &names,
         environments: &environments,
@@ -179,6 +161,11 @@ fn environment(u: &Understood) -> Result<Option<Environment>, ApiError> {
         .as_deref()
         .map(|e| Environment::parse(e).map_err(|e| ApiError::invalid("q", e.message)))
         .transpose()
+}
+
+/// `names` sorted, each once.
+fn distinct(names: impl Iterator<Item = String>) -> Vec<String> {
+    names.collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 fn cluster(u: &Understood) -> Result<Option<Cluster>, ApiError> {

@@ -145,18 +145,9 @@ async fn main() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    let uri = std::env::var("NEO4J_TEST_URI")
-        .expect("NEO4J_TEST_URI: start Neo4j with scripts/services up neo4j");
-    let neo4j: Arc<dyn GraphStore> = Arc::new(
-        Neo4jStore::connect(
-            &uri,
-            "",
-            &SecretString::from(String::new()),
-            Neo4jOptions::default(),
-            MigrationSource::Embedded,
-        )
-        .expect("neo4j"),
-    );
+    // host:port of the Neo4j of `scripts/services up neo4j` (NEO4J_TEST_URI).
+    let server = deploygraph_store::testing::neo4j_address();
+    let neo4j = neo4j_store(&format!("bolt://{server}"));
     neo4j.migrate().await.expect("migrate");
     // Warm-up: the first transactions compile the queries.
     measure(
@@ -190,7 +181,7 @@ async fn main() {
         rate("SQLite, batched") / rate("SQLite, one transaction per event"),
     );
 
-    driver_comparison(&uri, services).await;
+    driver_comparison(&server, (n, batch, services)).await;
 }
 
 /// The official Neo4j Python driver the comparison installs (PyPI `neo4j`).
@@ -414,19 +405,13 @@ const CLIENTS: [&str; 3] = [
 ];
 
 /// deploygraph against the official Python driver on deploygraph's own statements, both paths,
-/// over `bolt://` and `neo4j://`, each round in another order of the clients.
-async fn driver_comparison(uri: &str, services: usize) {
-    let batch = env_usize("BENCH_BATCH", 1_000);
-    let n = env_usize("BENCH_EVENTS", 10_000);
+/// over `bolt://` and `neo4j://` to `server` (`host:port`), each round in another order of the
+/// clients: `n` events batched `batch` per transaction over `services` services.
+async fn driver_comparison(server: &str, (n, batch, services): (usize, usize, usize)) {
     let n_per_event = env_usize("BENCH_PER_EVENT_EVENTS", 2_000);
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
     let pythons = [python(false), python(true)];
-    let server = uri
-        .split("://")
-        .nth(1)
-        .expect("host:port")
-        .trim_end_matches('/')
-        .to_owned();
+    let warm_events = 2 * batch.min(1000);
     let graph = neo4rs::Graph::connect(
         neo4rs::ConfigBuilder::default()
             .uri(format!("bolt://{server}"))
@@ -450,10 +435,10 @@ async fn driver_comparison(uri: &str, services: usize) {
         ("batched", n, batch),
         ("one transaction per event", n_per_event, 1),
     ] {
-        let warm = events(&run_id(), 2 * batch.min(1000), services);
+        let warm = events(&run_id(), warm_events, services);
         let measured = events(&run_id(), events_n, services);
         let captured = capture(
-            &server,
+            server,
             &graph,
             &dir,
             &path.replace(' ', "-"),
@@ -511,8 +496,7 @@ async fn driver_comparison(uri: &str, services: usize) {
     );
     println!(
         "Rounds: {rounds}, each in another order of the clients; every run from a wiped graph \
-         after a {}-event warm-up; the graph checked equal to the captured run's after every run.\n",
-        2 * batch.min(1000)
+         after a {warm_events}-event warm-up; the graph checked equal to the captured run's after every run.\n"
     );
     println!(
         "| path | URI | transactions / statements | client | events/s (each round) | median | deploygraph / this client (median of rounds) |"

@@ -359,6 +359,11 @@ struct Rig {
 
 impl Rig {
     fn start(webhook: &str, token: &str) -> Self {
+        Self::start_holding(webhook, token, "0s")
+    }
+
+    /// [`Rig::start`] with the rule's `for:` set to `hold`.
+    fn start_holding(webhook: &str, token: &str, hold: &str) -> Self {
         let prometheus = env_url("PROMETHEUS_TEST_URL");
         let alertmanager = env_url("ALERTMANAGER_TEST_URL");
         let prometheus_file = env_path("PROMETHEUS_TEST_CONFIG");
@@ -441,7 +446,7 @@ impl Rig {
             "    rules:".to_owned(),
             format!("      - alert: '{alertname}'"),
             format!("        expr: 'payments_errors{{job=\"{job}\"}} > 0'"),
-            "        for: 0s".to_owned(),
+            format!("        for: {hold}"),
             "        labels:".to_owned(),
             format!("          service: {SERVICE}"),
             format!("          namespace: {NAMESPACE}"),
@@ -758,4 +763,120 @@ fn prometheus_alertmanager_alert_is_attributed_deduplicated_and_resolved() {
     assert_eq!(same.len(), 1, "still one alert: {same:?}");
     drop(rig);
     phase("configs restored");
+}
+
+/// With `--prometheus`, the alert's rule expression (`payments_errors{job=…} > 0`, from the
+/// `generatorURL` Alertmanager delivers) is read without its comparison from the real
+/// Prometheus: the gauge's step from 0 to 5 is the alert's metric onset, stored on the alert,
+/// counted, and named in the suspects' reasons (before the `for:` hold made the alert fire).
+#[test]
+fn alert_metric_onset_is_read_from_prometheus() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    let server = Server::start(
+        &sqlite_uri(),
+        &[
+            "--token",
+            TOKEN,
+            "--prometheus",
+            &prometheus,
+            "--attribution-window",
+            "3m",
+        ],
+    );
+    let rig = Rig::start_holding(
+        &format!("{}/v1/alerts/alertmanager", server.url),
+        TOKEN,
+        "8s",
+    );
+    let diagnostics = || format!("{}\ndeploygraph log:\n{}", rig.diagnostics(), server.logs());
+    rig.wait_scraped(0, Duration::from_secs(15));
+    // Some seconds of the level before the step.
+    std::thread::sleep(Duration::from_secs(8));
+    let earlier = record_deployment(
+        &server,
+        SERVICE,
+        "v3.0.0",
+        300,
+        Utc::now() - chrono::Duration::minutes(2),
+    );
+    let culprit = record_deployment(&server, SERVICE, "v3.1.0", 310, Utc::now());
+    let stepped = Utc::now();
+    rig.set(5);
+    let (_, firing) = rig.wait_delivered("firing", Duration::from_secs(40));
+    let sent = firing["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == rig.alertname.as_str())
+        .unwrap()
+        .clone();
+    let fingerprint = sent["fingerprint"].as_str().unwrap().to_owned();
+    let (status, suspects) = crate::support::settled_suspects(&server.url, &fingerprint);
+    assert_eq!(status, 200, "{suspects}\n{}", diagnostics());
+
+    let alert = poll(
+        "deploygraph stores the alert with its onset",
+        Duration::from_secs(30),
+        || {
+            stored_alerts(&server, &fingerprint)
+                .1
+                .into_iter()
+                .find(|a| !a["onset"].is_null())
+        },
+        diagnostics,
+    );
+    let onset = &alert["onset"];
+    assert_eq!(onset["outcome"], "found", "{alert}\n{}", diagnostics());
+    let at = time(&onset["at"]);
+    let off = (at - stepped).num_milliseconds().abs();
+    assert!(
+        off <= 3_000,
+        "onset {at} is {off} ms from the step at {stepped}: {alert}"
+    );
+    assert!(at < time(&alert["starts_at"]), "{alert}");
+    assert_eq!(
+        onset["query"],
+        format!("payments_errors{{job=\"{}\"}}", rig.job)
+    );
+    assert!(onset["before"].as_f64().unwrap().abs() < 0.5, "{alert}");
+    assert!(
+        (onset["at_alert"].as_f64().unwrap() - 5.0).abs() < 0.5,
+        "{alert}"
+    );
+
+    // The reasons say how each suspect stands to the onset.
+    let reasons_of = |uid: &Value| -> Vec<String> {
+        suspects["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["deployment"]["uid"] == *uid)
+            .unwrap_or_else(|| panic!("{uid} is a suspect: {suspects}"))["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let culprit_reasons = reasons_of(&culprit["uid"]);
+    assert!(
+        culprit_reasons
+            .iter()
+            .any(|r| r.starts_with("started as the alert's metric `payments_errors")),
+        "{culprit_reasons:?}"
+    );
+    let earlier_reasons = reasons_of(&earlier["uid"]);
+    assert!(
+        earlier_reasons
+            .iter()
+            .any(|r| r.starts_with("started 2 min before the alert's metric")),
+        "{earlier_reasons:?}"
+    );
+    let (_, metrics) = get(&format!("{}/metrics", server.url));
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("deploygraph_alert_onsets_total{outcome=\"found\"} 1"),
+        "{metrics}"
+    );
+    drop(rig);
 }

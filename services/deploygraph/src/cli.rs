@@ -779,7 +779,9 @@ pub struct ServeArgs {
     pub topology_environment: String,
     /// Prometheus the canary hooks (`GET /v1/canary/judge` for Argo Rollouts,
     /// `POST /v1/canary/flagger` for Flagger) run their analyses against; without it they
-    /// answer 404 `unsupported`.
+    /// answer 404 `unsupported`. Attribution also reads each new alert's metric from it (the
+    /// rule's expression in `generatorURL`, its comparison taken off) to find when the metric
+    /// began to move: changes that started after that are not the cause.
     #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus: Option<String>,
     /// Directory of analysis templates (NAME.yaml) the canary hooks may name, besides the

@@ -800,6 +800,10 @@ async fn serve(args: ServeArgs) -> Outcome {
         let stopped = stop.clone();
         tokio::spawn(Arc::new(importer).run(interval, async move { stopped.cancelled().await }));
     }
+    let mut state = state;
+    if let Some(prometheus) = &canary_hooks.prometheus {
+        state = state.with_onsets(prometheus.clone());
+    }
     let state = state.with_pipeline(deploygraph_analysis::pipeline::PipelineConfig {
         workers: usize::from(args.follow_up_workers),
         queue: args.follow_up_queue as usize,

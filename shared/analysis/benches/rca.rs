@@ -207,6 +207,13 @@ impl GraphStore for Timed {
     async fn get_alert(&self, uid: &Uid) -> deploygraph_store::Result<Option<Alert>> {
         self.time("get_alert", self.inner.get_alert(uid)).await
     }
+    async fn set_alert_onset(
+        &self,
+        uid: &Uid,
+        onset: &deploygraph_model::MetricOnset,
+    ) -> deploygraph_store::Result<bool> {
+        self.inner.set_alert_onset(uid, onset).await
+    }
     async fn list_alerts(&self, filter: &AlertFilter) -> deploygraph_store::Result<Vec<Alert>> {
         self.time("list_alerts", self.inner.list_alerts(filter))
             .await

@@ -26,7 +26,7 @@ use crate::model::{self, Weights};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::redact::{REDACTED, is_secret_path, split_words};
 use deploygraph_model::{
-    CanaryVerdict, ChangeKind, Deployment, DeploymentStatus, SubjectKind, Uid,
+    CanaryVerdict, ChangeKind, Deployment, DeploymentStatus, MetricOnset, SubjectKind, Uid,
 };
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -440,10 +440,25 @@ pub struct Features {
     pub canary_failed: f64,
     /// 1 when its own canary analysis passed.
     pub canary_passed: f64,
+    /// When the alert's metric onset is known and it started at most
+    /// [`ONSET_TOLERANCE`] after it: `exp(-minutes / 10)` of how long before the onset it
+    /// started (1 when it started as the metric began to move); 0 otherwise.
+    pub onset_near: f64,
+    /// When the alert's metric onset is known and it started at most [`ONSET_TOLERANCE`]
+    /// after it: `ln(1 + minutes)` of how long before the onset it started; 0 otherwise.
+    pub onset_lead: f64,
+    /// 1 when it started more than [`ONSET_TOLERANCE`] after the alert's metric began to
+    /// move: the episode was under way before it.
+    pub after_onset: f64,
 }
 
 /// The number of features.
-pub const FEATURES: usize = 23;
+pub const FEATURES: usize = 26;
+
+/// How much later than the alert's metric onset a change may start and still count as
+/// before it: the onset is read on a grid of [`deploygraph_canary`]-style steps (15–30 s) and
+/// a rollout's first new pods serve a little after it starts.
+pub const ONSET_TOLERANCE: Duration = Duration::minutes(2);
 
 impl Features {
     /// In the model's order ([`model::FEATURE_NAMES`]).
@@ -472,6 +487,9 @@ impl Features {
             self.co_alerts,
             self.canary_failed,
             self.canary_passed,
+            self.onset_near,
+            self.onset_lead,
+            self.after_onset,
         ]
     }
 }
@@ -504,11 +522,19 @@ pub fn lead_time(
 /// The evidence about `candidate` among `all` (the alert's candidates, for what superseded
 /// it), for an alert that started at `alert_start`.
 pub fn features(
-    alert_start: DateTime<Utc>,
+    when: AlertTime<'_>,
     candidate: &Candidate,
     all: &[Candidate],
     delta: Duration,
 ) -> Features {
+    let alert_start = when.start;
+    // How long before the metric onset it started (negative: after).
+    let lead = when
+        .onset
+        .and_then(MetricOnset::at)
+        .map(|onset| onset - candidate.started_at);
+    let before_onset = lead.filter(|l| *l >= -ONSET_TOLERANCE);
+    let lead_minutes = before_onset.map(|l| l.num_seconds().max(0) as f64 / 60.0);
     let c = &candidate.changes;
     let landed = candidate.landed();
     let superseded = all
@@ -573,7 +599,77 @@ pub fn features(
                 .as_ref()
                 .is_some_and(|c| c.verdict == CanaryVerdict::Pass),
         ),
+        onset_near: lead_minutes.map_or(0.0, |m| (-m / 10.0).exp()),
+        onset_lead: lead_minutes.map_or(0.0, f64::ln_1p),
+        after_onset: flag(lead.is_some_and(|l| l < -ONSET_TOLERANCE)),
     }
+}
+
+/// When an alert started, and what its metric did before (when that was read).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlertTime<'a> {
+    /// When the alert started.
+    pub start: DateTime<Utc>,
+    /// Its metric onset.
+    pub onset: Option<&'a MetricOnset>,
+}
+
+impl<'a> AlertTime<'a> {
+    /// The time of `alert`.
+    pub fn of(alert: &'a deploygraph_model::Alert) -> Self {
+        Self {
+            start: alert.starts_at,
+            onset: alert.onset.as_ref(),
+        }
+    }
+}
+
+impl From<DateTime<Utc>> for AlertTime<'_> {
+    fn from(start: DateTime<Utc>) -> Self {
+        Self { start, onset: None }
+    }
+}
+
+fn clock(t: DateTime<Utc>) -> String {
+    t.format("%H:%M UTC").to_string()
+}
+
+fn level(x: f64) -> String {
+    if x == 0.0 || (x.abs() >= 0.01 && x.abs() < 1e6) {
+        format!("{}", (x * 1000.0).round() / 1000.0)
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+/// What the alert's metric onset says about `candidate`, in words.
+pub fn onset_reason(candidate: &Candidate, onset: Option<&MetricOnset>) -> Option<String> {
+    let Some(MetricOnset::Found {
+        at,
+        query,
+        before,
+        at_alert,
+    }) = onset
+    else {
+        return None;
+    };
+    let lead = *at - candidate.started_at;
+    let moved = format!(
+        "the alert's metric `{query}` began to move at {} ({} → {} at the alert)",
+        clock(*at),
+        level(*before),
+        level(*at_alert)
+    );
+    Some(if lead < -ONSET_TOLERANCE {
+        format!(
+            "started {} min after {moved}: the episode was under way before it",
+            (-lead).num_minutes()
+        )
+    } else if lead <= Duration::minutes(1) {
+        format!("started as {moved}")
+    } else {
+        format!("started {} min before {moved}", lead.num_minutes())
+    })
 }
 
 /// One scored candidate.
@@ -816,23 +912,25 @@ fn canary_reason(canary: &CanaryEvidence) -> String {
 
 /// Attributes an alert that started at `alert_start` with the fitted weights: to a chaos run
 /// active on its service, or to its candidates with their probabilities.
-pub fn attribute(
-    alert_start: DateTime<Utc>,
+pub fn attribute<'a>(
+    when: impl Into<AlertTime<'a>>,
     candidates: &[Candidate],
     chaos: &[ActiveChaos],
     settings: &Settings,
 ) -> Attribution {
-    attribute_with(alert_start, candidates, chaos, settings, &model::WEIGHTS)
+    attribute_with(when, candidates, chaos, settings, &model::WEIGHTS)
 }
 
 /// [`attribute`] with `weights`.
-pub fn attribute_with(
-    alert_start: DateTime<Utc>,
+pub fn attribute_with<'a>(
+    when: impl Into<AlertTime<'a>>,
     candidates: &[Candidate],
     chaos: &[ActiveChaos],
     settings: &Settings,
     weights: &Weights,
 ) -> Attribution {
+    let when = when.into();
+    let alert_start = when.start;
     if let Some(run) = chaos
         .iter()
         .find(|c| c.started_at <= alert_start && c.ended_at.is_none_or(|end| alert_start <= end))
@@ -849,7 +947,7 @@ pub fn attribute_with(
         .iter()
         .filter_map(|c| {
             let delta = lead_time(alert_start, c, settings)?;
-            Some((c, features(alert_start, c, candidates, delta), delta))
+            Some((c, features(when, c, candidates, delta), delta))
         })
         .collect();
     let rows: Vec<[f64; FEATURES]> = scored.iter().map(|(_, f, _)| f.to_array()).collect();
@@ -861,7 +959,11 @@ pub fn attribute_with(
         .map(|((c, f, delta), p)| Suspect {
             deployment: c.deployment.clone(),
             confidence_score: round_down(*p),
-            reasons: reasons(c, f, *delta),
+            reasons: {
+                let mut words = reasons(c, f, *delta);
+                words.extend(onset_reason(c, when.onset));
+                words
+            },
         })
         .collect();
     suspects.sort_by(|a, b| {
@@ -1141,7 +1243,7 @@ mod tests {
             Some(5),
             "a rollout that ends after the alert counts from its start"
         );
-        let f = features(at(0), &rolling, &[], Duration::minutes(5));
+        let f = features(at(0).into(), &rolling, &[], Duration::minutes(5));
         assert!((f.rolling_at_alert - 1.0).abs() < f64::EPSILON);
     }
 
@@ -1150,9 +1252,9 @@ mod tests {
         let early = candidate("early", -30);
         let later = candidate("later", -10);
         let all = [early.clone(), later.clone()];
-        let f = features(at(0), &early, &all, Duration::minutes(30));
+        let f = features(at(0).into(), &early, &all, Duration::minutes(30));
         assert!(f.superseded > 0.0);
-        let g = features(at(0), &later, &all, Duration::minutes(10));
+        let g = features(at(0).into(), &later, &all, Duration::minutes(10));
         assert!(g.superseded.abs() < f64::EPSILON);
     }
 
@@ -1193,7 +1295,7 @@ mod tests {
     fn key_history_is_the_riskiest_changed_keys_smoothed_log_odds() {
         let mut c = candidate("d1", -20);
         let delta = Duration::minutes(20);
-        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let f = features(at(0).into(), &c, std::slice::from_ref(&c), delta);
         assert_eq!(f.key_history, 0.0, "no history, no evidence");
         c.key_history = vec![
             KeyRecord {
@@ -1207,14 +1309,14 @@ mod tests {
                 blamed: 3,
             },
         ];
-        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let f = features(at(0).into(), &c, std::slice::from_ref(&c), delta);
         assert!(
             (f.key_history - (4.0f64 / 2.0).ln()).abs() < 1e-12,
             "{}",
             f.key_history
         );
         c.key_history.truncate(1);
-        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let f = features(at(0).into(), &c, std::slice::from_ref(&c), delta);
         assert!(
             (f.key_history - (1.0f64 / 10.0).ln()).abs() < 1e-12,
             "{}",
@@ -1226,7 +1328,7 @@ mod tests {
     fn co_alerts_count_the_other_alerts_and_name_their_services() {
         let mut c = candidate("d1", -20);
         let delta = Duration::minutes(20);
-        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let f = features(at(0).into(), &c, std::slice::from_ref(&c), delta);
         assert_eq!(f.co_alerts, 0.0);
         assert!(
             !reasons(&c, &f, delta)
@@ -1236,7 +1338,7 @@ mod tests {
         c.co_alerts = ["web", "cart", "web", "api", "search", "orders", "users"]
             .map(String::from)
             .to_vec();
-        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let f = features(at(0).into(), &c, std::slice::from_ref(&c), delta);
         assert!((f.co_alerts - 8.0f64.ln()).abs() < 1e-12, "{}", f.co_alerts);
         let words = reasons(&c, &f, delta);
         assert!(
@@ -1247,7 +1349,7 @@ mod tests {
             "{words:?}"
         );
         c.co_alerts = vec!["payments".into()];
-        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let f = features(at(0).into(), &c, std::slice::from_ref(&c), delta);
         assert!(
             reasons(&c, &f, delta).contains(
                 &"1 other alert started after it on payments, payments itself or services that depend on it"
@@ -1278,10 +1380,10 @@ mod tests {
         let settings = Settings::default();
         let plain = candidate("d1", -20);
         let delta = lead_time(at(0), &plain, &settings).expect("a candidate");
-        let f = features(at(0), &plain, std::slice::from_ref(&plain), delta);
+        let f = features(at(0).into(), &plain, std::slice::from_ref(&plain), delta);
         assert_eq!((f.canary_failed, f.canary_passed), (0.0, 0.0));
         let reasons_of = |c: &Candidate| {
-            let f = features(at(0), c, std::slice::from_ref(c), delta);
+            let f = features(at(0).into(), c, std::slice::from_ref(c), delta);
             (f, reasons(c, &f, delta))
         };
         let failed = Candidate {
@@ -1340,7 +1442,7 @@ mod tests {
             },
         ];
         let delta = Duration::minutes(20);
-        let f = features(at(0), &c, std::slice::from_ref(&c), delta);
+        let f = features(at(0).into(), &c, std::slice::from_ref(&c), delta);
         let reasons = reasons(&c, &f, delta);
         let keyed: Vec<&String> = reasons
             .iter()

@@ -2,8 +2,8 @@
 //! functions of this crate, and (for attribution) write the decision back.
 
 use crate::attribution::{
-    ActiveChaos, Attribution, CanaryEvidence, Candidate, ChangeSummary, KeyRecord, Relation,
-    Settings, attribute,
+    ActiveChaos, AlertTime, Attribution, CanaryEvidence, Candidate, ChangeSummary, KeyRecord,
+    Relation, Settings, attribute,
 };
 use crate::change_candidates;
 use crate::dora;
@@ -580,7 +580,7 @@ async fn attribute_and_store(
         .iter()
         .map(|c| (c.deployment.clone(), c.subject))
         .collect();
-    let attribution = attribute(alert.starts_at, &candidates, &chaos, settings);
+    let attribution = attribute(AlertTime::of(alert), &candidates, &chaos, settings);
     match &attribution {
         Attribution::Deployments { suspects, .. } => {
             let triggers: Vec<Trigger> = suspects

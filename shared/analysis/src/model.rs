@@ -42,6 +42,9 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "co_alerts",
     "canary_failed",
     "canary_passed",
+    "onset_near",
+    "onset_lead",
+    "after_onset",
 ];
 
 /// A model's weights.
@@ -85,6 +88,9 @@ pub const WEIGHTS: Weights = Weights {
         4.5052,  // co_alerts
         2.3540,  // canary_failed
         -1.0647, // canary_passed
+        0.0000,  // onset_near
+        0.0000,  // onset_lead
+        0.0000,  // after_onset
     ],
     null: -1.9768,
 };

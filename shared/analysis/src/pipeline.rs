@@ -77,6 +77,20 @@ pub trait Snapshots: Send + Sync {
     async fn take_for(&self, deployment: &Uid) -> Result<(), String>;
 }
 
+/// Reads what an alert's metric did before it ([`deploygraph_model::MetricOnset`]), from
+/// where its metrics are (Prometheus).
+#[async_trait]
+pub trait Onsets: Send + Sync {
+    /// The onset of `alert`'s metric over `window` before it; `None` when it cannot be read
+    /// now (the metrics source did not answer): it is asked again when the alert is next
+    /// attributed.
+    async fn onset(
+        &self,
+        alert: &deploygraph_model::Alert,
+        window: chrono::Duration,
+    ) -> Option<deploygraph_model::MetricOnset>;
+}
+
 /// How one follow-up ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -134,6 +148,7 @@ struct Inner {
     store: Arc<dyn GraphStore>,
     config: PipelineConfig,
     snapshots: Option<Arc<dyn Snapshots>>,
+    onsets: Option<Arc<dyn Onsets>>,
     observer: Arc<dyn Observer>,
     wake: Notify,
     /// Claimed and not yet finished.
@@ -147,6 +162,7 @@ pub struct PipelineBuilder {
     store: Arc<dyn GraphStore>,
     config: PipelineConfig,
     snapshots: Option<Arc<dyn Snapshots>>,
+    onsets: Option<Arc<dyn Onsets>>,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -155,6 +171,13 @@ impl PipelineBuilder {
     #[must_use]
     pub fn snapshots(mut self, snapshots: Arc<dyn Snapshots>) -> Self {
         self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// Reads each alert's metric onset before attributing it.
+    #[must_use]
+    pub fn onsets(mut self, onsets: Arc<dyn Onsets>) -> Self {
+        self.onsets = Some(onsets);
         self
     }
 
@@ -172,6 +195,7 @@ impl PipelineBuilder {
                 store: self.store,
                 config: self.config,
                 snapshots: self.snapshots,
+                onsets: self.onsets,
                 observer: self.observer.unwrap_or_else(|| Arc::new(NoObserver)),
                 wake: Notify::new(),
                 depth: AtomicUsize::new(0),
@@ -202,6 +226,7 @@ impl Pipeline {
             store,
             config,
             snapshots: None,
+            onsets: None,
             observer: None,
         }
     }
@@ -439,13 +464,34 @@ impl Pipeline {
         (outcome, revisits)
     }
 
+    /// Reads and records the alert's metric onset when it has none yet and an onset source is
+    /// configured (an onset that cannot be read now is asked for again next time).
+    async fn read_onset(
+        &self,
+        alert: &mut deploygraph_model::Alert,
+    ) -> deploygraph_store::Result<()> {
+        let Some(onsets) = &self.inner.onsets else {
+            return Ok(());
+        };
+        if alert.onset.is_some() {
+            return Ok(());
+        }
+        let window = self.inner.config.attribution.window;
+        if let Some(onset) = onsets.onset(alert, window).await {
+            self.inner.store.set_alert_onset(&alert.uid, &onset).await?;
+            alert.onset = Some(onset);
+        }
+        Ok(())
+    }
+
     /// Attributes the alert again: the later alerts whose revisit it enqueued (when what it
     /// blames changed), `None` when it is not stored.
     async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<Option<Vec<Uid>>> {
         let store = self.inner.store.as_ref();
-        let Some(alert) = store.get_alert(alert).await? else {
+        let Some(mut alert) = store.get_alert(alert).await? else {
             return Ok(None);
         };
+        self.read_onset(&mut alert).await?;
         let (_, later) =
             engine::reattribute_alert(store, &alert, &self.inner.config.attribution, Utc::now())
                 .await?;
@@ -461,9 +507,10 @@ impl Pipeline {
         recorded: DateTime<Utc>,
     ) -> deploygraph_store::Result<Option<Vec<Uid>>> {
         let store = self.inner.store.as_ref();
-        let Some(alert) = store.get_alert(alert).await? else {
+        let Some(mut alert) = store.get_alert(alert).await? else {
             return Ok(None);
         };
+        self.read_onset(&mut alert).await?;
         let settings = &self.inner.config.attribution;
         let engine::Stored {
             mut around, later, ..

@@ -18,6 +18,7 @@ mod handlers;
 pub mod limits;
 pub mod mesh;
 pub mod metrics;
+pub mod onsets;
 pub mod openapi;
 mod rca;
 pub mod rollback;
@@ -129,6 +130,7 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) snapshotter: Option<Arc<snapshotter::Snapshotter>>,
+    onsets: Option<Arc<dyn deploygraph_analysis::pipeline::Onsets>>,
     pipeline: Pipeline,
     pipeline_config: PipelineConfig,
     /// Uids of the facts written through this state, kept for [`AppState::take_written`].
@@ -155,6 +157,7 @@ impl AppState {
             config: Arc::new(config),
             metrics,
             snapshotter: None,
+            onsets: None,
             pipeline_config,
             written: None,
         };
@@ -169,6 +172,9 @@ impl AppState {
         if let Some(snapshotter) = &self.snapshotter {
             let snapshots: Arc<dyn deploygraph_analysis::pipeline::Snapshots> = snapshotter.clone();
             builder = builder.snapshots(snapshots);
+        }
+        if let Some(onsets) = &self.onsets {
+            builder = builder.onsets(Arc::clone(onsets));
         }
         self.pipeline = builder.build();
     }
@@ -187,6 +193,25 @@ impl AppState {
     #[must_use]
     pub fn with_snapshotter(mut self, snapshotter: Arc<snapshotter::Snapshotter>) -> Self {
         self.snapshotter = Some(snapshotter);
+        self.rebuild_pipeline();
+        self
+    }
+
+    /// Reads each alert's metric onset from `prometheus` before attributing it
+    /// ([`onsets::PrometheusOnsets`]).
+    #[must_use]
+    pub fn with_onsets(self, prometheus: deploygraph_canary::prometheus::Prometheus) -> Self {
+        let onsets = onsets::PrometheusOnsets::new(prometheus, Arc::clone(&self.metrics));
+        self.with_onset_source(Arc::new(onsets))
+    }
+
+    /// Reads each alert's metric onset from `onsets` before attributing it.
+    #[must_use]
+    pub fn with_onset_source(
+        mut self,
+        onsets: Arc<dyn deploygraph_analysis::pipeline::Onsets>,
+    ) -> Self {
+        self.onsets = Some(onsets);
         self.rebuild_pipeline();
         self
     }

@@ -59,6 +59,11 @@ struct CanaryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OnsetLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
     hook: String,
     verdict: String,
@@ -127,6 +132,7 @@ pub struct Metrics {
     changes: Family<ChangeLabels, Counter>,
     canary_analyses: Family<CanaryLabels, Counter>,
     canary_hooks: Family<HookLabels, Counter>,
+    alert_onsets: Family<OnsetLabels, Counter>,
     rollouts: Family<RolloutLabels, Counter>,
     skipped: Family<SkipLabels, Counter>,
     cdevents_ignored: Family<TypeLabels, Counter>,
@@ -196,6 +202,12 @@ impl Metrics {
             "canary_hook_analyses",
             "Canary analyses run for a rollout controller, by hook (argo: GET /v1/canary/judge, flagger: POST /v1/canary/flagger) and verdict (pass, fail, inconclusive, no_data)",
             canary_hooks.clone(),
+        );
+        let alert_onsets = Family::<OnsetLabels, Counter>::default();
+        registry.register(
+            "alert_onsets",
+            "Alert metric onsets read from Prometheus before attribution, by outcome (found, not_found: read but no onset, unavailable: Prometheus did not answer, asked again later)",
+            alert_onsets.clone(),
         );
         let rollouts = Family::<RolloutLabels, Counter>::default();
         registry.register(
@@ -333,6 +345,7 @@ impl Metrics {
             changes,
             canary_analyses,
             canary_hooks,
+            alert_onsets,
             rollouts,
             skipped,
             cdevents_ignored,
@@ -403,6 +416,15 @@ impl Metrics {
         self.canary_analyses
             .get_or_create(&CanaryLabels {
                 verdict: verdict.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one alert metric onset read, by outcome (`found`, `not_found`, `unavailable`).
+    pub fn alert_onset(&self, outcome: &str) {
+        self.alert_onsets
+            .get_or_create(&OnsetLabels {
                 outcome: outcome.to_owned(),
             })
             .inc();

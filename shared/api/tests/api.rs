@@ -762,6 +762,13 @@ impl GraphStore for DownStore {
     async fn get_alert(&self, _: &Uid) -> deploygraph_store::Result<Option<Alert>> {
         Err(down())
     }
+    async fn set_alert_onset(
+        &self,
+        _: &Uid,
+        _: &deploygraph_model::MetricOnset,
+    ) -> deploygraph_store::Result<bool> {
+        Err(down())
+    }
     async fn list_alerts(&self, _: &AlertFilter) -> deploygraph_store::Result<Vec<Alert>> {
         Err(down())
     }

@@ -495,6 +495,13 @@ impl GraphStore for GatedStore {
     async fn get_alert(&self, uid: &Uid) -> deploygraph_store::Result<Option<Alert>> {
         self.inner.get_alert(uid).await
     }
+    async fn set_alert_onset(
+        &self,
+        uid: &Uid,
+        onset: &deploygraph_model::MetricOnset,
+    ) -> deploygraph_store::Result<bool> {
+        self.inner.set_alert_onset(uid, onset).await
+    }
     async fn list_alerts(&self, filter: &AlertFilter) -> deploygraph_store::Result<Vec<Alert>> {
         if self.reads {
             self.wait().await;

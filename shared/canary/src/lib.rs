@@ -114,6 +114,7 @@ pub mod distribution;
 pub mod error;
 pub mod inputs;
 pub mod judge;
+pub mod onset;
 pub mod prometheus;
 pub mod stats;
 pub mod stop;

@@ -130,6 +130,8 @@ pub struct Series {
     pub labels: BTreeMap<String, String>,
     /// Its values, in time order.
     pub values: Vec<f64>,
+    /// The time of each value (Unix seconds).
+    pub times: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +215,7 @@ pub fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<Series>, QueryFailur
                 Ok(Series {
                     labels: s.metric,
                     values: vec![number(&s.value.1)?],
+                    times: vec![s.value.0],
                 })
             })
             .collect(),
@@ -226,12 +229,14 @@ pub fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<Series>, QueryFailur
                         .iter()
                         .map(|(_, v)| number(v))
                         .collect::<Result<_, _>>()?,
+                    times: r.values.iter().map(|(t, _)| *t).collect(),
                 })
             })
             .collect(),
-        ApiData::Scalar((_, v)) => Ok(vec![Series {
+        ApiData::Scalar((t, v)) => Ok(vec![Series {
             labels: BTreeMap::new(),
             values: vec![number(&v)?],
+            times: vec![t],
         }]),
         ApiData::String(_) => Err(QueryFailure::Unusable {
             reason: "the query returns a string, not numbers".into(),

@@ -55,6 +55,47 @@ pub struct Alert {
     /// The cluster label, when present (none: the alert matches its services in any cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
+    /// When the alert's metric began to move, read from Prometheus after the alert arrived
+    /// (absent until it was read; kept across redeliveries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset: Option<MetricOnset>,
+}
+
+/// What the alerting rule's metric did before the alert: read once from Prometheus by running
+/// the rule's expression without its comparison (`rate(errors[5m]) / rate(requests[5m])` of
+/// `… > 0.05`) over the attribution window before the alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum MetricOnset {
+    /// The metric left its earlier level at `at` and stayed away from it until the alert.
+    Found {
+        /// When the episode that ended in the alert began.
+        #[schema(value_type = String, format = DateTime)]
+        at: DateTime<Utc>,
+        /// The PromQL that was read.
+        query: String,
+        /// Its mean level before `at`.
+        before: f64,
+        /// Its level when the alert started.
+        at_alert: f64,
+    },
+    /// The metric was read but showed no episode start that stands out from its noise, or it
+    /// could not be read for a lasting reason (no expression, one Prometheus cannot run, no
+    /// series of the alert's labels); attribution goes by the alert's start alone.
+    NotFound {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl MetricOnset {
+    /// When the metric began to move, when that was found.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Found { at, .. } => Some(*at),
+            Self::NotFound { .. } => None,
+        }
+    }
 }
 
 impl Alert {
@@ -76,6 +117,7 @@ pub fn merge_alert(stored: Option<&Alert>, incoming: Alert) -> (Alert, AlertOutc
         return (incoming, AlertOutcome::Created);
     };
     let mut merged = incoming;
+    merged.onset = merged.onset.or_else(|| stored.onset.clone());
     if stored.status == AlertStatus::Resolved {
         merged.status = AlertStatus::Resolved;
         merged.ends_at = stored.ends_at.or(merged.ends_at);
@@ -227,6 +269,7 @@ mod tests {
             namespace: None,
             environment: None,
             cluster: None,
+            onset: None,
         }
     }
 

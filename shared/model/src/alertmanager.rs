@@ -237,6 +237,7 @@ fn entry_to_alert(entry: Entry, mapping: &AlertMapping) -> Result<Alert> {
         namespace,
         environment,
         cluster,
+        onset: None,
     })
 }
 

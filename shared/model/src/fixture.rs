@@ -264,6 +264,7 @@ impl crate::Alert {
             namespace: Some("prod".into()),
             environment: Some(Environment::parse("production").expect("fixture environment")),
             cluster: None,
+            onset: None,
         }
     }
 

@@ -27,7 +27,9 @@ pub mod uid;
 pub mod verdict;
 
 pub use admission::GateOverride;
-pub use alert::{Alert, AlertOutcome, AlertStatus, ServiceRef, SubjectKind, Trigger, merge_alert};
+pub use alert::{
+    Alert, AlertOutcome, AlertStatus, MetricOnset, ServiceRef, SubjectKind, Trigger, merge_alert,
+};
 pub use canary::{
     CanaryAnalysis, CanaryAnalysisInput, CanaryBaselineKind, CanaryMetricKind, CanaryVerdict,
     MetricVerdict, MetricVerdictInput, NewCanaryAnalysis,

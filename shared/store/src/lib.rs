@@ -163,6 +163,17 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>>;
 
+    /// Records what the alert's metric did before it ([`deploygraph_model::MetricOnset`]) on
+    /// the stored alert; `false` when no alert has `uid`. Later deliveries of the alert keep it.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn set_alert_onset(
+        &self,
+        uid: &Uid,
+        onset: &deploygraph_model::MetricOnset,
+    ) -> Result<bool>;
+
     /// Alerts matching `filter`, newest first.
     ///
     /// # Errors

@@ -505,6 +505,25 @@ async fn alerts_are_stored_once_per_occurrence_and_resolve(store: Arc<dyn GraphS
     let stored = store.get_alert(&firing.uid).await.unwrap().unwrap();
     assert_eq!(stored.status, AlertStatus::Resolved);
     assert_eq!(stored.ends_at, resolved.ends_at);
+    // Its metric onset is recorded on it and kept by later deliveries; an unknown alert has
+    // none to record.
+    let onset = deploygraph_model::MetricOnset::Found {
+        at: firing.starts_at - Duration::minutes(4),
+        query: "rate(errors[5m])".into(),
+        before: 0.25,
+        at_alert: 3.5,
+    };
+    assert!(store.set_alert_onset(&firing.uid, &onset).await.unwrap());
+    assert!(
+        !store
+            .set_alert_onset(&deploygraph_model::Uid::from_stored("alert-none"), &onset)
+            .await
+            .unwrap()
+    );
+    store.record_alerts(vec![resolved.clone()]).await.unwrap();
+    let stored = store.get_alert(&firing.uid).await.unwrap().unwrap();
+    assert_eq!(stored.onset, Some(onset));
+    assert_eq!(stored.status, AlertStatus::Resolved);
     // The next occurrence of the same fingerprint is another alert.
     let again = Alert::test(&fingerprint, &service, 90);
     store.record_alerts(vec![again.clone()]).await.unwrap();

@@ -166,7 +166,7 @@ fn webhook(world: &World, alerts: &[usize]) -> Value {
                            "environment": ENVIRONMENT, "severity": "critical"},
                 "annotations": {"summary": format!("{} on {service}", a.name)},
                 "startsAt": time(a.starts_at), "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus:9090/graph", "fingerprint": a.fingerprint
+                "generatorURL": crate::metrics::generator_url(world, *i), "fingerprint": a.fingerprint
             })
         })
         .collect();

@@ -84,7 +84,10 @@ pub async fn rows_of(
         if cause == Some(c.deployment.as_str()) {
             index = Some(rows.len());
         }
-        rows.push(attribution::features(alert.starts_at, c, &candidates, delta).to_array());
+        rows.push(
+            attribution::features(attribution::AlertTime::of(&alert), c, &candidates, delta)
+                .to_array(),
+        );
     }
     (rows, index)
 }

@@ -27,6 +27,9 @@
 //! - `BENCH_NO_CANARIES=1`: the same worlds with their canary analyses left unwritten (what
 //!   the model answers when no canary verdict is recorded), for the gain of the canary
 //!   evidence; the results are still split by the verdict the cause's canary had.
+//! - `BENCH_NO_METRICS=1`: the same worlds without their alerts' metric series ([`metrics`]):
+//!   no alert names a rule expression, so no onset is read (what the model answers without
+//!   Prometheus), for the gain of the onset evidence.
 //! - `BENCH_EXPLAIN=1`: print the alerts whose most probable answer is not their cause, with
 //!   the features of both (for working on the ranking on the development seeds).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -36,6 +39,7 @@ mod driver;
 mod fit;
 mod generator;
 mod generator_b;
+mod metrics;
 mod score;
 
 use deploygraph_api::{ApiConfig, AppState, router_with_inline_follow_ups};
@@ -111,14 +115,19 @@ async fn run(
     let mut stores = Vec::with_capacity(worlds.len());
     let mut dirs = Vec::new();
     let mut current: Option<(Kind, axum::Router, Arc<dyn GraphStore>)> = None;
+    let onsets: Option<Arc<dyn deploygraph_analysis::pipeline::Onsets>> = worlds
+        .iter()
+        .any(|w| w.metrics.iter().any(Option::is_some))
+        .then(|| Arc::new(metrics::GeneratedOnsets::of(worlds)) as _);
     for world in worlds {
         if current.as_ref().is_none_or(|c| c.0 != world.kind) {
             let (dir, store) = store().await;
             dirs.push(dir);
-            let app = router_with_inline_follow_ups(
-                AppState::new(store.clone(), config.clone()),
-                std::time::Duration::from_secs(60),
-            );
+            let mut state = AppState::new(store.clone(), config.clone());
+            if let Some(onsets) = &onsets {
+                state = state.with_onset_source(Arc::clone(onsets));
+            }
+            let app = router_with_inline_follow_ups(state, std::time::Duration::from_secs(60));
             current = Some((world.kind, app, store));
         }
         let (_, app, store) = current.as_ref().expect("a router");
@@ -140,10 +149,14 @@ fn worlds_for(
 ) -> Vec<World> {
     let mut worlds = Vec::new();
     let canaries = std::env::var("BENCH_NO_CANARIES").is_err();
+    let metrics = std::env::var("BENCH_NO_METRICS").is_err();
     for &kind in kinds.iter().filter(|k| source.makes(**k)) {
         for seed in seeds.clone() {
             let mut world = source.generate(kind, seed);
             world.canaries_written = canaries;
+            if metrics {
+                metrics::attach(&mut world, source.tag());
+            }
             if let Err(e) = world.check() {
                 panic!(
                     "{}: {} seed {seed}: an ill-formed world: {e}",
@@ -287,6 +300,7 @@ fn canary_summary(worlds: &[World]) {
 }
 
 fn check_only(worlds: &[World]) {
+    metrics::summary(worlds, ApiConfig::default().attribution.window);
     println!(
         "| kind | worlds | services (mean) | deployments (mean) | scored alerts | an innocent related deployment landed closer to the alert than the culprit | related deployments in the hour before the alert (mean) | … in the 6 h before (mean) | cause to alert, median (min) |"
     );
@@ -343,6 +357,14 @@ enum Source {
 impl Source {
     /// Both.
     const ALL: [Self; 2] = [Self::A, Self::B];
+
+    /// `a` or `b`.
+    fn tag(self) -> &'static str {
+        match self {
+            Self::A => "a",
+            Self::B => "b",
+        }
+    }
 
     fn title(self) -> &'static str {
         match self {

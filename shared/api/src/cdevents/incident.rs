@@ -211,6 +211,7 @@ pub(super) fn from_event(
             namespace,
             environment: Some(environment),
             cluster,
+            onset: None,
         },
         resolved,
     })

@@ -135,6 +135,13 @@ impl GraphStore for FaultyStore {
     async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>> {
         self.inner.get_alert(uid).await
     }
+    async fn set_alert_onset(
+        &self,
+        uid: &Uid,
+        onset: &deploygraph_model::MetricOnset,
+    ) -> Result<bool> {
+        self.inner.set_alert_onset(uid, onset).await
+    }
     async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         self.inner.list_alerts(filter).await
     }

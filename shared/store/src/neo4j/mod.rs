@@ -1227,6 +1227,14 @@ impl GraphStore for Neo4jStore {
         self.rca_get_alert(uid).await
     }
 
+    async fn set_alert_onset(
+        &self,
+        uid: &Uid,
+        onset: &deploygraph_model::MetricOnset,
+    ) -> Result<bool> {
+        self.rca_set_alert_onset(uid, onset).await
+    }
+
     async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         self.rca_list_alerts(filter).await
     }

@@ -669,6 +669,57 @@ impl Neo4jStore {
         Ok(payloads(&rows, "read an alert")?.pop())
     }
 
+    pub(super) async fn rca_set_alert_onset(
+        &self,
+        uid: &Uid,
+        onset: &deploygraph_model::MetricOnset,
+    ) -> Result<bool> {
+        // The first statement takes the node's write lock (a concurrent redelivery's update
+        // waits), so the payload read under it is the one replaced.
+        const LOCK: &str = "MATCH (a:Alert {uid: $uid})
+            SET a.onset_at = $at, a.onset_at_us = $at_us
+            RETURN a.uid AS uid, a.payload AS payload";
+        const WRITE: &str = "MATCH (a:Alert {uid: $uid}) SET a.payload = $payload";
+        let at = onset.at();
+        crate::retry::run(
+            BACKEND,
+            "record an alert's onset",
+            super::is_retryable,
+            || async {
+                let mut txn = self.begin().await?;
+                let result = async {
+                    let rows = rows_in(
+                        &mut txn,
+                        query(LOCK)
+                            .param("uid", uid.as_str())
+                            .param("at", at)
+                            .param("at_us", at.map(|t| t.timestamp_micros())),
+                        "record an alert's onset",
+                    )
+                    .await?;
+                    let Some(mut alert) =
+                        payloads::<Alert>(&rows, "record an alert's onset")?.pop()
+                    else {
+                        return Ok(false);
+                    };
+                    alert.onset = Some(onset.clone());
+                    let payload = encode(BACKEND, &alert, "encode an alert")?;
+                    txn.run(
+                        query(WRITE)
+                            .param("uid", uid.as_str())
+                            .param("payload", payload),
+                    )
+                    .await
+                    .map_err(failed("record an alert's onset"))?;
+                    Ok(true)
+                }
+                .await;
+                self.settle(txn, result).await
+            },
+        )
+        .await
+    }
+
     pub(super) async fn rca_list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         let rows = self.read(alerts_query(filter), "list alerts").await?;
         payloads(&rows, "list alerts")

@@ -775,6 +775,16 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn set_alert_onset(
+        &self,
+        uid: &Uid,
+        onset: &deploygraph_model::MetricOnset,
+    ) -> Result<bool> {
+        let (uid, onset) = (uid.clone(), onset.clone());
+        self.with_writer(move |conn| rca::set_alert_onset(conn, &uid, &onset))
+            .await
+    }
+
     async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         let filter = filter.clone();
         self.with_reader(move |conn| rca::list_alerts(conn, &filter))

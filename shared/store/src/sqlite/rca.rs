@@ -229,6 +229,24 @@ pub(super) fn record_alerts(
     Ok(outcomes)
 }
 
+/// Sets the stored alert's metric onset (its payload), `false` when no alert has `uid`.
+pub(super) fn set_alert_onset(
+    conn: &mut Connection,
+    uid: &Uid,
+    onset: &deploygraph_model::MetricOnset,
+) -> Result<bool> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let Some(mut alert) = read_alert(&tx, uid.as_str())? else {
+        return Ok(false);
+    };
+    alert.onset = Some(onset.clone());
+    write_alert(&tx, &alert, false)?;
+    tx.commit().map_err(backend_error("commit"))?;
+    Ok(true)
+}
+
 pub(super) fn get_alert(conn: &Connection, uid: &Uid) -> Result<Option<Alert>> {
     read_alert(conn, uid.as_str())
 }

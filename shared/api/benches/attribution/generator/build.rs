@@ -972,6 +972,7 @@ impl Builder {
             reviews,
             canaries: Vec::new(),
             canaries_written: true,
+            metrics: Vec::new(),
         };
         world.canaries = super::canary::canaries(&world, self.kind.index());
         world

@@ -383,6 +383,9 @@ pub struct World {
     /// Whether the canary analyses are written (`BENCH_NO_CANARIES` keeps them unwritten, so
     /// the results can still be split by the verdict the cause's canary would have had).
     pub canaries_written: bool,
+    /// Per alert, its rule's series when it comes from a readable rule ([`crate::metrics`];
+    /// empty until attached).
+    pub metrics: Vec<Option<crate::metrics::AlertSeries>>,
 }
 
 /// How far back a culprit may be and still be this generator's cause (a sanity bound of the

@@ -400,6 +400,7 @@ impl Ctx {
             reviews: Vec::new(),
             canaries,
             canaries_written: true,
+            metrics: Vec::new(),
         }
     }
 }

@@ -872,6 +872,17 @@ fn alert_metric_onset_is_read_from_prometheus() {
             .any(|r| r.starts_with("started 2 min before the alert's metric")),
         "{earlier_reasons:?}"
     );
+    // The incident report names it.
+    let (status, report) = get(&format!(
+        "{}/v1/reports/incident?alert={fingerprint}",
+        server.url
+    ));
+    assert_eq!(status, 200, "{report}");
+    let report = report.as_str().unwrap_or_default();
+    assert!(
+        report.contains("| Metric onset | `payments_errors{"),
+        "{report}"
+    );
     let (_, metrics) = get(&format!("{}/metrics", server.url));
     let metrics = metrics.as_str().unwrap_or_default();
     assert!(

@@ -635,10 +635,20 @@ fn clock(t: DateTime<Utc>) -> String {
 }
 
 fn level(x: f64) -> String {
-    if x == 0.0 || (x.abs() >= 0.01 && x.abs() < 1e6) {
-        format!("{}", (x * 1000.0).round() / 1000.0)
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor();
+    if !(-4.0..6.0).contains(&magnitude) {
+        return format!("{x:.3e}");
+    }
+    // Four significant digits, trailing zeros dropped.
+    let decimals = (3.0 - magnitude).max(0.0) as usize;
+    let text = format!("{x:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
     } else {
-        format!("{x:.3e}")
+        text
     }
 }
 
@@ -1019,6 +1029,73 @@ mod tests {
             co_alerts: Vec::new(),
             canary: None,
         }
+    }
+
+    #[test]
+    fn the_metric_onset_separates_a_change_before_it_from_one_after_it() {
+        // The metric began to move 20 min before the alert; one rollout started just before
+        // that, another 10 min after it (closer to the alert, with the same evidence).
+        let onset = MetricOnset::Found {
+            at: at(-20),
+            query: "rate(errors[5m])".into(),
+            before: 0.002,
+            at_alert: 0.051,
+        };
+        let early = candidate("early", -19); // started at -21
+        let late = candidate("late", -8); // started at -10
+        let all = [early.clone(), late.clone()];
+        let when = AlertTime {
+            start: at(0),
+            onset: Some(&onset),
+        };
+        let f = features(when, &early, &all, Duration::minutes(19));
+        assert!(
+            f.onset_near > 0.85 && f.onset_lead > 0.0 && f.after_onset == 0.0,
+            "{f:?}"
+        );
+        let g = features(when, &late, &all, Duration::minutes(8));
+        assert!(
+            g.onset_near == 0.0 && g.onset_lead == 0.0 && g.after_onset == 1.0,
+            "{g:?}"
+        );
+        // Without an onset both are 0: only the alert's start counts.
+        let h = features(at(0).into(), &late, &all, Duration::minutes(8));
+        assert_eq!((h.onset_near, h.onset_lead, h.after_onset), (0.0, 0.0, 0.0));
+
+        let settings = Settings {
+            floor: 0.0,
+            ..Settings::default()
+        };
+        let Attribution::Deployments { suspects, .. } = attribute(when, &all, &[], &settings)
+        else {
+            panic!("no chaos here");
+        };
+        assert_eq!(suspects[0].deployment.as_str(), "early", "{suspects:?}");
+        assert!(
+            suspects[0]
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("started as the alert's metric `rate(errors[5m])` began to move at 11:40 UTC (0.002 → 0.051 at the alert)")),
+            "{suspects:?}"
+        );
+        assert!(
+            suspects[1]
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("started 10 min after the alert's metric")
+                    && r.ends_with("the episode was under way before it")),
+            "{suspects:?}"
+        );
+        assert!(suspects[0].confidence_score > 0.9, "{suspects:?}");
+        // Without the onset nothing tells them apart.
+        let Attribution::Deployments { suspects, .. } = attribute(at(0), &all, &[], &settings)
+        else {
+            panic!("no chaos here");
+        };
+        assert!(
+            (suspects[0].confidence_score - suspects[1].confidence_score).abs() < 0.1,
+            "{suspects:?}"
+        );
     }
 
     fn probability_of(target: &Candidate, others: &[Candidate]) -> f64 {

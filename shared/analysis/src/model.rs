@@ -59,40 +59,42 @@ pub struct Weights {
 /// The shipped weights: fitted by `BENCH_FIT=1 BENCH_INCIDENTS=1040 cargo bench -p
 /// deploygraph-api --bench attribution` on 2,132 alerts of the development seeds 0..80 of both
 /// of the benchmark's generators (A: 1,142 over its 13 kinds, B: 990 over its 12; L2 1.0; the
-/// per-hop weight held at or below zero, where it binds), their canary analyses included (each
-/// generator's own model of which services run canaries and what they catch), temperature
-/// calibrated (T = 0.967) on 2,147 alerts of seeds 500,000..500,080; calibrated log loss 0.785
-/// on that split. Features that never varied there (`removed`) stay at 0.
+/// per-hop weight held at or below zero, where it binds), their canary analyses and their
+/// alerts' metric series included (the benchmark's model of what each alert's rule measured,
+/// read by the same onset detector as Prometheus' answers), temperature calibrated (T = 0.962)
+/// on 2,147 alerts of seeds 500,000..500,080; calibrated log loss 0.661 on that split (0.785
+/// with the previous weights, which had no onset features). Features that never varied there
+/// (`removed`) stay at 0.
 pub const WEIGHTS: Weights = Weights {
     w: [
-        1.4655,  // recency
-        -0.3304, // recency_squared
+        1.4776,  // recency
+        -0.3051, // recency_squared
         0.0000,  // hops
-        0.3642,  // dependency
-        -5.2909, // unchanged
-        -1.1042, // image
-        0.9066,  // operational_keys
-        -1.7131, // cosmetic_keys
-        0.0865,  // other_keys
-        -0.3262, // resources
-        -1.3972, // replicas
-        -0.0647, // secret
-        1.2459,  // failed
-        -0.0884, // rolled_back
-        3.0642,  // in_progress
+        0.4647,  // dependency
+        -5.1514, // unchanged
+        -1.0473, // image
+        0.8578,  // operational_keys
+        -1.6831, // cosmetic_keys
+        -0.0383, // other_keys
+        -0.4130, // resources
+        -1.3883, // replicas
+        0.1742,  // secret
+        1.1915,  // failed
+        0.3212,  // rolled_back
+        3.0452,  // in_progress
         0.0000,  // removed
-        -0.8644, // rolling_at_alert
-        0.4025,  // history
-        0.1493,  // key_history
-        0.1557,  // superseded
-        4.5052,  // co_alerts
-        2.3540,  // canary_failed
-        -1.0647, // canary_passed
-        0.0000,  // onset_near
-        0.0000,  // onset_lead
-        0.0000,  // after_onset
+        -0.8235, // rolling_at_alert
+        0.4336,  // history
+        0.1199,  // key_history
+        0.1258,  // superseded
+        4.2642,  // co_alerts
+        2.4052,  // canary_failed
+        -1.1095, // canary_passed
+        2.4832,  // onset_near
+        -0.3289, // onset_lead
+        -1.8335, // after_onset
     ],
-    null: -1.9768,
+    null: -1.6379,
 };
 
 impl Weights {

@@ -163,6 +163,23 @@ fn human(seconds: f64) -> String {
     }
 }
 
+/// The alert's metric onset in words, when it was read.
+fn onset_text(a: &deploygraph_model::Alert) -> Option<String> {
+    match a.onset.as_ref()? {
+        deploygraph_model::MetricOnset::Found {
+            at,
+            query,
+            before,
+            at_alert,
+        } => Some(format!(
+            "`{query}` began to move at {} ({before:.4} → {at_alert:.4}), {} before the alert",
+            deploygraph_model::format_time(at),
+            human((a.starts_at - *at).num_seconds().max(0) as f64)
+        )),
+        deploygraph_model::MetricOnset::NotFound { reason } => Some(format!("not found: {reason}")),
+    }
+}
+
 /// Suspects as text.
 pub fn suspects_text(s: &Suspects) -> String {
     let a = &s.alert;
@@ -177,6 +194,9 @@ pub fn suspects_text(s: &Suspects) -> String {
         },
         deploygraph_model::format_time(&a.starts_at)
     );
+    if let Some(onset) = onset_text(a) {
+        let _ = writeln!(out, "metric onset: {onset}");
+    }
     if let Some(chaos) = &s.chaos {
         let _ = writeln!(
             out,
@@ -426,6 +446,9 @@ pub fn markdown(r: &IncidentReport) -> String {
             .as_ref()
             .map_or("not yet".to_owned(), deploygraph_model::format_time)
     );
+    if let Some(onset) = onset_text(a) {
+        let _ = writeln!(out, "| Metric onset | {onset} |");
+    }
     let services: Vec<String> = r
         .suspects
         .services

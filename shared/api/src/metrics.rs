@@ -206,7 +206,7 @@ impl Metrics {
         let alert_onsets = Family::<OnsetLabels, Counter>::default();
         registry.register(
             "alert_onsets",
-            "Alert metric onsets read from Prometheus before attribution, by outcome (found, not_found: read but no onset, unavailable: Prometheus did not answer, asked again later)",
+            "Alert metric onsets read from Prometheus before attribution, by outcome (found, not_found: read but no onset, too_early: no break yet in the minutes after the alert, unavailable: Prometheus did not answer; the last two are asked again when the alert is next attributed)",
             alert_onsets.clone(),
         );
         let rollouts = Family::<RolloutLabels, Counter>::default();

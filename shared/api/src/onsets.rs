@@ -39,13 +39,18 @@ impl Onsets for PrometheusOnsets {
         )
         .await
         {
-            Ok(onset) => {
+            Ok(Some(onset)) => {
                 let outcome = match &onset {
                     MetricOnset::Found { .. } => "found",
                     MetricOnset::NotFound { .. } => "not_found",
                 };
                 self.metrics.alert_onset(outcome);
                 Some(onset)
+            }
+            Ok(None) => {
+                // No break yet, minutes after the alert: read again when it is next attributed.
+                self.metrics.alert_onset("too_early");
+                None
             }
             Err(e) => {
                 tracing::warn!(alert.uid = %alert.uid, error.message = %e, "reading the alert's metric onset failed; it is read again when the alert is next attributed");

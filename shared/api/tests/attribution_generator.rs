@@ -17,6 +17,9 @@ mod generator;
 #[path = "../benches/attribution/generator_b/mod.rs"]
 mod generator_b;
 #[allow(dead_code)]
+#[path = "../benches/attribution/metrics.rs"]
+mod metrics;
+#[allow(dead_code)]
 #[path = "../benches/attribution/score.rs"]
 mod score;
 

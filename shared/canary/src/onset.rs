@@ -8,14 +8,15 @@
 //! metric is read over the window before the alert (a range query), the series of the alert's
 //! own labels is chosen, and [`detect`] finds where the episode that ended in the alert began.
 //!
-//! **The detector.** The series is described by two straight lines that meet at an unknown
-//! point (each with its own level and slope, so a step, the start of a ramp and a change of
-//! slope are all one break), against one straight line over the whole window (which absorbs a
-//! slow drift). The break that fits best is kept when it improves the fit by more than the
-//! Bayesian information criterion charges for the three extra parameters, the series moved
-//! toward the alert's side of the comparison (up for `>`), and the level at the alert lies
-//! clearly outside the noise before the break. Everything is computed from prefix sums, so
-//! every break point is tried in linear time.
+//! **The detector.** The series is described by a baseline — a parabola, which absorbs a slow
+//! drift and the part of a daily cycle a few hours show — up to an unknown break, and after it
+//! by one of two episodes: a line of its own (a step, with or without a slope) or a line that
+//! starts where the baseline was (a ramp). The break and episode with the lowest Bayesian
+//! information criterion are kept when they beat the baseline alone over the whole window, the
+//! series moved toward the alert's side of the comparison (up for `>`), and the level at the
+//! end lies more than two noise deviations (of the baseline's residuals) from the level at the
+//! break. Everything is computed from prefix sums, so every break point is tried in linear
+//! time.
 
 use crate::prometheus::{Prometheus, QueryFailure, Series};
 use crate::template::Window;
@@ -35,8 +36,8 @@ pub const MIN_STEP: Duration = Duration::from_secs(1);
 pub const AFTER_ALERT: Duration = Duration::from_secs(300);
 /// Points on each side of a break at least.
 const MIN_SEGMENT: usize = 4;
-/// The level at the alert must lie this many noise deviations beyond the level before.
-const MIN_SHIFT_SIGMAS: f64 = 3.0;
+/// The level at the end must lie this many noise deviations beyond the level at the break.
+const MIN_SHIFT_SIGMAS: f64 = 2.0;
 
 /// Which way the alert's metric goes when it is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,57 +150,112 @@ pub struct Episode {
     pub at_end: f64,
 }
 
-/// Sums over a range of points for least-squares lines.
+/// Sums over a range of points for least-squares polynomials of degree 1 and 2.
 #[derive(Clone, Copy, Default)]
 struct Sums {
-    n: f64,
-    t: f64,
-    tt: f64,
-    y: f64,
-    ty: f64,
+    /// Σ t^k, k = 0..=4.
+    t: [f64; 5],
+    /// Σ y t^k, k = 0..=2.
+    y: [f64; 3],
     yy: f64,
 }
 
 impl Sums {
     fn add(self, t: f64, y: f64) -> Self {
-        Self {
-            n: self.n + 1.0,
-            t: self.t + t,
-            tt: self.tt + t * t,
-            y: self.y + y,
-            ty: self.ty + t * y,
-            yy: self.yy + y * y,
+        let mut out = self;
+        let mut p = 1.0;
+        for k in 0..5 {
+            out.t[k] += p;
+            if k < 3 {
+                out.y[k] += y * p;
+            }
+            p *= t;
         }
+        out.yy += y * y;
+        out
     }
 
     fn minus(self, o: Self) -> Self {
-        Self {
-            n: self.n - o.n,
-            t: self.t - o.t,
-            tt: self.tt - o.tt,
-            y: self.y - o.y,
-            ty: self.ty - o.ty,
-            yy: self.yy - o.yy,
+        let mut out = self;
+        for k in 0..5 {
+            out.t[k] -= o.t[k];
         }
+        for k in 0..3 {
+            out.y[k] -= o.y[k];
+        }
+        out.yy -= o.yy;
+        out
     }
 
-    /// The least-squares line's (intercept, slope) and residual sum of squares.
-    fn line(self) -> (f64, f64, f64) {
-        if self.n < 1.0 {
-            return (0.0, 0.0, 0.0);
+    /// The least-squares polynomial of `degree` (1 or 2): its coefficients (constant first)
+    /// and residual sum of squares. Fewer points than coefficients fit exactly.
+    fn fit(self, degree: usize) -> ([f64; 3], f64) {
+        let m = degree + 1;
+        if self.t[0] < m as f64 + 0.5 {
+            let mean = if self.t[0] > 0.5 {
+                self.y[0] / self.t[0]
+            } else {
+                0.0
+            };
+            return ([mean, 0.0, 0.0], 0.0);
         }
-        let mt = self.t / self.n;
-        let my = self.y / self.n;
-        let stt = self.tt - self.n * mt * mt;
-        let sty = self.ty - self.n * mt * my;
-        let syy = (self.yy - self.n * my * my).max(0.0);
-        if stt <= 1e-12 {
-            return (my, 0.0, syy);
+        // Normal equations A c = b, A[i][j] = Σ t^(i+j), b[i] = Σ y t^i; Gaussian elimination.
+        let mut a = [[0.0; 4]; 3];
+        for (i, row) in a.iter_mut().enumerate().take(m) {
+            for (j, cell) in row.iter_mut().enumerate().take(m) {
+                *cell = self.t[i + j];
+            }
+            row[3] = self.y[i];
         }
-        let slope = sty / stt;
-        let sse = (syy - sty * sty / stt).max(0.0);
-        (my - slope * mt, slope, sse)
+        for col in 0..m {
+            let pivot = (col..m)
+                .max_by(|i, j| a[*i][col].abs().total_cmp(&a[*j][col].abs()))
+                .unwrap_or(col);
+            a.swap(col, pivot);
+            if a[col][col].abs() < 1e-12 {
+                // Degenerate (all points at one time): the mean.
+                let mean = self.y[0] / self.t[0];
+                let sse = (self.yy - self.t[0] * mean * mean).max(0.0);
+                return ([mean, 0.0, 0.0], sse);
+            }
+            for row in col + 1..m {
+                let f = a[row][col] / a[col][col];
+                let pivot_row = a[col];
+                for (k, p) in pivot_row.iter().enumerate().skip(col) {
+                    a[row][k] -= f * p;
+                }
+            }
+        }
+        let mut c = [0.0; 3];
+        for row in (0..m).rev() {
+            let tail: f64 = (row + 1..m).map(|k| a[row][k] * c[k]).sum();
+            c[row] = (a[row][3] - tail) / a[row][row];
+        }
+        let explained: f64 = (0..m).map(|k| c[k] * self.y[k]).sum();
+        (c, (self.yy - explained).max(0.0))
     }
+}
+
+impl Sums {
+    /// The least-squares line through (`t0`, `y0`) (its slope) and its residual sum of squares:
+    /// the episode continuing the baseline from the break, as a ramp does.
+    fn hinge(self, t0: f64, y0: f64) -> (f64, f64) {
+        // With u = t - t0 and r = y - y0: slope = Σ r u / Σ u², SSE = Σ r² - slope Σ r u.
+        let [n, st, stt, ..] = self.t;
+        let [sy, syt, _] = self.y;
+        let suu = stt - 2.0 * t0 * st + n * t0 * t0;
+        let sru = syt - t0 * sy - y0 * st + n * y0 * t0;
+        let srr = self.yy - 2.0 * y0 * sy + n * y0 * y0;
+        if suu <= 1e-12 {
+            return (0.0, srr.max(0.0));
+        }
+        let slope = sru / suu;
+        (slope, (srr - slope * sru).max(0.0))
+    }
+}
+
+fn value(c: &[f64; 3], t: f64) -> f64 {
+    c[0] + c[1] * t + c[2] * t * t
 }
 
 /// Finds where the episode that ends at the last point began (rules in the
@@ -210,7 +266,8 @@ pub fn detect(points: &[(f64, f64)], direction: Direction) -> Option<Episode> {
     if n < 2 * MIN_SEGMENT + 1 {
         return None;
     }
-    // Standardised values, so that the sums keep their precision whatever the metric's unit.
+    // Standardised values and times, so that the sums keep their precision whatever the
+    // metric's unit.
     let mean = points.iter().map(|p| p.1).sum::<f64>() / n as f64;
     let sd = (points.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
     if !sd.is_finite() || sd <= f64::EPSILON * mean.abs().max(1.0) {
@@ -229,34 +286,50 @@ pub fn detect(points: &[(f64, f64)], direction: Direction) -> Option<Episode> {
         prefix.push(last.add(*t, *y));
     }
     let all = prefix[n];
-    let (_, _, sse_one) = all.line();
-    let mut best: Option<(usize, f64)> = None;
+    // The baseline bends (a daily cycle over hours is nearly a parabola); the episode after
+    // the break is a line (a step, a ramp, or both).
+    let nf = n as f64;
+    let floor = 1e-9 * nf;
+    // Bayesian information criterion of a residual sum of squares with `extra` parameters
+    // beyond the baseline's.
+    let bic = |sse: f64, extra: f64| nf * (sse + floor).ln() + extra * nf.ln();
+    let (_, sse_one) = all.fit(2);
+    // Per break point, two episodes: a line of its own after it (a step, with or without a
+    // slope: the break, a level and a slope) and a line that starts where the baseline was (a
+    // ramp: the break and a slope).
+    let mut best: Option<(usize, bool, f64)> = None;
     for (k, head) in prefix
         .iter()
         .enumerate()
         .take(n - MIN_SEGMENT + 1)
         .skip(MIN_SEGMENT)
     {
-        let (_, _, left) = head.line();
-        let (_, _, right) = all.minus(*head).line();
-        let sse = left + right;
-        if best.is_none_or(|(_, b)| sse < b) {
-            best = Some((k, sse));
+        let (left, sse_left) = head.fit(2);
+        let tail = all.minus(*head);
+        let (_, jump) = tail.fit(1);
+        let (_, ramp) = tail.hinge(z[k].0, value(&left, z[k].0));
+        for (is_ramp, score) in [
+            (false, bic(sse_left + jump, 3.0)),
+            (true, bic(sse_left + ramp, 2.0)),
+        ] {
+            if best.is_none_or(|(_, _, b)| score < b) {
+                best = Some((k, is_ramp, score));
+            }
         }
     }
-    let (k, sse_two) = best?;
-    let nf = n as f64;
-    // BIC: two lines and a break point against one line.
-    let floor = 1e-9 * nf;
-    let gain = nf * ((sse_one + floor) / (sse_two + floor)).ln();
-    if gain <= 3.0 * nf.ln() {
+    let (k, is_ramp, score) = best?;
+    if score >= bic(sse_one, 0.0) {
         return None;
     }
-    let (a_left, b_left, sse_left) = prefix[k].line();
-    let (a_right, b_right, _) = all.minus(prefix[k]).line();
-    let at_break = z[k].0;
-    let before = a_left + b_left * at_break;
-    let at_end = a_right + b_right * z[n - 1].0;
+    let (left, sse_left) = prefix[k].fit(2);
+    let before = value(&left, z[k].0);
+    let tail = all.minus(prefix[k]);
+    let at_end = if is_ramp {
+        let (slope, _) = tail.hinge(z[k].0, before);
+        before + slope * (z[n - 1].0 - z[k].0)
+    } else {
+        value(&tail.fit(1).0, z[n - 1].0)
+    };
     let shift = at_end - before;
     let moved = match direction {
         Direction::Up => shift > 0.0,
@@ -265,7 +338,7 @@ pub fn detect(points: &[(f64, f64)], direction: Direction) -> Option<Episode> {
     };
     // The noise before the break; a flat series before it (an error counter at zero) has none,
     // and any departure from it stands out.
-    let noise = (sse_left / (k as f64 - 2.0).max(1.0)).sqrt();
+    let noise = (sse_left / (k as f64 - 3.0).max(1.0)).sqrt();
     if !moved || shift.abs() <= MIN_SHIFT_SIGMAS * noise {
         return None;
     }
@@ -395,9 +468,12 @@ pub fn alert_metric(generator_url: Option<&str>) -> Result<AlertMetric, MetricOn
 }
 
 /// Reads an alert's metric onset from Prometheus, over `window` before the alert's start and
-/// up to [`AFTER_ALERT`] after it ([`read_span`]): `Ok` with what was found (or why nothing
-/// can be: no expression, one the parser refuses, no series of the alert's labels, no break),
-/// `Err` when Prometheus could not answer (worth asking again later).
+/// up to [`AFTER_ALERT`] after it ([`read_span`]): `Ok(Some)` with what was found (or why
+/// nothing can be: no expression, one the parser refuses, no series of the alert's labels, no
+/// break), `Ok(None)` when the alert's series shows no break yet but the alert started less
+/// than [`AFTER_ALERT`] ago (a rule without `for:` fires as its metric moves: the points after
+/// it are still to come, so ask again later), `Err` when Prometheus could not answer (ask
+/// again later).
 ///
 /// # Errors
 /// [`QueryFailure`] when Prometheus is unreachable or refuses the range query for a reason
@@ -408,16 +484,17 @@ pub async fn read_onset(
     labels: &BTreeMap<String, String>,
     alert_start: DateTime<Utc>,
     window: Duration,
-) -> Result<MetricOnset, QueryFailure> {
+) -> Result<Option<MetricOnset>, QueryFailure> {
     let metric = match alert_metric(generator_url) {
         Ok(m) => m,
-        Err(none) => return Ok(none),
+        Err(none) => return Ok(Some(none)),
     };
-    let (end, span, step) = read_span(alert_start, window, Utc::now());
+    let now = Utc::now();
+    let (end, span, step) = read_span(alert_start, window, now);
     let Ok(span) = Window::new(span) else {
-        return Ok(MetricOnset::NotFound {
+        return Ok(Some(MetricOnset::NotFound {
             reason: "the attribution window is shorter than a millisecond".into(),
-        });
+        }));
     };
     let series = match prometheus
         .range(&metric.query, SystemTime::from(end), span, step)
@@ -425,13 +502,21 @@ pub async fn read_onset(
     {
         Ok(s) => s,
         Err(e) if e.is_bad_query() => {
-            return Ok(MetricOnset::NotFound {
+            return Ok(Some(MetricOnset::NotFound {
                 reason: format!("Prometheus refused `{}`: {e}", metric.query),
-            });
+            }));
         }
         Err(e) => return Err(e),
     };
-    Ok(onset_in(&metric, &series, labels, alert_start))
+    let onset = onset_in(&metric, &series, labels, alert_start);
+    let young = (now - alert_start).to_std().unwrap_or_default() < AFTER_ALERT;
+    if young
+        && matches!(onset, MetricOnset::NotFound { .. })
+        && series_of(&series, labels).is_some()
+    {
+        return Ok(None);
+    }
+    Ok(Some(onset))
 }
 
 #[cfg(test)]

@@ -103,7 +103,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0019_rollbacks.sql",
     "0020_gate_overrides.sql",
     "0021_certificate_secures.sql",
-    "0022_clusters.sql"
+    "0022_clusters.sql",
+    "0023_attribution_metric_onset.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -124,7 +125,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0016_rollbacks.cypher",
     "0017_gate_overrides.cypher",
     "0018_certificate_secures.cypher",
-    "0019_clusters.cypher"
+    "0019_clusters.cypher",
+    "0020_attribution_metric_onset.cypher"
 );
 
 impl MigrationSource {

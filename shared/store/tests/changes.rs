@@ -341,7 +341,8 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
             "0018_release_summaries.sql",
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
-            "0021_certificate_secures.sql"
+            "0021_certificate_secures.sql",
+            "0023_attribution_metric_onset.sql"
         ]
     );
     store.ready().await.unwrap();

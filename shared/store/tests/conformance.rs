@@ -4173,7 +4173,8 @@ async fn the_key_history_migration_backfills_config_changes() {
             "0018_release_summaries.sql",
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
-            "0021_certificate_secures.sql"
+            "0021_certificate_secures.sql",
+            "0023_attribution_metric_onset.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4345,7 +4346,8 @@ async fn the_change_keys_migration_backfills_changed_keys() {
             "0018_release_summaries.sql",
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
-            "0021_certificate_secures.sql"
+            "0021_certificate_secures.sql",
+            "0023_attribution_metric_onset.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4522,7 +4524,8 @@ async fn the_verdicts_migration_keeps_attributions() {
             "0018_release_summaries.sql",
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
-            "0021_certificate_secures.sql"
+            "0021_certificate_secures.sql",
+            "0023_attribution_metric_onset.sql"
         ]
     );
     store.ready().await.unwrap();

@@ -14,7 +14,8 @@
 //! - `BENCH_GENERATOR`: `a`, `b` or `both` (default): whose worlds, each reported under its own
 //!   heading.
 //! - `BENCH_SEEDS`: `heldout` (default; seeds from 1,000,000, for reporting), `fresh` (seeds
-//!   from 3,000,000, a second held-out range first read with the canary evidence) or `dev`
+//!   from 3,000,000, a second held-out range first read with the canary evidence), `onset`
+//!   (seeds from 4,000,000, a third, first read with the metric onset evidence) or `dev`
 //!   (seeds from 0, for working on the ranking). Tune on `dev`, report on the held-out ranges.
 //! - `BENCH_INCIDENTS` (400): incidents in all per generator, split evenly over the kinds the
 //!   API can record.
@@ -57,6 +58,8 @@ const HELDOUT_BASE: u64 = 1_000_000;
 /// A second held-out range, first read with the model that reads canary verdicts (the first
 /// range had been seen by then).
 const FRESH_BASE: u64 = 3_000_000;
+/// A third held-out range, first read with the model that reads alert metric onsets.
+const ONSET_BASE: u64 = 4_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -72,6 +75,8 @@ struct Judged {
     outcomes: Vec<Outcome>,
     /// The verdict of the cause's own canary analysis, when the cause is a canaried deployment.
     cause_canary: Option<generator::CanaryVerdict>,
+    /// The shape of the alert's metric series, when its rule can be read back.
+    metric: Option<&'static str>,
 }
 
 fn truth(world: &World, recorded: &driver::Recorded) -> Truth {
@@ -403,8 +408,9 @@ async fn main() {
     let base = match seeds.as_str() {
         "dev" => DEV_BASE,
         "fresh" => FRESH_BASE,
+        "onset" => ONSET_BASE,
         "" | "heldout" => HELDOUT_BASE,
-        other => panic!("BENCH_SEEDS must be heldout, fresh or dev, not {other:?}"),
+        other => panic!("BENCH_SEEDS must be heldout, fresh, onset or dev, not {other:?}"),
     };
     let representable: Vec<Kind> = Kind::ALL
         .into_iter()
@@ -552,6 +558,11 @@ async fn bench(
                 kind: world.kind,
                 outcomes,
                 cause_canary,
+                metric: world
+                    .metrics
+                    .get(alert)
+                    .and_then(Option::as_ref)
+                    .map(|m| m.shape),
             });
         }
     }
@@ -738,6 +749,45 @@ async fn bench(
                 )
             })
             .collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+    println!();
+    println!("### By the alert's metric series (all systems)");
+    println!();
+    println!(
+        "| alert's metric | {} |",
+        systems
+            .iter()
+            .map(|n| format!("{n}: alerts / top-1"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---:|".repeat(systems.len()));
+    for shape in [
+        None,
+        Some("step"),
+        Some("ramp"),
+        Some("step+ramp"),
+        Some("late"),
+    ] {
+        let cells: Vec<String> = (0..systems.len())
+            .map(|s| {
+                let outcomes: Vec<Outcome> = judged
+                    .iter()
+                    .filter(|j| j.metric == shape)
+                    .map(|j| j.outcomes[s])
+                    .collect();
+                let right = outcomes.iter().filter(|o| o.top1).count();
+                format!(
+                    "{} / {:.1} %",
+                    outcomes.len(),
+                    100.0 * right as f64 / outcomes.len().max(1) as f64
+                )
+            })
+            .collect();
+        let label = shape.map_or("no readable rule".to_owned(), |s| {
+            format!("{s} (series read)")
+        });
         println!("| {label} | {} |", cells.join(" | "));
     }
     println!();

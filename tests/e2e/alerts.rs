@@ -616,6 +616,15 @@ fn prometheus_alertmanager_alert_is_attributed_deduplicated_and_resolved() {
 
     let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
     let now = Utc::now();
+    // The release before, outside the attribution window: what the older suspect changed is
+    // known (a first recorded deployment has nothing to compare with).
+    record_deployment(
+        &server,
+        SERVICE,
+        "v2.2.0",
+        220,
+        now - chrono::Duration::hours(7),
+    );
     let older = record_deployment(
         &server,
         SERVICE,

@@ -156,6 +156,16 @@ fn rca_queries_answer_alike_from_the_store_and_the_server() {
     let server = Server::start(&store, &["--token", TOKEN]);
     let service = unique("pay");
     let alert_at = now() - Duration::hours(1);
+    // The release before, outside the attribution window, the timeline's default day and
+    // DORA's default month: what the older suspect changed is known (a first recorded
+    // deployment has nothing to compare with).
+    record(
+        &store,
+        &service,
+        "0000000000000000000000000000000000000abc",
+        alert_at - Duration::days(31),
+        3,
+    );
     let older = record(
         &store,
         &service,

@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Time limit of one alert-onset read from Prometheus (`serve --prometheus`).
+const ONSET_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The exit codes of every command, as `--help` and the README print them.
 pub const EXIT_CODES: &str = "\
 Exit codes (every command):
@@ -801,8 +804,21 @@ async fn serve(args: ServeArgs) -> Outcome {
         tokio::spawn(Arc::new(importer).run(interval, async move { stopped.cancelled().await }));
     }
     let mut state = state;
-    if let Some(prometheus) = &canary_hooks.prometheus {
-        state = state.with_onsets(prometheus.clone());
+    if let Some(url) = args.prometheus.as_deref() {
+        // Its own client, with a short time limit: an onset is read before an alert is
+        // attributed, and a slow Prometheus must not hold the follow-up workers (an onset not
+        // read in time is read again at the alert's next attribution).
+        let config = deploygraph_canary::prometheus::PrometheusConfig {
+            timeout: ONSET_TIMEOUT,
+            ..deploygraph_canary::prometheus::PrometheusConfig::new(url)
+                .map_err(|e| Failure::usage(format!("--prometheus: {e}")))?
+        };
+        let prometheus = deploygraph_canary::prometheus::Prometheus::new(config).map_err(|e| {
+            Failure::from(anyhow::anyhow!(
+                "failed to build the Prometheus client: {e}"
+            ))
+        })?;
+        state = state.with_onsets(prometheus);
     }
     let state = state.with_pipeline(deploygraph_analysis::pipeline::PipelineConfig {
         workers: usize::from(args.follow_up_workers),

@@ -500,6 +500,19 @@ impl Rig {
         );
     }
 
+    /// Our alert in a webhook body.
+    fn ours(&self, body: &Value) -> Value {
+        body["alerts"]
+            .as_array()
+            .and_then(|alerts| {
+                alerts
+                    .iter()
+                    .find(|a| a["labels"]["alertname"] == self.alertname.as_str())
+            })
+            .unwrap_or_else(|| panic!("no {} in {body}", self.alertname))
+            .clone()
+    }
+
     /// The first body the capturing receiver got with our alert in `status`: raw and parsed.
     fn delivered(&self, status: &str) -> Option<(String, Value)> {
         let captured = self.captured.lock().unwrap_or_else(PoisonError::into_inner);
@@ -660,13 +673,7 @@ fn prometheus_alertmanager_alert_is_attributed_deduplicated_and_resolved() {
     let (firing_raw, firing) = rig.wait_delivered("firing", Duration::from_secs(30));
     phase("Alertmanager delivered the firing alert");
     assert_eq!(firing["version"], "4", "{firing}");
-    let sent = firing["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["labels"]["alertname"] == rig.alertname.as_str())
-        .unwrap()
-        .clone();
+    let sent = rig.ours(&firing);
     assert_eq!(sent["endsAt"], "0001-01-01T00:00:00Z", "{sent}");
     let fingerprint = sent["fingerprint"].as_str().unwrap().to_owned();
     let starts_at = time(&sent["startsAt"]);
@@ -812,13 +819,7 @@ fn alert_metric_onset_is_read_from_prometheus() {
     let stepped = Utc::now();
     rig.set(5);
     let (_, firing) = rig.wait_delivered("firing", Duration::from_secs(40));
-    let sent = firing["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["labels"]["alertname"] == rig.alertname.as_str())
-        .unwrap()
-        .clone();
+    let sent = rig.ours(&firing);
     let fingerprint = sent["fingerprint"].as_str().unwrap().to_owned();
     let (status, suspects) = crate::support::settled_suspects(&server.url, &fingerprint);
     assert_eq!(status, 200, "{suspects}\n{}", diagnostics());

@@ -710,86 +710,39 @@ async fn bench(
         println!("{}", row("not written", &summarize(&without)));
     }
     where_lost(representable, &judged, &evidence);
-    println!();
-    println!("### By the verdict of the cause's own canary analysis (all systems)");
-    println!();
-    println!(
-        "| cause's canary | {} |",
-        systems
-            .iter()
-            .map(|n| format!("{n}: alerts / top-1"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!("|---|{}", "---:|".repeat(systems.len()));
     use generator::CanaryVerdict as V;
-    /// A row's label, and which alerts it takes by their cause's canary verdict.
-    type Group = (&'static str, fn(Option<V>) -> bool);
-    let groups: [Group; 4] = [
-        ("failed", |v| v == Some(V::Fail)),
-        ("passed", |v| v == Some(V::Pass)),
-        ("inconclusive or no data", |v| {
-            matches!(v, Some(V::Inconclusive | V::NoData))
-        }),
-        ("none recorded (or not a deployment)", |v| v.is_none()),
-    ];
-    for (label, of) in groups {
-        let cells: Vec<String> = (0..systems.len())
-            .map(|s| {
-                let outcomes: Vec<Outcome> = judged
-                    .iter()
-                    .filter(|j| of(j.cause_canary))
-                    .map(|j| j.outcomes[s])
-                    .collect();
-                let right = outcomes.iter().filter(|o| o.top1).count();
-                format!(
-                    "{} / {:.1} %",
-                    outcomes.len(),
-                    100.0 * right as f64 / outcomes.len().max(1) as f64
-                )
-            })
-            .collect();
-        println!("| {label} | {} |", cells.join(" | "));
-    }
-    println!();
-    println!("### By the alert's metric series (all systems)");
-    println!();
-    println!(
-        "| alert's metric | {} |",
-        systems
-            .iter()
-            .map(|n| format!("{n}: alerts / top-1"))
-            .collect::<Vec<_>>()
-            .join(" | ")
+    let verdict = |j: &Judged| j.cause_canary;
+    split_table(
+        "By the verdict of the cause's own canary analysis",
+        "cause's canary",
+        &systems,
+        &judged,
+        &[
+            ("failed".into(), &|j| verdict(j) == Some(V::Fail)),
+            ("passed".into(), &|j| verdict(j) == Some(V::Pass)),
+            ("inconclusive or no data".into(), &|j| {
+                matches!(verdict(j), Some(V::Inconclusive | V::NoData))
+            }),
+            ("none recorded (or not a deployment)".into(), &|j| {
+                verdict(j).is_none()
+            }),
+        ],
     );
-    println!("|---|{}", "---:|".repeat(systems.len()));
-    for shape in [
-        None,
-        Some("step"),
-        Some("ramp"),
-        Some("step+ramp"),
-        Some("late"),
-    ] {
-        let cells: Vec<String> = (0..systems.len())
-            .map(|s| {
-                let outcomes: Vec<Outcome> = judged
-                    .iter()
-                    .filter(|j| j.metric == shape)
-                    .map(|j| j.outcomes[s])
-                    .collect();
-                let right = outcomes.iter().filter(|o| o.top1).count();
-                format!(
-                    "{} / {:.1} %",
-                    outcomes.len(),
-                    100.0 * right as f64 / outcomes.len().max(1) as f64
-                )
-            })
-            .collect();
-        let label = shape.map_or("no readable rule".to_owned(), |s| {
-            format!("{s} (series read)")
-        });
-        println!("| {label} | {} |", cells.join(" | "));
-    }
+    split_table(
+        "By the alert's metric series",
+        "alert's metric",
+        &systems,
+        &judged,
+        &[
+            ("no readable rule".into(), &|j| j.metric.is_none()),
+            ("step (series read)".into(), &|j| j.metric == Some("step")),
+            ("ramp (series read)".into(), &|j| j.metric == Some("ramp")),
+            ("step+ramp (series read)".into(), &|j| {
+                j.metric == Some("step+ramp")
+            }),
+            ("late (series read)".into(), &|j| j.metric == Some("late")),
+        ],
+    );
     println!();
     println!("### No recorded cause: alerts with a suspect at confidence ≥ 0.5 (should be none)");
     println!();
@@ -798,6 +751,43 @@ async fn bench(
     for (s, name) in systems.iter().enumerate() {
         let (n, blamed) = o[s].without_cause;
         println!("| {name} | {n} | {blamed} |");
+    }
+}
+
+/// A row's label, and which alerts it takes.
+type Split<'a> = (String, &'a dyn Fn(&Judged) -> bool);
+
+/// Alerts and top-1 of every system, one row per group of alerts.
+fn split_table(title: &str, header: &str, systems: &[String], judged: &[Judged], groups: &[Split]) {
+    println!();
+    println!("### {title} (all systems)");
+    println!();
+    println!(
+        "| {header} | {} |",
+        systems
+            .iter()
+            .map(|n| format!("{n}: alerts / top-1"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---:|".repeat(systems.len()));
+    for (label, of) in groups {
+        let cells: Vec<String> = (0..systems.len())
+            .map(|s| {
+                let outcomes: Vec<Outcome> = judged
+                    .iter()
+                    .filter(|j| of(j))
+                    .map(|j| j.outcomes[s])
+                    .collect();
+                let right = outcomes.iter().filter(|o| o.top1).count();
+                format!(
+                    "{} / {:.1} %",
+                    outcomes.len(),
+                    100.0 * right as f64 / outcomes.len().max(1) as f64
+                )
+            })
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
     }
 }
 

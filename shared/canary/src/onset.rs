@@ -411,16 +411,15 @@ pub fn read_span(
     (end, span, step)
 }
 
-/// The onset in what a range query of `metric` answered ([`read_span`]) for an alert with
-/// `labels` that started at `alert_start`.
+/// The onset in the alert's series ([`series_of`]) of what a range query of `metric` answered
+/// ([`read_span`]), for an alert that started at `alert_start`.
 pub fn onset_in(
     metric: &AlertMetric,
-    series: &[Series],
-    labels: &BTreeMap<String, String>,
+    chosen: Option<&Series>,
     alert_start: DateTime<Utc>,
 ) -> MetricOnset {
     let not_found = |reason: String| MetricOnset::NotFound { reason };
-    let Some(chosen) = series_of(series, labels) else {
+    let Some(chosen) = chosen else {
         return not_found(format!(
             "`{}` has no series of the alert's labels before it",
             metric.query
@@ -508,12 +507,10 @@ pub async fn read_onset(
         }
         Err(e) => return Err(e),
     };
-    let onset = onset_in(&metric, &series, labels, alert_start);
+    let chosen = series_of(&series, labels);
+    let onset = onset_in(&metric, chosen, alert_start);
     let young = (now - alert_start).to_std().unwrap_or_default() < AFTER_ALERT;
-    if young
-        && matches!(onset, MetricOnset::NotFound { .. })
-        && series_of(&series, labels).is_some()
-    {
+    if young && matches!(onset, MetricOnset::NotFound { .. }) && chosen.is_some() {
         return Ok(None);
     }
     Ok(Some(onset))

@@ -29,11 +29,11 @@
 //! only the HTTP round trip to Prometheus is left out (the end-to-end test
 //! `alert_metric_onset_is_read_from_prometheus` covers it against the real server).
 
-use crate::generator::{Cause, Status, World};
+use crate::generator::{Cause, Status, World, log_uniform};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_analysis::pipeline::Onsets;
-use deploygraph_canary::onset::{alert_metric, onset_in, read_span};
+use deploygraph_canary::onset::{alert_metric, onset_in, read_span, series_of};
 use deploygraph_canary::prometheus::Series;
 use deploygraph_model::{Alert, MetricOnset};
 use rand::rngs::StdRng;
@@ -70,10 +70,6 @@ fn normal(rng: &mut StdRng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(1e-12);
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-fn log_uniform(rng: &mut StdRng, low: f64, high: f64) -> f64 {
-    (low.ln() + rng.random::<f64>() * (high.ln() - low.ln())).exp()
 }
 
 fn minutes(m: f64) -> Duration {
@@ -322,7 +318,7 @@ impl GeneratedOnsets {
                 }]
             })
             .unwrap_or_default();
-        Some(onset_in(&metric, &answer, labels, starts_at))
+        Some(onset_in(&metric, series_of(&answer, labels), starts_at))
     }
 }
 

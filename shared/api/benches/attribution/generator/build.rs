@@ -27,7 +27,8 @@ fn exponential(rng: &mut StdRng, mean_minutes: f64) -> f64 {
     -mean_minutes * (1.0 - rng.random::<f64>()).ln()
 }
 
-fn log_uniform(rng: &mut StdRng, low: f64, high: f64) -> f64 {
+/// A draw between `low` and `high`, uniform in logarithm.
+pub(crate) fn log_uniform(rng: &mut StdRng, low: f64, high: f64) -> f64 {
     (low.ln() + rng.random::<f64>() * (high.ln() - low.ln())).exp()
 }
 

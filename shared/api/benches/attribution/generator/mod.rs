@@ -16,6 +16,7 @@ mod canary;
 mod topology;
 
 pub use build::generate;
+pub(crate) use build::log_uniform;
 
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, VecDeque};

@@ -170,7 +170,8 @@ fn rca_queries_answer_alike_from_the_store_and_the_server() {
         &store,
         &service,
         OLDER_COMMIT,
-        alert_at - Duration::minutes(50),
+        // Well apart from the suspect: the test reads the pipeline, not a near tie of the model.
+        alert_at - Duration::minutes(100),
         1,
     );
     let suspect = record(

@@ -441,19 +441,29 @@ pub struct Features {
     /// 1 when its own canary analysis passed.
     pub canary_passed: f64,
     /// When the alert's metric onset is known and it started at most
-    /// [`ONSET_TOLERANCE`] after it: `exp(-minutes / 10)` of how long before the onset it
-    /// started (1 when it started as the metric began to move); 0 otherwise.
+    /// [`ONSET_TOLERANCE`] after it: `exp(-minutes / 10)` of how long before the onset its
+    /// rollout had finished (1 when the metric began to move while it rolled out, or as it
+    /// started); 0 otherwise ([`OnsetPlace`]).
     pub onset_near: f64,
     /// When the alert's metric onset is known and it started at most [`ONSET_TOLERANCE`]
-    /// after it: `ln(1 + minutes)` of how long before the onset it started; 0 otherwise.
+    /// after it: `ln(1 + minutes)` of how long before the onset its rollout had finished (0
+    /// when the metric began to move while it rolled out); 0 otherwise.
     pub onset_lead: f64,
     /// 1 when it started more than [`ONSET_TOLERANCE`] after the alert's metric began to
     /// move: the episode was under way before it.
     pub after_onset: f64,
+    /// When the alert's metric began to move while it rolled out: `ln(1 + minutes)` of the
+    /// rollout's length (to the alert's start while still rolling) — a longer rollout covers
+    /// more moments, so an onset inside it says less; 0 otherwise.
+    pub onset_in_rollout: f64,
+    /// 1 when the alert's metric onset was found, for every candidate of the alert alike: it
+    /// moves only the answer "no recorded change caused it" against all of them (with an onset
+    /// found, a change that did not start near it keeps less of its share).
+    pub onset_found: f64,
 }
 
 /// The number of features.
-pub const FEATURES: usize = 26;
+pub const FEATURES: usize = 28;
 
 /// How much later than the alert's metric onset a change may start and still count as
 /// before it: the onset is read on a grid of [`deploygraph_canary`]-style steps (15–30 s) and
@@ -490,6 +500,8 @@ impl Features {
             self.onset_near,
             self.onset_lead,
             self.after_onset,
+            self.onset_in_rollout,
+            self.onset_found,
         ]
     }
 }
@@ -528,13 +540,17 @@ pub fn features(
     delta: Duration,
 ) -> Features {
     let alert_start = when.start;
-    // How long before the metric onset it started (negative: after).
-    let lead = when
+    let place = when
         .onset
         .and_then(MetricOnset::at)
-        .map(|onset| onset - candidate.started_at);
-    let before_onset = lead.filter(|l| *l >= -ONSET_TOLERANCE);
-    let lead_minutes = before_onset.map(|l| l.num_seconds().max(0) as f64 / 60.0);
+        .map(|onset| OnsetPlace::of(candidate, alert_start, onset));
+    let minutes = |d: Duration| d.num_seconds().max(0) as f64 / 60.0;
+    // How long before the metric onset its rollout had finished (0: it was rolling out).
+    let lead_minutes = place.and_then(|p| match p {
+        OnsetPlace::Before { .. } => None,
+        OnsetPlace::During { .. } => Some(0.0),
+        OnsetPlace::After { finished } => Some(minutes(finished)),
+    });
     let c = &candidate.changes;
     let landed = candidate.landed();
     let superseded = all
@@ -601,7 +617,64 @@ pub fn features(
         ),
         onset_near: lead_minutes.map_or(0.0, |m| (-m / 10.0).exp()),
         onset_lead: lead_minutes.map_or(0.0, f64::ln_1p),
-        after_onset: flag(lead.is_some_and(|l| l < -ONSET_TOLERANCE)),
+        after_onset: flag(matches!(place, Some(OnsetPlace::Before { .. }))),
+        onset_in_rollout: match place {
+            Some(OnsetPlace::During { length, .. }) => minutes(length).ln_1p(),
+            _ => 0.0,
+        },
+        onset_found: flag(place.is_some()),
+    }
+}
+
+/// Where the alert's metric onset lies against a candidate's rollout (a change that is not a
+/// rollout takes effect at once: its rollout has no length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnsetPlace {
+    /// It started more than [`ONSET_TOLERANCE`] after the onset: the episode was under way
+    /// before it.
+    Before {
+        /// How long after the onset it started.
+        started: Duration,
+    },
+    /// The onset fell while it rolled out (from [`ONSET_TOLERANCE`] before its start to its
+    /// finish, or to the alert's start while still rolling).
+    During {
+        /// How long after its start the onset came (0 when within the tolerance before it).
+        into: Duration,
+        /// The rollout's length.
+        length: Duration,
+    },
+    /// The onset came after its rollout had finished.
+    After {
+        /// How long before the onset it finished.
+        finished: Duration,
+    },
+}
+
+impl OnsetPlace {
+    /// Where `onset` lies against `candidate`'s rollout, for an alert that started at
+    /// `alert_start`.
+    pub fn of(candidate: &Candidate, alert_start: DateTime<Utc>, onset: DateTime<Utc>) -> Self {
+        let start = candidate.started_at;
+        let end = match candidate.status {
+            DeploymentStatus::InProgress => alert_start,
+            _ => candidate.finished_at.unwrap_or(start),
+        }
+        .max(start);
+        if onset < start - ONSET_TOLERANCE {
+            Self::Before {
+                started: start - onset,
+            }
+        } else if onset <= end {
+            Self::During {
+                into: (onset - start).max(Duration::zero()),
+                length: end - start,
+            }
+        } else {
+            Self::After {
+                finished: onset - end,
+            }
+        }
     }
 }
 
@@ -634,7 +707,9 @@ fn clock(t: DateTime<Utc>) -> String {
     t.format("%H:%M UTC").to_string()
 }
 
-fn level(x: f64) -> String {
+/// A metric's level in words: four significant digits, trailing zeros dropped (scientific
+/// notation outside 1e-4..1e6).
+pub fn level(x: f64) -> String {
     if x == 0.0 || !x.is_finite() {
         return format!("{x}");
     }
@@ -653,7 +728,11 @@ fn level(x: f64) -> String {
 }
 
 /// What the alert's metric onset says about `candidate`, in words.
-pub fn onset_reason(candidate: &Candidate, onset: Option<&MetricOnset>) -> Option<String> {
+pub fn onset_reason(
+    candidate: &Candidate,
+    alert_start: DateTime<Utc>,
+    onset: Option<&MetricOnset>,
+) -> Option<String> {
     let Some(MetricOnset::Found {
         at,
         query,
@@ -663,22 +742,38 @@ pub fn onset_reason(candidate: &Candidate, onset: Option<&MetricOnset>) -> Optio
     else {
         return None;
     };
-    let lead = *at - candidate.started_at;
     let moved = format!(
         "the alert's metric `{query}` began to move at {} ({} → {} at the alert)",
         clock(*at),
         level(*before),
         level(*at_alert)
     );
-    Some(if lead < -ONSET_TOLERANCE {
-        format!(
+    Some(match OnsetPlace::of(candidate, alert_start, *at) {
+        OnsetPlace::Before { started } => format!(
             "started {} min after {moved}: the episode was under way before it",
-            (-lead).num_minutes()
-        )
-    } else if lead <= Duration::minutes(1) {
-        format!("started as {moved}")
-    } else {
-        format!("started {} min before {moved}", lead.num_minutes())
+            started.num_minutes()
+        ),
+        OnsetPlace::During { into, .. } if into <= Duration::minutes(1) => {
+            format!("started as {moved}")
+        }
+        OnsetPlace::During { into, .. } => format!(
+            "was rolling out (started {} min before) when {moved}",
+            into.num_minutes()
+        ),
+        OnsetPlace::After { finished } => {
+            let started = *at - candidate.started_at;
+            if started <= Duration::minutes(1) {
+                format!("started as {moved}")
+            } else if started - finished >= Duration::minutes(1) {
+                format!(
+                    "started {} min (finished {} min) before {moved}",
+                    started.num_minutes(),
+                    finished.num_minutes()
+                )
+            } else {
+                format!("started {} min before {moved}", started.num_minutes())
+            }
+        }
     })
 }
 
@@ -971,7 +1066,7 @@ pub fn attribute_with<'a>(
             confidence_score: round_down(*p),
             reasons: {
                 let mut words = reasons(c, f, *delta);
-                words.extend(onset_reason(c, when.onset));
+                words.extend(onset_reason(c, alert_start, when.onset));
                 words
             },
         })
@@ -1048,19 +1143,72 @@ mod tests {
             start: at(0),
             onset: Some(&onset),
         };
+        // The metric began to move while `early` rolled out (from -21 to -19).
         let f = features(when, &early, &all, Duration::minutes(19));
         assert!(
-            f.onset_near > 0.85 && f.onset_lead > 0.0 && f.after_onset == 0.0,
+            f.onset_near == 1.0
+                && f.onset_lead == 0.0
+                && f.after_onset == 0.0
+                && (f.onset_in_rollout - 3f64.ln()).abs() < 1e-9,
             "{f:?}"
         );
         let g = features(when, &late, &all, Duration::minutes(8));
         assert!(
-            g.onset_near == 0.0 && g.onset_lead == 0.0 && g.after_onset == 1.0,
+            g.onset_near == 0.0
+                && g.onset_lead == 0.0
+                && g.after_onset == 1.0
+                && g.onset_in_rollout == 0.0,
             "{g:?}"
         );
-        // Without an onset both are 0: only the alert's start counts.
+        // A rollout that finished 6 min before the onset: measured from its finish.
+        let earlier = candidate("earlier", -26); // from -28 to -26
+        let e = features(when, &earlier, &all, Duration::minutes(26));
+        assert!(
+            (e.onset_near - (-0.6f64).exp()).abs() < 1e-9
+                && (e.onset_lead - 7f64.ln()).abs() < 1e-9
+                && e.onset_in_rollout == 0.0,
+            "{e:?}"
+        );
+        assert_eq!(
+            onset_reason(&earlier, at(0), Some(&onset)).unwrap_or_default(),
+            "started 8 min (finished 6 min) before the alert's metric `rate(errors[5m])` began to move at 11:40 UTC (0.002 → 0.051 at the alert)"
+        );
+        // A long rollout still rolling when the alert started: the onset fell inside it.
+        let rolling = Candidate {
+            started_at: at(-35),
+            finished_at: None,
+            status: DeploymentStatus::InProgress,
+            ..candidate("rolling", -33)
+        };
+        assert_eq!(
+            OnsetPlace::of(&rolling, at(0), at(-20)),
+            OnsetPlace::During {
+                into: Duration::minutes(15),
+                length: Duration::minutes(35)
+            }
+        );
+        assert_eq!(
+            onset_reason(&rolling, at(0), Some(&onset)).unwrap_or_default(),
+            "was rolling out (started 15 min before) when the alert's metric `rate(errors[5m])` began to move at 11:40 UTC (0.002 → 0.051 at the alert)"
+        );
+        // Found: the same for both (it moves only the answer "no recorded change").
+        assert_eq!((f.onset_found, g.onset_found), (1.0, 1.0));
+        // Without an onset all are 0: only the alert's start counts.
         let h = features(at(0).into(), &late, &all, Duration::minutes(8));
-        assert_eq!((h.onset_near, h.onset_lead, h.after_onset), (0.0, 0.0, 0.0));
+        assert_eq!(
+            (h.onset_near, h.onset_lead, h.after_onset, h.onset_found),
+            (0.0, 0.0, 0.0, 0.0)
+        );
+        // Read but not found: as without one.
+        let none = MetricOnset::NotFound {
+            reason: "no break".into(),
+        };
+        let when_none = AlertTime {
+            start: at(0),
+            onset: Some(&none),
+        };
+        let n = features(when_none, &late, &all, Duration::minutes(8));
+        assert_eq!(n.to_array(), h.to_array());
 
         let settings = Settings {
             floor: 0.0,

@@ -172,8 +172,10 @@ fn onset_text(a: &deploygraph_model::Alert) -> Option<String> {
             before,
             at_alert,
         } => Some(format!(
-            "`{query}` began to move at {} ({before:.4} → {at_alert:.4}), {} before the alert",
+            "`{query}` began to move at {} ({} → {}), {} before the alert",
             deploygraph_model::format_time(at),
+            crate::attribution::level(*before),
+            crate::attribution::level(*at_alert),
             human((a.starts_at - *at).num_seconds().max(0) as f64)
         )),
         deploygraph_model::MetricOnset::NotFound { reason } => Some(format!("not found: {reason}")),

@@ -104,7 +104,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0020_gate_overrides.sql",
     "0021_certificate_secures.sql",
     "0022_clusters.sql",
-    "0023_attribution_metric_onset.sql"
+    "0023_attribution_metric_onset.sql",
+    "0024_attribution_onset_in_rollout.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -126,7 +127,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0017_gate_overrides.cypher",
     "0018_certificate_secures.cypher",
     "0019_clusters.cypher",
-    "0020_attribution_metric_onset.cypher"
+    "0020_attribution_metric_onset.cypher",
+    "0021_attribution_onset_in_rollout.cypher"
 );
 
 impl MigrationSource {

@@ -342,7 +342,8 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
-            "0023_attribution_metric_onset.sql"
+            "0023_attribution_metric_onset.sql",
+            "0024_attribution_onset_in_rollout.sql"
         ]
     );
     store.ready().await.unwrap();

@@ -4174,7 +4174,8 @@ async fn the_key_history_migration_backfills_config_changes() {
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
-            "0023_attribution_metric_onset.sql"
+            "0023_attribution_metric_onset.sql",
+            "0024_attribution_onset_in_rollout.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4347,7 +4348,8 @@ async fn the_change_keys_migration_backfills_changed_keys() {
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
-            "0023_attribution_metric_onset.sql"
+            "0023_attribution_metric_onset.sql",
+            "0024_attribution_onset_in_rollout.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4525,7 +4527,8 @@ async fn the_verdicts_migration_keeps_attributions() {
             "0019_rollbacks.sql",
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
-            "0023_attribution_metric_onset.sql"
+            "0023_attribution_metric_onset.sql",
+            "0024_attribution_onset_in_rollout.sql"
         ]
     );
     store.ready().await.unwrap();

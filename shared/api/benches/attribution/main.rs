@@ -15,8 +15,10 @@
 //!   heading.
 //! - `BENCH_SEEDS`: `heldout` (default; seeds from 1,000,000, for reporting), `fresh` (seeds
 //!   from 3,000,000, a second held-out range first read with the canary evidence), `onset`
-//!   (seeds from 4,000,000, a third, first read with the metric onset evidence) or `dev`
-//!   (seeds from 0, for working on the ranking). Tune on `dev`, report on the held-out ranges.
+//!   (seeds from 4,000,000, a third, first read with the metric onset evidence), `rollout`
+//!   (seeds from 5,000,000, a fourth, first read with the onset placed against each
+//!   candidate's whole rollout) or `dev` (seeds from 0, for working on the ranking). Tune on
+//!   `dev`, report on the held-out ranges.
 //! - `BENCH_INCIDENTS` (400): incidents in all per generator, split evenly over the kinds the
 //!   API can record.
 //! - `BENCH_CHECK=1`: only generate and check the worlds (no API), with a summary of them.
@@ -28,9 +30,9 @@
 //! - `BENCH_NO_CANARIES=1`: the same worlds with their canary analyses left unwritten (what
 //!   the model answers when no canary verdict is recorded), for the gain of the canary
 //!   evidence; the results are still split by the verdict the cause's canary had.
-//! - `BENCH_NO_METRICS=1`: the same worlds without their alerts' metric series ([`metrics`]):
-//!   no alert names a rule expression, so no onset is read (what the model answers without
-//!   Prometheus), for the gain of the onset evidence.
+//! - `BENCH_NO_METRICS=1`: the same worlds and series ([`metrics`]), but no alert names its
+//!   rule's expression, so no onset is read (what the model answers without Prometheus), for
+//!   the gain of the onset evidence; the results are still split by the series' shape.
 //! - `BENCH_EXPLAIN=1`: print the alerts whose most probable answer is not their cause, with
 //!   the features of both (for working on the ranking on the development seeds).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -60,6 +62,9 @@ const HELDOUT_BASE: u64 = 1_000_000;
 const FRESH_BASE: u64 = 3_000_000;
 /// A third held-out range, first read with the model that reads alert metric onsets.
 const ONSET_BASE: u64 = 4_000_000;
+/// A fourth held-out range, first read with the model that places the onset against each
+/// candidate's whole rollout.
+const ROLLOUT_BASE: u64 = 5_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -122,7 +127,7 @@ async fn run(
     let mut current: Option<(Kind, axum::Router, Arc<dyn GraphStore>)> = None;
     let onsets: Option<Arc<dyn deploygraph_analysis::pipeline::Onsets>> = worlds
         .iter()
-        .any(|w| w.metrics.iter().any(Option::is_some))
+        .any(|w| w.rules_named && w.metrics.iter().any(Option::is_some))
         .then(|| Arc::new(metrics::GeneratedOnsets::of(worlds)) as _);
     for world in worlds {
         if current.as_ref().is_none_or(|c| c.0 != world.kind) {
@@ -154,14 +159,13 @@ fn worlds_for(
 ) -> Vec<World> {
     let mut worlds = Vec::new();
     let canaries = std::env::var("BENCH_NO_CANARIES").is_err();
-    let metrics = std::env::var("BENCH_NO_METRICS").is_err();
+    let rules_named = std::env::var("BENCH_NO_METRICS").is_err();
     for &kind in kinds.iter().filter(|k| source.makes(**k)) {
         for seed in seeds.clone() {
             let mut world = source.generate(kind, seed);
             world.canaries_written = canaries;
-            if metrics {
-                metrics::attach(&mut world, source.tag());
-            }
+            metrics::attach(&mut world, source.tag());
+            world.rules_named = rules_named;
             if let Err(e) = world.check() {
                 panic!(
                     "{}: {} seed {seed}: an ill-formed world: {e}",
@@ -409,8 +413,11 @@ async fn main() {
         "dev" => DEV_BASE,
         "fresh" => FRESH_BASE,
         "onset" => ONSET_BASE,
+        "rollout" => ROLLOUT_BASE,
         "" | "heldout" => HELDOUT_BASE,
-        other => panic!("BENCH_SEEDS must be heldout, fresh, onset or dev, not {other:?}"),
+        other => {
+            panic!("BENCH_SEEDS must be heldout, fresh, onset, rollout or dev, not {other:?}")
+        }
     };
     let representable: Vec<Kind> = Kind::ALL
         .into_iter()

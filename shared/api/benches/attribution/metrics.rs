@@ -242,7 +242,12 @@ pub fn attach(world: &mut World, generator: &str) {
 
 /// The `generatorURL` of alert `i`.
 pub fn generator_url(world: &World, i: usize) -> String {
-    match world.metrics.get(i).and_then(Option::as_ref) {
+    match world
+        .metrics
+        .get(i)
+        .and_then(Option::as_ref)
+        .filter(|_| world.rules_named)
+    {
         Some(s) => format!(
             "http://prometheus:9090/graph?g0.expr={}&g0.tab=1",
             url::form_urlencoded::byte_serialize(s.expression.as_bytes()).collect::<String>()

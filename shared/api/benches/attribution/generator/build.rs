@@ -974,6 +974,7 @@ impl Builder {
             canaries: Vec::new(),
             canaries_written: true,
             metrics: Vec::new(),
+            rules_named: true,
         };
         world.canaries = super::canary::canaries(&world, self.kind.index());
         world

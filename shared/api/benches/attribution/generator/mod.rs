@@ -387,6 +387,10 @@ pub struct World {
     /// Per alert, its rule's series when it comes from a readable rule ([`crate::metrics`];
     /// empty until attached).
     pub metrics: Vec<Option<crate::metrics::AlertSeries>>,
+    /// Whether the alerts name their rule's expression in their `generatorURL`
+    /// (`BENCH_NO_METRICS` keeps the series, so that the results can still be split by their
+    /// shape, but no alert names its rule and no onset is read).
+    pub rules_named: bool,
 }
 
 /// How far back a culprit may be and still be this generator's cause (a sanity bound of the

@@ -401,6 +401,7 @@ impl Ctx {
             canaries,
             canaries_written: true,
             metrics: Vec::new(),
+            rules_named: true,
         }
     }
 }

@@ -426,7 +426,9 @@ pub struct Features {
     pub removed: f64,
     /// 1 when the rollout was still running when the alert started.
     pub rolling_at_alert: f64,
-    /// Log-odds that the service's deployments are blamed for alerts (smoothed).
+    /// Log-odds that the service's deployments are blamed for alerts (smoothed), from its record
+    /// before the earliest of its changes read for the alert (the same for all of its
+    /// candidates).
     pub history: f64,
     /// The riskiest changed key's log-odds of being blamed, from its recent changes anywhere in
     /// the graph (smoothed; 0 when no changed key has a history).

@@ -186,21 +186,29 @@ async fn gather(
             Some((change, service_uid, service, relation, related))
         })
         .collect();
-    // The deployments the candidates follow, and each candidate's service history
-    // (deployments' and changes'): one read each for all candidates, together.
+    // The deployments the candidates follow, and each service's history (deployments' and
+    // changes'): one read each for all candidates, together. A service's history is its record
+    // before the earliest of its changes read here, the same for all of its candidates: two
+    // rollouts of one service are told apart by what they changed and when, not by how many
+    // deployments preceded each (nor does a candidate count in its own history).
     let follows: Vec<Uid> = deployments
         .iter()
         .filter_map(|d| d.follows.clone())
         .collect();
-    let mut asked: Vec<(Uid, DateTime<Utc>)> = deployments
+    let mut since: BTreeMap<Uid, DateTime<Utc>> = BTreeMap::new();
+    for (service, at) in deployments
         .iter()
         .map(|stored| &stored.deployment)
         .filter(|d| relation.contains_key(&d.service_uid()))
         .map(|d| (d.service_uid(), d.started_at))
         .chain(changes.iter().map(|c| (c.1.clone(), c.0.at)))
-        .collect();
-    asked.sort();
-    asked.dedup();
+    {
+        since
+            .entry(service)
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+    }
+    let asked: Vec<(Uid, DateTime<Utc>)> = since.into_iter().collect();
     let (previous, histories) = tokio::try_join!(
         store.get_deployments(&follows),
         store.service_histories(&asked),
@@ -209,10 +217,10 @@ async fn gather(
         .into_iter()
         .map(|p| (p.deployment.uid.clone(), p.deployment))
         .collect();
-    let histories: HashMap<(Uid, DateTime<Utc>), ServiceHistory> = histories
+    let histories: HashMap<Uid, ServiceHistory> = histories
         .into_iter()
         .zip(asked)
-        .map(|(h, key)| (key, h))
+        .map(|(h, (service, _))| (service, h))
         .collect();
     let mut candidates = Vec::with_capacity(deployments.len());
     // The keys each candidate changed, by index into `candidates`.
@@ -226,7 +234,7 @@ async fn gather(
         };
         let previous = stored.follows.as_ref().and_then(|uid| previous.get(uid));
         let (prior_deployments, prior_followed_by_alerts) = histories
-            .get(&(d.service_uid(), d.started_at))
+            .get(&d.service_uid())
             .map_or((0, 0), |h| (h.deployments, h.followed_by_alerts));
         let changes = ChangeSummary::of(d, previous);
         changed_keys.push(changes.keys.iter().map(|k| k.path.clone()).collect());
@@ -250,10 +258,7 @@ async fn gather(
     }
     for (change, service_uid, service, relation, related) in changes {
         let path = related.path.clone();
-        let history = histories
-            .get(&(service_uid, change.at))
-            .cloned()
-            .unwrap_or_default();
+        let history = histories.get(&service_uid).cloned().unwrap_or_default();
         changed_keys.push(change_candidates::key_paths(&change));
         services_of.push(related.service.clone());
         candidates.push(change_candidates::candidate(
@@ -1464,5 +1469,16 @@ mod tests {
         // Neither the candidates themselves nor each other count: they are in the window.
         assert_eq!(of(&suspect.uid), vec![record.clone()]);
         assert_eq!(of(&flag.uid), vec![record]);
+        // The service's record is the same for both of its candidates: before the earlier of
+        // them (the two past rollouts of api, one blamed), neither counting the other.
+        let history = |uid: &Uid| {
+            candidates
+                .iter()
+                .find(|c| &c.deployment == uid)
+                .map(|c| (c.prior_deployments, c.prior_followed_by_alerts))
+                .expect("a candidate")
+        };
+        assert_eq!(history(&suspect.uid), (2, 1));
+        assert_eq!(history(&flag.uid), (2, 1));
     }
 }

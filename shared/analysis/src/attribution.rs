@@ -572,7 +572,7 @@ pub fn features(
             .saturating_sub(candidate.prior_followed_by_alerts),
     );
     let hops = candidate.relation.hops();
-    let recency = (delta.num_seconds().max(0) as f64 / 60.0).ln_1p();
+    let recency = minutes(delta).ln_1p();
     Features {
         recency,
         recency_squared: recency * recency,
@@ -660,7 +660,7 @@ impl OnsetPlace {
         let start = candidate.started_at;
         let end = match candidate.status {
             DeploymentStatus::InProgress => alert_start,
-            _ => candidate.finished_at.unwrap_or(start),
+            _ => candidate.landed(),
         }
         .max(start);
         if onset < start - ONSET_TOLERANCE {

@@ -195,20 +195,16 @@ async fn gather(
         .iter()
         .filter_map(|d| d.follows.clone())
         .collect();
-    let mut since: BTreeMap<Uid, DateTime<Utc>> = BTreeMap::new();
-    for (service, at) in deployments
+    let mut asked: Vec<(Uid, DateTime<Utc>)> = deployments
         .iter()
         .map(|stored| &stored.deployment)
         .filter(|d| relation.contains_key(&d.service_uid()))
         .map(|d| (d.service_uid(), d.started_at))
         .chain(changes.iter().map(|c| (c.1.clone(), c.0.at)))
-    {
-        since
-            .entry(service)
-            .and_modify(|t| *t = (*t).min(at))
-            .or_insert(at);
-    }
-    let asked: Vec<(Uid, DateTime<Utc>)> = since.into_iter().collect();
+        .collect();
+    // Sorted, each service's first entry is its earliest.
+    asked.sort();
+    asked.dedup_by(|later, first| later.0 == first.0);
     let (previous, histories) = tokio::try_join!(
         store.get_deployments(&follows),
         store.service_histories(&asked),

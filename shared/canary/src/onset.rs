@@ -234,9 +234,7 @@ impl Sums {
         let explained: f64 = (0..m).map(|k| c[k] * self.y[k]).sum();
         (c, (self.yy - explained).max(0.0))
     }
-}
 
-impl Sums {
     /// The least-squares line through (`t0`, `y0`) (its slope) and its residual sum of squares:
     /// the episode continuing the baseline from the break, as a ramp does.
     fn hinge(self, t0: f64, y0: f64) -> (f64, f64) {

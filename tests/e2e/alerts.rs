@@ -364,6 +364,16 @@ impl Rig {
 
     /// [`Rig::start`] with the rule's `for:` set to `hold`.
     fn start_holding(webhook: &str, token: &str, hold: &str) -> Self {
+        Self::start_as(webhook, token, hold, &unique("e2e"))
+    }
+
+    /// The job (the scrape target's `job` label) of a rig started with `suffix`.
+    fn job_of(suffix: &str) -> String {
+        format!("deploygraph-{suffix}")
+    }
+
+    /// [`Rig::start_holding`] with `suffix` naming its rule, job ([`Rig::job_of`]) and receiver.
+    fn start_as(webhook: &str, token: &str, hold: &str, suffix: &str) -> Self {
         let prometheus = env_url("PROMETHEUS_TEST_URL");
         let alertmanager = env_url("ALERTMANAGER_TEST_URL");
         let prometheus_file = env_path("PROMETHEUS_TEST_CONFIG");
@@ -402,9 +412,8 @@ impl Rig {
             })
         };
 
-        let suffix = unique("e2e");
         let alertname = format!("PaymentsErrors_{}", suffix.replace('-', "_"));
-        let job = format!("deploygraph-{suffix}");
+        let job = Self::job_of(suffix);
         // Alertmanager's notification log is per receiver name: a fresh name keeps the
         // resolutions of earlier runs' alerts away from this run's receivers.
         let receiver = format!("deploygraph-{suffix}");
@@ -789,6 +798,15 @@ fn prometheus_alertmanager_alert_is_attributed_deduplicated_and_resolved() {
 #[test]
 fn alert_metric_onset_is_read_from_prometheus() {
     let prometheus = env_url("PROMETHEUS_TEST_URL");
+    // Services' health: payments' is the rig's error gauge, ledger's the target's `up` (steady),
+    // vault has none.
+    let suffix = unique("e2e");
+    let job = Rig::job_of(&suffix);
+    let health = format!(
+        "(label_replace(payments_errors{{job=\"{job}\"}}, \"svc\", \"payments\", \"\", \"\") \
+         or label_replace(up{{job=\"{job}\"}}, \"svc\", \"ledger\", \"\", \"\")) \
+         and on(svc) label_replace(vector(1), \"svc\", \"$service\", \"\", \"\")"
+    );
     let server = Server::start(
         &sqlite_uri(),
         &[
@@ -796,16 +814,26 @@ fn alert_metric_onset_is_read_from_prometheus() {
             TOKEN,
             "--prometheus",
             &prometheus,
+            "--service-health-query",
+            &health,
             "--attribution-window",
             "3m",
         ],
     );
-    let rig = Rig::start_holding(
+    let rig = Rig::start_as(
         &format!("{}/v1/alerts/alertmanager", server.url),
         TOKEN,
         "8s",
+        &suffix,
     );
     let diagnostics = || format!("{}\ndeploygraph log:\n{}", rig.diagnostics(), server.logs());
+    let response = crate::support::http()
+        .put(format!("{}/v1/services/{SERVICE}/dependencies", server.url))
+        .bearer_auth(TOKEN)
+        .json(&json!({"namespace": NAMESPACE, "environment": ENVIRONMENT, "depends_on": ["ledger", "vault"]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
     rig.wait_scraped(0, Duration::from_secs(15));
     // Some seconds of the level before the step.
     std::thread::sleep(Duration::from_secs(8));
@@ -883,6 +911,41 @@ fn alert_metric_onset_is_read_from_prometheus() {
             .any(|r| r.starts_with("started 2 min (finished 1 min) before the alert's metric")),
         "{earlier_reasons:?}"
     );
+    // The services' health metrics: payments' rose with the step, ledger's stayed steady, vault
+    // has none.
+    let alert = poll(
+        "deploygraph stores the services' health metrics",
+        Duration::from_secs(30),
+        || {
+            stored_alerts(&server, &fingerprint)
+                .1
+                .into_iter()
+                .find(|a| !a["service_metrics"].is_null())
+        },
+        diagnostics,
+    );
+    let services = &alert["service_metrics"];
+    assert_eq!(services["payments"]["outcome"], "moved", "{alert}");
+    let rose = time(&services["payments"]["at"]);
+    let off = (rose - stepped).num_milliseconds().abs();
+    assert!(
+        off <= 3_000,
+        "payments rose at {rose}, {off} ms from the step: {alert}"
+    );
+    assert_eq!(services["ledger"]["outcome"], "steady", "{alert}");
+    assert_eq!(services["vault"]["outcome"], "no_series", "{alert}");
+    assert!(
+        culprit_reasons.iter().any(|r| r
+            .starts_with("the health metric of payments began to rise at")
+            && r.ends_with(", as it started")),
+        "{culprit_reasons:?}"
+    );
+    assert!(
+        earlier_reasons.iter().any(|r| r
+            .starts_with("the health metric of payments began to rise at")
+            && r.ends_with(", 1 min after it finished")),
+        "{earlier_reasons:?}"
+    );
     // The incident report names it.
     let (status, report) = get(&format!(
         "{}/v1/reports/incident?alert={fingerprint}",
@@ -894,11 +957,24 @@ fn alert_metric_onset_is_read_from_prometheus() {
         report.contains("| Metric onset | `payments_errors{"),
         "{report}"
     );
+    assert!(
+        report.contains("| Services' health | payments rose at ")
+            && report.contains("; steady: ledger |"),
+        "{report}"
+    );
     let (_, metrics) = get(&format!("{}/metrics", server.url));
     let metrics = metrics.as_str().unwrap_or_default();
     assert!(
         metrics.contains("deploygraph_alert_onsets_total{outcome=\"found\"} 1"),
         "{metrics}"
     );
+    for outcome in ["moved", "steady", "no_series"] {
+        assert!(
+            metrics.contains(&format!(
+                "deploygraph_service_metric_reads_total{{outcome=\"{outcome}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
     drop(rig);
 }

@@ -784,6 +784,21 @@ pub struct ServeArgs {
     /// began to move: changes that started after that are not the cause.
     #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus: Option<String>,
+    /// PromQL of a service's health, `$service` where its name goes (inside a label matcher's
+    /// quotes), one series whose rise means harm — an error ratio, a latency; e.g.
+    /// `sum(rate(http_requests_total{service="$service",code=~"5.."}[5m])) /
+    /// sum(rate(http_requests_total{service="$service"}[5m]))`. With --prometheus, attribution
+    /// reads it for the alerting service and its dependencies (the nearest 16) over the window
+    /// before each new alert: a change whose own service began to go wrong as it rolled out
+    /// gains, one whose service stayed steady or was in trouble before it loses.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_SERVICE_HEALTH_QUERY",
+        value_name = "PROMQL",
+        requires = "prometheus",
+        value_parser = service_health_query
+    )]
+    pub service_health_query: Option<String>,
     /// Directory of analysis templates (NAME.yaml) the canary hooks may name, besides the
     /// shipped ones (a file here wins over a shipped template of the same name). Every file is
     /// checked at start-up; files are re-read on each request.
@@ -1471,6 +1486,15 @@ pub fn neo4j_database(value: &str) -> Result<String, String> {
             "a database name is 3 to 63 ASCII letters, digits, '.' or '-', starting with a letter"
                 .into(),
         )
+    }
+}
+
+/// A service health query names the service (`$service`).
+fn service_health_query(text: &str) -> Result<String, String> {
+    if text.contains("$service") {
+        Ok(text.to_owned())
+    } else {
+        Err("the query must name the service as $service (e.g. {service=\"$service\"})".into())
     }
 }
 

@@ -818,7 +818,7 @@ async fn serve(args: ServeArgs) -> Outcome {
                 "failed to build the Prometheus client: {e}"
             ))
         })?;
-        state = state.with_onsets(prometheus);
+        state = state.with_onsets(prometheus, args.service_health_query.clone());
     }
     let state = state.with_pipeline(deploygraph_analysis::pipeline::PipelineConfig {
         workers: usize::from(args.follow_up_workers),

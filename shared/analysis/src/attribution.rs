@@ -26,10 +26,11 @@ use crate::model::{self, Weights};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::redact::{REDACTED, is_secret_path, split_words};
 use deploygraph_model::{
-    CanaryVerdict, ChangeKind, Deployment, DeploymentStatus, MetricOnset, SubjectKind, Uid,
+    CanaryVerdict, ChangeKind, Deployment, DeploymentStatus, MetricOnset, ServiceMetric,
+    SubjectKind, Uid,
 };
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How a candidate's service relates to the alert's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -462,10 +463,28 @@ pub struct Features {
     /// moves only the answer "no recorded change caused it" against all of them (with an onset
     /// found, a change that did not start near it keeps less of its share).
     pub onset_found: f64,
+    /// When its service's health metric rose before the alert ([`ServiceMetric::Moved`]) and
+    /// not more than [`ONSET_TOLERANCE`] before it started: 1 when the rise came while it
+    /// rolled out (or as it started), else `exp(-minutes / 10)` of how long after its rollout
+    /// finished; 0 otherwise.
+    pub service_moved_near: f64,
+    /// 1 when its service's health metric was already rising more than [`ONSET_TOLERANCE`]
+    /// before it started: its service was in trouble before it.
+    pub service_moved_before: f64,
+    /// 1 when its service's health metric was read and showed no rise before the alert.
+    pub service_steady: f64,
+    /// 1 when its service's health metric rose and a service below it (on the way to a deeper
+    /// candidate) had begun to rise more than [`BELOW_FIRST_TOLERANCE`] earlier: trouble
+    /// travels up from a dependency to the services that call it.
+    pub moved_below_first: f64,
 }
 
 /// The number of features.
-pub const FEATURES: usize = 28;
+pub const FEATURES: usize = 32;
+
+/// How much earlier than a candidate's service a service below it must have begun to rise to
+/// count as first ([`Features::moved_below_first`]): more than the onset detector's grid.
+pub const BELOW_FIRST_TOLERANCE: Duration = Duration::minutes(1);
 
 /// How much later than the alert's metric onset a change may start and still count as
 /// before it: the onset is read on a grid of [`deploygraph_canary`]-style steps (15–30 s) and
@@ -504,6 +523,10 @@ impl Features {
             self.after_onset,
             self.onset_in_rollout,
             self.onset_found,
+            self.service_moved_near,
+            self.service_moved_before,
+            self.service_steady,
+            self.moved_below_first,
         ]
     }
 }
@@ -547,6 +570,10 @@ pub fn features(
         .and_then(MetricOnset::at)
         .map(|onset| OnsetPlace::of(candidate, alert_start, onset));
     let minutes = |d: Duration| d.num_seconds().max(0) as f64 / 60.0;
+    let service_place = when
+        .service_metric(&candidate.service)
+        .and_then(ServiceMetric::moved_at)
+        .map(|moved| OnsetPlace::of(candidate, alert_start, moved));
     // How long before the metric onset its rollout had finished (0: it was rolling out).
     let lead_minutes = place.and_then(|p| match p {
         OnsetPlace::Before { .. } => None,
@@ -625,7 +652,48 @@ pub fn features(
             _ => 0.0,
         },
         onset_found: flag(place.is_some()),
+        service_moved_near: match service_place {
+            Some(OnsetPlace::During { .. }) => 1.0,
+            Some(OnsetPlace::After { finished }) => (-minutes(finished) / 10.0).exp(),
+            _ => 0.0,
+        },
+        service_moved_before: flag(matches!(service_place, Some(OnsetPlace::Before { .. }))),
+        service_steady: flag(matches!(
+            when.service_metric(&candidate.service),
+            Some(ServiceMetric::Steady)
+        )),
+        moved_below_first: flag(moved_below_first(when, candidate, all).is_some()),
     }
+}
+
+/// The service's name in a path's entry (`api [eu-west-1]`: `api`).
+fn path_name(entry: &str) -> &str {
+    entry.split(" [").next().unwrap_or(entry)
+}
+
+/// The service below `candidate`'s (on the way from the alerting service to another of `all`)
+/// whose health metric began to rise first, more than [`BELOW_FIRST_TOLERANCE`] before its
+/// service's did, and how much earlier; `None` when its service's did not rise or none below
+/// rose that early.
+pub fn moved_below_first<'a>(
+    when: AlertTime<'_>,
+    candidate: &Candidate,
+    all: &'a [Candidate],
+) -> Option<(&'a str, Duration)> {
+    let own = when.service_metric(&candidate.service)?.moved_at()?;
+    let me = candidate.path.last()?;
+    all.iter()
+        .filter_map(|o| {
+            let at = o.path.iter().position(|p| p == me)?;
+            Some(&o.path[at + 1..])
+        })
+        .flatten()
+        .filter_map(|below| {
+            let name = path_name(below);
+            let moved = when.service_metric(name)?.moved_at()?;
+            (own - moved > BELOW_FIRST_TOLERANCE).then_some((name, own - moved))
+        })
+        .max_by_key(|(_, earlier)| *earlier)
 }
 
 /// Where the alert's metric onset lies against a candidate's rollout (a change that is not a
@@ -680,13 +748,16 @@ impl OnsetPlace {
     }
 }
 
-/// When an alert started, and what its metric did before (when that was read).
+/// When an alert started, what its metric did before, and what the health metrics of the
+/// services around it did (when those were read).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlertTime<'a> {
     /// When the alert started.
     pub start: DateTime<Utc>,
     /// Its metric onset.
     pub onset: Option<&'a MetricOnset>,
+    /// The services' health metrics, by service name.
+    pub services: Option<&'a BTreeMap<String, ServiceMetric>>,
 }
 
 impl<'a> AlertTime<'a> {
@@ -695,13 +766,23 @@ impl<'a> AlertTime<'a> {
         Self {
             start: alert.starts_at,
             onset: alert.onset.as_ref(),
+            services: alert.service_metrics.as_ref(),
         }
+    }
+
+    /// What `service`'s health metric did, when it was read.
+    pub fn service_metric(&self, service: &str) -> Option<&'a ServiceMetric> {
+        self.services?.get(service)
     }
 }
 
 impl From<DateTime<Utc>> for AlertTime<'_> {
     fn from(start: DateTime<Utc>) -> Self {
-        Self { start, onset: None }
+        Self {
+            start,
+            onset: None,
+            services: None,
+        }
     }
 }
 
@@ -777,6 +858,66 @@ pub fn onset_reason(
             }
         }
     })
+}
+
+/// What the health metrics of `candidate`'s service and of the services below it say about
+/// it, in words.
+pub fn service_metric_reasons(
+    when: AlertTime<'_>,
+    candidate: &Candidate,
+    all: &[Candidate],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let service = candidate
+        .path
+        .last()
+        .map_or(candidate.service.as_str(), String::as_str);
+    match when.service_metric(&candidate.service) {
+        Some(ServiceMetric::Moved {
+            at,
+            before,
+            at_alert,
+        }) => {
+            let rose = format!(
+                "the health metric of {service} began to rise at {} ({} → {} at the alert)",
+                clock(*at),
+                level(*before),
+                level(*at_alert)
+            );
+            out.push(match OnsetPlace::of(candidate, when.start, *at) {
+                OnsetPlace::Before { started } => format!(
+                    "{rose}, {} min before it started: the service was in trouble before it",
+                    started.num_minutes()
+                ),
+                OnsetPlace::During { into, .. } if into <= Duration::minutes(1) => {
+                    format!("{rose}, as it started")
+                }
+                OnsetPlace::During { into, .. } => {
+                    format!("{rose}, {} min into its rollout", into.num_minutes())
+                }
+                OnsetPlace::After { finished } => format!(
+                    "{rose}, {} min after it {}",
+                    finished.num_minutes(),
+                    if candidate.subject == SubjectKind::Change {
+                        "took effect"
+                    } else {
+                        "finished"
+                    }
+                ),
+            });
+            if let Some((below, earlier)) = moved_below_first(when, candidate, all) {
+                out.push(format!(
+                    "{below}, below it, began to rise {} min earlier: the trouble may have come from there",
+                    earlier.num_minutes()
+                ));
+            }
+        }
+        Some(ServiceMetric::Steady) => out.push(format!(
+            "the health metric of {service} showed no rise before the alert"
+        )),
+        Some(ServiceMetric::NoSeries) | None => {}
+    }
+    out
 }
 
 /// One scored candidate.
@@ -1069,6 +1210,7 @@ pub fn attribute_with<'a>(
             reasons: {
                 let mut words = reasons(c, f, *delta);
                 words.extend(onset_reason(c, alert_start, when.onset));
+                words.extend(service_metric_reasons(when, c, candidates));
                 words
             },
         })
@@ -1129,6 +1271,121 @@ mod tests {
     }
 
     #[test]
+    fn the_services_health_metrics_say_where_the_trouble_began() {
+        // web (alerting) → api → cache; a redeploy of web at -30 (finished -28), a change of
+        // api at -20 (finished -18), one of cache at -40 (finished -38).
+        let mut web = candidate("web", -28);
+        web.service = "web".into();
+        web.path = vec!["web".into()];
+        let mut api = candidate("api", -18);
+        api.service = "api".into();
+        api.relation = Relation::Dependency { depth: 1 };
+        api.path = vec!["web".into(), "api".into()];
+        api.started_at = at(-24);
+        let mut cache = candidate("cache", -38);
+        cache.service = "cache".into();
+        cache.relation = Relation::Dependency { depth: 2 };
+        cache.path = vec!["web".into(), "api".into(), "cache".into()];
+        let all = [web.clone(), api.clone(), cache.clone()];
+        let metrics: BTreeMap<String, ServiceMetric> = [
+            (
+                "api".to_owned(),
+                ServiceMetric::Moved {
+                    at: at(-19),
+                    before: 0.002,
+                    at_alert: 0.08,
+                },
+            ),
+            (
+                "web".to_owned(),
+                ServiceMetric::Moved {
+                    at: at(-16),
+                    before: 0.001,
+                    at_alert: 0.05,
+                },
+            ),
+            ("cache".to_owned(), ServiceMetric::Steady),
+        ]
+        .into();
+        let when = AlertTime {
+            start: at(0),
+            onset: None,
+            services: Some(&metrics),
+        };
+        // api's own metric rose while it rolled out: near, and nothing below rose first.
+        let f = features(when, &api, &all, Duration::minutes(18));
+        assert_eq!(
+            (
+                f.service_moved_near,
+                f.service_moved_before,
+                f.service_steady,
+                f.moved_below_first
+            ),
+            (1.0, 0.0, 0.0, 0.0)
+        );
+        // web's rose 12 min after its redeploy finished, 3 min after api's: decayed, and api,
+        // below it, rose first.
+        let f = features(when, &web, &all, Duration::minutes(28));
+        assert!(
+            (f.service_moved_near - (-1.2_f64).exp()).abs() < 1e-9,
+            "{f:?}"
+        );
+        assert_eq!((f.service_moved_before, f.moved_below_first), (0.0, 1.0));
+        assert_eq!(
+            moved_below_first(when, &web, &all),
+            Some(("api", Duration::minutes(3)))
+        );
+        // cache's stayed steady.
+        let f = features(when, &cache, &all, Duration::minutes(38));
+        assert_eq!((f.service_moved_near, f.service_steady), (0.0, 1.0));
+        // A change that started after its service was already rising.
+        let mut late = candidate("late-api", -5);
+        late.service = "api".into();
+        late.relation = Relation::Dependency { depth: 1 };
+        late.path = vec!["web".into(), "api".into()];
+        let f = features(when, &late, &all, Duration::minutes(5));
+        assert_eq!((f.service_moved_near, f.service_moved_before), (0.0, 1.0));
+        // Unread or without a series: no evidence either way.
+        for unread in [None, Some(&BTreeMap::new())] {
+            let when = AlertTime {
+                start: at(0),
+                onset: None,
+                services: unread,
+            };
+            let f = features(when, &api, &all, Duration::minutes(18));
+            assert_eq!(
+                (
+                    f.service_moved_near,
+                    f.service_moved_before,
+                    f.service_steady,
+                    f.moved_below_first
+                ),
+                (0.0, 0.0, 0.0, 0.0)
+            );
+        }
+        // The reasons name the service, the levels and the order.
+        assert_eq!(
+            service_metric_reasons(when, &api, &all),
+            vec!["the health metric of api began to rise at 11:41 UTC (0.002 → 0.08 at the alert), 5 min into its rollout".to_owned()]
+        );
+        assert_eq!(
+            service_metric_reasons(when, &web, &all),
+            vec![
+                "the health metric of web began to rise at 11:44 UTC (0.001 → 0.05 at the alert), 12 min after it finished".to_owned(),
+                "api, below it, began to rise 3 min earlier: the trouble may have come from there".to_owned(),
+            ]
+        );
+        assert_eq!(
+            service_metric_reasons(when, &cache, &all),
+            vec!["the health metric of cache showed no rise before the alert".to_owned()]
+        );
+        assert_eq!(
+            service_metric_reasons(when, &late, &all),
+            vec!["the health metric of api began to rise at 11:41 UTC (0.002 → 0.08 at the alert), 12 min before it started: the service was in trouble before it".to_owned()]
+        );
+    }
+
+    #[test]
     fn the_metric_onset_separates_a_change_before_it_from_one_after_it() {
         // The metric began to move 20 min before the alert; one rollout started just before
         // that, another 10 min after it (closer to the alert, with the same evidence).
@@ -1144,6 +1401,7 @@ mod tests {
         let when = AlertTime {
             start: at(0),
             onset: Some(&onset),
+            services: None,
         };
         // The metric began to move while `early` rolled out (from -21 to -19).
         let f = features(when, &early, &all, Duration::minutes(19));
@@ -1208,6 +1466,7 @@ mod tests {
         let when_none = AlertTime {
             start: at(0),
             onset: Some(&none),
+            services: None,
         };
         let n = features(when_none, &late, &all, Duration::minutes(8));
         assert_eq!(n.to_array(), h.to_array());

@@ -89,7 +89,29 @@ pub trait Onsets: Send + Sync {
         alert: &deploygraph_model::Alert,
         window: chrono::Duration,
     ) -> Option<deploygraph_model::MetricOnset>;
+
+    /// Whether it reads the health metrics of the services around an alert
+    /// ([`Onsets::services`]): a service health query is configured.
+    fn reads_services(&self) -> bool {
+        false
+    }
+
+    /// What the health metric of each of `services` (by name) did over `window` before
+    /// `alert`; `None` when they cannot be read now (asked again when the alert is next
+    /// attributed).
+    async fn services(
+        &self,
+        _alert: &deploygraph_model::Alert,
+        _services: &[String],
+        _window: chrono::Duration,
+    ) -> Option<std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>> {
+        None
+    }
 }
+
+/// How many services' health metrics are read for one alert: its own and its nearest
+/// dependencies (by hops), as the attribution depth reaches them.
+pub const SERVICE_METRICS_LIMIT: usize = 16;
 
 /// How one follow-up ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,7 +487,8 @@ impl Pipeline {
     }
 
     /// Reads and records the alert's metric onset when it has none yet and an onset source is
-    /// configured (an onset that cannot be read now is asked for again next time).
+    /// configured, and the health metrics of the services around it when the source reads them
+    /// and they were not read yet (what cannot be read now is asked for again next time).
     async fn read_onset(
         &self,
         alert: &mut deploygraph_model::Alert,
@@ -473,13 +496,36 @@ impl Pipeline {
         let Some(onsets) = &self.inner.onsets else {
             return Ok(());
         };
-        if alert.onset.is_some() {
-            return Ok(());
-        }
         let window = self.inner.config.attribution.window;
-        if let Some(onset) = onsets.onset(alert, window).await {
+        if alert.onset.is_none()
+            && let Some(onset) = onsets.onset(alert, window).await
+        {
             self.inner.store.set_alert_onset(&alert.uid, &onset).await?;
             alert.onset = Some(onset);
+        }
+        if onsets.reads_services() && alert.service_metrics.is_none() {
+            // The alert's services and their dependencies as the attribution reaches them,
+            // nearest first (one topology read per hop).
+            let store = self.inner.store.as_ref();
+            let around = store.alert_services(&alert.uid).await?;
+            let related =
+                engine::related_services(store, &around, self.inner.config.attribution.depth)
+                    .await?;
+            let mut names: Vec<String> = Vec::new();
+            for (service, _) in related {
+                let name = service.name.to_string();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names.truncate(SERVICE_METRICS_LIMIT);
+            // Without a known service there is nothing to read yet (asked again next time).
+            if !names.is_empty()
+                && let Some(read) = onsets.services(alert, &names, window).await
+            {
+                store.set_alert_service_metrics(&alert.uid, &read).await?;
+                alert.service_metrics = Some(read);
+            }
         }
         Ok(())
     }

@@ -182,6 +182,43 @@ fn onset_text(a: &deploygraph_model::Alert) -> Option<String> {
     }
 }
 
+/// The services' health metrics in words, earliest rise first, when they were read: `cache
+/// rose at … (0.002 → 0.08), 19m before the alert; api rose at …; ledger steady`.
+fn service_health_text(a: &deploygraph_model::Alert) -> Option<String> {
+    let metrics = a.service_metrics.as_ref()?;
+    let mut moved: Vec<(&String, &deploygraph_model::ServiceMetric)> = metrics
+        .iter()
+        .filter(|(_, m)| m.moved_at().is_some())
+        .collect();
+    moved.sort_by_key(|(name, m)| (m.moved_at(), *name));
+    let mut parts: Vec<String> = moved
+        .into_iter()
+        .filter_map(|(name, m)| match m {
+            deploygraph_model::ServiceMetric::Moved {
+                at,
+                before,
+                at_alert,
+            } => Some(format!(
+                "{name} rose at {} ({} → {}), {} before the alert",
+                deploygraph_model::format_time(at),
+                crate::attribution::level(*before),
+                crate::attribution::level(*at_alert),
+                human((a.starts_at - *at).num_seconds().max(0) as f64)
+            )),
+            _ => None,
+        })
+        .collect();
+    let steady: Vec<&str> = metrics
+        .iter()
+        .filter(|(_, m)| matches!(m, deploygraph_model::ServiceMetric::Steady))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !steady.is_empty() {
+        parts.push(format!("steady: {}", steady.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// Suspects as text.
 pub fn suspects_text(s: &Suspects) -> String {
     let a = &s.alert;
@@ -198,6 +235,9 @@ pub fn suspects_text(s: &Suspects) -> String {
     );
     if let Some(onset) = onset_text(a) {
         let _ = writeln!(out, "metric onset: {onset}");
+    }
+    if let Some(health) = service_health_text(a) {
+        let _ = writeln!(out, "services' health: {health}");
     }
     if let Some(chaos) = &s.chaos {
         let _ = writeln!(
@@ -450,6 +490,9 @@ pub fn markdown(r: &IncidentReport) -> String {
     );
     if let Some(onset) = onset_text(a) {
         let _ = writeln!(out, "| Metric onset | {onset} |");
+    }
+    if let Some(health) = service_health_text(a) {
+        let _ = writeln!(out, "| Services' health | {health} |");
     }
     let services: Vec<String> = r
         .suspects

@@ -197,11 +197,17 @@ impl AppState {
         self
     }
 
-    /// Reads each alert's metric onset from `prometheus` before attributing it
+    /// Reads each alert's metric onset from `prometheus` before attributing it, and with
+    /// `service_template` the health metric of each service around it
     /// ([`onsets::PrometheusOnsets`]).
     #[must_use]
-    pub fn with_onsets(self, prometheus: deploygraph_canary::prometheus::Prometheus) -> Self {
-        let onsets = onsets::PrometheusOnsets::new(prometheus, Arc::clone(&self.metrics));
+    pub fn with_onsets(
+        self,
+        prometheus: deploygraph_canary::prometheus::Prometheus,
+        service_template: Option<String>,
+    ) -> Self {
+        let onsets = onsets::PrometheusOnsets::new(prometheus, Arc::clone(&self.metrics))
+            .with_service_template(service_template);
         self.with_onset_source(Arc::new(onsets))
     }
 

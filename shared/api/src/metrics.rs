@@ -133,6 +133,7 @@ pub struct Metrics {
     canary_analyses: Family<CanaryLabels, Counter>,
     canary_hooks: Family<HookLabels, Counter>,
     alert_onsets: Family<OnsetLabels, Counter>,
+    service_metric_reads: Family<OnsetLabels, Counter>,
     rollouts: Family<RolloutLabels, Counter>,
     skipped: Family<SkipLabels, Counter>,
     cdevents_ignored: Family<TypeLabels, Counter>,
@@ -208,6 +209,12 @@ impl Metrics {
             "alert_onsets",
             "Alert metric onsets read from Prometheus before attribution, by outcome (found, not_found: read but no onset, too_early: no break yet in the minutes after the alert, unavailable: Prometheus did not answer; the last two are asked again when the alert is next attributed)",
             alert_onsets.clone(),
+        );
+        let service_metric_reads = Family::<OnsetLabels, Counter>::default();
+        registry.register(
+            "service_metric_reads",
+            "Services' health metrics read from Prometheus around alerts before attribution, by outcome (moved, steady, no_series, unavailable: Prometheus did not answer, the alert's services are read again when it is next attributed)",
+            service_metric_reads.clone(),
         );
         let rollouts = Family::<RolloutLabels, Counter>::default();
         registry.register(
@@ -346,6 +353,7 @@ impl Metrics {
             canary_analyses,
             canary_hooks,
             alert_onsets,
+            service_metric_reads,
             rollouts,
             skipped,
             cdevents_ignored,
@@ -416,6 +424,16 @@ impl Metrics {
         self.canary_analyses
             .get_or_create(&CanaryLabels {
                 verdict: verdict.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one service health metric read, by outcome (`moved`, `steady`, `no_series`,
+    /// `unavailable`).
+    pub fn service_metric_read(&self, outcome: &str) {
+        self.service_metric_reads
+            .get_or_create(&OnsetLabels {
                 outcome: outcome.to_owned(),
             })
             .inc();

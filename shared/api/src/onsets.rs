@@ -1,19 +1,27 @@
 //! The follow-up pipeline's source of alert metric onsets: the rule's metric read from
-//! Prometheus ([`deploygraph_canary::onset`]) before an alert is first attributed.
+//! Prometheus ([`deploygraph_canary::onset`]) before an alert is first attributed, and, when a
+//! service health query is configured, what each service around the alert did
+//! ([`deploygraph_canary::onset::read_service_metric`]).
 
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use deploygraph_analysis::pipeline::Onsets;
-use deploygraph_canary::onset::read_onset;
+use deploygraph_canary::onset::{read_onset, read_service_metric, service_query};
 use deploygraph_canary::prometheus::Prometheus;
-use deploygraph_model::{Alert, MetricOnset};
+use deploygraph_model::{Alert, MetricOnset, ServiceMetric};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// How many services' health metrics are read from Prometheus at once for one alert.
+const SERVICE_READS_AT_ONCE: usize = 4;
 
 /// Reads onsets from one Prometheus (the one `serve --prometheus` names; an alert's own
 /// `generatorURL` host is never called).
 pub struct PrometheusOnsets {
     prometheus: Prometheus,
     metrics: Arc<Metrics>,
+    /// The service health query (`$service` for the service's name), when configured.
+    service_template: Option<String>,
 }
 
 impl PrometheusOnsets {
@@ -22,7 +30,16 @@ impl PrometheusOnsets {
         Self {
             prometheus,
             metrics,
+            service_template: None,
         }
+    }
+
+    /// Also reads the health metric of each service around an alert: `template` with
+    /// `$service` for the service's name (one series whose rise means harm).
+    #[must_use]
+    pub fn with_service_template(mut self, template: Option<String>) -> Self {
+        self.service_template = template;
+        self
     }
 }
 
@@ -58,5 +75,52 @@ impl Onsets for PrometheusOnsets {
                 None
             }
         }
+    }
+
+    fn reads_services(&self) -> bool {
+        self.service_template.is_some()
+    }
+
+    async fn services(
+        &self,
+        alert: &Alert,
+        services: &[String],
+        window: chrono::Duration,
+    ) -> Option<BTreeMap<String, ServiceMetric>> {
+        let template = self.service_template.as_deref()?;
+        let window = window.to_std().ok()?;
+        let mut reads = Vec::with_capacity(services.len());
+        for chunk in services.chunks(SERVICE_READS_AT_ONCE) {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for service in chunk {
+                let query = service_query(template, service);
+                batch.push(async move {
+                    let read =
+                        read_service_metric(&self.prometheus, &query, alert.starts_at, window)
+                            .await;
+                    (service.clone(), read)
+                });
+            }
+            reads.extend(futures::future::join_all(batch).await);
+        }
+        let mut out = BTreeMap::new();
+        for (service, read) in reads {
+            match read {
+                Ok(metric) => {
+                    self.metrics.service_metric_read(match &metric {
+                        ServiceMetric::Moved { .. } => "moved",
+                        ServiceMetric::Steady => "steady",
+                        ServiceMetric::NoSeries => "no_series",
+                    });
+                    out.insert(service, metric);
+                }
+                Err(e) => {
+                    tracing::warn!(alert.uid = %alert.uid, service = %service, error.message = %e, "reading a service's health metric failed; the alert's services are read again when it is next attributed");
+                    self.metrics.service_metric_read("unavailable");
+                    return None;
+                }
+            }
+        }
+        Some(out)
     }
 }

@@ -762,6 +762,13 @@ impl GraphStore for DownStore {
     async fn get_alert(&self, _: &Uid) -> deploygraph_store::Result<Option<Alert>> {
         Err(down())
     }
+    async fn set_alert_service_metrics(
+        &self,
+        _: &Uid,
+        _: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
+    ) -> deploygraph_store::Result<bool> {
+        Err(down())
+    }
     async fn set_alert_onset(
         &self,
         _: &Uid,

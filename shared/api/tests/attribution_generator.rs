@@ -715,3 +715,54 @@ mod scoring {
         assert_eq!(bin_of(1.0), 9);
     }
 }
+
+#[test]
+fn services_health_series_rise_where_the_harm_travels_and_nowhere_else() {
+    let (mut harmed, mut shown) = (0, 0);
+    for seed in 0..40 {
+        let draw = || {
+            let mut w = generate(Kind::TwoHops, seed);
+            metrics::attach(&mut w, "a");
+            w
+        };
+        let w = draw();
+        assert_eq!(w.service_metrics, draw().service_metrics, "seed {seed}");
+        assert_eq!(w.service_metrics.len(), w.services.len());
+        let (cause, at) = w.cause_at().unwrap();
+        let distances = w.distances();
+        for (s, series) in w.service_metrics.iter().enumerate() {
+            let Some(series) = series else { continue };
+            let above_cause = distances[s][cause].is_some();
+            if above_cause {
+                harmed += 1;
+            }
+            if let Some(h) = series.harm_start {
+                assert!(
+                    above_cause,
+                    "seed {seed}: {} is not above the cause",
+                    w.services[s]
+                );
+                assert!(h >= at, "seed {seed}: harm before the cause took effect");
+                shown += 1;
+                // The level after the harm is above the level before it.
+                let t = h.timestamp() as f64;
+                let mean = |xs: Vec<f64>| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+                let before = mean(
+                    series
+                        .points
+                        .iter()
+                        .filter(|p| p.0 < t - 600.0)
+                        .map(|p| p.1)
+                        .collect(),
+                );
+                let last = mean(series.points.iter().rev().take(20).map(|p| p.1).collect());
+                assert!(last > before, "seed {seed}: {before} → {last}");
+            }
+        }
+    }
+    // The harm shows on most of the services it reaches, not all.
+    assert!(
+        harmed > 40 && shown * 10 > harmed * 4 && shown < harmed,
+        "{shown} of {harmed}"
+    );
+}

@@ -495,6 +495,13 @@ impl GraphStore for GatedStore {
     async fn get_alert(&self, uid: &Uid) -> deploygraph_store::Result<Option<Alert>> {
         self.inner.get_alert(uid).await
     }
+    async fn set_alert_service_metrics(
+        &self,
+        uid: &Uid,
+        metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
+    ) -> deploygraph_store::Result<bool> {
+        self.inner.set_alert_service_metrics(uid, metrics).await
+    }
     async fn set_alert_onset(
         &self,
         uid: &Uid,

@@ -21,7 +21,7 @@
 use crate::prometheus::{Prometheus, QueryFailure, Series};
 use crate::template::Window;
 use chrono::{DateTime, TimeZone, Utc};
-use deploygraph_model::MetricOnset;
+use deploygraph_model::{MetricOnset, ServiceMetric};
 use promql_parser::parser::{self, Expr};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -512,6 +512,71 @@ pub async fn read_onset(
         return Ok(None);
     }
     Ok(Some(onset))
+}
+
+/// The query a service health template (`$service` where the service's name goes, inside a
+/// label matcher's quotes) gives for `service`: the name escaped as a PromQL string.
+pub fn service_query(template: &str, service: &str) -> String {
+    let escaped = service.replace('\\', "\\\\").replace('"', "\\\"");
+    template.replace("$service", &escaped)
+}
+
+/// What a service's health metric (`query`, one series whose rise means harm: an error ratio,
+/// a latency) did over `window` before an alert that started at `alert_start` ([`read_span`],
+/// [`detect`]): [`ServiceMetric::Moved`] when it rose and stayed up, `Steady`, or `NoSeries`
+/// when Prometheus has none (or refuses the query: the template is wrong for this service).
+/// Of several series, the first is read.
+///
+/// # Errors
+/// [`QueryFailure`] when Prometheus is unreachable or refuses the range query for a reason
+/// other than the query itself (ask again later).
+pub async fn read_service_metric(
+    prometheus: &Prometheus,
+    query: &str,
+    alert_start: DateTime<Utc>,
+    window: Duration,
+) -> Result<ServiceMetric, QueryFailure> {
+    let (end, span, step) = read_span(alert_start, window, Utc::now());
+    let Ok(span) = Window::new(span) else {
+        return Ok(ServiceMetric::NoSeries);
+    };
+    let series = match prometheus
+        .range(query, SystemTime::from(end), span, step)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if e.is_bad_query() => return Ok(ServiceMetric::NoSeries),
+        Err(e) => return Err(e),
+    };
+    Ok(service_metric_in(query, series.first(), alert_start))
+}
+
+/// [`read_service_metric`]'s reading of a range query's first series.
+pub fn service_metric_in(
+    query: &str,
+    series: Option<&Series>,
+    alert_start: DateTime<Utc>,
+) -> ServiceMetric {
+    let metric = AlertMetric {
+        query: query.to_owned(),
+        direction: Direction::Up,
+    };
+    if series.is_none_or(|s| s.values.iter().all(|v| !v.is_finite())) {
+        return ServiceMetric::NoSeries;
+    }
+    match onset_in(&metric, series, alert_start) {
+        MetricOnset::Found {
+            at,
+            before,
+            at_alert,
+            ..
+        } => ServiceMetric::Moved {
+            at,
+            before,
+            at_alert,
+        },
+        MetricOnset::NotFound { .. } => ServiceMetric::Steady,
+    }
 }
 
 #[cfg(test)]

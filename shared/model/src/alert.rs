@@ -59,6 +59,41 @@ pub struct Alert {
     /// (absent until it was read; kept across redeliveries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub onset: Option<MetricOnset>,
+    /// What the health metric of each service around the alert (its own and its dependencies,
+    /// by name) did before it, read from Prometheus with the alert's onset when a service health
+    /// query is configured (absent until read; kept across redeliveries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_metrics: Option<BTreeMap<String, ServiceMetric>>,
+}
+
+/// What one service's health metric (the configured query, whose rise means harm: an error
+/// ratio, a latency) did over the attribution window before an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum ServiceMetric {
+    /// It rose from its earlier level at `at` and stayed up until the alert.
+    Moved {
+        /// When it began to rise.
+        at: DateTime<Utc>,
+        /// Its mean level before `at`.
+        before: f64,
+        /// Its level when the alert started.
+        at_alert: f64,
+    },
+    /// It was read and showed no rise that stands out from its noise.
+    Steady,
+    /// Prometheus has no series of it (the service is not instrumented, or under other labels).
+    NoSeries,
+}
+
+impl ServiceMetric {
+    /// When it began to rise, when it did.
+    pub fn moved_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Moved { at, .. } => Some(*at),
+            Self::Steady | Self::NoSeries => None,
+        }
+    }
 }
 
 /// What the alerting rule's metric did before the alert: read once from Prometheus by running
@@ -118,6 +153,9 @@ pub fn merge_alert(stored: Option<&Alert>, incoming: Alert) -> (Alert, AlertOutc
     };
     let mut merged = incoming;
     merged.onset = merged.onset.or_else(|| stored.onset.clone());
+    merged.service_metrics = merged
+        .service_metrics
+        .or_else(|| stored.service_metrics.clone());
     if stored.status == AlertStatus::Resolved {
         merged.status = AlertStatus::Resolved;
         merged.ends_at = stored.ends_at.or(merged.ends_at);
@@ -270,6 +308,7 @@ mod tests {
             environment: None,
             cluster: None,
             onset: None,
+            service_metrics: None,
         }
     }
 

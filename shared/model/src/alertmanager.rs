@@ -238,6 +238,7 @@ fn entry_to_alert(entry: Entry, mapping: &AlertMapping) -> Result<Alert> {
         environment,
         cluster,
         onset: None,
+        service_metrics: None,
     })
 }
 

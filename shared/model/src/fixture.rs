@@ -265,6 +265,7 @@ impl crate::Alert {
             environment: Some(Environment::parse("production").expect("fixture environment")),
             cluster: None,
             onset: None,
+            service_metrics: None,
         }
     }
 

@@ -28,7 +28,8 @@ pub mod verdict;
 
 pub use admission::GateOverride;
 pub use alert::{
-    Alert, AlertOutcome, AlertStatus, MetricOnset, ServiceRef, SubjectKind, Trigger, merge_alert,
+    Alert, AlertOutcome, AlertStatus, MetricOnset, ServiceMetric, ServiceRef, SubjectKind, Trigger,
+    merge_alert,
 };
 pub use canary::{
     CanaryAnalysis, CanaryAnalysisInput, CanaryBaselineKind, CanaryMetricKind, CanaryVerdict,

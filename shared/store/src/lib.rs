@@ -174,6 +174,19 @@ pub trait GraphStore: Send + Sync + 'static {
         onset: &deploygraph_model::MetricOnset,
     ) -> Result<bool>;
 
+    /// Records what the health metrics of the services around the alert did before it
+    /// ([`deploygraph_model::ServiceMetric`], by service name) on the stored alert, replacing
+    /// what was recorded; `false` when no alert has `uid`. Later deliveries of the alert keep
+    /// it.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn set_alert_service_metrics(
+        &self,
+        uid: &Uid,
+        metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
+    ) -> Result<bool>;
+
     /// Alerts matching `filter`, newest first.
     ///
     /// # Errors

@@ -105,7 +105,8 @@ pub const EMBEDDED_SQLITE: &[(&str, &str)] = embedded!(
     "0021_certificate_secures.sql",
     "0022_clusters.sql",
     "0023_attribution_metric_onset.sql",
-    "0024_attribution_onset_in_rollout.sql"
+    "0024_attribution_onset_in_rollout.sql",
+    "0025_attribution_service_metrics.sql"
 );
 /// Neo4j migration files compiled in.
 pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
@@ -128,7 +129,8 @@ pub const EMBEDDED_NEO4J: &[(&str, &str)] = embedded!(
     "0018_certificate_secures.cypher",
     "0019_clusters.cypher",
     "0020_attribution_metric_onset.cypher",
-    "0021_attribution_onset_in_rollout.cypher"
+    "0021_attribution_onset_in_rollout.cypher",
+    "0022_attribution_service_metrics.cypher"
 );
 
 impl MigrationSource {

@@ -343,7 +343,8 @@ async fn the_changes_migration_keeps_pending_follow_ups() {
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
             "0023_attribution_metric_onset.sql",
-            "0024_attribution_onset_in_rollout.sql"
+            "0024_attribution_onset_in_rollout.sql",
+            "0025_attribution_service_metrics.sql"
         ]
     );
     store.ready().await.unwrap();

@@ -520,8 +520,38 @@ async fn alerts_are_stored_once_per_occurrence_and_resolve(store: Arc<dyn GraphS
             .await
             .unwrap()
     );
+    let metrics: std::collections::BTreeMap<String, deploygraph_model::ServiceMetric> = [
+        (
+            "api".to_owned(),
+            deploygraph_model::ServiceMetric::Moved {
+                at: firing.starts_at - Duration::minutes(9),
+                before: 0.01,
+                at_alert: 0.2,
+            },
+        ),
+        ("cache".to_owned(), deploygraph_model::ServiceMetric::Steady),
+        ("db".to_owned(), deploygraph_model::ServiceMetric::NoSeries),
+    ]
+    .into();
+    assert!(
+        store
+            .set_alert_service_metrics(&firing.uid, &metrics)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_alert_service_metrics(&deploygraph_model::Uid::from_stored("alert-none"), &metrics)
+            .await
+            .unwrap()
+    );
     store.record_alerts(vec![resolved.clone()]).await.unwrap();
     let stored = store.get_alert(&firing.uid).await.unwrap().unwrap();
+    assert_eq!(
+        stored.service_metrics.as_ref(),
+        Some(&metrics),
+        "kept across redeliveries"
+    );
     assert_eq!(stored.onset, Some(onset));
     assert_eq!(stored.status, AlertStatus::Resolved);
     // The next occurrence of the same fingerprint is another alert.
@@ -4175,7 +4205,8 @@ async fn the_key_history_migration_backfills_config_changes() {
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
             "0023_attribution_metric_onset.sql",
-            "0024_attribution_onset_in_rollout.sql"
+            "0024_attribution_onset_in_rollout.sql",
+            "0025_attribution_service_metrics.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4349,7 +4380,8 @@ async fn the_change_keys_migration_backfills_changed_keys() {
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
             "0023_attribution_metric_onset.sql",
-            "0024_attribution_onset_in_rollout.sql"
+            "0024_attribution_onset_in_rollout.sql",
+            "0025_attribution_service_metrics.sql"
         ]
     );
     store.ready().await.unwrap();
@@ -4528,7 +4560,8 @@ async fn the_verdicts_migration_keeps_attributions() {
             "0020_gate_overrides.sql",
             "0021_certificate_secures.sql",
             "0023_attribution_metric_onset.sql",
-            "0024_attribution_onset_in_rollout.sql"
+            "0024_attribution_onset_in_rollout.sql",
+            "0025_attribution_service_metrics.sql"
         ]
     );
     store.ready().await.unwrap();

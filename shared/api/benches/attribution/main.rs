@@ -17,7 +17,8 @@
 //!   from 3,000,000, a second held-out range first read with the canary evidence), `onset`
 //!   (seeds from 4,000,000, a third, first read with the metric onset evidence), `rollout`
 //!   (seeds from 5,000,000, a fourth, first read with the onset placed against each
-//!   candidate's whole rollout) or `dev` (seeds from 0, for working on the ranking). Tune on
+//!   candidate's whole rollout), `health` (seeds from 6,000,000, a fifth, first read with the
+//!   services' health metrics) or `dev` (seeds from 0, for working on the ranking). Tune on
 //!   `dev`, report on the held-out ranges.
 //! - `BENCH_INCIDENTS` (400): incidents in all per generator, split evenly over the kinds the
 //!   API can record.
@@ -33,6 +34,9 @@
 //! - `BENCH_NO_METRICS=1`: the same worlds and series ([`metrics`]), but no alert names its
 //!   rule's expression, so no onset is read (what the model answers without Prometheus), for
 //!   the gain of the onset evidence; the results are still split by the series' shape.
+//! - `BENCH_NO_SERVICE_METRICS=1`: the same worlds and series, but the server reads no
+//!   service's health metric ([`metrics::services`]: no service health query configured),
+//!   for the gain of that evidence.
 //! - `BENCH_EXPLAIN=1`: print the alerts whose most probable answer is not their cause, with
 //!   the features of both (for working on the ranking on the development seeds).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -65,6 +69,8 @@ const ONSET_BASE: u64 = 4_000_000;
 /// A fourth held-out range, first read with the model that places the onset against each
 /// candidate's whole rollout.
 const ROLLOUT_BASE: u64 = 5_000_000;
+/// A fifth held-out range, first read with the model that reads the services' health metrics.
+const HEALTH_BASE: u64 = 6_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -127,7 +133,10 @@ async fn run(
     let mut current: Option<(Kind, axum::Router, Arc<dyn GraphStore>)> = None;
     let onsets: Option<Arc<dyn deploygraph_analysis::pipeline::Onsets>> = worlds
         .iter()
-        .any(|w| w.rules_named && w.metrics.iter().any(Option::is_some))
+        .any(|w| {
+            (w.rules_named && w.metrics.iter().any(Option::is_some))
+                || (w.services_read && w.service_metrics.iter().any(Option::is_some))
+        })
         .then(|| Arc::new(metrics::GeneratedOnsets::of(worlds)) as _);
     for world in worlds {
         if current.as_ref().is_none_or(|c| c.0 != world.kind) {
@@ -160,12 +169,14 @@ fn worlds_for(
     let mut worlds = Vec::new();
     let canaries = std::env::var("BENCH_NO_CANARIES").is_err();
     let rules_named = std::env::var("BENCH_NO_METRICS").is_err();
+    let services_read = std::env::var("BENCH_NO_SERVICE_METRICS").is_err();
     for &kind in kinds.iter().filter(|k| source.makes(**k)) {
         for seed in seeds.clone() {
             let mut world = source.generate(kind, seed);
             world.canaries_written = canaries;
             metrics::attach(&mut world, source.tag());
             world.rules_named = rules_named;
+            world.services_read = services_read;
             if let Err(e) = world.check() {
                 panic!(
                     "{}: {} seed {seed}: an ill-formed world: {e}",
@@ -414,9 +425,12 @@ async fn main() {
         "fresh" => FRESH_BASE,
         "onset" => ONSET_BASE,
         "rollout" => ROLLOUT_BASE,
+        "health" => HEALTH_BASE,
         "" | "heldout" => HELDOUT_BASE,
         other => {
-            panic!("BENCH_SEEDS must be heldout, fresh, onset, rollout or dev, not {other:?}")
+            panic!(
+                "BENCH_SEEDS must be heldout, fresh, onset, rollout, health or dev, not {other:?}"
+            )
         }
     };
     let representable: Vec<Kind> = Kind::ALL

@@ -29,13 +29,18 @@
 //! only the HTTP round trip to Prometheus is left out (the end-to-end test
 //! `alert_metric_onset_is_read_from_prometheus` covers it against the real server).
 
+#[path = "metrics/services.rs"]
+pub mod services;
+
 use crate::generator::{Cause, Status, World, log_uniform};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_analysis::pipeline::Onsets;
-use deploygraph_canary::onset::{alert_metric, onset_in, read_span, series_of};
+use deploygraph_canary::onset::{
+    alert_metric, onset_in, read_span, series_of, service_metric_in, service_query,
+};
 use deploygraph_canary::prometheus::Series;
-use deploygraph_model::{Alert, MetricOnset};
+use deploygraph_model::{Alert, MetricOnset, ServiceMetric};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +68,8 @@ pub struct AlertSeries {
     pub harm_start: DateTime<Utc>,
     /// The harm's shape (`step`, `ramp`, `step+ramp`, `late`), for the summary.
     pub shape: &'static str,
+    /// When the harm started at its cause (before it reached the alert's service).
+    pub at_cause: DateTime<Utc>,
 }
 
 fn normal(rng: &mut StdRng) -> f64 {
@@ -86,8 +93,8 @@ fn stream(world: &World, generator: &str) -> u64 {
     h
 }
 
-/// When the harm behind alert `i` started.
-fn harm_start(world: &World, i: usize, rng: &mut StdRng) -> DateTime<Utc> {
+/// When the harm behind alert `i` started at its cause, and on the alert's own service.
+fn harm_start(world: &World, i: usize, rng: &mut StdRng) -> (DateTime<Utc>, DateTime<Utc>) {
     let alert = &world.alerts[i];
     let a = alert.starts_at;
     let unexplained = |rng: &mut StdRng| a - minutes(12.0 * (0.8 * normal(rng)).exp());
@@ -119,17 +126,18 @@ fn harm_start(world: &World, i: usize, rng: &mut StdRng) -> DateTime<Utc> {
             Cause::None => (unexplained(rng), None),
         }
     };
+    let at_cause = start;
     let start = match service {
         Some(s) if s != alert.service => start + minutes(rng.random_range(0.0..3.0)),
         _ => start,
     };
-    start.min(a - Duration::seconds(20))
+    (at_cause, start.min(a - Duration::seconds(20)))
 }
 
 /// The series of alert `i` of `world`.
 fn series(world: &World, i: usize, rng: &mut StdRng) -> AlertSeries {
     let a = world.alerts[i].starts_at;
-    let h = harm_start(world, i, rng);
+    let (at_cause, h) = harm_start(world, i, rng);
     let level = log_uniform(rng, 0.01, 100.0);
     let noise = level * rng.random_range(0.03..0.3);
     let signal = noise * log_uniform(rng, 2.0, 25.0);
@@ -216,6 +224,7 @@ fn series(world: &World, i: usize, rng: &mut StdRng) -> AlertSeries {
         expression,
         points,
         harm_start: h,
+        at_cause,
         shape: match shape {
             Shape::Step => "step",
             Shape::Ramp => "ramp",
@@ -230,13 +239,17 @@ fn series(world: &World, i: usize, rng: &mut StdRng) -> AlertSeries {
 pub fn attach(world: &mut World, generator: &str) {
     let mut rng = StdRng::seed_from_u64(stream(world, generator));
     let coverage = rng.random_range(0.3..1.0);
-    world.metrics = (0..world.alerts.len())
+    let drawn: Vec<(bool, AlertSeries)> = (0..world.alerts.len())
         .map(|i| {
             let covered = rng.random_bool(coverage);
             // Drawn either way, so that coverage does not shift the other alerts' streams.
-            let s = series(world, i, &mut rng);
-            covered.then_some(s)
+            (covered, series(world, i, &mut rng))
         })
+        .collect();
+    world.service_metrics = services::draw(world, generator, &drawn);
+    world.metrics = drawn
+        .into_iter()
+        .map(|(covered, s)| covered.then_some(s))
         .collect();
 }
 
@@ -262,20 +275,56 @@ pub fn generator_url(world: &World, i: usize) -> String {
 pub struct GeneratedOnsets {
     /// Series by alert fingerprint.
     series: HashMap<String, Arc<AlertSeries>>,
+    /// Health series by service name (unique to a world), of the worlds whose server reads
+    /// them; `None` for a service without one.
+    services: HashMap<String, Option<Arc<services::ServiceSeries>>>,
+}
+
+/// The service health query the benchmark's server is configured with.
+pub const SERVICE_TEMPLATE: &str = "bench_service_health{service=\"$service\"}";
+
+/// What a range query over `start..=end` every `step` seconds answers from `points`: the last
+/// point at or before each step, as an instant lookup gives (at most 5 min stale).
+fn sample(points: &[(f64, f64)], start: DateTime<Utc>, end: DateTime<Utc>, step: f64) -> Series {
+    let (mut times, mut values) = (Vec::new(), Vec::new());
+    let (from, to) = (start.timestamp() as f64, end.timestamp() as f64);
+    let mut t = from;
+    let mut k = 0;
+    while t <= to && !points.is_empty() {
+        while k + 1 < points.len() && points[k + 1].0 <= t {
+            k += 1;
+        }
+        if points[k].0 <= t && t - points[k].0 <= 300.0 {
+            times.push(t);
+            values.push(points[k].1);
+        }
+        t += step;
+    }
+    Series {
+        labels: BTreeMap::new(),
+        values,
+        times,
+    }
 }
 
 impl GeneratedOnsets {
     /// The series of `worlds`' alerts.
     pub fn of(worlds: &[World]) -> Self {
         let mut series = HashMap::new();
+        let mut services = HashMap::new();
         for w in worlds {
             for (i, s) in w.metrics.iter().enumerate() {
                 if let Some(s) = s {
                     series.insert(w.alerts[i].fingerprint.clone(), Arc::new(s.clone()));
                 }
             }
+            if w.services_read {
+                for (name, s) in w.services.iter().zip(&w.service_metrics) {
+                    services.insert(name.clone(), s.clone().map(Arc::new));
+                }
+            }
         }
-        Self { series }
+        Self { series, services }
     }
 }
 
@@ -300,28 +349,7 @@ impl GeneratedOnsets {
         let answer: Vec<Series> = self
             .series
             .get(fingerprint)
-            .map(|s| {
-                // The last point at or before each step, as an instant lookup gives.
-                let (mut times, mut values) = (Vec::new(), Vec::new());
-                let (from, to) = (start.timestamp() as f64, end.timestamp() as f64);
-                let mut t = from;
-                let mut k = 0;
-                while t <= to {
-                    while k + 1 < s.points.len() && s.points[k + 1].0 <= t {
-                        k += 1;
-                    }
-                    if s.points[k].0 <= t && t - s.points[k].0 <= 300.0 {
-                        times.push(t);
-                        values.push(s.points[k].1);
-                    }
-                    t += step;
-                }
-                vec![Series {
-                    labels: BTreeMap::new(),
-                    values,
-                    times,
-                }]
-            })
+            .map(|s| vec![sample(&s.points, start, end, step)])
             .unwrap_or_default();
         Some(onset_in(&metric, series_of(&answer, labels), starts_at))
     }
@@ -336,6 +364,57 @@ impl Onsets for GeneratedOnsets {
             &alert.labels,
             alert.starts_at,
             window,
+        )
+    }
+
+    fn reads_services(&self) -> bool {
+        !self.services.is_empty()
+    }
+
+    async fn services(
+        &self,
+        alert: &Alert,
+        services: &[String],
+        window: Duration,
+    ) -> Option<BTreeMap<String, ServiceMetric>> {
+        Some(
+            services
+                .iter()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        self.read_service(name, alert.starts_at, window),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+impl GeneratedOnsets {
+    /// What the service health source answers for `service` around an alert that started at
+    /// `starts_at` (read as the alert arrives).
+    fn read_service(
+        &self,
+        service: &str,
+        starts_at: DateTime<Utc>,
+        window: Duration,
+    ) -> ServiceMetric {
+        let Some(Some(s)) = self.services.get(service) else {
+            return ServiceMetric::NoSeries;
+        };
+        let Ok(window) = window.to_std() else {
+            return ServiceMetric::NoSeries;
+        };
+        let (end, span, step) = read_span(starts_at, window, starts_at + ARRIVAL);
+        let Ok(span) = Duration::from_std(span) else {
+            return ServiceMetric::NoSeries;
+        };
+        let answer = sample(&s.points, end - span, end, step.as_secs_f64());
+        service_metric_in(
+            &service_query(SERVICE_TEMPLATE, service),
+            Some(&answer),
+            starts_at,
         )
     }
 }
@@ -396,6 +475,46 @@ pub fn summary(worlds: &[World], window: Duration) {
         quantile(0.1),
         quantile(0.5),
         quantile(0.9),
+    );
+    // The services' health series, read at each world's first scored alert.
+    let (mut harmed, mut harmed_moved, mut harmed_near, mut calm, mut calm_moved) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    for w in worlds {
+        let Some(first) = w
+            .scored_alerts()
+            .into_iter()
+            .min_by_key(|&i| w.alerts[i].starts_at)
+        else {
+            continue;
+        };
+        let a = &w.alerts[first];
+        for (name, series) in w.services.iter().zip(&w.service_metrics) {
+            let Some(series) = series else { continue };
+            let read = onsets.read_service(name, a.starts_at, window);
+            match series.harm_start.filter(|h| *h <= a.starts_at) {
+                Some(h) => {
+                    harmed += 1;
+                    if let Some(at) = read.moved_at() {
+                        harmed_moved += 1;
+                        if (at - h).num_seconds().abs() <= 120 {
+                            harmed_near += 1;
+                        }
+                    }
+                }
+                None => {
+                    calm += 1;
+                    if read.moved_at().is_some() {
+                        calm_moved += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "service health series at each world's first scored alert: {harmed} showing the harm, a rise found in {:.1} % of them ({:.1} % of those within 2 min of the harm's start); {calm} without it, a rise found in {:.1} % of them",
+        share(harmed_moved, harmed),
+        share(harmed_near, harmed_moved),
+        share(calm_moved, calm)
     );
     for (shape, (n, found, near)) in by_shape {
         println!(

@@ -212,6 +212,7 @@ pub(super) fn from_event(
             environment: Some(environment),
             cluster,
             onset: None,
+            service_metrics: None,
         },
         resolved,
     })

@@ -1235,6 +1235,14 @@ impl GraphStore for Neo4jStore {
         self.rca_set_alert_onset(uid, onset).await
     }
 
+    async fn set_alert_service_metrics(
+        &self,
+        uid: &Uid,
+        metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
+    ) -> Result<bool> {
+        self.rca_set_alert_service_metrics(uid, metrics).await
+    }
+
     async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         self.rca_list_alerts(filter).await
     }

@@ -720,6 +720,53 @@ impl Neo4jStore {
         .await
     }
 
+    pub(super) async fn rca_set_alert_service_metrics(
+        &self,
+        uid: &Uid,
+        metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
+    ) -> Result<bool> {
+        // As for the onset: the first statement takes the node's write lock, so the payload
+        // read under it is the one replaced.
+        const LOCK: &str = "MATCH (a:Alert {uid: $uid})
+            SET a.payload = a.payload
+            RETURN a.uid AS uid, a.payload AS payload";
+        const WRITE: &str = "MATCH (a:Alert {uid: $uid}) SET a.payload = $payload";
+        crate::retry::run(
+            BACKEND,
+            "record an alert's service metrics",
+            super::is_retryable,
+            || async {
+                let mut txn = self.begin().await?;
+                let result = async {
+                    let rows = rows_in(
+                        &mut txn,
+                        query(LOCK).param("uid", uid.as_str()),
+                        "record an alert's service metrics",
+                    )
+                    .await?;
+                    let Some(mut alert) =
+                        payloads::<Alert>(&rows, "record an alert's service metrics")?.pop()
+                    else {
+                        return Ok(false);
+                    };
+                    alert.service_metrics = Some(metrics.clone());
+                    let payload = encode(BACKEND, &alert, "encode an alert")?;
+                    txn.run(
+                        query(WRITE)
+                            .param("uid", uid.as_str())
+                            .param("payload", payload),
+                    )
+                    .await
+                    .map_err(failed("record an alert's service metrics"))?;
+                    Ok(true)
+                }
+                .await;
+                self.settle(txn, result).await
+            },
+        )
+        .await
+    }
+
     pub(super) async fn rca_list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         let rows = self.read(alerts_query(filter), "list alerts").await?;
         payloads(&rows, "list alerts")

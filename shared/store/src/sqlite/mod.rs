@@ -785,6 +785,16 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn set_alert_service_metrics(
+        &self,
+        uid: &Uid,
+        metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
+    ) -> Result<bool> {
+        let (uid, metrics) = (uid.clone(), metrics.clone());
+        self.with_writer(move |conn| rca::set_alert_service_metrics(conn, &uid, &metrics))
+            .await
+    }
+
     async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
         let filter = filter.clone();
         self.with_reader(move |conn| rca::list_alerts(conn, &filter))

@@ -247,6 +247,24 @@ pub(super) fn set_alert_onset(
     Ok(true)
 }
 
+/// Sets the stored alert's service metrics (its payload), `false` when no alert has `uid`.
+pub(super) fn set_alert_service_metrics(
+    conn: &mut Connection,
+    uid: &Uid,
+    metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
+) -> Result<bool> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let Some(mut alert) = read_alert(&tx, uid.as_str())? else {
+        return Ok(false);
+    };
+    alert.service_metrics = Some(metrics.clone());
+    write_alert(&tx, &alert, false)?;
+    tx.commit().map_err(backend_error("commit"))?;
+    Ok(true)
+}
+
 pub(super) fn get_alert(conn: &Connection, uid: &Uid) -> Result<Option<Alert>> {
     read_alert(conn, uid.as_str())
 }

@@ -975,6 +975,8 @@ impl Builder {
             canaries_written: true,
             metrics: Vec::new(),
             rules_named: true,
+            service_metrics: Vec::new(),
+            services_read: true,
         };
         world.canaries = super::canary::canaries(&world, self.kind.index());
         world

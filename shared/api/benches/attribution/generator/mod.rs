@@ -391,6 +391,12 @@ pub struct World {
     /// (`BENCH_NO_METRICS` keeps the series, so that the results can still be split by their
     /// shape, but no alert names its rule and no onset is read).
     pub rules_named: bool,
+    /// Per service, its health series when it has one ([`crate::metrics::services`]; empty
+    /// until attached).
+    pub service_metrics: Vec<Option<crate::metrics::services::ServiceSeries>>,
+    /// Whether the server reads the services' health metrics (`BENCH_NO_SERVICE_METRICS`
+    /// keeps the series but configures no service health query).
+    pub services_read: bool,
 }
 
 /// How far back a culprit may be and still be this generator's cause (a sanity bound of the

@@ -402,6 +402,8 @@ impl Ctx {
             canaries_written: true,
             metrics: Vec::new(),
             rules_named: true,
+            service_metrics: Vec::new(),
+            services_read: true,
         }
     }
 }

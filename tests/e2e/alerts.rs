@@ -934,6 +934,37 @@ fn alert_metric_onset_is_read_from_prometheus() {
     );
     assert_eq!(services["ledger"]["outcome"], "steady", "{alert}");
     assert_eq!(services["vault"]["outcome"], "no_series", "{alert}");
+    // A second alert on payments from the same moment (another rule of one evaluation, as in
+    // a storm): its services' readings are the first one's, reused without a query.
+    let second = unique("fp");
+    let mut labels = sent["labels"].clone();
+    labels["alertname"] = json!("PaymentsLatency");
+    let response = crate::support::http()
+        .post(format!("{}/v1/alerts/alertmanager", server.url))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"version": "4", "status": "firing", "receiver": "deploygraph",
+                      "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+                      "externalURL": "http://am", "groupKey": "g", "truncatedAlerts": 0,
+                      "alerts": [{"status": "firing", "fingerprint": second, "labels": labels,
+                                  "annotations": {}, "startsAt": sent["startsAt"],
+                                  "endsAt": "0001-01-01T00:00:00Z"}]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let again = poll(
+        "deploygraph stores the second alert's services' health metrics",
+        Duration::from_secs(30),
+        || {
+            stored_alerts(&server, &second)
+                .1
+                .into_iter()
+                .find(|a| !a["service_metrics"].is_null())
+        },
+        diagnostics,
+    );
+    assert_eq!(again["service_metrics"], *services, "{again}");
     assert!(
         culprit_reasons.iter().any(|r| r
             .starts_with("the health metric of payments began to rise at")
@@ -971,10 +1002,15 @@ fn alert_metric_onset_is_read_from_prometheus() {
     for outcome in ["moved", "steady", "no_series"] {
         assert!(
             metrics.contains(&format!(
-                "deploygraph_service_metric_reads_total{{outcome=\"{outcome}\"}} 1"
+                "deploygraph_service_metric_reads_total{{outcome=\"{outcome}\"}} 2"
             )),
             "{metrics}"
         );
     }
+    // Three services read for two alerts, three queries sent.
+    assert!(
+        metrics.contains("deploygraph_service_metric_queries_total 3"),
+        "{metrics}"
+    );
     drop(rig);
 }

@@ -7,7 +7,11 @@
 //!
 //! `scripts/services up neo4j && eval "$(scripts/services env)" && cargo bench -p deploygraph-api --bench storm`
 //! Options (environment): `BENCH_ALERTS` (5000), `BENCH_NOTIFICATIONS` (50), `BENCH_SERVICES`
-//! (20), `BENCH_STORES` (`sqlite,neo4j`).
+//! (20), `BENCH_STORES` (`sqlite,neo4j`). `BENCH_SERVICE_HEALTH=1`: each service also depends on
+//! the next two (so an alert's services within the attribution depth are its own and six
+//! below it), and every storm is delivered twice, without and then with a service health query
+//! read from the Prometheus at `PROMETHEUS_TEST_URL` (`scripts/services up prometheus`), with
+//! the services' health readings and the range queries sent for them counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use deploygraph_api::{ApiConfig, AppState};
@@ -39,6 +43,9 @@ struct Storm {
     deployments: Vec<Value>,
     services: Vec<String>,
 }
+
+/// A service health query on the test Prometheus: one steady series per service.
+const HEALTH_QUERY: &str = r#"label_replace(sum(up), "service", "$service", "", "")"#;
 
 /// Three deployments per service in the two hours before the storm, then `alerts` alerts over
 /// the services, `alerts / notifications` per notification.
@@ -123,17 +130,43 @@ struct Figures {
     reads: usize,
     read_p99_ms: f64,
     unavailable: usize,
+    /// Services' health readings for the storm's alerts, and range queries sent for them.
+    health_reads: u64,
+    health_queries: u64,
+}
+
+/// The sum of the samples of `name` in a Prometheus text exposition.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// Delivers the storm to a fresh server over `store`, `parallel` notifications at a time.
-async fn deliver(store: &Arc<dyn GraphStore>, storm: &Storm, parallel: usize) -> Figures {
-    let state = AppState::new(
+/// With `health` (a Prometheus URL), the server reads the services' health metrics
+/// ([`HEALTH_QUERY`]) before each alert's attribution.
+async fn deliver(
+    store: &Arc<dyn GraphStore>,
+    storm: &Storm,
+    parallel: usize,
+    health: Option<&str>,
+) -> Figures {
+    let mut state = AppState::new(
         Arc::clone(store),
         ApiConfig {
             token: Some(SecretString::from(TOKEN.to_owned())),
             ..ApiConfig::default()
         },
     );
+    if let Some(url) = health {
+        let config = deploygraph_canary::prometheus::PrometheusConfig {
+            timeout: Duration::from_secs(5),
+            ..deploygraph_canary::prometheus::PrometheusConfig::new(url).unwrap()
+        };
+        let prometheus = deploygraph_canary::prometheus::Prometheus::new(config).unwrap();
+        state = state.with_onsets(prometheus, Some(HEALTH_QUERY.to_owned()));
+    }
     let stop = CancellationToken::new();
     let pipeline = state.pipeline();
     let workers = tokio::spawn({
@@ -172,6 +205,26 @@ async fn deliver(store: &Arc<dyn GraphStore>, storm: &Storm, parallel: usize) ->
         assert!(r.status().is_success());
         let body: Value = r.json().await.unwrap();
         recorded.push(Uid::from_stored(body["uid"].as_str().unwrap()));
+    }
+    if health.is_some() {
+        let n = storm.services.len();
+        for (i, service) in storm.services.iter().enumerate() {
+            let below: Vec<&String> = [1, 2]
+                .into_iter()
+                .map(|k| &storm.services[(i + k) % n])
+                .filter(|s| *s != service)
+                .collect();
+            let r = client
+                .put(format!("{base}/v1/services/{service}/dependencies"))
+                .bearer_auth(TOKEN)
+                .json(
+                    &json!({"namespace": "prod", "environment": "production", "depends_on": below}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
     }
     // The deployments' follow-ups out of the way: the storm is the alerts'.
     while store
@@ -282,6 +335,14 @@ async fn deliver(store: &Arc<dyn GraphStore>, storm: &Storm, parallel: usize) ->
     let first = first.unwrap_or(attributed);
     storming.store(false, Ordering::SeqCst);
     let mut read_latencies = reader.await.unwrap();
+    let exposition = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     stop.cancel();
     workers.await.unwrap();
     server.await.unwrap();
@@ -294,6 +355,8 @@ async fn deliver(store: &Arc<dyn GraphStore>, storm: &Storm, parallel: usize) ->
         reads: reads.load(Ordering::SeqCst),
         read_p99_ms: percentile(&mut read_latencies, 99.0),
         unavailable: unavailable.load(Ordering::SeqCst),
+        health_reads: counter(&exposition, "deploygraph_service_metric_reads_total"),
+        health_queries: counter(&exposition, "deploygraph_service_metric_queries_total"),
     }
 }
 
@@ -303,31 +366,45 @@ async fn main() {
     let notifications = env_usize("BENCH_NOTIFICATIONS", 50);
     let services = env_usize("BENCH_SERVICES", 20);
     let stores = std::env::var("BENCH_STORES").unwrap_or_else(|_| "sqlite,neo4j".into());
+    let health_url = (std::env::var("BENCH_SERVICE_HEALTH").as_deref() == Ok("1")).then(|| {
+        std::env::var("PROMETHEUS_TEST_URL").expect(
+            "BENCH_SERVICE_HEALTH=1 reads from PROMETHEUS_TEST_URL: run `scripts/services up prometheus && eval \"$(scripts/services env)\"`",
+        )
+    });
+    let healths: Vec<Option<&str>> = match &health_url {
+        Some(url) => vec![None, Some(url.as_str())],
+        None => vec![None],
+    };
     println!(
-        "| store | delivery | accepted alerts/s | webhook p50 ms | webhook p99 ms | every alert answered after s | every revisit done after s | reads during | read p99 ms | 503s |"
+        "| store | services' health | delivery | accepted alerts/s | webhook p50 ms | webhook p99 ms | every alert answered after s | every revisit done after s | reads during | read p99 ms | 503s | health readings | range queries sent |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for name in stores.split(',') {
         let (_dir, store) = match name {
             "sqlite" => deploygraph_store::testing::sqlite().await,
             "neo4j" => deploygraph_store::testing::neo4j().await,
             other => panic!("BENCH_STORES: unknown store {other:?}"),
         };
-        for (label, parallel) in [("parallel", notifications), ("sequential (baseline)", 1)] {
-            let run = format!("storm{:06x}", rand::random::<u32>() & 0xff_ffff);
-            let storm = storm(&run, alerts, notifications, services);
-            let f = deliver(&store, &storm, parallel).await;
-            println!(
-                "| {name} | {label} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {:.0} | {} |",
-                f.alerts_per_second,
-                f.webhook_p50_ms,
-                f.webhook_p99_ms,
-                f.first_attributed_after_s,
-                f.attributed_after_s,
-                f.reads,
-                f.read_p99_ms,
-                f.unavailable
-            );
+        for &health in &healths {
+            for (label, parallel) in [("parallel", notifications), ("sequential (baseline)", 1)] {
+                let run = format!("storm{:06x}", rand::random::<u32>() & 0xff_ffff);
+                let storm = storm(&run, alerts, notifications, services);
+                let f = deliver(&store, &storm, parallel, health).await;
+                println!(
+                    "| {name} | {} | {label} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {} |",
+                    if health.is_some() { "read" } else { "not read" },
+                    f.alerts_per_second,
+                    f.webhook_p50_ms,
+                    f.webhook_p99_ms,
+                    f.first_attributed_after_s,
+                    f.attributed_after_s,
+                    f.reads,
+                    f.read_p99_ms,
+                    f.unavailable,
+                    f.health_reads,
+                    f.health_queries
+                );
+            }
         }
     }
 }

@@ -134,6 +134,7 @@ pub struct Metrics {
     canary_hooks: Family<HookLabels, Counter>,
     alert_onsets: Family<OnsetLabels, Counter>,
     service_metric_reads: Family<OnsetLabels, Counter>,
+    service_metric_queries: Counter,
     rollouts: Family<RolloutLabels, Counter>,
     skipped: Family<SkipLabels, Counter>,
     cdevents_ignored: Family<TypeLabels, Counter>,
@@ -215,6 +216,12 @@ impl Metrics {
             "service_metric_reads",
             "Services' health metrics read from Prometheus around alerts before attribution, by outcome (moved, steady, no_series, unavailable: Prometheus did not answer, the alert's services are read again when it is next attributed)",
             service_metric_reads.clone(),
+        );
+        let service_metric_queries = Counter::default();
+        registry.register(
+            "service_metric_queries",
+            "Range queries sent to Prometheus for services' health metrics: a service's reading for an alert is reused, without a query, for other alerts that started at the same moment with the same window, for 30 s",
+            service_metric_queries.clone(),
         );
         let rollouts = Family::<RolloutLabels, Counter>::default();
         registry.register(
@@ -354,6 +361,7 @@ impl Metrics {
             canary_hooks,
             alert_onsets,
             service_metric_reads,
+            service_metric_queries,
             rollouts,
             skipped,
             cdevents_ignored,
@@ -437,6 +445,11 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one range query sent to Prometheus for a service's health metric.
+    pub fn service_metric_query(&self) {
+        self.service_metric_queries.inc();
     }
 
     /// Counts one alert metric onset read, by outcome (`found`, `not_found`, `unavailable`).

@@ -5,15 +5,32 @@
 
 use crate::metrics::Metrics;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use deploygraph_analysis::pipeline::Onsets;
 use deploygraph_canary::onset::{read_onset, read_service_metric, service_query};
 use deploygraph_canary::prometheus::Prometheus;
+use deploygraph_canary::prometheus::QueryFailure;
 use deploygraph_model::{Alert, MetricOnset, ServiceMetric};
+use moka::future::Cache;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// How many services' health metrics are read from Prometheus at once for one alert.
 const SERVICE_READS_AT_ONCE: usize = 4;
+
+/// How long a service's health reading is reused for other alerts that started at the same
+/// moment with the same window (an alert storm: one rule evaluation fires many alerts around
+/// one dependency). Short, because a reading of a moment minutes ago may still gain samples.
+const SERVICE_READING_REUSE: Duration = Duration::from_secs(30);
+
+/// How many services' readings are kept for reuse.
+const SERVICE_READINGS_KEPT: u64 = 4_096;
+
+/// What a reading depends on: the query (with the service's name in it), the alert's start
+/// and the window.
+type ReadingKey = (String, DateTime<Utc>, Duration);
 
 /// Reads onsets from one Prometheus (the one `serve --prometheus` names; an alert's own
 /// `generatorURL` host is never called).
@@ -22,6 +39,9 @@ pub struct PrometheusOnsets {
     metrics: Arc<Metrics>,
     /// The service health query (`$service` for the service's name), when configured.
     service_template: Option<String>,
+    /// Recent readings, and readings under way: alerts asking for the same reading at once
+    /// share one query; a failed query is not kept.
+    readings: Cache<ReadingKey, ServiceMetric>,
 }
 
 impl PrometheusOnsets {
@@ -31,7 +51,35 @@ impl PrometheusOnsets {
             prometheus,
             metrics,
             service_template: None,
+            readings: Cache::builder()
+                .max_capacity(SERVICE_READINGS_KEPT)
+                .time_to_live(SERVICE_READING_REUSE)
+                .build(),
         }
+    }
+
+    /// `service`'s health reading for an alert that started at `alert_start`: reused when
+    /// another alert asked for the same one within [`SERVICE_READING_REUSE`] (or is asking
+    /// now), else read from Prometheus.
+    async fn service_reading(
+        &self,
+        query: String,
+        alert_start: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<ServiceMetric, Arc<QueryFailure>> {
+        let queried = AtomicBool::new(false);
+        let key = (query.clone(), alert_start, window);
+        let reading = self
+            .readings
+            .try_get_with(key, async {
+                queried.store(true, Ordering::Relaxed);
+                read_service_metric(&self.prometheus, &query, alert_start, window).await
+            })
+            .await;
+        if queried.load(Ordering::Relaxed) {
+            self.metrics.service_metric_query();
+        }
+        reading
     }
 
     /// Also reads the health metric of each service around an alert: `template` with
@@ -95,9 +143,7 @@ impl Onsets for PrometheusOnsets {
             for service in chunk {
                 let query = service_query(template, service);
                 batch.push(async move {
-                    let read =
-                        read_service_metric(&self.prometheus, &query, alert.starts_at, window)
-                            .await;
+                    let read = self.service_reading(query, alert.starts_at, window).await;
                     (service.clone(), read)
                 });
             }

@@ -674,48 +674,19 @@ impl Neo4jStore {
         uid: &Uid,
         onset: &deploygraph_model::MetricOnset,
     ) -> Result<bool> {
-        // The first statement takes the node's write lock (a concurrent redelivery's update
-        // waits), so the payload read under it is the one replaced.
-        const LOCK: &str = "MATCH (a:Alert {uid: $uid})
-            SET a.onset_at = $at, a.onset_at_us = $at_us
-            RETURN a.uid AS uid, a.payload AS payload";
-        const WRITE: &str = "MATCH (a:Alert {uid: $uid}) SET a.payload = $payload";
         let at = onset.at();
-        crate::retry::run(
-            BACKEND,
+        self.rca_edit_alert_payload(
+            query(
+                "MATCH (a:Alert {uid: $uid})
+                 SET a.onset_at = $at, a.onset_at_us = $at_us
+                 RETURN a.uid AS uid, a.payload AS payload",
+            )
+            .param("uid", uid.as_str())
+            .param("at", at)
+            .param("at_us", at.map(|t| t.timestamp_micros())),
+            uid,
             "record an alert's onset",
-            super::is_retryable,
-            || async {
-                let mut txn = self.begin().await?;
-                let result = async {
-                    let rows = rows_in(
-                        &mut txn,
-                        query(LOCK)
-                            .param("uid", uid.as_str())
-                            .param("at", at)
-                            .param("at_us", at.map(|t| t.timestamp_micros())),
-                        "record an alert's onset",
-                    )
-                    .await?;
-                    let Some(mut alert) =
-                        payloads::<Alert>(&rows, "record an alert's onset")?.pop()
-                    else {
-                        return Ok(false);
-                    };
-                    alert.onset = Some(onset.clone());
-                    let payload = encode(BACKEND, &alert, "encode an alert")?;
-                    txn.run(
-                        query(WRITE)
-                            .param("uid", uid.as_str())
-                            .param("payload", payload),
-                    )
-                    .await
-                    .map_err(failed("record an alert's onset"))?;
-                    Ok(true)
-                }
-                .await;
-                self.settle(txn, result).await
-            },
+            |alert| alert.onset = Some(onset.clone()),
         )
         .await
     }
@@ -725,45 +696,53 @@ impl Neo4jStore {
         uid: &Uid,
         metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
     ) -> Result<bool> {
-        // As for the onset: the first statement takes the node's write lock, so the payload
-        // read under it is the one replaced.
-        const LOCK: &str = "MATCH (a:Alert {uid: $uid})
-            SET a.payload = a.payload
-            RETURN a.uid AS uid, a.payload AS payload";
-        const WRITE: &str = "MATCH (a:Alert {uid: $uid}) SET a.payload = $payload";
-        crate::retry::run(
-            BACKEND,
+        self.rca_edit_alert_payload(
+            query(
+                "MATCH (a:Alert {uid: $uid})
+                 SET a.payload = a.payload
+                 RETURN a.uid AS uid, a.payload AS payload",
+            )
+            .param("uid", uid.as_str()),
+            uid,
             "record an alert's service metrics",
-            super::is_retryable,
-            || async {
-                let mut txn = self.begin().await?;
-                let result = async {
-                    let rows = rows_in(
-                        &mut txn,
-                        query(LOCK).param("uid", uid.as_str()),
-                        "record an alert's service metrics",
-                    )
-                    .await?;
-                    let Some(mut alert) =
-                        payloads::<Alert>(&rows, "record an alert's service metrics")?.pop()
-                    else {
-                        return Ok(false);
-                    };
-                    alert.service_metrics = Some(metrics.clone());
-                    let payload = encode(BACKEND, &alert, "encode an alert")?;
-                    txn.run(
-                        query(WRITE)
-                            .param("uid", uid.as_str())
-                            .param("payload", payload),
-                    )
-                    .await
-                    .map_err(failed("record an alert's service metrics"))?;
-                    Ok(true)
-                }
-                .await;
-                self.settle(txn, result).await
-            },
+            |alert| alert.service_metrics = Some(metrics.clone()),
         )
+        .await
+    }
+
+    /// Edits the stored payload of the alert `uid` with `edit`, `false` when there is none.
+    /// `lock` (which may set properties of its own) matches the alert, returning its uid and
+    /// payload: as the transaction's first statement it takes the node's write lock (a
+    /// concurrent redelivery's update waits), so the payload read under it is the one replaced.
+    async fn rca_edit_alert_payload(
+        &self,
+        lock: Query,
+        uid: &Uid,
+        what: &'static str,
+        edit: impl Fn(&mut Alert),
+    ) -> Result<bool> {
+        const WRITE: &str = "MATCH (a:Alert {uid: $uid}) SET a.payload = $payload";
+        crate::retry::run(BACKEND, what, super::is_retryable, || async {
+            let mut txn = self.begin().await?;
+            let result = async {
+                let rows = rows_in(&mut txn, lock.clone(), what).await?;
+                let Some(mut alert) = payloads::<Alert>(&rows, what)?.pop() else {
+                    return Ok(false);
+                };
+                edit(&mut alert);
+                let payload = encode(BACKEND, &alert, "encode an alert")?;
+                txn.run(
+                    query(WRITE)
+                        .param("uid", uid.as_str())
+                        .param("payload", payload),
+                )
+                .await
+                .map_err(failed(what))?;
+                Ok(true)
+            }
+            .await;
+            self.settle(txn, result).await
+        })
         .await
     }
 

@@ -235,16 +235,7 @@ pub(super) fn set_alert_onset(
     uid: &Uid,
     onset: &deploygraph_model::MetricOnset,
 ) -> Result<bool> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend_error("begin a transaction"))?;
-    let Some(mut alert) = read_alert(&tx, uid.as_str())? else {
-        return Ok(false);
-    };
-    alert.onset = Some(onset.clone());
-    write_alert(&tx, &alert, false)?;
-    tx.commit().map_err(backend_error("commit"))?;
-    Ok(true)
+    edit_alert(conn, uid, |alert| alert.onset = Some(onset.clone()))
 }
 
 /// Sets the stored alert's service metrics (its payload), `false` when no alert has `uid`.
@@ -253,13 +244,21 @@ pub(super) fn set_alert_service_metrics(
     uid: &Uid,
     metrics: &std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>,
 ) -> Result<bool> {
+    edit_alert(conn, uid, |alert| {
+        alert.service_metrics = Some(metrics.clone());
+    })
+}
+
+/// Edits the stored alert `uid` with `edit` in one immediate transaction, `false` when there
+/// is none.
+fn edit_alert(conn: &mut Connection, uid: &Uid, edit: impl FnOnce(&mut Alert)) -> Result<bool> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
     let Some(mut alert) = read_alert(&tx, uid.as_str())? else {
         return Ok(false);
     };
-    alert.service_metrics = Some(metrics.clone());
+    edit(&mut alert);
     write_alert(&tx, &alert, false)?;
     tx.commit().map_err(backend_error("commit"))?;
     Ok(true)

@@ -807,26 +807,40 @@ async fn revisit_around(
             affected.push(s);
         }
     }
-    let mut names: BTreeSet<ServiceName> = BTreeSet::new();
-    let mut found: BTreeSet<Uid> = BTreeSet::new();
+    // Their alerts in the span, read together (one round trip where the store allows).
+    let mut names: Vec<ServiceName> = Vec::new();
     for service in affected {
-        if !names.insert(service.name.clone()) {
-            continue;
+        if !names.contains(&service.name) {
+            names.push(service.name);
         }
-        let alerts = store
-            .list_alerts(&AlertFilter {
-                service: Some(service.name.clone()),
+    }
+    let alerts = store
+        .alerts_of_services(
+            &names,
+            &AlertFilter {
                 since: Some(from),
                 until: Some(to),
                 limit: REATTRIBUTE_LIMIT,
                 ..AlertFilter::default()
-            })
-            .await?;
-        if alerts.len() == REATTRIBUTE_LIMIT {
-            tracing::warn!(subject.uid = %subject, service = %service.name, limit = REATTRIBUTE_LIMIT, "more alerts in the span than are re-attributed at once");
+            },
+        )
+        .await?;
+    let mut per_service: HashMap<&ServiceName, usize> = HashMap::new();
+    for a in &alerts {
+        if let Some(service) = &a.service {
+            *per_service.entry(service).or_default() += 1;
         }
-        found.extend(alerts.into_iter().map(|a| a.uid).filter(|a| a != subject));
     }
+    for (service, n) in per_service {
+        if n >= REATTRIBUTE_LIMIT {
+            tracing::warn!(subject.uid = %subject, service = %service, limit = REATTRIBUTE_LIMIT, "more alerts in the span than are re-attributed at once");
+        }
+    }
+    let found: BTreeSet<Uid> = alerts
+        .iter()
+        .map(|a| a.uid.clone())
+        .filter(|a| a != subject)
+        .collect();
     if found.is_empty() {
         return Ok(Vec::new());
     }

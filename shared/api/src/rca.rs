@@ -854,9 +854,16 @@ pub(crate) async fn list_chaos_runs(
     let cluster = cluster(p.cluster.as_deref())?;
     let size = limit(p.limit.as_deref(), 100, MAX_PAGE_SIZE)?;
     let after = cursor(p.cursor.as_deref())?;
-    let services = match p.service.as_deref() {
+    // Every parameter is checked before the store is asked (an unknown service answers an
+    // empty page early).
+    let against = deployment_param(p.deployment.as_deref())?;
+    let service_name = p
+        .service
+        .as_deref()
+        .map(|name| service("service", name))
+        .transpose()?;
+    let services = match service_name {
         Some(name) => {
-            let name = service("service", name)?;
             let found = state
                 .store
                 .find_services(&name, None, env.as_ref(), cluster.as_ref())
@@ -871,7 +878,6 @@ pub(crate) async fn list_chaos_runs(
         }
         None => Vec::new(),
     };
-    let against = deployment_param(p.deployment.as_deref())?;
     let runs = state
         .store
         .list_chaos_runs(&deploygraph_store::ChaosFilter {

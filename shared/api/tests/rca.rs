@@ -374,6 +374,17 @@ async fn chaos_in_progress_takes_the_blame(store: Arc<dyn GraphStore>) {
     assert_eq!(uids, vec![&against["uid"]], "{listed}");
     let (status, out) = get(&app, "/v1/chaos/runs?deployment=").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    // Checked even when the service is unknown (whose page is empty without asking further).
+    let (status, out) = get(
+        &app,
+        &format!(
+            "/v1/chaos/runs?service={}&deployment=%C3%A6j%7C",
+            unique("nosuch")
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    assert!(out.to_string().contains("deployment"), "{out}");
     let (status, trend) = get(&app, &format!("/v1/services/{svc}/resilience")).await;
     assert_eq!(status, StatusCode::OK, "{trend}");
     assert_eq!(trend["runs"][0]["scenario"], "pod-delete");

@@ -487,23 +487,18 @@ pub async fn read_onset(
         Err(none) => return Ok(Some(none)),
     };
     let now = Utc::now();
-    let (end, span, step) = read_span(alert_start, window, now);
-    let Ok(span) = Window::new(span) else {
-        return Ok(Some(MetricOnset::NotFound {
-            reason: "the attribution window is shorter than a millisecond".into(),
-        }));
-    };
-    let series = match prometheus
-        .range(&metric.query, SystemTime::from(end), span, step)
-        .await
-    {
-        Ok(s) => s,
-        Err(e) if e.is_bad_query() => {
+    let series = match read_around(prometheus, &metric.query, alert_start, window, now).await? {
+        Around::Series(series) => series,
+        Around::ShortWindow => {
+            return Ok(Some(MetricOnset::NotFound {
+                reason: "the attribution window is shorter than a millisecond".into(),
+            }));
+        }
+        Around::Refused(e) => {
             return Ok(Some(MetricOnset::NotFound {
                 reason: format!("Prometheus refused `{}`: {e}", metric.query),
             }));
         }
-        Err(e) => return Err(e),
     };
     let chosen = series_of(&series, labels);
     let onset = onset_in(&metric, chosen, alert_start);
@@ -536,19 +531,46 @@ pub async fn read_service_metric(
     alert_start: DateTime<Utc>,
     window: Duration,
 ) -> Result<ServiceMetric, QueryFailure> {
-    let (end, span, step) = read_span(alert_start, window, Utc::now());
+    match read_around(prometheus, query, alert_start, window, Utc::now()).await? {
+        Around::Series(series) => Ok(service_metric_in(query, series.first(), alert_start)),
+        Around::ShortWindow | Around::Refused(_) => Ok(ServiceMetric::NoSeries),
+    }
+}
+
+/// What a range query of `query` around an alert ([`read_span`]) gave.
+enum Around {
+    /// Its series.
+    Series(Vec<Series>),
+    /// The window is shorter than a millisecond: nothing to read.
+    ShortWindow,
+    /// Prometheus refused the query itself.
+    Refused(QueryFailure),
+}
+
+/// `query` over [`read_span`] of an alert that started at `alert_start`, at `now`.
+///
+/// # Errors
+/// [`QueryFailure`] when Prometheus is unreachable or refuses for another reason than the
+/// query itself.
+async fn read_around(
+    prometheus: &Prometheus,
+    query: &str,
+    alert_start: DateTime<Utc>,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Result<Around, QueryFailure> {
+    let (end, span, step) = read_span(alert_start, window, now);
     let Ok(span) = Window::new(span) else {
-        return Ok(ServiceMetric::NoSeries);
+        return Ok(Around::ShortWindow);
     };
-    let series = match prometheus
+    match prometheus
         .range(query, SystemTime::from(end), span, step)
         .await
     {
-        Ok(s) => s,
-        Err(e) if e.is_bad_query() => return Ok(ServiceMetric::NoSeries),
-        Err(e) => return Err(e),
-    };
-    Ok(service_metric_in(query, series.first(), alert_start))
+        Ok(series) => Ok(Around::Series(series)),
+        Err(e) if e.is_bad_query() => Ok(Around::Refused(e)),
+        Err(e) => Err(e),
+    }
 }
 
 /// [`read_service_metric`]'s reading of a range query's first series.

@@ -23,6 +23,7 @@
 //! is attributed to that run and to no deployment.
 
 use crate::model::{self, Weights};
+use crate::symptom::{self, Symptoms};
 use chrono::{DateTime, Duration, Utc};
 use deploygraph_model::redact::{REDACTED, is_secret_path, split_words};
 use deploygraph_model::{
@@ -758,6 +759,11 @@ pub struct AlertTime<'a> {
     pub onset: Option<&'a MetricOnset>,
     /// The services' health metrics, by service name.
     pub services: Option<&'a BTreeMap<String, ServiceMetric>>,
+    /// The alert's name, for the reasons.
+    pub name: Option<&'a str>,
+    /// The specific symptoms it names ([`symptom::of_alert`]), for the reasons: read by the
+    /// SRE, not weighed by the model ([`symptom_reason`]).
+    pub symptoms: Symptoms,
 }
 
 impl<'a> AlertTime<'a> {
@@ -767,6 +773,12 @@ impl<'a> AlertTime<'a> {
             start: alert.starts_at,
             onset: alert.onset.as_ref(),
             services: alert.service_metrics.as_ref(),
+            name: Some(&alert.name),
+            symptoms: symptom::of_alert(
+                &alert.name,
+                alert.summary.as_deref(),
+                alert.labels.get("reason").map(String::as_str),
+            ),
         }
     }
 
@@ -782,6 +794,8 @@ impl From<DateTime<Utc>> for AlertTime<'_> {
             start,
             onset: None,
             services: None,
+            name: None,
+            symptoms: Symptoms::NONE,
         }
     }
 }
@@ -1110,6 +1124,45 @@ pub fn reasons(candidate: &Candidate, features: &Features, delta: Duration) -> V
     out
 }
 
+/// How the candidate's change stands against the specific symptom the alert names, in words
+/// (`ContainerOOMKilled names memory, crashing or unready pods: resources.limits.memory 1Gi →
+/// 512Mi can cause that`); nothing when the alert names no specific symptom or the change says
+/// nothing about it.
+///
+/// A pointer for the SRE, not evidence the model weighs: as two features (fits, misfits) the
+/// fit gave them weights near zero and the held-out benchmark the same top-1 (the benchmark's
+/// generators name specific symptoms on about one alert in ten, one of them at random;
+/// `docs/benchmarks.md`), so the probabilities do not depend on it.
+pub fn symptom_reason(when: AlertTime<'_>, candidate: &Candidate) -> Option<String> {
+    let name = when.name.unwrap_or("the alert");
+    match symptom::fit(when.symptoms, &candidate.changes) {
+        symptom::Fit::Silent => None,
+        symptom::Fit::Fits { key, shared } => {
+            let change = candidate
+                .changes
+                .keys
+                .iter()
+                .find(|k| k.path == key)
+                .map_or(key.clone(), |k| {
+                    format!(
+                        "{} {} → {}",
+                        k.path,
+                        truncate(k.before.as_deref()),
+                        truncate(k.after.as_deref())
+                    )
+                });
+            Some(format!(
+                "{name} names {}: {change} can cause that",
+                shared.words()
+            ))
+        }
+        symptom::Fit::Misfits => Some(format!(
+            "{name} names {}: none of the keys it changed can cause that",
+            when.symptoms.words()
+        )),
+    }
+}
+
 /// `text`, cut to `max` characters with an ellipsis.
 fn clip(text: &str, max: usize) -> String {
     if text.chars().count() > max {
@@ -1211,6 +1264,7 @@ pub fn attribute_with<'a>(
                 let mut words = reasons(c, f, *delta);
                 words.extend(onset_reason(c, alert_start, when.onset));
                 words.extend(service_metric_reasons(when, c, candidates));
+                words.extend(symptom_reason(when, c));
                 words
             },
         })
@@ -1311,6 +1365,8 @@ mod tests {
             start: at(0),
             onset: None,
             services: Some(&metrics),
+            name: None,
+            symptoms: Symptoms::NONE,
         };
         // api's own metric rose while it rolled out: near, and nothing below rose first.
         let f = features(when, &api, &all, Duration::minutes(18));
@@ -1351,6 +1407,8 @@ mod tests {
                 start: at(0),
                 onset: None,
                 services: unread,
+                name: None,
+                symptoms: Symptoms::NONE,
             };
             let f = features(when, &api, &all, Duration::minutes(18));
             assert_eq!(
@@ -1402,6 +1460,8 @@ mod tests {
             start: at(0),
             onset: Some(&onset),
             services: None,
+            name: None,
+            symptoms: Symptoms::NONE,
         };
         // The metric began to move while `early` rolled out (from -21 to -19).
         let f = features(when, &early, &all, Duration::minutes(19));
@@ -1467,6 +1527,8 @@ mod tests {
             start: at(0),
             onset: Some(&none),
             services: None,
+            name: None,
+            symptoms: Symptoms::NONE,
         };
         let n = features(when_none, &late, &all, Duration::minutes(8));
         assert_eq!(n.to_array(), h.to_array());
@@ -1504,6 +1566,91 @@ mod tests {
         assert!(
             (suspects[0].confidence_score - suspects[1].confidence_score).abs() < 0.1,
             "{suspects:?}"
+        );
+    }
+
+    #[test]
+    fn an_alert_s_symptom_points_at_the_key_that_can_cause_it() {
+        let memory = "spec.template.spec.containers[0].resources.limits.memory";
+        let mut cut = candidate("cut", -20);
+        cut.changes = ChangeSummary {
+            keys: vec![key(memory, "1Gi", "512Mi")],
+            ..ChangeSummary::default()
+        };
+        let mut pool = candidate("pool", -10);
+        pool.changes = ChangeSummary {
+            keys: vec![key("values.redis.pool.size", "50", "10")],
+            ..ChangeSummary::default()
+        };
+        let mut image = candidate("image", -5);
+        image.changes.image = Some(("api:1".into(), "api:2".into()));
+        let all = vec![cut.clone(), pool.clone(), image.clone()];
+        let name = "ContainerOOMKilled";
+        let when = AlertTime {
+            name: Some(name),
+            symptoms: symptom::of_alert(name, None, None),
+            ..AlertTime::from(at(0))
+        };
+        assert_eq!(
+            symptom_reason(when, &cut).as_deref(),
+            Some(
+                "ContainerOOMKilled names memory, crashing or unready pods: \
+                 spec.template.spec.containers[0].resources.limits.memory 1Gi → 512Mi can cause that"
+            )
+        );
+        assert_eq!(
+            symptom_reason(when, &pool).as_deref(),
+            Some(
+                "ContainerOOMKilled names memory, crashing or unready pods: none of the keys it \
+                 changed can cause that"
+            )
+        );
+        // New code can break in any way: nothing either way.
+        assert_eq!(symptom_reason(when, &image), None);
+        // A raised limit cannot starve the container.
+        let mut raised = cut.clone();
+        raised.changes.keys = vec![key(memory, "512Mi", "1Gi")];
+        assert!(
+            symptom_reason(when, &raised).is_some_and(|r| r.contains("none of the keys")),
+            "{:?}",
+            symptom_reason(when, &raised)
+        );
+        // An alert that names only errors says nothing about any of them.
+        let generic = AlertTime {
+            name: Some("HTTP5xxRatioHigh"),
+            symptoms: symptom::of_alert("HTTP5xxRatioHigh", None, None),
+            ..AlertTime::from(at(0))
+        };
+        for c in &all {
+            assert_eq!(symptom_reason(generic, c), None);
+        }
+        // The reason is among the suspect's reasons; the probabilities do not depend on it.
+        let settings = Settings {
+            floor: 0.0,
+            ..Settings::default()
+        };
+        let suspects = |w: AlertTime<'_>| {
+            let Attribution::Deployments { suspects, .. } = attribute(w, &all, &[], &settings)
+            else {
+                panic!("no chaos here");
+            };
+            suspects
+        };
+        let (named, plain) = (suspects(when), suspects(generic));
+        let cut_named = named
+            .iter()
+            .find(|s| s.deployment == cut.deployment)
+            .expect("cut is a suspect");
+        assert!(
+            cut_named
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("ContainerOOMKilled names memory")),
+            "{cut_named:?}"
+        );
+        assert_eq!(
+            named.iter().map(|s| s.confidence_score).collect::<Vec<_>>(),
+            plain.iter().map(|s| s.confidence_score).collect::<Vec<_>>()
         );
     }
 

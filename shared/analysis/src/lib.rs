@@ -15,5 +15,6 @@ pub mod factors;
 pub mod model;
 pub mod pipeline;
 pub mod report;
+pub mod symptom;
 pub mod timeline;
 pub mod views;

@@ -318,6 +318,92 @@ async fn a_deployment_reported_after_its_alert_is_attributed(store: Arc<dyn Grap
     }
 }
 
+/// An alert whose name says what broke (`KubeContainerTerminated` with kube-state-metrics'
+/// reason label `OOMKilled`) points the SRE at the change whose key can break it: the memory
+/// limit cut's reasons say it can, the pool-size change's that it cannot; an alert that names
+/// only errors says nothing of symptoms, and the probabilities are the same under both.
+async fn an_alert_s_symptom_points_at_the_key_that_can_cause_it(store: Arc<dyn GraphStore>) {
+    let app = app(&store);
+    let memory = "spec.template.spec.containers[0].resources.limits.memory";
+    // The same two changes on two services; one service's alert names its symptom.
+    let mut seen = Vec::new();
+    for (seed, oom) in [(6, true), (8, false)] {
+        let svc = unique(if oom { "oom" } else { "errors" });
+        let cut_body = deployment(
+            &svc,
+            -30,
+            seed,
+            "succeeded",
+            json!([{"path": memory, "kind": "resources", "before": "1Gi", "after": "512Mi"}]),
+        );
+        let cut = record(&app, &cut_body).await;
+        // The same image: only the pool size changed.
+        let mut pool_body = deployment(
+            &svc,
+            -12,
+            seed + 1,
+            "succeeded",
+            json!([{"path": "values.redis.pool.size", "kind": "value", "before": "50", "after": "10"}]),
+        );
+        pool_body["images"] = cut_body["images"].clone();
+        let pool = record(&app, &pool_body).await;
+        let fp = unique("fp");
+        let mut alert = am_alert(&fp, &svc, 0, None);
+        if oom {
+            alert["labels"]["alertname"] = json!("KubeContainerTerminated");
+            alert["labels"]["reason"] = json!("OOMKilled");
+            alert["annotations"]["summary"] = json!(format!("a container of {svc} was terminated"));
+        }
+        let (status, out) = post(&app, "/v1/alerts/alertmanager", &webhook(vec![alert])).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        let (status, view) = get(&app, &format!("/v1/alerts/{fp}/suspects")).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        let of = |uid: &str| -> (f64, Vec<String>) {
+            let s = view["suspects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["deployment"]["uid"] == uid)
+                .unwrap_or_else(|| panic!("{uid} is a suspect: {view}"));
+            let reasons = s["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect();
+            (s["confidence_score"].as_f64().unwrap(), reasons)
+        };
+        seen.push((of(&cut), of(&pool)));
+    }
+    let [
+        ((cut_oom, cut_said), (pool_oom, pool_said)),
+        ((cut_errors, cut_plain), (pool_errors, pool_plain)),
+    ] = <[_; 2]>::try_from(seen).unwrap();
+    assert_eq!((cut_oom, pool_oom), (cut_errors, pool_errors));
+    assert!(
+        cut_said.contains(&format!(
+            "KubeContainerTerminated names memory, crashing or unready pods: {memory} 1Gi → 512Mi can cause that"
+        )),
+        "{cut_said:?}"
+    );
+    assert!(
+        pool_said.contains(
+            &"KubeContainerTerminated names memory, crashing or unready pods: none of the keys \
+              it changed can cause that"
+                .to_owned()
+        ),
+        "{pool_said:?}"
+    );
+    // An alert that names only errors says nothing of symptoms.
+    assert!(
+        !cut_plain
+            .iter()
+            .chain(&pool_plain)
+            .any(|r| r.contains(" names ")),
+        "{cut_plain:?} {pool_plain:?}"
+    );
+}
+
 async fn chaos_in_progress_takes_the_blame(store: Arc<dyn GraphStore>) {
     let app = app(&store);
     let svc = unique("chaos");
@@ -763,6 +849,7 @@ deploygraph_store::both_stores!(
     webhook_intake_dedupes_resolves_and_refuses_bad_input,
     suspects_rank_recent_deployments_and_dependencies,
     a_deployment_reported_after_its_alert_is_attributed,
+    an_alert_s_symptom_points_at_the_key_that_can_cause_it,
     chaos_in_progress_takes_the_blame,
     timeline_factors_dora_and_report,
     an_alert_storm_names_the_alerts_a_shared_dependency_explains,

@@ -18,7 +18,9 @@
 //!   (seeds from 4,000,000, a third, first read with the metric onset evidence), `rollout`
 //!   (seeds from 5,000,000, a fourth, first read with the onset placed against each
 //!   candidate's whole rollout), `health` (seeds from 6,000,000, a fifth, first read with the
-//!   services' health metrics) or `dev` (seeds from 0, for working on the ranking). Tune on
+//!   services' health metrics), `symptoms` (seeds from 7,000,000, a sixth, first read with the
+//!   alerts' symptoms against the changed keys) or `dev` (seeds from 0, for working on the
+//!   ranking). Tune on
 //!   `dev`, report on the held-out ranges.
 //! - `BENCH_INCIDENTS` (400): incidents in all per generator, split evenly over the kinds the
 //!   API can record.
@@ -71,6 +73,8 @@ const ONSET_BASE: u64 = 4_000_000;
 const ROLLOUT_BASE: u64 = 5_000_000;
 /// A fifth held-out range, first read with the model that reads the services' health metrics.
 const HEALTH_BASE: u64 = 6_000_000;
+/// A sixth held-out range, first read with the alerts' symptoms against the changed keys.
+const SYMPTOMS_BASE: u64 = 7_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -426,10 +430,11 @@ async fn main() {
         "onset" => ONSET_BASE,
         "rollout" => ROLLOUT_BASE,
         "health" => HEALTH_BASE,
+        "symptoms" => SYMPTOMS_BASE,
         "" | "heldout" => HELDOUT_BASE,
         other => {
             panic!(
-                "BENCH_SEEDS must be heldout, fresh, onset, rollout, health or dev, not {other:?}"
+                "BENCH_SEEDS must be heldout, fresh, onset, rollout, health, symptoms or dev, not {other:?}"
             )
         }
     };

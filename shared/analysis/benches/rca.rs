@@ -296,6 +296,19 @@ impl GraphStore for Timed {
         )
         .await
     }
+    async fn defer_revisit(
+        &self,
+        alert: &Uid,
+        claimed: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> deploygraph_store::Result<()> {
+        self.time(
+            "defer_revisit",
+            self.inner.defer_revisit(alert, claimed, until, now),
+        )
+        .await
+    }
     async fn enqueue_revisits(
         &self,
         alerts: &[Uid],

@@ -10,7 +10,9 @@
 //!   it, on its service and on the services that depend on it, are re-attributed; so are they
 //!   after a new canary verdict about it (the store enqueues the deployment's follow-up);
 //! - after a new change that is not a rollout, the alerts in the window after it, on its
-//!   services and on the services that depend on them, are re-attributed.
+//!   services and on the services that depend on them, are re-attributed;
+//! - an alert whose attribution could not read its metric onset or its services' health yet is
+//!   revisited later by itself: a revisit deferred in the store ([`read_again_at`]).
 //!
 //! Work is bounded: one claimer fills a bounded queue from the store and a fixed number of
 //! workers drain it. When the queue is full, follow-ups stay pending in the store and are
@@ -51,6 +53,13 @@ pub struct PipelineConfig {
     pub max_attempts: u32,
     /// Attribution's window, floor and depth.
     pub attribution: Settings,
+    /// What an alert's attribution could not read yet (its metric shows no break yet in the
+    /// minutes after the alert, a rule without `for:` firing as its metric moves; Prometheus did
+    /// not answer) is read again by a revisit deferred by this long at first, then by half the
+    /// alert's age ([`read_again_at`]) …
+    pub read_again: Duration,
+    /// … until the alert is this old: then what was read stands.
+    pub read_again_until: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -63,6 +72,8 @@ impl Default for PipelineConfig {
             snapshot_max_age: Duration::from_secs(600),
             max_attempts: 5,
             attribution: Settings::default(),
+            read_again: Duration::from_secs(60),
+            read_again_until: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -82,8 +93,9 @@ pub trait Snapshots: Send + Sync {
 #[async_trait]
 pub trait Onsets: Send + Sync {
     /// The onset of `alert`'s metric over `window` before it; `None` when it cannot be read
-    /// now (the metrics source did not answer): it is asked again when the alert is next
-    /// attributed.
+    /// now (the metrics source did not answer, the metric shows no break yet): it is asked
+    /// again when the alert is next attributed, by a revisit deferred for it at the latest
+    /// ([`PipelineConfig::read_again`]).
     async fn onset(
         &self,
         alert: &deploygraph_model::Alert,
@@ -97,8 +109,7 @@ pub trait Onsets: Send + Sync {
     }
 
     /// What the health metric of each of `services` (by name) did over `window` before
-    /// `alert`; `None` when they cannot be read now (asked again when the alert is next
-    /// attributed).
+    /// `alert`; `None` when they cannot be read now (asked again as [`Onsets::onset`] is).
     async fn services(
         &self,
         _alert: &deploygraph_model::Alert,
@@ -439,18 +450,29 @@ impl Pipeline {
     async fn process_one(&self, follow_up: &FollowUp) -> (Outcome, Vec<Uid>) {
         let inner = &self.inner;
         let mut revisits = Vec::new();
+        // When the alert's attribution is to be done again, to read what it could not yet.
+        let mut read_again: Option<DateTime<Utc>> = None;
         // Whether the subject is stored, keeping the alerts a revisit was enqueued for.
         let mut stored = |enqueued: Option<Vec<Uid>>| {
             let found = enqueued.is_some();
             revisits = enqueued.unwrap_or_default();
             found
         };
+        let mut attributed = |done: Option<Attributed>| {
+            stored(done.map(|d| {
+                read_again = d.read_again;
+                d.revisits
+            }))
+        };
         let result = match follow_up.kind {
             FollowUpKind::Alert => self
                 .attribute_new(&follow_up.subject, follow_up.enqueued_at)
                 .await
-                .map(&mut stored),
-            FollowUpKind::Revisit => self.attribute(&follow_up.subject).await.map(&mut stored),
+                .map(&mut attributed),
+            FollowUpKind::Revisit => self
+                .attribute(&follow_up.subject)
+                .await
+                .map(&mut attributed),
             FollowUpKind::Deployment => self
                 .after_deployment(&follow_up.subject, follow_up.enqueued_at)
                 .await
@@ -469,15 +491,36 @@ impl Pipeline {
                 Outcome::Failed
             }
         };
-        if outcome != Outcome::Failed
-            && let Err(e) = inner
-                .store
-                .finish_follow_up(follow_up.kind, &follow_up.subject, follow_up.enqueued_at)
-                .await
-        {
-            // Done but not removed: done again when its lease ends (both follow-ups are
-            // idempotent).
-            tracing::warn!(follow_up.subject = %follow_up.subject, error.message = %e, "finishing a follow-up failed");
+        if outcome != Outcome::Failed {
+            let deferred_this = follow_up.kind == FollowUpKind::Revisit && read_again.is_some();
+            if !deferred_this
+                && let Err(e) = inner
+                    .store
+                    .finish_follow_up(follow_up.kind, &follow_up.subject, follow_up.enqueued_at)
+                    .await
+            {
+                // Done but not removed: done again when its lease ends (both follow-ups are
+                // idempotent).
+                tracing::warn!(follow_up.subject = %follow_up.subject, error.message = %e, "finishing a follow-up failed");
+            }
+            if let Some(until) = read_again {
+                // A revisit finishes by being deferred; a first attribution leaves one behind.
+                let claimed = deferred_this.then_some(follow_up.enqueued_at);
+                match inner
+                    .store
+                    .defer_revisit(&follow_up.subject, claimed, until, Utc::now())
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::debug!(alert.uid = %follow_up.subject, until = %until, "the alert's attribution is done again later, to read what it could not yet");
+                    }
+                    // Not deferred: a claimed revisit is done again when its lease ends; after
+                    // a first attribution, at the alert's next revisit.
+                    Err(e) => {
+                        tracing::warn!(alert.uid = %follow_up.subject, error.message = %e, "deferring the alert's revisit failed");
+                    }
+                }
+            }
         }
         if !revisits.is_empty() {
             self.wake();
@@ -488,14 +531,16 @@ impl Pipeline {
 
     /// Reads and records the alert's metric onset when it has none yet and an onset source is
     /// configured, and the health metrics of the services around it when the source reads them
-    /// and they were not read yet (what cannot be read now is asked for again next time).
+    /// and they were not read yet. What cannot be read now is asked for again: when the alert
+    /// is next attributed, at the latest at the time returned ([`read_again_at`]).
     async fn read_onset(
         &self,
         alert: &mut deploygraph_model::Alert,
-    ) -> deploygraph_store::Result<()> {
+    ) -> deploygraph_store::Result<Option<DateTime<Utc>>> {
         let Some(onsets) = &self.inner.onsets else {
-            return Ok(());
+            return Ok(None);
         };
+        let mut unread = false;
         let window = self.inner.config.attribution.window;
         if alert.onset.is_none()
             && let Some(onset) = onsets.onset(alert, window).await
@@ -503,6 +548,7 @@ impl Pipeline {
             self.inner.store.set_alert_onset(&alert.uid, &onset).await?;
             alert.onset = Some(onset);
         }
+        unread |= alert.onset.is_none();
         if onsets.reads_services() && alert.service_metrics.is_none() {
             // The alert's services and their dependencies as the attribution reaches them,
             // nearest first (one topology read per hop).
@@ -520,28 +566,44 @@ impl Pipeline {
             }
             names.truncate(SERVICE_METRICS_LIMIT);
             // Without a known service there is nothing to read yet (asked again next time).
-            if !names.is_empty()
-                && let Some(read) = onsets.services(alert, &names, window).await
-            {
-                store.set_alert_service_metrics(&alert.uid, &read).await?;
-                alert.service_metrics = Some(read);
+            if !names.is_empty() {
+                match onsets.services(alert, &names, window).await {
+                    Some(read) => {
+                        store.set_alert_service_metrics(&alert.uid, &read).await?;
+                        alert.service_metrics = Some(read);
+                    }
+                    None => unread = true,
+                }
             }
         }
-        Ok(())
+        let config = &self.inner.config;
+        Ok(unread
+            .then(|| {
+                read_again_at(
+                    alert.starts_at,
+                    Utc::now(),
+                    config.read_again,
+                    config.read_again_until,
+                )
+            })
+            .flatten())
     }
 
     /// Attributes the alert again: the later alerts whose revisit it enqueued (when what it
     /// blames changed), `None` when it is not stored.
-    async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<Option<Vec<Uid>>> {
+    async fn attribute(&self, alert: &Uid) -> deploygraph_store::Result<Option<Attributed>> {
         let store = self.inner.store.as_ref();
         let Some(mut alert) = store.get_alert(alert).await? else {
             return Ok(None);
         };
-        self.read_onset(&mut alert).await?;
+        let read_again = self.read_onset(&mut alert).await?;
         let (_, later) =
             engine::reattribute_alert(store, &alert, &self.inner.config.attribution, Utc::now())
                 .await?;
-        Ok(Some(later))
+        Ok(Some(Attributed {
+            revisits: later,
+            read_again,
+        }))
     }
 
     /// Attributes a new alert (`recorded` when its follow-up was enqueued), then enqueues the
@@ -551,12 +613,12 @@ impl Pipeline {
         &self,
         alert: &Uid,
         recorded: DateTime<Utc>,
-    ) -> deploygraph_store::Result<Option<Vec<Uid>>> {
+    ) -> deploygraph_store::Result<Option<Attributed>> {
         let store = self.inner.store.as_ref();
         let Some(mut alert) = store.get_alert(alert).await? else {
             return Ok(None);
         };
-        self.read_onset(&mut alert).await?;
+        let read_again = self.read_onset(&mut alert).await?;
         let settings = &self.inner.config.attribution;
         let engine::Stored {
             mut around, later, ..
@@ -587,7 +649,10 @@ impl Pipeline {
                 revisits.push(uid);
             }
         }
-        Ok(Some(revisits))
+        Ok(Some(Attributed {
+            revisits,
+            read_again,
+        }))
     }
 
     /// Snapshot (new deployments recorded moments ago) and re-attribution after a deployment:
@@ -667,6 +732,35 @@ impl Pipeline {
 /// fsync, a Bolt round trip), with room for a loaded machine. A neighbour attributed sooner is
 /// revisited, which costs one more attribution and is never wrong.
 const FRESH_AFTER: chrono::Duration = chrono::Duration::seconds(10);
+
+/// An alert attributed by a follow-up.
+struct Attributed {
+    /// The alerts whose revisit it enqueued.
+    revisits: Vec<Uid>,
+    /// When to attribute it again, to read what could not be read yet.
+    read_again: Option<DateTime<Utc>>,
+}
+
+/// When an alert that started at `start`, whose attribution could not read everything at `now`,
+/// is attributed again: after `first`, or half the alert's age when longer (an onset that is not
+/// there a minute after the alert may show a few minutes later; a Prometheus that is down is
+/// asked less often), never later than `until` after the alert's start; `None` when the alert
+/// is that old already.
+#[must_use]
+pub fn read_again_at(
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    first: Duration,
+    until: Duration,
+) -> Option<DateTime<Utc>> {
+    let last = start + chrono::Duration::from_std(until).ok()?;
+    if now >= last {
+        return None;
+    }
+    let first = chrono::Duration::from_std(first).ok()?;
+    let half_age = (now - start) / 2;
+    Some((now + first.max(half_age)).min(last))
+}
 
 fn lease(config: &PipelineConfig) -> chrono::Duration {
     chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60))

@@ -142,6 +142,7 @@ pub struct Metrics {
     follow_ups_queued: Gauge,
     follow_ups_pending: Family<FollowUpLabels, Gauge>,
     follow_ups_oldest: Gauge<f64, AtomicU64>,
+    follow_ups_deferred: Gauge,
     follow_ups_done: Family<FollowUpOutcomeLabels, Counter>,
     shed: Family<BudgetLabels, Counter>,
     timeouts: Counter,
@@ -208,7 +209,7 @@ impl Metrics {
         let alert_onsets = Family::<OnsetLabels, Counter>::default();
         registry.register(
             "alert_onsets",
-            "Alert metric onsets read from Prometheus before attribution, by outcome (found, not_found: read but no onset, too_early: no break yet in the minutes after the alert, unavailable: Prometheus did not answer; the last two are asked again when the alert is next attributed)",
+            "Alert metric onsets read from Prometheus before attribution, by outcome (found, not_found: read but no onset, too_early: no break yet in the minutes after the alert, unavailable: Prometheus did not answer; the last two are asked again when the alert is next attributed, by a revisit deferred for it at the latest)",
             alert_onsets.clone(),
         );
         let service_metric_reads = Family::<OnsetLabels, Counter>::default();
@@ -266,6 +267,12 @@ impl Metrics {
             "follow_ups_oldest_age_seconds",
             "Age of the oldest pending follow-up in the store (0 when none is pending)",
             follow_ups_oldest.clone(),
+        );
+        let follow_ups_deferred = Gauge::default();
+        registry.register(
+            "follow_ups_deferred",
+            "Revisits of alerts deferred in the store, to read later what their attribution could not read yet (a metric that shows no break yet, a Prometheus that did not answer); not counted as pending",
+            follow_ups_deferred.clone(),
         );
         let follow_ups_done = Family::<FollowUpOutcomeLabels, Counter>::default();
         registry.register(
@@ -369,6 +376,7 @@ impl Metrics {
             follow_ups_queued,
             follow_ups_pending,
             follow_ups_oldest,
+            follow_ups_deferred,
             follow_ups_done,
             shed,
             timeouts,
@@ -612,6 +620,8 @@ impl Observer for Metrics {
             (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
         });
         self.follow_ups_oldest.set(age);
+        self.follow_ups_deferred
+            .set(i64::try_from(stats.deferred).unwrap_or(i64::MAX));
     }
 
     fn finished(&self, follow_up: &FollowUp, outcome: Outcome) {

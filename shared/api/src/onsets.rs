@@ -28,6 +28,11 @@ const SERVICE_READING_REUSE: Duration = Duration::from_secs(30);
 /// How many services' readings are kept for reuse.
 const SERVICE_READINGS_KEPT: u64 = 4_096;
 
+/// After Prometheus did not answer, how long reads are not tried (answered as unavailable at
+/// once): an alert storm while Prometheus is down, each alert's attribution read again by its
+/// deferred revisits, would otherwise hold the follow-up workers for each read's timeout.
+const UNAVAILABLE_PAUSE: Duration = Duration::from_secs(30);
+
 /// What a reading depends on: the query (with the service's name in it), the alert's start
 /// and the window.
 type ReadingKey = (String, DateTime<Utc>, Duration);
@@ -42,6 +47,8 @@ pub struct PrometheusOnsets {
     /// Recent readings, and readings under way: alerts asking for the same reading at once
     /// share one query; a failed query is not kept.
     readings: Cache<ReadingKey, ServiceMetric>,
+    /// Until when reads are not tried, after Prometheus did not answer ([`UNAVAILABLE_PAUSE`]).
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl PrometheusOnsets {
@@ -55,6 +62,7 @@ impl PrometheusOnsets {
                 .max_capacity(SERVICE_READINGS_KEPT)
                 .time_to_live(SERVICE_READING_REUSE)
                 .build(),
+            paused_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -82,6 +90,22 @@ impl PrometheusOnsets {
         reading
     }
 
+    /// Whether reads are paused: Prometheus did not answer moments ago.
+    fn paused(&self) -> bool {
+        let now = std::time::Instant::now();
+        self.paused_until
+            .lock()
+            .map(|until| until.is_some_and(|u| now < u))
+            .unwrap_or(false)
+    }
+
+    /// Prometheus did not answer: reads are paused for [`UNAVAILABLE_PAUSE`].
+    fn pause(&self) {
+        if let Ok(mut until) = self.paused_until.lock() {
+            *until = Some(std::time::Instant::now() + UNAVAILABLE_PAUSE);
+        }
+    }
+
     /// Also reads the health metric of each service around an alert: `template` with
     /// `$service` for the service's name (one series whose rise means harm).
     #[must_use]
@@ -95,6 +119,10 @@ impl PrometheusOnsets {
 impl Onsets for PrometheusOnsets {
     async fn onset(&self, alert: &Alert, window: chrono::Duration) -> Option<MetricOnset> {
         let window = window.to_std().ok()?;
+        if self.paused() {
+            self.metrics.alert_onset("unavailable");
+            return None;
+        }
         match read_onset(
             &self.prometheus,
             alert.generator_url.as_deref(),
@@ -113,13 +141,15 @@ impl Onsets for PrometheusOnsets {
                 Some(onset)
             }
             Ok(None) => {
-                // No break yet, minutes after the alert: read again when it is next attributed.
+                // No break yet, minutes after the alert: read again when it is next attributed (a
+                // revisit is deferred for it).
                 self.metrics.alert_onset("too_early");
                 None
             }
             Err(e) => {
                 tracing::warn!(alert.uid = %alert.uid, error.message = %e, "reading the alert's metric onset failed; it is read again when the alert is next attributed");
                 self.metrics.alert_onset("unavailable");
+                self.pause();
                 None
             }
         }
@@ -137,6 +167,10 @@ impl Onsets for PrometheusOnsets {
     ) -> Option<BTreeMap<String, ServiceMetric>> {
         let template = self.service_template.as_deref()?;
         let window = window.to_std().ok()?;
+        if self.paused() {
+            self.metrics.service_metric_read("unavailable");
+            return None;
+        }
         let mut reads = Vec::with_capacity(services.len());
         for chunk in services.chunks(SERVICE_READS_AT_ONCE) {
             let mut batch = Vec::with_capacity(chunk.len());
@@ -163,10 +197,66 @@ impl Onsets for PrometheusOnsets {
                 Err(e) => {
                     tracing::warn!(alert.uid = %alert.uid, service = %service, error.message = %e, "reading a service's health metric failed; the alert's services are read again when it is next attributed");
                     self.metrics.service_metric_read("unavailable");
+                    self.pause();
                     return None;
                 }
             }
         }
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use deploygraph_canary::prometheus::PrometheusConfig;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A Prometheus that accepts connections and never answers: every read times out.
+    async fn silent_prometheus() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (url, connections)
+    }
+
+    #[tokio::test]
+    async fn after_prometheus_did_not_answer_reads_pause_instead_of_waiting_again() {
+        let (url, connections) = silent_prometheus().await;
+        let mut config = PrometheusConfig::new(&url).unwrap();
+        config.timeout = Duration::from_millis(300);
+        let onsets =
+            PrometheusOnsets::new(Prometheus::new(config).unwrap(), Arc::new(Metrics::new()))
+                .with_service_template(Some("up{service=\"$service\"}".into()));
+        let mut alert = Alert::test("fp-pause", "api", 0);
+        alert.generator_url =
+            Some("http://prometheus/graph?g0.expr=rate%28errors%5B5m%5D%29+%3E+1".into());
+        let window = chrono::Duration::minutes(60);
+        assert_eq!(onsets.onset(&alert, window).await, None);
+        let tried = connections.load(Ordering::SeqCst);
+        assert!(tried >= 1, "the first read went to Prometheus");
+        // Within the pause: answered as unavailable without a query.
+        assert_eq!(onsets.onset(&alert, window).await, None);
+        assert_eq!(
+            onsets
+                .services(&alert, &["api".to_owned(), "db".to_owned()], window)
+                .await,
+            None
+        );
+        assert_eq!(connections.load(Ordering::SeqCst), tried);
+        // After the pause, Prometheus is asked again.
+        *onsets.paused_until.lock().unwrap() = Some(std::time::Instant::now());
+        assert_eq!(onsets.onset(&alert, window).await, None);
+        assert!(connections.load(Ordering::SeqCst) > tried);
     }
 }

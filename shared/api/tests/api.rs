@@ -851,6 +851,15 @@ impl GraphStore for DownStore {
     ) -> deploygraph_store::Result<deploygraph_store::FollowUpStats> {
         Err(down())
     }
+    async fn defer_revisit(
+        &self,
+        _: &Uid,
+        _: Option<DateTime<Utc>>,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> deploygraph_store::Result<()> {
+        Err(down())
+    }
     async fn enqueue_revisits(
         &self,
         _: &[Uid],

@@ -639,6 +639,15 @@ impl GraphStore for GatedStore {
     ) -> deploygraph_store::Result<deploygraph_store::FollowUpStats> {
         self.inner.follow_up_stats(subjects).await
     }
+    async fn defer_revisit(
+        &self,
+        alert: &Uid,
+        claimed: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> deploygraph_store::Result<()> {
+        self.inner.defer_revisit(alert, claimed, until, now).await
+    }
     async fn enqueue_revisits(
         &self,
         alerts: &[Uid],

@@ -419,3 +419,144 @@ async fn work_is_bounded_and_what_waits_stays_in_the_store_on_sqlite() {
     let (_dir, store) = deploygraph_store::testing::sqlite().await;
     work_is_bounded_and_what_waits_stays_in_the_store(store).await;
 }
+
+/// An onset source whose alerts' metric shows no break at an alert's first read (a rule
+/// without `for:` fires as its metric moves) and shows it from its second read on.
+#[derive(Default)]
+struct LateOnset {
+    reads: Mutex<Vec<Uid>>,
+}
+
+#[async_trait::async_trait]
+impl deploygraph_analysis::pipeline::Onsets for LateOnset {
+    async fn onset(
+        &self,
+        alert: &Alert,
+        _: chrono::Duration,
+    ) -> Option<deploygraph_model::MetricOnset> {
+        let read_before = {
+            let mut reads = self.reads.lock().unwrap();
+            let before = reads.contains(&alert.uid);
+            reads.push(alert.uid.clone());
+            before
+        };
+        read_before.then(|| deploygraph_model::MetricOnset::Found {
+            at: alert.starts_at - chrono::Duration::minutes(3),
+            query: "sum(rate(errors[5m]))".into(),
+            before: 0.01,
+            at_alert: 0.2,
+        })
+    }
+}
+
+/// An alert whose metric onset cannot be read yet at its first attribution is attributed again
+/// by a deferred revisit, which reads it; meanwhile the alert is not shown as pending, and its
+/// follow-ups end with the onset stored. An alert older than the span is not deferred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_onset_not_there_yet_is_read_again_by_a_deferred_revisit() {
+    let (_dir, store) = deploygraph_store::testing::sqlite().await;
+    let fresh = {
+        let mut a = Alert::test(&unique("fp"), &unique("late"), 0);
+        a.starts_at = chrono::Utc::now() - chrono::Duration::seconds(5);
+        a.uid = Alert::uid_for(&a.fingerprint, &a.starts_at);
+        a
+    };
+    // Twenty minutes old: past the span, so what it could not read stands.
+    let old = {
+        let mut a = Alert::test(&unique("fp"), &unique("old"), 0);
+        a.starts_at = chrono::Utc::now() - chrono::Duration::minutes(20);
+        a.uid = Alert::uid_for(&a.fingerprint, &a.starts_at);
+        a
+    };
+    store
+        .record_alerts(vec![fresh.clone(), old.clone()])
+        .await
+        .unwrap();
+    let config = PipelineConfig {
+        poll: Duration::from_millis(100),
+        read_again: Duration::from_secs(2),
+        read_again_until: Duration::from_secs(10 * 60),
+        ..PipelineConfig::default()
+    };
+    let onsets = Arc::new(LateOnset::default());
+    let pipeline = Pipeline::builder(Arc::clone(&store), config)
+        .onsets(onsets.clone())
+        .build();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let stop = stop.clone();
+        let pipeline = pipeline.clone();
+        async move { pipeline.run(stop.cancelled_owned()).await }
+    });
+    let one = std::slice::from_ref(&fresh.uid);
+    // The first attribution is done, with no onset yet, and a revisit deferred.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = store.follow_up_stats(Some(one)).await.unwrap();
+        if stats.deferred == 1 && stats.total() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no deferred revisit: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        store.get_alert(&fresh.uid).await.unwrap().unwrap().onset,
+        None
+    );
+    // About two seconds later the revisit reads the onset, and nothing is left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alert = store.get_alert(&fresh.uid).await.unwrap().unwrap();
+        let stats = store.follow_up_stats(Some(one)).await.unwrap();
+        if alert.onset.is_some() && stats.deferred == 0 && stats.total() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the onset was not read again: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+    let old_stats = store
+        .follow_up_stats(Some(std::slice::from_ref(&old.uid)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (old_stats.total(), old_stats.deferred),
+        (0, 0),
+        "{old_stats:?}"
+    );
+    // The fresh alert read twice, the old one once: nothing read again for it.
+    let reads = onsets.reads.lock().unwrap().clone();
+    let count = |uid: &Uid| reads.iter().filter(|r| *r == uid).count();
+    assert_eq!((count(&fresh.uid), count(&old.uid)), (2, 1), "{reads:?}");
+}
+
+#[test]
+fn reads_again_after_the_first_delay_then_half_the_alert_s_age_until_the_span() {
+    use deploygraph_analysis::pipeline::read_again_at;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let m = chrono::Duration::minutes;
+    let (first, until) = (Duration::from_secs(60), Duration::from_secs(15 * 60));
+    assert_eq!(
+        read_again_at(start, start + m(0), first, until),
+        Some(start + m(1))
+    );
+    assert_eq!(
+        read_again_at(start, start + m(2), first, until),
+        Some(start + m(3))
+    );
+    assert_eq!(
+        read_again_at(start, start + m(8), first, until),
+        Some(start + m(12))
+    );
+    assert_eq!(
+        read_again_at(start, start + m(12), first, until),
+        Some(start + m(15))
+    );
+    assert_eq!(read_again_at(start, start + m(15), first, until), None);
+}

@@ -80,6 +80,9 @@ pub struct FollowUpStats {
     pub revisits: u64,
     /// When the oldest pending follow-up was enqueued.
     pub oldest: Option<DateTime<Utc>>,
+    /// Revisits deferred to a later time ([`crate::GraphStore::defer_revisit`]): not counted
+    /// above, since there is nothing to do about them yet.
+    pub deferred: u64,
 }
 
 impl FollowUpStats {

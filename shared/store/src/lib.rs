@@ -628,7 +628,32 @@ pub trait GraphStore: Send + Sync + 'static {
         enqueued_at: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// Pending follow-ups (all, or those about `subjects`), claimed or not.
+    /// Defers a revisit of `alert` until `until`: what it needs cannot be read yet (its metric
+    /// shows no break yet, Prometheus did not answer). `claimed` is the enqueue time of the
+    /// alert's revisit the caller claimed and is finishing this way (`None` when it holds none,
+    /// e.g. after the alert's first attribution):
+    /// - no revisit of the alert pending: one is written, claimable at `until`;
+    /// - the claimed one, not enqueued again since: it stays, claimable at `until`;
+    /// - the claimed one, enqueued again while it was being done: claimable at once (as
+    ///   [`Self::finish_follow_up`] leaves it);
+    /// - another one pending (`claimed` is `None`): left as it is (it runs sooner).
+    ///
+    /// A deferred revisit is claimable at once again when a revisit of the alert is enqueued
+    /// ([`Self::enqueue_revisits`]): newer facts are not held back. It is not counted as pending
+    /// by [`Self::follow_up_stats`] (but as `deferred`).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn defer_revisit(
+        &self,
+        alert: &Uid,
+        claimed: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Pending follow-ups (all, or those about `subjects`), claimed or not; revisits deferred
+    /// to a later time are counted apart ([`FollowUpStats::deferred`]).
     ///
     /// # Errors
     /// [`Error::Unavailable`].

@@ -1965,6 +1965,101 @@ async fn a_follow_up_enqueued_again_while_claimed_is_not_lost(store: Arc<dyn Gra
     );
 }
 
+/// A revisit deferred to read later what an attribution could not read yet: claimable at its
+/// time and not before, not counted as pending, claimable at once again when newer facts ask
+/// for a revisit; a claimed revisit enqueued again while it was being done is not deferred.
+async fn a_deferred_revisit_waits_for_its_time_unless_newer_facts_come(store: Arc<dyn GraphStore>) {
+    let alert = Alert::test(&unique("fp"), &unique("defer"), 10);
+    let one = std::slice::from_ref(&alert.uid);
+    store.record_alerts(vec![alert.clone()]).await.unwrap();
+    let now = Utc::now();
+    let first = store.claim_follow_ups(claim(one, 10, now)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    store
+        .finish_follow_up(first[0].kind, &first[0].subject, first[0].enqueued_at)
+        .await
+        .unwrap();
+    // After the first attribution: a revisit is written for later.
+    store
+        .defer_revisit(&alert.uid, None, now + Duration::minutes(10), now)
+        .await
+        .unwrap();
+    let stats = store.follow_up_stats(Some(one)).await.unwrap();
+    assert_eq!((stats.total(), stats.deferred), (0, 1), "{stats:?}");
+    assert!(
+        store
+            .claim_follow_ups(claim(one, 10, now))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = now + Duration::minutes(11);
+    let revisit = store.claim_follow_ups(claim(one, 10, later)).await.unwrap();
+    assert_eq!(
+        revisit.iter().map(|f| f.kind).collect::<Vec<_>>(),
+        vec![FollowUpKind::Revisit]
+    );
+    // The claimed revisit, still short of what it needs, is deferred again.
+    store
+        .defer_revisit(
+            &alert.uid,
+            Some(revisit[0].enqueued_at),
+            now + Duration::minutes(20),
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_follow_ups(claim(one, 10, now + Duration::minutes(12)))
+            .await
+            .unwrap()
+            .is_empty(),
+        "deferred past its lease"
+    );
+    assert_eq!(store.follow_up_stats(Some(one)).await.unwrap().deferred, 1);
+    // Newer facts ask for a revisit: claimable at once, counted as pending.
+    assert_eq!(
+        store.enqueue_revisits(one, now).await.unwrap(),
+        vec![alert.uid.clone()]
+    );
+    let stats = store.follow_up_stats(Some(one)).await.unwrap();
+    assert_eq!((stats.revisits, stats.deferred), (1, 0), "{stats:?}");
+    let revisit = store.claim_follow_ups(claim(one, 10, now)).await.unwrap();
+    assert_eq!(revisit.len(), 1);
+    // Enqueued again while it was being done: deferring it leaves it claimable at once.
+    store.enqueue_revisits(one, now).await.unwrap();
+    store
+        .defer_revisit(
+            &alert.uid,
+            Some(revisit[0].enqueued_at),
+            now + Duration::minutes(30),
+            now,
+        )
+        .await
+        .unwrap();
+    let again = store.claim_follow_ups(claim(one, 10, now)).await.unwrap();
+    assert_eq!(again.len(), 1, "claimable at once for the newer facts");
+    store
+        .finish_follow_up(again[0].kind, &again[0].subject, again[0].enqueued_at)
+        .await
+        .unwrap();
+    // Another revisit pending: a first attribution's deferral leaves it as it is.
+    store.enqueue_revisits(one, now).await.unwrap();
+    store
+        .defer_revisit(&alert.uid, None, now + Duration::minutes(30), now)
+        .await
+        .unwrap();
+    let pending = store.claim_follow_ups(claim(one, 10, now)).await.unwrap();
+    assert_eq!(pending.len(), 1, "the pending revisit runs sooner");
+    store
+        .finish_follow_up(pending[0].kind, &pending[0].subject, pending[0].enqueued_at)
+        .await
+        .unwrap();
+    let stats = store.follow_up_stats(Some(one)).await.unwrap();
+    assert_eq!((stats.total(), stats.deferred), (0, 0), "{stats:?}");
+}
+
 async fn revisits_skip_waiting_first_attributions_and_coalesce(store: Arc<dyn GraphStore>) {
     let service = unique("revisit");
     let waiting = Alert::test(&unique("fp"), &service, 10);
@@ -3753,6 +3848,7 @@ deploygraph_store::both_stores!(
     ingest_leaves_follow_ups_that_are_claimed_once_and_finished,
     a_follow_up_enqueued_again_while_claimed_is_not_lost,
     revisits_skip_waiting_first_attributions_and_coalesce,
+    a_deferred_revisit_waits_for_its_time_unless_newer_facts_come,
     concurrent_claimers_never_share_a_follow_up,
     concurrent_alert_and_deployment_storms_complete_without_errors,
     top_triggers_rank_like_the_attribution,

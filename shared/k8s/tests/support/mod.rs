@@ -220,6 +220,15 @@ impl GraphStore for FaultyStore {
     ) -> Result<deploygraph_store::FollowUpStats> {
         self.inner.follow_up_stats(subjects).await
     }
+    async fn defer_revisit(
+        &self,
+        alert: &Uid,
+        claimed: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.inner.defer_revisit(alert, claimed, until, now).await
+    }
     async fn enqueue_revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>> {
         self.inner.enqueue_revisits(alerts, now).await
     }

@@ -19,10 +19,12 @@ MERGE (f:FollowUp {uid: r.uid})
   ON CREATE SET f.kind = r.kind, f.subject = r.subject, f.enqueued_at_us = r.at,
                 f.claimable_at_us = 0, f.attempts = 0
   ON MATCH SET f.enqueued_at_us = CASE WHEN r.at > f.enqueued_at_us THEN r.at
-                                       ELSE f.enqueued_at_us + 1 END";
+                                       ELSE f.enqueued_at_us + 1 END,
+               f.claimable_at_us = CASE WHEN f.attempts = 0 THEN 0 ELSE f.claimable_at_us END";
 
 /// Enqueues follow-ups of `kind` about `subjects` inside the write's transaction. One already
-/// pending keeps its lease and gets a newer enqueue time (see [`Neo4jStore::finish`]).
+/// pending keeps its lease and gets a newer enqueue time (see [`Neo4jStore::finish`]); one
+/// deferred (not claimed, claimable later: [`DEFER_REVISIT`]) becomes claimable at once.
 pub(super) async fn enqueue<'a>(
     txn: &mut Txn,
     kind: FollowUpKind,
@@ -106,13 +108,33 @@ FOREACH (_ IN CASE WHEN waiting THEN [] ELSE [1] END |
     ON CREATE SET f.kind = r.kind, f.subject = r.subject, f.enqueued_at_us = r.at,
                   f.claimable_at_us = 0, f.attempts = 0
     ON MATCH SET f.enqueued_at_us = CASE WHEN r.at > f.enqueued_at_us THEN r.at
-                                         ELSE f.enqueued_at_us + 1 END)
+                                         ELSE f.enqueued_at_us + 1 END,
+                 f.claimable_at_us = CASE WHEN f.attempts = 0 THEN 0
+                                          ELSE f.claimable_at_us END)
 RETURN r.subject AS subject";
 
-/// Every pending follow-up, by kind (the metrics' gauges).
+/// Defers the revisit `$uid` until `$until` (see [`crate::GraphStore::defer_revisit`]): written
+/// when none is pending; when `$claimed` is the caller's claimed one, claimable at `$until`
+/// (or at once when it was enqueued again meanwhile); another pending one is left as it is.
+const DEFER_REVISIT: &str = "
+MERGE (f:FollowUp {uid: $uid})
+  ON CREATE SET f.kind = 'revisit', f.subject = $subject,
+                f.enqueued_at_us = coalesce($claimed, $now), f.claimable_at_us = $until,
+                f.attempts = 0
+SET f._lock = true
+REMOVE f._lock
+WITH f
+FOREACH (_ IN CASE WHEN $claimed IS NOT NULL AND f.enqueued_at_us = $claimed THEN [1] ELSE [] END |
+  SET f.claimable_at_us = $until, f.attempts = 0)
+FOREACH (_ IN CASE WHEN $claimed IS NOT NULL AND f.enqueued_at_us <> $claimed THEN [1] ELSE [] END |
+  SET f.claimable_at_us = 0, f.attempts = 0)
+RETURN f.uid AS uid";
+
+/// Every pending follow-up, by kind and whether it is deferred (the metrics' gauges).
 const STATS: &str = "
 MATCH (f:FollowUp)
-RETURN f.kind AS kind, count(f) AS n, min(f.enqueued_at_us) AS oldest";
+RETURN f.kind AS kind, f.attempts = 0 AND f.claimable_at_us > $now AS deferred,
+       count(f) AS n, min(f.enqueued_at_us) AS oldest";
 
 /// The pending follow-ups about `$subjects`, by kind: one seek of the `follow_up_subject` index
 /// per subject (a `$subjects IS NULL OR …` test in one query would make the planner scan every
@@ -120,7 +142,8 @@ RETURN f.kind AS kind, count(f) AS n, min(f.enqueued_at_us) AS oldest";
 const STATS_OF: &str = "
 MATCH (f:FollowUp)
 WHERE f.subject IN $subjects
-RETURN f.kind AS kind, count(f) AS n, min(f.enqueued_at_us) AS oldest";
+RETURN f.kind AS kind, f.attempts = 0 AND f.claimable_at_us > $now AS deferred,
+       count(f) AS n, min(f.enqueued_at_us) AS oldest";
 
 fn subjects_param(subjects: Option<&[Uid]>) -> BoltType {
     match subjects {
@@ -247,11 +270,39 @@ impl Neo4jStore {
         Ok(pending)
     }
 
+    pub(super) async fn defer_revisit(
+        &self,
+        alert: &Uid,
+        claimed: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let uid = node_uid(FollowUpKind::Revisit, alert.as_str());
+        let claimed: BoltType = match claimed {
+            Some(at) => at.timestamp_micros().into(),
+            None => BoltType::Null(neo4rs::BoltNull),
+        };
+        self.retried_rows(
+            || {
+                query(DEFER_REVISIT)
+                    .param("uid", uid.as_str())
+                    .param("subject", alert.as_str())
+                    .param("claimed", claimed.clone())
+                    .param("until", until.timestamp_micros())
+                    .param("now", now.timestamp_micros())
+            },
+            "defer a revisit",
+        )
+        .await?;
+        Ok(())
+    }
+
     pub(super) async fn stats(&self, subjects: Option<&[Uid]>) -> Result<FollowUpStats> {
         let stats = match subjects {
             Some(subjects) => query(STATS_OF).param("subjects", subjects_param(Some(subjects))),
             None => query(STATS),
-        };
+        }
+        .param("now", Utc::now().timestamp_micros());
         let rows = self.rows(stats, "count follow-ups").await?;
         let decode = decode_failed("count follow-ups");
         let mut stats = FollowUpStats::default();
@@ -261,6 +312,11 @@ impl Neo4jStore {
             let n: i64 = row.get("n").map_err(&decode)?;
             let oldest: Option<i64> = row.get("oldest").map_err(&decode)?;
             let n = u64::try_from(n).unwrap_or_default();
+            let deferred: Option<bool> = row.get("deferred").map_err(&decode)?;
+            if deferred == Some(true) {
+                stats.deferred += n;
+                continue;
+            }
             match kind.as_deref().and_then(FollowUpKind::parse) {
                 Some(FollowUpKind::Alert) => stats.alerts = n,
                 Some(FollowUpKind::Deployment) => stats.deployments = n,

@@ -1303,6 +1303,16 @@ impl GraphStore for Neo4jStore {
         self.stats(subjects).await
     }
 
+    async fn defer_revisit(
+        &self,
+        alert: &Uid,
+        claimed: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        Neo4jStore::defer_revisit(self, alert, claimed, until, now).await
+    }
+
     async fn enqueue_revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>> {
         self.revisits(alerts, now).await
     }

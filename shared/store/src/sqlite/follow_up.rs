@@ -9,7 +9,8 @@ use deploygraph_model::Uid;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Enqueues a follow-up inside the write's transaction. One already pending keeps its lease
-/// (its worker finishing it leaves it claimable, see [`finish`]) and gets a newer enqueue time.
+/// (its worker finishing it leaves it claimable, see [`finish`]) and gets a newer enqueue time;
+/// one deferred ([`defer_revisit`]: not claimed, claimable later) becomes claimable at once.
 pub(super) fn enqueue(
     tx: &rusqlite::Transaction<'_>,
     kind: FollowUpKind,
@@ -20,7 +21,9 @@ pub(super) fn enqueue(
         "INSERT INTO follow_ups (kind, subject, enqueued_at_us, claimable_at_us, attempts)
          VALUES (?1, ?2, ?3, 0, 0)
          ON CONFLICT (kind, subject) DO UPDATE SET
-             enqueued_at_us = max(excluded.enqueued_at_us, follow_ups.enqueued_at_us + 1)",
+             enqueued_at_us = max(excluded.enqueued_at_us, follow_ups.enqueued_at_us + 1),
+             claimable_at_us = CASE WHEN follow_ups.attempts = 0 THEN 0
+                                    ELSE follow_ups.claimable_at_us END",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -192,37 +195,97 @@ pub(super) fn finish(
     Ok(())
 }
 
+/// See [`crate::GraphStore::defer_revisit`].
+pub(super) fn defer_revisit(
+    conn: &mut Connection,
+    alert: &Uid,
+    claimed: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let kind = FollowUpKind::Revisit.as_str();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend_error("begin a transaction"))?;
+    let current: Option<i64> = tx
+        .query_row(
+            "SELECT enqueued_at_us FROM follow_ups WHERE kind = ?1 AND subject = ?2",
+            params![kind, alert.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend_error("defer a revisit"))?;
+    let claimable = match (current, claimed) {
+        (None, _) => {
+            tx.execute(
+                "INSERT INTO follow_ups (kind, subject, enqueued_at_us, claimable_at_us, attempts)
+                 VALUES (?1, ?2, ?3, ?4, 0)",
+                params![
+                    kind,
+                    alert.as_str(),
+                    claimed.unwrap_or(now).timestamp_micros(),
+                    until.timestamp_micros()
+                ],
+            )
+            .map_err(backend_error("defer a revisit"))?;
+            None
+        }
+        (Some(at), Some(ours)) if at == ours.timestamp_micros() => Some(until.timestamp_micros()),
+        // Enqueued again while it was being done: claimable at once, for the newer facts.
+        (Some(_), Some(_)) => Some(0),
+        // Another revisit pending: it runs sooner.
+        (Some(_), None) => None,
+    };
+    if let Some(claimable) = claimable {
+        tx.execute(
+            "UPDATE follow_ups SET claimable_at_us = ?3, attempts = 0
+             WHERE kind = ?1 AND subject = ?2",
+            params![kind, alert.as_str(), claimable],
+        )
+        .map_err(backend_error("defer a revisit"))?;
+    }
+    tx.commit().map_err(backend_error("commit"))?;
+    Ok(())
+}
+
 pub(super) fn stats(conn: &Connection, subjects: Option<&[Uid]>) -> Result<FollowUpStats> {
     // Two statements: a `?1 IS NULL OR …` test in one would make SQLite scan the whole table,
     // where the subjects' are one search of `follow_ups_subject` each (every suspects read asks
     // this of its alert).
     let (sql, subjects) = match subjects_json(subjects) {
         Some(subjects) => (
-            "SELECT kind, count(*), min(enqueued_at_us) FROM follow_ups
-             WHERE subject IN (SELECT value FROM json_each(?1))
-             GROUP BY kind",
+            "SELECT kind, attempts = 0 AND claimable_at_us > ?2, count(*), min(enqueued_at_us)
+             FROM follow_ups WHERE subject IN (SELECT value FROM json_each(?1))
+             GROUP BY 1, 2",
             Some(subjects),
         ),
         None => (
-            "SELECT kind, count(*), min(enqueued_at_us) FROM follow_ups GROUP BY kind",
+            "SELECT kind, attempts = 0 AND claimable_at_us > ?1, count(*), min(enqueued_at_us)
+             FROM follow_ups GROUP BY 1, 2",
             None,
         ),
     };
-    let rows: Vec<(String, i64, i64)> = conn
+    let now = Utc::now().timestamp_micros();
+    type Row = (String, bool, i64, i64);
+    let rows: Vec<Row> = conn
         .prepare_cached(sql)
         .and_then(|mut stmt| {
-            fn count(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64)> {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            fn count(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             }
             match subjects {
-                Some(subjects) => stmt.query_map([subjects], count)?.collect(),
-                None => stmt.query_map([], count)?.collect(),
+                Some(subjects) => stmt.query_map(params![subjects, now], count)?.collect(),
+                None => stmt.query_map(params![now], count)?.collect(),
             }
         })
         .map_err(backend_error("count follow-ups"))?;
     let mut stats = FollowUpStats::default();
-    for (kind, count, oldest) in rows {
+    for (kind, deferred, count, oldest) in rows {
         let count = u64::try_from(count).unwrap_or_default();
+        if deferred {
+            stats.deferred += count;
+            continue;
+        }
         match FollowUpKind::parse(&kind) {
             Some(FollowUpKind::Alert) => stats.alerts = count,
             Some(FollowUpKind::Deployment) => stats.deployments = count,

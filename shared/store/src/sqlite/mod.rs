@@ -868,6 +868,18 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn defer_revisit(
+        &self,
+        alert: &Uid,
+        claimed: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let alert = alert.clone();
+        self.with_writer(move |conn| follow_up::defer_revisit(conn, &alert, claimed, until, now))
+            .await
+    }
+
     async fn enqueue_revisits(&self, alerts: &[Uid], now: DateTime<Utc>) -> Result<Vec<Uid>> {
         if alerts.is_empty() {
             return Ok(Vec::new());

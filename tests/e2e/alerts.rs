@@ -799,13 +799,14 @@ fn prometheus_alertmanager_alert_is_attributed_deduplicated_and_resolved() {
 fn alert_metric_onset_is_read_from_prometheus() {
     let prometheus = env_url("PROMETHEUS_TEST_URL");
     // Services' health: payments' is the rig's error gauge, ledger's the target's `up` (steady),
-    // vault has none.
+    // vault has none. Each series is picked by the service's name, namespace and cluster, so the
+    // template's three placeholders are all filled.
     let suffix = unique("e2e");
     let job = Rig::job_of(&suffix);
     let health = format!(
-        "(label_replace(payments_errors{{job=\"{job}\"}}, \"svc\", \"payments\", \"\", \"\") \
-         or label_replace(up{{job=\"{job}\"}}, \"svc\", \"ledger\", \"\", \"\")) \
-         and on(svc) label_replace(vector(1), \"svc\", \"$service\", \"\", \"\")"
+        "(label_replace(payments_errors{{job=\"{job}\"}}, \"svc\", \"payments/{NAMESPACE}@default\", \"\", \"\") \
+         or label_replace(up{{job=\"{job}\"}}, \"svc\", \"ledger/{NAMESPACE}@default\", \"\", \"\")) \
+         and on(svc) label_replace(vector(1), \"svc\", \"$service/$namespace@$cluster\", \"\", \"\")"
     );
     let server = Server::start(
         &sqlite_uri(),

@@ -785,7 +785,9 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus: Option<String>,
     /// PromQL of a service's health, `$service` where its name goes (inside a label matcher's
-    /// quotes), one series whose rise means harm — an error ratio, a latency; e.g.
+    /// quotes; `$namespace` and `$cluster` for its namespace and cluster, so that one graph over
+    /// many clusters reads each cluster's own series), one series whose rise means harm — an
+    /// error ratio, a latency; e.g.
     /// `sum(rate(http_requests_total{service="$service",code=~"5.."}[5m])) /
     /// sum(rate(http_requests_total{service="$service"}[5m]))`. With --prometheus, attribution
     /// reads it for the alerting service and its dependencies (the nearest 16) over the window

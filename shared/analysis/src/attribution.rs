@@ -572,7 +572,7 @@ pub fn features(
         .map(|onset| OnsetPlace::of(candidate, alert_start, onset));
     let minutes = |d: Duration| d.num_seconds().max(0) as f64 / 60.0;
     let service_place = when
-        .service_metric(&candidate.service)
+        .service_metric_of(candidate)
         .and_then(ServiceMetric::moved_at)
         .map(|moved| OnsetPlace::of(candidate, alert_start, moved));
     // How long before the metric onset its rollout had finished (0: it was rolling out).
@@ -660,16 +660,11 @@ pub fn features(
         },
         service_moved_before: flag(matches!(service_place, Some(OnsetPlace::Before { .. }))),
         service_steady: flag(matches!(
-            when.service_metric(&candidate.service),
+            when.service_metric_of(candidate),
             Some(ServiceMetric::Steady)
         )),
         moved_below_first: flag(moved_below_first(when, candidate, all).is_some()),
     }
-}
-
-/// The service's name in a path's entry (`api [eu-west-1]`: `api`).
-fn path_name(entry: &str) -> &str {
-    entry.split(" [").next().unwrap_or(entry)
 }
 
 /// The service below `candidate`'s (on the way from the alerting service to another of `all`)
@@ -681,7 +676,7 @@ pub fn moved_below_first<'a>(
     candidate: &Candidate,
     all: &'a [Candidate],
 ) -> Option<(&'a str, Duration)> {
-    let own = when.service_metric(&candidate.service)?.moved_at()?;
+    let own = when.service_metric_of(candidate)?.moved_at()?;
     let me = candidate.path.last()?;
     all.iter()
         .filter_map(|o| {
@@ -690,9 +685,8 @@ pub fn moved_below_first<'a>(
         })
         .flatten()
         .filter_map(|below| {
-            let name = path_name(below);
-            let moved = when.service_metric(name)?.moved_at()?;
-            (own - moved > BELOW_FIRST_TOLERANCE).then_some((name, own - moved))
+            let moved = when.service_metric(below)?.moved_at()?;
+            (own - moved > BELOW_FIRST_TOLERANCE).then_some((below.as_str(), own - moved))
         })
         .max_by_key(|(_, earlier)| *earlier)
 }
@@ -785,6 +779,17 @@ impl<'a> AlertTime<'a> {
     /// What `service`'s health metric did, when it was read.
     pub fn service_metric(&self, service: &str) -> Option<&'a ServiceMetric> {
         self.services?.get(service)
+    }
+
+    /// What the health metric of `candidate`'s service did, when it was read: by the service's
+    /// name and cluster as its path names it ([`deploygraph_model::ServiceRef::shown`]), so two
+    /// clusters' `api` are not mixed up.
+    pub fn service_metric_of(&self, candidate: &Candidate) -> Option<&'a ServiceMetric> {
+        let shown = candidate
+            .path
+            .last()
+            .map_or(candidate.service.as_str(), String::as_str);
+        self.service_metric(shown)
     }
 }
 
@@ -886,7 +891,7 @@ pub fn service_metric_reasons(
         .path
         .last()
         .map_or(candidate.service.as_str(), String::as_str);
-    match when.service_metric(&candidate.service) {
+    match when.service_metric_of(candidate) {
         Some(ServiceMetric::Moved {
             at,
             before,
@@ -1322,6 +1327,60 @@ mod tests {
             co_alerts: Vec::new(),
             canary: None,
         }
+    }
+
+    #[test]
+    fn a_service_s_health_reading_is_its_own_cluster_s() {
+        // web (alerting, default cluster) → api in eu-west-1; the default cluster's api was
+        // steady, eu-west-1's rose as its change rolled out.
+        let mut web = candidate("web", -28);
+        web.service = "web".into();
+        web.path = vec!["web".into()];
+        let mut api = candidate("api", -18);
+        api.service = "api".into();
+        api.relation = Relation::Dependency { depth: 1 };
+        api.path = vec!["web".into(), "api [eu-west-1]".into()];
+        api.started_at = at(-24);
+        let all = [web.clone(), api.clone()];
+        let metrics: BTreeMap<String, ServiceMetric> = [
+            ("api".to_owned(), ServiceMetric::Steady),
+            (
+                "api [eu-west-1]".to_owned(),
+                ServiceMetric::Moved {
+                    at: at(-22),
+                    before: 0.002,
+                    at_alert: 0.08,
+                },
+            ),
+            (
+                "web".to_owned(),
+                ServiceMetric::Moved {
+                    at: at(-15),
+                    before: 0.001,
+                    at_alert: 0.05,
+                },
+            ),
+        ]
+        .into();
+        let when = AlertTime {
+            services: Some(&metrics),
+            ..AlertTime::from(at(0))
+        };
+        let f = features(when, &api, &all, Duration::minutes(18));
+        assert_eq!(
+            (f.service_moved_near, f.service_steady),
+            (1.0, 0.0),
+            "{f:?}"
+        );
+        // web's rose later than eu-west-1's api, below it: the trouble came from there.
+        let f = features(when, &web, &all, Duration::minutes(28));
+        assert_eq!(f.moved_below_first, 1.0, "{f:?}");
+        let said = service_metric_reasons(when, &web, &all);
+        assert!(
+            said.iter()
+                .any(|r| r.starts_with("api [eu-west-1], below it, began to rise 7 min earlier")),
+            "{said:?}"
+        );
     }
 
     #[test]

@@ -51,11 +51,7 @@ struct Related {
 /// A service as reasons name it: its name, and its cluster unless that is the default one
 /// (`api [eu-west-1]`), so a path across clusters says where each hop runs.
 fn shown(service: &ServiceRef) -> String {
-    if service.cluster.is_default() {
-        service.name.to_string()
-    } else {
-        format!("{} [{}]", service.name, service.cluster)
-    }
+    service.shown()
 }
 
 /// [`related_services`] with the paths, and the dependencies read on the way (keyed by service

@@ -108,12 +108,13 @@ pub trait Onsets: Send + Sync {
         false
     }
 
-    /// What the health metric of each of `services` (by name) did over `window` before
-    /// `alert`; `None` when they cannot be read now (asked again as [`Onsets::onset`] is).
+    /// What the health metric of each of `services` did over `window` before `alert`, keyed by
+    /// [`deploygraph_model::ServiceRef::shown`] (its name, with its cluster unless the default
+    /// one); `None` when they cannot be read now (asked again as [`Onsets::onset`] is).
     async fn services(
         &self,
         _alert: &deploygraph_model::Alert,
-        _services: &[String],
+        _services: &[deploygraph_model::ServiceRef],
         _window: chrono::Duration,
     ) -> Option<std::collections::BTreeMap<String, deploygraph_model::ServiceMetric>> {
         None
@@ -557,17 +558,21 @@ impl Pipeline {
             let related =
                 engine::related_services(store, &around, self.inner.config.attribution.depth)
                     .await?;
-            let mut names: Vec<String> = Vec::new();
+            // One reading per service as reasons name it (name and cluster): two clusters'
+            // `api` are two services; namespaces and environments of one name share it.
+            let mut shown: Vec<String> = Vec::new();
+            let mut services = Vec::new();
             for (service, _) in related {
-                let name = service.name.to_string();
-                if !names.contains(&name) {
-                    names.push(name);
+                let key = service.shown();
+                if !shown.contains(&key) {
+                    shown.push(key);
+                    services.push(service);
                 }
             }
-            names.truncate(SERVICE_METRICS_LIMIT);
+            services.truncate(SERVICE_METRICS_LIMIT);
             // Without a known service there is nothing to read yet (asked again next time).
-            if !names.is_empty() {
-                match onsets.services(alert, &names, window).await {
+            if !services.is_empty() {
+                match onsets.services(alert, &services, window).await {
                     Some(read) => {
                         store.set_alert_service_metrics(&alert.uid, &read).await?;
                         alert.service_metrics = Some(read);

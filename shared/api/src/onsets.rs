@@ -10,7 +10,7 @@ use deploygraph_analysis::pipeline::Onsets;
 use deploygraph_canary::onset::{read_onset, read_service_metric, service_query};
 use deploygraph_canary::prometheus::Prometheus;
 use deploygraph_canary::prometheus::QueryFailure;
-use deploygraph_model::{Alert, MetricOnset, ServiceMetric};
+use deploygraph_model::{Alert, MetricOnset, ServiceMetric, ServiceRef};
 use moka::future::Cache;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -162,7 +162,7 @@ impl Onsets for PrometheusOnsets {
     async fn services(
         &self,
         alert: &Alert,
-        services: &[String],
+        services: &[ServiceRef],
         window: chrono::Duration,
     ) -> Option<BTreeMap<String, ServiceMetric>> {
         let template = self.service_template.as_deref()?;
@@ -175,10 +175,15 @@ impl Onsets for PrometheusOnsets {
         for chunk in services.chunks(SERVICE_READS_AT_ONCE) {
             let mut batch = Vec::with_capacity(chunk.len());
             for service in chunk {
-                let query = service_query(template, service);
+                let query = service_query(
+                    template,
+                    service.name.as_str(),
+                    service.namespace.as_deref().unwrap_or_default(),
+                    service.cluster.as_str(),
+                );
                 batch.push(async move {
                     let read = self.service_reading(query, alert.starts_at, window).await;
-                    (service.clone(), read)
+                    (service.shown(), read)
                 });
             }
             reads.extend(futures::future::join_all(batch).await);
@@ -249,7 +254,11 @@ mod tests {
         assert_eq!(onsets.onset(&alert, window).await, None);
         assert_eq!(
             onsets
-                .services(&alert, &["api".to_owned(), "db".to_owned()], window)
+                .services(
+                    &alert,
+                    &[ServiceRef::test("api"), ServiceRef::test("db")],
+                    window
+                )
                 .await,
             None
         );

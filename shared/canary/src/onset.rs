@@ -509,11 +509,17 @@ pub async fn read_onset(
     Ok(Some(onset))
 }
 
-/// The query a service health template (`$service` where the service's name goes, inside a
-/// label matcher's quotes) gives for `service`: the name escaped as a PromQL string.
-pub fn service_query(template: &str, service: &str) -> String {
-    let escaped = service.replace('\\', "\\\\").replace('"', "\\\"");
-    template.replace("$service", &escaped)
+/// The query a service health template gives for a service: `$service` where its name goes,
+/// `$namespace` its namespace (empty when it has none) and `$cluster` the cluster it runs in
+/// (`default` when none was named), each inside a label matcher's quotes and escaped as a
+/// PromQL string. With one graph over many clusters, `cluster="$cluster"` keeps two clusters'
+/// `api` apart.
+pub fn service_query(template: &str, service: &str, namespace: &str, cluster: &str) -> String {
+    let escaped = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    template
+        .replace("$service", &escaped(service))
+        .replace("$namespace", &escaped(namespace))
+        .replace("$cluster", &escaped(cluster))
 }
 
 /// What a service's health metric (`query`, one series whose rise means harm: an error ratio,
@@ -604,8 +610,27 @@ pub fn service_metric_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn service_queries_fill_the_name_the_namespace_and_the_cluster_escaped() {
+        let template = r#"sum(rate(http_requests_total{service="$service",namespace="$namespace",cluster="$cluster",code=~"5.."}[5m]))"#;
+        assert_eq!(
+            service_query(template, "api", "prod", "eu-west-1"),
+            r#"sum(rate(http_requests_total{service="api",namespace="prod",cluster="eu-west-1",code=~"5.."}[5m]))"#
+        );
+        assert_eq!(
+            service_query(
+                r#"up{job="$service",ns="$namespace"}"#,
+                r#"a"b\c"#,
+                "",
+                "default"
+            ),
+            r#"up{job="a\"b\\c",ns=""}"#
+        );
+    }
 
     fn noisy(n: usize, seed: u64, f: impl Fn(usize) -> f64, sigma: f64) -> Vec<(f64, f64)> {
         let mut rng = StdRng::seed_from_u64(seed);

@@ -183,6 +183,17 @@ pub struct ServiceRef {
 }
 
 impl ServiceRef {
+    /// The service as reasons and paths name it: its name, and its cluster unless that is the
+    /// default one (`api [eu-west-1]`). Also the key of its reading in
+    /// [`Alert::service_metrics`].
+    pub fn shown(&self) -> String {
+        if self.cluster.is_default() {
+            self.name.to_string()
+        } else {
+            format!("{} [{}]", self.name, self.cluster)
+        }
+    }
+
     /// The Service node's uid (the same one its deployments are linked to).
     pub fn uid(&self) -> Uid {
         service_uid(

@@ -40,7 +40,7 @@ use deploygraph_canary::onset::{
     alert_metric, onset_in, read_span, series_of, service_metric_in, service_query,
 };
 use deploygraph_canary::prometheus::Series;
-use deploygraph_model::{Alert, MetricOnset, ServiceMetric};
+use deploygraph_model::{Alert, MetricOnset, ServiceMetric, ServiceRef};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
@@ -374,16 +374,16 @@ impl Onsets for GeneratedOnsets {
     async fn services(
         &self,
         alert: &Alert,
-        services: &[String],
+        services: &[ServiceRef],
         window: Duration,
     ) -> Option<BTreeMap<String, ServiceMetric>> {
         Some(
             services
                 .iter()
-                .map(|name| {
+                .map(|service| {
                     (
-                        name.clone(),
-                        self.read_service(name, alert.starts_at, window),
+                        service.shown(),
+                        self.read_service(service.name.as_str(), alert.starts_at, window),
                     )
                 })
                 .collect(),
@@ -412,7 +412,7 @@ impl GeneratedOnsets {
         };
         let answer = sample(&s.points, end - span, end, step.as_secs_f64());
         service_metric_in(
-            &service_query(SERVICE_TEMPLATE, service),
+            &service_query(SERVICE_TEMPLATE, service, "", "default"),
             Some(&answer),
             starts_at,
         )

@@ -364,23 +364,24 @@ pub(crate) async fn deployment_alerts(
     state.metrics.store_call("triggered_by", started);
     let triggers = triggers.map_err(store_error(&state))?;
     let store = state.store.as_ref();
-    let alerts = futures::future::try_join_all(
-        triggers
-            .iter()
-            .map(|t| store.get_alert(&t.trigger.alert_uid)),
-    )
-    .await
-    .map_err(store_error(&state))?;
     let uids: Vec<Uid> = triggers
         .iter()
         .map(|t| t.trigger.alert_uid.clone())
         .collect();
+    // One read for the alerts and one for the verdicts, however many alerts blame it.
+    let started = Instant::now();
+    let alerts = store.get_alerts(&uids).await;
+    state.metrics.store_call("get_alerts", started);
+    let alerts: std::collections::BTreeMap<Uid, Alert> = alerts
+        .map_err(store_error(&state))?
+        .into_iter()
+        .map(|a| (a.uid.clone(), a))
+        .collect();
     let verdicts = store.verdicts(&uids).await.map_err(store_error(&state))?;
     let mut items: Vec<(Alert, serde_json::Value)> = triggers
         .into_iter()
-        .zip(alerts)
-        .filter_map(|(t, alert)| {
-            let alert = alert?;
+        .filter_map(|t| {
+            let alert = alerts.get(&t.trigger.alert_uid)?.clone();
             let verdict = verdicts
                 .iter()
                 .find(|v| v.alert_uid == alert.uid && v.subject_uid == parsed);

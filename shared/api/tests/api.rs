@@ -762,6 +762,9 @@ impl GraphStore for DownStore {
     async fn get_alert(&self, _: &Uid) -> deploygraph_store::Result<Option<Alert>> {
         Err(down())
     }
+    async fn get_alerts(&self, _: &[Uid]) -> deploygraph_store::Result<Vec<Alert>> {
+        Err(down())
+    }
     async fn set_alert_service_metrics(
         &self,
         _: &Uid,

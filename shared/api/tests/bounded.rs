@@ -495,6 +495,9 @@ impl GraphStore for GatedStore {
     async fn get_alert(&self, uid: &Uid) -> deploygraph_store::Result<Option<Alert>> {
         self.inner.get_alert(uid).await
     }
+    async fn get_alerts(&self, uids: &[Uid]) -> deploygraph_store::Result<Vec<Alert>> {
+        self.inner.get_alerts(uids).await
+    }
     async fn set_alert_service_metrics(
         &self,
         uid: &Uid,

@@ -163,6 +163,13 @@ pub trait GraphStore: Send + Sync + 'static {
     /// [`Error::Unavailable`].
     async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>>;
 
+    /// The alert occurrences with these uids, in one read (ordered by uid; unknown uids are
+    /// left out).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    async fn get_alerts(&self, uids: &[Uid]) -> Result<Vec<Alert>>;
+
     /// Records what the alert's metric did before it ([`deploygraph_model::MetricOnset`]) on
     /// the stored alert; `false` when no alert has `uid`. Later deliveries of the alert keep it.
     ///

@@ -1965,6 +1965,25 @@ async fn a_follow_up_enqueued_again_while_claimed_is_not_lost(store: Arc<dyn Gra
     );
 }
 
+async fn alerts_are_read_by_uid_in_one_call(store: Arc<dyn GraphStore>) {
+    let service = unique("batch");
+    let alerts: Vec<Alert> = (0..3)
+        .map(|i| Alert::test(&unique("fp"), &service, 10 + i))
+        .collect();
+    store.record_alerts(alerts.clone()).await.unwrap();
+    let asked = vec![
+        alerts[2].uid.clone(),
+        Uid::from_stored("alert-unknown"),
+        alerts[0].uid.clone(),
+        alerts[0].uid.clone(),
+    ];
+    let read = store.get_alerts(&asked).await.unwrap();
+    let mut expected = vec![alerts[0].clone(), alerts[2].clone()];
+    expected.sort_by(|a, b| a.uid.cmp(&b.uid));
+    assert_eq!(read, expected);
+    assert!(store.get_alerts(&[]).await.unwrap().is_empty());
+}
+
 /// A revisit deferred to read later what an attribution could not read yet: claimable at its
 /// time and not before, not counted as pending, claimable at once again when newer facts ask
 /// for a revisit; a claimed revisit enqueued again while it was being done is not deferred.
@@ -3849,6 +3868,7 @@ deploygraph_store::both_stores!(
     a_follow_up_enqueued_again_while_claimed_is_not_lost,
     revisits_skip_waiting_first_attributions_and_coalesce,
     a_deferred_revisit_waits_for_its_time_unless_newer_facts_come,
+    alerts_are_read_by_uid_in_one_call,
     concurrent_claimers_never_share_a_follow_up,
     concurrent_alert_and_deployment_storms_complete_without_errors,
     top_triggers_rank_like_the_attribution,

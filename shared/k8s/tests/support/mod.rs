@@ -135,6 +135,9 @@ impl GraphStore for FaultyStore {
     async fn get_alert(&self, uid: &Uid) -> Result<Option<Alert>> {
         self.inner.get_alert(uid).await
     }
+    async fn get_alerts(&self, uids: &[Uid]) -> Result<Vec<Alert>> {
+        self.inner.get_alerts(uids).await
+    }
     async fn set_alert_service_metrics(
         &self,
         uid: &Uid,

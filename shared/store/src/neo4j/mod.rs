@@ -1227,6 +1227,10 @@ impl GraphStore for Neo4jStore {
         self.rca_get_alert(uid).await
     }
 
+    async fn get_alerts(&self, uids: &[Uid]) -> Result<Vec<Alert>> {
+        self.rca_get_alerts(uids).await
+    }
+
     async fn set_alert_onset(
         &self,
         uid: &Uid,

@@ -669,6 +669,27 @@ impl Neo4jStore {
         Ok(payloads(&rows, "read an alert")?.pop())
     }
 
+    pub(super) async fn rca_get_alerts(&self, uids: &[Uid]) -> Result<Vec<Alert>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        let rows = self
+            .read(
+                query(
+                    "UNWIND $uids AS uid
+                     MATCH (a:Alert {uid: uid})
+                     RETURN a.uid AS uid, a.payload AS payload ORDER BY a.uid",
+                )
+                .param("uids", uids),
+                "read alerts",
+            )
+            .await?;
+        payloads(&rows, "read alerts")
+    }
+
     pub(super) async fn rca_set_alert_onset(
         &self,
         uid: &Uid,

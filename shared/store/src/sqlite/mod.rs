@@ -775,6 +775,12 @@ impl GraphStore for SqliteStore {
             .await
     }
 
+    async fn get_alerts(&self, uids: &[Uid]) -> Result<Vec<Alert>> {
+        let uids = uids.to_vec();
+        self.with_reader(move |conn| rca::get_alerts(conn, &uids))
+            .await
+    }
+
     async fn set_alert_onset(
         &self,
         uid: &Uid,

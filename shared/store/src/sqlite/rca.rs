@@ -268,6 +268,26 @@ pub(super) fn get_alert(conn: &Connection, uid: &Uid) -> Result<Option<Alert>> {
     read_alert(conn, uid.as_str())
 }
 
+pub(super) fn get_alerts(conn: &Connection, uids: &[Uid]) -> Result<Vec<Alert>> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = uid_list(uids)?;
+    let rows: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT uid, payload FROM alerts WHERE uid IN (SELECT value FROM json_each(?1))
+             ORDER BY uid",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .map_err(backend_error("read alerts"))?;
+    rows.iter()
+        .map(|(uid, payload)| decode(uid, payload))
+        .collect()
+}
+
 pub(super) fn list_alerts(conn: &Connection, filter: &AlertFilter) -> Result<Vec<Alert>> {
     let mut clauses: Vec<&str> = Vec::new();
     let mut values: Vec<Value> = Vec::new();

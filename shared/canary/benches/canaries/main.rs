@@ -156,6 +156,31 @@ struct Config {
     pass: PassRule,
     /// Error counts deflated by the design effect of the window's 10-second steps.
     clustered: bool,
+    /// Besides the stop rule, an always-valid sequential test of the error ratio on everything
+    /// since the start ([`msprt`]): `(alpha, tau)`; failing it is final at once.
+    sequential: Option<(f64, f64)>,
+}
+
+/// The mixture sequential probability ratio test of Johari, Pekelis and Walsh ("Always valid
+/// inference", 2017) for the difference of two proportions (normal approximation), one-sided
+/// against the tolerance `delta` (H0: canary − baseline ≤ delta), with a normal mixture of
+/// standard deviation `tau` over the alternative: its ratio, whose crossing of 1/alpha at any
+/// look keeps the chance of a false failure at most alpha over the whole run.
+fn msprt(c: (u64, u64), b: (u64, u64), delta: f64, tau: f64) -> f64 {
+    let ((xc, nc), (xb, nb)) = (c, b);
+    if nc == 0 || nb == 0 {
+        return 0.0;
+    }
+    let (pc, pb) = (xc as f64 / nc as f64, xb as f64 / nb as f64);
+    // Pooled rate for the variance, kept off zero (a zero-error baseline).
+    let pooled = ((xc + xb) as f64 + 0.5) / ((nc + nb) as f64 + 1.0);
+    let v = pooled * (1.0 - pooled) * (1.0 / nc as f64 + 1.0 / nb as f64);
+    let diff = pc - pb - delta;
+    if diff <= 0.0 {
+        return 0.0;
+    }
+    let t2 = tau * tau;
+    (v / (v + t2)).sqrt() * (t2 * diff * diff / (2.0 * v * (v + t2))).exp()
 }
 
 /// The design effect of the error ratio over the steps of a window (Rao and Scott): how much
@@ -234,6 +259,7 @@ impl Config {
             span: Span::Sliding,
             pass: PassRule::NotWorse,
             clustered: false,
+            sequential: None,
         }
     }
 }
@@ -273,6 +299,7 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
         span,
         pass,
         clustered,
+        sequential,
     } = config;
     let schedule = *schedule;
     let mut first_fail = None;
@@ -324,6 +351,22 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
             baseline: Baseline::SideBySide(BTreeMap::from(w_baseline)),
         };
         let verdict = judge.judge(metrics, &inputs);
+        if let Some((alpha, tau)) = sequential {
+            let upto = ((t / generator::SLICE_SECONDS) as usize).min(canary.slices.len());
+            let (c, b) = canary.slices[..upto].iter().fold(
+                ((0_u64, 0_u64), (0_u64, 0_u64)),
+                |((xc, nc), (xb, nb)), s| {
+                    (
+                        (xc + s.canary.errors, nc + s.canary.requests),
+                        (xb + s.baseline.errors, nb + s.baseline.requests),
+                    )
+                },
+            );
+            if c.1 >= 500 && b.1 >= 500 && msprt(c, b, 0.005, *tau) >= 1.0 / alpha {
+                first_fail.get_or_insert(t);
+                return decided(Final::Fail(t), first_fail);
+            }
+        }
         if verdict.outcome == deploygraph_canary::Outcome::Fail && first_fail.is_none() {
             first_fail = Some(t);
         }
@@ -604,7 +647,7 @@ const FIFTY_SECONDS: Schedule = Schedule {
 /// A labelled selection of runs: one row per system in a table.
 type Group = (String, Box<dyn Fn(&Run) -> bool>);
 
-const SYSTEMS: [&str; 19] = [
+const SYSTEMS: [&str; 21] = [
     "deploygraph as merged: error tolerance 1 point, p99 on ≥ 200 observations, fail confirmed",
     "+ error tolerance 0.5 points",
     "+ p99 on ≥ 1,000 observations",
@@ -620,6 +663,8 @@ const SYSTEMS: [&str; 19] = [
     "now, 1-minute windows, since the start, pass shown, design effect, confirmed by the next analysis",
     "now, 40-second windows every 20 s",
     "now, 50-second windows every 25 s",
+    "now, and a sequential error-ratio test since the start (mSPRT, alpha 0.01, tau 1 point)",
+    "now, and a sequential error-ratio test since the start (mSPRT, alpha 0.002, tau 1 point)",
     "ceiling: the true error ratio known, first three 1-minute windows",
     "ceiling: the true error ratio known, first three 50-second windows",
     "Flagger static thresholds",
@@ -718,6 +763,14 @@ fn configs() -> Vec<Config> {
         },
         Config {
             schedule: FIFTY_SECONDS,
+            ..Config::now()
+        },
+        Config {
+            sequential: Some((0.01, 0.01)),
+            ..Config::now()
+        },
+        Config {
+            sequential: Some((0.002, 0.01)),
             ..Config::now()
         },
     ]

@@ -155,6 +155,22 @@ pub(super) fn claim(conn: &mut Connection, claim: &Claim<'_>) -> Result<Vec<Foll
     Ok(claimed)
 }
 
+/// The enqueue time (µs) of the follow-up of `kind` about `subject`, when one is pending.
+fn enqueued_at_of(
+    tx: &rusqlite::Transaction<'_>,
+    kind: FollowUpKind,
+    subject: &Uid,
+    operation: &'static str,
+) -> Result<Option<i64>> {
+    tx.query_row(
+        "SELECT enqueued_at_us FROM follow_ups WHERE kind = ?1 AND subject = ?2",
+        params![kind.as_str(), subject.as_str()],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(backend_error(operation))
+}
+
 pub(super) fn finish(
     conn: &mut Connection,
     kind: FollowUpKind,
@@ -164,15 +180,7 @@ pub(super) fn finish(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
-    let current: Option<i64> = tx
-        .query_row(
-            "SELECT enqueued_at_us FROM follow_ups WHERE kind = ?1 AND subject = ?2",
-            params![kind.as_str(), subject.as_str()],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(backend_error("finish a follow-up"))?;
-    match current {
+    match enqueued_at_of(&tx, kind, subject, "finish a follow-up")? {
         None => {}
         Some(at) if at == enqueued_at.timestamp_micros() => {
             tx.execute(
@@ -207,14 +215,7 @@ pub(super) fn defer_revisit(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_error("begin a transaction"))?;
-    let current: Option<i64> = tx
-        .query_row(
-            "SELECT enqueued_at_us FROM follow_ups WHERE kind = ?1 AND subject = ?2",
-            params![kind, alert.as_str()],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(backend_error("defer a revisit"))?;
+    let current = enqueued_at_of(&tx, FollowUpKind::Revisit, alert, "defer a revisit")?;
     let claimable = match (current, claimed) {
         (None, _) => {
             tx.execute(

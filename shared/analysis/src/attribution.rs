@@ -1329,17 +1329,26 @@ mod tests {
         }
     }
 
+    /// A candidate `finished_minute` after noon on the last service of `path` (from the
+    /// alerting service down; an entry may name its cluster, `api [eu-west-1]`).
+    fn on_path(uid: &str, finished_minute: i64, path: &[&str]) -> Candidate {
+        let mut c = candidate(uid, finished_minute);
+        let last = path.last().copied().unwrap_or(uid);
+        c.service = last.split(" [").next().unwrap_or(last).into();
+        c.path = path.iter().map(|p| (*p).to_owned()).collect();
+        let depth = u32::try_from(path.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        if depth > 0 {
+            c.relation = Relation::Dependency { depth };
+        }
+        c
+    }
+
     #[test]
     fn a_service_s_health_reading_is_its_own_cluster_s() {
         // web (alerting, default cluster) → api in eu-west-1; the default cluster's api was
         // steady, eu-west-1's rose as its change rolled out.
-        let mut web = candidate("web", -28);
-        web.service = "web".into();
-        web.path = vec!["web".into()];
-        let mut api = candidate("api", -18);
-        api.service = "api".into();
-        api.relation = Relation::Dependency { depth: 1 };
-        api.path = vec!["web".into(), "api [eu-west-1]".into()];
+        let web = on_path("web", -28, &["web"]);
+        let mut api = on_path("api", -18, &["web", "api [eu-west-1]"]);
         api.started_at = at(-24);
         let all = [web.clone(), api.clone()];
         let metrics: BTreeMap<String, ServiceMetric> = [
@@ -1387,18 +1396,10 @@ mod tests {
     fn the_services_health_metrics_say_where_the_trouble_began() {
         // web (alerting) → api → cache; a redeploy of web at -30 (finished -28), a change of
         // api at -20 (finished -18), one of cache at -40 (finished -38).
-        let mut web = candidate("web", -28);
-        web.service = "web".into();
-        web.path = vec!["web".into()];
-        let mut api = candidate("api", -18);
-        api.service = "api".into();
-        api.relation = Relation::Dependency { depth: 1 };
-        api.path = vec!["web".into(), "api".into()];
+        let web = on_path("web", -28, &["web"]);
+        let mut api = on_path("api", -18, &["web", "api"]);
         api.started_at = at(-24);
-        let mut cache = candidate("cache", -38);
-        cache.service = "cache".into();
-        cache.relation = Relation::Dependency { depth: 2 };
-        cache.path = vec!["web".into(), "api".into(), "cache".into()];
+        let cache = on_path("cache", -38, &["web", "api", "cache"]);
         let all = [web.clone(), api.clone(), cache.clone()];
         let metrics: BTreeMap<String, ServiceMetric> = [
             (

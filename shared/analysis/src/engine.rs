@@ -48,12 +48,6 @@ struct Related {
     path: Vec<String>,
 }
 
-/// A service as reasons name it: its name, and its cluster unless that is the default one
-/// (`api [eu-west-1]`), so a path across clusters says where each hop runs.
-fn shown(service: &ServiceRef) -> String {
-    service.shown()
-}
-
 /// [`related_services`] with the paths, and the dependencies read on the way (keyed by service
 /// uid): the services of the last hop were not read.
 async fn related_with_edges(
@@ -66,7 +60,7 @@ async fn related_with_edges(
         .map(|s| Related {
             service: s.clone(),
             relation: Relation::SameService,
-            path: vec![shown(s)],
+            path: vec![s.shown()],
         })
         .collect();
     let mut edges: HashMap<Uid, Vec<ServiceRef>> = HashMap::new();
@@ -89,7 +83,7 @@ async fn related_with_edges(
             for dependency in &dependencies {
                 if seen.insert(dependency.uid()) {
                     let mut path = related[index].path.clone();
-                    path.push(shown(dependency));
+                    path.push(dependency.shown());
                     related.push(Related {
                         service: dependency.clone(),
                         relation: Relation::Dependency { depth: hop },

@@ -560,15 +560,12 @@ impl Pipeline {
                     .await?;
             // One reading per service as reasons name it (name and cluster): two clusters'
             // `api` are two services; namespaces and environments of one name share it.
-            let mut shown: Vec<String> = Vec::new();
-            let mut services = Vec::new();
-            for (service, _) in related {
-                let key = service.shown();
-                if !shown.contains(&key) {
-                    shown.push(key);
-                    services.push(service);
-                }
-            }
+            let mut seen = BTreeSet::new();
+            let mut services: Vec<_> = related
+                .into_iter()
+                .map(|(service, _)| service)
+                .filter(|service| seen.insert(service.shown()))
+                .collect();
             services.truncate(SERVICE_METRICS_LIMIT);
             // Without a known service there is nothing to read yet (asked again next time).
             if !services.is_empty() {

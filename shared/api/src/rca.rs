@@ -372,7 +372,7 @@ pub(crate) async fn deployment_alerts(
     let started = Instant::now();
     let alerts = store.get_alerts(&uids).await;
     state.metrics.store_call("get_alerts", started);
-    let alerts: std::collections::BTreeMap<Uid, Alert> = alerts
+    let mut alerts: std::collections::BTreeMap<Uid, Alert> = alerts
         .map_err(store_error(&state))?
         .into_iter()
         .map(|a| (a.uid.clone(), a))
@@ -381,7 +381,7 @@ pub(crate) async fn deployment_alerts(
     let mut items: Vec<(Alert, serde_json::Value)> = triggers
         .into_iter()
         .filter_map(|t| {
-            let alert = alerts.get(&t.trigger.alert_uid)?.clone();
+            let alert = alerts.remove(&t.trigger.alert_uid)?;
             let verdict = verdicts
                 .iter()
                 .find(|v| v.alert_uid == alert.uid && v.subject_uid == parsed);

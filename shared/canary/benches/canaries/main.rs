@@ -352,16 +352,13 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
         };
         let verdict = judge.judge(metrics, &inputs);
         if let Some((alpha, tau)) = sequential {
-            let upto = ((t / generator::SLICE_SECONDS) as usize).min(canary.slices.len());
-            let (c, b) = canary.slices[..upto].iter().fold(
-                ((0_u64, 0_u64), (0_u64, 0_u64)),
-                |((xc, nc), (xb, nb)), s| {
-                    (
-                        (xc + s.canary.errors, nc + s.canary.requests),
-                        (xb + s.baseline.errors, nb + s.baseline.requests),
-                    )
-                },
-            );
+            let since = Schedule {
+                window: t,
+                ..schedule
+            }
+            .window_at(&canary.slices, t);
+            let c = (since.canary.errors, since.canary.requests);
+            let b = (since.baseline.errors, since.baseline.requests);
             if c.1 >= 500 && b.1 >= 500 && msprt(c, b, 0.005, *tau) >= 1.0 / alpha {
                 first_fail.get_or_insert(t);
                 return decided(Final::Fail(t), first_fail);

@@ -308,6 +308,23 @@ fn canary_verdicts_against_a_real_prometheus() {
                 gauge: None,
             },
         ),
+        // 60 requests a second: a 5 s window holds 300, below the template's 500, so no
+        // window can be judged; the run since the start can, from its ninth second.
+        (
+            name("sparse"),
+            Track {
+                ok: 59.7,
+                errors: 0.3,
+                latency: None,
+                gauge: None,
+            },
+            Track {
+                ok: 54.0,
+                errors: 6.0,
+                latency: None,
+                gauge: None,
+            },
+        ),
         (
             name("gauges"),
             Track {
@@ -331,6 +348,7 @@ fn canary_verdicts_against_a_real_prometheus() {
         ("zero", "http-error-ratio", "20s", "json"),
         ("slow", "http-latency-p99", "20s", "json"),
         ("quiet", "http-error-ratio", "6s", "text"),
+        ("sparse", "http-error-ratio", "30s", "json"),
         ("missing", file.as_str(), "3s", "json"),
         ("gauges", samples.as_str(), "20s", "json"),
     ]
@@ -421,6 +439,63 @@ fn canary_verdicts_against_a_real_prometheus() {
                 );
                 assert_eq!(queries[3]["side"], "baseline", "{context}");
                 assert_eq!(last["verdict"]["window"], "5s", "{context}");
+                // The critical error ratio's sequential test since the start ran and passed.
+                let sequential = &last["verdict"]["metrics"][0]["sequential"];
+                assert_eq!(sequential["outcome"], "pass", "{context}");
+                let since = sequential["since"].as_str().unwrap();
+                assert!(
+                    sequential["queries"][1]["promql"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!("[{since}]))")),
+                    "{context}"
+                );
+            }
+            "sparse" => {
+                assert_eq!(out.status.code(), Some(1), "{context}");
+                let all = lines(out);
+                let last = all.last().unwrap();
+                assert_eq!(last["decision"], "fail", "{context}");
+                // No window ever had the 500 requests a side the template needs.
+                assert!(
+                    all.iter().all(|l| l["metrics"][0]["outcome"] != "pass"),
+                    "{context}"
+                );
+                let metric = &last["verdict"]["metrics"][0];
+                assert_eq!(metric["outcome"], "fail", "{context}");
+                let sequential = &metric["sequential"];
+                assert_eq!(sequential["outcome"], "fail", "{context}");
+                assert!(
+                    sequential["likelihood_ratio"].as_f64().unwrap() >= 100.0,
+                    "{context}"
+                );
+                assert!(
+                    sequential["canary"]["samples"].as_u64().unwrap() >= 500
+                        && sequential["baseline"]["samples"].as_u64().unwrap() >= 500,
+                    "{context}"
+                );
+                // Its queries span the run so far, not the 5 s window.
+                let since = sequential["since"].as_str().unwrap();
+                let promql = sequential["queries"][1]["promql"].as_str().unwrap();
+                assert!(
+                    promql.ends_with(&format!("[{since}]))")) && since != "5s",
+                    "{context}"
+                );
+                assert!(
+                    metric["rule"]
+                        .as_str()
+                        .unwrap()
+                        .contains("; in the last window: "),
+                    "{context}"
+                );
+                assert!(
+                    last["verdict"]["rule"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("(since the start)"),
+                    "{context}"
+                );
+                assert!(stderr(out).contains("since the start"), "{context}");
             }
             "spike" | "zero" | "slow" | "gauges" => {
                 assert_eq!(out.status.code(), Some(1), "{context}");

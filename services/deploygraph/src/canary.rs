@@ -6,7 +6,11 @@
 //! a fixed schedule; an analysis that overruns is followed at once by the next).
 //! - A `Fail` verdict is final at once when it is decisive
 //!   ([`deploygraph_canary::stop::is_decisive`]): a critical ratio metric failed with p below
-//!   10⁻⁹ and its interval for the increase wholly above the template's tolerance: exit 1.
+//!   10⁻⁹ and its interval for the increase wholly above the template's tolerance, or its
+//!   sequential test on everything since the command started failed
+//!   ([`deploygraph_canary::sequential`]: a mixture sequential probability ratio test, read
+//!   after every analysis with the chance of a false failure over the whole run kept at 1 %;
+//!   side-by-side baselines only): exit 1.
 //! - Any other `Fail` verdict is final when the analysis that started one `--window` or more
 //!   earlier (the latest such: their windows do not overlap) failed too: exit 1. One transient
 //!   burst on the canary's pods cannot roll a release back; a regression that persists fails
@@ -159,19 +163,19 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
         let scheduled = start + args.interval.saturating_mul(n - 1);
         tokio::time::sleep_until(scheduled.max(Instant::now()).into()).await;
         let began = Instant::now();
-        let collected = crate::canary_history::collect(
+        let started = began - start;
+        let verdict = crate::canary_history::judge_round(
             &prometheus,
             history.as_ref(),
             &template,
             &canary,
             &baseline,
             window,
+            started,
             SystemTime::now(),
         )
         .await
         .map_err(query_failure)?;
-        let verdict = collected.judge(&template);
-        let started = began - start;
         let last = is_last(n, args.interval, args.max_duration);
         let decision = decide_confirmed_or_decisive(&earlier, &verdict, started, window, last);
         earlier.push((started, verdict.outcome));
@@ -411,6 +415,17 @@ fn metric_text(s: &mut String, m: &MetricEvidence) {
     let _ = writeln!(s, "    rule: {}", m.rule);
     for q in &m.queries {
         let _ = writeln!(s, "    {} {}: {}", q.side, q.role, q.promql);
+    }
+    if let Some(seq) = &m.sequential {
+        let _ = writeln!(
+            s,
+            "    sequential: {} ({})",
+            outcome_str(seq.outcome),
+            seq.rule
+        );
+        for q in &seq.queries {
+            let _ = writeln!(s, "      {} {}: {}", q.side, q.role, q.promql);
+        }
     }
 }
 

@@ -24,12 +24,13 @@ use crate::canary_record::{Recorder, client_of};
 use crate::cli::{BaselineChoice, CanaryAnalyzeArgs, CanarySummarizeArgs, Output};
 use crate::commands::Failure;
 use deploygraph_canary::prometheus::{Collected, Prometheus, PrometheusConfig};
-use deploygraph_canary::{MetricData, Selector, Side, Template, Window};
+use deploygraph_canary::sequential;
+use deploygraph_canary::{BaselineKind, MetricData, Selector, Side, Template, Verdict, Window};
 use deploygraph_client::Client;
 use deploygraph_model::{Environment, ServiceName, Uid, format_time, parse_time};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Most earlier releases a history baseline reads.
 pub const HISTORY_RELEASES: usize = 10;
@@ -215,6 +216,40 @@ pub async fn collect(
         window,
         history.releases.clone(),
     ))
+}
+
+/// One analysis of a run, judged: [`collect`] over `window` ending at `at`, the judge, and, when
+/// the baseline is side by side, the sequential test of each critical ratio metric on
+/// everything since the run started `elapsed` ago
+/// ([`deploygraph_canary::sequential`]; none at the run's first analysis), whose failure fails
+/// the verdict at once. What `canary analyze` and `serve`'s analyses of rollouts run each round.
+///
+/// # Errors
+/// [`deploygraph_canary::Error::Query`] for the first query that failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn judge_round(
+    prometheus: &Prometheus,
+    history: Option<&History>,
+    template: &Template,
+    canary: &Selector,
+    baseline: &Selector,
+    window: Window,
+    elapsed: Duration,
+    at: SystemTime,
+) -> deploygraph_canary::Result<Verdict> {
+    let collected = collect(prometheus, history, template, canary, baseline, window, at).await?;
+    let mut verdict = collected.judge(template);
+    let since = Window::new(Duration::from_secs(elapsed.as_secs())).ok();
+    if let Some(since) = since
+        && verdict.baseline_kind == BaselineKind::SideBySide
+        && template.metrics.iter().any(sequential::applies)
+    {
+        let tests = prometheus
+            .sequential(template, canary, baseline, since, at)
+            .await?;
+        sequential::apply(&mut verdict, tests);
+    }
+    Ok(verdict)
 }
 
 /// A short account of one metric's data, for people.

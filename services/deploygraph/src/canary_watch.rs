@@ -5,7 +5,9 @@
 //! (a template of `serve --canary-templates`, else a shipped one) has each new rollout the
 //! watcher records analysed against Prometheus (`serve --prometheus`) until the verdict is
 //! final, by the rule of `deploygraph canary analyze`
-//! ([`deploygraph_canary::stop::decide_confirmed_or_decisive`]); every round is recorded as the
+//! ([`deploygraph_canary::stop::decide_confirmed_or_decisive`], with the sequential test of the
+//! critical ratio metrics since the rollout was recorded,
+//! [`crate::canary_history::judge_round`]); every round is recorded as the
 //! rollout's CanaryAnalysis, as `POST /v1/canary/analyses` records it. Further annotations,
 //! all optional:
 //!
@@ -538,20 +540,21 @@ impl RolloutAnalyses {
                 }
                 continue;
             };
-            let collected = tokio::select! {
+            let judged = tokio::select! {
                 () = stop.cancelled() => return ended(),
-                c = crate::canary_history::collect(
+                v = crate::canary_history::judge_round(
                     run.prometheus,
                     history.as_ref(),
                     run.template,
                     &canary,
                     &baseline,
                     plan.window,
+                    began - start,
                     SystemTime::now(),
-                ) => c,
+                ) => v,
             };
-            let verdict = match collected {
-                Ok(c) => c.judge(run.template),
+            let verdict = match judged {
+                Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(workload = %run.workload, deployment.uid = %deployment, error.message = %format!("{:#}", anyhow::Error::new(e)), "a canary round's queries failed; the next round tries again");
                     if last {

@@ -160,6 +160,7 @@ impl Judge {
             baseline_kind,
             releases: Vec::new(),
             queries: Vec::new(),
+            sequential: None,
             window: inputs.window,
             outcome: Outcome::NoData,
             canary: SideSummary::default(),
@@ -449,7 +450,7 @@ fn pool(sides: impl Iterator<Item = Prepared>) -> Prepared {
     })
 }
 
-fn ratio_side(c: Counts) -> SideSummary {
+pub(crate) fn ratio_side(c: Counts) -> SideSummary {
     SideSummary {
         samples: c.denominator,
         events: Some(c.numerator),
@@ -775,7 +776,7 @@ fn improved(ev: &MetricEvidence) -> bool {
 }
 
 /// The verdict from the metrics' outcomes.
-fn combine(metrics: &[MetricEvidence]) -> (Outcome, String) {
+pub(crate) fn combine(metrics: &[MetricEvidence]) -> (Outcome, String) {
     let names = |pred: &dyn Fn(&MetricEvidence) -> bool| -> Vec<&str> {
         metrics
             .iter()

@@ -18,6 +18,10 @@
 //! when the analysis one window earlier failed too, a pass once every metric passed in an
 //! analysis a full window after the start, at the deadline the last verdict decides), shared
 //! with the canary benchmark; [`stop::decide`] is the same with a `Fail` final at once.
+//! [`sequential`] is the test of each critical ratio metric on everything since the run
+//! started (a mixture sequential probability ratio test, valid under repeated looks), run beside
+//! each window by [`prometheus::Prometheus::sequential`]; its failure fails the verdict and is
+//! final at once.
 //!
 //! # Templates
 //!
@@ -116,6 +120,7 @@ pub mod inputs;
 pub mod judge;
 pub mod onset;
 pub mod prometheus;
+pub mod sequential;
 pub mod stats;
 pub mod stop;
 pub mod template;

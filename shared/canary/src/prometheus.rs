@@ -28,6 +28,7 @@ use crate::distribution::{Bucket, Distribution, Histogram};
 use crate::error::{Error, Result};
 use crate::inputs::{Baseline, Counts, Inputs, MetricData, ReleaseSummary};
 use crate::judge::judge;
+use crate::sequential::{self, SequentialEvidence};
 use crate::template::{DistributionInput, Metric, MetricSpec, Selector, Template, Window};
 use crate::verdict::{RenderedQuery, Side, Verdict};
 use serde::Deserialize;
@@ -604,6 +605,40 @@ impl Prometheus {
             },
             queries,
         })
+    }
+
+    /// The sequential test since the run's start ([`crate::sequential`]) of every metric of
+    /// `template` that gets it: its counts on both sides over `since` (the run so far) ending
+    /// at `at`, measured with the same queries and rules as [`Self::collect`], and tested at
+    /// [`crate::sequential::ALPHA`]. Empty when no metric gets the test (no query is run).
+    ///
+    /// # Errors
+    /// [`Error::Query`] for the first query that failed, naming it.
+    pub async fn sequential(
+        &self,
+        template: &Template,
+        canary: &Selector,
+        baseline: &Selector,
+        since: Window,
+        at: SystemTime,
+    ) -> Result<Vec<(String, SequentialEvidence)>> {
+        let mut tests = Vec::new();
+        for metric in template.metrics.iter().filter(|m| sequential::applies(m)) {
+            let mut ran = Vec::new();
+            let c = self
+                .side(metric, Side::Canary, canary, since, at, &mut ran)
+                .await?;
+            let b = self
+                .side(metric, Side::Baseline, baseline, since, at, &mut ran)
+                .await?;
+            if let Some(mut evidence) =
+                sequential::test(metric, since, c.as_ref(), b.as_ref(), sequential::ALPHA)
+            {
+                evidence.queries = ran;
+                tests.push((metric.name.clone(), evidence));
+            }
+        }
+        Ok(tests)
     }
 
     /// Measures every metric of `template` on one `side` (`selector`) over `window` ending at

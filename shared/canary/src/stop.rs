@@ -12,7 +12,8 @@
 //!
 //! [`decide_confirmed`] is the same rule with failures confirmed one window later;
 //! [`decide_confirmed_or_decisive`] (what `canary analyze` applies) confirms a failure one
-//! window later unless its evidence is decisive ([`is_decisive`]), which is final at once;
+//! window later unless its evidence is decisive ([`is_decisive`]: overwhelming in one window,
+//! or the sequential test since the start failed), which is final at once;
 //! [`decide`] is the rule with every failure final at once.
 
 use crate::template::{MetricKind, Window};
@@ -116,6 +117,10 @@ pub const DECISIVE_P: f64 = 1e-9;
 /// 1 − α) lies wholly beyond the metric's tolerance in the bad direction — the increase is
 /// not merely above zero but significantly above what the template allows.
 ///
+/// A critical ratio metric whose sequential test since the run's start failed
+/// ([`crate::sequential`]) is decisive as well: that test is built to be read after every
+/// analysis, so a second look would add nothing to its guarantee.
+///
 /// Only critical ratio metrics can be decisive: a critical metric is one the template says
 /// fails the verdict alone, and a ratio's interval is on the scale of its tolerance.
 /// Distribution metrics (latency) are never decisive: one slow burst (a GC pause, a cold
@@ -129,6 +134,9 @@ pub fn is_decisive(verdict: &Verdict, p_limit: f64) -> bool {
 fn decisive_metric(m: &MetricEvidence, p_limit: f64) -> bool {
     if !(m.critical && m.kind == MetricKind::Ratio && m.outcome == Outcome::Fail) {
         return false;
+    }
+    if crate::sequential::failed(m) {
+        return true;
     }
     let (Some(p), Some(interval), Some(effect)) = (m.p_value, m.interval, m.effect) else {
         return false;
@@ -199,6 +207,7 @@ mod tests {
                     effect: None,
                     rule: String::new(),
                     queries: Vec::new(),
+                    sequential: None,
                 })
                 .collect(),
             rule: String::new(),

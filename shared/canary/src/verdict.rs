@@ -11,7 +11,10 @@
 //! `shift`, `effect` (`{value, allowed, common_language}`) and `queries` — the PromQL that
 //! produced the data, as `[{side, role, promql}]` with `side` `canary` | `baseline` and `role`
 //! `numerator` | `denominator` | `query` (absent when the data did not come from queries, as
-//! for the judge alone or a history baseline's side; see [`Verdict::attach_queries`]).
+//! for the judge alone or a history baseline's side; see [`Verdict::attach_queries`]), and
+//! `sequential`, the sequential test since the run's start of a critical ratio metric
+//! ([`crate::sequential::SequentialEvidence`]: `since`, `outcome`, `canary`, `baseline`,
+//! `allowed`, `tau`, `alpha`, `likelihood_ratio`, `threshold`, `rule`, `queries`).
 
 use crate::inputs::BaselineKind;
 use crate::template::{Direction, MetricKind, Window};
@@ -144,6 +147,10 @@ pub struct MetricEvidence {
     /// The queries that produced the data, when they came from queries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub queries: Vec<RenderedQuery>,
+    /// For a critical ratio metric in a run of analyses: the sequential test on everything
+    /// since the run's start ([`crate::sequential`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<crate::sequential::SequentialEvidence>,
 }
 
 /// Which side a query measured.

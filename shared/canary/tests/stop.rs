@@ -2,6 +2,7 @@
 //! ratio metric is final at once, any other failure waits one window for confirmation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use deploygraph_canary::sequential;
 use deploygraph_canary::stop::{
     DECISIVE_P, Decision, decide_confirmed, decide_confirmed_or_decisive, is_decisive,
 };
@@ -138,6 +139,54 @@ fn a_latency_failure_is_never_decisive() {
     assert!(!is_decisive(&v, DECISIVE_P));
     assert_eq!(
         decide_confirmed_or_decisive(&[], &v, S60, minute(), false),
+        Decision::Continue
+    );
+}
+
+#[test]
+fn a_failed_sequential_test_since_the_start_is_final_at_once() {
+    // Each window of a low-traffic canary is below the template's 500 requests: inconclusive.
+    let mut v = errors((30, 300), (1, 300));
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{}", v.rule);
+    let metric = &shipped("http-error-ratio.yaml")[0];
+    let ten_minutes = Window::new(Duration::from_secs(600)).unwrap();
+    let counts = |numerator, denominator| {
+        MetricData::Ratio(Counts {
+            numerator,
+            denominator,
+        })
+    };
+    // Ten minutes of it: 10 % against 0.3 % on 6,000 requests a side.
+    let test = sequential::test(
+        metric,
+        ten_minutes,
+        Some(&counts(600, 6_000)),
+        Some(&counts(20, 6_000)),
+        sequential::ALPHA,
+    )
+    .unwrap();
+    assert_eq!(test.outcome, Outcome::Fail, "{}", test.rule);
+    sequential::apply(&mut v, vec![(metric.name.clone(), test)]);
+    assert_eq!(v.outcome, Outcome::Fail, "{}", v.rule);
+    assert!(is_decisive(&v, DECISIVE_P));
+    assert_eq!(
+        decide_confirmed_or_decisive(&[], &v, Duration::from_secs(600), minute(), false),
+        Decision::Fail
+    );
+    // A test that has not crossed leaves the window's verdict to the rule.
+    let mut quiet = errors((30, 300), (1, 300));
+    let passing = sequential::test(
+        metric,
+        ten_minutes,
+        Some(&counts(40, 6_000)),
+        Some(&counts(20, 6_000)),
+        sequential::ALPHA,
+    )
+    .unwrap();
+    sequential::apply(&mut quiet, vec![(metric.name.clone(), passing)]);
+    assert_eq!(quiet.outcome, Outcome::Inconclusive);
+    assert_eq!(
+        decide_confirmed_or_decisive(&[], &quiet, Duration::from_secs(600), minute(), false),
         Decision::Continue
     );
 }

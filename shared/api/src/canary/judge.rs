@@ -6,7 +6,10 @@
 //! `deploygraph canary analyze`) and answers with the verdict — `Pass`, `Fail`, `Inconclusive`
 //! or `NoData` in `verdict` — the per-metric evidence and the baseline used. With `deployment`,
 //! the analysis is also recorded as that deployment's CanaryAnalysis, exactly as
-//! `POST /v1/canary/analyses` would record it.
+//! `POST /v1/canary/analyses` would record it. Each request is one window on its own: the
+//! sequential test since a run's start (`deploygraph_canary::sequential`), which `canary
+//! analyze` and `serve`'s own analyses add, needs the run's start, which the caller's
+//! controller keeps (Argo Rollouts' `failureLimit` and `count` decide over the answers).
 //!
 //! **Templates** are named: a file `NAME.yaml` (or `NAME.yml`) in the directory the server was
 //! given (`serve --canary-templates DIR`), else a shipped template (`http-error-ratio`,

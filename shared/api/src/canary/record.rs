@@ -49,6 +49,12 @@ fn bounded_evidence(m: &MetricEvidence) -> Value {
     if let Some(object) = value.as_object_mut() {
         object.remove("queries");
         object.insert("queries_omitted".into(), json!(m.queries.len()));
+        if let Some(sequential) = object.get_mut("sequential").and_then(Value::as_object_mut)
+            && let Some(queries) = sequential.remove("queries")
+        {
+            let count = queries.as_array().map_or(0, Vec::len);
+            sequential.insert("queries_omitted".into(), json!(count));
+        }
     }
     if size(&value) <= limits::EVIDENCE_BYTES {
         return value;
@@ -138,6 +144,7 @@ mod tests {
                     ),
                 })
                 .collect(),
+            sequential: None,
         }
     }
 
@@ -150,7 +157,33 @@ mod tests {
         assert_eq!(many["queries_omitted"], 1000);
         let long = bounded_evidence(&evidence(0, &"x".repeat(40_000)));
         assert_eq!(long["truncated"], true);
-        for v in [small, many, long] {
+        // The sequential test's queries go the same way as the window's.
+        let mut sequential = evidence(1000, "failed");
+        let template = deploygraph_canary::template::SHIPPED
+            .iter()
+            .find(|(f, _)| *f == "http-error-ratio.yaml")
+            .map(|(_, yaml)| deploygraph_canary::Template::parse(yaml).expect("template"))
+            .expect("shipped");
+        let counts = |numerator, denominator| {
+            deploygraph_canary::MetricData::Ratio(deploygraph_canary::Counts {
+                numerator,
+                denominator,
+            })
+        };
+        let mut test = deploygraph_canary::sequential::test(
+            &template.metrics[0],
+            "10m".parse().expect("window"),
+            Some(&counts(300, 2_000)),
+            Some(&counts(0, 2_000)),
+            deploygraph_canary::sequential::ALPHA,
+        )
+        .expect("tested");
+        test.queries.clone_from(&sequential.queries);
+        sequential.sequential = Some(test);
+        let bounded = bounded_evidence(&sequential);
+        assert_eq!(bounded["sequential"]["outcome"], "fail", "{bounded}");
+        assert_eq!(bounded["sequential"]["queries_omitted"], 1000, "{bounded}");
+        for v in [small, many, long, bounded] {
             assert!(serde_json::to_vec(&v).expect("json").len() <= limits::EVIDENCE_BYTES);
         }
     }

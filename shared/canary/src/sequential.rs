@@ -23,9 +23,10 @@
 //! 0.01 when the tolerance is zero). `either` takes the larger of the two one-sided ratios
 //! against `2/α`.
 //!
-//! **When it fails the verdict.** Only for **critical ratio** metrics against a **side-by-side**
-//! baseline: a critical metric fails the verdict alone, and the guarantee needs both sides
-//! measured over the same span (a history baseline's releases ran at other times). Each side
+//! **When it fails the verdict.** Only for **critical ratio** metrics whose queries use
+//! `{{window}}` (the span is chosen through it), against a **side-by-side** baseline: a
+//! critical metric fails the verdict alone, and the guarantee needs both sides measured over
+//! the same span (a history baseline's releases ran at other times). Each side
 //! needs the metric's `min_samples` since the start. When `Λ ≥ 1/α` ([`ALPHA`] = 0.01, half the
 //! judge's α: the run's windows can fail it too) the metric fails, whatever its window says,
 //! and the failure is final at once ([`crate::stop::is_decisive`]). Otherwise the window's
@@ -77,10 +78,19 @@ pub struct SequentialEvidence {
     pub queries: Vec<RenderedQuery>,
 }
 
-/// Whether `metric` gets the sequential test: critical ratio metrics.
+/// Whether `metric` gets the sequential test: critical ratio metrics whose numerator and
+/// denominator both use `{{window}}` (a query without it measures the same span whatever the
+/// window, so it cannot measure the run since the start).
 #[must_use]
 pub fn applies(metric: &Metric) -> bool {
-    metric.critical && matches!(metric.spec, MetricSpec::Ratio { .. })
+    match &metric.spec {
+        MetricSpec::Ratio {
+            numerator,
+            denominator,
+            ..
+        } => metric.critical && numerator.uses_window() && denominator.uses_window(),
+        MetricSpec::Distribution { .. } => false,
+    }
 }
 
 /// The mixture's standard deviation for a tolerance.
@@ -391,6 +401,16 @@ mod tests {
             )
             .is_none()
         );
+        // A query without `{{window}}` cannot measure the run since the start.
+        let unwindowed = Template::parse(
+            "name: t\nmetrics:\n  - name: m\n    kind: ratio\n    critical: true\n    \
+             numerator: sum(errors_total{{{selector}}})\n    \
+             denominator: sum(increase(requests_total{{{selector}}}[{{window}}]))\n    \
+             direction: increase\n    max_increase: 0.01\n    min_samples: 10\n",
+        )
+        .expect("template");
+        assert!(!applies(&unwindowed.metrics[0]));
+        assert!(applies(&error_ratio()));
     }
 
     #[test]

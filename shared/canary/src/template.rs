@@ -226,6 +226,14 @@ impl Query {
         &self.0
     }
 
+    /// Whether the query has a `{{window}}` placeholder, so that its span can be chosen.
+    #[must_use]
+    pub fn uses_window(&self) -> bool {
+        PLACEHOLDER
+            .captures_iter(&self.0)
+            .any(|cap| cap.get(1).is_some_and(|m| m.as_str() == "window"))
+    }
+
     /// The query with the selector and window filled in.
     #[must_use]
     pub fn render(&self, selector: &Selector, window: Window) -> String {

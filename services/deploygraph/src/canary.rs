@@ -47,7 +47,7 @@ use deploygraph_canary::{
 };
 use serde_json::json;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 type CommandOutcome = Result<(), Failure>;
 
@@ -172,7 +172,6 @@ pub async fn analyze(args: CanaryAnalyzeArgs) -> CommandOutcome {
             &baseline,
             window,
             started,
-            SystemTime::now(),
         )
         .await
         .map_err(query_failure)?;

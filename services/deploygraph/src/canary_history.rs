@@ -218,7 +218,7 @@ pub async fn collect(
     ))
 }
 
-/// One analysis of a run, judged: [`collect`] over `window` ending at `at`, the judge, and, when
+/// One analysis of a run, judged: [`collect`] over `window` ending now, the judge, and, when
 /// the baseline is side by side, the sequential test of each critical ratio metric on
 /// everything since the run started `elapsed` ago
 /// ([`deploygraph_canary::sequential`]; none at the run's first analysis), whose failure fails
@@ -226,7 +226,6 @@ pub async fn collect(
 ///
 /// # Errors
 /// [`deploygraph_canary::Error::Query`] for the first query that failed.
-#[allow(clippy::too_many_arguments)]
 pub async fn judge_round(
     prometheus: &Prometheus,
     history: Option<&History>,
@@ -235,8 +234,8 @@ pub async fn judge_round(
     baseline: &Selector,
     window: Window,
     elapsed: Duration,
-    at: SystemTime,
 ) -> deploygraph_canary::Result<Verdict> {
+    let at = SystemTime::now();
     let collected = collect(prometheus, history, template, canary, baseline, window, at).await?;
     let mut verdict = collected.judge(template);
     let since = Window::new(Duration::from_secs(elapsed.as_secs())).ok();

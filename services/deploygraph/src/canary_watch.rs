@@ -67,7 +67,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use kube::api::{Api, ListParams};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -550,7 +550,6 @@ impl RolloutAnalyses {
                     &baseline,
                     plan.window,
                     began - start,
-                    SystemTime::now(),
                 ) => v,
             };
             let verdict = match judged {

@@ -1015,3 +1015,140 @@ fn alert_metric_onset_is_read_from_prometheus() {
     );
     drop(rig);
 }
+
+/// An alert whose rule fires as its metric moves (no `for:`) is attributed moments after the
+/// step, before Prometheus holds the points after it: its onset is not there yet. The pipeline
+/// defers a revisit of the alert (a minute later by default) instead of leaving the onset
+/// unread; the revisit reads the real Prometheus again, finds the step and re-attributes.
+#[test]
+fn an_onset_not_there_yet_is_read_again_by_a_deferred_revisit() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    let server = Server::start(
+        &sqlite_uri(),
+        &[
+            "--token",
+            TOKEN,
+            "--prometheus",
+            &prometheus,
+            "--attribution-window",
+            "3m",
+        ],
+    );
+    // The rig's own rule holds for ten minutes, so it never fires here: the alert is posted
+    // the moment the gauge steps, as a rule without `for:` would fire it.
+    let rig = Rig::start_holding(
+        &format!("{}/v1/alerts/alertmanager", server.url),
+        TOKEN,
+        "10m",
+    );
+    let diagnostics = || format!("{}\ndeploygraph log:\n{}", rig.diagnostics(), server.logs());
+    rig.wait_scraped(0, Duration::from_secs(15));
+    // Some seconds of the level before the step.
+    std::thread::sleep(Duration::from_secs(8));
+    let culprit = record_deployment(&server, SERVICE, "v4.0.0", 410, Utc::now());
+    let stepped = Utc::now();
+    rig.set(5);
+    let fingerprint = unique("late");
+    let expression = format!("payments_errors{{job=\"{}\"}} > 0", rig.job);
+    let generator = reqwest::Url::parse_with_params(
+        &format!("{prometheus}/graph"),
+        &[("g0.expr", expression.as_str()), ("g0.tab", "1")],
+    )
+    .unwrap();
+    let response = crate::support::http()
+        .post(format!("{}/v1/alerts/alertmanager", server.url))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"version": "4", "status": "firing", "receiver": "deploygraph",
+                      "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+                      "externalURL": "http://am", "groupKey": "g", "truncatedAlerts": 0,
+                      "alerts": [{"status": "firing", "fingerprint": fingerprint,
+                                  "labels": {"alertname": "PaymentsErrorsLate", "service": SERVICE,
+                                             "namespace": NAMESPACE, "environment": ENVIRONMENT,
+                                             "job": rig.job},
+                                  "annotations": {},
+                                  "startsAt": stepped.to_rfc3339_opts(SecondsFormat::Millis, true),
+                                  "endsAt": "0001-01-01T00:00:00Z",
+                                  "generatorURL": generator.as_str()}]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", diagnostics());
+    let (status, first) = crate::support::settled_suspects(&server.url, &fingerprint);
+    assert_eq!(status, 200, "{first}\n{}", diagnostics());
+
+    // The first attribution: no break yet, the onset left unread and a revisit deferred.
+    let counters = || get(&format!("{}/metrics", server.url)).1;
+    let deferred = poll(
+        "the first read finds no break yet and defers a revisit",
+        Duration::from_secs(20),
+        || {
+            let metrics = counters();
+            let text = metrics.as_str().unwrap_or_default().to_owned();
+            (text.contains("deploygraph_alert_onsets_total{outcome=\"too_early\"} 1")
+                && text.contains("deploygraph_follow_ups_deferred 1"))
+            .then_some(text)
+        },
+        diagnostics,
+    );
+    assert!(
+        !deferred.contains("deploygraph_alert_onsets_total{outcome=\"found\"}"),
+        "{deferred}"
+    );
+    let (_, alerts) = stored_alerts(&server, &fingerprint);
+    let alert = alerts
+        .iter()
+        .find(|a| a["fingerprint"] == fingerprint.as_str())
+        .unwrap_or_else(|| panic!("the alert is stored: {alerts:?}"));
+    assert!(alert["onset"].is_null(), "{alert}");
+
+    // The deferred revisit, a minute later, reads the step.
+    let alert = poll(
+        "the deferred revisit reads the onset",
+        Duration::from_secs(150),
+        || {
+            stored_alerts(&server, &fingerprint)
+                .1
+                .into_iter()
+                .find(|a| a["fingerprint"] == fingerprint.as_str() && !a["onset"].is_null())
+        },
+        diagnostics,
+    );
+    let onset = &alert["onset"];
+    assert_eq!(onset["outcome"], "found", "{alert}\n{}", diagnostics());
+    let off = (time(&onset["at"]) - stepped).num_milliseconds().abs();
+    assert!(
+        off <= 3_000,
+        "onset {onset} is {off} ms from the step at {stepped}"
+    );
+    // The culprit's reasons now place it against the onset.
+    let suspects = poll(
+        "the revisit's answer names the onset",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = get(&format!("{}/v1/alerts/{fingerprint}/suspects", server.url));
+            let named = status == 200
+                && body["suspects"].as_array().is_some_and(|s| {
+                    s.iter().any(|s| {
+                        s["deployment"]["uid"] == culprit["uid"]
+                            && s["reasons"].as_array().is_some_and(|r| {
+                                r.iter().any(|r| {
+                                    r.as_str().is_some_and(|r| r.contains("the alert's metric"))
+                                })
+                            })
+                    })
+                });
+            named.then_some(body)
+        },
+        diagnostics,
+    );
+    assert!(suspects["suspects"].as_array().is_some(), "{suspects}");
+    let metrics = counters();
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("deploygraph_alert_onsets_total{outcome=\"found\"} 1")
+            && metrics.contains("deploygraph_follow_ups_deferred 0"),
+        "{metrics}"
+    );
+    drop(rig);
+}

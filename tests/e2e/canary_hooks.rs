@@ -71,9 +71,18 @@ fn exposition(healthy: &str, spike: &str, ns: &str, t: f64) -> String {
             );
         }
     }
+    // 60 requests a second a side: a 5 s window holds 300, below the template's 500.
+    let sparse = |errors: f64| Track {
+        ok: 60.0 - errors,
+        errors,
+        latency: None,
+        gauge: None,
+    };
     for (pod, series) in [
         ("podinfo-7c9d5b6f4-x2k9q", spiking),
         ("podinfo-primary-5d9f7c8b6-a1b2c", ok),
+        ("quiet-6b8c9d7f5-q1w2e", sparse(6.0)),
+        ("quiet-primary-4c7d8e9f6-r3t4y", sparse(0.3)),
     ] {
         track_exposition(
             &mut body,
@@ -270,6 +279,45 @@ fn the_argo_and_flagger_hooks_judge_against_a_real_prometheus() {
         (200, Some("NoData")),
         "{idle}"
     );
+
+    // A quiet canary (no 5 s window holds the template's 500 requests): each call of one
+    // rollout (one checksum) is inconclusive on its window, until the run since the server
+    // first judged it holds enough to fail the sequential test.
+    let quiet = json!({
+        "name": "quiet", "namespace": ns, "phase": "Progressing", "checksum": "q1",
+        "metadata": {"template": "http-error-ratio", "window": "5s"}
+    });
+    let (status, _, first) = post_json(&flagger, &quiet, Some(TOKEN));
+    assert_eq!(status, 200, "{first}");
+    assert_ne!(first["verdict"], "Fail", "{first}");
+    assert!(first["metrics"][0].get("sequential").is_none(), "{first}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let caught = loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let (status, _, body) = post_json(&flagger, &quiet, Some(TOKEN));
+        if status == 412 {
+            break body;
+        }
+        assert!(
+            status == 200 && Instant::now() < deadline,
+            "no 412 within 40 s: {status} {body}"
+        );
+    };
+    let metric = &caught["metrics"][0];
+    assert_eq!(metric["sequential"]["outcome"], "fail", "{caught}");
+    assert!(
+        metric["rule"]
+            .as_str()
+            .unwrap()
+            .contains("; in the last window: too little traffic"),
+        "{caught}"
+    );
+    // Another revision of the canary is another run: its first call judges its window only.
+    let mut next = quiet.clone();
+    next["checksum"] = json!("q2");
+    let (status, _, fresh) = post_json(&flagger, &next, Some(TOKEN));
+    assert_eq!(status, 200, "{fresh}");
+    assert!(fresh["metrics"][0].get("sequential").is_none(), "{fresh}");
 
     // Each analysis is counted by hook and verdict.
     let metrics = http()

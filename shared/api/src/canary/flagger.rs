@@ -25,6 +25,15 @@
 //! (default `TARGET`) and `deployment` (record the analysis as that deployment's). Each of
 //! these may be given in the query string instead, not in both; unknown metadata keys are
 //! refused, so a misspelt key is not silently ignored.
+//!
+//! **The run since its start.** Flagger calls the webhook at every interval of one rollout
+//! with the same `checksum` (of the canary's pod template). The server remembers when it first
+//! judged each (namespace, name, checksum, template, selectors) and, from the second call on,
+//! also runs the sequential test of the critical error ratio on everything since then
+//! (`deploygraph_canary::sequential`, as `canary analyze` does): a failure there is a `Fail`
+//! (412) even when the window alone has too little traffic. Remembered in memory until 10 minutes
+//! pass without a call (the same revision tried again after a rollback is a new run); a call
+//! without a checksum is judged on its window only.
 
 use super::judge::{
     Analysis, Fields, FlaggerCall, JudgeAnswer, JudgeVerdict, SelectorText, TemplateName,
@@ -265,6 +274,23 @@ pub(crate) async fn flagger(
             Some((v, field)) => (Some(deployment(&field, v)?), field),
             None => (None, "deployment".to_owned()),
         };
+    // The run: one canary revision (Flagger's checksum of its pod template) judged on one
+    // template with one pair of selectors. Without a checksum, rollouts cannot be told apart.
+    let since_start = match &payload.checksum {
+        Some(checksum) => {
+            let key = serde_json::json!([
+                namespace,
+                canary_name,
+                checksum,
+                template_name,
+                canary.to_string(),
+                baseline.to_string(),
+            ])
+            .to_string();
+            Some(state.config.canary.runs.elapsed(key).await)
+        }
+        None => None,
+    };
     let analysis = Analysis {
         service,
         template_name: template_name.to_owned(),
@@ -273,6 +299,7 @@ pub(crate) async fn flagger(
         baseline,
         window,
         deployment,
+        since_start,
         hook: "flagger",
         fields: Fields {
             template: template_field,

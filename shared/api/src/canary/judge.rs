@@ -8,8 +8,9 @@
 //! the analysis is also recorded as that deployment's CanaryAnalysis, exactly as
 //! `POST /v1/canary/analyses` would record it. Each request is one window on its own: the
 //! sequential test since a run's start (`deploygraph_canary::sequential`), which `canary
-//! analyze` and `serve`'s own analyses add, needs the run's start, which the caller's
-//! controller keeps (Argo Rollouts' `failureLimit` and `count` decide over the answers).
+//! analyze` and `serve`'s own analyses add, needs to tell one rollout's calls from the next
+//! one's, which Argo's call does not say (its `failureLimit` and `count` decide over the
+//! answers). Flagger's does (its checksum): see `super::flagger`.
 //!
 //! **Templates** are named: a file `NAME.yaml` (or `NAME.yml`) in the directory the server was
 //! given (`serve --canary-templates DIR`), else a shipped template (`http-error-ratio`,
@@ -42,6 +43,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use deploygraph_canary::prometheus::{Prometheus, PrometheusConfig};
+use deploygraph_canary::sequential;
 use deploygraph_canary::template::SHIPPED;
 use deploygraph_canary::{MetricEvidence, Outcome, Selector, Template, Verdict, Window};
 use deploygraph_model::{CanaryBaselineKind, ServiceName, Uid, format_time};
@@ -51,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
@@ -88,6 +90,44 @@ pub struct HooksConfig {
     pub prometheus: Option<Prometheus>,
     /// Directory of templates (`NAME.yaml`), besides the shipped ones.
     pub templates_dir: Option<PathBuf>,
+    /// When this server first judged each run a Flagger webhook names ([`RunStarts`]).
+    pub runs: RunStarts,
+}
+
+/// How long a run a hook named is remembered after its last call: a call after a longer gap
+/// (the same canary revision tried again after a rollback) starts a new run.
+pub const RUN_IDLE: Duration = Duration::from_secs(10 * 60);
+/// Most runs remembered at once (the oldest idle ones go first).
+const RUNS_KEPT: u64 = 10_000;
+
+/// When this server first judged each canary run a hook names by a key that tells rollouts
+/// apart (Flagger's canary name, namespace and checksum of its pod template, with the template
+/// and selectors): the start of the span the sequential test since the start
+/// ([`deploygraph_canary::sequential`]) measures at later calls. In memory, per server: a run
+/// forgotten (the server restarted, [`RUN_IDLE`] without a call, another replica answering)
+/// starts again, which only shortens the span tested.
+#[derive(Debug, Clone)]
+pub struct RunStarts(moka::future::Cache<String, Instant>);
+
+impl Default for RunStarts {
+    fn default() -> Self {
+        Self(
+            moka::future::Cache::builder()
+                .max_capacity(RUNS_KEPT)
+                .time_to_idle(RUN_IDLE)
+                .build(),
+        )
+    }
+}
+
+impl RunStarts {
+    /// How long ago the run `key` was first seen (zero when this call is the first).
+    pub async fn elapsed(&self, key: String) -> Duration {
+        self.0
+            .get_with(key, async { Instant::now() })
+            .await
+            .elapsed()
+    }
 }
 
 impl HooksConfig {
@@ -113,6 +153,7 @@ impl HooksConfig {
         Ok(Self {
             prometheus,
             templates_dir,
+            runs: RunStarts::default(),
         })
     }
 }
@@ -301,6 +342,10 @@ pub(crate) struct Analysis {
     /// Field names of the parameters, for errors found later (the Flagger hook names them
     /// differently).
     pub fields: Fields,
+    /// How long ago the run this call belongs to was first judged, when the hook can tell runs
+    /// apart (Flagger's checksum): the sequential test since the start then runs beside the
+    /// window.
+    pub since_start: Option<Duration>,
 }
 
 /// The names under which a request gave each value.
@@ -568,6 +613,7 @@ pub(crate) async fn judge(
         deployment,
         hook: "argo",
         fields: Fields::default(),
+        since_start: None,
     };
     analysis.check_sides()?;
     let answer = run(&state, analysis).await?;
@@ -599,7 +645,28 @@ pub(crate) async fn run(state: &AppState, analysis: Analysis) -> Result<JudgeAns
         .map_err(|e| {
             ApiError::from_canary(&e, &analysis.fields.template, state.config.retry_after_secs)
         })?;
-    let verdict = collected.judge(&analysis.template);
+    let mut verdict = collected.judge(&analysis.template);
+    let since = analysis
+        .since_start
+        .and_then(|d| Window::new(Duration::from_secs(d.as_secs())).ok());
+    if let Some(since) = since
+        && collected.has_side_by_side_baseline()
+        && analysis.template.metrics.iter().any(sequential::applies)
+    {
+        let tests = prometheus
+            .sequential(
+                &analysis.template,
+                &analysis.canary,
+                &analysis.baseline,
+                since,
+                at,
+            )
+            .await
+            .map_err(|e| {
+                ApiError::from_canary(&e, &analysis.fields.template, state.config.retry_after_secs)
+            })?;
+        sequential::apply(&mut verdict, tests);
+    }
     state
         .metrics
         .canary_hook(analysis.hook, verdict_of(verdict.outcome).as_str());
@@ -702,6 +769,15 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_run_is_timed_from_its_first_call_and_runs_are_told_apart_by_their_key() {
+        let runs = RunStarts::default();
+        assert!(runs.elapsed("a".into()).await < Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(runs.elapsed("a".into()).await >= Duration::from_millis(120));
+        assert!(runs.elapsed("b".into()).await < Duration::from_millis(50));
+    }
 
     #[test]
     fn the_selector_pattern_accepts_exactly_what_the_selector_parser_accepts() {

@@ -319,6 +319,47 @@ fn the_argo_and_flagger_hooks_judge_against_a_real_prometheus() {
     assert_eq!(status, 200, "{fresh}");
     assert!(fresh["metrics"][0].get("sequential").is_none(), "{fresh}");
 
+    // Argo: the same quiet canary through the web metric provider, its calls named by `run`
+    // (the canary's pod-template-hash): one window at first, then the run since the first call.
+    let quiet_judge = |run: &str| {
+        judge_url(
+            &server,
+            &[
+                ("service", "quiet"),
+                ("template", "http-error-ratio"),
+                ("window", "5s"),
+                (
+                    "canary_selector",
+                    &format!("namespace=\"{ns}\",pod=~\"quiet-[0-9a-zA-Z]+-[0-9a-zA-Z]+\""),
+                ),
+                (
+                    "baseline_selector",
+                    &format!("namespace=\"{ns}\",pod=~\"quiet-primary-[0-9a-zA-Z]+-[0-9a-zA-Z]+\""),
+                ),
+                ("run", run),
+            ],
+        )
+    };
+    let (status, _, first) = get(&quiet_judge("6b8c9d7f5"), Some(TOKEN));
+    assert_eq!(status, 200, "{first}");
+    assert_ne!(first["verdict"], "Fail", "{first}");
+    assert!(first["metrics"][0].get("sequential").is_none(), "{first}");
+    let caught = until_verdict("Fail", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let (s, _, b) = get(&quiet_judge("6b8c9d7f5"), Some(TOKEN));
+        (s, b)
+    });
+    assert_eq!(
+        caught["metrics"][0]["sequential"]["outcome"], "fail",
+        "{caught}"
+    );
+    let (status, _, bad) = get(&quiet_judge("not a run"), Some(TOKEN));
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (422, Some("run")),
+        "{bad}"
+    );
+
     // Each analysis is counted by hook and verdict.
     let metrics = http()
         .get(format!("{}/metrics", server.url))

@@ -6,11 +6,15 @@
 //! `deploygraph canary analyze`) and answers with the verdict — `Pass`, `Fail`, `Inconclusive`
 //! or `NoData` in `verdict` — the per-metric evidence and the baseline used. With `deployment`,
 //! the analysis is also recorded as that deployment's CanaryAnalysis, exactly as
-//! `POST /v1/canary/analyses` would record it. Each request is one window on its own: the
-//! sequential test since a run's start (`deploygraph_canary::sequential`), which `canary
-//! analyze` and `serve`'s own analyses add, needs to tell one rollout's calls from the next
-//! one's, which Argo's call does not say (its `failureLimit` and `count` decide over the
-//! answers). Flagger's does (its checksum): see `super::flagger`.
+//! `POST /v1/canary/analyses` would record it.
+//!
+//! **The run since its start.** With `run` (a name for the rollout, such as the canary's
+//! pod-template-hash Argo passes as an argument), the server remembers when it first judged
+//! each (run, template, selectors) and from the second call on also runs the sequential test of
+//! the critical error ratio on everything since then (`deploygraph_canary::sequential`, as
+//! `canary analyze` does): a failure there is a `Fail` even when the window alone has too
+//! little traffic. In memory ([`RunStarts`]), forgotten after [`RUN_IDLE`] without a call.
+//! Without `run`, each call judges its window only.
 //!
 //! **Templates** are named: a file `NAME.yaml` (or `NAME.yml`) in the directory the server was
 //! given (`serve --canary-templates DIR`), else a shipped template (`http-error-ratio`,
@@ -66,6 +70,9 @@ pub const WINDOW_PATTERN: &str = "^[1-9][0-9]{0,3}(ms|s|m|h|d)$";
 /// A selector: comma-separated `label op "value"` matchers, the grammar of
 /// [`deploygraph_canary::Selector`] with spaces as its only blanks.
 pub const SELECTOR_PATTERN: &str = r#"^ *(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*|_) *(?:=~|!~|!=|=) *"[^"\\\x00-\x1f\x7f-\x9f]*"(?: *, *(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*|_) *(?:=~|!~|!=|=) *"[^"\\\x00-\x1f\x7f-\x9f]*")* *$"#;
+/// A run's name (`run`): what tells one rollout's calls from the next one's, such as the
+/// canary's pod-template-hash.
+pub const RUN_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$";
 /// Longest selector, in characters (four bytes each at most: within the selector's byte limit).
 pub const SELECTOR_MAX_CHARS: usize = 1024;
 /// The window when none is given.
@@ -79,6 +86,8 @@ static TEMPLATE_RE: LazyLock<Regex> =
 #[allow(clippy::expect_used)]
 static WINDOW_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(WINDOW_PATTERN).expect("window pattern"));
+#[allow(clippy::expect_used)]
+static RUN_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(RUN_PATTERN).expect("run pattern"));
 #[allow(clippy::expect_used)]
 static SELECTOR_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(SELECTOR_PATTERN).expect("selector pattern"));
@@ -416,6 +425,11 @@ pub(crate) struct JudgeParams {
     /// Record the analysis as this deployment's CanaryAnalysis (as `POST /v1/canary/analyses`).
     #[param(value_type = Option<deploygraph_model::schema::DeploymentUid>)]
     deployment: Option<String>,
+    /// A name for the rollout these calls judge (its canary's pod-template-hash, say): calls
+    /// with the same run, template and selectors are one run, and from the second one on the
+    /// sequential test of the critical error ratio since the first call runs beside the window.
+    #[param(value_type = Option<RunText>)]
+    run: Option<String>,
 }
 
 /// `Pass`, `Fail`, `Inconclusive` or `NoData`.
@@ -563,6 +577,13 @@ text_schema!(
     None
 );
 text_schema!(
+    RunText,
+    "CanaryRun",
+    "A name for one rollout's run of calls (its canary's pod-template-hash, say): letters, digits, `_`, `.`, `:` and `-`, at most 128, starting with a letter or digit.",
+    RUN_PATTERN,
+    None
+);
+text_schema!(
     SelectorText,
     "CanarySelector",
     "PromQL label matchers, comma-separated: label=\"value\" with =, !=, =~ or !~. Labels do not start with __; values hold no quote, backslash or control character.",
@@ -603,6 +624,26 @@ pub(crate) async fn judge(
         .as_deref()
         .map(|d| deployment("deployment", d))
         .transpose()?;
+    let since_start = match &p.run {
+        Some(run) if !RUN_RE.is_match(run) => {
+            return Err(ApiError::invalid(
+                "run",
+                format!("{run:?} is not a run's name (it matches {RUN_PATTERN})"),
+            ));
+        }
+        Some(run) => {
+            let key = serde_json::json!([
+                "argo",
+                run,
+                p.template,
+                canary.to_string(),
+                baseline.to_string(),
+            ])
+            .to_string();
+            Some(state.config.canary.runs.elapsed(key).await)
+        }
+        None => None,
+    };
     let analysis = Analysis {
         service,
         template_name: p.template,
@@ -613,7 +654,7 @@ pub(crate) async fn judge(
         deployment,
         hook: "argo",
         fields: Fields::default(),
-        since_start: None,
+        since_start,
     };
     analysis.check_sides()?;
     let answer = run(&state, analysis).await?;
@@ -769,6 +810,16 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_named_by_letters_digits_and_a_few_marks() {
+        for good in ["5d9f7c8b6", "rollout:web-1.2_3", &"a".repeat(128)] {
+            assert!(RUN_RE.is_match(good), "{good}");
+        }
+        for bad in ["", "-5d9f", "a b", "a\"b", "a/b", &"a".repeat(129)] {
+            assert!(!RUN_RE.is_match(bad), "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn a_run_is_timed_from_its_first_call_and_runs_are_told_apart_by_their_key() {

@@ -25,7 +25,7 @@ use crate::cli::{BaselineChoice, CanaryAnalyzeArgs, CanarySummarizeArgs, Output}
 use crate::commands::Failure;
 use deploygraph_canary::prometheus::{Collected, Prometheus, PrometheusConfig};
 use deploygraph_canary::sequential;
-use deploygraph_canary::{BaselineKind, MetricData, Selector, Side, Template, Verdict, Window};
+use deploygraph_canary::{MetricData, Selector, Side, Template, Verdict, Window};
 use deploygraph_client::Client;
 use deploygraph_model::{Environment, ServiceName, Uid, format_time, parse_time};
 use serde_json::{Map, Value, json};
@@ -237,18 +237,15 @@ pub async fn judge_round(
 ) -> deploygraph_canary::Result<Verdict> {
     let at = SystemTime::now();
     let collected = collect(prometheus, history, template, canary, baseline, window, at).await?;
-    let mut verdict = collected.judge(template);
-    let since = Window::new(Duration::from_secs(elapsed.as_secs())).ok();
-    if let Some(since) = since
-        && verdict.baseline_kind == BaselineKind::SideBySide
-        && template.metrics.iter().any(sequential::applies)
-    {
-        let tests = prometheus
-            .sequential(template, canary, baseline, since, at)
-            .await?;
-        sequential::apply(&mut verdict, tests);
-    }
-    Ok(verdict)
+    prometheus
+        .judge_run(
+            &collected,
+            template,
+            (canary, baseline),
+            sequential::span(elapsed),
+            at,
+        )
+        .await
 }
 
 /// A short account of one metric's data, for people.

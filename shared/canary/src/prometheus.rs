@@ -641,6 +641,34 @@ impl Prometheus {
         Ok(tests)
     }
 
+    /// Judges `collected` ([`Collected::judge`]) and, for an analysis `since` its run started
+    /// (`None` at the run's first analysis, or when the caller cannot tell runs apart) against
+    /// a side-by-side baseline with series, applies [`Self::sequential`] to the verdict
+    /// ([`sequential::apply`]): what every analysis of a run does (`canary analyze`, `serve`'s
+    /// rollout analyses, the hooks' runs).
+    ///
+    /// # Errors
+    /// [`Error::Query`] for the first query of the sequential test that failed.
+    pub async fn judge_run(
+        &self,
+        collected: &Collected,
+        template: &Template,
+        (canary, baseline): (&Selector, &Selector),
+        since: Option<Window>,
+        at: SystemTime,
+    ) -> Result<Verdict> {
+        let mut verdict = collected.judge(template);
+        if let Some(since) = since
+            && collected.has_side_by_side_baseline()
+        {
+            let tests = self
+                .sequential(template, canary, baseline, since, at)
+                .await?;
+            sequential::apply(&mut verdict, tests);
+        }
+        Ok(verdict)
+    }
+
     /// Measures every metric of `template` on one `side` (`selector`) over `window` ending at
     /// `at`, with the same queries and rules as [`Self::collect`].
     ///

@@ -78,6 +78,13 @@ pub struct SequentialEvidence {
     pub queries: Vec<RenderedQuery>,
 }
 
+/// The span of an analysis `elapsed` after its run started, in whole seconds; `None` within the
+/// first second (the run's first analysis: nothing to test yet).
+#[must_use]
+pub fn span(elapsed: std::time::Duration) -> Option<Window> {
+    Window::new(std::time::Duration::from_secs(elapsed.as_secs())).ok()
+}
+
 /// Whether `metric` gets the sequential test: critical ratio metrics whose numerator and
 /// denominator both use `{{window}}` (a query without it measures the same span whatever the
 /// window, so it cannot measure the run since the start).

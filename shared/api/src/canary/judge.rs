@@ -686,28 +686,18 @@ pub(crate) async fn run(state: &AppState, analysis: Analysis) -> Result<JudgeAns
         .map_err(|e| {
             ApiError::from_canary(&e, &analysis.fields.template, state.config.retry_after_secs)
         })?;
-    let mut verdict = collected.judge(&analysis.template);
-    let since = analysis
-        .since_start
-        .and_then(|d| Window::new(Duration::from_secs(d.as_secs())).ok());
-    if let Some(since) = since
-        && collected.has_side_by_side_baseline()
-        && analysis.template.metrics.iter().any(sequential::applies)
-    {
-        let tests = prometheus
-            .sequential(
-                &analysis.template,
-                &analysis.canary,
-                &analysis.baseline,
-                since,
-                at,
-            )
-            .await
-            .map_err(|e| {
-                ApiError::from_canary(&e, &analysis.fields.template, state.config.retry_after_secs)
-            })?;
-        sequential::apply(&mut verdict, tests);
-    }
+    let verdict = prometheus
+        .judge_run(
+            &collected,
+            &analysis.template,
+            (&analysis.canary, &analysis.baseline),
+            analysis.since_start.and_then(sequential::span),
+            at,
+        )
+        .await
+        .map_err(|e| {
+            ApiError::from_canary(&e, &analysis.fields.template, state.config.retry_after_secs)
+        })?;
     state
         .metrics
         .canary_hook(analysis.hook, verdict_of(verdict.outcome).as_str());

@@ -352,6 +352,14 @@ impl Candidate {
             _ => self.finished_at.unwrap_or(self.started_at),
         }
     }
+
+    /// Its service as its path names it, with its cluster unless the default one
+    /// ([`deploygraph_model::ServiceRef::shown`]); the bare name without a path.
+    pub fn shown(&self) -> &str {
+        self.path
+            .last()
+            .map_or(self.service.as_str(), String::as_str)
+    }
 }
 
 /// A chaos run that was active on the alert's service.
@@ -785,11 +793,7 @@ impl<'a> AlertTime<'a> {
     /// name and cluster as its path names it ([`deploygraph_model::ServiceRef::shown`]), so two
     /// clusters' `api` are not mixed up.
     pub fn service_metric_of(&self, candidate: &Candidate) -> Option<&'a ServiceMetric> {
-        let shown = candidate
-            .path
-            .last()
-            .map_or(candidate.service.as_str(), String::as_str);
-        self.service_metric(shown)
+        self.service_metric(candidate.shown())
     }
 }
 
@@ -887,10 +891,7 @@ pub fn service_metric_reasons(
     all: &[Candidate],
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let service = candidate
-        .path
-        .last()
-        .map_or(candidate.service.as_str(), String::as_str);
+    let service = candidate.shown();
     match when.service_metric_of(candidate) {
         Some(ServiceMetric::Moved {
             at,

@@ -274,23 +274,6 @@ pub(crate) async fn flagger(
             Some((v, field)) => (Some(deployment(&field, v)?), field),
             None => (None, "deployment".to_owned()),
         };
-    // The run: one canary revision (Flagger's checksum of its pod template) judged on one
-    // template with one pair of selectors. Without a checksum, rollouts cannot be told apart.
-    let since_start = match &payload.checksum {
-        Some(checksum) => {
-            let key = serde_json::json!([
-                namespace,
-                canary_name,
-                checksum,
-                template_name,
-                canary.to_string(),
-                baseline.to_string(),
-            ])
-            .to_string();
-            Some(state.config.canary.runs.elapsed(key).await)
-        }
-        None => None,
-    };
     let analysis = Analysis {
         service,
         template_name: template_name.to_owned(),
@@ -299,7 +282,12 @@ pub(crate) async fn flagger(
         baseline,
         window,
         deployment,
-        since_start,
+        // The run: one canary revision (Flagger's checksum of its pod template). Without a
+        // checksum, rollouts cannot be told apart.
+        run: payload
+            .checksum
+            .as_ref()
+            .map(|checksum| vec![namespace.clone(), canary_name.clone(), checksum.clone()]),
         hook: "flagger",
         fields: Fields {
             template: template_field,

@@ -351,10 +351,11 @@ pub(crate) struct Analysis {
     /// Field names of the parameters, for errors found later (the Flagger hook names them
     /// differently).
     pub fields: Fields,
-    /// How long ago the run this call belongs to was first judged, when the hook can tell runs
-    /// apart (Flagger's checksum): the sequential test since the start then runs beside the
-    /// window.
-    pub since_start: Option<Duration>,
+    /// What names the rollout this call belongs to in the hook's terms (Argo's `run`; Flagger's
+    /// namespace, name and checksum), when the hook can tell runs apart: the run is timed from
+    /// the first call that gets to judge it ([`RunStarts`]) and the sequential test since then
+    /// runs beside the window.
+    pub run: Option<Vec<String>>,
 }
 
 /// The names under which a request gave each value.
@@ -624,26 +625,12 @@ pub(crate) async fn judge(
         .as_deref()
         .map(|d| deployment("deployment", d))
         .transpose()?;
-    let since_start = match &p.run {
-        Some(run) if !RUN_RE.is_match(run) => {
-            return Err(ApiError::invalid(
-                "run",
-                format!("{run:?} is not a run's name (it matches {RUN_PATTERN})"),
-            ));
-        }
-        Some(run) => {
-            let key = serde_json::json!([
-                "argo",
-                run,
-                p.template,
-                canary.to_string(),
-                baseline.to_string(),
-            ])
-            .to_string();
-            Some(state.config.canary.runs.elapsed(key).await)
-        }
-        None => None,
-    };
+    if let Some(run) = p.run.as_ref().filter(|run| !RUN_RE.is_match(run)) {
+        return Err(ApiError::invalid(
+            "run",
+            format!("{run:?} is not a run's name (it matches {RUN_PATTERN})"),
+        ));
+    }
     let analysis = Analysis {
         service,
         template_name: p.template,
@@ -654,7 +641,7 @@ pub(crate) async fn judge(
         deployment,
         hook: "argo",
         fields: Fields::default(),
-        since_start,
+        run: p.run.map(|run| vec![run]),
     };
     analysis.check_sides()?;
     let answer = run(&state, analysis).await?;
@@ -673,6 +660,21 @@ pub(crate) async fn run(state: &AppState, analysis: Analysis) -> Result<JudgeAns
     if let Some(uid) = &analysis.deployment {
         check_deployment(state, &analysis, uid).await?;
     }
+    // Timed once the call is known to be judged: a refused one starts no run.
+    let since_start = match &analysis.run {
+        Some(run) => {
+            let key = serde_json::json!([
+                analysis.hook,
+                run,
+                analysis.template_name,
+                analysis.canary.to_string(),
+                analysis.baseline.to_string(),
+            ])
+            .to_string();
+            sequential::span(state.config.canary.runs.elapsed(key).await)
+        }
+        None => None,
+    };
     let at = SystemTime::now();
     let collected = prometheus
         .collect(
@@ -691,7 +693,7 @@ pub(crate) async fn run(state: &AppState, analysis: Analysis) -> Result<JudgeAns
             &collected,
             &analysis.template,
             (&analysis.canary, &analysis.baseline),
-            analysis.since_start.and_then(sequential::span),
+            since_start,
             at,
         )
         .await

@@ -552,6 +552,134 @@ fn canary_verdicts_against_a_real_prometheus() {
     }
 }
 
+/// The error ratio per pod (`unit_label: pod`), or summed over the pods.
+fn pod_template(by_pod: bool) -> String {
+    let (by, unit) = if by_pod {
+        ("sum by (pod) ", "\n    unit_label: pod")
+    } else {
+        ("sum", "")
+    };
+    let path = temp_path("errors-by-pod.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: errors-by-pod\nmetrics:\n  - name: error-ratio\n    kind: ratio\n    \
+             numerator: {by}(increase(http_requests_total{{code=~\"5..\",{{{{selector}}}}}}[{{{{window}}}}]))\n    \
+             denominator: {by}(increase(http_requests_total{{{{{{selector}}}}}}[{{{{window}}}}]))\n    \
+             direction: increase\n    max_increase: 0.005\n    critical: true\n    min_samples: 500{unit}\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn pods_that_differ_beyond_chance_keep_one_odd_canary_pod_from_failing() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    require_ready("Prometheus", &prometheus);
+    let service = unique("pods");
+    // Six stable pods of 400 requests a second at 0.3 to 1.5 % errors (0.83 % in all), one
+    // canary pod at 1.6 %: above the stable pods' ratio by more than the half-point tolerance,
+    // and, request by request, significant; inside the stable pods' own range.
+    let stable = [0.3, 0.6, 1.2, 0.5, 1.5, 0.9];
+    let exposition = {
+        let service = service.clone();
+        move |t: f64| {
+            let mut body = String::new();
+            let pods = stable
+                .iter()
+                .enumerate()
+                .map(|(i, &percent)| ("stable", format!("web-s{i}"), percent))
+                .chain([("canary", "web-c0".to_owned(), 1.6)]);
+            for (track, pod, percent) in pods {
+                let labels = format!("service=\"{service}\",track=\"{track}\",pod=\"{pod}\"");
+                let errors = 4.0 * percent;
+                let _ = writeln!(
+                    body,
+                    "http_requests_total{{{labels},code=\"200\"}} {:.3}",
+                    (400.0 - errors) * t
+                );
+                let _ = writeln!(
+                    body,
+                    "http_requests_total{{{labels},code=\"500\"}} {:.3}",
+                    errors * t
+                );
+            }
+            body
+        }
+    };
+    let _target = Target::serve(&prometheus, exposition);
+    wait_for_series(&prometheus, &service);
+    let run = |template: &str| {
+        analyze(&[
+            "--service",
+            &service,
+            "--template",
+            template,
+            "--prometheus",
+            &prometheus,
+            "--window",
+            "5s",
+            "--interval",
+            "1s",
+            "--max-duration",
+            "12s",
+            "--format",
+            "json",
+        ])
+    };
+    let (summed, by_pod) = std::thread::scope(|scope| {
+        let summed = scope.spawn(|| run(&pod_template(false)));
+        let by_pod = scope.spawn(|| run(&pod_template(true)));
+        (summed.join().unwrap(), by_pod.join().unwrap())
+    });
+    let context = |out: &Output| {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            stdout(out),
+            stderr(out)
+        )
+    };
+    // Summed over the pods, every request counts as independent: the canary fails.
+    assert_eq!(summed.status.code(), Some(1), "{}", context(&summed));
+    let last = lines(&summed).pop().unwrap();
+    assert!(
+        last["verdict"]["metrics"][0].get("dispersion").is_none(),
+        "{last}"
+    );
+    // Per pod, the stable pods differ beyond chance and the canary's pod is within that.
+    assert_eq!(by_pod.status.code(), Some(0), "{}", context(&by_pod));
+    let last = lines(&by_pod).pop().unwrap();
+    let metric = &last["verdict"]["metrics"][0];
+    assert_eq!(metric["outcome"], "pass", "{last}");
+    let dispersion = &metric["dispersion"];
+    assert_eq!(
+        (
+            dispersion["canary_units"].as_u64(),
+            dispersion["baseline_units"].as_u64()
+        ),
+        (Some(1), Some(6)),
+        "{last}"
+    );
+    assert!(dispersion["factor"].as_f64().unwrap() > 1.0, "{last}");
+    assert!(
+        metric["rule"]
+            .as_str()
+            .unwrap()
+            .contains("differ beyond chance"),
+        "{last}"
+    );
+    // The queries ran per pod.
+    assert!(
+        metric["queries"][0]["promql"]
+            .as_str()
+            .unwrap()
+            .starts_with("sum by (pod) ("),
+        "{last}"
+    );
+}
+
 #[test]
 fn an_unreachable_prometheus_and_bad_input_are_clear_errors() {
     // A port nothing listens on: exit 3, naming the query and Prometheus.

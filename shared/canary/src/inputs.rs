@@ -89,6 +89,16 @@ pub enum BaselineKind {
     History,
 }
 
+/// A metric's data per unit (pod) on each side, when its template names a `unit_label`
+/// ([`crate::units`]): one entry per value of the label, of the metric's kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Units {
+    /// The canary's units.
+    pub canary: Vec<MetricData>,
+    /// The side-by-side baseline's units.
+    pub baseline: Vec<MetricData>,
+}
+
 /// Everything the judge looks at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inputs {
@@ -98,6 +108,9 @@ pub struct Inputs {
     pub canary: BTreeMap<String, MetricData>,
     /// The baseline.
     pub baseline: Baseline,
+    /// Per metric name, its data per unit, for metrics whose template names a `unit_label`
+    /// (empty otherwise).
+    pub units: BTreeMap<String, Units>,
 }
 
 #[cfg(test)]

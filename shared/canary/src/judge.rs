@@ -1,9 +1,10 @@
 //! The judge: each metric of a template, canary against baseline, then one verdict.
 
 use crate::distribution::{Distribution, Prepared, hodges_lehmann, mann_whitney};
-use crate::inputs::{Baseline, BaselineKind, Counts, Inputs, MetricData};
+use crate::inputs::{Baseline, BaselineKind, Counts, Inputs, MetricData, Units};
 use crate::stats::{self, OneSided};
 use crate::template::{Direction, Metric, MetricSpec};
+use crate::units::{self as pods, Dispersion};
 use crate::verdict::{Effect, Interval, MetricEvidence, Outcome, SideSummary, TestKind, Verdict};
 
 /// Default significance level: 0.02, Kayenta's 98 % confidence.
@@ -161,6 +162,7 @@ impl Judge {
             releases: Vec::new(),
             queries: Vec::new(),
             sequential: None,
+            dispersion: None,
             window: inputs.window,
             outcome: Outcome::NoData,
             canary: SideSummary::default(),
@@ -273,15 +275,23 @@ impl Judge {
                         ),
                     );
                 }
-                Measurement::Tested(measure_ratio(
-                    ev,
-                    metric.direction,
-                    *max_increase,
-                    c,
-                    b,
-                    worst,
-                    alpha,
-                ))
+                // Units only against the old version's pods (a history baseline has none).
+                let dispersion = worst
+                    .is_none()
+                    .then(|| inputs.units.get(&metric.name))
+                    .flatten()
+                    .and_then(ratio_dispersion);
+                ev.dispersion = dispersion;
+                let (c, b) = match &dispersion {
+                    Some(d) => (d.deflate_canary(c), d.deflate_baseline(b)),
+                    None => (c, b),
+                };
+                let mut measured =
+                    measure_ratio(ev, metric.direction, *max_increase, c, b, worst, alpha);
+                if let Some(d) = &dispersion {
+                    measured.headline = format!("{}; {}", measured.headline, d.sentence());
+                }
+                Measurement::Tested(measured)
             }
             (
                 MetricSpec::Distribution {
@@ -379,7 +389,22 @@ impl Judge {
                         ),
                     );
                 }
-                Measurement::Tested(measure_distribution(
+                // Units: the share at or above the baseline's judged quantile (the median
+                // without one), per pod, against the old version's pods only.
+                let dispersion = worst
+                    .is_none()
+                    .then(|| inputs.units.get(&metric.name))
+                    .flatten()
+                    .and_then(|u| tail_dispersion(u, &b, quantile.unwrap_or(0.5)));
+                ev.dispersion = dispersion;
+                let (c, b) = match &dispersion {
+                    Some(d) if d.applied() => (
+                        deflate_points(&c, d.canary_factor),
+                        deflate_points(&b, d.baseline_factor),
+                    ),
+                    _ => (c, b),
+                };
+                let mut measured = measure_distribution(
                     ev,
                     metric.direction,
                     *allowed_change,
@@ -389,10 +414,66 @@ impl Judge {
                     &b,
                     worst,
                     alpha,
-                ))
+                );
+                if let Some(d) = &dispersion {
+                    measured.headline = format!("{}; {}", measured.headline, d.sentence());
+                }
+                Measurement::Tested(measured)
             }
             _ => end(ev, Outcome::Inconclusive, kind_mismatch("canary")),
         }
+    }
+}
+
+/// The ratio units' dispersion ([`crate::units`]).
+pub(crate) fn ratio_dispersion(units: &Units) -> Option<Dispersion> {
+    let counts = |side: &[MetricData]| -> Vec<Counts> {
+        side.iter()
+            .filter_map(|d| match d {
+                MetricData::Ratio(c) => Some(*c),
+                MetricData::Distribution(_) => None,
+            })
+            .collect()
+    };
+    pods::dispersion(&counts(&units.canary), &counts(&units.baseline))
+}
+
+/// The histogram units' dispersion of the share at or above the bucket that holds the
+/// baseline's `q` (the tail test's bar); units of other buckets or kinds are left out.
+fn tail_dispersion(units: &Units, baseline: &Prepared, q: f64) -> Option<Dispersion> {
+    let threshold = tail_threshold(baseline, q)?;
+    let counts = |side: &[MetricData]| -> Vec<Counts> {
+        side.iter()
+            .filter_map(|d| match d {
+                MetricData::Distribution(d) => Prepared::new(d).ok(),
+                MetricData::Ratio(_) => None,
+            })
+            .filter(|p| p.layout.is_some() && p.layout == baseline.layout)
+            .map(|p| Counts {
+                numerator: p
+                    .points
+                    .iter()
+                    .filter(|(v, _)| *v >= threshold)
+                    .map(|(_, n)| n)
+                    .sum(),
+                denominator: p.total,
+            })
+            .collect()
+    };
+    pods::dispersion(&counts(&units.canary), &counts(&units.baseline))
+}
+
+/// `p` with every point's count divided by `factor` (rounded).
+fn deflate_points(p: &Prepared, factor: f64) -> Prepared {
+    let points: Vec<(f64, u64)> = p
+        .points
+        .iter()
+        .map(|&(v, n)| (v, (n as f64 / factor).round() as u64))
+        .collect();
+    Prepared {
+        total: points.iter().map(|(_, n)| n).sum(),
+        points,
+        layout: p.layout.clone(),
     }
 }
 
@@ -693,16 +774,7 @@ fn tail_test(c: &Prepared, b: &Prepared, q: f64) -> Option<(OneSided, Counts)> {
     if b.total == 0 || c.total == 0 {
         return None;
     }
-    let rank = q.clamp(0.0, 1.0) * b.total as f64;
-    let mut cumulative = 0.0;
-    let threshold = b
-        .points
-        .iter()
-        .find(|&&(_, count)| {
-            cumulative += count as f64;
-            cumulative >= rank && count > 0
-        })
-        .map(|p| p.0)?;
+    let threshold = tail_threshold(b, q)?;
     let at_or_above = |p: &Prepared| {
         p.points
             .iter()
@@ -719,6 +791,20 @@ fn tail_test(c: &Prepared, b: &Prepared, q: f64) -> Option<(OneSided, Counts)> {
             denominator: x2,
         },
     ))
+}
+
+/// The baseline's point (for a histogram, its bucket) that holds its `q`; `None` without
+/// observations.
+fn tail_threshold(b: &Prepared, q: f64) -> Option<f64> {
+    let rank = q.clamp(0.0, 1.0) * b.total as f64;
+    let mut cumulative = 0.0;
+    b.points
+        .iter()
+        .find(|&&(_, count)| {
+            cumulative += count as f64;
+            cumulative >= rank && count > 0
+        })
+        .map(|p| p.0)
 }
 
 /// Sets a tested metric's outcome and rule from its adjusted p-value.

@@ -95,6 +95,14 @@
 //!   denominator, unordered buckets, different bucket layouts, the wrong kind), or when a
 //!   history baseline has fewer than [`DEFAULT_MIN_RELEASES`] usable releases.
 //!
+//! **Pods as units.** A metric whose template names a `unit_label` (the shipped error-ratio and
+//! p99 templates: `pod`) comes with each side's data per pod ([`Inputs::units`]). Against a
+//! side-by-side baseline, when the pods of the sides differ beyond chance (Pearson's χ² of each
+//! pod around its side's ratio, at 5 %), each side's counts are divided by its design effect
+//! before the tests above, so a canary of one odd pod is not a regression while a version worse
+//! on every pod still is ([`units`]); the metric's evidence carries it
+//! ([`MetricEvidence::dispersion`]).
+//!
 //! **Many metrics.** The non-critical metrics' p-values are adjusted together with
 //! Holm-Bonferroni, which keeps the chance of any false failure among them at α. Critical
 //! metrics are each tested at α on their own (each is a veto).
@@ -124,11 +132,12 @@ pub mod sequential;
 pub mod stats;
 pub mod stop;
 pub mod template;
+pub mod units;
 pub mod verdict;
 
 pub use distribution::{Bucket, Distribution, Histogram, WeightedValue};
 pub use error::{Error, Result};
-pub use inputs::{Baseline, BaselineKind, Counts, Inputs, MetricData, ReleaseSummary};
+pub use inputs::{Baseline, BaselineKind, Counts, Inputs, MetricData, ReleaseSummary, Units};
 pub use judge::{DEFAULT_ALPHA, DEFAULT_MIN_RELEASES, Judge, judge};
 pub use template::{
     Direction, DistributionInput, Metric, MetricKind, MetricSpec, Query, Selector, Template, Window,

@@ -26,7 +26,7 @@
 
 use crate::distribution::{Bucket, Distribution, Histogram};
 use crate::error::{Error, Result};
-use crate::inputs::{Baseline, Counts, Inputs, MetricData, ReleaseSummary};
+use crate::inputs::{Baseline, Counts, Inputs, MetricData, ReleaseSummary, Units};
 use crate::judge::judge;
 use crate::sequential::{self, SequentialEvidence};
 use crate::template::{DistributionInput, Metric, MetricSpec, Selector, Template, Window};
@@ -274,6 +274,56 @@ pub fn count(series: &[Series]) -> Result<Option<u64>, QueryFailure> {
     whole(total).map(Some)
 }
 
+/// The answer's series grouped by the value of `label` (a series without it is in the group
+/// of the empty value), in the label's order.
+fn by_label<'a>(series: &'a [Series], label: &str) -> BTreeMap<&'a str, Vec<Series>> {
+    let mut groups: BTreeMap<&str, Vec<Series>> = BTreeMap::new();
+    for s in series {
+        let unit = s.labels.get(label).map_or("", String::as_str);
+        groups.entry(unit).or_default().push(s.clone());
+    }
+    groups
+}
+
+/// A ratio's counts per value of `label` (the units): each unit of the denominator's answer
+/// with its numerator (0 when the numerator has no series for it, as a unit without errors has
+/// none).
+///
+/// # Errors
+/// [`QueryFailure::Unusable`] when a value is not a count.
+pub fn ratio_units(
+    numerator: &[Series],
+    denominator: &[Series],
+    label: &str,
+) -> Result<Vec<Counts>, QueryFailure> {
+    let numerators = by_label(numerator, label);
+    by_label(denominator, label)
+        .into_iter()
+        .map(|(unit, series)| {
+            let denominator = count(&series)?.unwrap_or(0);
+            let numerator = match numerators.get(unit) {
+                Some(n) => count(n)?.unwrap_or(0),
+                None => 0,
+            };
+            Ok(Counts {
+                numerator,
+                denominator,
+            })
+        })
+        .collect()
+}
+
+/// A histogram per value of `label` (the units) of a bucket query's answer.
+///
+/// # Errors
+/// As [`histogram`], for any unit.
+pub fn histogram_units(series: &[Series], label: &str) -> Result<Vec<Histogram>, QueryFailure> {
+    by_label(series, label)
+        .into_values()
+        .filter_map(|group| histogram(&group).transpose())
+        .collect()
+}
+
 /// The histogram of a bucket query's answer (one series per `le`), `None` when it has no
 /// series.
 ///
@@ -387,6 +437,7 @@ impl Collected {
                 window,
                 canary: canary.data,
                 baseline: Baseline::History(releases),
+                units: BTreeMap::new(),
             },
             queries: canary.queries,
         }
@@ -406,6 +457,14 @@ impl Collected {
         verdict.attach_queries(&self.queries);
         verdict
     }
+}
+
+/// One side of one metric as measured: the whole, and per unit when the metric names a
+/// `unit_label`.
+#[derive(Debug, Clone)]
+struct SideData {
+    data: MetricData,
+    units: Vec<MetricData>,
 }
 
 /// A Prometheus HTTP API client for analyses.
@@ -581,6 +640,7 @@ impl Prometheus {
     ) -> Result<Collected> {
         let mut canary_data = BTreeMap::new();
         let mut baseline_data = BTreeMap::new();
+        let mut units: BTreeMap<String, Units> = BTreeMap::new();
         let mut queries = BTreeMap::new();
         for metric in &template.metrics {
             let mut ran = Vec::new();
@@ -592,7 +652,14 @@ impl Prometheus {
                     .side(metric, side, selector, window, at, &mut ran)
                     .await?
                 {
-                    data.insert(metric.name.clone(), d);
+                    data.insert(metric.name.clone(), d.data);
+                    if metric.unit_label.is_some() {
+                        let entry = units.entry(metric.name.clone()).or_default();
+                        match side {
+                            Side::Canary => entry.canary = d.units,
+                            Side::Baseline => entry.baseline = d.units,
+                        }
+                    }
                 }
             }
             queries.insert(metric.name.clone(), ran);
@@ -602,6 +669,7 @@ impl Prometheus {
                 window,
                 canary: canary_data,
                 baseline: Baseline::SideBySide(baseline_data),
+                units,
             },
             queries,
         })
@@ -631,9 +699,18 @@ impl Prometheus {
             let b = self
                 .side(metric, Side::Baseline, baseline, since, at, &mut ran)
                 .await?;
-            if let Some(mut evidence) =
-                sequential::test(metric, since, c.as_ref(), b.as_ref(), sequential::ALPHA)
-            {
+            let units = metric.unit_label.is_some().then(|| Units {
+                canary: c.as_ref().map(|d| d.units.clone()).unwrap_or_default(),
+                baseline: b.as_ref().map(|d| d.units.clone()).unwrap_or_default(),
+            });
+            if let Some(mut evidence) = sequential::test(
+                metric,
+                since,
+                c.as_ref().map(|d| &d.data),
+                b.as_ref().map(|d| &d.data),
+                units.as_ref(),
+                sequential::ALPHA,
+            ) {
                 evidence.queries = ran;
                 tests.push((metric.name.clone(), evidence));
             }
@@ -690,14 +767,15 @@ impl Prometheus {
                 .side(metric, side, selector, window, at, &mut ran)
                 .await?
             {
-                data.insert(metric.name.clone(), d);
+                data.insert(metric.name.clone(), d.data);
             }
             queries.insert(metric.name.clone(), ran);
         }
         Ok(Measured { data, queries })
     }
 
-    /// One side of one metric; `None` when it has no series.
+    /// One side of one metric, with its units when the metric names a `unit_label`; `None`
+    /// when it has no series.
     async fn side(
         &self,
         metric: &Metric,
@@ -706,7 +784,7 @@ impl Prometheus {
         window: Window,
         at: SystemTime,
         ran: &mut Vec<RenderedQuery>,
-    ) -> Result<Option<MetricData>> {
+    ) -> Result<Option<SideData>> {
         let failed = |role: &str, promql: &str, source: QueryFailure| Error::Query {
             metric: metric.name.clone(),
             role: role.to_owned(),
@@ -731,39 +809,63 @@ impl Prometheus {
         match &metric.spec {
             MetricSpec::Ratio { .. } => {
                 let (num_q, den_q) = (query("numerator"), query("denominator"));
-                let den = self
+                let den_series = self
                     .instant(den_q, at)
                     .await
-                    .and_then(|s| count(&s))
                     .map_err(|e| failed("denominator", den_q, e))?;
-                let num = self
+                let den = count(&den_series).map_err(|e| failed("denominator", den_q, e))?;
+                let num_series = self
                     .instant(num_q, at)
                     .await
-                    .and_then(|s| count(&s))
                     .map_err(|e| failed("numerator", num_q, e))?;
-                Ok(den.map(|denominator| {
-                    MetricData::Ratio(Counts {
+                let num = count(&num_series).map_err(|e| failed("numerator", num_q, e))?;
+                let units = match &metric.unit_label {
+                    Some(label) => ratio_units(&num_series, &den_series, label)
+                        .map_err(|e| failed("denominator", den_q, e))?
+                        .into_iter()
+                        .map(MetricData::Ratio)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                Ok(den.map(|denominator| SideData {
+                    data: MetricData::Ratio(Counts {
                         numerator: num.unwrap_or(0),
                         denominator,
-                    })
+                    }),
+                    units,
                 }))
             }
             MetricSpec::Distribution { input, .. } => {
                 let q = query("query");
-                let data = match input {
-                    DistributionInput::Histogram => self
-                        .instant(q, at)
-                        .await
-                        .and_then(|s| histogram(&s))
-                        .map_err(|e| failed("query", q, e))?
-                        .map(Distribution::Histogram),
-                    DistributionInput::Samples => self
-                        .range(q, at, window, samples_step(window))
-                        .await
-                        .map(|s| samples(&s))
-                        .map_err(|e| failed("query", q, e))?,
+                let (data, units) = match input {
+                    DistributionInput::Histogram => {
+                        let series = self
+                            .instant(q, at)
+                            .await
+                            .map_err(|e| failed("query", q, e))?;
+                        let whole = histogram(&series).map_err(|e| failed("query", q, e))?;
+                        let units = match &metric.unit_label {
+                            Some(label) => histogram_units(&series, label)
+                                .map_err(|e| failed("query", q, e))?
+                                .into_iter()
+                                .map(|h| MetricData::Distribution(Distribution::Histogram(h)))
+                                .collect(),
+                            None => Vec::new(),
+                        };
+                        (whole.map(Distribution::Histogram), units)
+                    }
+                    DistributionInput::Samples => (
+                        self.range(q, at, window, samples_step(window))
+                            .await
+                            .map(|s| samples(&s))
+                            .map_err(|e| failed("query", q, e))?,
+                        Vec::new(),
+                    ),
                 };
-                Ok(data.map(MetricData::Distribution))
+                Ok(data.map(|d| SideData {
+                    data: MetricData::Distribution(d),
+                    units,
+                }))
             }
         }
     }
@@ -832,6 +934,59 @@ mod tests {
                 count: 100
             }
         );
+    }
+
+    #[test]
+    fn ratio_units_pair_each_pod_with_its_numerator() {
+        let den = answer(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"pod":"web-a"},"value":[1,"1000"]},
+                {"metric":{"pod":"web-b"},"value":[1,"500.4"]}]}}"#,
+        );
+        // web-b served no 5xx: no numerator series for it; a numerator-only pod is not a unit.
+        let num = answer(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"pod":"web-a"},"value":[1,"12"]},
+                {"metric":{"pod":"web-gone"},"value":[1,"3"]}]}}"#,
+        );
+        let units = ratio_units(&num, &den, "pod").expect("read");
+        assert_eq!(
+            units,
+            vec![
+                Counts {
+                    numerator: 12,
+                    denominator: 1000
+                },
+                Counts {
+                    numerator: 0,
+                    denominator: 500
+                }
+            ]
+        );
+        // Series without the label are one unit.
+        let one = answer(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{},"value":[1,"40"]}]}}"#,
+        );
+        assert_eq!(ratio_units(&[], &one, "pod").expect("read").len(), 1);
+    }
+
+    #[test]
+    fn histogram_units_are_one_histogram_per_pod() {
+        let s = answer(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"le":"+Inf","pod":"a"},"value":[1,"100"]},
+                {"metric":{"le":"0.1","pod":"a"},"value":[1,"90"]},
+                {"metric":{"le":"+Inf","pod":"b"},"value":[1,"50"]},
+                {"metric":{"le":"0.1","pod":"b"},"value":[1,"20"]}]}}"#,
+        );
+        let units = histogram_units(&s, "pod").expect("read");
+        assert_eq!(units.len(), 2);
+        assert_eq!((units[0].count, units[0].buckets[0].count), (100, 90));
+        assert_eq!((units[1].count, units[1].buckets[0].count), (50, 20));
+        // The whole is still every series summed per `le`.
+        let whole = histogram(&s).expect("read").expect("some");
+        assert_eq!((whole.count, whole.buckets[0].count), (150, 110));
     }
 
     #[test]

@@ -34,9 +34,12 @@
 //!
 //! Requests are not independent (errors cluster by pod and by second), so the guarantee is the
 //! model's, not the service's: the canary benchmark (`docs/benchmarks.md`) measures the false
-//! rollbacks it adds on simulated services with such clusters.
+//! rollbacks it adds on simulated services with such clusters. A metric whose template names a
+//! `unit_label` allows for pods that differ beyond chance as the window's judge does
+//! ([`crate::units`]): the counts since the start are divided by the pods' design effect since
+//! the start before `Λ` is computed (`min_samples` is checked on the counts as measured).
 
-use crate::inputs::{Counts, MetricData};
+use crate::inputs::{Counts, MetricData, Units};
 use crate::judge::{combine, ratio_side};
 use crate::template::{Direction, Metric, MetricSpec, Window};
 use crate::verdict::{MetricEvidence, Outcome, RenderedQuery, SideSummary, Verdict};
@@ -76,6 +79,10 @@ pub struct SequentialEvidence {
     /// The queries that produced the counts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub queries: Vec<RenderedQuery>,
+    /// For a metric with a `unit_label`: how much the pods differ since the start, and the
+    /// design effect applied ([`crate::units`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispersion: Option<crate::units::Dispersion>,
 }
 
 /// The span of an analysis `elapsed` after its run started, in whole seconds; `None` within the
@@ -153,14 +160,16 @@ fn directed(
     }
 }
 
-/// The sequential test of `metric` on the counts since the start (`since` long); `None` when the
-/// metric does not get it ([`applies`]).
+/// The sequential test of `metric` on the counts since the start (`since` long), with the
+/// counts per unit (pod) when the metric names a `unit_label`; `None` when the metric does not
+/// get it ([`applies`]).
 #[must_use]
 pub fn test(
     metric: &Metric,
     since: Window,
     canary: Option<&MetricData>,
     baseline: Option<&MetricData>,
+    units: Option<&Units>,
     alpha: f64,
 ) -> Option<SequentialEvidence> {
     let MetricSpec::Ratio { max_increase, .. } = metric.spec else {
@@ -196,6 +205,7 @@ pub fn test(
         threshold,
         rule: String::new(),
         queries: Vec::new(),
+        dispersion: None,
     };
     let (Some(c), Some(b)) = (counts(canary), counts(baseline)) else {
         ev.rule = format!("since the start ({since}): a side has no series");
@@ -225,9 +235,19 @@ pub fn test(
             ),
         );
     }
-    let Some((log_ratio, log_threshold)) =
-        directed(c, b, max_increase, tau, metric.direction, alpha)
-    else {
+    ev.dispersion = units.and_then(crate::judge::ratio_dispersion);
+    let (tested_c, tested_b) = match &ev.dispersion {
+        Some(d) => (d.deflate_canary(c), d.deflate_baseline(b)),
+        None => (c, b),
+    };
+    let Some((log_ratio, log_threshold)) = directed(
+        tested_c,
+        tested_b,
+        max_increase,
+        tau,
+        metric.direction,
+        alpha,
+    ) else {
         return end(
             ev,
             Outcome::NoData,
@@ -245,6 +265,10 @@ pub fn test(
         b.denominator,
         percent(b.numerator, b.denominator),
     );
+    let headline = match &ev.dispersion {
+        Some(d) => format!("{headline}; {}", d.sentence()),
+        None => headline,
+    };
     let test = format!(
         "mixture sequential test against the allowed {:.2} points, likelihood ratio {} {} {:.0} (alpha {alpha})",
         max_increase * 100.0,
@@ -350,6 +374,7 @@ mod tests {
             since(300),
             Some(&ratio(c.0, c.1)),
             Some(&ratio(b.0, b.1)),
+            None,
             ALPHA,
         )
         .expect("a critical ratio metric is tested")
@@ -395,7 +420,7 @@ mod tests {
     #[test]
     fn only_critical_ratio_metrics_are_tested_and_a_missing_side_is_no_data() {
         let mut m = error_ratio();
-        let ev = test(&m, since(60), Some(&ratio(1, 10)), None, ALPHA).expect("tested");
+        let ev = test(&m, since(60), Some(&ratio(1, 10)), None, None, ALPHA).expect("tested");
         assert_eq!(ev.outcome, Outcome::NoData);
         m.critical = false;
         assert!(
@@ -404,6 +429,7 @@ mod tests {
                 since(60),
                 Some(&ratio(1, 10)),
                 Some(&ratio(1, 10)),
+                None,
                 ALPHA
             )
             .is_none()
@@ -474,6 +500,7 @@ mod tests {
                     since(30 * look),
                     Some(&ratio(c.0, c.1)),
                     Some(&ratio(b.0, b.1)),
+                    None,
                     ALPHA,
                 )
                 .expect("tested");
@@ -495,6 +522,7 @@ mod tests {
             window,
             canary: [(m.name.clone(), ratio(3, 300))].into(),
             baseline: crate::Baseline::SideBySide([(m.name.clone(), ratio(0, 900))].into()),
+            units: std::collections::BTreeMap::new(),
         };
         let mut verdict = crate::judge(std::slice::from_ref(&m), &inputs);
         assert_ne!(verdict.outcome, Outcome::Fail, "{}", verdict.rule);

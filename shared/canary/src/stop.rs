@@ -208,6 +208,7 @@ mod tests {
                     rule: String::new(),
                     queries: Vec::new(),
                     sequential: None,
+                    dispersion: None,
                 })
                 .collect(),
             rule: String::new(),

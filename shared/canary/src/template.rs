@@ -23,6 +23,7 @@
 //!     allowed_change: 0.1         # distribution: allowed relative shift (0.1 = 10 %)
 //!     quantile: 0.99              # optional: judge the size by this quantile, not the median shift
 //!     min_samples: 200            # distribution: observations needed on each side
+//!     unit_label: pod             # optional: the queries return one series per pod
 //! ```
 //!
 //! **Queries.** PromQL with two placeholders, `{{selector}}` (required in every query: it is what
@@ -39,6 +40,12 @@
 //!   [`crate::Distribution::Histogram`].
 //! - `distribution`, `input: samples`: a range query over the window; every point of every
 //!   returned series is one observation ([`crate::Distribution::Samples`]).
+//!
+//! **Units.** With `unit_label: pod` (any label name but `le`), the ratio's and the histogram's
+//! queries return one series per pod (`sum by (pod) (…)`, `sum by (le, pod) (…)`; each query
+//! must mention the label): the judge sums them as before and also measures how much the pods
+//! of each side differ beyond chance, and allows for it ([`crate::units`]). Not for
+//! `input: samples`.
 //!
 //! **Selectors** ([`Selector::parse`]) are checked so that they cannot inject PromQL: a
 //! comma-separated list of `label op "value"` where `label` matches `[A-Za-z_][A-Za-z0-9_]*` and
@@ -79,6 +86,11 @@ pub struct Metric {
     pub critical: bool,
     /// Minimum count on each side: the denominator for ratios, observations for distributions.
     pub min_samples: u64,
+    /// The label whose values are the units (pods) the queries return one series each for
+    /// (`sum by (pod) (…)`); the judge then allows for units that differ beyond chance
+    /// ([`crate::units`]). `None`: the series are only summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_label: Option<String>,
     /// What is measured and how much change is tolerated.
     pub spec: MetricSpec,
 }
@@ -487,6 +499,57 @@ struct MetricFile {
     allowed_change: Option<f64>,
     #[serde(default)]
     quantile: Option<f64>,
+    #[serde(default)]
+    unit_label: Option<String>,
+}
+
+static LABEL_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::unwrap_used)] // a constant pattern, exercised by every test
+    Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap()
+});
+
+/// Checks a metric's `unit_label` against its kind and queries.
+fn unit_label(field: &str, label: &str, spec: &MetricSpec) -> Result<()> {
+    if !LABEL_NAME.is_match(label) || label.starts_with("__") {
+        return Err(invalid(
+            field,
+            "a Prometheus label name (`[A-Za-z_][A-Za-z0-9_]*`, not starting with `__`), such as `pod`",
+        ));
+    }
+    if label == "le" {
+        return Err(invalid(
+            field,
+            "`le` names a histogram's buckets, not its units",
+        ));
+    }
+    let queries: Vec<&Query> = match spec {
+        MetricSpec::Ratio {
+            numerator,
+            denominator,
+            ..
+        } => vec![numerator, denominator],
+        MetricSpec::Distribution {
+            input: DistributionInput::Samples,
+            ..
+        } => {
+            return Err(invalid(
+                field,
+                "units need counts per unit: a ratio or a histogram, not `input: samples`",
+            ));
+        }
+        MetricSpec::Distribution { query, .. } => vec![query],
+    };
+    let word = Regex::new(&format!(r"\b{label}\b")).map_err(|e| invalid(field, e.to_string()))?;
+    if queries.iter().any(|q| !word.is_match(q.as_str())) {
+        return Err(invalid(
+            field,
+            format!(
+                "every query of the metric must return one series per `{label}`: group by it, \
+                 e.g. `sum by ({label}) (…)` (`sum by (le, {label}) (…)` for a histogram)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Template {
@@ -591,11 +654,15 @@ impl Template {
                     }
                 }
             };
+            if let Some(label) = &m.unit_label {
+                unit_label(&at("unit_label"), label, &spec)?;
+            }
             metrics.push(Metric {
                 name: m.name,
                 direction: m.direction,
                 critical: m.critical,
                 min_samples: m.min_samples,
+                unit_label: m.unit_label,
                 spec,
             });
         }

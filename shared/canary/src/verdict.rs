@@ -151,6 +151,11 @@ pub struct MetricEvidence {
     /// since the run's start ([`crate::sequential`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sequential: Option<crate::sequential::SequentialEvidence>,
+    /// For a metric whose template names a `unit_label`, against a side-by-side baseline: how
+    /// much the pods of each side differ beyond chance, and the design effect applied
+    /// ([`crate::units`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispersion: Option<crate::units::Dispersion>,
 }
 
 /// Which side a query measured.

@@ -92,6 +92,7 @@ fn metrics() -> Vec<Metric> {
             direction: Direction::Increase,
             critical: true,
             min_samples: 10,
+            unit_label: None,
             spec: MetricSpec::Ratio {
                 numerator: q("e{{{selector}}}"),
                 denominator: q("r{{{selector}}}"),
@@ -103,6 +104,7 @@ fn metrics() -> Vec<Metric> {
             direction: Direction::Either,
             critical: false,
             min_samples: 1,
+            unit_label: None,
             spec: MetricSpec::Ratio {
                 numerator: q("s{{{selector}}}"),
                 denominator: q("r{{{selector}}}"),
@@ -114,6 +116,7 @@ fn metrics() -> Vec<Metric> {
             direction: Direction::Decrease,
             critical: false,
             min_samples: 3,
+            unit_label: None,
             spec: MetricSpec::Distribution {
                 query: q("l{{{selector}}}"),
                 input: DistributionInput::Histogram,
@@ -126,6 +129,7 @@ fn metrics() -> Vec<Metric> {
             direction: Direction::Either,
             critical: false,
             min_samples: 1,
+            unit_label: None,
             spec: MetricSpec::Distribution {
                 query: q("l{{{selector}}}"),
                 input: DistributionInput::Samples,
@@ -170,6 +174,7 @@ fn judge_never_panics() {
                 window: Window::new(Duration::from_secs(60)).unwrap(),
                 canary,
                 baseline,
+                units: std::collections::BTreeMap::new(),
             };
             let verdict = judge(&metrics, &inputs);
             assert_eq!(verdict.metrics.len(), metrics.len());

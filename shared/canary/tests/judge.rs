@@ -19,6 +19,7 @@ fn ratio(name: &str, direction: Direction, max_increase: f64, min_samples: u64) 
         direction,
         critical: false,
         min_samples,
+        unit_label: None,
         spec: MetricSpec::Ratio {
             numerator: Query::parse("numerator", "errors_total{{{selector}}}").unwrap(),
             denominator: Query::parse("denominator", "requests_total{{{selector}}}").unwrap(),
@@ -37,6 +38,7 @@ fn latency(direction: Direction, allowed_change: f64, quantile: Option<f64>) -> 
         direction,
         critical: false,
         min_samples: 100,
+        unit_label: None,
         spec: MetricSpec::Distribution {
             query: Query::parse("query", "latency_bucket{{{selector}}}").unwrap(),
             input: deploygraph_canary::DistributionInput::Histogram,
@@ -72,6 +74,7 @@ fn side_by_side(canary: Vec<(&str, MetricData)>, baseline: Vec<(&str, MetricData
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
         ),
+        units: BTreeMap::new(),
     }
 }
 
@@ -285,6 +288,7 @@ fn dropped_as(name: &str, inputs: &Inputs) -> Inputs {
         window: inputs.window,
         canary: rename(&inputs.canary),
         baseline: Baseline::SideBySide(rename(b)),
+        units: BTreeMap::new(),
     }
 }
 
@@ -658,6 +662,7 @@ fn history(canary: MetricData, name: &str, releases: Vec<ReleaseSummary>) -> Inp
         window: window(),
         canary: [(name.to_owned(), canary)].into(),
         baseline: Baseline::History(releases),
+        units: BTreeMap::new(),
     }
 }
 

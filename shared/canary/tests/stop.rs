@@ -39,6 +39,7 @@ fn errors(canary: (u64, u64), baseline: (u64, u64)) -> Verdict {
             window: minute(),
             canary: data(canary),
             baseline: Baseline::SideBySide(data(baseline)),
+            units: BTreeMap::new(),
         },
     )
 }
@@ -133,6 +134,7 @@ fn a_latency_failure_is_never_decisive() {
             window: minute(),
             canary: data(true),
             baseline: Baseline::SideBySide(data(false)),
+            units: BTreeMap::new(),
         },
     );
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.rule);
@@ -162,6 +164,7 @@ fn a_failed_sequential_test_since_the_start_is_final_at_once() {
         ten_minutes,
         Some(&counts(600, 6_000)),
         Some(&counts(20, 6_000)),
+        None,
         sequential::ALPHA,
     )
     .unwrap();
@@ -180,6 +183,7 @@ fn a_failed_sequential_test_since_the_start_is_final_at_once() {
         ten_minutes,
         Some(&counts(40, 6_000)),
         Some(&counts(20, 6_000)),
+        None,
         sequential::ALPHA,
     )
     .unwrap();

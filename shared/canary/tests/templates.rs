@@ -40,18 +40,64 @@ fn the_error_ratio_template_renders_as_promql() {
     let rendered = t.render(&selector(), window());
     assert_eq!(
         rendered[0].2,
-        r#"sum(increase(http_requests_total{code=~"5..",app="checkout",pod_template_hash="5d9f7c"}[5m]))"#
+        r#"sum by (pod) (increase(http_requests_total{code=~"5..",app="checkout",pod_template_hash="5d9f7c"}[5m]))"#
     );
     assert_eq!(
         rendered[1].2,
-        r#"sum(increase(http_requests_total{app="checkout",pod_template_hash="5d9f7c"}[5m]))"#
+        r#"sum by (pod) (increase(http_requests_total{app="checkout",pod_template_hash="5d9f7c"}[5m]))"#
     );
     assert!(t.metrics[0].critical);
+    assert_eq!(t.metrics[0].unit_label.as_deref(), Some("pod"));
     let latency = Template::parse(SHIPPED[1].1).unwrap();
     assert!(matches!(
         latency.metrics[0].spec,
         MetricSpec::Distribution { quantile: Some(q), allowed_change, .. } if q == 0.99 && allowed_change == 0.1
     ));
+    assert_eq!(latency.metrics[0].unit_label.as_deref(), Some("pod"));
+}
+
+#[test]
+fn a_unit_label_must_be_a_label_the_queries_group_by() {
+    let by_pod = VALID_RATIO
+        .replace("sum(increase(", "sum by (pod) (increase(")
+        .replace("min_samples: 100", "min_samples: 100\n    unit_label: pod");
+    let t = Template::parse(&by_pod).unwrap();
+    assert_eq!(t.metrics[0].unit_label.as_deref(), Some("pod"));
+    // A label the queries do not group by, a name that is not a label's, `le`, reserved.
+    let cases = [
+        by_pod.replace("unit_label: pod", "unit_label: node"),
+        by_pod.replace("unit_label: pod", "unit_label: 'pod name'"),
+        by_pod.replace("unit_label: pod", "unit_label: le"),
+        by_pod.replace("unit_label: pod", "unit_label: __name__"),
+        by_pod.replacen("sum by (pod) (", "sum(", 1),
+    ];
+    for yaml in &cases {
+        assert_eq!(field_of(yaml), "metrics[0].unit_label", "{yaml}");
+    }
+    let err = Template::parse(&cases[0]).unwrap_err();
+    assert!(err.to_string().contains("sum by (node)"), "{err}");
+    // Samples have no counts per unit.
+    let samples = r#"
+name: latency
+metrics:
+  - name: latency
+    kind: distribution
+    input: samples
+    query: max by (pod) (latency_seconds{{{selector}}})
+    direction: increase
+    allowed_change: 0.1
+    min_samples: 10
+    unit_label: pod
+"#;
+    assert_eq!(field_of(samples), "metrics[0].unit_label");
+    let histogram = samples
+        .replace("input: samples", "input: histogram")
+        .replace(
+            "max by (pod) (latency_seconds",
+            "sum by (le, pod) (increase(latency_bucket",
+        )
+        .replace("{{{selector}}})", "{{{selector}}}[{{window}}]))");
+    assert!(Template::parse(&histogram).is_ok(), "{histogram}");
 }
 
 const VALID_RATIO: &str = r#"

@@ -145,6 +145,7 @@ mod tests {
                 })
                 .collect(),
             sequential: None,
+            dispersion: None,
         }
     }
 
@@ -175,6 +176,7 @@ mod tests {
             "10m".parse().expect("window"),
             Some(&counts(300, 2_000)),
             Some(&counts(0, 2_000)),
+            None,
             deploygraph_canary::sequential::ALPHA,
         )
         .expect("tested");

@@ -249,11 +249,13 @@ impl SideSlice {
     }
 }
 
-/// Both sides over one slice.
+/// Both sides over one slice, in all and per pod (each side's pods in a fixed order).
 #[derive(Debug, Clone, Default)]
 pub struct Slice {
     pub canary: SideSlice,
     pub baseline: SideSlice,
+    pub canary_pods: Vec<SideSlice>,
+    pub baseline_pods: Vec<SideSlice>,
 }
 
 /// A canary with its known outcome and its simulated traffic.
@@ -325,9 +327,14 @@ impl Canary {
             .map(|_| {
                 load = (load + 0.05 * d.normal()).clamp(-0.5, 0.5);
                 slowness = (slowness + 0.02 * d.normal()).clamp(-0.2, 0.2);
+                let (canary, canary_pods) = side_slice(&mut d, &service, &canary, load, slowness);
+                let (baseline, baseline_pods) =
+                    side_slice(&mut d, &service, &baseline, load, slowness);
                 Slice {
-                    canary: side_slice(&mut d, &service, &canary, load, slowness),
-                    baseline: side_slice(&mut d, &service, &baseline, load, slowness),
+                    canary,
+                    baseline,
+                    canary_pods,
+                    baseline_pods,
                 }
             })
             .collect();
@@ -340,11 +347,19 @@ impl Canary {
     }
 }
 
-fn side_slice(d: &mut Dice, s: &Service, side: &SideModel, load: f64, slowness: f64) -> SideSlice {
+/// One side's slice, in all and per pod.
+fn side_slice(
+    d: &mut Dice,
+    s: &Service,
+    side: &SideModel,
+    load: f64,
+    slowness: f64,
+) -> (SideSlice, Vec<SideSlice>) {
     let mut out = SideSlice::default();
+    let mut pods = vec![SideSlice::default(); side.pods.len()];
     let per_pod = side.rate * load.exp() * SLICE_SECONDS as f64 / side.pods.len() as f64;
     let burst = d.chance(s.tail_chance).then(|| d.between(0.01, 0.05));
-    for pod in &side.pods {
+    for (pod, own) in side.pods.iter().zip(&mut pods) {
         let requests = d.poisson(per_pod);
         if requests == 0 {
             continue;
@@ -355,8 +370,11 @@ fn side_slice(d: &mut Dice, s: &Service, side: &SideModel, load: f64, slowness: 
         } else {
             d.beta(mean * s.concentration, (1.0 - mean) * s.concentration)
         };
+        let errors = d.binomial(requests, ratio);
+        own.requests = requests;
+        own.errors = errors;
         out.requests += requests;
-        out.errors += d.binomial(requests, ratio);
+        out.errors += errors;
         let log_median = (side.median * pod.latency_factor).ln() + slowness;
         for _ in 0..requests {
             let mut latency = (log_median + side.sigma * d.normal()).exp();
@@ -370,7 +388,8 @@ fn side_slice(d: &mut Dice, s: &Service, side: &SideModel, load: f64, slowness: 
                 .position(|&le| latency <= le)
                 .unwrap_or(BUCKETS.len());
             out.buckets[bucket] += 1;
+            own.buckets[bucket] += 1;
         }
     }
-    out
+    (out, pods)
 }

@@ -9,10 +9,10 @@
 //! Options (environment):
 //! - `BENCH_CANARIES` (1000): canaries in all; three in ten healthy, one in ten of each of the
 //!   seven regressions ([`generator::Kind::MIX`]).
-//! - `BENCH_SEEDS`: `fresh` (default; seeds from 4,000,000, for reporting), `dev` (seeds from
+//! - `BENCH_SEEDS`: `fresh` (default; seeds from 5,000,000, for reporting), `dev` (seeds from
 //!   0, for looking at results while working), `heldout` (seeds from 1,000,000), `fresh-1`
-//!   (seeds from 2,000,000) or `fresh-2` (seeds from 3,000,000): the ranges reported in earlier
-//!   sections, seen since, so no longer held out.
+//!   (seeds from 2,000,000), `fresh-2` (seeds from 3,000,000) or `fresh-3` (seeds from
+//!   4,000,000): the ranges reported in earlier sections, seen since, so no longer held out.
 //!   Decide on `dev`, report once on `fresh`.
 //! - `BENCH_EXPLAIN=1`: print the verdict of every healthy canary deploygraph (as it is now)
 //!   failed (on `dev`); `BENCH_EXPLAIN=N` (N > 1): the same for the configuration of index N.
@@ -32,7 +32,7 @@ use deploygraph_canary::stop::{self, Decision};
 use deploygraph_canary::template::SHIPPED;
 use deploygraph_canary::{
     Baseline, Bucket, Counts, Distribution, Histogram, Inputs, Judge, Metric, MetricData,
-    MetricSpec, Template, Window,
+    MetricSpec, Template, Units, Window,
 };
 use generator::{BUCKETS, Canary, Kind, SideSlice};
 use rivals::{Final, Flagger, Kayenta, Schedule};
@@ -43,7 +43,8 @@ const DEV_BASE: u64 = 0;
 const HELDOUT_BASE: u64 = 1_000_000;
 const FIRST_FRESH_BASE: u64 = 2_000_000;
 const SECOND_FRESH_BASE: u64 = 3_000_000;
-const FRESH_BASE: u64 = 4_000_000;
+const THIRD_FRESH_BASE: u64 = 4_000_000;
+const FRESH_BASE: u64 = 5_000_000;
 
 const SCHEDULE: Schedule = Schedule {
     interval: 30,
@@ -158,6 +159,9 @@ struct Config {
     pass: PassRule,
     /// Error counts deflated by the design effect of the window's 10-second steps.
     clustered: bool,
+    /// Each side's pods as units ([`deploygraph_canary::units`]): the metrics name the `pod`
+    /// label and the judge (and the sequential test) gets the per-pod data.
+    pods: bool,
     /// The product's sequential test of the error ratio on everything since the start
     /// ([`deploygraph_canary::sequential`]) at this α, applied to each verdict before the stop
     /// rule (a failure is final at once); `None`: without it, as before it shipped.
@@ -173,28 +177,45 @@ fn design_effect(steps: &[generator::Slice]) -> f64 {
 
 /// The design effect of the share of requests at or above the baseline's p99 bucket.
 fn tail_design_effect(steps: &[generator::Slice], whole_baseline: &SideSlice) -> f64 {
-    let total: u64 = whole_baseline.buckets.iter().sum();
-    let rank = 0.99 * total as f64;
-    let mut cumulative = 0.0;
-    let Some(at) = whole_baseline.buckets.iter().position(|&c| {
-        cumulative += c as f64;
-        cumulative >= rank && c > 0
-    }) else {
+    let Some(at) = p99_bucket(whole_baseline) else {
         return 1.0;
     };
     design_effect_of(steps, &move |s: &SideSlice| s.buckets[at..].iter().sum())
 }
 
 fn design_effect_of(steps: &[generator::Slice], events: &dyn Fn(&SideSlice) -> u64) -> f64 {
+    let canary: Vec<SideSlice> = steps.iter().map(|s| s.canary.clone()).collect();
+    let baseline: Vec<SideSlice> = steps.iter().map(|s| s.baseline.clone()).collect();
+    units_design_effect(&canary, &baseline, events)
+}
+
+/// The index of the bucket holding the baseline's p99 (the tail test's bar), if any.
+fn p99_bucket(whole_baseline: &SideSlice) -> Option<usize> {
+    let total: u64 = whole_baseline.buckets.iter().sum();
+    let rank = 0.99 * total as f64;
+    let mut cumulative = 0.0;
+    whole_baseline.buckets.iter().position(|&c| {
+        cumulative += c as f64;
+        cumulative >= rank && c > 0
+    })
+}
+
+/// The design effect over units (steps or pods) of each side: how much more the units'
+/// event counts vary than independent requests would, pooled over both sides; at least 1.
+fn units_design_effect(
+    canary: &[SideSlice],
+    baseline: &[SideSlice],
+    events: &dyn Fn(&SideSlice) -> u64,
+) -> f64 {
     let sides: [Vec<(f64, f64)>; 2] = [
-        steps
+        canary
             .iter()
-            .map(|s| (events(&s.canary) as f64, s.canary.requests as f64))
+            .map(|s| (events(s) as f64, s.requests as f64))
             .filter(|&(_, n)| n > 0.0)
             .collect(),
-        steps
+        baseline
             .iter()
-            .map(|s| (events(&s.baseline) as f64, s.baseline.requests as f64))
+            .map(|s| (events(s) as f64, s.requests as f64))
             .filter(|&(_, n)| n > 0.0)
             .collect(),
     ];
@@ -219,6 +240,24 @@ fn design_effect_of(steps: &[generator::Slice], events: &dyn Fn(&SideSlice) -> u
     (residual / expected * clusters / (clusters - 2.0)).max(1.0)
 }
 
+/// Each metric's data per pod of both sides, as a template with `unit_label: pod` collects it.
+fn units(w: &generator::Slice) -> BTreeMap<String, Units> {
+    let mut out: BTreeMap<String, Units> = BTreeMap::new();
+    for (pods, canary) in [(&w.canary_pods, true), (&w.baseline_pods, false)] {
+        for pod in pods.iter().filter(|p| p.requests > 0) {
+            for (name, d) in data(pod) {
+                let entry = out.entry(name).or_default();
+                if canary {
+                    entry.canary.push(d);
+                } else {
+                    entry.baseline.push(d);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `side` with its request and error counts divided by `d`.
 fn deflated(side: &SideSlice, d: f64) -> SideSlice {
     SideSlice {
@@ -241,7 +280,16 @@ impl Config {
             span: Span::Sliding,
             pass: PassRule::NotWorse,
             clustered: false,
+            pods: true,
             sequential: Some(sequential::ALPHA),
+        }
+    }
+
+    /// deploygraph before the pods were units (the sequential test shipped).
+    fn before_units() -> Self {
+        Self {
+            pods: false,
+            ..Self::now()
         }
     }
 
@@ -249,7 +297,7 @@ impl Config {
     fn before_sequential() -> Self {
         Self {
             sequential: None,
-            ..Self::now()
+            ..Self::before_units()
         }
     }
 }
@@ -289,6 +337,7 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
         span,
         pass,
         clustered,
+        pods,
         sequential,
     } = config;
     let schedule = *schedule;
@@ -339,6 +388,7 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
             window: looked,
             canary: BTreeMap::from(w_canary),
             baseline: Baseline::SideBySide(BTreeMap::from(w_baseline)),
+            units: if *pods { units(&w) } else { BTreeMap::new() },
         };
         let mut verdict = judge.judge(metrics, &inputs);
         if let (Some(alpha), Ok(since)) = (sequential, Window::new(Duration::from_secs(t))) {
@@ -353,11 +403,19 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
                 BTreeMap::from(data(&whole.canary)),
                 BTreeMap::from(data(&whole.baseline)),
             );
+            let units = pods.then(|| units(&whole));
             let tests = metrics
                 .iter()
                 .filter_map(|m| {
-                    sequential::test(m, since, c.get(&m.name), b.get(&m.name), *alpha)
-                        .map(|e| (m.name.clone(), e))
+                    sequential::test(
+                        m,
+                        since,
+                        c.get(&m.name),
+                        b.get(&m.name),
+                        units.as_ref().and_then(|u| u.get(&m.name)),
+                        *alpha,
+                    )
+                    .map(|e| (m.name.clone(), e))
                 })
                 .collect();
             sequential::apply(&mut verdict, tests);
@@ -402,6 +460,7 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
                                 baseline: Baseline::SideBySide(BTreeMap::from(data(
                                     &fresh.baseline,
                                 ))),
+                                units: BTreeMap::new(),
                             },
                         );
                         fresh_agrees(&verdict, &fresh_verdict)
@@ -541,6 +600,11 @@ fn window_verdicts(config: &Config, canary: &Canary) -> Vec<WindowVerdict> {
                 window,
                 canary: BTreeMap::from(data(&w.canary)),
                 baseline: Baseline::SideBySide(BTreeMap::from(data(&w.baseline))),
+                units: if config.pods {
+                    units(&w)
+                } else {
+                    BTreeMap::new()
+                },
             };
             let verdict = config.judge.judge(&config.metrics, &inputs);
             let m = &verdict.metrics[0];
@@ -642,12 +706,13 @@ const FIFTY_SECONDS: Schedule = Schedule {
 /// A labelled selection of runs: one row per system in a table.
 type Group = (String, Box<dyn Fn(&Run) -> bool>);
 
-const SYSTEMS: [&str; 21] = [
+const SYSTEMS: [&str; 22] = [
     "deploygraph as merged: error tolerance 1 point, p99 on ≥ 200 observations, fail confirmed",
     "+ error tolerance 0.5 points",
     "+ p99 on ≥ 1,000 observations",
     "+ decisive failures at once (1-minute windows every 30 s)",
-    "deploygraph now: + a sequential error-ratio test since the start (mSPRT, alpha 0.01)",
+    "+ a sequential error-ratio test since the start (mSPRT, alpha 0.01)",
+    "deploygraph now: + pods as units (design effects when the pods differ beyond chance)",
     "now, 5-minute windows",
     "now, 1-minute windows, judged since the start",
     "now, 1-minute windows, pass shown",
@@ -667,10 +732,10 @@ const SYSTEMS: [&str; 21] = [
 ];
 
 /// Index of "deploygraph now" in [`SYSTEMS`].
-const NOW: usize = 4;
+const NOW: usize = 5;
 
 /// Index in [`SYSTEMS`] of the configuration whose single 1-minute windows are tabled.
-const ONE_MINUTE: usize = 4;
+const ONE_MINUTE: usize = 5;
 
 /// Each system's window in seconds: "within three windows" is three of its own.
 fn system_windows() -> Vec<u64> {
@@ -707,6 +772,7 @@ fn configs() -> Vec<Config> {
             ..Config::before_sequential()
         },
         Config::before_sequential(),
+        Config::before_units(),
         Config::now(),
         Config {
             schedule: FIVE_MINUTES,
@@ -883,7 +949,10 @@ fn main() {
         "fresh" => (FRESH_BASE, "fresh held-out"),
         "fresh-1" => (FIRST_FRESH_BASE, "second held-out (seen)"),
         "fresh-2" => (SECOND_FRESH_BASE, "third held-out (seen)"),
-        other => panic!("BENCH_SEEDS: `{other}` is not dev, heldout, fresh-1, fresh-2 or fresh"),
+        "fresh-3" => (THIRD_FRESH_BASE, "fourth held-out (seen)"),
+        other => {
+            panic!("BENCH_SEEDS: `{other}` is not dev, heldout, fresh-1, fresh-2, fresh-3 or fresh")
+        }
     };
     let configs = configs();
     // `1` explains "deploygraph now"; a larger number, the configuration of that index.

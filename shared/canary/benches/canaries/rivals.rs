@@ -67,6 +67,15 @@ impl Schedule {
         for s in &slices[from as usize..to as usize] {
             sum.canary.add(&s.canary);
             sum.baseline.add(&s.baseline);
+            for (units, pods) in [
+                (&mut sum.canary_pods, &s.canary_pods),
+                (&mut sum.baseline_pods, &s.baseline_pods),
+            ] {
+                units.resize(pods.len(), SideSlice::default());
+                for (u, p) in units.iter_mut().zip(pods) {
+                    u.add(p);
+                }
+            }
         }
         sum
     }

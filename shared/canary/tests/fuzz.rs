@@ -170,11 +170,29 @@ fn judge_never_panics() {
                         .collect(),
                 )
             };
+            // Per-pod data of any shape (pods of the other kind, without traffic, inconsistent).
+            let units = metrics
+                .iter()
+                .map(|m| {
+                    let ratio = matches!(m.spec, MetricSpec::Ratio { .. });
+                    let pods = |bytes: &mut Bytes<'_>| -> Vec<_> {
+                        (0..bytes.byte() % 5)
+                            .filter_map(|_| {
+                                let other = bytes.byte() == 0;
+                                bytes.data(ratio ^ other)
+                            })
+                            .collect()
+                    };
+                    let canary = pods(&mut bytes);
+                    let baseline = pods(&mut bytes);
+                    (m.name.clone(), deploygraph_canary::Units { canary, baseline })
+                })
+                .collect();
             let inputs = Inputs {
                 window: Window::new(Duration::from_secs(60)).unwrap(),
                 canary,
                 baseline,
-                units: std::collections::BTreeMap::new(),
+                units,
             };
             let verdict = judge(&metrics, &inputs);
             assert_eq!(verdict.metrics.len(), metrics.len());

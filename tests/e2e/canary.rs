@@ -552,21 +552,29 @@ fn canary_verdicts_against_a_real_prometheus() {
     }
 }
 
-/// The error ratio per pod (`unit_label: pod`), or summed over the pods.
+/// The error ratio and p99 latency per pod (`unit_label: pod`), or summed over the pods.
 fn pod_template(by_pod: bool) -> String {
-    let (by, unit) = if by_pod {
-        ("sum by (pod) ", "\n    unit_label: pod")
+    let (by, by_le, unit) = if by_pod {
+        (
+            "sum by (pod) ",
+            "sum by (le, pod) ",
+            "\n    unit_label: pod",
+        )
     } else {
-        ("sum", "")
+        ("sum", "sum by (le) ", "")
     };
-    let path = temp_path("errors-by-pod.yaml");
+    let path = temp_path("by-pod.yaml");
     std::fs::write(
         &path,
         format!(
-            "name: errors-by-pod\nmetrics:\n  - name: error-ratio\n    kind: ratio\n    \
+            "name: by-pod\nmetrics:\n  - name: error-ratio\n    kind: ratio\n    \
              numerator: {by}(increase(http_requests_total{{code=~\"5..\",{{{{selector}}}}}}[{{{{window}}}}]))\n    \
              denominator: {by}(increase(http_requests_total{{{{{{selector}}}}}}[{{{{window}}}}]))\n    \
-             direction: increase\n    max_increase: 0.005\n    critical: true\n    min_samples: 500{unit}\n"
+             direction: increase\n    max_increase: 0.005\n    critical: true\n    min_samples: 500{unit}\n  \
+             - name: latency-p99\n    kind: distribution\n    \
+             query: {by_le}(increase(http_request_duration_seconds_bucket{{{{{{selector}}}}}}[{{{{window}}}}]))\n    \
+             direction: increase\n    allowed_change: 0.1\n    quantile: 0.99\n    critical: true\n    \
+             min_samples: 200{unit}\n"
         ),
     )
     .unwrap();
@@ -578,10 +586,19 @@ fn pods_that_differ_beyond_chance_keep_one_odd_canary_pod_from_failing() {
     let prometheus = env_url("PROMETHEUS_TEST_URL");
     require_ready("Prometheus", &prometheus);
     let service = unique("pods");
-    // Six stable pods of 400 requests a second at 0.3 to 1.5 % errors (0.83 % in all), one
-    // canary pod at 1.6 %: above the stable pods' ratio by more than the half-point tolerance,
-    // and, request by request, significant; inside the stable pods' own range.
-    let stable = [0.3, 0.6, 1.2, 0.5, 1.5, 0.9];
+    // Six stable pods of 400 requests a second at 0.3 to 1.5 % errors (0.83 % in all) and 1 to
+    // 5 % of requests slower than half a second (2.75 %); one canary pod at 1.6 % errors and
+    // 6 % slow: above the stable pods' ratio by more than the half-point tolerance, p99 more
+    // than 10 % above theirs, and, request by request, significant; inside the stable pods' own
+    // spread.
+    let stable = [
+        (0.3, 1.0),
+        (0.6, 2.0),
+        (1.2, 4.0),
+        (0.5, 1.5),
+        (1.5, 5.0),
+        (0.9, 3.0),
+    ];
     let exposition = {
         let service = service.clone();
         move |t: f64| {
@@ -589,11 +606,11 @@ fn pods_that_differ_beyond_chance_keep_one_odd_canary_pod_from_failing() {
             let pods = stable
                 .iter()
                 .enumerate()
-                .map(|(i, &percent)| ("stable", format!("web-s{i}"), percent))
-                .chain([("canary", "web-c0".to_owned(), 1.6)]);
-            for (track, pod, percent) in pods {
+                .map(|(i, &(errors, slow))| ("stable", format!("web-s{i}"), errors, slow))
+                .chain([("canary", "web-c0".to_owned(), 1.6, 6.0)]);
+            for (track, pod, errors, slow) in pods {
                 let labels = format!("service=\"{service}\",track=\"{track}\",pod=\"{pod}\"");
-                let errors = 4.0 * percent;
+                let (errors, slow) = (4.0 * errors, 4.0 * slow);
                 let _ = writeln!(
                     body,
                     "http_requests_total{{{labels},code=\"200\"}} {:.3}",
@@ -604,6 +621,17 @@ fn pods_that_differ_beyond_chance_keep_one_odd_canary_pod_from_failing() {
                     "http_requests_total{{{labels},code=\"500\"}} {:.3}",
                     errors * t
                 );
+                // Fast requests: half at or below 50 ms, the rest at or below 100 ms; the slow
+                // ones between 0.5 and 1 s.
+                let fast = 400.0 - slow;
+                let cumulative = [fast / 2.0, fast, fast, fast, 400.0, 400.0];
+                for (le, per_second) in BOUNDS.iter().chain(&["+Inf"]).zip(cumulative) {
+                    let _ = writeln!(
+                        body,
+                        "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {:.3}",
+                        per_second * t
+                    );
+                }
             }
             body
         }
@@ -641,43 +669,52 @@ fn pods_that_differ_beyond_chance_keep_one_odd_canary_pod_from_failing() {
             stderr(out)
         )
     };
-    // Summed over the pods, every request counts as independent: the canary fails.
+    // Summed over the pods, every request counts as independent: both metrics fail.
     assert_eq!(summed.status.code(), Some(1), "{}", context(&summed));
     let last = lines(&summed).pop().unwrap();
-    assert!(
-        last["verdict"]["metrics"][0].get("dispersion").is_none(),
-        "{last}"
-    );
+    for metric in last["verdict"]["metrics"].as_array().unwrap() {
+        assert_eq!(metric["outcome"], "fail", "{last}");
+        assert!(metric.get("dispersion").is_none(), "{last}");
+    }
     // Per pod, the stable pods differ beyond chance and the canary's pod is within that.
     assert_eq!(by_pod.status.code(), Some(0), "{}", context(&by_pod));
     let last = lines(&by_pod).pop().unwrap();
-    let metric = &last["verdict"]["metrics"][0];
-    assert_eq!(metric["outcome"], "pass", "{last}");
-    let dispersion = &metric["dispersion"];
-    assert_eq!(
-        (
-            dispersion["canary_units"].as_u64(),
-            dispersion["baseline_units"].as_u64()
-        ),
-        (Some(1), Some(6)),
-        "{last}"
-    );
-    assert!(dispersion["factor"].as_f64().unwrap() > 1.0, "{last}");
-    assert!(
-        metric["rule"]
-            .as_str()
-            .unwrap()
-            .contains("differ beyond chance"),
-        "{last}"
-    );
-    // The queries ran per pod.
-    assert!(
-        metric["queries"][0]["promql"]
-            .as_str()
-            .unwrap()
-            .starts_with("sum by (pod) ("),
-        "{last}"
-    );
+    for (metric, query) in last["verdict"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["sum by (pod) (", "sum by (le, pod) ("])
+    {
+        assert_eq!(metric["outcome"], "pass", "{last}");
+        let dispersion = &metric["dispersion"];
+        assert_eq!(
+            (
+                dispersion["canary_units"].as_u64(),
+                dispersion["baseline_units"].as_u64()
+            ),
+            (Some(1), Some(6)),
+            "{last}"
+        );
+        assert!(
+            dispersion["canary_factor"].as_f64().unwrap() > 1.0,
+            "{last}"
+        );
+        assert!(
+            metric["rule"]
+                .as_str()
+                .unwrap()
+                .contains("differ beyond chance"),
+            "{last}"
+        );
+        // The queries ran per pod.
+        assert!(
+            metric["queries"][0]["promql"]
+                .as_str()
+                .unwrap()
+                .starts_with(query),
+            "{last}"
+        );
+    }
 }
 
 #[test]

@@ -185,7 +185,10 @@ fn judge_never_panics() {
                     };
                     let canary = pods(&mut bytes);
                     let baseline = pods(&mut bytes);
-                    (m.name.clone(), deploygraph_canary::Units { canary, baseline })
+                    (
+                        m.name.clone(),
+                        deploygraph_canary::Units { canary, baseline },
+                    )
                 })
                 .collect();
             let inputs = Inputs {

@@ -166,6 +166,9 @@ struct Config {
     /// ([`deploygraph_canary::sequential`]) at this α, applied to each verdict before the stop
     /// rule (a failure is final at once); `None`: without it, as before it shipped.
     sequential: Option<f64>,
+    /// A sequential test of the p99 tail since the start at this α ([`tail_test`]; tried,
+    /// not in the product).
+    tail_sequential: Option<f64>,
 }
 
 /// The design effect of the error ratio over the steps of a window (Rao and Scott): how much
@@ -240,6 +243,47 @@ fn units_design_effect(
     (residual / expected * clusters / (clusters - 2.0)).max(1.0)
 }
 
+/// The lead of a sequential test of the p99 tail since the start: the share at or above the
+/// baseline's p99 bucket, canary against baseline, by the mixture ratio (no tolerance on the
+/// share, τ one point), with the pods' design effects when `pods`; fails when the ratio reaches
+/// 1/α and the p99 since the start is more than 10 % above the baseline's, each side with
+/// 1,000 observations.
+fn tail_test(whole: &generator::Slice, pods: bool, alpha: f64) -> bool {
+    let (cb, bb) = (&whole.canary.buckets, &whole.baseline.buckets);
+    let (nc, nb): (u64, u64) = (cb.iter().sum(), bb.iter().sum());
+    if nc < 1000 || nb < 1000 {
+        return false;
+    }
+    let Some(at) = p99_bucket(&whole.baseline) else {
+        return false;
+    };
+    let exceed = |s: &SideSlice| Counts {
+        numerator: s.buckets[at..].iter().sum(),
+        denominator: s.buckets.iter().sum(),
+    };
+    let (mut c, mut b) = (exceed(&whole.canary), exceed(&whole.baseline));
+    if pods {
+        let per = |pods: &[SideSlice]| -> Vec<Counts> { pods.iter().map(exceed).collect() };
+        if let Some(d) = deploygraph_canary::units::dispersion(
+            &per(&whole.canary_pods),
+            &per(&whole.baseline_pods),
+        ) {
+            c = d.deflate_canary(c);
+            b = d.deflate_baseline(b);
+        }
+    }
+    let significant = sequential::log_mixture_ratio(c, b, 0.0, sequential::DEFAULT_TAU)
+        .is_some_and(|lr| lr >= (1.0 / alpha).ln());
+    let change = match (
+        rivals::histogram_quantile(0.99, cb),
+        rivals::histogram_quantile(0.99, bb),
+    ) {
+        (Some(c), Some(b)) if b > 0.0 => c / b - 1.0,
+        _ => 0.0,
+    };
+    significant && change > 0.10
+}
+
 /// Each metric's data per pod of both sides, as a template with `unit_label: pod` collects it.
 fn units(w: &generator::Slice) -> BTreeMap<String, Units> {
     let mut out: BTreeMap<String, Units> = BTreeMap::new();
@@ -282,6 +326,7 @@ impl Config {
             clustered: false,
             pods: true,
             sequential: Some(sequential::ALPHA),
+            tail_sequential: None,
         }
     }
 
@@ -339,6 +384,7 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
         clustered,
         pods,
         sequential,
+        tail_sequential,
     } = config;
     let schedule = *schedule;
     let mut first_fail = None;
@@ -420,6 +466,17 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
                 .collect();
             sequential::apply(&mut verdict, tests);
         }
+        let tail_failed = tail_sequential.is_some_and(|alpha| {
+            let whole = Schedule {
+                window: t,
+                ..schedule
+            }
+            .window_at(&canary.slices, t);
+            tail_test(&whole, *pods, alpha)
+        });
+        if tail_failed {
+            verdict.outcome = deploygraph_canary::Outcome::Fail;
+        }
         if verdict.outcome == deploygraph_canary::Outcome::Fail && first_fail.is_none() {
             first_fail = Some(t);
         }
@@ -473,6 +530,11 @@ fn deploygraph(config: &Config, canary: &Canary, explain: bool) -> Decided {
                     stop::decide_confirmed(&earlier, &verdict, started, window, last)
                 }
             }
+        };
+        let decision = if tail_failed {
+            Decision::Fail
+        } else {
+            decision
         };
         earlier.push((started, verdict.outcome));
         let decision = if decision == Decision::Pass && !last && *pass == PassRule::Shown {
@@ -706,7 +768,7 @@ const FIFTY_SECONDS: Schedule = Schedule {
 /// A labelled selection of runs: one row per system in a table.
 type Group = (String, Box<dyn Fn(&Run) -> bool>);
 
-const SYSTEMS: [&str; 22] = [
+const SYSTEMS: [&str; 23] = [
     "deploygraph as merged: error tolerance 1 point, p99 on ≥ 200 observations, fail confirmed",
     "+ error tolerance 0.5 points",
     "+ p99 on ≥ 1,000 observations",
@@ -725,6 +787,7 @@ const SYSTEMS: [&str; 22] = [
     "now, 40-second windows every 20 s",
     "now, 50-second windows every 25 s",
     "now, the sequential test at alpha 0.002",
+    "now, and a sequential p99 tail test since the start (alpha 0.01; tried, not shipped)",
     "ceiling: the true error ratio known, first three 1-minute windows",
     "ceiling: the true error ratio known, first three 50-second windows",
     "Flagger static thresholds",
@@ -829,6 +892,10 @@ fn configs() -> Vec<Config> {
         },
         Config {
             sequential: Some(0.002),
+            ..Config::now()
+        },
+        Config {
+            tail_sequential: Some(0.01),
             ..Config::now()
         },
     ]

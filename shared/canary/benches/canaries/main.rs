@@ -1203,13 +1203,16 @@ fn main() {
             })
             .collect();
         let under = from_first.iter().filter(|&&d| d < 60).count();
+        let within = from_first.iter().filter(|&&d| d <= 60).count();
         let time = if from_first.is_empty() {
             String::new()
         } else {
             format!(
-                "; rollbacks of regressions {} after the first window judged Fail (median / p90), under 60 s in {} ({under}/{})",
+                "; rollbacks of regressions {} after the first window judged Fail (median / p90), under 60 s in {} ({under}/{}), within 60 s in {} ({within}/{})",
                 median_p90(from_first.clone()),
                 percent(under, from_first.len()),
+                from_first.len(),
+                percent(within, from_first.len()),
                 from_first.len()
             )
         };

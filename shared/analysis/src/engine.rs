@@ -776,6 +776,8 @@ async fn reattribute_after(
 /// Enqueues a revisit of the alerts that started in `[from, to]` on `services` and on the
 /// services that depend on them (up to the attribution depth), by name: an alert without an
 /// environment label fired on every Service of its name; attribution itself follows FIRED_ON.
+/// An alert with a cluster label is revisited only when a service of its name in its cluster
+/// is among them.
 /// At most [`REATTRIBUTE_LIMIT`] per service; `subject` (what asks) names the cause in logs and
 /// is never among them. Returns the alerts a revisit is pending for.
 async fn revisit_around(
@@ -799,9 +801,9 @@ async fn revisit_around(
     }
     // Their alerts in the span, read together (one round trip where the store allows).
     let mut names: Vec<ServiceName> = Vec::new();
-    for service in affected {
+    for service in &affected {
         if !names.contains(&service.name) {
-            names.push(service.name);
+            names.push(service.name.clone());
         }
     }
     let alerts = store
@@ -826,8 +828,17 @@ async fn revisit_around(
             tracing::warn!(subject.uid = %subject, service = %service, limit = REATTRIBUTE_LIMIT, "more alerts in the span than are re-attributed at once");
         }
     }
+    // By name, then by cluster: an alert with a cluster label fired on its service in that
+    // cluster only, so a change in another cluster cannot be among its suspects.
+    let in_affected_cluster = |a: &Alert| match (&a.cluster, &a.service) {
+        (Some(cluster), Some(name)) => affected
+            .iter()
+            .any(|s| &s.name == name && &s.cluster == cluster),
+        _ => true,
+    };
     let found: BTreeSet<Uid> = alerts
         .iter()
+        .filter(|a| in_affected_cluster(a))
         .map(|a| a.uid.clone())
         .filter(|a| a != subject)
         .collect();
@@ -1393,6 +1404,67 @@ mod tests {
             reasons: vec!["r".into()],
             computed_at: minute(0),
         }
+    }
+
+    #[tokio::test]
+    async fn a_late_deployment_revisits_the_alerts_of_its_own_cluster_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db"), MigrationSource::Embedded)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        // `api` runs in two clusters; its alerts carry their cluster, but one.
+        let in_cluster = |fingerprint: &str, at: i64, cluster: Option<&str>| {
+            let mut alert = Alert::test(fingerprint, "api", at);
+            alert.cluster = cluster.map(|c| deploygraph_model::Cluster::parse(c).unwrap());
+            if let Some(c) = cluster {
+                alert.labels.insert("cluster".into(), c.into());
+            }
+            alert
+        };
+        let east = in_cluster("east", 110, Some("east"));
+        let west = in_cluster("west", 112, Some("west"));
+        let anywhere = in_cluster("anywhere", 115, None);
+        store
+            .record_alerts(vec![east.clone(), west.clone(), anywhere.clone()])
+            .await
+            .unwrap();
+        // Their first attributions done (a revisit is not enqueued while one waits).
+        let uids = [east.uid.clone(), west.uid.clone(), anywhere.uid.clone()];
+        for f in store
+            .claim_follow_ups(deploygraph_store::Claim {
+                subjects: Some(&uids),
+                limit: 10,
+                now: minute(116),
+                lease: Duration::seconds(60),
+            })
+            .await
+            .unwrap()
+        {
+            store
+                .finish_follow_up(f.kind, &f.subject, f.enqueued_at)
+                .await
+                .unwrap();
+        }
+        // Reported after them: a deployment of `api` in the west cluster.
+        let deployment = Deployment::test()
+            .service("api")
+            .cluster("west")
+            .started_at_minute(100)
+            .build();
+        store
+            .record_deployments(vec![deployment.clone()])
+            .await
+            .unwrap();
+        let revisited: BTreeSet<Uid> =
+            reattribute_after_deployment(&store, &deployment, &Settings::default(), minute(120))
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        assert!(revisited.contains(&west.uid), "{revisited:?}");
+        assert!(revisited.contains(&anywhere.uid), "{revisited:?}");
+        assert!(!revisited.contains(&east.uid), "{revisited:?}");
     }
 
     #[tokio::test]

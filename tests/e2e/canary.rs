@@ -183,6 +183,16 @@ pub(crate) fn analyze(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A run's exit code and output, for assertion messages.
+pub(crate) fn context(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    )
+}
+
 /// The JSON lines of a `--format json` run.
 pub(crate) fn lines(out: &Output) -> Vec<Value> {
     stdout(out)
@@ -661,14 +671,6 @@ fn pods_that_differ_beyond_chance_keep_one_odd_canary_pod_from_failing() {
         let by_pod = scope.spawn(|| run(&pod_template(true)));
         (summed.join().unwrap(), by_pod.join().unwrap())
     });
-    let context = |out: &Output| {
-        format!(
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            stdout(out),
-            stderr(out)
-        )
-    };
     // Summed over the pods, every request counts as independent: both metrics fail.
     assert_eq!(summed.status.code(), Some(1), "{}", context(&summed));
     let last = lines(&summed).pop().unwrap();
@@ -964,14 +966,6 @@ fn canary_analyses_are_recorded_in_the_graph() {
         let c = scope.spawn(move || analyze(&c));
         (a.join().unwrap(), b.join().unwrap(), c.join().unwrap())
     });
-    let context = |out: &Output| {
-        format!(
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            stdout(out),
-            stderr(out)
-        )
-    };
 
     // Through the server: every decision recorded under one uid, the last one the verdict.
     assert_eq!(to_server.status.code(), Some(1), "{}", context(&to_server));
@@ -1262,14 +1256,6 @@ fn a_failing_canary_is_rolled_back_and_the_rollback_recorded() {
             d.join().unwrap(),
         )
     });
-    let context = |out: &Output| {
-        format!(
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            stdout(out),
-            stderr(out)
-        )
-    };
 
     // The failing canary: exit 1 (the verdict), the Deployment back on revision 1.
     assert_eq!(undone.status.code(), Some(1), "{}", context(&undone));

@@ -6,7 +6,9 @@
 //! evidence say the baseline was the history and name the releases used.
 
 use crate::alerts::{env_url, require_ready};
-use crate::canary::{SLOW, Target, Track, analyze, combined_template, lines, wait_for_series};
+use crate::canary::{
+    SLOW, Target, Track, analyze, combined_template, context, lines, wait_for_series,
+};
 use crate::support::{
     Server, deployment, get_json, post_json, run, sqlite_uri, stderr, stdout, unique,
 };
@@ -14,15 +16,6 @@ use serde_json::Value;
 use std::process::Output;
 
 const TOKEN: &str = "h1story-t0ken";
-
-fn context(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    )
-}
 
 /// Records a deployment of `service` at `minute` through the server; its uid.
 fn record(server: &Server, service: &str, minute: u32, seed: u32) -> String {

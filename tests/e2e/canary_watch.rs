@@ -6,11 +6,12 @@
 
 use crate::alerts::{env_url, require_ready};
 use crate::canary::{Target, Track, track_exposition, wait_for_selector};
-use crate::support::{Server, get_json, sqlite_uri, unique};
+use crate::support::{Server, bin, free_port, get_json, sqlite_uri, temp_path, unique};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn kubeconfig() -> String {
@@ -341,4 +342,220 @@ fn serve_analyses_the_rollouts_of_annotated_workloads() {
             "{analyses}"
         );
     }
+}
+
+/// `deploygraph agent --prometheus` analyses the rollouts of its cluster's annotated workloads
+/// as `serve` does, and records every round and rollback on the central server: the failing
+/// canary's final `fail` and its planned rollback (`by: deploygraph agent`), the healthy one's
+/// final `pass`, read back from the central server's API. The central server has no
+/// Prometheus and watches nothing.
+#[test]
+fn an_agent_analyses_its_clusters_rollouts_and_records_them_centrally() {
+    let prometheus = env_url("PROMETHEUS_TEST_URL");
+    require_ready("Prometheus", &prometheus);
+    let id = unique("ca");
+    let (spike_old, spike_new, ok_old, ok_new) = (
+        format!("{id}-s1"),
+        format!("{id}-s2"),
+        format!("{id}-h1"),
+        format!("{id}-h2"),
+    );
+    let _target = {
+        let spiking = Track {
+            ok: 180.0,
+            errors: 20.0,
+            ..Track::healthy()
+        };
+        let sides = [
+            (spike_old.clone(), Track::healthy()),
+            (spike_new.clone(), spiking),
+            (ok_old.clone(), Track::healthy()),
+            (ok_new.clone(), Track::healthy()),
+        ];
+        Target::serve(&prometheus, move |t| {
+            let mut body = String::new();
+            for (hash, track) in &sides {
+                track_exposition(
+                    &mut body,
+                    &format!("pod_template_hash=\"{hash}\""),
+                    track,
+                    t,
+                );
+            }
+            body
+        })
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(deploygraph_k8s::testing::client());
+    let ns = unique("e2e-agent-canary");
+    runtime.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    const TOKEN: &str = "agent-canary-token";
+    let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
+    let (kubeconfig, spool, log) = (
+        kubeconfig(),
+        temp_path("agent-spool"),
+        temp_path("agent-canary.log"),
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut agent = Command::new(bin())
+        .args([
+            "agent",
+            "--server",
+            &server.url,
+            "--token",
+            TOKEN,
+            "--cluster",
+            "agent-canary",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--prometheus",
+            &prometheus,
+            "--watch-kubernetes",
+            "--watch-kubeconfig",
+            &kubeconfig,
+            "--watch-namespace",
+            &ns,
+            "--lease-namespace",
+            &ns,
+        ])
+        .env_remove("DEPLOYGRAPH_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agent_logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for_selector(&prometheus, &format!("pod_template_hash=\"{spike_new}\""));
+    wait_for_selector(&prometheus, &format!("pod_template_hash=\"{ok_old}\""));
+    let annotations = json!({
+        "deploygraph.io/canary-template": "http-error-ratio",
+        "deploygraph.io/canary-window": "5s",
+        "deploygraph.io/canary-interval": "1s",
+        "deploygraph.io/canary-max-duration": "40s",
+        "deploygraph.io/canary-rollback": "dry-run",
+    });
+    let (spike, healthy) = (format!("{id}-spike"), format!("{id}-ok"));
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    runtime.block_on(async {
+        for (app, old, new) in [
+            (&spike, &spike_old, &spike_new),
+            (&healthy, &ok_old, &ok_new),
+        ] {
+            let created = api
+                .create(&PostParams::default(), &deployment(app, &annotations))
+                .await
+                .unwrap();
+            for (revision, hash, replicas) in [(1, old, 1), (2, new, 1)] {
+                replica_sets
+                    .create(
+                        &PostParams::default(),
+                        &replica_set(&created, revision, hash, replicas),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    // While the healthy canary is analysed, its Deployment becomes available: the watcher
+    // queues an update of the same rollout, which must not start its analysis again.
+    let started = |app: &str| {
+        agent_logs()
+            .lines()
+            .filter(|l| l.contains("canary analysis of the rollout started") && l.contains(app))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started(&healthy) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no analysis of {healthy} started within 60 s:\n{}",
+            agent_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    runtime.block_on(async {
+        api.patch_status(
+            &healthy,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedGeneration": 1, "replicas": 2,
+                "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
+                "conditions": [{"type": "Available", "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+    });
+    let wait = |service: &str, check: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut last = Value::Null;
+        loop {
+            if let Some(uid) = first_rollout(&server, service) {
+                last = get_json(&format!("{}/v1/deployments/{uid}/canary", server.url)).1;
+                if check(&last) {
+                    return last;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such analysis of {service} within 90 s; last answer {last}; agent log:\n{}\ncentral log:\n{}",
+                agent_logs(),
+                server.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    // The spike fails side by side; its rollback is planned and recorded, by the agent.
+    let answer = wait(&spike, &|c| {
+        c["analyses"][0]["verdict"] == "fail" && c["rollbacks"][0]["dry_run"] == true
+    });
+    let failed = &answer["analyses"][0];
+    assert_eq!(failed["final"], true, "{answer}");
+    assert_eq!(failed["baseline_kind"], "side_by_side", "{failed}");
+    let queries = failed["metrics"][0]["evidence"]["queries"].to_string();
+    assert!(
+        queries.contains(&format!("pod_template_hash=\\\"{spike_new}\\\"")),
+        "{queries}"
+    );
+    assert_eq!(
+        answer["rollbacks"][0]["by"], "deploygraph agent",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["rollbacks"][0]["target"],
+        format!("deployment/{spike}"),
+        "{answer}"
+    );
+    // The healthy canary passes for good.
+    let passed = wait(&healthy, &|c| {
+        c["analyses"][0]["verdict"] == "pass" && c["analyses"][0]["final"] == true
+    });
+    assert_eq!(
+        passed["analyses"][0]["baseline_kind"], "side_by_side",
+        "{passed}"
+    );
+    // The update reached the central server, and the analysis was not started again.
+    let uid = first_rollout(&server, &healthy).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_json(&format!("{}/v1/deployments/{uid}", server.url)).1["status"] != "succeeded" {
+        assert!(
+            Instant::now() < deadline,
+            "the healthy rollout's update did not arrive:\n{}",
+            agent_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(started(&healthy), 1, "{}", agent_logs());
+    assert_eq!(started(&spike), 1, "{}", agent_logs());
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

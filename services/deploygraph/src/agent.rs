@@ -603,12 +603,38 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
         delivered: Notify::new(),
         metrics: agent_metrics,
     });
-    let central = Central {
-        http: http_client(&args)?,
-        base: args.server.trim_end_matches('/').to_owned(),
-        token,
-    };
+    let canary_hooks = deploygraph_api::canary::HooksConfig::new(
+        args.prometheus.as_deref(),
+        args.canary_templates.clone(),
+    )
+    .map_err(|e| Failure::usage(format!("--prometheus / --canary-templates: {e}")))?;
+    if args.canary_max_analyses == 0 {
+        return Err(Failure::usage("--canary-max-analyses: must be at least 1"));
+    }
+    let http = http_client(&args)?;
+    let base = args.server.trim_end_matches('/').to_owned();
     let stop = CancellationToken::new();
+    // Canary analyses of the rollouts it watches, recorded on the central server.
+    let analyses = canary_hooks.prometheus.is_some().then(|| {
+        let client = deploygraph_client::Client::with_transport(
+            Arc::new(deploygraph_client::transport::HttpTransport::with_client(
+                &base,
+                http.clone(),
+            )),
+            token.clone(),
+            deploygraph_client::RetryPolicy::default(),
+        );
+        (
+            Arc::new(crate::canary_watch::ServerRecords::new(
+                client,
+                stop.clone(),
+            )) as Arc<dyn crate::canary_watch::Records>,
+            canary_hooks.clone(),
+            args.canary_max_analyses,
+            args.canary_rollback,
+        )
+    });
+    let central = Central { http, base, token };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Failure::usage(format!("--listen {}: {e}", args.listen)))?;
@@ -631,7 +657,7 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
         }),
         Arc::clone(&metrics),
         stop.clone(),
-        None,
+        analyses,
     )
     .await?;
     tracing::info!(address = %address, server = %args.server, cluster = %args.cluster, "agent running");

@@ -1,5 +1,8 @@
-//! `serve`'s canary analyses of the rollouts its Kubernetes watcher records, for the workloads
-//! that opt in with annotations.
+//! `serve`'s (and an agent's) canary analyses of the rollouts its Kubernetes watcher records,
+//! for the workloads that opt in with annotations. `serve` records them in its store
+//! ([`StoreRecords`]); `deploygraph agent --prometheus` on its central server through the API
+//! ([`ServerRecords`]), a round whose rollout is still in the agent's spool sent again for up to
+//! a minute.
 //!
 //! **Opting in.** A Deployment or StatefulSet annotated `deploygraph.io/canary-template: NAME`
 //! (a template of `serve --canary-templates`, else a shipped one) has each new rollout the
@@ -61,7 +64,7 @@ use deploygraph_canary::{Selector, Template, Window};
 use deploygraph_k8s::observe::CANARY_ANNOTATION_PREFIX;
 use deploygraph_k8s::rollback::{Helm, Rollbacker, Target as RollbackTarget};
 use deploygraph_k8s::watcher::RolloutStarted;
-use deploygraph_model::{DeploymentStatus, RollbackInput, format_time};
+use deploygraph_model::{CanaryAnalysisInput, DeploymentStatus, RollbackInput, format_time};
 use deploygraph_store::SummaryFilter;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use kube::api::{Api, ListParams};
@@ -83,6 +86,8 @@ const ROLLBACK: &str = "deploygraph.io/canary-rollback";
 
 /// Who the rollbacks `serve` does are recorded as done by.
 pub const BY: &str = "deploygraph serve";
+/// Who the rollbacks an agent does are recorded as done by.
+pub const AGENT_BY: &str = "deploygraph agent";
 
 /// What a final `Fail` does to the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,9 +336,153 @@ fn workload_of(rollout: &RolloutStarted) -> Workload {
     )
 }
 
-/// The analyses `serve` runs for the rollouts its watcher records.
+/// Where the analyses of rollouts are recorded and the service's earlier releases read:
+/// `serve`'s own store ([`StoreRecords`]), or the central server an agent forwards to
+/// ([`ServerRecords`]).
+#[async_trait::async_trait]
+pub trait Records: Send + Sync {
+    /// The service's release summaries `filter` asks for, as JSON (the API's items).
+    async fn release_summaries(
+        &self,
+        filter: &SummaryFilter,
+    ) -> Result<Vec<serde_json::Value>, String>;
+    /// Records one round of an analysis; the analysis' uid.
+    async fn record_analysis(&self, input: CanaryAnalysisInput) -> Result<String, String>;
+    /// Records a rollback.
+    async fn record_rollback(&self, input: RollbackInput) -> Result<(), String>;
+    /// Who a rollback is recorded as done by.
+    fn by(&self) -> &'static str;
+}
+
+/// `serve`: its own store, through the API's handlers.
+pub struct StoreRecords(pub AppState);
+
+#[async_trait::async_trait]
+impl Records for StoreRecords {
+    async fn release_summaries(
+        &self,
+        filter: &SummaryFilter,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let summaries = self
+            .0
+            .store()
+            .release_summaries(filter)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(summaries
+            .iter()
+            .filter_map(|s| serde_json::to_value(s).ok())
+            .collect())
+    }
+
+    async fn record_analysis(&self, input: CanaryAnalysisInput) -> Result<String, String> {
+        deploygraph_api::canary::record(&self.0, input)
+            .await
+            .map(|(_, analysis)| analysis.uid.to_string())
+            .map_err(|e| e.message)
+    }
+
+    async fn record_rollback(&self, input: RollbackInput) -> Result<(), String> {
+        deploygraph_api::rollback::record(&self.0, input)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
+    fn by(&self) -> &'static str {
+        BY
+    }
+}
+
+/// How long an agent keeps trying to record a round or a rollback the central server does not
+/// take yet: the rollout it names may still be in the agent's spool (404), or the server
+/// unavailable.
+const RECORD_PATIENCE: Duration = Duration::from_secs(60);
+
+/// `agent`: the central server, over its API with the agent's token.
+pub struct ServerRecords {
+    client: deploygraph_client::Client,
+    stop: CancellationToken,
+}
+
+impl ServerRecords {
+    /// Records through `client`; waiting for the server ends at `stop`.
+    pub fn new(client: deploygraph_client::Client, stop: CancellationToken) -> Self {
+        Self { client, stop }
+    }
+
+    /// `send` until it is taken, refused for good, or [`RECORD_PATIENCE`] has passed: a 404
+    /// (the deployment not delivered yet from the spool) and an unavailable server are tried
+    /// again every 2 s.
+    async fn patiently<T, F, Fut>(&self, send: F) -> Result<T, String>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = Result<T, deploygraph_client::Error>> + Send,
+        T: Send,
+    {
+        let deadline = Instant::now() + RECORD_PATIENCE;
+        loop {
+            let error = match send().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let again = matches!(
+                &error,
+                deploygraph_client::Error::Rejected { status: 404, .. }
+                    | deploygraph_client::Error::Unavailable { .. }
+            );
+            if !again || Instant::now() >= deadline {
+                return Err(error.to_string());
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(error.to_string()),
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Records for ServerRecords {
+    async fn release_summaries(
+        &self,
+        filter: &SummaryFilter,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let page = self
+            .client
+            .release_summaries(
+                &filter.service,
+                &filter.environment,
+                &filter.template,
+                Some(&filter.before),
+                Some(filter.limit),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(page.body["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    async fn record_analysis(&self, input: CanaryAnalysisInput) -> Result<String, String> {
+        let accepted = self
+            .patiently(|| self.client.record_canary_analysis(&input))
+            .await?;
+        Ok(accepted.body["uid"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn record_rollback(&self, input: RollbackInput) -> Result<(), String> {
+        self.patiently(|| self.client.record_rollback(&input))
+            .await
+            .map(|_| ())
+    }
+
+    fn by(&self) -> &'static str {
+        AGENT_BY
+    }
+}
+
+/// The analyses `serve` (or an agent) runs for the rollouts its watcher records.
 pub struct RolloutAnalyses {
-    state: AppState,
+    records: Arc<dyn Records>,
     hooks: HooksConfig,
     client: kube::Client,
     stop: CancellationToken,
@@ -350,12 +499,12 @@ pub struct RolloutAnalyses {
 }
 
 impl RolloutAnalyses {
-    /// Analyses recorded through `state`, querying the hooks' Prometheus with their templates;
-    /// at most `max` at once; all end at `stop`. With `rollbacks_allowed`, a
+    /// Analyses recorded through `records`, querying the hooks' Prometheus with their
+    /// templates; at most `max` at once; all end at `stop`. With `rollbacks_allowed`, a
     /// `deploygraph.io/canary-rollback: true` annotation undoes a failing Deployment
-    /// (`serve --canary-rollback`).
+    /// (`serve --canary-rollback`, `agent --canary-rollback`).
     pub fn new(
-        state: AppState,
+        records: Arc<dyn Records>,
         hooks: HooksConfig,
         client: kube::Client,
         max: usize,
@@ -363,7 +512,7 @@ impl RolloutAnalyses {
         stop: CancellationToken,
     ) -> Self {
         Self {
-            state,
+            records,
             hooks,
             client,
             stop,
@@ -399,7 +548,7 @@ impl RolloutAnalyses {
             plan.rollback = RollbackMode::Off;
         }
         if plan.rollback == RollbackMode::On && !self.rollbacks_allowed {
-            tracing::warn!(%workload, deployment.uid = %deployment, "{ROLLBACK}: true, but serve runs without --canary-rollback: a failing canary's rollback is only planned (dry run)");
+            tracing::warn!(%workload, deployment.uid = %deployment, "{ROLLBACK}: true, but this process runs without --canary-rollback: a failing canary's rollback is only planned (dry run)");
             plan.rollback = RollbackMode::DryRun;
         }
         let Some(prometheus) = self.hooks.prometheus.clone() else {
@@ -488,17 +637,13 @@ impl RolloutAnalyses {
             before: d.started_at,
             limit: HISTORY_RELEASES,
         };
-        let summaries = match self.state.store().release_summaries(&filter).await {
-            Ok(s) => s,
+        let items = match self.records.release_summaries(&filter).await {
+            Ok(items) => items,
             Err(e) => {
                 tracing::warn!(workload = %run.workload, error.message = %e, "the service's release summaries could not be read; judged side by side only");
                 Vec::new()
             }
         };
-        let items: Vec<serde_json::Value> = summaries
-            .iter()
-            .filter_map(|s| serde_json::to_value(s).ok())
-            .collect();
         Some(crate::canary_history::releases_of(&items))
     }
 
@@ -578,12 +723,12 @@ impl RolloutAnalyses {
                 rounds,
                 decision != Decision::Continue,
             );
-            match deploygraph_api::canary::record(&self.state, input).await {
-                Ok((_, analysis)) => {
-                    tracing::info!(workload = %run.workload, canary.uid = %analysis.uid, round = rounds, outcome = crate::canary::outcome_str(verdict.outcome), decision = decision.as_str(), "canary round recorded")
+            match self.records.record_analysis(input).await {
+                Ok(uid) => {
+                    tracing::info!(workload = %run.workload, canary.uid = %uid, round = rounds, outcome = crate::canary::outcome_str(verdict.outcome), decision = decision.as_str(), "canary round recorded")
                 }
                 Err(e) => {
-                    tracing::warn!(workload = %run.workload, deployment.uid = %deployment, round = rounds, error.message = %e.message, "a canary round could not be recorded; the next round records again")
+                    tracing::warn!(workload = %run.workload, deployment.uid = %deployment, round = rounds, error.message = %e, "a canary round could not be recorded; the next round records again")
                 }
             }
             if decision != Decision::Continue {
@@ -634,14 +779,14 @@ impl RolloutAnalyses {
                 .chars()
                 .take(deploygraph_model::rollback::limits::REASON)
                 .collect(),
-            by: BY.to_owned(),
+            by: self.records.by().to_owned(),
             at: format_time(&at),
             target: target.to_string(),
             namespace: Some(run.rollout.namespace.clone()),
             dry_run,
         };
-        if let Err(e) = deploygraph_api::rollback::record(&self.state, input).await {
-            tracing::warn!(workload = %run.workload, deployment.uid = %run.rollout.deployment.uid, error.message = %e.message, "the rollback was done but could not be recorded");
+        if let Err(e) = self.records.record_rollback(input).await {
+            tracing::warn!(workload = %run.workload, deployment.uid = %run.rollout.deployment.uid, error.message = %e, "the rollback was done but could not be recorded");
         }
     }
 

@@ -615,6 +615,28 @@ pub struct AgentArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub listen: SocketAddr,
+    /// Prometheus' base URL, as the cluster's own Prometheus: rollouts of workloads annotated
+    /// `deploygraph.io/canary-template` are analysed by the agent against it, and each round
+    /// and rollback recorded on the central server.
+    #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Directory of analysis templates (NAME.yaml) the annotations may name, besides the
+    /// shipped ones (a file here wins over a shipped template of the same name).
+    #[arg(long, env = "DEPLOYGRAPH_CANARY_TEMPLATES", value_name = "DIR")]
+    pub canary_templates: Option<PathBuf>,
+    /// Most canary analyses of watched rollouts running at once.
+    #[arg(
+        long,
+        env = "DEPLOYGRAPH_CANARY_MAX_ANALYSES",
+        value_name = "N",
+        default_value_t = 32
+    )]
+    pub canary_max_analyses: usize,
+    /// Let `deploygraph.io/canary-rollback: true` undo a watched Deployment whose canary fails
+    /// (as `serve --canary-rollback`); without it such a rollback is only planned and recorded
+    /// as a dry run.
+    #[arg(long, env = "DEPLOYGRAPH_CANARY_ROLLBACK")]
+    pub canary_rollback: bool,
     #[command(flatten)]
     pub watch: WatchArgs,
 }

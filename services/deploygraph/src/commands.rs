@@ -451,8 +451,8 @@ fn mesh_config(
 /// Starts the Kubernetes watcher: it campaigns for the Lease and records rollouts (and edits of
 /// the ConfigMaps, Secrets and HPAs workloads use) while it leads.
 ///
-/// With `analyses` (the API's state, its canary hooks, the most analyses at once and whether
-/// they may roll back), new
+/// With `analyses` (where they are recorded, the canary hooks, the most analyses at once and
+/// whether they may roll back), new
 /// rollouts of workloads with canary annotations are analysed ([`crate::canary_watch`]).
 /// Starts the workload watcher (and the Helm watcher with `--watch-helm`) under Lease
 /// election, recording into `store`: the store itself (`serve`) or the agent's spool.
@@ -462,7 +462,12 @@ pub(crate) async fn start_watcher(
     store: Arc<dyn deploygraph_k8s::sink::RecordSink>,
     metrics: Arc<deploygraph_api::metrics::Metrics>,
     stop: CancellationToken,
-    analyses: Option<(AppState, deploygraph_api::canary::HooksConfig, usize, bool)>,
+    analyses: Option<(
+        Arc<dyn crate::canary_watch::Records>,
+        deploygraph_api::canary::HooksConfig,
+        usize,
+        bool,
+    )>,
 ) -> Result<(), Failure> {
     use deploygraph_k8s::helm_watch::HelmWatcher;
     use deploygraph_k8s::leader::LeaseConfig;
@@ -502,9 +507,9 @@ pub(crate) async fn start_watcher(
     tracing::info!(identity = %identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "Kubernetes watcher campaigning for the lease");
     let watch_client = client.clone();
     let (namespaces, watch_helm) = (args.namespaces.clone(), args.watch_helm);
-    let analyses = analyses.map(|(state, hooks, max, rollbacks)| {
+    let analyses = analyses.map(|(records, hooks, max, rollbacks)| {
         Arc::new(crate::canary_watch::RolloutAnalyses::new(
-            state,
+            records,
             hooks,
             client.clone(),
             max,
@@ -828,7 +833,8 @@ async fn serve(args: ServeArgs) -> Outcome {
     if args.watch.watch_kubernetes {
         let analyses = canary_hooks.prometheus.is_some().then(|| {
             (
-                state.clone(),
+                Arc::new(crate::canary_watch::StoreRecords(state.clone()))
+                    as Arc<dyn crate::canary_watch::Records>,
                 canary_hooks.clone(),
                 args.canary_max_analyses,
                 args.canary_rollback,

@@ -114,6 +114,16 @@ impl HttpTransport {
             http,
         })
     }
+
+    /// A transport to the server at `base` through `http`, a client configured by the caller
+    /// (the agent's: its own certificate authorities and timeouts).
+    #[must_use]
+    pub fn with_client(base: &str, http: reqwest::Client) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        }
+    }
 }
 
 #[async_trait]

@@ -381,8 +381,8 @@ impl WorkloadWatcher {
         self
     }
 
-    /// Calls `f` once for each new rollout (recorded as created) of a workload with canary
-    /// annotations, after it is stored.
+    /// Calls `f` once for each new rollout (recorded as created, or queued for the store under
+    /// a new uid) of a workload with canary annotations, after it is stored or queued.
     #[must_use]
     pub fn on_rollout(mut self, f: impl Fn(RolloutStarted) + Send + Sync + 'static) -> Self {
         self.on_rollout = Some(Box::new(f));
@@ -815,9 +815,18 @@ impl WorkloadWatcher {
         if let Some(f) = &self.on_recorded {
             f(&deployment, kind);
         }
-        if kind == RecordKind::Created
-            && let (Some(f), Some(started)) = (&self.on_rollout, started)
-        {
+        // A new rollout: created in the store, or queued for it (an agent's spool) under a
+        // uid this watcher has not seen for the workload (an update of the same rollout is
+        // queued too, and must not start its analysis again).
+        let new = match kind {
+            RecordKind::Created => true,
+            RecordKind::Queued => self
+                .known
+                .get(&key)
+                .is_none_or(|k| k.last.uid != deployment.uid),
+            _ => false,
+        };
+        if new && let (Some(f), Some(started)) = (&self.on_rollout, started) {
             f(started);
         }
         match self.known.entry(key.clone()) {

@@ -1,8 +1,8 @@
 //! `serve`'s (and an agent's) canary analyses of the rollouts its Kubernetes watcher records,
 //! for the workloads that opt in with annotations. `serve` records them in its store
 //! ([`StoreRecords`]); `deploygraph agent --prometheus` on its central server through the API
-//! ([`ServerRecords`]), a round whose rollout is still in the agent's spool sent again for up to
-//! a minute.
+//! ([`ServerRecords`]), a final round or a rollback whose rollout is still in the agent's spool
+//! sent again for up to a minute.
 //!
 //! **Opting in.** A Deployment or StatefulSet annotated `deploygraph.io/canary-template: NAME`
 //! (a template of `serve --canary-templates`, else a shipped one) has each new rollout the
@@ -394,9 +394,9 @@ impl Records for StoreRecords {
     }
 }
 
-/// How long an agent keeps trying to record a round or a rollback the central server does not
-/// take yet: the rollout it names may still be in the agent's spool (404), or the server
-/// unavailable.
+/// How long an agent keeps trying to record a final round or a rollback the central server does
+/// not take yet: the rollout it names may still be in the agent's spool (404), or the server
+/// unavailable. Earlier rounds are sent once (the next round records again).
 const RECORD_PATIENCE: Duration = Duration::from_secs(60);
 
 /// `agent`: the central server, over its API with the agent's token.
@@ -463,9 +463,17 @@ impl Records for ServerRecords {
     }
 
     async fn record_analysis(&self, input: CanaryAnalysisInput) -> Result<String, String> {
-        let accepted = self
-            .patiently(|| self.client.record_canary_analysis(&input))
-            .await?;
+        // A round before the final one is recorded again by the next; only the final one is
+        // worth waiting for.
+        let accepted = if input.final_round {
+            self.patiently(|| self.client.record_canary_analysis(&input))
+                .await?
+        } else {
+            self.client
+                .record_canary_analysis(&input)
+                .await
+                .map_err(|e| e.to_string())?
+        };
         Ok(accepted.body["uid"].as_str().unwrap_or_default().to_owned())
     }
 

@@ -57,6 +57,47 @@ fn replica_set(owner: &Deployment, revision: u32, hash: &str, replicas: i32) -> 
     .unwrap()
 }
 
+/// A track with 10 % errors.
+fn spiking() -> Track {
+    Track {
+        ok: 180.0,
+        errors: 20.0,
+        ..Track::healthy()
+    }
+}
+
+/// The scrape target serving each version's series under its `pod_template_hash`.
+fn versions(prometheus: &str, sides: Vec<(String, Track)>) -> Target {
+    Target::serve(prometheus, move |t| {
+        let mut body = String::new();
+        for (hash, track) in &sides {
+            track_exposition(
+                &mut body,
+                &format!("pod_template_hash=\"{hash}\""),
+                track,
+                t,
+            );
+        }
+        body
+    })
+}
+
+/// A new namespace named from `prefix`.
+fn namespace(runtime: &tokio::runtime::Runtime, client: &kube::Client, prefix: &str) -> String {
+    let ns = unique(prefix);
+    runtime.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+    ns
+}
+
 /// The uid of `service`'s first recorded rollout (the one the test made).
 fn first_rollout(server: &Server, service: &str) -> Option<String> {
     let listed = get_json(&format!("{}/v1/deployments?service={service}", server.url)).1;
@@ -102,46 +143,20 @@ fn serve_analyses_the_rollouts_of_annotated_workloads() {
         format!("{id}-u1"),
         format!("{id}-u2"),
     );
-    let _target = {
-        let spiking = Track {
-            ok: 180.0,
-            errors: 20.0,
-            ..Track::healthy()
-        };
-        let sides = [
+    let _target = versions(
+        &prometheus,
+        vec![
             (spike_old.clone(), Track::healthy()),
-            (spike_new.clone(), spiking),
+            (spike_new.clone(), spiking()),
             (ok_old.clone(), Track::healthy()),
             (ok_new.clone(), Track::healthy()),
             (undo_old.clone(), Track::healthy()),
-            (undo_new.clone(), spiking),
-        ];
-        Target::serve(&prometheus, move |t| {
-            let mut body = String::new();
-            for (hash, track) in &sides {
-                track_exposition(
-                    &mut body,
-                    &format!("pod_template_hash=\"{hash}\""),
-                    track,
-                    t,
-                );
-            }
-            body
-        })
-    };
+            (undo_new.clone(), spiking()),
+        ],
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(deploygraph_k8s::testing::client());
-    let ns = unique("e2e-canary-watch");
-    runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
-    });
+    let ns = namespace(&runtime, &client, "e2e-canary-watch");
     let kubeconfig = kubeconfig();
     let server = Server::start(
         &sqlite_uri(),
@@ -360,44 +375,18 @@ fn an_agent_analyses_its_clusters_rollouts_and_records_them_centrally() {
         format!("{id}-h1"),
         format!("{id}-h2"),
     );
-    let _target = {
-        let spiking = Track {
-            ok: 180.0,
-            errors: 20.0,
-            ..Track::healthy()
-        };
-        let sides = [
+    let _target = versions(
+        &prometheus,
+        vec![
             (spike_old.clone(), Track::healthy()),
-            (spike_new.clone(), spiking),
+            (spike_new.clone(), spiking()),
             (ok_old.clone(), Track::healthy()),
             (ok_new.clone(), Track::healthy()),
-        ];
-        Target::serve(&prometheus, move |t| {
-            let mut body = String::new();
-            for (hash, track) in &sides {
-                track_exposition(
-                    &mut body,
-                    &format!("pod_template_hash=\"{hash}\""),
-                    track,
-                    t,
-                );
-            }
-            body
-        })
-    };
+        ],
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(deploygraph_k8s::testing::client());
-    let ns = unique("e2e-agent-canary");
-    runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
-    });
+    let ns = namespace(&runtime, &client, "e2e-agent-canary");
     const TOKEN: &str = "agent-canary-token";
     let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
     let (kubeconfig, spool, log) = (

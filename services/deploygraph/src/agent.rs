@@ -603,14 +603,7 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
         delivered: Notify::new(),
         metrics: agent_metrics,
     });
-    let canary_hooks = deploygraph_api::canary::HooksConfig::new(
-        args.prometheus.as_deref(),
-        args.canary_templates.clone(),
-    )
-    .map_err(|e| Failure::usage(format!("--prometheus / --canary-templates: {e}")))?;
-    if args.canary_max_analyses == 0 {
-        return Err(Failure::usage("--canary-max-analyses: must be at least 1"));
-    }
+    let canary_hooks = crate::commands::canary_config(args.prometheus.as_deref(), &args.canary)?;
     let http = http_client(&args)?;
     let base = args.server.trim_end_matches('/').to_owned();
     let stop = CancellationToken::new();
@@ -630,8 +623,8 @@ pub async fn run(args: AgentArgs) -> Result<(), Failure> {
                 stop.clone(),
             )) as Arc<dyn crate::canary_watch::Records>,
             canary_hooks.clone(),
-            args.canary_max_analyses,
-            args.canary_rollback,
+            args.canary.canary_max_analyses,
+            args.canary.canary_rollback,
         )
     });
     let central = Central { http, base, token };

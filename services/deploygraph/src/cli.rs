@@ -620,11 +620,24 @@ pub struct AgentArgs {
     /// and rollback recorded on the central server.
     #[arg(long, env = "DEPLOYGRAPH_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus: Option<String>,
-    /// Directory of analysis templates (NAME.yaml) the annotations may name, besides the
-    /// shipped ones (a file here wins over a shipped template of the same name).
+    #[command(flatten)]
+    pub canary: CanaryWatchArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// The canary templates and the analyses of watched rollouts, for `serve` and `agent`.
+#[derive(Debug, Args)]
+pub struct CanaryWatchArgs {
+    /// Directory of analysis templates (NAME.yaml) the canary hooks and the
+    /// `deploygraph.io/canary-template` annotations may name, besides the shipped ones (a file
+    /// here wins over a shipped template of the same name). Every file is checked at start-up;
+    /// files are re-read on each use.
     #[arg(long, env = "DEPLOYGRAPH_CANARY_TEMPLATES", value_name = "DIR")]
     pub canary_templates: Option<PathBuf>,
-    /// Most canary analyses of watched rollouts running at once.
+    /// Most canary analyses of watched rollouts running at once (with --watch-kubernetes and
+    /// --prometheus, workloads annotated `deploygraph.io/canary-template` have their rollouts
+    /// analysed); a rollout beyond them is not analysed, with a warning.
     #[arg(
         long,
         env = "DEPLOYGRAPH_CANARY_MAX_ANALYSES",
@@ -633,12 +646,11 @@ pub struct AgentArgs {
     )]
     pub canary_max_analyses: usize,
     /// Let `deploygraph.io/canary-rollback: true` undo a watched Deployment whose canary fails
-    /// (as `serve --canary-rollback`); without it such a rollback is only planned and recorded
-    /// as a dry run.
+    /// (its previous ReplicaSet's template, as `kubectl rollout undo`); without it such a
+    /// rollback is only planned and recorded as a dry run. The watcher's service account then
+    /// needs `patch` on `deployments`.
     #[arg(long, env = "DEPLOYGRAPH_CANARY_ROLLBACK")]
     pub canary_rollback: bool,
-    #[command(flatten)]
-    pub watch: WatchArgs,
 }
 
 #[derive(Debug, Args)]
@@ -823,27 +835,8 @@ pub struct ServeArgs {
         value_parser = service_health_query
     )]
     pub service_health_query: Option<String>,
-    /// Directory of analysis templates (NAME.yaml) the canary hooks may name, besides the
-    /// shipped ones (a file here wins over a shipped template of the same name). Every file is
-    /// checked at start-up; files are re-read on each request.
-    #[arg(long, env = "DEPLOYGRAPH_CANARY_TEMPLATES", value_name = "DIR")]
-    pub canary_templates: Option<PathBuf>,
-    /// Most canary analyses of watched rollouts running at once (with --watch-kubernetes and
-    /// --prometheus, workloads annotated `deploygraph.io/canary-template` have their rollouts
-    /// analysed); a rollout beyond them is not analysed, with a warning.
-    #[arg(
-        long,
-        env = "DEPLOYGRAPH_CANARY_MAX_ANALYSES",
-        value_name = "N",
-        default_value_t = 32
-    )]
-    pub canary_max_analyses: usize,
-    /// Let `deploygraph.io/canary-rollback: true` undo a watched Deployment whose canary fails
-    /// (its previous ReplicaSet's template, as `kubectl rollout undo`); without it such a
-    /// rollback is only planned and recorded as a dry run. The watcher's service account then
-    /// needs `patch` on `deployments`.
-    #[arg(long, env = "DEPLOYGRAPH_CANARY_ROLLBACK")]
-    pub canary_rollback: bool,
+    #[command(flatten)]
+    pub canary: CanaryWatchArgs,
     #[command(flatten)]
     pub attribution: AttributionArgs,
     /// Alert labels tried in order for the service name (comma-separated).

@@ -571,6 +571,24 @@ pub(crate) async fn start_watcher(
     Ok(())
 }
 
+/// The canary hooks' Prometheus and templates (`serve`, `agent`), checked; the watched
+/// rollouts' analyses need at least one slot.
+///
+/// # Errors
+/// Exit 2 for a bad Prometheus URL, templates directory or `--canary-max-analyses`.
+pub(crate) fn canary_config(
+    prometheus: Option<&str>,
+    args: &crate::cli::CanaryWatchArgs,
+) -> Result<deploygraph_api::canary::HooksConfig, Failure> {
+    let hooks =
+        deploygraph_api::canary::HooksConfig::new(prometheus, args.canary_templates.clone())
+            .map_err(|e| Failure::usage(format!("--prometheus / --canary-templates: {e}")))?;
+    if args.canary_max_analyses == 0 {
+        return Err(Failure::usage("--canary-max-analyses: must be at least 1"));
+    }
+    Ok(hooks)
+}
+
 /// Refuses to serve anonymous writes beyond this host unless told to (exit 2).
 fn check_exposure(
     listen: std::net::SocketAddr,
@@ -706,14 +724,7 @@ async fn serve(args: ServeArgs) -> Outcome {
         None => deploygraph_model::Cluster::default(),
     };
     let mesh = mesh_config(&args, &cluster)?;
-    let canary_hooks = deploygraph_api::canary::HooksConfig::new(
-        args.prometheus.as_deref(),
-        args.canary_templates.clone(),
-    )
-    .map_err(|e| Failure::usage(format!("--prometheus / --canary-templates: {e}")))?;
-    if args.canary_max_analyses == 0 {
-        return Err(Failure::usage("--canary-max-analyses: must be at least 1"));
-    }
+    let canary_hooks = canary_config(args.prometheus.as_deref(), &args.canary)?;
     let admission = admission_config(&args)?;
     let store = open_store(&args.store).await?;
     // A migration that cannot apply fails start-up; an unreachable store is waited for.
@@ -836,8 +847,8 @@ async fn serve(args: ServeArgs) -> Outcome {
                 Arc::new(crate::canary_watch::StoreRecords(state.clone()))
                     as Arc<dyn crate::canary_watch::Records>,
                 canary_hooks.clone(),
-                args.canary_max_analyses,
-                args.canary_rollback,
+                args.canary.canary_max_analyses,
+                args.canary.canary_rollback,
             )
         });
         start_watcher(

@@ -4,10 +4,9 @@
 //! killed with SIGKILL in the middle of delivering its spool loses nothing and doubles nothing
 //! after its restart.
 
-use crate::support::{bin, free_port, temp_path, unique};
+use crate::support::{bin, create_namespace, free_port, temp_path, unique};
 use deploygraph_probe::testing::{Ca, leaf};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -24,13 +23,13 @@ fn kubeconfig() -> String {
 }
 
 /// A child process with its log, killed on drop.
-struct Process {
+pub(crate) struct Process {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Process {
-    fn spawn(args: &[&str]) -> Self {
+    pub(crate) fn spawn(args: &[&str]) -> Self {
         let log = temp_path("agent-e2e.log");
         let child = Command::new(bin())
             .args(args)
@@ -45,7 +44,7 @@ impl Process {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -278,15 +277,8 @@ fn assert_each_once(port: u16, tls: &Tls, service: &str, last: u32, logs: &str) 
 fn setup(runtime: &tokio::runtime::Runtime, service: &str) -> (String, Api<Deployment>) {
     let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique("e2e-agent");
+    create_namespace(runtime, &client, &ns, json!({}));
     runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
         let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         api.create(
             &PostParams::default(),

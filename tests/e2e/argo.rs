@@ -8,8 +8,8 @@
 
 use crate::alerts::{env_url, require_ready};
 use crate::canary::{Target, Track, track_exposition, wait_for_selector};
-use crate::support::{Server, http, sqlite_uri, unique};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use crate::support::{Server, create_namespace, http, sqlite_uri, unique};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -148,15 +148,8 @@ fn argo_rollouts_analysis_runs_follow_the_judges_verdict() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique("e2e-argo");
+    create_namespace(&runtime, &client, &ns, json!({}));
     runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
         secrets
             .create(

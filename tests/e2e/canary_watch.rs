@@ -6,12 +6,12 @@
 
 use crate::alerts::{env_url, require_ready};
 use crate::canary::{Target, Track, track_exposition, wait_for_selector};
-use crate::support::{Server, bin, free_port, get_json, sqlite_uri, temp_path, unique};
+use crate::support::{
+    Server, create_namespace, free_port, get_json, sqlite_uri, temp_path, unique,
+};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn kubeconfig() -> String {
@@ -82,22 +82,6 @@ fn versions(prometheus: &str, sides: Vec<(String, Track)>) -> Target {
     })
 }
 
-/// A new namespace named from `prefix`.
-fn namespace(runtime: &tokio::runtime::Runtime, client: &kube::Client, prefix: &str) -> String {
-    let ns = unique(prefix);
-    runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
-    });
-    ns
-}
-
 /// The uid of `service`'s first recorded rollout (the one the test made).
 fn first_rollout(server: &Server, service: &str) -> Option<String> {
     let listed = get_json(&format!("{}/v1/deployments?service={service}", server.url)).1;
@@ -108,10 +92,16 @@ fn first_rollout(server: &Server, service: &str) -> Option<String> {
         .and_then(|d| d["uid"].as_str().map(str::to_owned))
 }
 
-/// Waits (at most 60 s) until `check` holds of `GET /v1/deployments/{uid}/canary` of
-/// `service`'s first rollout (its newest analysis is `analyses[0]`); that answer.
-fn until_analysis(server: &Server, service: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Waits (at most 90 s) until `check` holds of `GET /v1/deployments/{uid}/canary` of
+/// `service`'s first rollout (its newest analysis is `analyses[0]`); that answer. `logs` says
+/// what the analysing processes logged, when it does not.
+fn until_analysis(
+    server: &Server,
+    service: &str,
+    check: impl Fn(&Value) -> bool,
+    logs: &dyn Fn() -> String,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = Value::Null;
     loop {
         if let Some(uid) = first_rollout(server, service) {
@@ -122,10 +112,35 @@ fn until_analysis(server: &Server, service: &str, check: impl Fn(&Value) -> bool
         }
         assert!(
             Instant::now() < deadline,
-            "no such analysis of {service} within 60 s; last answer {last}; log:\n{}",
-            server.logs()
+            "no such analysis of {service} within 90 s; last answer {last}; log:\n{}",
+            logs()
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Creates `app`'s Deployment with `annotations` and the two ReplicaSets its controller would
+/// (no controller manager runs here): the previous version `old` still runs one Pod beside
+/// the new one, `new`.
+async fn roll_out(
+    deployments: &Api<Deployment>,
+    replica_sets: &Api<ReplicaSet>,
+    app: &str,
+    annotations: &Value,
+    (old, new): (&str, &str),
+) {
+    let created = deployments
+        .create(&PostParams::default(), &deployment(app, annotations))
+        .await
+        .unwrap();
+    for (revision, hash, replicas) in [(1, old, 1), (2, new, 1)] {
+        replica_sets
+            .create(
+                &PostParams::default(),
+                &replica_set(&created, revision, hash, replicas),
+            )
+            .await
+            .unwrap();
     }
 }
 
@@ -156,7 +171,8 @@ fn serve_analyses_the_rollouts_of_annotated_workloads() {
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(deploygraph_k8s::testing::client());
-    let ns = namespace(&runtime, &client, "e2e-canary-watch");
+    let ns = unique("e2e-canary-watch");
+    create_namespace(&runtime, &client, &ns, json!({}));
     let kubeconfig = kubeconfig();
     let server = Server::start(
         &sqlite_uri(),
@@ -214,20 +230,7 @@ fn serve_analyses_the_rollouts_of_annotated_workloads() {
                 with("deploygraph.io/canary-rollback", "true"),
             ),
         ] {
-            let created = api
-                .create(&PostParams::default(), &deployment(app, &annotations))
-                .await
-                .unwrap();
-            // The previous version still runs one Pod beside the new one.
-            for (revision, hash, replicas) in [(1, old, 1), (2, new, 1)] {
-                replica_sets
-                    .create(
-                        &PostParams::default(),
-                        &replica_set(&created, revision, hash, replicas),
-                    )
-                    .await
-                    .unwrap();
-            }
+            roll_out(&api, &replica_sets, app, &annotations, (old, new)).await;
         }
         // A template that does not exist, and a workload that does not opt in.
         api.create(
@@ -246,9 +249,12 @@ fn serve_analyses_the_rollouts_of_annotated_workloads() {
 
     // The error spike fails against the previous version's Pods, side by side; its rollback
     // is planned and recorded as a dry run, the Deployment is left as it is.
-    let answer = until_analysis(&server, &spike, |c| {
-        c["analyses"][0]["verdict"] == "fail" && c["rollbacks"][0]["dry_run"] == true
-    });
+    let answer = until_analysis(
+        &server,
+        &spike,
+        |c| c["analyses"][0]["verdict"] == "fail" && c["rollbacks"][0]["dry_run"] == true,
+        &|| server.logs(),
+    );
     let failed = &answer["analyses"][0];
     assert_eq!(failed["final"], true, "{answer}");
     assert_eq!(failed["baseline_kind"], "side_by_side", "{failed}");
@@ -287,9 +293,12 @@ fn serve_analyses_the_rollouts_of_annotated_workloads() {
     // recorded and its rollout rolled_back.
     // The rollback is done and recorded before the final round is (a rollback does not wait
     // for the graph), so the answer is awaited with both.
-    let answer = until_analysis(&server, &undone, |c| {
-        c["rollbacks"][0]["dry_run"] == false && c["analyses"][0]["verdict"] == "fail"
-    });
+    let answer = until_analysis(
+        &server,
+        &undone,
+        |c| c["rollbacks"][0]["dry_run"] == false && c["analyses"][0]["verdict"] == "fail",
+        &|| server.logs(),
+    );
     assert_eq!(answer["analyses"][0]["final"], true, "{answer}");
     assert_eq!(image(&undone), format!("registry.local/{undone}:1.0"));
     let uid = first_rollout(&server, &undone).unwrap();
@@ -313,9 +322,12 @@ fn serve_analyses_the_rollouts_of_annotated_workloads() {
     // The healthy canary passes for good once a whole window lies within its analysis (an
     // earlier round may already read `pass`, not final: on a loaded machine its first round
     // can find a window's data).
-    let passed = until_analysis(&server, &healthy, |c| {
-        c["analyses"][0]["verdict"] == "pass" && c["analyses"][0]["final"] == true
-    });
+    let passed = until_analysis(
+        &server,
+        &healthy,
+        |c| c["analyses"][0]["verdict"] == "pass" && c["analyses"][0]["final"] == true,
+        &|| server.logs(),
+    );
     let passed = &passed["analyses"][0];
     assert_eq!(passed["baseline_kind"], "side_by_side", "{passed}");
     assert!(passed["analyses"].as_u64().unwrap() >= 2, "{passed}");
@@ -386,44 +398,35 @@ fn an_agent_analyses_its_clusters_rollouts_and_records_them_centrally() {
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(deploygraph_k8s::testing::client());
-    let ns = namespace(&runtime, &client, "e2e-agent-canary");
+    let ns = unique("e2e-agent-canary");
+    create_namespace(&runtime, &client, &ns, json!({}));
     const TOKEN: &str = "agent-canary-token";
     let server = Server::start(&sqlite_uri(), &["--token", TOKEN]);
-    let (kubeconfig, spool, log) = (
-        kubeconfig(),
-        temp_path("agent-spool"),
-        temp_path("agent-canary.log"),
-    );
+    let (kubeconfig, spool) = (kubeconfig(), temp_path("agent-spool"));
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut agent = Command::new(bin())
-        .args([
-            "agent",
-            "--server",
-            &server.url,
-            "--token",
-            TOKEN,
-            "--cluster",
-            "agent-canary",
-            "--spool-dir",
-            spool.to_str().unwrap(),
-            "--listen",
-            &listen,
-            "--prometheus",
-            &prometheus,
-            "--watch-kubernetes",
-            "--watch-kubeconfig",
-            &kubeconfig,
-            "--watch-namespace",
-            &ns,
-            "--lease-namespace",
-            &ns,
-        ])
-        .env_remove("DEPLOYGRAPH_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let agent_logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let agent = crate::agent::Process::spawn(&[
+        "agent",
+        "--server",
+        &server.url,
+        "--token",
+        TOKEN,
+        "--cluster",
+        "agent-canary",
+        "--spool-dir",
+        spool.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--prometheus",
+        &prometheus,
+        "--watch-kubernetes",
+        "--watch-kubeconfig",
+        &kubeconfig,
+        "--watch-namespace",
+        &ns,
+        "--lease-namespace",
+        &ns,
+    ]);
+    let agent_logs = || agent.logs();
     wait_for_selector(&prometheus, &format!("pod_template_hash=\"{spike_new}\""));
     wait_for_selector(&prometheus, &format!("pod_template_hash=\"{ok_old}\""));
     let annotations = json!({
@@ -441,19 +444,7 @@ fn an_agent_analyses_its_clusters_rollouts_and_records_them_centrally() {
             (&spike, &spike_old, &spike_new),
             (&healthy, &ok_old, &ok_new),
         ] {
-            let created = api
-                .create(&PostParams::default(), &deployment(app, &annotations))
-                .await
-                .unwrap();
-            for (revision, hash, replicas) in [(1, old, 1), (2, new, 1)] {
-                replica_sets
-                    .create(
-                        &PostParams::default(),
-                        &replica_set(&created, revision, hash, replicas),
-                    )
-                    .await
-                    .unwrap();
-            }
+            roll_out(&api, &replica_sets, app, &annotations, (old, new)).await;
         }
     });
     // While the healthy canary is analysed, its Deployment becomes available: the watcher
@@ -484,29 +475,14 @@ fn an_agent_analyses_its_clusters_rollouts_and_records_them_centrally() {
         .await
         .unwrap();
     });
-    let wait = |service: &str, check: &dyn Fn(&Value) -> bool| -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut last = Value::Null;
-        loop {
-            if let Some(uid) = first_rollout(&server, service) {
-                last = get_json(&format!("{}/v1/deployments/{uid}/canary", server.url)).1;
-                if check(&last) {
-                    return last;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such analysis of {service} within 90 s; last answer {last}; agent log:\n{}\ncentral log:\n{}",
-                agent_logs(),
-                server.logs()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    };
+    let logs = || format!("agent:\n{}\ncentral:\n{}", agent_logs(), server.logs());
     // The spike fails side by side; its rollback is planned and recorded, by the agent.
-    let answer = wait(&spike, &|c| {
-        c["analyses"][0]["verdict"] == "fail" && c["rollbacks"][0]["dry_run"] == true
-    });
+    let answer = until_analysis(
+        &server,
+        &spike,
+        |c| c["analyses"][0]["verdict"] == "fail" && c["rollbacks"][0]["dry_run"] == true,
+        &logs,
+    );
     let failed = &answer["analyses"][0];
     assert_eq!(failed["final"], true, "{answer}");
     assert_eq!(failed["baseline_kind"], "side_by_side", "{failed}");
@@ -525,9 +501,12 @@ fn an_agent_analyses_its_clusters_rollouts_and_records_them_centrally() {
         "{answer}"
     );
     // The healthy canary passes for good.
-    let passed = wait(&healthy, &|c| {
-        c["analyses"][0]["verdict"] == "pass" && c["analyses"][0]["final"] == true
-    });
+    let passed = until_analysis(
+        &server,
+        &healthy,
+        |c| c["analyses"][0]["verdict"] == "pass" && c["analyses"][0]["final"] == true,
+        &logs,
+    );
     assert_eq!(
         passed["analyses"][0]["baseline_kind"], "side_by_side",
         "{passed}"
@@ -545,6 +524,4 @@ fn an_agent_analyses_its_clusters_rollouts_and_records_them_centrally() {
     }
     assert_eq!(started(&healthy), 1, "{}", agent_logs());
     assert_eq!(started(&spike), 1, "{}", agent_logs());
-    let _ = agent.kill();
-    let _ = agent.wait();
 }

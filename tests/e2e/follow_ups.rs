@@ -4,11 +4,11 @@
 //! ConfigMap edit the watcher records.
 
 use crate::support::{
-    Server, digest, run, settled_suspects, sqlite_uri, stderr, stdout, temp_path, unique,
+    Server, create_namespace, digest, run, settled_suspects, sqlite_uri, stderr, stdout, temp_path,
+    unique,
 };
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -164,16 +164,7 @@ pub(crate) fn watching_server_with(
 ) -> (kube::Client, String, Server) {
     let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique(prefix);
-    runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
-    });
+    create_namespace(runtime, &client, &ns, json!({}));
     let kubeconfig = std::env::var("KUBECONFIG_TEST")
         .expect("KUBECONFIG_TEST is not set: run through scripts/test (scripts/services up kube)");
     let mut args = vec![

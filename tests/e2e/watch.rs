@@ -2,9 +2,8 @@
 //! Kubernetes API shows up in the HTTP API, its status follows the controller's, and the metric
 //! counts it; so does the edit of a ConfigMap a workload mounts.
 
-use crate::support::{Server, get_json, sqlite_uri, unique};
+use crate::support::{Server, create_namespace, get_json, sqlite_uri, unique};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -32,16 +31,7 @@ fn serve_records_rollouts_it_watches() {
     let client = runtime.block_on(deploygraph_k8s::testing::client());
     let ns = unique("e2e-watch");
     let service = unique("shop");
-    runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
-    });
+    create_namespace(&runtime, &client, &ns, json!({}));
     let kubeconfig = kubeconfig();
     let server = Server::start(
         &sqlite_uri(),

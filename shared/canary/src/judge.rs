@@ -275,23 +275,22 @@ impl Judge {
                         ),
                     );
                 }
-                // Units only against the old version's pods (a history baseline has none).
-                let dispersion = worst
-                    .is_none()
-                    .then(|| inputs.units.get(&metric.name))
-                    .flatten()
-                    .and_then(ratio_dispersion);
+                let dispersion =
+                    side_by_side_units(inputs, metric, worst).and_then(pods::ratio_dispersion);
                 ev.dispersion = dispersion;
                 let (c, b) = match &dispersion {
                     Some(d) => (d.deflate_canary(c), d.deflate_baseline(b)),
                     None => (c, b),
                 };
-                let mut measured =
-                    measure_ratio(ev, metric.direction, *max_increase, c, b, worst, alpha);
-                if let Some(d) = &dispersion {
-                    measured.headline = format!("{}; {}", measured.headline, d.sentence());
-                }
-                Measurement::Tested(measured)
+                Measurement::Tested(measure_ratio(
+                    ev,
+                    metric.direction,
+                    *max_increase,
+                    c,
+                    b,
+                    worst,
+                    alpha,
+                ))
             }
             (
                 MetricSpec::Distribution {
@@ -390,11 +389,8 @@ impl Judge {
                     );
                 }
                 // Units: the share at or above the baseline's judged quantile (the median
-                // without one), per pod, against the old version's pods only.
-                let dispersion = worst
-                    .is_none()
-                    .then(|| inputs.units.get(&metric.name))
-                    .flatten()
+                // without one), per pod.
+                let dispersion = side_by_side_units(inputs, metric, worst)
                     .and_then(|u| tail_dispersion(u, &b, quantile.unwrap_or(0.5)));
                 ev.dispersion = dispersion;
                 let (c, b) = match &dispersion {
@@ -404,7 +400,7 @@ impl Judge {
                     ),
                     _ => (c, b),
                 };
-                let mut measured = measure_distribution(
+                Measurement::Tested(measure_distribution(
                     ev,
                     metric.direction,
                     *allowed_change,
@@ -414,28 +410,24 @@ impl Judge {
                     &b,
                     worst,
                     alpha,
-                );
-                if let Some(d) = &dispersion {
-                    measured.headline = format!("{}; {}", measured.headline, d.sentence());
-                }
-                Measurement::Tested(measured)
+                ))
             }
             _ => end(ev, Outcome::Inconclusive, kind_mismatch("canary")),
         }
     }
 }
 
-/// The ratio units' dispersion ([`crate::units`]).
-pub(crate) fn ratio_dispersion(units: &Units) -> Option<Dispersion> {
-    let counts = |side: &[MetricData]| -> Vec<Counts> {
-        side.iter()
-            .filter_map(|d| match d {
-                MetricData::Ratio(c) => Some(*c),
-                MetricData::Distribution(_) => None,
-            })
-            .collect()
-    };
-    pods::dispersion(&counts(&units.canary), &counts(&units.baseline))
+/// The metric's units, when it is judged against the old version's pods (`worst` is `None`:
+/// a history baseline's releases have no units).
+fn side_by_side_units<'a>(
+    inputs: &'a Inputs,
+    metric: &Metric,
+    worst: Option<(f64, f64)>,
+) -> Option<&'a Units> {
+    worst
+        .is_none()
+        .then(|| inputs.units.get(&metric.name))
+        .flatten()
 }
 
 /// The histogram units' dispersion of the share at or above the bucket that holds the
@@ -450,12 +442,7 @@ fn tail_dispersion(units: &Units, baseline: &Prepared, q: f64) -> Option<Dispers
             })
             .filter(|p| p.layout.is_some() && p.layout == baseline.layout)
             .map(|p| Counts {
-                numerator: p
-                    .points
-                    .iter()
-                    .filter(|(v, _)| *v >= threshold)
-                    .map(|(_, n)| n)
-                    .sum(),
+                numerator: at_or_above(&p, threshold),
                 denominator: p.total,
             })
             .collect()
@@ -775,13 +762,7 @@ fn tail_test(c: &Prepared, b: &Prepared, q: f64) -> Option<(OneSided, Counts)> {
         return None;
     }
     let threshold = tail_threshold(b, q)?;
-    let at_or_above = |p: &Prepared| {
-        p.points
-            .iter()
-            .filter(|(v, _)| *v >= threshold)
-            .fold(0_u64, |n, (_, k)| n.saturating_add(*k))
-    };
-    let (x1, x2) = (at_or_above(c), at_or_above(b));
+    let (x1, x2) = (at_or_above(c, threshold), at_or_above(b, threshold));
     let p = stats::fisher_exact(x1, c.total, x2, b.total)
         .unwrap_or_else(|| stats::z_test(x1, c.total, x2, b.total).1);
     Some((
@@ -791,6 +772,14 @@ fn tail_test(c: &Prepared, b: &Prepared, q: f64) -> Option<(OneSided, Counts)> {
             denominator: x2,
         },
     ))
+}
+
+/// The observations of `p` at or above `threshold`.
+fn at_or_above(p: &Prepared, threshold: f64) -> u64 {
+    p.points
+        .iter()
+        .filter(|(v, _)| *v >= threshold)
+        .fold(0_u64, |n, (_, k)| n.saturating_add(*k))
 }
 
 /// The baseline's point (for a histogram, its bucket) that holds its `q`; `None` without
@@ -847,7 +836,11 @@ fn decide(m: Measured, alpha: f64, family: usize) -> MetricEvidence {
         ),
     };
     ev.outcome = outcome;
-    ev.rule = format!("{}: {reason}", m.headline);
+    // What the pods' dispersion did is part of the measurement's description.
+    ev.rule = match &ev.dispersion {
+        Some(d) => format!("{}; {}: {reason}", m.headline, d.sentence()),
+        None => format!("{}: {reason}", m.headline),
+    };
     ev
 }
 

@@ -699,15 +699,17 @@ impl Prometheus {
             let b = self
                 .side(metric, Side::Baseline, baseline, since, at, &mut ran)
                 .await?;
+            let (c, c_units) = c.map(|d| (d.data, d.units)).unzip();
+            let (b, b_units) = b.map(|d| (d.data, d.units)).unzip();
             let units = metric.unit_label.is_some().then(|| Units {
-                canary: c.as_ref().map(|d| d.units.clone()).unwrap_or_default(),
-                baseline: b.as_ref().map(|d| d.units.clone()).unwrap_or_default(),
+                canary: c_units.unwrap_or_default(),
+                baseline: b_units.unwrap_or_default(),
             });
             if let Some(mut evidence) = sequential::test(
                 metric,
                 since,
-                c.as_ref().map(|d| &d.data),
-                b.as_ref().map(|d| &d.data),
+                c.as_ref(),
+                b.as_ref(),
                 units.as_ref(),
                 sequential::ALPHA,
             ) {

@@ -235,7 +235,7 @@ pub fn test(
             ),
         );
     }
-    ev.dispersion = units.and_then(crate::judge::ratio_dispersion);
+    ev.dispersion = units.and_then(crate::units::ratio_dispersion);
     let (tested_c, tested_b) = match &ev.dispersion {
         Some(d) => (d.deflate_canary(c), d.deflate_baseline(b)),
         None => (c, b),

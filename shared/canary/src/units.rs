@@ -30,7 +30,7 @@
 //! Only side-by-side baselines use units (earlier releases keep one summary each), and only
 //! ratio metrics and histogram distributions (a samples query has no per-pod counts).
 
-use crate::inputs::Counts;
+use crate::inputs::{Counts, MetricData, Units};
 use crate::stats::normal_quantile;
 use serde::Serialize;
 
@@ -119,6 +119,21 @@ pub fn chi_square_upper(df: f64, level: f64) -> f64 {
     let z = normal_quantile(1.0 - level);
     let a = 2.0 / (9.0 * df);
     df * (1.0 - a + z * a.sqrt()).powi(3).max(0.0)
+}
+
+/// The dispersion of a ratio metric's units (its counts per pod on each side; data of the
+/// other kind is left out).
+#[must_use]
+pub fn ratio_dispersion(units: &Units) -> Option<Dispersion> {
+    let counts = |side: &[MetricData]| -> Vec<Counts> {
+        side.iter()
+            .filter_map(|d| match d {
+                MetricData::Ratio(c) => Some(*c),
+                MetricData::Distribution(_) => None,
+            })
+            .collect()
+    };
+    dispersion(&counts(&units.canary), &counts(&units.baseline))
 }
 
 /// The dispersion of the units of both sides (each unit's events over its trials); `None` when
